@@ -1,0 +1,1 @@
+"""HTTP API (twisted.web): agents, admin, reports, campaigns, /metrics."""

@@ -1,0 +1,127 @@
+"""Agent API: log in/out, ready, pause with reason, skills; live agent and queue state (wallboard).
+
+    POST /agents/{id}/login   {"ready": true}        POST /agents/{id}/logout
+    POST /agents/{id}/ready                           POST /agents/{id}/pause {"reason": "lunch"}
+    PUT  /agents/{id}/skills  {"sales": 7, "vi": 10}
+    GET  /agents   GET /agents/{id}   GET /queues   GET /queues/{name}   GET /wallboard
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import redis
+
+from callcenter.api.http import HttpError, Request
+from callcenter.api.http import Router as HttpRouter
+from callcenter.routing import wallboard
+from callcenter.routing.router import Router as RoutingRouter
+from callcenter.routing.router import RoutingError
+from callcenter.routing.rules import PAUSE_REASONS
+
+
+def _body(req: Request) -> dict[str, Any]:
+    body = req.json()
+    if not isinstance(body, dict):
+        raise HttpError(400, "request body must be a JSON object")
+    return body
+
+
+def install_routes(router: HttpRouter, rt: RoutingRouter, sync_client: redis.Redis | None = None) -> None:
+    """``sync_client`` serves the wallboard reads (shared with the metrics collector); by default one is
+    made from the router's connection settings."""
+    holder: dict[str, redis.Redis] = {}
+
+    def client() -> redis.Redis:
+        if sync_client is not None:
+            return sync_client
+        if "c" not in holder:
+            kw = rt.redis.connection_pool.connection_kwargs
+            holder["c"] = redis.Redis(connection_pool=redis.ConnectionPool(
+                connection_class=_sync_class(rt.redis), **{k: v for k, v in kw.items()
+                                                           if k not in ("retry",)}))
+        return holder["c"]
+
+    async def act(agent_id: str, coro: Any) -> dict[str, Any]:
+        try:
+            state = await coro
+        except RoutingError as exc:
+            status = 404 if "unknown agent" in str(exc) else 409
+            raise HttpError(status, str(exc)) from None
+        info = await rt.agent_info(agent_id)
+        return {"agent": info, "result": state}
+
+    async def login(req: Request) -> Any:
+        body = _body(req)
+        return await act(req.params["id"], rt.agent_login(req.params["id"], bool(body.get("ready", True))))
+
+    async def logout(req: Request) -> Any:
+        return await act(req.params["id"], rt.agent_logout(req.params["id"]))
+
+    async def ready(req: Request) -> Any:
+        return await act(req.params["id"], rt.agent_ready(req.params["id"]))
+
+    async def pause(req: Request) -> Any:
+        reason = _body(req).get("reason", "break")
+        if reason not in PAUSE_REASONS:
+            raise HttpError(400, f"reason must be one of: {', '.join(PAUSE_REASONS)}")
+        return await act(req.params["id"], rt.agent_pause(req.params["id"], reason))
+
+    async def skills(req: Request) -> Any:
+        body = _body(req)
+        body = body.get("skills", body) if isinstance(body.get("skills"), dict) else body
+        for name, level in body.items():
+            if not isinstance(level, int) or isinstance(level, bool) or not 1 <= level <= 10:
+                raise HttpError(400, f"skills.{name}: level must be an integer 1-10")
+        return await act(req.params["id"], rt.set_skills(req.params["id"], body))
+
+    async def list_agents(req: Request) -> Any:
+        return {"agents": await rt.agents()}
+
+    async def get_agent(req: Request) -> Any:
+        info = await rt.agent_info(req.params["id"])
+        if info is None:
+            raise HttpError(404, f"unknown agent {req.params['id']!r}")
+        return info
+
+    async def queues(req: Request) -> Any:
+        stats = await asyncio.to_thread(wallboard.queue_stats, client(), rt.prefix, rt.clock())
+        return {"queues": [s.as_dict() for s in stats]}
+
+    async def queue(req: Request) -> Any:
+        name = req.params["name"]
+        stats = await asyncio.to_thread(wallboard.queue_stats, client(), rt.prefix, rt.clock())
+        for s in stats:
+            if s.queue == name:
+                out = s.as_dict()
+                out["estimated_wait_seconds"] = await rt.estimated_wait(name)
+                return out
+        raise HttpError(404, f"unknown queue {name!r}")
+
+    async def board(req: Request) -> Any:
+        c = client()
+        stats = await asyncio.to_thread(wallboard.queue_stats, c, rt.prefix, rt.clock())
+        states = await asyncio.to_thread(wallboard.agent_states, c, rt.prefix)
+        return {"queues": [s.as_dict() for s in stats], "agents_by_state": states}
+
+    router.add("POST /agents/{id}/login", login)
+    router.add("POST /agents/{id}/logout", logout)
+    router.add("POST /agents/{id}/ready", ready)
+    router.add("POST /agents/{id}/pause", pause)
+    router.add("PUT /agents/{id}/skills", skills)
+    router.add("GET /agents", list_agents)
+    router.add("GET /agents/{id}", get_agent)
+    router.add("GET /queues", queues)
+    router.add("GET /queues/{name}", queue)
+    router.add("GET /wallboard", board)
+
+
+def _sync_class(aclient: Any) -> type:
+    """The sync connection class matching the asyncio client's (TCP or unix socket)."""
+    import redis.asyncio.connection as ac
+
+    if isinstance(aclient.connection_pool.connection_class, type) and issubclass(
+            aclient.connection_pool.connection_class, ac.UnixDomainSocketConnection):
+        return redis.UnixDomainSocketConnection
+    return redis.Connection

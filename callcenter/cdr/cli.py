@@ -1,0 +1,134 @@
+"""``callcenter report`` and ``callcenter cdr-writer``.
+
+    callcenter report --store sqlite:///var/cdr.db --by queue --interval day \\
+        --from 2026-11-01 --to 2026-11-08 --tz +07:00 --format table
+    callcenter cdr-writer --redis redis://127.0.0.1:6379/0 --store postgresql:///cdr
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import sys
+import time
+from typing import Any
+
+from callcenter import logs
+from callcenter.cdr import report
+from callcenter.cdr.store import DIMENSIONS, INTERVALS, ReportParams, StoreUnavailable
+
+DEFAULT_STORE = "sqlite:///var/cdr.db"
+
+
+def add_parser(subparsers: Any) -> None:
+    """Register ``report`` and ``cdr-writer`` on the main CLI's subparsers."""
+    p = subparsers.add_parser("report", help="KPI report from the CDR store (table, CSV, JSON)")
+    p.add_argument("--store", default=os.environ.get("CALLCENTER_CDR_STORE", DEFAULT_STORE),
+                   help="sqlite:///path.db or postgresql://... (env CALLCENTER_CDR_STORE)")
+    p.add_argument("--by", "--kind", dest="by", choices=sorted(DIMENSIONS), default="queue")
+    p.add_argument("--interval", choices=sorted(INTERVALS), default="day")
+    p.add_argument("--from", dest="start", help="YYYY-MM-DD[THH:MM] in --tz, or unix time (default: today)")
+    p.add_argument("--to", dest="end", help="exclusive end (default: now)")
+    p.add_argument("--tz", default="+07:00", help="offset intervals align to (default +07:00, Vietnam)")
+    p.add_argument("--sl", default="20", help="service-level target T in seconds (default 20)")
+    p.add_argument("--sl-queue", action="append", default=[], metavar="QUEUE=SECONDS",
+                   help="per-queue service-level target (repeatable)")
+    p.add_argument("--short-abandon", default="5", help="abandons under this many seconds count apart (default 5)")
+    p.add_argument("--fcr-window", default="7d", help="repeat-contact window for FCR (default 7d)")
+    p.add_argument("--format", choices=report.FORMATS, default="table")
+    p.add_argument("--output", "-o", help="write to this file instead of stdout")
+    p.set_defaults(func=cmd_report)
+
+    w = subparsers.add_parser("cdr-writer", help="move CDRs from the Redis stream into the store")
+    w.add_argument("--redis", default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
+    w.add_argument("--store", default=os.environ.get("CALLCENTER_CDR_STORE", DEFAULT_STORE))
+    w.add_argument("--prefix", default="cc:")
+    w.add_argument("--consumer", default=f"{socket.gethostname()}-{os.getpid()}",
+                   help="consumer name in the group (unique per writer process)")
+    w.add_argument("--batch", type=int, default=500)
+    w.add_argument("--claim-idle", type=float, default=30.0,
+                   help="take over a dead writer's entries after this many idle seconds")
+    w.set_defaults(func=cmd_cdr_writer)
+
+
+def report_params(args: argparse.Namespace) -> ReportParams:
+    tz = report.parse_tz(args.tz)
+    now = time.time()
+    start = report.parse_time(args.start, tz) if args.start else float(((int(now) + tz) // 86400) * 86400 - tz)
+    end = report.parse_time(args.end, tz) if args.end else now
+    if end <= start:
+        raise ValueError("--to must be after --from")
+    return ReportParams(dimension=args.by, interval=args.interval, start=start, end=end,
+                        sl_seconds=report.parse_duration(args.sl), sl_by_queue=report.parse_sl_targets(args.sl_queue),
+                        short_abandon_seconds=report.parse_duration(args.short_abandon),
+                        fcr_window_seconds=report.parse_duration(args.fcr_window), tz_offset_seconds=tz)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from callcenter.cdr.writer import open_store
+
+    try:
+        params = report_params(args)
+        store = open_store(args.store)
+    except (ValueError, StoreUnavailable) as exc:
+        print(f"callcenter report: {exc}", file=sys.stderr)
+        return 2
+    try:
+        text = report.render(report.build(store, params), params, args.format)
+    finally:
+        store.close()
+    if args.output:
+        with open(args.output, "w", encoding="utf-8") as fh:
+            fh.write(text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def cmd_cdr_writer(args: argparse.Namespace) -> int:
+    import redis.asyncio as aioredis
+
+    from callcenter.cdr.writer import CdrWriter, open_store
+
+    logs.configure()
+    log = logs.get("cdr.writer")
+
+    async def main() -> None:
+        store = None
+        while store is None:
+            try:
+                store = open_store(args.store)
+            except StoreUnavailable as exc:
+                log.warning("store not reachable yet; retrying", error=str(exc))
+                await asyncio.sleep(2)
+        client = aioredis.Redis.from_url(args.redis)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(sig, stop.set)
+        writer = CdrWriter(client, store, prefix=args.prefix, consumer=args.consumer, batch=args.batch,
+                           claim_idle=args.claim_idle)
+        try:
+            await writer.run(stop)
+        finally:
+            await client.aclose()
+            store.close()
+
+    asyncio.run(main())
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="callcenter")
+    add_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,80 @@
+"""PostgreSQL: the production store (psycopg 3). Reconnects after an outage; the writer retries."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from callcenter import logs
+from callcenter.cdr.store import SqlStore, StoreUnavailable
+
+log = logs.get("cdr.pg")
+
+
+class PgStore(SqlStore):
+    placeholder = "%s"
+    real_type = "DOUBLE PRECISION"
+    int_type = "INTEGER"
+    bigint_type = "BIGINT"
+
+    def __init__(self, dsn: str, connect_timeout: float = 5.0) -> None:
+        import psycopg  # optional dependency: only the PostgreSQL store needs it
+
+        self._psycopg = psycopg
+        self.dsn = dsn
+        self.connect_timeout = connect_timeout
+        self._conn: Any = None
+        self._lock = threading.RLock()
+        self._in_tx = False
+        with self._lock:
+            self._connect()
+            with self._conn.transaction():
+                for stmt in self.schema():
+                    self._conn.execute(stmt)
+
+    def _connect(self) -> Any:
+        if self._conn is not None and not self._conn.closed:
+            return self._conn
+        try:
+            self._conn = self._psycopg.connect(self.dsn, autocommit=True,
+                                               connect_timeout=max(1, int(self.connect_timeout)))
+        except self._psycopg.OperationalError as exc:
+            self._conn = None
+            raise StoreUnavailable(f"cannot connect to PostgreSQL: {exc}") from exc
+        return self._conn
+
+    def _broken(self, exc: Exception) -> StoreUnavailable:
+        with contextlib.suppress(Exception):
+            if self._conn is not None:
+                self._conn.close()
+        self._conn = None
+        return StoreUnavailable(f"PostgreSQL unavailable: {exc}")
+
+    def _execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        with self._lock:
+            conn = self._connect()
+            try:
+                return conn.execute(sql, params if params else None)
+            except (self._psycopg.OperationalError, self._psycopg.InterfaceError) as exc:
+                raise self._broken(exc) from exc
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        with self._lock:
+            conn = self._connect()
+            try:
+                with conn.transaction():
+                    yield
+            except (self._psycopg.OperationalError, self._psycopg.InterfaceError) as exc:
+                raise self._broken(exc) from exc
+
+    def _floor_div(self, expr: str, size: int) -> str:
+        return f"FLOOR(({expr}) / {size})"
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None

@@ -1,0 +1,167 @@
+"""The records a call leaves behind: one CallRecord per call, one LegRecord per SIP leg,
+and QueueEvents in the spirit of Asterisk's queue_log.
+
+A CallRecord may be sent several times for one call (at answer, at end, after wrap-up). Each
+send carries a ``version``; the store merges field by field and never lets an older version
+overwrite a newer one, so the order in which copies reach the store does not matter.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+# Queue event names (Asterisk queue_log vocabulary, plus the agent session events
+# occupancy needs).
+ENTERQUEUE = "ENTERQUEUE"
+OFFER = "OFFER"                    # an agent's phone is ringing (queue_log: RINGNOANSWER's counterpart)
+CONNECT = "CONNECT"
+RINGNOANSWER = "RINGNOANSWER"
+ABANDON = "ABANDON"
+EXITWITHTIMEOUT = "EXITWITHTIMEOUT"
+EXITEMPTY = "EXITEMPTY"
+CALLBACK = "CALLBACK"
+TRANSFER = "TRANSFER"
+COMPLETECALLER = "COMPLETECALLER"
+COMPLETEAGENT = "COMPLETEAGENT"
+WRAPUPEND = "WRAPUPEND"
+DISPOSITION = "DISPOSITION"
+PAUSE = "PAUSE"
+UNPAUSE = "UNPAUSE"
+AGENTLOGIN = "AGENTLOGIN"
+AGENTLOGOFF = "AGENTLOGOFF"
+EVENTS = frozenset({ENTERQUEUE, OFFER, CONNECT, RINGNOANSWER, ABANDON, EXITWITHTIMEOUT, EXITEMPTY, CALLBACK,
+                    TRANSFER, COMPLETECALLER, COMPLETEAGENT, WRAPUPEND, DISPOSITION, PAUSE, UNPAUSE,
+                    AGENTLOGIN, AGENTLOGOFF})
+
+# CallRecord.outcome values the KPIs understand.
+OUTCOMES = frozenset({"answered", "abandoned", "timeout", "callback", "transferred", "ivr_only", "failed",
+                      "no_answer", "busy", "rejected", "voicemail"})
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def version_now() -> int:
+    """A version stamp: nanoseconds since the epoch. Later snapshots of a call get larger stamps."""
+    return time.time_ns()
+
+
+@dataclass
+class CallRecord:
+    """One per call (inbound or outbound), keyed by call_id."""
+
+    call_id: str
+    direction: str                      # "inbound" | "outbound"
+    caller: str                         # full number: it is the CDR. Never in logs or metric labels.
+    called: str
+    start: float                        # unix timestamps
+    answer: float | None = None
+    end: float | None = None
+    ivr_path: str = ""
+    ivr_digits: str = ""
+    language: str = ""
+    queue: str | None = None
+    enqueue: float | None = None
+    wait_seconds: float | None = None
+    agent_id: str | None = None
+    agent_answer: float | None = None
+    talk_seconds: float | None = None   # agent talk time, hold excluded
+    hold_seconds: float = 0
+    wrapup_seconds: float | None = None
+    hangup_side: str | None = None      # "caller" | "agent" | "system"
+    hangup_cause: str | None = None     # "200 BYE", "486 Busy Here", "worker_crash"
+    disposition: str | None = None
+    resolved: bool | None = None
+    campaign: str | None = None
+    customer_id: str | None = None
+    survey: dict[str, int] = field(default_factory=dict)
+    transferred_to: str | None = None
+    callback: bool = False
+    outcome: str | None = None          # answered/abandoned/timeout/callback/...
+    worker_id: str | None = None
+    version: int = 0                    # 0: the buffer stamps version_now() when sending
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CallRecord:
+        return cls(**_known(cls, data))
+
+
+@dataclass
+class LegRecord:
+    """One SIP leg of a call: the caller's inbound leg, each agent offer, an outbound dial, a callback."""
+
+    leg_id: str
+    call_id: str
+    kind: str                           # "inbound" | "agent_offer" | "outbound" | "callback"
+    uri: str = ""                       # full in the store, masked everywhere else
+    agent_id: str | None = None
+    start: float = 0.0
+    answer: float | None = None
+    end: float | None = None
+    sip_code: int | None = None
+    result: str | None = None           # "answered" | "busy" | "no_answer" | "rejected" | "failed" | ...
+    version: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> LegRecord:
+        return cls(**_known(cls, data))
+
+
+@dataclass
+class QueueEvent:
+    """One line of the queue event log. ``event_id`` makes a re-delivered event a no-op."""
+
+    event_id: str
+    ts: float
+    call_id: str | None
+    queue: str | None
+    agent_id: str | None
+    event: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> QueueEvent:
+        return cls(**_known(cls, data))
+
+    @classmethod
+    def make(cls, event: str, *, call_id: str | None = None, queue: str | None = None,
+             agent_id: str | None = None, ts: float | None = None, **data: Any) -> QueueEvent:
+        return cls(new_id(), time.time() if ts is None else ts, call_id, queue, agent_id, event, dict(data))
+
+
+@dataclass
+class Disposition:
+    """The code an agent sets after the call, and whether the customer's issue was resolved."""
+
+    call_id: str
+    code: str
+    resolved: bool | None
+    ts: float
+    agent_id: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Disposition:
+        return cls(**_known(cls, data))
+
+
+def _known(cls: type, data: dict[str, Any]) -> dict[str, Any]:
+    # Records written by a newer worker may carry fields this one does not know; drop them
+    # rather than refuse the whole record.
+    names = {f.name for f in fields(cls)}
+    return {k: v for k, v in data.items() if k in names}

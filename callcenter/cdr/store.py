@@ -1,0 +1,419 @@
+"""The CDR store: schema, idempotent merging upserts and the KPI aggregate query.
+
+The SQL is shared by SQLite and PostgreSQL (``sqlite_store``/``pg_store`` supply the connection
+and the few dialect differences). The writer delivers every stream entry at least once, so each
+write is idempotent:
+
+* calls and legs are upserted by id and merged field by field: a snapshot with a higher
+  ``version`` wins for the fields it knows; an older snapshot only fills fields still empty. So a
+  late "answered" snapshot never erases the "ended" one, and a replay changes nothing.
+* queue events are inserted by ``event_id`` with ON CONFLICT DO NOTHING.
+* an agent's disposition overwrites the call's code unless a newer disposition is already stored.
+
+FCR needs "did this customer contact this queue again within N days", which is asked of millions
+of rows per report. Each inbound call therefore keeps ``next_contact_ts``: the start of the same
+customer's next call to the same queue, maintained on every upsert (either arrival order works:
+a call takes its successor's start and lowers its predecessor's). The window stays a report-time
+parameter.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from callcenter.cdr.record import CallRecord, Disposition, LegRecord, QueueEvent
+from callcenter.exceptions import CallcenterError
+
+
+class StoreUnavailable(CallcenterError):
+    """The database cannot be reached; the writer keeps the entries and retries."""
+
+
+# (record field, column) for CallRecord; merged by version.
+CALL_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("direction", "direction"), ("caller", "caller"), ("called", "called"), ("start", "start_ts"),
+    ("answer", "answer_ts"), ("end", "end_ts"), ("ivr_path", "ivr_path"), ("ivr_digits", "ivr_digits"),
+    ("language", "language"), ("queue", "queue"), ("enqueue", "enqueue_ts"), ("wait_seconds", "wait_seconds"),
+    ("agent_id", "agent_id"), ("agent_answer", "agent_answer_ts"), ("talk_seconds", "talk_seconds"),
+    ("hold_seconds", "hold_seconds"), ("wrapup_seconds", "wrapup_seconds"), ("hangup_side", "hangup_side"),
+    ("hangup_cause", "hangup_cause"), ("disposition", "disposition"), ("resolved", "resolved"),
+    ("campaign", "campaign"), ("customer_id", "customer_id"), ("survey", "survey"), ("csat", "csat"),
+    ("transferred_to", "transferred_to"), ("callback", "callback"), ("outcome", "outcome"),
+    ("worker_id", "worker_id"),
+)
+LEG_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("call_id", "call_id"), ("kind", "kind"), ("uri", "uri"), ("agent_id", "agent_id"), ("start", "start_ts"),
+    ("answer", "answer_ts"), ("end", "end_ts"), ("sip_code", "sip_code"), ("result", "result"),
+)
+_REAL = "{real}"
+_TEXT = "TEXT"
+_INT = "{int}"
+
+CALL_TYPES = {
+    "start_ts": _REAL, "answer_ts": _REAL, "end_ts": _REAL, "enqueue_ts": _REAL, "wait_seconds": _REAL,
+    "agent_answer_ts": _REAL, "talk_seconds": _REAL, "hold_seconds": _REAL, "wrapup_seconds": _REAL,
+    "resolved": _INT, "csat": _INT, "callback": _INT,
+}
+LEG_TYPES = {"start_ts": _REAL, "answer_ts": _REAL, "end_ts": _REAL, "sip_code": _INT}
+
+SCHEMA = [
+    "CREATE TABLE IF NOT EXISTS cdr_calls (call_id TEXT PRIMARY KEY, "
+    + ", ".join(f"{col} {CALL_TYPES.get(col, _TEXT)}" for _, col in CALL_COLUMNS)
+    + ", cust_key TEXT, next_contact_ts {real}, disp_ts {real}, version {bigint} NOT NULL DEFAULT 0)",
+    "CREATE TABLE IF NOT EXISTS cdr_legs (leg_id TEXT PRIMARY KEY, "
+    + ", ".join(f"{col} {LEG_TYPES.get(col, _TEXT)}" for _, col in LEG_COLUMNS)
+    + ", version {bigint} NOT NULL DEFAULT 0)",
+    "CREATE TABLE IF NOT EXISTS cdr_events (event_id TEXT PRIMARY KEY, ts {real} NOT NULL, call_id TEXT, "
+    "queue TEXT, agent_id TEXT, event TEXT NOT NULL, data TEXT)",
+    "CREATE INDEX IF NOT EXISTS cdr_calls_start ON cdr_calls (start_ts)",
+    "CREATE INDEX IF NOT EXISTS cdr_calls_queue_start ON cdr_calls (queue, start_ts)",
+    "CREATE INDEX IF NOT EXISTS cdr_calls_agent_start ON cdr_calls (agent_id, start_ts)",
+    "CREATE INDEX IF NOT EXISTS cdr_calls_campaign_start ON cdr_calls (campaign, start_ts)",
+    "CREATE INDEX IF NOT EXISTS cdr_calls_contact ON cdr_calls (cust_key, queue, start_ts)",
+    "CREATE INDEX IF NOT EXISTS cdr_legs_call ON cdr_legs (call_id)",
+    "CREATE INDEX IF NOT EXISTS cdr_events_call ON cdr_events (call_id, ts)",
+    "CREATE INDEX IF NOT EXISTS cdr_events_agent ON cdr_events (agent_id, ts)",
+    "CREATE INDEX IF NOT EXISTS cdr_events_ts ON cdr_events (ts)",
+]
+
+_STRING_DEFAULTS = {"ivr_path", "ivr_digits", "language"}
+
+
+def _merge(table: str, col: str) -> str:
+    # The newer snapshot wins for what it knows; an older one only fills holes.
+    return (f"{col} = CASE WHEN excluded.version >= {table}.version "
+            f"THEN COALESCE(excluded.{col}, {table}.{col}) ELSE COALESCE({table}.{col}, excluded.{col}) END")
+
+
+def _call_upsert_sql() -> str:
+    cols = [c for _, c in CALL_COLUMNS]
+    insert_cols = ["call_id", *cols, "cust_key", "version"]
+    sets = []
+    for c in [*cols, "cust_key"]:
+        if c in ("disposition", "resolved"):
+            # An agent's disposition (disp_ts set) outranks the one the worker carried.
+            sets.append(f"{c} = CASE WHEN cdr_calls.disp_ts IS NOT NULL THEN cdr_calls.{c} ELSE "
+                        f"{_merge('cdr_calls', c).split(' = ', 1)[1]} END")
+        else:
+            sets.append(_merge("cdr_calls", c))
+    sets.append("version = CASE WHEN excluded.version > cdr_calls.version THEN excluded.version "
+                "ELSE cdr_calls.version END")
+    return (f"INSERT INTO cdr_calls ({', '.join(insert_cols)}) VALUES ({', '.join('?' * len(insert_cols))}) "
+            f"ON CONFLICT (call_id) DO UPDATE SET {', '.join(sets)}")
+
+
+def _leg_upsert_sql() -> str:
+    cols = [c for _, c in LEG_COLUMNS]
+    insert_cols = ["leg_id", *cols, "version"]
+    sets = [_merge("cdr_legs", c) for c in cols]
+    sets.append("version = CASE WHEN excluded.version > cdr_legs.version THEN excluded.version "
+                "ELSE cdr_legs.version END")
+    return (f"INSERT INTO cdr_legs ({', '.join(insert_cols)}) VALUES ({', '.join('?' * len(insert_cols))}) "
+            f"ON CONFLICT (leg_id) DO UPDATE SET {', '.join(sets)}")
+
+
+CALL_UPSERT = _call_upsert_sql()
+LEG_UPSERT = _leg_upsert_sql()
+EVENT_INSERT = ("INSERT INTO cdr_events (event_id, ts, call_id, queue, agent_id, event, data) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING")
+DISP_UPSERT = ("INSERT INTO cdr_calls (call_id, disposition, resolved, disp_ts, agent_id, version) "
+               "VALUES (?, ?, ?, ?, ?, 0) ON CONFLICT (call_id) DO UPDATE SET "
+               "disposition = excluded.disposition, resolved = excluded.resolved, disp_ts = excluded.disp_ts, "
+               "agent_id = COALESCE(cdr_calls.agent_id, excluded.agent_id) "
+               "WHERE cdr_calls.disp_ts IS NULL OR excluded.disp_ts >= cdr_calls.disp_ts")
+CONTACT_ROW = "SELECT cust_key, queue, start_ts, direction FROM cdr_calls WHERE call_id = ?"
+NEXT_CONTACT_SELF = ("UPDATE cdr_calls SET next_contact_ts = (SELECT MIN(c2.start_ts) FROM cdr_calls c2 "
+                     "WHERE c2.cust_key = ? AND c2.queue = ? AND c2.start_ts > ? AND c2.direction = 'inbound') "
+                     "WHERE call_id = ?")
+NEXT_CONTACT_PREV = ("UPDATE cdr_calls SET next_contact_ts = ? WHERE call_id = (SELECT c2.call_id FROM cdr_calls c2 "
+                     "WHERE c2.cust_key = ? AND c2.queue = ? AND c2.start_ts < ? AND c2.direction = 'inbound' "
+                     "ORDER BY c2.start_ts DESC LIMIT 1) AND (next_contact_ts IS NULL OR next_contact_ts > ?)")
+
+
+def call_row(rec: CallRecord | dict[str, Any]) -> list[Any]:
+    """Parameters for CALL_UPSERT from a record or its dict (as it travels in the stream)."""
+    d = rec.to_dict() if isinstance(rec, CallRecord) else dict(rec)
+    survey = d.get("survey") or {}
+    d["survey"] = json.dumps(survey, sort_keys=True) if survey else None
+    csat = survey.get("csat") if isinstance(survey, dict) else None
+    d["csat"] = int(csat) if isinstance(csat, (int, float)) and not isinstance(csat, bool) else None
+    for key in ("resolved", "callback"):
+        if d.get(key) is not None:
+            d[key] = int(bool(d[key]))
+    for key in _STRING_DEFAULTS:
+        if d.get(key) == "":
+            d[key] = None
+    cust_key = d.get("customer_id") or d.get("caller") or None
+    if d.get("direction") == "outbound":
+        cust_key = d.get("customer_id") or d.get("called") or None
+    return [d["call_id"], *(d.get(f) for f, _ in CALL_COLUMNS), cust_key, int(d.get("version") or 0)]
+
+
+def leg_row(rec: LegRecord | dict[str, Any]) -> list[Any]:
+    d = rec.to_dict() if isinstance(rec, LegRecord) else dict(rec)
+    return [d["leg_id"], *(d.get(f) for f, _ in LEG_COLUMNS), int(d.get("version") or 0)]
+
+
+def event_row(ev: QueueEvent | dict[str, Any]) -> list[Any]:
+    d = ev.to_dict() if isinstance(ev, QueueEvent) else dict(ev)
+    return [d["event_id"], float(d["ts"]), d.get("call_id"), d.get("queue"), d.get("agent_id"), str(d["event"]),
+            json.dumps(d.get("data") or {}, ensure_ascii=False, sort_keys=True)]
+
+
+def disp_row(disp: Disposition | dict[str, Any]) -> list[Any]:
+    d = disp.to_dict() if isinstance(disp, Disposition) else dict(disp)
+    resolved = d.get("resolved")
+    return [d["call_id"], d.get("code"), None if resolved is None else int(bool(resolved)), float(d["ts"]),
+            d.get("agent_id")]
+
+
+@dataclass(frozen=True)
+class ReportParams:
+    """What a report counts and how. Thresholds are in seconds."""
+
+    dimension: str = "queue"            # "queue" | "agent" | "campaign"
+    interval: str = "day"               # "15m" | "hour" | "day" | "total"
+    start: float = 0.0
+    end: float = float("inf")
+    sl_seconds: float = 20.0            # service level target T, default for every queue
+    sl_by_queue: dict[str, float] = field(default_factory=dict)
+    short_abandon_seconds: float = 5.0
+    fcr_window_seconds: float = 7 * 86400.0
+    tz_offset_seconds: int = 0          # buckets align to local midnight (Vietnam: +25200)
+    csat_satisfied_min: int = 4         # top-2-box on a 1..5 scale
+
+    def __hash__(self) -> int:
+        return hash((self.dimension, self.interval, self.start, self.end))
+
+
+INTERVALS = {"15m": 900, "hour": 3600, "day": 86400, "total": 0}
+DIMENSIONS = {"queue": "queue", "agent": "agent_id", "campaign": "campaign"}
+
+# The per-call facts a KPI is made of (documented with their formulas in docs/KPIS.md).
+_ANSWERED = "agent_answer_ts IS NOT NULL"
+_ABANDONED = ("(agent_answer_ts IS NULL AND (outcome = 'abandoned' OR "
+              "(outcome IS NULL AND hangup_side = 'caller' AND queue IS NOT NULL)))")
+
+AGG_COLUMNS = ("calls", "offered", "answered", "abandoned", "short_abandoned", "answered_in_sl", "timeouts",
+               "callbacks", "transfers", "wait_answered_sum", "wait_abandoned_sum", "max_wait", "talk_sum",
+               "hold_sum", "wrapup_sum", "csat_responses", "csat_sum", "csat_satisfied", "fcr_contacts",
+               "fcr_resolved", "connected")
+
+
+class SqlStore:
+    """Shared logic; subclasses provide ``_conn`` handling and the dialect bits below."""
+
+    placeholder = "?"
+    real_type = "REAL"
+    int_type = "INTEGER"
+    bigint_type = "INTEGER"
+
+    # --- connection hooks -------------------------------------------------------------------------
+    def _execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        raise NotImplementedError
+
+    def _transaction(self) -> Any:
+        raise NotImplementedError
+
+    def _floor_div(self, expr: str, size: int) -> str:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def ping(self) -> bool:
+        try:
+            self._execute("SELECT 1").fetchall()
+            return True
+        except Exception:  # noqa: BLE001 - any failure means "not reachable"
+            return False
+
+    # --- schema ---------------------------------------------------------------------------------
+    def schema(self) -> list[str]:
+        return [s.replace("{real}", self.real_type).replace("{int}", self.int_type)
+                .replace("{bigint}", self.bigint_type) for s in SCHEMA]
+
+    def _sql(self, sql: str) -> str:
+        return sql if self.placeholder == "?" else sql.replace("?", self.placeholder)
+
+    # --- writes ---------------------------------------------------------------------------------
+    def apply(self, batch: Iterable[tuple[str, dict[str, Any]]]) -> int:
+        """Write a batch of (kind, payload) stream entries in one transaction. Idempotent."""
+        n = 0
+        with self._transaction():
+            for kind, payload in batch:
+                self._apply_one(kind, payload)
+                n += 1
+        return n
+
+    def _apply_one(self, kind: str, payload: dict[str, Any]) -> None:
+        if kind == "call":
+            row = call_row(payload)
+            self._execute(self._sql(CALL_UPSERT), row)
+            self._link_contact(row[0])
+        elif kind == "leg":
+            self._execute(self._sql(LEG_UPSERT), leg_row(payload))
+        elif kind == "event":
+            self._execute(self._sql(EVENT_INSERT), event_row(payload))
+        elif kind == "disp":
+            self._execute(self._sql(DISP_UPSERT), disp_row(payload))
+        else:
+            raise ValueError(f"unknown CDR entry kind {kind!r}")
+
+    def _link_contact(self, call_id: str) -> None:
+        row = self._execute(self._sql(CONTACT_ROW), [call_id]).fetchone()
+        if not row:
+            return
+        cust_key, queue, start, direction = row
+        if not cust_key or not queue or start is None or direction != "inbound":
+            return
+        self._execute(self._sql(NEXT_CONTACT_SELF), [cust_key, queue, start, call_id])
+        self._execute(self._sql(NEXT_CONTACT_PREV), [start, cust_key, queue, start, start])
+
+    def put_call(self, rec: CallRecord) -> None:
+        self.apply([("call", rec.to_dict())])
+
+    def put_leg(self, rec: LegRecord) -> None:
+        self.apply([("leg", rec.to_dict())])
+
+    def put_event(self, ev: QueueEvent) -> None:
+        self.apply([("event", ev.to_dict())])
+
+    # --- reads ----------------------------------------------------------------------------------
+    def get_call(self, call_id: str) -> CallRecord | None:
+        rows = self._select_calls("call_id = ?", [call_id], "", None)
+        return rows[0] if rows else None
+
+    def calls(self, since: float | None = None, until: float | None = None, queue: str | None = None,
+              agent_id: str | None = None, campaign: str | None = None, limit: int | None = 10_000) -> list[CallRecord]:
+        where, params = ["start_ts IS NOT NULL"], []
+        for cond, value in (("start_ts >= ?", since), ("start_ts < ?", until), ("queue = ?", queue),
+                            ("agent_id = ?", agent_id), ("campaign = ?", campaign)):
+            if value is not None:
+                where.append(cond)
+                params.append(value)
+        return self._select_calls(" AND ".join(where), params, "ORDER BY start_ts, call_id", limit)
+
+    def _select_calls(self, where: str, params: list[Any], order: str, limit: int | None) -> list[CallRecord]:
+        cols = ["call_id", *(c for _, c in CALL_COLUMNS), "version"]
+        sql = f"SELECT {', '.join(cols)} FROM cdr_calls WHERE {where} {order}"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        out = []
+        for row in self._execute(self._sql(sql), params).fetchall():
+            d = dict(zip(cols, row, strict=True))
+            rec: dict[str, Any] = {"call_id": d["call_id"], "version": d["version"]}
+            for f, c in CALL_COLUMNS:
+                rec[f] = d[c]
+            rec["survey"] = json.loads(rec["survey"]) if rec["survey"] else {}
+            rec.pop("csat")
+            for key in _STRING_DEFAULTS:
+                rec[key] = rec[key] or ""
+            rec["resolved"] = None if rec["resolved"] is None else bool(rec["resolved"])
+            rec["callback"] = bool(rec["callback"])
+            rec["hold_seconds"] = rec["hold_seconds"] or 0
+            rec["direction"] = rec["direction"] or ""
+            rec["caller"] = rec["caller"] or ""
+            rec["called"] = rec["called"] or ""
+            out.append(CallRecord.from_dict(rec))
+        return out
+
+    def legs(self, call_id: str) -> list[LegRecord]:
+        cols = ["leg_id", *(c for _, c in LEG_COLUMNS), "version"]
+        sql = f"SELECT {', '.join(cols)} FROM cdr_legs WHERE call_id = ? ORDER BY start_ts, leg_id"
+        out = []
+        for row in self._execute(self._sql(sql), [call_id]).fetchall():
+            d = dict(zip(cols, row, strict=True))
+            rec = {"leg_id": d["leg_id"], "version": d["version"], **{f: d[c] for f, c in LEG_COLUMNS}}
+            rec["uri"] = rec["uri"] or ""
+            out.append(LegRecord.from_dict(rec))
+        return out
+
+    def events(self, call_id: str | None = None, *, agent_id: str | None = None, since: float | None = None,
+               until: float | None = None, kinds: Sequence[str] | None = None) -> list[QueueEvent]:
+        where, params = ["1 = 1"], []
+        for cond, value in (("call_id = ?", call_id), ("agent_id = ?", agent_id), ("ts >= ?", since),
+                            ("ts < ?", until)):
+            if value is not None:
+                where.append(cond)
+                params.append(value)
+        if kinds:
+            where.append(f"event IN ({', '.join('?' * len(kinds))})")
+            params.extend(kinds)
+        sql = (f"SELECT event_id, ts, call_id, queue, agent_id, event, data FROM cdr_events "
+               f"WHERE {' AND '.join(where)} ORDER BY ts, event_id")
+        return [QueueEvent(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6]) if r[6] else {})
+                for r in self._execute(self._sql(sql), params).fetchall()]
+
+    def counts(self) -> dict[str, int]:
+        return {t: int(self._execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0])
+                for t in ("cdr_calls", "cdr_legs", "cdr_events")}
+
+    # --- KPI aggregate --------------------------------------------------------------------------
+    def aggregate(self, p: ReportParams) -> list[dict[str, Any]]:
+        """One row of additive sums per (bucket, dimension key): the inputs of every KPI formula."""
+        if p.dimension not in DIMENSIONS:
+            raise ValueError(f"unknown report dimension {p.dimension!r}; expected one of {sorted(DIMENSIONS)}")
+        if p.interval not in INTERVALS:
+            raise ValueError(f"unknown interval {p.interval!r}; expected one of {sorted(INTERVALS)}")
+        dim = DIMENSIONS[p.dimension]
+        size = INTERVALS[p.interval]
+        off = int(p.tz_offset_seconds)
+        bucket = "0" if not size else f"({self._floor_div(f'start_ts + {off}', size)} * {size} - {off})"
+        params: list[Any] = []
+        sl_expr = repr(float(p.sl_seconds))
+        if p.sl_by_queue:
+            whens = []
+            for q, t in sorted(p.sl_by_queue.items()):
+                whens.append(f"WHEN ? THEN {float(t)!r}")
+                params.append(q)
+            sl_expr = f"(CASE queue {' '.join(whens)} ELSE {float(p.sl_seconds)!r} END)"
+        short = float(p.short_abandon_seconds)
+        window = float(p.fcr_window_seconds)
+        csat_min = int(p.csat_satisfied_min)
+        offered = "queue IS NOT NULL"
+        sql = f"""
+SELECT {bucket} AS bucket, {dim} AS k,
+  COUNT(*) AS calls,
+  SUM(CASE WHEN {offered} THEN 1 ELSE 0 END) AS offered,
+  SUM(CASE WHEN {_ANSWERED} THEN 1 ELSE 0 END) AS answered,
+  SUM(CASE WHEN {_ABANDONED} THEN 1 ELSE 0 END) AS abandoned,
+  SUM(CASE WHEN {_ABANDONED} AND COALESCE(wait_seconds, 0) < {short!r} THEN 1 ELSE 0 END) AS short_abandoned,
+  SUM(CASE WHEN {_ANSWERED} AND COALESCE(wait_seconds, 0) <= {sl_expr} THEN 1 ELSE 0 END) AS answered_in_sl,
+  SUM(CASE WHEN outcome = 'timeout' THEN 1 ELSE 0 END) AS timeouts,
+  SUM(CASE WHEN callback = 1 OR outcome = 'callback' THEN 1 ELSE 0 END) AS callbacks,
+  SUM(CASE WHEN transferred_to IS NOT NULL THEN 1 ELSE 0 END) AS transfers,
+  SUM(CASE WHEN {_ANSWERED} THEN COALESCE(wait_seconds, 0) ELSE 0 END) AS wait_answered_sum,
+  SUM(CASE WHEN {_ABANDONED} THEN COALESCE(wait_seconds, 0) ELSE 0 END) AS wait_abandoned_sum,
+  MAX(CASE WHEN {offered} THEN wait_seconds END) AS max_wait,
+  SUM(CASE WHEN {_ANSWERED} THEN COALESCE(talk_seconds, 0) ELSE 0 END) AS talk_sum,
+  SUM(CASE WHEN {_ANSWERED} THEN COALESCE(hold_seconds, 0) ELSE 0 END) AS hold_sum,
+  SUM(CASE WHEN {_ANSWERED} THEN COALESCE(wrapup_seconds, 0) ELSE 0 END) AS wrapup_sum,
+  COUNT(csat) AS csat_responses,
+  SUM(COALESCE(csat, 0)) AS csat_sum,
+  SUM(CASE WHEN csat >= {csat_min} THEN 1 ELSE 0 END) AS csat_satisfied,
+  SUM(CASE WHEN {_ANSWERED} AND direction = 'inbound' AND queue IS NOT NULL THEN 1 ELSE 0 END) AS fcr_contacts,
+  SUM(CASE WHEN {_ANSWERED} AND direction = 'inbound' AND queue IS NOT NULL AND COALESCE(resolved, 1) = 1
+      AND (next_contact_ts IS NULL OR next_contact_ts > start_ts + {window!r}) THEN 1 ELSE 0 END) AS fcr_resolved,
+  SUM(CASE WHEN answer_ts IS NOT NULL THEN 1 ELSE 0 END) AS connected
+FROM cdr_calls
+WHERE start_ts >= ? AND start_ts < ? AND {dim} IS NOT NULL
+GROUP BY 1, 2
+ORDER BY 1, 2"""
+        params += [float(p.start), min(float(p.end), 1e15)]
+        rows = self._execute(self._sql(sql), params).fetchall()
+        out = []
+        for r in rows:
+            d = {"bucket": float(r[0]) if size else None, "key": r[1]}
+            for name, v in zip(AGG_COLUMNS, r[2:], strict=True):
+                d[name] = float(v) if v is not None else (None if name == "max_wait" else 0.0)
+            out.append(d)
+        return out
+
+    def handle_by_agent(self, p: ReportParams) -> dict[tuple[float | None, str], float]:
+        """Handle time (talk + hold + wrap-up) per (bucket, agent), by agent-answer time."""
+        rows = self.aggregate(ReportParams(**{**p.__dict__, "dimension": "agent"}))
+        return {(r["bucket"], r["key"]): r["talk_sum"] + r["hold_sum"] + r["wrapup_sum"] for r in rows}

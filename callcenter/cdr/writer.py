@@ -1,0 +1,205 @@
+"""Moves records from the Redis stream into the store: at least once, idempotently.
+
+Delivery: the writer reads through a consumer group, writes a batch in one store transaction,
+and only then XACKs (and XDELs) the entries. A store outage leaves them pending for this consumer;
+the writer re-reads its own pending entries first on the next round, so nothing is lost. If a
+writer dies with entries pending, another writer takes them over with XAUTOCLAIM once they have
+been idle for ``claim_idle`` seconds. Since the store upserts by id and merges by version, the
+same entry written twice changes nothing: no duplicates.
+
+An entry the store refuses on its own merit (malformed JSON, a value the schema rejects) goes to
+a dead-letter stream so one bad record never blocks the pipeline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError, ResponseError
+
+from callcenter import logs, metrics
+from callcenter.cdr import keys
+from callcenter.cdr.store import SqlStore, StoreUnavailable
+
+log = logs.get("cdr.writer")
+
+Store = SqlStore
+
+
+def open_store(url: str) -> SqlStore:
+    """``sqlite:///relative.db``, ``sqlite:////abs/path.db``, ``sqlite://:memory:`` or ``postgresql://...``."""
+    if url.startswith("sqlite://"):
+        from callcenter.cdr.sqlite_store import SqliteStore
+
+        path = url[len("sqlite://"):]
+        if path.startswith("/"):
+            path = path[1:] or ":memory:"
+        return SqliteStore(path or ":memory:")
+    if url.startswith(("postgresql://", "postgres://")):
+        from callcenter.cdr.pg_store import PgStore
+
+        return PgStore(url)
+    raise ValueError(f"unsupported CDR store URL {url.split(':', 1)[0]!r}: use sqlite:///path.db or postgresql://...")
+
+
+def _decode(fields: dict[Any, Any]) -> tuple[str, dict[str, Any]]:
+    def s(v: Any) -> str:
+        return v.decode() if isinstance(v, bytes) else str(v)
+
+    f = {s(k): s(v) for k, v in fields.items()}
+    kind = f.get("t", "")
+    payload = json.loads(f["d"])
+    if not isinstance(payload, dict):
+        raise ValueError("payload is not an object")
+    return kind, payload
+
+
+class CdrWriter:
+    def __init__(self, redis_async: aioredis.Redis, store: SqlStore, prefix: str = "cc:",
+                 consumer: str = "writer-1", batch: int = 500, block_ms: int = 1000,
+                 claim_idle: float = 30.0, retry_delay: float = 1.0) -> None:
+        self.redis = redis_async
+        self.store = store
+        self.prefix = prefix
+        self.stream = keys.stream(prefix)
+        self.dead = keys.dead_letters(prefix)
+        self.consumer = consumer
+        self.batch = batch
+        self.block_ms = block_ms
+        self.claim_idle = claim_idle
+        self.retry_delay = retry_delay
+        self._group_ready = False
+        self._claim_cursor = "0-0"
+        self.written = 0
+
+    async def ensure_group(self) -> None:
+        if self._group_ready:
+            return
+        try:
+            await self.redis.xgroup_create(self.stream, keys.GROUP, id="0", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+        self._group_ready = True
+
+    async def _read(self, block: int | None) -> list[tuple[Any, dict[Any, Any]]]:
+        # 1. our own pending entries (a store outage left them unacknowledged)
+        resp = await self.redis.xreadgroup(keys.GROUP, self.consumer, {self.stream: "0"}, count=self.batch)
+        entries = resp[0][1] if resp else []
+        gone = [i for i, f in entries if not f]
+        if gone:
+            # Entries deleted while pending come back without fields; nothing left to write.
+            await self.redis.xack(self.stream, keys.GROUP, *gone)
+        entries = [(i, f) for i, f in entries if f]
+        if entries:
+            return entries
+        # 2. entries of a writer that died holding them
+        claimed = await self.redis.xautoclaim(self.stream, keys.GROUP, self.consumer,
+                                              int(self.claim_idle * 1000), self._claim_cursor, count=self.batch)
+        self._claim_cursor = claimed[0].decode() if isinstance(claimed[0], bytes) else str(claimed[0])
+        entries = [(i, f) for i, f in claimed[1] if f]
+        if entries:
+            log.info("claimed entries of a stalled writer", count=len(entries))
+            return entries
+        # 3. new entries
+        resp = await self.redis.xreadgroup(keys.GROUP, self.consumer, {self.stream: ">"}, count=self.batch,
+                                           block=block)
+        return resp[0][1] if resp else []
+
+    async def drain_once(self, block: int | None = None) -> int:
+        """Move one batch. Returns how many entries were committed (0: nothing to do).
+
+        Raises StoreUnavailable if the store is down (entries stay pending and are retried)."""
+        await self.ensure_group()
+        entries = await self._read(block)
+        if not entries:
+            return 0
+        good: list[tuple[str, dict[str, Any]]] = []
+        good_ids: list[Any] = []
+        bad: list[tuple[Any, dict[Any, Any], str]] = []
+        for entry_id, fields in entries:
+            try:
+                good.append(_decode(fields))
+                good_ids.append(entry_id)
+            except (ValueError, KeyError, UnicodeDecodeError) as exc:
+                bad.append((entry_id, fields, f"undecodable entry: {exc}"))
+        if good:
+            try:
+                await asyncio.to_thread(self.store.apply, good)
+            except StoreUnavailable:
+                metrics.CDR_WRITE_ERRORS_TOTAL.labels(reason="store_unavailable").inc()
+                raise
+            except Exception as exc:  # noqa: BLE001 - a bad record must not stop the pipeline
+                log.warning("batch refused by the store; writing entries one by one", error=str(exc))
+                good, good_ids, refused = await self._one_by_one(good, good_ids)
+                bad.extend(refused)
+        for entry_id, fields, reason in bad:
+            metrics.CDR_WRITE_ERRORS_TOTAL.labels(reason="rejected").inc()
+            log.error("CDR entry rejected; moved to dead letters", entry=str(entry_id), reason=reason)
+            await self.redis.xadd(self.dead, {**fields, "reason": reason, "entry": entry_id})
+        ids = good_ids + [b[0] for b in bad]
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.xack(self.stream, keys.GROUP, *ids)
+            pipe.xdel(self.stream, *ids)
+            await pipe.execute()
+        for kind, _ in good:
+            metrics.CDR_WRITTEN_TOTAL.labels(kind=kind).inc()
+        self.written += len(good)
+        return len(ids)
+
+    async def _one_by_one(self, good: list[tuple[str, dict[str, Any]]], ids: list[Any]
+                          ) -> tuple[list[tuple[str, dict[str, Any]]], list[Any], list[tuple[Any, dict[Any, Any], str]]]:
+        ok, ok_ids, refused = [], [], []
+        for (kind, payload), entry_id in zip(good, ids, strict=True):
+            try:
+                await asyncio.to_thread(self.store.apply, [(kind, payload)])
+            except StoreUnavailable:
+                raise
+            except Exception as exc:  # noqa: BLE001
+                refused.append((entry_id, {"t": kind, "d": json.dumps(payload, ensure_ascii=False)}, str(exc)))
+                continue
+            ok.append((kind, payload))
+            ok_ids.append(entry_id)
+        return ok, ok_ids, refused
+
+    async def run(self, stop_event: asyncio.Event) -> None:
+        """Drain until ``stop_event`` is set; survives store and Redis outages with a retry delay."""
+        log.info("cdr writer started", consumer=self.consumer)
+        last_lag_log = 0.0
+        while not stop_event.is_set():
+            try:
+                n = await self.drain_once(block=self.block_ms)
+            except StoreUnavailable as exc:
+                now = time.monotonic()
+                if now - last_lag_log > 30:
+                    log.warning("CDR store unavailable; records wait in the Redis stream", error=str(exc))
+                    last_lag_log = now
+                await self._sleep(stop_event, self.retry_delay)
+                continue
+            except (RedisError, OSError) as exc:
+                self._group_ready = False
+                log.warning("cdr writer cannot reach redis", error=str(exc))
+                await self._sleep(stop_event, self.retry_delay)
+                continue
+            except Exception:  # noqa: BLE001 - the writer is a long-lived task; it logs and goes on
+                log.exception("cdr writer round failed")
+                await self._sleep(stop_event, self.retry_delay)
+                continue
+            if n == 0 and self.block_ms == 0:
+                await self._sleep(stop_event, 0.05)
+        log.info("cdr writer stopped", consumer=self.consumer, written=self.written)
+
+    @staticmethod
+    async def _sleep(stop_event: asyncio.Event, seconds: float) -> None:
+        try:
+            await asyncio.wait_for(stop_event.wait(), seconds)
+        except TimeoutError:
+            pass
+
+    async def backlog(self) -> int:
+        """Entries not yet in the store (new plus pending)."""
+        return int(await self.redis.xlen(self.stream))

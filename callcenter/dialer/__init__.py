@@ -1,0 +1,1 @@
+"""The outbound dialer: campaigns, list upload, compliance, pacing, the dial loop."""

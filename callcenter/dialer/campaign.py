@@ -1,0 +1,332 @@
+"""Campaign model: one YAML file per campaign in ``campaigns/*.yaml``, validated into frozen dataclasses.
+
+Compliance rules are data (:class:`CompliancePolicy`), started from a named preset and editable
+key by key in the campaign file, so legal can review one diff instead of code.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from callcenter import yamlsrc
+from callcenter.exceptions import ConfigError
+from callcenter.yamlsrc import Located
+
+CAMPAIGN_TYPES = ("telesales", "debt_reminder", "survey")
+DIAL_MODES = ("preview", "progressive", "predictive", "agentless")
+OUTCOMES = ("answered_human", "answered_machine", "busy", "no_answer", "rejected", "invalid", "failed",
+            "unknown", "abandoned")
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+@dataclass(frozen=True)
+class CompliancePolicy:
+    """The calling rules one campaign must never break. Times are the callee's local time."""
+
+    preset: str
+    calling_hours: tuple[tuple[dt.time, dt.time], ...]
+    weekdays: frozenset[int]                 # 0 = Monday
+    holidays: frozenset[dt.date]
+    cap_group: str                           # campaigns sharing a group share the per-number cap
+    max_calls_per_number: int                # 0 = no cap
+    cap_window: float                        # seconds, rolling
+    max_abandon_rate: float                  # over abandon_window_days (TCPA: 3% over 30 days)
+    max_abandon_rate_24h: float
+    abandon_window_days: int = 30
+    abandon_grace: float = 2.0               # answered call must reach an agent within this (TCPA 2 s)
+
+
+_ALL_DAYS = frozenset(range(7))
+PRESETS: dict[str, CompliancePolicy] = {
+    # Decree 91/2020/ND-CP art. 12: advertising calls 08:00-17:00 daily, at most 1 call per number
+    # per 24 h, never to numbers on the do-not-call register. The decree says "daily" (no weekend
+    # ban); operators who want to skip weekends/holidays set `weekdays`/`holidays` in the campaign.
+    "vn_advertising": CompliancePolicy("vn_advertising", ((dt.time(8), dt.time(17)),), _ALL_DAYS, frozenset(),
+                                       "vn_advertising", 1, 86400.0, 0.03, 0.03),
+    # SBV Circular 18/2019/TT-NHNN (amending 43/2016): consumer-finance debt reminders at most
+    # 5 times a day, only 07:00-21:00. "A day" is enforced as a rolling 24 h (stricter).
+    "vn_debt_collection": CompliancePolicy("vn_debt_collection", ((dt.time(7), dt.time(21)),), _ALL_DAYS,
+                                           frozenset(), "vn_debt_collection", 5, 86400.0, 0.03, 0.03),
+    # TCPA 47 CFR 64.1200: 08:00-21:00 callee local time; abandonment <= 3% per campaign over 30 days;
+    # abandoned calls get an identification message within 2 s.
+    "us_tcpa": CompliancePolicy("us_tcpa", ((dt.time(8), dt.time(21)),), _ALL_DAYS, frozenset(),
+                                "us_tcpa", 0, 86400.0, 0.03, 0.05),
+}
+DEFAULT_PRESET = {"telesales": "vn_advertising", "debt_reminder": "vn_debt_collection",
+                  "survey": "vn_advertising"}
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_attempts: int
+    delays: Mapping[str, float]              # outcome -> seconds until the next attempt
+
+    def delay(self, outcome: str) -> float | None:
+        return self.delays.get(outcome)
+
+
+DEFAULT_RETRY = {"busy": 15 * 60.0, "no_answer": 2 * 3600.0, "rejected": 4 * 3600.0, "failed": 10 * 60.0,
+                 "unknown": 30 * 60.0, "answered_machine": 4 * 3600.0, "abandoned": 3600.0}
+
+
+@dataclass(frozen=True)
+class Pacing:
+    target_abandon_rate: float = 0.02        # what predictive aims at, below the legal limit
+    initial_answer_rate: float = 0.3         # prior until calls are measured
+    expected_aht: float = 240.0              # seconds, prior for talk + wrap-up
+    wrapup: float = 15.0
+    max_dial_ratio: float = 8.0              # calls in flight per waiting agent, hard ceiling
+    ring_timeout: float = 25.0
+    max_concurrent: int = 200                # calls in flight for agentless campaigns
+
+
+@dataclass(frozen=True)
+class Campaign:
+    id: str
+    name: str
+    type: str
+    dial_mode: str
+    queue: str | None
+    ivr_flow: str | None
+    caller_id: str
+    dial_uri: str                            # template: {number} E.164 without '+', {e164}, {national}
+    time_zone: str
+    region: str
+    compliance: CompliancePolicy
+    retry: RetryPolicy
+    pacing: Pacing
+    amd_enabled: bool = False
+    machine_flow: str | None = None          # IVR flow that leaves a message on a machine; None = hang up
+    abandon_prompt: str | None = None
+    list_columns: tuple[str, ...] = ()
+    source: str = ""
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.time_zone)
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|min|h|d)?\s*$")
+_UNIT = {None: 1.0, "s": 1.0, "ms": 0.001, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration(value: object, loc: Located, path: str) -> float:
+    if isinstance(value, bool):
+        raise loc.error(path, "expected a duration like 30s, 15m, 2h")
+    if isinstance(value, int | float):
+        if value < 0:
+            raise loc.error(path, "duration cannot be negative")
+        return float(value)
+    m = _DURATION.match(str(value))
+    if not m:
+        raise loc.error(path, f"expected a duration like 30s, 15m, 2h, got {value!r}")
+    return float(m.group(1)) * _UNIT[m.group(2)]
+
+
+def _time(value: object, loc: Located, path: str) -> dt.time:
+    if isinstance(value, int) and not isinstance(value, bool):   # YAML reads 08:00 as sexagesimal 480
+        return dt.time(value // 60, value % 60) if value < 24 * 60 else _bad_time(value, loc, path)
+    m = re.fullmatch(r"(\d{1,2}):(\d{2})", str(value).strip())
+    if not m or int(m.group(1)) > 24 or int(m.group(2)) > 59:
+        _bad_time(value, loc, path)
+    h, mi = int(m.group(1)), int(m.group(2))  # type: ignore[union-attr]
+    return dt.time.max if h == 24 else dt.time(h, mi)
+
+
+def _bad_time(value: object, loc: Located, path: str) -> dt.time:
+    raise loc.error(path, f"expected a time HH:MM, got {value!r}")
+
+
+class _Reader:
+    """Typed access to one mapping with errors naming file, key and line."""
+
+    def __init__(self, data: Any, loc: Located, path: str, known: tuple[str, ...]) -> None:
+        if not isinstance(data, dict):
+            raise loc.error(path, "expected a mapping")
+        for key in data:
+            if key not in known:
+                raise loc.error(self._p(path, key), f"unknown key (known: {', '.join(known)})")
+        self.data, self.loc, self.path = data, loc, path
+
+    @staticmethod
+    def _p(path: str, key: object) -> str:
+        return f"{path}.{key}" if path else str(key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.data.get(key, default)
+
+    def str(self, key: str, default: str | None = None, choices: tuple[str, ...] | None = None) -> str | None:
+        v = self.data.get(key, default)
+        if v is None:
+            return None
+        if not isinstance(v, str | int) or isinstance(v, bool):
+            raise self.loc.error(self._p(self.path, key), "expected a string")
+        v = str(v)
+        if choices and v not in choices:
+            raise self.loc.error(self._p(self.path, key), f"must be one of {', '.join(choices)}, got {v!r}")
+        return v
+
+    def num(self, key: str, default: float, lo: float, hi: float) -> float:
+        v = self.data.get(key, default)
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            raise self.loc.error(self._p(self.path, key), "expected a number")
+        if not lo <= v <= hi:
+            raise self.loc.error(self._p(self.path, key), f"must be between {lo} and {hi}, got {v}")
+        return float(v)
+
+    def dur(self, key: str, default: float) -> float:
+        return parse_duration(self.data[key], self.loc, self._p(self.path, key)) if key in self.data else default
+
+    def sub(self, key: str, known: tuple[str, ...]) -> _Reader:
+        return _Reader(self.data.get(key) or {}, self.loc, self._p(self.path, key), known)
+
+
+def _compliance(r: _Reader, ctype: str) -> CompliancePolicy:
+    preset_name = r.str("preset", DEFAULT_PRESET[ctype], tuple(PRESETS))
+    base = PRESETS[preset_name]  # type: ignore[index]
+    changes: dict[str, Any] = {}
+    if "calling_hours" in r.data:
+        hours = r.data["calling_hours"]
+        if not isinstance(hours, list) or not hours:
+            raise r.loc.error(r._p(r.path, "calling_hours"), "expected a list like ['08:00-12:00', '13:30-17:00']")
+        windows = []
+        for i, h in enumerate(hours):
+            p = f"{r.path}.calling_hours[{i}]"
+            parts = str(h).split("-")
+            if len(parts) != 2:
+                raise r.loc.error(p, f"expected HH:MM-HH:MM, got {h!r}")
+            a, b = _time(parts[0], r.loc, p), _time(parts[1], r.loc, p)
+            if a >= b:
+                raise r.loc.error(p, "window start must be before its end")
+            windows.append((a, b))
+        changes["calling_hours"] = tuple(windows)
+    if "weekdays" in r.data:
+        days = r.data["weekdays"]
+        if not isinstance(days, list) or any(str(d).lower()[:3] not in WEEKDAYS for d in days):
+            raise r.loc.error(r._p(r.path, "weekdays"), f"expected a list of {', '.join(WEEKDAYS)}")
+        changes["weekdays"] = frozenset(WEEKDAYS.index(str(d).lower()[:3]) for d in days)
+    if "holidays" in r.data:
+        hol = r.data["holidays"]
+        if not isinstance(hol, list) or not all(isinstance(d, dt.date) for d in hol):
+            raise r.loc.error(r._p(r.path, "holidays"), "expected a list of dates YYYY-MM-DD")
+        changes["holidays"] = frozenset(hol)
+    if "cap_group" in r.data:
+        changes["cap_group"] = r.str("cap_group")
+    if "max_calls_per_number" in r.data:
+        changes["max_calls_per_number"] = int(r.num("max_calls_per_number", 0, 0, 1000))
+    if "cap_window" in r.data:
+        changes["cap_window"] = r.dur("cap_window", base.cap_window)
+    if "max_abandon_rate" in r.data:
+        changes["max_abandon_rate"] = r.num("max_abandon_rate", 0.03, 0.0, 1.0)
+    if "max_abandon_rate_24h" in r.data:
+        changes["max_abandon_rate_24h"] = r.num("max_abandon_rate_24h", 0.03, 0.0, 1.0)
+    if "abandon_window_days" in r.data:
+        changes["abandon_window_days"] = int(r.num("abandon_window_days", 30, 1, 366))
+    if "abandon_grace" in r.data:
+        changes["abandon_grace"] = r.dur("abandon_grace", 2.0)
+    return replace(base, **changes)
+
+
+_TOP = ("id", "name", "type", "dial_mode", "queue", "ivr_flow", "caller_id", "dial_uri", "time_zone", "region",
+        "compliance", "attempts", "pacing", "amd", "abandon_prompt", "list_columns", "extra")
+
+
+def parse_campaign(data: Any, loc: Located, default_id: str | None = None) -> Campaign:
+    """Validate one loaded campaign document."""
+    r = _Reader(data, loc, "", _TOP)
+    cid = r.str("id", default_id)
+    if not cid or not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", cid):
+        raise loc.error("id", "campaign id must be 1-64 letters, digits, '_', '-', '.'")
+    ctype = r.str("type", None, CAMPAIGN_TYPES)
+    if ctype is None:
+        raise loc.error("type", f"missing; one of {', '.join(CAMPAIGN_TYPES)}")
+    mode = r.str("dial_mode", "agentless" if ctype == "debt_reminder" else "progressive", DIAL_MODES)
+    queue, flow = r.str("queue"), r.str("ivr_flow")
+    if mode == "agentless" and not flow:
+        raise loc.error("ivr_flow", "agentless campaigns need the IVR flow that takes answered calls")
+    if mode != "agentless" and not queue:
+        raise loc.error("queue", f"{mode} campaigns need the agent queue that takes answered calls")
+    caller_id = r.str("caller_id")
+    if not caller_id or not re.fullmatch(r"\+?[0-9]{3,15}", caller_id):
+        raise loc.error("caller_id", "required: the number shown to callees (digits, optional '+')")
+    tz = r.str("time_zone", "Asia/Ho_Chi_Minh")
+    try:
+        ZoneInfo(tz or "")
+    except (ZoneInfoNotFoundError, ValueError):
+        raise loc.error("time_zone", f"unknown IANA time zone {tz!r}") from None
+    dial_uri = r.str("dial_uri", "sip:{number}@127.0.0.1:5080")
+    if "{" not in (dial_uri or ""):
+        raise loc.error("dial_uri", "template must contain {number}, {e164} or {national}")
+    comp = _compliance(r.sub("compliance", ("preset", "calling_hours", "weekdays", "holidays", "cap_group",
+                                            "max_calls_per_number", "cap_window", "max_abandon_rate",
+                                            "max_abandon_rate_24h", "abandon_window_days", "abandon_grace")), ctype)
+    a = r.sub("attempts", ("max_attempts", "retry"))
+    delays = dict(DEFAULT_RETRY)
+    retry_r = a.sub("retry", OUTCOMES)
+    for outcome in retry_r.data:
+        delays[outcome] = retry_r.dur(outcome, 0.0)
+    retry = RetryPolicy(int(a.num("max_attempts", 3, 1, 100)), delays)
+    p = r.sub("pacing", ("target_abandon_rate", "initial_answer_rate", "expected_aht", "wrapup",
+                         "max_dial_ratio", "ring_timeout", "max_concurrent"))
+    pacing = Pacing(p.num("target_abandon_rate", 0.02, 0.0, 0.5), p.num("initial_answer_rate", 0.3, 0.01, 1.0),
+                    p.dur("expected_aht", 240.0), p.dur("wrapup", 15.0), p.num("max_dial_ratio", 8.0, 1.0, 50.0),
+                    p.dur("ring_timeout", 25.0), int(p.num("max_concurrent", 200, 1, 10000)))
+    if pacing.target_abandon_rate > comp.max_abandon_rate:
+        raise loc.error("pacing.target_abandon_rate",
+                        f"above the compliance limit {comp.max_abandon_rate} of preset {comp.preset}")
+    amd = r.sub("amd", ("enabled", "machine_flow"))
+    cols = r.get("list_columns", [])
+    if not isinstance(cols, list):
+        raise loc.error("list_columns", "expected a list of column names")
+    return Campaign(id=cid, name=r.str("name", cid) or cid, type=ctype, dial_mode=mode, queue=queue, ivr_flow=flow,
+                    caller_id=caller_id, dial_uri=dial_uri or "", time_zone=tz or "Asia/Ho_Chi_Minh",
+                    region=(r.str("region", "VN") or "VN").upper(), compliance=comp, retry=retry, pacing=pacing,
+                    amd_enabled=bool(amd.get("enabled", False)), machine_flow=amd.str("machine_flow"),
+                    abandon_prompt=r.str("abandon_prompt"), list_columns=tuple(str(c) for c in cols),
+                    source=loc.file, extra=dict(r.get("extra") or {}))
+
+
+def load_campaign(path: str | Path) -> Campaign:
+    data, loc = yamlsrc.load(path)
+    return parse_campaign(data, loc, Path(path).stem)
+
+
+def load_campaigns(directory: str | Path) -> dict[str, Campaign]:
+    """Every ``*.yaml`` in the directory; duplicate ids are an error naming both files."""
+    out: dict[str, Campaign] = {}
+    for path in sorted(Path(directory).glob("*.yaml")):
+        c = load_campaign(path)
+        if c.id in out:
+            raise ConfigError(f"campaign id {c.id!r} also defined in {out[c.id].source}", str(path), "id")
+        out[c.id] = c
+    return out
+
+
+def in_calling_window(policy: CompliancePolicy, local: dt.datetime) -> bool:
+    if local.weekday() not in policy.weekdays or local.date() in policy.holidays:
+        return False
+    t = local.time()
+    return any(a <= t < b for a, b in policy.calling_hours)
+
+
+def next_window_open(policy: CompliancePolicy, local: dt.datetime) -> dt.datetime | None:
+    """The first local time >= ``local`` inside the policy's windows (None if none within 400 days)."""
+    day = local.date()
+    for offset in range(400):
+        d = day + dt.timedelta(days=offset)
+        if d.weekday() not in policy.weekdays or d in policy.holidays:
+            continue
+        for a, b in sorted(policy.calling_hours):
+            start = dt.datetime.combine(d, a, local.tzinfo)
+            end = dt.datetime.combine(d, b, local.tzinfo)
+            if offset == 0 and local >= end:
+                continue
+            return max(start, local) if offset == 0 else start
+    return None

@@ -1,0 +1,41 @@
+"""Prompt lists for queue announcements, for the worker's queue loop.
+
+The queue service (not the IVR) plays these while a caller waits, so they live here
+with the other prompt knowledge: names are resolved with :func:`prompts.paths`.
+"""
+
+from __future__ import annotations
+
+from callcenter.ivr.saynumber import say
+
+# Every name below must exist in sounds/<lang>/ (the checker requires them when a flow queues).
+QUEUE_PROMPTS = ("queue/position_is", "queue/caller_number", "queue/estimated_wait", "queue/less_than_minute",
+                 "queue/minutes", "queue/press_1_callback", "queue/callback_confirmed", "queue/all_busy",
+                 "queue/thanks_for_holding")
+SYSTEM_PROMPTS = ("system/sorry_error", "system/goodbye")
+
+
+def position(pos: int, lang: str) -> list[str]:
+    """"Your position in the queue is three" / "Quý khách đang ở vị trí số ba"."""
+    return ["queue/position_is", *say("number", pos, lang)]
+
+
+def caller_number(pos: int, lang: str) -> list[str]:
+    """"You are caller number three"."""
+    return ["queue/caller_number", *say("number", pos, lang)]
+
+
+def estimated_wait(seconds: float, lang: str) -> list[str]:
+    """Rounded up to whole minutes: callers want an order of magnitude, not a countdown."""
+    if seconds < 60:
+        return ["queue/estimated_wait", "queue/less_than_minute"]
+    minutes = int((seconds + 59) // 60)
+    return ["queue/estimated_wait", *say("number", minutes, lang), "queue/minutes"]
+
+
+def callback_offer() -> list[str]:
+    return ["queue/press_1_callback"]
+
+
+def callback_confirmed() -> list[str]:
+    return ["queue/callback_confirmed"]

@@ -1,0 +1,154 @@
+"""Business hours and holidays (``ivr_scripts/calendar.yaml``).
+
+::
+
+    timezone: Asia/Ho_Chi_Minh
+    calendars:
+      hotline:
+        always_open: true            # the demo answers 24/7; set false to use the hours below
+        hours:
+          mon-fri: "08:00-17:30"
+          sat: "08:00-12:00"
+        holidays:
+          - 2026-01-01
+          - {from: 2026-02-14, to: 2026-02-22, name: Tết Nguyên Đán}
+
+A script names its calendar (``calendar: hotline``); branch conditions then read
+``business_hours`` (open now) and ``holiday`` (today is a holiday). The environment variable
+``CALLCENTER_FORCE_HOURS=open|closed`` overrides every calendar (tests, maintenance nights).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from callcenter import yamlsrc
+
+_DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+FORCE_ENV = "CALLCENTER_FORCE_HOURS"
+
+
+@dataclass(frozen=True)
+class Calendar:
+    name: str
+    tz: dt.tzinfo
+    always_open: bool = False
+    # weekday (0=Mon) -> list of (start, end) minutes since midnight
+    hours: dict[int, tuple[tuple[int, int], ...]] = field(default_factory=dict)
+    holidays: tuple[tuple[dt.date, dt.date, str], ...] = ()
+
+    def holiday(self, now: dt.datetime) -> str | None:
+        """The holiday's name if ``now`` falls on one."""
+        day = now.astimezone(self.tz).date()
+        for start, end, name in self.holidays:
+            if start <= day <= end:
+                return name or "holiday"
+        return None
+
+    def is_open(self, now: dt.datetime) -> bool:
+        forced = os.environ.get(FORCE_ENV, "").strip().lower()
+        if forced in ("open", "closed"):
+            return forced == "open"
+        if self.always_open:
+            return True
+        if self.holiday(now):
+            return False
+        local = now.astimezone(self.tz)
+        minute = local.hour * 60 + local.minute
+        return any(a <= minute < b for a, b in self.hours.get(local.weekday(), ()))
+
+
+@dataclass(frozen=True)
+class Calendars:
+    calendars: dict[str, Calendar]
+
+    @classmethod
+    def empty(cls) -> Calendars:
+        return cls({})
+
+    def get(self, name: str | None) -> Calendar | None:
+        return self.calendars.get(name) if name else None
+
+    @classmethod
+    def load(cls, path: str | Path) -> Calendars:
+        data, loc = yamlsrc.load(path)
+        if not isinstance(data, dict):
+            raise loc.error("", "calendar file must be a mapping with 'calendars'")
+        tzname = data.get("timezone", "Asia/Ho_Chi_Minh")
+        try:
+            tz = ZoneInfo(str(tzname))
+        except (ZoneInfoNotFoundError, ValueError):
+            raise loc.error("timezone", f"unknown time zone {tzname!r}") from None
+        raw = data.get("calendars")
+        if not isinstance(raw, dict):
+            raise loc.error("calendars", "must be a mapping of calendar name -> settings")
+        out = {}
+        for name, spec in raw.items():
+            out[str(name)] = _calendar(str(name), spec, tz, loc)
+        return cls(out)
+
+
+def _minutes(text: str) -> int:
+    h, m = text.split(":")
+    value = int(h) * 60 + int(m)
+    if not 0 <= value <= 24 * 60 or int(m) > 59:
+        raise ValueError(text)
+    return value
+
+
+def _calendar(name: str, spec: Any, tz: dt.tzinfo, loc: yamlsrc.Located) -> Calendar:
+    path = f"calendars.{name}"
+    if not isinstance(spec, dict):
+        raise loc.error(path, "must be a mapping (always_open, hours, holidays)")
+    unknown = set(spec) - {"always_open", "hours", "holidays", "timezone"}
+    if unknown:
+        raise loc.error(f"{path}.{sorted(unknown)[0]}", "unknown field")
+    if "timezone" in spec:
+        try:
+            tz = ZoneInfo(str(spec["timezone"]))
+        except (ZoneInfoNotFoundError, ValueError):
+            raise loc.error(f"{path}.timezone", f"unknown time zone {spec['timezone']!r}") from None
+    hours: dict[int, list[tuple[int, int]]] = {}
+    for days, ranges in (spec.get("hours") or {}).items():
+        key = f"{path}.hours.{days}"
+        m = re.fullmatch(r"(\w{3})(?:-(\w{3}))?", str(days).lower())
+        if not m or m[1] not in _DAYS or (m[2] and m[2] not in _DAYS):
+            raise loc.error(key, "days are mon..sun or a range like mon-fri")
+        a = _DAYS.index(m[1])
+        b = _DAYS.index(m[2]) if m[2] else a
+        for r in [ranges] if isinstance(ranges, str) else list(ranges or []):
+            try:
+                start, end = (_minutes(x.strip()) for x in str(r).split("-"))
+            except ValueError:
+                raise loc.error(key, f"bad hours {r!r}: use \"08:00-17:30\"") from None
+            if end <= start:
+                raise loc.error(key, f"bad hours {r!r}: end before start")
+            for day in range(a, b + 1):
+                hours.setdefault(day, []).append((start, end))
+    holidays = []
+    for i, h in enumerate(spec.get("holidays") or []):
+        key = f"{path}.holidays[{i}]"
+        try:
+            if isinstance(h, dt.date):
+                holidays.append((h, h, ""))
+            elif isinstance(h, dict):
+                start = h.get("from", h.get("date"))
+                end = h.get("to", start)
+                start = start if isinstance(start, dt.date) else dt.date.fromisoformat(str(start))
+                end = end if isinstance(end, dt.date) else dt.date.fromisoformat(str(end))
+                if end < start:
+                    raise ValueError("to before from")
+                holidays.append((start, end, str(h.get("name", ""))))
+            else:
+                d = dt.date.fromisoformat(str(h))
+                holidays.append((d, d, ""))
+        except ValueError as exc:
+            raise loc.error(key, f"bad holiday ({exc}): use 2026-01-01 or {{from:, to:, name:}}") from None
+    return Calendar(name, tz, bool(spec.get("always_open", False)),
+                    {d: tuple(v) for d, v in hours.items()}, tuple(holidays))

@@ -1,0 +1,174 @@
+"""``callcenter ivr check``: everything that can be known about a flow before a call runs it.
+
+Error classes: unknown node types and fields, dangling references (next/default/options,
+goto to another script), unreachable nodes, loops the caller can never leave, bad DTMF
+digits, bad conditions/patterns, and prompt files missing in any language a script uses.
+Each issue names file, line and node.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from pathlib import Path
+
+from callcenter.ivr import announce
+from callcenter.ivr.saynumber import prompt_names
+from callcenter.ivr.script import IvrIssue, Node, Script, ScriptSet, split_prompt
+
+# Node types after which a call can end: the caller hangs up, is transferred or queued to
+# an agent, or continues in another script.
+_ENDING = {"hangup", "transfer", "goto", "queue"}
+
+
+def check(directory: str | Path, sounds_dir: str | Path | None = None) -> list[IvrIssue]:
+    """Every problem in the scripts of ``directory`` (errors and warnings), sorted by file and line."""
+    issues: list[IvrIssue] = []
+    sset = ScriptSet.parse(directory, issues)
+    issues += check_loaded(sset, sounds_dir)
+    return sorted(issues, key=lambda i: (i.file, i.line or 0, i.message))
+
+
+def check_loaded(sset: ScriptSet, sounds_dir: str | Path | None = None) -> list[IvrIssue]:
+    issues: list[IvrIssue] = []
+    entries: dict[str, set[str]] = {name: {s.start} for name, s in sset.scripts.items()}
+    for script in sset.scripts.values():
+        if script.on_error:
+            entries[script.name].add(script.on_error)
+        for node in script.nodes.values():
+            if node.type == "goto":
+                target = sset.scripts.get(node.opts["script"])
+                if target is None:
+                    issues.append(_issue(node, f"goto: no script named {node.opts['script']!r}"))
+                elif node.opts["node"] and node.opts["node"] not in target.nodes:
+                    issues.append(_issue(node, f"goto: script {target.name!r} has no node {node.opts['node']!r}"))
+                else:
+                    entries[target.name].add(node.opts["node"] or target.start)
+    for script in sset.scripts.values():
+        issues += _check_script(script, sset, entries[script.name])
+        if sounds_dir is not None:
+            issues += _check_prompts(script, Path(sounds_dir))
+    return issues
+
+
+def _issue(node: Node, message: str, severity: str = "error") -> IvrIssue:
+    return IvrIssue(node.file, node.line, node.id, message, severity)
+
+
+def _check_script(script: Script, sset: ScriptSet, entries: set[str]) -> list[IvrIssue]:
+    out: list[IvrIssue] = []
+    nodes = script.nodes
+    if script.start not in nodes:
+        out.append(IvrIssue(script.file, script.line, None, f"start: no node named {script.start!r}"))
+    if script.on_error and script.on_error not in nodes:
+        out.append(IvrIssue(script.file, None, None, f"on_error: no node named {script.on_error!r}"))
+    if script.calendar and sset.calendar is not None and sset.calendar.get(script.calendar) is None:
+        out.append(IvrIssue(script.file, None, None,
+                            f"calendar: no calendar {script.calendar!r} in calendar.yaml"))
+    edges: dict[str, list[str]] = {}
+    for node in nodes.values():
+        edges[node.id] = []
+        for key, target in node.refs():
+            if target not in nodes:
+                out.append(_issue(node, f"{key}: no node named {target!r}"))
+            else:
+                edges[node.id].append(target)
+        if node.type == "branch" and any("business_hours" in c.names or "holiday" in c.names
+                                         for c, _ in node.opts["cases"]) and not script.calendar:
+            out.append(_issue(node, "uses business_hours/holiday but the script names no calendar"))
+        if node.type == "menu" and not node.opts["options"]:
+            out.append(_issue(node, "a menu needs at least one option"))
+        if node.type == "language":
+            for lang in node.opts["options"].values():
+                if lang not in script.languages:
+                    out.append(_issue(node, f"offers language {lang!r} that is not in the script's languages"))
+
+    # reachability from the start (and from goto targets / the script's on_error)
+    seen: set[str] = set()
+    todo = deque(e for e in entries if e in nodes)
+    while todo:
+        n = todo.popleft()
+        if n in seen:
+            continue
+        seen.add(n)
+        todo.extend(edges.get(n, []))
+    for node in nodes.values():
+        if node.id not in seen:
+            out.append(_issue(node, "unreachable: no path from the start leads here"))
+
+    # loops without an exit: reachable nodes from which no path can end the call
+    can_end = {n.id for n in nodes.values() if _may_end(n, edges)}
+    reverse: dict[str, list[str]] = {n: [] for n in nodes}
+    for a, targets in edges.items():
+        for b in targets:
+            reverse[b].append(a)
+    todo = deque(can_end)
+    while todo:
+        n = todo.popleft()
+        for prev in reverse[n]:
+            if prev not in can_end:
+                can_end.add(prev)
+                todo.append(prev)
+    trapped = [n for n in nodes.values() if n.id in seen and n.id not in can_end]
+    reported: set[str] = set()
+    for node in trapped:
+        if node.id in reported:
+            continue
+        group = _component(node.id, edges, {t.id for t in trapped})
+        reported |= group
+        out.append(_issue(node, "loop without an exit: the call can never end from here "
+                                f"(nodes {', '.join(sorted(group))})"))
+    return out
+
+
+def _may_end(node: Node, edges: dict[str, list[str]]) -> bool:
+    if node.type in _ENDING or not edges[node.id]:
+        return True
+    # a menu/collect whose retries run out without a default hangs up politely
+    if node.type == "menu" and not node.opts.get("default"):
+        return True
+    if node.type == "collect" and not node.opts.get("on_invalid") and not node.on_error:
+        return True
+    return node.next is None and node.type in ("play", "say", "set", "record", "event", "dnc", "survey")
+
+
+def _component(start: str, edges: dict[str, list[str]], allowed: set[str]) -> set[str]:
+    group, todo = set(), [start]
+    while todo:
+        n = todo.pop()
+        if n in group or n not in allowed:
+            continue
+        group.add(n)
+        todo.extend(edges.get(n, []))
+    return group
+
+
+def _check_prompts(script: Script, sounds: Path) -> list[IvrIssue]:
+    out: list[IvrIssue] = []
+    uses_say = uses_queue = False
+    for lang in script.languages:
+        for node in script.nodes.values():
+            missing = []
+            for _, item in node.prompt_items():
+                if item.name:
+                    plang, name = split_prompt(item.name, lang)
+                    if not (sounds / plang / f"{name}.wav").is_file():
+                        missing.append(item.name if plang == lang else f"{plang}/{name}")
+                uses_say = uses_say or (item.say is not None and item.say != "text")
+            uses_queue = uses_queue or node.type == "queue"
+            if node.type == "queue" and not (sounds / f"{node.opts['music']}.wav").is_file():
+                out.append(_issue(node, f"music file {sounds / (node.opts['music'] + '.wav')} is missing"))
+            if missing:
+                out.append(_issue(node, f"prompt file(s) missing in {sounds / lang}: "
+                                        f"{', '.join(sorted(set(missing)))} (run scripts/make_prompts.py)"))
+        needed = set(announce.SYSTEM_PROMPTS)
+        if uses_say:
+            needed |= prompt_names(lang)
+        if uses_queue:
+            needed |= set(announce.QUEUE_PROMPTS) | prompt_names(lang)
+        missing = sorted(n for n in needed if not (sounds / lang / f"{n}.wav").is_file())
+        if missing:
+            shown = ", ".join(missing[:8]) + (f" and {len(missing) - 8} more" if len(missing) > 8 else "")
+            out.append(IvrIssue(script.file, script.line, None,
+                                f"built-in prompt file(s) missing in {sounds / lang}: {shown} "
+                                "(run scripts/make_prompts.py)"))
+    return out

@@ -1,0 +1,485 @@
+"""Runs an IVR flow on a call leg.
+
+``await IvrRunner(scripts, services, sounds_dir).run(leg, entry="hotline", variables=...)``
+walks the script's nodes until the flow hangs up, transfers, queues the caller to an agent,
+or the caller hangs up. A node that fails at run time (CRM down, a variable missing, a bad
+amount) never kills the call: it is logged with the call id and the flow goes to the node's
+``on_error``, else the script's ``on_error``, else apologises and hangs up.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from callcenter import logs
+from callcenter.exceptions import CallGone
+from callcenter.ivr import lookup, prompts
+from callcenter.ivr.saynumber import SayError, SayOptions, parse_date, say
+from callcenter.ivr.script import Node, PromptItem, Script, ScriptSet, split_prompt
+from callcenter.ivr.services import IvrServices, QueueOutcome, QueueRequest
+from callcenter.telephony.api import Leg
+
+MAX_STEPS = 500           # a flow that visits this many nodes is looping: end it politely
+Trace = Callable[[str, str, dict[str, Any]], None]
+Tts = Callable[[str, str], Awaitable[str | None]]
+
+
+class NodeError(Exception):
+    """A node could not do its job; the flow takes its error path."""
+
+
+@dataclass
+class IvrResult:
+    path: list[str] = field(default_factory=list)                  # "hotline.menu", in visit order
+    inputs: list[tuple[str, str]] = field(default_factory=list)    # (node path, digits; "" = timeout)
+    variables: dict[str, Any] = field(default_factory=dict)
+    survey: dict[str, int] = field(default_factory=dict)
+    outcome: str = "hangup"     # hangup, caller_hangup, transferred, agent, callback, queue_<outcome>, error
+    language: str = "vi"
+    queue_outcome: str | None = None
+    errors: list[str] = field(default_factory=list)                # "node: message", for the CDR
+
+    @property
+    def ivr_path(self) -> str:
+        return ">".join(self.path)
+
+    @property
+    def digits(self) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        for node, d in self.inputs:
+            out.setdefault(node, []).append(d)
+        return out
+
+
+@dataclass
+class _End:
+    outcome: str
+
+
+@dataclass
+class _Goto:
+    script: str
+    node: str | None
+
+
+_TEMPLATE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def render(template: Any, variables: Mapping[str, Any]) -> Any:
+    """``"{name}"`` templates. A template that is exactly one ``{var}`` keeps the value's type."""
+    if not isinstance(template, str):
+        return template
+    whole = _TEMPLATE.fullmatch(template)
+    if whole:
+        if variables.get(whole[1]) is None:
+            raise NodeError(f"variable {whole[1]!r} is not set")
+        return variables[whole[1]]
+
+    def sub(m: re.Match[str]) -> str:
+        if variables.get(m[1]) is None:
+            raise NodeError(f"variable {m[1]!r} is not set")
+        return str(variables[m[1]])
+
+    return _TEMPLATE.sub(sub, template)
+
+
+class _Env(Mapping[str, Any]):
+    """Branch-condition variables: the call's variables plus computed calendar facts."""
+
+    def __init__(self, call: _Call) -> None:
+        self.call = call
+
+    def _computed(self, key: str) -> Any:
+        c = self.call
+        now = c.runner.clock()
+        cal = c.runner.scripts.calendar.get(c.script.calendar) if c.runner.scripts.calendar else None
+        if key == "business_hours":
+            return cal.is_open(now) if cal else True
+        if key == "holiday":
+            return bool(cal.holiday(now)) if cal else False
+        tz = cal.tz if cal else dt.UTC
+        local = now.astimezone(tz)
+        return {"hour": local.hour, "minute": local.minute, "weekday": local.isoweekday(),
+                "today": local.date().isoformat()}.get(key)
+
+    def __getitem__(self, key: str) -> Any:
+        if key == "language":
+            return self.call.lang
+        if key in self.call.vars:
+            return self.call.vars[key]
+        if key in ("business_hours", "holiday", "hour", "minute", "weekday", "today"):
+            return self._computed(key)
+        raise KeyError(key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.call.vars)
+
+    def __len__(self) -> int:
+        return len(self.call.vars)
+
+
+@dataclass
+class _Call:
+    runner: IvrRunner
+    leg: Leg
+    script: Script
+    lang: str
+    vars: dict[str, Any]
+    result: IvrResult
+    log: Any
+    routing: dict[str, Any] = field(default_factory=dict)
+    connected: bool = False
+
+
+class IvrRunner:
+    def __init__(self, scripts: ScriptSet, services: IvrServices, sounds_dir: str | Path, *,
+                 recordings_dir: str | Path | None = None, tts: Tts | None = None,
+                 clock: Callable[[], dt.datetime] | None = None, trace: Trace | None = None) -> None:
+        self.scripts = scripts
+        self.services = services
+        self.sounds_dir = Path(sounds_dir)
+        self.recordings_dir = Path(recordings_dir) if recordings_dir else Path("var/recordings")
+        self.tts = tts
+        self.clock = clock or (lambda: dt.datetime.now(dt.UTC))
+        self.trace = trace
+
+    # ------------------------------------------------------------ driving
+
+    async def run(self, leg: Leg, entry: str = "hotline", variables: dict[str, Any] | None = None,
+                  language: str | None = None) -> IvrResult:
+        script = self.scripts.scripts.get(entry)
+        if script is None:
+            raise KeyError(f"no IVR script named {entry!r}")
+        vars_ = dict(script.variables)
+        vars_.update(variables or {})
+        vars_.setdefault("caller", leg.caller)
+        vars_.setdefault("called", leg.called)
+        vars_["call_id"] = leg.id
+        lang = language or str(vars_.get("language") or "") or script.default_language
+        if lang not in script.languages:
+            lang = script.default_language
+        result = IvrResult(language=lang)
+        call = _Call(self, leg, script, lang, vars_, result, logs.get("ivr", call_id=leg.id, script=entry))
+        try:
+            await self._walk(call)
+        except CallGone:
+            result.outcome = "agent" if call.connected else "caller_hangup"
+        result.variables = dict(call.vars, language=call.lang)
+        result.language = call.lang
+        call.log.info("ivr_done", outcome=result.outcome, path=result.ivr_path, errors=len(result.errors))
+        return result
+
+    def _emit(self, call: _Call, event: str, node: str, **detail: Any) -> None:
+        if self.trace:
+            self.trace(event, node, detail)
+
+    async def _walk(self, call: _Call) -> None:
+        node_id: str | None = call.script.start
+        for _ in range(MAX_STEPS):
+            if node_id is None:
+                await self._finish(call, "agent" if call.connected else "hangup")
+                return
+            node = call.script.nodes[node_id]
+            here = f"{call.script.name}.{node.id}"
+            call.result.path.append(here)
+            self._emit(call, "node", here, type=node.type)
+            try:
+                nxt = await self._exec(node, call, here)
+            except CallGone:
+                raise
+            except Exception as exc:  # noqa: BLE001 - any node failure takes the error path, never the call
+                message = str(exc) if isinstance(exc, NodeError | SayError | lookup.HttpLookupError) \
+                    else f"{type(exc).__name__}: {exc}"
+                call.result.errors.append(f"{here}: {message}")
+                call.log.warning("ivr_node_failed", node=here, error=message,
+                                 exc_info=not isinstance(exc, NodeError | SayError | lookup.HttpLookupError))
+                self._emit(call, "error", here, message=message)
+                target = node.on_error or call.script.on_error
+                if target and target != node.id:
+                    node_id = target
+                    continue
+                await self._polite_end(call)
+                return
+            if call.leg.ended:
+                raise CallGone(call.leg.id)
+            if isinstance(nxt, _End):
+                await self._finish(call, nxt.outcome)
+                return
+            if isinstance(nxt, _Goto):
+                call.script = self.scripts.scripts[nxt.script]
+                if call.lang not in call.script.languages:
+                    call.lang = call.script.default_language
+                node_id = nxt.node or call.script.start
+                continue
+            node_id = nxt
+        call.log.error("ivr_step_limit", steps=MAX_STEPS, path_tail=call.result.path[-5:])
+        call.result.errors.append(f"step limit {MAX_STEPS} reached")
+        await self._polite_end(call)
+
+    async def _finish(self, call: _Call, outcome: str) -> None:
+        call.result.outcome = "agent" if call.connected and outcome == "hangup" else outcome
+        self._emit(call, "end", "", outcome=call.result.outcome)
+        if not call.leg.ended:
+            await call.leg.hangup()
+
+    async def _polite_end(self, call: _Call) -> None:
+        call.result.outcome = "error"
+        try:
+            await self._play(call, "", (PromptItem(name="system/sorry_error"),), barge_in=False)
+        except CallGone:
+            pass
+        except Exception:  # noqa: BLE001 - the apology itself failing must still hang up
+            call.log.exception("ivr_apology_failed")
+        self._emit(call, "end", "", outcome="error")
+        if not call.leg.ended:
+            await call.leg.hangup()
+
+    # ------------------------------------------------------------ prompts
+
+    async def _resolve(self, call: _Call, items: tuple[PromptItem, ...]) -> tuple[list[str], list[str]]:
+        """(absolute paths, names for the trace)."""
+        names: list[str] = []
+        paths: list[str] = []
+        for item in items:
+            if item.name:
+                names.append(item.name)
+                lang, name = split_prompt(item.name, call.lang)
+                paths.append(prompts.path(self.sounds_dir, name, lang))
+            elif item.say == "text":
+                text = str(render(item.value, call.vars))
+                wav = await self.tts(text, call.lang) if self.tts else None
+                names.append(f"tts:{text}")
+                if wav:
+                    paths.append(wav)
+            else:
+                value = render(item.value, call.vars)
+                said = say(item.say or "number", value, call.lang, SayOptions(currency=item.currency))
+                names += said
+                paths += [prompts.path(self.sounds_dir, n, call.lang) for n in said]
+        return paths, names
+
+    async def _play(self, call: _Call, here: str, items: tuple[PromptItem, ...], barge_in: bool) -> str | None:
+        if not items:
+            return None
+        paths, names = await self._resolve(call, items)
+        self._emit(call, "play", here, prompts=names, language=call.lang)
+        return await call.leg.play(paths, barge_in=barge_in) if paths else None
+
+    # ------------------------------------------------------------ nodes
+
+    async def _exec(self, node: Node, call: _Call, here: str) -> str | _End | _Goto | None:
+        handler = getattr(self, f"_node_{node.type}")
+        return await handler(node, call, here)
+
+    async def _node_play(self, node: Node, call: _Call, here: str) -> str | None:
+        await self._play(call, here, node.prompts, node.barge_in)
+        return node.next
+
+    _node_say = _node_play
+
+    async def _ask(self, node: Node, call: _Call, here: str, max_digits: int,
+                   accept: Callable[[str], bool]) -> str | None:
+        """Prompt, read digits, retry with invalid/timeout prompts. None when attempts ran out."""
+        o = node.opts
+        items = node.prompts
+        for attempt in range(o["attempts"]):
+            await self._play(call, here, items, node.barge_in)
+            got = await call.leg.collect(max_digits, o["timeout"], o.get("inter_digit_timeout"),
+                                         o.get("terminator") if node.type == "collect" else None)
+            call.result.inputs.append((here, got))
+            self._emit(call, "input", here, digits=got, attempt=attempt + 1)
+            if got and accept(got):
+                return got
+            retry = o["invalid_prompts"] if got else o["timeout_prompts"]
+            items = tuple(retry) + node.prompts
+            if attempt + 1 == o["attempts"] and retry:
+                await self._play(call, here, tuple(retry), barge_in=False)
+        return None
+
+    async def _node_menu(self, node: Node, call: _Call, here: str) -> str | _End | None:
+        got = await self._ask(node, call, here, 1, lambda d: d in node.opts["options"])
+        if got is None:
+            if node.opts["default"]:
+                return node.opts["default"]
+            await self._play(call, here, (PromptItem(name="system/goodbye"),), barge_in=False)
+            return _End("hangup")
+        option = node.opts["options"][got]
+        for k, v in option.set.items():
+            self._set(call, here, k, render(v, call.vars))
+        return option.next
+
+    async def _node_language(self, node: Node, call: _Call, here: str) -> str | None:
+        got = await self._ask(node, call, here, 1, lambda d: d in node.opts["options"])
+        lang = node.opts["options"][got] if got else (node.opts["default_language"] or call.lang)
+        call.lang = lang
+        self._emit(call, "set", here, name="language", value=lang)
+        return node.next
+
+    async def _node_collect(self, node: Node, call: _Call, here: str) -> str | _End | None:
+        o = node.opts
+
+        def accept(d: str) -> bool:
+            if len(d) < o["min_digits"] or (o["pattern"] and not re.fullmatch(o["pattern"], d)):
+                return False
+            if o["validate"]:
+                try:
+                    day = parse_date(d)
+                except SayError:
+                    return False
+                today = self.clock().astimezone(self._tz(call)).date()
+                return o["validate"] == "date" or day >= today
+            return True
+
+        got = await self._ask(node, call, here, o["max_digits"], accept)
+        if got is None:
+            if o["on_invalid"]:
+                return o["on_invalid"]
+            raise NodeError(f"no valid input after {o['attempts']} attempts")
+        if o["validate"]:
+            self._set(call, here, f"{o['variable']}_raw", got)
+            got = parse_date(got).isoformat()
+        self._set(call, here, o["variable"], got)
+        return node.next
+
+    def _tz(self, call: _Call) -> dt.tzinfo:
+        cal = self.scripts.calendar.get(call.script.calendar) if self.scripts.calendar else None
+        return cal.tz if cal else dt.UTC
+
+    def _set(self, call: _Call, here: str, name: str, value: Any) -> None:
+        if name == "language":
+            if value not in call.script.languages:
+                raise NodeError(f"language {value!r} is not one of the script's languages")
+            call.lang = value
+        else:
+            call.vars[name] = value
+        self._emit(call, "set", here, name=name, value=value)
+
+    async def _node_branch(self, node: Node, call: _Call, here: str) -> str:
+        env = _Env(call)
+        for cond, nxt in node.opts["cases"]:
+            if cond.evaluate(env):
+                self._emit(call, "branch", here, when=cond.text, next=nxt)
+                return nxt
+        self._emit(call, "branch", here, when="default", next=node.opts["default"])
+        return node.opts["default"]
+
+    async def _node_set(self, node: Node, call: _Call, here: str) -> str | None:
+        o = node.opts
+        for k, v in o["variables"].items():
+            self._set(call, here, k, render(v, call.vars))
+        for key in ("queue", "skills", "priority"):
+            if o[key] is not None:
+                call.routing[key] = o[key]
+                self._emit(call, "set", here, name=key, value=o[key])
+        if o["language"]:
+            self._set(call, here, "language", o["language"])
+        await self._play(call, here, node.prompts, node.barge_in)
+        return node.next
+
+    async def _node_queue(self, node: Node, call: _Call, here: str) -> str | _End | None:
+        o = node.opts
+        await self._play(call, here, node.prompts, node.barge_in)
+        skills = o["skills"] if o["skills"] is not None else call.routing.get("skills") or {}
+        priority = o["priority"] if o["priority"] is not None else call.routing.get("priority", 0)
+        req = QueueRequest(
+            queue=o["queue"] or call.routing.get("queue") or call.script.name, skills=dict(skills),
+            priority=int(priority), max_wait=o["max_wait"], callback_offer=o["callback_offer"],
+            callback_after=o["callback_after"], announce_position=o["announce"]["position"],
+            announce_wait_time=o["announce"]["wait_time"], announce_every=o["announce"]["every"],
+            music=str((self.sounds_dir / f"{o['music']}.wav").resolve()), language=call.lang,
+            sounds_dir=str(self.sounds_dir.resolve()), variables=dict(call.vars))
+        self._emit(call, "queue", here, queue=req.queue, skills=req.skills, priority=req.priority,
+                   max_wait=req.max_wait, callback_offer=req.callback_offer)
+        outcome = await self.services.queue(call.leg, req)
+        call.result.queue_outcome = outcome.value
+        self._emit(call, "queue_outcome", here, outcome=outcome.value)
+        if outcome is QueueOutcome.CONNECTED:
+            call.connected = True
+            return o["after_agent"] if o["after_agent"] and not call.leg.ended else _End("agent")
+        if outcome is QueueOutcome.CALLBACK_REQUESTED:
+            return o["on_callback"] or _End("callback")
+        specific = {QueueOutcome.TIMEOUT: o["on_timeout"], QueueOutcome.FULL: o["on_full"],
+                    QueueOutcome.NO_AGENTS: o["on_no_agents"]}[outcome]
+        target = specific or o["on_failure"]
+        if target:
+            return target
+        await self._play(call, here, (PromptItem(name="queue/all_busy"),), barge_in=False)
+        return _End(f"queue_{outcome.value}")
+
+    async def _node_transfer(self, node: Node, call: _Call, here: str) -> _End:
+        await self._play(call, here, node.prompts, node.barge_in)
+        uri = str(render(node.opts["uri"], call.vars))
+        self._emit(call, "transfer", here, uri=uri)
+        await call.leg.transfer(uri)
+        return _End("transferred")
+
+    async def _node_record(self, node: Node, call: _Call, here: str) -> str | None:
+        o = node.opts
+        await self._play(call, here, node.prompts, barge_in=False)
+        await self._play(call, here, o["beep"], barge_in=False)
+        self.recordings_dir.mkdir(parents=True, exist_ok=True)
+        out = self.recordings_dir / f"{call.leg.id}-{call.script.name}-{node.id}.wav"
+        seconds = await call.leg.record(str(out), o["max_seconds"], o["silence_seconds"] or None)
+        self._set(call, here, o["variable"], str(out))
+        self._set(call, here, f"{o['variable']}_seconds", round(seconds, 1))
+        await self.services.emit("recording", {"node": here, "path": str(out), "seconds": round(seconds, 1)})
+        return node.next
+
+    async def _node_lookup(self, node: Node, call: _Call, here: str) -> str | None:
+        o = node.opts
+        params = {k: str(render(v, call.vars)) for k, v in o["params"].items()}
+        headers = {k: str(render(v, call.vars)) for k, v in o["headers"].items()}
+        self._emit(call, "lookup", here, method=o["method"], url=o["url"])
+        data = await lookup.fetch_json(o["method"], o["url"], params, headers, o["timeout"])
+        if o["result"]:
+            found = {var: lookup.pick(data, jpath) for var, jpath in o["result"].items()}
+            if all(v is None for v in found.values()):
+                raise NodeError("lookup answer has none of the expected fields")
+            for var, value in found.items():
+                if value is not None:
+                    self._set(call, here, var, value)
+        return node.next
+
+    async def _node_survey(self, node: Node, call: _Call, here: str) -> str | None:
+        o = node.opts
+        answers: dict[str, int] = {}
+        for q in o["questions"]:
+            fake = Node(node.id, "survey", node.file, node.line, prompts=q.prompts, barge_in=True,
+                        opts={"attempts": o["attempts"], "timeout": o["timeout"],
+                              "invalid_prompts": o["invalid_prompts"], "timeout_prompts": ()})
+            got = await self._ask(fake, call, f"{here}.{q.id}", 1,
+                                  lambda d, q=q: d.isdigit() and q.min <= int(d) <= q.max)
+            if got is not None:
+                answers[q.id] = int(got)
+                self._set(call, here, f"survey_{q.id}", int(got))
+        call.result.survey.update(answers)
+        await self.services.emit("survey", {"script": call.script.name, "node": node.id, "answers": answers})
+        return node.next
+
+    async def _node_event(self, node: Node, call: _Call, here: str) -> str | None:
+        data = {k: render(v, call.vars) for k, v in node.opts["data"].items()}
+        self._emit(call, "event", here, name=node.opts["name"], data=data)
+        await self.services.emit(node.opts["name"], data)
+        await self._play(call, here, node.prompts, node.barge_in)
+        return node.next
+
+    async def _node_dnc(self, node: Node, call: _Call, here: str) -> str | None:
+        number = str(render(node.opts["number"], call.vars))
+        scope = str(render(node.opts["scope"], call.vars))
+        self._emit(call, "dnc", here, scope=scope)
+        await self.services.add_dnc(number, scope)
+        await self._play(call, here, node.prompts, node.barge_in)
+        return node.next
+
+    async def _node_goto(self, node: Node, call: _Call, here: str) -> _Goto:
+        await self._play(call, here, node.prompts, node.barge_in)
+        return _Goto(node.opts["script"], node.opts["node"])
+
+    async def _node_hangup(self, node: Node, call: _Call, here: str) -> _End:
+        await self._play(call, here, node.prompts, barge_in=False)
+        return _End("hangup")

@@ -1,0 +1,170 @@
+"""Prometheus metrics, one place.
+
+Two kinds:
+
+* counters/histograms/gauges each worker updates as calls happen (module-level objects below);
+  Prometheus sums them over workers (``sum by (queue) (rate(...))``).
+* ``QueueCollector``: the shared queue state lives in Redis, so it is read at scrape time
+  (waiting callers, oldest wait, agents by state, today's service level). Scrape it from one
+  worker or from all: the values are the same on each, so dashboards use ``max by (queue)``.
+
+No label ever carries a phone number or a call id (cardinality, and a metric store is not a
+contact list): labels are queue, campaign, agent state, direction, result, SIP code.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+WAIT_BUCKETS = (1, 2, 5, 10, 15, 20, 30, 45, 60, 90, 120, 180, 300, 600, 1200)
+HANDLE_BUCKETS = (10, 30, 60, 90, 120, 180, 240, 300, 420, 600, 900, 1200, 1800, 3600)
+
+# --- calls --------------------------------------------------------------------------------------
+CALLS_TOTAL = Counter("callcenter_calls_total", "Calls finished, by direction and result.",
+                      ["direction", "result"])
+CALLS_IN_PROGRESS = Gauge("callcenter_calls_in_progress", "Calls up on this worker.", ["direction"])
+SIP_ERRORS_TOTAL = Counter("callcenter_sip_errors_total", "SIP failures by final status code.", ["code"])
+IVR_NODES_TOTAL = Counter("callcenter_ivr_nodes_total", "IVR nodes executed.", ["script", "node"])
+
+# --- queues (per worker; the collector adds the shared state) --------------------------------------
+QUEUE_OFFERED_TOTAL = Counter("callcenter_queue_offered_total", "Calls that entered a queue.", ["queue"])
+QUEUE_ANSWERED_TOTAL = Counter("callcenter_queue_answered_total", "Queued calls answered by an agent.", ["queue"])
+QUEUE_ABANDONED_TOTAL = Counter("callcenter_queue_abandoned_total",
+                                "Queued calls the caller hung up on (short abandons included).", ["queue"])
+QUEUE_SHORT_ABANDONED_TOTAL = Counter("callcenter_queue_short_abandoned_total",
+                                      "Abandons under the short-abandon threshold.", ["queue"])
+QUEUE_ANSWERED_IN_SL_TOTAL = Counter("callcenter_queue_answered_within_sl_total",
+                                     "Queued calls answered within the queue's service-level target.", ["queue"])
+QUEUE_TIMEOUTS_TOTAL = Counter("callcenter_queue_timeouts_total", "Calls that left a queue on its timeout.",
+                               ["queue"])
+QUEUE_CALLBACKS_TOTAL = Counter("callcenter_queue_callbacks_total", "Callers who chose a callback.", ["queue"])
+QUEUE_TRANSFERS_TOTAL = Counter("callcenter_queue_transfers_total", "Calls transferred out by an agent.",
+                                ["queue"])
+QUEUE_WAIT_SECONDS = Histogram("callcenter_queue_wait_seconds", "Time callers waited in queue, by outcome.",
+                               ["queue", "outcome"], buckets=WAIT_BUCKETS)
+HANDLE_SECONDS = Histogram("callcenter_handle_seconds", "Handle time: talk + hold + wrap-up.", ["queue"],
+                           buckets=HANDLE_BUCKETS)
+AGENT_OFFERS_TOTAL = Counter("callcenter_agent_offers_total", "Calls offered to agents' phones, by result.",
+                             ["queue", "result"])
+
+# --- dialer -------------------------------------------------------------------------------------
+DIALER_ATTEMPTS_TOTAL = Counter("callcenter_dialer_attempts_total", "Outbound dial attempts by result.",
+                                ["campaign", "result"])
+DIALER_DROPPED_TOTAL = Counter("callcenter_dialer_dropped_total",
+                               "Answered outbound calls with no agent free (regulated abandon).", ["campaign"])
+DIALER_BLOCKED_TOTAL = Counter("callcenter_dialer_blocked_total",
+                               "Numbers not dialed by a compliance rule (DNC, calling hours, attempt cap).",
+                               ["campaign", "reason"])
+DIALER_LINES_IN_USE = Gauge("callcenter_dialer_lines_in_use", "Outbound lines ringing or connected.",
+                            ["campaign"])
+DIALER_PACING_RATIO = Gauge("callcenter_dialer_pacing_ratio", "Lines dialed per available agent.", ["campaign"])
+
+# --- CDR pipeline -------------------------------------------------------------------------------
+CDR_WRITTEN_TOTAL = Counter("callcenter_cdr_written_total", "Records committed to the CDR store.", ["kind"])
+CDR_WRITE_ERRORS_TOTAL = Counter("callcenter_cdr_write_errors_total",
+                                 "CDR writer failures (store unavailable, record rejected).", ["reason"])
+
+StatsFn = Callable[[Any, str], list[Any]]
+AgentStatesFn = Callable[[Any, str], dict[str, int]]
+
+
+def _wallboard() -> tuple[StatsFn, AgentStatesFn]:
+    # Imported lazily: routing is another module's concern and may not be importable in every tool.
+    from callcenter.routing import wallboard
+
+    return wallboard.queue_stats, wallboard.agent_states
+
+
+class QueueCollector(Collector):
+    """Reads the shared queue state from Redis at scrape time.
+
+    ``stats_fn``/``agent_states_fn`` default to ``callcenter.routing.wallboard``; they are
+    parameters so the collector can be exercised before routing exists.
+    """
+
+    def __init__(self, redis_sync_client: Any, prefix: str = "cc:", stats_fn: StatsFn | None = None,
+                 agent_states_fn: AgentStatesFn | None = None) -> None:
+        self.client = redis_sync_client
+        self.prefix = prefix
+        self._stats_fn = stats_fn
+        self._agent_states_fn = agent_states_fn
+
+    def describe(self) -> Iterable[Metric]:
+        # Unchecked registration: describing would mean reading Redis at register time.
+        return []
+
+    def collect(self) -> Iterable[Metric]:
+        started = time.monotonic()
+        up = GaugeMetricFamily("callcenter_queue_collector_up", "1 if the queue state could be read from Redis.")
+        waiting = GaugeMetricFamily("callcenter_queue_waiting_calls", "Callers waiting in queue.", labels=["queue"])
+        oldest = GaugeMetricFamily("callcenter_queue_oldest_wait_seconds", "Wait of the longest-waiting caller.",
+                                   labels=["queue"])
+        q_agents = GaugeMetricFamily("callcenter_queue_agents", "Agents serving the queue, by state.",
+                                     labels=["queue", "state"])
+        agents = GaugeMetricFamily("callcenter_agents", "Logged-in agents by state.", labels=["state"])
+        offered = GaugeMetricFamily("callcenter_queue_offered_today", "Calls offered since local midnight.",
+                                    labels=["queue"])
+        answered = GaugeMetricFamily("callcenter_queue_answered_today", "Calls answered since local midnight.",
+                                     labels=["queue"])
+        abandoned = GaugeMetricFamily("callcenter_queue_abandoned_today", "Calls abandoned since local midnight.",
+                                      labels=["queue"])
+        in_sl = GaugeMetricFamily("callcenter_queue_answered_within_sl_today",
+                                  "Calls answered within the service-level target since local midnight.",
+                                  labels=["queue"])
+        sl = GaugeMetricFamily("callcenter_queue_service_level_ratio",
+                               "Today's service level (0..1): answered within T / (offered - short abandons).",
+                               labels=["queue"])
+        backlog = GaugeMetricFamily("callcenter_cdr_backlog_entries", "CDR entries in Redis not yet in the store.")
+        families: list[Metric] = [waiting, oldest, q_agents, agents, offered, answered, abandoned, in_sl, sl]
+        try:
+            stats_fn, states_fn = self._stats_fn, self._agent_states_fn
+            if stats_fn is None or states_fn is None:
+                default_stats, default_states = _wallboard()
+                stats_fn = stats_fn or default_stats
+                states_fn = states_fn or default_states
+            for qs in stats_fn(self.client, self.prefix):
+                waiting.add_metric([qs.queue], float(qs.waiting))
+                oldest.add_metric([qs.queue], float(qs.oldest_wait_seconds or 0.0))
+                for state, n in sorted(qs.agents_by_state.items()):
+                    q_agents.add_metric([qs.queue, state], float(n))
+                offered.add_metric([qs.queue], float(qs.offered_today))
+                answered.add_metric([qs.queue], float(qs.answered_today))
+                abandoned.add_metric([qs.queue], float(qs.abandoned_today))
+                in_sl.add_metric([qs.queue], float(qs.answered_within_sl_today))
+                if qs.service_level is not None:
+                    sl.add_metric([qs.queue], float(qs.service_level))
+            for state, n in sorted(states_fn(self.client, self.prefix).items()):
+                agents.add_metric([state], float(n))
+            from callcenter.cdr import keys as cdr_keys
+
+            backlog.add_metric([], float(self.client.xlen(cdr_keys.stream(self.prefix))))
+            families.append(backlog)
+            up.add_metric([], 1.0)
+        except Exception:  # noqa: BLE001 - a scrape must answer even when Redis does not
+            # Half-read state would draw misleading graphs: report only that reading failed.
+            up.add_metric([], 0.0)
+            families = []
+        duration = GaugeMetricFamily("callcenter_queue_collector_duration_seconds",
+                                     "Time spent reading queue state for this scrape.")
+        duration.add_metric([], time.monotonic() - started)
+        return [up, duration, *families]
+
+
+def register_queue_collector(redis_sync_client: Any, prefix: str = "cc:",
+                             registry: CollectorRegistry = REGISTRY, **kwargs: Any) -> QueueCollector:
+    collector = QueueCollector(redis_sync_client, prefix, **kwargs)
+    registry.register(collector)
+    return collector
+
+
+def metrics_resource(registry: CollectorRegistry = REGISTRY) -> Any:
+    """The twisted.web resource serving /metrics (runs the scrape in the reactor's thread pool)."""
+    from prometheus_client.twisted import MetricsResource
+
+    return MetricsResource(registry)

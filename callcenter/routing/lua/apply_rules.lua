@@ -1,0 +1,73 @@
+-- Apply routing rules (queues, agents) without losing waiting callers or live agent state.
+-- KEYS: none (see lib.lua). ARGV: [1] prefix [2] now [3] day [4] rules JSON (RoutingRules.to_json)
+-- Returns {'ok'} or {'conflict', message} (nothing changed).
+local rules = cjson.decode(ARGV[4])
+for _, q in ipairs(redis.call('SMEMBERS', K.queues())) do
+  if rules.queues[q] == nil then
+    local n = redis.call('ZCARD', K.waiting(q))
+    if n > 0 then return {'conflict', 'queue ' .. q .. ' has ' .. n .. ' waiting callers; drain it first'} end
+  end
+end
+for _, a in ipairs(redis.call('SMEMBERS', K.agents())) do
+  if rules.agents[a] == nil then
+    local st = redis.call('HGET', K.agent(a), 'state')
+    if st == 'reserved' or st == 'on_call' then
+      return {'conflict', 'agent ' .. a .. ' is ' .. st .. '; remove it when the call ends'}
+    end
+  end
+end
+-- Agents leave their old free sets before queue configs change, then re-enter with new scores.
+local available = {}
+for _, a in ipairs(redis.call('SMEMBERS', K.agents())) do
+  if redis.call('HGET', K.agent(a), 'state') == 'available' then
+    leave_free_sets(a)
+    available[#available + 1] = a
+  end
+end
+for _, q in ipairs(redis.call('SMEMBERS', K.queues())) do
+  if rules.queues[q] == nil then
+    redis.call('DEL', K.queue(q), K.waiting(q), K.free(q), K.members(q))
+    redis.call('SREM', K.queues(), q)
+  end
+end
+local function enc(t)
+  if type(t) == 'table' and next(t) == nil then return '{}' end
+  return cjson.encode(t)
+end
+for q, r in pairs(rules.queues) do
+  local steps = '[]'
+  if #r.escalation > 0 then steps = cjson.encode(r.escalation) end
+  redis.call('HSET', K.queue(q), 'strategy', r.strategy, 'priority', r.priority, 'max_wait', r.max_wait,
+    'max_length', r.max_length, 'wrapup', r.wrapup, 'ring_timeout', r.ring_timeout,
+    'service_level', r.service_level, 'miss_limit', r.miss_limit, 'skills', enc(r.skills),
+    'escalation', steps, 'on_timeout', cjson.encode(r.on_timeout), 'on_full', cjson.encode(r.on_full),
+    'announce_every', r.announce.position_every, 'announce_ewt', r.announce.ewt and 1 or 0)
+  redis.call('SADD', K.queues(), q)
+  redis.call('DEL', K.members(q))
+end
+QC = {}
+for _, a in ipairs(redis.call('SMEMBERS', K.agents())) do
+  if rules.agents[a] == nil then
+    leave_free_sets(a)
+    redis.call('ZREM', K.wrapups(), a)
+    redis.call('DEL', K.agent(a))
+    redis.call('SREM', K.agents(), a)
+  end
+end
+for a, r in pairs(rules.agents) do
+  redis.call('HSET', K.agent(a), 'name', r.name, 'uri', r.uri, 'skills', enc(r.skills),
+    'queues', enc(r.queues), 'max_offers', r.max_offers)
+  if not redis.call('HGET', K.agent(a), 'state') then
+    redis.call('HSET', K.agent(a), 'state', 'logged_out', 'since', NOW, 'last_free', 0)
+  end
+  for q, _ in pairs(r.queues) do redis.call('SADD', K.members(q), a) end
+  redis.call('SADD', K.agents(), a)
+end
+for _, a in ipairs(available) do
+  if redis.call('EXISTS', K.agent(a)) == 1 then enter_free_sets(a) end
+end
+redis.call('SET', K.rules(), ARGV[4])
+for _, a in ipairs(available) do
+  if redis.call('EXISTS', K.agent(a)) == 1 then match_agent(a) end
+end
+return {'ok'}

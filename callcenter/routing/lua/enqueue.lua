@@ -1,0 +1,29 @@
+-- Enqueue a call and try to match it with a free agent at once.
+-- KEYS: none (see lib.lua). ARGV: [1] prefix [2] now [3] day
+--   [4] call id [5] queue [6] required skills JSON {skill: min level} [7] priority
+--   [8] caller [9] attributes JSON [10] owner worker id
+-- Returns {status, offers}: status 'ok' | 'no_queue' | 'duplicate' | 'full'.
+local c, q, owner = ARGV[4], ARGV[5], ARGV[10]
+local qc = qconf(q)
+if not qc then return {'no_queue', 0} end
+if redis.call('EXISTS', K.call(c)) == 1 then return {'duplicate', 0} end
+if qc.max_length > 0 and redis.call('ZCARD', K.waiting(q)) >= qc.max_length then
+  stat(q, 'rejected_full')
+  return {'full', 0}
+end
+local need = {}
+for skill, lvl in pairs(qc.skills) do need[skill] = lvl end
+for skill, lvl in pairs(cjson.decode(ARGV[6])) do
+  if need[skill] == nil or num(lvl, 0) > num(need[skill], 0) then need[skill] = num(lvl, 0) end
+end
+local prio = num(ARGV[7], 0) + qc.priority
+local score = -prio * 1e10 + NOW
+redis.call('HSET', K.call(c), 'state', 'waiting', 'queue', q, 'queues', cjson.encode({q}),
+  'skills', next(need) == nil and '{}' or cjson.encode(need), 'prio', prio, 'enq', NOW, 'score', score,
+  'owner', owner, 'kind', 'call', 'esc', 1, 'caller', ARGV[8], 'attrs', ARGV[9])
+redis.call('ZADD', K.waiting(q), score, c)
+redis.call('SADD', K.worker_calls(owner), c)
+if not redis.call('ZSCORE', K.workers(), owner) then redis.call('ZADD', K.workers(), NOW, owner) end
+stat(q, 'offered')
+schedule_escalation(c)
+return {'ok', match_call(c)}

@@ -1,0 +1,26 @@
+-- Estimated wait: position * average handle time / staffed agents (available, reserved, on call,
+-- wrap-up) of the call's queue; for a new caller the position is the queue length + 1.
+-- KEYS: none (see lib.lua). ARGV: [1] prefix [2] now [3] day [4] queue [5] call id or ''
+-- Returns {ewt seconds as string or '' when no agent is staffed, position}.
+local q, c = ARGV[4], ARGV[5]
+local qc = qconf(q)
+if not qc then return {'', 0} end
+local pos
+if c ~= '' then
+  local r = redis.call('ZRANK', K.waiting(q), c)
+  if not r then return {'', 0} end
+  pos = r + 1
+else
+  pos = redis.call('ZCARD', K.waiting(q)) + 1
+end
+local staffed = 0
+for _, a in ipairs(redis.call('SMEMBERS', K.members(q))) do
+  local st = redis.call('HGET', K.agent(a), 'state')
+  if st == 'available' or st == 'reserved' or st == 'on_call' or st == 'wrap_up' then staffed = staffed + 1 end
+end
+if staffed == 0 then return {'', pos} end
+local aht = qc.aht > 0 and qc.aht or 180
+-- the caller at position p waits for p answers ahead of and including itself, minus one free slot
+local free = redis.call('ZCARD', K.free(q))
+local ahead = math.max(0, pos - free)
+return {tostring(ahead * aht / staffed), pos}

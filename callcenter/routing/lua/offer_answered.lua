@@ -1,0 +1,28 @@
+-- The agent answered an offer: the call is connected, sibling ring_all offers are cancelled.
+-- KEYS: none (see lib.lua). ARGV: [1] prefix [2] now [3] day [4] offer id
+-- Returns 1 if connected, 0 if the lease had expired or the call is gone.
+local oid = ARGV[4]
+local f = redis.call('HMGET', K.offer(oid), 'call', 'agent', 'queue', 'expires')
+if not f[1] then return 0 end
+if num(f[4], 0) < NOW then
+  offer_failed(oid, 'expired', true)
+  return 0
+end
+local c, a, q = f[1], f[2], f[3]
+local cf = redis.call('HMGET', K.call(c), 'state', 'enq')
+if cf[1] ~= 'offered' then
+  offer_failed(oid, 'gone', false)
+  return 0
+end
+drop_offer(oid)
+for _, other in ipairs(cancel_offers(c, 'answered_elsewhere', oid)) do agent_free(other, c) end
+redis.call('HSET', K.call(c), 'state', 'connected', 'agent', a, 'answered', NOW, 'offer_queue', q)
+set_state(a, 'on_call')
+redis.call('HSET', K.agent(a), 'misses', 0, 'call', c)
+redis.call('HDEL', K.agent(a), 'offer')
+local wait = NOW - num(cf[2], NOW)
+local qc = qconf(q)
+stat(q, 'answered')
+stat(q, 'wait_sum', wait)
+if qc and wait <= qc.service_level then stat(q, 'answered_sl') end
+return 1

@@ -1,0 +1,297 @@
+"""The ACD as the worker sees it: enqueue callers, receive offers, report what the phones did.
+
+All state is in Redis and every change is one Lua script, so any number of workers (and the HTTP
+API process) can share queues and agents. Offers for a call always go to the worker that holds the
+caller's media (its Redis list ``worker_offers``), whichever process made the match.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+import redis.asyncio as aredis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
+
+from callcenter import logs
+from callcenter.exceptions import CallcenterError
+from callcenter.routing import scripts
+from callcenter.routing.keys import Keys
+from callcenter.routing.rules import Fallback, RoutingRules
+
+log = logs.get("routing")
+
+AGENT_STATES = ("available", "reserved", "on_call", "wrap_up", "paused", "logged_out")
+OFFER_FAILURES = ("no_answer", "busy", "rejected", "failed")
+
+
+class RoutingError(CallcenterError):
+    """A routing request cannot be done (unknown queue/agent, duplicate call, conflicting rules)."""
+
+
+class QueueFull(RoutingError):
+    def __init__(self, queue: str, fallback: Fallback) -> None:
+        super().__init__(f"queue {queue} is full")
+        self.queue = queue
+        self.fallback = fallback   # what the queue's on_full says to do with the caller
+
+
+@dataclass(frozen=True)
+class QueuedCall:
+    call_id: str
+    queue: str
+    skills: dict[str, int] = field(default_factory=dict)   # skill -> minimum level
+    priority: int = 0                                      # higher is served first
+    caller: str = ""
+    attributes: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Offer:
+    offer_id: str
+    call_id: str
+    agent_id: str
+    agent_uri: str
+    queue: str
+    ring_timeout: float
+    kind: str = "call"                 # "call" | "callback"
+    callback_number: str | None = None
+
+
+@dataclass(frozen=True)
+class RoutingEvent:
+    """kind: fallback | escalated | offer_cancelled | agent_auto_paused. ``data`` has the rest
+    (fallback: action, target, reason, queue, callback_number)."""
+
+    kind: str
+    call_id: str | None
+    data: dict[str, Any]
+
+
+def retry_kwargs() -> dict[str, Any]:
+    """redis-py settings under which a worker rides out a Redis restart (AOF keeps the state)."""
+    return {
+        "retry": Retry(ExponentialBackoff(cap=1.0, base=0.05), retries=40),
+        "retry_on_error": [redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError],
+        "health_check_interval": 10,
+        "socket_connect_timeout": 2.0,
+    }
+
+
+def connect(url: str) -> aredis.Redis:
+    """An asyncio Redis client for the router (retries across restarts for ~20 s)."""
+    return aredis.Redis.from_url(url, decode_responses=True, **retry_kwargs())
+
+
+def connect_sync(url: str) -> redis.Redis:
+    return redis.Redis.from_url(url, decode_responses=True, **retry_kwargs())
+
+
+def _s(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _d(h: dict[Any, Any]) -> dict[str, str]:
+    """Works whether or not the client was made with decode_responses=True."""
+    return {_s(k): _s(v) for k, v in h.items()}
+
+
+class Router:
+    def __init__(self, redis: aredis.Redis, worker_id: str, prefix: str = "cc:",
+                 clock: Callable[[], float] = time.time, dead_after: float = 6.0) -> None:
+        self.redis = redis
+        self.worker_id = worker_id
+        self.prefix = prefix
+        self.keys = Keys(prefix)
+        self.clock = clock
+        self.dead_after = dead_after
+        self._scripts = scripts.register(redis)
+        self.closed_out: list[str] = []   # call ids closed out by this worker's last tick()
+        self.log = log.bind(worker=worker_id)
+
+    async def _run(self, name: str, *args: Any) -> Any:
+        now = self.clock()
+        day = time.strftime("%Y%m%d", time.localtime(now))
+        return await self._scripts[name](keys=[], args=[self.prefix, repr(float(now)), day, *args])
+
+    # -- configuration -------------------------------------------------------------------------
+
+    async def apply_rules(self, rules: RoutingRules) -> None:
+        """Sync queues/agents into Redis; waiting callers and agent states are kept."""
+        res = await self._run("apply_rules", json.dumps(rules.to_json()))
+        if _s(res[0]) != "ok":
+            raise RoutingError(_s(res[1]))
+        self.log.info("routing rules applied", queues=len(rules.queues), agents=len(rules.agents))
+
+    async def current_rules(self) -> dict[str, Any] | None:
+        raw = await self.redis.get(self.keys.rules())
+        return json.loads(raw) if raw else None
+
+    # -- calls ---------------------------------------------------------------------------------
+
+    async def enqueue(self, call: QueuedCall) -> None:
+        res = await self._run("enqueue", call.call_id, call.queue, json.dumps(call.skills or {}) or "{}",
+                              int(call.priority), call.caller, json.dumps(call.attributes),
+                              self.worker_id)
+        status = _s(res[0])
+        if status == "ok":
+            return
+        if status == "duplicate":
+            # a retried script (connection lost after it ran) looks like this: same owner = done
+            owner = await self.redis.hget(self.keys.call(call.call_id), "owner")
+            if owner is not None and _s(owner) == self.worker_id:
+                return
+            raise RoutingError(f"call {call.call_id} is already queued")
+        if status == "no_queue":
+            raise RoutingError(f"unknown queue {call.queue!r}")
+        raw = await self.redis.hget(self.keys.queue(call.queue), "on_full")
+        fb = json.loads(raw) if raw else {"action": "voicemail"}
+        raise QueueFull(call.queue, Fallback(fb.get("action", "voicemail"), fb.get("target")))
+
+    async def next_offers(self, timeout: float = 1.0) -> list[Offer]:
+        key = self.keys.worker_offers(self.worker_id)
+        raw: list[Any] = []
+        if timeout > 0:
+            got = await self.redis.blpop([key], timeout=timeout)
+            if got is None:
+                return []
+            raw.append(got[1])
+        rest = await self.redis.lpop(key, 500)
+        raw.extend(rest or [])
+        offers = []
+        for item in raw:
+            d = json.loads(item)
+            offers.append(Offer(d["offer_id"], d["call_id"], d["agent_id"], d.get("agent_uri") or "",
+                                d["queue"], float(d["ring_timeout"]), d.get("kind", "call"),
+                                d.get("callback_number") or None))
+        return offers
+
+    async def offer_answered(self, offer: Offer) -> bool:
+        return bool(await self._run("offer_answered", offer.offer_id))
+
+    async def offer_failed(self, offer: Offer, reason: str) -> None:
+        if reason not in OFFER_FAILURES:
+            reason = "failed"
+        await self._run("offer_failed", offer.offer_id, reason)
+
+    async def call_finished(self, call_id: str, agent_id: str, talk_seconds: float) -> None:
+        await self._run("call_finished", call_id, agent_id, repr(float(talk_seconds)))
+
+    async def abandon(self, call_id: str) -> None:
+        """Caller hung up. A call that left a callback stays queued (see cancel_callback)."""
+        await self._run("abandon", call_id, "0")
+
+    async def cancel_callback(self, call_id: str) -> None:
+        await self._run("abandon", call_id, "1")
+
+    async def request_callback(self, call_id: str, number: str) -> bool:
+        """Keep the caller's place and call them back on ``number``. False if that number already has a
+        callback pending, or the call is no longer waiting."""
+        return _s(await self._run("callback", call_id, number)) == "ok"
+
+    async def position(self, call_id: str) -> int | None:
+        queue = await self.redis.hget(self.keys.call(call_id), "queue")
+        if queue is None:
+            return None
+        rank = await self.redis.zrank(self.keys.waiting(_s(queue)), call_id)
+        return None if rank is None else rank + 1
+
+    async def estimated_wait(self, queue: str, call_id: str | None = None) -> float | None:
+        """Seconds; None when no agent is staffed in the queue (nothing to estimate from)."""
+        res = await self._run("ewt", queue, call_id or "")
+        return float(res[0]) if _s(res[0]) else None
+
+    # -- liveness ------------------------------------------------------------------------------
+
+    async def heartbeat(self) -> None:
+        await self.redis.zadd(self.keys.workers(), {self.worker_id: self.clock()})
+
+    async def tick(self) -> list[RoutingEvent]:
+        """Escalations, wrap-up ends, lease expiry, matching retries and reaping of dead workers.
+        Returns the events for this worker's calls; call ids closed out are in ``self.closed_out``
+        and on the ``closed_calls`` stream."""
+        res = await self._run("tick", self.worker_id, repr(float(self.dead_after)), 200)
+        self.closed_out = json.loads(_s(res[1])) if _s(res[1]) not in ("{}", "[]") else []
+        if self.closed_out:
+            self.log.warning("closed out calls of dead workers", calls=len(self.closed_out))
+        events = []
+        for raw in res[0]:
+            d = json.loads(raw)
+            events.append(RoutingEvent(d.pop("kind"), d.pop("call_id", None), d))
+        return events
+
+    async def reap(self) -> list[str]:
+        """Run housekeeping now; the call ids of dead workers it closed out."""
+        events = await self.tick()
+        if events:   # not lost: hand them back on this worker's event list for the next tick()
+            await self.redis.rpush(self.keys.worker_events(self.worker_id),
+                                   *[json.dumps({"kind": e.kind, "call_id": e.call_id, **e.data})
+                                     for e in events])
+        return self.closed_out
+
+    # -- agents --------------------------------------------------------------------------------
+
+    async def _agent(self, agent_id: str, action: str, arg: str = "") -> str:
+        res = await self._run("agent", agent_id, action, arg)
+        status = _s(res[0])
+        if status == "no_agent":
+            raise RoutingError(f"unknown agent {agent_id!r}")
+        if status == "logged_out":
+            raise RoutingError(f"agent {agent_id} is logged out")
+        return _s(res[1]) if status == "ok" else "pending"
+
+    async def agent_login(self, agent_id: str, ready: bool = True) -> str:
+        """Returns the new state ('available', or 'paused' with reason 'login' when not ready)."""
+        return await self._agent(agent_id, "login", "1" if ready else "0")
+
+    async def agent_logout(self, agent_id: str) -> str:
+        """'logged_out', or 'pending' while on a call (applied when the call ends)."""
+        return await self._agent(agent_id, "logout")
+
+    async def agent_ready(self, agent_id: str) -> str:
+        return await self._agent(agent_id, "ready")
+
+    async def agent_pause(self, agent_id: str, reason: str) -> str:
+        """'paused', or 'pending' while on a call or ringing (applied when it ends)."""
+        return await self._agent(agent_id, "pause", reason)
+
+    async def set_skills(self, agent_id: str, skills: dict[str, int]) -> str:
+        for name, level in skills.items():
+            if not isinstance(level, int) or isinstance(level, bool) or not 1 <= level <= 10:
+                raise RoutingError(f"skill {name}: level must be an integer 1-10")
+        return await self._agent(agent_id, "set_skills", json.dumps(skills) if skills else "{}")
+
+    async def agent_info(self, agent_id: str) -> dict[str, Any] | None:
+        h = _d(await self.redis.hgetall(self.keys.agent(agent_id)))
+        if not h:
+            return None
+        pauses = _d(await self.redis.hgetall(self.keys.pauses(agent_id)))
+        return agent_view(agent_id, h, pauses, self.clock())
+
+    async def agents(self) -> list[dict[str, Any]]:
+        ids = sorted(_s(a) for a in await self.redis.smembers(self.keys.agents()))
+        pipe = self.redis.pipeline(transaction=False)
+        for a in ids:
+            pipe.hgetall(self.keys.agent(a))
+            pipe.hgetall(self.keys.pauses(a))
+        res = await pipe.execute()
+        now = self.clock()
+        return [agent_view(a, _d(res[2 * i]), _d(res[2 * i + 1]), now) for i, a in enumerate(ids) if res[2 * i]]
+
+
+def agent_view(agent_id: str, h: dict[str, Any], pauses: dict[str, Any], now: float) -> dict[str, Any]:
+    """The public (API) shape of an agent hash."""
+    return {
+        "id": agent_id, "name": h.get("name"), "uri": h.get("uri"), "state": h.get("state", "logged_out"),
+        "state_seconds": round(max(0.0, now - float(h.get("since") or now)), 1),
+        "pause_reason": h.get("pause_reason"), "pending": h.get("pending"),
+        "skills": json.loads(h.get("skills") or "{}"), "queues": json.loads(h.get("queues") or "{}"),
+        "call_id": h.get("call"), "calls": int(h.get("calls") or 0),
+        "talk_seconds": round(float(h.get("talk") or 0), 1), "misses": int(h.get("misses") or 0),
+        "pause_seconds": {k: round(float(v), 1) for k, v in pauses.items()},
+    }

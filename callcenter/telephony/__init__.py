@@ -1,0 +1,6 @@
+"""Telephony: the only package that imports pjsua2.
+
+`api` holds the protocol the rest of the code uses; `softswitch` the pjsua2 endpoint
+(one per process, pumped from the asyncio/Twisted loop); `leg` one SIP call leg;
+`media` prompt durations and shared music-on-hold sources; `limits` what doctor reports.
+"""

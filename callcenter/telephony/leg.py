@@ -1,0 +1,392 @@
+"""One SIP call leg on pjsua2, behind the async `Leg` protocol.
+
+Every method runs on the loop thread (pjsua2 is configured with mainThreadOnly, so its
+callbacks arrive there too through `libHandleEvents`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import re
+import time
+import uuid
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import pjsua2 as pj
+
+from callcenter import logs
+from callcenter.exceptions import CallGone, TelephonyError
+from callcenter.telephony.api import HangupInfo, HangupSide
+from callcenter.telephony.media import wav_seconds
+
+if TYPE_CHECKING:
+    from callcenter.telephony.softswitch import PjSoftswitch
+
+_USER = re.compile(r"sip:([^@;>]+)@")
+
+
+def uri_user(uri: str) -> str:
+    """User part of a SIP URI in a From/To value: '"A" <sip:0901@h>;tag=x' -> '0901'."""
+    m = _USER.search(uri)
+    return m.group(1) if m else ""
+
+
+class _PjCall(pj.Call):
+    """pjsua2 callbacks forwarded to the owning leg. Exceptions must not escape into C++."""
+
+    def __init__(self, acc: pj.Account, call_id: int, leg: PjLeg) -> None:
+        super().__init__(acc, call_id)
+        self.leg = leg
+
+    def onCallState(self, prm: Any) -> None:  # noqa: N802 - pjsua2 name
+        self.leg._guard(self.leg._on_state)
+
+    def onCallMediaState(self, prm: Any) -> None:  # noqa: N802
+        self.leg._guard(self.leg._on_media)
+
+    def onDtmfDigit(self, prm: Any) -> None:  # noqa: N802
+        self.leg._guard(self.leg._on_digit, prm.digit)
+
+    def onCallTransferStatus(self, prm: Any) -> None:  # noqa: N802
+        self.leg._guard(self.leg._on_xfer_status, prm.statusCode, prm.finalNotify)
+
+
+class PjLeg:
+    """A call leg. Created by PjSoftswitch for incoming INVITEs and by originate()."""
+
+    def __init__(self, switch: PjSoftswitch, acc: pj.Account, call_id: int = pj.PJSUA_INVALID_ID,
+                 outgoing: bool = False) -> None:
+        self.switch = switch
+        self.loop = switch.loop
+        self.id = uuid.uuid4().hex
+        self.outgoing = outgoing
+        self.call: _PjCall | None = _PjCall(acc, call_id, self)
+        self.sip_call_id = ""
+        self.caller = ""
+        self.called = ""
+        self.created = time.time()
+        self.answered_at: float | None = None
+        self.last_code = 0
+        self.last_reason = ""
+        self.audio: pj.AudioMedia | None = None
+        self.peer: PjLeg | None = None
+        self._digits: collections.deque[str] = collections.deque()
+        self._waiter: tuple[asyncio.Future[str], bool] | None = None
+        self._media_ready: asyncio.Future[None] = self.loop.create_future()
+        self._confirmed: asyncio.Future[None] = self.loop.create_future()
+        self._ended: asyncio.Future[HangupInfo] = self.loop.create_future()
+        self._hangup_by_us = False
+        self._player: pj.AudioMediaPlayer | None = None
+        self._moh: pj.AudioMediaPlayer | None = None
+        self._xfer: asyncio.Future[int] | None = None
+        self.log = logs.get("leg", call_id=self.id)
+        if call_id != pj.PJSUA_INVALID_ID:
+            self._read_info()
+
+    # -- protocol ---------------------------------------------------------------------------
+
+    @property
+    def ended(self) -> bool:
+        return self._ended.done()
+
+    async def ring(self) -> None:
+        self._alive()
+        self._answer_code(180)
+
+    async def answer(self) -> None:
+        self._alive()
+        self._answer_code(200)
+        await self._wait_media()
+
+    async def play(self, prompts: Sequence[str], barge_in: bool = True) -> str | None:
+        self._alive()
+        if barge_in and self._digits:
+            return self._digits[0]
+        files = [str(p) for p in prompts]
+        if not files:
+            return None
+        seconds = sum(wav_seconds(f) for f in files)  # validates every file before starting
+        await self._wait_media()
+        self._stop_media_sources()
+        player = pj.AudioMediaPlayer()
+        try:
+            if len(files) == 1:
+                player.createPlayer(files[0], pj.PJMEDIA_FILE_NO_LOOP)
+            else:
+                player.createPlaylist(files, "prompts", pj.PJMEDIA_FILE_NO_LOOP)
+            assert self.audio is not None
+            player.startTransmit(self.audio)
+        except pj.Error as exc:
+            raise TelephonyError(f"cannot play {files}: {exc.info()}") from None
+        self._player = player
+        try:
+            # A frame or two of slack so the last syllable is not clipped.
+            woke = await self._sleep(seconds + 0.05, on_digit=barge_in)
+        finally:
+            self._stop_player(player)
+        return self._digits[0] if woke == "digit" else None
+
+    async def collect(self, max_digits: int, timeout: float, inter_digit_timeout: float | None = None,
+                      terminator: str | None = "#") -> str:
+        got = ""
+        wait = timeout
+        while len(got) < max_digits:
+            if not self._digits:
+                if await self._sleep(wait, on_digit=True) == "timeout":
+                    break
+            digit = self._digits.popleft()
+            if terminator and digit == terminator:
+                break
+            got += digit
+            wait = inter_digit_timeout if inter_digit_timeout is not None else timeout
+        return got
+
+    def flush_digits(self) -> None:
+        self._digits.clear()
+
+    async def start_hold(self, music: str) -> None:
+        self._alive()
+        await self._wait_media()
+        self._stop_media_sources()
+        self._moh = self.switch.music_source(music)
+        assert self.audio is not None
+        self._moh.startTransmit(self.audio)
+
+    async def stop_hold(self) -> None:
+        self._stop_moh()
+
+    async def record(self, path: str, max_seconds: float, silence_seconds: float | None = None) -> float:
+        self._alive()
+        await self._wait_media()
+        self._stop_media_sources()
+        recorder = pj.AudioMediaRecorder()
+        try:
+            recorder.createRecorder(path)
+            assert self.audio is not None
+            self.audio.startTransmit(recorder)
+        except pj.Error as exc:
+            raise TelephonyError(f"cannot record to {path}: {exc.info()}") from None
+        started = time.monotonic()
+        quiet_since = started
+        try:
+            while time.monotonic() - started < max_seconds:
+                woke = await self._sleep(0.2, on_digit=True)
+                if woke == "digit" and self._digits.popleft() == "#":
+                    break
+                if silence_seconds is not None:
+                    # RX level is 0..255; below ~8 is line noise.
+                    if self.audio.getRxLevel() > 8:
+                        quiet_since = time.monotonic()
+                    elif time.monotonic() - quiet_since >= silence_seconds:
+                        break
+        finally:
+            if not self.ended and self.audio is not None:
+                try:
+                    self.audio.stopTransmit(recorder)
+                except pj.Error:
+                    pass
+            del recorder
+        return time.monotonic() - started
+
+    async def bridge(self, other: PjLeg) -> None:  # type: ignore[override]
+        self._alive()
+        other._alive()
+        await self._wait_media()
+        await other._wait_media()
+        for leg in (self, other):
+            leg._stop_media_sources()
+        self.peer, other.peer = other, self
+        assert self.audio is not None and other.audio is not None
+        self.audio.startTransmit(other.audio)
+        other.audio.startTransmit(self.audio)
+
+    async def transfer(self, uri: str) -> None:
+        self._alive()
+        self._xfer = self.loop.create_future()
+        try:
+            self.call.xfer(uri, pj.CallOpParam(True))
+        except pj.Error as exc:
+            raise TelephonyError(f"REFER failed: {exc.info()}") from None
+        done, _ = await asyncio.wait([self._xfer, self._ended], timeout=30,
+                                     return_when=asyncio.FIRST_COMPLETED)
+        code = self._xfer.result() if self._xfer in done else 0
+        if code and code >= 300:
+            raise TelephonyError(f"transfer to {uri} failed with {code}")
+        await self.hangup()
+
+    async def hangup(self, sip_code: int = 200) -> None:
+        if self.ended:
+            return
+        self._hangup_by_us = True
+        self._stop_media_sources()
+        prm = pj.CallOpParam(True)
+        info_state = self._state()
+        if not self.outgoing and info_state is not None and info_state < pj.PJSIP_INV_STATE_CONNECTING:
+            # Unanswered incoming: a final response; 200 makes no sense here.
+            prm.statusCode = sip_code if sip_code >= 300 else 480
+        try:
+            self.call.hangup(prm)
+        except pj.Error as exc:
+            self.log.warning("hangup failed", error=exc.info())
+            self._finish(0, "hangup failed")
+        try:
+            await asyncio.wait_for(asyncio.shield(self._ended), 5)
+        except TimeoutError:
+            self._finish(0, "hangup timeout")
+
+    async def wait_ended(self) -> HangupInfo:
+        return await asyncio.shield(self._ended)
+
+    # -- pjsua2 events ----------------------------------------------------------------------
+
+    def _guard(self, fn: Any, *args: Any) -> None:
+        try:
+            fn(*args)
+        except Exception:  # noqa: BLE001 - an exception must never unwind into pjsua2's C++
+            self.log.exception("callback failed", callback=getattr(fn, "__name__", "?"))
+
+    def _read_info(self) -> None:
+        ci = self.call.getInfo()
+        self.sip_call_id = ci.callIdString
+        if self.outgoing:
+            self.caller, self.called = uri_user(ci.localUri), uri_user(ci.remoteUri)
+        else:
+            self.caller, self.called = uri_user(ci.remoteUri), uri_user(ci.localUri)
+
+    def _state(self) -> int | None:
+        try:
+            return int(self.call.getInfo().state)
+        except pj.Error:
+            return None
+
+    def _on_state(self) -> None:
+        ci = self.call.getInfo()
+        if not self.sip_call_id:
+            self._read_info()
+        self.last_code = int(ci.lastStatusCode)
+        self.last_reason = ci.lastReason
+        if ci.state == pj.PJSIP_INV_STATE_CONFIRMED:
+            if self.answered_at is None:
+                self.answered_at = time.time()
+            if not self._confirmed.done():
+                self._confirmed.set_result(None)
+        elif ci.state == pj.PJSIP_INV_STATE_DISCONNECTED:
+            self._finish(self.last_code, self.last_reason)
+
+    def _on_media(self) -> None:
+        ci = self.call.getInfo()
+        for i, mi in enumerate(ci.media):
+            if mi.type == pj.PJMEDIA_TYPE_AUDIO and mi.status in (pj.PJSUA_CALL_MEDIA_ACTIVE,
+                                                                    pj.PJSUA_CALL_MEDIA_REMOTE_HOLD):
+                self.audio = self.call.getAudioMedia(i)
+                if not self._media_ready.done():
+                    self._media_ready.set_result(None)
+                if self.peer is not None and self.peer.audio is not None:
+                    # Re-INVITE replaced the media port: reconnect the bridge.
+                    self.audio.startTransmit(self.peer.audio)
+                    self.peer.audio.startTransmit(self.audio)
+                return
+
+    def _on_digit(self, digit: str) -> None:
+        self._digits.append(digit)
+        self.switch.on_digit(self, digit)
+        if self._waiter and self._waiter[1] and not self._waiter[0].done():
+            self._waiter[0].set_result("digit")
+
+    def _on_xfer_status(self, code: int, final: bool) -> None:
+        if self._xfer is not None and not self._xfer.done() and (final or code >= 200):
+            self._xfer.set_result(int(code))
+
+    def _finish(self, code: int, reason: str) -> None:
+        if self._ended.done():
+            return
+        side = HangupSide.SYSTEM if self._hangup_by_us else HangupSide.CALLER
+        self.audio = None
+        self._player = None
+        self._moh = None
+        if self.peer is not None:
+            self.peer.peer = None
+            self.peer = None
+        self._ended.set_result(HangupInfo(side, code, reason))
+        for fut in (self._media_ready, self._confirmed):
+            if not fut.done():
+                fut.set_exception(CallGone(self.id))
+                fut.exception()  # mark retrieved
+        if self._waiter and not self._waiter[0].done():
+            self._waiter[0].set_exception(CallGone(self.id))
+        self.switch.forget(self)
+
+    def release(self) -> None:
+        """Drop the pj.Call (called by the softswitch right after the DISCONNECTED callback)."""
+        call, self.call = self.call, None
+        if call is not None:
+            call.leg = None
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    def _alive(self) -> None:
+        if self.ended:
+            raise CallGone(self.id)
+
+    def _answer_code(self, code: int) -> None:
+        prm = pj.CallOpParam(True)
+        prm.statusCode = code
+        try:
+            self.call.answer(prm)
+        except pj.Error as exc:
+            raise TelephonyError(f"answer {code} failed: {exc.info()}") from None
+
+    async def _wait_media(self, timeout: float = 5.0) -> None:
+        if self._media_ready.done():
+            self._media_ready.result()
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(self._media_ready), timeout)
+        except TimeoutError:
+            raise TelephonyError("media did not become active") from None
+
+    async def _sleep(self, timeout: float, on_digit: bool) -> str:
+        """Wait until timeout ('timeout') or, if on_digit, a DTMF digit ('digit'). CallGone if the leg ends."""
+        self._alive()
+        if on_digit and self._digits:
+            return "digit"
+        fut: asyncio.Future[str] = self.loop.create_future()
+        self._waiter = (fut, on_digit)
+        handle = self.loop.call_later(max(0.0, timeout), lambda: fut.done() or fut.set_result("timeout"))
+        try:
+            return await fut
+        finally:
+            handle.cancel()
+            self._waiter = None
+
+    def _stop_player(self, player: pj.AudioMediaPlayer) -> None:
+        if self.audio is not None and not self.ended:
+            try:
+                player.stopTransmit(self.audio)
+            except pj.Error:
+                pass
+        if self._player is player:
+            self._player = None
+
+    def _stop_moh(self) -> None:
+        moh, self._moh = self._moh, None
+        if moh is not None and self.audio is not None and not self.ended:
+            try:
+                moh.stopTransmit(self.audio)
+            except pj.Error:
+                pass
+
+    def _stop_media_sources(self) -> None:
+        if self._player is not None:
+            self._stop_player(self._player)
+        self._stop_moh()
+        if self.peer is not None and self.audio is not None and self.peer.audio is not None:
+            try:
+                self.audio.stopTransmit(self.peer.audio)
+                self.peer.audio.stopTransmit(self.audio)
+            except pj.Error:
+                pass
+            self.peer.peer = None
+            self.peer = None

@@ -1,0 +1,293 @@
+"""The pjsua2 endpoint of one worker process, pumped from the asyncio/Twisted loop.
+
+pjsua2 runs with no worker threads of its own for SIP (`threadCnt=0`) and with
+`mainThreadOnly`, so every callback is delivered from `libHandleEvents` on the loop
+thread; the loop polls it every millisecond while busy and every few ms when idle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pjsua2 as pj
+
+from callcenter import logs
+from callcenter.exceptions import TelephonyError
+from callcenter.telephony.api import OriginateResult
+from callcenter.telephony.leg import PjLeg
+from callcenter.telephony.media import CLOCK_RATE
+
+log = logs.get("softswitch")
+
+IncomingHandler = Callable[[PjLeg], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class SipSettings:
+    """What the softswitch needs from the worker config (see config.SipConfig)."""
+
+    bind: str = "0.0.0.0"
+    port: int = 5060
+    public_address: str = ""         # address in Contact/SDP when bound to 0.0.0.0 behind an edge
+    transports: tuple[str, ...] = ("udp", "tcp")
+    rtp_port: int = 10000
+    rtp_port_range: int = 20000
+    max_calls: int = 1000
+    user: str = "callcenter"         # user part of our own URI
+    log_level: int = 2               # pjsip log level to forward (1 errors .. 5 debug)
+    no_answer_after: float = 120.0   # a ringing incoming call the app never answered
+
+
+def result_for_code(code: int, cancelled_by_timeout: bool = False) -> OriginateResult:
+    """Map a final SIP status of an outbound INVITE to a dial result."""
+    if cancelled_by_timeout or code in (408, 480, 487):
+        return OriginateResult.NO_ANSWER
+    if code in (486, 600):
+        return OriginateResult.BUSY
+    if code in (404, 410, 484, 604):
+        return OriginateResult.INVALID
+    if 400 <= code < 500 or code in (603, 606):
+        return OriginateResult.REJECTED
+    return OriginateResult.FAILED
+
+
+class _LogWriter(pj.LogWriter):
+    def write(self, entry: Any) -> None:
+        try:
+            msg = entry.msg.strip()
+            if entry.level <= 1:
+                log.error("pjsip", msg=msg)
+            elif entry.level == 2:
+                log.warning("pjsip", msg=msg)
+            else:
+                log.debug("pjsip", msg=msg)
+        except Exception:  # noqa: BLE001, S110 - never raise into C++
+            pass
+
+
+class _Account(pj.Account):
+    def __init__(self, switch: PjSoftswitch) -> None:
+        super().__init__()
+        self.switch = switch
+
+    def onIncomingCall(self, prm: Any) -> None:  # noqa: N802 - pjsua2 name
+        try:
+            self.switch._incoming(self, prm.callId)
+        except Exception:  # noqa: BLE001
+            log.exception("incoming call handler failed")
+
+
+class PjSoftswitch:
+    """Owns the pjsua2 Endpoint: transports, the local account, live legs and originate()."""
+
+    def __init__(self, settings: SipSettings, loop: asyncio.AbstractEventLoop,
+                 on_incoming: IncomingHandler) -> None:
+        self.settings = settings
+        self.loop = loop
+        self.on_incoming = on_incoming
+        self.ep = pj.Endpoint()
+        self.accepting = False
+        self.legs: dict[str, PjLeg] = {}
+        self._accounts: dict[str, _Account] = {}
+        self._music: dict[str, pj.AudioMediaPlayer] = {}
+        self._pump_handle: asyncio.TimerHandle | None = None
+        self._writer = _LogWriter()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.digit_listeners: list[Callable[[PjLeg, str], None]] = []
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def start(self) -> None:
+        s = self.settings
+        self.ep.libCreate()
+        cfg = pj.EpConfig()
+        cfg.uaConfig.threadCnt = 0
+        cfg.uaConfig.mainThreadOnly = True
+        cfg.uaConfig.maxCalls = s.max_calls
+        cfg.uaConfig.userAgent = "callcenter"
+        cfg.medConfig.clockRate = CLOCK_RATE
+        cfg.medConfig.sndClockRate = CLOCK_RATE
+        cfg.medConfig.channelCount = 1
+        cfg.medConfig.noVad = True
+        cfg.medConfig.ecTailLen = 0
+        cfg.logConfig.level = s.log_level
+        cfg.logConfig.consoleLevel = s.log_level  # the writer only sees messages up to this level
+        cfg.logConfig.writer = self._writer
+        cfg.logConfig.decor = 0
+        self.ep.libInit(cfg)
+        compiled = pj.UaConfig().maxCalls
+        if compiled < s.max_calls:
+            raise TelephonyError(f"pjsua2 was built with PJSUA_MAX_CALLS={compiled} < sip.max_calls="
+                                 f"{s.max_calls}; run scripts/build_pjsua2.sh")
+        for kind in s.transports:
+            tcfg = pj.TransportConfig()
+            tcfg.port = s.port
+            if s.bind and s.bind != "0.0.0.0":
+                tcfg.boundAddress = s.bind
+            if s.public_address:
+                tcfg.publicAddress = s.public_address
+            ttype = pj.PJSIP_TRANSPORT_UDP if kind == "udp" else pj.PJSIP_TRANSPORT_TCP
+            try:
+                self.ep.transportCreate(ttype, tcfg)
+            except pj.Error as exc:
+                raise TelephonyError(f"cannot listen on {kind} {s.bind}:{s.port}: {exc.reason}") from None
+        self.ep.libStart()
+        self.ep.audDevManager().setNullDev()
+        for codec in self.ep.codecEnum2():
+            prio = {"PCMU/8000/1": 255, "PCMA/8000/1": 254}.get(codec.codecId, 0)
+            self.ep.codecSetPriority(codec.codecId, prio)
+        self.account(s.user)
+        self.accepting = True
+        self._pump()
+        log.info("softswitch started", port=s.port, transports=list(s.transports), max_calls=s.max_calls)
+
+    def stop_accepting(self) -> None:
+        """New INVITEs get 503 from now on (graceful shutdown)."""
+        self.accepting = False
+
+    async def shutdown(self, deadline: float) -> None:
+        """Let live calls end by themselves until `deadline` seconds pass, then hang them up."""
+        self.stop_accepting()
+        end = time.monotonic() + deadline
+        while self.legs and time.monotonic() < end:
+            await asyncio.sleep(0.2)
+        for leg in list(self.legs.values()):
+            await leg.hangup(503)
+        if self._pump_handle:
+            self._pump_handle.cancel()
+        self._music.clear()
+        await asyncio.sleep(0.05)  # let released pj.Call objects go before the library does
+        gc.collect()
+        for acc in self._accounts.values():
+            acc.shutdown()
+        self._accounts.clear()
+        self.ep.libDestroy()
+
+    # -- accounts and incoming -------------------------------------------------------------
+
+    def account(self, user: str) -> _Account:
+        """A local (non-registering) account; originate() uses one per caller id for the From header."""
+        acc = self._accounts.get(user)
+        if acc is None:
+            s = self.settings
+            host = s.public_address or (s.bind if s.bind not in ("", "0.0.0.0") else "127.0.0.1")
+            cfg = pj.AccountConfig()
+            cfg.idUri = f"sip:{user}@{host}:{s.port}"
+            # pjsua allocates RTP ports per account from the account's own base; give each caller-id
+            # account its own slice (8 slices, reused round-robin) so they don't fight over ports.
+            stride = max(2, s.rtp_port_range // 8) & ~1
+            cfg.mediaConfig.transportConfig.port = s.rtp_port + stride * (len(self._accounts) % 8)
+            cfg.mediaConfig.transportConfig.portRange = stride
+            # An answer listing several codecs would otherwise trigger a re-INVITE to lock one.
+            cfg.mediaConfig.lockCodecEnabled = False
+            if s.public_address:
+                cfg.mediaConfig.transportConfig.publicAddress = s.public_address
+            acc = _Account(self)
+            acc.create(cfg, not self._accounts)
+            self._accounts[user] = acc
+        return acc
+
+    def _incoming(self, acc: _Account, call_id: int) -> None:
+        leg = PjLeg(self, acc, call_id)
+        self.legs[leg.id] = leg
+        if not self.accepting:
+            log.info("rejecting call while draining", call_id=leg.id)
+            self.spawn(leg.hangup(503), "reject")
+            return
+        self.spawn(self.on_incoming(leg), "incoming", leg.id)
+
+    def spawn(self, coro: Awaitable[Any], what: str, call_id: str | None = None) -> asyncio.Task[Any]:
+        """Run a background task whose failure is logged, never lost."""
+        task: asyncio.Task[Any] = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+
+        def done(t: asyncio.Task[Any]) -> None:
+            self._tasks.discard(t)
+            if not t.cancelled() and t.exception() is not None:
+                log.error("task failed", task=what, call_id=call_id, exc_info=t.exception())
+
+        task.add_done_callback(done)
+        return task
+
+    def forget(self, leg: PjLeg) -> None:
+        self.legs.pop(leg.id, None)
+        # The pj.Call must outlive the callback that reported its end, but not by long: its
+        # destructor clears the user data of its call *slot*, which pjsua later reuses.
+        self.loop.call_soon(leg.release)
+
+    def on_digit(self, leg: PjLeg, digit: str) -> None:
+        for listener in self.digit_listeners:
+            listener(leg, digit)
+
+    # -- media ------------------------------------------------------------------------------
+
+    def music_source(self, path: str) -> pj.AudioMediaPlayer:
+        """One looping player per music file, shared by every caller on hold (one conference port)."""
+        player = self._music.get(path)
+        if player is None:
+            player = pj.AudioMediaPlayer()
+            try:
+                player.createPlayer(path, 0)
+            except pj.Error as exc:
+                raise TelephonyError(f"cannot open music {path}: {exc.info()}") from None
+            self._music[path] = player
+        return player
+
+    # -- outbound ---------------------------------------------------------------------------
+
+    async def originate(self, uri: str, caller_id: str, ring_timeout: float,
+                        headers: dict[str, str] | None = None) -> tuple[OriginateResult, PjLeg | None]:
+        acc = self.account(caller_id or self.settings.user)
+        leg = PjLeg(self, acc, outgoing=True)
+        prm = pj.CallOpParam(True)
+        prm.opt.audioCount = 1
+        prm.opt.videoCount = 0
+        for name, value in (headers or {}).items():
+            hdr = pj.SipHeader()
+            hdr.hName, hdr.hValue = name, value
+            prm.txOption.headers.append(hdr)
+        try:
+            leg.call.makeCall(uri, prm)
+        except pj.Error as exc:
+            log.warning("originate failed", uri=uri, error=exc.reason)
+            return (OriginateResult.INVALID if "URI" in exc.reason.upper() else OriginateResult.FAILED), None
+        self.legs[leg.id] = leg
+        leg._read_info()
+        timed_out = False
+        try:
+            done, _ = await asyncio.wait([leg._confirmed, leg._ended], timeout=ring_timeout,
+                                         return_when=asyncio.FIRST_COMPLETED)
+            if not done:
+                timed_out = True
+                await leg.hangup()
+        except asyncio.CancelledError:
+            await leg.hangup()
+            raise
+        if leg._confirmed.done() and not leg._confirmed.exception():
+            try:
+                await leg._wait_media()
+            except Exception:  # noqa: BLE001
+                await leg.hangup()
+                return OriginateResult.FAILED, None
+            return OriginateResult.ANSWERED, leg
+        info = await leg.wait_ended()
+        return result_for_code(info.sip_code, timed_out), None
+
+    # -- the pump ---------------------------------------------------------------------------
+
+    def _pump(self) -> None:
+        busy = 0
+        try:
+            for _ in range(100):
+                n = self.ep.libHandleEvents(0)
+                if n <= 0:
+                    break
+                busy += n
+        except Exception:  # noqa: BLE001
+            log.exception("libHandleEvents failed")
+        self._pump_handle = self.loop.call_later(0.001 if (busy or self.legs) else 0.005, self._pump)
