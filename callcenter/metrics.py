@@ -118,7 +118,7 @@ class QueueCollector(Collector):
                                   "Calls answered within the service-level target since local midnight.",
                                   labels=["queue"])
         sl = GaugeMetricFamily("callcenter_queue_service_level_ratio",
-                               "Today's service level (0..1): answered within T / (offered - short abandons).",
+                               "Today's service level (0..1) as the router computes it live (see docs/KPIS.md).",
                                labels=["queue"])
         backlog = GaugeMetricFamily("callcenter_cdr_backlog_entries", "CDR entries in Redis not yet in the store.")
         families: list[Metric] = [waiting, oldest, q_agents, agents, offered, answered, abandoned, in_sl, sl]

@@ -18,11 +18,22 @@ mkdir -p "$CACHE"
 
 log() { echo "[pjsua2] $*" >&2; }
 
-# A cached wheel for this config hash (any pjproject version) is reused.
-existing="$(ls -1 "$CACHE"/wheels/*/"$SITE_HASH"/pjsua2-*.whl 2>/dev/null | sort -V | tail -1 || true)"
+PYTAG="$("$PY" -c 'import sys; print(f"cp{sys.version_info[0]}{sys.version_info[1]}")')"
+
+# Already installed from this config: nothing to do.
+if "$PY" -c "import pjsua2, sys; sys.exit(0 if pjsua2.UaConfig().maxCalls >= 1024 else 1)" 2>/dev/null \
+   && [[ -f "$("$PY" -c 'import sys; print(sys.prefix)')/.pjsua2-$SITE_HASH" ]]; then
+    exit 0
+fi
+
+mark_installed() { touch "$("$PY" -c 'import sys; print(sys.prefix)')/.pjsua2-$SITE_HASH"; }
+
+# A cached wheel for this config hash and Python (any pjproject version) is reused.
+existing="$(ls -1 "$CACHE"/wheels/*/"$SITE_HASH"/pjsua2-*-"$PYTAG"-*.whl 2>/dev/null | sort -V | tail -1 || true)"
 if [[ -n "$existing" ]]; then
     log "reusing cached wheel $existing"
     "$PY" -m pip install -q --force-reinstall --no-deps "$existing"
+    mark_installed
     exit 0
 fi
 
@@ -71,3 +82,4 @@ cp dist/pjsua2-*.whl "$OUT/"
 whl="$(ls -1 "$OUT"/pjsua2-*.whl | tail -1)"
 log "cached $whl"
 "$PY" -m pip install -q --force-reinstall --no-deps "$whl"
+mark_installed

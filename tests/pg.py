@@ -73,7 +73,7 @@ class PgServer:
         import psycopg
 
         with psycopg.connect(self.dsn, autocommit=True) as conn:
-            conn.execute("DROP TABLE IF EXISTS cdr_calls, cdr_legs, cdr_events")
+            conn.execute("DROP TABLE IF EXISTS cdr_calls, cdr_legs, cdr_events, cdr_rollup, cdr_rollup_dirty, cdr_meta")
 
     def destroy(self) -> None:
         self.stop("immediate")

@@ -78,6 +78,10 @@ def test_disposition_wins_and_may_arrive_first(store: SqliteStore) -> None:
     store.apply([("disp", {"call_id": "k1", "code": "escalated", "resolved": False, "ts": 500.0})])
     got = store.get_call("k1")
     assert (got.disposition, got.resolved) == ("escalated", False)
+    # each disposition is in the queue log once, replays included
+    store.apply([("disp", {"call_id": "k1", "code": "escalated", "resolved": False, "ts": 500.0})])
+    assert [(e.event, e.data["code"]) for e in store.events("k1")] == [
+        ("DISPOSITION", "callback_later"), ("DISPOSITION", "paid"), ("DISPOSITION", "escalated")]
 
 
 def test_leg_merge(store: SqliteStore) -> None:

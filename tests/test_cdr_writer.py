@@ -11,10 +11,9 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 import redis
 import redis.asyncio as aioredis
-from pg import PgServer, pg_dsn, pg_server  # noqa: F401
+from pg import PgServer, pg_dsn, pg_server  # noqa: F401 (fixtures)
 
 from callcenter.cdr import keys
 from callcenter.cdr.buffer import CdrBuffer
@@ -46,8 +45,8 @@ async def produce(buf: CdrBuffer, ids: range, reverse_snapshots: bool = False) -
                                 first.answer, first.start + 100, 200, "answered", version=1))
 
 
-def assert_exactly_once(store: SqlStore, n: int) -> None:
-    assert store.counts() == {"cdr_calls": n, "cdr_legs": n, "cdr_events": n}
+def assert_exactly_once(store: SqlStore, n: int, dispositions: int = 0) -> None:
+    assert store.counts() == {"cdr_calls": n, "cdr_legs": n, "cdr_events": n + dispositions}
     calls = store.calls(limit=None)
     assert sorted(c.call_id for c in calls) == sorted(f"call-{i}" for i in range(n))
     # every call carries its final snapshot, whatever order the copies arrived in
@@ -76,8 +75,9 @@ def test_buffer_to_sqlite_exactly_once_with_replays(redis_url: str, tmp_path) ->
         await buf.disposition("call-7", "paid", True, agent_id="ag1")
         writer = CdrWriter(client, store, batch=64)
         await drain_all(writer)
-        assert_exactly_once(store, 200)
+        assert_exactly_once(store, 200, dispositions=1)
         assert store.get_call("call-7").disposition == "paid"
+        assert [e.event for e in store.events("call-7")] == ["ENTERQUEUE", "DISPOSITION"]
         assert await client.xlen(keys.stream()) == 0          # acked entries are deleted
         await client.aclose()
 
@@ -147,7 +147,7 @@ def test_killed_writer_process_loses_and_duplicates_nothing(redis_url: str, tmp_
     asyncio.run(finish())
 
 
-def test_postgres_outage_during_writes(redis_url: str, pg_dsn: str, pg_server: PgServer) -> None:
+def test_postgres_outage_during_writes(redis_url: str, pg_dsn: str, pg_server: PgServer) -> None:  # noqa: F811
     """Stop PostgreSQL (immediate: a crash) while calls stream in, restart it: every record once."""
     n = 600
 
@@ -222,6 +222,32 @@ def test_buffer_survives_redis_outage(redis_url: str, redis_server, tmp_path) ->
         store = open_store(f"sqlite:///{tmp_path}/cdr.db")
         await drain_all(CdrWriter(client, store))
         assert_exactly_once(store, 10)
+        await client.aclose()
+
+    asyncio.run(main())
+
+
+def test_worker_task_starts_while_postgres_is_down(redis_url: str, pg_dsn: str, pg_server: PgServer) -> None:  # noqa: F811
+    """The worker's writer task must not fail when the store is down at start; it catches up later."""
+    from callcenter.cdr.writer import run_cdr_writer
+
+    async def main() -> None:
+        client = aioredis.Redis.from_url(redis_url)
+        await asyncio.to_thread(pg_server.stop, "fast")
+        stop = asyncio.Event()
+        task = asyncio.create_task(run_cdr_writer(client, pg_dsn, stop, consumer="w1"))
+        await produce(CdrBuffer(client), range(40))         # calls go on meanwhile
+        await asyncio.sleep(1.5)
+        assert not task.done()
+        await asyncio.to_thread(pg_server.start)
+        deadline = time.monotonic() + 30
+        while await client.xlen(keys.stream()) and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        stop.set()
+        await task
+        store = open_store(pg_dsn)
+        assert_exactly_once(store, 40)
+        store.close()
         await client.aclose()
 
     asyncio.run(main())

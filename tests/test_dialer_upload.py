@@ -86,7 +86,7 @@ def to_cp1258(text):
 
 
 def test_comma_utf8_without_bom_and_cp1258():
-    p = parse_csv("phone,name\n0912345678,\"Nguyen, A\"\n".encode())
+    p = parse_csv(b"phone,name\n0912345678,\"Nguyen, A\"\n")
     assert p.delimiter == "," and p.contacts[0].data == {"name": "Nguyen, A"}
     p = parse_csv("sdt\tten\r\n0912345678\tNguyễn\r\n".encode("utf-16"))
     assert p.encoding == "utf-16" and p.contacts[0].data["ten"] == "Nguyễn"

@@ -15,7 +15,9 @@ from callcenter.cdr import report
 from callcenter.cdr.store import DIMENSIONS, INTERVALS, ReportParams, SqlStore, StoreUnavailable
 
 
-def params_from_request(req: Request, kind: str) -> ReportParams:
+def params_from_request(req: Request, kind: str, configured: ReportParams | None = None) -> ReportParams:
+    """Thresholds not given in the query are the configured ones (those the rollups use)."""
+    c = configured or ReportParams()
     if kind not in DIMENSIONS:
         raise HttpError(404, f"unknown report {kind!r}; expected one of {', '.join(sorted(DIMENSIONS))}")
     try:
@@ -31,10 +33,11 @@ def params_from_request(req: Request, kind: str) -> ReportParams:
             raise ValueError("'to' must be after 'from'")
         return ReportParams(
             dimension=kind, interval=interval, start=start, end=end,
-            sl_seconds=report.parse_duration(req.arg("sl", "20") or "20"),
-            sl_by_queue=report.parse_sl_targets(req.query.get("sl_queue", [])),
-            short_abandon_seconds=report.parse_duration(req.arg("short_abandon", "5") or "5"),
-            fcr_window_seconds=report.parse_duration(req.arg("fcr_window", "7d") or "7d"),
+            sl_seconds=report.parse_duration(req.arg("sl") or str(c.sl_seconds)),
+            sl_by_queue=(report.parse_sl_targets(req.query["sl_queue"]) if "sl_queue" in req.query
+                         else dict(c.sl_by_queue)),
+            short_abandon_seconds=report.parse_duration(req.arg("short_abandon") or str(c.short_abandon_seconds)),
+            fcr_window_seconds=report.parse_duration(req.arg("fcr_window") or str(c.fcr_window_seconds)),
             tz_offset_seconds=tz)
     except ValueError as exc:
         raise HttpError(400, str(exc)) from None
@@ -42,7 +45,7 @@ def params_from_request(req: Request, kind: str) -> ReportParams:
 
 def install_routes(router: Router, store: SqlStore) -> None:
     async def get_report(req: Request) -> Response:
-        params = params_from_request(req, req.params["kind"])
+        params = params_from_request(req, req.params["kind"], store.rollup_params)
         fmt = req.arg("format", "json") or "json"
         if fmt not in report.FORMATS:
             raise HttpError(400, f"format must be one of {', '.join(report.FORMATS)}")

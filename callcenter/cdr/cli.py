@@ -34,11 +34,13 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--from", dest="start", help="YYYY-MM-DD[THH:MM] in --tz, or unix time (default: today)")
     p.add_argument("--to", dest="end", help="exclusive end (default: now)")
     p.add_argument("--tz", default="+07:00", help="offset intervals align to (default +07:00, Vietnam)")
-    p.add_argument("--sl", default="20", help="service-level target T in seconds (default 20)")
-    p.add_argument("--sl-queue", action="append", default=[], metavar="QUEUE=SECONDS",
-                   help="per-queue service-level target (repeatable)")
-    p.add_argument("--short-abandon", default="5", help="abandons under this many seconds count apart (default 5)")
-    p.add_argument("--fcr-window", default="7d", help="repeat-contact window for FCR (default 7d)")
+    # Thresholds default to the ones the writer built the rollups with (cdr-writer --sl ...;
+    # out of the box 20 s, 5 s, 7 d), so a plain report is both consistent and fast.
+    p.add_argument("--sl", help="service-level target T in seconds (default: the configured one, 20)")
+    p.add_argument("--sl-queue", action="append", default=None, metavar="QUEUE=SECONDS",
+                   help="per-queue service-level target (repeatable; default: the configured ones)")
+    p.add_argument("--short-abandon", help="abandons under this many seconds count apart (default 5)")
+    p.add_argument("--fcr-window", help="repeat-contact window for FCR (default 7d)")
     p.add_argument("--format", choices=report.FORMATS, default="table")
     p.add_argument("--output", "-o", help="write to this file instead of stdout")
     p.set_defaults(func=cmd_report)
@@ -52,29 +54,42 @@ def add_parser(subparsers: Any) -> None:
     w.add_argument("--batch", type=int, default=500)
     w.add_argument("--claim-idle", type=float, default=30.0,
                    help="take over a dead writer's entries after this many idle seconds")
+    w.add_argument("--sl", default="20", help="service-level target the rollups are built with (seconds)")
+    w.add_argument("--sl-queue", action="append", default=[], metavar="QUEUE=SECONDS")
+    w.add_argument("--short-abandon", default="5")
+    w.add_argument("--fcr-window", default="7d")
     w.set_defaults(func=cmd_cdr_writer)
 
 
-def report_params(args: argparse.Namespace) -> ReportParams:
+def report_params(args: argparse.Namespace, configured: ReportParams) -> ReportParams:
     tz = report.parse_tz(args.tz)
     now = time.time()
     start = report.parse_time(args.start, tz) if args.start else float(((int(now) + tz) // 86400) * 86400 - tz)
     end = report.parse_time(args.end, tz) if args.end else now
     if end <= start:
         raise ValueError("--to must be after --from")
-    return ReportParams(dimension=args.by, interval=args.interval, start=start, end=end,
-                        sl_seconds=report.parse_duration(args.sl), sl_by_queue=report.parse_sl_targets(args.sl_queue),
-                        short_abandon_seconds=report.parse_duration(args.short_abandon),
-                        fcr_window_seconds=report.parse_duration(args.fcr_window), tz_offset_seconds=tz)
+    return ReportParams(
+        dimension=args.by, interval=args.interval, start=start, end=end, tz_offset_seconds=tz,
+        sl_seconds=report.parse_duration(args.sl) if args.sl else configured.sl_seconds,
+        sl_by_queue=(report.parse_sl_targets(args.sl_queue) if args.sl_queue is not None
+                     else dict(configured.sl_by_queue)),
+        short_abandon_seconds=(report.parse_duration(args.short_abandon) if args.short_abandon
+                               else configured.short_abandon_seconds),
+        fcr_window_seconds=report.parse_duration(args.fcr_window) if args.fcr_window else configured.fcr_window_seconds)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     from callcenter.cdr.writer import open_store
 
     try:
-        params = report_params(args)
         store = open_store(args.store)
     except (ValueError, StoreUnavailable) as exc:
+        print(f"callcenter report: {exc}", file=sys.stderr)
+        return 2
+    try:
+        params = report_params(args, store.rollup_params)
+    except ValueError as exc:
+        store.close()
         print(f"callcenter report: {exc}", file=sys.stderr)
         return 2
     try:
@@ -96,21 +111,33 @@ def cmd_cdr_writer(args: argparse.Namespace) -> int:
 
     logs.configure()
     log = logs.get("cdr.writer")
+    try:
+        thresholds = ReportParams(sl_seconds=report.parse_duration(args.sl),
+                                  sl_by_queue=report.parse_sl_targets(args.sl_queue),
+                                  short_abandon_seconds=report.parse_duration(args.short_abandon),
+                                  fcr_window_seconds=report.parse_duration(args.fcr_window))
+    except ValueError as exc:
+        print(f"callcenter cdr-writer: {exc}", file=sys.stderr)
+        return 2
 
     async def main() -> None:
         store = None
-        while store is None:
-            try:
-                store = open_store(args.store)
-            except StoreUnavailable as exc:
-                log.warning("store not reachable yet; retrying", error=str(exc))
-                await asyncio.sleep(2)
-        client = aioredis.Redis.from_url(args.redis)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError):
                 loop.add_signal_handler(sig, stop.set)
+        while store is None and not stop.is_set():
+            try:
+                store = await asyncio.to_thread(open_store, args.store)
+                await asyncio.to_thread(store.set_rollup_params, thresholds)
+            except StoreUnavailable as exc:
+                store = None
+                log.warning("store not reachable yet; retrying", error=str(exc))
+                await CdrWriter._sleep(stop, 2)
+        if store is None:
+            return
+        client = aioredis.Redis.from_url(args.redis)
         writer = CdrWriter(client, store, prefix=args.prefix, consumer=args.consumer, batch=args.batch,
                            claim_idle=args.claim_idle)
         try:

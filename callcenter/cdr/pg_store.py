@@ -33,6 +33,7 @@ class PgStore(SqlStore):
             with self._conn.transaction():
                 for stmt in self.schema():
                     self._conn.execute(stmt)
+            self._load_rollup_params()
 
     def _connect(self) -> Any:
         if self._conn is not None and not self._conn.closed:

@@ -30,6 +30,7 @@ class SqliteStore(SqlStore):
                 self._conn.execute(stmt)
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"cannot open SQLite store {self.path}: {exc}") from exc
+        self._load_rollup_params()
 
     def _execute(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
         with self._lock:

@@ -48,6 +48,10 @@ LEG_COLUMNS: tuple[tuple[str, str], ...] = (
     ("call_id", "call_id"), ("kind", "kind"), ("uri", "uri"), ("agent_id", "agent_id"), ("start", "start_ts"),
     ("answer", "answer_ts"), ("end", "end_ts"), ("sip_code", "sip_code"), ("result", "result"),
 )
+AGG_COLUMNS_DDL = ("calls", "offered", "answered", "abandoned", "short_abandoned", "answered_in_sl", "timeouts",
+                   "callbacks", "transfers", "wait_answered_sum", "wait_abandoned_sum", "max_wait", "talk_sum",
+                   "hold_sum", "wrapup_sum", "csat_responses", "csat_sum", "csat_satisfied", "fcr_contacts",
+                   "fcr_resolved", "connected")
 _REAL = "{real}"
 _TEXT = "TEXT"
 _INT = "{int}"
@@ -68,6 +72,10 @@ SCHEMA = [
     + ", version {bigint} NOT NULL DEFAULT 0)",
     "CREATE TABLE IF NOT EXISTS cdr_events (event_id TEXT PRIMARY KEY, ts {real} NOT NULL, call_id TEXT, "
     "queue TEXT, agent_id TEXT, event TEXT NOT NULL, data TEXT)",
+    "CREATE TABLE IF NOT EXISTS cdr_rollup (dim TEXT NOT NULL, bucket {real} NOT NULL, k TEXT NOT NULL, "
+    + ", ".join(f"{c} {{real}}" for c in AGG_COLUMNS_DDL) + ", PRIMARY KEY (dim, bucket, k))",
+    "CREATE TABLE IF NOT EXISTS cdr_rollup_dirty (bucket {real} PRIMARY KEY)",
+    "CREATE TABLE IF NOT EXISTS cdr_meta (name TEXT PRIMARY KEY, value TEXT)",
     "CREATE INDEX IF NOT EXISTS cdr_calls_start ON cdr_calls (start_ts)",
     "CREATE INDEX IF NOT EXISTS cdr_calls_queue_start ON cdr_calls (queue, start_ts)",
     "CREATE INDEX IF NOT EXISTS cdr_calls_agent_start ON cdr_calls (agent_id, start_ts)",
@@ -77,9 +85,11 @@ SCHEMA = [
     "CREATE INDEX IF NOT EXISTS cdr_events_call ON cdr_events (call_id, ts)",
     "CREATE INDEX IF NOT EXISTS cdr_events_agent ON cdr_events (agent_id, ts)",
     "CREATE INDEX IF NOT EXISTS cdr_events_ts ON cdr_events (ts)",
+    "CREATE INDEX IF NOT EXISTS cdr_events_kind_ts ON cdr_events (event, ts)",
 ]
 
 _STRING_DEFAULTS = {"ivr_path", "ivr_digits", "language"}
+ROLLUP_SECONDS = 900
 
 
 def _merge(table: str, col: str) -> str:
@@ -128,9 +138,11 @@ CONTACT_ROW = "SELECT cust_key, queue, start_ts, direction FROM cdr_calls WHERE 
 NEXT_CONTACT_SELF = ("UPDATE cdr_calls SET next_contact_ts = (SELECT MIN(c2.start_ts) FROM cdr_calls c2 "
                      "WHERE c2.cust_key = ? AND c2.queue = ? AND c2.start_ts > ? AND c2.direction = 'inbound') "
                      "WHERE call_id = ?")
-NEXT_CONTACT_PREV = ("UPDATE cdr_calls SET next_contact_ts = ? WHERE call_id = (SELECT c2.call_id FROM cdr_calls c2 "
-                     "WHERE c2.cust_key = ? AND c2.queue = ? AND c2.start_ts < ? AND c2.direction = 'inbound' "
-                     "ORDER BY c2.start_ts DESC LIMIT 1) AND (next_contact_ts IS NULL OR next_contact_ts > ?)")
+PREV_CONTACT = ("SELECT call_id, start_ts, next_contact_ts FROM cdr_calls WHERE cust_key = ? AND queue = ? "
+                "AND start_ts < ? AND direction = 'inbound' ORDER BY start_ts DESC LIMIT 1")
+SET_NEXT_CONTACT = "UPDATE cdr_calls SET next_contact_ts = ? WHERE call_id = ?"
+MARK_DIRTY = "INSERT INTO cdr_rollup_dirty (bucket) VALUES (?) ON CONFLICT (bucket) DO NOTHING"
+CALL_START = "SELECT start_ts FROM cdr_calls WHERE call_id = ?"
 
 
 def call_row(rec: CallRecord | dict[str, Any]) -> list[Any]:
@@ -197,10 +209,7 @@ _ANSWERED = "agent_answer_ts IS NOT NULL"
 _ABANDONED = ("(agent_answer_ts IS NULL AND (outcome = 'abandoned' OR "
               "(outcome IS NULL AND hangup_side = 'caller' AND queue IS NOT NULL)))")
 
-AGG_COLUMNS = ("calls", "offered", "answered", "abandoned", "short_abandoned", "answered_in_sl", "timeouts",
-               "callbacks", "transfers", "wait_answered_sum", "wait_abandoned_sum", "max_wait", "talk_sum",
-               "hold_sum", "wrapup_sum", "csat_responses", "csat_sum", "csat_satisfied", "fcr_contacts",
-               "fcr_resolved", "connected")
+AGG_COLUMNS = AGG_COLUMNS_DDL
 
 
 class SqlStore:
@@ -259,19 +268,36 @@ class SqlStore:
         elif kind == "event":
             self._execute(self._sql(EVENT_INSERT), event_row(payload))
         elif kind == "disp":
-            self._execute(self._sql(DISP_UPSERT), disp_row(payload))
+            row = disp_row(payload)
+            self._execute(self._sql(DISP_UPSERT), row)
+            start = self._execute(self._sql(CALL_START), [row[0]]).fetchone()
+            self._mark_dirty(start[0] if start else None)
+            # The queue log records the disposition too; a deterministic id keeps a replay a no-op.
+            call_id, code, resolved, ts, agent_id = row
+            data = {"code": code, "resolved": None if resolved is None else bool(resolved)}
+            self._execute(self._sql(EVENT_INSERT), event_row({
+                "event_id": f"disp:{call_id}:{ts!r}", "ts": ts, "call_id": call_id, "queue": None,
+                "agent_id": agent_id, "event": "DISPOSITION", "data": data}))
         else:
             raise ValueError(f"unknown CDR entry kind {kind!r}")
+
+    def _mark_dirty(self, start: float | None) -> None:
+        if start is not None:
+            self._execute(self._sql(MARK_DIRTY), [float(int(start // ROLLUP_SECONDS) * ROLLUP_SECONDS)])
 
     def _link_contact(self, call_id: str) -> None:
         row = self._execute(self._sql(CONTACT_ROW), [call_id]).fetchone()
         if not row:
             return
         cust_key, queue, start, direction = row
+        self._mark_dirty(start)
         if not cust_key or not queue or start is None or direction != "inbound":
             return
         self._execute(self._sql(NEXT_CONTACT_SELF), [cust_key, queue, start, call_id])
-        self._execute(self._sql(NEXT_CONTACT_PREV), [start, cust_key, queue, start, start])
+        prev = self._execute(self._sql(PREV_CONTACT), [cust_key, queue, start]).fetchone()
+        if prev and (prev[2] is None or prev[2] > start):
+            self._execute(self._sql(SET_NEXT_CONTACT), [start, prev[0]])
+            self._mark_dirty(prev[1])
 
     def put_call(self, rec: CallRecord) -> None:
         self.apply([("call", rec.to_dict())])
@@ -353,16 +379,18 @@ class SqlStore:
                 for t in ("cdr_calls", "cdr_legs", "cdr_events")}
 
     # --- KPI aggregate --------------------------------------------------------------------------
-    def aggregate(self, p: ReportParams) -> list[dict[str, Any]]:
-        """One row of additive sums per (bucket, dimension key): the inputs of every KPI formula."""
-        if p.dimension not in DIMENSIONS:
-            raise ValueError(f"unknown report dimension {p.dimension!r}; expected one of {sorted(DIMENSIONS)}")
-        if p.interval not in INTERVALS:
-            raise ValueError(f"unknown interval {p.interval!r}; expected one of {sorted(INTERVALS)}")
+    # Reports read pre-aggregated 15-minute rollups (one row per 15 min x queue / agent / campaign;
+    # writes mark their bucket dirty in the same transaction, see refresh_rollups), so a month-long
+    # report sums thousands of rows instead of scanning millions of calls. Rollups bake in the thresholds (SL targets,
+    # short abandon, FCR window); a report asking for other thresholds, or a range edge that
+    # cuts a 15-minute bucket, reads the calls table for what the rollups cannot answer.
+
+    rollup_params: ReportParams = ReportParams()
+
+    def _agg_sql(self, p: ReportParams, bucket_size: int, tz_offset: int) -> tuple[str, list[Any]]:
         dim = DIMENSIONS[p.dimension]
-        size = INTERVALS[p.interval]
-        off = int(p.tz_offset_seconds)
-        bucket = "0" if not size else f"({self._floor_div(f'start_ts + {off}', size)} * {size} - {off})"
+        off = int(tz_offset)
+        bucket = "0" if not bucket_size else f"({self._floor_div(f'start_ts + {off}', bucket_size)} * {bucket_size} - {off})"
         params: list[Any] = []
         sl_expr = repr(float(p.sl_seconds))
         if p.sl_by_queue:
@@ -401,19 +429,136 @@ SELECT {bucket} AS bucket, {dim} AS k,
   SUM(CASE WHEN answer_ts IS NOT NULL THEN 1 ELSE 0 END) AS connected
 FROM cdr_calls
 WHERE start_ts >= ? AND start_ts < ? AND {dim} IS NOT NULL
-GROUP BY 1, 2
-ORDER BY 1, 2"""
-        params += [float(p.start), min(float(p.end), 1e15)]
-        rows = self._execute(self._sql(sql), params).fetchall()
+GROUP BY 1, 2"""
+        return sql, params
+
+    @staticmethod
+    def _fingerprint(p: ReportParams) -> str:
+        return json.dumps([float(p.sl_seconds), sorted((q, float(t)) for q, t in p.sl_by_queue.items()),
+                           float(p.short_abandon_seconds), float(p.fcr_window_seconds), int(p.csat_satisfied_min)])
+
+    def _load_rollup_params(self) -> None:
+        """Adopt the thresholds the rollups were built with (the writer sets them); build them if new."""
+        row = self._execute(self._sql("SELECT value FROM cdr_meta WHERE name = 'rollup_params'")).fetchone()
+        if not row:
+            self.rebuild_rollups()
+            return
+        sl, by_queue, short, window, csat_min = json.loads(row[0])
+        self.rollup_params = ReportParams(sl_seconds=sl, sl_by_queue={q: t for q, t in by_queue},
+                                          short_abandon_seconds=short, fcr_window_seconds=window,
+                                          csat_satisfied_min=csat_min)
+
+    def set_rollup_params(self, p: ReportParams) -> None:
+        """The thresholds rollups are built with (the operator's configured ones). Rebuilds on change."""
+        self.rollup_params = p
+        row = self._execute(self._sql("SELECT value FROM cdr_meta WHERE name = 'rollup_params'")).fetchone()
+        if not row or row[0] != self._fingerprint(p):
+            self.rebuild_rollups()
+
+    def refresh_rollups(self) -> int:
+        """Recompute the 15-minute buckets that writes touched since the last refresh.
+
+        Writes only mark buckets dirty (cheap); the writer refreshes every few seconds and every
+        report refreshes before it reads, so reports are always exact and a busy queue's bucket is
+        not re-summed after every batch."""
+        with self._transaction():
+            return self._refresh_rollups()
+
+    def _refresh_rollups(self) -> int:
+        buckets = [r[0] for r in self._execute("SELECT bucket FROM cdr_rollup_dirty").fetchall()]
+        for b in buckets:
+            self._execute(self._sql("DELETE FROM cdr_rollup WHERE bucket = ?"), [b])
+            self._insert_rollups(b, b + ROLLUP_SECONDS)
+        if buckets:
+            self._execute("DELETE FROM cdr_rollup_dirty")
+        return len(buckets)
+
+    def _insert_rollups(self, start: float, end: float) -> None:
+        cols = ", ".join(AGG_COLUMNS)
+        for dim in DIMENSIONS:
+            p = ReportParams(**{**self.rollup_params.__dict__, "dimension": dim})
+            sql, params = self._agg_sql(p, ROLLUP_SECONDS, 0)
+            self._execute(self._sql(f"INSERT INTO cdr_rollup (dim, bucket, k, {cols}) "
+                                    f"SELECT ?, sub.* FROM ({sql}) sub"), [dim, *params, float(start), float(end)])
+
+    def rebuild_rollups(self) -> None:
+        """Rebuild every rollup from the calls table (after a bulk load or a threshold change)."""
+        with self._transaction():
+            self._execute("DELETE FROM cdr_rollup")
+            self._execute("DELETE FROM cdr_rollup_dirty")
+            self._insert_rollups(-1e15, 1e15)
+            self._execute(self._sql("DELETE FROM cdr_meta WHERE name = 'rollup_params'"))
+            self._execute(self._sql("INSERT INTO cdr_meta (name, value) VALUES ('rollup_params', ?)"),
+                          [self._fingerprint(self.rollup_params)])
+
+    def _rollups_match(self, p: ReportParams) -> bool:
+        if self._fingerprint(p) != self._fingerprint(self.rollup_params):
+            return False
+        row = self._execute(self._sql("SELECT value FROM cdr_meta WHERE name = 'rollup_params'")).fetchone()
+        return bool(row) and row[0] == self._fingerprint(p)
+
+    def aggregate(self, p: ReportParams, use_rollups: bool | None = None) -> list[dict[str, Any]]:
+        """One row of additive sums per (bucket, dimension key): the inputs of every KPI formula.
+
+        ``use_rollups``: None picks them when they answer the question; False forces a calls scan."""
+        if p.dimension not in DIMENSIONS:
+            raise ValueError(f"unknown report dimension {p.dimension!r}; expected one of {sorted(DIMENSIONS)}")
+        if p.interval not in INTERVALS:
+            raise ValueError(f"unknown interval {p.interval!r}; expected one of {sorted(INTERVALS)}")
+        size = INTERVALS[p.interval]
+        start, end = float(p.start), min(float(p.end), 1e15)
+        lo = -(-start // ROLLUP_SECONDS) * ROLLUP_SECONDS
+        hi = (end // ROLLUP_SECONDS) * ROLLUP_SECONDS
+        usable = (use_rollups is not False and p.tz_offset_seconds % ROLLUP_SECONDS == 0 and lo < hi
+                  and self._rollups_match(p))
+        if use_rollups and not usable:
+            raise ValueError("rollups cannot answer this report (thresholds differ or range too short)")
+        parts: list[list[dict[str, Any]]] = []
+        if usable:
+            self.refresh_rollups()
+            parts.append(self._from_rollups(p, size, lo, hi))
+            if start < lo:
+                parts.append(self._from_calls(p, size, start, lo))
+            if hi < end:
+                parts.append(self._from_calls(p, size, hi, end))
+        else:
+            parts.append(self._from_calls(p, size, start, end))
+        if len(parts) == 1:
+            rows = parts[0]
+        else:
+            merged: dict[tuple[Any, Any], dict[str, Any]] = {}
+            for part in parts:
+                for r in part:
+                    m = merged.get((r["bucket"], r["key"]))
+                    if m is None:
+                        merged[(r["bucket"], r["key"])] = dict(r)
+                        continue
+                    for c in AGG_COLUMNS:
+                        if c == "max_wait":
+                            m[c] = r[c] if m[c] is None else (m[c] if r[c] is None else max(m[c], r[c]))
+                        else:
+                            m[c] += r[c]
+            rows = list(merged.values())
+        rows.sort(key=lambda r: (r["bucket"] or 0.0, str(r["key"])))
+        return rows
+
+    def _rows(self, sql: str, params: list[Any], size: int) -> list[dict[str, Any]]:
         out = []
-        for r in rows:
-            d = {"bucket": float(r[0]) if size else None, "key": r[1]}
+        for r in self._execute(self._sql(sql), params).fetchall():
+            d: dict[str, Any] = {"bucket": float(r[0]) if size else None, "key": r[1]}
             for name, v in zip(AGG_COLUMNS, r[2:], strict=True):
                 d[name] = float(v) if v is not None else (None if name == "max_wait" else 0.0)
             out.append(d)
         return out
 
-    def handle_by_agent(self, p: ReportParams) -> dict[tuple[float | None, str], float]:
-        """Handle time (talk + hold + wrap-up) per (bucket, agent), by agent-answer time."""
-        rows = self.aggregate(ReportParams(**{**p.__dict__, "dimension": "agent"}))
-        return {(r["bucket"], r["key"]): r["talk_sum"] + r["hold_sum"] + r["wrapup_sum"] for r in rows}
+    def _from_calls(self, p: ReportParams, size: int, start: float, end: float) -> list[dict[str, Any]]:
+        sql, params = self._agg_sql(p, size, p.tz_offset_seconds)
+        return self._rows(sql, [*params, start, end], size)
+
+    def _from_rollups(self, p: ReportParams, size: int, start: float, end: float) -> list[dict[str, Any]]:
+        off = int(p.tz_offset_seconds)
+        bucket = "0" if not size else f"({self._floor_div(f'bucket + {off}', size)} * {size} - {off})"
+        sums = ", ".join(f"MAX({c})" if c == "max_wait" else f"SUM({c})" for c in AGG_COLUMNS)
+        sql = (f"SELECT {bucket} AS b, k, {sums} FROM cdr_rollup WHERE dim = ? AND bucket >= ? AND bucket < ? "
+               f"GROUP BY 1, 2")
+        return self._rows(sql, [p.dimension, start, end], size)

@@ -61,7 +61,7 @@ def _decode(fields: dict[Any, Any]) -> tuple[str, dict[str, Any]]:
 class CdrWriter:
     def __init__(self, redis_async: aioredis.Redis, store: SqlStore, prefix: str = "cc:",
                  consumer: str = "writer-1", batch: int = 500, block_ms: int = 1000,
-                 claim_idle: float = 30.0, retry_delay: float = 1.0) -> None:
+                 claim_idle: float = 30.0, retry_delay: float = 1.0, rollup_every: float = 5.0) -> None:
         self.redis = redis_async
         self.store = store
         self.prefix = prefix
@@ -75,6 +75,8 @@ class CdrWriter:
         self._group_ready = False
         self._claim_cursor = "0-0"
         self.written = 0
+        self.rollup_every = rollup_every
+        self._rollup_due = 0.0
 
     async def ensure_group(self) -> None:
         if self._group_ready:
@@ -189,6 +191,12 @@ class CdrWriter:
                 log.exception("cdr writer round failed")
                 await self._sleep(stop_event, self.retry_delay)
                 continue
+            if time.monotonic() >= self._rollup_due:
+                self._rollup_due = time.monotonic() + self.rollup_every
+                try:
+                    await asyncio.to_thread(self.store.refresh_rollups)
+                except Exception as exc:  # noqa: BLE001 - reports refresh too; retry next round
+                    log.warning("rollup refresh failed", error=str(exc))
             if n == 0 and self.block_ms == 0:
                 await self._sleep(stop_event, 0.05)
         log.info("cdr writer stopped", consumer=self.consumer, written=self.written)
@@ -203,3 +211,30 @@ class CdrWriter:
     async def backlog(self) -> int:
         """Entries not yet in the store (new plus pending)."""
         return int(await self.redis.xlen(self.stream))
+
+
+async def run_cdr_writer(redis_async: aioredis.Redis, store_url: str, stop_event: asyncio.Event,
+                         prefix: str = "cc:", consumer: str = "writer-1", thresholds: Any = None) -> None:
+    """The worker's background task: open the store (retrying while it is down, so a database
+    outage never stops a worker from taking calls), then move records until ``stop_event``.
+
+    ``consumer`` should be stable across restarts (the worker id): a restarted writer then
+    finishes its own pending entries at once instead of waiting for XAUTOCLAIM."""
+    store: SqlStore | None = None
+    delay = 1.0
+    while store is None and not stop_event.is_set():
+        try:
+            store = await asyncio.to_thread(open_store, store_url)
+            if thresholds is not None:
+                await asyncio.to_thread(store.set_rollup_params, thresholds)
+        except StoreUnavailable as exc:
+            store = None
+            log.warning("CDR store unavailable at start; records wait in Redis", error=str(exc))
+            await CdrWriter._sleep(stop_event, delay)
+            delay = min(delay * 2, 30.0)
+    if store is None:
+        return
+    try:
+        await CdrWriter(redis_async, store, prefix=prefix, consumer=consumer).run(stop_event)
+    finally:
+        await asyncio.to_thread(store.close)

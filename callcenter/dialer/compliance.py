@@ -13,19 +13,15 @@ from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from prometheus_client import Counter
-
 from callcenter import logs
 from callcenter.dialer import phone
 from callcenter.dialer.campaign import Campaign, in_calling_window, next_window_open
 from callcenter.dialer.keys import DialerKeys
 from callcenter.dialer.scripts import script
+from callcenter.metrics import DIALER_BLOCKED_TOTAL
 
 log = logs.get("dialer.compliance")
 
-# TODO(lead): move into callcenter/metrics.py with the other metric objects.
-BLOCKED_DIALS = Counter("callcenter_dialer_blocked_dials_total", "Dials refused by a compliance rule",
-                        ["campaign", "reason"])
 
 
 @dataclass(frozen=True)
@@ -108,7 +104,7 @@ class Compliance:
 
     @staticmethod
     def _blocked(campaign: Campaign, e164: str, reason: str) -> None:
-        BLOCKED_DIALS.labels(campaign.id, reason).inc()
+        DIALER_BLOCKED_TOTAL.labels(campaign.id, reason).inc()
         log.info("dial blocked", campaign=campaign.id, number=e164, reason=reason)
 
 

@@ -25,6 +25,9 @@ class PacingInput:
     target: float           # expected abandoned / answered allowed (0 = progressive)
     grace: float = 2.0      # an answered call may wait this long for an agent (TCPA: 2 s)
     max_ratio: float = 8.0  # ceiling of calls in flight per available agent
+    # Calls already in flight have run part of their ring time, so agents finishing late in the
+    # horizon come too late for them: only this share of the mean answer delay counts.
+    lookahead: float = 0.5
 
 
 def progressive_dials(free_agents: int, in_flight: int) -> int:
@@ -72,23 +75,24 @@ def expected_abandoned(m: int, p: float, free: int, h: list[float]) -> float:
 
 def predictive_dials(s: PacingInput) -> int:
     """New calls to start now so that expected abandonment of the calls in flight stays <= target."""
+    free = max(0, s.free_agents)
     if s.target <= 0:
-        return progressive_dials(s.free_agents, s.in_flight)
+        return progressive_dials(free, s.in_flight)
     p = min(1.0, max(1e-3, s.answer_rate))
-    horizon = max(0.0, s.answer_delay) + s.grace
+    horizon = s.lookahead * max(0.0, s.answer_delay) + s.grace
     mu = s.busy_agents * min(1.0, horizon / s.aht) if s.aht > 0 else 0.0
-    ceiling = int(s.max_ratio * (s.free_agents + mu) + 0.5)
+    ceiling = int(s.max_ratio * (free + mu) + 0.5)
     if s.in_flight >= ceiling:
         return 0
     h = _poisson_shortfall(mu, max(8, int(mu + 10 * math.sqrt(mu) + 10)))
     k = 0
     while s.in_flight + k < ceiling:
         m = s.in_flight + k + 1
-        if expected_abandoned(m, p, s.free_agents, h) > s.target * m * p:
+        if expected_abandoned(m, p, free, h) > s.target * m * p:
             break
         k += 1
     # Never leave a waiting agent with nothing in flight: progressive is the floor.
-    return max(k, progressive_dials(s.free_agents, s.in_flight))
+    return max(k, progressive_dials(free, s.in_flight))
 
 
 class PacingStats:
@@ -103,8 +107,19 @@ class PacingStats:
         self.answer_delay = answer_delay
         self._a = 1.0 / window
         self._b = 1.0 / max(10, window // 10)
+        self.resolved = 0
+
+    @property
+    def cautious_answer_rate(self) -> float:
+        """The rate pacing should assume: starts at 1 (every dial answered, i.e. progressive) and
+        approaches the estimate as calls resolve, so a wrong prior cannot cause a burst of abandons
+        when a campaign starts with every agent free."""
+        n0 = 20.0
+        w = n0 / (self.resolved + n0)
+        return self.answer_rate + (1.0 - self.answer_rate) * w
 
     def dial_resolved(self, answered: bool, seconds_to_answer: float | None = None) -> None:
+        self.resolved += 1
         self.answer_rate += self._a * ((1.0 if answered else 0.0) - self.answer_rate)
         if answered and seconds_to_answer is not None:
             self.answer_delay += self._b * (seconds_to_answer - self.answer_delay)

@@ -38,9 +38,10 @@ def check_loaded(sset: ScriptSet, sounds_dir: str | Path | None = None) -> list[
             if node.type == "goto":
                 target = sset.scripts.get(node.opts["script"])
                 if target is None:
-                    issues.append(_issue(node, f"goto: no script named {node.opts['script']!r}"))
+                    issues.append(_issue(node, f"goto: no script named {node.opts['script']!r}", "script"))
                 elif node.opts["node"] and node.opts["node"] not in target.nodes:
-                    issues.append(_issue(node, f"goto: script {target.name!r} has no node {node.opts['node']!r}"))
+                    issues.append(_issue(node, f"goto: script {target.name!r} has no node {node.opts['node']!r}",
+                                         "node"))
                 else:
                     entries[target.name].add(node.opts["node"] or target.start)
     for script in sset.scripts.values():
@@ -50,8 +51,8 @@ def check_loaded(sset: ScriptSet, sounds_dir: str | Path | None = None) -> list[
     return issues
 
 
-def _issue(node: Node, message: str, severity: str = "error") -> IvrIssue:
-    return IvrIssue(node.file, node.line, node.id, message, severity)
+def _issue(node: Node, message: str, key: str | None = None, severity: str = "error") -> IvrIssue:
+    return IvrIssue(node.file, node.line_of(key), node.id, message, severity)
 
 
 def _check_script(script: Script, sset: ScriptSet, entries: set[str]) -> list[IvrIssue]:
@@ -65,11 +66,13 @@ def _check_script(script: Script, sset: ScriptSet, entries: set[str]) -> list[Iv
         out.append(IvrIssue(script.file, None, None,
                             f"calendar: no calendar {script.calendar!r} in calendar.yaml"))
     edges: dict[str, list[str]] = {}
+    dangling: set[str] = set()
     for node in nodes.values():
         edges[node.id] = []
         for key, target in node.refs():
             if target not in nodes:
-                out.append(_issue(node, f"{key}: no node named {target!r}"))
+                out.append(_issue(node, f"{key}: no node named {target!r}", key))
+                dangling.add(node.id)   # already an error: do not also report it as a trap
             else:
                 edges[node.id].append(target)
         if node.type == "branch" and any("business_hours" in c.names or "holiday" in c.names
@@ -96,7 +99,7 @@ def _check_script(script: Script, sset: ScriptSet, entries: set[str]) -> list[Iv
             out.append(_issue(node, "unreachable: no path from the start leads here"))
 
     # loops without an exit: reachable nodes from which no path can end the call
-    can_end = {n.id for n in nodes.values() if _may_end(n, edges)}
+    can_end = {n.id for n in nodes.values() if _may_end(n, edges)} | dangling
     reverse: dict[str, list[str]] = {n: [] for n in nodes}
     for a, targets in edges.items():
         for b in targets:
@@ -147,19 +150,20 @@ def _check_prompts(script: Script, sounds: Path) -> list[IvrIssue]:
     uses_say = uses_queue = False
     for lang in script.languages:
         for node in script.nodes.values():
-            missing = []
-            for _, item in node.prompt_items():
+            missing: dict[str, list[str]] = {}
+            for key, item in node.prompt_items():
                 if item.name:
                     plang, name = split_prompt(item.name, lang)
                     if not (sounds / plang / f"{name}.wav").is_file():
-                        missing.append(item.name if plang == lang else f"{plang}/{name}")
+                        missing.setdefault(key, []).append(item.name if plang == lang else f"{plang}/{name}")
                 uses_say = uses_say or (item.say is not None and item.say != "text")
             uses_queue = uses_queue or node.type == "queue"
             if node.type == "queue" and not (sounds / f"{node.opts['music']}.wav").is_file():
-                out.append(_issue(node, f"music file {sounds / (node.opts['music'] + '.wav')} is missing"))
-            if missing:
-                out.append(_issue(node, f"prompt file(s) missing in {sounds / lang}: "
-                                        f"{', '.join(sorted(set(missing)))} (run scripts/make_prompts.py)"))
+                out.append(_issue(node, f"music file {sounds / (node.opts['music'] + '.wav')} is missing",
+                                  "music"))
+            for key, names in missing.items():
+                out.append(_issue(node, f"{key}: prompt file(s) missing in {sounds / lang}: "
+                                        f"{', '.join(sorted(set(names)))} (run scripts/make_prompts.py)", key))
         needed = set(announce.SYSTEM_PROMPTS)
         if uses_say:
             needed |= prompt_names(lang)

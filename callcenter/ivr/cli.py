@@ -5,11 +5,22 @@ from __future__ import annotations
 import argparse
 import sys
 
+from callcenter import logs
 from callcenter.exceptions import ConfigError
 from callcenter.ivr.checker import check
 from callcenter.ivr.script import script_files
 from callcenter.ivr.services import QueueOutcome
 from callcenter.ivr.simulate import load_for, simulate_sync
+
+
+class _Stderr:
+    """Whatever sys.stderr is at write time (it is swapped under test runners and daemons)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -45,6 +56,7 @@ def check_command(args: argparse.Namespace) -> int:
 
 
 def simulate_command(args: argparse.Namespace) -> int:
+    logs.configure("warning", stream=_Stderr())   # the transcript owns stdout
     variables = {}
     for kv in args.var:
         if "=" not in kv:

@@ -65,18 +65,23 @@ async def _request(method: str, url: str, headers: dict[str, str], body: bytes |
             if ":" in line:
                 k, v = line.split(":", 1)
                 hdrs[k.strip().lower()] = v.strip()
-        data = await reader.read(MAX_BODY + 1)
-        while len(data) <= MAX_BODY:
-            more = await reader.read(MAX_BODY + 1 - len(data))
-            if not more:
-                break
-            data += more
-        if len(data) > MAX_BODY:
-            raise HttpLookupError("response larger than 64 KiB")
-        if hdrs.get("transfer-encoding", "").lower() == "chunked":
-            data = _dechunk(data)
-        elif "content-length" in hdrs:
-            data = data[: int(hdrs["content-length"])]
+        if "content-length" in hdrs:
+            # read exactly the body: a server that ignores "Connection: close" must not hold us
+            length = int(hdrs["content-length"])
+            if length > MAX_BODY:
+                raise HttpLookupError("response larger than 64 KiB")
+            data = await reader.readexactly(length)
+        else:
+            data = b""
+            while len(data) <= MAX_BODY:
+                more = await reader.read(MAX_BODY + 1 - len(data))
+                if not more:
+                    break
+                data += more
+            if len(data) > MAX_BODY:
+                raise HttpLookupError("response larger than 64 KiB")
+            if hdrs.get("transfer-encoding", "").lower() == "chunked":
+                data = _dechunk(data)
         return HttpResponse(int(m[1]), hdrs, data)
     finally:
         writer.close()

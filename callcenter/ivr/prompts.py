@@ -67,8 +67,16 @@ def _stamp(p: Path) -> list[int]:
 
 
 def synthesize(text: str, lang: str, out: Path) -> None:
-    """espeak-ng to a temporary WAV, then sox to 8 kHz mono 16-bit with a short fade."""
+    """espeak-ng to a temporary WAV, then sox to 8 kHz mono 16-bit. "@tone FREQ SECONDS" is a beep."""
     out.parent.mkdir(parents=True, exist_ok=True)
+    if text.startswith("@tone"):
+        _, freq, secs = text.split()
+        part = out.with_suffix(".part.wav")
+        subprocess.run(["sox", "-n", *SOX_FORMAT, str(part), "synth", secs, "sine", freq,
+                        "fade", "q", "0.01", secs, "0.02", "vol", "0.5"], check=True, timeout=60,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        os.replace(part, out)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         raw = Path(tmp) / "raw.wav"
         subprocess.run(["espeak-ng", *VOICES[lang], "-w", str(raw), text], check=True,
@@ -135,7 +143,7 @@ def make_moh(out: str | Path, seconds: int = 24) -> bool:
     key = out.name
     if out.exists() and manifest.get(key, {}).get("stamp") != _stamp(out):
         return False
-    if out.exists() and manifest.get(key, {}).get("hash") == f"moh{seconds}":
+    if out.exists() and manifest.get(key, {}).get("hash") == f"moh{seconds}v3":
         return True
     chords = [("C4", "E4", "G4"), ("A3", "C4", "E4"), ("F3", "A3", "C4"), ("G3", "B3", "D4")]
     per_note = seconds / (len(chords) * 2 * 3)
@@ -144,16 +152,17 @@ def make_moh(out: str | Path, seconds: int = 24) -> bool:
         for ci, chord in enumerate(chords * 2):
             for ni, note in enumerate(chord):
                 p = Path(tmp) / f"{ci:02d}{ni}.wav"
-                subprocess.run(["sox", "-n", "-r", "8000", "-c", "1", "-b", "16", str(p), "synth",
-                                f"{per_note:.3f}", "sine", note, "sine", chord[0], "fade", "q", "0.05",
-                                f"{per_note:.3f}", "0.25", "vol", "0.25"], check=True, timeout=60)
+                # two sines are two channels: "remix -" folds them into one soft interval
+                subprocess.run(["sox", "-n", "-r", "8000", "-b", "16", str(p), "synth",
+                                f"{per_note:.3f}", "sine", note, "sine", chord[0], "remix", "-", "fade", "q",
+                                "0.05", f"{per_note:.3f}", "0.25", "vol", "0.25"], check=True, timeout=60)
                 parts.append(str(p))
         mix = Path(tmp) / "moh.wav"
-        subprocess.run(["sox", *parts, *SOX_FORMAT, str(mix), "reverb", "30", "fade", "t", "0.5", "-0", "1"],
+        subprocess.run(["sox", *parts, *SOX_FORMAT, str(mix), "reverb", "30", "fade", "t", "0.5", f"{seconds}", "1"],
                        check=True, timeout=120)
         out.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(mix, out)
-    manifest[key] = {"hash": f"moh{seconds}", "stamp": _stamp(out)}
+    manifest[key] = {"hash": f"moh{seconds}v3", "stamp": _stamp(out)}
     manifest_path.write_text(json.dumps(manifest, indent=1, sort_keys=True))
     return True
 

@@ -134,6 +134,7 @@ class _Call:
     log: Any
     routing: dict[str, Any] = field(default_factory=dict)
     connected: bool = False
+    language_preset: bool = False
 
 
 class IvrRunner:
@@ -164,7 +165,8 @@ class IvrRunner:
         if lang not in script.languages:
             lang = script.default_language
         result = IvrResult(language=lang)
-        call = _Call(self, leg, script, lang, vars_, result, logs.get("ivr", call_id=leg.id, script=entry))
+        call = _Call(self, leg, script, lang, vars_, result, logs.get("ivr", call_id=leg.id, script=entry),
+                     language_preset=bool(language or (variables or {}).get("language")))
         try:
             await self._walk(call)
         except CallGone:
@@ -205,11 +207,11 @@ class IvrRunner:
                     continue
                 await self._polite_end(call)
                 return
-            if call.leg.ended:
-                raise CallGone(call.leg.id)
-            if isinstance(nxt, _End):
+            if isinstance(nxt, _End):   # before the ended check: a transfer ends the leg on purpose
                 await self._finish(call, nxt.outcome)
                 return
+            if call.leg.ended:
+                raise CallGone(call.leg.id)
             if isinstance(nxt, _Goto):
                 call.script = self.scripts.scripts[nxt.script]
                 if call.lang not in call.script.languages:
@@ -314,6 +316,9 @@ class IvrRunner:
         return option.next
 
     async def _node_language(self, node: Node, call: _Call, here: str) -> str | None:
+        if call.language_preset and not node.opts["ask_always"]:
+            self._emit(call, "set", here, name="language", value=call.lang, preset=True)
+            return node.next
         got = await self._ask(node, call, here, 1, lambda d: d in node.opts["options"])
         lang = node.opts["options"][got] if got else (node.opts["default_language"] or call.lang)
         call.lang = lang

@@ -104,6 +104,16 @@ class Node:
     barge_in: bool = False
     # type-specific settings, already validated (see _parse_node)
     opts: dict[str, Any] = field(default_factory=dict)
+    # line of each field below the node ("options.1", "prompts[0]"), for precise messages
+    lines: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
+
+    def line_of(self, key: str | None) -> int | None:
+        while key:
+            if key in self.lines:
+                return self.lines[key]
+            cut = max(key.rfind("."), key.rfind("["))
+            key = key[:cut] if cut > 0 else None
+        return self.line
 
     def refs(self) -> list[tuple[str, str]]:
         """Every (field, node id) this node can continue to, in this script."""
@@ -309,6 +319,8 @@ def _parse_node(nid: str, raw: Any, loc: yamlsrc.Located, issues: list[IvrIssue]
                 r.issue("default", f"unknown language {lang!r}")
                 lang = None
             o["default_language"] = lang
+            # a language already known (campaign column, --lang, the worker's DID map) is not asked again
+            o["ask_always"] = r.get("ask_always", bool, False)
     elif ntype == "collect":
         o["variable"] = r.get("variable", str, None, required=True)
         o["max_digits"] = r.count("max_digits", 1, 1, 64)
@@ -436,7 +448,8 @@ def _parse_node(nid: str, raw: Any, loc: yamlsrc.Located, issues: list[IvrIssue]
         o["script"] = r.get("script", str, None, required=True)
         o["node"] = r.ref("node")
     r.finish()
-    return Node(nid, ntype, loc.file, loc.line(path), nxt, on_error, prompts, barge_in, o)
+    lines = {k[len(path) + 1:]: v for k, v in loc.lines.items() if k.startswith(path + ".")}
+    return Node(nid, ntype, loc.file, loc.line(path), nxt, on_error, prompts, barge_in, o, lines)
 
 
 def _skills(r: _Reader) -> dict[str, int] | None:

@@ -14,7 +14,7 @@ from typing import Any
 from callcenter.exceptions import CallGone, ConfigError
 from callcenter.ivr import prompts as prompt_files
 from callcenter.ivr.runner import IvrResult, IvrRunner
-from callcenter.ivr.script import ScriptSet, parse_script
+from callcenter.ivr.script import ScriptSet, parse_script, split_prompt
 from callcenter.ivr.services import QueueOutcome, SimulatedServices
 from callcenter.telephony.api import HangupInfo, HangupSide, Leg
 
@@ -107,21 +107,27 @@ class Transcript:
     lines: list[str] = field(default_factory=list)
     texts: dict[str, dict[str, str]] = field(default_factory=dict)
 
+    def _text(self, name: str, lang: str) -> str:
+        if name.startswith("tts:"):
+            return name[4:]
+        lang, name = split_prompt(name, lang)
+        return self.texts.get(name, {}).get(lang, f"<{name}>")
+
     def __call__(self, event: str, node: str, detail: dict[str, Any]) -> None:
         if event == "node":
             self.lines.append(f"{node} ({detail['type']})")
         elif event == "play":
             lang = detail["language"]
             names = detail["prompts"]
-            spoken = " ".join(self.texts.get(n, {}).get(lang, f"<{n}>") if not n.startswith("tts:")
-                              else n[4:] for n in names)
+            spoken = " ".join(self._text(n, lang) for n in names)
             self.lines.append(f"    play [{lang}] {' '.join(names)}")
             if self.texts:
                 self.lines.append(f"         \u201c{spoken}\u201d")
         elif event == "input":
             self.lines.append(f"    input {detail['digits']!r}" + (" (timeout)" if not detail["digits"] else ""))
         elif event == "set":
-            self.lines.append(f"    set {detail['name']} = {detail['value']!r}")
+            self.lines.append(f"    set {detail['name']} = {detail['value']!r}"
+                              + (" (already known: not asked)" if detail.get("preset") else ""))
         elif event == "end":
             self.lines.append(f"end: {detail['outcome']}")
         else:

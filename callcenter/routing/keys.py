@@ -12,6 +12,8 @@ TEMPLATES: dict[str, tuple[str, str, str]] = {
     "queues": ("rt:queues", "set", "names of configured queues"),
     "queue": ("rt:q:{q}", "hash", "queue config (from routing_rules.yaml) and running AHT"),
     "waiting": ("rt:q:{q}:waiting", "zset", "waiting calls; score = -priority*1e10 + enqueue time"),
+    "waiting_sig": ("rt:q:{q}:w:{sig}", "zset", "the waiting calls of one skill requirement (match index)"),
+    "sigs": ("rt:q:{q}:sigs", "hash", "skill requirement signature -> number of waiting calls with it"),
     "free": ("rt:q:{q}:free", "zset", "available member agents; score = the queue strategy's key"),
     "members": ("rt:q:{q}:members", "set", "agents that are members of the queue"),
     "stats": ("rt:q:{q}:stats:{day}", "hash", "today's counters: offered, answered, abandoned, ..."),
@@ -51,6 +53,12 @@ class Keys:
 
     def waiting(self, q: str) -> str:
         return self._k("waiting", q=q)
+
+    def waiting_sig(self, q: str, sig: str) -> str:
+        return self._k("waiting_sig", q=q, sig=sig)
+
+    def sigs(self, q: str) -> str:
+        return self._k("sigs", q=q)
 
     def free(self, q: str) -> str:
         return self._k("free", q=q)

@@ -22,7 +22,7 @@ from callcenter import logs
 from callcenter.exceptions import CallcenterError
 from callcenter.routing import scripts
 from callcenter.routing.keys import Keys
-from callcenter.routing.rules import Fallback, RoutingRules
+from callcenter.routing.rules import Announce, Fallback, RoutingRules
 
 log = logs.get("routing")
 
@@ -110,14 +110,14 @@ class Router:
         self.keys = Keys(prefix)
         self.clock = clock
         self.dead_after = dead_after
-        self._scripts = scripts.register(redis)
+        self._lib = scripts.AsyncLibrary(redis)
         self.closed_out: list[str] = []   # call ids closed out by this worker's last tick()
         self.log = log.bind(worker=worker_id)
 
     async def _run(self, name: str, *args: Any) -> Any:
         now = self.clock()
         day = time.strftime("%Y%m%d", time.localtime(now))
-        return await self._scripts[name](keys=[], args=[self.prefix, repr(float(now)), day, *args])
+        return await self._lib.call(name, self.prefix, repr(float(now)), day, *args)
 
     # -- configuration -------------------------------------------------------------------------
 
@@ -205,6 +205,13 @@ class Router:
         """Seconds; None when no agent is staffed in the queue (nothing to estimate from)."""
         res = await self._run("ewt", queue, call_id or "")
         return float(res[0]) if _s(res[0]) else None
+
+    async def announce(self, queue: str) -> Announce | None:
+        """How the worker should keep a waiting caller informed (position every N s, EWT on/off)."""
+        every, ewt = await self.redis.hmget(self.keys.queue(queue), ["announce_every", "announce_ewt"])
+        if every is None:
+            return None
+        return Announce(float(_s(every)), _s(ewt) == "1")
 
     # -- liveness ------------------------------------------------------------------------------
 

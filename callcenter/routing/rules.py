@@ -201,7 +201,7 @@ def parse(data: Any, loc: Located) -> RoutingRules:
             overflow = s.get("overflow") or []
             if isinstance(overflow, str):
                 overflow = [overflow]
-            if not isinstance(overflow, list):
+            if not isinstance(overflow, list | tuple):
                 raise v.fail(f"{sp}.overflow", "must be a list of queue names")
             step = EscalationStep(
                 after=after,

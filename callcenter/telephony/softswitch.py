@@ -11,7 +11,6 @@ import asyncio
 import gc
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
 import pjsua2 as pj
@@ -21,26 +20,11 @@ from callcenter.exceptions import TelephonyError
 from callcenter.telephony.api import OriginateResult
 from callcenter.telephony.leg import PjLeg
 from callcenter.telephony.media import CLOCK_RATE
+from callcenter.telephony.settings import SipSettings
 
 log = logs.get("softswitch")
 
 IncomingHandler = Callable[[PjLeg], Awaitable[None]]
-
-
-@dataclass(frozen=True)
-class SipSettings:
-    """What the softswitch needs from the worker config (see config.SipConfig)."""
-
-    bind: str = "0.0.0.0"
-    port: int = 5060
-    public_address: str = ""         # address in Contact/SDP when bound to 0.0.0.0 behind an edge
-    transports: tuple[str, ...] = ("udp", "tcp")
-    rtp_port: int = 10000
-    rtp_port_range: int = 20000
-    max_calls: int = 1000
-    user: str = "callcenter"         # user part of our own URI
-    log_level: int = 2               # pjsip log level to forward (1 errors .. 5 debug)
-    no_answer_after: float = 120.0   # a ringing incoming call the app never answered
 
 
 def result_for_code(code: int, cancelled_by_timeout: bool = False) -> OriginateResult:

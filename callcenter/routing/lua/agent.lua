@@ -4,35 +4,36 @@
 -- Returns {status, state}: status 'ok' | 'pending' (applied when the current call ends) |
 --   'no_agent' | 'logged_out'.
 local a, action, arg = ARGV[4], ARGV[5], ARGV[6]
-if redis.call('EXISTS', K.agent(a)) == 0 then return {'no_agent', ''} end
-local state = redis.call('HGET', K.agent(a), 'state') or 'logged_out'
+local ag = agent_get(a)
+if ag == nil then return {'no_agent', ''} end
+local state = ag.state
 local status = 'ok'
 if action == 'login' then
   if state == 'logged_out' then
     redis.call('HSET', K.agent(a), 'calls', 0, 'talk', 0, 'misses', 0, 'login_at', NOW)
-    if arg == '1' then agent_free(a) else pause_agent(a, 'login') end
+    ag.calls, ag.talk = 0, 0
+    if arg == '1' then make_available(ag) else pause_agent(ag, 'login') end
   end
 elseif action == 'logout' then
   if state == 'reserved' then
-    offer_failed(redis.call('HGET', K.agent(a), 'offer'), 'logout', false)
-    logout_agent(a)
+    -- the pending flag makes offer_failed's agent_free log the agent out instead of re-matching
+    redis.call('HSET', K.agent(a), 'pending', 'logout')
+    offer_failed(ag.offer, 'logout', false)
   elseif state == 'on_call' then
     redis.call('HSET', K.agent(a), 'pending', 'logout')
     status = 'pending'
   elseif state ~= 'logged_out' then
-    logout_agent(a)
+    logout_agent(ag)
   end
 elseif action == 'ready' then
   if state == 'logged_out' then return {'logged_out', state} end
   if state == 'paused' then
-    close_pause(a)
+    close_pause(ag)
     redis.call('HSET', K.agent(a), 'misses', 0)
-    redis.call('HDEL', K.agent(a), 'pending')
-    make_available(a)
+    make_available(ag)
   elseif state == 'wrap_up' then
     redis.call('ZREM', K.wrapups(), a)
-    redis.call('HDEL', K.agent(a), 'pending')
-    make_available(a)
+    make_available(ag)
   else
     redis.call('HDEL', K.agent(a), 'pending')
   end
@@ -42,14 +43,15 @@ elseif action == 'pause' then
     redis.call('HSET', K.agent(a), 'pending', 'pause:' .. arg)
     status = 'pending'
   else
-    pause_agent(a, arg)
+    pause_agent(ag, arg)
   end
 elseif action == 'set_skills' then
   redis.call('HSET', K.agent(a), 'skills', arg)
   if state == 'available' then
-    leave_free_sets(a)
-    enter_free_sets(a)
-    match_agent(a)
+    ag.skills_raw, ag.skills = arg, nil
+    leave_free_sets(ag)
+    enter_free_sets(ag)
+    match_agent(ag)
   end
 end
 return {status, redis.call('HGET', K.agent(a), 'state')}

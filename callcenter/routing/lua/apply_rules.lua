@@ -19,14 +19,16 @@ end
 -- Agents leave their old free sets before queue configs change, then re-enter with new scores.
 local available = {}
 for _, a in ipairs(redis.call('SMEMBERS', K.agents())) do
-  if redis.call('HGET', K.agent(a), 'state') == 'available' then
-    leave_free_sets(a)
+  local ag = agent_get(a)
+  if ag and ag.state == 'available' then
+    leave_free_sets(ag)
     available[#available + 1] = a
   end
 end
 for _, q in ipairs(redis.call('SMEMBERS', K.queues())) do
   if rules.queues[q] == nil then
-    redis.call('DEL', K.queue(q), K.waiting(q), K.free(q), K.members(q))
+    for _, sig in ipairs(redis.call('HKEYS', K.sigs(q))) do redis.call('DEL', K.waiting_sig(q, sig)) end
+    redis.call('DEL', K.queue(q), K.waiting(q), K.free(q), K.members(q), K.sigs(q))
     redis.call('SREM', K.queues(), q)
   end
 end
@@ -35,12 +37,12 @@ local function enc(t)
   return cjson.encode(t)
 end
 for q, r in pairs(rules.queues) do
-  local steps = '[]'
-  if #r.escalation > 0 then steps = cjson.encode(r.escalation) end
+  local esc = '[]'
+  if #r.escalation > 0 then esc = cjson.encode(r.escalation) end
   redis.call('HSET', K.queue(q), 'strategy', r.strategy, 'priority', r.priority, 'max_wait', r.max_wait,
     'max_length', r.max_length, 'wrapup', r.wrapup, 'ring_timeout', r.ring_timeout,
     'service_level', r.service_level, 'miss_limit', r.miss_limit, 'skills', enc(r.skills),
-    'escalation', steps, 'on_timeout', cjson.encode(r.on_timeout), 'on_full', cjson.encode(r.on_full),
+    'escalation', esc, 'on_timeout', cjson.encode(r.on_timeout), 'on_full', cjson.encode(r.on_full),
     'announce_every', r.announce.position_every, 'announce_ewt', r.announce.ewt and 1 or 0)
   redis.call('SADD', K.queues(), q)
   redis.call('DEL', K.members(q))
@@ -48,7 +50,6 @@ end
 QC = {}
 for _, a in ipairs(redis.call('SMEMBERS', K.agents())) do
   if rules.agents[a] == nil then
-    leave_free_sets(a)
     redis.call('ZREM', K.wrapups(), a)
     redis.call('DEL', K.agent(a))
     redis.call('SREM', K.agents(), a)
@@ -63,11 +64,14 @@ for a, r in pairs(rules.agents) do
   for q, _ in pairs(r.queues) do redis.call('SADD', K.members(q), a) end
   redis.call('SADD', K.agents(), a)
 end
+local back = {}
 for _, a in ipairs(available) do
-  if redis.call('EXISTS', K.agent(a)) == 1 then enter_free_sets(a) end
+  local ag = agent_get(a)
+  if ag then
+    enter_free_sets(ag)
+    back[#back + 1] = ag
+  end
 end
 redis.call('SET', K.rules(), ARGV[4])
-for _, a in ipairs(available) do
-  if redis.call('EXISTS', K.agent(a)) == 1 then match_agent(a) end
-end
+for _, ag in ipairs(back) do match_agent(ag) end
 return {'ok'}

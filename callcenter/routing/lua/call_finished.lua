@@ -1,25 +1,25 @@
 -- A conversation ended: the call leaves routing, the agent goes to wrap-up (or straight to free).
 -- KEYS: none (see lib.lua). ARGV: [1] prefix [2] now [3] day [4] call id [5] agent id [6] talk seconds
 local c, a, talk = ARGV[4], ARGV[5], num(ARGV[6], 0)
-local cf = redis.call('HMGET', K.call(c), 'offer_queue', 'queue')
-local q = cf[1] or cf[2]
+local ci = call_get(c)
+local q = ci and (ci.offer_queue or ci.queue)
 local qc = q and qconf(q)
 local wrap = qc and qc.wrapup or 0
 if qc then
   local aht = qc.aht > 0 and (0.8 * qc.aht + 0.2 * (talk + wrap)) or (talk + wrap)
   redis.call('HSET', K.queue(q), 'aht', aht)
-  stat(q, 'talk_sum', talk)
+  stat_ms(q, 'talk_ms', talk)
 end
-forget_call(c)
-local af = redis.call('HMGET', K.agent(a), 'state', 'call')
-if af[1] ~= 'on_call' or af[2] ~= c then return 0 end
-redis.call('HINCRBY', K.agent(a), 'calls', 1)
-redis.call('HINCRBYFLOAT', K.agent(a), 'talk', talk)
-redis.call('HDEL', K.agent(a), 'call', 'offer')
+if ci then forget_call(ci) end
+local ag = agent_get(a)
+if ag == nil or ag.state ~= 'on_call' or ag.call ~= c then return 0 end
+ag.calls, ag.talk = ag.calls + 1, ag.talk + talk
 if wrap > 0 then
-  set_state(a, 'wrap_up')
+  redis.call('HSET', K.agent(a), 'calls', ag.calls, 'talk', ag.talk, 'state', 'wrap_up', 'since', NOW)
+  redis.call('HDEL', K.agent(a), 'call', 'offer')
   redis.call('ZADD', K.wrapups(), NOW + wrap, a)
 else
-  agent_free(a)
+  redis.call('HSET', K.agent(a), 'calls', ag.calls, 'talk', ag.talk)
+  agent_free(ag)
 end
 return 1

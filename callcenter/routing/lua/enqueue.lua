@@ -1,4 +1,4 @@
--- Enqueue a call and try to match it with a free agent at once.
+-- Enqueue a call; a free agent who fits takes it at once, else it waits in the queue.
 -- KEYS: none (see lib.lua). ARGV: [1] prefix [2] now [3] day
 --   [4] call id [5] queue [6] required skills JSON {skill: min level} [7] priority
 --   [8] caller [9] attributes JSON [10] owner worker id
@@ -18,12 +18,20 @@ for skill, lvl in pairs(cjson.decode(ARGV[6])) do
 end
 local prio = num(ARGV[7], 0) + qc.priority
 local score = -prio * 1e10 + NOW
+local ci = {id = c, state = 'new', queue = q, queues = {q}, need = need, sig = sig_of(need), prio = prio,
+  enq = NOW, score = score, owner = owner, kind = 'call', esc = 1}
 redis.call('HSET', K.call(c), 'state', 'waiting', 'queue', q, 'queues', cjson.encode({q}),
   'skills', next(need) == nil and '{}' or cjson.encode(need), 'prio', prio, 'enq', NOW, 'score', score,
-  'owner', owner, 'kind', 'call', 'esc', 1, 'caller', ARGV[8], 'attrs', ARGV[9])
-redis.call('ZADD', K.waiting(q), score, c)
+  'owner', owner, 'kind', 'call', 'esc', 1, 'caller', ARGV[8], 'attrs', ARGV[9], 'sig', ci.sig)
 redis.call('SADD', K.worker_calls(owner), c)
 if not redis.call('ZSCORE', K.workers(), owner) then redis.call('ZADD', K.workers(), NOW, owner) end
 stat(q, 'offered')
-schedule_escalation(c)
-return {'ok', match_call(c)}
+-- A free agent that fits has no better call waiting (it would have taken it when it became free),
+-- so the newcomer may take it before entering the queue.
+local n = match_call(ci)
+if n == 0 then
+  ci.state = 'waiting'
+  add_waiting(c, q, score, ci.sig)
+  schedule_escalation(ci)
+end
+return {'ok', n}

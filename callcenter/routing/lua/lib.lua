@@ -1,4 +1,5 @@
--- Shared routing library, prepended (after the generated key builders K.*) to every script.
+-- Shared routing library: the top of the Redis Functions library that scripts.py builds; every
+-- <name>.lua beside it becomes one function of that library.
 --
 -- Every script gets ARGV[1] = key prefix, ARGV[2] = now (unix seconds, from the caller so tests
 -- control time), ARGV[3] = today's date (YYYYMMDD, for the daily counters); its own ARGV follow.
@@ -8,11 +9,17 @@
 --
 -- Invariants every script keeps (the concurrency test checks them from outside):
 --   * an agent is in free(q) iff its state is 'available' and q is one of its queues;
---   * a call is in waiting(q) iff its state is 'waiting' and q is in its queue list;
+--   * a call is in waiting(q) iff its state is 'waiting' and q is in its queue list, and then also in
+--     waiting_sig(q, its signature), counted in sigs(q). waiting(q) is the queue order (positions,
+--     wallboard); the per-signature sets let a free agent find its best call with one ZRANGE per
+--     requirement it meets instead of checking callers one by one;
 --   * an agent in 'reserved' has exactly one offer; a call in 'offered' has 1..n (ring_all) offers;
 --   * an offer exists iff it has a lease.
+--
+-- Speed: a redis.call costs about as much as the command itself again (conversion, propagation to
+-- the AOF), so hashes are read once into Lua tables (agent_get/call_get) and written with one HSET.
 
-local SCAN = 50          -- how deep into a sorted set one match looks for a skill fit
+local SCAN = 50          -- how deep into a free-agent set one match looks for a skill fit
 local RINGALL_MAX = 20   -- ring_all rings at most this many phones at once
 local GRACE = 3          -- seconds a lease outlives the ring timeout before tick() reclaims it
 
@@ -30,23 +37,37 @@ end
 
 local QC = {}
 local function qconf(q)
-  if QC[q] then return QC[q] end
+  if QC[q] ~= nil then return QC[q] or nil end
   local f = redis.call('HMGET', K.queue(q), 'strategy', 'ring_timeout', 'wrapup', 'miss_limit',
     'service_level', 'skills', 'escalation', 'max_wait', 'on_timeout', 'aht', 'max_length', 'priority')
-  if not f[1] then return nil end
+  if not f[1] then
+    QC[q] = false
+    return nil
+  end
   local c = {
-    strategy = f[1], ring_timeout = num(f[2], 15), wrapup = num(f[3], 0), miss_limit = num(f[4], 3),
+    name = q, strategy = f[1], ring_timeout = num(f[2], 15), wrapup = num(f[3], 0), miss_limit = num(f[4], 3),
     service_level = num(f[5], 20), skills = cjson.decode(f[6] or '{}'),
-    escalation = cjson.decode(f[7] or '[]'), max_wait = num(f[8], 0),
-    on_timeout = cjson.decode(f[9] or '{"action":"voicemail"}'), aht = num(f[10], 0),
+    escalation_raw = f[7] or '[]', max_wait = num(f[8], 0),
+    on_timeout_raw = f[9] or '{"action":"voicemail"}', aht = num(f[10], 0),
     max_length = num(f[11], 0), priority = num(f[12], 0),
   }
   QC[q] = c
   return c
 end
 
+-- Escalation steps are decoded only by the scripts that need them (most do not).
+local function steps(qc)
+  if qc.escalation == nil then qc.escalation = cjson.decode(qc.escalation_raw) end
+  return qc.escalation
+end
+
 local function stat(q, field, by)
-  redis.call('HINCRBYFLOAT', K.stats(q, DAY), field, by or 1)
+  redis.call('HINCRBY', K.stats(q, DAY), field, by or 1)
+end
+
+-- Sums are kept in integer milliseconds: HINCRBYFLOAT costs twice as much and replicates as HSET.
+local function stat_ms(q, field, seconds)
+  redis.call('HINCRBY', K.stats(q, DAY), field, math.floor(seconds * 1000 + 0.5))
 end
 
 local function split(s)
@@ -64,325 +85,447 @@ local function skills_ok(have, need)
   return true
 end
 
--- The free-set score of agent a in queue q: lower is offered first.
-local function agent_score(q, qc, a, weight)
-  local f = redis.call('HMGET', K.agent(a), 'last_free', 'calls', 'talk', 'skills', 'rr:' .. q)
-  local last_free = num(f[1], 0)
+-- A skill requirement as a canonical string ("sales=3,vi=5"; "-" for none): calls with the same
+-- signature are interchangeable for matching.
+local function sig_of(need)
+  local names = {}
+  for skill, _ in pairs(need) do names[#names + 1] = skill end
+  if #names == 0 then return '-' end
+  table.sort(names)
+  local parts = {}
+  for i, skill in ipairs(names) do parts[i] = skill .. '=' .. math.floor(num(need[skill], 0)) end
+  return table.concat(parts, ',')
+end
+
+local SIGS = {}
+local function parse_sig(sig)
+  if SIGS[sig] then return SIGS[sig] end
+  local need = {}
+  if sig ~= '-' then
+    for skill, lvl in string.gmatch(sig, '([^,=]+)=(%d+)') do need[skill] = tonumber(lvl) end
+  end
+  SIGS[sig] = need
+  return need
+end
+
+local function add_waiting(c, q, score, sig)
+  redis.call('ZADD', K.waiting(q), score, c)
+  if redis.call('ZADD', K.waiting_sig(q, sig), score, c) == 1 then
+    redis.call('HINCRBY', K.sigs(q), sig, 1)
+  end
+end
+
+local function rem_waiting(c, q, sig)
+  redis.call('ZREM', K.waiting(q), c)
+  if redis.call('ZREM', K.waiting_sig(q, sig), c) == 1 then
+    if redis.call('HINCRBY', K.sigs(q), sig, -1) <= 0 then redis.call('HDEL', K.sigs(q), sig) end
+  end
+end
+
+-- Agents ---------------------------------------------------------------------------------------
+
+local AGENT_FIELDS = {'state', 'skills', 'queues', 'uri', 'calls', 'talk', 'pending', 'last_free', 'offer',
+  'call', 'since', 'pause_reason'}
+
+local function agent_get(a)
+  local f = redis.call('HMGET', K.agent(a), unpack(AGENT_FIELDS))
+  if not f[3] then return nil end
+  return {id = a, state = f[1] or 'logged_out', skills_raw = f[2] or '{}', queues_raw = f[3],
+    uri = f[4] or '', calls = num(f[5], 0), talk = num(f[6], 0), pending = f[7], last_free = num(f[8], 0),
+    offer = f[9], call = f[10], since = num(f[11], NOW), pause_reason = f[12]}
+end
+
+local function ag_skills(ag)
+  if ag.skills == nil then ag.skills = cjson.decode(ag.skills_raw) end
+  return ag.skills
+end
+
+local function ag_queues(ag)
+  if ag.queues == nil then ag.queues = cjson.decode(ag.queues_raw) end
+  return ag.queues
+end
+
+-- The free-set score of agent ag in queue q: lower is offered first.
+local function agent_score(q, qc, ag, weight)
   local s = qc.strategy
   if s == 'fewest_calls' then
-    return num(f[2], 0) * 1e10 + last_free
+    return ag.calls * 1e10 + ag.last_free
   elseif s == 'least_talk_time' then
-    return num(f[3], 0)
+    return ag.talk
   elseif s == 'round_robin' then
-    return num(f[5], 0)
+    return num(redis.call('HGET', K.agent(ag.id), 'rr:' .. q), 0)
   elseif s == 'skill_weighted' then
-    local have = cjson.decode(f[4] or '{}')
+    local have = ag_skills(ag)
     local total = 0
     for skill, _ in pairs(qc.skills) do total = total + num(have[skill], 0) end
     if next(qc.skills) == nil then total = 1 end
-    return -(total * math.max(num(weight, 1), 1)) * 1e10 + last_free
+    return -(total * math.max(num(weight, 1), 1)) * 1e10 + ag.last_free
   end
-  return last_free  -- longest_idle, ring_all
+  return ag.last_free  -- longest_idle, ring_all
 end
 
-local function agent_queues(a)
-  return cjson.decode(redis.call('HGET', K.agent(a), 'queues') or '{}')
+local function leave_free_sets(ag)
+  for q, _ in pairs(ag_queues(ag)) do redis.call('ZREM', K.free(q), ag.id) end
 end
 
-local function leave_free_sets(a, queues)
-  for q, _ in pairs(queues or agent_queues(a)) do redis.call('ZREM', K.free(q), a) end
-end
-
-local function enter_free_sets(a)
-  for q, w in pairs(agent_queues(a)) do
+local function enter_free_sets(ag)
+  for q, w in pairs(ag_queues(ag)) do
     local qc = qconf(q)
-    if qc then redis.call('ZADD', K.free(q), agent_score(q, qc, a, w), a) end
+    if qc then redis.call('ZADD', K.free(q), agent_score(q, qc, ag, w), ag.id) end
   end
 end
 
-local function close_pause(a)
-  local f = redis.call('HMGET', K.agent(a), 'state', 'since', 'pause_reason')
-  if f[1] == 'paused' then
-    redis.call('HINCRBYFLOAT', K.pauses(a), f[3] or 'other', math.max(0, NOW - num(f[2], NOW)))
+local function close_pause(ag)
+  if ag.state == 'paused' then
+    redis.call('HINCRBYFLOAT', K.pauses(ag.id), ag.pause_reason or 'other', math.max(0, NOW - ag.since))
   end
 end
 
-local function set_state(a, state)
-  redis.call('HSET', K.agent(a), 'state', state, 'since', NOW)
+local function pause_agent(ag, reason)
+  close_pause(ag)
+  if ag.state == 'available' then leave_free_sets(ag) end
+  if ag.state == 'wrap_up' then redis.call('ZREM', K.wrapups(), ag.id) end
+  redis.call('HSET', K.agent(ag.id), 'state', 'paused', 'since', NOW, 'pause_reason', reason)
+  redis.call('HDEL', K.agent(ag.id), 'pending', 'offer', 'call')
+  ag.state, ag.since, ag.pause_reason = 'paused', NOW, reason
 end
 
-local function pause_agent(a, reason)
-  close_pause(a)
-  leave_free_sets(a)
-  redis.call('ZREM', K.wrapups(), a)
-  set_state(a, 'paused')
-  redis.call('HSET', K.agent(a), 'pause_reason', reason)
-  redis.call('HDEL', K.agent(a), 'pending', 'offer', 'call')
+local function logout_agent(ag)
+  close_pause(ag)
+  if ag.state == 'available' then leave_free_sets(ag) end
+  if ag.state == 'wrap_up' then redis.call('ZREM', K.wrapups(), ag.id) end
+  redis.call('HSET', K.agent(ag.id), 'state', 'logged_out', 'since', NOW)
+  redis.call('HDEL', K.agent(ag.id), 'pending', 'offer', 'call', 'pause_reason')
+  ag.state = 'logged_out'
 end
 
-local function logout_agent(a)
-  close_pause(a)
-  leave_free_sets(a)
-  redis.call('ZREM', K.wrapups(), a)
-  set_state(a, 'logged_out')
-  redis.call('HDEL', K.agent(a), 'pending', 'offer', 'call', 'pause_reason')
+-- Calls ----------------------------------------------------------------------------------------
+
+local CALL_FIELDS = {'state', 'queues', 'skills', 'owner', 'kind', 'cbnum', 'sig', 'prio', 'enq', 'score',
+  'offers', 'queue', 'agent', 'offer_queue', 'esc', 'caller'}
+
+local function call_get(c)
+  local f = redis.call('HMGET', K.call(c), unpack(CALL_FIELDS))
+  if not f[1] then return nil end
+  return {id = c, state = f[1], queues_raw = f[2], skills_raw = f[3], owner = f[4], kind = f[5], cbnum = f[6],
+    sig = f[7], prio = num(f[8], 0), enq = num(f[9], NOW), score = f[10], offers = f[11], queue = f[12],
+    agent = f[13], offer_queue = f[14], esc = num(f[15], 1), caller = f[16]}
 end
 
-local function drop_offer(oid)
-  local o = redis.call('HMGET', K.offer(oid), 'call', 'agent', 'queue', 'worker', 'expires', 'kind')
-  redis.call('DEL', K.offer(oid))
-  redis.call('ZREM', K.leases(), oid)
-  if not o[1] then return nil end
-  return {call = o[1], agent = o[2], queue = o[3], worker = o[4], expires = num(o[5], 0), kind = o[6]}
+local function ci_queues(ci)
+  if ci.queues == nil then ci.queues = cjson.decode(ci.queues_raw) end
+  return ci.queues
 end
 
-local function reserve(c, agents, q, qc)
-  local cf = redis.call('HMGET', K.call(c), 'owner', 'kind', 'cbnum', 'queues')
-  for _, wq in ipairs(cjson.decode(cf[4])) do redis.call('ZREM', K.waiting(wq), c) end
-  redis.call('ZREM', K.escalations(), c)
+local function ci_need(ci)
+  if ci.need == nil then ci.need = cjson.decode(ci.skills_raw) end
+  return ci.need
+end
+
+local function unwait(ci)
+  for _, q in ipairs(ci_queues(ci)) do rem_waiting(ci.id, q, ci.sig) end
+  redis.call('ZREM', K.escalations(), ci.id)
+end
+
+-- Offer ci to the agents ags (one, or several for ring_all) on behalf of queue qc.
+local function reserve(ci, ags, qc)
+  if ci.state == 'waiting' then unwait(ci) end
+  local q = qc.name
   local ids = {}
-  for _, a in ipairs(agents) do
+  for _, ag in ipairs(ags) do
     local oid = 'o' .. redis.call('INCR', K.seq())
-    leave_free_sets(a)
-    set_state(a, 'reserved')
-    redis.call('HSET', K.agent(a), 'offer', oid, 'call', c)
+    leave_free_sets(ag)
     if qc.strategy == 'round_robin' then
-      redis.call('HSET', K.agent(a), 'rr:' .. q, redis.call('HINCRBY', K.queue(q), 'rr', 1))
+      redis.call('HSET', K.agent(ag.id), 'state', 'reserved', 'since', NOW, 'offer', oid, 'call', ci.id,
+        'rr:' .. q, redis.call('HINCRBY', K.queue(q), 'rr', 1))
+    else
+      redis.call('HSET', K.agent(ag.id), 'state', 'reserved', 'since', NOW, 'offer', oid, 'call', ci.id)
     end
+    ag.state, ag.offer, ag.call = 'reserved', oid, ci.id
     local expires = NOW + qc.ring_timeout + GRACE
-    redis.call('HSET', K.offer(oid), 'call', c, 'agent', a, 'queue', q, 'worker', cf[1],
-      'kind', cf[2], 'expires', expires)
+    redis.call('HSET', K.offer(oid), 'call', ci.id, 'agent', ag.id, 'queue', q, 'worker', ci.owner,
+      'kind', ci.kind, 'expires', expires)
     redis.call('ZADD', K.leases(), expires, oid)
-    local offer = {offer_id = oid, call_id = c, agent_id = a, agent_uri = redis.call('HGET', K.agent(a), 'uri'),
-      queue = q, ring_timeout = qc.ring_timeout, kind = cf[2]}
-    if cf[3] then offer.callback_number = cf[3] end
-    redis.call('RPUSH', K.worker_offers(cf[1]), cjson.encode(offer))
+    local offer = {offer_id = oid, call_id = ci.id, agent_id = ag.id, agent_uri = ag.uri,
+      queue = q, ring_timeout = qc.ring_timeout, kind = ci.kind}
+    if ci.cbnum then offer.callback_number = ci.cbnum end
+    redis.call('RPUSH', K.worker_offers(ci.owner), cjson.encode(offer))
     ids[#ids + 1] = oid
   end
-  redis.call('HSET', K.call(c), 'state', 'offered', 'offers', table.concat(ids, ','), 'offer_queue', q)
-  stat(q, 'offers', #ids)
+  ci.state, ci.offers = 'offered', table.concat(ids, ',')
+  redis.call('HSET', K.call(ci.id), 'state', 'offered', 'offers', ci.offers, 'offer_queue', q)
   return #ids
 end
 
--- A waiting call looks for the best free agent in its queues (primary first, then overflow).
-local function match_call(c, exclude)
-  local cf = redis.call('HMGET', K.call(c), 'state', 'queues', 'skills')
-  if cf[1] ~= 'waiting' then return 0 end
-  local need = cjson.decode(cf[3])
-  for _, q in ipairs(cjson.decode(cf[2])) do
+-- A call looks for the best free agent in its queues (primary first, then overflow).
+-- ci.state is 'waiting' (in the queues) or 'new' (enqueue's fast path: not indexed yet).
+local function match_call(ci, exclude, depth)
+  if ci.state ~= 'waiting' and ci.state ~= 'new' then return 0 end
+  local need = ci_need(ci)
+  for _, q in ipairs(ci_queues(ci)) do
     local qc = qconf(q)
     if qc then
       local chosen = {}
-      for _, a in ipairs(redis.call('ZRANGE', K.free(q), 0, SCAN - 1)) do
-        if a ~= exclude then
-          local af = redis.call('HMGET', K.agent(a), 'state', 'skills')
-          if af[1] ~= 'available' then
-            redis.call('ZREM', K.free(q), a)  -- self-heal; should not happen
-          elseif skills_ok(cjson.decode(af[2] or '{}'), need) then
-            chosen[#chosen + 1] = a
-            if qc.strategy ~= 'ring_all' or #chosen >= RINGALL_MAX then break end
+      local want = qc.strategy == 'ring_all' and RINGALL_MAX or 1
+      local limit, start, chunk = depth or SCAN, 0, 8
+      while start < limit and #chosen < want do
+        local batch = redis.call('ZRANGE', K.free(q), start, math.min(start + chunk, limit) - 1)
+        for _, a in ipairs(batch) do
+          if #chosen < want and a ~= exclude then
+            local ag = agent_get(a)
+            if ag == nil or ag.state ~= 'available' then
+              redis.call('ZREM', K.free(q), a)  -- self-heal; should not happen
+            elseif skills_ok(ag_skills(ag), need) then
+              chosen[#chosen + 1] = ag
+            end
           end
         end
+        if #batch < chunk then break end
+        start, chunk = start + chunk, chunk * 2
       end
-      if #chosen > 0 then return reserve(c, chosen, q, qc) end
+      if #chosen > 0 then return reserve(ci, chosen, qc) end
     end
   end
   return 0
 end
 
 -- A free agent takes the best waiting call across its queues: priority, then the agent's
--- weight in that queue, then the longest wait.
-local function match_agent(a, exclude)
-  local af = redis.call('HMGET', K.agent(a), 'state', 'skills', 'queues')
-  if af[1] ~= 'available' then return 0 end
-  local have = cjson.decode(af[2] or '{}')
+-- weight in that queue, then the longest wait. One ZRANGE per skill signature it meets.
+local function match_agent(ag, exclude)
+  if ag.state ~= 'available' then return 0 end
+  local have = ag_skills(ag)
   local best = nil
-  for q, w in pairs(cjson.decode(af[3] or '{}')) do
+  for q, w in pairs(ag_queues(ag)) do
     w = num(w, 0)
-    for _, c in ipairs(redis.call('ZRANGE', K.waiting(q), 0, SCAN - 1)) do
-      if c ~= exclude then
-        local f = redis.call('HMGET', K.call(c), 'skills', 'prio', 'enq')
-        if f[1] and skills_ok(have, cjson.decode(f[1])) then
-          local p, e = num(f[2], 0), num(f[3], 0)
-          if best == nil or p > best.p or (p == best.p and (w > best.w or (w == best.w and e < best.e))) then
-            best = {c = c, q = q, p = p, w = w, e = e}
-          end
-          break  -- the set is ordered by priority then enqueue time: the first fit is this queue's best
+    local head, head_score = nil, nil
+    for _, sig in ipairs(redis.call('HKEYS', K.sigs(q))) do
+      if skills_ok(have, parse_sig(sig)) then
+        local top = redis.call('ZRANGE', K.waiting_sig(q, sig), 0, 1, 'WITHSCORES')
+        local i = 1
+        if top[1] == exclude then i = 3 end
+        if top[i] then
+          local sc = tonumber(top[i + 1])
+          if head == nil or sc < head_score then head, head_score = top[i], sc end
         end
+      end
+    end
+    if head then
+      -- score = -priority * 1e10 + enqueue time
+      local p = -math.floor(head_score / 1e10)
+      local e = head_score + p * 1e10
+      if best == nil or p > best.p or (p == best.p and (w > best.w or (w == best.w and e < best.e))) then
+        best = {c = head, q = q, p = p, w = w, e = e}
       end
     end
   end
   if best == nil then return 0 end
-  return reserve(best.c, {a}, best.q, qconf(best.q))
+  local ci = call_get(best.c)
+  return reserve(ci, {ag}, qconf(best.q))
 end
 
-local function make_available(a, exclude_call)
-  set_state(a, 'available')
-  redis.call('HSET', K.agent(a), 'last_free', NOW)
-  redis.call('HDEL', K.agent(a), 'offer', 'call', 'pause_reason')
-  enter_free_sets(a)
-  return match_agent(a, exclude_call)
+local function make_available(ag, exclude_call)
+  redis.call('HSET', K.agent(ag.id), 'state', 'available', 'since', NOW, 'last_free', NOW)
+  redis.call('HDEL', K.agent(ag.id), 'offer', 'call', 'pause_reason', 'pending')
+  ag.state, ag.last_free, ag.offer, ag.call = 'available', NOW, nil, nil
+  enter_free_sets(ag)
+  return match_agent(ag, exclude_call)
 end
 
 -- The agent has nothing to do: honour a pending logout/pause, else become available and match.
-local function agent_free(a, exclude_call)
-  local pend = redis.call('HGET', K.agent(a), 'pending')
-  redis.call('HDEL', K.agent(a), 'pending')
+local function agent_free(ag, exclude_call)
+  local pend = ag.pending
+  ag.pending = nil
   if pend == 'logout' then
-    logout_agent(a)
+    logout_agent(ag)
   elseif pend and string.sub(pend, 1, 6) == 'pause:' then
-    pause_agent(a, string.sub(pend, 7))
-  elseif redis.call('EXISTS', K.agent(a)) == 1 then
-    make_available(a, exclude_call)
+    pause_agent(ag, string.sub(pend, 7))
+  else
+    make_available(ag, exclude_call)
   end
 end
 
-local function schedule_escalation(c)
-  local f = redis.call('HMGET', K.call(c), 'queue', 'enq', 'esc')
-  local qc = qconf(f[1])
+local function schedule_escalation(ci)
+  local qc = qconf(ci.queue)
   if not qc then return end
-  local enq, i = num(f[2], NOW), num(f[3], 1)
   local due = nil
-  local step = qc.escalation[i]
-  if step then due = enq + num(step.after, 0) end
-  if qc.max_wait > 0 and (due == nil or enq + qc.max_wait < due) then due = enq + qc.max_wait end
-  if due then redis.call('ZADD', K.escalations(), due, c) end
+  local step = nil
+  if qc.escalation_raw ~= '[]' then step = steps(qc)[ci.esc] end
+  if step then due = ci.enq + num(step.after, 0) end
+  -- a callback has no caller on hold: max_wait (a limit on holding) does not apply to it
+  if qc.max_wait > 0 and ci.kind ~= 'callback' and (due == nil or ci.enq + qc.max_wait < due) then
+    due = ci.enq + qc.max_wait
+  end
+  if due then redis.call('ZADD', K.escalations(), due, ci.id) end
 end
 
 -- Put a call back in every queue it waits in, at the place its score says (its original place).
-local function requeue(c)
-  local f = redis.call('HMGET', K.call(c), 'queues', 'score')
-  redis.call('HSET', K.call(c), 'state', 'waiting')
-  redis.call('HDEL', K.call(c), 'offers', 'offer_queue', 'agent')
-  for _, q in ipairs(cjson.decode(f[1])) do
-    if qconf(q) then redis.call('ZADD', K.waiting(q), f[2], c) end
+local function requeue(ci)
+  redis.call('HSET', K.call(ci.id), 'state', 'waiting')
+  redis.call('HDEL', K.call(ci.id), 'offers', 'offer_queue', 'agent')
+  ci.state, ci.offers = 'waiting', nil
+  for _, q in ipairs(ci_queues(ci)) do
+    if qconf(q) then add_waiting(ci.id, q, ci.score, ci.sig) end
   end
-  schedule_escalation(c)
+  schedule_escalation(ci)
 end
 
 -- Remove every trace of a call from the routing state (its offers must be dealt with first).
-local function forget_call(c)
-  local f = redis.call('HMGET', K.call(c), 'queues', 'owner', 'cbnum')
-  if not f[1] then return end
-  for _, q in ipairs(cjson.decode(f[1])) do redis.call('ZREM', K.waiting(q), c) end
-  redis.call('ZREM', K.escalations(), c)
-  if f[2] then redis.call('SREM', K.worker_calls(f[2]), c) end
-  if f[3] and redis.call('GET', K.callback(f[3])) == c then redis.call('DEL', K.callback(f[3])) end
-  redis.call('DEL', K.call(c))
+local function forget_call(ci)
+  if ci.state == 'waiting' then unwait(ci) end
+  if ci.owner then redis.call('SREM', K.worker_calls(ci.owner), ci.id) end
+  if ci.cbnum and redis.call('GET', K.callback(ci.cbnum)) == ci.id then redis.call('DEL', K.callback(ci.cbnum)) end
+  redis.call('DEL', K.call(ci.id))
+  ci.state = 'gone'
 end
 
--- Cancel all ringing offers of a call; their agents become free (no miss counted).
-local function cancel_offers(c, reason, except)
-  local f = redis.call('HMGET', K.call(c), 'offers', 'owner')
+local function drop_offer(oid)
+  local o = redis.call('HMGET', K.offer(oid), 'call', 'agent', 'queue', 'worker', 'expires', 'kind')
+  if not o[1] then return nil end
+  redis.call('DEL', K.offer(oid))
+  redis.call('ZREM', K.leases(), oid)
+  return {id = oid, call = o[1], agent = o[2], queue = o[3], worker = o[4], expires = num(o[5], 0), kind = o[6]}
+end
+
+-- Cancel the ringing offers of a call (all but `except`); returns their agents, still 'reserved'.
+local function cancel_offers(ci, reason, except)
   local freed = {}
-  for _, oid in ipairs(split(f[1])) do
+  for _, oid in ipairs(split(ci.offers)) do
     if oid ~= except then
       local o = drop_offer(oid)
       if o then
-        event(f[2], {kind = 'offer_cancelled', offer_id = oid, call_id = c, agent_id = o.agent, reason = reason})
-        freed[#freed + 1] = o.agent
+        event(ci.owner, {kind = 'offer_cancelled', offer_id = oid, call_id = ci.id, agent_id = o.agent,
+          reason = reason})
+        local ag = agent_get(o.agent)
+        if ag and ag.state == 'reserved' and ag.offer == oid then freed[#freed + 1] = ag end
       end
     end
   end
-  redis.call('HDEL', K.call(c), 'offers')
+  redis.call('HDEL', K.call(ci.id), 'offers')
+  ci.offers = nil
   return freed
 end
 
-local function fallback(c, fb, reason)
-  local f = redis.call('HMGET', K.call(c), 'owner', 'queue', 'cbnum', 'kind')
-  stat(f[2], 'fallback')
-  local ev = {kind = 'fallback', call_id = c, queue = f[2], action = fb.action, target = fb.target,
-    reason = reason, call_kind = f[4]}
-  if f[3] then ev.callback_number = f[3] end
-  event(f[1], ev)
-  forget_call(c)
+-- Make a waiting call a callback to `number`, keeping its place. False if that number already has one.
+local function to_callback(ci, number)
+  local holder = redis.call('GET', K.callback(number))
+  if holder and holder ~= ci.id and redis.call('EXISTS', K.call(holder)) == 1 then return false end
+  redis.call('SET', K.callback(number), ci.id)
+  redis.call('HSET', K.call(ci.id), 'kind', 'callback', 'cbnum', number)
+  ci.kind, ci.cbnum = 'callback', number
+  return true
 end
 
--- One due escalation check for call c: apply every step whose time has come.
+-- The call leaves the queue for a fallback the owning worker carries out (voicemail, transfer,
+-- hangup). A 'callback' fallback keeps the call's place as a callback to the caller's number
+-- (event kept_in_queue = true): the worker says goodbye and hangs up.
+local function fallback(ci, fb, reason)
+  stat(ci.queue, 'fallback')
+  local ev = {kind = 'fallback', call_id = ci.id, queue = ci.queue, action = fb.action, target = fb.target,
+    reason = reason, call_kind = ci.kind, kept_in_queue = false}
+  if fb.action == 'callback' and ci.kind ~= 'callback' and ci.caller and ci.caller ~= ''
+      and to_callback(ci, ci.caller) then
+    ev.kept_in_queue = true
+  end
+  if ci.cbnum then ev.callback_number = ci.cbnum end
+  event(ci.owner, ev)
+  if not ev.kept_in_queue then forget_call(ci) end
+  return ev.kept_in_queue
+end
+
+-- Apply one escalation step that only changes how the call is matched (skills, queues, priority).
+local function apply_step(ci, step)
+  local need, queues = ci_need(ci), ci_queues(ci)
+  if step.relax_skills then
+    for skill, lvl in pairs(step.relax_skills) do
+      if need[skill] and num(need[skill], 0) > num(lvl, 0) then need[skill] = num(lvl, 0) end
+    end
+  end
+  local by = num(step.relax_by, 0)
+  if by > 0 then
+    for skill, lvl in pairs(need) do need[skill] = math.max(1, num(lvl, 1) - by) end
+  end
+  if num(step.raise_priority, 0) > 0 then
+    ci.prio = ci.prio + num(step.raise_priority, 0)
+    ci.score = -ci.prio * 1e10 + ci.enq
+  end
+  for _, oq in ipairs(step.overflow or {}) do
+    local present = false
+    for _, q in ipairs(queues) do if q == oq then present = true end end
+    if not present and qconf(oq) then queues[#queues + 1] = oq end
+  end
+  -- re-index under the new signature/score (ZADD of a present member just moves it)
+  local new_sig = sig_of(need)
+  for _, q in ipairs(queues) do
+    if new_sig ~= ci.sig then rem_waiting(ci.id, q, ci.sig) end
+    add_waiting(ci.id, q, ci.score, new_sig)
+  end
+  ci.sig = new_sig
+  redis.call('HSET', K.call(ci.id), 'prio', ci.prio, 'score', ci.score, 'queues', cjson.encode(queues),
+    'skills', next(need) == nil and '{}' or cjson.encode(need), 'sig', ci.sig)
+end
+
+-- A due escalation check for a call: apply every step whose time has come, in order.
 local function escalate(c)
-  local f = redis.call('HMGET', K.call(c), 'state', 'queue', 'enq', 'esc', 'skills', 'queues', 'prio', 'owner')
   redis.call('ZREM', K.escalations(), c)
-  if f[1] ~= 'waiting' then return end  -- requeue() reschedules when an offer fails
-  local qc = qconf(f[2])
+  local ci = call_get(c)
+  if ci == nil or ci.state ~= 'waiting' then return end  -- requeue() reschedules when an offer fails
+  local qc = qconf(ci.queue)
   if not qc then return end
-  local enq, i = num(f[3], NOW), num(f[4], 1)
-  local need, queues, prio = cjson.decode(f[5]), cjson.decode(f[6]), num(f[7], 0)
   local changed = false
   while true do
-    local step = qc.escalation[i]
-    local step_due = step and enq + num(step.after, 0) or nil
-    local timeout_due = qc.max_wait > 0 and enq + qc.max_wait or nil
+    local step = steps(qc)[ci.esc]
+    local step_due = step and ci.enq + num(step.after, 0) or nil
+    local timeout_due = nil
+    if qc.max_wait > 0 and ci.kind ~= 'callback' then timeout_due = ci.enq + qc.max_wait end
     if timeout_due and timeout_due <= NOW and (step_due == nil or timeout_due < step_due) then
-      fallback(c, qc.on_timeout, 'max_wait')
-      return
-    end
-    if step_due == nil or step_due > NOW then break end
-    if step.fallback and step.fallback ~= cjson.null then
-      fallback(c, step.fallback, 'escalation')
-      return
-    end
-    if step.relax_skills then
-      for skill, lvl in pairs(step.relax_skills) do
-        if need[skill] and num(need[skill], 0) > num(lvl, 0) then need[skill] = num(lvl, 0) end
+      if not fallback(ci, cjson.decode(qc.on_timeout_raw), 'max_wait') then return end
+    else
+      if step_due == nil or step_due > NOW then break end
+      if step.fallback and step.fallback ~= cjson.null then
+        -- a call that is already a callback has nothing to fall back to: the step is skipped
+        if ci.kind ~= 'callback' and not fallback(ci, step.fallback, 'escalation') then return end
+      else
+        apply_step(ci, step)
+        changed = true
       end
+      event(ci.owner, {kind = 'escalated', call_id = c, step = ci.esc})
+      ci.esc = ci.esc + 1
+      redis.call('HSET', K.call(c), 'esc', ci.esc)
     end
-    local by = num(step.relax_by, 0)
-    if by > 0 then
-      for skill, lvl in pairs(need) do need[skill] = math.max(1, num(lvl, 1) - by) end
-    end
-    local score = redis.call('HGET', K.call(c), 'score')
-    if num(step.raise_priority, 0) > 0 then
-      prio = prio + num(step.raise_priority, 0)
-      score = -prio * 1e10 + enq
-      for _, q in ipairs(queues) do redis.call('ZADD', K.waiting(q), score, c) end
-    end
-    for _, oq in ipairs(step.overflow or {}) do
-      local present = false
-      for _, q in ipairs(queues) do if q == oq then present = true end end
-      if not present and qconf(oq) then
-        queues[#queues + 1] = oq
-        redis.call('ZADD', K.waiting(oq), score, c)
-      end
-    end
-    event(f[8], {kind = 'escalated', call_id = c, step = i})
-    i = i + 1
-    changed = true
-    if next(need) == nil then need = {} end
-    redis.call('HSET', K.call(c), 'esc', i, 'prio', prio, 'score', score, 'queues', cjson.encode(queues),
-      'skills', next(need) == nil and '{}' or cjson.encode(need))
   end
-  schedule_escalation(c)
-  if changed then match_call(c) end
+  schedule_escalation(ci)
+  if changed then match_call(ci) end
 end
 
--- An offer did not turn into a conversation: the call goes back to its place, the agent gets a miss.
+-- An offer did not turn into a conversation: the call goes back to its place, the agent gets a miss
+-- (count_miss) and is paused after miss_limit misses in a row.
 local function offer_failed(oid, reason, count_miss)
   local o = drop_offer(oid)
   if not o then return 0 end
-  local c, a = o.call, o.agent
   local qc = qconf(o.queue) or {miss_limit = 3}
-  if redis.call('HGET', K.agent(a), 'offer') == oid then
-    redis.call('HDEL', K.agent(a), 'offer', 'call')
+  local ag = agent_get(o.agent)
+  if ag and ag.offer == oid then
+    redis.call('HDEL', K.agent(ag.id), 'offer', 'call')
     if count_miss then
       stat(o.queue, 'missed')
-      local misses = redis.call('HINCRBY', K.agent(a), 'misses', 1)
+      local misses = redis.call('HINCRBY', K.agent(ag.id), 'misses', 1)
       if misses >= qc.miss_limit then
-        pause_agent(a, 'missed_offers')
-        event(o.worker, {kind = 'agent_auto_paused', agent_id = a, misses = misses})
+        pause_agent(ag, 'missed_offers')
+        event(o.worker, {kind = 'agent_auto_paused', agent_id = ag.id, misses = misses})
       end
     end
   end
-  local cf = redis.call('HMGET', K.call(c), 'state', 'offers')
-  if cf[1] == 'offered' then
+  local ci = call_get(o.call)
+  if ci and ci.state == 'offered' then
     local rest = {}
-    for _, x in ipairs(split(cf[2])) do if x ~= oid then rest[#rest + 1] = x end end
+    for _, x in ipairs(split(ci.offers)) do if x ~= oid then rest[#rest + 1] = x end end
     if #rest == 0 then
-      requeue(c)
-      match_call(c, a)
+      requeue(ci)
+      match_call(ci, o.agent)
     else
-      redis.call('HSET', K.call(c), 'offers', table.concat(rest, ','))
+      redis.call('HSET', K.call(ci.id), 'offers', table.concat(rest, ','))
     end
   end
-  if redis.call('HGET', K.agent(a), 'state') == 'reserved' then agent_free(a, c) end
+  if ag and ag.state == 'reserved' and ag.offer == oid then agent_free(ag, o.call) end
   return 1
 end

@@ -9,20 +9,22 @@ if num(f[4], 0) < NOW then
   return 0
 end
 local c, a, q = f[1], f[2], f[3]
-local cf = redis.call('HMGET', K.call(c), 'state', 'enq')
-if cf[1] ~= 'offered' then
+local ci = call_get(c)
+if ci == nil or ci.state ~= 'offered' then
   offer_failed(oid, 'gone', false)
   return 0
 end
-drop_offer(oid)
-for _, other in ipairs(cancel_offers(c, 'answered_elsewhere', oid)) do agent_free(other, c) end
-redis.call('HSET', K.call(c), 'state', 'connected', 'agent', a, 'answered', NOW, 'offer_queue', q)
-set_state(a, 'on_call')
-redis.call('HSET', K.agent(a), 'misses', 0, 'call', c)
+redis.call('DEL', K.offer(oid))
+redis.call('ZREM', K.leases(), oid)
+if ci.offers ~= oid then
+  for _, other in ipairs(cancel_offers(ci, 'answered_elsewhere', oid)) do agent_free(other, c) end
+end
+redis.call('HSET', K.call(c), 'state', 'connected', 'agent', a, 'answered', NOW, 'offer_queue', q, 'offers', '')
+redis.call('HSET', K.agent(a), 'state', 'on_call', 'since', NOW, 'misses', 0, 'call', c)
 redis.call('HDEL', K.agent(a), 'offer')
-local wait = NOW - num(cf[2], NOW)
+local wait = NOW - ci.enq
 local qc = qconf(q)
 stat(q, 'answered')
-stat(q, 'wait_sum', wait)
+stat_ms(q, 'wait_ms', wait)
 if qc and wait <= qc.service_level then stat(q, 'answered_sl') end
 return 1

@@ -11,7 +11,8 @@ end
 
 for _, a in ipairs(redis.call('ZRANGEBYSCORE', K.wrapups(), '-inf', NOW, 'LIMIT', 0, batch)) do
   redis.call('ZREM', K.wrapups(), a)
-  if redis.call('HGET', K.agent(a), 'state') == 'wrap_up' then agent_free(a) end
+  local ag = agent_get(a)
+  if ag and ag.state == 'wrap_up' then agent_free(ag) end
 end
 
 for _, c in ipairs(redis.call('ZRANGEBYSCORE', K.escalations(), '-inf', NOW, 'LIMIT', 0, batch)) do
@@ -23,48 +24,46 @@ end
 local closed = {}
 for _, w in ipairs(redis.call('ZRANGEBYSCORE', K.workers(), '-inf', NOW - dead_after)) do
   if w ~= me then
-    local calls = redis.call('SMEMBERS', K.worker_calls(w))
     local adopt, close = {}, {}
-    for _, c in ipairs(calls) do
-      local f = redis.call('HMGET', K.call(c), 'state', 'kind', 'queues')
-      if f[1] then
-        if f[2] == 'callback' and f[1] ~= 'connected' then
-          adopt[#adopt + 1] = c
+    for _, c in ipairs(redis.call('SMEMBERS', K.worker_calls(w))) do
+      local ci = call_get(c)
+      if ci then
+        if ci.kind == 'callback' and ci.state ~= 'connected' then
+          adopt[#adopt + 1] = ci
         else
-          close[#close + 1] = c
           -- out of every queue first, so agents freed below cannot be matched to a dying call
-          for _, q in ipairs(cjson.decode(f[3])) do redis.call('ZREM', K.waiting(q), c) end
+          if ci.state == 'waiting' then unwait(ci) end
+          ci.state = 'closing'
           redis.call('HSET', K.call(c), 'state', 'closing')
+          close[#close + 1] = ci
         end
       end
     end
-    for _, c in ipairs(adopt) do
-      redis.call('HSET', K.call(c), 'owner', me)
-      redis.call('SADD', K.worker_calls(me), c)
-      if redis.call('HGET', K.call(c), 'state') == 'offered' then
-        for _, a in ipairs(cancel_offers(c, 'worker_died')) do
-          redis.call('HSET', K.call(c), 'state', 'waiting')
-          if redis.call('HGET', K.agent(a), 'state') == 'reserved' then agent_free(a, c) end
-        end
-        requeue(c)
-        match_call(c)
+    for _, ci in ipairs(adopt) do
+      redis.call('HSET', K.call(ci.id), 'owner', me)
+      redis.call('SADD', K.worker_calls(me), ci.id)
+      ci.owner = me
+      if ci.state == 'offered' then
+        local freed = cancel_offers(ci, 'worker_died')
+        requeue(ci)
+        for _, ag in ipairs(freed) do agent_free(ag) end
+        match_call(ci)
       end
     end
-    for _, c in ipairs(close) do
-      local f = redis.call('HMGET', K.call(c), 'offers', 'agent', 'queue')
+    for _, ci in ipairs(close) do
       local freed = {}
-      for _, oid in ipairs(split(f[1])) do
+      for _, oid in ipairs(split(ci.offers)) do
         local o = drop_offer(oid)
         if o then freed[#freed + 1] = o.agent end
       end
-      if f[2] and redis.call('HGET', K.agent(f[2]), 'call') == c then freed[#freed + 1] = f[2] end
-      forget_call(c)
-      redis.call('XADD', K.closed_calls(), 'MAXLEN', '~', 100000, '*', 'call_id', c, 'worker', w,
-        'queue', f[3] or '', 'reason', 'worker_died', 'at', NOW)
-      closed[#closed + 1] = c
+      if ci.agent then freed[#freed + 1] = ci.agent end
+      forget_call(ci)
+      redis.call('XADD', K.closed_calls(), 'MAXLEN', '~', 100000, '*', 'call_id', ci.id, 'worker', w,
+        'queue', ci.queue or '', 'reason', 'worker_died', 'at', NOW)
+      closed[#closed + 1] = ci.id
       for _, a in ipairs(freed) do
-        local st = redis.call('HGET', K.agent(a), 'state')
-        if st == 'reserved' or st == 'on_call' then agent_free(a) end
+        local ag = agent_get(a)
+        if ag and (ag.state == 'reserved' or ag.state == 'on_call') and ag.call == ci.id then agent_free(ag) end
       end
     end
     redis.call('DEL', K.worker_calls(w), K.worker_offers(w), K.worker_events(w))
@@ -72,14 +71,18 @@ for _, w in ipairs(redis.call('ZRANGEBYSCORE', K.workers(), '-inf', NOW - dead_a
   end
 end
 
--- Matching retries: a match looks only SCAN deep, so a fit further down waits for the next event;
--- this sweep finds it within a second.
+-- Matching retries: a caller looks only SCAN deep into the free agents, so a fit further down is
+-- found here, within a second: the head caller of every skill requirement looks deeper.
 for _, q in ipairs(redis.call('SMEMBERS', K.queues())) do
-  if redis.call('ZCARD', K.waiting(q)) > 0 then
-    for _, a in ipairs(redis.call('ZRANGE', K.free(q), 0, 9)) do match_agent(a) end
+  if redis.call('ZCARD', K.free(q)) > 0 then
+    for _, sig in ipairs(redis.call('HKEYS', K.sigs(q))) do
+      local head = redis.call('ZRANGE', K.waiting_sig(q, sig), 0, 0)[1]
+      if head then match_call(call_get(head), nil, 1000) end
+    end
   end
 end
 
 local events = redis.call('LRANGE', K.worker_events(me), 0, -1)
 redis.call('DEL', K.worker_events(me))
+if #closed == 0 then return {events, '[]'} end
 return {events, cjson.encode(closed)}

@@ -1,0 +1,141 @@
+"""Campaign API: lists, run state, stats, DNC and dispositions.
+
+    GET    /campaigns                                   campaigns with their state
+    GET    /campaigns/{id}/stats                        live statistics + abandonment ledger
+    POST   /campaigns/{id}/start | pause | stop         takes effect for the next dial
+    POST   /campaigns/{id}/lists[?region=VN]            body = CSV call list -> per-row report (201)
+    GET    /campaigns/{id}/contacts/{number}            one contact (list columns) for the agent screen
+    POST   /campaigns/{id}/contacts/{number}/disposition
+           {"disposition": "sale|promise_to_pay|callback|wrong_number|dnc|not_interested|completed|no_contact",
+            "amount": ..., "date": ..., "at": epoch}
+    POST   /dnc        {"number": "0912 345 678", "campaign": "optional id"}
+    DELETE /dnc/{number}[?campaign=id]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+from urllib.parse import unquote
+
+from callcenter.api.http import HttpError, Request, Response
+from callcenter.api.http import Router as HttpRouter
+from callcenter.dialer import phone
+from callcenter.dialer.campaign import Campaign
+from callcenter.dialer.compliance import Compliance
+from callcenter.dialer.control import CampaignControl
+from callcenter.dialer.keys import DialerKeys
+from callcenter.dialer.outcomes import OutcomeRecorder
+from callcenter.dialer.upload import UploadError, UploadLimits, import_list, parse_csv
+
+
+def install_routes(router: HttpRouter, redis: Any, campaigns: Mapping[str, Campaign], prefix: str = "cc:",
+                   limits: UploadLimits | None = None, clock: Callable[[], float] = time.time) -> None:
+    keys = DialerKeys(prefix)
+    control = CampaignControl(redis, keys)
+    compliance = Compliance(redis, keys)
+    recorder = OutcomeRecorder(redis, keys)
+    limits = limits or UploadLimits()
+
+    def campaign(req: Request) -> Campaign:
+        c = campaigns.get(req.params["id"])
+        if c is None:
+            raise HttpError(404, f"no campaign {req.params['id']!r}")
+        return c
+
+    def number(text: str, region: str = "VN") -> str:
+        try:
+            return phone.normalize(unquote(text), region)
+        except phone.PhoneError as exc:
+            raise HttpError(400, f"number: {exc.reason}") from None
+
+    async def list_campaigns(req: Request) -> Any:
+        out = []
+        for c in campaigns.values():
+            out.append({"id": c.id, "name": c.name, "type": c.type, "dial_mode": c.dial_mode, "queue": c.queue,
+                        "ivr_flow": c.ivr_flow, "compliance_preset": c.compliance.preset,
+                        "state": await control.state(c.id)})
+        return {"campaigns": out}
+
+    async def stats(req: Request) -> Any:
+        return await control.stats(campaign(req), clock())
+
+    def set_state(state: str) -> Callable[[Request], Any]:
+        async def handler(req: Request) -> Any:
+            c = campaign(req)
+            await control.set_state(c.id, state, clock())
+            return {"campaign": c.id, "state": state}
+        return handler
+
+    async def upload(req: Request) -> Any:
+        c = campaign(req)
+        if len(req.body) > limits.max_bytes:
+            raise HttpError(413, f"list is {len(req.body)} bytes; the limit is {limits.max_bytes} bytes")
+        region = (req.arg("region") or c.region).upper()
+        try:
+            # CSV parsing of a large list is CPU work: off the event loop.
+            parsed = await asyncio.to_thread(parse_csv, req.body, region, limits)
+        except UploadError as exc:
+            raise HttpError(400, str(exc)) from None
+        report = await import_list(redis, keys, c, parsed, clock())
+        return Response(report.as_dict(), 201)
+
+    async def contact(req: Request) -> Any:
+        c = campaign(req)
+        e164 = number(req.params["number"], c.region)
+        raw = await redis.hgetall(keys.contact(c.id, e164))
+        if not raw:
+            raise HttpError(404, "no such contact in this campaign")
+        d = {k.decode(): v.decode() for k, v in raw.items()}
+        d["data"] = json.loads(d.get("data") or "{}")
+        d.pop("lease_owner", None)
+        return d
+
+    async def dispose(req: Request) -> Any:
+        c = campaign(req)
+        e164 = number(req.params["number"], c.region)
+        body = req.json()
+        if not isinstance(body, dict) or not isinstance(body.get("disposition"), str):
+            raise HttpError(400, "body must be a JSON object with 'disposition'")
+        details = {k: v for k, v in body.items() if k != "disposition"}
+        try:
+            d = await recorder.dispose(c, e164, body["disposition"], clock(), details)
+        except KeyError:
+            raise HttpError(404, "no such contact in this campaign") from None
+        except ValueError as exc:
+            raise HttpError(400, str(exc)) from None
+        return {"campaign": c.id, "state": d.state, "next_at": d.next_at, "dnc": d.add_dnc}
+
+    async def add_dnc(req: Request) -> Any:
+        body = req.json()
+        if not isinstance(body, dict) or not isinstance(body.get("number"), str):
+            raise HttpError(400, "body must be a JSON object with 'number'")
+        cid = body.get("campaign")
+        if cid is not None and cid not in campaigns:
+            raise HttpError(404, f"no campaign {cid!r}")
+        e164 = number(body["number"], str(body.get("region", "VN")))
+        await compliance.add_dnc(e164, cid)
+        return Response({"number": e164, "campaign": cid, "dnc": True}, 201)
+
+    async def remove_dnc(req: Request) -> Any:
+        cid = req.arg("campaign")
+        if cid is not None and cid not in campaigns:
+            raise HttpError(404, f"no campaign {cid!r}")
+        e164 = number(req.params["number"], req.arg("region", "VN") or "VN")
+        if not await compliance.remove_dnc(e164, cid):
+            raise HttpError(404, "number is not on that DNC list")
+        return {"number": e164, "campaign": cid, "dnc": False}
+
+    router.add("GET /campaigns", list_campaigns)
+    router.add("GET /campaigns/{id}/stats", stats)
+    router.add("POST /campaigns/{id}/start", set_state("running"))
+    router.add("POST /campaigns/{id}/pause", set_state("paused"))
+    router.add("POST /campaigns/{id}/stop", set_state("stopped"))
+    router.add("POST /campaigns/{id}/lists", upload)
+    router.add("GET /campaigns/{id}/contacts/{number}", contact)
+    router.add("POST /campaigns/{id}/contacts/{number}/disposition", dispose)
+    router.add("POST /dnc", add_dnc)
+    router.add("DELETE /dnc/{number}", remove_dnc)

@@ -1,0 +1,113 @@
+"""The `callcenter` command: a thin layer over the library."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any
+
+from callcenter.exceptions import ConfigError
+
+DEFAULT_CONFIG = os.environ.get("CALLCENTER_CONFIG", "callcenter.yaml")
+
+
+def _config(args: argparse.Namespace) -> Any:
+    from callcenter.config import load_config
+
+    return load_config(args.config)
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from callcenter.worker import run_worker
+
+    return run_worker(_config(args))
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from callcenter.demo import run_demo
+
+    return run_demo(_config(args), agents_port=args.agents_port)
+
+
+def cmd_demo_agents(args: argparse.Namespace) -> int:
+    from callcenter.demo import run_agent_phones
+
+    return run_agent_phones(args.port, args.sounds, answer_after=args.answer_after, talk=args.talk)
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from callcenter.doctor import Report, check_pjsua2, check_redis
+    from callcenter.worker import validate
+
+    report = Report()
+    check_pjsua2(report)
+    try:
+        cfg = _config(args)
+        validate(cfg)
+        report.add("config", f"{cfg.file} valid (routing rules, {len(list(cfg.ivr_scripts.glob('*.yaml')))} "
+                              f"IVR flows)")
+        if not args.no_redis:
+            if cfg.redis.url:
+                check_redis(report, cfg.redis.url)
+            else:
+                report.add("redis", "embedded: the worker starts its own redis-server on a local socket")
+    except ConfigError as exc:
+        report.add("config", str(exc), False)
+    print(report.render())
+    return 0 if report.ok else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="callcenter", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def with_config(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--config", "-c", default=DEFAULT_CONFIG, help="worker config (env CALLCENTER_CONFIG)")
+
+    w = sub.add_parser("worker", help="run a softswitch worker")
+    with_config(w)
+    w.set_defaults(func=cmd_worker)
+    d = sub.add_parser("demo", help="run the demo hotline with demo agent phones")
+    with_config(d)
+    d.add_argument("--agents-port", type=int, default=5070)
+    d.set_defaults(func=cmd_demo)
+    a = sub.add_parser("demo-agents", help="auto-answering agent phones (sip:<agent>@host:port)")
+    a.add_argument("--port", type=int, default=5070)
+    a.add_argument("--sounds", default="sounds")
+    a.add_argument("--answer-after", type=float, default=2.0)
+    a.add_argument("--talk", type=float, default=20.0)
+    a.set_defaults(func=cmd_demo_agents)
+    doc = sub.add_parser("doctor", help="check pjsua2 limits, Redis and config")
+    with_config(doc)
+    doc.add_argument("--no-redis", action="store_true", help="skip the Redis check")
+    doc.set_defaults(func=cmd_doctor)
+
+    from callcenter.cdr import cli as cdr_cli
+    from callcenter.ivr import cli as ivr_cli
+
+    ivr_cli.add_parser(sub)
+    cdr_cli.add_parser(sub)
+    try:
+        from callcenter.dialer import cli as dialer_cli
+
+        dialer_cli.add_parser(sub)
+    except ImportError:
+        pass
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,195 @@
+"""The worker configuration (`callcenter.yaml`), read once and validated into frozen dataclasses.
+
+Every error names the file, the key path and the line:
+    callcenter.yaml:7: sip.port: must be an integer between 1 and 65535
+Relative paths are resolved against the config file's directory. `${VAR}` and `${VAR:-default}`
+in string values are expanded from the environment (REDIS_URL for example).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from callcenter.telephony.settings import SipSettings
+from callcenter.yamlsrc import Located, load
+
+_ENV = re.compile(r"\$\{(\w+)(?::-([^}]*))?\}")
+
+
+@dataclass(frozen=True)
+class RedisConfig:
+    url: str | None             # None: start an embedded redis-server under data_dir
+    prefix: str = "cc:"
+
+
+@dataclass(frozen=True)
+class HttpConfig:
+    bind: str = "127.0.0.1"
+    port: int = 8080
+
+
+@dataclass(frozen=True)
+class QueueMediaConfig:
+    music: Path
+    agent_ring_timeout: float = 15.0
+    announce_every: float = 30.0
+
+
+@dataclass(frozen=True)
+class Config:
+    file: Path
+    worker_id: str
+    data_dir: Path
+    drain_seconds: float
+    sip: SipSettings
+    redis: RedisConfig
+    http: HttpConfig
+    ivr_scripts: Path
+    sounds: Path
+    routing_rules: Path
+    campaigns: Path
+    cdr_store: str
+    run_cdr_writer: bool
+    default_language: str
+    routes: dict[str, str] = field(default_factory=dict)   # called number -> IVR flow
+    queue: QueueMediaConfig = field(default_factory=lambda: QueueMediaConfig(Path("sounds/moh.wav")))
+    log_level: str = "info"
+
+    def flow_for(self, called: str) -> str:
+        return self.routes.get(called) or self.routes.get("default") or "hotline"
+
+
+class _Reader:
+    """Typed getters over one loaded document; each failure names file, key and line."""
+
+    def __init__(self, data: Any, loc: Located) -> None:
+        self.data = data if isinstance(data, dict) else {}
+        self.loc = loc
+        if data is not None and not isinstance(data, dict):
+            raise loc.error("", "the top level must be a mapping")
+
+    def section(self, name: str, known: set[str]) -> dict[str, Any]:
+        value = self.data.get(name, {})
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise self.loc.error(name, "must be a mapping")
+        for key in value:
+            if key not in known:
+                raise self.loc.error(f"{name}.{key}", f"unknown key (known: {', '.join(sorted(known))})")
+        return value
+
+    def get(self, section: dict[str, Any], path: str, kind: type, default: Any) -> Any:
+        key = path.rsplit(".", 1)[-1]
+        value = section.get(key, default)
+        if isinstance(value, str):
+            value = _ENV.sub(lambda m: os.environ.get(m.group(1), m.group(2) or ""), value)
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if value is not None and not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+            raise self.loc.error(path, f"must be {kind.__name__}, got {type(value).__name__} {value!r}")
+        return value
+
+    def port(self, section: dict[str, Any], path: str, default: int) -> int:
+        value = self.get(section, path, int, default)
+        if not 1 <= value <= 65535:
+            raise self.loc.error(path, "must be an integer between 1 and 65535")
+        return int(value)
+
+    def positive(self, section: dict[str, Any], path: str, default: float) -> float:
+        value = self.get(section, path, float, default)
+        if value <= 0:
+            raise self.loc.error(path, "must be greater than 0")
+        return float(value)
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate the worker config; raises ConfigError naming file, key and line."""
+    p = Path(path).resolve()
+    data, loc = load(p)
+    r = _Reader(data, loc)
+    for key in r.data:
+        if key not in {"worker", "sip", "redis", "http", "paths", "cdr", "routes", "queue", "language",
+                       "logging"}:
+            raise loc.error(str(key), "unknown section")
+    base = p.parent
+
+    def rel(value: str) -> Path:
+        q = Path(value)
+        return q if q.is_absolute() else (base / q).resolve()
+
+    w = r.section("worker", {"id", "data_dir", "drain_seconds"})
+    worker_id = r.get(w, "worker.id", str, "") or os.environ.get("CALLCENTER_WORKER_ID") or \
+        f"{socket.gethostname()}-{os.getpid()}"
+    data_dir = rel(r.get(w, "worker.data_dir", str, "var"))
+    drain = r.positive(w, "worker.drain_seconds", 30.0)
+
+    s = r.section("sip", {"bind", "port", "transports", "public_address", "rtp_port", "rtp_port_range",
+                          "max_calls", "log_level", "user"})
+    transports = r.get(s, "sip.transports", list, ["udp", "tcp"])
+    for i, t in enumerate(transports):
+        if t not in ("udp", "tcp"):
+            raise loc.error(f"sip.transports[{i}]", f"unknown transport {t!r} (udp, tcp)")
+    max_calls = r.get(s, "sip.max_calls", int, 1000)
+    if not 1 <= max_calls <= 1024:
+        raise loc.error("sip.max_calls", "must be between 1 and 1024 (PJSUA_MAX_CALLS of the build)")
+    sip = SipSettings(
+        bind=r.get(s, "sip.bind", str, "0.0.0.0"),
+        port=r.port(s, "sip.port", 5060),
+        public_address=r.get(s, "sip.public_address", str, ""),
+        transports=tuple(transports),
+        rtp_port=r.port(s, "sip.rtp_port", 10000),
+        rtp_port_range=r.get(s, "sip.rtp_port_range", int, 20000),
+        max_calls=max_calls,
+        user=r.get(s, "sip.user", str, "callcenter"),
+        log_level=r.get(s, "sip.log_level", int, 2),
+    )
+
+    rd = r.section("redis", {"url", "prefix"})
+    url = r.get(rd, "redis.url", str, "${REDIS_URL}") or None
+    if url and not url.startswith(("redis://", "rediss://", "unix://")):
+        raise loc.error("redis.url", "must start with redis://, rediss:// or unix://")
+    redis_cfg = RedisConfig(url=url, prefix=r.get(rd, "redis.prefix", str, "cc:"))
+
+    h = r.section("http", {"bind", "port"})
+    http = HttpConfig(bind=r.get(h, "http.bind", str, "127.0.0.1"), port=r.port(h, "http.port", 8080))
+
+    pa = r.section("paths", {"ivr_scripts", "sounds", "routing_rules", "campaigns"})
+    paths = {k: rel(r.get(pa, f"paths.{k}", str, d)) for k, d in
+             (("ivr_scripts", "ivr_scripts"), ("sounds", "sounds"), ("routing_rules", "routing_rules.yaml"),
+              ("campaigns", "campaigns"))}
+    for key, q in paths.items():
+        if not q.exists():
+            raise loc.error(f"paths.{key}", f"{q} does not exist")
+
+    c = r.section("cdr", {"store", "writer"})
+    store = r.get(c, "cdr.store", str, f"sqlite:///{data_dir / 'cdr.db'}")
+    if not store.startswith(("sqlite:///", "postgresql://", "postgres://")):
+        raise loc.error("cdr.store", "must be sqlite:///PATH or postgresql://...")
+
+    routes_raw = r.data.get("routes", {}) or {}
+    if not isinstance(routes_raw, dict):
+        raise loc.error("routes", "must map called numbers to IVR flow names")
+    routes = {str(k): str(v) for k, v in routes_raw.items()}
+
+    q = r.section("queue", {"music", "agent_ring_timeout", "announce_every"})
+    queue = QueueMediaConfig(music=rel(r.get(q, "queue.music", str, "sounds/moh.wav")),
+                             agent_ring_timeout=r.positive(q, "queue.agent_ring_timeout", 15.0),
+                             announce_every=r.positive(q, "queue.announce_every", 30.0))
+    lang = r.get(r.data, "language", str, "vi")
+    if lang not in ("vi", "en"):
+        raise loc.error("language", "must be vi or en")
+    lg = r.section("logging", {"level"})
+    level = r.get(lg, "logging.level", str, "info")
+    if level not in ("debug", "info", "warning", "error"):
+        raise loc.error("logging.level", "must be debug, info, warning or error")
+    return Config(file=p, worker_id=worker_id, data_dir=data_dir, drain_seconds=drain, sip=sip,
+                  redis=redis_cfg, http=http, ivr_scripts=paths["ivr_scripts"], sounds=paths["sounds"],
+                  routing_rules=paths["routing_rules"], campaigns=paths["campaigns"], cdr_store=store,
+                  run_cdr_writer=r.get(c, "cdr.writer", bool, True), default_language=lang, routes=routes,
+                  queue=queue, log_level=level)

@@ -1,0 +1,77 @@
+"""The demo: the hotline on SIP 5060 plus auto-answering agent phones on 5070.
+
+`callcenter demo` starts a child process of agent phones (`callcenter demo-agents`), logs the
+demo agents in, and runs a normal worker. Agents' SIP URIs in routing_rules.yaml point at
+127.0.0.1:5070; any user part is answered there, so every agent has a phone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from callcenter import logs
+from callcenter.config import Config
+from callcenter.exceptions import CallGone
+from callcenter.telephony.settings import SipSettings
+
+log = logs.get("demo")
+
+
+def run_agent_phones(port: int, sounds: str, answer_after: float = 2.0, talk: float = 20.0) -> int:
+    """A process of agent phones: ring, answer, greet, talk a while, hang up."""
+    from callcenter.telephony.softswitch import PjSoftswitch
+
+    logs.configure("info")
+    greeting = Path(sounds) / "en" / "agent" / "hello.wav"
+    music = Path(sounds) / "moh.wav"
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+
+        async def answer(leg: object) -> None:
+            with contextlib.suppress(CallGone):
+                await leg.ring()  # type: ignore[attr-defined]
+                await asyncio.sleep(answer_after)
+                if leg.ended:  # type: ignore[attr-defined]
+                    return
+                await leg.answer()  # type: ignore[attr-defined]
+                if greeting.exists():
+                    await leg.play([str(greeting)], barge_in=False)  # type: ignore[attr-defined]
+                elif music.exists():
+                    await leg.start_hold(str(music))  # type: ignore[attr-defined]
+                done = asyncio.ensure_future(leg.wait_ended())  # type: ignore[attr-defined]
+                await asyncio.wait([done], timeout=talk)
+                await leg.hangup()  # type: ignore[attr-defined]
+
+        switch = PjSoftswitch(SipSettings(bind="127.0.0.1", port=port, transports=("udp",), rtp_port=40000,
+                                          rtp_port_range=4000, max_calls=200, user="agents"), loop, answer)
+        switch.start()
+        stop = asyncio.Event()
+        import signal
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        await switch.shutdown(1.0)
+
+    asyncio.run(main())
+    return 0
+
+
+def run_demo(cfg: Config, agents_port: int = 5070) -> int:
+    """Agent phones in a child process, then a worker whose demo agents are logged in and ready."""
+    from callcenter.worker import run_worker
+
+    phones = subprocess.Popen([sys.executable, "-m", "callcenter", "demo-agents", "--port", str(agents_port),
+                               "--sounds", str(cfg.sounds)], env=dict(os.environ))
+    try:
+        return run_worker(cfg, login_all_agents=True)
+    finally:
+        phones.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            phones.wait(5)

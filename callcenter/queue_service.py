@@ -1,0 +1,403 @@
+"""A caller's time in queue on this worker: hold music, announcements, agent offers, the bridge.
+
+The Redis router decides *who* gets a call; this module does what needs the caller's media,
+which lives in this process: it plays music and "your position is N", rings the agent the
+router reserved (an originated leg, the same API the dialer uses), bridges on answer, puts the
+call back at its place when the agent does not answer, and CANCELs the agent's phone when
+the caller gives up. It implements the IVR's `IvrServices`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from callcenter import logs, metrics
+from callcenter.cdr.buffer import CdrBuffer
+from callcenter.cdr.record import CallRecord, LegRecord, QueueEvent, new_id
+from callcenter.exceptions import CallGone
+from callcenter.ivr import announce, prompts
+from callcenter.ivr.services import QueueOutcome, QueueRequest
+from callcenter.routing.router import Offer, QueuedCall, QueueFull, Router, RoutingError, RoutingEvent
+from callcenter.telephony.api import HangupSide, Leg, OriginateResult, Softswitch
+
+log = logs.get("queue")
+
+_FAILURE = {OriginateResult.BUSY: "busy", OriginateResult.NO_ANSWER: "no_answer",
+            OriginateResult.REJECTED: "rejected", OriginateResult.INVALID: "rejected",
+            OriginateResult.FAILED: "failed"}
+
+
+@dataclass
+class Waiter:
+    """One caller of this worker waiting in a queue."""
+
+    leg: Leg
+    request: QueueRequest
+    record: CallRecord
+    enqueued: float
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    agent_leg: Leg | None = None
+    offer: Offer | None = None
+    offer_task: asyncio.Task[Any] | None = None
+    outcome: QueueOutcome | None = None
+
+
+class QueueService:
+    """IvrServices for live calls: queueing through the Redis router, DNC, dispositions."""
+
+    def __init__(self, router: Router, switch: Softswitch, cdr: CdrBuffer, *, trunk: str = "",
+                 dnc: Any = None) -> None:
+        self.router = router
+        self.switch = switch
+        self.cdr = cdr
+        self.trunk = trunk
+        self.dnc = dnc
+        self.waiting: dict[str, Waiter] = {}
+        self.records: dict[str, CallRecord] = {}    # call id -> the CDR the worker keeps for it
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    # -- IvrServices ------------------------------------------------------------------------
+
+    async def queue(self, leg: Leg, request: QueueRequest) -> QueueOutcome:
+        record = self.records.get(leg.id) or CallRecord(leg.id, "inbound", leg.caller, leg.called, time.time())
+        now = time.time()
+        attrs = {k: str(v) for k, v in request.variables.items() if k in ("name", "customer_id", "vip", "language")}
+        try:
+            await self.router.enqueue(QueuedCall(leg.id, request.queue, request.skills, request.priority,
+                                                 caller=leg.caller, attributes=attrs))
+        except QueueFull:
+            await self._event("EXITEMPTY", leg.id, request.queue, reason="full")
+            return QueueOutcome.FULL
+        except RoutingError as exc:
+            log.error("enqueue failed", call_id=leg.id, queue=request.queue, error=str(exc))
+            return QueueOutcome.NO_AGENTS
+        record.queue, record.enqueue = request.queue, now
+        waiter = Waiter(leg, request, record, now)
+        self.waiting[leg.id] = waiter
+        metrics.QUEUE_OFFERED_TOTAL.labels(queue=request.queue).inc()
+        await self._event("ENTERQUEUE", leg.id, request.queue, priority=request.priority)
+        try:
+            return await self._wait(waiter)
+        finally:
+            self.waiting.pop(leg.id, None)
+            if waiter.offer_task and not waiter.offer_task.done():
+                waiter.offer_task.cancel()
+
+    async def add_dnc(self, number: str, scope: str) -> None:
+        if self.dnc is not None:
+            await self.dnc(number, scope)
+        await self._event("DNC", None, None, scope=scope)
+
+    async def emit(self, event: str, data: dict[str, Any]) -> None:
+        call_id = data.get("call_id")
+        await self._event(event.upper(), call_id, data.get("queue"), **{k: v for k, v in data.items()
+                                                                        if k not in ("call_id", "queue")})
+
+    # -- waiting ----------------------------------------------------------------------------
+
+    async def _wait(self, w: Waiter) -> QueueOutcome:
+        req, leg = w.request, w.leg
+        next_announce = time.monotonic() + min(req.announce_every, 5.0)
+        callback_at = time.monotonic() + req.callback_after if req.callback_offer else None
+        deadline = time.monotonic() + req.max_wait if req.max_wait > 0 else None
+        try:
+            await leg.start_hold(req.music)
+            while True:
+                if w.agent_leg is not None:
+                    return await self._talk(w)
+                if w.outcome is not None:
+                    if w.outcome != QueueOutcome.CALLBACK_REQUESTED:
+                        await self.router.abandon(leg.id)
+                    return w.outcome
+                now = time.monotonic()
+                if deadline is not None and now >= deadline and w.offer_task is None:
+                    await self.router.abandon(leg.id)
+                    await self._event("EXITWITHTIMEOUT", leg.id, req.queue, waited=round(time.time() - w.enqueued, 3))
+                    w.record.outcome = "timeout"
+                    metrics.QUEUE_TIMEOUTS_TOTAL.labels(queue=req.queue).inc()
+                    return QueueOutcome.TIMEOUT
+                if callback_at is not None and now >= callback_at and w.offer_task is None:
+                    callback_at = None
+                    if await self._offer_callback(w):
+                        return QueueOutcome.CALLBACK_REQUESTED
+                    await leg.start_hold(req.music)
+                    continue
+                if (req.announce_position or req.announce_wait_time) and now >= next_announce \
+                        and w.offer_task is None:
+                    next_announce = now + req.announce_every
+                    await self._announce(w)
+                    continue
+                waits = [t for t in (next_announce if req.announce_position or req.announce_wait_time else None,
+                                     callback_at, deadline) if t is not None]
+                timeout = max(0.05, min(waits) - now) if waits else 1.0
+                w.wake.clear()
+                ended = asyncio.ensure_future(leg.wait_ended())
+                woke = asyncio.ensure_future(w.wake.wait())
+                try:
+                    await asyncio.wait([ended, woke], timeout=min(timeout, 1.0),
+                                       return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    woke.cancel()
+                    ended.cancel()
+                if leg.ended:
+                    raise CallGone(leg.id)
+        except CallGone:
+            await self._abandoned(w)
+            raise
+
+    async def _announce(self, w: Waiter) -> None:
+        """Position and estimated wait, interrupted at once if an agent answers meanwhile."""
+        req, leg = w.request, w.leg
+        names: list[str] = []
+        if req.announce_position:
+            pos = await self.router.position(leg.id)
+            if pos:
+                names += announce.position(pos, req.language)
+        if req.announce_wait_time:
+            ewt = await self.router.estimated_wait(req.queue, leg.id)
+            if ewt is not None:
+                names += announce.estimated_wait(ewt, req.language)
+        if not names:
+            return
+        files = prompts.paths(names, req.language, Path(req.sounds_dir))
+        await self._play_interruptible(w, files)
+        if w.agent_leg is None and not leg.ended:
+            await leg.start_hold(req.music)
+
+    async def _offer_callback(self, w: Waiter) -> bool:
+        req, leg = w.request, w.leg
+        leg.flush_digits()
+        files = prompts.paths(announce.callback_offer(), req.language, Path(req.sounds_dir))
+        digit = await self._play_interruptible(w, files, barge_in=True)
+        if digit is None and w.agent_leg is None:
+            digit = (await leg.collect(1, timeout=5.0)) or None
+        if digit != "1" or w.agent_leg is not None:
+            leg.flush_digits()
+            return False
+        leg.flush_digits()
+        if not await self.router.request_callback(leg.id, leg.caller):
+            return False
+        w.record.callback = True
+        metrics.QUEUE_CALLBACKS_TOTAL.labels(queue=req.queue).inc()
+        w.record.outcome = "callback"
+        await self._event("CALLBACK", leg.id, req.queue)
+        confirm = prompts.paths(announce.callback_confirmed(), req.language, Path(req.sounds_dir))
+        with contextlib.suppress(CallGone):
+            await leg.play(confirm, barge_in=False)
+        return True
+
+    async def _play_interruptible(self, w: Waiter, files: list[str], barge_in: bool = False) -> str | None:
+        play = asyncio.ensure_future(w.leg.play(files, barge_in=barge_in))
+        w.wake.clear()
+        woke = asyncio.ensure_future(w.wake.wait())
+        try:
+            await asyncio.wait([play, woke], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            woke.cancel()
+        if not play.done():
+            play.cancel()
+            with contextlib.suppress(asyncio.CancelledError, CallGone):
+                await play
+            return None
+        return play.result()
+
+    async def _abandoned(self, w: Waiter) -> None:
+        """The caller hung up while waiting or while an agent's phone rang."""
+        if w.offer_task is not None and not w.offer_task.done():
+            w.offer_task.cancel()   # CANCELs the ringing agent leg
+        with contextlib.suppress(Exception):
+            await self.router.abandon(w.leg.id)
+        waited = time.time() - w.enqueued
+        w.record.wait_seconds = round(waited, 3)
+        w.record.outcome = w.record.outcome or "abandoned"
+        w.record.hangup_side = "caller"
+        metrics.QUEUE_ABANDONED_TOTAL.labels(queue=w.request.queue).inc()
+        metrics.QUEUE_WAIT_SECONDS.labels(queue=w.request.queue, outcome="abandoned").observe(waited)
+        await self._event("ABANDON", w.leg.id, w.request.queue, waited=round(waited, 3),
+                          ringing_agent=w.offer.agent_id if w.offer else None)
+
+    async def _talk(self, w: Waiter) -> QueueOutcome:
+        """Bridge caller and agent; when either hangs up, the agent's side ends. The caller stays
+        up only if the flow goes on (post-call survey); the IVR hangs up otherwise."""
+        assert w.agent_leg is not None and w.offer is not None
+        leg, agent, offer = w.leg, w.agent_leg, w.offer
+        rec = w.record
+        answered = time.time()
+        rec.agent_id, rec.agent_answer = offer.agent_id, answered
+        rec.wait_seconds = round(answered - w.enqueued, 3)
+        rec.outcome = "answered"
+        metrics.QUEUE_WAIT_SECONDS.labels(queue=offer.queue, outcome="answered").observe(answered - w.enqueued)
+        metrics.QUEUE_ANSWERED_TOTAL.labels(queue=offer.queue).inc()
+        try:
+            await leg.bridge(agent)
+        except CallGone:
+            pass
+        await self._event("CONNECT", leg.id, offer.queue, offer.agent_id, holdtime=rec.wait_seconds)
+        ended_caller = asyncio.ensure_future(leg.wait_ended())
+        ended_agent = asyncio.ensure_future(agent.wait_ended())
+        await asyncio.wait([ended_caller, ended_agent], return_when=asyncio.FIRST_COMPLETED)
+        talk = time.time() - answered
+        rec.talk_seconds = round(talk, 3)
+        if ended_caller.done():
+            rec.hangup_side = "caller"
+            info = ended_caller.result()
+            rec.hangup_cause = f"{info.sip_code} {info.reason}".strip()
+            ended_agent.cancel()
+            await agent.hangup()
+            event = "COMPLETECALLER"
+        else:
+            ended_caller.cancel()
+            info = ended_agent.result()
+            rec.hangup_side = "agent" if info.side == HangupSide.CALLER else "system"
+            rec.hangup_cause = f"{info.sip_code} {info.reason}".strip()
+            event = "COMPLETEAGENT"
+        await self.router.call_finished(leg.id, offer.agent_id, talk)
+        metrics.HANDLE_SECONDS.labels(queue=offer.queue).observe(talk)
+        await self._event(event, leg.id, offer.queue, offer.agent_id, holdtime=rec.wait_seconds,
+                          talktime=round(talk, 3))
+        await self._leg(agent, leg.id, "agent_offer", offer.agent_uri, offer.agent_id, "answered",
+                        answer=answered)
+        if ended_caller.done():
+            raise CallGone(leg.id)
+        return QueueOutcome.CONNECTED
+
+    # -- offers (from the router, for this worker's callers) --------------------------------
+
+    async def run_offers(self, stop: asyncio.Event) -> None:
+        """Take the router's offers for this worker's callers and ring the agents."""
+        while not stop.is_set():
+            try:
+                offers = await self.router.next_offers(timeout=1.0)
+            except Exception:  # noqa: BLE001 - Redis restarting; the router's client retries
+                log.exception("reading offers failed")
+                await asyncio.sleep(0.5)
+                continue
+            for offer in offers:
+                self._spawn(self._ring(offer), f"offer {offer.offer_id}")
+
+    def handle_events(self, events: list[RoutingEvent]) -> None:
+        """Routing events for this worker's callers (from Router.tick)."""
+        for ev in events:
+            w = self.waiting.get(ev.call_id or "")
+            if w is None:
+                continue
+            if ev.kind == "fallback":
+                action = ev.data.get("action")
+                w.outcome = QueueOutcome.CALLBACK_REQUESTED if action == "callback" else QueueOutcome.TIMEOUT
+                w.record.outcome = "callback" if action == "callback" else "timeout"
+                w.wake.set()
+            elif ev.kind == "offer_cancelled" and w.offer_task is not None:
+                w.offer_task.cancel()
+
+    async def _ring(self, offer: Offer) -> None:
+        if offer.kind == "callback":
+            await self._ring_callback(offer)
+            return
+        w = self.waiting.get(offer.call_id)
+        if w is None or w.leg.ended or w.offer_task is not None:
+            # The caller is gone (or already ringing someone): give the agent back.
+            await self.router.offer_failed(offer, "failed")
+            return
+        w.offer = offer
+        await self._event("OFFER", offer.call_id, offer.queue, offer.agent_id)
+        started = time.time()
+        task = asyncio.ensure_future(self.switch.originate(offer.agent_uri, w.leg.caller or "callcenter",
+                                                           offer.ring_timeout))
+        w.offer_task = task
+        try:
+            result, agent = await task
+        except asyncio.CancelledError:
+            # Caller hung up while the agent's phone rang: originate() has CANCELled it; the router
+            # releases the agent in abandon().
+            await self._leg(None, offer.call_id, "agent_offer", offer.agent_uri, offer.agent_id, "cancelled",
+                            start=started)
+            return
+        finally:
+            w.offer_task = None
+        if result is not OriginateResult.ANSWERED or agent is None:
+            reason = _FAILURE.get(result, "failed")
+            metrics.AGENT_OFFERS_TOTAL.labels(queue=offer.queue, result=reason).inc()
+            await self.router.offer_failed(offer, reason)
+            await self._event("RINGNOANSWER", offer.call_id, offer.queue, offer.agent_id, result=reason,
+                              ringtime=round(time.time() - started, 3))
+            await self._leg(None, offer.call_id, "agent_offer", offer.agent_uri, offer.agent_id, reason,
+                            start=started)
+            w.offer = None
+            w.wake.set()
+            return
+        if w.leg.ended or not await self.router.offer_answered(offer):
+            await agent.hangup()
+            return
+        metrics.AGENT_OFFERS_TOTAL.labels(queue=offer.queue, result="answered").inc()
+        w.agent_leg = agent
+        w.wake.set()
+
+    async def _ring_callback(self, offer: Offer) -> None:
+        """A callback reached the front: connect the agent first, then call the customer."""
+        started = time.time()
+        result, agent = await self.switch.originate(offer.agent_uri, "callback", offer.ring_timeout)
+        if result is not OriginateResult.ANSWERED or agent is None:
+            await self.router.offer_failed(offer, _FAILURE.get(result, "failed"))
+            return
+        if not await self.router.offer_answered(offer):
+            await agent.hangup()
+            return
+        number = offer.callback_number or ""
+        uri = f"sip:{number}@{self.trunk}" if self.trunk else f"sip:{number}@127.0.0.1"
+        res2, customer = await self.switch.originate(uri, "callcenter", 45.0)
+        rec = CallRecord(offer.call_id, "outbound", "callcenter", number, started, callback=True,
+                         queue=offer.queue, agent_id=offer.agent_id, agent_answer=time.time())
+        if res2 is not OriginateResult.ANSWERED or customer is None:
+            await agent.hangup()
+            rec.outcome, rec.end = _FAILURE.get(res2, "failed"), time.time()
+            await self.router.call_finished(offer.call_id, offer.agent_id, 0.0)
+            await self.cdr.call(rec)
+            return
+        rec.answer = time.time()
+        await customer.bridge(agent)
+        await self._event("CONNECT", offer.call_id, offer.queue, offer.agent_id, callback=True)
+        a = asyncio.ensure_future(customer.wait_ended())
+        b = asyncio.ensure_future(agent.wait_ended())
+        await asyncio.wait([a, b], return_when=asyncio.FIRST_COMPLETED)
+        await customer.hangup()
+        await agent.hangup()
+        rec.end = time.time()
+        rec.talk_seconds = round(rec.end - rec.answer, 3)
+        rec.outcome = "answered"
+        await self.router.call_finished(offer.call_id, offer.agent_id, rec.talk_seconds)
+        await self.cdr.call(rec)
+
+    # -- records ----------------------------------------------------------------------------
+
+    async def _event(self, event: str, call_id: str | None, queue: str | None, agent_id: str | None = None,
+                     **data: Any) -> None:
+        try:
+            await self.cdr.event(QueueEvent.make(event, call_id=call_id, queue=queue, agent_id=agent_id,
+                                                 **data))
+        except Exception:  # noqa: BLE001 - the buffer keeps records in memory while Redis is away
+            log.exception("queue event not recorded", call_id=call_id, event=event)
+
+    async def _leg(self, leg: Leg | None, call_id: str, kind: str, uri: str, agent_id: str | None,
+                   result: str, start: float | None = None, answer: float | None = None) -> None:
+        rec = LegRecord(leg.id if leg is not None else new_id(), call_id, kind, uri,
+                        agent_id, start or time.time(), answer, time.time(), None, result)
+        try:
+            await self.cdr.leg(rec)
+        except Exception:  # noqa: BLE001
+            log.exception("leg record not written", call_id=call_id)
+
+    def _spawn(self, coro: Any, what: str) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+
+        def done(t: asyncio.Task[Any]) -> None:
+            self._tasks.discard(t)
+            if not t.cancelled() and t.exception() is not None:
+                log.error("task failed", task=what, exc_info=t.exception())
+
+        task.add_done_callback(done)

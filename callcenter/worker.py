@@ -1,0 +1,230 @@
+"""The composition root of a softswitch worker: builds every object with explicit arguments,
+then runs them on one loop (Twisted's asyncio reactor) until SIGTERM.
+
+Startup refuses to go on when the config, the routing rules or any IVR flow is invalid.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+from callcenter import logs, metrics
+from callcenter.cdr.buffer import CdrBuffer
+from callcenter.cdr.record import CallRecord, LegRecord
+from callcenter.cdr.writer import CdrWriter, open_store
+from callcenter.config import Config
+from callcenter.exceptions import CallGone, ConfigError
+from callcenter.ivr.runner import IvrResult, IvrRunner
+from callcenter.ivr.script import ScriptSet
+from callcenter.redis_server import EmbeddedRedis
+from callcenter.routing import rules as routing_rules
+from callcenter.routing.router import Router, connect, connect_sync
+
+log = logs.get("worker")
+
+
+def install_reactor() -> Any:
+    """Twisted's asyncio reactor: one loop for Twisted (HTTP) and asyncio (Redis, calls)."""
+    from twisted.internet import asyncioreactor
+
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    with contextlib.suppress(Exception):
+        asyncioreactor.install(loop)
+    from twisted.internet import reactor
+
+    return reactor
+
+
+def validate(cfg: Config) -> tuple[ScriptSet, routing_rules.RoutingRules]:
+    """Everything a worker needs that can be wrong in files; raises ConfigError naming the place."""
+    scripts = ScriptSet.load(cfg.ivr_scripts, cfg.sounds)
+    rules = routing_rules.load(cfg.routing_rules)
+    for called, flow in cfg.routes.items():
+        if flow not in scripts.scripts:
+            raise ConfigError(f"IVR flow {flow!r} does not exist in {cfg.ivr_scripts}", file=str(cfg.file),
+                              key=f"routes.{called}")
+    return scripts, rules
+
+
+@dataclass
+class Worker:
+    cfg: Config
+    scripts: ScriptSet
+    rules: routing_rules.RoutingRules
+    redis_url: str
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+    embedded: EmbeddedRedis | None = None
+    login_all_agents: bool = False   # the demo: every configured agent logged in and ready
+
+    async def run(self) -> None:
+        # Imported here: pjsua2 is only needed by a process that carries calls.
+        from callcenter.queue_service import QueueService
+        from callcenter.telephony.softswitch import PjSoftswitch
+
+        cfg = self.cfg
+        loop = asyncio.get_running_loop()
+        aredis = connect(self.redis_url)
+        self.router = Router(aredis, cfg.worker_id, cfg.redis.prefix)
+        await self.router.apply_rules(self.rules)
+        self.cdr = CdrBuffer(aredis, cfg.redis.prefix)
+        self.switch = PjSoftswitch(cfg.sip, loop, self._inbound)
+        self.queues = QueueService(self.router, self.switch, self.cdr)
+        self.ivr = IvrRunner(self.scripts, self.queues, cfg.sounds, recordings_dir=cfg.data_dir / "recordings")
+        tasks = [self._loop("heartbeat", self._heartbeat, 2.0), self._loop("tick", self._tick, 1.0),
+                 asyncio.ensure_future(self.queues.run_offers(self.stop))]
+        if cfg.run_cdr_writer:
+            store = await asyncio.to_thread(open_store, cfg.cdr_store)
+            writer = CdrWriter(aredis, store, cfg.redis.prefix, consumer=f"writer-{cfg.worker_id}")
+            tasks.append(asyncio.ensure_future(writer.run(self.stop)))
+        self._start_http(connect_sync(self.redis_url))
+        self.switch.start()
+        if self.login_all_agents:
+            for agent_id in self.rules.agents:
+                await self.router.agent_login(agent_id, ready=True)
+        log.info("worker ready", worker=cfg.worker_id, sip_port=cfg.sip.port, http_port=cfg.http.port)
+        await self.stop.wait()
+        log.info("draining", live_calls=len(self.switch.legs), deadline=cfg.drain_seconds)
+        await self.switch.shutdown(cfg.drain_seconds)
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self.cdr.flush()
+        await aredis.aclose()
+        log.info("worker stopped")
+
+    def _start_http(self, sync_redis: Any) -> None:
+        from twisted.internet import reactor
+        from twisted.web.resource import Resource
+        from twisted.web.server import Site
+
+        from callcenter.api import admin, agents, reports
+        from callcenter.api.http import Router as HttpRouter
+
+        api = HttpRouter()
+        agents.install_routes(api, self.router)
+        admin.install_routes(api, self.router)
+        with contextlib.suppress(Exception):
+            reports.install_routes(api, open_store(self.cfg.cdr_store))
+        metrics.register_queue_collector(sync_redis, self.cfg.redis.prefix)
+        metrics_res = metrics.metrics_resource()
+
+        class Root(Resource):
+            def getChild(self, path: bytes, request: Any) -> Resource:  # noqa: N802 - twisted name
+                return metrics_res if path == b"metrics" else api
+
+        reactor.listenTCP(self.cfg.http.port, Site(Root()), interface=self.cfg.http.bind)  # type: ignore[attr-defined]
+
+    def _loop(self, name: str, fn: Any, every: float) -> asyncio.Task[None]:
+        async def run() -> None:
+            while not self.stop.is_set():
+                try:
+                    await fn()
+                except Exception:  # noqa: BLE001 - Redis restarting: keep going, the client retries
+                    log.exception("periodic task failed", task=name)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.stop.wait(), every)
+        return asyncio.ensure_future(run())
+
+    async def _heartbeat(self) -> None:
+        await self.router.heartbeat()
+
+    async def _tick(self) -> None:
+        events = await self.router.tick()
+        self.queues.handle_events(events)
+        now = time.time()
+        for call_id in self.router.closed_out:
+            # The caller was on a dead worker's media; close the record out rather than leave a phantom.
+            rec = CallRecord(call_id, "inbound", None, None, None, end=now,  # type: ignore[arg-type]
+                             hangup_side="system", hangup_cause="worker_crash", outcome="failed")
+            rec.hold_seconds = None  # type: ignore[assignment]
+            rec.callback = None  # type: ignore[assignment]
+            rec.survey = None  # type: ignore[assignment]
+            await self.cdr.call(rec)
+
+    # -- one inbound call ----------------------------------------------------------------
+
+    async def _inbound(self, leg: Any) -> None:
+        structlog.contextvars.bind_contextvars(call_id=leg.id)
+        rec = CallRecord(leg.id, "inbound", leg.caller, leg.called, leg.created, worker_id=self.cfg.worker_id)
+        self.queues.records[leg.id] = rec
+        metrics.CALLS_IN_PROGRESS.labels(direction="inbound").inc()
+        flow = self.cfg.flow_for(leg.called)
+        log.info("incoming call", caller=leg.caller, called=leg.called, flow=flow)
+        result: IvrResult | None = None
+        try:
+            await leg.answer()
+            rec.answer = time.time()
+            await self.cdr.call(rec)
+            result = await self.ivr.run(leg, entry=flow, language=None)
+            if not leg.ended:
+                await leg.hangup()
+        except CallGone:
+            pass
+        except Exception:  # noqa: BLE001 - one broken call never takes the worker down
+            log.exception("call failed")
+            with contextlib.suppress(Exception):
+                await leg.hangup(500)
+        finally:
+            self.queues.records.pop(leg.id, None)
+            metrics.CALLS_IN_PROGRESS.labels(direction="inbound").dec()
+            structlog.contextvars.unbind_contextvars("call_id")
+        info = await leg.wait_ended()
+        rec.end = time.time()
+        if result is not None:
+            rec.ivr_path = result.ivr_path
+            rec.ivr_digits = ",".join(f"{node}={d}" for node, d in result.inputs)
+            rec.language = result.language
+            rec.survey = dict(result.survey)
+            rec.customer_id = str(result.variables.get("customer_id") or "") or None
+        if rec.hangup_side is None:
+            rec.hangup_side = "caller" if info.side.value == "caller" else "system"
+            rec.hangup_cause = f"{info.sip_code} {info.reason}".strip()
+        if rec.outcome is None:
+            rec.outcome = "ivr_only" if rec.answer else "failed"
+        metrics.CALLS_TOTAL.labels(direction="inbound", result=rec.outcome).inc()
+        await self.cdr.call(rec)
+        await self.cdr.leg(LegRecord(leg.id, leg.id, "inbound", leg.caller, None, leg.created, rec.answer,
+                                     rec.end, info.sip_code, "answered" if rec.answer else "failed"))
+        log.info("call ended", outcome=rec.outcome, path=rec.ivr_path, side=rec.hangup_side, call_id=leg.id)
+
+
+def run_worker(cfg: Config, login_all_agents: bool = False) -> int:
+    """Validate, then run the worker until SIGTERM/SIGINT. Returns the exit code."""
+    logs.configure(cfg.log_level)
+    scripts, rules = validate(cfg)
+    embedded = None
+    url = cfg.redis.url
+    if not url:
+        embedded = EmbeddedRedis(cfg.data_dir / "redis").start()
+        url = embedded.url
+        log.info("embedded redis started", socket=str(embedded.socket))
+    reactor = install_reactor()
+    worker = Worker(cfg, scripts, rules, url, embedded=embedded, login_all_agents=login_all_agents)
+    exit_code = 0
+
+    async def main() -> None:
+        nonlocal exit_code
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, worker.stop.set)
+        try:
+            await worker.run()
+        except Exception:
+            log.exception("worker failed")
+            exit_code = 1
+        finally:
+            reactor.callLater(0, reactor.stop)
+
+    reactor.callWhenRunning(lambda: asyncio.ensure_future(main()))
+    reactor.run(installSignalHandlers=False)
+    if embedded is not None:
+        embedded.stop()
+    return exit_code

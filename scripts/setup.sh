@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Set up callcenter on a Debian 12 / Ubuntu machine: system packages, the venv, the
+# pjsua2 build (cached), and the prompts. Idempotent: a second run only checks.
+#
+# Usage: scripts/setup.sh [--test]     (--test adds what the test suite needs)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT="$PWD"
+WITH_TEST=0
+[[ "${1:-}" == "--test" ]] && WITH_TEST=1
+
+say() { echo "[setup] $*" >&2; }
+
+SUDO=""
+[[ "$(id -u)" -ne 0 ]] && SUDO="sudo"
+
+PKGS=(python3 python3-venv python3-dev build-essential swig xz-utils dpkg-dev ca-certificates
+      redis-server redis-tools sip-tester espeak-ng sox libsox-fmt-base)
+[[ $WITH_TEST -eq 1 ]] && PKGS+=(postgresql baresip-core)
+missing=()
+for p in "${PKGS[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if (( ${#missing[@]} )); then
+    say "installing system packages: ${missing[*]}"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# The packaged redis-server service is not used: callcenter starts its own on a local socket.
+
+PY="${PYTHON:-python3}"
+if [[ ! -x .venv/bin/python ]]; then
+    say "creating .venv"
+    "$PY" -m venv .venv
+fi
+VPY="$ROOT/.venv/bin/python"
+extras="."
+[[ $WITH_TEST -eq 1 ]] && extras=".[test]"
+"$VPY" -m pip install -q --upgrade pip >/dev/null 2>&1 || true
+say "installing callcenter into .venv"
+"$VPY" -m pip install -q -e "$extras" 2>&1 | grep -v "^WARNING: Location" || true
+
+say "pjsua2 with call-center limits"
+bash scripts/build_pjsua2.sh "$VPY"
+
+say "prompts (sounds/)"
+"$VPY" scripts/make_prompts.py --quiet
+
+"$ROOT/.venv/bin/callcenter" doctor --config "${CALLCENTER_CONFIG:-callcenter.yaml}" --no-redis >&2

@@ -1,0 +1,60 @@
+import datetime as dt
+from zoneinfo import ZoneInfo
+
+import pytest
+from conftest import REPO
+
+from callcenter import yamlsrc
+from callcenter.dialer.campaign import (
+    PRESETS,
+    in_calling_window,
+    load_campaigns,
+    next_window_open,
+    parse_campaign,
+)
+from callcenter.exceptions import ConfigError
+
+BASE = "id: x\ntype: telesales\ndial_mode: progressive\nqueue: sales\ncaller_id: '0280000000'\n"
+
+
+def parse(text):
+    return parse_campaign(*yamlsrc.loads(text, "x.yaml"))
+
+
+def test_demo_campaigns_load():
+    cs = load_campaigns(REPO / "campaigns")
+    assert cs["telesales_demo"].compliance.max_calls_per_number == 1
+    assert cs["debt_reminder_demo"].compliance.calling_hours == ((dt.time(7), dt.time(21)),)
+    assert cs["debt_reminder_demo"].dial_mode == "agentless"
+
+
+@pytest.mark.parametrize("extra,where", [
+    ("dial_mode: turbo\n", "x.yaml:5: dial_mode: must be one of"),
+    ("compliance: {preset: nope}\n", "x.yaml:6: compliance.preset"),
+    ("compliance:\n  calling_hours: ['17:00-08:00']\n", "x.yaml:7: compliance.calling_hours[0]: window start"),
+    ("attempts: {retry: {busy: soon}}\n", "attempts.retry.busy: expected a duration"),
+    ("pacing: {target_abandon_rate: 0.05}\n", "pacing.target_abandon_rate: above the compliance limit"),
+    ("colour: red\n", "x.yaml:6: colour: unknown key"),
+    ("time_zone: Mars/Olympus\n", "time_zone: unknown IANA time zone"),
+])
+def test_validation_names_file_line_key(extra, where):
+    text = BASE.replace("dial_mode: progressive\n", "") if extra.startswith("dial_mode") else BASE
+    with pytest.raises(ConfigError) as exc:
+        parse(text + extra)
+    assert where in str(exc.value)
+
+
+def test_agentless_needs_flow():
+    with pytest.raises(ConfigError, match="ivr_flow"):
+        parse("id: d\ntype: debt_reminder\ncaller_id: '0280000000'\n")
+
+
+def test_windows_and_presets():
+    p = PRESETS["vn_advertising"]
+    vn = ZoneInfo("Asia/Ho_Chi_Minh")
+    assert in_calling_window(p, dt.datetime(2026, 11, 24, 8, 0, tzinfo=vn))
+    assert not in_calling_window(p, dt.datetime(2026, 11, 24, 17, 0, tzinfo=vn))
+    assert next_window_open(p, dt.datetime(2026, 11, 24, 17, 0, tzinfo=vn)) == dt.datetime(2026, 11, 25, 8, 0,
+                                                                                            tzinfo=vn)
+    assert PRESETS["vn_debt_collection"].max_calls_per_number == 5
+    assert PRESETS["us_tcpa"].max_abandon_rate == 0.03

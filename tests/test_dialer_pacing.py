@@ -1,0 +1,42 @@
+from callcenter.dialer.pacing import (
+    PacingInput,
+    PacingStats,
+    expected_abandoned,
+    predictive_dials,
+    progressive_dials,
+)
+
+
+def inp(**kw):
+    base = dict(free_agents=5, busy_agents=15, in_flight=0, answer_rate=0.2, aht=270, answer_delay=10,
+                target=0.02)
+    base.update(kw)
+    return PacingInput(**base)
+
+
+def test_progressive_one_call_per_free_agent():
+    assert progressive_dials(3, 1) == 2 and progressive_dials(1, 4) == 0
+
+
+def test_predictive_dials_ahead_and_respects_target():
+    k = predictive_dials(inp())
+    assert k > 5
+    assert predictive_dials(inp(answer_rate=0.5)) < k            # higher answer rate: fewer dials
+    assert predictive_dials(inp(target=0.0)) == 5                 # throttled: progressive
+    assert predictive_dials(inp(free_agents=0, busy_agents=20, in_flight=30)) == 0
+    assert predictive_dials(inp(free_agents=-2)) >= 0
+
+
+def test_expected_abandoned_sane():
+    h = [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]                           # Y = 0 always
+    assert expected_abandoned(2, 1.0, 0, h) == 2.0
+    assert expected_abandoned(3, 0.5, 5, h) == 0.0
+    assert abs(expected_abandoned(2, 0.5, 1, h) - 0.25) < 1e-9
+
+
+def test_pacing_stats_start_cautious():
+    s = PacingStats(0.3, 240)
+    assert s.cautious_answer_rate == 1.0
+    for _ in range(500):
+        s.dial_resolved(False)
+    assert s.answer_rate < 0.06 and s.cautious_answer_rate < 0.1

@@ -1,0 +1,244 @@
+"""`callcenter ivr check`: every error class names file, line and node."""
+
+from __future__ import annotations
+
+import argparse
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from callcenter.ivr import announce, prompts
+from callcenter.ivr.checker import check
+from callcenter.ivr.cli import check_command
+from callcenter.ivr.saynumber import prompt_names
+from callcenter.ivr.script import IvrCheckError, ScriptSet, split_prompt
+
+REPO = Path(__file__).resolve().parent.parent
+
+GOOD = """\
+name: demo
+languages: [vi, en]
+start: welcome
+nodes:
+  welcome:
+    type: play
+    prompts: [hello]
+    next: menu
+  menu:
+    type: menu
+    prompts: [menu]
+    options: {1: bye, 9: menu}
+    default: bye
+  bye:
+    type: hangup
+    prompts: [bye]
+"""
+
+
+def write(tmp_path: Path, text: str, name: str = "demo.yaml") -> Path:
+    d = tmp_path / "ivr"
+    d.mkdir(exist_ok=True)
+    (d / name).write_text(textwrap.dedent(text))
+    return d
+
+
+def errors(d: Path, sounds: Path | None = None) -> list[str]:
+    return [str(i) for i in check(d, sounds) if i.severity == "error"]
+
+
+def only(d: Path, needle: str, sounds: Path | None = None) -> str:
+    errs = errors(d, sounds)
+    hits = [e for e in errs if needle in e]
+    assert len(hits) == 1, errs
+    return hits[0]
+
+
+def test_good_script_is_clean(tmp_path):
+    d = write(tmp_path, GOOD)
+    assert errors(d) == []
+    assert set(ScriptSet.load(d).scripts) == {"demo"}
+
+
+def test_unknown_node_type_names_file_line_node(tmp_path):
+    d = write(tmp_path, GOOD.replace("type: hangup", "type: hang_up"))
+    msg = only(d, "unknown node type")
+    assert msg.startswith(f"{d / 'demo.yaml'}:15: bye: type: unknown node type 'hang_up'")
+
+
+def test_unknown_field(tmp_path):
+    d = write(tmp_path, GOOD.replace("    next: menu\n", "    nxt: menu\n"))
+    assert only(d, "unknown field").startswith(f"{d / 'demo.yaml'}:8: welcome: nxt: unknown field")
+
+
+def test_dangling_references(tmp_path):
+    d = write(tmp_path, GOOD.replace("options: {1: bye, 9: menu}", "options: {1: byee, 9: menu}")
+              .replace("default: bye", "default: nowhere"))
+    errs = errors(d)
+    assert any(":12: menu: options.1: no node named 'byee'" in e for e in errs), errs
+    assert any(":13: menu: default: no node named 'nowhere'" in e for e in errs), errs
+    assert not any("loop" in e for e in errs)   # no cascade from the dangling references
+
+
+def test_dangling_goto_and_start(tmp_path):
+    d = write(tmp_path, GOOD.replace("start: welcome", "start: welcom"))
+    assert ":3: start: no node named 'welcom'" in only(d, "start:")
+    d = write(tmp_path, GOOD + "  other:\n    type: goto\n    script: nope\n"
+              .replace("  bye:\n", "  bye:\n"))
+    assert "other: goto: no script named 'nope'" in only(d, "goto:")
+
+
+def test_unreachable_node(tmp_path):
+    d = write(tmp_path, GOOD + "  orphan:\n    type: hangup\n")
+    assert only(d, "unreachable").startswith(f"{d / 'demo.yaml'}:17: orphan: unreachable")
+
+
+def test_bad_digits(tmp_path):
+    d = write(tmp_path, GOOD.replace("options: {1: bye, 9: menu}", "options: {10: bye, a: menu, '#': bye}"))
+    errs = errors(d)
+    assert any("menu: options.10: bad digit '10'" in e for e in errs), errs
+    assert any("menu: options.a: bad digit 'a'" in e for e in errs), errs
+    assert not any("options.#" in e for e in errs)
+
+
+def test_bad_collect_terminator_pattern_and_condition(tmp_path):
+    d = write(tmp_path, """\
+        start: ask
+        nodes:
+          ask:
+            type: collect
+            variable: pin
+            terminator: "x"
+            pattern: "[0-9"
+            next: check
+          check:
+            type: branch
+            cases:
+              - {when: "pin == ", next: done}
+            default: done
+          done: {type: hangup}
+        """)
+    errs = errors(d)
+    assert any(":6: ask: terminator: bad digit 'x'" in e for e in errs), errs
+    assert any(":7: ask: pattern: bad regular expression" in e for e in errs), errs
+    assert any(":12: check: cases[0].when: bad condition" in e for e in errs), errs
+
+
+def test_loop_without_exit(tmp_path):
+    d = write(tmp_path, """\
+        start: a
+        nodes:
+          a: {type: play, prompts: [x], next: b}
+          b: {type: set, variables: {n: 1}, next: a}
+        """)
+    msg = only(d, "loop without an exit")
+    assert "a: loop without an exit" in msg and "(nodes a, b)" in msg
+
+
+def test_menu_loop_with_an_exit_is_fine(tmp_path):
+    d = write(tmp_path, """\
+        start: m
+        nodes:
+          m: {type: menu, prompts: [x], options: {1: out, 9: m}, default: m}
+          out: {type: hangup}
+        """)
+    assert errors(d) == []
+
+
+def test_menu_whose_every_path_loops_is_an_error(tmp_path):
+    d = write(tmp_path, """\
+        start: m
+        nodes:
+          m: {type: menu, prompts: [x], options: {1: p, 9: m}, default: p}
+          p: {type: play, prompts: [x], next: m}
+        """)
+    assert "loop without an exit" in only(d, "loop")
+
+
+def test_lookup_needs_fallback(tmp_path):
+    d = write(tmp_path, """\
+        start: crm
+        nodes:
+          crm: {type: lookup, url: "http://127.0.0.1:1/x", next: done}
+          done: {type: hangup}
+        """)
+    assert "crm: a lookup needs on_error" in only(d, "on_error")
+
+
+def test_yaml_syntax_error_has_line(tmp_path):
+    d = write(tmp_path, "start: a\nnodes:\n  a: {type: hangup\n  b: [\n")
+    errs = errors(d)
+    assert len(errs) == 1 and "invalid YAML" in errs[0] and f"{d / 'demo.yaml'}:" in errs[0]
+
+
+def test_missing_prompt_files_per_language(tmp_path):
+    d = write(tmp_path, GOOD)
+    sounds = tmp_path / "sounds"
+    for lang in ("vi", "en"):
+        for name in ("hello", "menu", "bye", *announce.SYSTEM_PROMPTS):
+            (sounds / lang / f"{name}.wav").parent.mkdir(parents=True, exist_ok=True)
+            (sounds / lang / f"{name}.wav").write_bytes(b"RIFF")
+    assert errors(d, sounds) == []
+    (sounds / "en" / "menu.wav").unlink()
+    msg = only(d, "missing", sounds)
+    assert msg.startswith(f"{d / 'demo.yaml'}:11: menu: prompts: prompt file(s) missing in {sounds / 'en'}: menu")
+
+
+def test_say_requires_number_words(tmp_path):
+    d = write(tmp_path, """\
+        languages: [vi]
+        start: s
+        nodes:
+          s: {type: say, say: currency, value: "{amount}", next: done}
+          done: {type: hangup}
+        """)
+    sounds = tmp_path / "sounds"
+    (sounds / "vi" / "system").mkdir(parents=True)
+    for n in announce.SYSTEM_PROMPTS:
+        (sounds / "vi" / f"{n}.wav").write_bytes(b"RIFF")
+    assert "built-in prompt file(s) missing" in only(d, "built-in", sounds)
+
+
+def test_calendar_reference(tmp_path):
+    d = write(tmp_path, GOOD.replace("start: welcome", "start: welcome\ncalendar: nope"))
+    assert "calendar: no calendar 'nope'" in only(d, "calendar")
+
+
+def test_load_raises_with_every_error(tmp_path):
+    d = write(tmp_path, GOOD.replace("type: hangup", "type: hang_up") + "  orphan:\n    type: hangup\n")
+    with pytest.raises(IvrCheckError) as exc:
+        ScriptSet.load(d)
+    assert len(exc.value.issues) >= 2
+    assert "unknown node type" in str(exc.value) and "unreachable" in str(exc.value)
+
+
+def test_cli_exit_codes(tmp_path, capsys):
+    d = write(tmp_path, GOOD)
+    assert check_command(argparse.Namespace(directory=str(d), sounds="x", no_prompts=True)) == 0
+    write(tmp_path, GOOD.replace("type: hangup", "type: nope"))
+    assert check_command(argparse.Namespace(directory=str(d), sounds="x", no_prompts=True)) == 1
+    assert "ERROR:" in capsys.readouterr().out
+
+
+def test_shipped_flows_are_valid():
+    issues = check(REPO / "ivr_scripts", None)
+    assert [str(i) for i in issues] == []
+    assert {"hotline", "debt_reminder", "telesales", "csat_survey"} <= set(ScriptSet.load(REPO / "ivr_scripts").scripts)
+
+
+def test_shipped_flows_have_every_prompt_text():
+    """Every prompt the demo flows can play has a text in sounds/prompts.yaml, in each of their languages,
+    so scripts/make_prompts.py produces a complete sounds/ tree."""
+    texts = prompts.load_texts(REPO / "sounds" / "prompts.yaml")
+    sset = ScriptSet.load(REPO / "ivr_scripts")
+    missing = []
+    for script in sset.scripts.values():
+        for lang in script.languages:
+            needed = {*announce.SYSTEM_PROMPTS, *announce.QUEUE_PROMPTS, *prompt_names(lang)}
+            for node in script.nodes.values():
+                needed |= {f"{p.name}" for _, p in node.prompt_items() if p.name}
+            for name in needed:
+                plang, plain = split_prompt(name, lang)
+                if plang not in texts.get(plain, {}):
+                    missing.append(f"{script.name}/{plang}: {plain}")
+    assert not missing, missing

@@ -1,0 +1,174 @@
+"""A real worker process (`callcenter worker`) for end-to-end tests, with its own config."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from callcenter.cdr.writer import open_store
+
+REPO = Path(__file__).resolve().parent.parent
+_ports = itertools.count(int(os.environ.get("WORKER_BASE_PORT", "5160")), 10)
+
+
+def free_udp(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
+@dataclass
+class WorkerProc:
+    tmp: Path
+    redis_url: str
+    sip_port: int
+    http_port: int
+    agents_port: int
+    worker_id: str
+    proc: subprocess.Popen[bytes] | None = None
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.sip_port}"
+
+    @property
+    def config(self) -> Path:
+        return self.tmp / f"{self.worker_id}.yaml"
+
+    @property
+    def store_url(self) -> str:
+        return f"sqlite:///{self.tmp / 'cdr.db'}"
+
+    @property
+    def log(self) -> Path:
+        return self.tmp / f"{self.worker_id}.log"
+
+    def write_config(self, rules: Path | None = None, extra: str = "") -> None:
+        rules = rules or self.tmp / "routing_rules.yaml"
+        if not rules.exists():
+            text = (REPO / "routing_rules.yaml").read_text().replace("127.0.0.1:5070",
+                                                                   f"127.0.0.1:{self.agents_port}")
+            # Short timings so scenarios run in seconds.
+            text = text.replace("ring_timeout: 15", "ring_timeout: 4").replace("wrapup: 10", "wrapup: 0")
+            rules.write_text(text)
+        self.config.write_text(f"""
+worker: {{id: {self.worker_id}, data_dir: {self.tmp}, drain_seconds: 5}}
+sip: {{bind: 127.0.0.1, port: {self.sip_port}, transports: [udp, tcp], rtp_port: {20000 + (self.sip_port % 100) * 100},
+      rtp_port_range: 2000, max_calls: 1000}}
+redis: {{url: "{self.redis_url}", prefix: "cc:"}}
+http: {{bind: 127.0.0.1, port: {self.http_port}}}
+paths: {{ivr_scripts: {REPO / 'ivr_scripts'}, sounds: {REPO / 'sounds'}, routing_rules: {rules},
+        campaigns: {REPO / 'campaigns'}}}
+cdr: {{store: "{self.store_url}", writer: true}}
+routes: {{hotline: hotline, default: hotline}}
+{extra}
+""")
+
+    def start(self, timeout: float = 20.0) -> WorkerProc:
+        if not self.config.exists():
+            self.write_config()
+        env = dict(os.environ, CRM_URL="http://127.0.0.1:9", **self.env)
+        out = open(self.log, "ab")  # noqa: SIM115 - owned by the process
+        self.proc = subprocess.Popen([sys.executable, "-m", "callcenter", "worker", "--config", str(self.config)],
+                                     stdout=out, stderr=subprocess.STDOUT, env=env, cwd=self.tmp)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"worker exited with {self.proc.returncode}:\n{self.tail()}")
+            if '"worker ready"' in self.log.read_text(errors="replace"):
+                return self
+            time.sleep(0.1)
+        raise AssertionError(f"worker not ready in {timeout}s:\n{self.tail()}")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20) -> int | None:
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+    def tail(self, n: int = 60) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])
+        except OSError:
+            return ""
+
+    def logs(self) -> list[dict[str, Any]]:
+        out = []
+        for line in self.log.read_text(errors="replace").splitlines():
+            if line.startswith("{"):
+                try:
+                    out.append(json.loads(line))
+                except ValueError:
+                    pass
+        return out
+
+    def login(self, *agents: str) -> None:
+        from callcenter.routing.router import Router, connect
+
+        import asyncio
+
+        async def go() -> None:
+            r = connect(self.redis_url)
+            router = Router(r, "test")
+            for a in agents:
+                await router.agent_login(a, ready=True)
+            await r.aclose()
+
+        asyncio.run(go())
+
+    def calls(self, wait_for: int = 1, timeout: float = 15.0) -> list[Any]:
+        """CDR call rows from the store once at least `wait_for` calls have ended."""
+        deadline = time.monotonic() + timeout
+        rows: list[Any] = []
+        while time.monotonic() < deadline:
+            try:
+                store = open_store(self.store_url)
+                rows = [c for c in store.calls() if c.end]
+                store.close()
+            except Exception:  # noqa: BLE001 - not created yet
+                rows = []
+            if len(rows) >= wait_for:
+                return rows
+            time.sleep(0.2)
+        raise AssertionError(f"only {len(rows)} ended calls in the CDR store after {timeout}s:\n{self.tail()}")
+
+    def events(self, call_id: str) -> list[str]:
+        store = open_store(self.store_url)
+        try:
+            return [e.event for e in store.events(call_id)]
+        finally:
+            store.close()
+
+
+def new_worker(tmp: Path, redis_url: str, worker_id: str = "w1") -> WorkerProc:
+    base = next(_ports)
+    while not free_udp(base):
+        base = next(_ports)
+    return WorkerProc(tmp, redis_url, base, base + 1 + 8000, base + 2, worker_id)
+
+
+def flush(redis_url: str) -> None:
+    c = redis.Redis.from_url(redis_url)
+    c.flushall()
+    c.close()
