@@ -21,7 +21,7 @@ def _config(args: argparse.Namespace) -> Any:
 def cmd_worker(args: argparse.Namespace) -> int:
     from callcenter.worker import run_worker
 
-    return run_worker(_config(args))
+    return run_worker(_config(args), dialer=getattr(args, "dialer", False))
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -67,6 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     w = sub.add_parser("worker", help="run a softswitch worker")
     with_config(w)
+    w.add_argument("--dialer", action="store_true", default=os.environ.get("CALLCENTER_DIALER") == "1",
+                   help="also run the outbound dialer for the campaigns directory (env CALLCENTER_DIALER=1)")
     w.set_defaults(func=cmd_worker)
     d = sub.add_parser("demo", help="run the demo hotline with demo agent phones")
     with_config(d)

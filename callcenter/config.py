@@ -59,6 +59,7 @@ class Config:
     routes: dict[str, str] = field(default_factory=dict)   # called number -> IVR flow
     queue: QueueMediaConfig = field(default_factory=lambda: QueueMediaConfig(Path("sounds/moh.wav")))
     log_level: str = "info"
+    trunk: str = ""            # host:port of the SIP trunk/edge for outbound calls (callbacks, dialer)
 
     def flow_for(self, called: str) -> str:
         return self.routes.get(called) or self.routes.get("default") or "hotline"
@@ -130,7 +131,7 @@ def load_config(path: str | Path) -> Config:
     drain = r.positive(w, "worker.drain_seconds", 30.0)
 
     s = r.section("sip", {"bind", "port", "transports", "public_address", "rtp_port", "rtp_port_range",
-                          "max_calls", "log_level", "user"})
+                          "max_calls", "log_level", "user", "trunk"})
     transports = r.get(s, "sip.transports", list, ["udp", "tcp"])
     for i, t in enumerate(transports):
         if t not in ("udp", "tcp"):
@@ -192,4 +193,4 @@ def load_config(path: str | Path) -> Config:
                   redis=redis_cfg, http=http, ivr_scripts=paths["ivr_scripts"], sounds=paths["sounds"],
                   routing_rules=paths["routing_rules"], campaigns=paths["campaigns"], cdr_store=store,
                   run_cdr_writer=r.get(c, "cdr.writer", bool, True), default_language=lang, routes=routes,
-                  queue=queue, log_level=level)
+                  queue=queue, log_level=level, trunk=r.get(s, "sip.trunk", str, ""))

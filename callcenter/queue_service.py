@@ -51,7 +51,10 @@ class QueueService:
     """IvrServices for live calls: queueing through the Redis router, DNC, dispositions."""
 
     def __init__(self, router: Router, switch: Softswitch, cdr: CdrBuffer, *, trunk: str = "",
-                 dnc: Any = None) -> None:
+                 dnc: Any = None, service_levels: dict[str, float] | None = None,
+                 short_abandon: float = 5.0) -> None:
+        self.service_levels = service_levels or {}
+        self.short_abandon = short_abandon
         self.router = router
         self.switch = switch
         self.cdr = cdr
@@ -147,7 +150,8 @@ class QueueService:
                 if leg.ended:
                     raise CallGone(leg.id)
         except CallGone:
-            await self._abandoned(w)
+            if w.agent_leg is None:
+                await self._abandoned(w)
             raise
 
     async def _announce(self, w: Waiter) -> None:
@@ -217,6 +221,8 @@ class QueueService:
         w.record.outcome = w.record.outcome or "abandoned"
         w.record.hangup_side = "caller"
         metrics.QUEUE_ABANDONED_TOTAL.labels(queue=w.request.queue).inc()
+        if waited < self.short_abandon:
+            metrics.QUEUE_SHORT_ABANDONED_TOTAL.labels(queue=w.request.queue).inc()
         metrics.QUEUE_WAIT_SECONDS.labels(queue=w.request.queue, outcome="abandoned").observe(waited)
         await self._event("ABANDON", w.leg.id, w.request.queue, waited=round(waited, 3),
                           ringing_agent=w.offer.agent_id if w.offer else None)
@@ -233,6 +239,8 @@ class QueueService:
         rec.outcome = "answered"
         metrics.QUEUE_WAIT_SECONDS.labels(queue=offer.queue, outcome="answered").observe(answered - w.enqueued)
         metrics.QUEUE_ANSWERED_TOTAL.labels(queue=offer.queue).inc()
+        if answered - w.enqueued <= self.service_levels.get(offer.queue, 20.0):
+            metrics.QUEUE_ANSWERED_IN_SL_TOTAL.labels(queue=offer.queue).inc()
         try:
             await leg.bridge(agent)
         except CallGone:
@@ -243,7 +251,8 @@ class QueueService:
         await asyncio.wait([ended_caller, ended_agent], return_when=asyncio.FIRST_COMPLETED)
         talk = time.time() - answered
         rec.talk_seconds = round(talk, 3)
-        if ended_caller.done():
+        caller_first = ended_caller.done()
+        if caller_first:
             rec.hangup_side = "caller"
             info = ended_caller.result()
             rec.hangup_cause = f"{info.sip_code} {info.reason}".strip()
@@ -262,7 +271,7 @@ class QueueService:
                           talktime=round(talk, 3))
         await self._leg(agent, leg.id, "agent_offer", offer.agent_uri, offer.agent_id, "answered",
                         answer=answered)
-        if ended_caller.done():
+        if caller_first:
             raise CallGone(leg.id)
         return QueueOutcome.CONNECTED
 

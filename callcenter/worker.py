@@ -18,7 +18,8 @@ import structlog
 from callcenter import logs, metrics
 from callcenter.cdr.buffer import CdrBuffer
 from callcenter.cdr.record import CallRecord, LegRecord
-from callcenter.cdr.writer import CdrWriter, open_store
+from callcenter.cdr.store import ReportParams
+from callcenter.cdr.writer import open_store, run_cdr_writer
 from callcenter.config import Config
 from callcenter.exceptions import CallGone, ConfigError
 from callcenter.ivr.runner import IvrResult, IvrRunner
@@ -63,6 +64,7 @@ class Worker:
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     embedded: EmbeddedRedis | None = None
     login_all_agents: bool = False   # the demo: every configured agent logged in and ready
+    dialer_enabled: bool = False     # run the outbound dialer for campaigns/*.yaml in this worker
 
     async def run(self) -> None:
         # Imported here: pjsua2 is only needed by a process that carries calls.
@@ -76,14 +78,21 @@ class Worker:
         await self.router.apply_rules(self.rules)
         self.cdr = CdrBuffer(aredis, cfg.redis.prefix)
         self.switch = PjSoftswitch(cfg.sip, loop, self._inbound)
-        self.queues = QueueService(self.router, self.switch, self.cdr)
+        self.queues = QueueService(self.router, self.switch, self.cdr, trunk=cfg.trunk,
+                                   service_levels={n: float(q.service_level) for n, q in self.rules.queues.items()})
         self.ivr = IvrRunner(self.scripts, self.queues, cfg.sounds, recordings_dir=cfg.data_dir / "recordings")
         tasks = [self._loop("heartbeat", self._heartbeat, 2.0), self._loop("tick", self._tick, 1.0),
                  asyncio.ensure_future(self.queues.run_offers(self.stop))]
         if cfg.run_cdr_writer:
-            store = await asyncio.to_thread(open_store, cfg.cdr_store)
-            writer = CdrWriter(aredis, store, cfg.redis.prefix, consumer=f"writer-{cfg.worker_id}")
-            tasks.append(asyncio.ensure_future(writer.run(self.stop)))
+            # Opens the store lazily and retries while it is down: a database outage never stops
+            # a worker from taking calls (records wait in the Redis stream).
+            sl = ReportParams(sl_by_queue={name: float(q.service_level) for name, q in self.rules.queues.items()})
+            tasks.append(asyncio.ensure_future(run_cdr_writer(aredis, cfg.cdr_store, self.stop, cfg.redis.prefix,
+                                                              consumer=cfg.worker_id, thresholds=sl)))
+        if self.dialer_enabled:
+            from callcenter.outbound import run_dialer
+
+            tasks.append(asyncio.ensure_future(run_dialer(self, self.stop)))
         self._start_http(connect_sync(self.redis_url))
         self.switch.start()
         if self.login_all_agents:
@@ -111,8 +120,10 @@ class Worker:
         api = HttpRouter()
         agents.install_routes(api, self.router)
         admin.install_routes(api, self.router)
-        with contextlib.suppress(Exception):
+        try:
             reports.install_routes(api, open_store(self.cfg.cdr_store))
+        except Exception as exc:  # noqa: BLE001 - the store may be down at boot; calls go on
+            log.warning("reports API unavailable: CDR store not reachable", error=str(exc))
         metrics.register_queue_collector(sync_redis, self.cfg.redis.prefix)
         metrics_res = metrics.metrics_resource()
 
@@ -196,7 +207,7 @@ class Worker:
         log.info("call ended", outcome=rec.outcome, path=rec.ivr_path, side=rec.hangup_side, call_id=leg.id)
 
 
-def run_worker(cfg: Config, login_all_agents: bool = False) -> int:
+def run_worker(cfg: Config, login_all_agents: bool = False, dialer: bool = False) -> int:
     """Validate, then run the worker until SIGTERM/SIGINT. Returns the exit code."""
     logs.configure(cfg.log_level)
     scripts, rules = validate(cfg)
@@ -207,7 +218,8 @@ def run_worker(cfg: Config, login_all_agents: bool = False) -> int:
         url = embedded.url
         log.info("embedded redis started", socket=str(embedded.socket))
     reactor = install_reactor()
-    worker = Worker(cfg, scripts, rules, url, embedded=embedded, login_all_agents=login_all_agents)
+    worker = Worker(cfg, scripts, rules, url, embedded=embedded, login_all_agents=login_all_agents,
+                    dialer_enabled=dialer)
     exit_code = 0
 
     async def main() -> None:

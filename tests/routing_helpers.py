@@ -5,6 +5,49 @@ from __future__ import annotations
 from callcenter.routing import rules as R
 from callcenter.routing.router import Offer, QueuedCall, Router, connect
 
+# An atomic snapshot audit of the routing invariants (test only; KEYS is fine on a test server).
+AUDIT = """
+local bad = {}
+local per_agent = {}
+for _, k in ipairs(redis.call('KEYS', 'cc:rt:o:*')) do
+  local a = redis.call('HGET', k, 'agent')
+  per_agent[a] = (per_agent[a] or 0) + 1
+  if per_agent[a] > 1 then bad[#bad + 1] = a .. ' has two live offers' end
+  if not redis.call('ZSCORE', 'cc:rt:leases', string.sub(k, 9)) then bad[#bad + 1] = k .. ' without lease' end
+end
+for _, a in ipairs(redis.call('SMEMBERS', 'cc:rt:agents')) do
+  local f = redis.call('HMGET', 'cc:rt:a:' .. a, 'state', 'offer', 'call')
+  if f[1] == 'reserved' and redis.call('EXISTS', 'cc:rt:o:' .. (f[2] or '?')) == 0 then
+    bad[#bad + 1] = a .. ' reserved without an offer'
+  end
+  for _, q in ipairs(redis.call('SMEMBERS', 'cc:rt:queues')) do
+    if redis.call('ZSCORE', 'cc:rt:q:' .. q .. ':free', a) and f[1] ~= 'available' then
+      bad[#bad + 1] = a .. ' in free set of ' .. q .. ' while ' .. tostring(f[1])
+    end
+  end
+  if f[1] == 'on_call' and redis.call('HGET', 'cc:rt:c:' .. f[3], 'agent') ~= a then
+    bad[#bad + 1] = a .. ' on a call that is not connected to it'
+  end
+end
+for _, q in ipairs(redis.call('SMEMBERS', 'cc:rt:queues')) do
+  local n = 0
+  for _, c in ipairs(redis.call('ZRANGE', 'cc:rt:q:' .. q .. ':waiting', 0, -1)) do
+    n = n + 1
+    local f = redis.call('HMGET', 'cc:rt:c:' .. c, 'state', 'sig')
+    if f[1] ~= 'waiting' then bad[#bad + 1] = c .. ' queued but not waiting' end
+    if not redis.call('ZSCORE', 'cc:rt:q:' .. q .. ':w:' .. tostring(f[2]), c) then
+      bad[#bad + 1] = c .. ' missing from its signature set'
+    end
+  end
+  local counted = 0
+  local sigs = redis.call('HGETALL', 'cc:rt:q:' .. q .. ':sigs')
+  for i = 2, #sigs, 2 do counted = counted + tonumber(sigs[i]) end
+  if counted ~= n then bad[#bad + 1] = q .. ': signature counts ' .. counted .. ' ~= waiting ' .. n end
+end
+return bad
+"""
+
+
 
 class Clock:
     def __init__(self, t: float = 1_000_000.0) -> None:

@@ -2,7 +2,7 @@
 
 A caller script is a list of steps:
     ("pause", ms)          wait, sending nothing
-    ("dtmf", "1")          send one RFC 2833 digit (sipp's shipped pcap, PT 101)
+    ("dtmf", "1")          send one RFC 2833 digit (PT 101; pcaps made by rtp_pcap, fresh timestamps)
     ("info", "1")          send one digit as SIP INFO application/dtmf-relay
     ("audio",)             play 4.7 s of G.711 A-law speech (sipp's g711a.pcap)
     ("hangup",)            send BYE (must be the last step)
@@ -15,14 +15,37 @@ from __future__ import annotations
 import itertools
 import os
 import shutil
+import socket
 import subprocess
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rtp_pcap import write_dtmf_pcaps
+
 PCAP_DIR = Path("/usr/share/sip-tester")
 _ports = itertools.count(int(os.environ.get("SIPP_BASE_PORT", "15100")), 2)
+# sipp binds its media port and media port + 2 (video): keep media ports 10 apart.
+_media_ports = itertools.count(int(os.environ.get("SIPP_MEDIA_BASE_PORT", "30000")), 10)
+
+
+def _free_port(counter: itertools.count, span: int = 1) -> int:
+    """Next port from counter whose UDP ports port..port+span are all free right now."""
+    while True:
+        port = next(counter)
+        socks = []
+        try:
+            for p in range(port, port + span + 1):
+                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                socks.append(s)
+                s.bind(("127.0.0.1", p))
+            return port
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
 
 _SDP = """v=0
 o=user1 53655765 2353687637 IN IP[local_ip_type] [local_ip]
@@ -42,8 +65,10 @@ def _sdp(codecs: str = "8 0") -> str:
     return _SDP.format(codecs=codecs, rtpmaps=maps)
 
 
-def _caller_xml(steps: list[tuple], caller: str, codecs: str, expect_code: int) -> str:
+def _caller_xml(steps: list[tuple], caller: str, codecs: str, expect_code: int,
+                dtmf_files: list[Path] | None = None) -> str:
     sdp = _sdp(codecs)
+    dtmf = iter(dtmf_files or [])
     body = [f"""<?xml version="1.0" encoding="UTF-8"?>
 <scenario name="caller">
 <send retrans="500"><![CDATA[
@@ -96,8 +121,7 @@ Content-Length: 0
         if kind == "pause":
             body.append(f'<pause milliseconds="{int(step[1])}"/>\n')
         elif kind == "dtmf":
-            name = {"#": "pound", "*": "star"}.get(step[1], step[1])
-            body.append(f'<nop><action><exec play_pcap_audio="{PCAP_DIR}/dtmf_2833_{name}.pcap"/>'
+            body.append(f'<nop><action><exec play_pcap_audio="{next(dtmf)}"/>'
                         f'</action></nop>\n<pause milliseconds="250"/>\n')
         elif kind == "audio":
             body.append(f'<nop><action><exec play_pcap_audio="{PCAP_DIR}/g711a.pcap"/></action></nop>\n')
@@ -207,18 +231,25 @@ _OK_HEADERS = """[last_Via:]
 Contact: <sip:[local_ip]:[local_port];transport=[transport]>"""
 
 
-def _agent_xml(mode: str, ring_ms: int, talk_ms: int) -> str:
-    """mode: 'answer' (talk, wait for BYE), 'answer_bye' (agent hangs up after talk_ms),
-    'noanswer' (ring until CANCEL), '486' / '480' / '603' (reject)."""
-    parts = [f"""<?xml version="1.0" encoding="UTF-8"?>
-<scenario name="agent-{mode}">
-<recv request="INVITE" crlf="true">
+def _recv_invite(capture: bool) -> str:
+    """An agent that sends its own BYE needs the dialog's From/To/Contact (sipp has no 'swap')."""
+    if not capture:
+        return '<recv request="INVITE" crlf="true"/>'
+    return """<recv request="INVITE" crlf="true">
   <action>
     <ereg regexp=".*" search_in="hdr" header="From:" assign_to="rfrom"/>
     <ereg regexp=".*" search_in="hdr" header="To:" assign_to="rto"/>
     <ereg regexp="sip:[^>;]*" search_in="hdr" header="Contact:" assign_to="rcontact"/>
   </action>
-</recv>
+</recv>"""
+
+
+def _agent_xml(mode: str, ring_ms: int, talk_ms: int) -> str:
+    """mode: 'answer' (talk, wait for BYE), 'answer_bye' (agent hangs up after talk_ms),
+    'noanswer' (ring until CANCEL), '486' / '480' / '603' (reject)."""
+    parts = [f"""<?xml version="1.0" encoding="UTF-8"?>
+<scenario name="agent-{mode}">
+{_recv_invite(mode == "answer_bye")}
 <send><![CDATA[
 SIP/2.0 180 Ringing
 {_OK_HEADERS}
@@ -363,12 +394,12 @@ def _sipp_exe() -> str:
     return exe
 
 
-def _start(name: str, xml: str, args: list[str], port: int | None = None) -> Sipp:
-    workdir = Path(tempfile.mkdtemp(prefix=f"sipp-{name}-"))
+def _start(name: str, xml: str, args: list[str], port: int | None = None, workdir: Path | None = None) -> Sipp:
+    workdir = workdir or Path(tempfile.mkdtemp(prefix=f"sipp-{name}-"))
     scen = workdir / "scenario.xml"
     scen.write_text(xml)
-    port = port or next(_ports)
-    media = next(_ports) + 20000
+    port = port or _free_port(_ports)
+    media = _free_port(_media_ports, span=4)
     cmd = [_sipp_exe(), "-sf", str(scen), "-i", "127.0.0.1", "-p", str(port), "-mp", str(media),
            "-nostdin", "-trace_err", "-error_file", str(workdir / "errors.log"), *args]
     out = open(workdir / "sipp.out", "wb")  # noqa: SIM115 - owned by the process
@@ -380,10 +411,12 @@ def caller(target: str, steps: list[tuple], number: str = "0901234567", service:
            calls: int = 1, rate: float = 1.0, limit: int | None = None, codecs: str = "8 0",
            expect_code: int = 200, timeout_s: int = 120, extra: list[str] | None = None) -> Sipp:
     """Start sipp calling target ('127.0.0.1:5060') `calls` times with the given steps."""
-    xml = _caller_xml(steps, number, codecs, expect_code)
+    workdir = Path(tempfile.mkdtemp(prefix="sipp-caller-"))
+    pcaps = write_dtmf_pcaps(workdir, [s[1] for s in steps if s[0] == "dtmf"])
+    xml = _caller_xml(steps, number, codecs, expect_code, pcaps)
     args = [target, "-s", service, "-m", str(calls), "-r", str(rate), "-l", str(limit or calls),
             "-timeout", f"{timeout_s}s", "-timeout_error", *(extra or [])]
-    return _start("caller", xml, args)
+    return _start("caller", xml, args, workdir=workdir)
 
 
 def cancelling_caller(target: str, ring_ms: int, number: str = "0901234567", service: str = "hotline") -> Sipp:

@@ -124,12 +124,20 @@ def test_killed_writer_process_loses_and_duplicates_nothing(redis_url: str, tmp_
     try:
         sync = redis.Redis.from_url(redis_url)
         deadline = time.monotonic() + 60
-        while sync.xlen(keys.stream()) > 3 * n and time.monotonic() < deadline:  # wait for it to be mid-way
-            time.sleep(0.01)
+        # kill it mid-way, while it holds a batch it has read but not acknowledged: freeze it, look,
+        # and let it run on until the freeze catches it holding one
+        while time.monotonic() < deadline:
+            if sync.xlen(keys.stream()) < 3 * n:
+                os.kill(proc.pid, signal.SIGSTOP)
+                if sync.xpending(keys.stream(), keys.GROUP)["pending"] > 0:
+                    break
+                os.kill(proc.pid, signal.SIGCONT)
+            time.sleep(0.002)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(10)
         left = sync.xlen(keys.stream())
         assert 0 < left < 4 * n, "the writer should have been killed mid-way"
+        assert sync.xpending(keys.stream(), keys.GROUP)["pending"] > 0, "it should have died holding entries"
     finally:
         if proc.poll() is None:
             proc.kill()

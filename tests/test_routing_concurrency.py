@@ -11,7 +11,7 @@ import time
 import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from routing_helpers import Clock, call, make, serve
+from routing_helpers import AUDIT, Clock, call, make, serve
 
 from callcenter.routing import rules as R
 from callcenter.routing.router import QueuedCall, Router, connect
@@ -79,36 +79,6 @@ async def _worker(url: str, wid: str, seed: int) -> None:
 
     await rt.heartbeat()
     await asyncio.wait_for(asyncio.gather(produce(), consume()), timeout=120)
-
-
-# An atomic snapshot audit of the routing invariants (test only; KEYS is fine on a test server).
-AUDIT = """
-local bad = {}
-local per_agent = {}
-for _, k in ipairs(redis.call('KEYS', 'cc:rt:o:*')) do
-  local a = redis.call('HGET', k, 'agent')
-  per_agent[a] = (per_agent[a] or 0) + 1
-  if per_agent[a] > 1 then bad[#bad + 1] = a .. ' has two live offers' end
-  if not redis.call('ZSCORE', 'cc:rt:leases', string.sub(k, 9)) then bad[#bad + 1] = k .. ' without lease' end
-end
-for _, a in ipairs(redis.call('SMEMBERS', 'cc:rt:agents')) do
-  local f = redis.call('HMGET', 'cc:rt:a:' .. a, 'state', 'offer', 'call')
-  if f[1] == 'reserved' and redis.call('EXISTS', 'cc:rt:o:' .. (f[2] or '?')) == 0 then
-    bad[#bad + 1] = a .. ' reserved without an offer'
-  end
-  local free = redis.call('ZSCORE', 'cc:rt:q:sales:free', a)
-  if free and f[1] ~= 'available' then bad[#bad + 1] = a .. ' in free set while ' .. f[1] end
-  if f[1] == 'on_call' and redis.call('HGET', 'cc:rt:c:' .. f[3], 'agent') ~= a then
-    bad[#bad + 1] = a .. ' on a call that is not connected to it'
-  end
-end
-for _, q in ipairs({'sales', 'support'}) do
-  for _, c in ipairs(redis.call('ZRANGE', 'cc:rt:q:' .. q .. ':waiting', 0, -1)) do
-    if redis.call('HGET', 'cc:rt:c:' .. c, 'state') ~= 'waiting' then bad[#bad + 1] = c .. ' queued but not waiting' end
-  end
-end
-return bad
-"""
 
 
 def _proc(url: str, wid: str, seed: int) -> None:

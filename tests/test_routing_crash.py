@@ -78,6 +78,7 @@ def test_sigkilled_worker_frees_agents_within_bound(redis_url):
 
     took, closed, cb, states = asyncio.run(watch())
     assert took < 10.0, took
+    print(f"agents free and calls closed out {took:.1f} s after SIGKILL")
     assert sorted(closed) == ["v0", "v1", "v2", "v3", "v4"]
     # the freed agents took the adopted callback at once; nobody is stuck reserved for a dead worker
     assert (cb.call_id, cb.kind, cb.callback_number) == ("v5", "callback", "0909111222")

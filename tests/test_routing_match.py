@@ -429,3 +429,21 @@ def test_fit_deep_in_the_free_set_is_found_by_tick(redis_url):
         o = await one_offer(rt)
         assert (o.call_id, o.agent_id) == ("c1", "g59")
     run(main())
+
+
+def test_withdrawn_offer_is_no_miss(redis_url):
+    async def main():
+        rt = await make(redis_url, text=rules_text(miss_limit=1))
+        await rt.agent_login("a1")
+        await call(rt, "c1")
+        o = await one_offer(rt)
+        await rt.offer_failed(o, "withdrawn")
+        info = await rt.agent_info("a1")
+        assert info["misses"] == 0 and info["state"] == "available"
+        # the same pair is not re-offered inside the failure itself (no ping-pong); tick() retries
+        await rt.tick()
+        o2 = await one_offer(rt)
+        assert (o2.call_id, o2.agent_id) == ("c1", "a1")
+        await rt.offer_failed(o2, "no_answer")                          # a real miss: paused (limit 1)
+        assert (await rt.agent_info("a1"))["pause_reason"] == "missed_offers"
+    run(main())

@@ -58,7 +58,8 @@ class WorkerProc:
     def log(self) -> Path:
         return self.tmp / f"{self.worker_id}.log"
 
-    def write_config(self, rules: Path | None = None, extra: str = "") -> None:
+    def write_config(self, rules: Path | None = None, extra: str = "", trunk: str = "",
+                     campaigns: Path | None = None, ivr_scripts: Path | None = None) -> None:
         rules = rules or self.tmp / "routing_rules.yaml"
         if not rules.exists():
             text = (REPO / "routing_rules.yaml").read_text().replace("127.0.0.1:5070",
@@ -69,11 +70,11 @@ class WorkerProc:
         self.config.write_text(f"""
 worker: {{id: {self.worker_id}, data_dir: {self.tmp}, drain_seconds: 5}}
 sip: {{bind: 127.0.0.1, port: {self.sip_port}, transports: [udp, tcp], rtp_port: {20000 + (self.sip_port % 100) * 100},
-      rtp_port_range: 2000, max_calls: 1000}}
+      rtp_port_range: 2000, max_calls: 1000{f', trunk: "{trunk}"' if trunk else ''}}}
 redis: {{url: "{self.redis_url}", prefix: "cc:"}}
 http: {{bind: 127.0.0.1, port: {self.http_port}}}
-paths: {{ivr_scripts: {REPO / 'ivr_scripts'}, sounds: {REPO / 'sounds'}, routing_rules: {rules},
-        campaigns: {REPO / 'campaigns'}}}
+paths: {{ivr_scripts: {ivr_scripts or REPO / 'ivr_scripts'}, sounds: {REPO / 'sounds'}, routing_rules: {rules},
+        campaigns: {campaigns or REPO / 'campaigns'}}}
 cdr: {{store: "{self.store_url}", writer: true}}
 routes: {{hotline: hotline, default: hotline}}
 {extra}

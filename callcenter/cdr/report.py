@@ -100,7 +100,16 @@ def render(rows: list[Kpi], params: ReportParams, fmt: str = "table") -> str:
     out = ["  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True))]
     out.append("  ".join("-" * w for w in widths))
     out += ["  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)) for line in lines]
+    if not lines:
+        out.append(f"(no calls from {_when(params.start, params.tz_offset_seconds)} "
+                   f"to {_when(params.end, params.tz_offset_seconds)})")
     return "\n".join(out) + "\n"
+
+
+def _when(ts: float, tz_offset: int) -> str:
+    if ts == float("inf"):
+        return "now"
+    return datetime.fromtimestamp(ts, timezone(timedelta(seconds=tz_offset))).strftime("%Y-%m-%d %H:%M")
 
 
 def parse_time(value: str, tz_offset: int = 0) -> float:

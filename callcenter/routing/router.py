@@ -3,6 +3,21 @@
 All state is in Redis and every change is one Lua script, so any number of workers (and the HTTP
 API process) can share queues and agents. Offers for a call always go to the worker that holds the
 caller's media (its Redis list ``worker_offers``), whichever process made the match.
+
+How a worker drives it (every call is a coroutine on the worker's loop)::
+
+    rt = Router(connect(redis_url), worker_id)
+    await rt.apply_rules(rules.load("routing_rules.yaml"))
+    # tasks: heartbeat() every 2 s; tick() every 1 s (act on its events: fallback -> voicemail /
+    # transfer / goodbye, offer_cancelled -> stop ringing that phone); next_offers() in a loop:
+    #   ring offer.agent_uri for offer.ring_timeout; answered -> offer_answered() (False: hang the
+    #   agent leg up, the call went elsewhere) and bridge; else offer_failed(offer, "no_answer").
+    #   kind == "callback": bridge the agent first, then dial offer.callback_number.
+    # caller hangs up while queued/ringing -> abandon(); conversation ends -> call_finished().
+
+Lua scripts take ``now`` from the caller (``clock``), so tests drive time; Redis TIME is never used.
+Clocks of the workers must agree to within a second or two (NTP), as leases and heartbeats compare
+times written by different processes.
 """
 
 from __future__ import annotations
@@ -27,7 +42,9 @@ from callcenter.routing.rules import Announce, Fallback, RoutingRules
 log = logs.get("routing")
 
 AGENT_STATES = ("available", "reserved", "on_call", "wrap_up", "paused", "logged_out")
-OFFER_FAILURES = ("no_answer", "busy", "rejected", "failed")
+# "withdrawn": the worker did not ring the phone (caller already gone, or already ringing another
+# agent for a ring_all queue): no miss for the agent.
+OFFER_FAILURES = ("no_answer", "busy", "rejected", "failed", "withdrawn")
 
 
 class RoutingError(CallcenterError):
@@ -84,7 +101,8 @@ def retry_kwargs() -> dict[str, Any]:
 
 
 def connect(url: str) -> aredis.Redis:
-    """An asyncio Redis client for the router (retries across restarts for ~20 s)."""
+    """An asyncio Redis client for the router: commands retry with backoff for ~40 s, long enough for
+    a Redis restart (AOF reload) without the worker noticing more than a pause."""
     return aredis.Redis.from_url(url, decode_responses=True, **retry_kwargs())
 
 
@@ -102,6 +120,10 @@ def _d(h: dict[Any, Any]) -> dict[str, str]:
 
 
 class Router:
+    """One worker's handle on the shared ACD. ``worker_id`` must be unique per live process: offers
+    and events for the callers it enqueues are delivered to it, and its calls are closed out if its
+    heartbeat stops for ``dead_after`` seconds."""
+
     def __init__(self, redis: aredis.Redis, worker_id: str, prefix: str = "cc:",
                  clock: Callable[[], float] = time.time, dead_after: float = 6.0) -> None:
         self.redis = redis
@@ -135,6 +157,9 @@ class Router:
     # -- calls ---------------------------------------------------------------------------------
 
     async def enqueue(self, call: QueuedCall) -> None:
+        """Queue a caller owned by this worker; a free agent who fits is offered at once (the offer
+        arrives through next_offers). Raises QueueFull (with the queue's on_full fallback) or
+        RoutingError (unknown queue, call id already queued by another worker)."""
         res = await self._run("enqueue", call.call_id, call.queue, json.dumps(call.skills or {}) or "{}",
                               int(call.priority), call.caller, json.dumps(call.attributes),
                               self.worker_id)
@@ -155,14 +180,12 @@ class Router:
 
     async def next_offers(self, timeout: float = 1.0) -> list[Offer]:
         key = self.keys.worker_offers(self.worker_id)
-        raw: list[Any] = []
+        # one round trip: BLMPOP blocks for the first offer and takes up to 500 at once
         if timeout > 0:
-            got = await self.redis.blpop([key], timeout=timeout)
-            if got is None:
-                return []
-            raw.append(got[1])
-        rest = await self.redis.lpop(key, 500)
-        raw.extend(rest or [])
+            got = await self.redis.blmpop(timeout, 1, key, direction="LEFT", count=500)
+        else:
+            got = await self.redis.lmpop(1, key, direction="LEFT", count=500)
+        raw: list[Any] = got[1] if got else []
         offers = []
         for item in raw:
             d = json.loads(item)
@@ -175,6 +198,8 @@ class Router:
         return bool(await self._run("offer_answered", offer.offer_id))
 
     async def offer_failed(self, offer: Offer, reason: str) -> None:
+        """The call goes back to its original place. Every reason but "withdrawn" counts a miss for the
+        agent; misses in a row up to the queue's miss_limit pause the agent (reason missed_offers)."""
         if reason not in OFFER_FAILURES:
             reason = "failed"
         await self._run("offer_failed", offer.offer_id, reason)

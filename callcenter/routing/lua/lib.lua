@@ -61,8 +61,13 @@ local function steps(qc)
   return qc.escalation
 end
 
+local STATS_TTL = 8 * 86400   -- daily counters outlive the day for late wallboard/KPI reads
+
 local function stat(q, field, by)
-  redis.call('HINCRBY', K.stats(q, DAY), field, by or 1)
+  by = by or 1
+  if redis.call('HINCRBY', K.stats(q, DAY), field, by) == by then
+    redis.call('EXPIRE', K.stats(q, DAY), STATS_TTL)   -- first count of this field today
+  end
 end
 
 -- Sums are kept in integer milliseconds: HINCRBYFLOAT costs twice as much and replicates as HSET.

@@ -1,5 +1,6 @@
 -- An offer was not answered (no_answer, busy, rejected, failed): the call goes back to its original
--- place, the agent gets a miss and is auto-paused after miss_limit misses in a row.
+-- place, the agent gets a miss and is auto-paused after miss_limit misses in a row. 'withdrawn'
+-- (the worker never rang: caller gone, or already ringing another phone) returns both without a miss.
 -- KEYS: none (see lib.lua). ARGV: [1] prefix [2] now [3] day [4] offer id [5] reason
 -- Returns 1 if the offer existed.
-return offer_failed(ARGV[4], ARGV[5], true)
+return offer_failed(ARGV[4], ARGV[5], ARGV[5] ~= 'withdrawn')

@@ -46,8 +46,8 @@ for _, w in ipairs(redis.call('ZRANGEBYSCORE', K.workers(), '-inf', NOW - dead_a
       if ci.state == 'offered' then
         local freed = cancel_offers(ci, 'worker_died')
         requeue(ci)
+        match_call(ci)   -- before the freed agents look for work, so `ci` here stays current
         for _, ag in ipairs(freed) do agent_free(ag) end
-        match_call(ci)
       end
     end
     for _, ci in ipairs(close) do

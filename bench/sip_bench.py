@@ -1,0 +1,404 @@
+"""Capacity of one softswitch worker process, driven by sipp over real SIP and RTP.
+
+Two measurements, each against a fresh `callcenter worker` process (embedded redis-server, SQLite CDRs):
+
+1. ivr: concurrent IVR calls with media. sipp callers play G.711 speech and send RFC 2833 digits while
+   the worker loops prompts and answers each digit (bench/flows/bench_ivr.yaml). Concurrency rises level
+   by level; a level passes with < 0.5% failed calls, where a call fails if sipp saw an error or the
+   worker's CDR does not show every digit the caller pressed.
+2. cps: sustained calls/s through the IVR-to-agent path (bench/flows/bench_agent.yaml: welcome,
+   language, CRM dip that fails fast, menu, skill queue, agent). Callers press 1, 1; one sipp UAS
+   answers for all agents after 100 ms and hangs up after 1 s; the caller must get the worker's BYE.
+   A call fails if sipp saw an error or its CDR is not `answered` by an agent.
+
+Worker CPU% is utime+stime from /proc over the steady part of a level (ivr: while every caller is up;
+cps: from 3 s to the end of sending), 100% = one core; RSS is the worker's peak. sipp's CPU (callers +
+agent phones) is reported too because it shares the same cores.
+
+Run: .venv/bin/python bench/sip_bench.py [--quick] [--only ivr|cps] [--ivr-levels 100,200] [--cps-levels 25,50]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import shutil
+import signal
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO))
+# Away from the ports the test suite's sipp/workers start at (other jobs may be running them now);
+# sipp media ports are SIP port + 20000, below the worker's RTP range (48000-64000).
+os.environ.setdefault("SIPP_BASE_PORT", "26100")
+os.environ.setdefault("WORKER_BASE_PORT", "7160")
+
+import sipp  # noqa: E402 - tests/ helpers
+from worker_proc import WorkerProc, flush, new_worker  # noqa: E402
+
+from callcenter.cdr.writer import open_store  # noqa: E402
+from callcenter.redis_server import EmbeddedRedis  # noqa: E402
+
+FLOWS = REPO / "bench" / "flows"
+MAX_FAILED = 0.005
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+# -- process accounting --------------------------------------------------------------------------
+
+def cpu_seconds(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK   # utime, stime
+
+
+def rss_mb(pid: int) -> float:
+    with suppress(OSError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def machine_busy() -> float:
+    """Cores' worth of CPU used by everything on the machine over one second (other jobs share it)."""
+    def snap() -> tuple[int, int]:
+        parts = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        return sum(parts) - parts[3] - parts[4], sum(parts)
+    b0, t0 = snap()
+    time.sleep(1.0)
+    b1, t1 = snap()
+    return (b1 - b0) / max(1, t1 - t0) * (os.cpu_count() or 1)
+
+
+class CpuMeter:
+    """CPU% of processes over a window (the steady part of a level, when every call is up)."""
+
+    def __init__(self, *pids: int) -> None:
+        self.pids = pids
+        self.peak_rss = 0.0
+        self.mark()
+        self.result: list[float] | None = None
+
+    def mark(self) -> None:
+        self.start = time.monotonic()
+        self.cpu0 = [cpu_seconds(p) for p in self.pids]
+
+    def sample(self) -> None:
+        self.peak_rss = max(self.peak_rss, rss_mb(self.pids[0]))
+
+    def stop(self) -> None:
+        if self.result is None:
+            wall = max(1e-6, time.monotonic() - self.start)
+            self.result = [100 * (cpu_seconds(p) - c) / wall for p, c in zip(self.pids, self.cpu0, strict=True)]
+
+    def percent(self) -> list[float]:
+        self.stop()
+        return self.result or []
+
+
+# -- sipp output ----------------------------------------------------------------------------------
+
+def sipp_counts(run: sipp.Sipp) -> tuple[int, int]:
+    """(successful, failed) from the last line of sipp's -trace_stat CSV."""
+    files = sorted(run.workdir.glob("*.csv"))
+    stat = [f for f in files if not f.name.endswith("_rtt.csv")]
+    if not stat:
+        return 0, 0
+    lines = [ln for ln in stat[0].read_text().splitlines() if ln.strip()]
+    head, last = lines[0].split(";"), lines[-1].split(";")
+    row = dict(zip(head, last, strict=False))
+    return int(row.get("SuccessfulCall(C)", 0)), int(row.get("FailedCall(C)", 0))
+
+
+def sipp_rtd_ms(run: sipp.Sipp) -> list[float]:
+    """INVITE -> 200 OK times (ms) of every call, from sipp's -trace_rtt file."""
+    out: list[float] = []
+    for f in run.workdir.glob("*_rtt.csv"):
+        for line in f.read_text().splitlines()[1:]:
+            parts = line.split(";")
+            with suppress(ValueError, IndexError):
+                out.append(float(parts[1]))
+    return out
+
+
+def pct(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]
+
+
+STAT_ARGS = ["-trace_stat", "-stf", "stats.csv", "-fd", "1", "-trace_rtt", "-rtt_freq", "1"]
+
+
+# -- the worker -----------------------------------------------------------------------------------
+
+def write_config(w: WorkerProc, flow: str, rules: Path) -> None:
+    # RTP: the softswitch gives each local account 1/8 of sip.rtp_port_range (2 ports a call), so the
+    # range must be 8x the calls of one account; 16000 leaves 1000 calls per account.
+    w.config.write_text(f"""
+worker: {{id: {w.worker_id}, data_dir: {w.tmp}, drain_seconds: 2}}
+sip: {{bind: 127.0.0.1, port: {w.sip_port}, transports: [udp], rtp_port: 48000, rtp_port_range: 16000,
+      max_calls: 1024, log_level: 1}}
+redis: {{url: "{w.redis_url}", prefix: "cc:"}}
+http: {{bind: 127.0.0.1, port: {w.http_port}}}
+paths: {{ivr_scripts: {FLOWS}, sounds: {REPO / 'sounds'}, routing_rules: {rules},
+        campaigns: {REPO / 'campaigns'}}}
+cdr: {{store: "{w.store_url}", writer: true}}
+routes: {{default: {flow}}}
+""")
+
+
+def write_rules(path: Path, agents_port: int, n_agents: int) -> list[str]:
+    ids = [str(3000 + i) for i in range(n_agents)]
+    lines = ["defaults: {ring_timeout: 4, miss_limit: 100, wrapup: 0, max_wait: 60}",
+             "queues:", "  bench: {skills: {sales: 1}, strategy: longest_idle, max_length: 5000, wrapup: 0}",
+             "agents:"]
+    lines += [f'  "{a}": {{uri: "sip:{a}@127.0.0.1:{agents_port}", skills: {{sales: 5}}, queues: {{bench: 5}}}}'
+              for a in ids]
+    path.write_text("\n".join(lines) + "\n")
+    return ids
+
+
+@contextmanager
+def running_worker(tmp: Path, redis: EmbeddedRedis, flow: str, n_agents: int) -> Iterator[WorkerProc]:
+    flush(redis.url)
+    wdir = tmp / flow
+    wdir.mkdir()
+    w = new_worker(wdir, redis.url, worker_id=f"bench-{flow}")
+    ids = write_rules(wdir / "rules.yaml", w.agents_port, n_agents)
+    write_config(w, flow, wdir / "rules.yaml")
+    try:
+        w.start(timeout=40)
+        if ids:
+            w.login(*ids)
+        yield w
+    finally:
+        w.stop(timeout=20)
+
+
+def cdr_rows(w: WorkerProc, since: float, until: float) -> list:
+    store = open_store(w.store_url)
+    try:
+        return [c for c in store.calls() if c.end and since <= c.start < until]
+    finally:
+        store.close()
+
+
+def wait_cdrs(w: WorkerProc, since: float, until: float, expect: int, timeout: float = 20) -> list:
+    deadline = time.monotonic() + timeout
+    rows = cdr_rows(w, since, until)
+    while len(rows) < expect and time.monotonic() < deadline:
+        time.sleep(0.5)
+        rows = cdr_rows(w, since, until)
+    return rows
+
+
+# -- levels ---------------------------------------------------------------------------------------
+
+@dataclass
+class Level:
+    level: str
+    calls: int
+    failed: int
+    worker_cpu: float
+    sipp_cpu: float
+    rss: float
+    p50: float | None
+    p99: float | None
+    cdr: int
+    note: str = ""
+
+    @property
+    def failed_pct(self) -> float:
+        return 100.0 * self.failed / max(1, self.calls)
+
+    @property
+    def ok(self) -> bool:
+        return self.calls > 0 and self.failed / self.calls < MAX_FAILED
+
+
+def fmt(v: float | None) -> str:
+    return "-" if v is None else f"{v:.0f}"
+
+
+def print_table(title: str, rows: list[Level]) -> None:
+    print(f"\n{title}")
+    print(f"{'level':>10} {'calls':>6} {'failed':>6} {'fail%':>6} {'wkr CPU%':>8} {'sipp CPU%':>9} "
+          f"{'RSS MB':>7} {'p50 ms':>7} {'p99 ms':>7} {'CDRs':>6}  note")
+    for r in rows:
+        print(f"{r.level:>10} {r.calls:>6} {r.failed:>6} {r.failed_pct:>6.2f} {r.worker_cpu:>8.0f} "
+              f"{r.sipp_cpu:>9.0f} {r.rss:>7.0f} {fmt(r.p50):>7} {fmt(r.p99):>7} {r.cdr:>6}  {r.note}")
+    sys.stdout.flush()
+
+
+def run_sipp(run: sipp.Sipp, meter: CpuMeter, wall_limit: float, window: tuple[float, float]) -> None:
+    """Wait for sipp to finish; CPU is measured from window[0] to window[1] seconds after its start."""
+    t0 = time.monotonic()
+    deadline = t0 + wall_limit
+    marked = False
+    while run.proc.poll() is None:
+        now = time.monotonic() - t0
+        meter.sample()
+        if not marked and now >= window[0]:
+            meter.mark()
+            marked = True
+        if marked and now >= window[1]:
+            meter.stop()
+        if time.monotonic() > deadline:
+            run.stop()
+            break
+        time.sleep(0.25)
+    meter.stop()
+
+
+def ivr_level(w: WorkerProc, n: int, hold_s: float) -> Level:
+    """n callers held concurrently for at least `hold_s`; each plays speech and presses a digit
+    every ~6 s, which the worker's menu answers with its prompt again."""
+    rate = max(10.0, n / 10)                 # ramp up over ~10 s
+    total = n / rate + hold_s                # every caller stays until the last has been up hold_s
+    steps: list[tuple] = [("pause", 500)]
+    digits = 0
+    elapsed = 0.5
+    while elapsed < total:
+        steps += [("audio",), ("pause", 4800), ("dtmf", "1"), ("pause", 800)]
+        digits += 1
+        elapsed += 4.8 + 0.25 + 0.8
+    steps.append(("hangup",))
+    start = time.time()
+    run = sipp.caller(w.target, steps, number="0901234567", service="bench", calls=n, rate=rate, limit=n,
+                      timeout_s=int(total + 60), extra=[*STAT_ARGS, "-max_socket", str(n + 100)])
+    meter = CpuMeter(w.proc.pid, run.proc.pid)  # type: ignore[union-attr]
+    try:
+        run_sipp(run, meter, total + 60, (n / rate + 1, total - 1))
+    finally:
+        run.stop()
+    wcpu, scpu = meter.percent()
+    ok, failed = sipp_counts(run)
+    rows = wait_cdrs(w, start - 1, time.time() + 1, ok, timeout=15)
+    # The menu logs one input per digit heard; a call whose digits the worker missed is a failed call.
+    heard = sum(1 for r in rows if r.ivr_digits.count("=1") >= digits)
+    missed = max(0, ok - heard)
+    rtd = sipp_rtd_ms(run)
+    note = f"{digits} DTMF/call; {missed} calls with a digit missed" if missed else f"{digits} DTMF/call"
+    if failed or not ok:
+        note += f"; sipp: {first_error(run)}"
+    return Level(str(n), ok + failed, failed + missed, wcpu, scpu, meter.peak_rss, pct(rtd, 50), pct(rtd, 99),
+                 len(rows), note)
+
+
+def cps_level(w: WorkerProc, agents_port: int, cps: float, seconds: float) -> Level:
+    n = int(cps * seconds)
+    steps: list[tuple] = [("pause", 300), ("dtmf", "1"), ("dtmf", "1"), ("wait_bye", 20000)]
+    phones = sipp.agent(agents_port, "answer_bye", ring_ms=100, talk_ms=1000, calls=n * 2, timeout_s=int(seconds + 90))
+    time.sleep(0.3)
+    start = time.time()
+    run = sipp.caller(w.target, steps, number="0907654321", service="bench", calls=n, rate=cps,
+                      limit=int(cps * 20), timeout_s=int(seconds + 60), extra=[*STAT_ARGS])
+    meter = CpuMeter(w.proc.pid, run.proc.pid, phones.proc.pid)  # type: ignore[union-attr]
+    try:
+        run_sipp(run, meter, seconds + 60, (3, seconds))
+        wcpu, scpu, acpu = meter.percent()
+    finally:
+        run.stop()
+        phones.stop()
+    ok, failed = sipp_counts(run)
+    rows = wait_cdrs(w, start - 1, time.time() + 1, ok + failed, timeout=15)
+    answered = sum(1 for r in rows if r.outcome == "answered" and r.agent_id)
+    not_answered = max(0, ok - answered)
+    rtd = sipp_rtd_ms(run)
+    note = f"{answered} answered by an agent"
+    if failed or not ok:
+        note += f"; sipp: {first_error(run)}"
+    return Level(f"{cps:g}/s", ok + failed, failed + not_answered, wcpu, scpu + acpu, meter.peak_rss,
+                 pct(rtd, 50), pct(rtd, 99), len(rows), note)
+
+
+def first_error(run: sipp.Sipp) -> str:
+    for f in run.workdir.glob("*errors.log"):
+        for line in f.read_text(errors="replace").splitlines():
+            if line.strip() and not line.startswith("The following events"):
+                return line.strip()[:160]
+    return f"see {run.workdir}"
+
+
+# -- main -----------------------------------------------------------------------------------------
+
+def raise_nofile() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))   # sipp and the worker inherit it
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="small levels, a smoke run under 2 minutes")
+    ap.add_argument("--only", choices=["ivr", "cps"])
+    ap.add_argument("--ivr-levels", help="comma-separated concurrent calls (default 100,200,400,600,800)")
+    ap.add_argument("--cps-levels", help="comma-separated calls/s (default 25,50,100,150)")
+    ap.add_argument("--hold", type=float, help="seconds every caller of a level is up together (default 20)")
+    ap.add_argument("--seconds", type=float, help="seconds per calls/s level (default 30)")
+    ap.add_argument("--agents", type=int, default=400)
+    ap.add_argument("--keep-going", action="store_true", help="run the next level after a failed one")
+    args = ap.parse_args()
+    ivr_levels = [int(x) for x in (args.ivr_levels or ("20,50" if args.quick else "100,200,400,600,800")).split(",")]
+    cps_levels = [float(x) for x in (args.cps_levels or ("10,20" if args.quick else "25,50,100,150")).split(",")]
+    hold = args.hold or (6 if args.quick else 20)
+    seconds = args.seconds or (10 if args.quick else 30)
+    raise_nofile()
+    print(f"machine: {os.cpu_count()} cores, busy {machine_busy():.2f} cores before the run; "
+          f"RLIMIT_NOFILE {resource.getrlimit(resource.RLIMIT_NOFILE)[0]}")
+    tmp = Path(tempfile.mkdtemp(prefix="sip-bench-"))
+    redis = EmbeddedRedis(tmp / "redis").start()
+    results: dict[str, list[Level]] = {}
+    # SIGTERM unwinds like Ctrl-C so the finally blocks stop sipp and the worker.
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    try:
+        if args.only in (None, "ivr"):
+            rows = results.setdefault("ivr", [])
+            with running_worker(tmp, redis, "bench_ivr", 1) as w:
+                for n in ivr_levels:
+                    rows.append(ivr_level(w, n, hold))
+                    print_table("concurrent IVR calls with media (one worker)", rows[-1:])
+                    if not rows[-1].ok and not args.keep_going:
+                        break
+                    time.sleep(3)    # let the last BYEs and CDRs settle
+        if args.only in (None, "cps"):
+            rows = results.setdefault("cps", [])
+            with running_worker(tmp, redis, "bench_agent", args.agents) as w:
+                for cps in cps_levels:
+                    rows.append(cps_level(w, w.agents_port, cps, seconds))
+                    print_table("calls/s through IVR -> queue -> agent (one worker)", rows[-1:])
+                    if not rows[-1].ok and not args.keep_going:
+                        break
+                    time.sleep(3)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+    finally:
+        redis.stop()
+    if "ivr" in results:
+        print_table("concurrent IVR calls with media (one worker)", results["ivr"])
+        best = max((r.calls for r in results["ivr"] if r.ok), default=0)
+        print(f"highest concurrency with < {MAX_FAILED:.1%} failed: {best}")
+    if "cps" in results:
+        print_table("calls/s through IVR -> queue -> agent (one worker)", results["cps"])
+        best_cps = max((float(r.level[:-2]) for r in results["cps"] if r.ok), default=0)
+        print(f"highest sustained calls/s with < {MAX_FAILED:.1%} failed: {best_cps:g}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

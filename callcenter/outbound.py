@@ -1,0 +1,379 @@
+"""The outbound dialer inside a softswitch worker: wires :class:`DialerEngine` to the worker's
+SIP stack, ACD queues, IVR runner and CDR buffer.
+
+Every dial attempt leaves a CallRecord (direction "outbound", campaign, outcome) and a LegRecord,
+answered or not, so outbound KPIs come from the same store as inbound ones. Campaign ``dial_uri``
+templates may say ``{trunk}``: it becomes the worker's ``sip.trunk`` (host:port).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import dataclasses
+import tempfile
+import time
+import wave
+from pathlib import Path
+from typing import Any
+
+from callcenter import logs
+from callcenter.cdr.record import CallRecord, LegRecord, new_id
+from callcenter.dialer import phone
+from callcenter.dialer.amd import classify_pcm16
+from callcenter.dialer.campaign import Campaign, load_campaigns
+from callcenter.dialer.compliance import Compliance
+from callcenter.dialer.engine import DialerEngine, DialRequest
+from callcenter.dialer.keys import DialerKeys
+from callcenter.exceptions import CallGone, TelephonyError
+from callcenter.ivr.runner import IvrRunner
+from callcenter.ivr.services import QueueOutcome, QueueRequest
+from callcenter.routing.keys import Keys as RoutingKeys
+from callcenter.routing.router import connect
+from callcenter.telephony.api import HangupSide, Leg, OriginateResult
+
+log = logs.get("outbound")
+
+AGENT_RESERVE_WAIT = 1.5     # inside the engine's 2 s compliance grace (TCPA / abandon rules)
+FREE_AGENTS_EVERY = 0.5
+AMD_SECONDS = 2.5
+OUTBOUND_PRIORITY = 100      # an answered customer must not wait behind inbound callers: the grace is 2 s
+CALLBACK_DELAY = 3600.0      # the IVR said "agents busy, we will call you back"
+
+_CDR_OUTCOME = {OriginateResult.BUSY: "busy", OriginateResult.NO_ANSWER: "no_answer",
+                OriginateResult.REJECTED: "rejected", OriginateResult.INVALID: "failed",
+                OriginateResult.FAILED: "failed"}
+
+# IVR events (flow ``event`` nodes) -> campaign disposition; higher rank wins when a flow emits several.
+_EVENT_DISPOSITION: dict[str, tuple[int, str]] = {
+    "dnc": (100, "dnc"), "promise_to_pay": (90, "promise_to_pay"), "callback_requested": (80, "callback"),
+    "not_interested": (70, "not_interested"), "already_paid": (60, "completed"), "interested": (50, "completed"),
+    "agent_unavailable": (40, "completed"), "no_response": (30, "no_contact"),
+}
+
+# The IVR events of the outbound call running in the current task (IvrServices carry no call id).
+_CALL_EVENTS: contextvars.ContextVar[list[tuple[str, dict[str, Any]]] | None] = contextvars.ContextVar(
+    "outbound_call_events", default=None)
+
+
+def with_trunk(campaigns: dict[str, Campaign], trunk: str) -> dict[str, Campaign]:
+    """Resolve ``{trunk}`` in dial URI templates to the worker's trunk (host:port)."""
+    out = {}
+    for cid, c in campaigns.items():
+        if "{trunk}" in c.dial_uri:
+            c = dataclasses.replace(c, dial_uri=c.dial_uri.replace("{trunk}", trunk or "127.0.0.1:5060"))
+        out[cid] = c
+    return out
+
+
+def disposition_from_events(events: list[tuple[str, dict[str, Any]]], now: float) -> dict[str, Any] | None:
+    """What the IVR's events mean for the contact (the engine's ``run_ivr`` result), or None."""
+    best: tuple[int, str, str, dict[str, Any]] | None = None
+    for name, data in events:
+        rank = _EVENT_DISPOSITION.get(name)
+        if rank and (best is None or rank[0] >= best[0]):
+            best = (rank[0], rank[1], name, data)
+    if best is None:
+        return None
+    _rank, disp, name, data = best
+    out: dict[str, Any] = {"disposition": disp, "ivr_event": name}
+    if disp == "promise_to_pay":
+        out.update(amount=str(data.get("amount", "")), date=str(data.get("date", "")))
+    elif disp == "callback":
+        out["at"] = now + CALLBACK_DELAY
+    elif disp == "completed" and data:
+        out.update({k: str(v) for k, v in data.items()})
+    return out
+
+
+class DialerServices:
+    """IvrServices for outbound flows: the worker's queues, plus the dialer's DNC list and a per-call
+    record of the flow's events (which become the contact's disposition)."""
+
+    def __init__(self, queues: Any, dnc: Any) -> None:
+        self.queues = queues
+        self.dnc = dnc
+
+    async def queue(self, leg: Leg, request: QueueRequest) -> QueueOutcome:
+        out: QueueOutcome = await self.queues.queue(leg, request)
+        return out
+
+    async def add_dnc(self, number: str, scope: str) -> None:
+        events = _CALL_EVENTS.get()
+        if events is not None:
+            events.append(("dnc", {"scope": scope}))
+        if self.queues.dnc != self.dnc:
+            await self.dnc(number, scope)
+        await self.queues.add_dnc(number, scope)   # the worker's DNC writer (if any) + the DNC queue event
+
+    async def emit(self, event: str, data: dict[str, Any]) -> None:
+        events = _CALL_EVENTS.get()
+        if events is not None:
+            events.append((event, dict(data)))
+        await self.queues.emit(event, data)
+
+
+class Outbound:
+    """The dialer's side of one worker: the engine's callbacks, CDRs, the free-agent cache."""
+
+    def __init__(self, worker: Any, redis: Any, campaigns: dict[str, Campaign]) -> None:
+        self.worker = worker
+        self.cfg = worker.cfg
+        self.redis = redis
+        self.campaigns = campaigns
+        self.compliance = Compliance(redis, DialerKeys(self.cfg.redis.prefix))
+        self.rkeys = RoutingKeys(self.cfg.redis.prefix)
+        self.free: dict[str, int] = {}
+        self.records: dict[str, CallRecord] = {}
+        self.uris: dict[str, str] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.services = DialerServices(worker.queues, self.add_dnc)
+        self.ivr = IvrRunner(worker.scripts, self.services, self.cfg.sounds,
+                             recordings_dir=self.cfg.data_dir / "recordings")
+        self.amd_dir = Path(tempfile.mkdtemp(prefix="cc-amd-"))
+
+    # -- the Softswitch the engine sees: the worker's, plus a CDR per attempt -------------------
+
+    async def originate(self, uri: str, caller_id: str, ring_timeout: float,
+                        headers: dict[str, str] | None = None) -> tuple[OriginateResult, Leg | None]:
+        start = time.time()
+        campaign = (headers or {}).get("X-CC-Campaign")
+        called = uri.split(":", 1)[-1].split("@", 1)[0]
+        try:
+            result, leg = await self.worker.switch.originate(uri, caller_id, ring_timeout, headers=headers)
+        except asyncio.CancelledError:
+            await asyncio.shield(self._unanswered(uri, caller_id, called, campaign, start, "failed", "cancelled"))
+            raise
+        if result is not OriginateResult.ANSWERED or leg is None:
+            await self._unanswered(uri, caller_id, called, campaign, start, _CDR_OUTCOME.get(result, "failed"),
+                                   result.value)
+            return result, None
+        rec = CallRecord(leg.id, "outbound", caller_id, called, start, answer=time.time(), campaign=campaign,
+                         worker_id=self.cfg.worker_id)
+        self.records[leg.id] = rec
+        self.uris[leg.id] = uri
+        self.worker.queues.records[leg.id] = rec   # the queue fills in agent, wait and talk times
+        await self._cdr_call(rec)
+        self._spawn(self._finish(leg, rec, uri), "outbound cdr")
+        return result, leg
+
+    async def _unanswered(self, uri: str, caller_id: str, called: str, campaign: str | None, start: float,
+                          outcome: str, cause: str) -> None:
+        end = time.time()
+        rec = CallRecord(new_id(), "outbound", caller_id, called, start, end=end, campaign=campaign,
+                         outcome=outcome, hangup_side="caller", hangup_cause=cause, worker_id=self.cfg.worker_id)
+        await self._cdr_call(rec)
+        await self._cdr_leg(LegRecord(new_id(), rec.call_id, "outbound", uri, None, start, None, end, None,
+                                      outcome))
+
+    async def _finish(self, leg: Leg, rec: CallRecord, uri: str) -> None:
+        try:
+            info = await leg.wait_ended()
+        finally:
+            self.records.pop(leg.id, None)
+            self.uris.pop(leg.id, None)
+            self.worker.queues.records.pop(leg.id, None)
+        rec.end = time.time()
+        if rec.hangup_side is None:
+            rec.hangup_side = "caller" if info.side is HangupSide.CALLER else "system"
+            rec.hangup_cause = f"{info.sip_code} {info.reason}".strip()
+        rec.outcome = rec.outcome or "ivr_only"
+        await self._cdr_call(rec)
+        await self._cdr_leg(LegRecord(leg.id, leg.id, "outbound", uri, None, rec.start, rec.answer, rec.end,
+                                      info.sip_code, "answered"))
+
+    # -- engine callbacks ----------------------------------------------------------------------
+
+    async def connect_agent(self, leg: Leg, req: DialRequest, campaign: Campaign) -> bool:
+        """Queue the customer for ``campaign.queue``; True as soon as the router reserved an agent."""
+        rec = self.records.get(leg.id)
+        qreq = QueueRequest(queue=campaign.queue or "", skills={}, priority=OUTBOUND_PRIORITY, max_wait=60.0,
+                            callback_offer=False, callback_after=0.0, announce_position=False,
+                            announce_wait_time=False, announce_every=3600.0, music=str(self.cfg.queue.music),
+                            language=str(req.data.get("language") or "vi"), sounds_dir=str(self.cfg.sounds),
+                            variables=req.variables())
+        task = self._spawn(self._queued(leg, qreq, rec), "outbound queue")
+        deadline = time.monotonic() + AGENT_RESERVE_WAIT
+        while time.monotonic() < deadline and not task.done():
+            w = self.worker.queues.waiting.get(leg.id)
+            if w is not None and (w.offer is not None or w.agent_leg is not None):
+                return True
+            await asyncio.sleep(0.05)
+        task.cancel()
+        with contextlib.suppress(BaseException):
+            await task
+        # QueueService does not abandon on cancellation: take the call out of the ACD ourselves.
+        with contextlib.suppress(Exception):
+            await self.worker.router.abandon(leg.id)
+        if rec is not None:
+            rec.outcome = "abandoned"
+            rec.hangup_side = "system"
+            rec.hangup_cause = "no agent within grace"
+        return False
+
+    async def _queued(self, leg: Leg, qreq: QueueRequest, rec: CallRecord | None) -> None:
+        try:
+            outcome = await self.worker.queues.queue(leg, qreq)
+            if rec is not None and outcome is not QueueOutcome.CONNECTED and rec.outcome is None:
+                rec.outcome = "timeout" if outcome is QueueOutcome.TIMEOUT else "failed"
+        except CallGone:
+            return
+        await _hangup(leg)
+
+    async def run_ivr(self, leg: Leg, flow: str, variables: dict[str, str]) -> dict[str, Any] | None:
+        """Run the campaign's flow; its events become the contact's disposition."""
+        rec = self.records.get(leg.id)
+        events: list[tuple[str, dict[str, Any]]] = []
+        token = _CALL_EVENTS.set(events)
+        # The customer is the flow's "caller": lookups and dnc nodes default to {caller}.
+        vars_ = {**variables, "caller": variables.get("phone", "")}
+        try:
+            result = await self.ivr.run(leg, entry=flow, variables=vars_)
+        finally:
+            _CALL_EVENTS.reset(token)
+        if rec is not None:
+            rec.ivr_path = result.ivr_path
+            rec.ivr_digits = ",".join(f"{node}={d}" for node, d in result.inputs)
+            rec.language = result.language
+            rec.survey = dict(result.survey)
+            rec.customer_id = str(result.variables.get("customer_id") or "") or None
+        disp = disposition_from_events(events, time.time())
+        if rec is not None and disp is not None:
+            rec.disposition = disp["disposition"]
+        return disp
+
+    async def amd(self, leg: Leg) -> bool:
+        """Record the first seconds after answer and classify them; ``unknown`` counts as a person."""
+        path = self.amd_dir / f"{leg.id}.wav"
+        try:
+            await leg.record(str(path), max_seconds=AMD_SECONDS)
+            verdict = await asyncio.to_thread(_classify_wav, path)
+        except (TelephonyError, OSError, wave.Error, EOFError) as exc:
+            log.warning("amd failed, treating as a person", call_id=leg.id, error=str(exc))
+            return False
+        finally:
+            with contextlib.suppress(OSError):
+                path.unlink()
+        log.info("amd", call_id=leg.id, verdict=verdict)
+        if verdict == "machine":
+            rec = self.records.get(leg.id)
+            if rec is not None:
+                rec.outcome = "voicemail"
+            return True
+        return False
+
+    def free_agents(self, queue: str) -> int:
+        return self.free.get(queue, 0)
+
+    async def add_dnc(self, number: str, scope: str) -> None:
+        """The DNC writer for IVR ``dnc`` nodes (outbound and inbound): global or one campaign."""
+        camp = self.campaigns.get(scope)
+        region = camp.region if camp else "VN"
+        try:
+            e164 = phone.normalize(number, region)
+        except ValueError:
+            log.warning("dnc: not a phone number", number=number)
+            return
+        await self.compliance.add_dnc(e164, camp.id if camp else None)
+
+    # -- background -------------------------------------------------------------------------
+
+    async def refresh_free(self, stop: asyncio.Event) -> None:
+        """Sync ``free_agents`` needs a number now: a cache of the ACD's free-agent sets."""
+        queues = sorted({c.queue for c in self.campaigns.values() if c.queue})
+        while not stop.is_set() and queues:
+            try:
+                pipe = self.redis.pipeline(transaction=False)
+                for q in queues:
+                    pipe.zcard(self.rkeys.free(q))
+                counts = await pipe.execute()
+                self.free = dict(zip(queues, (int(n) for n in counts), strict=True))
+            except Exception:  # noqa: BLE001 - Redis restarting: keep the last view, retry
+                log.exception("free agents refresh failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), FREE_AGENTS_EVERY)
+
+    def _spawn(self, coro: Any, what: str) -> asyncio.Task[Any]:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+
+        def done(t: asyncio.Task[Any]) -> None:
+            self._tasks.discard(t)
+            if not t.cancelled() and t.exception() is not None:
+                log.error("task failed", task=what, exc_info=t.exception())
+
+        task.add_done_callback(done)
+        return task
+
+    async def _cdr_call(self, rec: CallRecord) -> None:
+        try:
+            await self.worker.cdr.call(rec)
+        except Exception:  # noqa: BLE001 - the buffer keeps records while Redis is away
+            log.exception("outbound call record not written", call_id=rec.call_id)
+
+    async def _cdr_leg(self, rec: LegRecord) -> None:
+        try:
+            await self.worker.cdr.leg(rec)
+        except Exception:  # noqa: BLE001
+            log.exception("outbound leg record not written", call_id=rec.call_id)
+
+    async def close(self, grace: float) -> None:
+        """Let live calls' CDR watchers see their legs end (the worker drains calls), then cancel."""
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=grace)
+        for t in list(self._tasks):
+            t.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        for f in self.amd_dir.glob("*"):
+            with contextlib.suppress(OSError):
+                f.unlink()
+        with contextlib.suppress(OSError):
+            self.amd_dir.rmdir()
+
+
+def _classify_wav(path: Path) -> str:
+    with wave.open(str(path), "rb") as w:
+        if w.getsampwidth() != 2 or w.getnchannels() != 1:
+            return "unknown"
+        return classify_pcm16(w.readframes(w.getnframes()), w.getframerate()).verdict
+
+
+async def _hangup(leg: Leg) -> None:
+    with contextlib.suppress(TelephonyError, CallGone):
+        await leg.hangup()
+
+
+async def run_dialer(worker: Any, stop: asyncio.Event) -> None:
+    """Run every campaign of ``worker.cfg.campaigns`` on this worker until ``stop`` is set."""
+    cfg = worker.cfg
+    try:
+        campaigns = with_trunk(load_campaigns(cfg.campaigns), cfg.trunk)
+    except Exception:
+        log.exception("dialer not started: campaigns invalid", directory=str(cfg.campaigns))
+        return
+    bad = [c.id for c in campaigns.values() if c.ivr_flow and c.ivr_flow not in worker.scripts.scripts]
+    bad += [c.id for c in campaigns.values() if c.machine_flow and c.machine_flow not in worker.scripts.scripts]
+    if bad:
+        log.error("dialer not started: campaign IVR flow missing", campaigns=bad)
+        return
+    redis = connect(worker.redis_url)
+    out = Outbound(worker, redis, campaigns)
+    if worker.queues.dnc is None:
+        worker.queues.dnc = out.add_dnc   # inbound flows' "do not call me" reaches the dialer too
+    # The engine dials through Outbound.originate: the worker's switch plus one CDR per attempt.
+    engine = DialerEngine(redis, out, campaigns, out.connect_agent, out.run_ivr,  # type: ignore[arg-type]
+                          cfg.redis.prefix, free_agents=out.free_agents, amd=out.amd,
+                          dialer_id=f"{cfg.worker_id}-dialer")
+    refresher = asyncio.ensure_future(out.refresh_free(stop))
+    try:
+        await engine.run(stop)
+    except Exception:
+        log.exception("dialer failed")
+    finally:
+        refresher.cancel()
+        with contextlib.suppress(BaseException):
+            await refresher
+        await out.close(cfg.drain_seconds + 2.0)
+        await redis.aclose()

@@ -1,0 +1,49 @@
+"""RFC 2833 / 4733 DTMF as pcap files for sipp's play_pcap_audio.
+
+sipp's shipped dtmf_2833_N.pcap files replay the same RTP timestamps every time, so pressing the
+same key twice looks like one event to the receiver (a repeated event timestamp is a duplicate).
+These files carry a continuous sequence number and a fresh event timestamp per key press, as a
+real phone sends them.
+"""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+EVENTS = {**{str(d): d for d in range(10)}, "*": 10, "#": 11, "A": 12, "B": 13, "C": 14, "D": 15}
+
+
+def _packet(seq: int, ts: int, ssrc: int, payload: bytes, marker: bool, pt: int = 101) -> bytes:
+    header = struct.pack("!BBHII", 0x80, (0x80 if marker else 0) | pt, seq & 0xFFFF, ts & 0xFFFFFFFF, ssrc)
+    rtp = header + payload
+    udp = struct.pack("!HHHH", 49176, 10000, 8 + len(rtp), 0) + rtp
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0, 64, 17, 0,
+                     bytes([192, 168, 0, 3]), bytes([192, 168, 0, 1])) + udp
+    return b"\x00" * 12 + b"\x08\x00" + ip
+
+
+def write_dtmf_pcaps(directory: Path, digits: list[str], ssrc: int = 0x1234ABCD) -> list[Path]:
+    """One pcap per key press, numbered in order; sequence and timestamps continue across files."""
+    directory.mkdir(parents=True, exist_ok=True)
+    seq, ts = 1000, 160_000
+    files = []
+    for i, digit in enumerate(digits):
+        event = EVENTS[digit]
+        frames: list[bytes] = []
+        # 6 packets with growing duration, then the end bit sent 3 times (RFC 4733 2.5.1.4).
+        for n in range(1, 10):
+            end = n >= 7
+            duration = 160 * min(n, 7)
+            payload = struct.pack("!BBH", event, (0x80 if end else 0) | 10, duration)
+            frames.append(_packet(seq, ts, ssrc, payload, marker=(n == 1)))
+            seq += 1
+        ts += 8000  # the next key press starts 1 s of media clock later
+        path = directory / f"dtmf_{i:02d}.pcap"
+        out = [struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)]
+        for k, frame in enumerate(frames):
+            usec = k * 20_000
+            out.append(struct.pack("<IIII", 0, usec, len(frame), len(frame)) + frame)
+        path.write_bytes(b"".join(out))
+        files.append(path)
+    return files

@@ -1,0 +1,213 @@
+"""The outbound dialer running inside a real worker process, against real SIP (sipp customers and
+agent phones) and a real Redis: answered, busy, unanswered, declined and machine-answered calls
+are checked against the contacts' outcomes, retries and the CDR store; a DNC number and a number
+outside its calling window are never dialed."""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+import redis
+import sipp
+from worker_proc import REPO, WorkerProc, new_worker
+
+pytestmark = [pytest.mark.sip, pytest.mark.timeout(120)]
+
+SHORT_FLOW = """name: dialer_test_notice
+description: short outbound notice for tests
+languages: [vi]
+default_language: vi
+start: notice
+nodes:
+  notice:
+    type: event
+    name: already_paid
+    data: {amount: "{amount_due}"}
+    prompts: [debt/paid_thanks]
+    next: bye
+  bye:
+    type: hangup
+"""
+
+
+def window_now() -> tuple[str, str]:
+    """A calling window around the current Ho Chi Minh City time, and a time zone (UTC-5, 12 h
+    away) where that window is closed right now."""
+    h = dt.datetime.now(ZoneInfo("Asia/Ho_Chi_Minh")).hour
+    return f"{max(0, h - 2):02d}:00-{min(24, h + 2):02d}:00", "Etc/GMT+5"
+
+
+def campaign_yaml(cid: str, port: int, *, ctype: str = "debt_reminder", mode: str = "agentless",
+                  queue: str | None = None, amd: bool = False, retry: str = "{busy: 2s}",
+                  max_attempts: int = 2, ring: str = "3s") -> str:
+    window, _ = window_now()
+    target = "ivr_flow: dialer_test_notice" if mode == "agentless" else f"queue: {queue}"
+    return f"""id: {cid}
+type: {ctype}
+dial_mode: {mode}
+{target}
+caller_id: "02873005678"
+dial_uri: "sip:{{national}}@127.0.0.1:{port}"
+time_zone: Asia/Ho_Chi_Minh
+compliance:
+  calling_hours: ["{window}"]
+  max_calls_per_number: 0
+attempts:
+  max_attempts: {max_attempts}
+  retry: {retry}
+pacing:
+  ring_timeout: {ring}
+  max_concurrent: 2
+amd:
+  enabled: {str(amd).lower()}
+list_columns: [name, amount_due, timezone]
+"""
+
+
+def cli(*args: str, redis_url: str, campaigns: Path) -> str:
+    r = subprocess.run([sys.executable, "-m", "callcenter", "campaign", *args, "--redis", redis_url,
+                        "--campaigns", str(campaigns)], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return r.stdout
+
+
+def upload(tmp: Path, cid: str, rows: list[str], redis_url: str, campaigns: Path) -> None:
+    f = tmp / f"{cid}.csv"
+    f.write_text("phone,name,amount_due,timezone\n" + "\n".join(rows) + "\n")
+    cli("upload", str(f), "--campaign", cid, redis_url=redis_url, campaigns=campaigns)
+
+
+def contact(redis_url: str, cid: str, e164: str) -> dict[str, str]:
+    c = redis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        return c.hgetall(f"cc:dialer:c:{cid}:ct:{e164}")
+    finally:
+        c.close()
+
+
+def stats(redis_url: str, cid: str) -> dict[str, str]:
+    c = redis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        return c.hgetall(f"cc:dialer:c:{cid}:stats")
+    finally:
+        c.close()
+
+
+def wait_until(cond, timeout: float, what: str, w: WorkerProc) -> None:  # noqa: ANN001
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}:\n{w.tail(40)}")
+
+
+def outbound_rows(w: WorkerProc, n: int, timeout: float = 20.0) -> list:
+    deadline = time.monotonic() + timeout
+    rows: list = []
+    while time.monotonic() < deadline:
+        rows = [r for r in w.calls(wait_for=0, timeout=1) if r.direction == "outbound"]
+        if len(rows) >= n:
+            return rows
+        time.sleep(0.3)
+    raise AssertionError(f"{len(rows)} outbound CDRs, expected {n}:\n{w.tail(40)}")
+
+
+def machine_customer(port: int) -> sipp.Sipp:
+    """A voicemail box: answers, then talks for 4.7 s (a long greeting), then waits for BYE."""
+    xml = sipp._agent_xml("answer", 200, 0).replace(
+        '<recv request="ACK" crlf="true"/>\n',
+        '<recv request="ACK" crlf="true"/>\n'
+        f'<nop><action><exec play_pcap_audio="{sipp.PCAP_DIR}/g711a.pcap"/></action></nop>\n', 1)
+    return sipp._start(f"machine{port}", xml, ["-m", "1", "-timeout", "60s", "-timeout_error"], port=port)
+
+
+@pytest.fixture
+def setup(tmp_path: Path, redis_url: str):
+    ivr = tmp_path / "ivr"
+    shutil.copytree(REPO / "ivr_scripts", ivr)
+    (ivr / "dialer_test_notice.yaml").write_text(SHORT_FLOW)
+    campaigns = tmp_path / "campaigns"
+    campaigns.mkdir()
+    w = new_worker(tmp_path, redis_url)
+    w.env["CALLCENTER_DIALER"] = "1"
+    procs: list[sipp.Sipp] = []
+    yield w, ivr, campaigns, procs
+    for p in procs:
+        p.stop()
+    assert w.stop() == 0, w.tail()
+
+
+def test_outcomes_retries_compliance_and_cdrs(setup, redis_url: str) -> None:
+    w, ivr, campaigns, procs = setup
+    base = w.agents_port + 20
+    ports = {"ans": base, "busy": base + 1, "noans": base + 2, "rej": base + 3, "mach": base + 4}
+    (campaigns / "ans.yaml").write_text(campaign_yaml("t_ans", ports["ans"]))
+    (campaigns / "busy.yaml").write_text(campaign_yaml("t_busy", ports["busy"], retry="{busy: 1s}"))
+    (campaigns / "noans.yaml").write_text(campaign_yaml("t_noans", ports["noans"], max_attempts=1, ring="2s"))
+    (campaigns / "rej.yaml").write_text(campaign_yaml("t_rej", ports["rej"]))
+    (campaigns / "mach.yaml").write_text(campaign_yaml("t_mach", ports["mach"], amd=True))
+    _, far_tz = window_now()
+    upload(w.tmp, "t_ans", ["0901000001,An,100000,", "0901000002,Binh,200000,",
+                            "0901000003,Dnc,300000,", f"0901000004,Far,400000,{far_tz}"], redis_url, campaigns)
+    upload(w.tmp, "t_busy", ["0902000001,Busy,1,"], redis_url, campaigns)
+    upload(w.tmp, "t_noans", ["0903000001,Ring,1,"], redis_url, campaigns)
+    upload(w.tmp, "t_rej", ["0904000001,Decline,1,"], redis_url, campaigns)
+    upload(w.tmp, "t_mach", ["0905000001,Machine,1,"], redis_url, campaigns)
+    c = redis.Redis.from_url(redis_url)
+    c.sadd("cc:dialer:dnc", "+84901000003")   # the customer asked not to be called, after the upload
+    c.close()
+
+    procs += [sipp.agent(ports["ans"], "answer", ring_ms=300, calls=2),
+              sipp.agent(ports["busy"], "486", ring_ms=100, calls=2),
+              sipp.agent(ports["noans"], "noanswer", calls=1),
+              sipp.agent(ports["rej"], "603", ring_ms=100, calls=1),
+              machine_customer(ports["mach"])]
+    w.write_config(trunk=f"127.0.0.1:{ports['ans']}", campaigns=campaigns, ivr_scripts=ivr)
+    w.start()
+    for cid in ("t_ans", "t_busy", "t_noans", "t_rej", "t_mach"):
+        cli("start", cid, redis_url=redis_url, campaigns=campaigns)
+
+    # 2 answered + 2 busy + 1 no answer + 1 declined + 1 machine; never the DNC or out-of-window numbers.
+    wait_until(lambda: contact(redis_url, "t_busy", "+84902000001").get("state") == "exhausted", 30,
+               "busy retried then exhausted", w)
+    rows = outbound_rows(w, 7)
+    sipp.wait_all(*procs, timeout=20)
+    assert [p.proc.returncode for p in procs] == [0] * 5, [p.errors() for p in procs]
+
+    by_called: dict[str, list] = {}
+    for r in rows:
+        assert r.campaign and r.end, r
+        by_called.setdefault(r.called, []).append(r)
+    assert "0901000003" not in by_called and "0901000004" not in by_called
+    assert sorted(r.outcome for r in by_called["0901000001"] + by_called["0901000002"]) == ["ivr_only"] * 2
+    assert all(r.disposition == "completed" and "notice" in r.ivr_path
+               for r in by_called["0901000001"] + by_called["0901000002"])
+    assert [r.outcome for r in by_called["0902000001"]] == ["busy", "busy"]
+    assert [r.outcome for r in by_called["0903000001"]] == ["no_answer"]
+    assert [r.outcome for r in by_called["0904000001"]] == ["rejected"]
+    wait_until(lambda: any(r.outcome == "voicemail" for r in outbound_rows(w, 7)
+                           if r.called == "0905000001"), 10, "machine CDR", w)
+
+    assert contact(redis_url, "t_ans", "+84901000001")["state"] == "done"
+    assert contact(redis_url, "t_ans", "+84901000001")["disposition"] == "completed"
+    ct = contact(redis_url, "t_busy", "+84902000001")
+    assert ct["attempts"] == "2"
+    assert contact(redis_url, "t_noans", "+84903000001")["state"] == "exhausted"
+    rej = contact(redis_url, "t_rej", "+84904000001")
+    assert rej["state"] == "pending" and float(rej["next_at"]) > time.time() + 3000   # 4 h default retry
+    mach = contact(redis_url, "t_mach", "+84905000001")
+    assert mach["state"] == "pending" and mach["last_outcome"] == "answered_machine", mach
+    dnc = contact(redis_url, "t_ans", "+84901000003")
+    far = contact(redis_url, "t_ans", "+84901000004")
+    assert dnc["state"] == "dnc" and dnc.get("attempts", "0") == "0", dnc
+    assert far.get("attempts", "0") == "0" and far["state"] == "pending", far
+    st = stats(redis_url, "t_ans")
+    assert int(st.get("blocked:dnc", 0)) >= 1 and int(st.get("blocked:outside_window", 0)) >= 1, st

@@ -1,0 +1,223 @@
+"""The inbound path end to end, on real SIP and RTP: sipp callers dial the hotline, press keys
+(RFC 2833 and SIP INFO), wait in queue, and sipp agent phones answer, ring out, or refuse.
+Every scenario is checked against the CDR rows and queue events it leaves in the store."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import sipp
+from worker_proc import REPO, WorkerProc, new_worker
+
+pytestmark = [pytest.mark.sip, pytest.mark.timeout(180)]
+
+AGENTS = ("1001", "1002", "1003", "1004")
+
+
+@pytest.fixture(scope="module")
+def worker(tmp_path_factory: pytest.TempPathFactory, redis_server) -> WorkerProc:
+    tmp = tmp_path_factory.mktemp("inbound")
+    w = new_worker(tmp, redis_server.url)
+    # Each agent's phone on its own port so a scenario can make one answer and another refuse.
+    rules = (REPO / "routing_rules.yaml").read_text()
+    for i, agent in enumerate(AGENTS):
+        rules = rules.replace(f"sip:{agent}@127.0.0.1:5070", f"sip:{agent}@127.0.0.1:{agent_port(w, agent)}")
+    rules = re.sub(r"ring_timeout: \d+", "ring_timeout: 4", rules)
+    rules = re.sub(r"wrapup: \d+", "wrapup: 0", rules)
+    rules = re.sub(r"miss_limit: \d+", "miss_limit: 50", rules)
+    (tmp / "rules.yaml").write_text(rules)
+    w.write_config(rules=tmp / "rules.yaml")
+    w.start()
+    yield w
+    assert w.stop() == 0, w.tail()
+
+
+@pytest.fixture(autouse=True)
+def nobody_logged_in(worker: WorkerProc):
+    logout(worker, *AGENTS)
+    yield
+
+
+def agent_port(w: WorkerProc, agent: str) -> int:
+    return w.agents_port + 40 + AGENTS.index(agent)
+
+
+def logout(w: WorkerProc, *agents: str) -> None:
+    from callcenter.routing.router import Router, connect
+
+    async def go() -> None:
+        r = connect(w.redis_url)
+        router = Router(r, "test")
+        for a in agents:
+            await router.agent_logout(a)
+        await r.aclose()
+
+    asyncio.run(go())
+
+
+def call_of(w: WorkerProc, number: str, timeout: float = 20.0):
+    """The CDR row of the (single) call from `number` once it has ended."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        rows = [c for c in w.calls(0) if c.caller == number and c.end]
+        if rows:
+            return rows[-1]
+        time.sleep(0.2)
+    raise AssertionError(f"no ended CDR row for {number}:\n{w.tail()}")
+
+
+def menu(choice: str) -> list[tuple]:
+    """Language 1 (Vietnamese) during the welcome prompt, then the menu choice, then the 5 s
+    "connecting you to an agent" prompt before the caller is queued."""
+    return [("pause", 600), ("dtmf", "1"), ("pause", 800), ("dtmf", choice), ("pause", 5200)]
+
+
+def test_menu_choice_reaches_the_right_agent(worker: WorkerProc) -> None:
+    """Caller presses 2 (support); the only support agent, 1003, answers; the caller hangs up."""
+    phone = sipp.agent(agent_port(worker, "1003"), "answer")
+    sales = sipp.agent(agent_port(worker, "1001"), "answer", timeout_s=30)
+    worker.login("1001", "1003")
+    caller = sipp.caller(worker.target, [*menu("2"), ("pause", 5000), ("hangup",)], number="0901000001")
+    assert sipp.wait_all(caller, phone) == [0, 0], caller.errors() + phone.errors()
+    sales.stop()
+    cdr = call_of(worker, "0901000001")
+    assert cdr.queue == "support" and cdr.agent_id == "1003"
+    assert "hotline.menu>hotline.support>hotline.queue" in cdr.ivr_path
+    assert "hotline.menu=2" in cdr.ivr_digits
+    assert cdr.outcome == "answered" and cdr.hangup_side == "caller"
+    assert cdr.talk_seconds and cdr.talk_seconds > 0.5
+    assert cdr.wait_seconds is not None and cdr.wait_seconds < 5
+    assert worker.events(cdr.call_id) == ["ENTERQUEUE", "OFFER", "CONNECT", "COMPLETECALLER"]
+
+
+def test_sip_info_dtmf_works_like_rfc2833(worker: WorkerProc) -> None:
+    phone = sipp.agent(agent_port(worker, "1001"), "answer")
+    worker.login("1001")
+    steps = [("pause", 600), ("info", "1"), ("pause", 800), ("info", "1"), ("pause", 9000), ("hangup",)]
+    caller = sipp.caller(worker.target, steps, number="0901000002")
+    assert sipp.wait_all(caller, phone) == [0, 0], caller.errors() + phone.errors()
+    cdr = call_of(worker, "0901000002")
+    assert cdr.queue == "sales" and cdr.agent_id == "1001"
+
+
+def test_menu_timeout_retries_then_default_queue(worker: WorkerProc) -> None:
+    """No key in the menu: three timeouts, then the default (support)."""
+    phone = sipp.agent(agent_port(worker, "1004"), "answer")
+    worker.login("1004")
+    caller = sipp.caller(worker.target, [("pause", 600), ("dtmf", "1"), ("pause", 42000), ("hangup",)],
+                         number="0901000003")
+    assert sipp.wait_all(caller, phone, timeout=90) == [0, 0], caller.errors() + phone.errors()
+    cdr = call_of(worker, "0901000003")
+    assert cdr.ivr_digits.count("hotline.menu=") == 3 and "hotline.menu=1" not in cdr.ivr_digits
+    assert cdr.queue == "support" and cdr.agent_id == "1004"
+
+
+def test_agent_no_answer_then_another_agent(worker: WorkerProc) -> None:
+    """1001 rings out (4 s ring timeout, CANCELled); the call goes back to its place and 1002 gets it."""
+    ringing = sipp.agent(agent_port(worker, "1001"), "noanswer")
+    phone = sipp.agent(agent_port(worker, "1002"), "answer")
+    worker.login("1001")
+    time.sleep(0.3)   # 1001 has been idle longest: the sales queue (longest idle) offers to 1001 first
+    worker.login("1002")
+    caller = sipp.caller(worker.target, [*menu("1"), ("pause", 9000), ("hangup",)], number="0901000004")
+    assert sipp.wait_all(caller, ringing, phone) == [0, 0, 0], caller.errors() + ringing.errors() + phone.errors()
+    cdr = call_of(worker, "0901000004")
+    assert cdr.agent_id == "1002" and cdr.outcome == "answered"
+    events = worker.events(cdr.call_id)
+    assert events[:5] == ["ENTERQUEUE", "OFFER", "RINGNOANSWER", "OFFER", "CONNECT"], events
+
+
+@pytest.mark.parametrize("code", ["486", "480"])
+def test_agent_refuses_then_another_agent(worker: WorkerProc, code: str) -> None:
+    refusing = sipp.agent(agent_port(worker, "1001"), code)
+    phone = sipp.agent(agent_port(worker, "1002"), "answer")
+    worker.login("1001")
+    time.sleep(0.3)
+    worker.login("1002")
+    number = f"090100001{code[-1]}"
+    caller = sipp.caller(worker.target, [*menu("1"), ("pause", 5000), ("hangup",)], number=number)
+    assert sipp.wait_all(caller, refusing, phone) == [0, 0, 0], caller.errors() + refusing.errors()
+    cdr = call_of(worker, number)
+    assert cdr.agent_id == "1002"
+    assert worker.events(cdr.call_id)[:5] == ["ENTERQUEUE", "OFFER", "RINGNOANSWER", "OFFER", "CONNECT"]
+
+
+def test_caller_abandons_while_queued(worker: WorkerProc) -> None:
+    """Nobody is logged in: the caller hears music, then hangs up."""
+    caller = sipp.caller(worker.target, [*menu("1"), ("pause", 3000), ("hangup",)], number="0901000005")
+    assert caller.wait(60) == 0, caller.errors()
+    cdr = call_of(worker, "0901000005")
+    assert cdr.outcome == "abandoned" and cdr.agent_id is None and cdr.hangup_side == "caller"
+    assert worker.events(cdr.call_id) == ["ENTERQUEUE", "ABANDON"]
+
+
+def test_caller_abandons_while_agent_rings_cancels_the_agent(worker: WorkerProc) -> None:
+    ringing = sipp.agent(agent_port(worker, "1003"), "noanswer")   # passes only if it gets a CANCEL
+    worker.login("1003")
+    caller = sipp.caller(worker.target, [*menu("2"), ("pause", 2500), ("hangup",)], number="0901000006")
+    assert sipp.wait_all(caller, ringing) == [0, 0], caller.errors() + ringing.errors()
+    cdr = call_of(worker, "0901000006")
+    assert cdr.outcome == "abandoned" and cdr.agent_id is None
+    assert worker.events(cdr.call_id) == ["ENTERQUEUE", "OFFER", "ABANDON"]
+
+
+def test_agent_hangs_up_first_then_survey(worker: WorkerProc) -> None:
+    """Agent hangs up after 1 s; the caller stays for the CSAT survey and rates 5, 4, 1."""
+    phone = sipp.agent(agent_port(worker, "1002"), "answer_bye", talk_ms=1000)
+    worker.login("1002")
+    steps = [*menu("1"), ("pause", 4500), ("dtmf", "5"), ("pause", 2500), ("dtmf", "4"), ("pause", 2500),
+             ("dtmf", "1"), ("wait_bye", 15000)]
+    caller = sipp.caller(worker.target, steps, number="0901000007")
+    assert sipp.wait_all(caller, phone) == [0, 0], caller.errors() + phone.errors()
+    cdr = call_of(worker, "0901000007")
+    assert cdr.hangup_side == "agent" and cdr.agent_id == "1002"
+    assert worker.events(cdr.call_id)[-1] == "COMPLETEAGENT"
+    assert "csat_survey" in cdr.ivr_path
+    assert cdr.survey.get("csat") == 5
+
+
+def test_invite_without_usable_codec_gets_488(worker: WorkerProc) -> None:
+    caller = sipp.caller(worker.target, [], number="0901000008", codecs="18", expect_code=488)
+    assert caller.wait(30) == 0, caller.errors()
+
+
+def _udp_exchange(target: tuple[str, int], payload: bytes, wait: float = 2.0) -> bytes:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        s.settimeout(wait)
+        s.sendto(payload, target)
+        try:
+            return s.recv(65535)
+        except TimeoutError:
+            return b""
+
+
+def test_bye_for_unknown_dialog_gets_481_and_garbage_is_ignored(worker: WorkerProc) -> None:
+    target = ("127.0.0.1", worker.sip_port)
+    bye = (b"BYE sip:hotline@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5999;branch=z9hG4bKnodialog1\r\n"
+           b"From: <sip:x@127.0.0.1>;tag=a\r\nTo: <sip:hotline@127.0.0.1>;tag=b\r\nCall-ID: nosuchdialog@x\r\n"
+           b"CSeq: 2 BYE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n")
+    assert _udp_exchange(target, bye).startswith(b"SIP/2.0 481")
+    for junk in (b"\x00\xff" * 300, b"INVITE\r\n\r\n", b"INVITE sip:x SIP/2.0\r\nContent-Length: 99999\r\n\r\nv=0",
+                 "INVITE sip:hotline@127.0.0.1 SIP/2.0\r\nVia: ???\r\nFrom: ä\r\n\r\n".encode()):
+        _udp_exchange(target, junk, wait=0.3)
+    assert worker.proc is not None and worker.proc.poll() is None
+    # ...and it still takes calls.
+    caller = sipp.caller(worker.target, [("pause", 1500), ("hangup",)], number="0901000009")
+    assert caller.wait(30) == 0, caller.errors()
+
+
+def test_invalid_config_is_refused_naming_file_key_and_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("worker:\n  drain_seconds: 30\nsip:\n  port: 99999\n")
+    res = subprocess.run([sys.executable, "-m", "callcenter", "worker", "--config", str(bad)],
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 2
+    assert f"{bad}:4: sip.port: must be an integer between 1 and 65535" in res.stderr
