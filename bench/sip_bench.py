@@ -29,6 +29,7 @@ import statistics
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -50,16 +51,18 @@ from callcenter.redis_server import EmbeddedRedis  # noqa: E402
 
 FLOWS = REPO / "bench" / "flows"
 MAX_FAILED = 0.005
+POOL_QUERY = os.environ.get("BENCH_REDIS_QUERY", "")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 # -- process accounting --------------------------------------------------------------------------
 
-def cpu_seconds(pid: int) -> float:
+def cpu_seconds(pid: int) -> float | None:
+    """utime+stime of the whole process (all threads); None once it has exited."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
-        return 0.0
+        return None
     return (int(fields[11]) + int(fields[12])) / CLK_TCK   # utime, stime
 
 
@@ -82,6 +85,19 @@ def machine_busy() -> float:
     return (b1 - b0) / max(1, t1 - t0) * (os.cpu_count() or 1)
 
 
+def live_calls(w: WorkerProc) -> int | None:
+    """Inbound calls up on the worker, from its Prometheus endpoint."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{w.http_port}/metrics", timeout=1) as r:
+            text = r.read().decode()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        if line.startswith('callcenter_calls_in_progress{direction="inbound"}'):
+            return int(float(line.split()[-1]))
+    return None
+
+
 class CpuMeter:
     """CPU% of processes over a window (the steady part of a level, when every call is up)."""
 
@@ -91,17 +107,28 @@ class CpuMeter:
         self.mark()
         self.result: list[float] | None = None
 
+    def _read(self) -> None:
+        now = time.monotonic()
+        for i, p in enumerate(self.pids):
+            cpu = cpu_seconds(p)
+            if cpu is not None:     # an exited process keeps its last reading
+                self.last[i], self.last_at[i] = cpu, now
+
     def mark(self) -> None:
-        self.start = time.monotonic()
-        self.cpu0 = [cpu_seconds(p) for p in self.pids]
+        self.last = [0.0] * len(self.pids)
+        self.last_at = [0.0] * len(self.pids)
+        self._read()
+        self.cpu0, self.start = list(self.last), time.monotonic()
 
     def sample(self) -> None:
         self.peak_rss = max(self.peak_rss, rss_mb(self.pids[0]))
+        self._read()
 
     def stop(self) -> None:
         if self.result is None:
-            wall = max(1e-6, time.monotonic() - self.start)
-            self.result = [100 * (cpu_seconds(p) - c) / wall for p, c in zip(self.pids, self.cpu0, strict=True)]
+            self._read()
+            self.result = [100 * (c1 - c0) / max(1e-6, at - self.start)
+                           for c0, c1, at in zip(self.cpu0, self.last, self.last_at, strict=True)]
 
     def percent(self) -> list[float]:
         self.stop()
@@ -153,7 +180,7 @@ def write_config(w: WorkerProc, flow: str, rules: Path) -> None:
 worker: {{id: {w.worker_id}, data_dir: {w.tmp}, drain_seconds: 2}}
 sip: {{bind: 127.0.0.1, port: {w.sip_port}, transports: [udp], rtp_port: 48000, rtp_port_range: 16000,
       max_calls: 1024, log_level: 1}}
-redis: {{url: "{w.redis_url}", prefix: "cc:"}}
+redis: {{url: "{w.redis_url}{POOL_QUERY}", prefix: "cc:"}}
 http: {{bind: 127.0.0.1, port: {w.http_port}}}
 paths: {{ivr_scripts: {FLOWS}, sounds: {REPO / 'sounds'}, routing_rules: {rules},
         campaigns: {REPO / 'campaigns'}}}
@@ -220,6 +247,7 @@ class Level:
     p50: float | None
     p99: float | None
     cdr: int
+    peak: int = 0
     note: str = ""
 
     @property
@@ -238,21 +266,28 @@ def fmt(v: float | None) -> str:
 def print_table(title: str, rows: list[Level]) -> None:
     print(f"\n{title}")
     print(f"{'level':>10} {'calls':>6} {'failed':>6} {'fail%':>6} {'wkr CPU%':>8} {'sipp CPU%':>9} "
-          f"{'RSS MB':>7} {'p50 ms':>7} {'p99 ms':>7} {'CDRs':>6}  note")
+          f"{'RSS MB':>7} {'p50 ms':>7} {'p99 ms':>7} {'CDRs':>6} {'peak up':>7}  note")
     for r in rows:
         print(f"{r.level:>10} {r.calls:>6} {r.failed:>6} {r.failed_pct:>6.2f} {r.worker_cpu:>8.0f} "
-              f"{r.sipp_cpu:>9.0f} {r.rss:>7.0f} {fmt(r.p50):>7} {fmt(r.p99):>7} {r.cdr:>6}  {r.note}")
+              f"{r.sipp_cpu:>9.0f} {r.rss:>7.0f} {fmt(r.p50):>7} {fmt(r.p99):>7} {r.cdr:>6} {r.peak:>7}  {r.note}")
     sys.stdout.flush()
 
 
-def run_sipp(run: sipp.Sipp, meter: CpuMeter, wall_limit: float, window: tuple[float, float]) -> None:
-    """Wait for sipp to finish; CPU is measured from window[0] to window[1] seconds after its start."""
+def run_sipp(run: sipp.Sipp, meter: CpuMeter, wall_limit: float, window: tuple[float, float],
+             w: WorkerProc) -> int:
+    """Wait for sipp to finish; CPU is measured from window[0] to window[1] seconds after its start.
+    Returns the peak number of inbound calls the worker had up."""
     t0 = time.monotonic()
+    peak = 0
+    next_poll = 0.0
     deadline = t0 + wall_limit
     marked = False
     while run.proc.poll() is None:
         now = time.monotonic() - t0
         meter.sample()
+        if now >= next_poll:
+            peak = max(peak, live_calls(w) or 0)
+            next_poll = now + 1.0
         if not marked and now >= window[0]:
             meter.mark()
             marked = True
@@ -263,6 +298,7 @@ def run_sipp(run: sipp.Sipp, meter: CpuMeter, wall_limit: float, window: tuple[f
             break
         time.sleep(0.25)
     meter.stop()
+    return peak
 
 
 def ivr_level(w: WorkerProc, n: int, hold_s: float) -> Level:
@@ -283,7 +319,7 @@ def ivr_level(w: WorkerProc, n: int, hold_s: float) -> Level:
                       timeout_s=int(total + 60), extra=[*STAT_ARGS, "-max_socket", str(n + 100)])
     meter = CpuMeter(w.proc.pid, run.proc.pid)  # type: ignore[union-attr]
     try:
-        run_sipp(run, meter, total + 60, (n / rate + 1, total - 1))
+        peak = run_sipp(run, meter, total + 60, (n / rate + 1, total - 1), w)
     finally:
         run.stop()
     wcpu, scpu = meter.percent()
@@ -297,7 +333,7 @@ def ivr_level(w: WorkerProc, n: int, hold_s: float) -> Level:
     if failed or not ok:
         note += f"; sipp: {first_error(run)}"
     return Level(str(n), ok + failed, failed + missed, wcpu, scpu, meter.peak_rss, pct(rtd, 50), pct(rtd, 99),
-                 len(rows), note)
+                 len(rows), peak, note)
 
 
 def cps_level(w: WorkerProc, agents_port: int, cps: float, seconds: float) -> Level:
@@ -310,7 +346,7 @@ def cps_level(w: WorkerProc, agents_port: int, cps: float, seconds: float) -> Le
                       limit=int(cps * 20), timeout_s=int(seconds + 60), extra=[*STAT_ARGS])
     meter = CpuMeter(w.proc.pid, run.proc.pid, phones.proc.pid)  # type: ignore[union-attr]
     try:
-        run_sipp(run, meter, seconds + 60, (3, seconds))
+        peak = run_sipp(run, meter, seconds + 60, (3, seconds), w)
         wcpu, scpu, acpu = meter.percent()
     finally:
         run.stop()
@@ -324,7 +360,7 @@ def cps_level(w: WorkerProc, agents_port: int, cps: float, seconds: float) -> Le
     if failed or not ok:
         note += f"; sipp: {first_error(run)}"
     return Level(f"{cps:g}/s", ok + failed, failed + not_answered, wcpu, scpu + acpu, meter.peak_rss,
-                 pct(rtd, 50), pct(rtd, 99), len(rows), note)
+                 pct(rtd, 50), pct(rtd, 99), len(rows), peak, note)
 
 
 def first_error(run: sipp.Sipp) -> str:
@@ -346,15 +382,16 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="small levels, a smoke run under 2 minutes")
     ap.add_argument("--only", choices=["ivr", "cps"])
-    ap.add_argument("--ivr-levels", help="comma-separated concurrent calls (default 100,200,400,600,800)")
-    ap.add_argument("--cps-levels", help="comma-separated calls/s (default 25,50,100,150)")
+    ap.add_argument("--ivr-levels", help="comma-separated concurrent calls (default 100,200,400,600,800,1000)")
+    ap.add_argument("--cps-levels", help="comma-separated calls/s (default 25,50,100,125,150)")
     ap.add_argument("--hold", type=float, help="seconds every caller of a level is up together (default 20)")
     ap.add_argument("--seconds", type=float, help="seconds per calls/s level (default 30)")
     ap.add_argument("--agents", type=int, default=400)
+    ap.add_argument("--keep", action="store_true", help="keep the worker's directory (log, CDRs)")
     ap.add_argument("--keep-going", action="store_true", help="run the next level after a failed one")
     args = ap.parse_args()
-    ivr_levels = [int(x) for x in (args.ivr_levels or ("20,50" if args.quick else "100,200,400,600,800")).split(",")]
-    cps_levels = [float(x) for x in (args.cps_levels or ("10,20" if args.quick else "25,50,100,150")).split(",")]
+    ivr_levels = [int(x) for x in (args.ivr_levels or ("20,50" if args.quick else "100,200,400,600,800,1000")).split(",")]
+    cps_levels = [float(x) for x in (args.cps_levels or ("10,20" if args.quick else "25,50,100,125,150")).split(",")]
     hold = args.hold or (6 if args.quick else 20)
     seconds = args.seconds or (10 if args.quick else 30)
     raise_nofile()
@@ -396,7 +433,10 @@ def main() -> int:
         print_table("calls/s through IVR -> queue -> agent (one worker)", results["cps"])
         best_cps = max((float(r.level[:-2]) for r in results["cps"] if r.ok), default=0)
         print(f"highest sustained calls/s with < {MAX_FAILED:.1%} failed: {best_cps:g}")
-    shutil.rmtree(tmp, ignore_errors=True)
+    if args.keep:
+        print(f"worker logs and CDRs kept in {tmp}")
+    else:
+        shutil.rmtree(tmp, ignore_errors=True)
     return 0
 
 

@@ -132,6 +132,8 @@ class Outbound:
         self.ivr = IvrRunner(worker.scripts, self.services, self.cfg.sounds,
                              recordings_dir=self.cfg.data_dir / "recordings")
         self.amd_dir = Path(tempfile.mkdtemp(prefix="cc-amd-"))
+        music = Path(self.cfg.queue.music)
+        self.music = music if music.is_file() else Path(self.cfg.sounds) / "moh.wav"
 
     # -- the Softswitch the engine sees: the worker's, plus a CDR per attempt -------------------
 
@@ -179,9 +181,10 @@ class Outbound:
             rec.hangup_side = "caller" if info.side is HangupSide.CALLER else "system"
             rec.hangup_cause = f"{info.sip_code} {info.reason}".strip()
         rec.outcome = rec.outcome or "ivr_only"
-        await self._cdr_call(rec)
+        # Leg first: a reader that sees the call ended also finds its leg.
         await self._cdr_leg(LegRecord(leg.id, leg.id, "outbound", uri, None, rec.start, rec.answer, rec.end,
                                       info.sip_code, "answered"))
+        await self._cdr_call(rec)
 
     # -- engine callbacks ----------------------------------------------------------------------
 
@@ -190,7 +193,7 @@ class Outbound:
         rec = self.records.get(leg.id)
         qreq = QueueRequest(queue=campaign.queue or "", skills={}, priority=OUTBOUND_PRIORITY, max_wait=60.0,
                             callback_offer=False, callback_after=0.0, announce_position=False,
-                            announce_wait_time=False, announce_every=3600.0, music=str(self.cfg.queue.music),
+                            announce_wait_time=False, announce_every=3600.0, music=str(self.music),
                             language=str(req.data.get("language") or "vi"), sounds_dir=str(self.cfg.sounds),
                             variables=req.variables())
         task = self._spawn(self._queued(leg, qreq, rec), "outbound queue")
@@ -239,8 +242,11 @@ class Outbound:
             rec.survey = dict(result.survey)
             rec.customer_id = str(result.variables.get("customer_id") or "") or None
         disp = disposition_from_events(events, time.time())
-        if rec is not None and disp is not None:
-            rec.disposition = disp["disposition"]
+        if rec is not None:
+            rec.disposition = disp["disposition"] if disp else "completed"
+            if rec.end is not None:
+                # The flow's hangup node ended the leg first: the final record went out without these.
+                await self._cdr_call(rec)
         return disp
 
     async def amd(self, leg: Leg) -> bool:
@@ -334,10 +340,24 @@ class Outbound:
 
 
 def _classify_wav(path: Path) -> str:
-    with wave.open(str(path), "rb") as w:
-        if w.getsampwidth() != 2 or w.getnchannels() != 1:
-            return "unknown"
-        return classify_pcm16(w.readframes(w.getnframes()), w.getframerate()).verdict
+    """Classify a pjmedia recording. Its RIFF sizes are only fixed up when the recorder closes,
+    so the chunks are walked by hand and the data chunk is read to the end of the file."""
+    raw = path.read_bytes()
+    if raw[:4] != b"RIFF" or raw[8:12] != b"WAVE":
+        raise wave.Error(f"not a WAVE file ({len(raw)} bytes, starts {raw[:12]!r})")
+    pos, rate, bits, channels = 12, 8000, 16, 1
+    while pos + 8 <= len(raw):
+        cid, size = raw[pos:pos + 4], int.from_bytes(raw[pos + 4:pos + 8], "little")
+        if cid == b"fmt ":
+            channels = int.from_bytes(raw[pos + 10:pos + 12], "little")
+            rate = int.from_bytes(raw[pos + 12:pos + 16], "little")
+            bits = int.from_bytes(raw[pos + 22:pos + 24], "little")
+        elif cid == b"data":
+            if bits != 16 or channels != 1:
+                return "unknown"
+            return classify_pcm16(raw[pos + 8:], rate).verdict
+        pos += 8 + size + (size & 1)
+    raise wave.Error("no data chunk")
 
 
 async def _hangup(leg: Leg) -> None:

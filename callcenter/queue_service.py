@@ -153,6 +153,12 @@ class QueueService:
             if w.agent_leg is None:
                 await self._abandoned(w)
             raise
+        except asyncio.CancelledError:
+            # Whoever queued the caller gave up on it (e.g. the dialer's 2 s agent window).
+            if w.agent_leg is None:
+                with contextlib.suppress(Exception):
+                    await self.router.abandon(leg.id)
+            raise
 
     async def _announce(self, w: Waiter) -> None:
         """Position and estimated wait, interrupted at once if an agent answers meanwhile."""
@@ -297,8 +303,11 @@ class QueueService:
                 continue
             if ev.kind == "fallback":
                 action = ev.data.get("action")
-                w.outcome = QueueOutcome.CALLBACK_REQUESTED if action == "callback" else QueueOutcome.TIMEOUT
-                w.record.outcome = "callback" if action == "callback" else "timeout"
+                # A callback fallback keeps the call queued as a callback only if the router could
+                # (the caller's number known and no callback already pending for it).
+                callback = action == "callback" and bool(ev.data.get("kept_in_queue"))
+                w.outcome = QueueOutcome.CALLBACK_REQUESTED if callback else QueueOutcome.TIMEOUT
+                w.record.outcome = "callback" if callback else "timeout"
                 w.wake.set()
             elif ev.kind == "offer_cancelled" and w.offer_task is not None:
                 w.offer_task.cancel()
@@ -309,8 +318,8 @@ class QueueService:
             return
         w = self.waiting.get(offer.call_id)
         if w is None or w.leg.ended or w.offer_task is not None:
-            # The caller is gone (or already ringing someone): give the agent back.
-            await self.router.offer_failed(offer, "failed")
+            # The caller is gone (or already ringing someone): give the agent back, no miss counted.
+            await self.router.offer_failed(offer, "withdrawn")
             return
         w.offer = offer
         await self._event("OFFER", offer.call_id, offer.queue, offer.agent_id)
@@ -331,18 +340,20 @@ class QueueService:
         if result is not OriginateResult.ANSWERED or agent is None:
             reason = _FAILURE.get(result, "failed")
             metrics.AGENT_OFFERS_TOTAL.labels(queue=offer.queue, result=reason).inc()
+            if w.offer is offer:
+                w.offer = None
             await self.router.offer_failed(offer, reason)
             await self._event("RINGNOANSWER", offer.call_id, offer.queue, offer.agent_id, result=reason,
                               ringtime=round(time.time() - started, 3))
             await self._leg(None, offer.call_id, "agent_offer", offer.agent_uri, offer.agent_id, reason,
                             start=started)
-            w.offer = None
             w.wake.set()
             return
         if w.leg.ended or not await self.router.offer_answered(offer):
             await agent.hangup()
             return
         metrics.AGENT_OFFERS_TOTAL.labels(queue=offer.queue, result="answered").inc()
+        w.offer = offer
         w.agent_leg = agent
         w.wake.set()
 

@@ -48,6 +48,9 @@ def validate(cfg: Config) -> tuple[ScriptSet, routing_rules.RoutingRules]:
     """Everything a worker needs that can be wrong in files; raises ConfigError naming the place."""
     scripts = ScriptSet.load(cfg.ivr_scripts, cfg.sounds)
     rules = routing_rules.load(cfg.routing_rules)
+    from callcenter.dialer.campaign import load_campaigns
+
+    load_campaigns(cfg.campaigns)   # a broken campaign file stops the start, naming file and line
     for called, flow in cfg.routes.items():
         if flow not in scripts.scripts:
             raise ConfigError(f"IVR flow {flow!r} does not exist in {cfg.ivr_scripts}", file=str(cfg.file),
@@ -93,7 +96,7 @@ class Worker:
             from callcenter.outbound import run_dialer
 
             tasks.append(asyncio.ensure_future(run_dialer(self, self.stop)))
-        self._start_http(connect_sync(self.redis_url))
+        self._start_http(connect_sync(self.redis_url), aredis)
         self.switch.start()
         if self.login_all_agents:
             for agent_id in self.rules.agents:
@@ -109,17 +112,19 @@ class Worker:
         await aredis.aclose()
         log.info("worker stopped")
 
-    def _start_http(self, sync_redis: Any) -> None:
+    def _start_http(self, sync_redis: Any, aredis: Any) -> None:
         from twisted.internet import reactor
         from twisted.web.resource import Resource
         from twisted.web.server import Site
 
-        from callcenter.api import admin, agents, reports
+        from callcenter.api import admin, agents, campaigns, reports
+        from callcenter.dialer.campaign import load_campaigns
         from callcenter.api.http import Router as HttpRouter
 
         api = HttpRouter()
-        agents.install_routes(api, self.router)
+        agents.install_routes(api, self.router, sync_redis)
         admin.install_routes(api, self.router)
+        campaigns.install_routes(api, aredis, load_campaigns(self.cfg.campaigns), self.cfg.redis.prefix)
         try:
             reports.install_routes(api, open_store(self.cfg.cdr_store))
         except Exception as exc:  # noqa: BLE001 - the store may be down at boot; calls go on

@@ -21,6 +21,11 @@ for _, a in ipairs(redis.call('SMEMBERS', 'cc:rt:agents')) do
     bad[#bad + 1] = a .. ' reserved without an offer'
   end
   for _, q in ipairs(redis.call('SMEMBERS', 'cc:rt:queues')) do
+    local member = redis.call('SISMEMBER', 'cc:rt:q:' .. q .. ':members', a) == 1
+    local staffed = redis.call('SISMEMBER', 'cc:rt:q:' .. q .. ':staffed', a) == 1
+    if staffed ~= (member and f[1] ~= 'paused' and f[1] ~= 'logged_out') then
+      bad[#bad + 1] = a .. ' staffed flag wrong in ' .. q .. ' while ' .. tostring(f[1])
+    end
     if redis.call('ZSCORE', 'cc:rt:q:' .. q .. ':free', a) and f[1] ~= 'available' then
       bad[#bad + 1] = a .. ' in free set of ' .. q .. ' while ' .. tostring(f[1])
     end

@@ -5,7 +5,9 @@ outside its calling window are never dialed."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import random
 import shutil
 import subprocess
 import sys
@@ -16,7 +18,13 @@ from zoneinfo import ZoneInfo
 import pytest
 import redis
 import sipp
-from worker_proc import REPO, WorkerProc, new_worker
+from worker_proc import REPO, WorkerProc, free_udp, new_worker
+
+from callcenter.cdr.writer import open_store
+from callcenter.dialer.keys import DialerKeys
+from callcenter.routing.keys import Keys as RoutingKeys
+
+KEYS = DialerKeys("cc:")
 
 pytestmark = [pytest.mark.sip, pytest.mark.timeout(120)]
 
@@ -35,6 +43,17 @@ nodes:
   bye:
     type: hangup
 """
+
+
+def free_ports(n: int) -> list[int]:
+    """UDP ports for sipp customers, away from the ranges other suites allocate from (they run
+    concurrently on this machine), checked free."""
+    out: list[int] = []
+    while len(out) < n:
+        p = random.randrange(31000, 39000)
+        if p not in out and free_udp(p):
+            out.append(p)
+    return out
 
 
 def window_now() -> tuple[str, str]:
@@ -87,7 +106,7 @@ def upload(tmp: Path, cid: str, rows: list[str], redis_url: str, campaigns: Path
 def contact(redis_url: str, cid: str, e164: str) -> dict[str, str]:
     c = redis.Redis.from_url(redis_url, decode_responses=True)
     try:
-        return c.hgetall(f"cc:dialer:c:{cid}:ct:{e164}")
+        return c.hgetall(KEYS.contact(cid, e164))
     finally:
         c.close()
 
@@ -95,7 +114,7 @@ def contact(redis_url: str, cid: str, e164: str) -> dict[str, str]:
 def stats(redis_url: str, cid: str) -> dict[str, str]:
     c = redis.Redis.from_url(redis_url, decode_responses=True)
     try:
-        return c.hgetall(f"cc:dialer:c:{cid}:stats")
+        return c.hgetall(KEYS.stats(cid))
     finally:
         c.close()
 
@@ -122,7 +141,8 @@ def outbound_rows(w: WorkerProc, n: int, timeout: float = 20.0) -> list:
 
 def machine_customer(port: int) -> sipp.Sipp:
     """A voicemail box: answers, then talks for 4.7 s (a long greeting), then waits for BYE."""
-    xml = sipp._agent_xml("answer", 200, 0).replace(
+    # The pcap is PCMA (PT 8): answer with PCMA only so the worker decodes what sipp sends.
+    xml = sipp._agent_xml("answer", 200, 0).replace(sipp._sdp("0 8"), sipp._sdp("8")).replace(
         '<recv request="ACK" crlf="true"/>\n',
         '<recv request="ACK" crlf="true"/>\n'
         f'<nop><action><exec play_pcap_audio="{sipp.PCAP_DIR}/g711a.pcap"/></action></nop>\n', 1)
@@ -147,8 +167,7 @@ def setup(tmp_path: Path, redis_url: str):
 
 def test_outcomes_retries_compliance_and_cdrs(setup, redis_url: str) -> None:
     w, ivr, campaigns, procs = setup
-    base = w.agents_port + 20
-    ports = {"ans": base, "busy": base + 1, "noans": base + 2, "rej": base + 3, "mach": base + 4}
+    ports = dict(zip(("ans", "busy", "noans", "rej", "mach"), free_ports(5), strict=True))
     (campaigns / "ans.yaml").write_text(campaign_yaml("t_ans", ports["ans"]))
     (campaigns / "busy.yaml").write_text(campaign_yaml("t_busy", ports["busy"], retry="{busy: 1s}"))
     (campaigns / "noans.yaml").write_text(campaign_yaml("t_noans", ports["noans"], max_attempts=1, ring="2s"))
@@ -162,7 +181,7 @@ def test_outcomes_retries_compliance_and_cdrs(setup, redis_url: str) -> None:
     upload(w.tmp, "t_rej", ["0904000001,Decline,1,"], redis_url, campaigns)
     upload(w.tmp, "t_mach", ["0905000001,Machine,1,"], redis_url, campaigns)
     c = redis.Redis.from_url(redis_url)
-    c.sadd("cc:dialer:dnc", "+84901000003")   # the customer asked not to be called, after the upload
+    c.sadd(KEYS.dnc_global(), "+84901000003")   # the customer asked not to be called, after the upload
     c.close()
 
     procs += [sipp.agent(ports["ans"], "answer", ring_ms=300, calls=2),
@@ -196,6 +215,15 @@ def test_outcomes_retries_compliance_and_cdrs(setup, redis_url: str) -> None:
     wait_until(lambda: any(r.outcome == "voicemail" for r in outbound_rows(w, 7)
                            if r.called == "0905000001"), 10, "machine CDR", w)
 
+    store = open_store(w.store_url)
+    try:
+        for r in rows:   # one SIP leg per attempt, its result matching the call's outcome
+            legs = store.legs(r.call_id)
+            assert [lg.kind for lg in legs] == ["outbound"] and r.called in legs[0].uri, (r, legs)
+            assert legs[0].result == ("answered" if r.answer else r.outcome), (r, legs)
+    finally:
+        store.close()
+
     assert contact(redis_url, "t_ans", "+84901000001")["state"] == "done"
     assert contact(redis_url, "t_ans", "+84901000001")["disposition"] == "completed"
     ct = contact(redis_url, "t_busy", "+84902000001")
@@ -205,9 +233,107 @@ def test_outcomes_retries_compliance_and_cdrs(setup, redis_url: str) -> None:
     assert rej["state"] == "pending" and float(rej["next_at"]) > time.time() + 3000   # 4 h default retry
     mach = contact(redis_url, "t_mach", "+84905000001")
     assert mach["state"] == "pending" and mach["last_outcome"] == "answered_machine", mach
+    # Both are reached once the two answered calls free their lines (max_concurrent 2).
+    wait_until(lambda: contact(redis_url, "t_ans", "+84901000003").get("state") == "dnc", 5, "DNC check", w)
     dnc = contact(redis_url, "t_ans", "+84901000003")
     far = contact(redis_url, "t_ans", "+84901000004")
     assert dnc["state"] == "dnc" and dnc.get("attempts", "0") == "0", dnc
     assert far.get("attempts", "0") == "0" and far["state"] == "pending", far
     st = stats(redis_url, "t_ans")
     assert int(st.get("blocked:dnc", 0)) >= 1 and int(st.get("blocked:outside_window", 0)) >= 1, st
+
+
+def test_progressive_call_reaches_a_logged_in_agent(setup, redis_url: str) -> None:
+    """Progressive dialing: one free agent -> one call; the answered customer is queued at once,
+    the agent's phone rings and answers, the CDR names campaign, agent and outcome."""
+    w, ivr, campaigns, procs = setup
+    customer_port, agent_port = free_ports(2)
+    rules = (REPO / "routing_rules.yaml").read_text().replace("127.0.0.1:5070", f"127.0.0.1:{agent_port}")
+    rules = rules.replace("ring_timeout: 15", "ring_timeout: 4").replace("wrapup: 10", "wrapup: 0")
+    (w.tmp / "rules.yaml").write_text(rules)
+    (campaigns / "sales.yaml").write_text(campaign_yaml("t_sales", customer_port, ctype="telesales",
+                                                        mode="progressive", queue="sales", max_attempts=1))
+    upload(w.tmp, "t_sales", ["0906000001,Khach,0,", "0906000002,Khach2,0,"], redis_url, campaigns)
+    procs += [sipp.agent(customer_port, "answer", ring_ms=300, calls=2),
+              sipp.agent(agent_port, "answer_bye", ring_ms=300, talk_ms=1500, calls=2)]
+    w.write_config(rules=w.tmp / "rules.yaml", campaigns=campaigns, ivr_scripts=ivr)
+    w.start()
+    w.login("1001")
+    cli("start", "t_sales", redis_url=redis_url, campaigns=campaigns)
+
+    rows = outbound_rows(w, 2, timeout=30)
+    sipp.wait_all(*procs, timeout=20)
+    assert [p.proc.returncode for p in procs] == [0, 0], [p.errors() for p in procs]
+    rows.sort(key=lambda r: r.start)
+    for r in rows:
+        assert (r.campaign, r.queue, r.agent_id, r.outcome) == ("t_sales", "sales", "1001", "answered"), r
+        assert r.hangup_side == "agent" and r.talk_seconds and r.talk_seconds > 1.0, r
+        assert r.wait_seconds is not None and r.wait_seconds < 2.0, r     # within the 2 s grace
+        ct = contact(redis_url, "t_sales", f"+84{r.called[1:]}")
+        assert ct["state"] == "answered" and ct["last_outcome"] == "answered_human", ct
+    # One agent: progressive dials the second contact only once the agent is free again.
+    assert rows[1].start >= rows[0].end - 0.5, rows
+
+
+def test_ivr_events_become_dispositions() -> None:
+    from callcenter.outbound import disposition_from_events
+
+    now = 1_000_000.0
+    assert disposition_from_events([], now) is None
+    assert disposition_from_events([("survey", {"answers": {}})], now) is None
+    ptp = disposition_from_events([("promise_to_pay", {"date": "20122026", "amount": "1250000"})], now)
+    assert ptp == {"disposition": "promise_to_pay", "ivr_event": "promise_to_pay", "amount": "1250000",
+                   "date": "20122026"}
+    # "do not call me" outranks whatever the flow said before it.
+    assert disposition_from_events([("interested", {}), ("dnc", {"scope": "global"})], now)["disposition"] == "dnc"
+    cb = disposition_from_events([("callback_requested", {})], now)
+    assert cb["disposition"] == "callback" and cb["at"] > now
+    assert disposition_from_events([("no_response", {})], now)["disposition"] == "no_contact"
+
+
+def test_answered_call_without_an_agent_is_abandoned_within_grace(setup, redis_url: str) -> None:
+    """The only agent logs out while the customer's phone rings: the answered call cannot reach an
+    agent within the 2 s grace, so it is dropped, counted in the abandonment ledger and retried."""
+    from callcenter.routing.router import Router, connect
+
+    w, ivr, campaigns, procs = setup
+    customer_port, agent_port = free_ports(2)
+    rules = (REPO / "routing_rules.yaml").read_text().replace("127.0.0.1:5070", f"127.0.0.1:{agent_port}")
+    (w.tmp / "rules.yaml").write_text(rules)
+    (campaigns / "sales.yaml").write_text(campaign_yaml("t_drop", customer_port, ctype="telesales",
+                                                        mode="progressive", queue="sales", ring="6s",
+                                                        retry="{abandoned: 1h}"))
+    upload(w.tmp, "t_drop", ["0907000001,Khach,0,"], redis_url, campaigns)
+    procs.append(sipp.agent(customer_port, "answer", ring_ms=2500, calls=1))
+    w.write_config(rules=w.tmp / "rules.yaml", campaigns=campaigns, ivr_scripts=ivr)
+    w.start()
+    w.login("1001")
+    cli("start", "t_drop", redis_url=redis_url, campaigns=campaigns)
+    wait_until(lambda: stats(redis_url, "t_drop").get("dials") == "1", 10, "the dial", w)
+
+    async def logout() -> None:
+        r = connect(redis_url)
+        await Router(r, "test").agent_logout("1001")
+        await r.aclose()
+
+    asyncio.run(logout())
+    rows = outbound_rows(w, 1)
+    sipp.wait_all(*procs, timeout=15)
+    r = rows[0]
+    assert (r.campaign, r.outcome, r.agent_id, r.hangup_side) == ("t_drop", "abandoned", None, "system"), r
+    assert r.end - r.answer < 3.5, r          # dropped right after the grace, not left in queue music
+    ct = contact(redis_url, "t_drop", "+84907000001")
+    assert ct["state"] == "pending" and ct["last_outcome"] == "abandoned", ct
+    assert float(ct["next_at"]) > time.time() + 3000, ct
+    ledger = redis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        counts = ledger.hgetall(KEYS.ledger("t_drop"))
+    finally:
+        ledger.close()
+    assert sum(int(v) for k, v in counts.items() if k.endswith(":abandoned")) == 1, counts
+    # Nothing of the dropped call stays in the ACD.
+    check = redis.Redis.from_url(redis_url)
+    try:
+        assert check.zcard(RoutingKeys("cc:").waiting("sales")) == 0
+    finally:
+        check.close()

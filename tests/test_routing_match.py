@@ -447,3 +447,16 @@ def test_withdrawn_offer_is_no_miss(redis_url):
         await rt.offer_failed(o2, "no_answer")                          # a real miss: paused (limit 1)
         assert (await rt.agent_info("a1"))["pause_reason"] == "missed_offers"
     run(main())
+
+
+def test_offer_answered_is_idempotent_for_client_retries(redis_url):
+    async def main():
+        rt = await make(redis_url)
+        await rt.agent_login("a1")
+        await call(rt, "c1")
+        o = await one_offer(rt)
+        assert await rt.offer_answered(o)
+        assert await rt.offer_answered(o)        # redis-py retried after a lost reply: still True
+        await rt.call_finished("c1", "a1", 3)
+        assert not await rt.offer_answered(o)    # the call is over
+    run(main())

@@ -142,6 +142,12 @@ class RoutingMachine(RuleBasedStateMachine):
                         self.done.add(cid)
         self._pump()
 
+    @rule(strategy=st.sampled_from(["round_robin", "longest_idle", "fewest_calls", "skill_weighted", "ring_all"]))
+    def reload(self, strategy: str) -> None:
+        """PUT /admin/rules with callers waiting: a different strategy, same queues and agents."""
+        self.run(self.rt.apply_rules(R.loads(RULES.replace("strategy: round_robin", f"strategy: {strategy}"))))
+        self._pump()
+
     @rule(seconds=st.sampled_from([1, 5, 14, 30]))
     def time_passes(self, seconds: int) -> None:
         self.clock.advance(seconds)

@@ -125,9 +125,9 @@ routes: {{hotline: hotline, default: hotline}}
         return out
 
     def login(self, *agents: str) -> None:
-        from callcenter.routing.router import Router, connect
-
         import asyncio
+
+        from callcenter.routing.router import Router, connect
 
         async def go() -> None:
             r = connect(self.redis_url)

@@ -16,6 +16,7 @@ TEMPLATES: dict[str, tuple[str, str, str]] = {
     "sigs": ("rt:q:{q}:sigs", "hash", "skill requirement signature -> number of waiting calls with it"),
     "free": ("rt:q:{q}:free", "zset", "available member agents; score = the queue strategy's key"),
     "members": ("rt:q:{q}:members", "set", "agents that are members of the queue"),
+    "staffed": ("rt:q:{q}:staffed", "set", "members logged in and not paused (EWT divides by this)"),
     "stats": ("rt:q:{q}:stats:{day}", "hash", "today's counters: offered, answered, abandoned, ..."),
     "agents": ("rt:agents", "set", "configured agent ids"),
     "agent": ("rt:a:{a}", "hash", "agent config and live state"),
@@ -32,6 +33,7 @@ TEMPLATES: dict[str, tuple[str, str, str]] = {
     "callback": ("rt:cb:{n}", "string", "call id holding a callback for number n"),
     "closed_calls": ("rt:closed_calls", "stream", "calls closed out because their worker died"),
     "seq": ("rt:seq", "string", "offer id counter"),
+    "retry_guard": ("rt:retry_guard", "string", "script time of the last matching-retry sweep (one per second)"),
     "rules": ("rt:rules", "string", "the rules last applied (JSON), for GET /admin/rules"),
 }
 
@@ -65,6 +67,9 @@ class Keys:
 
     def members(self, q: str) -> str:
         return self._k("members", q=q)
+
+    def staffed(self, q: str) -> str:
+        return self._k("staffed", q=q)
 
     def stats(self, q: str, day: str) -> str:
         return self._k("stats", q=q, day=day)
@@ -113,6 +118,9 @@ class Keys:
 
     def seq(self) -> str:
         return self._k("seq")
+
+    def retry_guard(self) -> str:
+        return self._k("retry_guard")
 
     def rules(self) -> str:
         return self._k("rules")

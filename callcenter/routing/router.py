@@ -195,7 +195,7 @@ class Router:
         return offers
 
     async def offer_answered(self, offer: Offer) -> bool:
-        return bool(await self._run("offer_answered", offer.offer_id))
+        return bool(await self._run("offer_answered", offer.offer_id, offer.call_id))
 
     async def offer_failed(self, offer: Offer, reason: str) -> None:
         """The call goes back to its original place. Every reason but "withdrawn" counts a miss for the

@@ -28,7 +28,7 @@ end
 for _, q in ipairs(redis.call('SMEMBERS', K.queues())) do
   if rules.queues[q] == nil then
     for _, sig in ipairs(redis.call('HKEYS', K.sigs(q))) do redis.call('DEL', K.waiting_sig(q, sig)) end
-    redis.call('DEL', K.queue(q), K.waiting(q), K.free(q), K.members(q), K.sigs(q))
+    redis.call('DEL', K.queue(q), K.waiting(q), K.free(q), K.members(q), K.sigs(q), K.staffed(q))
     redis.call('SREM', K.queues(), q)
   end
 end
@@ -45,7 +45,7 @@ for q, r in pairs(rules.queues) do
     'escalation', esc, 'on_timeout', cjson.encode(r.on_timeout), 'on_full', cjson.encode(r.on_full),
     'announce_every', r.announce.position_every, 'announce_ewt', r.announce.ewt and 1 or 0)
   redis.call('SADD', K.queues(), q)
-  redis.call('DEL', K.members(q))
+  redis.call('DEL', K.members(q), K.staffed(q))
 end
 QC = {}
 for _, a in ipairs(redis.call('SMEMBERS', K.agents())) do
@@ -61,7 +61,11 @@ for a, r in pairs(rules.agents) do
   if not redis.call('HGET', K.agent(a), 'state') then
     redis.call('HSET', K.agent(a), 'state', 'logged_out', 'since', NOW, 'last_free', 0)
   end
-  for q, _ in pairs(r.queues) do redis.call('SADD', K.members(q), a) end
+  local st = redis.call('HGET', K.agent(a), 'state')
+  for q, _ in pairs(r.queues) do
+    redis.call('SADD', K.members(q), a)
+    if st ~= 'paused' and st ~= 'logged_out' then redis.call('SADD', K.staffed(q), a) end
+  end
   redis.call('SADD', K.agents(), a)
 end
 local back = {}

@@ -13,11 +13,7 @@ if c ~= '' then
 else
   pos = redis.call('ZCARD', K.waiting(q)) + 1
 end
-local staffed = 0
-for _, a in ipairs(redis.call('SMEMBERS', K.members(q))) do
-  local st = redis.call('HGET', K.agent(a), 'state')
-  if st == 'available' or st == 'reserved' or st == 'on_call' or st == 'wrap_up' then staffed = staffed + 1 end
-end
+local staffed = redis.call('SCARD', K.staffed(q))
 if staffed == 0 then return {'', pos} end
 local aht = qc.aht > 0 and qc.aht or 180
 -- the caller at position p waits for p answers ahead of and including itself, minus one free slot

@@ -186,7 +186,16 @@ local function close_pause(ag)
   end
 end
 
+-- staffed(q): members logged in and not paused, kept on the transitions into and out of
+-- paused/logged_out so an EWT is O(1) instead of a walk over the members.
+local function set_staffed(ag, on)
+  for q, _ in pairs(ag_queues(ag)) do
+    if on then redis.call('SADD', K.staffed(q), ag.id) else redis.call('SREM', K.staffed(q), ag.id) end
+  end
+end
+
 local function pause_agent(ag, reason)
+  if ag.state ~= 'paused' and ag.state ~= 'logged_out' then set_staffed(ag, false) end
   close_pause(ag)
   if ag.state == 'available' then leave_free_sets(ag) end
   if ag.state == 'wrap_up' then redis.call('ZREM', K.wrapups(), ag.id) end
@@ -196,6 +205,7 @@ local function pause_agent(ag, reason)
 end
 
 local function logout_agent(ag)
+  if ag.state ~= 'paused' and ag.state ~= 'logged_out' then set_staffed(ag, false) end
   close_pause(ag)
   if ag.state == 'available' then leave_free_sets(ag) end
   if ag.state == 'wrap_up' then redis.call('ZREM', K.wrapups(), ag.id) end
@@ -329,6 +339,7 @@ local function match_agent(ag, exclude)
 end
 
 local function make_available(ag, exclude_call)
+  if ag.state == 'paused' or ag.state == 'logged_out' then set_staffed(ag, true) end
   redis.call('HSET', K.agent(ag.id), 'state', 'available', 'since', NOW, 'last_free', NOW)
   redis.call('HDEL', K.agent(ag.id), 'offer', 'call', 'pause_reason', 'pending')
   ag.state, ag.last_free, ag.offer, ag.call = 'available', NOW, nil, nil

@@ -1,9 +1,13 @@
 -- The agent answered an offer: the call is connected, sibling ring_all offers are cancelled.
--- KEYS: none (see lib.lua). ARGV: [1] prefix [2] now [3] day [4] offer id
+-- KEYS: none (see lib.lua). ARGV: [1] prefix [2] now [3] day [4] offer id [5] call id
 -- Returns 1 if connected, 0 if the lease had expired or the call is gone.
 local oid = ARGV[4]
 local f = redis.call('HMGET', K.offer(oid), 'call', 'agent', 'queue', 'expires')
-if not f[1] then return 0 end
+if not f[1] then
+  -- idempotent: a client retry after a lost reply finds the call already connected by this offer
+  if ARGV[5] and redis.call('HGET', K.call(ARGV[5]), 'answered_offer') == oid then return 1 end
+  return 0
+end
 if num(f[4], 0) < NOW then
   offer_failed(oid, 'expired', true)
   return 0
@@ -19,7 +23,8 @@ redis.call('ZREM', K.leases(), oid)
 if ci.offers ~= oid then
   for _, other in ipairs(cancel_offers(ci, 'answered_elsewhere', oid)) do agent_free(other, c) end
 end
-redis.call('HSET', K.call(c), 'state', 'connected', 'agent', a, 'answered', NOW, 'offer_queue', q, 'offers', '')
+redis.call('HSET', K.call(c), 'state', 'connected', 'agent', a, 'answered', NOW, 'offer_queue', q, 'offers', '',
+  'answered_offer', oid)
 redis.call('HSET', K.agent(a), 'state', 'on_call', 'since', NOW, 'misses', 0, 'call', c)
 redis.call('HDEL', K.agent(a), 'offer')
 local wait = NOW - ci.enq

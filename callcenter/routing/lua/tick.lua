@@ -71,13 +71,20 @@ for _, w in ipairs(redis.call('ZRANGEBYSCORE', K.workers(), '-inf', NOW - dead_a
   end
 end
 
--- Matching retries: a caller looks only SCAN deep into the free agents, so a fit further down is
--- found here, within a second: the head caller of every skill requirement looks deeper.
-for _, q in ipairs(redis.call('SMEMBERS', K.queues())) do
-  if redis.call('ZCARD', K.free(q)) > 0 then
-    for _, sig in ipairs(redis.call('HKEYS', K.sigs(q))) do
-      local head = redis.call('ZRANGE', K.waiting_sig(q, sig), 0, 0)[1]
-      if head then match_call(call_get(head), nil, 1000) end
+-- Matching retries: a caller looks only SCAN deep into the free agents, and a failed offer does
+-- not re-offer the same caller to the same agent at once (no ping-pong); a freed agent, in turn,
+-- finds its best caller exactly. So a fit missed that way is found here, within a second: the head
+-- caller of every skill requirement looks deeper. One sweep per second across all workers (the
+-- guard holds the script clock of the last sweep), so N workers do not multiply the cost.
+local last = tonumber(redis.call('GET', K.retry_guard()))
+if last == nil or last <= NOW - 0.9 or last > NOW + 60 then
+  redis.call('SET', K.retry_guard(), NOW, 'PX', 60000)
+  for _, q in ipairs(redis.call('SMEMBERS', K.queues())) do
+    if redis.call('ZCARD', K.free(q)) > 0 then
+      for _, sig in ipairs(redis.call('HKEYS', K.sigs(q))) do
+        local head = redis.call('ZRANGE', K.waiting_sig(q, sig), 0, 0)[1]
+        if head then match_call(call_get(head), nil, 200) end
+      end
     end
   end
 end
