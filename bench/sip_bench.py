@@ -52,6 +52,17 @@ from callcenter.redis_server import EmbeddedRedis  # noqa: E402
 FLOWS = REPO / "bench" / "flows"
 MAX_FAILED = 0.005
 POOL_QUERY = os.environ.get("BENCH_REDIS_QUERY", "")
+SCRAPE = False   # --scrape
+
+
+def peak_up(rows: list) -> int:
+    """Most calls up at once, from the CDRs' start/end times."""
+    events = sorted([(r.start, 1) for r in rows] + [(r.end, -1) for r in rows])
+    up = peak = 0
+    for _, d in events:
+        up += d
+        peak = max(peak, up)
+    return peak
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -276,7 +287,8 @@ def print_table(title: str, rows: list[Level]) -> None:
 def run_sipp(run: sipp.Sipp, meter: CpuMeter, wall_limit: float, window: tuple[float, float],
              w: WorkerProc) -> int:
     """Wait for sipp to finish; CPU is measured from window[0] to window[1] seconds after its start.
-    Returns the peak number of inbound calls the worker had up."""
+    With --scrape, /metrics is read every second (as a fast Prometheus would) and the peak of
+    inbound calls up is returned; otherwise 0."""
     t0 = time.monotonic()
     peak = 0
     next_poll = 0.0
@@ -285,7 +297,7 @@ def run_sipp(run: sipp.Sipp, meter: CpuMeter, wall_limit: float, window: tuple[f
     while run.proc.poll() is None:
         now = time.monotonic() - t0
         meter.sample()
-        if now >= next_poll:
+        if SCRAPE and now >= next_poll:
             peak = max(peak, live_calls(w) or 0)
             next_poll = now + 1.0
         if not marked and now >= window[0]:
@@ -333,7 +345,7 @@ def ivr_level(w: WorkerProc, n: int, hold_s: float) -> Level:
     if failed or not ok:
         note += f"; sipp: {first_error(run)}"
     return Level(str(n), ok + failed, failed + missed, wcpu, scpu, meter.peak_rss, pct(rtd, 50), pct(rtd, 99),
-                 len(rows), peak, note)
+                 len(rows), peak or peak_up(rows), note)
 
 
 def cps_level(w: WorkerProc, agents_port: int, cps: float, seconds: float) -> Level:
@@ -360,7 +372,7 @@ def cps_level(w: WorkerProc, agents_port: int, cps: float, seconds: float) -> Le
     if failed or not ok:
         note += f"; sipp: {first_error(run)}"
     return Level(f"{cps:g}/s", ok + failed, failed + not_answered, wcpu, scpu + acpu, meter.peak_rss,
-                 pct(rtd, 50), pct(rtd, 99), len(rows), peak, note)
+                 pct(rtd, 50), pct(rtd, 99), len(rows), peak or peak_up(rows), note)
 
 
 def first_error(run: sipp.Sipp) -> str:
@@ -387,6 +399,8 @@ def main() -> int:
     ap.add_argument("--hold", type=float, help="seconds every caller of a level is up together (default 20)")
     ap.add_argument("--seconds", type=float, help="seconds per calls/s level (default 30)")
     ap.add_argument("--agents", type=int, default=400)
+    ap.add_argument("--scrape", action="store_true",
+                    help="read the worker's /metrics every second during a level (see RESULTS.md: aborts the worker)")
     ap.add_argument("--keep", action="store_true", help="keep the worker's directory (log, CDRs)")
     ap.add_argument("--keep-going", action="store_true", help="run the next level after a failed one")
     args = ap.parse_args()
@@ -394,6 +408,8 @@ def main() -> int:
     cps_levels = [float(x) for x in (args.cps_levels or ("10,20" if args.quick else "25,50,100,125,150")).split(",")]
     hold = args.hold or (6 if args.quick else 20)
     seconds = args.seconds or (10 if args.quick else 30)
+    global SCRAPE
+    SCRAPE = args.scrape
     raise_nofile()
     print(f"machine: {os.cpu_count()} cores, busy {machine_busy():.2f} cores before the run; "
           f"RLIMIT_NOFILE {resource.getrlimit(resource.RLIMIT_NOFILE)[0]}")

@@ -31,6 +31,7 @@ from callcenter.ivr.runner import IvrRunner
 from callcenter.ivr.services import QueueOutcome, QueueRequest
 from callcenter.routing.keys import Keys as RoutingKeys
 from callcenter.routing.router import connect
+from callcenter.tasks import TaskSet
 from callcenter.telephony.api import HangupSide, Leg, OriginateResult
 
 log = logs.get("outbound")
@@ -127,7 +128,7 @@ class Outbound:
         self.free: dict[str, int] = {}
         self.records: dict[str, CallRecord] = {}
         self.uris: dict[str, str] = {}
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self.tasks = TaskSet()
         self.services = DialerServices(worker.queues, self.add_dnc)
         self.ivr = IvrRunner(worker.scripts, self.services, self.cfg.sounds,
                              recordings_dir=self.cfg.data_dir / "recordings")
@@ -157,7 +158,7 @@ class Outbound:
         self.uris[leg.id] = uri
         self.worker.queues.records[leg.id] = rec   # the queue fills in agent, wait and talk times
         await self._cdr_call(rec)
-        self._spawn(self._finish(leg, rec, uri), "outbound cdr")
+        self.tasks.spawn(self._finish(leg, rec, uri), "outbound cdr")
         return result, leg
 
     async def _unanswered(self, uri: str, caller_id: str, called: str, campaign: str | None, start: float,
@@ -196,7 +197,7 @@ class Outbound:
                             announce_wait_time=False, announce_every=3600.0, music=str(self.music),
                             language=str(req.data.get("language") or "vi"), sounds_dir=str(self.cfg.sounds),
                             variables=req.variables())
-        task = self._spawn(self._queued(leg, qreq, rec), "outbound queue")
+        task = self.tasks.spawn(self._queued(leg, qreq, rec), "outbound queue")
         deadline = time.monotonic() + AGENT_RESERVE_WAIT
         while time.monotonic() < deadline and not task.done():
             w = self.worker.queues.waiting.get(leg.id)
@@ -236,11 +237,8 @@ class Outbound:
         finally:
             _CALL_EVENTS.reset(token)
         if rec is not None:
-            rec.ivr_path = result.ivr_path
-            rec.ivr_digits = ",".join(f"{node}={d}" for node, d in result.inputs)
-            rec.language = result.language
-            rec.survey = dict(result.survey)
-            rec.customer_id = str(result.variables.get("customer_id") or "") or None
+            for name, value in result.cdr_fields().items():
+                setattr(rec, name, value)
         disp = disposition_from_events(events, time.time())
         if rec is not None:
             rec.disposition = disp["disposition"] if disp else "completed"
@@ -300,18 +298,6 @@ class Outbound:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), FREE_AGENTS_EVERY)
 
-    def _spawn(self, coro: Any, what: str) -> asyncio.Task[Any]:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-
-        def done(t: asyncio.Task[Any]) -> None:
-            self._tasks.discard(t)
-            if not t.cancelled() and t.exception() is not None:
-                log.error("task failed", task=what, exc_info=t.exception())
-
-        task.add_done_callback(done)
-        return task
-
     async def _cdr_call(self, rec: CallRecord) -> None:
         try:
             await self.worker.cdr.call(rec)
@@ -326,12 +312,7 @@ class Outbound:
 
     async def close(self, grace: float) -> None:
         """Let live calls' CDR watchers see their legs end (the worker drains calls), then cancel."""
-        if self._tasks:
-            await asyncio.wait(set(self._tasks), timeout=grace)
-        for t in list(self._tasks):
-            t.cancel()
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.tasks.drain(grace)
         for f in self.amd_dir.glob("*"):
             with contextlib.suppress(OSError):
                 f.unlink()

@@ -23,6 +23,7 @@ from callcenter.exceptions import CallGone
 from callcenter.ivr import announce, prompts
 from callcenter.ivr.services import QueueOutcome, QueueRequest
 from callcenter.routing.router import Offer, QueuedCall, QueueFull, Router, RoutingError, RoutingEvent
+from callcenter.tasks import TaskSet
 from callcenter.telephony.api import HangupSide, Leg, OriginateResult, Softswitch
 
 log = logs.get("queue")
@@ -62,7 +63,7 @@ class QueueService:
         self.dnc = dnc
         self.waiting: dict[str, Waiter] = {}
         self.records: dict[str, CallRecord] = {}    # call id -> the CDR the worker keeps for it
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self.tasks = TaskSet()
 
     # -- IvrServices ------------------------------------------------------------------------
 
@@ -293,7 +294,7 @@ class QueueService:
                 await asyncio.sleep(0.5)
                 continue
             for offer in offers:
-                self._spawn(self._ring(offer), f"offer {offer.offer_id}")
+                self.tasks.spawn(self._ring(offer), "offer", call_id=offer.call_id)
 
     def handle_events(self, events: list[RoutingEvent]) -> None:
         """Routing events for this worker's callers (from Router.tick)."""
@@ -342,9 +343,10 @@ class QueueService:
             metrics.AGENT_OFFERS_TOTAL.labels(queue=offer.queue, result=reason).inc()
             if w.offer is offer:
                 w.offer = None
-            await self.router.offer_failed(offer, reason)
+            # Logged before the router puts the call back: the next OFFER follows in the queue log.
             await self._event("RINGNOANSWER", offer.call_id, offer.queue, offer.agent_id, result=reason,
                               ringtime=round(time.time() - started, 3))
+            await self.router.offer_failed(offer, reason)
             await self._leg(None, offer.call_id, "agent_offer", offer.agent_uri, offer.agent_id, reason,
                             start=started)
             w.wake.set()
@@ -410,14 +412,3 @@ class QueueService:
             await self.cdr.leg(rec)
         except Exception:  # noqa: BLE001
             log.exception("leg record not written", call_id=call_id)
-
-    def _spawn(self, coro: Any, what: str) -> None:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-
-        def done(t: asyncio.Task[Any]) -> None:
-            self._tasks.discard(t)
-            if not t.cancelled() and t.exception() is not None:
-                log.error("task failed", task=what, exc_info=t.exception())
-
-        task.add_done_callback(done)

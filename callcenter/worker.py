@@ -17,7 +17,7 @@ import structlog
 
 from callcenter import logs, metrics
 from callcenter.cdr.buffer import CdrBuffer
-from callcenter.cdr.record import CallRecord, LegRecord
+from callcenter.cdr.record import CallRecord, LegRecord, QueueEvent
 from callcenter.cdr.store import ReportParams
 from callcenter.cdr.writer import open_store, run_cdr_writer
 from callcenter.config import Config
@@ -27,6 +27,7 @@ from callcenter.ivr.script import ScriptSet
 from callcenter.redis_server import EmbeddedRedis
 from callcenter.routing import rules as routing_rules
 from callcenter.routing.router import Router, connect, connect_sync
+from callcenter.tasks import every
 
 log = logs.get("worker")
 
@@ -84,7 +85,8 @@ class Worker:
         self.queues = QueueService(self.router, self.switch, self.cdr, trunk=cfg.trunk,
                                    service_levels={n: float(q.service_level) for n, q in self.rules.queues.items()})
         self.ivr = IvrRunner(self.scripts, self.queues, cfg.sounds, recordings_dir=cfg.data_dir / "recordings")
-        tasks = [self._loop("heartbeat", self._heartbeat, 2.0), self._loop("tick", self._tick, 1.0),
+        tasks = [asyncio.ensure_future(every(2.0, self._heartbeat, self.stop, "heartbeat")),
+                 asyncio.ensure_future(every(1.0, self._tick, self.stop, "tick")),
                  asyncio.ensure_future(self.queues.run_offers(self.stop))]
         if cfg.run_cdr_writer:
             # Opens the store lazily and retries while it is down: a database outage never stops
@@ -118,11 +120,14 @@ class Worker:
         from twisted.web.server import Site
 
         from callcenter.api import admin, agents, campaigns, reports
-        from callcenter.dialer.campaign import load_campaigns
         from callcenter.api.http import Router as HttpRouter
+        from callcenter.dialer.campaign import load_campaigns
 
         api = HttpRouter()
-        agents.install_routes(api, self.router, sync_redis)
+        async def agent_event(event: str, agent_id: str, data: dict[str, Any]) -> None:
+            await self.cdr.event(QueueEvent.make(event, agent_id=agent_id, **data))
+
+        agents.install_routes(api, self.router, sync_redis, on_event=agent_event)
         admin.install_routes(api, self.router)
         campaigns.install_routes(api, aredis, load_campaigns(self.cfg.campaigns), self.cfg.redis.prefix)
         try:
@@ -137,17 +142,6 @@ class Worker:
                 return metrics_res if path == b"metrics" else api
 
         reactor.listenTCP(self.cfg.http.port, Site(Root()), interface=self.cfg.http.bind)  # type: ignore[attr-defined]
-
-    def _loop(self, name: str, fn: Any, every: float) -> asyncio.Task[None]:
-        async def run() -> None:
-            while not self.stop.is_set():
-                try:
-                    await fn()
-                except Exception:  # noqa: BLE001 - Redis restarting: keep going, the client retries
-                    log.exception("periodic task failed", task=name)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.stop.wait(), every)
-        return asyncio.ensure_future(run())
 
     async def _heartbeat(self) -> None:
         await self.router.heartbeat()
@@ -195,11 +189,8 @@ class Worker:
         info = await leg.wait_ended()
         rec.end = time.time()
         if result is not None:
-            rec.ivr_path = result.ivr_path
-            rec.ivr_digits = ",".join(f"{node}={d}" for node, d in result.inputs)
-            rec.language = result.language
-            rec.survey = dict(result.survey)
-            rec.customer_id = str(result.variables.get("customer_id") or "") or None
+            for name, value in result.cdr_fields().items():
+                setattr(rec, name, value)
         if rec.hangup_side is None:
             rec.hangup_side = "caller" if info.side.value == "caller" else "system"
             rec.hangup_cause = f"{info.sip_code} {info.reason}".strip()

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import redis
@@ -28,9 +29,14 @@ def _body(req: Request) -> dict[str, Any]:
     return body
 
 
-def install_routes(router: HttpRouter, rt: RoutingRouter, sync_client: redis.Redis | None = None) -> None:
+AgentEvent = Callable[[str, str, dict[str, Any]], Awaitable[None]]
+
+
+def install_routes(router: HttpRouter, rt: RoutingRouter, sync_client: redis.Redis | None = None,
+                   on_event: AgentEvent | None = None) -> None:
     """``sync_client`` serves the wallboard reads (shared with the metrics collector); by default one is
-    made from the router's connection settings."""
+    made from the router's connection settings. ``on_event(event, agent_id, data)`` records the agent
+    session in the queue log (AGENTLOGIN, AGENTLOGOFF, PAUSE, UNPAUSE): occupancy is computed from it."""
     holder: dict[str, redis.Redis] = {}
 
     def client() -> redis.Redis:
@@ -43,30 +49,33 @@ def install_routes(router: HttpRouter, rt: RoutingRouter, sync_client: redis.Red
                                                            if k not in ("retry",)}))
         return holder["c"]
 
-    async def act(agent_id: str, coro: Any) -> dict[str, Any]:
+    async def act(agent_id: str, coro: Any, event: str | None = None, **data: Any) -> dict[str, Any]:
         try:
             state = await coro
         except RoutingError as exc:
             status = 404 if "unknown agent" in str(exc) else 409
             raise HttpError(status, str(exc)) from None
+        if event and on_event is not None:
+            await on_event(event, agent_id, {"result": state, **data})
         info = await rt.agent_info(agent_id)
         return {"agent": info, "result": state}
 
     async def login(req: Request) -> Any:
         body = _body(req)
-        return await act(req.params["id"], rt.agent_login(req.params["id"], bool(body.get("ready", True))))
+        ready = bool(body.get("ready", True))
+        return await act(req.params["id"], rt.agent_login(req.params["id"], ready), "AGENTLOGIN", ready=ready)
 
     async def logout(req: Request) -> Any:
-        return await act(req.params["id"], rt.agent_logout(req.params["id"]))
+        return await act(req.params["id"], rt.agent_logout(req.params["id"]), "AGENTLOGOFF")
 
     async def ready(req: Request) -> Any:
-        return await act(req.params["id"], rt.agent_ready(req.params["id"]))
+        return await act(req.params["id"], rt.agent_ready(req.params["id"]), "UNPAUSE")
 
     async def pause(req: Request) -> Any:
         reason = _body(req).get("reason", "break")
         if reason not in PAUSE_REASONS:
             raise HttpError(400, f"reason must be one of: {', '.join(PAUSE_REASONS)}")
-        return await act(req.params["id"], rt.agent_pause(req.params["id"], reason))
+        return await act(req.params["id"], rt.agent_pause(req.params["id"], reason), "PAUSE", reason=reason)
 
     async def skills(req: Request) -> Any:
         body = _body(req)

@@ -48,6 +48,12 @@ class IvrResult:
     def ivr_path(self) -> str:
         return ">".join(self.path)
 
+    def cdr_fields(self) -> dict[str, Any]:
+        """What a call's CDR keeps of its IVR run (CallRecord field -> value)."""
+        return {"ivr_path": self.ivr_path, "ivr_digits": ",".join(f"{node}={d}" for node, d in self.inputs),
+                "language": self.language, "survey": dict(self.survey),
+                "customer_id": str(self.variables.get("customer_id") or "") or None}
+
     @property
     def digits(self) -> dict[str, list[str]]:
         out: dict[str, list[str]] = {}

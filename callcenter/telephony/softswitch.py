@@ -17,6 +17,7 @@ import pjsua2 as pj
 
 from callcenter import logs
 from callcenter.exceptions import TelephonyError
+from callcenter.tasks import TaskSet
 from callcenter.telephony.api import OriginateResult
 from callcenter.telephony.leg import PjLeg
 from callcenter.telephony.media import CLOCK_RATE
@@ -81,7 +82,7 @@ class PjSoftswitch:
         self._music: dict[str, pj.AudioMediaPlayer] = {}
         self._pump_handle: asyncio.TimerHandle | None = None
         self._writer = _LogWriter()
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self.tasks = TaskSet()
         self.digit_listeners: list[Callable[[PjLeg, str], None]] = []
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -181,22 +182,9 @@ class PjSoftswitch:
         self.legs[leg.id] = leg
         if not self.accepting:
             log.info("rejecting call while draining", call_id=leg.id)
-            self.spawn(leg.hangup(503), "reject")
+            self.tasks.spawn(leg.hangup(503), "reject", call_id=leg.id)
             return
-        self.spawn(self.on_incoming(leg), "incoming", leg.id)
-
-    def spawn(self, coro: Awaitable[Any], what: str, call_id: str | None = None) -> asyncio.Task[Any]:
-        """Run a background task whose failure is logged, never lost."""
-        task: asyncio.Task[Any] = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-
-        def done(t: asyncio.Task[Any]) -> None:
-            self._tasks.discard(t)
-            if not t.cancelled() and t.exception() is not None:
-                log.error("task failed", task=what, call_id=call_id, exc_info=t.exception())
-
-        task.add_done_callback(done)
-        return task
+        self.tasks.spawn(self.on_incoming(leg), "incoming", call_id=leg.id)
 
     def forget(self, leg: PjLeg) -> None:
         self.legs.pop(leg.id, None)
