@@ -50,8 +50,10 @@ def check_pjsua2(report: Report, probe_players: int = NEEDED_PLAYERS) -> None:
         return
     max_calls = pj.UaConfig().maxCalls           # pjsua_config_default() sets PJSUA_MAX_CALLS
     conf_ports = pj.MediaConfig().maxMediaPorts  # pjsua_media_config_default(): PJSUA_MAX_CONF_PORTS
+    from callcenter.telephony.softswitch import create_library
+
     ep = pj.Endpoint()
-    ep.libCreate()
+    create_library(ep)
     try:
         cfg = pj.EpConfig()
         cfg.uaConfig.threadCnt = 0

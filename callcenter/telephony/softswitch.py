@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import os
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -26,6 +28,21 @@ from callcenter.telephony.settings import SipSettings
 log = logs.get("softswitch")
 
 IncomingHandler = Callable[[PjLeg], Awaitable[None]]
+
+
+def create_library(ep: pj.Endpoint) -> None:
+    """ep.libCreate() without its banner: before libInit() pjlib logs at level 5 straight to stdout,
+    which would break the one-JSON-object-per-line log stream."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        ep.libCreate()
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(devnull)
 
 
 def result_for_code(code: int, cancelled_by_timeout: bool = False) -> OriginateResult:
@@ -89,7 +106,7 @@ class PjSoftswitch:
 
     def start(self) -> None:
         s = self.settings
-        self.ep.libCreate()
+        create_library(self.ep)
         cfg = pj.EpConfig()
         cfg.uaConfig.threadCnt = 0
         cfg.uaConfig.mainThreadOnly = True

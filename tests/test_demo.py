@@ -1,0 +1,65 @@
+"""The README's demo, as a newcomer runs it: `callcenter demo` with its own embedded Redis, the
+hotline, demo agent phones, the wallboard and /metrics. Ports moved off the defaults."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+import sipp
+from worker_proc import REPO
+
+pytestmark = [pytest.mark.sip, pytest.mark.timeout(120)]
+
+
+def test_demo_hotline_answers_and_a_demo_agent_talks(tmp_path: Path) -> None:
+    sip_port, http_port, agents_port = 5460, 18460, 5470
+    rules = (REPO / "routing_rules.yaml").read_text().replace("127.0.0.1:5070", f"127.0.0.1:{agents_port}")
+    (tmp_path / "routing_rules.yaml").write_text(rules)
+    cfg = (REPO / "callcenter.yaml").read_text()
+    cfg = cfg.replace("port: 5060", f"port: {sip_port}").replace("port: 8080", f"port: {http_port}")
+    cfg = cfg.replace("data_dir: var", f"data_dir: {tmp_path / 'var'}")
+    cfg = cfg.replace("store: sqlite:///var/cdr.db", f"store: sqlite:///{tmp_path / 'var' / 'cdr.db'}")
+    cfg = cfg.replace("rtp_port: 10000", "rtp_port: 24000").replace("rtp_port_range: 20000", "rtp_port_range: 2000")
+    cfg = cfg.replace("ivr_scripts: ivr_scripts", f"ivr_scripts: {REPO / 'ivr_scripts'}")
+    cfg = cfg.replace("sounds: sounds", f"sounds: {REPO / 'sounds'}")
+    cfg = cfg.replace("routing_rules: routing_rules.yaml", f"routing_rules: {tmp_path / 'routing_rules.yaml'}")
+    cfg = cfg.replace("campaigns: campaigns", f"campaigns: {REPO / 'campaigns'}")
+    (tmp_path / "callcenter.yaml").write_text(cfg)
+    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+    env["CRM_URL"] = "http://127.0.0.1:9"
+    log = open(tmp_path / "demo.log", "wb")  # noqa: SIM115
+    demo = subprocess.Popen([sys.executable, "-m", "callcenter", "demo", "--config", str(tmp_path / "callcenter.yaml"),
+                             "--agents-port", str(agents_port)], stdout=log, stderr=subprocess.STDOUT, env=env,
+                            cwd=tmp_path, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 30
+        while b'"worker ready"' not in (tmp_path / "demo.log").read_bytes():
+            assert demo.poll() is None and time.monotonic() < deadline, (tmp_path / "demo.log").read_text()
+            time.sleep(0.2)
+        assert (tmp_path / "var" / "redis" / "redis.sock").exists()   # its own Redis on a unix socket
+        # English (2) during the welcome, then support (2); a demo agent rings 2 s and answers.
+        caller = sipp.caller(f"127.0.0.1:{sip_port}", [("pause", 600), ("dtmf", "2"), ("pause", 800), ("dtmf", "2"),
+                                                      ("pause", 12000), ("hangup",)], number="0912000001")
+        assert caller.wait(60) == 0, caller.errors()
+        board = json.load(urllib.request.urlopen(f"http://127.0.0.1:{http_port}/wallboard", timeout=5))
+        support = next(q for q in board["queues"] if q["queue"] == "support")
+        assert support["answered_today"] == 1
+        metrics = urllib.request.urlopen(f"http://127.0.0.1:{http_port}/metrics", timeout=5).read().decode()
+        assert 'callcenter_queue_answered_total{queue="support"} 1.0' in metrics
+    finally:
+        os.killpg(demo.pid, signal.SIGTERM)
+        try:
+            demo.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(demo.pid, signal.SIGKILL)
+            demo.wait()
+    assert demo.returncode == 0, (tmp_path / "demo.log").read_text()[-3000:]
