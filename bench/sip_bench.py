@@ -344,6 +344,7 @@ def ivr_level(w: WorkerProc, n: int, hold_s: float) -> Level:
     note = f"{digits} DTMF/call; {missed} calls with a digit missed" if missed else f"{digits} DTMF/call"
     if failed or not ok:
         note += f"; sipp: {first_error(run)}"
+    cleanup(run)
     return Level(str(n), ok + failed, failed + missed, wcpu, scpu, meter.peak_rss, pct(rtd, 50), pct(rtd, 99),
                  len(rows), peak or peak_up(rows), note)
 
@@ -371,8 +372,19 @@ def cps_level(w: WorkerProc, agents_port: int, cps: float, seconds: float) -> Le
     note = f"{answered} answered by an agent"
     if failed or not ok:
         note += f"; sipp: {first_error(run)}"
+    cleanup(run, phones)
     return Level(f"{cps:g}/s", ok + failed, failed + not_answered, wcpu, scpu + acpu, meter.peak_rss,
                  pct(rtd, 50), pct(rtd, 99), len(rows), peak or peak_up(rows), note)
+
+
+KEEP = False   # --keep
+
+
+def cleanup(*runs: sipp.Sipp) -> None:
+    """sipp's work directories (scenario, pcaps, logs) unless --keep; errors are read before."""
+    if not KEEP:
+        for r in runs:
+            shutil.rmtree(r.workdir, ignore_errors=True)
 
 
 def first_error(run: sipp.Sipp) -> str:
@@ -408,8 +420,8 @@ def main() -> int:
     cps_levels = [float(x) for x in (args.cps_levels or ("10,20" if args.quick else "25,50,100,125,150")).split(",")]
     hold = args.hold or (6 if args.quick else 20)
     seconds = args.seconds or (10 if args.quick else 30)
-    global SCRAPE
-    SCRAPE = args.scrape
+    global SCRAPE, KEEP
+    SCRAPE, KEEP = args.scrape, args.keep
     raise_nofile()
     print(f"machine: {os.cpu_count()} cores, busy {machine_busy():.2f} cores before the run; "
           f"RLIMIT_NOFILE {resource.getrlimit(resource.RLIMIT_NOFILE)[0]}")

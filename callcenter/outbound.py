@@ -4,6 +4,11 @@ SIP stack, ACD queues, IVR runner and CDR buffer.
 Every dial attempt leaves a CallRecord (direction "outbound", campaign, outcome) and a LegRecord,
 answered or not, so outbound KPIs come from the same store as inbound ones. Campaign ``dial_uri``
 templates may say ``{trunk}``: it becomes the worker's ``sip.trunk`` (host:port).
+
+Preview mode: an agent takes the next record (:meth:`Outbound.preview_take`, leased to this dialer
+and held for that agent), then dials it (:meth:`Outbound.preview_dial`: the agent's phone rings
+first, then the customer's, and the two are bridged) or skips it. The HTTP routes reach these
+through ``worker.outbound`` (set while the dialer runs).
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from callcenter.dialer.campaign import Campaign, load_campaigns
 from callcenter.dialer.compliance import Compliance
 from callcenter.dialer.engine import DialerEngine, DialRequest
 from callcenter.dialer.keys import DialerKeys
+from callcenter.dialer.outcomes import FROM_ORIGINATE
 from callcenter.exceptions import CallGone, TelephonyError
 from callcenter.ivr.runner import IvrRunner
 from callcenter.ivr.services import QueueOutcome, QueueRequest
@@ -37,7 +43,9 @@ from callcenter.telephony.api import HangupSide, Leg, OriginateResult
 log = logs.get("outbound")
 
 AGENT_RESERVE_WAIT = 1.5     # inside the engine's 2 s compliance grace (TCPA / abandon rules)
-FREE_AGENTS_EVERY = 0.5
+BUSY_STATES = ("reserved", "on_call", "wrap_up")
+PREVIEW_HOLD = 300.0         # a previewed record not dialed or skipped in 5 min goes back to the list
+PREVIEW_AGENT_RING = 20.0
 AMD_SECONDS = 2.5
 OUTBOUND_PRIORITY = 100      # an answered customer must not wait behind inbound callers: the grace is 2 s
 CALLBACK_DELAY = 3600.0      # the IVR said "agents busy, we will call you back"
@@ -65,6 +73,32 @@ def with_trunk(campaigns: dict[str, Campaign], trunk: str) -> dict[str, Campaign
         if "{trunk}" in c.dial_uri:
             c = dataclasses.replace(c, dial_uri=c.dial_uri.replace("{trunk}", trunk or "127.0.0.1:5060"))
         out[cid] = c
+    return out
+
+
+def resolve_prompt(prompt: str | None, sounds: Path, language: str = "vi") -> str | None:
+    """A campaign prompt: a WAV path (absolute, or relative to the sounds directory or its parent)
+    or a prompt name like ``telesales/abandon_ident`` under ``sounds/<language>/``."""
+    if not prompt:
+        return prompt
+    cands = [Path(prompt), sounds / prompt, sounds.parent / prompt, sounds / language / f"{prompt}.wav",
+             sounds / language / prompt]
+    for c in cands:
+        if c.is_file():
+            return str(c.resolve())
+    return prompt
+
+
+def with_prompts(campaigns: dict[str, Campaign], sounds: Path) -> dict[str, Campaign]:
+    """Resolve ``abandon_prompt`` and ``amd.machine_prompt`` to files; warn about missing ones (the
+    call then just hangs up: a missing message must not keep a customer on a dead line)."""
+    out = {}
+    for cid, c in campaigns.items():
+        ab, mp = resolve_prompt(c.abandon_prompt, sounds), resolve_prompt(c.machine_prompt, sounds)
+        for key, v in (("abandon_prompt", ab), ("amd.machine_prompt", mp)):
+            if v and not Path(v).is_file():
+                log.warning("campaign prompt file not found", campaign=cid, key=key, prompt=v)
+        out[cid] = dataclasses.replace(c, abandon_prompt=ab, machine_prompt=mp)
     return out
 
 
@@ -125,7 +159,9 @@ class Outbound:
         self.campaigns = campaigns
         self.compliance = Compliance(redis, DialerKeys(self.cfg.redis.prefix))
         self.rkeys = RoutingKeys(self.cfg.redis.prefix)
-        self.free: dict[str, int] = {}
+        self.engine: DialerEngine | None = None
+        self.previews: dict[tuple[str, str], tuple[DialRequest, str, float]] = {}
+        self.router = worker.router
         self.records: dict[str, CallRecord] = {}
         self.uris: dict[str, str] = {}
         self.tasks = TaskSet()
@@ -267,8 +303,20 @@ class Outbound:
             return True
         return False
 
-    def free_agents(self, queue: str) -> int:
-        return self.free.get(queue, 0)
+    async def free_agents(self, queue: str) -> int:
+        """Read now, not cached: an agent reserved a moment ago must not count as free."""
+        return int(await self.redis.zcard(self.rkeys.free(queue)))
+
+    async def busy_agents(self, queue: str) -> int:
+        """Members of the queue reserved, on a call or in wrap-up (predictive pacing's 'busy')."""
+        members = [_str(m) for m in await self.redis.smembers(self.rkeys.members(queue))]
+        if not members:
+            return 0
+        pipe = self.redis.pipeline(transaction=False)
+        for a in members:
+            pipe.hget(self.rkeys.agent(a), "state")
+        states = await pipe.execute()
+        return sum(1 for st in states if st is not None and _str(st) in BUSY_STATES)
 
     async def add_dnc(self, number: str, scope: str) -> None:
         """The DNC writer for IVR ``dnc`` nodes (outbound and inbound): global or one campaign."""
@@ -281,22 +329,139 @@ class Outbound:
             return
         await self.compliance.add_dnc(e164, camp.id if camp else None)
 
-    # -- background -------------------------------------------------------------------------
+    # -- preview mode ------------------------------------------------------------------------
 
-    async def refresh_free(self, stop: asyncio.Event) -> None:
-        """Sync ``free_agents`` needs a number now: a cache of the ACD's free-agent sets."""
-        queues = sorted({c.queue for c in self.campaigns.values() if c.queue})
-        while not stop.is_set() and queues:
+    def _preview_campaign(self, cid: str) -> Campaign:
+        c = self.campaigns.get(cid)
+        if c is None:
+            raise KeyError(cid)
+        if c.dial_mode != "preview":
+            raise ValueError(f"campaign {cid} dials in {c.dial_mode} mode, not preview")
+        return c
+
+    def held_by(self, agent: str) -> DialRequest | None:
+        for req, owner, _exp in self.previews.values():
+            if owner == agent:
+                return req
+        return None
+
+    async def preview_take(self, cid: str, agent: str) -> DialRequest | None:
+        """The agent's next record, leased to this dialer and held for the agent. An agent holds one
+        record at a time: asking again returns the same one. None: nothing due (or not running)."""
+        self._preview_campaign(cid)
+        held = self.held_by(agent)
+        if held is not None:
+            return held
+        if await self.redis.hget(DialerKeys(self.cfg.redis.prefix).campaign_state(cid), "state") not in (
+                b"running", "running"):
+            return None
+        assert self.engine is not None
+        req = await self.engine.preview_next(cid)
+        if req is not None:
+            self.previews[(cid, req.e164)] = (req, agent, time.time() + PREVIEW_HOLD)
+        return req
+
+    def _pop_preview(self, cid: str, e164: str, agent: str) -> DialRequest:
+        held = self.previews.get((cid, e164))
+        if held is None or held[1] != agent:
+            raise LookupError("that record is not held by this agent (taken, dialed or expired)")
+        del self.previews[(cid, e164)]
+        return held[0]
+
+    async def preview_skip(self, cid: str, e164: str, agent: str) -> None:
+        self._preview_campaign(cid)
+        req = self._pop_preview(cid, e164, agent)
+        assert self.engine is not None
+        await self.engine.preview_skip(req)
+
+    async def preview_dial(self, cid: str, e164: str, agent: str) -> None:
+        """Start the call in the background: agent's phone first, then the customer, bridged."""
+        self._preview_campaign(cid)
+        uri = await self.redis.hget(self.rkeys.agent(agent), "uri")
+        state = await self.redis.hget(self.rkeys.agent(agent), "state")
+        if uri is None:
+            raise LookupError(f"unknown agent {agent}")
+        if state is None or _str(state) not in ("available", "paused"):
+            raise ValueError(f"agent {agent} is {_str(state) if state else 'logged_out'}: cannot dial")
+        req = self._pop_preview(cid, e164, agent)
+        self.tasks.spawn(self._preview_call(req, agent, _str(uri), _str(state)), "preview call")
+
+    async def _preview_call(self, req: DialRequest, agent: str, agent_uri: str, prev_state: str) -> None:
+        assert self.engine is not None
+        engine = self.engine
+        c = self.campaigns[req.campaign_id]
+        # Paused for the ACD while on the preview call: no inbound offer may ring the same phone.
+        if prev_state == "available":
+            await self.router.agent_pause(agent, "outbound")
+        try:
             try:
-                pipe = self.redis.pipeline(transaction=False)
-                for q in queues:
-                    pipe.zcard(self.rkeys.free(q))
-                counts = await pipe.execute()
-                self.free = dict(zip(queues, (int(n) for n in counts), strict=True))
-            except Exception:  # noqa: BLE001 - Redis restarting: keep the last view, retry
-                log.exception("free agents refresh failed")
+                res, agent_leg = await self.worker.switch.originate(
+                    agent_uri, req.caller_id, PREVIEW_AGENT_RING,
+                    headers={"X-CC-Campaign": c.id, "X-CC-Preview": phone.national(req.e164)})
+            except Exception as exc:  # noqa: BLE001 - the agent's phone failing releases the record
+                log.warning("preview: agent phone failed", agent=agent, error=str(exc))
+                res, agent_leg = OriginateResult.FAILED, None
+            if res is not OriginateResult.ANSWERED or agent_leg is None:
+                log.info("preview: agent did not answer", agent=agent, result=res.value)
+                await engine.preview_skip(req)
+                return
+            await self._preview_customer(engine, c, req, agent, agent_leg)
+        finally:
+            if prev_state == "available":
+                with contextlib.suppress(Exception):
+                    await self.router.agent_ready(agent)
+
+    async def _preview_customer(self, engine: DialerEngine, c: Campaign, req: DialRequest, agent: str,
+                                agent_leg: Leg) -> None:
+        t0 = time.time()
+        try:
+            result, leg = await self.originate(req.uri, req.caller_id, req.ring_timeout,
+                                               headers={"X-CC-Campaign": c.id, "X-CC-Attempt": str(req.attempt)})
+        except Exception as exc:  # noqa: BLE001
+            log.warning("preview: originate failed", campaign=c.id, number=req.e164, error=str(exc))
+            result, leg = OriginateResult.FAILED, None
+        if result is not OriginateResult.ANSWERED or leg is None:
+            await engine.handle_result(req, FROM_ORIGINATE.get(result, "failed"), time.time())
+            await _hangup(agent_leg)
+            return
+        now = time.time()
+        engine.stats[c.id].pacing.dial_resolved(True, now - t0)
+        await engine.ledger.record(c.id, now, abandoned=False)    # the agent was there: never abandoned
+        await engine.handle_result(req, "answered_human", now)
+        rec = self.records.get(leg.id)
+        if rec is not None:
+            rec.queue, rec.agent_id, rec.agent_answer, rec.wait_seconds = c.queue, agent, now, 0.0
+            rec.outcome = "answered"
+        try:
+            await agent_leg.bridge(leg)
+            ended = await _first_ended(leg, agent_leg)
+        except (CallGone, TelephonyError):
+            ended = leg if leg.ended else agent_leg
+        if rec is not None:
+            rec.talk_seconds = time.time() - now
+            rec.hangup_side = "agent" if ended is agent_leg else "caller"
+        await _hangup(leg)
+        await _hangup(agent_leg)
+
+    async def sweep_previews(self, stop: asyncio.Event) -> None:
+        """Records previewed but neither dialed nor skipped go back to the list."""
+        while not stop.is_set():
+            now = time.time()
+            for key, (req, agent, expires) in list(self.previews.items()):
+                if expires <= now and self.previews.pop(key, None) is not None:
+                    log.info("preview expired", campaign=req.campaign_id, agent=agent)
+                    with contextlib.suppress(Exception):
+                        await self.engine.preview_skip(req)  # type: ignore[union-attr]
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), FREE_AGENTS_EVERY)
+                await asyncio.wait_for(stop.wait(), 5.0)
+
+    async def release_previews(self) -> None:
+        for key, (req, _agent, _exp) in list(self.previews.items()):
+            self.previews.pop(key, None)
+            with contextlib.suppress(Exception):
+                await self.engine.preview_skip(req)  # type: ignore[union-attr]
+
+    # -- background -------------------------------------------------------------------------
 
     async def _cdr_call(self, rec: CallRecord) -> None:
         try:
@@ -341,6 +506,10 @@ def _classify_wav(path: Path) -> str:
     raise wave.Error("no data chunk")
 
 
+def _str(v: Any) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
 async def _hangup(leg: Leg) -> None:
     with contextlib.suppress(TelephonyError, CallGone):
         await leg.hangup()
@@ -350,7 +519,7 @@ async def run_dialer(worker: Any, stop: asyncio.Event) -> None:
     """Run every campaign of ``worker.cfg.campaigns`` on this worker until ``stop`` is set."""
     cfg = worker.cfg
     try:
-        campaigns = with_trunk(load_campaigns(cfg.campaigns), cfg.trunk)
+        campaigns = with_prompts(with_trunk(load_campaigns(cfg.campaigns), cfg.trunk), Path(cfg.sounds))
     except Exception:
         log.exception("dialer not started: campaigns invalid", directory=str(cfg.campaigns))
         return
@@ -365,16 +534,29 @@ async def run_dialer(worker: Any, stop: asyncio.Event) -> None:
         worker.queues.dnc = out.add_dnc   # inbound flows' "do not call me" reaches the dialer too
     # The engine dials through Outbound.originate: the worker's switch plus one CDR per attempt.
     engine = DialerEngine(redis, out, campaigns, out.connect_agent, out.run_ivr,  # type: ignore[arg-type]
-                          cfg.redis.prefix, free_agents=out.free_agents, amd=out.amd,
+                          cfg.redis.prefix, free_agents=out.free_agents, busy_agents=out.busy_agents, amd=out.amd,
                           dialer_id=f"{cfg.worker_id}-dialer")
-    refresher = asyncio.ensure_future(out.refresh_free(stop))
+    out.engine = engine
+    worker.outbound = out
+    sweeper = asyncio.ensure_future(out.sweep_previews(stop))
     try:
         await engine.run(stop)
     except Exception:
         log.exception("dialer failed")
     finally:
-        refresher.cancel()
+        worker.outbound = None
+        sweeper.cancel()
         with contextlib.suppress(BaseException):
-            await refresher
+            await sweeper
+        await out.release_previews()
         await out.close(cfg.drain_seconds + 2.0)
         await redis.aclose()
+
+
+async def _first_ended(a: Leg, b: Leg) -> Leg:
+    """Wait until either leg ends; returns the one that ended first."""
+    ta, tb = asyncio.ensure_future(a.wait_ended()), asyncio.ensure_future(b.wait_ended())
+    done, pending = await asyncio.wait({ta, tb}, return_when=asyncio.FIRST_COMPLETED)
+    for t in pending:
+        t.cancel()
+    return a if ta in done else b

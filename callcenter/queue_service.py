@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import structlog
+
 from callcenter import logs, metrics
 from callcenter.cdr.buffer import CdrBuffer
 from callcenter.cdr.record import CallRecord, LegRecord, QueueEvent, new_id
@@ -63,6 +65,7 @@ class QueueService:
         self.dnc = dnc
         self.waiting: dict[str, Waiter] = {}
         self.records: dict[str, CallRecord] = {}    # call id -> the CDR the worker keeps for it
+        self.call_events: dict[str, list[tuple[str, dict[str, Any]]]] = {}   # IVR events per live call
         self.tasks = TaskSet()
 
     # -- IvrServices ------------------------------------------------------------------------
@@ -98,7 +101,10 @@ class QueueService:
         await self._event("DNC", None, None, scope=scope)
 
     async def emit(self, event: str, data: dict[str, Any]) -> None:
-        call_id = data.get("call_id")
+        # The IVR runs inside the call's task, where the worker bound the call id for logging.
+        call_id = data.get("call_id") or structlog.contextvars.get_contextvars().get("call_id")
+        if call_id in self.records:
+            self.call_events.setdefault(call_id, []).append((event, dict(data)))
         await self._event(event.upper(), call_id, data.get("queue"), **{k: v for k, v in data.items()
                                                                         if k not in ("call_id", "queue")})
 
@@ -325,8 +331,12 @@ class QueueService:
         w.offer = offer
         await self._event("OFFER", offer.call_id, offer.queue, offer.agent_id)
         started = time.time()
-        task = asyncio.ensure_future(self.switch.originate(offer.agent_uri, w.leg.caller or "callcenter",
-                                                           offer.ring_timeout))
+        # Agent offers come from the default account; the caller's number and the queue ride in headers
+        # the agent's phone can show (and a screen pop can use).
+        headers = {"P-Asserted-Identity": f"<sip:{w.leg.caller or 'anonymous'}@callcenter.invalid>",
+                   "X-Callcenter-Queue": offer.queue, "X-Callcenter-Call-Id": offer.call_id}
+        task = asyncio.ensure_future(self.switch.originate(offer.agent_uri, "", offer.ring_timeout,
+                                                           headers=headers))
         w.offer_task = task
         try:
             result, agent = await task

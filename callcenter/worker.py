@@ -26,7 +26,7 @@ from callcenter.ivr.runner import IvrResult, IvrRunner
 from callcenter.ivr.script import ScriptSet
 from callcenter.redis_server import EmbeddedRedis
 from callcenter.routing import rules as routing_rules
-from callcenter.routing.router import Router, connect, connect_sync
+from callcenter.routing.router import Router, connect_sync, retry_kwargs
 from callcenter.tasks import every
 
 log = logs.get("worker")
@@ -43,6 +43,17 @@ def install_reactor() -> Any:
     from twisted.internet import reactor
 
     return reactor
+
+
+def connect_pooled(url: str, size: int = 256) -> Any:
+    """The worker's asyncio Redis client: a pool that *waits* for a free connection under load
+    (redis-py's default pool raises at once when its connections are all busy), with the router's
+    retry settings so a Redis restart is ridden out."""
+    import redis.asyncio as aioredis
+
+    pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=size, timeout=10, decode_responses=True,
+                                                    **retry_kwargs())
+    return aioredis.Redis(connection_pool=pool)
 
 
 def validate(cfg: Config) -> tuple[ScriptSet, routing_rules.RoutingRules]:
@@ -77,7 +88,7 @@ class Worker:
 
         cfg = self.cfg
         loop = asyncio.get_running_loop()
-        aredis = connect(self.redis_url)
+        aredis = connect_pooled(self.redis_url)
         self.router = Router(aredis, cfg.worker_id, cfg.redis.prefix)
         await self.router.apply_rules(self.rules)
         self.cdr = CdrBuffer(aredis, cfg.redis.prefix)
@@ -129,7 +140,8 @@ class Worker:
 
         agents.install_routes(api, self.router, sync_redis, on_event=agent_event)
         admin.install_routes(api, self.router)
-        campaigns.install_routes(api, aredis, load_campaigns(self.cfg.campaigns), self.cfg.redis.prefix)
+        campaigns.install_routes(api, aredis, load_campaigns(self.cfg.campaigns), self.cfg.redis.prefix,
+                                 outbound=lambda: getattr(self, "outbound", None))
         try:
             reports.install_routes(api, open_store(self.cfg.cdr_store))
         except Exception as exc:  # noqa: BLE001 - the store may be down at boot; calls go on
@@ -196,6 +208,11 @@ class Worker:
             rec.hangup_cause = f"{info.sip_code} {info.reason}".strip()
         if rec.outcome is None:
             rec.outcome = "ivr_only" if rec.answer else "failed"
+        from callcenter.outbound import disposition_from_events
+
+        disp = disposition_from_events(self.queues.call_events.pop(leg.id, []), time.time())
+        if disp is not None:
+            rec.disposition = disp["disposition"]
         metrics.CALLS_TOTAL.labels(direction="inbound", result=rec.outcome).inc()
         await self.cdr.call(rec)
         await self.cdr.leg(LegRecord(leg.id, leg.id, "inbound", leg.caller, None, leg.created, rec.answer,

@@ -31,7 +31,8 @@ def worker(tmp_path_factory: pytest.TempPathFactory, redis_server) -> WorkerProc
         rules = rules.replace(f"sip:{agent}@127.0.0.1:5070", f"sip:{agent}@127.0.0.1:{agent_port(w, agent)}")
     rules = re.sub(r"ring_timeout: \d+", "ring_timeout: 4", rules)
     rules = re.sub(r"wrapup: \d+", "wrapup: 0", rules)
-    rules = re.sub(r"miss_limit: \d+", "miss_limit: 50", rules)
+    # One miss pauses the agent (reason missed_offers), so a phone that rang out is not offered again.
+    rules = re.sub(r"miss_limit: \d+", "miss_limit: 1", rules)
     (tmp / "rules.yaml").write_text(rules)
     w.write_config(rules=tmp / "rules.yaml")
     w.start()
@@ -60,6 +61,18 @@ def logout(w: WorkerProc, *agents: str) -> None:
         await r.aclose()
 
     asyncio.run(go())
+
+
+def agent_state(w: WorkerProc, agent: str) -> dict:
+    from callcenter.routing.router import Router, connect
+
+    async def go() -> dict:
+        r = connect(w.redis_url)
+        info = await Router(r, "test").agent_info(agent)
+        await r.aclose()
+        return info or {}
+
+    return asyncio.run(go())
 
 
 def call_of(w: WorkerProc, number: str, timeout: float = 20.0):
@@ -130,11 +143,12 @@ def _offers(w: WorkerProc, call_id: str) -> list[tuple[str, str | None]]:
 
 
 def _second_agent_after(w: WorkerProc, first: sipp.Sipp) -> None:
-    """Once the first agent's phone has done its part (rung out / refused), 1001 leaves and 1002
-    arrives: the call, back at its place in the queue, must go to 1002."""
+    """Once the first agent's phone has done its part (rung out / refused), 1001 is auto-paused
+    (miss_limit 1) and 1002 arrives: the call, back at its place in the queue, must go to 1002."""
     assert first.wait(60) == 0, first.errors()
-    logout(w, "1001")
     w.login("1002")
+    state = agent_state(w, "1001")
+    assert state["state"] == "paused" and state["pause_reason"] == "missed_offers", state
 
 
 def test_agent_no_answer_then_another_agent(worker: WorkerProc) -> None:
@@ -240,3 +254,14 @@ def test_invalid_config_is_refused_naming_file_key_and_line(tmp_path: Path) -> N
                          capture_output=True, text=True, timeout=60)
     assert res.returncode == 2
     assert f"{bad}:4: sip.port: must be an integer between 1 and 65535" in res.stderr
+
+
+def test_caller_over_tcp(worker: WorkerProc) -> None:
+    """SIP over TCP (one connection per call) reaches an agent like UDP does."""
+    phone = sipp.agent(agent_port(worker, "1003"), "answer")
+    worker.login("1003")
+    caller = sipp.caller(worker.target, [*menu("2"), ("pause", 3000), ("hangup",)], number="0901000020",
+                         extra=["-t", "t1"])
+    assert sipp.wait_all(caller, phone) == [0, 0], caller.errors() + phone.errors()
+    cdr = call_of(worker, "0901000020")
+    assert cdr.agent_id == "1003" and cdr.outcome == "answered"

@@ -242,3 +242,111 @@ def test_shipped_flows_have_every_prompt_text():
                 if plang not in texts.get(plain, {}):
                     missing.append(f"{script.name}/{plang}: {plain}")
     assert not missing, missing
+
+
+def warnings(d: Path) -> list[str]:
+    return [str(i) for i in check(d) if i.severity == "warning"]
+
+
+VARS = """\
+name: demo
+start: ask
+variables: {greeting_name: ""}
+nodes:
+  ask:
+    type: collect
+    variable: account
+    max_digits: 6
+    next: crm
+  crm:
+    type: lookup
+    url: "http://127.0.0.1:1/x"
+    params: {acct: "{account}", who: "{caller}"}
+    result: {balance: data.balance}
+    on_error: bye
+    next: check
+  check:
+    type: branch
+    cases:
+      - {when: "balance > 0 and vip_level == 'gold' and hour < 18", next: say}
+    default: bye
+  say:
+    type: play
+    prompts: [hello, {say: text, value: "{greeting_name}"}, {say: currency, value: "{balanse}"}]
+    next: ev
+  ev:
+    type: event
+    name: told
+    data: {acct: "{account_raw}", when: "{today} {call_id}"}
+    next: bye
+  bye:
+    type: hangup
+"""
+
+
+def test_unset_variables_are_warnings_naming_node_and_line(tmp_path):
+    d = write(tmp_path, VARS)
+    warns = warnings(d)
+    assert len(warns) == 3, warns
+    f = d / "demo.yaml"
+    assert any(w.startswith(f"{f}:20: check: cases[0].when: variable 'vip_level' is never set") for w in warns)
+    assert any(w.startswith(f"{f}:24: say: prompts[2]: variable 'balanse' is never set") for w in warns)
+    # a collect sets `<variable>_raw` only when it validates a date
+    assert any(w.startswith(f"{f}:29: ev: data.acct: variable 'account_raw' is never set") for w in warns)
+    assert not any("'account'" in w or "balance'" in w or "'caller'" in w or "'today'" in w for w in warns)
+    assert errors(d) == []                       # warnings never stop a worker from starting
+    assert set(ScriptSet.load(d).scripts) == {"demo"}
+
+
+def test_variables_of_the_flow_that_jumps_in_are_known(tmp_path):
+    write(tmp_path, """\
+        start: a
+        nodes:
+          a: {type: set, variables: {ticket: "T1"}, next: b}
+          b: {type: goto, script: survey}
+        """, "main.yaml")
+    d = write(tmp_path, """\
+        name: survey
+        start: a
+        nodes:
+          a: {type: play, prompts: [{say: digits, value: "{ticket}"}, {say: number, value: "{score}"}]}
+        """, "survey.yaml")
+    warns = warnings(d)
+    assert len(warns) == 1 and "'score'" in warns[0], warns
+
+
+@pytest.mark.parametrize("item, message", [
+    ('{say: number, value: "{n}", le: lẻ}', "le: one of le, linh"),
+    ('{say: number, value: "{n}", tu: "yes"}', "tu: must be true or false"),
+    ('{say: number, value: "{n}", mung: true}', "mung: only for say: date"),
+    ('{say: digits, value: "{n}", le: linh}', "le: no effect when saying digits"),
+    ('{say: number, value: "{n}", lee: linh}', "unknown field(s) ['lee']"),
+])
+def test_say_wording_options_are_validated(tmp_path, item, message):
+    d = write(tmp_path, f"""\
+        start: a
+        variables: {{n: 105}}
+        nodes:
+          a: {{type: play, prompts: [{item}]}}
+        """)
+    assert message in only(d, message)
+
+
+def test_say_wording_options_parse(tmp_path):
+    d = write(tmp_path, """\
+        start: a
+        variables: {n: 105, d: "2026-12-05"}
+        nodes:
+          a:
+            type: play
+            prompts: [{say: number, value: "{n}", le: linh, tu: true}, {say: date, value: "{d}", mung: true}]
+            next: b
+          b: {type: say, say: number, value: 24, tu: true, le: linh}
+        """)
+    assert errors(d) == []
+    nodes = ScriptSet.load(d).scripts["demo"].nodes
+    first, second = nodes["a"].prompts
+    assert (first.le, first.tu, first.mung) == ("linh", True, False)
+    assert (second.le, second.tu, second.mung) == ("le", False, True)
+    (said,) = nodes["b"].prompts
+    assert (said.say, said.value, said.le, said.tu) == ("number", "24", "linh", True)

@@ -83,8 +83,8 @@ def crm() -> Iterator[tuple[str, list]]:
 def run(sset: ScriptSet, entry: str, inputs: list[str], *, caller: str = "0901234567",
         variables: dict | None = None, language: str | None = None,
         outcome: QueueOutcome = QueueOutcome.CONNECTED, now: dt.datetime | None = None,
-        tmp: Path | None = None) -> tuple[IvrResult, ScriptedLeg, SimulatedServices]:
-    leg = ScriptedLeg(inputs, caller=caller)
+        tmp: Path | None = None, barge_in: bool = True) -> tuple[IvrResult, ScriptedLeg, SimulatedServices]:
+    leg = ScriptedLeg(inputs, caller=caller, barge_in=barge_in)
     services = SimulatedServices(queue_outcome=outcome)
     runner = IvrRunner(sset, services, SOUNDS, clock=(lambda: now) if now else None,
                        recordings_dir=tmp)
@@ -122,8 +122,10 @@ def test_hotline_menu_retries_then_default(shipped, monkeypatch):
     result, leg, services = run(shipped, "hotline", ["1", "7", "", "#"], outcome=QueueOutcome.TIMEOUT)
     assert result.digits["hotline.menu"] == ["7", "", "#"]
     played = names(leg)
-    assert played.count("vi/hotline/menu_main") == 3
+    # the third try: "#" cuts the no-input prompt short, so the menu is heard twice
+    assert played.count("vi/hotline/menu_main") == 2
     assert "vi/system/invalid_option" in played and "vi/system/no_input" in played
+    assert [Path(p).stem for p in leg.barged] == ["welcome", "press_1_vietnamese", "menu_main", "no_input"]
     assert services.queued[0].queue == "support"                 # the default after 3 misses
     # the queue timed out: voicemail offer, no answer, goodbye
     assert result.path[-3:] == ["hotline.queue", "hotline.busy", "hotline.goodbye"]
@@ -242,7 +244,9 @@ def test_lookup_connection_refused(tmp_path):
 def test_debt_reminder_from_crm_with_promise(shipped, crm, monkeypatch):
     monkeypatch.setenv("CRM_URL", crm[0])
     now = dt.datetime(2026, 11, 23, 10, 0, tzinfo=VN)
-    result, leg, services = run(shipped, "debt_reminder", ["1", "31022026", "01122025", "05122026#"], now=now)
+    # the caller listens to every prompt to the end (no barge-in) so the whole amount is heard
+    result, leg, services = run(shipped, "debt_reminder", ["1", "31022026", "01122025", "05122026#"], now=now,
+                                barge_in=False)
     played = names(leg)
     i = played.index("vi/debt/amount_is")
     # 3.450.000 đồng: "ba triệu bốn trăm năm mươi nghìn đồng"
@@ -364,3 +368,67 @@ def test_known_language_is_not_asked_again(shipped, monkeypatch):
     assert "vi/lang/press_1_vietnamese" not in names(leg) and services.queued[0].queue == "support"
     result, _, _ = run(shipped, "hotline", ["1"], variables={"language": "en"})
     assert result.language == "en" and "hotline.sales" in result.path
+
+
+def flow(tmp_path: Path, text: str) -> ScriptSet:
+    d = tmp_path / "ivr"
+    d.mkdir(exist_ok=True)
+    (d / "flow.yaml").write_text(textwrap.dedent(text))
+    return ScriptSet.load(d)
+
+
+def test_say_wording_options_from_yaml(tmp_path):
+    """Southern "linh"/"tư" and "mùng" for early days, chosen per prompt in the flow."""
+    sset = flow(tmp_path, """\
+        name: flow
+        start: a
+        variables: {n: 105, d: "2026-12-05"}
+        nodes:
+          a:
+            type: play
+            prompts: [{say: number, value: "{n}", le: linh}, {say: date, value: "{d}", mung: true}]
+            next: b
+          b: {type: say, say: number, value: 24, tu: true}
+        """)
+    _, leg, _ = run(sset, "flow", [])
+    played = names(leg)
+    assert played[:4] == ["vi/digits/1", "vi/digits/hundred", "vi/digits/linh", "vi/digits/5"]
+    assert played[4:7] == ["vi/date/day", "vi/date/mung", "vi/digits/5"]
+    assert played[-3:] == ["vi/digits/2", "vi/digits/muoi", "vi/digits/tu"]
+    _, plain, _ = run(flow(tmp_path, """\
+        name: flow
+        start: a
+        nodes:
+          a: {type: say, say: number, value: 105}
+        """), "flow", [])
+    assert names(plain) == ["vi/digits/1", "vi/digits/hundred", "vi/digits/le", "vi/digits/5"]
+
+
+def test_scripted_leg_honours_barge_in(tmp_path):
+    """The caller's next key cuts a barge-in prompt short and is then read by the menu;
+    a prompt without barge-in is always heard to the end."""
+    sset = flow(tmp_path, """\
+        name: flow
+        start: news
+        nodes:
+          news: {type: play, prompts: [hotline/welcome, hotline/menu_main], barge_in: true, next: notice}
+          notice: {type: play, prompts: [queue/connecting, system/beep], next: menu}
+          menu:
+            type: menu
+            prompts: [hotline/menu_main]
+            options: {1: bye}
+          bye: {type: hangup, prompts: [system/goodbye]}
+        """)
+    trace: list[tuple[str, str, dict]] = []
+    leg = ScriptedLeg(["1"])
+    runner = IvrRunner(sset, SimulatedServices(), SOUNDS, trace=lambda e, n, d: trace.append((e, n, d)))
+    result = asyncio.run(runner.run(leg, "flow"))
+    assert names(leg) == ["vi/hotline/welcome", "vi/queue/connecting", "vi/system/beep", "vi/hotline/menu_main",
+                          "vi/system/goodbye"]
+    assert [Path(p).stem for p in leg.barged] == ["welcome", "menu_main"]
+    assert result.digits == {"flow.menu": ["1"]} and result.path[-1] == "flow.bye"
+    assert [(n, d["digit"]) for e, n, d in trace if e == "barge_in"] == [("flow.news", "1"), ("flow.menu", "1")]
+    # a timeout ("") or a hang-up does not interrupt anything
+    leg = ScriptedLeg(["", "hangup"])
+    asyncio.run(IvrRunner(sset, SimulatedServices(), SOUNDS).run(leg, "flow"))
+    assert leg.barged == [] and names(leg).count("vi/hotline/menu_main") == 3 and leg.ended

@@ -59,7 +59,8 @@ class WorkerProc:
         return self.tmp / f"{self.worker_id}.log"
 
     def write_config(self, rules: Path | None = None, extra: str = "", trunk: str = "",
-                     campaigns: Path | None = None, ivr_scripts: Path | None = None) -> None:
+                     campaigns: Path | None = None, ivr_scripts: Path | None = None,
+                     routes: dict[str, str] | None = None) -> None:
         rules = rules or self.tmp / "routing_rules.yaml"
         if not rules.exists():
             text = (REPO / "routing_rules.yaml").read_text().replace("127.0.0.1:5070",
@@ -76,14 +77,15 @@ http: {{bind: 127.0.0.1, port: {self.http_port}}}
 paths: {{ivr_scripts: {ivr_scripts or REPO / 'ivr_scripts'}, sounds: {REPO / 'sounds'}, routing_rules: {rules},
         campaigns: {campaigns or REPO / 'campaigns'}}}
 cdr: {{store: "{self.store_url}", writer: true}}
-routes: {{hotline: hotline, default: hotline}}
+routes: {json.dumps(routes or {"hotline": "hotline", "default": "hotline"})}
 {extra}
 """)
 
     def start(self, timeout: float = 20.0) -> WorkerProc:
         if not self.config.exists():
             self.write_config()
-        env = dict(os.environ, CRM_URL="http://127.0.0.1:9", **self.env)
+        env = dict(os.environ, CRM_URL="http://127.0.0.1:9")
+        env.update(self.env)    # a test may point CRM_URL at its own server
         out = open(self.log, "ab")  # noqa: SIM115 - owned by the process
         self.proc = subprocess.Popen([sys.executable, "-m", "callcenter", "worker", "--config", str(self.config)],
                                      stdout=out, stderr=subprocess.STDOUT, env=env, cwd=self.tmp)

@@ -8,6 +8,10 @@
     POST   /campaigns/{id}/contacts/{number}/disposition
            {"disposition": "sale|promise_to_pay|callback|wrong_number|dnc|not_interested|completed|no_contact",
             "amount": ..., "date": ..., "at": epoch}
+    GET    /campaigns/{id}/preview?agent=1001           preview mode: the agent's next record (held for
+                                                        5 min; asking again returns the same); number null if none
+    POST   /campaigns/{id}/preview/{number}/dial?agent=1001   ring the agent, then the customer (202)
+    POST   /campaigns/{id}/preview/{number}/skip?agent=1001   put the record back (retried later)
     POST   /dnc        {"number": "0912 345 678", "campaign": "optional id"}
     DELETE /dnc/{number}[?campaign=id]
 """
@@ -33,7 +37,10 @@ from callcenter.dialer.upload import UploadError, UploadLimits, import_list, par
 
 
 def install_routes(router: HttpRouter, redis: Any, campaigns: Mapping[str, Campaign], prefix: str = "cc:",
-                   limits: UploadLimits | None = None, clock: Callable[[], float] = time.time) -> None:
+                   limits: UploadLimits | None = None, clock: Callable[[], float] = time.time,
+                   outbound: Callable[[], Any] | None = None) -> None:
+    """``outbound()`` returns the worker's running :class:`callcenter.outbound.Outbound` (or None
+    while no dialer runs): the preview routes need it."""
     keys = DialerKeys(prefix)
     control = CampaignControl(redis, keys)
     compliance = Compliance(redis, keys)
@@ -129,6 +136,50 @@ def install_routes(router: HttpRouter, redis: Any, campaigns: Mapping[str, Campa
             raise HttpError(404, "number is not on that DNC list")
         return {"number": e164, "campaign": cid, "dnc": False}
 
+    def desk(req: Request) -> tuple[Any, Campaign, str]:
+        c = campaign(req)
+        if c.dial_mode != "preview":
+            raise HttpError(409, f"campaign {c.id} dials in {c.dial_mode} mode, not preview")
+        out = outbound() if outbound else None
+        if out is None:
+            raise HttpError(503, "no dialer runs in this worker (start it with --dialer)")
+        body = req.json() if req.body else {}
+        agent = req.arg("agent") or (body.get("agent") if isinstance(body, dict) else None)
+        if not isinstance(agent, str) or not agent:
+            raise HttpError(400, "agent: required (?agent=ID)")
+        return out, c, agent
+
+    def record(c: Campaign, r: Any, agent: str) -> dict[str, Any]:
+        return {"campaign": c.id, "agent": agent, "number": r.e164, "national": phone.national(r.e164),
+                "attempt": r.attempt, "data": dict(r.data)}
+
+    async def preview(req: Request) -> Any:
+        out, c, agent = desk(req)
+        r = await out.preview_take(c.id, agent)
+        if r is None:
+            return {"campaign": c.id, "agent": agent, "number": None}
+        return record(c, r, agent)
+
+    def preview_action(action: str) -> Callable[[Request], Any]:
+        async def handler(req: Request) -> Any:
+            out, c, agent = desk(req)
+            e164 = number(req.params["number"], c.region)
+            try:
+                if action == "dial":
+                    await out.preview_dial(c.id, e164, agent)
+                else:
+                    await out.preview_skip(c.id, e164, agent)
+            except LookupError as exc:
+                raise HttpError(404, str(exc.args[0] if exc.args else exc)) from None
+            except ValueError as exc:
+                raise HttpError(409, str(exc)) from None
+            return Response({"campaign": c.id, "agent": agent, "number": e164, "action": action},
+                            202 if action == "dial" else 200)
+        return handler
+
+    router.add("GET /campaigns/{id}/preview", preview)
+    router.add("POST /campaigns/{id}/preview/{number}/dial", preview_action("dial"))
+    router.add("POST /campaigns/{id}/preview/{number}/skip", preview_action("skip"))
     router.add("GET /campaigns", list_campaigns)
     router.add("GET /campaigns/{id}/stats", stats)
     router.add("POST /campaigns/{id}/start", set_state("running"))

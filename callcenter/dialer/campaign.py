@@ -102,7 +102,8 @@ class Campaign:
     retry: RetryPolicy
     pacing: Pacing
     amd_enabled: bool = False
-    machine_flow: str | None = None          # IVR flow that leaves a message on a machine; None = hang up
+    machine_flow: str | None = None          # IVR flow that leaves a message on a machine
+    machine_prompt: str | None = None        # or one recorded message; neither = hang up
     abandon_prompt: str | None = None
     list_columns: tuple[str, ...] = ()
     source: str = ""
@@ -281,7 +282,9 @@ def parse_campaign(data: Any, loc: Located, default_id: str | None = None) -> Ca
     if pacing.target_abandon_rate > comp.max_abandon_rate:
         raise loc.error("pacing.target_abandon_rate",
                         f"above the compliance limit {comp.max_abandon_rate} of preset {comp.preset}")
-    amd = r.sub("amd", ("enabled", "machine_flow"))
+    amd = r.sub("amd", ("enabled", "machine_flow", "machine_prompt"))
+    if amd.get("machine_flow") and amd.get("machine_prompt"):
+        raise loc.error("amd.machine_prompt", "give machine_flow or machine_prompt, not both")
     cols = r.get("list_columns", [])
     if not isinstance(cols, list):
         raise loc.error("list_columns", "expected a list of column names")
@@ -289,6 +292,7 @@ def parse_campaign(data: Any, loc: Located, default_id: str | None = None) -> Ca
                     caller_id=caller_id, dial_uri=dial_uri or "", time_zone=tz or "Asia/Ho_Chi_Minh",
                     region=(r.str("region", "VN") or "VN").upper(), compliance=comp, retry=retry, pacing=pacing,
                     amd_enabled=bool(amd.get("enabled", False)), machine_flow=amd.str("machine_flow"),
+                    machine_prompt=amd.str("machine_prompt"),
                     abandon_prompt=r.str("abandon_prompt"), list_columns=tuple(str(c) for c in cols),
                     source=loc.file, extra=dict(r.get("extra") or {}))
 

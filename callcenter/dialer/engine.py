@@ -7,12 +7,16 @@ result means for the contact. :class:`DialerEngine` only glues them to a ``Softs
 Crash safety: a contact being dialed is leased to this dialer process (``reserve.lua``). The
 process heartbeats in Redis; when one stops heartbeating, any other dialer resolves its leases
 as outcome 'unknown' and retries them later (``recover.lua``) -- never while the owner lives,
-so no number is ever dialed twice at once.
+so no number is ever dialed twice at once. A dialer id is stable across restarts of its worker
+(``<worker id>-dialer``): on start, leases still held under its own id are from its previous,
+killed run and are resolved at once, without waiting for the heartbeat to go stale.
 """
 
 from __future__ import annotations
 
 import asyncio
+import copy
+import inspect
 import json
 import time
 import uuid
@@ -69,6 +73,9 @@ class CampaignStats:
 
     pacing: PacingStats
     in_flight: int = 0
+    # Answered, not yet handed to an agent (AMD, then the 2 s grace): each one will take a free
+    # agent, so pacing counts it against the free agents -- else progressive over-dials.
+    awaiting_agent: int = 0
     busy_agents: int = 0
     in_ivr: int = 0         # agentless: answered calls still in their IVR flow (lines in use)
 
@@ -80,6 +87,7 @@ def dial_uri(campaign: Campaign, e164: str) -> str:
 def dial_count(campaign: Campaign, free_agents: int, stats: CampaignStats, target: float) -> int:
     """How many new calls the campaign's dial mode wants now (pure)."""
     mode = campaign.dial_mode
+    free_agents = max(0, free_agents - stats.awaiting_agent)
     if mode == "preview":
         return 0                                  # agents pull records one by one
     if mode == "agentless":
@@ -158,15 +166,16 @@ class DialerEngine:
     compliance grace (2 s) and then plays the identification message and counts an abandon.
     ``run_ivr(leg, flow, variables)`` runs an IVR flow on the leg until it ends; it may return a
     dict with ``disposition`` (and details such as amount/date/at) to close or reschedule the contact.
-    ``free_agents(queue)`` / ``busy_agents(queue)`` report agent availability (the Router).
+    ``free_agents(queue)`` / ``busy_agents(queue)`` report agent availability (the Router); they may
+    be coroutines, and should read Redis now rather than a cache (a stale "free" over-dials).
     ``amd(leg) -> bool`` says whether a machine answered (see ``dialer.amd.classify``).
     """
 
     def __init__(self, redis_async: Any, softswitch: Softswitch, campaigns: Mapping[str, Campaign],
                  connect_agent: Callable[[Leg, DialRequest, Campaign], Awaitable[bool]],
                  run_ivr: Callable[[Leg, str, dict[str, str]], Awaitable[Any]], prefix: str = "cc:", *,
-                 free_agents: Callable[[str], int] | None = None,
-                 busy_agents: Callable[[str], int] | None = None,
+                 free_agents: Callable[[str], int | Awaitable[int]] | None = None,
+                 busy_agents: Callable[[str], int | Awaitable[int]] | None = None,
                  amd: Callable[[Leg], Awaitable[bool]] | None = None,
                  dialer_id: str | None = None, tick: float = 0.5,
                  clock: Callable[[], float] = time.time) -> None:
@@ -195,6 +204,9 @@ class DialerEngine:
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def run(self, stop_event: asyncio.Event) -> None:
+        n = await self._recover(self.dialer_id)
+        if n:
+            self.log.warning("resolved leases of this dialer's previous run", released=n)
         await self.heartbeat()
         await self.recover_dead()
         last_beat = self.clock()
@@ -245,31 +257,39 @@ class DialerEngine:
             other = _s(raw)
             if other == self.dialer_id:
                 continue
-            members = [_s(m) for m in await self.redis.smembers(self.keys.leases(other))]
-            keys = [self.keys.leases(other), self.keys.dialers()]
-            args: list[Any] = [other, ""]
-            retry_at = now
-            for m in members:
-                cid, e164 = self.keys.split_lease(m)
-                keys += [self.keys.contact(cid, e164), self.keys.due(cid)]
-                args += [e164, m]
-                camp = self.campaigns.get(cid)
-                delay = camp.retry.delay("unknown") if camp else None
-                retry_at = max(retry_at, now + (delay if delay is not None else 1800.0))
-            args[1] = repr(retry_at)
-            n = int(await script(self.redis, "recover")(keys=keys, args=args))
+            n = await self._recover(other)
             total += n
             self.log.warning("recovered leases of a dead dialer", dead_dialer=other, released=n)
         return total
+
+    async def _recover(self, other: str) -> int:
+        """Resolve every lease of dialer ``other`` as outcome 'unknown' (retried later)."""
+        now = self.clock()
+        members = [_s(m) for m in await self.redis.smembers(self.keys.leases(other))]
+        keys = [self.keys.leases(other), self.keys.dialers()]
+        args: list[Any] = [other, ""]
+        retry_at = now
+        for m in members:
+            cid, e164 = self.keys.split_lease(m)
+            keys += [self.keys.contact(cid, e164), self.keys.due(cid)]
+            args += [e164, m]
+            camp = self.campaigns.get(cid)
+            delay = camp.retry.delay("unknown") if camp else None
+            retry_at = max(retry_at, now + (delay if delay is not None else 1800.0))
+        args[1] = repr(retry_at)
+        return int(await script(self.redis, "recover")(keys=keys, args=args))
 
     # -- decisions ---------------------------------------------------------------------------
     async def step(self, campaign_id: str, now: float) -> list[DialRequest]:
         c = self.campaigns[campaign_id]
         st = self.stats[campaign_id]
-        free = self.free_agents(c.queue) if c.queue else 0
+        # Calls in flight are counted BEFORE agents are read: a call whose agent gets reserved while
+        # we await Redis is then either still counted here or already gone from the free set.
+        snap = copy.copy(st)
+        free = await _value(self.free_agents(c.queue)) if c.queue else 0
         if self.busy_agents and c.queue:
-            st.busy_agents = self.busy_agents(c.queue)
-        reqs = await self.planners[campaign_id].next_dials(now, free, st)
+            st.busy_agents = snap.busy_agents = await _value(self.busy_agents(c.queue))
+        reqs = await self.planners[campaign_id].next_dials(now, free, snap)
         if c.queue and c.dial_mode in ("progressive", "predictive"):
             DIALER_PACING_RATIO.labels(c.id).set((st.in_flight + len(reqs)) / free if free else 0.0)
         for req in reqs:
@@ -336,27 +356,38 @@ class DialerEngine:
                 result, leg = OriginateResult.FAILED, None
             answered = result is OriginateResult.ANSWERED and leg is not None
             st.pacing.dial_resolved(answered, self.clock() - t0 if answered else None)
+            if answered and c.dial_mode != "agentless":
+                st.awaiting_agent += 1            # no await between this and in_flight -= 1
         finally:
             st.in_flight -= 1
         if not answered or leg is None:
             lines.dec()
             await self.handle_result(req, FROM_ORIGINATE.get(result, "failed"), self.clock())
             return
+        hold = _AwaitingAgent(st, c.dial_mode != "agentless")
         try:
-            await self._answered(c, req, leg)
+            await self._answered(c, req, leg, hold)
         except CallGone:
             self.log.info("callee hung up", campaign=c.id, number=req.e164)
         except Exception:  # noqa: BLE001 - a failed call must not kill the dial loop
             self.log.exception("answered call failed", campaign=c.id, number=req.e164)
             await self._hangup(leg)
         finally:
+            hold.release()
             lines.dec()
 
-    async def _answered(self, c: Campaign, req: DialRequest, leg: Leg) -> None:
+    async def _answered(self, c: Campaign, req: DialRequest, leg: Leg, hold: _AwaitingAgent) -> None:
         if c.amd_enabled and self.amd is not None and await self.amd(leg):
+            hold.release()
             await self.handle_result(req, "answered_machine", self.clock())
+            # Per campaign: leave a message (an IVR flow, or one recorded prompt) or hang up.
             if c.machine_flow:
                 await self.run_ivr(leg, c.machine_flow, req.variables())
+            elif c.machine_prompt:
+                try:
+                    await leg.play([c.machine_prompt], barge_in=False)
+                except CallGone:
+                    return
             await self._hangup(leg)
             return
         now = self.clock()
@@ -382,6 +413,7 @@ class DialerEngine:
             ok = await asyncio.wait_for(self.connect_agent(leg, req, c), c.compliance.abandon_grace)
         except TimeoutError:
             ok = False
+        hold.release()             # the agent (if any) has left the free set by now
         now = self.clock()
         await self.ledger.record(c.id, now, abandoned=not ok)
         if not ok:
@@ -421,6 +453,23 @@ class DialerEngine:
             await leg.hangup()
         except TelephonyError:
             pass
+
+
+class _AwaitingAgent:
+    """Counts one answered call in ``CampaignStats.awaiting_agent`` until it reached an agent or not."""
+
+    def __init__(self, st: CampaignStats, held: bool) -> None:
+        self.st = st
+        self.held = held
+
+    def release(self) -> None:
+        if self.held:
+            self.held = False
+            self.st.awaiting_agent -= 1
+
+
+async def _value(v: int | Awaitable[int]) -> int:
+    return int(await v) if inspect.isawaitable(v) else int(v)
 
 
 def _s(v: Any) -> str:

@@ -8,12 +8,19 @@ Each issue names file, line and node.
 
 from __future__ import annotations
 
+import re
 from collections import deque
 from pathlib import Path
+from typing import Any
 
 from callcenter.ivr import announce
 from callcenter.ivr.saynumber import prompt_names
 from callcenter.ivr.script import IvrIssue, Node, Script, ScriptSet, split_prompt
+
+# Variables every run has without a flow setting them (runner.run and runner._Env).
+BUILTIN_VARIABLES = frozenset({"caller", "called", "call_id", "language", "business_hours", "holiday", "hour",
+                               "minute", "weekday", "today"})
+_TEMPLATE_VAR = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 # Node types after which a call can end: the caller hangs up, is transferred or queued to
 # an agent, or continues in another script.
@@ -44,8 +51,15 @@ def check_loaded(sset: ScriptSet, sounds_dir: str | Path | None = None) -> list[
                                          "node"))
                 else:
                     entries[target.name].add(node.opts["node"] or target.start)
+    # a flow entered by goto sees the variables of the flows that jump to it
+    inherited: dict[str, set[str]] = {name: set() for name in sset.scripts}
+    for script in sset.scripts.values():
+        for node in script.nodes.values():
+            if node.type == "goto" and node.opts["script"] in inherited:
+                inherited[node.opts["script"]] |= variables_set(script)
     for script in sset.scripts.values():
         issues += _check_script(script, sset, entries[script.name])
+        issues += _check_variables(script, inherited[script.name])
         if sounds_dir is not None:
             issues += _check_prompts(script, Path(sounds_dir))
     return issues
@@ -120,6 +134,72 @@ def _check_script(script: Script, sset: ScriptSet, entries: set[str]) -> list[Iv
         reported |= group
         out.append(_issue(node, "loop without an exit: the call can never end from here "
                                 f"(nodes {', '.join(sorted(group))})"))
+    return out
+
+
+def variables_set(script: Script) -> set[str]:
+    """Every variable the script declares or one of its nodes sets."""
+    out = set(script.variables)
+    for node in script.nodes.values():
+        o = node.opts
+        if node.type == "set":
+            out |= set(o["variables"])
+        elif node.type == "menu":
+            for option in o["options"].values():
+                out |= set(option.set)
+        elif node.type == "collect" and o["variable"]:
+            out.add(o["variable"])
+            if o["validate"]:
+                out.add(f"{o['variable']}_raw")     # the digits as typed; the variable holds the ISO date
+        elif node.type == "record":
+            out |= {o["variable"], f"{o['variable']}_seconds"}
+        elif node.type == "lookup":
+            out |= set(o["result"])
+        elif node.type == "survey":
+            out |= {f"survey_{q.id}" for q in o["questions"]}
+    return out
+
+
+def _templates(node: Node) -> list[tuple[str, Any]]:
+    """(field, template) pairs of a node whose ``{var}`` names are filled in at run time."""
+    out: list[tuple[str, Any]] = []
+    index: dict[str, int] = {}
+    for key, p in node.prompt_items():
+        i = index[key] = index.get(key, -1) + 1
+        if p.value is not None:
+            out.append((f"{key}[{i}]", p.value))
+    o = node.opts
+    for key in ("variables", "params", "headers", "data"):
+        out += [(f"{key}.{k}", v) for k, v in (o.get(key) or {}).items()]
+    for key in ("uri", "number", "scope"):
+        if o.get(key) is not None:
+            out.append((key, o[key]))
+    if node.type == "menu":
+        for digit, option in o["options"].items():
+            out += [(f"options.{digit}", v) for v in option.set.values()]
+    return out
+
+
+def _check_variables(script: Script, inherited: set[str]) -> list[IvrIssue]:
+    """Warnings for names no one sets: a typo (``{amount_du}``) fails only on a live call."""
+    known = variables_set(script) | inherited | BUILTIN_VARIABLES
+    out: list[IvrIssue] = []
+    for node in script.nodes.values():
+        used: list[tuple[str, str]] = []
+        for key, template in _templates(node):
+            if isinstance(template, str):
+                used += [(key, name) for name in _TEMPLATE_VAR.findall(template)]
+        if node.type == "branch":
+            used += [(f"cases[{i}].when", name) for i, (cond, _) in enumerate(node.opts["cases"])
+                     for name in sorted(cond.names)]
+        seen: set[str] = set()
+        for key, name in used:
+            if name in known or name in seen:
+                continue
+            seen.add(name)
+            out.append(_issue(node, f"{key}: variable {name!r} is never set: not declared under variables:, "
+                                    "not set by a node or a lookup, not a built-in (declare campaign columns "
+                                    "under variables: with a default)", key, severity="warning"))
     return out
 
 

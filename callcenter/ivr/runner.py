@@ -266,7 +266,8 @@ class IvrRunner:
                     paths.append(wav)
             else:
                 value = render(item.value, call.vars)
-                said = say(item.say or "number", value, call.lang, SayOptions(currency=item.currency))
+                said = say(item.say or "number", value, call.lang,
+                           SayOptions(le=item.le, tu=item.tu, currency=item.currency, mung=item.mung))
                 names += said
                 paths += [prompts.path(self.sounds_dir, n, call.lang) for n in said]
         return paths, names
@@ -276,7 +277,13 @@ class IvrRunner:
             return None
         paths, names = await self._resolve(call, items)
         self._emit(call, "play", here, prompts=names, language=call.lang)
-        return await call.leg.play(paths, barge_in=barge_in) if paths else None
+        if not paths:
+            return None
+        digit = await call.leg.play(paths, barge_in=barge_in)
+        if digit:
+            # the digit stays buffered for the next collect; the trace shows the prompt was cut short
+            self._emit(call, "barge_in", here, digit=digit)
+        return digit
 
     # ------------------------------------------------------------ nodes
 

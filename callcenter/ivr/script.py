@@ -68,6 +68,15 @@ class PromptItem:
     say: str | None = None         # number/digits/currency/date/time/duration/text
     value: str | None = None       # a template: "{amount_due}"
     currency: str = "VND"
+    # Vietnamese say-number wording (saynumber.SayOptions): "lẻ"/"linh" for a zero ten (105),
+    # "tư" for 4 after mươi (24), "mùng" before days 1-10 of a date. Regions and brands differ.
+    le: str = "le"
+    tu: bool = False
+    mung: bool = False
+
+
+SAY_OPTION_FIELDS = ("le", "tu", "mung")
+_LE = ("le", "linh")
 
 
 def split_prompt(name: str, lang: str) -> tuple[str, str]:
@@ -233,7 +242,7 @@ def _prompt_item(item: Any, r: _Reader, key: str) -> PromptItem | None:
     if isinstance(item, dict) and "say" in item:
         kind, value = item.get("say"), item.get("value")
         cur = str(item.get("currency", "VND")).upper()
-        extra = set(item) - {"say", "value", "currency"}
+        extra = set(item) - {"say", "value", "currency", *SAY_OPTION_FIELDS}
         if kind not in (*SAY_KINDS, "text"):
             r.issue(key, f"unknown say kind {kind!r} (one of {', '.join((*SAY_KINDS, 'text'))})")
         elif value is None:
@@ -243,10 +252,39 @@ def _prompt_item(item: Any, r: _Reader, key: str) -> PromptItem | None:
         elif extra:
             r.issue(key, f"unknown field(s) {sorted(extra)}")
         else:
-            return PromptItem(say=kind, value=str(value), currency=cur)
+            opts = _say_options(item, kind, r, key)
+            if opts is not None:
+                return PromptItem(say=kind, value=str(value), currency=cur, **opts)
         return None
     r.issue(key, "a prompt is a name or {say: kind, value: ...}")
     return None
+
+
+def _say_options(item: dict[str, Any], kind: str, r: _Reader, key: str) -> dict[str, Any] | None:
+    """``le: linh``, ``tu: true``, ``mung: true`` on a say item; None (and an issue) when wrong."""
+    out: dict[str, Any] = {}
+    ok = True
+    if "le" in item:
+        if item["le"] not in _LE:
+            r.issue(key, f"le: one of {', '.join(_LE)} (lẻ or linh for the zero ten in 105), not {item['le']!r}")
+            ok = False
+        else:
+            out["le"] = item["le"]
+    for flag in ("tu", "mung"):
+        if flag in item:
+            if not isinstance(item[flag], bool):
+                r.issue(key, f"{flag}: must be true or false, not {item[flag]!r}")
+                ok = False
+            else:
+                out[flag] = item[flag]
+    words = [f for f in SAY_OPTION_FIELDS if f in item]
+    if words and kind in ("digits", "text"):
+        r.issue(key, f"{', '.join(words)}: no effect when saying {kind} (numbers, currency, dates, times)")
+        ok = False
+    elif "mung" in item and kind != "date":
+        r.issue(key, "mung: only for say: date (mùng before days 1-10)")
+        ok = False
+    return out if ok else None
 
 
 def _digit_key(d: Any) -> str:
@@ -279,8 +317,11 @@ def _parse_node(nid: str, raw: Any, loc: yamlsrc.Located, issues: list[IvrIssue]
         kind = r.get("say", str, None, required=True)
         value = r.get("value", (str, int, float), None, required=True)
         currency = r.get("currency", str, "VND")
+        wording = {f: r.get(f, (str, bool), None) for f in SAY_OPTION_FIELDS}
         if kind is not None and value is not None:
-            p = _prompt_item({"say": kind, "value": value, "currency": currency}, r, "say")
+            item = {"say": kind, "value": value, "currency": currency}
+            item.update({f: v for f, v in wording.items() if v is not None})
+            p = _prompt_item(item, r, "say")
             prompts = prompts + ((p,) if p else ())
         prompts = prompts + r.prompts("after")
     elif ntype in ("menu", "language"):

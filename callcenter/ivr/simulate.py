@@ -18,20 +18,29 @@ from callcenter.ivr.script import ScriptSet, parse_script, split_prompt
 from callcenter.ivr.services import QueueOutcome, SimulatedServices
 from callcenter.telephony.api import HangupInfo, HangupSide, Leg
 
+DTMF_KEYS = set("0123456789*#")
+
 
 class ScriptedLeg:
     """A Leg whose caller types from a list: each element answers one collect ('' = timeout,
-    'hangup' = the caller hangs up). Everything played, transferred or recorded is kept."""
+    'hangup' = the caller hangs up). Everything played, transferred or recorded is kept.
+
+    Like a real leg, a barge-in prompt is cut short by the caller's next key: when the next
+    scripted input starts with a digit, ``play(barge_in=True)`` plays only the first file,
+    returns that digit and leaves it buffered for the collect that follows (``barged`` keeps
+    the prompts that were cut). ``barge_in=False`` makes the caller always listen to the end."""
 
     def __init__(self, inputs: Sequence[str] = (), caller: str = "0900000000", called: str = "1900",
-                 hangup_when_done: bool = False) -> None:
+                 hangup_when_done: bool = False, barge_in: bool = True) -> None:
         self.id = uuid.uuid4().hex
         self.sip_call_id = f"{self.id}@simulated"
         self.caller = caller
         self.called = called
         self.inputs = deque(inputs)
         self.hangup_when_done = hangup_when_done
+        self.barge_in = barge_in
         self.played: list[str] = []
+        self.barged: list[str] = []
         self.transferred_to: str | None = None
         self.recorded: list[str] = []
         self.answered = False
@@ -54,6 +63,11 @@ class ScriptedLeg:
 
     async def play(self, prompts: Sequence[str], barge_in: bool = True) -> str | None:
         self._alive()
+        nxt = self.inputs[0].strip() if self.inputs else ""
+        if barge_in and self.barge_in and prompts and nxt[:1] in DTMF_KEYS:
+            self.played.append(prompts[0])
+            self.barged.append(prompts[0])
+            return nxt[0]
         self.played.extend(prompts)
         return None
 

@@ -35,6 +35,7 @@ TEMPLATES: dict[str, tuple[str, str, str]] = {
     "seq": ("rt:seq", "string", "offer id counter"),
     "retry_guard": ("rt:retry_guard", "string", "script time of the last matching-retry sweep (one per second)"),
     "rules": ("rt:rules", "string", "the rules last applied (JSON), for GET /admin/rules"),
+    "rules_ver": ("rt:rules_ver", "string", "SHA1 of the rules last applied (Lua config cache version)"),
 }
 
 
@@ -124,6 +125,9 @@ class Keys:
 
     def rules(self) -> str:
         return self._k("rules")
+
+    def rules_ver(self) -> str:
+        return self._k("rules_ver")
 
 
 def lua_builders() -> str:

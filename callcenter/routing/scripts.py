@@ -37,7 +37,7 @@ def library() -> tuple[str, str]:
            lua_builders(),
            parts[0],
            # per-call state: the caller's prefix and clock; the queue-config cache must not outlive a call
-           "local function begin(args) PREFIX = args[1]; NOW = tonumber(args[2]); DAY = args[3]; QC = {} end"]
+           "local function begin(args) PREFIX = args[1]; NOW = tonumber(args[2]); DAY = args[3]; QC = {}; QVER = nil end"]
     for name, body in bodies.items():
         out.append(f"-- {name}.lua\nredis.register_function('{lib}_{name}', function(KEYS, ARGV)\n"
                    f"begin(ARGV)\n{body}\nend)")

@@ -29,6 +29,9 @@ log = logs.get("softswitch")
 
 IncomingHandler = Callable[[PjLeg], Awaitable[None]]
 
+# Distinct From users (outbound caller ids) with their own pjsua account; PJSUA_MAX_ACC is 64.
+MAX_CALLER_IDS = 32
+
 
 def create_library(ep: pj.Endpoint) -> None:
     """ep.libCreate() without its banner: before libInit() pjlib logs at level 5 straight to stdout,
@@ -98,6 +101,7 @@ class PjSoftswitch:
         self._accounts: dict[str, _Account] = {}
         self._music: dict[str, pj.AudioMediaPlayer] = {}
         self._pump_handle: asyncio.TimerHandle | None = None
+        self._gc_handle: asyncio.TimerHandle | None = None
         self._writer = _LogWriter()
         self.tasks = TaskSet()
         self.digit_listeners: list[Callable[[PjLeg, str], None]] = []
@@ -144,6 +148,11 @@ class PjSoftswitch:
             prio = {"PCMU/8000/1": 255, "PCMA/8000/1": 254}.get(codec.codecId, 0)
             self.ep.codecSetPriority(codec.codecId, prio)
         self.account(s.user)
+        # Cyclic garbage collection only on this thread: a pjsua2 object freed by a collection that
+        # happens to run on a foreign thread (the /metrics scrape, asyncio.to_thread) aborts pjlib
+        # ("Calling pjlib from unknown/external thread").
+        gc.disable()
+        self._gc_handle = self.loop.call_later(0.5, self._collect, 0)
         self.accepting = True
         self._pump()
         log.info("softswitch started", port=s.port, transports=list(s.transports), max_calls=s.max_calls)
@@ -162,6 +171,8 @@ class PjSoftswitch:
             await leg.hangup(503)
         if self._pump_handle:
             self._pump_handle.cancel()
+        if self._gc_handle:
+            self._gc_handle.cancel()
         self._music.clear()
         await asyncio.sleep(0.05)  # let released pj.Call objects go before the library does
         gc.collect()
@@ -173,18 +184,27 @@ class PjSoftswitch:
     # -- accounts and incoming -------------------------------------------------------------
 
     def account(self, user: str) -> _Account:
-        """A local (non-registering) account; originate() uses one per caller id for the From header."""
+        """A local (non-registering) account for the From user of outbound legs. Accounts are few
+        (PJSUA_MAX_ACC): the default one (incoming calls, agent offers) and one per outbound caller
+        id a campaign uses; more than MAX_CALLER_IDS distinct caller ids fall back to the default
+        account with the caller id in P-Asserted-Identity (see originate)."""
         acc = self._accounts.get(user)
         if acc is None:
+            if self._accounts and len(self._accounts) >= MAX_CALLER_IDS:
+                return self._accounts[self.settings.user]
             s = self.settings
-            host = s.public_address or (s.bind if s.bind not in ("", "0.0.0.0") else "127.0.0.1")
             cfg = pj.AccountConfig()
-            cfg.idUri = f"sip:{user}@{host}:{s.port}"
-            # pjsua allocates RTP ports per account from the account's own base; give each caller-id
-            # account its own slice (8 slices, reused round-robin) so they don't fight over ports.
-            stride = max(2, s.rtp_port_range // 8) & ~1
-            cfg.mediaConfig.transportConfig.port = s.rtp_port + stride * (len(self._accounts) % 8)
-            cfg.mediaConfig.transportConfig.portRange = stride
+            cfg.idUri = f"sip:{user}@{self.host}:{s.port}"
+            # pjsua hands out RTP ports per account from the account's own base: the default account
+            # (nearly every call) gets half the range, caller-id accounts share the other half.
+            half = max(4, s.rtp_port_range // 2) & ~1
+            if not self._accounts:
+                base, span = s.rtp_port, half
+            else:
+                span = max(2, half // 8) & ~1
+                base = s.rtp_port + half + span * ((len(self._accounts) - 1) % 8)
+            cfg.mediaConfig.transportConfig.port = base
+            cfg.mediaConfig.transportConfig.portRange = span
             # An answer listing several codecs would otherwise trigger a re-INVITE to lock one.
             cfg.mediaConfig.lockCodecEnabled = False
             if s.public_address:
@@ -193,6 +213,11 @@ class PjSoftswitch:
             acc.create(cfg, not self._accounts)
             self._accounts[user] = acc
         return acc
+
+    @property
+    def host(self) -> str:
+        s = self.settings
+        return s.public_address or (s.bind if s.bind not in ("", "0.0.0.0") else "127.0.0.1")
 
     def _incoming(self, acc: _Account, call_id: int) -> None:
         leg = PjLeg(self, acc, call_id)
@@ -233,6 +258,11 @@ class PjSoftswitch:
                         headers: dict[str, str] | None = None) -> tuple[OriginateResult, PjLeg | None]:
         acc = self.account(caller_id or self.settings.user)
         leg = PjLeg(self, acc, outgoing=True)
+        headers = dict(headers or {})
+        if caller_id:
+            # Trunks and phones that honour it show this; it also carries a caller id that did not get
+            # an account of its own.
+            headers.setdefault("P-Asserted-Identity", f"<sip:{caller_id}@{self.host}>")
         prm = pj.CallOpParam(True)
         prm.opt.audioCount = 1
         prm.opt.videoCount = 0
@@ -266,6 +296,10 @@ class PjSoftswitch:
             return OriginateResult.ANSWERED, leg
         info = await leg.wait_ended()
         return result_for_code(info.sip_code, timed_out), None
+
+    def _collect(self, n: int) -> None:
+        gc.collect(2 if n % 60 == 59 else 1 if n % 10 == 9 else 0)
+        self._gc_handle = self.loop.call_later(0.5, self._collect, n + 1)
 
     # -- the pump ---------------------------------------------------------------------------
 

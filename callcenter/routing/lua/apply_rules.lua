@@ -47,7 +47,8 @@ for q, r in pairs(rules.queues) do
   redis.call('SADD', K.queues(), q)
   redis.call('DEL', K.members(q), K.staffed(q))
 end
-QC = {}
+redis.call('SET', K.rules_ver(), redis.sha1hex(ARGV[4]))
+qconf_reset()
 for _, a in ipairs(redis.call('SMEMBERS', K.agents())) do
   if rules.agents[a] == nil then
     redis.call('ZREM', K.wrapups(), a)

@@ -6,7 +6,8 @@ local q = ci and (ci.offer_queue or ci.queue)
 local qc = q and qconf(q)
 local wrap = qc and qc.wrapup or 0
 if qc then
-  local aht = qc.aht > 0 and (0.8 * qc.aht + 0.2 * (talk + wrap)) or (talk + wrap)
+  local prev = aht_of(q)
+  local aht = prev > 0 and (0.8 * prev + 0.2 * (talk + wrap)) or (talk + wrap)
   redis.call('HSET', K.queue(q), 'aht', aht)
   stat_ms(q, 'talk_ms', talk)
 end
@@ -19,7 +20,8 @@ if wrap > 0 then
   redis.call('HDEL', K.agent(a), 'call', 'offer')
   redis.call('ZADD', K.wrapups(), NOW + wrap, a)
 else
-  redis.call('HSET', K.agent(a), 'calls', ag.calls, 'talk', ag.talk)
+  -- make_available writes calls/talk with its own HSET; only a pending pause/logout needs this one
+  if ag.pending then redis.call('HSET', K.agent(a), 'calls', ag.calls, 'talk', ag.talk) end
   agent_free(ag)
 end
 return 1

@@ -20,18 +20,25 @@ local prio = num(ARGV[7], 0) + qc.priority
 local score = -prio * 1e10 + NOW
 local ci = {id = c, state = 'new', queue = q, queues = {q}, need = need, sig = sig_of(need), prio = prio,
   enq = NOW, score = score, owner = owner, kind = 'call', esc = 1}
-redis.call('HSET', K.call(c), 'state', 'waiting', 'queue', q, 'queues', cjson.encode({q}),
-  'skills', next(need) == nil and '{}' or cjson.encode(need), 'prio', prio, 'enq', NOW, 'score', score,
-  'owner', owner, 'kind', 'call', 'esc', 1, 'caller', ARGV[8], 'attrs', ARGV[9], 'sig', ci.sig)
 redis.call('SADD', K.worker_calls(owner), c)
 if not redis.call('ZSCORE', K.workers(), owner) then redis.call('ZADD', K.workers(), NOW, owner) end
 stat(q, 'offered')
 -- A free agent that fits has no better call waiting (it would have taken it when it became free),
--- so the newcomer may take it before entering the queue.
+-- so the newcomer may take it before entering the queue. The call hash is written once, after the
+-- match, in its final state (reserve() leaves a fresh call's hash to us).
 local n = match_call(ci)
+local skills = next(need) == nil and '{}' or cjson.encode(need)
 if n == 0 then
   ci.state = 'waiting'
+  redis.call('HSET', K.call(c), 'state', 'waiting', 'queue', q, 'queues', cjson.encode({q}),
+    'skills', skills, 'prio', prio, 'enq', NOW, 'score', score,
+    'owner', owner, 'kind', 'call', 'esc', 1, 'caller', ARGV[8], 'attrs', ARGV[9], 'sig', ci.sig)
   add_waiting(c, q, score, ci.sig)
   schedule_escalation(ci)
+else
+  redis.call('HSET', K.call(c), 'state', 'offered', 'queue', q, 'queues', cjson.encode({q}),
+    'skills', skills, 'prio', prio, 'enq', NOW, 'score', score,
+    'owner', owner, 'kind', 'call', 'esc', 1, 'caller', ARGV[8], 'attrs', ARGV[9], 'sig', ci.sig,
+    'offers', ci.offers, 'offer_queue', ci.offer_queue)
 end
 return {'ok', n}

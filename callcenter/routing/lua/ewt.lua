@@ -15,7 +15,8 @@ else
 end
 local staffed = redis.call('SCARD', K.staffed(q))
 if staffed == 0 then return {'', pos} end
-local aht = qc.aht > 0 and qc.aht or 180
+local aht = aht_of(q)
+if aht <= 0 then aht = 180 end
 -- the caller at position p waits for p answers ahead of and including itself, minus one free slot
 local free = redis.call('ZCARD', K.free(q))
 local ahead = math.max(0, pos - free)

@@ -35,24 +35,71 @@ local function event(worker, ev)
   end
 end
 
-local QC = {}
+-- Queue configs change only through apply_rules, so their parsed form is kept across calls (upvalues
+-- of a Functions library live as long as the library): one GET of the rules version per call instead
+-- of a 12-field HMGET and a cjson.decode per queue. The version is the SHA1 of the applied rules JSON
+-- (a pure function of the config), so a FLUSHALL + re-apply of other rules can never hit stale
+-- entries; without a version key (data from before this scheme) nothing is cached. The running AHT
+-- changes on every call end and is read where needed (aht_of), never cached.
+local QC = {}            -- this call's view: queue name -> config | false
+local QCACHE = {}        -- prefix -> {ver = version, q = {queue name -> config | false}}
+local QVER = nil         -- this call's rules version (false: none), read once per call
+
+local function qcache()
+  if QVER == nil then QVER = redis.call('GET', K.rules_ver()) or false end
+  if not QVER then return nil end
+  local c = QCACHE[PREFIX]
+  if c == nil or c.ver ~= QVER then
+    c = {ver = QVER, q = {}}
+    QCACHE[PREFIX] = c
+  end
+  return c.q
+end
+
+-- apply_rules changed the queue hashes: forget every parsed config of this prefix.
+local function qconf_reset()
+  QC, QVER, QCACHE[PREFIX] = {}, nil, nil
+end
+
 local function qconf(q)
   if QC[q] ~= nil then return QC[q] or nil end
-  local f = redis.call('HMGET', K.queue(q), 'strategy', 'ring_timeout', 'wrapup', 'miss_limit',
-    'service_level', 'skills', 'escalation', 'max_wait', 'on_timeout', 'aht', 'max_length', 'priority')
-  if not f[1] then
-    QC[q] = false
-    return nil
+  local cache = qcache()
+  if cache and cache[q] ~= nil then
+    QC[q] = cache[q]
+    return cache[q] or nil
   end
-  local c = {
-    name = q, strategy = f[1], ring_timeout = num(f[2], 15), wrapup = num(f[3], 0), miss_limit = num(f[4], 3),
-    service_level = num(f[5], 20), skills = cjson.decode(f[6] or '{}'),
-    escalation_raw = f[7] or '[]', max_wait = num(f[8], 0),
-    on_timeout_raw = f[9] or '{"action":"voicemail"}', aht = num(f[10], 0),
-    max_length = num(f[11], 0), priority = num(f[12], 0),
-  }
+  local f = redis.call('HMGET', K.queue(q), 'strategy', 'ring_timeout', 'wrapup', 'miss_limit',
+    'service_level', 'skills', 'escalation', 'max_wait', 'on_timeout', 'max_length', 'priority')
+  local c = false
+  if f[1] then
+    c = {
+      name = q, strategy = f[1], ring_timeout = num(f[2], 15), wrapup = num(f[3], 0), miss_limit = num(f[4], 3),
+      service_level = num(f[5], 20), skills = cjson.decode(f[6] or '{}'),
+      escalation_raw = f[7] or '[]', max_wait = num(f[8], 0),
+      on_timeout_raw = f[9] or '{"action":"voicemail"}',
+      max_length = num(f[10], 0), priority = num(f[11], 0),
+    }
+  end
   QC[q] = c
-  return c
+  if cache then cache[q] = c end
+  return c or nil
+end
+
+local function aht_of(q)
+  return num(redis.call('HGET', K.queue(q), 'aht'), 0)
+end
+
+-- cjson.decode of agents' skills/queues, memoised by the JSON text itself (always correct; callers
+-- never modify the tables). Bounded: a set_skills storm cannot grow it without limit.
+local JMEMO, JMEMO_N = {}, 0
+local function jdecode(raw)
+  local t = JMEMO[raw]
+  if t == nil then
+    if JMEMO_N >= 20000 then JMEMO, JMEMO_N = {}, 0 end
+    t = cjson.decode(raw)
+    JMEMO[raw], JMEMO_N = t, JMEMO_N + 1
+  end
+  return t
 end
 
 -- Escalation steps are decoded only by the scripts that need them (most do not).
@@ -141,12 +188,12 @@ local function agent_get(a)
 end
 
 local function ag_skills(ag)
-  if ag.skills == nil then ag.skills = cjson.decode(ag.skills_raw) end
+  if ag.skills == nil then ag.skills = jdecode(ag.skills_raw) end
   return ag.skills
 end
 
 local function ag_queues(ag)
-  if ag.queues == nil then ag.queues = cjson.decode(ag.queues_raw) end
+  if ag.queues == nil then ag.queues = jdecode(ag.queues_raw) end
   return ag.queues
 end
 
@@ -245,6 +292,7 @@ end
 -- Offer ci to the agents ags (one, or several for ring_all) on behalf of queue qc.
 local function reserve(ci, ags, qc)
   if ci.state == 'waiting' then unwait(ci) end
+  local fresh = ci.state == 'new'
   local q = qc.name
   local ids = {}
   for _, ag in ipairs(ags) do
@@ -267,8 +315,11 @@ local function reserve(ci, ags, qc)
     redis.call('RPUSH', K.worker_offers(ci.owner), cjson.encode(offer))
     ids[#ids + 1] = oid
   end
-  ci.state, ci.offers = 'offered', table.concat(ids, ',')
-  redis.call('HSET', K.call(ci.id), 'state', 'offered', 'offers', ci.offers, 'offer_queue', q)
+  ci.state, ci.offers, ci.offer_queue = 'offered', table.concat(ids, ','), q
+  -- a fresh call's hash does not exist yet: enqueue writes it once, with these fields
+  if not fresh then
+    redis.call('HSET', K.call(ci.id), 'state', 'offered', 'offers', ci.offers, 'offer_queue', q)
+  end
   return #ids
 end
 
@@ -282,7 +333,7 @@ local function match_call(ci, exclude, depth)
     if qc then
       local chosen = {}
       local want = qc.strategy == 'ring_all' and RINGALL_MAX or 1
-      local limit, start, chunk = depth or SCAN, 0, 8
+      local limit, start, chunk = depth or SCAN, 0, want == 1 and 4 or 8
       while start < limit and #chosen < want do
         local batch = redis.call('ZRANGE', K.free(q), start, math.min(start + chunk, limit) - 1)
         for _, a in ipairs(batch) do
@@ -340,7 +391,8 @@ end
 
 local function make_available(ag, exclude_call)
   if ag.state == 'paused' or ag.state == 'logged_out' then set_staffed(ag, true) end
-  redis.call('HSET', K.agent(ag.id), 'state', 'available', 'since', NOW, 'last_free', NOW)
+  redis.call('HSET', K.agent(ag.id), 'state', 'available', 'since', NOW, 'last_free', NOW, 'calls', ag.calls,
+    'talk', ag.talk)
   redis.call('HDEL', K.agent(ag.id), 'offer', 'call', 'pause_reason', 'pending')
   ag.state, ag.last_free, ag.offer, ag.call = 'available', NOW, nil, nil
   enter_free_sets(ag)

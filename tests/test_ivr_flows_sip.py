@@ -1,0 +1,274 @@
+"""Every demo IVR flow driven over real SIP: sipp callers dial the number routed to the flow and
+press keys as RFC 2833 events; the path the call took is read back from its CDR row.
+
+Keys are pressed early on purpose: the worker keeps every digit it receives and a barge-in prompt
+stops at a buffered one, like a caller who knows the menu by heart. Prompt lengths that matter
+(sounds/vi, TTS): hotline/welcome 4.1 s, queue/connecting 5.0 s (en 3.1 s), debt/hello+calling_from
+5.5 s, hotline/voicemail_prompt+beep 4.9 s.
+
+The CRM the flows dip into is a local HTTP server whose answer depends on the caller's number:
+slow, garbage, a VIP, a regular customer, a debtor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import re
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import sipp
+from worker_proc import REPO, WorkerProc, new_worker
+
+from callcenter.cdr.writer import open_store
+
+pytestmark = [pytest.mark.sip, pytest.mark.timeout(240)]
+
+SLOW, GARBAGE, VIP = "0902000001", "0902000002", "0902000003"
+ROUTES = {"hotline": "hotline", "default": "hotline", "debt": "debt_reminder", "telesales": "telesales",
+          "survey": "csat_survey"}
+# The demo flows queue to "collections" and "telesales"; the shipped routing_rules.yaml has neither.
+EXTRA_QUEUES = """
+  collections:
+    skills: {collections: 1}
+  telesales:
+    skills: {telesales: 1}
+"""
+
+
+class Crm(BaseHTTPRequestHandler):
+    asked: list[tuple[str, str]] = []
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server name
+        url = urlsplit(self.path)
+        phone = parse_qs(url.query).get("phone", [""])[0]
+        Crm.asked.append((url.path, phone))
+        if url.path == "/api/debts":
+            self._send(200, json.dumps({"customer": {"name": "Nguyễn Văn An", "id": "D-42"},
+                                        "debt": {"amount": 1250000, "due_date": "2026-12-15"}}).encode())
+        elif phone == SLOW:
+            time.sleep(3.0)                       # the flow waits 1.5 s
+            self._send(200, b'{"name": "late", "id": "C-LATE", "vip": true}')
+        elif phone == GARBAGE:
+            self._send(200, b"<html>502 upstream exploded</html>", "text/html")
+        elif phone == VIP:
+            self._send(200, json.dumps({"vip": True, "name": "Lê Văn Cường", "id": "C-VIP-7"}).encode())
+        else:
+            self._send(200, json.dumps({"vip": False, "name": "Trần Bình", "id": "C-1"}).encode())
+
+    def _send(self, status: int, body: bytes, ctype: str = "application/json") -> None:
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        except OSError:
+            pass                                  # the slow answer's client has long gone
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def crm_url() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Crm)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture(scope="module")
+def worker(tmp_path_factory: pytest.TempPathFactory, redis_server, crm_url: str) -> Iterator[WorkerProc]:
+    tmp = tmp_path_factory.mktemp("ivrflows")
+    w = new_worker(tmp, redis_server.url)
+    text = (REPO / "routing_rules.yaml").read_text().replace("127.0.0.1:5070", f"127.0.0.1:{w.agents_port}")
+    text = text.replace("\nagents:", EXTRA_QUEUES + "\nagents:", 1)
+    (tmp / "rules.yaml").write_text(text)
+    (tmp / "no_campaigns").mkdir()
+    w.write_config(rules=tmp / "rules.yaml", routes=ROUTES, campaigns=tmp / "no_campaigns")
+    # --dialer: the dialer's DNC writer is what an inbound flow's dnc node reaches
+    w.env.update(CRM_URL=crm_url, CALLCENTER_DIALER="1")
+    w.start()
+    yield w
+    assert w.stop() == 0, w.tail()
+
+
+def calls(w: WorkerProc, scenarios: dict[str, tuple[str, list[tuple]]], timeout: float = 60) -> dict[str, Any]:
+    """Run one sipp caller per number at once ({number: (service, steps)}); their CDR rows by number."""
+    procs = [sipp.caller(w.target, steps, number=number, service=service)
+             for number, (service, steps) in scenarios.items()]
+    codes = sipp.wait_all(*procs, timeout=timeout)
+    assert codes == [0] * len(procs), "\n".join(p.errors() for p in procs) + w.tail(30)
+    return {number: cdr_of(w, number) for number in scenarios}
+
+
+def cdr_of(w: WorkerProc, number: str, timeout: float = 20.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        rows = [c for c in w.calls(0) if c.caller == number and c.end]
+        if rows:
+            return rows[-1]
+        time.sleep(0.2)
+    raise AssertionError(f"no ended CDR row for {number}:\n{w.tail()}")
+
+
+def events(w: WorkerProc, call_id: str | None = None, kinds: tuple[str, ...] = ()) -> list[Any]:
+    store = open_store(w.store_url)
+    try:
+        return store.events(call_id, kinds=kinds or None)
+    finally:
+        store.close()
+
+
+def keys(*digits: str) -> list[tuple]:
+    return [("dtmf", d) for d in digits]
+
+
+# ---------------------------------------------------------------- hotline
+
+def test_hotline_english_sales_from_the_crm(worker: WorkerProc) -> None:
+    """2 = English during the welcome, 1 = sales; a regular customer; nobody free, the caller gives up."""
+    steps = [("pause", 500), *keys("2", "1"), ("pause", 3100 + 2500), ("hangup",)]
+    cdr = calls(worker, {"0902000010": ("hotline", steps)})["0902000010"]
+    assert cdr.ivr_path == ("hotline.welcome>hotline.choose_language>hotline.crm>hotline.vip_check>hotline.hours>"
+                            "hotline.menu>hotline.sales>hotline.queue")
+    assert cdr.ivr_digits == "hotline.choose_language=2,hotline.menu=1"
+    assert cdr.language == "en" and cdr.customer_id == "C-1"
+    assert cdr.queue == "sales" and cdr.outcome == "abandoned" and cdr.hangup_side == "caller"
+    assert ("/api/customers", "0902000010") in Crm.asked
+
+
+def test_hotline_vip_is_queued_with_priority(worker: WorkerProc) -> None:
+    steps = [("pause", 500), *keys("1", "2"), ("pause", 5000 + 2500), ("hangup",)]
+    cdr = calls(worker, {VIP: ("hotline", steps)})[VIP]
+    assert "hotline.crm>hotline.vip_check>hotline.vip>hotline.hours>hotline.menu>hotline.support>hotline.queue" \
+        in cdr.ivr_path
+    assert cdr.customer_id == "C-VIP-7" and cdr.language == "vi" and cdr.queue == "support"
+    enter = events(worker, cdr.call_id, ("ENTERQUEUE",))
+    assert [e.data.get("priority") for e in enter] == [10]
+
+
+def test_hotline_crm_slow_or_garbage_takes_the_fallback_and_goes_on(worker: WorkerProc) -> None:
+    """The CRM answers after 3 s (the flow waits 1.5 s) or with HTML: the call goes on to the menu."""
+    steps = [("pause", 500), *keys("1"), ("pause", 4500), ("hangup",)]
+    started = time.monotonic()
+    rows = calls(worker, {SLOW: ("hotline", steps), GARBAGE: ("hotline", steps)})
+    assert time.monotonic() - started < 15
+    for number, cdr in rows.items():
+        assert cdr.ivr_path == ("hotline.welcome>hotline.choose_language>hotline.crm>hotline.hours>hotline.menu"), \
+            number
+        assert cdr.customer_id is None and cdr.hangup_side == "caller"
+        assert ("/api/customers", number) in Crm.asked
+    failed = [(r.get("node"), r.get("error")) for r in worker.logs() if r.get("event") == "ivr_node_failed"]
+    assert ("hotline.crm", "no answer within 1.5s") in failed
+    assert ("hotline.crm", "response is not JSON") in failed
+
+
+# ---------------------------------------------------------------- debt reminder
+
+def test_debt_reminder_promise_agent_and_paid(worker: WorkerProc) -> None:
+    """No campaign data on an inbound call: the flow asks the CRM, then 1 = promise to pay on a date typed
+    as DDMMYYYY, 2 = an agent (collections), 3 = already paid. Three callers at once."""
+    promise = dt.date.today() + dt.timedelta(days=30)
+    typed = promise.strftime("%d%m%Y")
+    rows = calls(worker, {
+        "0903000001": ("debt", [("pause", 500), *keys("1", *typed), ("wait_bye", 40000)]),
+        "0903000002": ("debt", [("pause", 500), *keys("2"), ("pause", 5500 + 5000 + 2000), ("hangup",)]),
+        "0903000003": ("debt", [("pause", 500), *keys("3"), ("wait_bye", 40000)]),
+    })
+    head = "debt_reminder.have_data>debt_reminder.crm>debt_reminder.greet>debt_reminder.amount>debt_reminder.menu"
+    p = rows["0903000001"]
+    assert p.ivr_path == head + (">debt_reminder.promise>debt_reminder.promise_confirm>debt_reminder.promise_event"
+                                 ">debt_reminder.thanks")
+    assert p.ivr_digits == f"debt_reminder.menu=1,debt_reminder.promise={typed}"
+    assert p.customer_id == "D-42" and p.hangup_side == "system"
+    a = rows["0903000002"]
+    assert a.ivr_path == head + ">debt_reminder.agent"
+    assert a.queue == "collections" and a.outcome == "abandoned"
+    paid = rows["0903000003"]
+    assert paid.ivr_path == head + ">debt_reminder.paid>debt_reminder.thanks"
+    assert paid.ivr_digits == "debt_reminder.menu=3" and paid.hangup_side == "system"
+    # The flow's dispositions reach the queue log (without a call id: see the module's report)
+    promised = [e.data for e in events(worker, kinds=("PROMISE_TO_PAY",))]
+    assert {"date": promise.isoformat(), "amount": 1250000} in promised
+    assert {"amount": 1250000} in [e.data for e in events(worker, kinds=("ALREADY_PAID",))]
+    assert [q for q, n in Crm.asked if n in rows].count("/api/debts") == 3
+
+
+# ---------------------------------------------------------------- telesales
+
+def test_telesales_interested_not_interested_and_do_not_call(worker: WorkerProc) -> None:
+    from callcenter.dialer import phone
+    from callcenter.dialer.keys import DialerKeys
+    from callcenter.routing.router import connect
+
+    dnc_number = "0904000009"
+    rows = calls(worker, {
+        "0904000001": ("telesales", [("pause", 500), *keys("1"), ("pause", 5000 + 2500), ("hangup",)]),
+        "0904000002": ("telesales", [("pause", 500), *keys("2"), ("wait_bye", 20000)]),
+        dnc_number: ("telesales", [("pause", 500), *keys("9"), ("wait_bye", 20000)]),
+    })
+    yes, no, dnc = rows["0904000001"], rows["0904000002"], rows[dnc_number]
+    assert yes.ivr_path == "telesales.pitch>telesales.menu>telesales.interested>telesales.agent"
+    assert yes.queue == "telesales" and yes.ivr_digits == "telesales.menu=1"
+    assert no.ivr_path == "telesales.pitch>telesales.menu>telesales.not_interested>telesales.goodbye"
+    assert dnc.ivr_path == "telesales.pitch>telesales.menu>telesales.dnc>telesales.goodbye"
+    assert dnc.ivr_digits == "telesales.menu=9" and dnc.hangup_side == "system"
+    assert events(worker, kinds=("DNC",))
+
+    async def on_dnc_list() -> bool:
+        r = connect(worker.redis_url)
+        try:
+            return bool(await r.sismember(DialerKeys("cc:").dnc_global(), phone.normalize(dnc_number, "VN")))
+        finally:
+            await r.aclose()
+
+    assert asyncio.run(on_dnc_list()), "the caller who pressed 9 is not on the global DNC list"
+
+
+# ---------------------------------------------------------------- CSAT survey
+
+def test_csat_survey_answers_reach_the_cdr(worker: WorkerProc) -> None:
+    steps = [("pause", 500), *keys("5", "4", "2"), ("wait_bye", 20000)]
+    cdr = calls(worker, {"0905000001": ("survey", steps)})["0905000001"]
+    assert cdr.ivr_path == "csat_survey.intro>csat_survey.questions>csat_survey.thanks"
+    assert cdr.ivr_digits == ("csat_survey.questions.csat=5,csat_survey.questions.agent=4,"
+                              "csat_survey.questions.resolved=2")
+    assert cdr.survey == {"csat": 5, "agent": 4, "resolved": 2}
+
+
+# ---------------------------------------------------------------- closed hours
+
+def test_hotline_closed_hours_voicemail(tmp_path: Path, redis_server) -> None:
+    """CALLCENTER_FORCE_HOURS=closed: the closed message, 1 = voicemail, the caller speaks 4.7 s and
+    falls silent; the recording ends on 5 s of silence and the flow thanks and hangs up."""
+    # its own Redis database: its CDR writer must not take the module worker's records (and v.v.)
+    w = new_worker(tmp_path, re.sub(r"db=\d+", "db=3", redis_server.url), worker_id="closed")
+    w.write_config()
+    w.env.update(CALLCENTER_FORCE_HOURS="closed")
+    w.start()
+    try:
+        steps = [("pause", 500), *keys("1", "1"), ("pause", 5200), ("audio",), ("pause", 4700), ("wait_bye", 30000)]
+        cdr = calls(w, {"0906000001": ("hotline", steps)})["0906000001"]
+    finally:
+        assert w.stop() == 0, w.tail()
+    assert cdr.ivr_path == ("hotline.welcome>hotline.choose_language>hotline.crm>hotline.hours>hotline.closed>"
+                            "hotline.voicemail>hotline.voicemail_thanks")
+    assert cdr.ivr_digits == "hotline.choose_language=1,hotline.closed=1"
+    assert cdr.hangup_side == "system" and cdr.queue is None
+    wav = tmp_path / "recordings" / f"{cdr.call_id}-hotline-voicemail.wav"
+    seconds = float(subprocess.run(["soxi", "-D", str(wav)], capture_output=True, text=True, check=True).stdout)
+    assert 4.0 < seconds < 15.0, seconds
