@@ -1,22 +1,30 @@
 """Routing benchmark: decisions/s and enqueue-to-offer latency as the queue and the agent pool grow.
 
-    .venv/bin/python bench/routing_bench.py [--seconds 2] [--concurrency 8]
+    .venv/bin/python bench/routing_bench.py [--seconds 2] [--procs 3]
 
-For each (waiting calls, agents) pair a fresh throwaway redis-server (EmbeddedRedis, AOF on) holds a
-backlog of W calls in the queue that no agent is skilled for (so they stay waiting and every match
+A *decision* is one enqueue that matches a free agent, or one agent becoming free (call_finished)
+that takes a waiting call. Each makes exactly one offer, so decisions are counted as the growth of
+the offer-id counter (``rt:seq``), never inferred from the number of calls.
+
+For each (waiting calls W, agents A) pair a fresh throwaway redis-server (EmbeddedRedis, AOF on) holds
+a backlog of W calls in the queue that no agent is skilled for (so they stay waiting and every match
 has to look past them), plus A logged-in agents. Then:
 
-  * end-to-end: C asyncio tasks through the public Router API, each cycling
-    enqueue -> offer delivered on the worker's list -> offer_answered -> call_finished (wrap-up 0).
-    Every cycle makes two routing decisions (the caller picks a free agent; the freed agent looks
-    for the best waiting call across its queues). Latency = enqueue() start -> offer in hand.
-  * pipelined: the same three scripts sent in pipelines of up to 200 calls: what Redis + Lua can do
-    when the Python client is not the bottleneck.
-  * server cost: usec per FCALL from INFO commandstats (the Lua time inside Redis) during the
-    pipelined run, and the decision rate one Redis core could sustain at that cost
-    (2 decisions per 3 FCALLs) if the clients ran elsewhere.
+  * Redis cost of a decision, from INFO commandstats (usec of FCALL, the Lua time inside Redis),
+    pipelined from one client so only the decision scripts are timed:
+      - "enq->agent": enqueue of a caller that a free agent takes at once;
+      - "free->call": call_finished of an agent that takes the head waiting caller.
+    "Redis dec/s" = 1e6 / the mean of the two: what one Redis core sustains in decisions alone.
+  * Load: P client processes (multiprocessing), each its own worker id with pipelined FCALLs:
+    it keeps up to 1.5 x A / P callers in flight (more callers than agents: both decision kinds
+    happen), pops its offers, answers and finishes them. "e2e dec/s" is the achieved rate;
+    "us/dec life" is the Redis time of the whole call life (enqueue + offer_answered + call_finished)
+    per decision, and "Redis life dec/s" = 1e6 / that: the rate one Redis core sustains for complete calls.
+  * Latency: one client, unpipelined, through the public Router API (asyncio), 2 callers at a time,
+    each cycling enqueue -> offer in the worker's hand (next_offers) -> offer_answered -> call_finished.
+    p50/p99 of enqueue() start -> offer in hand.
 
-The ceiling is redis-benchmark's EVAL rate on the same machine in the same run.
+The ceiling is redis-benchmark's EVAL rate (trivial script) on the same machine in the same run.
 """
 
 from __future__ import annotations
@@ -80,10 +88,126 @@ def setup(url: str, waiting: int, agents: int) -> None:
     client.close()
 
 
-async def end_to_end(url: str, seconds: float, concurrency: int, worker: str = "bench") -> tuple[int, list[float]]:
+def _args(*rest: object) -> list[object]:
+    return [PREFIX, repr(time.time()), time.strftime("%Y%m%d"), *rest]
+
+
+def _fcall_totals(client: redis.Redis) -> tuple[float, int]:
+    st = client.info("commandstats").get("cmdstat_fcall", {})
+    return float(st.get("usec", 0)), int(st.get("calls", 0))
+
+
+def _offers(client: redis.Redis, worker: str) -> list[dict[str, Any]]:
+    raw = client.lpop(f"{PREFIX}rt:w:{worker}:offers", 100000) or []
+    return [json.loads(x) for x in raw]
+
+
+def decision_cost(url: str, agents: int, seconds: float) -> tuple[float, float]:
+    """Mean Redis usec of (enqueue taken by a free agent, call_finished taking a waiting caller)."""
+    client = redis.Redis.from_url(url, decode_responses=True)
+    lib = scripts.Library(client)
+    batch = min(agents, 200)
+    enq_us, enq_n, fin_us, fin_n = 0.0, 0, 0.0, 0
+    n = 0
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end or not enq_n or not fin_n:
+        # enq->agent: `batch` callers, each taken by a free agent
+        pipe = client.pipeline(transaction=False)
+        for i in range(batch):
+            lib.call("enqueue", *_args(f"d{n + i}", "sales", "{}", 1, "", "{}", "cost"), client=pipe)
+        u0, c0 = _fcall_totals(client)
+        pipe.execute()
+        u1, c1 = _fcall_totals(client)
+        enq_us, enq_n = enq_us + u1 - u0, enq_n + c1 - c0
+        n += batch
+        first = _offers(client, "cost")
+        pipe = client.pipeline(transaction=False)
+        for o in first:
+            lib.call("offer_answered", *_args(o["offer_id"]), client=pipe)
+        for i in range(batch):   # wait: every agent is on a call
+            lib.call("enqueue", *_args(f"d{n + i}", "sales", "{}", 1, "", "{}", "cost"), client=pipe)
+        pipe.execute()
+        n += batch
+        # free->call: each finishing agent takes the head waiting caller
+        pipe = client.pipeline(transaction=False)
+        for o in first:
+            lib.call("call_finished", *_args(o["call_id"], o["agent_id"], "1.0"), client=pipe)
+        u0, c0 = _fcall_totals(client)
+        pipe.execute()
+        u1, c1 = _fcall_totals(client)
+        fin_us, fin_n = fin_us + u1 - u0, fin_n + c1 - c0
+        second = _offers(client, "cost")   # answer and finish those too: all agents free again
+        pipe = client.pipeline(transaction=False)
+        for o in second:
+            lib.call("offer_answered", *_args(o["offer_id"]), client=pipe)
+        for o in second:
+            lib.call("call_finished", *_args(o["call_id"], o["agent_id"], "1.0"), client=pipe)
+        pipe.execute()
+    client.close()
+    return enq_us / max(1, enq_n), fin_us / max(1, fin_n)
+
+
+def _load_proc(url: str, worker: str, cap: int, go: Any, stop_at: Any, out: Any) -> None:
+    client = redis.Redis.from_url(url, decode_responses=True)
+    lib = scripts.Library(client)
+    inflight, n, done = 0, 0, 0
+    go.wait()
+    while time.time() < stop_at.value:
+        pipe = client.pipeline(transaction=False)
+        new = min(200, cap - inflight)
+        for i in range(new):
+            lib.call("enqueue", *_args(f"{worker}-{n + i}", "sales", "{}", 1, "", "{}", worker), client=pipe)
+        pipe.lpop(f"{PREFIX}rt:w:{worker}:offers", 200)
+        raw = pipe.execute()[-1] or []
+        n, inflight = n + new, inflight + new
+        if not raw:
+            time.sleep(0.0002)
+            continue
+        offers = [json.loads(x) for x in raw]
+        pipe = client.pipeline(transaction=False)
+        for o in offers:
+            lib.call("offer_answered", *_args(o["offer_id"]), client=pipe)
+            lib.call("call_finished", *_args(o["call_id"], o["agent_id"], "1.0"), client=pipe)
+        pipe.execute()
+        inflight -= len(offers)
+        done += len(offers)
+    client.close()
+    out.put(done)
+
+
+def load(url: str, seconds: float, agents: int, procs: int) -> dict[str, float]:
+    """P pipelined client processes; decisions = offers created (rt:seq) while they ran."""
+    ctx = mp.get_context("fork")
+    out, go, stop_at = ctx.Queue(), ctx.Event(), ctx.Value("d", 0.0)
+    cap = max(2, (3 * agents) // (2 * procs))
+    ps = [ctx.Process(target=_load_proc, args=(url, f"load{i}", cap, go, stop_at, out)) for i in range(procs)]
+    for p in ps:
+        p.start()
+    client = redis.Redis.from_url(url, decode_responses=True)
+    time.sleep(0.3)   # let the processes start before the clock runs
+    seq0 = int(client.get(f"{PREFIX}rt:seq") or 0)
+    u0, c0 = _fcall_totals(client)
+    t0 = time.perf_counter()
+    stop_at.value = time.time() + seconds
+    go.set()
+    for _ in ps:
+        out.get(timeout=seconds + 60)
+    elapsed = time.perf_counter() - t0
+    seq1 = int(client.get(f"{PREFIX}rt:seq") or 0)
+    u1, c1 = _fcall_totals(client)
+    client.close()
+    for p in ps:
+        p.join(10)
+    decisions = seq1 - seq0
+    return {"dec_per_s": decisions / elapsed, "us_per_dec": (u1 - u0) / max(1, decisions),
+            "fcalls_per_dec": (c1 - c0) / max(1, decisions)}
+
+
+async def latency(url: str, seconds: float, concurrency: int, worker: str = "lat") -> list[float]:
+    """Unpipelined Router API calls from one client; enqueue() start -> offer in hand, seconds."""
     rt = Router(connect(url), worker)
     loop = asyncio.get_running_loop()
-    pending: dict[str, asyncio.Future] = {}
+    pending: dict[str, asyncio.Future[Any]] = {}
     latencies: list[float] = []
     stop = False
 
@@ -94,7 +218,7 @@ async def end_to_end(url: str, seconds: float, concurrency: int, worker: str = "
                 if fut is not None:
                     fut.set_result((o, time.perf_counter()))
 
-    async def caller(i: int) -> int:
+    async def caller(i: int) -> None:
         n = 0
         end = time.perf_counter() + seconds
         while time.perf_counter() < end:
@@ -108,69 +232,13 @@ async def end_to_end(url: str, seconds: float, concurrency: int, worker: str = "
             latencies.append(t1 - t0)
             await rt.offer_answered(offer)
             await rt.call_finished(cid, offer.agent_id, 1.0)
-        return n
 
     disp = asyncio.ensure_future(dispatcher())
-    counts = await asyncio.gather(*(caller(i) for i in range(concurrency)))
+    await asyncio.gather(*(caller(i) for i in range(concurrency)))
     stop = True
     await disp
     await rt.redis.aclose()
-    return sum(counts), latencies
-
-
-def _e2e_proc(url: str, seconds: float, concurrency: int, worker: str, out: Any) -> None:
-    out.put(asyncio.run(end_to_end(url, seconds, concurrency, worker)))
-
-
-def end_to_end_procs(url: str, seconds: float, concurrency: int, procs: int) -> dict[str, float]:
-    """Several worker processes, as in production: each its own Router and offer list."""
-    ctx = mp.get_context("fork")
-    out = ctx.Queue()
-    ps = [ctx.Process(target=_e2e_proc, args=(url, seconds, concurrency, f"bench{i}", out)) for i in range(procs)]
-    t0 = time.perf_counter()
-    for p in ps:
-        p.start()
-    results = [out.get(timeout=seconds + 60) for _ in ps]
-    elapsed = time.perf_counter() - t0
-    for p in ps:
-        p.join(10)
-    cycles = sum(r[0] for r in results)
-    latencies = sorted(x for r in results for x in r[1])
-    # elapsed includes process start-up: a slight understatement of the rate
-    return {"decisions_per_s": 2 * cycles / elapsed, "p50_ms": 1000 * statistics.median(latencies),
-            "p99_ms": 1000 * latencies[int(0.99 * (len(latencies) - 1))]}
-
-
-def pipelined(url: str, seconds: float, agents: int) -> float:
-    client = redis.Redis.from_url(url, decode_responses=True)
-    lib = scripts.Library(client)
-    batch = min(200, agents)
-    day = time.strftime("%Y%m%d")
-    n = 0
-    end = time.perf_counter() + seconds
-    t0 = time.perf_counter()
-    while time.perf_counter() < end:
-        now = repr(time.time())
-        pipe = client.pipeline(transaction=False)
-        for i in range(batch):
-            lib.call("enqueue", PREFIX, now, day, f"p{n + i}", "sales", "{}", 1, "", "{}", "pipe", client=pipe)
-        pipe.execute()
-        offers = [json.loads(x) for x in client.lpop(f"{PREFIX}rt:w:pipe:offers", batch) or []]
-        pipe = client.pipeline(transaction=False)
-        for o in offers:
-            lib.call("offer_answered", PREFIX, now, day, o["offer_id"], client=pipe)
-        for o in offers:
-            lib.call("call_finished", PREFIX, now, day, o["call_id"], o["agent_id"], "1.0", client=pipe)
-        pipe.execute()
-        n += batch
-    elapsed = time.perf_counter() - t0
-    client.close()
-    return 2 * n / elapsed
-
-
-def fcall_usec(url: str) -> float:
-    stats = redis.Redis.from_url(url).info("commandstats")
-    return float(stats.get("cmdstat_fcall", {}).get("usec_per_call", 0.0))
+    return sorted(latencies)
 
 
 def redis_benchmark(server: EmbeddedRedis) -> float:
@@ -186,9 +254,9 @@ def redis_benchmark(server: EmbeddedRedis) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--seconds", type=float, default=2.0)
-    ap.add_argument("--concurrency", type=int, default=4, help="callers per worker process")
-    ap.add_argument("--procs", type=int, default=2, help="worker processes in the end-to-end run")
+    ap.add_argument("--seconds", type=float, default=2.0, help="per measurement and cell")
+    ap.add_argument("--procs", type=int, default=3, help="pipelining client processes in the load run")
+    ap.add_argument("--latency-callers", type=int, default=2, help="concurrent callers in the latency run")
     ap.add_argument("--waiting", default="10,1000,10000")
     ap.add_argument("--agents", default="10,2000")
     opts = ap.parse_args()
@@ -197,22 +265,23 @@ def main() -> None:
         try:
             ceiling = redis_benchmark(server)
             print(f"redis-benchmark EVAL (trivial script, -c 8): {ceiling:,.0f} calls/s  <- ceiling")
-            print(f"end-to-end: {opts.procs} worker processes; a cycle = enqueue + answered + finished "
-                  f"= 2 routing decisions")
-            print(f"{'waiting':>8} {'agents':>6} | {'e2e decisions/s':>15} {'p50 ms':>7} {'p99 ms':>7} | "
-                  f"{'pipelined dec/s':>15} | {'usec/FCALL':>10} {'Redis-bound dec/s':>17}")
+            print(f"load: {opts.procs} pipelining client processes; latency: 1 client, "
+                  f"{opts.latency_callers} callers, unpipelined Router API")
+            print(f"{'waiting':>7} {'agents':>6} | {'us enq->agent':>13} {'us free->call':>13} {'Redis dec/s':>11} | "
+                  f"{'e2e dec/s':>9} {'us/dec life':>11} {'Redis life dec/s':>16} | {'p50 ms':>6} {'p99 ms':>6}")
             for a in (int(x) for x in opts.agents.split(",")):
                 for w in (int(x) for x in opts.waiting.split(",")):
                     setup(server.url, w, a)
-                    conc = max(1, min(opts.concurrency, (a - 1) // opts.procs))
-                    e2e = end_to_end_procs(server.url, opts.seconds, conc, opts.procs)
+                    enq_us, fin_us = decision_cost(server.url, a, opts.seconds / 2)
                     setup(server.url, w, a)
-                    piped = pipelined(server.url, opts.seconds, a)
-                    usec = fcall_usec(server.url)
-                    # Redis time per cycle is 3 FCALLs; the cycle makes 2 decisions
-                    bound = 2e6 / (3 * usec) if usec else 0.0
-                    print(f"{w:>8} {a:>6} | {e2e['decisions_per_s']:>15,.0f} {e2e['p50_ms']:>7.2f} "
-                          f"{e2e['p99_ms']:>7.2f} | {piped:>15,.0f} | {usec:>10.1f} {bound:>17,.0f}", flush=True)
+                    ld = load(server.url, opts.seconds, a, opts.procs)
+                    setup(server.url, w, a)
+                    lat = asyncio.run(latency(server.url, opts.seconds, opts.latency_callers))
+                    p50 = 1000 * statistics.median(lat)
+                    p99 = 1000 * lat[int(0.99 * (len(lat) - 1))]
+                    print(f"{w:>7} {a:>6} | {enq_us:>13.1f} {fin_us:>13.1f} {2e6 / (enq_us + fin_us):>11,.0f} | "
+                          f"{ld['dec_per_s']:>9,.0f} {ld['us_per_dec']:>11.1f} {1e6 / ld['us_per_dec']:>16,.0f} | "
+                          f"{p50:>6.2f} {p99:>6.2f}", flush=True)
         finally:
             server.stop()
 

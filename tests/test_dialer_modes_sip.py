@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import signal
 import time
 import urllib.error
@@ -15,24 +16,41 @@ from pathlib import Path
 import pytest
 import redis
 import sipp
-from test_dialer_sip import (  # noqa: F401 - setup is a fixture
+from test_dialer_sip import (
     KEYS,
+    SHORT_FLOW,
     campaign_yaml,
     cli,
     contact,
     free_ports,
     machine_customer,
     outbound_rows,
-    setup,
     stats,
     upload,
     wait_until,
 )
-from worker_proc import REPO, WorkerProc
+from worker_proc import REPO, WorkerProc, new_worker
 
 pytestmark = [pytest.mark.sip, pytest.mark.timeout(120)]
 
 SALES = ("1001", "1002", "1004")     # the sales queue's members in routing_rules.yaml
+
+
+@pytest.fixture
+def dialer(tmp_path: Path, redis_url: str):
+    """A worker with the dialer (not started yet), its IVR and campaigns directories, sipp list."""
+    ivr = tmp_path / "ivr"
+    shutil.copytree(REPO / "ivr_scripts", ivr)
+    (ivr / "dialer_test_notice.yaml").write_text(SHORT_FLOW)
+    campaigns = tmp_path / "campaigns"
+    campaigns.mkdir()
+    w = new_worker(tmp_path, redis_url)
+    w.env["CALLCENTER_DIALER"] = "1"
+    procs: list[sipp.Sipp] = []
+    yield w, ivr, campaigns, procs
+    for p in procs:
+        p.stop()
+    assert w.stop() == 0, w.tail()
 
 
 def rules_for(w: WorkerProc, agent_port: int) -> Path:
@@ -66,9 +84,14 @@ def http(w: WorkerProc, method: str, path: str) -> tuple[int, dict]:
         return e.code, json.loads(e.read() or b"{}")
 
 
-def selective_customer(port: int, answer_re: str, calls: int) -> sipp.Sipp:
-    """Customers' phones: numbers matching ``answer_re`` answer after 0.5 s ringing and wait for
-    BYE; the others ring 0.5 s and are busy. Every INVITE is in the message trace."""
+def dialer_up(w: WorkerProc) -> None:
+    """The HTTP API answers before the dialer task has built its campaigns: wait for it."""
+    wait_until(lambda: http(w, "GET", "/campaigns/t_pv/preview")[0] != 503, 10, "the dialer", w)
+
+
+def selective_customer(port: int, answer_re: str, calls: int, ring_ms: int = 500) -> sipp.Sipp:
+    """Customers' phones: numbers matching ``answer_re`` answer after ``ring_ms`` ringing and wait
+    for BYE; the others ring as long and are busy. Every INVITE is in the message trace."""
     xml = f"""<?xml version="1.0" encoding="UTF-8"?>
 <scenario name="customers">
 <recv request="INVITE" crlf="true">
@@ -80,7 +103,7 @@ SIP/2.0 180 Ringing
 Content-Length: 0
 
 ]]></send>
-<pause milliseconds="500"/>
+<pause milliseconds="{ring_ms}"/>
 <nop test="ans" next="answer"/>
 <send><![CDATA[
 SIP/2.0 486 Busy Here
@@ -125,12 +148,12 @@ def invites(p: sipp.Sipp) -> dict[str, int]:
     return out
 
 
-def test_abandoned_call_hears_the_identification_message(setup, redis_url: str) -> None:
+def test_abandoned_call_hears_the_identification_message(dialer, redis_url: str) -> None:
     """No agent within 2 s: the customer hears the campaign's identification message (3.8 s) before
     the dialer hangs up; the CDR says abandoned and the ledger counts it."""
     from callcenter.routing.router import Router, connect
 
-    w, ivr, campaigns, procs = setup
+    w, ivr, campaigns, procs = dialer
     customer_port, agent_port = free_ports(2)
     yaml = campaign_yaml("t_ident", customer_port, ctype="telesales", mode="progressive", queue="sales",
                          ring="6s", retry="{abandoned: 1h}")
@@ -160,8 +183,8 @@ def test_abandoned_call_hears_the_identification_message(setup, redis_url: str) 
     assert contact(redis_url, "t_ident", "+84911000001")["last_outcome"] == "abandoned"
 
 
-def test_machine_gets_a_message_or_a_hangup_per_campaign(setup, redis_url: str) -> None:
-    w, ivr, campaigns, procs = setup
+def test_machine_gets_a_message_or_a_hangup_per_campaign(dialer, redis_url: str) -> None:
+    w, ivr, campaigns, procs = dialer
     msg_port, hang_port = free_ports(2)
     (campaigns / "msg.yaml").write_text(campaign_yaml("t_vm_msg", msg_port, amd=True).replace(
         "  enabled: true\n", "  enabled: true\n  machine_prompt: debt/thanks_goodbye\n"))
@@ -186,8 +209,8 @@ def test_machine_gets_a_message_or_a_hangup_per_campaign(setup, redis_url: str) 
     assert ledger(redis_url, "t_vm_msg") == (0, 0)     # a machine is not a person: not in the abandon rate
 
 
-def test_preview_agent_takes_skips_and_dials_a_record(setup, redis_url: str) -> None:
-    w, ivr, campaigns, procs = setup
+def test_preview_agent_takes_skips_and_dials_a_record(dialer, redis_url: str) -> None:
+    w, ivr, campaigns, procs = dialer
     customer_port, agent_port = free_ports(2)
     (campaigns / "pv.yaml").write_text(campaign_yaml("t_pv", customer_port, ctype="telesales", mode="preview",
                                                      queue="sales", max_attempts=1, ring="5s"))
@@ -199,6 +222,7 @@ def test_preview_agent_takes_skips_and_dials_a_record(setup, redis_url: str) -> 
     w.write_config(rules=rules_for(w, agent_port), campaigns=campaigns, ivr_scripts=ivr)
     w.start()
     w.login("1001", "1002")
+    dialer_up(w)
 
     assert http(w, "GET", "/campaigns/t_pv/preview?agent=1001") == (200, {"campaign": "t_pv", "agent": "1001",
                                                                           "number": None})  # not started
@@ -230,8 +254,8 @@ def test_preview_agent_takes_skips_and_dials_a_record(setup, redis_url: str) -> 
         "cc:rt:a:1001", "state") == "available", 5, "agent 1001 available again", w)
 
 
-def test_predictive_three_agents_never_two_calls_each(setup, redis_url: str) -> None:
-    w, ivr, campaigns, procs = setup
+def test_predictive_three_agents_never_two_calls_each(dialer, redis_url: str) -> None:
+    w, ivr, campaigns, procs = dialer
     customer_port, agent_port = free_ports(2)
     yaml = campaign_yaml("t_pred", customer_port, ctype="telesales", mode="predictive", queue="sales",
                          max_attempts=1, ring="4s").replace("  max_concurrent: 2\n",
@@ -268,21 +292,21 @@ def test_predictive_three_agents_never_two_calls_each(setup, redis_url: str) -> 
     assert len({r.agent_id for r in connected}) >= 2, connected      # the load was spread
 
 
-def test_dialer_killed_mid_campaign_resumes_without_double_dialing(setup, redis_url: str) -> None:
-    w, ivr, campaigns, procs = setup
+def test_dialer_killed_mid_campaign_resumes_without_double_dialing(dialer, redis_url: str) -> None:
+    w, ivr, campaigns, procs = dialer
     (customer_port,) = free_ports(1)
     (campaigns / "rs.yaml").write_text(campaign_yaml("t_rs", customer_port, max_attempts=3,
                                                      retry="{busy: 1s, no_answer: 1s}"))
     numbers = [f"09160000{i:02d}" for i in range(5)]
     upload(w.tmp, "t_rs", [f"{n},K{i},0," for i, n in enumerate(numbers)], redis_url, campaigns)
-    customers = selective_customer(customer_port, r"\d+", calls=20)
+    customers = selective_customer(customer_port, "[0-9]+", calls=20, ring_ms=3000)
     procs.append(customers)
     w.write_config(campaigns=campaigns, ivr_scripts=ivr)
     w.start()
     cli("start", "t_rs", redis_url=redis_url, campaigns=campaigns)
-    # Two calls up (max_concurrent 2), each in the 7 s notice: kill the worker under them.
+    # Two calls ringing (max_concurrent 2, 3 s of ringing): kill the worker under them.
     wait_until(lambda: stats(redis_url, "t_rs").get("dials") == "2", 15, "two dials", w)
-    time.sleep(1.5)
+    time.sleep(0.5)
     assert w.stop(signal.SIGKILL) == -signal.SIGKILL
     c = redis.Redis.from_url(redis_url, decode_responses=True)
     try:
@@ -295,6 +319,9 @@ def test_dialer_killed_mid_campaign_resumes_without_double_dialing(setup, redis_
     w.start()
     wait_until(lambda: all(contact(redis_url, "t_rs", "+84" + n[1:]).get("state") not in ("leased", "pending")
                            for n in numbers if n not in leased), 40, "the other contacts done", w)
+    for n in numbers:
+        if n not in leased:
+            assert contact(redis_url, "t_rs", "+84" + n[1:])["state"] == "done", n
     assert any(e.get("event") == "resolved leases of this dialer's previous run" and e.get("released") == 2
                for e in w.logs()), w.tail()
     for n in leased:     # the call may have happened: retried later (30 min), never dialed again now
