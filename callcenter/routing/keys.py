@@ -35,6 +35,9 @@ TEMPLATES: dict[str, tuple[str, str, str]] = {
     "seq": ("rt:seq", "string", "offer id counter"),
     "retry_guard": ("rt:retry_guard", "string", "script time of the last matching-retry sweep (one per second)"),
     "rules": ("rt:rules", "string", "the rules last applied (JSON), for GET /admin/rules"),
+    "pause_rules": ("rt:pause_rules", "hash", "pause reason -> 'max seconds|1 if auto-ready' (defaults.pause_reasons)"),
+    "pause_due": ("rt:pause_due", "zset", "agent id -> when its auto-ready pause ends"),
+    "libs": ("rt:libs", "zset", "routing Functions library name -> last heartbeat of a process using it"),
     "rules_ver": ("rt:rules_ver", "string", "SHA1 of the rules last applied (Lua config cache version)"),
 }
 
@@ -125,6 +128,15 @@ class Keys:
 
     def rules(self) -> str:
         return self._k("rules")
+
+    def pause_rules(self) -> str:
+        return self._k("pause_rules")
+
+    def pause_due(self) -> str:
+        return self._k("pause_due")
+
+    def libs(self) -> str:
+        return self._k("libs")
 
     def rules_ver(self) -> str:
         return self._k("rules_ver")

@@ -82,7 +82,8 @@ class Offer:
 
 @dataclass(frozen=True)
 class RoutingEvent:
-    """kind: fallback | escalated | offer_cancelled | agent_auto_paused. ``data`` has the rest
+    """kind: fallback | escalated | offer_cancelled | agent_auto_paused | agent_auto_ready (a pause
+    reason with auto_ready ran out; call_id None). ``data`` has the rest
     (fallback: action, target, reason, queue, callback_number)."""
 
     kind: str
@@ -132,7 +133,8 @@ class Router:
         self.keys = Keys(prefix)
         self.clock = clock
         self.dead_after = dead_after
-        self._lib = scripts.AsyncLibrary(redis)
+        self._lib = scripts.AsyncLibrary(redis, prefix)
+        self._beats = 0
         self.closed_out: list[str] = []   # call ids closed out by this worker's last tick()
         self.log = log.bind(worker=worker_id)
 
@@ -241,7 +243,22 @@ class Router:
     # -- liveness ------------------------------------------------------------------------------
 
     async def heartbeat(self) -> None:
-        await self.redis.zadd(self.keys.workers(), {self.worker_id: self.clock()})
+        """Every ~2 s. Also marks this process's Functions library as in use, and now and then deletes
+        routing libraries of older deploys that no live process has used for a while."""
+        now = self.clock()
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.zadd(self.keys.workers(), {self.worker_id: now})
+        pipe.zadd(self.keys.libs(), {scripts.library()[0]: time.time()})
+        await pipe.execute()
+        self._beats += 1
+        if self._beats % 30 == 1:
+            try:
+                dropped = await self._lib.prune()
+            except redis.RedisError as exc:   # housekeeping only: never fail a heartbeat for it
+                self.log.warning("pruning old routing libraries failed", error=str(exc))
+            else:
+                if dropped:
+                    self.log.info("deleted old routing libraries", libraries=dropped)
 
     async def tick(self) -> list[RoutingEvent]:
         """Escalations, wrap-up ends, lease expiry, matching retries and reaping of dead workers.
@@ -303,7 +320,8 @@ class Router:
         if not h:
             return None
         pauses = _d(await self.redis.hgetall(self.keys.pauses(agent_id)))
-        return agent_view(agent_id, h, pauses, self.clock())
+        limits = _d(await self.redis.hgetall(self.keys.pause_rules()))
+        return agent_view(agent_id, h, pauses, self.clock(), limits)
 
     async def agents(self) -> list[dict[str, Any]]:
         ids = sorted(_s(a) for a in await self.redis.smembers(self.keys.agents()))
@@ -311,14 +329,33 @@ class Router:
         for a in ids:
             pipe.hgetall(self.keys.agent(a))
             pipe.hgetall(self.keys.pauses(a))
+        pipe.hgetall(self.keys.pause_rules())
         res = await pipe.execute()
         now = self.clock()
-        return [agent_view(a, _d(res[2 * i]), _d(res[2 * i + 1]), now) for i, a in enumerate(ids) if res[2 * i]]
+        limits = _d(res[-1])
+        return [agent_view(a, _d(res[2 * i]), _d(res[2 * i + 1]), now, limits)
+                for i, a in enumerate(ids) if res[2 * i]]
 
 
-def agent_view(agent_id: str, h: dict[str, Any], pauses: dict[str, Any], now: float) -> dict[str, Any]:
-    """The public (API) shape of an agent hash."""
+def pause_limit(pause_rules: dict[str, str], reason: str | None) -> float:
+    """Seconds a pause of ``reason`` may last (the ``pause_rules`` hash); 0 = no limit."""
+    raw = pause_rules.get(reason or "")
+    try:
+        return float(raw.split("|")[0]) if raw else 0.0
+    except ValueError:
+        return 0.0
+
+
+def agent_view(agent_id: str, h: dict[str, Any], pauses: dict[str, Any], now: float,
+               pause_rules: dict[str, str] | None = None) -> dict[str, Any]:
+    """The public (API) shape of an agent hash. ``pause_overdue``: paused longer than its reason's
+    ``defaults.pause_reasons`` max (pass the ``pause_rules`` hash)."""
+    state = h.get("state", "logged_out")
+    in_state = max(0.0, now - float(h.get("since") or now))
+    limit = pause_limit(pause_rules or {}, h.get("pause_reason")) if state == "paused" else 0.0
     return {
+        "pause_limit_seconds": limit or None,
+        "pause_overdue": bool(limit) and in_state > limit,
         "id": agent_id, "name": h.get("name"), "uri": h.get("uri"), "state": h.get("state", "logged_out"),
         "state_seconds": round(max(0.0, now - float(h.get("since") or now)), 1),
         "pause_reason": h.get("pause_reason"), "pending": h.get("pending"),

@@ -73,15 +73,29 @@ class AgentRule:
 
 
 @dataclass(frozen=True)
+class PauseRule:
+    """How long a pause of one reason may last (``defaults.pause_reasons``). Past ``max_seconds`` the
+    agent is flagged overdue on the wallboard; with ``auto_ready`` the ACD makes it ready instead."""
+
+    reason: str
+    max_seconds: float = 0.0          # 0 = no limit
+    auto_ready: bool = False
+
+
+@dataclass(frozen=True)
 class RoutingRules:
     queues: dict[str, QueueRule]
     agents: dict[str, AgentRule]
     source: str = "<rules>"
+    pause_reasons: dict[str, PauseRule] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         """Plain dict (for Redis and GET /admin/rules); loads back through :func:`parse`."""
         out = asdict(self)
         out.pop("source", None)
+        # under defaults, as in the YAML, so the dict parses back; apply_rules.lua reads it there too
+        out["defaults"] = {"pause_reasons": {r: {"max": p["max_seconds"], "auto_ready": p["auto_ready"]}
+                                             for r, p in out.pop("pause_reasons").items()}}
         for q in out["queues"].values():
             q.pop("name", None)
             q["escalation"] = [{k: v for k, v in s.items() if v not in ({}, 0, (), [], None)} | {"after": s["after"]}
@@ -164,12 +178,34 @@ _QUEUE_KEYS = {"skills", "priority", "strategy", "max_wait", "max_length", "wrap
                "service_level", "miss_limit", "announce", "escalation", "on_timeout", "on_full"}
 _STEP_KEYS = {"after", "relax_skills", "relax_by", "overflow", "raise_priority", "fallback"}
 _AGENT_KEYS = {"name", "uri", "skills", "queues", "max_offers"}
+_PAUSE_KEYS = {"max", "auto_ready"}
+
+
+def _pause_reasons(v: _V, value: Any) -> dict[str, PauseRule]:
+    """``break: 900`` (seconds, like every time in this file) or ``break: {max: 900, auto_ready: true}``."""
+    out: dict[str, PauseRule] = {}
+    for reason, raw in v.mapping(value, "defaults.pause_reasons").items():
+        p = f"defaults.pause_reasons.{reason}"
+        if reason not in PAUSE_REASONS:
+            raise v.fail(p, f"unknown pause reason; expected one of: {', '.join(PAUSE_REASONS)}")
+        if not isinstance(raw, dict):
+            raw = {"max": raw}
+        m = v.mapping(raw, p, _PAUSE_KEYS)
+        limit = v.number(m.get("max", 0), f"{p}.max", 0, 86400)
+        auto = m.get("auto_ready", False)
+        if not isinstance(auto, bool):
+            raise v.fail(f"{p}.auto_ready", f"must be true or false, got {auto!r}")
+        if auto and limit <= 0:
+            raise v.fail(f"{p}.auto_ready", "needs a max (seconds) to know when to make the agent ready")
+        out[reason] = PauseRule(reason, limit, auto)
+    return out
 
 
 def parse(data: Any, loc: Located) -> RoutingRules:
     v = _V(loc)
     top = v.mapping(data, "", {"defaults", "queues", "agents"})
-    defaults = v.mapping(top.get("defaults"), "defaults", _QUEUE_KEYS - {"skills", "escalation"})
+    defaults = v.mapping(top.get("defaults"), "defaults", (_QUEUE_KEYS - {"skills", "escalation"}) | {"pause_reasons"})
+    pause_reasons = _pause_reasons(v, defaults.pop("pause_reasons", None))
     raw_queues = v.mapping(top.get("queues"), "queues")
     if not raw_queues:
         raise v.fail("queues", "at least one queue is required")
@@ -262,6 +298,18 @@ def parse(data: Any, loc: Located) -> RoutingRules:
         agents[aid] = AgentRule(
             id=aid, name=str(a.get("name", aid)), uri=uri,
             skills=v.skills(a.get("skills"), f"{p}.skills"), queues=memberships,
-            max_offers=v.integer(a.get("max_offers", 1), f"{p}.max_offers", 1, 10),
+            max_offers=_max_offers(v, a.get("max_offers", 1), f"{p}.max_offers"),
         )
-    return RoutingRules(queues, agents, loc.file)
+    return RoutingRules(queues, agents, loc.file, pause_reasons)
+
+
+def _max_offers(v: _V, value: Any, path: str) -> int:
+    """Only 1. An agent here is one voice phone: a second offer would ring over a ringing or live call,
+    and the matching invariants (an agent in 'reserved' holds exactly one offer; ring_all rings many
+    agents for one call, never many calls on one agent) rest on it. Chat-style concurrency would need
+    per-agent capacity slots in the free sets; the key stays in the schema so such configs fail
+    loudly instead of silently behaving as 1."""
+    n = v.integer(value, path, 1)
+    if n != 1:
+        raise v.fail(path, "only 1 is supported: a voice agent takes one offer at a time")
+    return n

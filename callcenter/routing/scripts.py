@@ -6,11 +6,17 @@ re-defined on every call, about 8 us of a routing decision. The library name car
 source, so workers of two versions (a rolling deploy) each find their own code, and a Redis that
 lost it (a new server) gets it loaded again on the next call. Functions are kept in the AOF, so a
 Redis restart keeps them.
+
+Old versions are deleted once no process uses them: every Router heartbeat stamps its library in
+``libs`` (a zset), and :func:`stale` picks the ``ccroute_*`` libraries other than ours not stamped for
+``PRUNE_AFTER`` seconds. Deleting one a straggler still uses costs that process one reload (a missing
+function is loaded again on the next call), never a failed call.
 """
 
 from __future__ import annotations
 
 import hashlib
+import time
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -18,7 +24,10 @@ from typing import Any
 import redis
 import redis.asyncio as aredis
 
-from callcenter.routing.keys import lua_builders
+from callcenter.routing.keys import Keys, lua_builders
+
+LIB_PREFIX = "ccroute_"
+PRUNE_AFTER = 300.0   # seconds without a heartbeat stamp before an old library may go
 
 LUA_DIR = Path(__file__).with_name("lua")
 NAMES = ("enqueue", "offer_answered", "offer_failed", "call_finished", "abandon", "callback", "agent",
@@ -31,7 +40,7 @@ def library() -> tuple[str, str]:
     parts = [(LUA_DIR / "lib.lua").read_text(encoding="utf-8")]
     bodies = {n: (LUA_DIR / f"{n}.lua").read_text(encoding="utf-8") for n in NAMES}
     digest = hashlib.sha1("".join(parts + list(bodies.values())).encode() + lua_builders().encode())
-    lib = "ccroute_" + digest.hexdigest()[:10]
+    lib = LIB_PREFIX + digest.hexdigest()[:10]
     out = [f"#!lua name={lib}",
            "local PREFIX, NOW, DAY = '', 0, ''",
            lua_builders(),
@@ -52,6 +61,31 @@ def _missing(exc: redis.ResponseError) -> bool:
     return "function not found" in str(exc).lower()
 
 
+def _library_names(listing: Any) -> list[str]:
+    """Names from FUNCTION LIST (RESP2 flat lists or RESP3 maps; bytes or str)."""
+    names = []
+    for entry in listing or []:
+        if isinstance(entry, dict):
+            items = list(entry.items())
+        else:
+            items = list(zip(entry[0::2], entry[1::2], strict=False))
+        for k, v in items:
+            if (k.decode() if isinstance(k, bytes) else k) == "library_name":
+                names.append(v.decode() if isinstance(v, bytes) else str(v))
+    return names
+
+
+def stale(names: list[str], current: str, seen: dict[str, float], now: float,
+          after: float = PRUNE_AFTER) -> list[str]:
+    """Routing libraries safe to delete: ours by prefix, not the current one, unused for ``after`` s."""
+    return sorted(n for n in names
+                  if n.startswith(LIB_PREFIX) and n != current and seen.get(n, 0.0) < now - after)
+
+
+def _seen(raw: list[Any]) -> dict[str, float]:
+    return {(k.decode() if isinstance(k, bytes) else k): float(v) for k, v in raw}
+
+
 def _load_sync(client: Any) -> None:
     try:
         client.function_load(library()[1])
@@ -63,11 +97,25 @@ def _load_sync(client: Any) -> None:
 class Library:
     """Synchronous caller (tests, benchmarks, tools). ``call(name, *argv, client=pipeline)``."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis, prefix: str = "cc:") -> None:
         self.client = client
+        self.keys = Keys(prefix)
 
     def ensure(self) -> None:
         _load_sync(self.client)
+
+    def prune(self, after: float = PRUNE_AFTER) -> list[str]:
+        """Delete old routing libraries no process stamped in ``after`` seconds; their names."""
+        names = _library_names(self.client.function_list(library=LIB_PREFIX + "*"))
+        seen = _seen(self.client.zrange(self.keys.libs(), 0, -1, withscores=True))
+        gone = stale(names, library()[0], seen, time.time(), after)
+        for name in gone:
+            try:
+                self.client.function_delete(name)
+            except redis.ResponseError:   # another process deleted it first
+                pass
+            self.client.zrem(self.keys.libs(), name)
+        return gone
 
     def call(self, name: str, *argv: Any, client: Any = None) -> Any:
         target = client if client is not None else self.client
@@ -83,8 +131,9 @@ class Library:
 class AsyncLibrary:
     """asyncio caller used by the Router."""
 
-    def __init__(self, client: aredis.Redis) -> None:
+    def __init__(self, client: aredis.Redis, prefix: str = "cc:") -> None:
         self.client = client
+        self.keys = Keys(prefix)
 
     async def ensure(self) -> None:
         try:
@@ -92,6 +141,20 @@ class AsyncLibrary:
         except redis.ResponseError as exc:
             if "already exists" not in str(exc):
                 raise
+        await self.client.zadd(self.keys.libs(), {library()[0]: time.time()})
+
+    async def prune(self, after: float = PRUNE_AFTER) -> list[str]:
+        """Delete old routing libraries no process stamped in ``after`` seconds; their names."""
+        names = _library_names(await self.client.function_list(library=LIB_PREFIX + "*"))
+        seen = _seen(await self.client.zrange(self.keys.libs(), 0, -1, withscores=True))
+        gone = stale(names, library()[0], seen, time.time(), after)
+        for name in gone:
+            try:
+                await self.client.function_delete(name)
+            except redis.ResponseError:   # another process deleted it first
+                pass
+            await self.client.zrem(self.keys.libs(), name)
+        return gone
 
     async def call(self, name: str, *argv: Any) -> Any:
         try:

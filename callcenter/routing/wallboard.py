@@ -13,6 +13,7 @@ from typing import Any
 import redis
 
 from callcenter.routing.keys import Keys
+from callcenter.routing.router import pause_limit
 
 STATES = ("available", "reserved", "on_call", "wrap_up", "paused", "logged_out")
 _BAND = 1e10   # score = -priority * 1e10 + enqueue time (see lua/enqueue.lua)
@@ -29,6 +30,7 @@ class QueueStats:
     abandoned_today: int
     answered_within_sl_today: int
     service_level: float          # answered within SL / (answered + abandoned) today; 1.0 if no calls
+    paused_overdue: int = 0       # members paused longer than their reason allows (defaults.pause_reasons)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -56,11 +58,39 @@ def _oldest_enqueue(client: redis.Redis, key: str) -> float | None:
     return oldest
 
 
+def _overdue(limits: dict[str, str], reason: Any, since: Any, now: float) -> bool:
+    limit = pause_limit(limits, _s(reason) if reason is not None else None)
+    return bool(limit) and since is not None and now - float(_s(since)) > limit
+
+
+def overdue_agents(client: redis.Redis, prefix: str = "cc:", now: float | None = None) -> list[dict[str, Any]]:
+    """Agents paused longer than their reason's ``defaults.pause_reasons`` max, longest overdue first:
+    {agent_id, reason, paused_seconds, limit_seconds}. Reasons with auto_ready only show here between
+    the limit and the next tick (about a second)."""
+    keys = Keys(prefix)
+    now = time.time() if now is None else now
+    limits = {_s(k): _s(v) for k, v in client.hgetall(keys.pause_rules()).items()}
+    if not limits:
+        return []
+    agents = sorted(_s(a) for a in client.smembers(keys.agents()))
+    pipe = client.pipeline(transaction=False)
+    for a in agents:
+        pipe.hmget(keys.agent(a), ["state", "pause_reason", "since"])
+    out = []
+    for a, (st, reason, since) in zip(agents, pipe.execute() if agents else [], strict=True):
+        if st is not None and _s(st) == "paused" and _overdue(limits, reason, since, now):
+            r = _s(reason)
+            out.append({"agent_id": a, "reason": r, "paused_seconds": round(now - float(_s(since)), 1),
+                        "limit_seconds": pause_limit(limits, r)})
+    return sorted(out, key=lambda x: x["limit_seconds"] - x["paused_seconds"])
+
+
 def queue_stats(client: redis.Redis, prefix: str = "cc:", now: float | None = None) -> list[QueueStats]:
     keys = Keys(prefix)
     now = time.time() if now is None else now
     day = time.strftime("%Y%m%d", time.localtime(now))
     out = []
+    limits = {_s(k): _s(v) for k, v in client.hgetall(keys.pause_rules()).items()}
     for q in sorted(_s(x) for x in client.smembers(keys.queues())):
         pipe = client.pipeline(transaction=False)
         pipe.zcard(keys.waiting(q))
@@ -71,11 +101,14 @@ def queue_stats(client: redis.Redis, prefix: str = "cc:", now: float | None = No
         pipe = client.pipeline(transaction=False)
         members = sorted(_s(m) for m in members)
         for a in members:
-            pipe.hget(keys.agent(a), "state")
+            pipe.hmget(keys.agent(a), ["state", "pause_reason", "since"])
         by_state = dict.fromkeys(STATES, 0)
-        for st in pipe.execute() if members else []:
+        overdue = 0
+        for st, reason, since in pipe.execute() if members else []:
             s = _s(st) if st is not None else "logged_out"
             by_state[s] = by_state.get(s, 0) + 1
+            if s == "paused" and _overdue(limits, reason, since, now):
+                overdue += 1
         oldest = _oldest_enqueue(client, keys.waiting(q)) if waiting else None
         answered, abandoned = int(stats.get("answered", 0)), int(stats.get("abandoned", 0))
         within = int(stats.get("answered_sl", 0))
@@ -85,6 +118,7 @@ def queue_stats(client: redis.Redis, prefix: str = "cc:", now: float | None = No
             agents_by_state=by_state, offered_today=int(stats.get("offered", 0)), answered_today=answered,
             abandoned_today=abandoned, answered_within_sl_today=within,
             service_level=round(within / (answered + abandoned), 4) if answered + abandoned else 1.0,
+            paused_overdue=overdue,
         ))
     return out
 

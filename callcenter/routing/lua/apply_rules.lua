@@ -11,6 +11,15 @@ end
 for _, a in ipairs(redis.call('SMEMBERS', K.agents())) do
   if rules.agents[a] == nil then
     local st = redis.call('HGET', K.agent(a), 'state')
+  if st == 'paused' then   -- a reason that now has auto_ready ends pauses already running
+    local f = redis.call('HMGET', K.agent(a), 'pause_reason', 'since')
+    local rule = pause_rule(f[1])
+    if rule and rule.auto and rule.max > 0 then
+      redis.call('ZADD', K.pause_due(), num(f[2], NOW) + rule.max, a)
+    else
+      redis.call('ZREM', K.pause_due(), a)
+    end
+  end
     if st == 'reserved' or st == 'on_call' then
       return {'conflict', 'agent ' .. a .. ' is ' .. st .. '; remove it when the call ends'}
     end
@@ -47,11 +56,19 @@ for q, r in pairs(rules.queues) do
   redis.call('SADD', K.queues(), q)
   redis.call('DEL', K.members(q), K.staffed(q))
 end
+redis.call('DEL', K.pause_rules())
+local pr = rules.defaults and rules.defaults.pause_reasons
+if type(pr) == 'table' then
+  for reason, r in pairs(pr) do
+    redis.call('HSET', K.pause_rules(), reason, tostring(r.max) .. '|' .. (r.auto_ready and '1' or '0'))
+  end
+end
 redis.call('SET', K.rules_ver(), redis.sha1hex(ARGV[4]))
 qconf_reset()
 for _, a in ipairs(redis.call('SMEMBERS', K.agents())) do
   if rules.agents[a] == nil then
     redis.call('ZREM', K.wrapups(), a)
+    redis.call('ZREM', K.pause_due(), a)
     redis.call('DEL', K.agent(a))
     redis.call('SREM', K.agents(), a)
   end
@@ -63,6 +80,15 @@ for a, r in pairs(rules.agents) do
     redis.call('HSET', K.agent(a), 'state', 'logged_out', 'since', NOW, 'last_free', 0)
   end
   local st = redis.call('HGET', K.agent(a), 'state')
+  if st == 'paused' then   -- a reason that now has auto_ready ends pauses already running
+    local f = redis.call('HMGET', K.agent(a), 'pause_reason', 'since')
+    local rule = pause_rule(f[1])
+    if rule and rule.auto and rule.max > 0 then
+      redis.call('ZADD', K.pause_due(), num(f[2], NOW) + rule.max, a)
+    else
+      redis.call('ZREM', K.pause_due(), a)
+    end
+  end
   for q, _ in pairs(r.queues) do
     redis.call('SADD', K.members(q), a)
     if st ~= 'paused' and st ~= 'logged_out' then redis.call('SADD', K.staffed(q), a) end

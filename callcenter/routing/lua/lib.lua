@@ -227,10 +227,20 @@ local function enter_free_sets(ag)
   end
 end
 
+-- Leaving a pause (ready, logout, another pause): book its duration, cancel its auto-ready.
 local function close_pause(ag)
   if ag.state == 'paused' then
     redis.call('HINCRBYFLOAT', K.pauses(ag.id), ag.pause_reason or 'other', math.max(0, NOW - ag.since))
+    redis.call('ZREM', K.pause_due(), ag.id)
   end
+end
+
+-- defaults.pause_reasons: {max seconds, auto-ready?} for a reason, or nil when it has no limit.
+local function pause_rule(reason)
+  local r = redis.call('HGET', K.pause_rules(), reason or '')
+  if not r then return nil end
+  local limit, auto = string.match(r, '^([%d.]+)|(%d)$')
+  return {max = num(limit, 0), auto = auto == '1'}
 end
 
 -- staffed(q): members logged in and not paused, kept on the transitions into and out of
@@ -249,6 +259,8 @@ local function pause_agent(ag, reason)
   redis.call('HSET', K.agent(ag.id), 'state', 'paused', 'since', NOW, 'pause_reason', reason)
   redis.call('HDEL', K.agent(ag.id), 'pending', 'offer', 'call')
   ag.state, ag.since, ag.pause_reason = 'paused', NOW, reason
+  local rule = pause_rule(reason)
+  if rule and rule.auto and rule.max > 0 then redis.call('ZADD', K.pause_due(), NOW + rule.max, ag.id) end
 end
 
 local function logout_agent(ag)

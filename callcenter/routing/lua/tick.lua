@@ -1,5 +1,6 @@
 -- Periodic housekeeping, run by every worker about once a second (idempotent, any worker may run it):
--- expired leases, wrap-up ends, due escalations, reaping dead workers, matching retries.
+-- expired leases, wrap-up ends, auto-ready pause ends, due escalations, reaping dead workers,
+-- matching retries.
 -- KEYS: none (see lib.lua). ARGV: [1] prefix [2] now [3] day [4] this worker id
 --   [5] seconds without heartbeat after which a worker is dead [6] batch size per kind
 -- Returns {events JSON list for this worker, closed-out call ids JSON list}.
@@ -13,6 +14,26 @@ for _, a in ipairs(redis.call('ZRANGEBYSCORE', K.wrapups(), '-inf', NOW, 'LIMIT'
   redis.call('ZREM', K.wrapups(), a)
   local ag = agent_get(a)
   if ag and ag.state == 'wrap_up' then agent_free(ag) end
+end
+
+-- Pauses whose reason has auto_ready (defaults.pause_reasons) end by themselves when their time is
+-- up; the rule is read again, so a reload that lengthened or removed it is honoured.
+for _, a in ipairs(redis.call('ZRANGEBYSCORE', K.pause_due(), '-inf', NOW, 'LIMIT', 0, batch)) do
+  redis.call('ZREM', K.pause_due(), a)
+  local ag = agent_get(a)
+  if ag and ag.state == 'paused' then
+    local rule = pause_rule(ag.pause_reason)
+    if rule and rule.auto and rule.max > 0 then
+      if ag.since + rule.max <= NOW then
+        close_pause(ag)
+        redis.call('HSET', K.agent(a), 'misses', 0)
+        event(me, {kind = 'agent_auto_ready', agent_id = a, reason = ag.pause_reason, paused = NOW - ag.since})
+        make_available(ag)
+      else
+        redis.call('ZADD', K.pause_due(), ag.since + rule.max, a)
+      end
+    end
+  end
 end
 
 for _, c in ipairs(redis.call('ZRANGEBYSCORE', K.escalations(), '-inf', NOW, 'LIMIT', 0, batch)) do

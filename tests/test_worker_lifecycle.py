@@ -1,0 +1,109 @@
+"""A worker's life: SIGTERM drains (no new calls, live calls finish), SIGKILL is survived by the others."""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+
+import pytest
+import sipp
+from worker_proc import new_worker
+
+pytestmark = [pytest.mark.sip, pytest.mark.timeout(120)]
+
+
+def test_sigterm_stops_taking_calls_and_lets_live_calls_finish(tmp_path: Path, redis_server) -> None:
+    w = new_worker(tmp_path, redis_server.url)
+    w.write_config()
+    w.config.write_text(w.config.read_text().replace("drain_seconds: 5", "drain_seconds: 20"))
+    w.start()
+    # A caller in the IVR for ~8 s more.
+    live = sipp.caller(w.target, [("pause", 9000), ("hangup",)], number="0902000001")
+    deadline = time.monotonic() + 15
+    while not any(e.get("event") == "incoming call" for e in w.logs()):
+        assert time.monotonic() < deadline, w.tail()
+        time.sleep(0.1)
+    assert w.proc is not None
+    w.proc.send_signal(signal.SIGTERM)
+    time.sleep(0.5)
+    # A new caller while draining is turned away with 503 Service Unavailable.
+    late = sipp.caller(w.target, [], number="0902000002", expect_code=503)
+    assert late.wait(30) == 0, late.errors()
+    assert w.proc.poll() is None, "the worker must wait for the live call"
+    assert live.wait(30) == 0, live.errors()     # the live call ran to its own end
+    assert w.proc.wait(20) == 0, w.tail()
+    log = w.logs()
+    assert any(e.get("event") == "draining" and e.get("live_calls") == 1 for e in log)
+    assert any(e.get("event") == "worker stopped" for e in log)
+
+
+def test_caller_keeps_waiting_through_a_redis_restart(tmp_path: Path) -> None:
+    """Redis (AOF) restarts while a caller waits in queue: the caller keeps its place, the worker
+    reconnects by itself, and an agent who logs in afterwards gets the call; the CDR is written."""
+    from callcenter.redis_server import EmbeddedRedis
+
+    server = EmbeddedRedis(tmp_path / "redis").start()
+    w = new_worker(tmp_path, server.url)
+    rules = (Path(__file__).resolve().parent.parent / "routing_rules.yaml").read_text()
+    (tmp_path / "rules.yaml").write_text(rules.replace("sip:1001@127.0.0.1:5070", f"sip:1001@127.0.0.1:{w.agents_port}"))
+    w.write_config(rules=tmp_path / "rules.yaml")
+    w.start()
+    try:
+        phone = sipp.agent(w.agents_port, "answer")
+        steps = [("pause", 600), ("dtmf", "1"), ("pause", 800), ("dtmf", "1"), ("pause", 20000), ("hangup",)]
+        caller = sipp.caller(w.target, steps, number="0902000003")
+        deadline = time.monotonic() + 20
+        while not any(e.get("event") == "incoming call" for e in w.logs()):
+            assert time.monotonic() < deadline, w.tail()
+            time.sleep(0.1)
+        time.sleep(7.5)           # the caller is in the sales queue now, nobody logged in
+        server.stop()
+        time.sleep(1.0)
+        server.start()
+        w.login("1001")
+        assert sipp.wait_all(caller, phone, timeout=60) == [0, 0], caller.errors() + phone.errors()
+        cdr = next(c for c in w.calls(1, timeout=30) if c.caller == "0902000003")
+        assert cdr.agent_id == "1001" and cdr.outcome == "answered" and cdr.queue == "sales"
+    finally:
+        w.stop()
+        server.stop()
+
+
+def test_sigkilled_worker_callers_are_closed_out_by_another_worker(tmp_path: Path, redis_server) -> None:
+    """w1 dies with a caller waiting in queue: w2 reaps it within the bound and the caller's CDR row is
+    closed out (worker_crash) instead of staying a phantom in the queue."""
+    import redis
+
+    from callcenter.routing.keys import Keys
+
+    w1 = new_worker(tmp_path, redis_server.url, "w1")
+    w2 = new_worker(tmp_path, redis_server.url, "w2")
+    for w in (w1, w2):
+        w.write_config()
+        w.start()
+    try:
+        steps = [("pause", 600), ("dtmf", "1"), ("pause", 800), ("dtmf", "2"), ("pause", 30000), ("hangup",)]
+        caller = sipp.caller(w1.target, steps, number="0902000004", timeout_s=40)
+        client = redis.Redis.from_url(redis_server.url, decode_responses=True)
+        waiting = Keys("cc:").waiting("support")
+        deadline = time.monotonic() + 20
+        while not client.zcard(waiting):
+            assert time.monotonic() < deadline, w1.tail()
+            time.sleep(0.2)
+        killed = time.monotonic()
+        w1.stop(signal.SIGKILL)
+        deadline = time.monotonic() + 15
+        row = None
+        while row is None:
+            assert time.monotonic() < deadline, w2.tail()
+            rows = [c for c in w2.calls(0) if c.caller == "0902000004" and c.hangup_cause == "worker_crash"]
+            row = rows[0] if rows else None
+            time.sleep(0.3)
+        assert time.monotonic() - killed < 12
+        assert row.end is not None and row.outcome == "failed"
+        assert client.zcard(waiting) == 0
+        caller.stop()
+    finally:
+        w1.stop(signal.SIGKILL)
+        w2.stop()
