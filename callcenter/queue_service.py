@@ -98,15 +98,21 @@ class QueueService:
     async def add_dnc(self, number: str, scope: str) -> None:
         if self.dnc is not None:
             await self.dnc(number, scope)
-        await self._event("DNC", None, None, scope=scope)
+        call_id = self._note("dnc", {"scope": scope})
+        await self._event("DNC", call_id, None, scope=scope)
 
     async def emit(self, event: str, data: dict[str, Any]) -> None:
-        # The IVR runs inside the call's task, where the worker bound the call id for logging.
+        call_id = self._note(event, data)
+        await self._event(event.upper(), call_id, data.get("queue"), **{k: v for k, v in data.items()
+                                                                        if k not in ("call_id", "queue")})
+
+    def _note(self, event: str, data: dict[str, Any]) -> str | None:
+        """Remember a flow's event for its call's disposition; the call id is the one the worker bound
+        for logging (the IVR runs inside the call's task)."""
         call_id = data.get("call_id") or structlog.contextvars.get_contextvars().get("call_id")
         if call_id in self.records:
             self.call_events.setdefault(call_id, []).append((event, dict(data)))
-        await self._event(event.upper(), call_id, data.get("queue"), **{k: v for k, v in data.items()
-                                                                        if k not in ("call_id", "queue")})
+        return call_id
 
     # -- waiting ----------------------------------------------------------------------------
 

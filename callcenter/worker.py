@@ -95,6 +95,7 @@ class Worker:
         self.switch = PjSoftswitch(cfg.sip, loop, self._inbound)
         self.queues = QueueService(self.router, self.switch, self.cdr, trunk=cfg.trunk,
                                    service_levels={n: float(q.service_level) for n, q in self.rules.queues.items()})
+        self.queues.dnc = self._dnc_writer(aredis)
         self.ivr = IvrRunner(self.scripts, self.queues, cfg.sounds, recordings_dir=cfg.data_dir / "recordings")
         tasks = [asyncio.ensure_future(every(2.0, self._heartbeat, self.stop, "heartbeat")),
                  asyncio.ensure_future(every(1.0, self._tick, self.stop, "tick")),
@@ -124,6 +125,25 @@ class Worker:
         await self.cdr.flush()
         await aredis.aclose()
         log.info("worker stopped")
+
+    def _dnc_writer(self, aredis: Any) -> Any:
+        """"Do not call me again" from any flow, with or without the dialer in this process: the number
+        goes on the dialer's DNC list (global, or one campaign's when the flow names it)."""
+        from callcenter.dialer import phone
+        from callcenter.dialer.compliance import Compliance
+        from callcenter.dialer.keys import DialerKeys
+
+        compliance = Compliance(aredis, DialerKeys(self.cfg.redis.prefix))
+
+        async def add(number: str, scope: str) -> None:
+            try:
+                e164 = phone.normalize(number, "VN")
+            except ValueError:
+                log.warning("dnc: not a phone number", number=number)
+                return
+            await compliance.add_dnc(e164, None if scope in ("", "global") else scope)
+
+        return add
 
     def _start_http(self, sync_redis: Any, aredis: Any) -> None:
         from twisted.internet import reactor

@@ -201,7 +201,10 @@ def test_debt_reminder_promise_agent_and_paid(worker: WorkerProc) -> None:
     paid = rows["0903000003"]
     assert paid.ivr_path == head + ">debt_reminder.paid>debt_reminder.thanks"
     assert paid.ivr_digits == "debt_reminder.menu=3" and paid.hangup_side == "system"
-    # The flow's dispositions reach the queue log (without a call id: see the module's report)
+    # The flow's dispositions reach the call's CDR row and the queue log, with the call id.
+    assert p.disposition == "promise_to_pay" and paid.disposition == "completed"
+    assert "PROMISE_TO_PAY" in [e.event for e in events(worker, kinds=("PROMISE_TO_PAY",))
+                                if e.call_id == p.call_id]
     promised = [e.data for e in events(worker, kinds=("PROMISE_TO_PAY",))]
     assert {"date": promise.isoformat(), "amount": 1250000} in promised
     assert {"amount": 1250000} in [e.data for e in events(worker, kinds=("ALREADY_PAID",))]
@@ -227,6 +230,7 @@ def test_telesales_interested_not_interested_and_do_not_call(worker: WorkerProc)
     assert no.ivr_path == "telesales.pitch>telesales.menu>telesales.not_interested>telesales.goodbye"
     assert dnc.ivr_path == "telesales.pitch>telesales.menu>telesales.dnc>telesales.goodbye"
     assert dnc.ivr_digits == "telesales.menu=9" and dnc.hangup_side == "system"
+    assert dnc.disposition == "dnc" and no.disposition == "not_interested"
     assert events(worker, kinds=("DNC",))
 
     async def on_dnc_list() -> bool:
