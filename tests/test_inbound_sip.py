@@ -265,3 +265,49 @@ def test_caller_over_tcp(worker: WorkerProc) -> None:
     assert sipp.wait_all(caller, phone) == [0, 0], caller.errors() + phone.errors()
     cdr = call_of(worker, "0901000020")
     assert cdr.agent_id == "1003" and cdr.outcome == "answered"
+
+
+def _http(w: WorkerProc, method: str, path: str, body: dict | None = None) -> tuple[int, object]:
+    import json
+    import urllib.error
+    import urllib.request
+
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(f"http://127.0.0.1:{w.http_port}{path}", data=data, method=method,
+                                 headers={"content-type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            raw = resp.read()
+            ctype = resp.headers.get("content-type", "")
+            return resp.status, json.loads(raw) if "json" in ctype else raw.decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"{}")
+
+
+def test_agent_session_over_http_lands_in_the_queue_log_and_reports(worker: WorkerProc) -> None:
+    """An agent's day through the HTTP API: login, lunch, ready, logout; each step is a queue-log event
+    (occupancy is computed from them), and the wallboard and the report are served over real HTTP."""
+    assert _http(worker, "POST", "/agents/1004/login", {"ready": True})[0] == 200
+    status, body = _http(worker, "POST", "/agents/1004/pause", {"reason": "lunch"})
+    assert status == 200 and body["agent"]["state"] == "paused"
+    assert _http(worker, "POST", "/agents/1004/pause", {"reason": "nap"})[0] == 400
+    assert _http(worker, "POST", "/agents/1004/ready")[0] == 200
+    assert _http(worker, "POST", "/agents/1004/logout")[0] == 200
+    assert _http(worker, "POST", "/agents/9999/login", {})[0] == 404
+    from callcenter.cdr.writer import open_store
+
+    deadline = time.monotonic() + 10
+    seen: list[str] = []
+    while time.monotonic() < deadline:
+        store = open_store(worker.store_url)
+        seen = [e.event for e in store.events(agent_id="1004")
+                if e.event in ("AGENTLOGIN", "PAUSE", "UNPAUSE", "AGENTLOGOFF")]
+        store.close()
+        if seen[-4:] == ["AGENTLOGIN", "PAUSE", "UNPAUSE", "AGENTLOGOFF"]:
+            break
+        time.sleep(0.2)
+    assert seen[-4:] == ["AGENTLOGIN", "PAUSE", "UNPAUSE", "AGENTLOGOFF"], seen
+    status, board = _http(worker, "GET", "/wallboard")
+    assert status == 200 and {q["queue"] for q in board["queues"]} >= {"sales", "support"}
+    status, report = _http(worker, "GET", "/reports/queue?interval=day&format=json")
+    assert status == 200 and isinstance(report, (dict, list))
