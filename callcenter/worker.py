@@ -63,6 +63,13 @@ def validate(cfg: Config) -> tuple[ScriptSet, routing_rules.RoutingRules]:
     from callcenter.dialer.campaign import load_campaigns
 
     load_campaigns(cfg.campaigns)   # a broken campaign file stops the start, naming file and line
+    for script in scripts.scripts.values():
+        for node in script.nodes.values():
+            queue = node.opts.get("queue") if node.type in ("queue", "set") else None
+            if isinstance(queue, str) and "{" not in queue and queue not in rules.queues:
+                raise ConfigError(f"queue {queue!r} is not in {cfg.routing_rules.name} "
+                                  f"(queues: {', '.join(sorted(rules.queues))})", file=node.file,
+                                  key=f"{script.name}.{node.id}.queue", line=node.line_of("queue"))
     for called, flow in cfg.routes.items():
         if flow not in scripts.scripts:
             raise ConfigError(f"IVR flow {flow!r} does not exist in {cfg.ivr_scripts}", file=str(cfg.file),

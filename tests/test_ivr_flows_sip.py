@@ -36,13 +36,6 @@ pytestmark = [pytest.mark.sip, pytest.mark.timeout(240)]
 SLOW, GARBAGE, VIP = "0902000001", "0902000002", "0902000003"
 ROUTES = {"hotline": "hotline", "default": "hotline", "debt": "debt_reminder", "telesales": "telesales",
           "survey": "csat_survey"}
-# The demo flows queue to "collections" and "telesales"; the shipped routing_rules.yaml has neither.
-EXTRA_QUEUES = """
-  collections:
-    skills: {collections: 1}
-  telesales:
-    skills: {telesales: 1}
-"""
 
 
 class Crm(BaseHTTPRequestHandler):
@@ -95,7 +88,6 @@ def worker(tmp_path_factory: pytest.TempPathFactory, redis_server, crm_url: str)
     tmp = tmp_path_factory.mktemp("ivrflows")
     w = new_worker(tmp, redis_server.url)
     text = (REPO / "routing_rules.yaml").read_text().replace("127.0.0.1:5070", f"127.0.0.1:{w.agents_port}")
-    text = text.replace("\nagents:", EXTRA_QUEUES + "\nagents:", 1)
     (tmp / "rules.yaml").write_text(text)
     (tmp / "no_campaigns").mkdir()
     w.write_config(rules=tmp / "rules.yaml", routes=ROUTES, campaigns=tmp / "no_campaigns")
