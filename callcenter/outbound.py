@@ -352,14 +352,17 @@ class Outbound:
         held = self.held_by(agent)
         if held is not None:
             return held
-        if await self.redis.hget(DialerKeys(self.cfg.redis.prefix).campaign_state(cid), "state") not in (
-                b"running", "running"):
+        if not await self._running(cid):
             return None
         assert self.engine is not None
         req = await self.engine.preview_next(cid)
         if req is not None:
             self.previews[(cid, req.e164)] = (req, agent, time.time() + PREVIEW_HOLD)
         return req
+
+    async def _running(self, cid: str) -> bool:
+        return await self.redis.hget(DialerKeys(self.cfg.redis.prefix).campaign_state(cid), "state") in (
+            b"running", "running")
 
     def _pop_preview(self, cid: str, e164: str, agent: str) -> DialRequest:
         held = self.previews.get((cid, e164))
@@ -383,6 +386,12 @@ class Outbound:
             raise LookupError(f"unknown agent {agent}")
         if state is None or _str(state) not in ("available", "paused"):
             raise ValueError(f"agent {agent} is {_str(state) if state else 'logged_out'}: cannot dial")
+        held = self.previews.get((cid, e164))
+        if held is None or held[1] != agent:
+            raise LookupError("that record is not held by this agent (taken, dialed or expired)")
+        if not await self._running(cid):
+            # Pause/stop take effect at once for new dials; the record stays held until skipped or expired.
+            raise ValueError(f"campaign {cid} is not running")
         req = self._pop_preview(cid, e164, agent)
         self.tasks.spawn(self._preview_call(req, agent, _str(uri), _str(state)), "preview call")
 
@@ -440,6 +449,8 @@ class Outbound:
         if rec is not None:
             rec.talk_seconds = time.time() - now
             rec.hangup_side = "agent" if ended is agent_leg else "caller"
+            if rec.end is not None:
+                await self._cdr_call(rec)     # the customer hung up first: the final record went out already
         await _hangup(leg)
         await _hangup(agent_leg)
 

@@ -68,3 +68,24 @@ def test_campaign_api_flow(redis_url):
     assert out["callback"].body["state"] == "pending" and out["callback"].body["next_at"] == TUE_10 + 600
     assert out["stats"].body["pending"] == 1 and out["stats"].body["state"] == "running"
     assert out["pause"].body["state"] == "paused" and out["missing"].status == 404
+
+
+def test_preview_routes_need_a_preview_campaign_and_a_running_dialer(redis_url):
+    import dataclasses
+
+    async def go():
+        r = aioredis.Redis.from_url(redis_url)
+        camps = dict(CAMPAIGNS)
+        camps["pv"] = dataclasses.replace(CAMPAIGNS["telesales_demo"], id="pv", dial_mode="preview")
+        router = Router()
+        api.install_routes(router, r, camps, "t:", outbound=lambda: None)
+        out = {
+            "not_preview": await call(router, "GET", "/campaigns/telesales_demo/preview", query={"agent": ["1001"]}),
+            "no_dialer": await call(router, "GET", "/campaigns/pv/preview", query={"agent": ["1001"]}),
+            "unknown": await call(router, "POST", "/campaigns/nope/preview/0912345678/dial"),
+        }
+        await r.aclose()
+        return out
+
+    out = asyncio.run(go())
+    assert [out[k].status for k in ("not_preview", "no_dialer", "unknown")] == [409, 503, 404], out

@@ -58,3 +58,21 @@ def test_windows_and_presets():
                                                                                             tzinfo=vn)
     assert PRESETS["vn_debt_collection"].max_calls_per_number == 5
     assert PRESETS["us_tcpa"].max_abandon_rate == 0.03
+
+
+def test_machine_action_is_a_flow_a_prompt_or_hangup():
+    assert parse(BASE + "amd: {enabled: true, machine_prompt: debt/thanks_goodbye}\n").machine_prompt == \
+        "debt/thanks_goodbye"
+    c = parse(BASE + "amd: {enabled: true}\n")
+    assert c.machine_flow is None and c.machine_prompt is None          # hang up on machines
+    with pytest.raises(ConfigError, match="x.yaml:.*amd.machine_prompt"):
+        parse(BASE + "amd:\n  machine_flow: f\n  machine_prompt: p\n")
+
+
+def test_campaign_prompts_resolve_to_sound_files():
+    from callcenter.outbound import resolve_prompt
+
+    sounds = REPO / "sounds"
+    assert resolve_prompt("debt/calling_from", sounds) == str((sounds / "vi/debt/calling_from.wav").resolve())
+    assert resolve_prompt("sounds/vi/debt/calling_from.wav", sounds).endswith("vi/debt/calling_from.wav")
+    assert resolve_prompt("missing/prompt", sounds) == "missing/prompt"

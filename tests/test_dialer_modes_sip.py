@@ -22,6 +22,7 @@ from test_dialer_sip import (
     campaign_yaml,
     cli,
     contact,
+    dialer_worker,
     free_ports,
     machine_customer,
     outbound_rows,
@@ -29,7 +30,7 @@ from test_dialer_sip import (
     upload,
     wait_until,
 )
-from worker_proc import REPO, WorkerProc, new_worker
+from worker_proc import REPO, WorkerProc
 
 pytestmark = [pytest.mark.sip, pytest.mark.timeout(120)]
 
@@ -44,7 +45,7 @@ def dialer(tmp_path: Path, redis_url: str):
     (ivr / "dialer_test_notice.yaml").write_text(SHORT_FLOW)
     campaigns = tmp_path / "campaigns"
     campaigns.mkdir()
-    w = new_worker(tmp_path, redis_url)
+    w = dialer_worker(tmp_path, redis_url)
     w.env["CALLCENTER_DIALER"] = "1"
     procs: list[sipp.Sipp] = []
     yield w, ivr, campaigns, procs
@@ -240,6 +241,9 @@ def test_preview_agent_takes_skips_and_dials_a_record(dialer, redis_url: str) ->
     skipped = contact(redis_url, "t_pv", b["number"])
     assert skipped["state"] != "leased" and skipped["last_outcome"] == "skipped", skipped
 
+    cli("pause", "t_pv", redis_url=redis_url, campaigns=campaigns)      # pause: no new dial, at once
+    assert http(w, "POST", f"/campaigns/t_pv/preview/{a['national']}/dial?agent=1001")[0] == 409
+    cli("start", "t_pv", redis_url=redis_url, campaigns=campaigns)
     st, body = http(w, "POST", f"/campaigns/t_pv/preview/{a['national']}/dial?agent=1001")
     assert st == 202, body
     r = outbound_rows(w, 1, timeout=20)[0]

@@ -40,3 +40,24 @@ def test_pacing_stats_start_cautious():
     for _ in range(500):
         s.dial_resolved(False)
     assert s.answer_rate < 0.06 and s.cautious_answer_rate < 0.1
+
+
+def test_answered_calls_awaiting_an_agent_count_against_free_agents():
+    """Regression: an answered call not yet handed to its agent still needs one, so progressive
+    must not dial for that agent again (it did while the free count lagged the reservation)."""
+    import dataclasses
+
+    from conftest import REPO
+
+    from callcenter.dialer.campaign import load_campaigns
+    from callcenter.dialer.engine import CampaignStats, dial_count
+
+    c = dataclasses.replace(load_campaigns(REPO / "campaigns")["telesales_demo"], dial_mode="progressive")
+    st = CampaignStats(PacingStats(0.3, 240.0))
+    assert dial_count(c, 2, st, 0.0) == 2
+    st.awaiting_agent = 1
+    assert dial_count(c, 1, st, 0.0) == 0 and dial_count(c, 2, st, 0.0) == 1
+    st.in_flight = 1
+    assert dial_count(c, 2, st, 0.0) == 0
+    pred = dataclasses.replace(c, dial_mode="predictive")
+    assert dial_count(pred, 1, st, 0.0) == 0     # target 0: predictive falls back to progressive

@@ -9,6 +9,7 @@ import asyncio
 import datetime as dt
 import random
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -18,7 +19,7 @@ from zoneinfo import ZoneInfo
 import pytest
 import redis
 import sipp
-from worker_proc import REPO, WorkerProc, free_udp, new_worker
+from worker_proc import REPO, WorkerProc, free_udp
 
 from callcenter.cdr.writer import open_store
 from callcenter.dialer.keys import DialerKeys
@@ -54,6 +55,25 @@ def free_ports(n: int) -> list[int]:
         if p not in out and free_udp(p):
             out.append(p)
     return out
+
+
+def free_tcp(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
+def dialer_worker(tmp: Path, redis_url: str) -> WorkerProc:
+    """A worker on ports of this suite's own range (39000-39990: SIP udp+tcp, HTTP +1, agents +2),
+    checked free: other suites running at the same time allocate from 5160 up."""
+    while True:
+        base = random.randrange(39000, 39990, 10)
+        if free_udp(base) and free_tcp(base) and free_tcp(base + 1) and free_udp(base + 2):
+            return WorkerProc(tmp, redis_url, base, base + 1, base + 2, "w1")
 
 
 def window_now() -> tuple[str, str]:
@@ -156,7 +176,7 @@ def setup(tmp_path: Path, redis_url: str):
     (ivr / "dialer_test_notice.yaml").write_text(SHORT_FLOW)
     campaigns = tmp_path / "campaigns"
     campaigns.mkdir()
-    w = new_worker(tmp_path, redis_url)
+    w = dialer_worker(tmp_path, redis_url)
     w.env["CALLCENTER_DIALER"] = "1"
     procs: list[sipp.Sipp] = []
     yield w, ivr, campaigns, procs

@@ -164,9 +164,19 @@ routes: {json.dumps(routes or {"hotline": "hotline", "default": "hotline"})}
             store.close()
 
 
+def free_tcp(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
 def new_worker(tmp: Path, redis_url: str, worker_id: str = "w1") -> WorkerProc:
+    """A worker on ports nobody else on this machine holds right now (SIP UDP+TCP, HTTP, agents)."""
     base = next(_ports)
-    while not free_udp(base):
+    while not (free_udp(base) and free_tcp(base) and free_tcp(base + 1 + 8000) and free_udp(base + 2)):
         base = next(_ports)
     return WorkerProc(tmp, redis_url, base, base + 1 + 8000, base + 2, worker_id)
 

@@ -286,6 +286,12 @@ class DialerEngine:
         # Calls in flight are counted BEFORE agents are read: a call whose agent gets reserved while
         # we await Redis is then either still counted here or already gone from the free set.
         snap = copy.copy(st)
+        if c.queue:
+            # Campaigns sharing a queue share its agents: count every one's calls in flight.
+            peers = [self.stats[o] for o, oc in self.campaigns.items() if oc.queue == c.queue and o != campaign_id
+                     and oc.dial_mode != "agentless"]
+            snap.in_flight += sum(p.in_flight for p in peers)
+            snap.awaiting_agent += sum(p.awaiting_agent for p in peers)
         free = await _value(self.free_agents(c.queue)) if c.queue else 0
         if self.busy_agents and c.queue:
             st.busy_agents = snap.busy_agents = await _value(self.busy_agents(c.queue))
