@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import signal
 import time
 import urllib.error
@@ -18,14 +17,13 @@ import redis
 import sipp
 from test_dialer_sip import (
     KEYS,
-    SHORT_FLOW,
     campaign_yaml,
     cli,
     contact,
-    dialer_worker,
     free_ports,
     machine_customer,
     outbound_rows,
+    setup,  # noqa: F401 - the shared fixture: worker with the dialer, sipp list
     stats,
     upload,
     wait_until,
@@ -37,21 +35,6 @@ pytestmark = [pytest.mark.sip, pytest.mark.timeout(120)]
 SALES = ("1001", "1002", "1004")     # the sales queue's members in routing_rules.yaml
 
 
-@pytest.fixture
-def dialer(tmp_path: Path, redis_url: str):
-    """A worker with the dialer (not started yet), its IVR and campaigns directories, sipp list."""
-    ivr = tmp_path / "ivr"
-    shutil.copytree(REPO / "ivr_scripts", ivr)
-    (ivr / "dialer_test_notice.yaml").write_text(SHORT_FLOW)
-    campaigns = tmp_path / "campaigns"
-    campaigns.mkdir()
-    w = dialer_worker(tmp_path, redis_url)
-    w.env["CALLCENTER_DIALER"] = "1"
-    procs: list[sipp.Sipp] = []
-    yield w, ivr, campaigns, procs
-    for p in procs:
-        p.stop()
-    assert w.stop() == 0, w.tail()
 
 
 def rules_for(w: WorkerProc, agent_port: int) -> Path:
@@ -149,12 +132,12 @@ def invites(p: sipp.Sipp) -> dict[str, int]:
     return out
 
 
-def test_abandoned_call_hears_the_identification_message(dialer, redis_url: str) -> None:
+def test_abandoned_call_hears_the_identification_message(setup, redis_url: str) -> None:
     """No agent within 2 s: the customer hears the campaign's identification message (3.8 s) before
     the dialer hangs up; the CDR says abandoned and the ledger counts it."""
     from callcenter.routing.router import Router, connect
 
-    w, ivr, campaigns, procs = dialer
+    w, ivr, campaigns, procs = setup
     customer_port, agent_port = free_ports(2)
     yaml = campaign_yaml("t_ident", customer_port, ctype="telesales", mode="progressive", queue="sales",
                          ring="6s", retry="{abandoned: 1h}")
@@ -184,8 +167,8 @@ def test_abandoned_call_hears_the_identification_message(dialer, redis_url: str)
     assert contact(redis_url, "t_ident", "+84911000001")["last_outcome"] == "abandoned"
 
 
-def test_machine_gets_a_message_or_a_hangup_per_campaign(dialer, redis_url: str) -> None:
-    w, ivr, campaigns, procs = dialer
+def test_machine_gets_a_message_or_a_hangup_per_campaign(setup, redis_url: str) -> None:
+    w, ivr, campaigns, procs = setup
     msg_port, hang_port = free_ports(2)
     (campaigns / "msg.yaml").write_text(campaign_yaml("t_vm_msg", msg_port, amd=True).replace(
         "  enabled: true\n", "  enabled: true\n  machine_prompt: debt/thanks_goodbye\n"))
@@ -210,8 +193,8 @@ def test_machine_gets_a_message_or_a_hangup_per_campaign(dialer, redis_url: str)
     assert ledger(redis_url, "t_vm_msg") == (0, 0)     # a machine is not a person: not in the abandon rate
 
 
-def test_preview_agent_takes_skips_and_dials_a_record(dialer, redis_url: str) -> None:
-    w, ivr, campaigns, procs = dialer
+def test_preview_agent_takes_skips_and_dials_a_record(setup, redis_url: str) -> None:
+    w, ivr, campaigns, procs = setup
     customer_port, agent_port = free_ports(2)
     (campaigns / "pv.yaml").write_text(campaign_yaml("t_pv", customer_port, ctype="telesales", mode="preview",
                                                      queue="sales", max_attempts=1, ring="5s"))
@@ -258,8 +241,8 @@ def test_preview_agent_takes_skips_and_dials_a_record(dialer, redis_url: str) ->
         "cc:rt:a:1001", "state") == "available", 5, "agent 1001 available again", w)
 
 
-def test_predictive_three_agents_never_two_calls_each(dialer, redis_url: str) -> None:
-    w, ivr, campaigns, procs = dialer
+def test_predictive_three_agents_never_two_calls_each(setup, redis_url: str) -> None:
+    w, ivr, campaigns, procs = setup
     customer_port, agent_port = free_ports(2)
     yaml = campaign_yaml("t_pred", customer_port, ctype="telesales", mode="predictive", queue="sales",
                          max_attempts=1, ring="4s").replace("  max_concurrent: 2\n",
@@ -296,8 +279,8 @@ def test_predictive_three_agents_never_two_calls_each(dialer, redis_url: str) ->
     assert len({r.agent_id for r in connected}) >= 2, connected      # the load was spread
 
 
-def test_dialer_killed_mid_campaign_resumes_without_double_dialing(dialer, redis_url: str) -> None:
-    w, ivr, campaigns, procs = dialer
+def test_dialer_killed_mid_campaign_resumes_without_double_dialing(setup, redis_url: str) -> None:
+    w, ivr, campaigns, procs = setup
     (customer_port,) = free_ports(1)
     (campaigns / "rs.yaml").write_text(campaign_yaml("t_rs", customer_port, max_attempts=3, ring="6s",
                                                      retry="{busy: 1s, no_answer: 1s}"))

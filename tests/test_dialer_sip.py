@@ -171,6 +171,7 @@ def machine_customer(port: int) -> sipp.Sipp:
 
 @pytest.fixture
 def setup(tmp_path: Path, redis_url: str):
+    """A worker with the dialer (not started yet), its IVR and campaigns directories, sipp list."""
     ivr = tmp_path / "ivr"
     shutil.copytree(REPO / "ivr_scripts", ivr)
     (ivr / "dialer_test_notice.yaml").write_text(SHORT_FLOW)

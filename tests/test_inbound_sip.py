@@ -75,17 +75,6 @@ def agent_state(w: WorkerProc, agent: str) -> dict:
     return asyncio.run(go())
 
 
-def call_of(w: WorkerProc, number: str, timeout: float = 20.0):
-    """The CDR row of the (single) call from `number` once it has ended."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        rows = [c for c in w.calls(0) if c.caller == number and c.end]
-        if rows:
-            return rows[-1]
-        time.sleep(0.2)
-    raise AssertionError(f"no ended CDR row for {number}:\n{w.tail()}")
-
-
 def menu(choice: str) -> list[tuple]:
     """Language 1 (Vietnamese) during the welcome prompt, then the menu choice, then the 5 s
     "connecting you to an agent" prompt before the caller is queued."""
@@ -100,7 +89,7 @@ def test_menu_choice_reaches_the_right_agent(worker: WorkerProc) -> None:
     caller = sipp.caller(worker.target, [*menu("2"), ("pause", 5000), ("hangup",)], number="0901000001")
     assert sipp.wait_all(caller, phone) == [0, 0], caller.errors() + phone.errors()
     sales.stop()
-    cdr = call_of(worker, "0901000001")
+    cdr = worker.call_from("0901000001")
     assert cdr.queue == "support" and cdr.agent_id == "1003"
     assert "hotline.menu>hotline.support>hotline.queue" in cdr.ivr_path
     assert "hotline.menu=2" in cdr.ivr_digits
@@ -116,7 +105,7 @@ def test_sip_info_dtmf_works_like_rfc2833(worker: WorkerProc) -> None:
     steps = [("pause", 600), ("info", "1"), ("pause", 800), ("info", "1"), ("pause", 9000), ("hangup",)]
     caller = sipp.caller(worker.target, steps, number="0901000002")
     assert sipp.wait_all(caller, phone) == [0, 0], caller.errors() + phone.errors()
-    cdr = call_of(worker, "0901000002")
+    cdr = worker.call_from("0901000002")
     assert cdr.queue == "sales" and cdr.agent_id == "1001"
 
 
@@ -127,7 +116,7 @@ def test_menu_timeout_retries_then_default_queue(worker: WorkerProc) -> None:
     caller = sipp.caller(worker.target, [("pause", 600), ("dtmf", "1"), ("pause", 62000), ("hangup",)],
                          number="0901000003")
     assert sipp.wait_all(caller, phone, timeout=120) == [0, 0], caller.errors() + phone.errors()
-    cdr = call_of(worker, "0901000003")
+    cdr = worker.call_from("0901000003")
     assert cdr.ivr_digits.count("hotline.menu=") == 3 and "hotline.menu=1" not in cdr.ivr_digits
     assert cdr.queue == "support" and cdr.agent_id == "1004"
 
@@ -159,7 +148,7 @@ def test_agent_no_answer_then_another_agent(worker: WorkerProc) -> None:
     caller = sipp.caller(worker.target, [*menu("1"), ("pause", 12000), ("hangup",)], number="0901000004")
     _second_agent_after(worker, ringing)
     assert sipp.wait_all(caller, phone) == [0, 0], caller.errors() + phone.errors()
-    cdr = call_of(worker, "0901000004")
+    cdr = worker.call_from("0901000004")
     assert cdr.agent_id == "1002" and cdr.outcome == "answered"
     events = _offers(worker, cdr.call_id)
     assert events == [("ENTERQUEUE", None), ("OFFER", "1001"), ("RINGNOANSWER", "1001"), ("OFFER", "1002"),
@@ -175,7 +164,7 @@ def test_agent_refuses_then_another_agent(worker: WorkerProc, code: str) -> None
     caller = sipp.caller(worker.target, [*menu("1"), ("pause", 8000), ("hangup",)], number=number)
     _second_agent_after(worker, refusing)
     assert sipp.wait_all(caller, phone) == [0, 0], caller.errors() + phone.errors()
-    cdr = call_of(worker, number)
+    cdr = worker.call_from(number)
     assert cdr.agent_id == "1002"
     events = _offers(worker, cdr.call_id)
     assert events[:3] == [("ENTERQUEUE", None), ("OFFER", "1001"), ("RINGNOANSWER", "1001")], events
@@ -186,7 +175,7 @@ def test_caller_abandons_while_queued(worker: WorkerProc) -> None:
     """Nobody is logged in: the caller hears music, then hangs up."""
     caller = sipp.caller(worker.target, [*menu("1"), ("pause", 3000), ("hangup",)], number="0901000005")
     assert caller.wait(60) == 0, caller.errors()
-    cdr = call_of(worker, "0901000005")
+    cdr = worker.call_from("0901000005")
     assert cdr.outcome == "abandoned" and cdr.agent_id is None and cdr.hangup_side == "caller"
     assert worker.events(cdr.call_id) == ["ENTERQUEUE", "ABANDON"]
 
@@ -196,7 +185,7 @@ def test_caller_abandons_while_agent_rings_cancels_the_agent(worker: WorkerProc)
     worker.login("1003")
     caller = sipp.caller(worker.target, [*menu("2"), ("pause", 2500), ("hangup",)], number="0901000006")
     assert sipp.wait_all(caller, ringing) == [0, 0], caller.errors() + ringing.errors()
-    cdr = call_of(worker, "0901000006")
+    cdr = worker.call_from("0901000006")
     assert cdr.outcome == "abandoned" and cdr.agent_id is None
     assert worker.events(cdr.call_id) == ["ENTERQUEUE", "OFFER", "ABANDON"]
 
@@ -209,7 +198,7 @@ def test_agent_hangs_up_first_then_survey(worker: WorkerProc) -> None:
              ("dtmf", "1"), ("wait_bye", 15000)]
     caller = sipp.caller(worker.target, steps, number="0901000007")
     assert sipp.wait_all(caller, phone) == [0, 0], caller.errors() + phone.errors()
-    cdr = call_of(worker, "0901000007")
+    cdr = worker.call_from("0901000007")
     assert cdr.hangup_side == "agent" and cdr.agent_id == "1002"
     events = worker.events(cdr.call_id)
     assert events[:4] == ["ENTERQUEUE", "OFFER", "CONNECT", "COMPLETEAGENT"], events
@@ -265,7 +254,7 @@ def test_caller_over_tcp(worker: WorkerProc) -> None:
     caller = sipp.caller(worker.target, [*menu("2"), ("pause", 3000), ("hangup",)], number="0901000020",
                          extra=["-t", "t1"])
     assert sipp.wait_all(caller, phone) == [0, 0], caller.errors() + phone.errors()
-    cdr = call_of(worker, "0901000020")
+    cdr = worker.call_from("0901000020")
     assert cdr.agent_id == "1003" and cdr.outcome == "answered"
 
 

@@ -104,17 +104,7 @@ def calls(w: WorkerProc, scenarios: dict[str, tuple[str, list[tuple]]], timeout:
              for number, (service, steps) in scenarios.items()]
     codes = sipp.wait_all(*procs, timeout=timeout)
     assert codes == [0] * len(procs), "\n".join(p.errors() for p in procs) + w.tail(30)
-    return {number: cdr_of(w, number) for number in scenarios}
-
-
-def cdr_of(w: WorkerProc, number: str, timeout: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        rows = [c for c in w.calls(0) if c.caller == number and c.end]
-        if rows:
-            return rows[-1]
-        time.sleep(0.2)
-    raise AssertionError(f"no ended CDR row for {number}:\n{w.tail()}")
+    return {number: w.call_from(number) for number in scenarios}
 
 
 def events(w: WorkerProc, call_id: str | None = None, kinds: tuple[str, ...] = ()) -> list[Any]:

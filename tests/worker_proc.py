@@ -156,6 +156,16 @@ routes: {json.dumps(routes or {"hotline": "hotline", "default": "hotline"})}
             time.sleep(0.2)
         raise AssertionError(f"only {len(rows)} ended calls in the CDR store after {timeout}s:\n{self.tail()}")
 
+    def call_from(self, number: str, timeout: float = 20.0) -> Any:
+        """The CDR row of the (last) call from `number` once it has ended."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            rows = [c for c in self.calls(0) if c.caller == number and c.end]
+            if rows:
+                return rows[-1]
+            time.sleep(0.2)
+        raise AssertionError(f"no ended CDR row for {number}:\n{self.tail()}")
+
     def events(self, call_id: str) -> list[str]:
         store = open_store(self.store_url)
         try:
