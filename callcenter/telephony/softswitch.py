@@ -18,6 +18,7 @@ from typing import Any
 import pjsua2 as pj
 
 from callcenter import logs
+from callcenter.logs import mask_number
 from callcenter.exceptions import TelephonyError
 from callcenter.tasks import TaskSet
 from callcenter.telephony.api import OriginateResult
@@ -64,7 +65,8 @@ def result_for_code(code: int, cancelled_by_timeout: bool = False) -> OriginateR
 class _LogWriter(pj.LogWriter):
     def write(self, entry: Any) -> None:
         try:
-            msg = entry.msg.strip()
+            # SIP traces carry numbers in URIs and headers: mask them like every other log line.
+            msg = mask_number(entry.msg.strip())
             if entry.level <= 1:
                 log.error("pjsip", msg=msg)
             elif entry.level == 2:
