@@ -18,8 +18,8 @@ from typing import Any
 import pjsua2 as pj
 
 from callcenter import logs
-from callcenter.logs import mask_number
 from callcenter.exceptions import TelephonyError
+from callcenter.logs import mask_number
 from callcenter.tasks import TaskSet
 from callcenter.telephony.api import OriginateResult
 from callcenter.telephony.leg import PjLeg
