@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from callcenter import logs
+from callcenter.cdr.dispositions import disposition_from_events
 from callcenter.cdr.record import CallRecord, LegRecord, new_id
 from callcenter.dialer import phone
 from callcenter.dialer.amd import classify_pcm16
@@ -48,18 +49,11 @@ PREVIEW_HOLD = 300.0         # a previewed record not dialed or skipped in 5 min
 PREVIEW_AGENT_RING = 20.0
 AMD_SECONDS = 2.5
 OUTBOUND_PRIORITY = 100      # an answered customer must not wait behind inbound callers: the grace is 2 s
-CALLBACK_DELAY = 3600.0      # the IVR said "agents busy, we will call you back"
 
 _CDR_OUTCOME = {OriginateResult.BUSY: "busy", OriginateResult.NO_ANSWER: "no_answer",
                 OriginateResult.REJECTED: "rejected", OriginateResult.INVALID: "failed",
                 OriginateResult.FAILED: "failed"}
 
-# IVR events (flow ``event`` nodes) -> campaign disposition; higher rank wins when a flow emits several.
-_EVENT_DISPOSITION: dict[str, tuple[int, str]] = {
-    "dnc": (100, "dnc"), "promise_to_pay": (90, "promise_to_pay"), "callback_requested": (80, "callback"),
-    "not_interested": (70, "not_interested"), "already_paid": (60, "completed"), "interested": (50, "completed"),
-    "agent_unavailable": (40, "completed"), "no_response": (30, "no_contact"),
-}
 
 # The IVR events of the outbound call running in the current task (IvrServices carry no call id).
 _CALL_EVENTS: contextvars.ContextVar[list[tuple[str, dict[str, Any]]] | None] = contextvars.ContextVar(
@@ -99,26 +93,6 @@ def with_prompts(campaigns: dict[str, Campaign], sounds: Path) -> dict[str, Camp
             if v and not Path(v).is_file():
                 log.warning("campaign prompt file not found", campaign=cid, key=key, prompt=v)
         out[cid] = dataclasses.replace(c, abandon_prompt=ab, machine_prompt=mp)
-    return out
-
-
-def disposition_from_events(events: list[tuple[str, dict[str, Any]]], now: float) -> dict[str, Any] | None:
-    """What the IVR's events mean for the contact (the engine's ``run_ivr`` result), or None."""
-    best: tuple[int, str, str, dict[str, Any]] | None = None
-    for name, data in events:
-        rank = _EVENT_DISPOSITION.get(name)
-        if rank and (best is None or rank[0] >= best[0]):
-            best = (rank[0], rank[1], name, data)
-    if best is None:
-        return None
-    _rank, disp, name, data = best
-    out: dict[str, Any] = {"disposition": disp, "ivr_event": name}
-    if disp == "promise_to_pay":
-        out.update(amount=str(data.get("amount", "")), date=str(data.get("date", "")))
-    elif disp == "callback":
-        out["at"] = now + CALLBACK_DELAY
-    elif disp == "completed" and data:
-        out.update({k: str(v) for k, v in data.items()})
     return out
 
 

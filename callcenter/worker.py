@@ -17,6 +17,7 @@ import structlog
 
 from callcenter import logs, metrics
 from callcenter.cdr.buffer import CdrBuffer
+from callcenter.cdr.dispositions import disposition_from_events
 from callcenter.cdr.record import CallRecord, LegRecord, QueueEvent
 from callcenter.cdr.store import ReportParams
 from callcenter.cdr.writer import open_store, run_cdr_writer
@@ -235,8 +236,6 @@ class Worker:
             rec.hangup_cause = f"{info.sip_code} {info.reason}".strip()
         if rec.outcome is None:
             rec.outcome = "ivr_only" if rec.answer else "failed"
-        from callcenter.outbound import disposition_from_events
-
         disp = disposition_from_events(self.queues.call_events.pop(leg.id, []), time.time())
         if disp is not None:
             rec.disposition = disp["disposition"]

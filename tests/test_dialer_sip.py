@@ -297,7 +297,7 @@ def test_progressive_call_reaches_a_logged_in_agent(setup, redis_url: str) -> No
 
 
 def test_ivr_events_become_dispositions() -> None:
-    from callcenter.outbound import disposition_from_events
+    from callcenter.cdr.dispositions import disposition_from_events
 
     now = 1_000_000.0
     assert disposition_from_events([], now) is None
