@@ -16,7 +16,7 @@ SUDO=""
 
 PKGS=(python3 python3-venv python3-dev build-essential swig xz-utils dpkg-dev ca-certificates
       redis-server redis-tools sip-tester espeak-ng sox libsox-fmt-base)
-[[ $WITH_TEST -eq 1 ]] && PKGS+=(postgresql baresip-core)
+[[ $WITH_TEST -eq 1 ]] && PKGS+=(postgresql)
 missing=()
 for p in "${PKGS[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
