@@ -30,11 +30,12 @@ local n = match_call(ci)
 local skills = next(need) == nil and '{}' or cjson.encode(need)
 if n == 0 then
   ci.state = 'waiting'
-  redis.call('HSET', K.call(c), 'state', 'waiting', 'queue', q, 'queues', cjson.encode({q}),
+  local f = {'state', 'waiting', 'queue', q, 'queues', cjson.encode({q}),
     'skills', skills, 'prio', prio, 'enq', NOW, 'score', score,
-    'owner', owner, 'kind', 'call', 'esc', 1, 'caller', ARGV[8], 'attrs', ARGV[9], 'sig', ci.sig)
+    'owner', owner, 'kind', 'call', 'esc', 1, 'caller', ARGV[8], 'attrs', ARGV[9], 'sig', ci.sig}
+  if schedule_escalation(ci, true) then f[#f + 1], f[#f + 2] = 'escq', 1 end
+  redis.call('HSET', K.call(c), unpack(f))
   add_waiting(c, q, score, ci.sig)
-  schedule_escalation(ci)
 else
   redis.call('HSET', K.call(c), 'state', 'offered', 'queue', q, 'queues', cjson.encode({q}),
     'skills', skills, 'prio', prio, 'enq', NOW, 'score', score,

@@ -184,7 +184,7 @@ local function agent_get(a)
   if not f[3] then return nil end
   return {id = a, state = f[1] or 'logged_out', skills_raw = f[2] or '{}', queues_raw = f[3],
     uri = f[4] or '', calls = num(f[5], 0), talk = num(f[6], 0), pending = f[7], last_free = num(f[8], 0),
-    offer = f[9], call = f[10], since = num(f[11], NOW), pause_reason = f[12]}
+    offer = f[9], call = f[10], since = num(f[11], NOW), pause_reason = f[12], pending_raw = f[7]}
 end
 
 local function ag_skills(ag)
@@ -276,14 +276,14 @@ end
 -- Calls ----------------------------------------------------------------------------------------
 
 local CALL_FIELDS = {'state', 'queues', 'skills', 'owner', 'kind', 'cbnum', 'sig', 'prio', 'enq', 'score',
-  'offers', 'queue', 'agent', 'offer_queue', 'esc', 'caller'}
+  'offers', 'queue', 'agent', 'offer_queue', 'esc', 'caller', 'escq'}
 
 local function call_get(c)
   local f = redis.call('HMGET', K.call(c), unpack(CALL_FIELDS))
   if not f[1] then return nil end
   return {id = c, state = f[1], queues_raw = f[2], skills_raw = f[3], owner = f[4], kind = f[5], cbnum = f[6],
     sig = f[7], prio = num(f[8], 0), enq = num(f[9], NOW), score = f[10], offers = f[11], queue = f[12],
-    agent = f[13], offer_queue = f[14], esc = num(f[15], 1), caller = f[16]}
+    agent = f[13], offer_queue = f[14], esc = num(f[15], 1), caller = f[16], escq = f[17]}
 end
 
 local function ci_queues(ci)
@@ -298,7 +298,10 @@ end
 
 local function unwait(ci)
   for _, q in ipairs(ci_queues(ci)) do rem_waiting(ci.id, q, ci.sig) end
-  redis.call('ZREM', K.escalations(), ci.id)
+  -- 'escq' marks a call that may be in escalations: most queues have no steps and no max_wait, so
+  -- most calls never are. (An entry left without the mark is harmless: escalate() skips a call
+  -- that is not waiting, and requeue() re-schedules.)
+  if ci.escq then redis.call('ZREM', K.escalations(), ci.id) end
 end
 
 -- Offer ci to the agents ags (one, or several for ring_all) on behalf of queue qc.
@@ -309,13 +312,18 @@ local function reserve(ci, ags, qc)
   local ids = {}
   for _, ag in ipairs(ags) do
     local oid = 'o' .. redis.call('INCR', K.seq())
-    leave_free_sets(ag)
-    if qc.strategy == 'round_robin' then
-      redis.call('HSET', K.agent(ag.id), 'state', 'reserved', 'since', NOW, 'offer', oid, 'call', ci.id,
-        'rr:' .. q, redis.call('HINCRBY', K.queue(q), 'rr', 1))
+    local f = {'state', 'reserved', 'since', NOW, 'offer', oid, 'call', ci.id}
+    if ag.becoming_free then
+      -- make_available's deferred write: it never entered the free sets, so none to leave
+      f[#f + 1], f[#f + 2], f[#f + 3], f[#f + 4], f[#f + 5], f[#f + 6] =
+        'last_free', NOW, 'calls', ag.calls, 'talk', ag.talk
     else
-      redis.call('HSET', K.agent(ag.id), 'state', 'reserved', 'since', NOW, 'offer', oid, 'call', ci.id)
+      leave_free_sets(ag)
     end
+    if qc.strategy == 'round_robin' then
+      f[#f + 1], f[#f + 2] = 'rr:' .. q, redis.call('HINCRBY', K.queue(q), 'rr', 1)
+    end
+    redis.call('HSET', K.agent(ag.id), unpack(f))
     ag.state, ag.offer, ag.call = 'reserved', oid, ci.id
     local expires = NOW + qc.ring_timeout + GRACE
     redis.call('HSET', K.offer(oid), 'call', ci.id, 'agent', ag.id, 'queue', q, 'worker', ci.owner,
@@ -401,14 +409,27 @@ local function match_agent(ag, exclude)
   return reserve(ci, {ag}, qconf(best.q))
 end
 
+-- The agent looks for a waiting call before its hash is written or it enters the free sets: when it
+-- takes one (the common case under load) reserve() writes the hash once and there are no free-set
+-- ZADDs to undo with ZREMs. It is never in a free set on entry (free(q) iff 'available').
 local function make_available(ag, exclude_call)
   if ag.state == 'paused' or ag.state == 'logged_out' then set_staffed(ag, true) end
-  redis.call('HSET', K.agent(ag.id), 'state', 'available', 'since', NOW, 'last_free', NOW, 'calls', ag.calls,
-    'talk', ag.talk)
-  redis.call('HDEL', K.agent(ag.id), 'offer', 'call', 'pause_reason', 'pending')
-  ag.state, ag.last_free, ag.offer, ag.call = 'available', NOW, nil, nil
-  enter_free_sets(ag)
-  return match_agent(ag, exclude_call)
+  local stale = ag.pause_reason ~= nil or ag.pending_raw ~= nil
+  ag.state, ag.last_free = 'available', NOW
+  ag.becoming_free = true
+  local n = match_agent(ag, exclude_call)
+  ag.becoming_free = nil
+  if n == 0 then
+    redis.call('HSET', K.agent(ag.id), 'state', 'available', 'since', NOW, 'last_free', NOW, 'calls', ag.calls,
+      'talk', ag.talk)
+    redis.call('HDEL', K.agent(ag.id), 'offer', 'call', 'pause_reason', 'pending')
+    ag.offer, ag.call = nil, nil
+    enter_free_sets(ag)
+  elseif stale then
+    redis.call('HDEL', K.agent(ag.id), 'pause_reason', 'pending')
+  end
+  ag.pause_reason, ag.pending_raw = nil, nil
+  return n
 end
 
 -- The agent has nothing to do: honour a pending logout/pause, else become available and match.
@@ -424,9 +445,10 @@ local function agent_free(ag, exclude_call)
   end
 end
 
-local function schedule_escalation(ci)
+-- defer: the caller writes the call's 'escq' mark itself (returns true when it must).
+local function schedule_escalation(ci, defer)
   local qc = qconf(ci.queue)
-  if not qc then return end
+  if not qc then return false end
   local due = nil
   local step = nil
   if qc.escalation_raw ~= '[]' then step = steps(qc)[ci.esc] end
@@ -435,7 +457,13 @@ local function schedule_escalation(ci)
   if qc.max_wait > 0 and ci.kind ~= 'callback' and (due == nil or ci.enq + qc.max_wait < due) then
     due = ci.enq + qc.max_wait
   end
-  if due then redis.call('ZADD', K.escalations(), due, ci.id) end
+  if not due then return false end
+  redis.call('ZADD', K.escalations(), due, ci.id)
+  if ci.escq then return false end
+  ci.escq = '1'
+  if defer then return true end
+  redis.call('HSET', K.call(ci.id), 'escq', 1)
+  return false
 end
 
 -- Put a call back in every queue it waits in, at the place its score says (its original place).
