@@ -11,15 +11,6 @@ end
 for _, a in ipairs(redis.call('SMEMBERS', K.agents())) do
   if rules.agents[a] == nil then
     local st = redis.call('HGET', K.agent(a), 'state')
-  if st == 'paused' then   -- a reason that now has auto_ready ends pauses already running
-    local f = redis.call('HMGET', K.agent(a), 'pause_reason', 'since')
-    local rule = pause_rule(f[1])
-    if rule and rule.auto and rule.max > 0 then
-      redis.call('ZADD', K.pause_due(), num(f[2], NOW) + rule.max, a)
-    else
-      redis.call('ZREM', K.pause_due(), a)
-    end
-  end
     if st == 'reserved' or st == 'on_call' then
       return {'conflict', 'agent ' .. a .. ' is ' .. st .. '; remove it when the call ends'}
     end
