@@ -28,7 +28,7 @@ from callcenter.cdr.dispositions import disposition_from_events
 from callcenter.cdr.record import CallRecord, LegRecord, new_id
 from callcenter.dialer import phone
 from callcenter.dialer.amd import classify_pcm16
-from callcenter.dialer.campaign import Campaign, load_campaigns
+from callcenter.dialer.campaign import Campaign
 from callcenter.dialer.compliance import Compliance
 from callcenter.dialer.engine import DialerEngine, DialRequest
 from callcenter.dialer.keys import DialerKeys
@@ -501,13 +501,10 @@ async def _hangup(leg: Leg) -> None:
 
 
 async def run_dialer(worker: Any, stop: asyncio.Event) -> None:
-    """Run every campaign of ``worker.cfg.campaigns`` on this worker until ``stop`` is set."""
+    """Run every campaign of ``worker.cfg.campaigns`` on this worker until ``stop`` is set.
+    The campaigns were read and validated once at start (worker.validate)."""
     cfg = worker.cfg
-    try:
-        campaigns = with_prompts(with_trunk(load_campaigns(cfg.campaigns), cfg.trunk), Path(cfg.sounds))
-    except Exception:
-        log.exception("dialer not started: campaigns invalid", directory=str(cfg.campaigns))
-        return
+    campaigns = with_prompts(with_trunk(worker.campaigns, cfg.trunk), Path(cfg.sounds))
     bad = [c.id for c in campaigns.values() if c.ivr_flow and c.ivr_flow not in worker.scripts.scripts]
     bad += [c.id for c in campaigns.values() if c.machine_flow and c.machine_flow not in worker.scripts.scripts]
     if bad:

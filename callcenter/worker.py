@@ -22,6 +22,7 @@ from callcenter.cdr.record import CallRecord, LegRecord, QueueEvent
 from callcenter.cdr.store import ReportParams
 from callcenter.cdr.writer import open_store, run_cdr_writer
 from callcenter.config import Config
+from callcenter.dialer.campaign import Campaign, load_campaigns
 from callcenter.exceptions import CallGone, ConfigError
 from callcenter.ivr.runner import IvrResult, IvrRunner
 from callcenter.ivr.script import ScriptSet
@@ -57,13 +58,12 @@ def connect_pooled(url: str, size: int = 256) -> Any:
     return aioredis.Redis(connection_pool=pool)
 
 
-def validate(cfg: Config) -> tuple[ScriptSet, routing_rules.RoutingRules]:
-    """Everything a worker needs that can be wrong in files; raises ConfigError naming the place."""
+def validate(cfg: Config) -> tuple[ScriptSet, routing_rules.RoutingRules, dict[str, Campaign]]:
+    """Everything a worker needs that can be wrong in files, read once; raises ConfigError naming the
+    place (a broken campaign file stops the start too)."""
     scripts = ScriptSet.load(cfg.ivr_scripts, cfg.sounds)
     rules = routing_rules.load(cfg.routing_rules)
-    from callcenter.dialer.campaign import load_campaigns
-
-    load_campaigns(cfg.campaigns)   # a broken campaign file stops the start, naming file and line
+    campaigns = load_campaigns(cfg.campaigns)
     for script in scripts.scripts.values():
         for node in script.nodes.values():
             queue = node.opts.get("queue") if node.type in ("queue", "set") else None
@@ -75,7 +75,7 @@ def validate(cfg: Config) -> tuple[ScriptSet, routing_rules.RoutingRules]:
         if flow not in scripts.scripts:
             raise ConfigError(f"IVR flow {flow!r} does not exist in {cfg.ivr_scripts}", file=str(cfg.file),
                               key=f"routes.{called}")
-    return scripts, rules
+    return scripts, rules, campaigns
 
 
 @dataclass
@@ -83,6 +83,7 @@ class Worker:
     cfg: Config
     scripts: ScriptSet
     rules: routing_rules.RoutingRules
+    campaigns: dict[str, Campaign]
     redis_url: str
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     embedded: EmbeddedRedis | None = None
@@ -101,8 +102,9 @@ class Worker:
         await self.router.apply_rules(self.rules)
         self.cdr = CdrBuffer(aredis, cfg.redis.prefix)
         self.switch = PjSoftswitch(cfg.sip, loop, self._inbound)
+        service_levels = {name: float(q.service_level) for name, q in self.rules.queues.items()}
         self.queues = QueueService(self.router, self.switch, self.cdr, trunk=cfg.trunk,
-                                   service_levels={n: float(q.service_level) for n, q in self.rules.queues.items()})
+                                   service_levels=service_levels)
         self.queues.dnc = self._dnc_writer(aredis)
         self.ivr = IvrRunner(self.scripts, self.queues, cfg.sounds, recordings_dir=cfg.data_dir / "recordings")
         tasks = [asyncio.ensure_future(every(2.0, self._heartbeat, self.stop, "heartbeat")),
@@ -111,7 +113,7 @@ class Worker:
         if cfg.run_cdr_writer:
             # Opens the store lazily and retries while it is down: a database outage never stops
             # a worker from taking calls (records wait in the Redis stream).
-            sl = ReportParams(sl_by_queue={name: float(q.service_level) for name, q in self.rules.queues.items()})
+            sl = ReportParams(sl_by_queue=service_levels)
             tasks.append(asyncio.ensure_future(run_cdr_writer(aredis, cfg.cdr_store, self.stop, cfg.redis.prefix,
                                                               consumer=cfg.worker_id, thresholds=sl)))
         if self.dialer_enabled:
@@ -160,7 +162,6 @@ class Worker:
 
         from callcenter.api import admin, agents, campaigns, reports
         from callcenter.api.http import Router as HttpRouter
-        from callcenter.dialer.campaign import load_campaigns
 
         api = HttpRouter()
         async def agent_event(event: str, agent_id: str, data: dict[str, Any]) -> None:
@@ -168,7 +169,7 @@ class Worker:
 
         agents.install_routes(api, self.router, sync_redis, on_event=agent_event)
         admin.install_routes(api, self.router)
-        campaigns.install_routes(api, aredis, load_campaigns(self.cfg.campaigns), self.cfg.redis.prefix,
+        campaigns.install_routes(api, aredis, self.campaigns, self.cfg.redis.prefix,
                                  outbound=lambda: getattr(self, "outbound", None))
         try:
             reports.install_routes(api, open_store(self.cfg.cdr_store))
@@ -249,7 +250,7 @@ class Worker:
 def run_worker(cfg: Config, login_all_agents: bool = False, dialer: bool = False) -> int:
     """Validate, then run the worker until SIGTERM/SIGINT. Returns the exit code."""
     logs.configure(cfg.log_level)
-    scripts, rules = validate(cfg)
+    scripts, rules, campaigns = validate(cfg)
     embedded = None
     url = cfg.redis.url
     if not url:
@@ -257,7 +258,7 @@ def run_worker(cfg: Config, login_all_agents: bool = False, dialer: bool = False
         url = embedded.url
         log.info("embedded redis started", socket=str(embedded.socket))
     reactor = install_reactor()
-    worker = Worker(cfg, scripts, rules, url, embedded=embedded, login_all_agents=login_all_agents,
+    worker = Worker(cfg, scripts, rules, campaigns, url, embedded=embedded, login_all_agents=login_all_agents,
                     dialer_enabled=dialer)
     exit_code = 0
 
