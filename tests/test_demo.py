@@ -14,14 +14,14 @@ from pathlib import Path
 
 import pytest
 import sipp
-from worker_proc import REPO
+from worker_proc import REPO, demo_rules
 
 pytestmark = [pytest.mark.sip, pytest.mark.timeout(120)]
 
 
 def test_demo_hotline_answers_and_a_demo_agent_talks(tmp_path: Path) -> None:
     sip_port, http_port, agents_port = 5460, 18460, 5470
-    rules = (REPO / "routing_rules.yaml").read_text().replace("127.0.0.1:5070", f"127.0.0.1:{agents_port}")
+    rules = demo_rules(agents_port)
     (tmp_path / "routing_rules.yaml").write_text(rules)
     cfg = (REPO / "callcenter.yaml").read_text()
     cfg = cfg.replace("port: 5060", f"port: {sip_port}").replace("port: 8080", f"port: {http_port}")

@@ -4,12 +4,9 @@ three agents, and a dialer killed mid-campaign that resumes without dialing anyo
 
 from __future__ import annotations
 
-import json
 import re
 import signal
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -28,7 +25,7 @@ from test_dialer_sip import (
     upload,
     wait_until,
 )
-from worker_proc import REPO, WorkerProc
+from worker_proc import WorkerProc, demo_rules
 
 pytestmark = [pytest.mark.sip, pytest.mark.timeout(120)]
 
@@ -39,7 +36,7 @@ SALES = ("1001", "1002", "1004")     # the sales queue's members in routing_rule
 
 def rules_for(w: WorkerProc, agent_port: int) -> Path:
     """Every agent's phone on one sipp process (it takes parallel calls), short timings."""
-    text = (REPO / "routing_rules.yaml").read_text().replace("127.0.0.1:5070", f"127.0.0.1:{agent_port}")
+    text = demo_rules(agent_port)
     text = re.sub(r"ring_timeout: \d+", "ring_timeout: 4", text)
     text = re.sub(r"wrapup: \d+", "wrapup: 0", text)
     path = w.tmp / "rules.yaml"
@@ -58,19 +55,9 @@ def ledger(redis_url: str, cid: str) -> tuple[int, int]:
             sum(int(v) for k, v in h.items() if k.endswith(":abandoned")))
 
 
-def http(w: WorkerProc, method: str, path: str) -> tuple[int, dict]:
-    req = urllib.request.Request(f"http://127.0.0.1:{w.http_port}{path}", method=method, data=b"" if
-                                 method == "POST" else None)
-    try:
-        with urllib.request.urlopen(req, timeout=10) as r:
-            return r.status, json.loads(r.read() or b"{}")
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read() or b"{}")
-
-
 def dialer_up(w: WorkerProc) -> None:
     """The HTTP API answers before the dialer task has built its campaigns: wait for it."""
-    wait_until(lambda: http(w, "GET", "/campaigns/t_pv/preview")[0] != 503, 10, "the dialer", w)
+    wait_until(lambda: w.http("GET", "/campaigns/t_pv/preview")[0] != 503, 10, "the dialer", w)
 
 
 def selective_customer(port: int, answer_re: str, calls: int, ring_ms: int = 500) -> sipp.Sipp:
@@ -135,7 +122,6 @@ def invites(p: sipp.Sipp) -> dict[str, int]:
 def test_abandoned_call_hears_the_identification_message(setup, redis_url: str) -> None:
     """No agent within 2 s: the customer hears the campaign's identification message (3.8 s) before
     the dialer hangs up; the CDR says abandoned and the ledger counts it."""
-    from callcenter.routing.router import Router, connect
 
     w, ivr, campaigns, procs = setup
     customer_port, agent_port = free_ports(2)
@@ -150,13 +136,7 @@ def test_abandoned_call_hears_the_identification_message(setup, redis_url: str) 
     cli("start", "t_ident", redis_url=redis_url, campaigns=campaigns)
     wait_until(lambda: stats(redis_url, "t_ident").get("dials") == "1", 10, "the dial", w)
 
-    async def logout() -> None:
-        r = connect(redis_url)
-        await Router(r, "test").agent_logout("1001")
-        await r.aclose()
-
-    import asyncio
-    asyncio.run(logout())
+    w.logout("1001")
     r = outbound_rows(w, 1)[0]
     sipp.wait_all(*procs, timeout=15)
     assert procs[0].proc.returncode == 0, procs[0].errors()
@@ -208,26 +188,26 @@ def test_preview_agent_takes_skips_and_dials_a_record(setup, redis_url: str) -> 
     w.login("1001", "1002")
     dialer_up(w)
 
-    assert http(w, "GET", "/campaigns/t_pv/preview?agent=1001") == (200, {"campaign": "t_pv", "agent": "1001",
+    assert w.http("GET", "/campaigns/t_pv/preview?agent=1001") == (200, {"campaign": "t_pv", "agent": "1001",
                                                                           "number": None})  # not started
     cli("start", "t_pv", redis_url=redis_url, campaigns=campaigns)
-    st, a = http(w, "GET", "/campaigns/t_pv/preview?agent=1001")
+    st, a = w.http("GET", "/campaigns/t_pv/preview?agent=1001")
     assert st == 200 and a["data"]["name"] in ("An", "Binh") and a["attempt"] == 1, a
-    assert http(w, "GET", "/campaigns/t_pv/preview?agent=1001")[1]["number"] == a["number"]   # held
-    st, b = http(w, "GET", "/campaigns/t_pv/preview?agent=1002")
+    assert w.http("GET", "/campaigns/t_pv/preview?agent=1001")[1]["number"] == a["number"]   # held
+    st, b = w.http("GET", "/campaigns/t_pv/preview?agent=1002")
     assert st == 200 and b["number"] not in (None, a["number"]), b                           # leased
-    assert http(w, "GET", "/campaigns/t_notpv/preview?agent=1001")[0] == 409
-    assert http(w, "GET", "/campaigns/t_pv/preview")[0] == 400
+    assert w.http("GET", "/campaigns/t_notpv/preview?agent=1001")[0] == 409
+    assert w.http("GET", "/campaigns/t_pv/preview")[0] == 400
     # Only the agent holding a record may dial or skip it.
-    assert http(w, "POST", f"/campaigns/t_pv/preview/{a['national']}/dial?agent=1002")[0] == 404
-    assert http(w, "POST", f"/campaigns/t_pv/preview/{b['national']}/skip?agent=1002")[0] == 200
+    assert w.http("POST", f"/campaigns/t_pv/preview/{a['national']}/dial?agent=1002")[0] == 404
+    assert w.http("POST", f"/campaigns/t_pv/preview/{b['national']}/skip?agent=1002")[0] == 200
     skipped = contact(redis_url, "t_pv", b["number"])
     assert skipped["state"] != "leased" and skipped["last_outcome"] == "skipped", skipped
 
     cli("pause", "t_pv", redis_url=redis_url, campaigns=campaigns)      # pause: no new dial, at once
-    assert http(w, "POST", f"/campaigns/t_pv/preview/{a['national']}/dial?agent=1001")[0] == 409
+    assert w.http("POST", f"/campaigns/t_pv/preview/{a['national']}/dial?agent=1001")[0] == 409
     cli("start", "t_pv", redis_url=redis_url, campaigns=campaigns)
-    st, body = http(w, "POST", f"/campaigns/t_pv/preview/{a['national']}/dial?agent=1001")
+    st, body = w.http("POST", f"/campaigns/t_pv/preview/{a['national']}/dial?agent=1001")
     assert st == 202, body
     r = outbound_rows(w, 1, timeout=20)[0]
     sipp.wait_all(*procs, timeout=20)
@@ -235,7 +215,7 @@ def test_preview_agent_takes_skips_and_dials_a_record(setup, redis_url: str) -> 
     assert r.called == a["national"] and (r.campaign, r.agent_id, r.outcome) == ("t_pv", "1001", "answered"), r
     assert r.hangup_side == "agent" and r.talk_seconds and r.talk_seconds > 1.0, r
     assert contact(redis_url, "t_pv", a["number"])["last_outcome"] == "answered_human"
-    assert http(w, "POST", f"/campaigns/t_pv/preview/{a['national']}/dial?agent=1001")[0] == 404
+    assert w.http("POST", f"/campaigns/t_pv/preview/{a['national']}/dial?agent=1001")[0] == 404
     # The agent is back in the ACD after the preview call.
     wait_until(lambda: redis.Redis.from_url(redis_url, decode_responses=True).hget(
         "cc:rt:a:1001", "state") == "available", 5, "agent 1001 available again", w)

@@ -5,7 +5,6 @@ outside its calling window are never dialed."""
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import random
 import shutil
@@ -19,7 +18,7 @@ from zoneinfo import ZoneInfo
 import pytest
 import redis
 import sipp
-from worker_proc import REPO, WorkerProc, free_udp
+from worker_proc import REPO, WorkerProc, demo_rules, free_udp
 
 from callcenter.cdr.writer import open_store
 from callcenter.dialer.keys import DialerKeys
@@ -269,7 +268,7 @@ def test_progressive_call_reaches_a_logged_in_agent(setup, redis_url: str) -> No
     the agent's phone rings and answers, the CDR names campaign, agent and outcome."""
     w, ivr, campaigns, procs = setup
     customer_port, agent_port = free_ports(2)
-    rules = (REPO / "routing_rules.yaml").read_text().replace("127.0.0.1:5070", f"127.0.0.1:{agent_port}")
+    rules = demo_rules(agent_port)
     rules = rules.replace("ring_timeout: 15", "ring_timeout: 4").replace("wrapup: 10", "wrapup: 0")
     (w.tmp / "rules.yaml").write_text(rules)
     (campaigns / "sales.yaml").write_text(campaign_yaml("t_sales", customer_port, ctype="telesales",
@@ -315,11 +314,10 @@ def test_ivr_events_become_dispositions() -> None:
 def test_answered_call_without_an_agent_is_abandoned_within_grace(setup, redis_url: str) -> None:
     """The only agent logs out while the customer's phone rings: the answered call cannot reach an
     agent within the 2 s grace, so it is dropped, counted in the abandonment ledger and retried."""
-    from callcenter.routing.router import Router, connect
 
     w, ivr, campaigns, procs = setup
     customer_port, agent_port = free_ports(2)
-    rules = (REPO / "routing_rules.yaml").read_text().replace("127.0.0.1:5070", f"127.0.0.1:{agent_port}")
+    rules = demo_rules(agent_port)
     (w.tmp / "rules.yaml").write_text(rules)
     (campaigns / "sales.yaml").write_text(campaign_yaml("t_drop", customer_port, ctype="telesales",
                                                         mode="progressive", queue="sales", ring="6s",
@@ -332,12 +330,7 @@ def test_answered_call_without_an_agent_is_abandoned_within_grace(setup, redis_u
     cli("start", "t_drop", redis_url=redis_url, campaigns=campaigns)
     wait_until(lambda: stats(redis_url, "t_drop").get("dials") == "1", 10, "the dial", w)
 
-    async def logout() -> None:
-        r = connect(redis_url)
-        await Router(r, "test").agent_logout("1001")
-        await r.aclose()
-
-    asyncio.run(logout())
+    w.logout("1001")
     rows = outbound_rows(w, 1)
     sipp.wait_all(*procs, timeout=15)
     r = rows[0]

@@ -42,25 +42,12 @@ def worker(tmp_path_factory: pytest.TempPathFactory, redis_server) -> WorkerProc
 
 @pytest.fixture(autouse=True)
 def nobody_logged_in(worker: WorkerProc):
-    logout(worker, *AGENTS)
+    worker.logout(*AGENTS)
     yield
 
 
 def agent_port(w: WorkerProc, agent: str) -> int:
     return w.agents_port + 40 + AGENTS.index(agent)
-
-
-def logout(w: WorkerProc, *agents: str) -> None:
-    from callcenter.routing.router import Router, connect
-
-    async def go() -> None:
-        r = connect(w.redis_url)
-        router = Router(r, "test")
-        for a in agents:
-            await router.agent_logout(a)
-        await r.aclose()
-
-    asyncio.run(go())
 
 
 def agent_state(w: WorkerProc, agent: str) -> dict:
@@ -258,33 +245,16 @@ def test_caller_over_tcp(worker: WorkerProc) -> None:
     assert cdr.agent_id == "1003" and cdr.outcome == "answered"
 
 
-def _http(w: WorkerProc, method: str, path: str, body: dict | None = None) -> tuple[int, object]:
-    import json
-    import urllib.error
-    import urllib.request
-
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(f"http://127.0.0.1:{w.http_port}{path}", data=data, method=method,
-                                 headers={"content-type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            raw = resp.read()
-            ctype = resp.headers.get("content-type", "")
-            return resp.status, json.loads(raw) if "json" in ctype else raw.decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read() or b"{}")
-
-
 def test_agent_session_over_http_lands_in_the_queue_log_and_reports(worker: WorkerProc) -> None:
     """An agent's day through the HTTP API: login, lunch, ready, logout; each step is a queue-log event
     (occupancy is computed from them), and the wallboard and the report are served over real HTTP."""
-    assert _http(worker, "POST", "/agents/1004/login", {"ready": True})[0] == 200
-    status, body = _http(worker, "POST", "/agents/1004/pause", {"reason": "lunch"})
+    assert worker.http("POST", "/agents/1004/login", {"ready": True})[0] == 200
+    status, body = worker.http("POST", "/agents/1004/pause", {"reason": "lunch"})
     assert status == 200 and body["agent"]["state"] == "paused"
-    assert _http(worker, "POST", "/agents/1004/pause", {"reason": "nap"})[0] == 400
-    assert _http(worker, "POST", "/agents/1004/ready")[0] == 200
-    assert _http(worker, "POST", "/agents/1004/logout")[0] == 200
-    assert _http(worker, "POST", "/agents/9999/login", {})[0] == 404
+    assert worker.http("POST", "/agents/1004/pause", {"reason": "nap"})[0] == 400
+    assert worker.http("POST", "/agents/1004/ready")[0] == 200
+    assert worker.http("POST", "/agents/1004/logout")[0] == 200
+    assert worker.http("POST", "/agents/9999/login", {})[0] == 404
     from callcenter.cdr.writer import open_store
 
     deadline = time.monotonic() + 10
@@ -298,7 +268,7 @@ def test_agent_session_over_http_lands_in_the_queue_log_and_reports(worker: Work
             break
         time.sleep(0.2)
     assert seen[-4:] == ["AGENTLOGIN", "PAUSE", "UNPAUSE", "AGENTLOGOFF"], seen
-    status, board = _http(worker, "GET", "/wallboard")
+    status, board = worker.http("GET", "/wallboard")
     assert status == 200 and {q["queue"] for q in board["queues"]} >= {"sales", "support"}
-    status, report = _http(worker, "GET", "/reports/queue?interval=day&format=json")
+    status, report = worker.http("GET", "/reports/queue?interval=day&format=json")
     assert status == 200 and isinstance(report, (dict, list))

@@ -27,7 +27,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import sipp
-from worker_proc import REPO, WorkerProc, new_worker
+from worker_proc import WorkerProc, demo_rules, new_worker
 
 from callcenter.cdr.writer import open_store
 
@@ -87,7 +87,7 @@ def crm_url() -> Iterator[str]:
 def worker(tmp_path_factory: pytest.TempPathFactory, redis_server, crm_url: str) -> Iterator[WorkerProc]:
     tmp = tmp_path_factory.mktemp("ivrflows")
     w = new_worker(tmp, redis_server.url)
-    text = (REPO / "routing_rules.yaml").read_text().replace("127.0.0.1:5070", f"127.0.0.1:{w.agents_port}")
+    text = demo_rules(w.agents_port)
     (tmp / "rules.yaml").write_text(text)
     (tmp / "no_campaigns").mkdir()
     w.write_config(rules=tmp / "rules.yaml", routes=ROUTES, campaigns=tmp / "no_campaigns")

@@ -63,8 +63,7 @@ class WorkerProc:
                      routes: dict[str, str] | None = None) -> None:
         rules = rules or self.tmp / "routing_rules.yaml"
         if not rules.exists():
-            text = (REPO / "routing_rules.yaml").read_text().replace("127.0.0.1:5070",
-                                                                   f"127.0.0.1:{self.agents_port}")
+            text = demo_rules(self.agents_port)
             # Short timings so scenarios run in seconds.
             text = text.replace("ring_timeout: 15", "ring_timeout: 4").replace("wrapup: 10", "wrapup: 0")
             rules.write_text(text)
@@ -127,6 +126,13 @@ routes: {json.dumps(routes or {"hotline": "hotline", "default": "hotline"})}
         return out
 
     def login(self, *agents: str) -> None:
+        """Log the agents in, ready (as their HTTP API call would, straight on the router)."""
+        self._agents("login", agents)
+
+    def logout(self, *agents: str) -> None:
+        self._agents("logout", agents)
+
+    def _agents(self, action: str, agents: tuple[str, ...]) -> None:
         import asyncio
 
         from callcenter.routing.router import Router, connect
@@ -135,7 +141,10 @@ routes: {json.dumps(routes or {"hotline": "hotline", "default": "hotline"})}
             r = connect(self.redis_url)
             router = Router(r, "test")
             for a in agents:
-                await router.agent_login(a, ready=True)
+                if action == "login":
+                    await router.agent_login(a, ready=True)
+                else:
+                    await router.agent_logout(a)
             await r.aclose()
 
         asyncio.run(go())
@@ -156,6 +165,23 @@ routes: {json.dumps(routes or {"hotline": "hotline", "default": "hotline"})}
             time.sleep(0.2)
         raise AssertionError(f"only {len(rows)} ended calls in the CDR store after {timeout}s:\n{self.tail()}")
 
+    def http(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        """(status, decoded body) of a request to the worker's HTTP API; JSON in, JSON (or text) out."""
+        import urllib.error
+        import urllib.request
+
+        data = json.dumps(body).encode() if body is not None else (b"" if method in ("POST", "PUT") else None)
+        req = urllib.request.Request(f"http://127.0.0.1:{self.http_port}{path}", data=data, method=method,
+                                     headers={"content-type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                raw = resp.read()
+                if "json" in resp.headers.get("content-type", ""):
+                    return resp.status, json.loads(raw or b"{}")
+                return resp.status, raw.decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read() or b"{}")
+
     def call_from(self, number: str, timeout: float = 20.0) -> Any:
         """The CDR row of the (last) call from `number` once it has ended."""
         deadline = time.monotonic() + timeout
@@ -172,6 +198,11 @@ routes: {json.dumps(routes or {"hotline": "hotline", "default": "hotline"})}
             return [e.event for e in store.events(call_id)]
         finally:
             store.close()
+
+
+def demo_rules(agents_port: int) -> str:
+    """The shipped routing_rules.yaml with every demo agent's phone on 127.0.0.1:agents_port."""
+    return (REPO / "routing_rules.yaml").read_text().replace("127.0.0.1:5070", f"127.0.0.1:{agents_port}")
 
 
 def free_tcp(port: int) -> bool:
