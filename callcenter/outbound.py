@@ -214,12 +214,9 @@ class Outbound:
             if w is not None and (w.offer is not None or w.agent_leg is not None):
                 return True
             await asyncio.sleep(0.05)
-        task.cancel()
+        task.cancel()   # QueueService takes the cancelled call out of the ACD
         with contextlib.suppress(BaseException):
             await task
-        # QueueService does not abandon on cancellation: take the call out of the ACD ourselves.
-        with contextlib.suppress(Exception):
-            await self.worker.router.abandon(leg.id)
         if rec is not None:
             rec.outcome = "abandoned"
             rec.hangup_side = "system"

@@ -74,25 +74,33 @@ class QueueService:
         record = self.records.get(leg.id) or CallRecord(leg.id, "inbound", leg.caller, leg.called, time.time())
         now = time.time()
         attrs = {k: str(v) for k, v in request.variables.items() if k in ("name", "customer_id", "vip", "language")}
+        waiter: Waiter | None = None
         try:
-            await self.router.enqueue(QueuedCall(leg.id, request.queue, request.skills, request.priority,
-                                                 caller=leg.caller, attributes=attrs))
-        except QueueFull:
-            await self._event("EXITEMPTY", leg.id, request.queue, reason="full")
-            return QueueOutcome.FULL
-        except RoutingError as exc:
-            log.error("enqueue failed", call_id=leg.id, queue=request.queue, error=str(exc))
-            return QueueOutcome.NO_AGENTS
-        record.queue, record.enqueue = request.queue, now
-        waiter = Waiter(leg, request, record, now)
-        self.waiting[leg.id] = waiter
-        metrics.QUEUE_OFFERED_TOTAL.labels(queue=request.queue).inc()
-        await self._event("ENTERQUEUE", leg.id, request.queue, priority=request.priority)
-        try:
+            try:
+                await self.router.enqueue(QueuedCall(leg.id, request.queue, request.skills, request.priority,
+                                                     caller=leg.caller, attributes=attrs))
+            except QueueFull:
+                await self._event("EXITEMPTY", leg.id, request.queue, reason="full")
+                return QueueOutcome.FULL
+            except RoutingError as exc:
+                log.error("enqueue failed", call_id=leg.id, queue=request.queue, error=str(exc))
+                return QueueOutcome.NO_AGENTS
+            record.queue, record.enqueue = request.queue, now
+            waiter = Waiter(leg, request, record, now)
+            self.waiting[leg.id] = waiter
+            metrics.QUEUE_OFFERED_TOTAL.labels(queue=request.queue).inc()
+            await self._event("ENTERQUEUE", leg.id, request.queue, priority=request.priority)
             return await self._wait(waiter)
+        except asyncio.CancelledError:
+            # Whoever queued the caller gave up on it (e.g. the dialer's 2 s agent window), at any point
+            # from the enqueue on: take the call out of the ACD so no agent is offered a ghost.
+            if waiter is None or waiter.agent_leg is None:
+                with contextlib.suppress(Exception):
+                    await self.router.abandon(leg.id)
+            raise
         finally:
             self.waiting.pop(leg.id, None)
-            if waiter.offer_task and not waiter.offer_task.done():
+            if waiter is not None and waiter.offer_task and not waiter.offer_task.done():
                 waiter.offer_task.cancel()
 
     async def add_dnc(self, number: str, scope: str) -> None:
@@ -165,12 +173,6 @@ class QueueService:
         except CallGone:
             if w.agent_leg is None:
                 await self._abandoned(w)
-            raise
-        except asyncio.CancelledError:
-            # Whoever queued the caller gave up on it (e.g. the dialer's 2 s agent window).
-            if w.agent_leg is None:
-                with contextlib.suppress(Exception):
-                    await self.router.abandon(leg.id)
             raise
 
     async def _announce(self, w: Waiter) -> None:
