@@ -434,3 +434,42 @@ def agent(port: int, mode: str = "answer", ring_ms: int = 500, talk_ms: int = 10
 def wait_all(*procs: Sipp, timeout: float = 90) -> list[int]:
     deadline = time.monotonic() + timeout
     return [p.wait(max(1.0, deadline - time.monotonic())) for p in procs]
+
+
+def referred_caller(target: str, number: str = "0901234567", service: str = "hotline") -> Sipp:
+    """A caller whose call is blind-transferred: it accepts the REFER (202), reports the new call as
+    answered (NOTIFY with a 200 sipfrag) and expects the worker's BYE."""
+    notify = "SIP/2.0 200 OK\n"
+    steps_xml = f"""<recv request="REFER" timeout="20000">
+  <action><ereg regexp=".*" search_in="hdr" header="From:" assign_to="rf"/></action>
+</recv>
+<send><![CDATA[
+SIP/2.0 202 Accepted
+[last_Via:]
+[last_From:]
+[last_To:]
+[last_Call-ID:]
+[last_CSeq:]
+Contact: sip:{number}@[local_ip]:[local_port]
+Content-Length: 0
+
+]]></send>
+<send retrans="500"><![CDATA[
+NOTIFY [next_url] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: "Caller" <sip:{number}@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+To: [$rf]
+Call-ID: [call_id]
+CSeq: 2 NOTIFY
+Contact: sip:{number}@[local_ip]:[local_port]
+Event: refer
+Subscription-State: terminated;reason=noresource
+Content-Type: message/sipfrag;version=2.0
+Content-Length: [len]
+
+{notify}]]></send>
+<recv response="200"/>
+"""
+    base = _caller_xml([("wait_bye", 20000)], number, "8 0", 200)
+    xml = base.replace('<recv request="BYE" timeout="20000"/>', steps_xml + '<recv request="BYE" timeout="20000"/>', 1)
+    return _start("caller-refer", xml, [target, "-s", service, "-m", "1", "-timeout", "60s", "-timeout_error"])

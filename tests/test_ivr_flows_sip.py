@@ -258,3 +258,30 @@ def test_hotline_closed_hours_voicemail(tmp_path: Path, redis_server) -> None:
     wav = tmp_path / "recordings" / f"{cdr.call_id}-hotline-voicemail.wav"
     seconds = float(subprocess.run(["soxi", "-D", str(wav)], capture_output=True, text=True, check=True).stdout)
     assert 4.0 < seconds < 15.0, seconds
+
+
+def test_transfer_node_sends_refer_and_ends_the_leg(tmp_path_factory: pytest.TempPathFactory, redis_server) -> None:
+    """A flow's blind transfer on a live call: the caller gets REFER to the target, accepts it (202 +
+    NOTIFY 200), and the worker ends its leg; the CDR path ends at the transfer node."""
+    import shutil
+
+    tmp = tmp_path_factory.mktemp("xfer")
+    ivr = tmp / "ivr"
+    shutil.copytree(Path(__file__).resolve().parent.parent / "ivr_scripts", ivr)
+    (ivr / "xfer.yaml").write_text("""name: xfer
+languages: [vi]
+default_language: vi
+start: go
+nodes:
+  go: {type: transfer, uri: "sip:1800123@pbx.example.com"}
+""")
+    w = new_worker(tmp, redis_server.url)
+    w.write_config(ivr_scripts=ivr, routes={"xfer": "xfer", "default": "hotline"})
+    w.start()
+    try:
+        caller = sipp.referred_caller(w.target, number="0906000001", service="xfer")
+        assert caller.wait(40) == 0, caller.errors() + w.tail()
+        row = w.call_from("0906000001")
+        assert row.ivr_path == "xfer.go" and row.hangup_side == "system"
+    finally:
+        w.stop()
