@@ -73,22 +73,22 @@ def test_caller_keeps_waiting_through_a_redis_restart(tmp_path: Path) -> None:
         server.stop()
 
 
-def test_sigkilled_worker_callers_are_closed_out_by_another_worker(tmp_path: Path, redis_server) -> None:
+def test_sigkilled_worker_callers_are_closed_out_by_another_worker(tmp_path: Path, redis_url: str) -> None:
     """w1 dies with a caller waiting in queue: w2 reaps it within the bound and the caller's CDR row is
     closed out (worker_crash) instead of staying a phantom in the queue."""
     import redis
 
     from callcenter.routing.keys import Keys
 
-    w1 = new_worker(tmp_path, redis_server.url, "w1")
-    w2 = new_worker(tmp_path, redis_server.url, "w2")
+    w1 = new_worker(tmp_path, redis_url, "w1")
+    w2 = new_worker(tmp_path, redis_url, "w2")
     for w in (w1, w2):
         w.write_config()
         w.start()
     try:
         steps = [("pause", 600), ("dtmf", "1"), ("pause", 800), ("dtmf", "2"), ("pause", 30000), ("hangup",)]
         caller = sipp.caller(w1.target, steps, number="0902000004", timeout_s=40)
-        client = redis.Redis.from_url(redis_server.url, decode_responses=True)
+        client = redis.Redis.from_url(redis_url, decode_responses=True)
         waiting = Keys("cc:").waiting("support")
         deadline = time.monotonic() + 20
         while not client.zcard(waiting):
