@@ -275,7 +275,7 @@ start: go
 nodes:
   go: {type: transfer, uri: "sip:1800123@pbx.example.com"}
 """)
-    w = new_worker(tmp, redis_server.url)
+    w = new_worker(tmp, redis_server.url, worker_id="xfer")   # the module worker is w1 on this Redis
     w.write_config(ivr_scripts=ivr, routes={"xfer": "xfer", "default": "hotline"})
     w.start()
     try:
