@@ -3,18 +3,20 @@
     .venv/bin/python bench/routing_bench.py [--seconds 2] [--procs 3]
 
 A *decision* is one enqueue that matches a free agent, or one agent becoming free (call_finished)
-that takes a waiting call. Each makes exactly one offer, so decisions are counted as the growth of
-the offer-id counter (``rt:seq``), never inferred from the number of calls.
+that takes a waiting call. Each makes exactly one offer, so decisions are counted as offers made
+(popped by the clients plus any left in their lists), never inferred from the number of calls.
 
 For each (waiting calls W, agents A) pair a fresh throwaway redis-server (EmbeddedRedis, AOF on) holds
 a backlog of W calls in the queue that no agent is skilled for (so they stay waiting and every match
 has to look past them), plus A logged-in agents. Then:
 
-  * Redis cost of a decision, from INFO commandstats (usec of FCALL, the Lua time inside Redis),
-    pipelined from one client so only the decision scripts are timed:
+  * Redis cost of a decision, from INFO commandstats (usec of FCALL, the Lua time inside Redis, and
+    the number of Redis commands run inside it), pipelined from one client so only the decision
+    scripts are timed, with all A agents on calls except the ones deciding (see decision_cost):
       - "enq->agent": enqueue of a caller that a free agent takes at once;
       - "free->call": call_finished of an agent that takes the head waiting caller.
     "Redis dec/s" = 1e6 / the mean of the two: what one Redis core sustains in decisions alone.
+    "cmds" = Redis commands per decision (enq/free): deterministic, unlike the us columns.
   * Load: P client processes (multiprocessing), each its own worker id with pipelined FCALLs:
     it keeps up to 1.5 x A / P callers in flight (more callers than agents: both decision kinds
     happen), pops its offers, answers and finishes them. "e2e dec/s" is the achieved rate;
@@ -92,9 +94,13 @@ def _args(*rest: object) -> list[object]:
     return [PREFIX, repr(time.time()), time.strftime("%Y%m%d"), *rest]
 
 
-def _fcall_totals(client: redis.Redis) -> tuple[float, int]:
-    st = client.info("commandstats").get("cmdstat_fcall", {})
-    return float(st.get("usec", 0)), int(st.get("calls", 0))
+def _stats(client: redis.Redis) -> tuple[float, int, int]:
+    """(usec inside FCALL, FCALLs, commands run inside them) so far, from INFO commandstats."""
+    st = client.info("commandstats")
+    fc = st.get("cmdstat_fcall", {})
+    inner = sum(int(v.get("calls", 0)) for k, v in st.items()
+                if k not in ("cmdstat_fcall", "cmdstat_info", "cmdstat_lpop", "cmdstat_config"))
+    return float(fc.get("usec", 0)), int(fc.get("calls", 0)), inner
 
 
 def _offers(client: redis.Redis, worker: str) -> list[dict[str, Any]]:
@@ -102,49 +108,82 @@ def _offers(client: redis.Redis, worker: str) -> list[dict[str, Any]]:
     return [json.loads(x) for x in raw]
 
 
-def decision_cost(url: str, agents: int, seconds: float) -> tuple[float, float]:
-    """Mean Redis usec of (enqueue taken by a free agent, call_finished taking a waiting caller)."""
+class _Timed:
+    """Accumulates Redis time and inner commands of the pipelines it runs."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.client, self.us, self.calls, self.cmds = client, 0.0, 0, 0
+
+    def run(self, pipe: Any) -> None:
+        u0, c0, i0 = _stats(self.client)
+        pipe.execute()
+        u1, c1, i1 = _stats(self.client)
+        # the INFO/LPOP of this bookkeeping are excluded by name; nothing else runs meanwhile
+        self.us, self.calls, self.cmds = self.us + u1 - u0, self.calls + c1 - c0, self.cmds + i1 - i0
+
+
+def decision_cost(url: str, agents: int, seconds: float) -> dict[str, float]:
+    """Redis usec and commands of the two decisions, with every agent busy but the ones deciding.
+
+    All A agents are put on calls first. Each round then takes `batch` of them (min(A, 200)):
+    they finish with nobody waiting (they become free), `batch` new callers are each taken by one
+    of them (timed: enq->agent), those calls are answered, `batch` more callers wait (every agent is
+    busy), and the same agents finish again, each taking the head waiting caller (timed:
+    free->call). The other A - batch agents stay on calls, as in a busy centre.
+    """
     client = redis.Redis.from_url(url, decode_responses=True)
     lib = scripts.Library(client)
     batch = min(agents, 200)
-    enq_us, enq_n, fin_us, fin_n = 0.0, 0, 0.0, 0
     n = 0
+
+    def enqueue(pipe: Any, count: int) -> None:
+        nonlocal n
+        for i in range(count):
+            lib.call("enqueue", *_args(f"d{n + i}", "sales", "{}", 1, "", "{}", "cost"), client=pipe)
+        n += count
+
+    def answer(offers: list[dict[str, Any]]) -> None:
+        pipe = client.pipeline(transaction=False)
+        for o in offers:
+            lib.call("offer_answered", *_args(o["offer_id"], o["call_id"]), client=pipe)
+        pipe.execute()
+
+    def finish(pipe: Any, calls: list[tuple[str, str]]) -> None:
+        for call_id, agent_id in calls:
+            lib.call("call_finished", *_args(call_id, agent_id, "1.0"), client=pipe)
+
+    pipe = client.pipeline(transaction=False)
+    enqueue(pipe, agents)
+    pipe.execute()
+    filled = _offers(client, "cost")
+    answer(filled)
+    busy = [(o["call_id"], o["agent_id"]) for o in filled]
+    assert len(busy) == agents, f"{len(busy)} of {agents} agents took a call"
+    enq, fin = _Timed(client), _Timed(client)
     end = time.perf_counter() + seconds
-    while time.perf_counter() < end or not enq_n or not fin_n:
-        # enq->agent: `batch` callers, each taken by a free agent
+    while time.perf_counter() < end or not enq.calls:
+        chunk, busy = busy[:batch], busy[batch:]
         pipe = client.pipeline(transaction=False)
-        for i in range(batch):
-            lib.call("enqueue", *_args(f"d{n + i}", "sales", "{}", 1, "", "{}", "cost"), client=pipe)
-        u0, c0 = _fcall_totals(client)
+        finish(pipe, chunk)                        # nobody waiting: these agents become free
         pipe.execute()
-        u1, c1 = _fcall_totals(client)
-        enq_us, enq_n = enq_us + u1 - u0, enq_n + c1 - c0
-        n += batch
+        pipe = client.pipeline(transaction=False)
+        enqueue(pipe, batch)                       # enq->agent: each caller takes a free agent
+        enq.run(pipe)
         first = _offers(client, "cost")
+        answer(first)
         pipe = client.pipeline(transaction=False)
-        for o in first:
-            lib.call("offer_answered", *_args(o["offer_id"]), client=pipe)
-        for i in range(batch):   # wait: every agent is on a call
-            lib.call("enqueue", *_args(f"d{n + i}", "sales", "{}", 1, "", "{}", "cost"), client=pipe)
+        enqueue(pipe, batch)                       # every agent busy: these wait
         pipe.execute()
-        n += batch
-        # free->call: each finishing agent takes the head waiting caller
         pipe = client.pipeline(transaction=False)
-        for o in first:
-            lib.call("call_finished", *_args(o["call_id"], o["agent_id"], "1.0"), client=pipe)
-        u0, c0 = _fcall_totals(client)
-        pipe.execute()
-        u1, c1 = _fcall_totals(client)
-        fin_us, fin_n = fin_us + u1 - u0, fin_n + c1 - c0
-        second = _offers(client, "cost")   # answer and finish those too: all agents free again
-        pipe = client.pipeline(transaction=False)
-        for o in second:
-            lib.call("offer_answered", *_args(o["offer_id"]), client=pipe)
-        for o in second:
-            lib.call("call_finished", *_args(o["call_id"], o["agent_id"], "1.0"), client=pipe)
-        pipe.execute()
+        finish(pipe, [(o["call_id"], o["agent_id"]) for o in first])
+        fin.run(pipe)                              # free->call: each agent takes the head caller
+        second = _offers(client, "cost")
+        answer(second)
+        assert len(first) == len(second) == batch, (len(first), len(second))
+        busy += [(o["call_id"], o["agent_id"]) for o in second]
     client.close()
-    return enq_us / max(1, enq_n), fin_us / max(1, fin_n)
+    return {"enq_us": enq.us / enq.calls, "fin_us": fin.us / fin.calls,
+            "enq_cmds": enq.cmds / enq.calls, "fin_cmds": fin.cmds / fin.calls}
 
 
 def _load_proc(url: str, worker: str, cap: int, go: Any, stop_at: Any, out: Any) -> None:
@@ -166,7 +205,7 @@ def _load_proc(url: str, worker: str, cap: int, go: Any, stop_at: Any, out: Any)
         offers = [json.loads(x) for x in raw]
         pipe = client.pipeline(transaction=False)
         for o in offers:
-            lib.call("offer_answered", *_args(o["offer_id"]), client=pipe)
+            lib.call("offer_answered", *_args(o["offer_id"], o["call_id"]), client=pipe)
             lib.call("call_finished", *_args(o["call_id"], o["agent_id"], "1.0"), client=pipe)
         pipe.execute()
         inflight -= len(offers)
@@ -176,7 +215,7 @@ def _load_proc(url: str, worker: str, cap: int, go: Any, stop_at: Any, out: Any)
 
 
 def load(url: str, seconds: float, agents: int, procs: int) -> dict[str, float]:
-    """P pipelined client processes; decisions = offers created (rt:seq) while they ran."""
+    """P pipelined client processes; decisions = offers made while they ran (popped + left over)."""
     ctx = mp.get_context("fork")
     out, go, stop_at = ctx.Queue(), ctx.Event(), ctx.Value("d", 0.0)
     cap = max(2, (3 * agents) // (2 * procs))
@@ -185,20 +224,18 @@ def load(url: str, seconds: float, agents: int, procs: int) -> dict[str, float]:
         p.start()
     client = redis.Redis.from_url(url, decode_responses=True)
     time.sleep(0.3)   # let the processes start before the clock runs
-    seq0 = int(client.get(f"{PREFIX}rt:seq") or 0)
-    u0, c0 = _fcall_totals(client)
+    u0, c0, _ = _stats(client)
     t0 = time.perf_counter()
     stop_at.value = time.time() + seconds
     go.set()
-    for _ in ps:
-        out.get(timeout=seconds + 60)
+    popped = sum(out.get(timeout=seconds + 60) for _ in ps)
     elapsed = time.perf_counter() - t0
-    seq1 = int(client.get(f"{PREFIX}rt:seq") or 0)
-    u1, c1 = _fcall_totals(client)
+    u1, c1, _ = _stats(client)
+    left = sum(client.llen(f"{PREFIX}rt:w:load{i}:offers") for i in range(procs))
     client.close()
     for p in ps:
         p.join(10)
-    decisions = seq1 - seq0
+    decisions = popped + left
     return {"dec_per_s": decisions / elapsed, "us_per_dec": (u1 - u0) / max(1, decisions),
             "fcalls_per_dec": (c1 - c0) / max(1, decisions)}
 
@@ -267,19 +304,23 @@ def main() -> None:
             print(f"redis-benchmark EVAL (trivial script, -c 8): {ceiling:,.0f} calls/s  <- ceiling")
             print(f"load: {opts.procs} pipelining client processes; latency: 1 client, "
                   f"{opts.latency_callers} callers, unpipelined Router API")
-            print(f"{'waiting':>7} {'agents':>6} | {'us enq->agent':>13} {'us free->call':>13} {'Redis dec/s':>11} | "
+            print(f"{'waiting':>7} {'agents':>6} | {'us enq->agent':>13} {'us free->call':>13} {'Redis dec/s':>11} "
+                  f"{'cmds':>9} | "
                   f"{'e2e dec/s':>9} {'us/dec life':>11} {'Redis life dec/s':>16} | {'p50 ms':>6} {'p99 ms':>6}")
             for a in (int(x) for x in opts.agents.split(",")):
                 for w in (int(x) for x in opts.waiting.split(",")):
                     setup(server.url, w, a)
-                    enq_us, fin_us = decision_cost(server.url, a, opts.seconds / 2)
+                    cost = decision_cost(server.url, a, opts.seconds / 2)
+                    enq_us, fin_us = cost["enq_us"], cost["fin_us"]
+                    cmds = f"{cost['enq_cmds']:.1f}/{cost['fin_cmds']:.1f}"
                     setup(server.url, w, a)
                     ld = load(server.url, opts.seconds, a, opts.procs)
                     setup(server.url, w, a)
                     lat = asyncio.run(latency(server.url, opts.seconds, opts.latency_callers))
                     p50 = 1000 * statistics.median(lat)
                     p99 = 1000 * lat[int(0.99 * (len(lat) - 1))]
-                    print(f"{w:>7} {a:>6} | {enq_us:>13.1f} {fin_us:>13.1f} {2e6 / (enq_us + fin_us):>11,.0f} | "
+                    print(f"{w:>7} {a:>6} | {enq_us:>13.1f} {fin_us:>13.1f} {2e6 / (enq_us + fin_us):>11,.0f} "
+                          f"{cmds:>9} | "
                           f"{ld['dec_per_s']:>9,.0f} {ld['us_per_dec']:>11.1f} {1e6 / ld['us_per_dec']:>16,.0f} | "
                           f"{p50:>6.2f} {p99:>6.2f}", flush=True)
         finally:

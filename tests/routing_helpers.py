@@ -8,17 +8,17 @@ from callcenter.routing.router import Offer, QueuedCall, Router, connect
 # An atomic snapshot audit of the routing invariants (test only; KEYS is fine on a test server).
 AUDIT = """
 local bad = {}
-local per_agent = {}
-for _, k in ipairs(redis.call('KEYS', 'cc:rt:o:*')) do
-  local a = redis.call('HGET', k, 'agent')
-  per_agent[a] = (per_agent[a] or 0) + 1
-  if per_agent[a] > 1 then bad[#bad + 1] = a .. ' has two live offers' end
-  if not redis.call('ZSCORE', 'cc:rt:leases', string.sub(k, 9)) then bad[#bad + 1] = k .. ' without lease' end
+for _, oid in ipairs(redis.call('ZRANGE', 'cc:rt:leases', 0, -1)) do
+  local a = string.match(oid, '^(.+)#%d+$')
+  if not a or redis.call('HGET', 'cc:rt:a:' .. a, 'offer') ~= oid then bad[#bad + 1] = oid .. ' leased but not held' end
 end
 for _, a in ipairs(redis.call('SMEMBERS', 'cc:rt:agents')) do
   local f = redis.call('HMGET', 'cc:rt:a:' .. a, 'state', 'offer', 'call')
-  if f[1] == 'reserved' and redis.call('EXISTS', 'cc:rt:o:' .. (f[2] or '?')) == 0 then
-    bad[#bad + 1] = a .. ' reserved without an offer'
+  local has_offer = f[2] ~= false and f[2] ~= ''
+  if (f[1] == 'reserved') ~= has_offer then
+    bad[#bad + 1] = a .. ' is ' .. tostring(f[1]) .. (has_offer and ' with' or ' without') .. ' an offer'
+  elseif has_offer and not redis.call('ZSCORE', 'cc:rt:leases', f[2]) then
+    bad[#bad + 1] = a .. ' holds offer ' .. f[2] .. ' without a lease'
   end
   for _, q in ipairs(redis.call('SMEMBERS', 'cc:rt:queues')) do
     local member = redis.call('SISMEMBER', 'cc:rt:q:' .. q .. ':members', a) == 1

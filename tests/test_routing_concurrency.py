@@ -119,7 +119,8 @@ def test_processes_racing_never_double_book(redis_url):
     # Redis is consistent and idle again
     assert r.zcard("cc:rt:q:sales:waiting") == 0 and r.zcard("cc:rt:q:support:waiting") == 0
     assert r.zcard("cc:rt:leases") == 0
-    assert list(r.scan_iter("cc:rt:c:*")) == [] and list(r.scan_iter("cc:rt:o:*")) == []
+    assert list(r.scan_iter("cc:rt:c:*")) == []
+    assert all(not r.hget(f"cc:rt:a:ag{i}", "offer") for i in range(N_AGENTS)), "an offer outlived its call"
     states = {r.hget(f"cc:rt:a:ag{i}", "state") for i in range(N_AGENTS)}
     assert states == {"available"}
     assert r.zcard("cc:rt:q:sales:free") == N_AGENTS

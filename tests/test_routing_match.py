@@ -362,6 +362,51 @@ def test_estimated_wait_and_queue_full(redis_url):
     run(main())
 
 
+def test_estimated_wait_uses_todays_aht_then_the_day_befores(redis_url):
+    async def main():
+        clock = Clock(1_790_000_000.0)
+        rt = await make(redis_url, clock=clock, text=rules_text(wrapup=5))
+        await rt.agent_login("a1")
+        for cid, talk in (("c1", 60), ("c2", 120)):
+            await call(rt, cid)
+            o = await one_offer(rt)
+            assert await rt.offer_answered(o)
+            await rt.call_finished(cid, "a1", talk)
+            clock.advance(6)
+            await rt.tick()                         # wrap-up over
+        await call(rt, "c3")
+        o = await one_offer(rt)
+        assert await rt.offer_answered(o)           # a1 on a call, c4 waits first in line
+        await call(rt, "c4")
+        assert await rt.estimated_wait("sales", "c4") == pytest.approx(95.0)   # (60+120)/2 + 5 wrap-up
+        clock.advance(86400)                        # a new day: yesterday's AHT until today has calls
+        assert await rt.estimated_wait("sales", "c4") == pytest.approx(95.0)
+        await rt.call_finished("c3", "a1", 15)      # a1 in wrap-up: c4 still waits
+        assert await rt.estimated_wait("sales", "c4") == pytest.approx(20.0)   # today's only: 15 + 5
+    run(main())
+
+
+def test_offer_id_names_its_agent_and_a_stale_one_is_refused(redis_url):
+    async def main():
+        clock = Clock()
+        rt = await make(redis_url, clock=clock)
+        await rt.agent_login("a1")
+        await call(rt, "c1")
+        o = await one_offer(rt)
+        assert o.offer_id.startswith("a1#")
+        await rt.offer_failed(o, "busy")
+        clock.advance(1)
+        await rt.tick()                            # the retry sweep offers it again (no instant ping-pong)
+        o2 = await one_offer(rt)                   # same agent, same call, a new offer id
+        assert o2.offer_id != o.offer_id
+        assert not await rt.offer_answered(o)      # the old offer cannot connect the call
+        assert await rt.offer_answered(o2)
+        assert await rt.offer_answered(o2)         # a retried answer is idempotent
+        info = await rt.agent_info("a1")
+        assert info["state"] == "on_call" and not info.get("offer")
+    run(main())
+
+
 def test_wallboard_counts_today(redis_url):
     async def main():
         clock = Clock(1_790_000_000.0)

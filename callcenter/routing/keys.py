@@ -19,10 +19,10 @@ TEMPLATES: dict[str, tuple[str, str, str]] = {
     "staffed": ("rt:q:{q}:staffed", "set", "members logged in and not paused (EWT divides by this)"),
     "stats": ("rt:q:{q}:stats:{day}", "hash", "today's counters: offered, answered, abandoned, ..."),
     "agents": ("rt:agents", "set", "configured agent ids"),
-    "agent": ("rt:a:{a}", "hash", "agent config and live state"),
+    "agent": ("rt:a:{a}", "hash", "agent config and live state, and its one offer while reserved "
+                                  "(offer id '<agent>#<n>', call, o_queue, o_worker, o_exp)"),
     "pauses": ("rt:a:{a}:pauses", "hash", "pause reason -> total seconds paused"),
     "call": ("rt:c:{c}", "hash", "a queued call"),
-    "offer": ("rt:o:{o}", "hash", "an offer (reservation of one agent for one call)"),
     "leases": ("rt:leases", "zset", "offer id -> lease expiry"),
     "escalations": ("rt:esc", "zset", "call id -> time its next escalation step is due"),
     "wrapups": ("rt:wrap", "zset", "agent id -> end of wrap-up"),
@@ -32,7 +32,6 @@ TEMPLATES: dict[str, tuple[str, str, str]] = {
     "worker_events": ("rt:w:{w}:events", "list", "routing events for the worker (JSON)"),
     "callback": ("rt:cb:{n}", "string", "call id holding a callback for number n"),
     "closed_calls": ("rt:closed_calls", "stream", "calls closed out because their worker died"),
-    "seq": ("rt:seq", "string", "offer id counter"),
     "retry_guard": ("rt:retry_guard", "string", "script time of the last matching-retry sweep (one per second)"),
     "rules": ("rt:rules", "string", "the rules last applied (JSON), for GET /admin/rules"),
     "pause_rules": ("rt:pause_rules", "hash", "pause reason -> 'max seconds|1 if auto-ready' (defaults.pause_reasons)"),
@@ -90,9 +89,6 @@ class Keys:
     def call(self, c: str) -> str:
         return self._k("call", c=c)
 
-    def offer(self, o: str) -> str:
-        return self._k("offer", o=o)
-
     def leases(self) -> str:
         return self._k("leases")
 
@@ -119,9 +115,6 @@ class Keys:
 
     def closed_calls(self) -> str:
         return self._k("closed_calls")
-
-    def seq(self) -> str:
-        return self._k("seq")
 
     def retry_guard(self) -> str:
         return self._k("retry_guard")

@@ -162,6 +162,8 @@ class Router:
         """Queue a caller owned by this worker; a free agent who fits is offered at once (the offer
         arrives through next_offers). Raises QueueFull (with the queue's on_full fallback) or
         RoutingError (unknown queue, call id already queued by another worker)."""
+        if not self._beats:   # registered in workers() before it owns a call: its crash is noticed
+            await self.heartbeat()
         res = await self._run("enqueue", call.call_id, call.queue, json.dumps(call.skills or {}) or "{}",
                               int(call.priority), call.caller, json.dumps(call.attributes),
                               self.worker_id)
@@ -230,7 +232,8 @@ class Router:
 
     async def estimated_wait(self, queue: str, call_id: str | None = None) -> float | None:
         """Seconds; None when no agent is staffed in the queue (nothing to estimate from)."""
-        res = await self._run("ewt", queue, call_id or "")
+        day_before = time.strftime("%Y%m%d", time.localtime(self.clock() - 86400))
+        res = await self._run("ewt", queue, call_id or "", day_before)
         return float(res[0]) if _s(res[0]) else None
 
     async def announce(self, queue: str) -> Announce | None:

@@ -6,10 +6,9 @@ local q = ci and (ci.offer_queue or ci.queue)
 local qc = q and qconf(q)
 local wrap = qc and qc.wrapup or 0
 if qc then
-  local prev = aht_of(q)
-  local aht = prev > 0 and (0.8 * prev + 0.2 * (talk + wrap)) or (talk + wrap)
-  redis.call('HSET', K.queue(q), 'aht', aht)
+  -- today's talk time and handled count give the queue's AHT (aht_of), for estimated waits
   stat_ms(q, 'talk_ms', talk)
+  stat(q, 'handled')
 end
 if ci then forget_call(ci) end
 local ag = agent_get(a)

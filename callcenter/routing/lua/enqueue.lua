@@ -20,8 +20,8 @@ local prio = num(ARGV[7], 0) + qc.priority
 local score = -prio * 1e10 + NOW
 local ci = {id = c, state = 'new', queue = q, queues = {q}, need = need, sig = sig_of(need), prio = prio,
   enq = NOW, score = score, owner = owner, kind = 'call', esc = 1}
+-- (the owner is in workers(): Router heartbeats before its first enqueue, so a crash is noticed)
 redis.call('SADD', K.worker_calls(owner), c)
-if not redis.call('ZSCORE', K.workers(), owner) then redis.call('ZADD', K.workers(), NOW, owner) end
 stat(q, 'offered')
 -- A free agent that fits has no better call waiting (it would have taken it when it became free),
 -- so the newcomer may take it before entering the queue. The call hash is written once, after the

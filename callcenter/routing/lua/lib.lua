@@ -14,7 +14,8 @@
 --     wallboard); the per-signature sets let a free agent find its best call with one ZRANGE per
 --     requirement it meets instead of checking callers one by one;
 --   * an agent in 'reserved' has exactly one offer; a call in 'offered' has 1..n (ring_all) offers;
---   * an offer exists iff it has a lease.
+--   * an offer lives in its agent's hash (fields offer = its id, call, o_queue, o_worker, o_exp) and
+--     has a lease; an agent's 'offer' field is set iff it is 'reserved', and then that id is leased.
 --
 -- Speed: a redis.call costs about as much as the command itself again (conversion, propagation to
 -- the AOF), so hashes are read once into Lua tables (agent_get/call_get) and written with one HSET.
@@ -22,6 +23,12 @@
 local SCAN = 50          -- how deep into a free-agent set one match looks for a skill fit
 local RINGALL_MAX = 20   -- ring_all rings at most this many phones at once
 local GRACE = 3          -- seconds a lease outlives the ring timeout before tick() reclaims it
+local OFFER_SEP = '#'    -- offer id = agent id .. '#' .. the agent's offer count ('#' is not in agent ids)
+
+-- The agent an offer id names (nil for an id of another form).
+local function offer_agent(oid)
+  return string.match(oid or '', '^(.+)' .. OFFER_SEP .. '%d+$')
+end
 
 local function num(x, default)
   local n = tonumber(x)
@@ -39,8 +46,7 @@ end
 -- of a Functions library live as long as the library): one GET of the rules version per call instead
 -- of a 12-field HMGET and a cjson.decode per queue. The version is the SHA1 of the applied rules JSON
 -- (a pure function of the config), so a FLUSHALL + re-apply of other rules can never hit stale
--- entries; without a version key (data from before this scheme) nothing is cached. The running AHT
--- changes on every call end and is read where needed (aht_of), never cached.
+-- entries; without a version key (data from before this scheme) nothing is cached.
 local QC = {}            -- this call's view: queue name -> config | false
 local QCACHE = {}        -- prefix -> {ver = version, q = {queue name -> config | false}}
 local QVER = nil         -- this call's rules version (false: none), read once per call
@@ -85,8 +91,15 @@ local function qconf(q)
   return c or nil
 end
 
-local function aht_of(q)
-  return num(redis.call('HGET', K.queue(q), 'aht'), 0)
+-- Average handle time of a queue (talk + its wrap-up), seconds: today's calls, or the day before's
+-- (`prev_day`) until today has some; 0 when neither has any.
+local function aht_of(q, qc, prev_day)
+  for _, day in ipairs({DAY, prev_day}) do
+    local f = redis.call('HMGET', K.stats(q, day), 'talk_ms', 'handled')
+    local n = num(f[2], 0)
+    if n > 0 then return num(f[1], 0) / 1000 / n + qc.wrapup end
+  end
+  return 0
 end
 
 -- cjson.decode of agents' skills/queues, memoised by the JSON text itself (always correct; callers
@@ -177,14 +190,15 @@ end
 -- Agents ---------------------------------------------------------------------------------------
 
 local AGENT_FIELDS = {'state', 'skills', 'queues', 'uri', 'calls', 'talk', 'pending', 'last_free', 'offer',
-  'call', 'since', 'pause_reason'}
+  'call', 'since', 'pause_reason', 'oseq'}
 
 local function agent_get(a)
   local f = redis.call('HMGET', K.agent(a), unpack(AGENT_FIELDS))
   if not f[3] then return nil end
   return {id = a, state = f[1] or 'logged_out', skills_raw = f[2] or '{}', queues_raw = f[3],
     uri = f[4] or '', calls = num(f[5], 0), talk = num(f[6], 0), pending = f[7], last_free = num(f[8], 0),
-    offer = f[9], call = f[10], since = num(f[11], NOW), pause_reason = f[12], pending_raw = f[7]}
+    offer = f[9] ~= '' and f[9] or nil, call = f[10], since = num(f[11], NOW), pause_reason = f[12],
+    pending_raw = f[7], oseq = num(f[13], 0)}
 end
 
 local function ag_skills(ag)
@@ -311,8 +325,12 @@ local function reserve(ci, ags, qc)
   local q = qc.name
   local ids = {}
   for _, ag in ipairs(ags) do
-    local oid = 'o' .. redis.call('INCR', K.seq())
-    local f = {'state', 'reserved', 'since', NOW, 'offer', oid, 'call', ci.id}
+    -- the offer lives in the agent's hash (an agent holds at most one): its id names the agent
+    ag.oseq = ag.oseq + 1
+    local oid = ag.id .. OFFER_SEP .. ag.oseq
+    local expires = NOW + qc.ring_timeout + GRACE
+    local f = {'state', 'reserved', 'since', NOW, 'offer', oid, 'call', ci.id, 'oseq', ag.oseq,
+      'o_queue', q, 'o_worker', ci.owner, 'o_exp', expires}
     if ag.becoming_free then
       -- make_available's deferred write: it never entered the free sets, so none to leave
       f[#f + 1], f[#f + 2], f[#f + 3], f[#f + 4], f[#f + 5], f[#f + 6] =
@@ -325,9 +343,6 @@ local function reserve(ci, ags, qc)
     end
     redis.call('HSET', K.agent(ag.id), unpack(f))
     ag.state, ag.offer, ag.call = 'reserved', oid, ci.id
-    local expires = NOW + qc.ring_timeout + GRACE
-    redis.call('HSET', K.offer(oid), 'call', ci.id, 'agent', ag.id, 'queue', q, 'worker', ci.owner,
-      'kind', ci.kind, 'expires', expires)
     redis.call('ZADD', K.leases(), expires, oid)
     local offer = {offer_id = oid, call_id = ci.id, agent_id = ag.id, agent_uri = ag.uri,
       queue = q, ring_timeout = qc.ring_timeout, kind = ci.kind}
@@ -486,12 +501,16 @@ local function forget_call(ci)
   ci.state = 'gone'
 end
 
+-- An offer's lease ends (answered elsewhere, failed, its call gone). Its fields stay in the agent's
+-- hash until the caller moves the agent on (agent_free, pause, logout, or offer_failed's HDEL):
+-- until then the agent is still 'reserved' with this offer, which is how callers recognise it.
 local function drop_offer(oid)
-  local o = redis.call('HMGET', K.offer(oid), 'call', 'agent', 'queue', 'worker', 'expires', 'kind')
-  if not o[1] then return nil end
-  redis.call('DEL', K.offer(oid))
   redis.call('ZREM', K.leases(), oid)
-  return {id = oid, call = o[1], agent = o[2], queue = o[3], worker = o[4], expires = num(o[5], 0), kind = o[6]}
+  local a = offer_agent(oid)
+  if not a then return nil end
+  local o = redis.call('HMGET', K.agent(a), 'offer', 'call', 'o_queue', 'o_worker', 'o_exp')
+  if o[1] ~= oid then return nil end
+  return {id = oid, call = o[2], agent = a, queue = o[3], worker = o[4], expires = num(o[5], 0)}
 end
 
 -- Cancel the ringing offers of a call (all but `except`); returns their agents, still 'reserved'.
