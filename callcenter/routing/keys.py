@@ -20,7 +20,7 @@ TEMPLATES: dict[str, tuple[str, str, str]] = {
     "stats": ("rt:q:{q}:stats:{day}", "hash", "today's counters: offered, answered, abandoned, ..."),
     "agents": ("rt:agents", "set", "configured agent ids"),
     "agent": ("rt:a:{a}", "hash", "agent config and live state, and its one offer while reserved "
-                                  "(offer id '<agent>#<n>', call, o_queue, o_worker, o_exp)"),
+                                  "(offer id '<agent>#<n>', call, o_exp)"),
     "pauses": ("rt:a:{a}:pauses", "hash", "pause reason -> total seconds paused"),
     "call": ("rt:c:{c}", "hash", "a queued call"),
     "leases": ("rt:leases", "zset", "offer id -> lease expiry"),

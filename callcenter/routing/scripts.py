@@ -42,11 +42,12 @@ def library() -> tuple[str, str]:
     digest = hashlib.sha1("".join(parts + list(bodies.values())).encode() + lua_builders().encode())
     lib = LIB_PREFIX + digest.hexdigest()[:10]
     out = [f"#!lua name={lib}",
-           "local PREFIX, NOW, DAY = '', 0, ''",
+           "local PREFIX, NOW, NOW_S, DAY = '', 0, '', ''",
            lua_builders(),
            parts[0],
            # per-call state: the caller's prefix and clock; the queue-config cache must not outlive a call
-           "local function begin(args) PREFIX = args[1]; NOW = tonumber(args[2]); DAY = args[3]; QC = {}; QVER = nil end"]
+           "local function begin(args) PREFIX = args[1]; NOW_S = args[2]; NOW = tonumber(NOW_S); DAY = args[3]; "
+           "QC = {}; QVER = nil end"]
     for name, body in bodies.items():
         out.append(f"-- {name}.lua\nredis.register_function('{lib}_{name}', function(KEYS, ARGV)\n"
                    f"begin(ARGV)\n{body}\nend)")

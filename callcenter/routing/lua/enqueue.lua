@@ -11,15 +11,27 @@ if qc.max_length > 0 and redis.call('ZCARD', K.waiting(q)) >= qc.max_length then
   stat(q, 'rejected_full')
   return {'full', 0}
 end
-local need = {}
-for skill, lvl in pairs(qc.skills) do need[skill] = lvl end
-for skill, lvl in pairs(cjson.decode(ARGV[6])) do
-  if need[skill] == nil or num(lvl, 0) > num(need[skill], 0) then need[skill] = num(lvl, 0) end
+-- The requirement (queue skills raised by the call's own) and its signature, kept per distinct
+-- skills JSON in the queue's cached config: most callers of a queue send the same one.
+local req = qc.reqs and qc.reqs[ARGV[6]]
+if req == nil then
+  local need = {}
+  for skill, lvl in pairs(qc.skills) do need[skill] = lvl end
+  for skill, lvl in pairs(cjson.decode(ARGV[6])) do
+    if need[skill] == nil or num(lvl, 0) > num(need[skill], 0) then need[skill] = num(lvl, 0) end
+  end
+  local sig = sig_of(need)
+  req = {sig = sig, need = parse_sig(sig)}
+  qc.reqs = qc.reqs or {}
+  if qc.nreqs == nil or qc.nreqs < 1000 then
+    qc.reqs[ARGV[6]], qc.nreqs = req, (qc.nreqs or 0) + 1
+  end
 end
-local prio = num(ARGV[7], 0) + qc.priority
-local score = -prio * 1e10 + NOW
-local ci = {id = c, state = 'new', queue = q, queues = {q}, need = need, sig = sig_of(need), prio = prio,
-  enq = NOW, score = score, owner = owner, kind = 'call', esc = 1}
+-- the priority as the client sent it when the queue adds none (no number formatting)
+local prio, prio_s = num(ARGV[7], 0) + qc.priority, ARGV[7]
+if qc.priority ~= 0 or not string.match(prio_s, '^-?%d+$') then prio_s = tostring(prio) end
+local ci = {id = c, state = 'new', queue = q, need = req.need, sig = req.sig, prio = prio,
+  enq = NOW, score = score_of(prio, NOW), owner = owner, kind = 'call', esc = 1}
 -- (the owner is in workers(): Router heartbeats before its first enqueue, so a crash is noticed)
 redis.call('SADD', K.worker_calls(owner), c)
 stat(q, 'offered')
@@ -27,19 +39,17 @@ stat(q, 'offered')
 -- so the newcomer may take it before entering the queue. The call hash is written once, after the
 -- match, in its final state (reserve() leaves a fresh call's hash to us).
 local n = match_call(ci)
-local skills = next(need) == nil and '{}' or cjson.encode(need)
+local f = {'state', 'waiting', 'queue', q, 'sig', ci.sig, 'prio', prio_s, 'enq', NOW_S, 'owner', owner,
+  'caller', ARGV[8]}
+if ARGV[9] ~= '{}' and ARGV[9] ~= '' then f[#f + 1], f[#f + 2] = 'attrs', ARGV[9] end
 if n == 0 then
   ci.state = 'waiting'
-  local f = {'state', 'waiting', 'queue', q, 'queues', cjson.encode({q}),
-    'skills', skills, 'prio', prio, 'enq', NOW, 'score', score,
-    'owner', owner, 'kind', 'call', 'esc', 1, 'caller', ARGV[8], 'attrs', ARGV[9], 'sig', ci.sig}
-  if schedule_escalation(ci, true) then f[#f + 1], f[#f + 2] = 'escq', 1 end
+  if schedule_escalation(ci, true) then f[#f + 1], f[#f + 2] = 'escq', '1' end
   redis.call('HSET', K.call(c), unpack(f))
-  add_waiting(c, q, score, ci.sig)
+  add_waiting(c, q, score_str(ci.score), ci.sig)
 else
-  redis.call('HSET', K.call(c), 'state', 'offered', 'queue', q, 'queues', cjson.encode({q}),
-    'skills', skills, 'prio', prio, 'enq', NOW, 'score', score,
-    'owner', owner, 'kind', 'call', 'esc', 1, 'caller', ARGV[8], 'attrs', ARGV[9], 'sig', ci.sig,
-    'offers', ci.offers, 'offer_queue', ci.offer_queue)
+  f[2] = 'offered'
+  f[#f + 1], f[#f + 2], f[#f + 3], f[#f + 4] = 'offers', ci.offers, 'offer_queue', ci.offer_queue
+  redis.call('HSET', K.call(c), unpack(f))
 end
 return {'ok', n}

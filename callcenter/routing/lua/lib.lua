@@ -14,11 +14,16 @@
 --     wallboard); the per-signature sets let a free agent find its best call with one ZRANGE per
 --     requirement it meets instead of checking callers one by one;
 --   * an agent in 'reserved' has exactly one offer; a call in 'offered' has 1..n (ring_all) offers;
---   * an offer lives in its agent's hash (fields offer = its id, call, o_queue, o_worker, o_exp) and
+--   * an offer lives in its agent's hash (fields offer = its id, call, o_exp; its queue and worker are
+--     the call's offer_queue and owner) and
 --     has a lease; an agent's 'offer' field is set iff it is 'reserved', and then that id is leased.
 --
 -- Speed: a redis.call costs about as much as the command itself again (conversion, propagation to
 -- the AOF), so hashes are read once into Lua tables (agent_get/call_get) and written with one HSET.
+-- Each argument and reply element costs too (~0.25 us), and a Lua number passed to redis.call or
+-- joined with `..` is formatted by sprintf (~1 us for a time): times are written as the caller's
+-- own string (NOW_S) or formatted once, small counts as string literals, and the call hash holds
+-- only what cannot be derived (score from prio+enq, skills from sig, defaults left out).
 
 local SCAN = 50          -- how deep into a free-agent set one match looks for a skill fit
 local RINGALL_MAX = 20   -- ring_all rings at most this many phones at once
@@ -123,9 +128,9 @@ end
 
 local STATS_TTL = 8 * 86400   -- daily counters outlive the day for late wallboard/KPI reads
 
-local function stat(q, field, by)
-  by = by or 1
-  if redis.call('HINCRBY', K.stats(q, DAY), field, by) == by then
+-- Count one event in today's counters of queue q.
+local function stat(q, field)
+  if redis.call('HINCRBY', K.stats(q, DAY), field, '1') == 1 then
     redis.call('EXPIRE', K.stats(q, DAY), STATS_TTL)   -- first count of this field today
   end
 end
@@ -162,6 +167,7 @@ local function sig_of(need)
   return table.concat(parts, ',')
 end
 
+-- The requirement of a signature. The table is shared (memo): callers must not change it.
 local SIGS = {}
 local function parse_sig(sig)
   if SIGS[sig] then return SIGS[sig] end
@@ -173,17 +179,18 @@ local function parse_sig(sig)
   return need
 end
 
+-- score: the call's queue score, formatted once by the caller (score_str)
 local function add_waiting(c, q, score, sig)
   redis.call('ZADD', K.waiting(q), score, c)
   if redis.call('ZADD', K.waiting_sig(q, sig), score, c) == 1 then
-    redis.call('HINCRBY', K.sigs(q), sig, 1)
+    redis.call('HINCRBY', K.sigs(q), sig, '1')
   end
 end
 
 local function rem_waiting(c, q, sig)
   redis.call('ZREM', K.waiting(q), c)
   if redis.call('ZREM', K.waiting_sig(q, sig), c) == 1 then
-    if redis.call('HINCRBY', K.sigs(q), sig, -1) <= 0 then redis.call('HDEL', K.sigs(q), sig) end
+    if redis.call('HINCRBY', K.sigs(q), sig, '-1') <= 0 then redis.call('HDEL', K.sigs(q), sig) end
   end
 end
 
@@ -270,7 +277,7 @@ local function pause_agent(ag, reason)
   close_pause(ag)
   if ag.state == 'available' then leave_free_sets(ag) end
   if ag.state == 'wrap_up' then redis.call('ZREM', K.wrapups(), ag.id) end
-  redis.call('HSET', K.agent(ag.id), 'state', 'paused', 'since', NOW, 'pause_reason', reason)
+  redis.call('HSET', K.agent(ag.id), 'state', 'paused', 'since', NOW_S, 'pause_reason', reason)
   redis.call('HDEL', K.agent(ag.id), 'pending', 'offer', 'call')
   ag.state, ag.since, ag.pause_reason = 'paused', NOW, reason
   local rule = pause_rule(reason)
@@ -282,31 +289,61 @@ local function logout_agent(ag)
   close_pause(ag)
   if ag.state == 'available' then leave_free_sets(ag) end
   if ag.state == 'wrap_up' then redis.call('ZREM', K.wrapups(), ag.id) end
-  redis.call('HSET', K.agent(ag.id), 'state', 'logged_out', 'since', NOW)
+  redis.call('HSET', K.agent(ag.id), 'state', 'logged_out', 'since', NOW_S)
   redis.call('HDEL', K.agent(ag.id), 'pending', 'offer', 'call', 'pause_reason')
   ag.state = 'logged_out'
 end
 
 -- Calls ----------------------------------------------------------------------------------------
 
-local CALL_FIELDS = {'state', 'queues', 'skills', 'owner', 'kind', 'cbnum', 'sig', 'prio', 'enq', 'score',
+-- A call's hash: state, queue, sig (its skill requirement), prio, enq (the caller's clock string),
+-- owner, caller, attrs; 'queues' (JSON) only once escalation added overflow queues, 'kind' only
+-- for a callback, 'esc' only after the first escalation step, plus offers/offer_queue/agent/escq/
+-- cbnum/answered as they happen.
+local CALL_FIELDS = {'state', 'queues', 'owner', 'kind', 'cbnum', 'sig', 'prio', 'enq',
   'offers', 'queue', 'agent', 'offer_queue', 'esc', 'caller', 'escq'}
+-- Narrower reads for the hot paths (each field read costs): a waiting call being offered (reserve),
+-- and a call leaving routing (forget_call plus call_finished's queue).
+local CALL_ROUTE = {'state', 'queue', 'queues', 'sig', 'owner', 'kind', 'cbnum', 'escq', 'offers'}
+local CALL_END = {'state', 'queue', 'queues', 'sig', 'owner', 'cbnum', 'escq', 'offer_queue'}
 
-local function call_get(c)
-  local f = redis.call('HMGET', K.call(c), unpack(CALL_FIELDS))
+-- The waiting-queue score: priority first, then arrival (lower is served first).
+local function score_of(prio, enq)
+  return -prio * 1e10 + enq
+end
+
+-- A score as ZADD takes it: exact (%.17g), formatted once for the several ZADDs that use it.
+local function score_str(score)
+  return string.format('%.17g', score)
+end
+
+-- A call's fields as a table (nil if it does not exist). `fields` (default: all) must start with
+-- 'state'; prio/enq/score/esc are numbers when read. Code that requeues or escalates reads all.
+local function call_get(c, fields)
+  fields = fields or CALL_FIELDS
+  local f = redis.call('HMGET', K.call(c), unpack(fields))
   if not f[1] then return nil end
-  return {id = c, state = f[1], queues_raw = f[2], skills_raw = f[3], owner = f[4], kind = f[5], cbnum = f[6],
-    sig = f[7], prio = num(f[8], 0), enq = num(f[9], NOW), score = f[10], offers = f[11], queue = f[12],
-    agent = f[13], offer_queue = f[14], esc = num(f[15], 1), caller = f[16], escq = f[17]}
+  local ci = {id = c}
+  for i, name in ipairs(fields) do ci[name] = f[i] or nil end
+  ci.queues_raw, ci.queues = ci.queues, nil
+  ci.kind, ci.sig = ci.kind or 'call', ci.sig or '-'
+  if fields == CALL_FIELDS then
+    ci.prio, ci.enq, ci.esc = num(ci.prio, 0), num(ci.enq, NOW), num(ci.esc, 1)
+    ci.score = score_of(ci.prio, ci.enq)
+  end
+  return ci
 end
 
 local function ci_queues(ci)
-  if ci.queues == nil then ci.queues = cjson.decode(ci.queues_raw) end
+  if ci.queues == nil then
+    ci.queues = ci.queues_raw and cjson.decode(ci.queues_raw) or {ci.queue}
+  end
   return ci.queues
 end
 
+-- The call's skill requirement (shared with parse_sig's memo: read-only; apply_step copies it).
 local function ci_need(ci)
-  if ci.need == nil then ci.need = cjson.decode(ci.skills_raw) end
+  if ci.need == nil then ci.need = parse_sig(ci.sig) end
   return ci.need
 end
 
@@ -327,14 +364,14 @@ local function reserve(ci, ags, qc)
   for _, ag in ipairs(ags) do
     -- the offer lives in the agent's hash (an agent holds at most one): its id names the agent
     ag.oseq = ag.oseq + 1
-    local oid = ag.id .. OFFER_SEP .. ag.oseq
-    local expires = NOW + qc.ring_timeout + GRACE
-    local f = {'state', 'reserved', 'since', NOW, 'offer', oid, 'call', ci.id, 'oseq', ag.oseq,
-      'o_queue', q, 'o_worker', ci.owner, 'o_exp', expires}
+    local n = tostring(ag.oseq)
+    local oid = ag.id .. OFFER_SEP .. n
+    local expires = tostring(NOW + qc.ring_timeout + GRACE)
+    local f = {'state', 'reserved', 'since', NOW_S, 'offer', oid, 'call', ci.id, 'oseq', n, 'o_exp', expires}
     if ag.becoming_free then
       -- make_available's deferred write: it never entered the free sets, so none to leave
       f[#f + 1], f[#f + 2], f[#f + 3], f[#f + 4], f[#f + 5], f[#f + 6] =
-        'last_free', NOW, 'calls', ag.calls, 'talk', ag.talk
+        'last_free', NOW_S, 'calls', ag.calls, 'talk', ag.talk
     else
       leave_free_sets(ag)
     end
@@ -345,7 +382,7 @@ local function reserve(ci, ags, qc)
     ag.state, ag.offer, ag.call = 'reserved', oid, ci.id
     redis.call('ZADD', K.leases(), expires, oid)
     local offer = {offer_id = oid, call_id = ci.id, agent_id = ag.id, agent_uri = ag.uri,
-      queue = q, ring_timeout = qc.ring_timeout, kind = ci.kind}
+      queue = q, ring_timeout = qc.ring_timeout, kind = ci.kind or 'call'}
     if ci.cbnum then offer.callback_number = ci.cbnum end
     redis.call('RPUSH', K.worker_offers(ci.owner), cjson.encode(offer))
     ids[#ids + 1] = oid
@@ -370,7 +407,8 @@ local function match_call(ci, exclude, depth)
       local want = qc.strategy == 'ring_all' and RINGALL_MAX or 1
       local limit, start, chunk = depth or SCAN, 0, want == 1 and 4 or 8
       while start < limit and #chosen < want do
-        local batch = redis.call('ZRANGE', K.free(q), start, math.min(start + chunk, limit) - 1)
+        local batch = start == 0 and chunk == 4 and redis.call('ZRANGE', K.free(q), '0', '3')
+          or redis.call('ZRANGE', K.free(q), start, math.min(start + chunk, limit) - 1)
         for _, a in ipairs(batch) do
           if #chosen < want and a ~= exclude then
             local ag = agent_get(a)
@@ -401,7 +439,7 @@ local function match_agent(ag, exclude)
     local head, head_score = nil, nil
     for _, sig in ipairs(redis.call('HKEYS', K.sigs(q))) do
       if skills_ok(have, parse_sig(sig)) then
-        local top = redis.call('ZRANGE', K.waiting_sig(q, sig), 0, 1, 'WITHSCORES')
+        local top = redis.call('ZRANGE', K.waiting_sig(q, sig), '0', '1', 'WITHSCORES')
         local i = 1
         if top[1] == exclude then i = 3 end
         if top[i] then
@@ -420,7 +458,7 @@ local function match_agent(ag, exclude)
     end
   end
   if best == nil then return 0 end
-  local ci = call_get(best.c)
+  local ci = call_get(best.c, CALL_ROUTE)
   return reserve(ci, {ag}, qconf(best.q))
 end
 
@@ -435,7 +473,7 @@ local function make_available(ag, exclude_call)
   local n = match_agent(ag, exclude_call)
   ag.becoming_free = nil
   if n == 0 then
-    redis.call('HSET', K.agent(ag.id), 'state', 'available', 'since', NOW, 'last_free', NOW, 'calls', ag.calls,
+    redis.call('HSET', K.agent(ag.id), 'state', 'available', 'since', NOW_S, 'last_free', NOW_S, 'calls', ag.calls,
       'talk', ag.talk)
     redis.call('HDEL', K.agent(ag.id), 'offer', 'call', 'pause_reason', 'pending')
     ag.offer, ag.call = nil, nil
@@ -477,7 +515,7 @@ local function schedule_escalation(ci, defer)
   if ci.escq then return false end
   ci.escq = '1'
   if defer then return true end
-  redis.call('HSET', K.call(ci.id), 'escq', 1)
+  redis.call('HSET', K.call(ci.id), 'escq', '1')
   return false
 end
 
@@ -487,7 +525,7 @@ local function requeue(ci)
   redis.call('HDEL', K.call(ci.id), 'offers', 'offer_queue', 'agent')
   ci.state, ci.offers = 'waiting', nil
   for _, q in ipairs(ci_queues(ci)) do
-    if qconf(q) then add_waiting(ci.id, q, ci.score, ci.sig) end
+    if qconf(q) then add_waiting(ci.id, q, score_str(ci.score), ci.sig) end
   end
   schedule_escalation(ci)
 end
@@ -501,16 +539,17 @@ local function forget_call(ci)
   ci.state = 'gone'
 end
 
--- An offer's lease ends (answered elsewhere, failed, its call gone). Its fields stay in the agent's
+-- An offer's lease ends (answered elsewhere, failed, its call gone); its queue and worker are the
+-- call's offer_queue and owner. Its fields stay in the agent's
 -- hash until the caller moves the agent on (agent_free, pause, logout, or offer_failed's HDEL):
 -- until then the agent is still 'reserved' with this offer, which is how callers recognise it.
 local function drop_offer(oid)
   redis.call('ZREM', K.leases(), oid)
   local a = offer_agent(oid)
   if not a then return nil end
-  local o = redis.call('HMGET', K.agent(a), 'offer', 'call', 'o_queue', 'o_worker', 'o_exp')
+  local o = redis.call('HMGET', K.agent(a), 'offer', 'call', 'o_exp')
   if o[1] ~= oid then return nil end
-  return {id = oid, call = o[2], agent = a, queue = o[3], worker = o[4], expires = num(o[5], 0)}
+  return {id = oid, call = o[2], agent = a, expires = num(o[3], 0)}
 end
 
 -- Cancel the ringing offers of a call (all but `except`); returns their agents, still 'reserved'.
@@ -561,7 +600,9 @@ end
 
 -- Apply one escalation step that only changes how the call is matched (skills, queues, priority).
 local function apply_step(ci, step)
-  local need, queues = ci_need(ci), ci_queues(ci)
+  local need, queues = {}, ci_queues(ci)
+  for skill, lvl in pairs(ci_need(ci)) do need[skill] = lvl end   -- ci_need's table is shared
+  ci.need = need
   if step.relax_skills then
     for skill, lvl in pairs(step.relax_skills) do
       if need[skill] and num(need[skill], 0) > num(lvl, 0) then need[skill] = num(lvl, 0) end
@@ -573,7 +614,7 @@ local function apply_step(ci, step)
   end
   if num(step.raise_priority, 0) > 0 then
     ci.prio = ci.prio + num(step.raise_priority, 0)
-    ci.score = -ci.prio * 1e10 + ci.enq
+    ci.score = score_of(ci.prio, ci.enq)
   end
   for _, oq in ipairs(step.overflow or {}) do
     local present = false
@@ -582,13 +623,13 @@ local function apply_step(ci, step)
   end
   -- re-index under the new signature/score (ZADD of a present member just moves it)
   local new_sig = sig_of(need)
+  local score = score_str(ci.score)
   for _, q in ipairs(queues) do
     if new_sig ~= ci.sig then rem_waiting(ci.id, q, ci.sig) end
-    add_waiting(ci.id, q, ci.score, new_sig)
+    add_waiting(ci.id, q, score, new_sig)
   end
   ci.sig = new_sig
-  redis.call('HSET', K.call(ci.id), 'prio', ci.prio, 'score', ci.score, 'queues', cjson.encode(queues),
-    'skills', next(need) == nil and '{}' or cjson.encode(need), 'sig', ci.sig)
+  redis.call('HSET', K.call(ci.id), 'prio', ci.prio, 'queues', cjson.encode(queues), 'sig', ci.sig)
 end
 
 -- A due escalation check for a call: apply every step whose time has come, in order.
@@ -629,20 +670,21 @@ end
 local function offer_failed(oid, reason, count_miss)
   local o = drop_offer(oid)
   if not o then return 0 end
-  local qc = qconf(o.queue) or {miss_limit = 3}
+  local ci = call_get(o.call)
+  local q = ci and ci.offer_queue
+  local qc = q and qconf(q) or {miss_limit = 3}
   local ag = agent_get(o.agent)
   if ag and ag.offer == oid then
     redis.call('HDEL', K.agent(ag.id), 'offer', 'call')
     if count_miss then
-      stat(o.queue, 'missed')
-      local misses = redis.call('HINCRBY', K.agent(ag.id), 'misses', 1)
+      if q then stat(q, 'missed') end
+      local misses = redis.call('HINCRBY', K.agent(ag.id), 'misses', '1')
       if misses >= qc.miss_limit then
         pause_agent(ag, 'missed_offers')
-        event(o.worker, {kind = 'agent_auto_paused', agent_id = ag.id, misses = misses})
+        event(ci and ci.owner, {kind = 'agent_auto_paused', agent_id = ag.id, misses = misses})
       end
     end
   end
-  local ci = call_get(o.call)
   if ci and ci.state == 'offered' then
     local rest = {}
     for _, x in ipairs(split(ci.offers)) do if x ~= oid then rest[#rest + 1] = x end end
