@@ -16,7 +16,8 @@ has to look past them), plus A logged-in agents. Then:
       - "enq->agent": enqueue of a caller that a free agent takes at once;
       - "free->call": call_finished of an agent that takes the head waiting caller.
     "Redis dec/s" = 1e6 / the mean of the two: what one Redis core sustains in decisions alone.
-    "cmds" = Redis commands per decision (enq/free): deterministic, unlike the us columns.
+    "cmds" = Redis commands per decision (enq/free): deterministic, unlike the us columns. The us
+    are the median over the rounds' pipelines (each `batch` decisions) of usec per FCALL.
   * Load: P client processes (multiprocessing), each its own worker id with pipelined FCALLs:
     it keeps up to 1.5 x A / P callers in flight (more callers than agents: both decision kinds
     happen), pops its offers, answers and finishes them. "e2e dec/s" is the achieved rate;
@@ -109,17 +110,23 @@ def _offers(client: redis.Redis, worker: str) -> list[dict[str, Any]]:
 
 
 class _Timed:
-    """Accumulates Redis time and inner commands of the pipelines it runs."""
+    """Redis time per FCALL of each pipeline it runs (the median over pipelines is reported: this VM's
+    neighbours make single pipelines slow now and then), and commands run inside them."""
 
     def __init__(self, client: redis.Redis) -> None:
-        self.client, self.us, self.calls, self.cmds = client, 0.0, 0, 0
+        self.client, self.per_call, self.calls, self.cmds = client, [], 0, 0
 
     def run(self, pipe: Any) -> None:
         u0, c0, i0 = _stats(self.client)
         pipe.execute()
         u1, c1, i1 = _stats(self.client)
         # the INFO/LPOP of this bookkeeping are excluded by name; nothing else runs meanwhile
-        self.us, self.calls, self.cmds = self.us + u1 - u0, self.calls + c1 - c0, self.cmds + i1 - i0
+        self.per_call.append((u1 - u0) / max(1, c1 - c0))
+        self.calls, self.cmds = self.calls + c1 - c0, self.cmds + i1 - i0
+
+    @property
+    def us(self) -> float:
+        return statistics.median(self.per_call)
 
 
 def decision_cost(url: str, agents: int, seconds: float) -> dict[str, float]:
@@ -182,7 +189,7 @@ def decision_cost(url: str, agents: int, seconds: float) -> dict[str, float]:
         assert len(first) == len(second) == batch, (len(first), len(second))
         busy += [(o["call_id"], o["agent_id"]) for o in second]
     client.close()
-    return {"enq_us": enq.us / enq.calls, "fin_us": fin.us / fin.calls,
+    return {"enq_us": enq.us, "fin_us": fin.us,
             "enq_cmds": enq.cmds / enq.calls, "fin_cmds": fin.cmds / fin.calls}
 
 

@@ -94,12 +94,19 @@ def check_pjsua2(report: Report, probe_players: int = NEEDED_PLAYERS) -> None:
 def check_redis(report: Report, url: str) -> None:
     import redis
 
+    from callcenter.redis_server import ZSET_LISTPACK_MAX
+
     try:
         client = redis.Redis.from_url(url, socket_connect_timeout=2)
         info = client.info("server")
         persistence = client.config_get("appendonly").get("appendonly", "?")
         report.add("redis", f"{info.get('redis_version')} at {url.split('@')[-1]} (appendonly={persistence})",
                    True)
+        raw = client.config_get("zset-max-listpack-entries").get("zset-max-listpack-entries")
+        if raw is not None and int(raw) > ZSET_LISTPACK_MAX:
+            # advice, not a failure: routing works, each decision just costs more
+            report.add("redis zsets", f"zset-max-listpack-entries={int(raw)}; set it to {ZSET_LISTPACK_MAX} "
+                       "for faster routing decisions (README: Scaling out)", True)
         client.close()
     except Exception as exc:  # noqa: BLE001
         report.add("redis", f"unreachable at {url.split('@')[-1]}: {exc}", False)

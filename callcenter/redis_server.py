@@ -18,6 +18,8 @@ import redis
 
 from callcenter.exceptions import CallcenterError
 
+ZSET_LISTPACK_MAX = 32   # also what `callcenter doctor` advises for a shared Redis
+
 
 class EmbeddedRedis:
     """A redis-server process owned by this one, data and socket under ``directory``."""
@@ -44,7 +46,10 @@ class EmbeddedRedis:
         self.directory.mkdir(parents=True, exist_ok=True)
         args = [exe, "--port", str(self.port), "--unixsocket", str(self.socket), "--unixsocketperm", "700",
                 "--dir", str(self.directory), "--appendonly", "yes", "--appendfsync", "everysec",
-                "--save", "", "--daemonize", "no", "--logfile", str(self.directory / "redis.log")]
+                "--save", "", "--daemonize", "no", "--logfile", str(self.directory / "redis.log"),
+                # routing's sorted sets (free agents, leases, waiting) change on every decision: a
+                # listpack over ~32 entries re-parses every score on insert (bench/RESULTS.md)
+                "--zset-max-listpack-entries", str(ZSET_LISTPACK_MAX)]
         if not self.port:
             args += ["--bind", "127.0.0.1"]
         self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, start_new_session=True)

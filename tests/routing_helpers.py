@@ -44,10 +44,11 @@ for _, q in ipairs(redis.call('SMEMBERS', 'cc:rt:queues')) do
       bad[#bad + 1] = c .. ' missing from its signature set'
     end
   end
-  local counted = 0
-  local sigs = redis.call('HGETALL', 'cc:rt:q:' .. q .. ':sigs')
-  for i = 2, #sigs, 2 do counted = counted + tonumber(sigs[i]) end
-  if counted ~= n then bad[#bad + 1] = q .. ': signature counts ' .. counted .. ' ~= waiting ' .. n end
+  local indexed = 0
+  for _, sig in ipairs(redis.call('SMEMBERS', 'cc:rt:q:' .. q .. ':sigset')) do
+    indexed = indexed + redis.call('ZCARD', 'cc:rt:q:' .. q .. ':w:' .. sig)
+  end
+  if indexed ~= n then bad[#bad + 1] = q .. ': signature sets hold ' .. indexed .. ' ~= waiting ' .. n end
 end
 return bad
 """

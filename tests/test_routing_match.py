@@ -407,6 +407,43 @@ def test_offer_id_names_its_agent_and_a_stale_one_is_refused(redis_url):
     run(main())
 
 
+def test_empty_skill_requirements_are_pruned_and_come_back(redis_url):
+    async def main():
+        clock = Clock()
+        rt = await make(redis_url, clock=clock)
+        sync = connect_sync(redis_url)
+        sigset = rt.keys.sigset("sales")
+        await call(rt, "c1", sales=7)               # a requirement of its own: sales=7
+        await call(rt, "c2")                        # the queue's: sales=1
+        assert set(sync.smembers(sigset)) == {"sales=7", "sales=1"}
+        await rt.abandon("c1")
+        epoch = sync.get(rt.keys.rules_ver())
+        clock.advance(61)
+        await rt.tick()                             # a minute on: sales=7 has nobody, it goes
+        assert set(sync.smembers(sigset)) == {"sales=1"}
+        assert sync.get(rt.keys.rules_ver()) != epoch   # a new cache epoch
+        await call(rt, "c3", sales=7)               # the requirement is back, and agents find it
+        assert set(sync.smembers(sigset)) == {"sales=7", "sales=1"}
+        await rt.agent_login("a3")                  # sales 9: takes c2 (first in line), then c3
+        assert (await serve(rt)).call_id == "c2"
+        assert (await serve(rt)).call_id == "c3"
+    run(main())
+
+
+def test_state_of_an_older_key_layout_is_taken_over_only_when_idle(redis_url):
+    async def main():
+        rt = await make(redis_url)
+        sync = connect_sync(redis_url)
+        await call(rt, "c1")
+        sync.delete(rt.keys.layout())               # as an older version left it: no layout marker
+        with pytest.raises(RoutingError, match="layout 1 with callers waiting in sales"):
+            await rt.apply_rules(R.loads(rules_text(), "test_rules.yaml"))
+        await rt.abandon("c1")                      # drained: taken over
+        await rt.apply_rules(R.loads(rules_text(), "test_rules.yaml"))
+        assert sync.get(rt.keys.layout()) == "2"
+    run(main())
+
+
 def test_wallboard_counts_today(redis_url):
     async def main():
         clock = Clock(1_790_000_000.0)

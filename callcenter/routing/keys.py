@@ -13,7 +13,8 @@ TEMPLATES: dict[str, tuple[str, str, str]] = {
     "queue": ("rt:q:{q}", "hash", "queue config (from routing_rules.yaml) and running AHT"),
     "waiting": ("rt:q:{q}:waiting", "zset", "waiting calls; score = -priority*1e10 + enqueue time"),
     "waiting_sig": ("rt:q:{q}:w:{sig}", "zset", "the waiting calls of one skill requirement (match index)"),
-    "sigs": ("rt:q:{q}:sigs", "hash", "skill requirement signature -> number of waiting calls with it"),
+    "sigset": ("rt:q:{q}:sigset", "set", "skill requirement signatures that have a waiting_sig set "
+                                         "(grows; tick prunes empty ones and starts a new cache epoch)"),
     "free": ("rt:q:{q}:free", "zset", "available member agents; score = the queue strategy's key"),
     "members": ("rt:q:{q}:members", "set", "agents that are members of the queue"),
     "staffed": ("rt:q:{q}:staffed", "set", "members logged in and not paused (EWT divides by this)"),
@@ -37,7 +38,9 @@ TEMPLATES: dict[str, tuple[str, str, str]] = {
     "pause_rules": ("rt:pause_rules", "hash", "pause reason -> 'max seconds|1 if auto-ready' (defaults.pause_reasons)"),
     "pause_due": ("rt:pause_due", "zset", "agent id -> when its auto-ready pause ends"),
     "libs": ("rt:libs", "zset", "routing Functions library name -> last heartbeat of a process using it"),
-    "rules_ver": ("rt:rules_ver", "string", "SHA1 of the rules last applied (Lua config cache version)"),
+    "rules_ver": ("rt:rules_ver", "string", "'<SHA1 of the rules last applied>:<cache epoch>' (Lua caches' version)"),
+    "layout": ("rt:layout", "string", "version of this key layout (absent: layout 1, before offers moved into agents)"),
+    "sig_prune": ("rt:sig_prune", "string", "time of the last pruning of empty signatures (one per minute)"),
 }
 
 
@@ -62,8 +65,8 @@ class Keys:
     def waiting_sig(self, q: str, sig: str) -> str:
         return self._k("waiting_sig", q=q, sig=sig)
 
-    def sigs(self, q: str) -> str:
-        return self._k("sigs", q=q)
+    def sigset(self, q: str) -> str:
+        return self._k("sigset", q=q)
 
     def free(self, q: str) -> str:
         return self._k("free", q=q)
@@ -133,6 +136,12 @@ class Keys:
 
     def rules_ver(self) -> str:
         return self._k("rules_ver")
+
+    def layout(self) -> str:
+        return self._k("layout")
+
+    def sig_prune(self) -> str:
+        return self._k("sig_prune")
 
 
 def lua_builders() -> str:

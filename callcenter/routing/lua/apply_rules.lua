@@ -2,6 +2,27 @@
 -- KEYS: none (see lib.lua). ARGV: [1] prefix [2] now [3] day [4] rules JSON (RoutingRules.to_json)
 -- Returns {'ok'} or {'conflict', message} (nothing changed).
 local rules = cjson.decode(ARGV[4])
+-- Routing state written by another key layout (an older version) is taken over only when idle:
+-- two layouts cannot share live callers and offers. Layout 1 had no marker.
+local had = redis.call('GET', K.layout())
+if had ~= LAYOUT then
+  if had or redis.call('EXISTS', K.queues()) == 1 then
+    for _, q in ipairs(redis.call('SMEMBERS', K.queues())) do
+      if redis.call('ZCARD', K.waiting(q)) > 0 then
+        return {'conflict', 'Redis holds routing state of layout ' .. (had or '1') .. ' with callers waiting in ' ..
+          q .. '; this version uses layout ' .. LAYOUT .. ': stop the old workers and let the queues drain first'}
+      end
+    end
+    for _, a in ipairs(redis.call('SMEMBERS', K.agents())) do
+      local st = redis.call('HGET', K.agent(a), 'state')
+      if st == 'reserved' or st == 'on_call' then
+        return {'conflict', 'Redis holds routing state of layout ' .. (had or '1') .. ' with agent ' .. a .. ' ' ..
+          st .. '; this version uses layout ' .. LAYOUT .. ': stop the old workers and let calls end first'}
+      end
+    end
+  end
+  redis.call('SET', K.layout(), LAYOUT)
+end
 for _, q in ipairs(redis.call('SMEMBERS', K.queues())) do
   if rules.queues[q] == nil then
     local n = redis.call('ZCARD', K.waiting(q))
@@ -27,8 +48,8 @@ for _, a in ipairs(redis.call('SMEMBERS', K.agents())) do
 end
 for _, q in ipairs(redis.call('SMEMBERS', K.queues())) do
   if rules.queues[q] == nil then
-    for _, sig in ipairs(redis.call('HKEYS', K.sigs(q))) do redis.call('DEL', K.waiting_sig(q, sig)) end
-    redis.call('DEL', K.queue(q), K.waiting(q), K.free(q), K.members(q), K.sigs(q), K.staffed(q))
+    for _, sig in ipairs(redis.call('SMEMBERS', K.sigset(q))) do redis.call('DEL', K.waiting_sig(q, sig)) end
+    redis.call('DEL', K.queue(q), K.waiting(q), K.free(q), K.members(q), K.sigset(q), K.staffed(q))
     redis.call('SREM', K.queues(), q)
   end
 end
@@ -54,8 +75,7 @@ if type(pr) == 'table' then
     redis.call('HSET', K.pause_rules(), reason, tostring(r.max) .. '|' .. (r.auto_ready and '1' or '0'))
   end
 end
-redis.call('SET', K.rules_ver(), redis.sha1hex(ARGV[4]))
-qconf_reset()
+new_epoch(redis.sha1hex(ARGV[4]))
 for _, a in ipairs(redis.call('SMEMBERS', K.agents())) do
   if rules.agents[a] == nil then
     redis.call('ZREM', K.wrapups(), a)

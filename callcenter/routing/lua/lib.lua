@@ -25,6 +25,7 @@
 -- own string (NOW_S) or formatted once, small counts as string literals, and the call hash holds
 -- only what cannot be derived (score from prio+enq, skills from sig, defaults left out).
 
+local LAYOUT = '2'       -- the key layout these scripts use (apply_rules refuses a live other one)
 local SCAN = 50          -- how deep into a free-agent set one match looks for a skill fit
 local RINGALL_MAX = 20   -- ring_all rings at most this many phones at once
 local GRACE = 3          -- seconds a lease outlives the ring timeout before tick() reclaims it
@@ -47,29 +48,70 @@ local function event(worker, ev)
   end
 end
 
--- Queue configs change only through apply_rules, so their parsed form is kept across calls (upvalues
--- of a Functions library live as long as the library): one GET of the rules version per call instead
--- of a 12-field HMGET and a cjson.decode per queue. The version is the SHA1 of the applied rules JSON
--- (a pure function of the config), so a FLUSHALL + re-apply of other rules can never hit stale
--- entries; without a version key (data from before this scheme) nothing is cached.
+-- Two things are kept across calls in the Functions library's Lua state (upvalues live as long as
+-- the library), so a decision does not re-read them from Redis:
+--   * parsed queue configs (they change only through apply_rules): saves a 12-field HMGET and a
+--     cjson.decode per queue per call;
+--   * each queue's skill-requirement signatures (the names of its waiting_sig sets, kept in
+--     sigset(q)): saves a read of them per queue an agent looks in, and the count upkeep per call.
+-- Both are valid for one *epoch*: rules_ver holds '<SHA1 of the applied rules>:<epoch>', read once
+-- per call (one GET), and every change of what is cached (apply_rules, pruning empty signatures)
+-- writes a new epoch, so no cache can outlive the state it mirrors, in any library version or after
+-- a FLUSHALL. Without the key (data from before this scheme) nothing is cached.
+-- sigset(q) only grows within an epoch (tick prunes empty signatures, starting a new one), so a
+-- signature a cache holds is always in Redis. Another library version (a rolling deploy) may add
+-- one this cache lacks: tick() drops the signature caches every second, and its retry sweep reads
+-- sigset(q) itself, so such callers wait at most about a second longer.
 local QC = {}            -- this call's view: queue name -> config | false
-local QCACHE = {}        -- prefix -> {ver = version, q = {queue name -> config | false}}
+local QCACHE = {}        -- prefix -> {ver = version, q = {queue name -> config | false},
+                         --            sigs = {queue name -> {list = {sig...}, has = {sig -> true}}}}
 local QVER = nil         -- this call's rules version (false: none), read once per call
 
-local function qcache()
+local function cache_entry()
   if QVER == nil then QVER = redis.call('GET', K.rules_ver()) or false end
   if not QVER then return nil end
   local c = QCACHE[PREFIX]
   if c == nil or c.ver ~= QVER then
-    c = {ver = QVER, q = {}}
+    c = {ver = QVER, q = {}, sigs = {}}
     QCACHE[PREFIX] = c
   end
-  return c.q
+  return c
+end
+
+local function qcache()
+  local c = cache_entry()
+  return c and c.q
 end
 
 -- apply_rules changed the queue hashes: forget every parsed config of this prefix.
 local function qconf_reset()
   QC, QVER, QCACHE[PREFIX] = {}, nil, nil
+end
+
+-- Start a new cache epoch (keeping the rules' SHA1): every library's caches of this prefix go stale.
+local function new_epoch(sha)
+  local t = redis.call('TIME')
+  sha = sha or string.match(redis.call('GET', K.rules_ver()) or '', '^([^:]*)') or ''
+  redis.call('SET', K.rules_ver(), sha .. ':' .. t[1] .. '.' .. t[2])
+  qconf_reset()
+end
+
+-- tick(): forget the cached signatures, so ones other library versions added are seen.
+local function sigs_refresh()
+  local c = cache_entry()
+  if c then c.sigs = {} end
+end
+
+-- The signatures of queue q that may have waiting calls: {list = {...}, has = {sig -> true}}.
+local function qsigs(q)
+  local c = cache_entry()
+  local e = c and c.sigs[q]
+  if e == nil then
+    e = {list = redis.call('SMEMBERS', K.sigset(q)), has = {}}
+    for _, sig in ipairs(e.list) do e.has[sig] = true end
+    if c then c.sigs[q] = e end
+  end
+  return e
 end
 
 local function qconf(q)
@@ -182,16 +224,17 @@ end
 -- score: the call's queue score, formatted once by the caller (score_str)
 local function add_waiting(c, q, score, sig)
   redis.call('ZADD', K.waiting(q), score, c)
-  if redis.call('ZADD', K.waiting_sig(q, sig), score, c) == 1 then
-    redis.call('HINCRBY', K.sigs(q), sig, '1')
+  redis.call('ZADD', K.waiting_sig(q, sig), score, c)
+  local e = qsigs(q)
+  if not e.has[sig] then
+    redis.call('SADD', K.sigset(q), sig)
+    e.has[sig], e.list[#e.list + 1] = true, sig
   end
 end
 
 local function rem_waiting(c, q, sig)
   redis.call('ZREM', K.waiting(q), c)
-  if redis.call('ZREM', K.waiting_sig(q, sig), c) == 1 then
-    if redis.call('HINCRBY', K.sigs(q), sig, '-1') <= 0 then redis.call('HDEL', K.sigs(q), sig) end
-  end
+  redis.call('ZREM', K.waiting_sig(q, sig), c)
 end
 
 -- Agents ---------------------------------------------------------------------------------------
@@ -437,7 +480,7 @@ local function match_agent(ag, exclude)
   for q, w in pairs(ag_queues(ag)) do
     w = num(w, 0)
     local head, head_score = nil, nil
-    for _, sig in ipairs(redis.call('HKEYS', K.sigs(q))) do
+    for _, sig in ipairs(qsigs(q).list) do
       if skills_ok(have, parse_sig(sig)) then
         local top = redis.call('ZRANGE', K.waiting_sig(q, sig), '0', '1', 'WITHSCORES')
         local i = 1

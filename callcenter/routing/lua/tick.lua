@@ -99,15 +99,34 @@ end
 -- guard holds the script clock of the last sweep), so N workers do not multiply the cost.
 local last = tonumber(redis.call('GET', K.retry_guard()))
 if last == nil or last <= NOW - 0.9 or last > NOW + 60 then
-  redis.call('SET', K.retry_guard(), NOW, 'PX', 60000)
+  redis.call('SET', K.retry_guard(), NOW_S, 'PX', 60000)
   for _, q in ipairs(redis.call('SMEMBERS', K.queues())) do
     if redis.call('ZCARD', K.free(q)) > 0 then
-      for _, sig in ipairs(redis.call('HKEYS', K.sigs(q))) do
-        local head = redis.call('ZRANGE', K.waiting_sig(q, sig), 0, 0)[1]
+      for _, sig in ipairs(redis.call('SMEMBERS', K.sigset(q))) do
+        local head = redis.call('ZRANGE', K.waiting_sig(q, sig), '0', '0')[1]
         if head then match_call(call_get(head), nil, 200) end
       end
     end
   end
+end
+
+-- Signatures: see what other library versions added (the caches are dropped every tick), and once
+-- a minute forget the ones no caller waits under any more (a new cache epoch), so an agent's
+-- look-up stays one ZRANGE per requirement that is really waiting.
+sigs_refresh()
+local pruned = tonumber(redis.call('GET', K.sig_prune()))
+if pruned == nil or pruned <= NOW - 60 or pruned > NOW + 600 then
+  redis.call('SET', K.sig_prune(), NOW_S, 'EX', 3600)
+  local gone = 0
+  for _, q in ipairs(redis.call('SMEMBERS', K.queues())) do
+    for _, sig in ipairs(redis.call('SMEMBERS', K.sigset(q))) do
+      if redis.call('EXISTS', K.waiting_sig(q, sig)) == 0 then
+        redis.call('SREM', K.sigset(q), sig)
+        gone = gone + 1
+      end
+    end
+  end
+  if gone > 0 then new_epoch() end
 end
 
 local events = redis.call('LRANGE', K.worker_events(me), 0, -1)
