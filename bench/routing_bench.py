@@ -23,6 +23,7 @@ has to look past them), plus A logged-in agents. Then:
     happen), pops its offers, answers and finishes them. "e2e dec/s" is the achieved rate;
     "us/dec life" is the Redis time of the whole call life (enqueue + offer_answered + call_finished)
     per decision, and "Redis life dec/s" = 1e6 / that: the rate one Redis core sustains for complete calls.
+    "CPU us/call" is redis-server's whole CPU time (INFO cpu: scripts, protocol, AOF) per complete call.
   * Latency: one client, unpipelined, through the public Router API (asyncio), 2 callers at a time,
     each cycling enqueue -> offer in the worker's hand (next_offers) -> offer_answered -> call_finished.
     p50/p99 of enqueue() start -> offer in hand.
@@ -102,6 +103,12 @@ def _stats(client: redis.Redis) -> tuple[float, int, int]:
     inner = sum(int(v.get("calls", 0)) for k, v in st.items()
                 if k not in ("cmdstat_fcall", "cmdstat_info", "cmdstat_lpop", "cmdstat_config"))
     return float(fc.get("usec", 0)), int(fc.get("calls", 0)), inner
+
+
+def _cpu(client: redis.Redis) -> float:
+    """CPU seconds redis-server has used (user + system, all its threads: AOF writes included)."""
+    info = client.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
 
 def _offers(client: redis.Redis, worker: str) -> list[dict[str, Any]]:
@@ -232,18 +239,21 @@ def load(url: str, seconds: float, agents: int, procs: int) -> dict[str, float]:
     client = redis.Redis.from_url(url, decode_responses=True)
     time.sleep(0.3)   # let the processes start before the clock runs
     u0, c0, _ = _stats(client)
+    cpu0 = _cpu(client)
     t0 = time.perf_counter()
     stop_at.value = time.time() + seconds
     go.set()
     popped = sum(out.get(timeout=seconds + 60) for _ in ps)
     elapsed = time.perf_counter() - t0
     u1, c1, _ = _stats(client)
+    cpu1 = _cpu(client)
     left = sum(client.llen(f"{PREFIX}rt:w:load{i}:offers") for i in range(procs))
     client.close()
     for p in ps:
         p.join(10)
     decisions = popped + left
     return {"dec_per_s": decisions / elapsed, "us_per_dec": (u1 - u0) / max(1, decisions),
+            "cpu_us_per_dec": 1e6 * (cpu1 - cpu0) / max(1, decisions),
             "fcalls_per_dec": (c1 - c0) / max(1, decisions)}
 
 
@@ -313,7 +323,8 @@ def main() -> None:
                   f"{opts.latency_callers} callers, unpipelined Router API")
             print(f"{'waiting':>7} {'agents':>6} | {'us enq->agent':>13} {'us free->call':>13} {'Redis dec/s':>11} "
                   f"{'cmds':>9} | "
-                  f"{'e2e dec/s':>9} {'us/dec life':>11} {'Redis life dec/s':>16} | {'p50 ms':>6} {'p99 ms':>6}")
+                  f"{'e2e dec/s':>9} {'us/dec life':>11} {'Redis life dec/s':>16} {'CPU us/call':>11} | "
+                  f"{'p50 ms':>6} {'p99 ms':>6}")
             for a in (int(x) for x in opts.agents.split(",")):
                 for w in (int(x) for x in opts.waiting.split(",")):
                     setup(server.url, w, a)
@@ -328,7 +339,8 @@ def main() -> None:
                     p99 = 1000 * lat[int(0.99 * (len(lat) - 1))]
                     print(f"{w:>7} {a:>6} | {enq_us:>13.1f} {fin_us:>13.1f} {2e6 / (enq_us + fin_us):>11,.0f} "
                           f"{cmds:>9} | "
-                          f"{ld['dec_per_s']:>9,.0f} {ld['us_per_dec']:>11.1f} {1e6 / ld['us_per_dec']:>16,.0f} | "
+                          f"{ld['dec_per_s']:>9,.0f} {ld['us_per_dec']:>11.1f} {1e6 / ld['us_per_dec']:>16,.0f} "
+                          f"{ld['cpu_us_per_dec']:>11.1f} | "
                           f"{p50:>6.2f} {p99:>6.2f}", flush=True)
         finally:
             server.stop()

@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import redis
 import structlog
 
 from callcenter import logs, metrics
@@ -28,7 +29,7 @@ from callcenter.ivr.runner import IvrResult, IvrRunner
 from callcenter.ivr.script import ScriptSet
 from callcenter.redis_server import EmbeddedRedis
 from callcenter.routing import rules as routing_rules
-from callcenter.routing.router import Router, connect_sync, retry_kwargs
+from callcenter.routing.router import Router, RoutingError, connect_sync, retry_kwargs
 from callcenter.tasks import every
 
 log = logs.get("worker")
@@ -101,6 +102,9 @@ class Worker:
         self.router = Router(aredis, cfg.worker_id, cfg.redis.prefix)
         await self.router.apply_rules(self.rules)
         self.cdr = CdrBuffer(aredis, cfg.redis.prefix)
+        # the only live process with this worker id (waits out a crashed predecessor's claim, refuses a
+        # live one), and what that predecessor left in the queues is closed out
+        await self._close_out(await self.router.claim())
         self.switch = PjSoftswitch(cfg.sip, loop, self._inbound)
         service_levels = {name: float(q.service_level) for name, q in self.rules.queues.items()}
         self.queues = QueueService(self.router, self.switch, self.cdr, trunk=cfg.trunk,
@@ -133,6 +137,10 @@ class Worker:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await self.cdr.flush()
+        try:
+            await self.router.release()   # a restart under this id need not wait for the claim to lapse
+        except redis.RedisError as exc:
+            log.warning("releasing the worker id failed", error=str(exc))
         await aredis.aclose()
         log.info("worker stopped")
 
@@ -190,9 +198,13 @@ class Worker:
     async def _tick(self) -> None:
         events = await self.router.tick()
         self.queues.handle_events(events)
+        await self._close_out(self.router.closed_out)
+
+    async def _close_out(self, call_ids: list[str]) -> None:
+        """The callers were on a dead worker's media (another worker, or this id's previous run):
+        close their records out rather than leave phantoms."""
         now = time.time()
-        for call_id in self.router.closed_out:
-            # The caller was on a dead worker's media; close the record out rather than leave a phantom.
+        for call_id in call_ids:
             rec = CallRecord(call_id, "inbound", None, None, None, end=now,  # type: ignore[arg-type]
                              hangup_side="system", hangup_cause="worker_crash", outcome="failed")
             rec.hold_seconds = None  # type: ignore[assignment]
@@ -269,6 +281,9 @@ def run_worker(cfg: Config, login_all_agents: bool = False, dialer: bool = False
             loop.add_signal_handler(sig, worker.stop.set)
         try:
             await worker.run()
+        except RoutingError as exc:   # e.g. the worker id is in use, or Redis holds another key layout
+            log.error("worker cannot start", error=str(exc))
+            exit_code = 1
         except Exception:
             log.exception("worker failed")
             exit_code = 1

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import sipp
-from worker_proc import REPO, WorkerProc, new_worker
+from worker_proc import REPO, WorkerProc, flush, new_worker
 
 pytestmark = [pytest.mark.sip, pytest.mark.timeout(180)]
 
@@ -24,6 +24,7 @@ AGENTS = ("1001", "1002", "1003", "1004")
 @pytest.fixture(scope="module")
 def worker(tmp_path_factory: pytest.TempPathFactory, redis_server) -> WorkerProc:
     tmp = tmp_path_factory.mktemp("inbound")
+    flush(redis_server.url)   # the module owns the session's database: no other test's agents or calls
     w = new_worker(tmp, redis_server.url)
     # Each agent's phone on its own port so a scenario can make one answer and another refuse.
     rules = (REPO / "routing_rules.yaml").read_text()

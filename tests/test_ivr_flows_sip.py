@@ -27,7 +27,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import sipp
-from worker_proc import WorkerProc, demo_rules, new_worker
+from worker_proc import WorkerProc, demo_rules, flush, new_worker
 
 from callcenter.cdr.writer import open_store
 
@@ -86,6 +86,7 @@ def crm_url() -> Iterator[str]:
 @pytest.fixture(scope="module")
 def worker(tmp_path_factory: pytest.TempPathFactory, redis_server, crm_url: str) -> Iterator[WorkerProc]:
     tmp = tmp_path_factory.mktemp("ivrflows")
+    flush(redis_server.url)   # the module owns the session's database: no other test's agents or calls
     w = new_worker(tmp, redis_server.url)
     text = demo_rules(w.agents_port)
     (tmp / "rules.yaml").write_text(text)

@@ -13,7 +13,7 @@ import redis
 from routing_helpers import rules_text
 
 from callcenter.routing import rules as R
-from callcenter.routing.router import QueuedCall, Router, connect
+from callcenter.routing.router import QueuedCall, Router, RoutingError, connect
 
 AGENTS = """
   a1: {uri: "sip:a1@127.0.0.1:5070", skills: {sales: 5}, queues: {sales: 1}}
@@ -126,4 +126,69 @@ def test_router_rides_out_a_restart_mid_flight(redis_server, redis_url):
         await loop.run_in_executor(None, redis_server.restart)
         await rt.enqueue(QueuedCall("c2", "sales", {}, 0, "", {}))
         assert await rt.position("c2") == 2
+    asyncio.run(main())
+
+
+def test_restart_under_the_same_worker_id_closes_out_its_previous_run(redis_url):
+    """systemd restarts a crashed worker under its id within seconds: the new process must not inherit
+    the dead one's callers as live ones (their media died) nor leave their agents on phantom calls."""
+    async def setup():
+        rt = Router(connect(redis_url), "survivor", dead_after=6.0)
+        await rt.apply_rules(R.loads(rules_text(agents=AGENTS, wrapup=5)))
+        for a in ("a1", "a2", "a3"):
+            await rt.agent_login(a)
+    asyncio.run(setup())
+    ctx = mp.get_context("fork")
+    ready = ctx.Event()
+    proc = ctx.Process(target=_victim, args=(redis_url, ready))
+    proc.start()
+    try:
+        assert ready.wait(20)
+        os.kill(proc.pid, signal.SIGKILL)
+        killed_at = time.monotonic()
+        proc.join(5)
+    finally:
+        if proc.is_alive():
+            proc.kill()
+
+    async def restart():
+        rt = Router(connect(redis_url), "victim", dead_after=2.0)
+        closed = await rt.claim(poll=0.1)       # waits out the dead run's claim (2 s), then reaps it
+        took = time.monotonic() - killed_at
+        offers = await rt.next_offers(timeout=0)
+        states = {a["id"]: a["state"] for a in await rt.agents()}
+        return took, closed, offers, states
+    took, closed, offers, states = asyncio.run(restart())
+    assert took < 4.0, took
+    assert sorted(closed) == ["v0", "v1", "v2", "v3", "v4"]
+    # the callback is kept (adopted by the new run) and offered to a freed agent; nobody else is busy
+    assert [(o.call_id, o.kind) for o in offers] == [("v5", "callback")]
+    assert list(states.values()).count("reserved") == 1 and "on_call" not in states.values()
+    r = redis.Redis.from_url(redis_url, decode_responses=True)
+    assert sorted(f["call_id"] for _, f in r.xrange("cc:rt:closed_calls")) == sorted(closed)
+    assert r.smembers("cc:rt:w:victim:calls") == {"v5"}
+    assert r.zscore("cc:rt:workers", "victim") is not None     # registered again
+
+
+def test_a_live_process_keeps_its_worker_id_and_a_clean_stop_hands_it_over(redis_url):
+    async def main():
+        first = Router(connect(redis_url), "w7", dead_after=1.0)
+        await first.apply_rules(R.loads(rules_text(agents=AGENTS)))
+        assert await first.claim() == []
+
+        async def beat():
+            while True:
+                await first.heartbeat()
+                await asyncio.sleep(0.3)
+        beating = asyncio.ensure_future(beat())
+        second = Router(connect(redis_url), "w7", dead_after=1.0)
+        started = time.monotonic()
+        with pytest.raises(RoutingError, match="in use by another live process"):
+            await second.claim(poll=0.1)
+        assert 1.5 < time.monotonic() - started < 4.0
+        beating.cancel()
+        await first.release()                   # a clean stop: the id is free at once
+        started = time.monotonic()
+        assert await second.claim(poll=0.1) == []
+        assert time.monotonic() - started < 0.5
     asyncio.run(main())

@@ -126,3 +126,46 @@ def test_sigkilled_worker_callers_are_closed_out_by_another_worker(tmp_path: Pat
     finally:
         w1.stop(signal.SIGKILL)
         w2.stop()
+
+
+def test_worker_restarted_under_its_id_closes_out_what_its_crashed_run_left(tmp_path: Path, redis_url: str) -> None:
+    """systemd restarts a SIGKILLed worker under the same id: the new run waits out the dead run's claim,
+    then closes the caller it had queued out (worker_crash) instead of offering a phantom to agents."""
+    import redis
+
+    from callcenter.routing.keys import Keys
+
+    w1 = new_worker(tmp_path, redis_url, "w1")
+    w1.write_config()
+    w1.start()
+    try:
+        steps = [("pause", 600), ("dtmf", "1"), ("pause", 800), ("dtmf", "2"), ("pause", 30000), ("hangup",)]
+        caller = sipp.caller(w1.target, steps, number="0902000005", timeout_s=40)
+        client = redis.Redis.from_url(redis_url, decode_responses=True)
+        waiting = Keys("cc:").waiting("support")
+        deadline = time.monotonic() + 20
+        while not client.zcard(waiting):
+            assert time.monotonic() < deadline, w1.tail()
+            time.sleep(0.2)
+        call_id = client.zrange(waiting, 0, 0)[0]
+        w1.stop(signal.SIGKILL)
+        caller.stop()
+        restarted = time.monotonic()
+        w1.start()                                   # same config, same worker id
+        assert time.monotonic() - restarted < 15
+        assert client.zcard(waiting) == 0            # closed out before the new run took calls
+        assert call_id in [f["call_id"] for _, f in client.xrange("cc:rt:closed_calls")]
+        deadline = time.monotonic() + 20
+        store = open_store(w1.store_url)
+        try:
+            row = store.get_call(call_id)
+            while row is None or row.hangup_cause != "worker_crash":
+                assert time.monotonic() < deadline, w1.tail()
+                time.sleep(0.3)
+                row = store.get_call(call_id)
+        finally:
+            store.close()
+        assert '"closed out calls of this worker id\'s previous run"' in w1.log.read_text()
+    finally:
+        w1.stop()
+

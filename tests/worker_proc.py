@@ -85,6 +85,7 @@ routes: {json.dumps(routes or {"hotline": "hotline", "default": "hotline"})}
             self.write_config()
         env = dict(os.environ, CRM_URL="http://127.0.0.1:9")
         env.update(self.env)    # a test may point CRM_URL at its own server
+        readies = self.log.read_text(errors="replace").count('"worker ready"') if self.log.exists() else 0
         out = open(self.log, "ab")  # noqa: SIM115 - owned by the process
         self.proc = subprocess.Popen([sys.executable, "-m", "callcenter", "worker", "--config", str(self.config)],
                                      stdout=out, stderr=subprocess.STDOUT, env=env, cwd=self.tmp)
@@ -92,7 +93,7 @@ routes: {json.dumps(routes or {"hotline": "hotline", "default": "hotline"})}
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise AssertionError(f"worker exited with {self.proc.returncode}:\n{self.tail()}")
-            if '"worker ready"' in self.log.read_text(errors="replace"):
+            if self.log.read_text(errors="replace").count('"worker ready"') > readies:   # this run's
                 return self
             time.sleep(0.1)
         raise AssertionError(f"worker not ready in {timeout}s:\n{self.tail()}")

@@ -29,6 +29,8 @@ TEMPLATES: dict[str, tuple[str, str, str]] = {
     "wrapups": ("rt:wrap", "zset", "agent id -> end of wrap-up"),
     "workers": ("rt:workers", "zset", "worker id -> last heartbeat"),
     "worker_calls": ("rt:w:{w}:calls", "set", "calls whose media the worker holds"),
+    "worker_claim": ("rt:w:{w}:claim", "string", "token of the live process using this worker id (expires "
+                                               "dead_after s after its last heartbeat)"),
     "worker_offers": ("rt:w:{w}:offers", "list", "offers for the worker to ring (JSON)"),
     "worker_events": ("rt:w:{w}:events", "list", "routing events for the worker (JSON)"),
     "callback": ("rt:cb:{n}", "string", "call id holding a callback for number n"),
@@ -106,6 +108,9 @@ class Keys:
 
     def worker_calls(self, w: str) -> str:
         return self._k("worker_calls", w=w)
+
+    def worker_claim(self, w: str) -> str:
+        return self._k("worker_claim", w=w)
 
     def worker_offers(self, w: str) -> str:
         return self._k("worker_offers", w=w)

@@ -8,22 +8,27 @@ How a worker drives it (every call is a coroutine on the worker's loop)::
 
     rt = Router(connect(redis_url), worker_id)
     await rt.apply_rules(rules.load("routing_rules.yaml"))
+    await rt.claim()   # the one live process with worker_id; closes out what a crashed run left
     # tasks: heartbeat() every 2 s; tick() every 1 s (act on its events: fallback -> voicemail /
     # transfer / goodbye, offer_cancelled -> stop ringing that phone); next_offers() in a loop:
     #   ring offer.agent_uri for offer.ring_timeout; answered -> offer_answered() (False: hang the
     #   agent leg up, the call went elsewhere) and bridge; else offer_failed(offer, "no_answer").
     #   kind == "callback": bridge the agent first, then dial offer.callback_number.
     # caller hangs up while queued/ringing -> abandon(); conversation ends -> call_finished().
+    # clean stop: release() (a restart under the id need not wait for the claim to lapse).
 
-Lua scripts take ``now`` from the caller (``clock``), so tests drive time; Redis TIME is never used.
+Lua scripts take ``now`` from the caller (``clock``), so tests drive time; Redis TIME only makes
+cache-epoch tokens unique, never a time that is compared.
 Clocks of the workers must agree to within a second or two (NTP), as leases and heartbeats compare
 times written by different processes.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -135,6 +140,7 @@ class Router:
         self.dead_after = dead_after
         self._lib = scripts.AsyncLibrary(redis, prefix)
         self._beats = 0
+        self.token = uuid.uuid4().hex   # this process's claim on worker_id (see claim())
         self.closed_out: list[str] = []   # call ids closed out by this worker's last tick()
         self.log = log.bind(worker=worker_id)
 
@@ -245,14 +251,47 @@ class Router:
 
     # -- liveness ------------------------------------------------------------------------------
 
+    async def claim(self, poll: float = 0.5) -> list[str]:
+        """Become the one live process using ``worker_id``, then close out what a previous run under
+        that id left behind (its callers' media died with it; callbacks are kept). Call once at
+        start, before taking calls. A previous holder that stopped heartbeating (a crash just before
+        this restart) lapses within ``dead_after`` s, which this waits for; one that keeps
+        heartbeating is another live process, and this raises RoutingError. Returns the call ids
+        closed out."""
+        key = self.keys.worker_claim(self.worker_id)
+        ttl = max(1, int(self.dead_after * 1000))
+        deadline = time.monotonic() + self.dead_after + 1.0
+        while not await self.redis.set(key, self.token, px=ttl, nx=True):
+            if time.monotonic() >= deadline:
+                raise RoutingError(f"worker id {self.worker_id!r} is in use by another live process "
+                                   f"(it heartbeats); give each worker its own worker.id")
+            await asyncio.sleep(poll)
+        raw = await self._run("restart", self.worker_id)
+        closed: list[str] = json.loads(_s(raw))
+        if closed:
+            self.log.warning("closed out calls of this worker id's previous run", calls=len(closed))
+        await self.heartbeat()
+        return closed
+
+    async def release(self) -> None:
+        """Give up the worker id at a clean stop, so a restart need not wait for the claim to lapse."""
+        key = self.keys.worker_claim(self.worker_id)
+        if _s(await self.redis.get(key) or b"") == self.token:
+            await self.redis.delete(key)
+
     async def heartbeat(self) -> None:
-        """Every ~2 s. Also marks this process's Functions library as in use, and now and then deletes
-        routing libraries of older deploys that no live process has used for a while."""
+        """Every ~2 s. Keeps this process's claim on the worker id, marks its Functions library as in
+        use, and now and then deletes routing libraries of older deploys no live process uses."""
         now = self.clock()
         pipe = self.redis.pipeline(transaction=False)
         pipe.zadd(self.keys.workers(), {self.worker_id: now})
         pipe.zadd(self.keys.libs(), {scripts.library()[0]: time.time()})
-        await pipe.execute()
+        pipe.set(self.keys.worker_claim(self.worker_id), self.token, px=max(1, int(self.dead_after * 1000)),
+                 get=True)
+        before = (await pipe.execute())[2]
+        if before is not None and _s(before) != self.token:
+            # two live processes with one worker id: offers and reaping would mix their callers
+            self.log.error("worker id also claimed by another process", other=_s(before))
         self._beats += 1
         if self._beats % 30 == 1:
             try:

@@ -31,7 +31,7 @@ PRUNE_AFTER = 300.0   # seconds without a heartbeat stamp before an old library 
 
 LUA_DIR = Path(__file__).with_name("lua")
 NAMES = ("enqueue", "offer_answered", "offer_failed", "call_finished", "abandon", "callback", "agent",
-         "tick", "apply_rules", "ewt")
+         "tick", "apply_rules", "ewt", "restart")
 
 
 @cache

@@ -40,56 +40,10 @@ for _, c in ipairs(redis.call('ZRANGEBYSCORE', K.escalations(), '-inf', NOW, 'LI
   escalate(c)
 end
 
--- Dead workers: their callers' media died with them. Close those calls out (for CDRs) and free
--- their agents; callbacks need no media, so this worker adopts them instead.
+-- Dead workers: their callers' media died with them (see reap_worker in lib.lua).
 local closed = {}
 for _, w in ipairs(redis.call('ZRANGEBYSCORE', K.workers(), '-inf', NOW - dead_after)) do
-  if w ~= me then
-    local adopt, close = {}, {}
-    for _, c in ipairs(redis.call('SMEMBERS', K.worker_calls(w))) do
-      local ci = call_get(c)
-      if ci then
-        if ci.kind == 'callback' and ci.state ~= 'connected' then
-          adopt[#adopt + 1] = ci
-        else
-          -- out of every queue first, so agents freed below cannot be matched to a dying call
-          if ci.state == 'waiting' then unwait(ci) end
-          ci.state = 'closing'
-          redis.call('HSET', K.call(c), 'state', 'closing')
-          close[#close + 1] = ci
-        end
-      end
-    end
-    for _, ci in ipairs(adopt) do
-      redis.call('HSET', K.call(ci.id), 'owner', me)
-      redis.call('SADD', K.worker_calls(me), ci.id)
-      ci.owner = me
-      if ci.state == 'offered' then
-        local freed = cancel_offers(ci, 'worker_died')
-        requeue(ci)
-        match_call(ci)   -- before the freed agents look for work, so `ci` here stays current
-        for _, ag in ipairs(freed) do agent_free(ag) end
-      end
-    end
-    for _, ci in ipairs(close) do
-      local freed = {}
-      for _, oid in ipairs(split(ci.offers)) do
-        local o = drop_offer(oid)
-        if o then freed[#freed + 1] = o.agent end
-      end
-      if ci.agent then freed[#freed + 1] = ci.agent end
-      forget_call(ci)
-      redis.call('XADD', K.closed_calls(), 'MAXLEN', '~', 100000, '*', 'call_id', ci.id, 'worker', w,
-        'queue', ci.queue or '', 'reason', 'worker_died', 'at', NOW)
-      closed[#closed + 1] = ci.id
-      for _, a in ipairs(freed) do
-        local ag = agent_get(a)
-        if ag and (ag.state == 'reserved' or ag.state == 'on_call') and ag.call == ci.id then agent_free(ag) end
-      end
-    end
-    redis.call('DEL', K.worker_calls(w), K.worker_offers(w), K.worker_events(w))
-    redis.call('ZREM', K.workers(), w)
-  end
+  if w ~= me then reap_worker(w, me, closed) end
 end
 
 -- Matching retries: a caller looks only SCAN deep into the free agents, and a failed offer does
