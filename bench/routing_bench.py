@@ -37,6 +37,7 @@ import argparse
 import asyncio
 import json
 import multiprocessing as mp
+import os
 import re
 import shutil
 import statistics
@@ -313,9 +314,18 @@ def main() -> None:
     ap.add_argument("--latency-callers", type=int, default=2, help="concurrent callers in the latency run")
     ap.add_argument("--waiting", default="10,1000,10000")
     ap.add_argument("--agents", default="10,2000")
+    ap.add_argument("--no-pin", dest="pin", action="store_false",
+                    help="do not pin redis-server to its own core (clients on the others)")
     opts = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="routing-bench-") as tmp:
         server = EmbeddedRedis(tmp).start()
+        cores = sorted(os.sched_getaffinity(0))
+        if opts.pin and len(cores) >= 2 and server.proc is not None:
+            # Redis on a core of its own, every client (this process, the load processes it forks,
+            # redis-benchmark) on the others: the same split as a production Redis host
+            os.sched_setaffinity(server.proc.pid, {cores[-1]})
+            os.sched_setaffinity(0, set(cores[:-1]))
+            print(f"redis-server pinned to core {cores[-1]}, clients on {cores[:-1]}")
         try:
             ceiling = redis_benchmark(server)
             print(f"redis-benchmark EVAL (trivial script, -c 8): {ceiling:,.0f} calls/s  <- ceiling")
