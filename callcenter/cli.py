@@ -58,6 +58,20 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def cmd_kamailio(args: argparse.Namespace) -> int:
+    from callcenter import edge
+    from callcenter.routing import rules as routing_rules
+
+    rules = routing_rules.load(args.rules or _config(args).routing_rules)
+    credentials = edge.load_credentials(args.credentials, rules)
+    out = edge.write_tables(args.out, credentials, args.worker, realm=args.realm)
+    missing = sorted(set(rules.agents) - set(credentials))
+    print(f"wrote {out}/subscriber ({len(credentials)} agents), version, dispatcher.list ({len(args.worker)} workers)")
+    if missing:
+        print(f"note: no credentials for {', '.join(missing)}: those agents cannot register at the edge")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="callcenter", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -84,6 +98,16 @@ def build_parser() -> argparse.ArgumentParser:
     with_config(doc)
     doc.add_argument("--no-redis", action="store_true", help="skip the Redis check")
     doc.set_defaults(func=cmd_doctor)
+
+    k = sub.add_parser("kamailio", help="write the SIP edge's tables (agents' digest HA1s, the workers list)")
+    with_config(k)
+    k.add_argument("--rules", help="routing rules (default: the config's paths.routing_rules)")
+    k.add_argument("--credentials", required=True, help="YAML: <agent id>: <SIP password> (keep it 0600)")
+    k.add_argument("--worker", action="append", required=True, metavar="HOST:PORT",
+                   help="a worker's SIP address for the dispatcher (repeat)")
+    k.add_argument("--out", default="/etc/kamailio/callcenter", help="directory Kamailio reads (DBURL, DSLIST)")
+    k.add_argument("--realm", default="callcenter", help="digest realm (REALM in kamailio.cfg)")
+    k.set_defaults(func=cmd_kamailio)
 
     from callcenter.cdr import cli as cdr_cli
     from callcenter.ivr import cli as ivr_cli

@@ -16,7 +16,7 @@ SUDO=""
 
 PKGS=(python3 python3-venv python3-dev build-essential swig xz-utils dpkg-dev ca-certificates
       redis-server redis-tools sip-tester espeak-ng sox libsox-fmt-base)
-[[ $WITH_TEST -eq 1 ]] && PKGS+=(postgresql)
+[[ $WITH_TEST -eq 1 ]] && PKGS+=(postgresql kamailio baresip)   # the SIP edge and a registering softphone
 missing=()
 for p in "${PKGS[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -27,6 +27,11 @@ if (( ${#missing[@]} )); then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 # The packaged redis-server service is not used: callcenter starts its own on a local socket.
+# Nor is the packaged kamailio service (the tests run their own edge): it would hold port 5060, which the
+# demo hotline answers on.
+if [[ $WITH_TEST -eq 1 ]] && command -v systemctl >/dev/null 2>&1 && systemctl is-enabled kamailio >/dev/null 2>&1; then
+    $SUDO systemctl disable --now kamailio >/dev/null 2>&1 || true
+fi
 
 PY="${PYTHON:-python3}"
 if [[ ! -x .venv/bin/python ]]; then

@@ -106,6 +106,7 @@ Content-Length: 0
 <send><![CDATA[
 ACK [next_url] SIP/2.0
 Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+[routes]
 From: "Caller" <sip:{caller}@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
 [last_To:]
 Call-ID: [call_id]
@@ -130,6 +131,7 @@ Content-Length: 0
             body.append(f"""<send retrans="500"><![CDATA[
 INFO [next_url] SIP/2.0
 Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+[routes]
 From: "Caller" <sip:{caller}@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
 [last_To:]
 Call-ID: [call_id]
@@ -147,6 +149,7 @@ Content-Length: [len]
             body.append(f"""<send retrans="500"><![CDATA[
 BYE [next_url] SIP/2.0
 Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+[routes]
 From: "Caller" <sip:{caller}@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
 [last_To:]
 Call-ID: [call_id]
