@@ -18,9 +18,9 @@ pytestmark = [pytest.mark.sip, pytest.mark.timeout(180)]
 NUMBERS = [f"090500000{i}" for i in range(4)]
 
 
-def test_postgres_down_during_calls_loses_and_duplicates_nothing(tmp_path: Path, redis_server, pg_dsn: str,
+def test_postgres_down_during_calls_loses_and_duplicates_nothing(tmp_path: Path, redis_url: str, pg_dsn: str,
                                                                  pg_server: PgServer) -> None:
-    w = new_worker(tmp_path, redis_server.url)
+    w = new_worker(tmp_path, redis_url)
     w.write_config()
     w.config.write_text(w.config.read_text().replace(w.store_url, pg_dsn))
     w.start()

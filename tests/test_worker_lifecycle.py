@@ -16,8 +16,8 @@ from callcenter.cdr.writer import open_store
 pytestmark = [pytest.mark.sip, pytest.mark.timeout(150)]
 
 
-def test_sigterm_stops_taking_calls_and_lets_live_calls_finish(tmp_path: Path, redis_server) -> None:
-    w = new_worker(tmp_path, redis_server.url)
+def test_sigterm_stops_taking_calls_and_lets_live_calls_finish(tmp_path: Path, redis_url: str) -> None:
+    w = new_worker(tmp_path, redis_url)
     w.write_config()
     w.config.write_text(w.config.read_text().replace("drain_seconds: 5", "drain_seconds: 20"))
     w.start()
