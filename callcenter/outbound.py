@@ -364,6 +364,11 @@ class Outbound:
             # Pause/stop take effect at once for new dials; the record stays held until skipped or expired.
             raise ValueError(f"campaign {cid} is not running")
         req = self._pop_preview(cid, e164, agent)
+        assert self.engine is not None
+        reason = await self.engine.preview_recheck(req)
+        if reason is not None:   # resolved by the engine (DNC: closed; window: rescheduled)
+            why = "the number went on a do-not-call list" if reason == "dnc" else "the callee's calling window closed"
+            raise ValueError(f"not dialed: {why} since it was previewed")
         self.tasks.spawn(self._preview_call(req, agent, _str(uri), _str(state)), "preview call")
 
     async def _preview_call(self, req: DialRequest, agent: str, agent_uri: str, prev_state: str) -> None:

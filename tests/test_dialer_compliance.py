@@ -279,3 +279,33 @@ def test_engine_run_heartbeats_and_leaves_cleanly_without_dialing_stopped_campai
 
     beating, after, due = run(redis_url, body)
     assert beating == TUE_10 and after is None and due == 1
+
+
+def test_a_previewed_record_is_checked_again_when_the_agent_dials(redis_url):
+    """Preview records wait on an agent's screen for minutes: a number that went on the DNC list, or a callee
+    whose calling window closed, meanwhile is not dialed (the record is resolved instead)."""
+    c = camp("pv1", mode="preview")
+    closing = dt.datetime(2026, 11, 24, 16, 59, tzinfo=VN).timestamp()    # telesales window ends 17:00
+    now = [TUE_10]
+
+    async def body(r):
+        keys = await setup(r, c, "phone\n0912000001\n0912000002\n0912000003\n")
+        engine = DialerEngine(r, None, {"pv1": c}, None, None, PREFIX, dialer_id="d1", clock=lambda: now[0])
+        first = await engine.preview_next("pv1")
+        ok = await engine.preview_recheck(first)                 # nothing changed: dial it
+        await Compliance(r, keys).add_dnc(first.e164)            # ...but suppose it went on the DNC list
+        dnc = await engine.preview_recheck(first)
+        now[0] = closing
+        second = await engine.preview_next("pv1")                # previewed at 16:59
+        now[0] = closing + 180                                   # dialed at 17:02
+        late = await engine.preview_recheck(second)
+        states = [await r.hget(keys.contact("pv1", n.e164), "state") for n in (first, second)]
+        due = await r.zscore(keys.due("pv1"), second.e164)
+        leases = await r.scard(keys.leases("d1"))
+        return ok, dnc, late, states, due, leases
+
+    ok, dnc, late, states, due, leases = run(redis_url, body)
+    assert ok is None and dnc == "dnc" and late == "outside_window"
+    assert states == [b"dnc", b"pending"]
+    assert due == dt.datetime(2026, 11, 25, 8, 0, tzinfo=VN).timestamp()    # next morning's window
+    assert leases == 0                                                        # both leases released

@@ -85,7 +85,7 @@ class Compliance:
             if retry is not None:
                 await self.redis.zadd(k.due(campaign.id), {e164: retry}, xx=True)
             await self.redis.hincrby(k.stats(campaign.id), "blocked:outside_window", 1)
-            self._blocked(campaign, e164, "outside_window")
+            self.blocked(campaign, e164, "outside_window")
             return Reservation(False, "outside_window", retry_at=retry)
         c = campaign.compliance
         res = await script(self.redis, "reserve")(
@@ -99,11 +99,12 @@ class Compliance:
         reason = _s(res[1])
         retry_at = float(_s(res[2])) if _s(res[2]) else None
         if reason in ("dnc", "number_cap", "max_attempts"):
-            self._blocked(campaign, e164, reason)
+            self.blocked(campaign, e164, reason)
         return Reservation(False, reason, retry_at=retry_at)
 
     @staticmethod
-    def _blocked(campaign: Campaign, e164: str, reason: str) -> None:
+    def blocked(campaign: Campaign, e164: str, reason: str) -> None:
+        """Count and log a dial that a rule stopped."""
         DIALER_BLOCKED_TOTAL.labels(campaign.id, reason).inc()
         log.info("dial blocked", campaign=campaign.id, number=e164, reason=reason)
 

@@ -27,11 +27,11 @@ from typing import Any
 from callcenter import logs
 from callcenter.dialer import phone
 from callcenter.dialer.campaign import Campaign
-from callcenter.dialer.compliance import Compliance
+from callcenter.dialer.compliance import Compliance, window_check
 from callcenter.dialer.control import CampaignControl
 from callcenter.dialer.keys import DialerKeys
 from callcenter.dialer.ledger import AbandonLedger, throttle
-from callcenter.dialer.outcomes import FROM_ORIGINATE, OutcomeRecorder, decide
+from callcenter.dialer.outcomes import FROM_ORIGINATE, Decision, OutcomeRecorder, decide
 from callcenter.dialer.pacing import PacingInput, PacingStats, predictive_dials, progressive_dials
 from callcenter.dialer.scripts import script
 from callcenter.exceptions import CallGone, TelephonyError
@@ -306,6 +306,26 @@ class DialerEngine:
         """Preview mode: reserve the next contact for an agent to look at; dial it with :meth:`dial`."""
         reqs = await self.planners[campaign_id].reserve(self.clock(), 1)
         return reqs[0] if reqs else None
+
+    async def preview_recheck(self, req: DialRequest) -> str | None:
+        """A previewed record is dialed minutes after it was reserved: the number may have gone on a
+        DNC list, or the callee's calling window closed, meanwhile. Checked again at dial time; when it
+        no longer passes, the record is resolved (DNC: closed as dnc; window: back in the list for when
+        the window opens) and the reason returned. None: dial it."""
+        c = self.campaigns[req.campaign_id]
+        now = self.clock()
+        comp = self.planners[req.campaign_id].compliance
+        if await comp.is_dnc(req.e164, c.id):
+            await self.recorder.apply(c, req.e164, "blocked_dnc", Decision("dnc"), now, self.dialer_id)
+            comp.blocked(c, req.e164, "dnc")
+            return "dnc"
+        opens = window_check(c, req.e164, now, req.data.get("timezone") or None)
+        if opens is not None:
+            state = Decision("pending", opens) if opens != float("inf") else Decision("exhausted")
+            await self.recorder.apply(c, req.e164, "blocked_window", state, now, self.dialer_id)
+            comp.blocked(c, req.e164, "outside_window")
+            return "outside_window"
+        return None
 
     async def preview_skip(self, req: DialRequest) -> None:
         """The agent chose not to call: release the lease and retry after the 'unknown' delay. The
