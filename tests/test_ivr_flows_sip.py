@@ -276,7 +276,10 @@ start: go
 nodes:
   go: {type: transfer, uri: "sip:1800123@pbx.example.com"}
 """)
-    w = new_worker(tmp, redis_server.url, worker_id="xfer")   # the module worker is w1 on this Redis
+    # Its own database: on the module's, the module worker's CDR writer (same consumer group) could take
+    # this call's records into its own store.
+    w = new_worker(tmp, re.sub(r"db=\d+", "db=4", redis_server.url), worker_id="xfer")
+    flush(w.redis_url)
     w.write_config(ivr_scripts=ivr, routes={"xfer": "xfer", "default": "hotline"})
     w.start()
     try:
