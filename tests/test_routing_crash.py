@@ -39,8 +39,10 @@ def _victim(url: str, ready: mp.synchronize.Event) -> None:
     asyncio.run(main())
 
 
-def test_sigkilled_worker_frees_agents_within_bound(redis_url):
-    async def setup():
+def _staff_then_kill_the_victim(redis_url: str) -> tuple[Router, float]:
+    """a1-a3 logged in (by "survivor", whose Router is returned), the victim worker queues callers and
+    holds reservations, then is SIGKILLed; also returns when (time.monotonic())."""
+    async def setup() -> Router:
         rt = Router(connect(redis_url), "survivor", dead_after=6.0)
         await rt.apply_rules(R.loads(rules_text(agents=AGENTS, wrapup=5)))
         for a in ("a1", "a2", "a3"):
@@ -59,6 +61,11 @@ def test_sigkilled_worker_frees_agents_within_bound(redis_url):
     finally:
         if proc.is_alive():
             proc.kill()
+    return survivor, killed_at
+
+
+def test_sigkilled_worker_frees_agents_within_bound(redis_url):
+    survivor, killed_at = _staff_then_kill_the_victim(redis_url)
 
     async def watch():
         rt = Router(connect(redis_url), "survivor", dead_after=6.0)
@@ -132,24 +139,7 @@ def test_router_rides_out_a_restart_mid_flight(redis_server, redis_url):
 def test_restart_under_the_same_worker_id_closes_out_its_previous_run(redis_url):
     """systemd restarts a crashed worker under its id within seconds: the new process must not inherit
     the dead one's callers as live ones (their media died) nor leave their agents on phantom calls."""
-    async def setup():
-        rt = Router(connect(redis_url), "survivor", dead_after=6.0)
-        await rt.apply_rules(R.loads(rules_text(agents=AGENTS, wrapup=5)))
-        for a in ("a1", "a2", "a3"):
-            await rt.agent_login(a)
-    asyncio.run(setup())
-    ctx = mp.get_context("fork")
-    ready = ctx.Event()
-    proc = ctx.Process(target=_victim, args=(redis_url, ready))
-    proc.start()
-    try:
-        assert ready.wait(20)
-        os.kill(proc.pid, signal.SIGKILL)
-        killed_at = time.monotonic()
-        proc.join(5)
-    finally:
-        if proc.is_alive():
-            proc.kill()
+    _, killed_at = _staff_then_kill_the_victim(redis_url)
 
     async def restart():
         rt = Router(connect(redis_url), "victim", dead_after=2.0)

@@ -73,6 +73,15 @@ def test_caller_keeps_waiting_through_a_redis_restart(tmp_path: Path) -> None:
         server.stop()
 
 
+def _first_waiting(client: Any, waiting: str, w: Any) -> str:
+    """The call id at the head of the waiting set, once a caller is there (within 20 s)."""
+    deadline = time.monotonic() + 20
+    while not client.zcard(waiting):
+        assert time.monotonic() < deadline, w.tail()
+        time.sleep(0.2)
+    return client.zrange(waiting, 0, 0)[0]
+
+
 def test_sigkilled_worker_callers_are_closed_out_by_another_worker(tmp_path: Path, redis_url: str) -> None:
     """w1 dies with a caller waiting in queue: w2 reaps it within the bound and the caller's CDR row is
     closed out (worker_crash) instead of staying a phantom in the queue."""
@@ -90,11 +99,7 @@ def test_sigkilled_worker_callers_are_closed_out_by_another_worker(tmp_path: Pat
         caller = sipp.caller(w1.target, steps, number="0902000004", timeout_s=40)
         client = redis.Redis.from_url(redis_url, decode_responses=True)
         waiting = Keys("cc:").waiting("support")
-        deadline = time.monotonic() + 20
-        while not client.zcard(waiting):
-            assert time.monotonic() < deadline, w1.tail()
-            time.sleep(0.2)
-        call_id = client.zrange(waiting, 0, 0)[0]
+        call_id = _first_waiting(client, waiting, w1)
         killed = time.monotonic()
         w1.stop(signal.SIGKILL)
 
@@ -143,11 +148,7 @@ def test_worker_restarted_under_its_id_closes_out_what_its_crashed_run_left(tmp_
         caller = sipp.caller(w1.target, steps, number="0902000005", timeout_s=40)
         client = redis.Redis.from_url(redis_url, decode_responses=True)
         waiting = Keys("cc:").waiting("support")
-        deadline = time.monotonic() + 20
-        while not client.zcard(waiting):
-            assert time.monotonic() < deadline, w1.tail()
-            time.sleep(0.2)
-        call_id = client.zrange(waiting, 0, 0)[0]
+        call_id = _first_waiting(client, waiting, w1)
         w1.stop(signal.SIGKILL)
         caller.stop()
         restarted = time.monotonic()

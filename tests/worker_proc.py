@@ -22,13 +22,17 @@ REPO = Path(__file__).resolve().parent.parent
 _ports = itertools.count(int(os.environ.get("WORKER_BASE_PORT", "5160")), 10)
 
 
-def free_udp(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+def _bindable(port: int, kind: socket.SocketKind) -> bool:
+    with socket.socket(socket.AF_INET, kind) as s:
         try:
             s.bind(("127.0.0.1", port))
             return True
         except OSError:
             return False
+
+
+def free_udp(port: int) -> bool:
+    return _bindable(port, socket.SOCK_DGRAM)
 
 
 @dataclass
@@ -207,12 +211,7 @@ def demo_rules(agents_port: int) -> str:
 
 
 def free_tcp(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        try:
-            s.bind(("127.0.0.1", port))
-            return True
-        except OSError:
-            return False
+    return _bindable(port, socket.SOCK_STREAM)
 
 
 def new_worker(tmp: Path, redis_url: str, worker_id: str = "w1") -> WorkerProc:

@@ -259,9 +259,8 @@ class Router:
         heartbeating is another live process, and this raises RoutingError. Returns the call ids
         closed out."""
         key = self.keys.worker_claim(self.worker_id)
-        ttl = max(1, int(self.dead_after * 1000))
         deadline = time.monotonic() + self.dead_after + 1.0
-        while not await self.redis.set(key, self.token, px=ttl, nx=True):
+        while not await self.redis.set(key, self.token, px=self._claim_ms, nx=True):
             if time.monotonic() >= deadline:
                 raise RoutingError(f"worker id {self.worker_id!r} is in use by another live process "
                                    f"(it heartbeats); give each worker its own worker.id")
@@ -272,6 +271,11 @@ class Router:
             self.log.warning("closed out calls of this worker id's previous run", calls=len(closed))
         await self.heartbeat()
         return closed
+
+    @property
+    def _claim_ms(self) -> int:
+        """The claim on the worker id lapses when heartbeats stop for dead_after: as a worker is deemed dead."""
+        return max(1, int(self.dead_after * 1000))
 
     async def release(self) -> None:
         """Give up the worker id at a clean stop, so a restart need not wait for the claim to lapse."""
@@ -286,8 +290,7 @@ class Router:
         pipe = self.redis.pipeline(transaction=False)
         pipe.zadd(self.keys.workers(), {self.worker_id: now})
         pipe.zadd(self.keys.libs(), {scripts.library()[0]: time.time()})
-        pipe.set(self.keys.worker_claim(self.worker_id), self.token, px=max(1, int(self.dead_after * 1000)),
-                 get=True)
+        pipe.set(self.keys.worker_claim(self.worker_id), self.token, px=self._claim_ms, get=True)
         before = (await pipe.execute())[2]
         if before is not None and _s(before) != self.token:
             # two live processes with one worker id: offers and reaping would mix their callers

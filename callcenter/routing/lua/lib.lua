@@ -15,8 +15,8 @@
 --     requirement it meets instead of checking callers one by one;
 --   * an agent in 'reserved' has exactly one offer; a call in 'offered' has 1..n (ring_all) offers;
 --   * an offer lives in its agent's hash (fields offer = its id, call, o_exp; its queue and worker are
---     the call's offer_queue and owner) and
---     has a lease; an agent's 'offer' field is set iff it is 'reserved', and then that id is leased.
+--     the call's offer_queue and owner) and has a lease; an agent's 'offer' field is set iff it is
+--     'reserved', and then that id is leased.
 --
 -- Speed: a redis.call costs about as much as the command itself again (conversion, propagation to
 -- the AOF), so hashes are read once into Lua tables (agent_get/call_get) and written with one HSET.
@@ -30,10 +30,11 @@ local SCAN = 50          -- how deep into a free-agent set one match looks for a
 local RINGALL_MAX = 20   -- ring_all rings at most this many phones at once
 local GRACE = 3          -- seconds a lease outlives the ring timeout before tick() reclaims it
 local OFFER_SEP = '#'    -- offer id = agent id .. '#' .. the agent's offer count ('#' is not in agent ids)
+local OFFER_ID = '^(.+)' .. OFFER_SEP .. '%d+$'
 
 -- The agent an offer id names (nil for an id of another form).
 local function offer_agent(oid)
-  return string.match(oid or '', '^(.+)' .. OFFER_SEP .. '%d+$')
+  return string.match(oid or '', OFFER_ID)
 end
 
 local function num(x, default)
@@ -425,7 +426,7 @@ local function reserve(ci, ags, qc)
     ag.state, ag.offer, ag.call = 'reserved', oid, ci.id
     redis.call('ZADD', K.leases(), expires, oid)
     local offer = {offer_id = oid, call_id = ci.id, agent_id = ag.id, agent_uri = ag.uri,
-      queue = q, ring_timeout = qc.ring_timeout, kind = ci.kind or 'call'}
+      queue = q, ring_timeout = qc.ring_timeout, kind = ci.kind}
     if ci.cbnum then offer.callback_number = ci.cbnum end
     redis.call('RPUSH', K.worker_offers(ci.owner), cjson.encode(offer))
     ids[#ids + 1] = oid
@@ -583,16 +584,16 @@ local function forget_call(ci)
 end
 
 -- An offer's lease ends (answered elsewhere, failed, its call gone); its queue and worker are the
--- call's offer_queue and owner. Its fields stay in the agent's
--- hash until the caller moves the agent on (agent_free, pause, logout, or offer_failed's HDEL):
--- until then the agent is still 'reserved' with this offer, which is how callers recognise it.
+-- call's offer_queue and owner. Its fields stay in the agent's hash until the caller moves the agent
+-- on (agent_free, pause, logout, or offer_failed's HDEL): until then the agent is still 'reserved'
+-- with this offer, which is how callers recognise it.
 local function drop_offer(oid)
   redis.call('ZREM', K.leases(), oid)
   local a = offer_agent(oid)
   if not a then return nil end
-  local o = redis.call('HMGET', K.agent(a), 'offer', 'call', 'o_exp')
+  local o = redis.call('HMGET', K.agent(a), 'offer', 'call')
   if o[1] ~= oid then return nil end
-  return {id = oid, call = o[2], agent = a, expires = num(o[3], 0)}
+  return {id = oid, call = o[2], agent = a}
 end
 
 -- Cancel the ringing offers of a call (all but `except`); returns their agents, still 'reserved'.
