@@ -46,6 +46,7 @@ class UploadError(CallcenterError):
 class UploadLimits:
     max_bytes: int = 50 * 1024 * 1024
     max_rows: int = 500_000
+    max_columns: int = 200           # real lists have tens; every row is a dict of them in Redis
 
 
 @dataclass
@@ -123,21 +124,27 @@ def parse_csv(data: bytes, region: str = "VN", limits: UploadLimits | None = Non
     text, encoding = decode(data)
     if "\x00" in text:
         raise UploadError("file contains NUL bytes; it is not a CSV text file (an .xlsx? export it as CSV)")
-    first = text.split("\n", 1)[0]
-    delimiter = _sniff_delimiter(first)
+    end = text.find("\n")
+    delimiter = _sniff_delimiter(text if end < 0 else text[:end])
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     try:
         header = next(reader)
     except csv.Error as exc:
         raise UploadError(f"line 1: header is not valid CSV: {exc}") from None
+    if len(header) > limits.max_columns:
+        raise UploadError(f"line 1: header has {len(header)} columns; the limit is {limits.max_columns}")
     columns: list[str] = []
+    seen_names: set[str] = set()
     for i, h in enumerate(header):
         name = h.strip().lstrip("\ufeff") or f"column_{i + 1}"
-        if name in columns:
-            raise UploadError(f"line 1: column {name!r} appears twice in the header")
+        if name in seen_names:
+            raise UploadError(f"line 1: column {name[:60]!r} appears twice in the header")
+        seen_names.add(name)
         columns.append(name)
-    keys = [_header_key(c) for c in columns]
-    phone_idx = next((keys.index(k) for k in PHONE_HEADERS if k in keys), None)
+    key_index: dict[str, int] = {}
+    for i, c in enumerate(columns):
+        key_index.setdefault(_header_key(c), i)
+    phone_idx = next((key_index[k] for k in PHONE_HEADERS if k in key_index), None)
     if phone_idx is None:
         raise UploadError(f"line 1: no phone column; name one of: phone, so_dien_thoai, sdt, mobile "
                           f"(found: {', '.join(columns)})")

@@ -42,7 +42,7 @@ from callcenter import logs
 from callcenter.exceptions import CallcenterError
 from callcenter.routing import scripts
 from callcenter.routing.keys import Keys
-from callcenter.routing.rules import Announce, Fallback, RoutingRules
+from callcenter.routing.rules import MAX_SKILLS, Announce, Fallback, RoutingRules, skill_problem
 
 log = logs.get("routing")
 
@@ -355,9 +355,12 @@ class Router:
         return await self._agent(agent_id, "pause", reason)
 
     async def set_skills(self, agent_id: str, skills: dict[str, int]) -> str:
+        if len(skills) > MAX_SKILLS:
+            raise RoutingError(f"{len(skills)} skills; at most {MAX_SKILLS}")
         for name, level in skills.items():
-            if not isinstance(level, int) or isinstance(level, bool) or not 1 <= level <= 10:
-                raise RoutingError(f"skill {name}: level must be an integer 1-10")
+            problem = skill_problem(name, level)
+            if problem:
+                raise RoutingError(f"skill {str(name)[:40]}: {problem}")
         return await self._agent(agent_id, "set_skills", json.dumps(skills) if skills else "{}")
 
     async def agent_info(self, agent_id: str) -> dict[str, Any] | None:

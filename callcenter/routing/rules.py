@@ -19,6 +19,20 @@ STRATEGIES = ("longest_idle", "fewest_calls", "least_talk_time", "round_robin", 
 FALLBACK_ACTIONS = ("voicemail", "callback", "transfer", "hangup")
 PAUSE_REASONS = ("break", "lunch", "training", "meeting", "missed_offers", "other")
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+# Skill names end up in Redis keys, Lua tables and requirement signatures: short, lower case, no
+# separators; and a bounded number per agent or queue, since matching walks them for every decision.
+SKILL_NAME = re.compile(r"^[a-z0-9_][a-z0-9_.-]{0,31}$")
+MAX_SKILLS = 64
+
+
+def skill_problem(name: object, level: object) -> str | None:
+    """Why ``name: level`` is not a valid skill (None if it is)."""
+    if not isinstance(name, str) or not SKILL_NAME.match(name):
+        return (f"{str(name)[:40]!r} is not a valid skill name (lower-case letters, digits, _ . -; "
+                "up to 32, not starting with . or -)")
+    if not isinstance(level, int) or isinstance(level, bool) or not 1 <= level <= 10:
+        return "level must be an integer 1-10"
+    return None
 _SIP = re.compile(r"^sips?:[^@\s]+@[^\s]+$")
 
 
@@ -110,8 +124,9 @@ def load(path: str | Path) -> RoutingRules:
     return parse(data, loc)
 
 
-def loads(text: str, file: str = "<rules>") -> RoutingRules:
-    data, loc = yamlsrc.loads(text, file)
+def loads(text: str, file: str = "<rules>", *, allow_aliases: bool = True) -> RoutingRules:
+    """``allow_aliases=False`` for rules that came over the network (see :func:`yamlsrc.loads`)."""
+    data, loc = yamlsrc.loads(text, file, allow_aliases=allow_aliases)
     return parse(data, loc)
 
 
@@ -158,7 +173,13 @@ class _V:
 
     def skills(self, value: Any, path: str) -> dict[str, int]:
         m = self.mapping(value, path)
-        return {self.name(k, f"{path}.{k}"): self.integer(v, f"{path}.{k}", 1, 10) for k, v in m.items()}
+        if len(m) > MAX_SKILLS:
+            raise self.fail(path, f"{len(m)} skills; at most {MAX_SKILLS}")
+        for k, level in m.items():
+            problem = skill_problem(k, level)
+            if problem:
+                raise self.fail(f"{path}.{k}", problem)
+        return {k: int(v) for k, v in m.items()}
 
     def fallback(self, value: Any, path: str) -> Fallback:
         if isinstance(value, str):
