@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from callcenter.telephony.settings import SipSettings
+from callcenter.telephony.trust import DEFAULT_TRUSTED, TrustedSource, parse_network
 from callcenter.yamlsrc import Located, load
 
 _ENV = re.compile(r"\$\{(\w+)(?::-([^}]*))?\}")
@@ -109,6 +110,54 @@ class _Reader:
         return float(value)
 
 
+SIP_SECURITY_KEYS = ("trusted", "max_calls_per_source", "rtp_timeout", "max_call_seconds",
+                     "max_tcp_connections")
+
+
+def _sip_security(r: _Reader, s: dict[str, Any]) -> dict[str, Any]:
+    """sip.trusted (addresses/CIDRs, or {net, max_calls, pai} mappings) and the per-call limits."""
+    loc = r.loc
+    raw = r.get(s, "sip.trusted", list, None)
+    trusted = DEFAULT_TRUSTED
+    if raw is not None:
+        entries = []
+        for i, item in enumerate(raw):
+            path = f"sip.trusted[{i}]"
+            if isinstance(item, dict):
+                for key in item:
+                    if key not in ("net", "max_calls", "pai"):
+                        raise loc.error(f"{path}.{key}", "unknown key (known: max_calls, net, pai)")
+                net, cap, pai = item.get("net"), item.get("max_calls"), item.get("pai", True)
+                if cap is not None and (not isinstance(cap, int) or isinstance(cap, bool) or cap < 1):
+                    raise loc.error(f"{path}.max_calls", "must be an integer >= 1")
+                if not isinstance(pai, bool):
+                    raise loc.error(f"{path}.pai", "must be true or false")
+                path = f"{path}.net"
+            else:
+                net, cap, pai = item, None, True
+            if not isinstance(net, str):
+                raise loc.error(path, "must be an IP address or CIDR network such as 10.0.0.0/24")
+            try:
+                entries.append(TrustedSource(parse_network(net), cap, pai))
+            except ValueError as exc:
+                raise loc.error(path, str(exc)) from None
+        trusted = tuple(entries)
+    limits: dict[str, Any] = {"trusted": trusted}
+    for key, default in (("max_calls_per_source", 200), ("max_tcp_connections", 1000)):
+        value = r.get(s, f"sip.{key}", int, default)
+        if value < 0:
+            raise loc.error(f"sip.{key}", "must be >= 0")
+        limits[key] = value
+    for key, default in (("rtp_timeout", 60.0), ("max_call_seconds", 14400.0)):
+        value = r.get(s, f"sip.{key}", float, default)
+        if value < 0 or 0 < value < 2:
+            raise loc.error(f"sip.{key}", "must be 0 (off) or at least 2 seconds")
+        limits[key] = value
+    if limits["max_calls_per_source"] == 0:
+        raise loc.error("sip.max_calls_per_source", "must be >= 1 (a trusted entry can raise its own)")
+    return limits
+
+
 def load_config(path: str | Path) -> Config:
     """Read and validate the worker config; raises ConfigError naming file, key and line."""
     p = Path(path).resolve()
@@ -131,7 +180,7 @@ def load_config(path: str | Path) -> Config:
     drain = r.positive(w, "worker.drain_seconds", 30.0)
 
     s = r.section("sip", {"bind", "port", "transports", "public_address", "rtp_port", "rtp_port_range",
-                          "max_calls", "log_level", "user", "trunk"})
+                          "max_calls", "log_level", "user", "trunk", *SIP_SECURITY_KEYS})
     transports = r.get(s, "sip.transports", list, ["udp", "tcp"])
     for i, t in enumerate(transports):
         if t not in ("udp", "tcp"):
@@ -149,6 +198,7 @@ def load_config(path: str | Path) -> Config:
         max_calls=max_calls,
         user=r.get(s, "sip.user", str, "callcenter"),
         log_level=r.get(s, "sip.log_level", int, 2),
+        **_sip_security(r, s),
     )
 
     rd = r.section("redis", {"url", "prefix"})

@@ -30,6 +30,12 @@ CALLS_TOTAL = Counter("callcenter_calls_total", "Calls finished, by direction an
                       ["direction", "result"])
 CALLS_IN_PROGRESS = Gauge("callcenter_calls_in_progress", "Calls up on this worker.", ["direction"])
 SIP_ERRORS_TOTAL = Counter("callcenter_sip_errors_total", "SIP failures by final status code.", ["code"])
+SIP_REFUSED_TOTAL = Counter("callcenter_sip_refused_total",
+                            "SIP requests refused: untrusted_source (403), source_cap (486), refer (603), "
+                            "replaces (403), tcp_cap (connection closed).", ["reason"])
+SIP_WATCHDOG_HANGUPS_TOTAL = Counter("callcenter_sip_watchdog_hangups_total",
+                                     "Calls the worker hung up itself: rtp_timeout, max_call_seconds.",
+                                     ["reason"])
 IVR_NODES_TOTAL = Counter("callcenter_ivr_nodes_total", "IVR nodes executed.", ["script", "node"])
 
 # --- queues (per worker; the collector adds the shared state) --------------------------------------

@@ -64,7 +64,7 @@ class WorkerProc:
 
     def write_config(self, rules: Path | None = None, extra: str = "", trunk: str = "",
                      campaigns: Path | None = None, ivr_scripts: Path | None = None,
-                     routes: dict[str, str] | None = None) -> None:
+                     routes: dict[str, str] | None = None, sip_extra: str = "") -> None:
         rules = rules or self.tmp / "routing_rules.yaml"
         if not rules.exists():
             text = demo_rules(self.agents_port)
@@ -74,7 +74,7 @@ class WorkerProc:
         self.config.write_text(f"""
 worker: {{id: {self.worker_id}, data_dir: {self.tmp}, drain_seconds: 5}}
 sip: {{bind: 127.0.0.1, port: {self.sip_port}, transports: [udp, tcp], rtp_port: {20000 + (self.sip_port % 100) * 100},
-      rtp_port_range: 2000, max_calls: 1000{f', trunk: "{trunk}"' if trunk else ''}}}
+      rtp_port_range: 2000, max_calls: 1000{f', trunk: "{trunk}"' if trunk else ''}{f', {sip_extra}' if sip_extra else ''}}}
 redis: {{url: "{self.redis_url}", prefix: "cc:"}}
 http: {{bind: 127.0.0.1, port: {self.http_port}}}
 paths: {{ivr_scripts: {ivr_scripts or REPO / 'ivr_scripts'}, sounds: {REPO / 'sounds'}, routing_rules: {rules},

@@ -35,6 +35,7 @@ class ScriptedLeg:
         self.id = uuid.uuid4().hex
         self.sip_call_id = f"{self.id}@simulated"
         self.caller = caller
+        self.caller_verified = False   # a simulated From, like an untrusted one
         self.called = called
         self.inputs = deque(inputs)
         self.hangup_when_done = hangup_when_done

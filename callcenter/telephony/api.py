@@ -39,7 +39,9 @@ class Leg(Protocol):
 
     id: str            # our call-leg id (uuid4 hex); appears in logs and CDRs
     sip_call_id: str   # the SIP Call-ID header
-    caller: str        # user part of From (the caller's number)
+    caller: str        # the caller's number: P-Asserted-Identity from a trusted source, else the From user
+    caller_verified: bool  # True only when `caller` came from a trusted P-Asserted-Identity (a From is
+                           # anyone's to write: never dial it back or look it up as proven)
     called: str        # user part of the request URI / To
 
     @property

@@ -52,6 +52,20 @@ class _PjCall(pj.Call):
     def onCallTransferStatus(self, prm: Any) -> None:  # noqa: N802
         self.leg._guard(self.leg._on_xfer_status, prm.statusCode, prm.finalNotify)
 
+    def onCallTransferRequest(self, prm: Any) -> None:  # noqa: N802
+        # A REFER from the far end would make us dial its Refer-To (any host, on our bill) and leave
+        # this leg tracking the wrong call. Transfers are only ever ours to start (leg.transfer), so
+        # every REFER is declined, before anything else can fail and leave pjsua's 202 default.
+        prm.statusCode = 603
+        self.leg._guard(self.leg.switch.refused, "refer", self.leg, prm.dstUri)
+
+    def onCallReplaceRequest(self, prm: Any) -> None:  # noqa: N802
+        # An INVITE with Replaces naming this dialog would take the call over (attended-transfer
+        # pickup); nobody may do that to our calls.
+        prm.statusCode = 403
+        prm.reason = "Replaces Not Allowed"
+        self.leg._guard(self.leg.switch.refused, "replaces", self.leg, "")
+
 
 class PjLeg:
     """A call leg. Created by PjSoftswitch for incoming INVITEs and by originate()."""
@@ -65,7 +79,9 @@ class PjLeg:
         self.call: _PjCall | None = _PjCall(acc, call_id, self)
         self.sip_call_id = ""
         self.caller = ""
+        self.caller_verified = False   # set by the softswitch from a trusted P-Asserted-Identity
         self.called = ""
+        self.source = ""               # IP address an incoming INVITE came from
         self.created = time.time()
         self.answered_at: float | None = None
         self.last_code = 0
@@ -81,6 +97,11 @@ class PjLeg:
         self._player: pj.AudioMediaPlayer | None = None
         self._moh: pj.AudioMediaPlayer | None = None
         self._xfer: asyncio.Future[int] | None = None
+        self._end_cause = ""           # why we hung up, when it is not the app's normal end (rtp_timeout)
+        self._media_idx = -1
+        self.remote_hold = False
+        self._rx_packets = 0
+        self._rx_moved = time.monotonic()
         self.log = logs.get("leg", call_id=self.id)
         if call_id != pj.PJSUA_INVALID_ID:
             self._read_info()
@@ -216,16 +237,21 @@ class PjLeg:
             raise TelephonyError(f"transfer to {uri} failed with {code}")
         await self.hangup()
 
-    async def hangup(self, sip_code: int = 200) -> None:
+    async def hangup(self, sip_code: int = 200, reason: str = "") -> None:
+        """`reason` (e.g. 'rtp_timeout') becomes the HangupInfo reason and the response's phrase."""
         if self.ended:
             return
         self._hangup_by_us = True
+        if reason:
+            self._end_cause = reason
         self._stop_media_sources()
         prm = pj.CallOpParam(True)
         info_state = self._state()
         if not self.outgoing and info_state is not None and info_state < pj.PJSIP_INV_STATE_CONNECTING:
             # Unanswered incoming: a final response; 200 makes no sense here.
             prm.statusCode = sip_code if sip_code >= 300 else 480
+            if reason:
+                prm.reason = reason
         try:
             self.call.hangup(prm)
         except pj.Error as exc:
@@ -281,6 +307,10 @@ class PjLeg:
             if mi.type == pj.PJMEDIA_TYPE_AUDIO and mi.status in (pj.PJSUA_CALL_MEDIA_ACTIVE,
                                                                     pj.PJSUA_CALL_MEDIA_REMOTE_HOLD):
                 self.audio = self.call.getAudioMedia(i)
+                self._media_idx = i
+                # A caller holding with a=inactive legitimately sends no RTP (see rx_silent_for).
+                self.remote_hold = mi.status == pj.PJSUA_CALL_MEDIA_REMOTE_HOLD
+                self._rx_moved = time.monotonic()
                 if not self._media_ready.done():
                     self._media_ready.set_result(None)
                 if self.peer is not None and self.peer.audio is not None:
@@ -299,9 +329,25 @@ class PjLeg:
         if self._xfer is not None and not self._xfer.done() and (final or code >= 200):
             self._xfer.set_result(int(code))
 
+    def rx_silent_for(self) -> float:
+        """Seconds since the last RTP packet arrived (0 while media is not up or the caller holds).
+        Reads pjmedia's RTCP receive counter: packets from a source other than the peer are dropped
+        before it (config_site.h), so a stranger's spray does not keep a dead call alive."""
+        if self._media_idx < 0 or self.remote_hold or self.call is None or self.ended:
+            return 0.0
+        try:
+            pkts = int(self.call.getStreamStat(self._media_idx).rtcp.rxStat.pkt)
+        except pj.Error:
+            return 0.0
+        now = time.monotonic()
+        if pkts != self._rx_packets:
+            self._rx_packets, self._rx_moved = pkts, now
+        return now - self._rx_moved
+
     def _finish(self, code: int, reason: str) -> None:
         if self._ended.done():
             return
+        reason = self._end_cause or reason
         side = HangupSide.SYSTEM if self._hangup_by_us else HangupSide.CALLER
         self.audio = None
         self._player = None

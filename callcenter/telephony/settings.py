@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from callcenter.telephony.trust import DEFAULT_TRUSTED, TrustedSource
+
 
 @dataclass(frozen=True)
 class SipSettings:
@@ -19,3 +21,10 @@ class SipSettings:
     user: str = "callcenter"         # user part of our own URI
     log_level: int = 2               # pjsip log level to forward (1 errors .. 5 debug)
     no_answer_after: float = 120.0   # a ringing incoming call the app never answered
+    # Security (see callcenter.yaml): who may send INVITEs, how much of the worker one source may
+    # take, and how long a call may live without media or at all.
+    trusted: tuple[TrustedSource, ...] = DEFAULT_TRUSTED
+    max_calls_per_source: int = 200
+    rtp_timeout: float = 60.0        # no RTP received for this long: hang up (0: never)
+    max_call_seconds: float = 14400.0  # any call longer than this is hung up (0: no limit)
+    max_tcp_connections: int = 1000  # SIP TCP connections held open at once (0: no limit)

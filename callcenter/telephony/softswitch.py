@@ -17,7 +17,7 @@ from typing import Any
 
 import pjsua2 as pj
 
-from callcenter import logs
+from callcenter import logs, metrics
 from callcenter.exceptions import TelephonyError
 from callcenter.logs import mask_number
 from callcenter.tasks import TaskSet
@@ -25,10 +25,14 @@ from callcenter.telephony.api import OriginateResult
 from callcenter.telephony.leg import PjLeg
 from callcenter.telephony.media import CLOCK_RATE
 from callcenter.telephony.settings import SipSettings
+from callcenter.telephony.trust import SourcePolicy, asserted_user, source_ip
 
 log = logs.get("softswitch")
 
 IncomingHandler = Callable[[PjLeg], Awaitable[None]]
+
+# How often the RTP-timeout / maximum-duration watchdog looks at every call (seconds).
+WATCH_EVERY = 2.0
 
 # Distinct From users (outbound caller ids) with their own pjsua account; PJSUA_MAX_ACC is 64.
 MAX_CALLER_IDS = 32
@@ -84,9 +88,23 @@ class _Account(pj.Account):
 
     def onIncomingCall(self, prm: Any) -> None:  # noqa: N802 - pjsua2 name
         try:
-            self.switch._incoming(self, prm.callId)
+            self.switch._incoming(self, prm.callId, prm.rdata.srcAddress, prm.rdata.wholeMsg)
         except Exception:  # noqa: BLE001
             log.exception("incoming call handler failed")
+
+
+class _Endpoint(pj.Endpoint):
+    """The endpoint, for its transport events (the TCP connection cap)."""
+
+    def __init__(self, switch: PjSoftswitch) -> None:
+        super().__init__()
+        self.switch = switch
+
+    def onTransportState(self, prm: Any) -> None:  # noqa: N802 - pjsua2 name
+        try:
+            self.switch._transport_state(prm.hnd, str(prm.type), int(prm.state))
+        except Exception:  # noqa: BLE001 - never raise into C++
+            log.exception("transport state handler failed")
 
 
 class PjSoftswitch:
@@ -97,7 +115,10 @@ class PjSoftswitch:
         self.settings = settings
         self.loop = loop
         self.on_incoming = on_incoming
-        self.ep = pj.Endpoint()
+        self.ep = _Endpoint(self)
+        self.policy = SourcePolicy(settings.trusted, settings.max_calls_per_source)
+        self._tcp: dict[int, Any] = {}   # live SIP TCP connections: pointer -> pjsua2 handle
+        self._watch_handle: asyncio.TimerHandle | None = None
         self.accepting = False
         self.legs: dict[str, PjLeg] = {}
         self._accounts: dict[str, _Account] = {}
@@ -155,6 +176,8 @@ class PjSoftswitch:
         # ("Calling pjlib from unknown/external thread").
         gc.disable()
         self._gc_handle = self.loop.call_later(0.5, self._collect, 0)
+        if s.rtp_timeout or s.max_call_seconds:
+            self._watch_handle = self.loop.call_later(WATCH_EVERY, self._watch)
         self.accepting = True
         self._pump()
         log.info("softswitch started", port=s.port, transports=list(s.transports), max_calls=s.max_calls)
@@ -175,6 +198,8 @@ class PjSoftswitch:
             self._pump_handle.cancel()
         if self._gc_handle:
             self._gc_handle.cancel()
+        if self._watch_handle:
+            self._watch_handle.cancel()
         self._music.clear()
         await asyncio.sleep(0.05)  # let released pj.Call objects go before the library does
         gc.collect()
@@ -221,17 +246,45 @@ class PjSoftswitch:
         s = self.settings
         return s.public_address or (s.bind if s.bind not in ("", "0.0.0.0") else "127.0.0.1")
 
-    def _incoming(self, acc: _Account, call_id: int) -> None:
+    def _incoming(self, acc: _Account, call_id: int, src: str, message: str) -> None:
         leg = PjLeg(self, acc, call_id)
         self.legs[leg.id] = leg
+        ip = source_ip(src)
+        entry = self.policy.match(ip)
+        if entry is None:
+            # Not the edge, not a trunk: someone bypassing the edge's auth and flood control.
+            self._refuse(leg, 403, "untrusted_source", ip)
+            return
         if not self.accepting:
             log.info("rejecting call while draining", call_id=leg.id)
             self.tasks.spawn(leg.hangup(503), "reject", call_id=leg.id)
             return
+        assert ip is not None
+        if not self.policy.admit(ip, entry):
+            # One source (a trunk, a compromised peer) must not take every line of the worker.
+            self._refuse(leg, 486, "source_cap", ip)
+            return
+        leg.source = str(ip)
+        pai = asserted_user(message) if entry.pai else ""
+        if pai:
+            leg.caller, leg.caller_verified = pai, True
         self.tasks.spawn(self.on_incoming(leg), "incoming", call_id=leg.id)
+
+    def _refuse(self, leg: PjLeg, code: int, reason: str, ip: Any) -> None:
+        self.refused(reason, leg, str(ip or ""))
+        self.tasks.spawn(leg.hangup(code, reason), "refuse", call_id=leg.id)
+
+    def refused(self, reason: str, leg: PjLeg, target: str) -> None:
+        """Count and log a refused request (untrusted source, per-source cap, REFER, Replaces)."""
+        metrics.SIP_REFUSED_TOTAL.labels(reason=reason).inc()
+        log.warning("sip request refused", reason=reason, call_id=leg.id, caller=leg.caller,
+                    target=mask_number(target))
 
     def forget(self, leg: PjLeg) -> None:
         self.legs.pop(leg.id, None)
+        if leg.source:
+            self.policy.release(leg.source)
+            leg.source = ""
         # The pj.Call must outlive the callback that reported its end, but not by long: its
         # destructor clears the user data of its call *slot*, which pjsua later reuses.
         self.loop.call_soon(leg.release)
@@ -298,6 +351,50 @@ class PjSoftswitch:
             return OriginateResult.ANSWERED, leg
         info = await leg.wait_ended()
         return result_for_code(info.sip_code, timed_out), None
+
+    def _watch(self) -> None:
+        """Hang up calls that receive no RTP for sip.rtp_timeout or outlive sip.max_call_seconds: a
+        dead peer or a call left open must not hold a line (and a trunk channel) forever."""
+        s = self.settings
+        now = time.time()
+        for leg in list(self.legs.values()):
+            if leg.ended:
+                continue
+            cause = ""
+            if s.max_call_seconds and now - leg.created > s.max_call_seconds:
+                cause = "max_call_seconds"
+            elif s.rtp_timeout and leg.rx_silent_for() > s.rtp_timeout:
+                cause = "rtp_timeout"
+            if cause:
+                metrics.SIP_WATCHDOG_HANGUPS_TOTAL.labels(reason=cause).inc()
+                log.warning("hanging up call", reason=cause, call_id=leg.id)
+                self.tasks.spawn(leg.hangup(200, cause), "watchdog", call_id=leg.id)
+        self._watch_handle = self.loop.call_later(WATCH_EVERY, self._watch)
+
+    # -- TCP connection cap -------------------------------------------------------------------
+
+    def _transport_state(self, hnd: Any, kind: str, state: int) -> None:
+        if not kind.lower().startswith("tcp"):
+            return
+        key = int(hnd)
+        if state == pj.PJSIP_TP_STATE_CONNECTED:
+            self._tcp[key] = hnd
+            cap = self.settings.max_tcp_connections
+            if cap and len(self._tcp) > cap:
+                metrics.SIP_REFUSED_TOTAL.labels(reason="tcp_cap").inc()
+                log.warning("sip request refused", reason="tcp_cap", connections=len(self._tcp))
+                # Not from inside pjsip's accept callback: close it on the next loop turn.
+                self.loop.call_soon(self._close_tcp, key)
+        elif state in (pj.PJSIP_TP_STATE_DISCONNECTED, pj.PJSIP_TP_STATE_DESTROY):
+            self._tcp.pop(key, None)
+
+    def _close_tcp(self, key: int) -> None:
+        hnd = self._tcp.pop(key, None)   # gone already if it disconnected meanwhile
+        if hnd is not None:
+            try:
+                self.ep.transportShutdown(hnd)
+            except pj.Error as exc:
+                log.warning("tcp shutdown failed", error=exc.info())
 
     def _collect(self, n: int) -> None:
         gc.collect(2 if n % 60 == 59 else 1 if n % 10 == 9 else 0)
