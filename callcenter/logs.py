@@ -2,67 +2,95 @@
 
 Every line is one JSON object. Context (call_id, queue, agent, campaign) is bound with
 ``structlog.contextvars`` or ``log.bind`` so it rides along every line of a call.
-Phone numbers are masked before they reach a log: an operator can still tell two
-callers apart by the tail, but a log file is not a contact list.
+
+Every line passes the privacy filter last (``callcenter.privacy.redact``): phone numbers are masked
+by pattern wherever they are (any value at any depth, the event text, exception messages and
+formatted tracebacks, request paths), keeping the last 3 digits so an operator can still tell two
+callers apart; secrets are replaced by ``***``. The same holds for lines that do not come from
+structlog: stdlib ``logging`` (asyncio, redis-py), Twisted's log (the HTTP access log, unhandled
+errors in Deferreds), warnings and uncaught exceptions are all rendered by the same processors.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 import sys
+import threading
 from collections.abc import MutableMapping
+from types import TracebackType
 from typing import Any
 
 import structlog
 
-# Keys whose values are phone numbers or SIP URIs carrying them.
-PHONE_KEYS = frozenset({"caller", "called", "number", "phone", "callee", "caller_id", "from_uri",
-                        "to_uri", "uri", "contact", "destination", "msisdn"})
-SECRET_KEYS = frozenset({"password", "secret", "token", "authorization", "api_key"})
-_DIGITS = re.compile(r"\+?\d{6,}")
+from callcenter.privacy import PHONE_KEYS, SECRET_KEYS, mask_number, redact
+
+__all__ = ["PHONE_KEYS", "SECRET_KEYS", "configure", "get", "mask_number", "scrub"]
+
+_twisted_routed = False
 
 
-def mask_number(value: str) -> str:
-    """Keep a prefix and the last 3 digits of each long digit run: +8490******567."""
-
-    def _mask(m: re.Match[str]) -> str:
-        s = m.group(0)
-        plus = s.startswith("+")
-        digits = s[1:] if plus else s
-        keep_head = 4 if plus else 3
-        masked = digits[:keep_head] + "*" * max(0, len(digits) - keep_head - 3) + digits[-3:]
-        return ("+" if plus else "") + masked
-
-    return _DIGITS.sub(_mask, value)
-
-
-def _scrub(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
-    for key in list(event):
-        if key in SECRET_KEYS:
-            event[key] = "***"
-        elif key in PHONE_KEYS and isinstance(event[key], str):
-            event[key] = mask_number(event[key])
+def scrub(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """The privacy filter as a structlog processor: after format_exc_info, before rendering."""
+    for key, value in event.items():
+        event[key] = redact(value, key)
     return event
 
 
+def _processors() -> list[Any]:
+    return [structlog.processors.format_exc_info, scrub, structlog.processors.JSONRenderer(ensure_ascii=False)]
+
+
+class _Handler(logging.StreamHandler):  # type: ignore[type-arg]
+    """The root handler this module installs (so a second configure() replaces it)."""
+
+
 def configure(level: str = "info", stream: Any = None) -> None:
-    """Configure structlog (and stdlib logging, used by Twisted and libraries) for JSON lines."""
+    """Configure structlog, and route stdlib logging, Twisted's log, warnings and uncaught
+    exceptions through the same JSON processors."""
     lvl = getattr(logging, level.upper(), logging.INFO)
-    logging.basicConfig(level=lvl, stream=stream or sys.stdout, format="%(message)s")
+    out = stream or sys.stdout
+    timestamper = structlog.processors.TimeStamper(fmt="iso", utc=True)
     structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            _scrub,
-            structlog.processors.format_exc_info,
-            structlog.processors.JSONRenderer(ensure_ascii=False),
-        ],
+        processors=[structlog.contextvars.merge_contextvars, structlog.processors.add_log_level, timestamper,
+                    *_processors()],
         wrapper_class=structlog.make_filtering_bound_logger(lvl),
-        logger_factory=structlog.PrintLoggerFactory(file=stream or sys.stdout),
+        logger_factory=structlog.PrintLoggerFactory(file=out),
         cache_logger_on_first_use=False,
     )
+    handler = _Handler(out)
+    handler.setFormatter(structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[structlog.contextvars.merge_contextvars, structlog.stdlib.add_log_level,
+                           structlog.stdlib.add_logger_name, timestamper],
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *_processors()]))
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if isinstance(h, _Handler)]:
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(lvl)
+    logging.captureWarnings(True)
+    _route_twisted()
+    sys.excepthook = _uncaught
+    threading.excepthook = lambda args: _uncaught(args.exc_type, args.exc_value, args.exc_traceback)
+
+
+def _route_twisted() -> None:
+    """Twisted buffers its log events (the HTTP access log among them) until someone begins logging,
+    and prints critical ones (unhandled errors in Deferreds) raw to stderr: send them all to stdlib
+    logging, hence through the privacy filter. Once per process (Twisted refuses a second start)."""
+    global _twisted_routed
+    if _twisted_routed:
+        return
+    from twisted.logger import STDLibLogObserver, globalLogBeginner
+
+    globalLogBeginner.beginLoggingTo([STDLibLogObserver()], redirectStandardIO=False)
+    _twisted_routed = True
+
+
+def _uncaught(kind: type[BaseException], value: BaseException | None, tb: TracebackType | None) -> None:
+    if value is None or issubclass(kind, KeyboardInterrupt):
+        sys.__excepthook__(kind, value or kind(), tb)
+        return
+    structlog.get_logger(component="process").critical("uncaught exception", exc_info=(kind, value, tb))
 
 
 def get(name: str, **context: Any) -> structlog.typing.FilteringBoundLogger:
