@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from callcenter.dialer.policy import DialRules
 from callcenter.telephony.settings import SipSettings
 from callcenter.telephony.trust import DEFAULT_TRUSTED, TrustedSource, parse_network
 from callcenter.yamlsrc import Located, load
@@ -32,53 +33,6 @@ class RedisConfig:
 class HttpConfig:
     bind: str = "127.0.0.1"
     port: int = 8080
-    auth: bool = True                       # users, roles, sessions, tokens (callcenter.auth)
-    allowed_origins: tuple[str, ...] = ()   # CSRF: origins of cookie-authenticated changes; () = our own
-    metrics_token: str = ""                 # Bearer token Prometheus sends for /metrics
-    cookie_secure: bool = False             # Secure flag on the session cookie (set behind TLS)
-    session_idle_seconds: float = 1800.0
-    session_max_seconds: float = 43200.0
-    login_failures: int = 5                 # failed logins per user and per address ...
-    login_window_seconds: int = 300         # ... in this window -> 429
-    audit_max_entries: int = 1_000_000      # the audit stream is capped near this length
-
-
-HTTP_KEYS = {"bind", "port", "auth", "allowed_origins", "metrics_token", "cookie_secure", "session_idle_seconds",
-             "session_max_seconds", "login_failures", "login_window_seconds", "audit_max_entries"}
-
-
-def _http(r: _Reader) -> HttpConfig:
-    """The http section. An API reachable from other hosts must not run without authentication."""
-    import ipaddress
-
-    h = r.section("http", HTTP_KEYS)
-    bind = r.get(h, "http.bind", str, "127.0.0.1")
-    auth = r.get(h, "http.auth", bool, True)
-    try:
-        loopback = bind == "localhost" or ipaddress.ip_address(bind).is_loopback
-    except ValueError:
-        loopback = False
-    if not auth and not loopback:
-        raise r.loc.error("http.auth" if "auth" in h else "http.bind",
-                          f"http.auth: false is only allowed with a loopback http.bind (127.0.0.1, ::1); "
-                          f"http.bind is {bind}: anyone who reaches it could log agents out, start campaigns "
-                          f"and read contacts")
-    origins = r.get(h, "http.allowed_origins", list, [])
-    for i, o in enumerate(origins):
-        if not isinstance(o, str) or not re.match(r"^https?://[^/\s]+$", o):
-            raise r.loc.error(f"http.allowed_origins[{i}]", "must be an origin like https://cc.example.com "
-                                                             "(scheme://host[:port], no path)")
-    ints = {k: r.get(h, f"http.{k}", int, d) for k, d in (("login_failures", 5), ("login_window_seconds", 300),
-                                                          ("audit_max_entries", 1_000_000))}
-    for k, v in ints.items():
-        if v < 1:
-            raise r.loc.error(f"http.{k}", "must be >= 1")
-    return HttpConfig(bind=bind, port=r.port(h, "http.port", 8080), auth=auth,
-                      allowed_origins=tuple(o.rstrip("/") for o in origins),
-                      metrics_token=r.get(h, "http.metrics_token", str, ""),
-                      cookie_secure=r.get(h, "http.cookie_secure", bool, False),
-                      session_idle_seconds=r.positive(h, "http.session_idle_seconds", 1800.0),
-                      session_max_seconds=r.positive(h, "http.session_max_seconds", 43200.0), **ints)
 
 
 @dataclass(frozen=True)
@@ -108,6 +62,7 @@ class Config:
     queue: QueueMediaConfig = field(default_factory=lambda: QueueMediaConfig(Path("sounds/moh.wav")))
     log_level: str = "info"
     trunk: str = ""            # host:port of the SIP trunk/edge for outbound calls (callbacks, dialer)
+    dialing: DialRules = field(default_factory=DialRules)   # what may be dialed (callcenter.dialer.policy)
 
     def flow_for(self, called: str) -> str:
         return self.routes.get(called) or self.routes.get("default") or "hotline"
@@ -212,7 +167,7 @@ def load_config(path: str | Path) -> Config:
     r = _Reader(data, loc)
     for key in r.data:
         if key not in {"worker", "sip", "redis", "http", "paths", "cdr", "routes", "queue", "language",
-                       "logging"}:
+                       "logging", "dialing"}:
             raise loc.error(str(key), "unknown section")
     base = p.parent
 
@@ -254,7 +209,8 @@ def load_config(path: str | Path) -> Config:
         raise loc.error("redis.url", "must start with redis://, rediss:// or unix://")
     redis_cfg = RedisConfig(url=url, prefix=r.get(rd, "redis.prefix", str, "cc:"))
 
-    http = _http(r)
+    h = r.section("http", {"bind", "port"})
+    http = HttpConfig(bind=r.get(h, "http.bind", str, "127.0.0.1"), port=r.port(h, "http.port", 8080))
 
     pa = r.section("paths", {"ivr_scripts", "sounds", "routing_rules", "campaigns"})
     paths = {k: rel(r.get(pa, f"paths.{k}", str, d)) for k, d in
@@ -285,8 +241,33 @@ def load_config(path: str | Path) -> Config:
     level = r.get(lg, "logging.level", str, "info")
     if level not in ("debug", "info", "warning", "error"):
         raise loc.error("logging.level", "must be debug, info, warning or error")
+    dialing = _dialing(r)
     return Config(file=p, worker_id=worker_id, data_dir=data_dir, drain_seconds=drain, sip=sip,
                   redis=redis_cfg, http=http, ivr_scripts=paths["ivr_scripts"], sounds=paths["sounds"],
                   routing_rules=paths["routing_rules"], campaigns=paths["campaigns"], cdr_store=store,
                   run_cdr_writer=r.get(c, "cdr.writer", bool, True), default_language=lang, routes=routes,
-                  queue=queue, log_level=level, trunk=r.get(s, "sip.trunk", str, ""))
+                  queue=queue, log_level=level, trunk=r.get(s, "sip.trunk", str, ""), dialing=dialing)
+
+
+def _dialing(r: _Reader) -> DialRules:
+    """The ``dialing`` section: the dial policy every callback, transfer and campaign dial goes through."""
+    d = r.section("dialing", {"allow_international", "allow_premium", "allowed_prefixes", "denied_prefixes",
+                              "callback_max_per_number", "callback_max_per_source", "transfer_allow"})
+    lists: dict[str, tuple[str, ...]] = {}
+    for key in ("allowed_prefixes", "denied_prefixes", "transfer_allow"):
+        items = r.get(d, f"dialing.{key}", list, [])
+        for i, item in enumerate(items):
+            if not isinstance(item, str) or not item:
+                raise r.loc.error(f"dialing.{key}[{i}]", "must be a non-empty string")
+            if key != "transfer_allow" and not re.fullmatch(r"\+[0-9]{1,14}", item):
+                raise r.loc.error(f"dialing.{key}[{i}]", f"{item!r} is not an E.164 prefix (+ and digits)")
+            if key == "transfer_allow" and not re.match(r"^(sips?|tel):", item):
+                raise r.loc.error(f"dialing.{key}[{i}]", "must be a sip:, sips: or tel: URI pattern")
+        lists[key] = tuple(items)
+    caps = {}
+    for key, default in (("callback_max_per_number", 3), ("callback_max_per_source", 10)):
+        caps[key] = r.get(d, f"dialing.{key}", int, default)
+        if caps[key] < 0:
+            raise r.loc.error(f"dialing.{key}", "must be 0 (no cap) or more")
+    return DialRules(allow_international=r.get(d, "dialing.allow_international", bool, False),
+                     allow_premium=r.get(d, "dialing.allow_premium", bool, False), **lists, **caps)

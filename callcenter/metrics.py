@@ -70,19 +70,14 @@ DIALER_BLOCKED_TOTAL = Counter("callcenter_dialer_blocked_total",
 DIALER_LINES_IN_USE = Gauge("callcenter_dialer_lines_in_use", "Outbound lines ringing or connected.",
                             ["campaign"])
 DIALER_PACING_RATIO = Gauge("callcenter_dialer_pacing_ratio", "Lines dialed per available agent.", ["campaign"])
+DIAL_REFUSED_TOTAL = Counter("callcenter_dial_refused_total",
+                             "Numbers the dial policy refused to dial (class, DNC, per-number/per-source cap).",
+                             ["purpose", "reason"])
 
 # --- CDR pipeline -------------------------------------------------------------------------------
 CDR_WRITTEN_TOTAL = Counter("callcenter_cdr_written_total", "Records committed to the CDR store.", ["kind"])
 CDR_WRITE_ERRORS_TOTAL = Counter("callcenter_cdr_write_errors_total",
                                  "CDR writer failures (store unavailable, record rejected).", ["reason"])
-
-# --- HTTP authentication ----------------------------------------------------------------------------
-AUTH_LOGINS_TOTAL = Counter("callcenter_auth_logins_total",
-                            "Login attempts by result: ok, failed (wrong name or password), throttled (429).",
-                            ["result"])
-AUTH_DENIED_TOTAL = Counter("callcenter_auth_denied_total",
-                            "API requests refused: unauthenticated (401), forbidden (403), csrf (403).",
-                            ["reason"])
 
 StatsFn = Callable[[Any, str], list[Any]]
 AgentStatesFn = Callable[[Any, str], dict[str, int]]

@@ -141,7 +141,8 @@ class Outbound:
         self.tasks = TaskSet()
         self.services = DialerServices(worker.queues, self.add_dnc)
         self.ivr = IvrRunner(worker.scripts, self.services, self.cfg.sounds,
-                             recordings_dir=self.cfg.data_dir / "recordings")
+                             recordings_dir=self.cfg.data_dir / "recordings",
+                             dial_policy=worker.dial_policy, trunk=self.cfg.trunk)
         self.amd_dir = Path(tempfile.mkdtemp(prefix="cc-amd-"))
         music = Path(self.cfg.queue.music)
         self.music = music if music.is_file() else Path(self.cfg.sounds) / "moh.wav"
@@ -240,7 +241,8 @@ class Outbound:
         # The customer is the flow's "caller": lookups and dnc nodes default to {caller}.
         vars_ = {**variables, "caller": variables.get("phone", "")}
         try:
-            result = await self.ivr.run(leg, entry=flow, variables=vars_)
+            # we dialed this customer's number ourselves: verified by construction (dnc nodes may add it)
+            result = await self.ivr.run(leg, entry=flow, variables=vars_, caller_verified=True)
         finally:
             _CALL_EVENTS.reset(token)
         if rec is not None:
@@ -519,7 +521,7 @@ async def run_dialer(worker: Any, stop: asyncio.Event) -> None:
     # The engine dials through Outbound.originate: the worker's switch plus one CDR per attempt.
     engine = DialerEngine(redis, out, campaigns, out.connect_agent, out.run_ivr,  # type: ignore[arg-type]
                           cfg.redis.prefix, free_agents=out.free_agents, busy_agents=out.busy_agents, amd=out.amd,
-                          dialer_id=f"{cfg.worker_id}-dialer")
+                          dialer_id=f"{cfg.worker_id}-dialer", policy=worker.dial_policy)
     out.engine = engine
     worker.outbound = out
     sweeper = asyncio.ensure_future(out.sweep_previews(stop))

@@ -21,8 +21,10 @@ import structlog
 from callcenter import logs, metrics
 from callcenter.cdr.buffer import CdrBuffer
 from callcenter.cdr.record import CallRecord, LegRecord, QueueEvent, new_id
+from callcenter.dialer.policy import DialDecision, DialPolicy
 from callcenter.exceptions import CallGone
 from callcenter.ivr import announce, prompts
+from callcenter.ivr.saynumber import say
 from callcenter.ivr.services import QueueOutcome, QueueRequest
 from callcenter.routing.router import Offer, QueuedCall, QueueFull, Router, RoutingError, RoutingEvent
 from callcenter.tasks import TaskSet
@@ -30,6 +32,7 @@ from callcenter.telephony.api import HangupSide, Leg, OriginateResult, Softswitc
 
 log = logs.get("queue")
 
+CALLBACK_ATTEMPTS = 3     # read-backs / keyed numbers before the caller is left in the queue
 _FAILURE = {OriginateResult.BUSY: "busy", OriginateResult.NO_ANSWER: "no_answer",
             OriginateResult.REJECTED: "rejected", OriginateResult.INVALID: "rejected",
             OriginateResult.FAILED: "failed"}
@@ -55,7 +58,7 @@ class QueueService:
 
     def __init__(self, router: Router, switch: Softswitch, cdr: CdrBuffer, *, trunk: str = "",
                  dnc: Any = None, service_levels: dict[str, float] | None = None,
-                 short_abandon: float = 5.0) -> None:
+                 short_abandon: float = 5.0, policy: DialPolicy | None = None) -> None:
         self.service_levels = service_levels or {}
         self.short_abandon = short_abandon
         self.router = router
@@ -63,6 +66,7 @@ class QueueService:
         self.cdr = cdr
         self.trunk = trunk
         self.dnc = dnc
+        self.policy = policy or DialPolicy()   # every callback number goes through it (request and dial)
         self.waiting: dict[str, Waiter] = {}
         self.records: dict[str, CallRecord] = {}    # call id -> the CDR the worker keeps for it
         self.call_events: dict[str, list[tuple[str, dict[str, Any]]]] = {}   # IVR events per live call
@@ -200,21 +204,93 @@ class QueueService:
         files = prompts.paths(announce.callback_offer(), req.language, Path(req.sounds_dir))
         digit = await self._play_interruptible(w, files, barge_in=True)
         if digit is None and w.agent_leg is None:
-            digit = (await leg.collect(1, timeout=5.0)) or None
+            digit = (await self._collect_interruptible(w, 1, 5.0)) or None
         if digit != "1" or w.agent_leg is not None:
             leg.flush_digits()
             return False
         leg.flush_digits()
-        if not await self.router.request_callback(leg.id, leg.caller):
+        decision = await self._confirm_callback_number(w)
+        if decision is None or not decision.ok or decision.e164 is None:
+            return False
+        if not await self.router.request_callback(leg.id, decision.e164):
             return False
         w.record.callback = True
         metrics.QUEUE_CALLBACKS_TOTAL.labels(queue=req.queue).inc()
         w.record.outcome = "callback"
-        await self._event("CALLBACK", leg.id, req.queue)
+        await self._event("CALLBACK", leg.id, req.queue, kind=decision.kind)
         confirm = prompts.paths(announce.callback_confirmed(), req.language, Path(req.sounds_dir))
         with contextlib.suppress(CallGone):
             await leg.play(confirm, barge_in=False)
         return True
+
+    async def _confirm_callback_number(self, w: Waiter) -> DialDecision | None:
+        """The number a callback will dial, as the caller confirmed it: the From number (or one the
+        caller keys) is normalised and checked by the dial policy, read back, and confirmed with 1 or
+        replaced with 2; then counted against the per-number and per-source caps. None (or a refused
+        decision) leaves the caller in the queue."""
+        req, leg = w.request, w.leg
+
+        def files(names: list[str]) -> list[str]:
+            return prompts.paths(names, req.language, Path(req.sounds_dir))
+
+        candidate: str = leg.caller
+        for _ in range(CALLBACK_ATTEMPTS):
+            if w.agent_leg is not None or leg.ended:
+                return None
+            decision = await self.policy.check(candidate, "callback", call_id=leg.id, queue=req.queue)
+            if not decision.ok:
+                await self._event("CALLBACK_REFUSED", leg.id, req.queue, reason=decision.reason, kind=decision.kind)
+                key = await self._ask(w, files(announce.callback_refused()))
+                if key != "2":
+                    return None
+            else:
+                national = decision.e164.removeprefix("+84") if decision.e164 else ""
+                spoken = say("digits", ("0" + national) if decision.kind != "international" else
+                             (decision.e164 or "").lstrip("+"), req.language)
+                key = await self._ask(w, files(announce.callback_read_back(spoken)))
+                if key == "1":
+                    admitted = await self.policy.admit_callback(decision, _source(leg), call_id=leg.id,
+                                                                queue=req.queue)
+                    if not admitted.ok:
+                        await self._event("CALLBACK_REFUSED", leg.id, req.queue, reason=admitted.reason,
+                                          kind=admitted.kind)
+                        await self._play_interruptible(w, files(announce.callback_refused_cap()))
+                    return admitted
+                if key != "2":
+                    continue          # nothing pressed: read the number back again
+            keyed = await self._ask(w, files(announce.callback_enter_number()), max_digits=15, timeout=10.0)
+            if keyed:
+                candidate = keyed
+        return None
+
+    async def _ask(self, w: Waiter, files: list[str], max_digits: int = 1, timeout: float = 6.0) -> str:
+        """Play with barge-in, then read up to max_digits keys ('#' ends a number); '' when nothing
+        was pressed or an agent took the call meanwhile."""
+        w.leg.flush_digits()
+        first = await self._play_interruptible(w, files, barge_in=True)
+        if w.agent_leg is not None:
+            return ""
+        if first is not None and max_digits == 1:
+            w.leg.flush_digits()     # the barge-in digit stays buffered: it is the answer
+            return first
+        return await self._collect_interruptible(w, max_digits, timeout, inter_digit=3.0)
+
+    async def _collect_interruptible(self, w: Waiter, max_digits: int, timeout: float,
+                                     inter_digit: float | None = None) -> str:
+        """leg.collect that gives up at once when an agent answers for this caller."""
+        got = asyncio.ensure_future(w.leg.collect(max_digits, timeout, inter_digit, "#"))
+        w.wake.clear()
+        woke = asyncio.ensure_future(w.wake.wait())
+        try:
+            await asyncio.wait([got, woke], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            woke.cancel()
+        if not got.done():
+            got.cancel()
+            with contextlib.suppress(asyncio.CancelledError, CallGone):
+                await got
+            return ""
+        return got.result()
 
     async def _play_interruptible(self, w: Waiter, files: list[str], barge_in: bool = False) -> str | None:
         play = asyncio.ensure_future(w.leg.play(files, barge_in=barge_in))
@@ -380,6 +456,19 @@ class QueueService:
     async def _ring_callback(self, offer: Offer) -> None:
         """A callback reached the front: connect the agent first, then call the customer."""
         started = time.time()
+        # Checked again at dial time: a callback kept by a routing fallback took the From number
+        # unconfirmed, and the number may have joined the DNC list since it was requested.
+        decision = await self.policy.check(offer.callback_number or "", "callback", call_id=offer.call_id,
+                                           queue=offer.queue)
+        if not decision.ok or decision.e164 is None:
+            await self.router.cancel_callback(offer.call_id)    # frees the reserved agent, never rung
+            await self._event("CALLBACK_REFUSED", offer.call_id, offer.queue, reason=decision.reason,
+                              kind=decision.kind, at="dial")
+            await self.cdr.call(CallRecord(offer.call_id, "outbound", "callcenter", offer.callback_number or "",
+                                           started, end=time.time(), callback=True, queue=offer.queue,
+                                           outcome="failed", hangup_side="system",
+                                           hangup_cause=f"dial_policy:{decision.reason}"))
+            return
         result, agent = await self.switch.originate(offer.agent_uri, "callback", offer.ring_timeout)
         if result is not OriginateResult.ANSWERED or agent is None:
             await self.router.offer_failed(offer, _FAILURE.get(result, "failed"))
@@ -387,7 +476,7 @@ class QueueService:
         if not await self.router.offer_answered(offer):
             await agent.hangup()
             return
-        number = offer.callback_number or ""
+        number = decision.e164
         uri = f"sip:{number}@{self.trunk}" if self.trunk else f"sip:{number}@127.0.0.1"
         res2, customer = await self.switch.originate(uri, "callcenter", 45.0)
         rec = CallRecord(offer.call_id, "outbound", "callcenter", number, started, callback=True,
@@ -430,3 +519,13 @@ class QueueService:
             await self.cdr.leg(rec)
         except Exception:  # noqa: BLE001
             log.exception("leg record not written", call_id=call_id)
+
+
+def _source(leg: Leg) -> str:
+    """Where a call came from, for the per-source callback cap: the signalling peer when the SIP layer
+    knows it, else the From number itself (a spoofer who varies it is still held by the per-number cap)."""
+    for attr in ("source", "source_address", "remote_address"):
+        value = getattr(leg, attr, None)
+        if value:
+            return f"addr:{value}"
+    return f"from:{leg.caller}"

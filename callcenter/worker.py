@@ -24,6 +24,8 @@ from callcenter.cdr.store import ReportParams
 from callcenter.cdr.writer import open_store, run_cdr_writer
 from callcenter.config import Config
 from callcenter.dialer.campaign import Campaign, load_campaigns
+from callcenter.dialer.keys import DialerKeys
+from callcenter.dialer.policy import DialPolicy
 from callcenter.exceptions import CallGone, ConfigError
 from callcenter.ivr.runner import IvrResult, IvrRunner
 from callcenter.ivr.script import ScriptSet
@@ -90,7 +92,6 @@ class Worker:
     embedded: EmbeddedRedis | None = None
     login_all_agents: bool = False   # the demo: every configured agent logged in and ready
     dialer_enabled: bool = False     # run the outbound dialer for campaigns/*.yaml in this worker
-    demo_users: Any = None           # the demo: async fn(Auth) creating demo API users if missing
 
     async def run(self) -> None:
         # Imported here: pjsua2 is only needed by a process that carries calls.
@@ -108,10 +109,13 @@ class Worker:
         await self._close_out(await self.router.claim())
         self.switch = PjSoftswitch(cfg.sip, loop, self._inbound)
         service_levels = {name: float(q.service_level) for name, q in self.rules.queues.items()}
+        # one dial policy for every number this worker dials (callbacks, transfers, campaign dials)
+        self.dial_policy = DialPolicy(cfg.dialing, aredis, DialerKeys(cfg.redis.prefix))
         self.queues = QueueService(self.router, self.switch, self.cdr, trunk=cfg.trunk,
-                                   service_levels=service_levels)
+                                   service_levels=service_levels, policy=self.dial_policy)
         self.queues.dnc = self._dnc_writer(aredis)
-        self.ivr = IvrRunner(self.scripts, self.queues, cfg.sounds, recordings_dir=cfg.data_dir / "recordings")
+        self.ivr = IvrRunner(self.scripts, self.queues, cfg.sounds, recordings_dir=cfg.data_dir / "recordings",
+                             dial_policy=self.dial_policy, trunk=cfg.trunk)
         tasks = [asyncio.ensure_future(every(2.0, self._heartbeat, self.stop, "heartbeat")),
                  asyncio.ensure_future(every(1.0, self._tick, self.stop, "tick")),
                  asyncio.ensure_future(self.queues.run_offers(self.stop))]
@@ -127,8 +131,6 @@ class Worker:
             tasks.append(asyncio.ensure_future(run_dialer(self, self.stop)))
         self._start_http(connect_sync(self.redis_url), aredis)
         self.switch.start()
-        if self.demo_users is not None and getattr(self, "auth", None) is not None:
-            await self.demo_users(self.auth)
         if self.login_all_agents:
             for agent_id in self.rules.agents:
                 await self.router.agent_login(agent_id, ready=True)
@@ -169,13 +171,12 @@ class Worker:
     def _start_http(self, sync_redis: Any, aredis: Any) -> None:
         from twisted.internet import reactor
         from twisted.web.resource import Resource
+        from twisted.web.server import Site
 
         from callcenter.api import admin, agents, campaigns, reports
-        from callcenter.api.bodylimit import LimitedSite
         from callcenter.api.http import Router as HttpRouter
 
-        guard = self._guard(aredis)
-        api = HttpRouter(guard=guard)
+        api = HttpRouter()
         async def agent_event(event: str, agent_id: str, data: dict[str, Any]) -> None:
             await self.cdr.event(QueueEvent.make(event, agent_id=agent_id, **data))
 
@@ -189,36 +190,12 @@ class Worker:
             log.warning("reports API unavailable: CDR store not reachable", error=str(exc))
         metrics.register_queue_collector(sync_redis, self.cfg.redis.prefix)
         metrics_res = metrics.metrics_resource()
-        if guard is not None:
-            from callcenter.api import auth as auth_api
-            from callcenter.api import users as users_api
-            from callcenter.api.guard import MetricsGuard
-
-            auth_api.install_routes(api, guard.auth, guard, secure_cookie=self.cfg.http.cookie_secure)
-            users_api.install_routes(api, guard.auth)
-            metrics_res = MetricsGuard(metrics_res, self.cfg.http.metrics_token, guard)
 
         class Root(Resource):
             def getChild(self, path: bytes, request: Any) -> Resource:  # noqa: N802 - twisted name
                 return metrics_res if path == b"metrics" else api
 
-        # bodies over their route's cap are refused from the headers, before twisted reads them
-        site = LimitedSite(Root(), api.body_limit, api.largest_body)
-        reactor.listenTCP(self.cfg.http.port, site, interface=self.cfg.http.bind)  # type: ignore[attr-defined]
-
-    def _guard(self, aredis: Any) -> Any:
-        """Authentication for the API (None with ``http.auth: false``, which config allows on loopback only)."""
-        from callcenter.api.guard import Guard, default_origins
-        from callcenter.auth import Auth
-
-        h = self.cfg.http
-        if not h.auth:
-            log.warning("http.auth is off: anyone who reaches the API on this host may use it", bind=h.bind)
-            return None
-        auth = Auth.connect(aredis, self.cfg.redis.prefix, h.session_idle_seconds, h.session_max_seconds,
-                            h.login_failures, h.login_window_seconds, h.audit_max_entries)
-        self.auth = auth
-        return Guard(auth, frozenset(h.allowed_origins) or default_origins(h.bind, h.port))
+        reactor.listenTCP(self.cfg.http.port, Site(Root()), interface=self.cfg.http.bind)  # type: ignore[attr-defined]
 
     async def _heartbeat(self) -> None:
         await self.router.heartbeat()
@@ -287,7 +264,7 @@ class Worker:
         log.info("call ended", outcome=rec.outcome, path=rec.ivr_path, side=rec.hangup_side, call_id=leg.id)
 
 
-def run_worker(cfg: Config, login_all_agents: bool = False, dialer: bool = False, demo_users: Any = None) -> int:
+def run_worker(cfg: Config, login_all_agents: bool = False, dialer: bool = False) -> int:
     """Validate, then run the worker until SIGTERM/SIGINT. Returns the exit code."""
     logs.configure(cfg.log_level)
     scripts, rules, campaigns = validate(cfg)
@@ -299,7 +276,7 @@ def run_worker(cfg: Config, login_all_agents: bool = False, dialer: bool = False
         log.info("embedded redis started", socket=str(embedded.socket))
     reactor = install_reactor()
     worker = Worker(cfg, scripts, rules, campaigns, url, embedded=embedded, login_all_agents=login_all_agents,
-                    dialer_enabled=dialer, demo_users=demo_users)
+                    dialer_enabled=dialer)
     exit_code = 0
 
     async def main() -> None:

@@ -7,13 +7,14 @@
 # (see ../shared/PJSIP.md). It is fetched with a private apt sources list so the
 # system's apt configuration is untouched. The wheel is cached under
 # $CALLCENTER_CACHE (default ~/.cache/callcenter) keyed by pjproject version and the
-# sha256 of config_site.h, so the 5-minute build happens once per machine.
+# sha256 of config_site.h and scripts/pjproject-*.patch, so the 5-minute build happens once per machine.
 set -euo pipefail
 
 PY="${1:?usage: build_pjsua2.sh VENV_PYTHON}"
 HERE="$(cd "$(dirname "$0")" && pwd)"
 CACHE="${CALLCENTER_CACHE:-$HOME/.cache/callcenter}"
-SITE_HASH="$(sha256sum "$HERE/config_site.h" | cut -c1-12)"
+# The cache key covers config_site.h and our source patches (scripts/pjproject-*.patch).
+SITE_HASH="$(cat "$HERE/config_site.h" "$HERE"/pjproject-*.patch | sha256sum | cut -c1-12)"
 mkdir -p "$CACHE"
 
 log() { echo "[pjsua2] $*" >&2; }
@@ -60,6 +61,10 @@ log "pjproject $PJVER in $PJ"
 
 cp "$HERE/config_site.h" "$PJ/pjlib/include/pj/config_site.h"
 cd "$PJ"
+for p in "$HERE"/pjproject-*.patch; do
+    log "applying $(basename "$p")"
+    patch -s -p1 --forward < "$p"
+done
 # Debian dropped the bdimad sound device sources; the makefile still lists them.
 sed -i 's/ bdimad_dev\.o//' pjmedia/build/Makefile
 ./configure -q --disable-video --disable-sound --enable-epoll --disable-libwebrtc \

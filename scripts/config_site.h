@@ -14,3 +14,15 @@
 #define PJMEDIA_HAS_SOUND          0
 /* No sound card: the null device drives the conference clock. */
 #define PJMEDIA_AUDIO_DEV_HAS_NULL_AUDIO 1
+/* Security (issue 10). RTP is sent only to the address the SDP names: with switching on, a
+ * stranger spraying RTP at the port range takes the call's outgoing audio (NAT is the edge's job). */
+#define PJMEDIA_TRANSPORT_SWITCH_REMOTE_ADDR 0
+/* Once the real peer has been heard, RTP from any other source is dropped for good (the default
+ * 10 lets a sprayer sending faster than the caller inject audio and DTMF into the IVR). */
+#define PJMEDIA_RTP_NAT_PROBATION_CNT      1000000000
+/* A TCP connection that sends no SIP message within 10 s is closed (idle sockets held open). */
+#define PJSIP_TCP_INITIAL_TIMEOUT          10
+/* REFER and Replaces are refused from callers, so neither is advertised in Allow/Supported
+ * (scripts/pjproject-no-transfer-advert.patch reads these). */
+#define PJSIP_XFER_ADVERTISE_REFER         0
+#define PJSIP_REPLACES_ADVERTISE           0

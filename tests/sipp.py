@@ -7,6 +7,8 @@ A caller script is a list of steps:
     ("audio",)             play 4.7 s of G.711 A-law speech (sipp's g711a.pcap)
     ("hangup",)            send BYE (must be the last step)
     ("wait_bye", ms)       expect the far end to hang up within ms (must be the last step)
+    ("refer", uri, code)   send an in-dialog REFER to uri, expect the final response code
+    ("replaces", code)     send a new INVITE whose Replaces names this call's dialog, expect code
 An agent phone answers (or not) every INVITE it gets the same way; see `agent()`.
 """
 
@@ -66,9 +68,10 @@ def _sdp(codecs: str = "8 0") -> str:
 
 
 def _caller_xml(steps: list[tuple], caller: str, codecs: str, expect_code: int,
-                dtmf_files: list[Path] | None = None) -> str:
+                dtmf_files: list[Path] | None = None, headers: list[str] | None = None) -> str:
     sdp = _sdp(codecs)
     dtmf = iter(dtmf_files or [])
+    extra = "".join(f"{h}\n" for h in headers or [])
     body = [f"""<?xml version="1.0" encoding="UTF-8"?>
 <scenario name="caller">
 <send retrans="500"><![CDATA[
@@ -80,7 +83,7 @@ Call-ID: [call_id]
 CSeq: 1 INVITE
 Contact: sip:{caller}@[local_ip]:[local_port]
 Max-Forwards: 70
-Content-Type: application/sdp
+{extra}Content-Type: application/sdp
 Content-Length: [len]
 
 {sdp}]]></send>
@@ -102,7 +105,14 @@ Content-Length: 0
 ]]></send>
 </scenario>""")
         return "".join(body)
-    body.append(f"""<recv response="200" rtd="true" rrs="true"/>
+    # The far end's tag for a Replaces header naming this dialog (pjsip puts the tag last; sipp refuses a
+    # variable it assigns but never reads, hence no whole-match one), and its To: after the refused
+    # INVITE the last To is that one's, so later requests use the saved dialog To.
+    tag = ('<action><ereg regexp="[^=]+$" search_in="hdr" header="To:" assign_to="wtag"/>'
+           '<ereg regexp=".*" search_in="hdr" header="To:" assign_to="wto"/></action>'
+           if any(s[0] == "replaces" for s in steps) else "")
+    to = "[last_To:]"
+    body.append(f"""<recv response="200" rtd="true" rrs="true">{tag}</recv>
 <send><![CDATA[
 ACK [next_url] SIP/2.0
 Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
@@ -133,7 +143,7 @@ INFO [next_url] SIP/2.0
 Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
 [routes]
 From: "Caller" <sip:{caller}@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
-[last_To:]
+{to}
 Call-ID: [call_id]
 CSeq: {cseq} INFO
 Contact: sip:{caller}@[local_ip]:[local_port]
@@ -151,7 +161,7 @@ BYE [next_url] SIP/2.0
 Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
 [routes]
 From: "Caller" <sip:{caller}@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
-[last_To:]
+{to}
 Call-ID: [call_id]
 CSeq: {cseq} BYE
 Contact: sip:{caller}@[local_ip]:[local_port]
@@ -160,6 +170,55 @@ Content-Length: 0
 ]]></send>
 <recv response="200" crlf="true"/>
 """)
+        elif kind == "refer":
+            body.append(f"""<send retrans="500"><![CDATA[
+REFER [next_url] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+[routes]
+From: "Caller" <sip:{caller}@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+{to}
+Call-ID: [call_id]
+CSeq: {cseq} REFER
+Contact: sip:{caller}@[local_ip]:[local_port]
+Refer-To: <{step[1]}>
+Referred-By: <sip:{caller}@[local_ip]:[local_port]>
+Max-Forwards: 70
+Content-Length: 0
+
+]]></send>
+<recv response="{int(step[2])}"/>
+""")
+            cseq += 1
+        elif kind == "replaces":
+            # A second dialog (same Call-ID, new From tag) asking to take this one over.
+            body.append(f"""<send retrans="500"><![CDATA[
+INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=z9hG4bK-[pid]-[call_number]-replaces
+From: "Caller" <sip:{caller}@[local_ip]:[local_port]>;tag=[pid]SIPpTag99[call_number]
+To: <sip:[service]@[remote_ip]:[remote_port]>
+Call-ID: [call_id]
+CSeq: 1 INVITE
+Contact: sip:{caller}@[local_ip]:[local_port]
+Replaces: [call_id];to-tag=[$wtag];from-tag=[pid]SIPpTag00[call_number]
+Max-Forwards: 70
+Content-Type: application/sdp
+Content-Length: [len]
+
+{sdp}]]></send>
+<recv response="100" optional="true"/>
+<recv response="{int(step[1])}"/>
+<send><![CDATA[
+ACK sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=z9hG4bK-[pid]-[call_number]-replaces
+From: "Caller" <sip:{caller}@[local_ip]:[local_port]>;tag=[pid]SIPpTag99[call_number]
+To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
+Call-ID: [call_id]
+CSeq: 1 ACK
+Content-Length: 0
+
+]]></send>
+""")
+            to = "To: [$wto]"
         elif kind == "wait_bye":
             body.append(f"""<recv request="BYE" timeout="{int(step[1])}"/>
 <send><![CDATA[
@@ -359,6 +418,7 @@ class Sipp:
     workdir: Path
     port: int
     stats: dict[str, str] = field(default_factory=dict)
+    media_port: int = 0
 
     def wait(self, timeout: float = 60) -> int:
         try:
@@ -397,29 +457,32 @@ def _sipp_exe() -> str:
     return exe
 
 
-def _start(name: str, xml: str, args: list[str], port: int | None = None, workdir: Path | None = None) -> Sipp:
+def _start(name: str, xml: str, args: list[str], port: int | None = None, workdir: Path | None = None,
+           local_ip: str = "127.0.0.1") -> Sipp:
     workdir = workdir or Path(tempfile.mkdtemp(prefix=f"sipp-{name}-"))
     scen = workdir / "scenario.xml"
     scen.write_text(xml)
     port = port or _free_port(_ports)
     media = _free_port(_media_ports, span=4)
-    cmd = [_sipp_exe(), "-sf", str(scen), "-i", "127.0.0.1", "-p", str(port), "-mp", str(media),
+    cmd = [_sipp_exe(), "-sf", str(scen), "-i", local_ip, "-p", str(port), "-mp", str(media),
            "-nostdin", "-trace_err", "-error_file", str(workdir / "errors.log"), *args]
     out = open(workdir / "sipp.out", "wb")  # noqa: SIM115 - owned by the process
     proc = subprocess.Popen(cmd, cwd=workdir, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    return Sipp(name, proc, workdir, port)
+    return Sipp(name, proc, workdir, port, media_port=media)
 
 
 def caller(target: str, steps: list[tuple], number: str = "0901234567", service: str = "hotline",
            calls: int = 1, rate: float = 1.0, limit: int | None = None, codecs: str = "8 0",
-           expect_code: int = 200, timeout_s: int = 120, extra: list[str] | None = None) -> Sipp:
-    """Start sipp calling target ('127.0.0.1:5060') `calls` times with the given steps."""
+           expect_code: int = 200, timeout_s: int = 120, extra: list[str] | None = None,
+           local_ip: str = "127.0.0.1", headers: list[str] | None = None) -> Sipp:
+    """Start sipp calling target ('127.0.0.1:5060') `calls` times with the given steps, from local_ip
+    (any 127.x address is this host), with extra INVITE headers ('P-Asserted-Identity: <sip:...>')."""
     workdir = Path(tempfile.mkdtemp(prefix="sipp-caller-"))
     pcaps = write_dtmf_pcaps(workdir, [s[1] for s in steps if s[0] == "dtmf"])
-    xml = _caller_xml(steps, number, codecs, expect_code, pcaps)
+    xml = _caller_xml(steps, number, codecs, expect_code, pcaps, headers)
     args = [target, "-s", service, "-m", str(calls), "-r", str(rate), "-l", str(limit or calls),
             "-timeout", f"{timeout_s}s", "-timeout_error", *(extra or [])]
-    return _start("caller", xml, args, workdir=workdir)
+    return _start("caller", xml, args, workdir=workdir, local_ip=local_ip)
 
 
 def cancelling_caller(target: str, ring_ms: int, number: str = "0901234567", service: str = "hotline") -> Sipp:

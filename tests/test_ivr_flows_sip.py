@@ -134,14 +134,17 @@ def test_hotline_english_sales_from_the_crm(worker: WorkerProc) -> None:
     assert ("/api/customers", "0902000010") in Crm.asked
 
 
-def test_hotline_vip_is_queued_with_priority(worker: WorkerProc) -> None:
+def test_hotline_vip_from_an_unverified_number_gets_no_priority(worker: WorkerProc) -> None:
+    """The CRM says the From number is a VIP, but a From is anyone's to write (no trusted
+    P-Asserted-Identity here): the flow goes on through the VIP branch and the agent's screen gets the
+    customer, but the call is queued at priority 0, not 10."""
     steps = [("pause", 500), *keys("1", "2"), ("pause", 5000 + 2500), ("hangup",)]
     cdr = calls(worker, {VIP: ("hotline", steps)})[VIP]
     assert "hotline.crm>hotline.vip_check>hotline.vip>hotline.hours>hotline.menu>hotline.support>hotline.queue" \
         in cdr.ivr_path
     assert cdr.customer_id == "C-VIP-7" and cdr.language == "vi" and cdr.queue == "support"
     enter = events(worker, cdr.call_id, ("ENTERQUEUE",))
-    assert [e.data.get("priority") for e in enter] == [10]
+    assert [e.data.get("priority") for e in enter] == [0]
 
 
 def test_hotline_crm_slow_or_garbage_takes_the_fallback_and_goes_on(worker: WorkerProc) -> None:
@@ -213,8 +216,12 @@ def test_telesales_interested_not_interested_and_do_not_call(worker: WorkerProc)
     assert no.ivr_path == "telesales.pitch>telesales.menu>telesales.not_interested>telesales.goodbye"
     assert dnc.ivr_path == "telesales.pitch>telesales.menu>telesales.dnc>telesales.goodbye"
     assert dnc.ivr_digits == "telesales.menu=9" and dnc.hangup_side == "system"
-    assert dnc.disposition == "dnc" and no.disposition == "not_interested"
-    assert events(worker, kinds=("DNC",))
+    assert no.disposition == "not_interested"
+    # an inbound From is unverified: pressing 9 records a request for review, it does not put that
+    # number (perhaps a stranger's, spoofed) on the list
+    review = events(worker, dnc.call_id, ("DNC_REQUEST",))
+    assert [(e.data["scope"], e.data["verified"], e.data["number"]) for e in review] == [("global", False, dnc_number)]
+    assert not events(worker, dnc.call_id, ("DNC",)) and dnc.disposition is None
 
     async def on_dnc_list() -> bool:
         r = connect(worker.redis_url)
@@ -223,7 +230,7 @@ def test_telesales_interested_not_interested_and_do_not_call(worker: WorkerProc)
         finally:
             await r.aclose()
 
-    assert asyncio.run(on_dnc_list()), "the caller who pressed 9 is not on the global DNC list"
+    assert not asyncio.run(on_dnc_list()), "an unverified From was put on the global DNC list"
 
 
 # ---------------------------------------------------------------- CSAT survey

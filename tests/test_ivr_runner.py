@@ -83,8 +83,10 @@ def crm() -> Iterator[tuple[str, list]]:
 def run(sset: ScriptSet, entry: str, inputs: list[str], *, caller: str = "0901234567",
         variables: dict | None = None, language: str | None = None,
         outcome: QueueOutcome = QueueOutcome.CONNECTED, now: dt.datetime | None = None,
-        tmp: Path | None = None, barge_in: bool = True) -> tuple[IvrResult, ScriptedLeg, SimulatedServices]:
+        tmp: Path | None = None, barge_in: bool = True,
+        verified: bool = False) -> tuple[IvrResult, ScriptedLeg, SimulatedServices]:
     leg = ScriptedLeg(inputs, caller=caller, barge_in=barge_in)
+    leg.caller_verified = verified
     services = SimulatedServices(queue_outcome=outcome)
     runner = IvrRunner(sset, services, SOUNDS, clock=(lambda: now) if now else None,
                        recordings_dir=tmp)
@@ -99,7 +101,7 @@ def names(leg: ScriptedLeg) -> list[str]:
 
 def test_hotline_sales_then_survey(shipped, crm, monkeypatch):
     monkeypatch.setenv("CRM_URL", crm[0])
-    result, leg, services = run(shipped, "hotline", ["2", "1", "5", "4", "1"], caller="0901234999")
+    result, leg, services = run(shipped, "hotline", ["2", "1", "5", "4", "1"], caller="0901234999", verified=True)
     assert result.ivr_path == ("hotline.welcome>hotline.choose_language>hotline.crm>hotline.vip_check>"
                                "hotline.vip>hotline.hours>hotline.menu>hotline.sales>hotline.queue>hotline.csat>"
                                "csat_survey.intro>csat_survey.questions>csat_survey.thanks")
@@ -276,7 +278,8 @@ def test_debt_reminder_bad_amount_goes_to_agent(shipped):
 
 
 def test_telesales_dnc_and_interest(shipped):
-    result, _, services = run(shipped, "telesales", ["9"], caller="0987654321")
+    # telesales calls are numbers the dialer dialed: verified by construction
+    result, _, services = run(shipped, "telesales", ["9"], caller="0987654321", verified=True)
     assert services.dnc == [("0987654321", "global")] and result.outcome == "hangup"
     result, _, services = run(shipped, "telesales", ["1"], outcome=QueueOutcome.CALLBACK_REQUESTED)
     assert services.events[0][0] == "interested" and result.outcome == "callback"
@@ -351,7 +354,8 @@ def test_transfer_goto_node_and_language_timeout(tmp_path):
         start: intro
         nodes:
           intro: {type: play, prompts: [intro], next: xfer}
-          xfer: {type: transfer, uri: "sip:{dept}@pbx.example.com", prompts: [transferring]}
+          xfer: {type: transfer, uri: "sip:{dept}@pbx.example.com", prompts: [transferring],
+                 allow: ["sip:*@pbx.example.com"]}
         """))
     result, leg, _ = run(ScriptSet.load(d), "a", [""], variables={"dept": "billing"})
     assert result.path == ["a.lang", "a.jump", "b.xfer"]

@@ -108,6 +108,10 @@ class Campaign:
     list_columns: tuple[str, ...] = ()
     source: str = ""
     extra: Mapping[str, Any] = field(default_factory=dict)
+    # the dial policy's class rules for this campaign's numbers (None: the site's `dialing` setting)
+    allow_international: bool | None = None
+    allow_premium: bool | None = None
+    allowed_prefixes: tuple[str, ...] = ()
 
     @property
     def tz(self) -> ZoneInfo:
@@ -236,7 +240,7 @@ def _compliance(r: _Reader, ctype: str) -> CompliancePolicy:
 
 
 _TOP = ("id", "name", "type", "dial_mode", "queue", "ivr_flow", "caller_id", "dial_uri", "time_zone", "region",
-        "compliance", "attempts", "pacing", "amd", "abandon_prompt", "list_columns", "extra")
+        "compliance", "attempts", "pacing", "amd", "abandon_prompt", "list_columns", "extra", "dialing")
 
 
 def parse_campaign(data: Any, loc: Located, default_id: str | None = None) -> Campaign:
@@ -285,6 +289,16 @@ def parse_campaign(data: Any, loc: Located, default_id: str | None = None) -> Ca
     amd = r.sub("amd", ("enabled", "machine_flow", "machine_prompt"))
     if amd.get("machine_flow") and amd.get("machine_prompt"):
         raise loc.error("amd.machine_prompt", "give machine_flow or machine_prompt, not both")
+    dialing = r.sub("dialing", ("allow_international", "allow_premium", "allowed_prefixes"))
+    allows: dict[str, bool | None] = {}
+    for key in ("allow_international", "allow_premium"):
+        allows[key] = dialing.get(key)
+        if allows[key] is not None and not isinstance(allows[key], bool):
+            raise loc.error(f"dialing.{key}", "expected true or false")
+    prefixes = dialing.get("allowed_prefixes", [])
+    if not isinstance(prefixes, list) or not all(isinstance(x, str) and re.fullmatch(r"\+[0-9]{1,14}", x)
+                                                  for x in prefixes):
+        raise loc.error("dialing.allowed_prefixes", "expected a list of E.164 prefixes like '+4420'")
     cols = r.get("list_columns", [])
     if not isinstance(cols, list):
         raise loc.error("list_columns", "expected a list of column names")
@@ -294,7 +308,8 @@ def parse_campaign(data: Any, loc: Located, default_id: str | None = None) -> Ca
                     amd_enabled=bool(amd.get("enabled", False)), machine_flow=amd.str("machine_flow"),
                     machine_prompt=amd.str("machine_prompt"),
                     abandon_prompt=r.str("abandon_prompt"), list_columns=tuple(str(c) for c in cols),
-                    source=loc.file, extra=dict(r.get("extra") or {}))
+                    source=loc.file, extra=dict(r.get("extra") or {}), allowed_prefixes=tuple(prefixes),
+                    **allows)
 
 
 def load_campaign(path: str | Path) -> Campaign:

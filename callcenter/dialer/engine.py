@@ -33,6 +33,7 @@ from callcenter.dialer.keys import DialerKeys
 from callcenter.dialer.ledger import AbandonLedger, throttle
 from callcenter.dialer.outcomes import FROM_ORIGINATE, Decision, OutcomeRecorder, decide
 from callcenter.dialer.pacing import PacingInput, PacingStats, predictive_dials, progressive_dials
+from callcenter.dialer.policy import DialPolicy
 from callcenter.dialer.scripts import script
 from callcenter.exceptions import CallGone, TelephonyError
 from callcenter.metrics import (
@@ -178,7 +179,7 @@ class DialerEngine:
                  busy_agents: Callable[[str], int | Awaitable[int]] | None = None,
                  amd: Callable[[Leg], Awaitable[bool]] | None = None,
                  dialer_id: str | None = None, tick: float = 0.5,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, policy: DialPolicy | None = None) -> None:
         self.redis = redis_async
         self.softswitch = softswitch
         self.campaigns = dict(campaigns)
@@ -191,6 +192,7 @@ class DialerEngine:
         self.dialer_id = dialer_id or uuid.uuid4().hex[:12]
         self.tick = tick
         self.clock = clock
+        self.policy = policy or DialPolicy(redis=redis_async, keys=self.keys)
         self.control = CampaignControl(redis_async, self.keys)
         self.recorder = OutcomeRecorder(redis_async, self.keys)
         self.ledger = AbandonLedger(redis_async, self.keys)
@@ -314,6 +316,9 @@ class DialerEngine:
         the window opens) and the reason returned. None: dial it."""
         c = self.campaigns[req.campaign_id]
         now = self.clock()
+        refused = await self._policy_refusal(c, req)
+        if refused:
+            return refused
         comp = self.planners[req.campaign_id].compliance
         if await comp.is_dnc(req.e164, c.id):
             await self.recorder.apply(c, req.e164, "blocked_dnc", Decision("dnc"), now, self.dialer_id)
@@ -360,8 +365,22 @@ class DialerEngine:
             exc = task.exception()
             self.log.error("dial task failed", error=repr(exc), exc_info=exc)
 
+    async def _policy_refusal(self, c: Campaign, req: DialRequest) -> str | None:
+        """The dial policy's class rules (premium, international...) for a reserved contact: list numbers
+        were normalised at upload, but the site's rules or the campaign's may have changed since. A
+        refused contact is closed as invalid (its lease released); the reason is returned."""
+        d = self.policy.judge(req.e164, self.policy.campaign_rules(c), c.region)
+        if d.ok:
+            return None
+        self.policy.refused(d, "campaign", req.e164, campaign=c.id)
+        await self.recorder.apply(c, req.e164, f"blocked_{d.reason}", Decision("invalid"), self.clock(),
+                                  self.dialer_id)
+        return d.reason
+
     async def dial(self, req: DialRequest) -> None:
         c = self.campaigns[req.campaign_id]
+        if await self._policy_refusal(c, req):
+            return
         st = self.stats[c.id]
         st.in_flight += 1
         lines = DIALER_LINES_IN_USE.labels(c.id)

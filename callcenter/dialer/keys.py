@@ -12,6 +12,8 @@ Layout (prefix ``cc:`` by default):
   dialer:cap:{group}:{e164} zset  attempt ids -> epoch, rolling per-number cap shared by a cap group
   dialer:dialers            zset  dialer process id -> last heartbeat epoch
   dialer:leases:{dialer}    set   "{cid}|{e164}" contacts a dialer process is dialing right now
+  dialer:dcap:n:{day}:{e164}    string  callbacks to a number in one UTC day (dial policy cap)
+  dialer:dcap:s:{hour}:{source} string  callbacks requested from one source in one hour
 """
 
 from __future__ import annotations
@@ -59,6 +61,12 @@ class DialerKeys:
 
     def leases(self, dialer_id: str) -> str:
         return f"{self.base}leases:{dialer_id}"
+
+    def dial_cap_number(self, day: int, e164: str) -> str:
+        return f"{self.base}dcap:n:{day}:{e164}"
+
+    def dial_cap_source(self, hour: int, source: str) -> str:
+        return f"{self.base}dcap:s:{hour}:{source}"
 
     @staticmethod
     def lease_member(cid: str, e164: str) -> str:

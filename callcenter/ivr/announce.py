@@ -11,7 +11,8 @@ from callcenter.ivr.saynumber import say
 # Every name below must exist in sounds/<lang>/ (the checker requires them when a flow queues).
 QUEUE_PROMPTS = ("queue/position_is", "queue/caller_number", "queue/estimated_wait", "queue/less_than_minute",
                  "queue/minutes", "queue/press_1_callback", "queue/callback_confirmed", "queue/all_busy",
-                 "queue/thanks_for_holding")
+                 "queue/thanks_for_holding", "queue/callback_number_is", "queue/callback_confirm_or_change",
+                 "queue/callback_enter_number", "queue/callback_number_refused", "queue/callback_limit_reached")
 SYSTEM_PROMPTS = ("system/sorry_error", "system/goodbye")
 
 
@@ -39,3 +40,22 @@ def callback_offer() -> list[str]:
 
 def callback_confirmed() -> list[str]:
     return ["queue/callback_confirmed"]
+
+
+def callback_read_back(spoken: list[str]) -> list[str]:
+    """"We will call you back on 0 9 1 2 ... Press 1 to confirm, 2 to key another number"."""
+    return ["queue/callback_number_is", *spoken, "queue/callback_confirm_or_change"]
+
+
+def callback_enter_number() -> list[str]:
+    return ["queue/callback_enter_number"]
+
+
+def callback_refused() -> list[str]:
+    """The number cannot be called back (premium, international, DNC...): key another, or keep waiting."""
+    return ["queue/callback_number_refused"]
+
+
+def callback_refused_cap() -> list[str]:
+    """Too many callbacks to that number today (or from this line this hour): the caller keeps waiting."""
+    return ["queue/callback_limit_reached"]

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from callcenter import logs
+from callcenter.dialer.policy import DialPolicy, uri_allowed
 from callcenter.exceptions import CallGone
 from callcenter.ivr import lookup, prompts
 from callcenter.ivr.saynumber import SayError, SayOptions, parse_date, say
@@ -141,12 +142,15 @@ class _Call:
     routing: dict[str, Any] = field(default_factory=dict)
     connected: bool = False
     language_preset: bool = False
+    verified: bool = False             # the caller's number is proven (trusted P-Asserted-Identity, or we dialed it)
+    unverified_identity: bool = False  # a lookup keyed on an unproven number answered: no priority from it
 
 
 class IvrRunner:
     def __init__(self, scripts: ScriptSet, services: IvrServices, sounds_dir: str | Path, *,
                  recordings_dir: str | Path | None = None, tts: Tts | None = None,
-                 clock: Callable[[], dt.datetime] | None = None, trace: Trace | None = None) -> None:
+                 clock: Callable[[], dt.datetime] | None = None, trace: Trace | None = None,
+                 dial_policy: DialPolicy | None = None, trunk: str = "") -> None:
         self.scripts = scripts
         self.services = services
         self.sounds_dir = Path(sounds_dir)
@@ -154,11 +158,15 @@ class IvrRunner:
         self.tts = tts
         self.clock = clock or (lambda: dt.datetime.now(dt.UTC))
         self.trace = trace
+        self.dial_policy = dial_policy or DialPolicy()   # transfer targets that are numbers on the trunk
+        self.trunk = trunk
 
     # ------------------------------------------------------------ driving
 
     async def run(self, leg: Leg, entry: str = "hotline", variables: dict[str, Any] | None = None,
-                  language: str | None = None) -> IvrResult:
+                  language: str | None = None, caller_verified: bool | None = None) -> IvrResult:
+        """``caller_verified``: None takes the leg's word (``leg.caller_verified``, False when absent);
+        the dialer passes True for the customers it dialed itself."""
         script = self.scripts.scripts.get(entry)
         if script is None:
             raise KeyError(f"no IVR script named {entry!r}")
@@ -172,7 +180,10 @@ class IvrRunner:
             lang = script.default_language
         result = IvrResult(language=lang)
         call = _Call(self, leg, script, lang, vars_, result, logs.get("ivr", call_id=leg.id, script=entry),
-                     language_preset=bool(language or (variables or {}).get("language")))
+                     language_preset=bool(language or (variables or {}).get("language")),
+                     verified=bool(getattr(leg, "caller_verified", False) if caller_verified is None
+                                   else caller_verified))
+        vars_["caller_verified"] = call.verified
         try:
             await self._walk(call)
         except CallGone:
@@ -404,6 +415,12 @@ class IvrRunner:
         await self._play(call, here, node.prompts, node.barge_in)
         skills = o["skills"] if o["skills"] is not None else call.routing.get("skills") or {}
         priority = o["priority"] if o["priority"] is not None else call.routing.get("priority", 0)
+        if call.unverified_identity and int(priority) > 0:
+            # A From header is anyone's to write: a CRM answer about an unproven number (VIP, segment)
+            # may fill the agent's screen, never jump the queue.
+            self._emit(call, "priority_dropped", here, priority=priority, reason="caller_unverified")
+            call.log.info("ivr_priority_dropped", node=here, priority=priority, reason="caller_unverified")
+            priority = 0
         req = QueueRequest(
             queue=o["queue"] or call.routing.get("queue") or call.script.name, skills=dict(skills),
             priority=int(priority), max_wait=o["max_wait"], callback_offer=o["callback_offer"],
@@ -432,9 +449,26 @@ class IvrRunner:
     async def _node_transfer(self, node: Node, call: _Call, here: str) -> _End:
         await self._play(call, here, node.prompts, node.barge_in)
         uri = str(render(node.opts["uri"], call.vars))
+        await self._check_transfer(node, call, uri)
         self._emit(call, "transfer", here, uri=uri)
         await call.leg.transfer(uri)
         return _End("transferred")
+
+    async def _check_transfer(self, node: Node, call: _Call, uri: str) -> None:
+        """A transfer reaches only what the flow's author allowed: a fixed URI allows itself; a templated
+        one must match the node's ``allow`` or the site's ``dialing.transfer_allow`` patterns. A number
+        sent to the trunk (or a tel: URI) also passes the dial policy, like every number we dial."""
+        if "{" in node.opts["uri"] and not uri_allowed(uri, (*node.opts.get("allow", ()),
+                                                               *self.dial_policy.rules.transfer_allow)):
+            raise NodeError("transfer target is not in the allow-list (node allow / dialing.transfer_allow)")
+        m = re.match(r"^(?:sips?:([^@;>]*)@([^;>]*)|tel:([^;>]*))", uri)
+        if m is None:
+            return
+        user, host, tel = m.groups()
+        if tel is not None or (self.trunk and host == self.trunk):
+            d = await self.dial_policy.check(tel if tel is not None else user, "transfer", call_id=call.leg.id)
+            if not d.ok:
+                raise NodeError(f"transfer refused by the dial policy ({d.reason})")
 
     async def _node_record(self, node: Node, call: _Call, here: str) -> str | None:
         o = node.opts
@@ -454,6 +488,9 @@ class IvrRunner:
         headers = {k: str(render(v, call.vars)) for k, v in o["headers"].items()}
         self._emit(call, "lookup", here, method=o["method"], url=o["url"])
         data = await lookup.fetch_json(o["method"], o["url"], params, headers, o["timeout"])
+        if not call.verified and _uses_caller(o):
+            call.unverified_identity = True
+            self._emit(call, "set", here, name="caller_verified", value=False)
         if o["result"]:
             found = {var: lookup.pick(data, jpath) for var, jpath in o["result"].items()}
             if all(v is None for v in found.values()):
@@ -489,8 +526,14 @@ class IvrRunner:
     async def _node_dnc(self, node: Node, call: _Call, here: str) -> str | None:
         number = str(render(node.opts["number"], call.vars))
         scope = str(render(node.opts["scope"], call.vars))
-        self._emit(call, "dnc", here, scope=scope)
-        await self.services.add_dnc(number, scope)
+        if not call.verified:
+            # Pressing 9 must not put someone else's number on the list by spoofing it (nor a number the
+            # caller keys): the request waits for a person to review it, in the queue log.
+            self._emit(call, "dnc_request", here, scope=scope, verified=False)
+            await self.services.emit("dnc_request", {"scope": scope, "verified": False, "number": number})
+        else:
+            self._emit(call, "dnc", here, scope=scope)
+            await self.services.add_dnc(number, scope)
         await self._play(call, here, node.prompts, node.barge_in)
         return node.next
 
@@ -501,3 +544,9 @@ class IvrRunner:
     async def _node_hangup(self, node: Node, call: _Call, here: str) -> _End:
         await self._play(call, here, node.prompts, barge_in=False)
         return _End("hangup")
+
+
+def _uses_caller(opts: Mapping[str, Any]) -> bool:
+    """Whether a lookup is keyed on the caller's number (url, params or headers template {caller})."""
+    texts = [opts["url"], *opts["params"].values(), *opts["headers"].values()]
+    return any(isinstance(t, str) and "{caller}" in t for t in texts)

@@ -440,6 +440,11 @@ def _parse_node(nid: str, raw: Any, loc: yamlsrc.Located, issues: list[IvrIssue]
         o["uri"] = r.get("uri", str, None, required=True)
         if o["uri"] and not re.match(r"^(sips?:|tel:|\{)", o["uri"]):
             r.issue("uri", "must be a sip:, sips: or tel: URI")
+        # where a templated uri may lead (fnmatch patterns); a fixed uri is its own allow-list
+        o["allow"] = tuple(str(p) for p in r.get("allow", list, []))
+        for i, pat in enumerate(o["allow"]):
+            if not re.match(r"^(sips?|tel):", pat):
+                r.issue(f"allow[{i}]", "must be a sip:, sips: or tel: URI pattern")
     elif ntype == "record":
         o["variable"] = r.get("variable", str, "recording")
         o["max_seconds"] = r.seconds("max_seconds", 120.0, 1, 3600)

@@ -62,8 +62,9 @@ class _PjCall(pj.Call):
     def onCallReplaceRequest(self, prm: Any) -> None:  # noqa: N802
         # An INVITE with Replaces naming this dialog would take the call over (attended-transfer
         # pickup); nobody may do that to our calls.
+        # (No prm.reason: pjsua2 hands pjsip a pointer into this parameter object, gone by the time
+        # the response is written; the default "Forbidden" phrase is used.)
         prm.statusCode = 403
-        prm.reason = "Replaces Not Allowed"
         self.leg._guard(self.leg.switch.refused, "replaces", self.leg, "")
 
 

@@ -8,6 +8,8 @@ thread; the loop polls it every millisecond while busy and every few ms when idl
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import functools
 import gc
 import os
 import sys
@@ -51,6 +53,26 @@ def create_library(ep: pj.Endpoint) -> None:
         os.dup2(saved, 1)
         os.close(saved)
         os.close(devnull)
+
+
+@functools.cache
+def _pjsip() -> ctypes.CDLL:
+    import _pjsua2  # the SWIG extension: pjproject's C libraries are linked into it
+
+    lib = ctypes.CDLL(_pjsua2.__file__)
+    lib.pjsip_transport_shutdown2.argtypes = [ctypes.c_void_p, ctypes.c_int]
+    lib.pjsip_transport_shutdown2.restype = ctypes.c_int
+    return lib
+
+
+def _shutdown_transport(handle: int) -> None:
+    """Close one SIP connection now. pjsua2's Python binding hands transport handles to callbacks as
+    plain integers but Endpoint.transportShutdown() only takes its own pointer type, so this calls
+    pjsip_transport_shutdown2(tp, force) from the same library directly (on the loop thread, like
+    every pjsip call here)."""
+    status = _pjsip().pjsip_transport_shutdown2(handle, 1)
+    if status != 0:
+        log.warning("tcp shutdown failed", status=status)
 
 
 def result_for_code(code: int, cancelled_by_timeout: bool = False) -> OriginateResult:
@@ -389,12 +411,9 @@ class PjSoftswitch:
             self._tcp.pop(key, None)
 
     def _close_tcp(self, key: int) -> None:
-        hnd = self._tcp.pop(key, None)   # gone already if it disconnected meanwhile
-        if hnd is not None:
-            try:
-                self.ep.transportShutdown(hnd)
-            except pj.Error as exc:
-                log.warning("tcp shutdown failed", error=exc.info())
+        # Only while still listed: a transport that reported DISCONNECTED may be freed already.
+        if self._tcp.pop(key, None) is not None:
+            _shutdown_transport(key)
 
     def _collect(self, n: int) -> None:
         gc.collect(2 if n % 60 == 59 else 1 if n % 10 == 9 else 0)

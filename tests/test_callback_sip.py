@@ -1,0 +1,191 @@
+"""Callbacks on live SIP: the number read back and confirmed (or keyed anew), dialed in E.164 through
+the trunk, and never a premium or foreign number a caller wrote in a spoofed From.
+
+A sipp UAS plays the trunk (the worker's `sip.trunk`) and logs every message it gets; a sipp agent
+phone takes the callback offers. The callers wait in a `support` queue whose callback offer comes
+after 1 s, with nobody logged in, then leave (or are hung up on); an agent logs in afterwards, which
+is when the worker would dial a pending callback."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import shutil
+import time
+from collections.abc import Iterator
+
+import pytest
+import sipp
+from worker_proc import REPO, WorkerProc, flush, new_worker
+
+from callcenter.dialer.keys import DialerKeys
+from callcenter.dialer.policy import DialPolicy, DialRules
+
+pytestmark = [pytest.mark.sip, pytest.mark.timeout(240)]
+
+AGENTS = ("1001", "1002", "1003", "1004")
+FLOW = """name: cb
+languages: [vi]
+default_language: vi
+start: q
+nodes:
+  q:
+    type: queue
+    queue: support
+    skills: {support: 1}
+    max_wait: 120
+    callback_offer: true
+    callback_after: 1
+    announce: {position: false, wait_time: false}
+    on_callback: bye
+  bye: {type: hangup}
+"""
+
+
+@pytest.fixture(scope="module")
+def trunk_port() -> int:
+    return sipp._free_port(sipp._ports)
+
+
+@pytest.fixture(scope="module")
+def worker(tmp_path_factory: pytest.TempPathFactory, redis_server, trunk_port: int) -> Iterator[WorkerProc]:
+    tmp = tmp_path_factory.mktemp("callback")
+    ivr = tmp / "ivr"
+    shutil.copytree(REPO / "ivr_scripts", ivr)
+    (ivr / "cb.yaml").write_text(FLOW)
+    # its own database: another module's worker (same consumer group) must not take this one's records
+    w = new_worker(tmp, re.sub(r"db=\d+", "db=5", redis_server.url), worker_id="cbw")
+    flush(w.redis_url)
+    w.write_config(ivr_scripts=ivr, routes={"cb": "cb", "default": "hotline"}, trunk=f"127.0.0.1:{trunk_port}",
+                   extra="dialing: {callback_max_per_number: 2, callback_max_per_source: 20}")
+    w.start()
+    yield w
+    assert w.stop() == 0, w.tail()
+
+
+@pytest.fixture(autouse=True)
+def nobody_logged_in(worker: WorkerProc) -> Iterator[None]:
+    worker.logout(*AGENTS)
+    yield
+    worker.logout(*AGENTS)
+
+
+def trunk(port: int) -> sipp.Sipp:
+    """The SIP trunk: answers one call, waits for BYE, and logs every message it gets (-trace_msg)."""
+    return sipp._start(f"trunk{port}", sipp._agent_xml("answer", 300, 0),
+                       ["-m", "1", "-rtp_echo", "-trace_msg", "-timeout", "60s", "-timeout_error"], port=port)
+
+
+def received(p: sipp.Sipp) -> str:
+    return "\n".join(f.read_text(errors="replace") for f in p.workdir.glob("*messages.log"))
+
+
+def queue_events(w: WorkerProc, call_id: str) -> list[tuple[str, dict]]:
+    from callcenter.cdr.writer import open_store
+
+    store = open_store(w.store_url)
+    try:
+        return [(e.event, e.data) for e in store.events(call_id)]
+    finally:
+        store.close()
+
+
+def wait_events(w: WorkerProc, call_id: str, want: str, timeout: float = 15.0) -> list[tuple[str, dict]]:
+    deadline = time.monotonic() + timeout
+    evs: list[tuple[str, dict]] = []
+    while time.monotonic() < deadline:
+        evs = queue_events(w, call_id)
+        if any(e == want for e, _ in evs):
+            return evs
+        time.sleep(0.3)
+    raise AssertionError(f"no {want} for {call_id}: {evs}\n{w.tail(30)}")
+
+
+def digits(text: str, gap: int = 250) -> list[tuple]:
+    out: list[tuple] = []
+    for d in text:
+        out += [("dtmf", d), ("pause", gap)]
+    return out
+
+
+def test_spoofed_premium_and_international_callbacks_are_never_dialed(worker: WorkerProc, trunk_port: int) -> None:
+    """Two callers with forged From numbers (a 1900 premium line, a London number) press 1 for a
+    callback: each hears that the number cannot be called back and stays in the queue; they hang up.
+    An agent then logs in: neither the agent's phone nor the trunk gets an INVITE."""
+    spoofs = {"19001234": "premium", "+442079460958": "international"}
+    far_end = trunk(trunk_port)
+    phone = sipp.agent(worker.agents_port, "answer_bye", talk_ms=1000, timeout_s=60)
+    try:
+        callers = [sipp.caller(worker.target, [("pause", 2500), ("dtmf", "1"), ("pause", 17000), ("hangup",)],
+                               number=n, service="cb") for n in spoofs]
+        assert sipp.wait_all(*callers, timeout=60) == [0, 0], "".join(c.errors() for c in callers) + worker.tail()
+        rows = {n: worker.call_from(n) for n in spoofs}
+        worker.login("1003")
+        time.sleep(8)        # a pending callback would be offered to 1003 within a second or two
+        assert "INVITE" not in received(far_end), received(far_end)
+        assert phone.proc.poll() is None, "the agent's phone was rung for a refused callback"
+    finally:
+        far_end.stop()
+        phone.stop()
+    for number, reason in spoofs.items():
+        row = rows[number]
+        evs = queue_events(worker, row.call_id)
+        names = [e for e, _ in evs]
+        assert "CALLBACK" not in names and not row.callback, evs
+        refusals = [d for e, d in evs if e == "CALLBACK_REFUSED"]
+        assert refusals and refusals[0]["reason"] == reason, evs
+        assert row.outcome == "abandoned" and row.hangup_side == "caller"
+    log = worker.log.read_text(errors="replace")
+    assert '"dial refused"' in log and "19001234" not in log and "2079460958" not in log   # masked
+
+
+def test_caller_keys_another_number_and_the_callback_dials_it_in_e164(worker: WorkerProc, trunk_port: int) -> None:
+    """1 = callback; the From number is read back; 2 = another number, keyed as 098 765 4321 #; it is
+    read back; 1 confirms. The flow thanks and hangs up. Agent 1003 logs in, answers the callback, and
+    the trunk gets the INVITE for +84987654321."""
+    steps = [("pause", 2500), ("dtmf", "1"),              # the offer (plays from ~1 s)
+             ("pause", 2000), ("dtmf", "2"),              # during the read-back of 0901000001
+             ("pause", 1500), *digits("0987654321#"),     # during "please key in the number"
+             ("pause", 2500), ("dtmf", "1"),              # during the read-back of the new number
+             ("wait_bye", 30000)]
+    caller = sipp.caller(worker.target, steps, number="0901000001", service="cb")
+    assert caller.wait(60) == 0, caller.errors() + worker.tail()
+    row = worker.call_from("0901000001")
+    evs = wait_events(worker, row.call_id, "CALLBACK")
+    assert row.callback and row.outcome == "callback", row
+    assert "CALLBACK_REFUSED" not in [e for e, _ in evs]
+    far_end = trunk(trunk_port)
+    phone = sipp.agent(worker.agents_port, "answer_bye", talk_ms=2000, timeout_s=60)
+    try:
+        worker.login("1003")
+        assert sipp.wait_all(phone, far_end, timeout=60) == [0, 0], phone.errors() + far_end.errors() + worker.tail()
+    finally:
+        far_end.stop()
+        phone.stop()
+    invite = re.search(r"^INVITE (\S+) SIP/2.0", received(far_end), re.M)
+    assert invite and invite.group(1) == f"sip:+84987654321@127.0.0.1:{trunk_port}", received(far_end)[:2000]
+
+
+def test_callbacks_to_one_number_are_capped_across_workers(worker: WorkerProc) -> None:
+    """Two callbacks to 0933000444 were already counted today (by other workers: the cap lives in Redis).
+    A caller confirms that number: the request is refused (number_cap), the caller keeps waiting."""
+    async def earlier_callbacks() -> None:
+        import redis.asyncio as aioredis
+
+        r = aioredis.Redis.from_url(worker.redis_url)
+        try:
+            p = DialPolicy(DialRules(callback_max_per_number=2), r, DialerKeys("cc:"))
+            d = p.judge("0933000444")
+            for src in ("addr:other-worker-1", "addr:other-worker-2"):
+                assert (await p.admit_callback(d, src)).ok
+        finally:
+            await r.aclose()
+
+    asyncio.run(earlier_callbacks())
+    steps = [("pause", 2500), ("dtmf", "1"), ("pause", 2500), ("dtmf", "1"), ("pause", 9000), ("hangup",)]
+    caller = sipp.caller(worker.target, steps, number="0933000444", service="cb")
+    assert caller.wait(60) == 0, caller.errors() + worker.tail()
+    row = worker.call_from("0933000444")
+    evs = queue_events(worker, row.call_id)
+    assert [d["reason"] for e, d in evs if e == "CALLBACK_REFUSED"] == ["number_cap"], evs
+    assert "CALLBACK" not in [e for e, _ in evs] and not row.callback
