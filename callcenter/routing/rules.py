@@ -31,7 +31,7 @@ def skill_problem(name: object, level: object) -> str | None:
         return (f"{str(name)[:40]!r} is not a valid skill name (lower-case letters, digits, _ . -; "
                 "up to 32, not starting with . or -)")
     if not isinstance(level, int) or isinstance(level, bool) or not 1 <= level <= 10:
-        return "level must be an integer 1-10"
+        return "level must be an integer between 1 and 10"
     return None
 _SIP = re.compile(r"^sips?:[^@\s]+@[^\s]+$")
 
