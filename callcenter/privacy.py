@@ -79,7 +79,7 @@ def _build() -> re.Pattern[str]:
 
 _PATTERN = _build()
 _SECRET_NAME = re.compile(r"""[A-Za-z_-]+["']?\s*[:=]\s*["']?""")
-_SEPARATORS = re.compile(r"[\s.()-]")
+_NON_DIGITS = re.compile(r"\D")
 # A string without a digit, ':' or '=' can carry neither a number nor an inline secret.
 _MAYBE = re.compile(r"[\d:=]")
 
@@ -89,11 +89,12 @@ def _replace(m: re.Match[str]) -> str:
     if text[0].isalpha():
         return _SECRET_NAME.match(text).group(0) + MASK  # type: ignore[union-attr]
     prefix = "+" if text[0] == "+" else ("%2B" if text[0] == "%" else "")
-    body = text[len(prefix):]
-    digits = [c for c in body if c.isdigit()]
-    if len(digits) < 7 or (len(digits) > 15 and not _SEPARATORS.search(body)):
+    body = text[len(prefix):] if prefix else text
+    digits = _NON_DIGITS.sub("", body)
+    n = len(digits)
+    if n < 7 or (n > 15 and n == len(body)):
         return text    # too short for a phone number; a long plain run is an id or a stamp
-    return prefix + "*" * (len(digits) - 3) + "".join(digits[-3:])
+    return prefix + "*" * (n - 3) + digits[-3:]
 
 
 def mask_text(text: str) -> str:
@@ -129,8 +130,26 @@ def is_secret_key(key: str) -> bool:
     return k in SECRET_KEYS or k.endswith(_SECRET_SUFFIXES)
 
 
-def _is_numeric_key(key: str) -> bool:
-    return key in NUMERIC_KEYS or key.endswith(_NUMERIC_SUFFIXES)
+_PLAIN, _SECRET, _NUMERIC, _PHONE, _ID = range(5)
+_key_kinds: dict[str, int] = {}          # log keys are few: classify each once
+
+
+def _kind(key: str) -> int:
+    kind = _key_kinds.get(key)
+    if kind is None:
+        if is_secret_key(key):
+            kind = _SECRET
+        elif key in NUMERIC_KEYS or key.endswith(_NUMERIC_SUFFIXES):
+            kind = _NUMERIC
+        elif key in PHONE_KEYS:
+            kind = _PHONE
+        elif key == "id" or key.endswith("_id"):
+            kind = _ID
+        else:
+            kind = _PLAIN
+        if len(_key_kinds) < 4096:       # keys of logged payloads (headers, rows) are not bounded
+            _key_kinds[key] = kind
+    return kind
 
 
 _HEX_ID = re.compile(r"[0-9a-f]{32}")   # our call, leg and event ids (uuid4().hex)
@@ -140,17 +159,19 @@ def redact(value: Any, key: str = "") -> Any:
     """A copy of a log value with numbers and secrets masked, recursively through dicts, lists and
     tuples. Numbers (int/float) pass unchanged except under phone keys; any other object is logged
     as its masked ``str``."""
-    if key:
-        if is_secret_key(key):
-            return MASK
-        if _is_numeric_key(key) or (key.endswith("id") and isinstance(value, str) and _HEX_ID.fullmatch(value)):
-            return value
+    kind = _kind(key) if key else _PLAIN
+    if kind == _SECRET:
+        return MASK
+    if kind == _NUMERIC:
+        return value
     if isinstance(value, str):
+        if kind == _ID and _HEX_ID.fullmatch(value):
+            return value
         return mask_text(value)
     if value is None or isinstance(value, bool | float):
         return value
     if isinstance(value, int):
-        return mask_text(str(value)) if key in PHONE_KEYS else value
+        return mask_text(str(value)) if kind == _PHONE else value
     if isinstance(value, dict):
         return {redact(k) if isinstance(k, str) else k: redact(v, k if isinstance(k, str) else "")
                 for k, v in value.items()}

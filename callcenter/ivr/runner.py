@@ -26,6 +26,7 @@ from callcenter.ivr.services import IvrServices, QueueOutcome, QueueRequest
 from callcenter.telephony.api import Leg
 
 MAX_STEPS = 500           # a flow that visits this many nodes is looping: end it politely
+HIDDEN = "***"            # what the CDR, events, traces and logs keep of a sensitive collect's digits
 Trace = Callable[[str, str, dict[str, Any]], None]
 Tts = Callable[[str, str], Awaitable[str | None]]
 
@@ -144,6 +145,19 @@ class _Call:
     language_preset: bool = False
     verified: bool = False             # the caller's number is proven (trusted P-Asserted-Identity, or we dialed it)
     unverified_identity: bool = False  # a lookup keyed on an unproven number answered: no priority from it
+    sensitive: set[str] = field(default_factory=set)   # variables holding a sensitive collect's digits
+
+    def shown(self) -> dict[str, Any]:
+        """The variables as they may leave the call (result, agent's screen pop): sensitive ones hidden."""
+        return {k: HIDDEN if k in self.sensitive else v for k, v in self.vars.items()}
+
+    def hide(self, text: str) -> str:
+        """Text (an error message) with the digits of sensitive variables replaced."""
+        for name in self.sensitive:
+            value = str(self.vars.get(name) or "")
+            if value:
+                text = text.replace(value, HIDDEN)
+        return text
 
 
 class IvrRunner:
@@ -188,7 +202,7 @@ class IvrRunner:
             await self._walk(call)
         except CallGone:
             result.outcome = "agent" if call.connected else "caller_hangup"
-        result.variables = dict(call.vars, language=call.lang)
+        result.variables = dict(call.shown(), language=call.lang)
         result.language = call.lang
         call.log.info("ivr_done", outcome=result.outcome, path=result.ivr_path, errors=len(result.errors))
         return result
@@ -212,11 +226,13 @@ class IvrRunner:
             except CallGone:
                 raise
             except Exception as exc:  # noqa: BLE001 - any node failure takes the error path, never the call
-                message = str(exc) if isinstance(exc, NodeError | SayError | lookup.HttpLookupError) \
+                raw = str(exc) if isinstance(exc, NodeError | SayError | lookup.HttpLookupError) \
                     else f"{type(exc).__name__}: {exc}"
+                message = call.hide(raw)   # a traceback would repeat a sensitive value: none then
                 call.result.errors.append(f"{here}: {message}")
                 call.log.warning("ivr_node_failed", node=here, error=message,
-                                 exc_info=not isinstance(exc, NodeError | SayError | lookup.HttpLookupError))
+                                 exc_info=message == raw and not isinstance(exc, NodeError | SayError
+                                                                          | lookup.HttpLookupError))
                 self._emit(call, "error", here, message=message)
                 target = node.on_error or call.script.on_error
                 if target and target != node.id:
@@ -317,8 +333,9 @@ class IvrRunner:
             await self._play(call, here, items, node.barge_in)
             got = await call.leg.collect(max_digits, o["timeout"], o.get("inter_digit_timeout"),
                                          o.get("terminator") if node.type == "collect" else None)
-            call.result.inputs.append((here, got))
-            self._emit(call, "input", here, digits=got, attempt=attempt + 1)
+            kept = (HIDDEN if got else "") if o.get("sensitive") else got   # a timeout stays visible
+            call.result.inputs.append((here, kept))
+            self._emit(call, "input", here, digits=kept, attempt=attempt + 1)
             if got and accept(got):
                 return got
             retry = o["invalid_prompts"] if got else o["timeout_prompts"]
@@ -336,7 +353,7 @@ class IvrRunner:
             return _End("hangup")
         option = node.opts["options"][got]
         for k, v in option.set.items():
-            self._set(call, here, k, render(v, call.vars))
+            self._set(call, here, k, render(v, call.vars), sensitive=self._derived(call, v))
         return option.next
 
     async def _node_language(self, node: Node, call: _Call, here: str) -> str | None:
@@ -370,23 +387,32 @@ class IvrRunner:
                 return o["on_invalid"]
             raise NodeError(f"no valid input after {o['attempts']} attempts")
         if o["validate"]:
-            self._set(call, here, f"{o['variable']}_raw", got)
+            self._set(call, here, f"{o['variable']}_raw", got, sensitive=o["sensitive"])
             got = parse_date(got).isoformat()
-        self._set(call, here, o["variable"], got)
+        self._set(call, here, o["variable"], got, sensitive=o["sensitive"])
         return node.next
 
     def _tz(self, call: _Call) -> dt.tzinfo:
         cal = self.scripts.calendar.get(call.script.calendar) if self.scripts.calendar else None
         return cal.tz if cal else dt.UTC
 
-    def _set(self, call: _Call, here: str, name: str, value: Any) -> None:
+    def _set(self, call: _Call, here: str, name: str, value: Any, sensitive: bool = False) -> None:
         if name == "language":
             if value not in call.script.languages:
                 raise NodeError(f"language {value!r} is not one of the script's languages")
             call.lang = value
         else:
             call.vars[name] = value
-        self._emit(call, "set", here, name=name, value=value)
+            if sensitive:
+                call.sensitive.add(name)
+            else:
+                call.sensitive.discard(name)
+        self._emit(call, "set", here, name=name, value=HIDDEN if sensitive else value)
+
+    @staticmethod
+    def _derived(call: _Call, template: Any) -> bool:
+        """Whether a template reads a sensitive variable (what it renders is sensitive too)."""
+        return isinstance(template, str) and any(m[1] in call.sensitive for m in _TEMPLATE.finditer(template))
 
     async def _node_branch(self, node: Node, call: _Call, here: str) -> str:
         env = _Env(call)
@@ -400,7 +426,7 @@ class IvrRunner:
     async def _node_set(self, node: Node, call: _Call, here: str) -> str | None:
         o = node.opts
         for k, v in o["variables"].items():
-            self._set(call, here, k, render(v, call.vars))
+            self._set(call, here, k, render(v, call.vars), sensitive=self._derived(call, v))
         for key in ("queue", "skills", "priority"):
             if o[key] is not None:
                 call.routing[key] = o[key]
@@ -427,7 +453,7 @@ class IvrRunner:
             callback_after=o["callback_after"], announce_position=o["announce"]["position"],
             announce_wait_time=o["announce"]["wait_time"], announce_every=o["announce"]["every"],
             music=str((self.sounds_dir / f"{o['music']}.wav").resolve()), language=call.lang,
-            sounds_dir=str(self.sounds_dir.resolve()), variables=dict(call.vars))
+            sounds_dir=str(self.sounds_dir.resolve()), variables=call.shown())
         self._emit(call, "queue", here, queue=req.queue, skills=req.skills, priority=req.priority,
                    max_wait=req.max_wait, callback_offer=req.callback_offer)
         outcome = await self.services.queue(call.leg, req)
@@ -517,7 +543,7 @@ class IvrRunner:
         return node.next
 
     async def _node_event(self, node: Node, call: _Call, here: str) -> str | None:
-        data = {k: render(v, call.vars) for k, v in node.opts["data"].items()}
+        data = {k: HIDDEN if self._derived(call, v) else render(v, call.vars) for k, v in node.opts["data"].items()}
         self._emit(call, "event", here, name=node.opts["name"], data=data)
         await self.services.emit(node.opts["name"], data)
         await self._play(call, here, node.prompts, node.barge_in)

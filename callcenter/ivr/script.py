@@ -389,6 +389,8 @@ def _parse_node(nid: str, raw: Any, loc: yamlsrc.Located, issues: list[IvrIssue]
         o["invalid_prompts"] = r.prompts("invalid_prompts")
         o["timeout_prompts"] = r.prompts("timeout_prompts")
         o["on_invalid"] = r.ref("on_invalid")
+        # a PIN, a card number: the flow may use the digits, no record, event or log keeps them
+        o["sensitive"] = r.get("sensitive", bool, False)
         if o["min_digits"] > o["max_digits"]:
             r.issue("min_digits", "is more than max_digits")
     elif ntype == "branch":
