@@ -44,7 +44,7 @@ os.environ.setdefault("SIPP_BASE_PORT", "26100")
 os.environ.setdefault("WORKER_BASE_PORT", "7160")
 
 import sipp  # noqa: E402 - tests/ helpers
-from worker_proc import WorkerProc, flush, new_worker  # noqa: E402
+from worker_proc import METRICS_TOKEN, WorkerProc, flush, new_worker  # noqa: E402
 
 from callcenter.cdr.writer import open_store  # noqa: E402
 from callcenter.redis_server import EmbeddedRedis  # noqa: E402
@@ -99,7 +99,9 @@ def machine_busy() -> float:
 def live_calls(w: WorkerProc) -> int | None:
     """Inbound calls up on the worker, from its Prometheus endpoint."""
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{w.http_port}/metrics", timeout=1) as r:
+        req = urllib.request.Request(f"http://127.0.0.1:{w.http_port}/metrics",
+                                     headers={"authorization": f"Bearer {METRICS_TOKEN}"})
+        with urllib.request.urlopen(req, timeout=1) as r:
             text = r.read().decode()
     except OSError:
         return None

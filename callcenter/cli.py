@@ -114,6 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     ivr_cli.add_parser(sub)
     cdr_cli.add_parser(sub)
+    from callcenter.auth import cli as user_cli
+
+    user_cli.add_parser(sub, with_config)
     try:
         from callcenter.dialer import cli as dialer_cli
 

@@ -33,6 +33,53 @@ class RedisConfig:
 class HttpConfig:
     bind: str = "127.0.0.1"
     port: int = 8080
+    auth: bool = True                       # users, roles, sessions, tokens (callcenter.auth)
+    allowed_origins: tuple[str, ...] = ()   # CSRF: origins of cookie-authenticated changes; () = our own
+    metrics_token: str = ""                 # Bearer token Prometheus sends for /metrics
+    cookie_secure: bool = False             # Secure flag on the session cookie (set behind TLS)
+    session_idle_seconds: float = 1800.0
+    session_max_seconds: float = 43200.0
+    login_failures: int = 5                 # failed logins per user and per address ...
+    login_window_seconds: int = 300         # ... in this window -> 429
+    audit_max_entries: int = 1_000_000      # the audit stream is capped near this length
+
+
+HTTP_KEYS = {"bind", "port", "auth", "allowed_origins", "metrics_token", "cookie_secure", "session_idle_seconds",
+             "session_max_seconds", "login_failures", "login_window_seconds", "audit_max_entries"}
+
+
+def _http(r: _Reader) -> HttpConfig:
+    """The http section. An API reachable from other hosts must not run without authentication."""
+    import ipaddress
+
+    h = r.section("http", HTTP_KEYS)
+    bind = r.get(h, "http.bind", str, "127.0.0.1")
+    auth = r.get(h, "http.auth", bool, True)
+    try:
+        loopback = bind == "localhost" or ipaddress.ip_address(bind).is_loopback
+    except ValueError:
+        loopback = False
+    if not auth and not loopback:
+        raise r.loc.error("http.auth" if "auth" in h else "http.bind",
+                          f"http.auth: false is only allowed with a loopback http.bind (127.0.0.1, ::1); "
+                          f"http.bind is {bind}: anyone who reaches it could log agents out, start campaigns "
+                          f"and read contacts")
+    origins = r.get(h, "http.allowed_origins", list, [])
+    for i, o in enumerate(origins):
+        if not isinstance(o, str) or not re.match(r"^https?://[^/\s]+$", o):
+            raise r.loc.error(f"http.allowed_origins[{i}]", "must be an origin like https://cc.example.com "
+                                                             "(scheme://host[:port], no path)")
+    ints = {k: r.get(h, f"http.{k}", int, d) for k, d in (("login_failures", 5), ("login_window_seconds", 300),
+                                                          ("audit_max_entries", 1_000_000))}
+    for k, v in ints.items():
+        if v < 1:
+            raise r.loc.error(f"http.{k}", "must be >= 1")
+    return HttpConfig(bind=bind, port=r.port(h, "http.port", 8080), auth=auth,
+                      allowed_origins=tuple(o.rstrip("/") for o in origins),
+                      metrics_token=r.get(h, "http.metrics_token", str, ""),
+                      cookie_secure=r.get(h, "http.cookie_secure", bool, False),
+                      session_idle_seconds=r.positive(h, "http.session_idle_seconds", 1800.0),
+                      session_max_seconds=r.positive(h, "http.session_max_seconds", 43200.0), **ints)
 
 
 @dataclass(frozen=True)
@@ -209,8 +256,7 @@ def load_config(path: str | Path) -> Config:
         raise loc.error("redis.url", "must start with redis://, rediss:// or unix://")
     redis_cfg = RedisConfig(url=url, prefix=r.get(rd, "redis.prefix", str, "cc:"))
 
-    h = r.section("http", {"bind", "port"})
-    http = HttpConfig(bind=r.get(h, "http.bind", str, "127.0.0.1"), port=r.port(h, "http.port", 8080))
+    http = _http(r)
 
     pa = r.section("paths", {"ivr_scripts", "sounds", "routing_rules", "campaigns"})
     paths = {k: rel(r.get(pa, f"paths.{k}", str, d)) for k, d in

@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from callcenter import logs
 from callcenter.config import Config
@@ -63,6 +64,38 @@ def run_agent_phones(port: int, sounds: str, answer_after: float = 2.0, talk: fl
     return 0
 
 
+# name -> (roles, agent id): one user per role, so a newcomer can try each view of the API
+DEMO_USERS = {"agent1001": (["agent"], "1001"), "supervisor": (["supervisor"], None),
+              "manager": (["campaign_manager"], None), "admin": (["admin"], None)}
+
+
+async def ensure_demo_users(auth: Any, path: Path, api_url: str) -> dict[str, str]:
+    """Create the demo users that are missing, with generated passwords kept in ``path`` (mode 0600),
+    and print who can log in where. Returns name -> password."""
+    import secrets
+
+    known: dict[str, str] = {}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            name, _, password = line.partition(" ")
+            if name and password:
+                known[name] = password.strip()
+    for name, (roles, agent) in DEMO_USERS.items():
+        if await auth.users.get(name) is None:
+            known[name] = known.get(name) or secrets.token_urlsafe(12)
+            await auth.users.create(name, roles, known[name], agent)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write("".join(f"{n} {p}\n" for n, p in known.items()))
+    os.chmod(path, 0o600)
+    lines = [f"  {n:<11} {', '.join(DEMO_USERS[n][0]):<17} {known.get(n, '(password changed)')}"
+             for n in DEMO_USERS]
+    print(f"\nDemo API at {api_url}: log in with POST /auth/login {{\"user\", \"password\"}}\n"
+          + "\n".join(lines) + f"\n(passwords kept in {path}; demo only)\n", file=sys.stderr, flush=True)
+    return known
+
+
 def run_demo(cfg: Config, agents_port: int = 5070) -> int:
     """Agent phones in a child process, then a worker whose demo agents are logged in and ready."""
     from callcenter.worker import run_worker
@@ -70,7 +103,9 @@ def run_demo(cfg: Config, agents_port: int = 5070) -> int:
     phones = subprocess.Popen([sys.executable, "-m", "callcenter", "demo-agents", "--port", str(agents_port),
                                "--sounds", str(cfg.sounds)], env=dict(os.environ))
     try:
-        return run_worker(cfg, login_all_agents=True)
+        return run_worker(cfg, login_all_agents=True,
+                          demo_users=lambda auth: ensure_demo_users(auth, cfg.data_dir / "demo-users.txt",
+                                                                    f"http://{cfg.http.bind}:{cfg.http.port}"))
     finally:
         phones.terminate()
         with contextlib.suppress(subprocess.TimeoutExpired):

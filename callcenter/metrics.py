@@ -79,6 +79,14 @@ CDR_WRITTEN_TOTAL = Counter("callcenter_cdr_written_total", "Records committed t
 CDR_WRITE_ERRORS_TOTAL = Counter("callcenter_cdr_write_errors_total",
                                  "CDR writer failures (store unavailable, record rejected).", ["reason"])
 
+# --- HTTP authentication ----------------------------------------------------------------------------
+AUTH_LOGINS_TOTAL = Counter("callcenter_auth_logins_total",
+                            "Login attempts by result: ok, failed (wrong name or password), throttled (429).",
+                            ["result"])
+AUTH_DENIED_TOTAL = Counter("callcenter_auth_denied_total",
+                            "API requests refused: unauthenticated (401), forbidden (403), csrf (403).",
+                            ["reason"])
+
 StatsFn = Callable[[Any, str], list[Any]]
 AgentStatesFn = Callable[[Any, str], dict[str, int]]
 

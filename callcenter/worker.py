@@ -92,6 +92,7 @@ class Worker:
     embedded: EmbeddedRedis | None = None
     login_all_agents: bool = False   # the demo: every configured agent logged in and ready
     dialer_enabled: bool = False     # run the outbound dialer for campaigns/*.yaml in this worker
+    demo_users: Any = None           # the demo: async fn(Auth) creating demo API users if missing
 
     async def run(self) -> None:
         # Imported here: pjsua2 is only needed by a process that carries calls.
@@ -131,6 +132,8 @@ class Worker:
             tasks.append(asyncio.ensure_future(run_dialer(self, self.stop)))
         self._start_http(connect_sync(self.redis_url), aredis)
         self.switch.start()
+        if self.demo_users is not None and getattr(self, "auth", None) is not None:
+            await self.demo_users(self.auth)
         if self.login_all_agents:
             for agent_id in self.rules.agents:
                 await self.router.agent_login(agent_id, ready=True)
@@ -171,12 +174,13 @@ class Worker:
     def _start_http(self, sync_redis: Any, aredis: Any) -> None:
         from twisted.internet import reactor
         from twisted.web.resource import Resource
-        from twisted.web.server import Site
 
         from callcenter.api import admin, agents, campaigns, reports
+        from callcenter.api.bodylimit import LimitedSite
         from callcenter.api.http import Router as HttpRouter
 
-        api = HttpRouter()
+        guard = self._guard(aredis)
+        api = HttpRouter(guard=guard)
         async def agent_event(event: str, agent_id: str, data: dict[str, Any]) -> None:
             await self.cdr.event(QueueEvent.make(event, agent_id=agent_id, **data))
 
@@ -190,12 +194,36 @@ class Worker:
             log.warning("reports API unavailable: CDR store not reachable", error=str(exc))
         metrics.register_queue_collector(sync_redis, self.cfg.redis.prefix)
         metrics_res = metrics.metrics_resource()
+        if guard is not None:
+            from callcenter.api import auth as auth_api
+            from callcenter.api import users as users_api
+            from callcenter.api.guard import MetricsGuard
+
+            auth_api.install_routes(api, guard.auth, guard, secure_cookie=self.cfg.http.cookie_secure)
+            users_api.install_routes(api, guard.auth)
+            metrics_res = MetricsGuard(metrics_res, self.cfg.http.metrics_token, guard)
 
         class Root(Resource):
             def getChild(self, path: bytes, request: Any) -> Resource:  # noqa: N802 - twisted name
                 return metrics_res if path == b"metrics" else api
 
-        reactor.listenTCP(self.cfg.http.port, Site(Root()), interface=self.cfg.http.bind)  # type: ignore[attr-defined]
+        # bodies over their route's cap are refused from the headers, before twisted reads them
+        site = LimitedSite(Root(), api.body_limit, api.largest_body)
+        reactor.listenTCP(self.cfg.http.port, site, interface=self.cfg.http.bind)  # type: ignore[attr-defined]
+
+    def _guard(self, aredis: Any) -> Any:
+        """Authentication for the API (None with ``http.auth: false``, which config allows on loopback only)."""
+        from callcenter.api.guard import Guard, default_origins
+        from callcenter.auth import Auth
+
+        h = self.cfg.http
+        if not h.auth:
+            log.warning("http.auth is off: anyone who reaches the API on this host may use it", bind=h.bind)
+            return None
+        auth = Auth.connect(aredis, self.cfg.redis.prefix, h.session_idle_seconds, h.session_max_seconds,
+                            h.login_failures, h.login_window_seconds, h.audit_max_entries)
+        self.auth = auth
+        return Guard(auth, frozenset(h.allowed_origins) or default_origins(h.bind, h.port))
 
     async def _heartbeat(self) -> None:
         await self.router.heartbeat()
@@ -264,7 +292,7 @@ class Worker:
         log.info("call ended", outcome=rec.outcome, path=rec.ivr_path, side=rec.hangup_side, call_id=leg.id)
 
 
-def run_worker(cfg: Config, login_all_agents: bool = False, dialer: bool = False) -> int:
+def run_worker(cfg: Config, login_all_agents: bool = False, dialer: bool = False, demo_users: Any = None) -> int:
     """Validate, then run the worker until SIGTERM/SIGINT. Returns the exit code."""
     logs.configure(cfg.log_level)
     scripts, rules, campaigns = validate(cfg)
@@ -276,7 +304,7 @@ def run_worker(cfg: Config, login_all_agents: bool = False, dialer: bool = False
         log.info("embedded redis started", socket=str(embedded.socket))
     reactor = install_reactor()
     worker = Worker(cfg, scripts, rules, campaigns, url, embedded=embedded, login_all_agents=login_all_agents,
-                    dialer_enabled=dialer)
+                    dialer_enabled=dialer, demo_users=demo_users)
     exit_code = 0
 
     async def main() -> None:

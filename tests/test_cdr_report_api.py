@@ -65,9 +65,9 @@ def test_cli_report_bad_input(db: str, capsys, args: list[str], message: str) ->
 def handler(db: str):
     router = Router()
     install_routes(router, open_store(db))
-    (method, regex, fn), = router._routes
-    assert method == "GET" and regex.match("/reports/queue")
-    return fn
+    route, = router.routes
+    assert route.method == "GET" and route.regex.match("/reports/queue")
+    return route.handler
 
 
 def request(kind: str, **query: str) -> Request:

@@ -35,6 +35,7 @@ def test_demo_hotline_answers_and_a_demo_agent_talks(tmp_path: Path) -> None:
     (tmp_path / "callcenter.yaml").write_text(cfg)
     env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
     env["CRM_URL"] = "http://127.0.0.1:9"
+    env["METRICS_TOKEN"] = "demo-test-metrics"
     log = open(tmp_path / "demo.log", "wb")  # noqa: SIM115
     demo = subprocess.Popen([sys.executable, "-m", "callcenter", "demo", "--config", str(tmp_path / "callcenter.yaml"),
                              "--agents-port", str(agents_port)], stdout=log, stderr=subprocess.STDOUT, env=env,
@@ -49,10 +50,23 @@ def test_demo_hotline_answers_and_a_demo_agent_talks(tmp_path: Path) -> None:
         caller = sipp.caller(f"127.0.0.1:{sip_port}", [("pause", 600), ("dtmf", "2"), ("pause", 800), ("dtmf", "2"),
                                                       ("pause", 12000), ("hangup",)], number="0912000001")
         assert caller.wait(60) == 0, caller.errors()
-        board = json.load(urllib.request.urlopen(f"http://127.0.0.1:{http_port}/wallboard", timeout=5))
+        # the demo's API users: passwords generated, printed, kept in var/demo-users.txt (0600)
+        users_file = tmp_path / "var" / "demo-users.txt"
+        assert users_file.stat().st_mode & 0o777 == 0o600
+        passwords = dict(line.split(" ", 1) for line in users_file.read_text().splitlines())
+        assert set(passwords) == {"agent1001", "supervisor", "manager", "admin"}
+        assert passwords["supervisor"] in (tmp_path / "demo.log").read_text()
+        api = f"http://127.0.0.1:{http_port}"
+        login = urllib.request.Request(f"{api}/auth/login", method="POST", headers={"content-type": "application/json"},
+                                       data=json.dumps({"user": "supervisor", "password": passwords["supervisor"]}).encode())
+        with urllib.request.urlopen(login, timeout=5) as resp:
+            cookie = resp.headers["Set-Cookie"].split(";")[0]
+        board = json.load(urllib.request.urlopen(urllib.request.Request(f"{api}/wallboard", headers={"cookie": cookie}),
+                                                 timeout=5))
         support = next(q for q in board["queues"] if q["queue"] == "support")
         assert support["answered_today"] == 1
-        metrics = urllib.request.urlopen(f"http://127.0.0.1:{http_port}/metrics", timeout=5).read().decode()
+        scrape = urllib.request.Request(f"{api}/metrics", headers={"authorization": "Bearer demo-test-metrics"})
+        metrics = urllib.request.urlopen(scrape, timeout=5).read().decode()
         assert 'callcenter_queue_answered_total{queue="support"} 1.0' in metrics
     finally:
         os.killpg(demo.pid, signal.SIGTERM)

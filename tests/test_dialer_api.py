@@ -16,12 +16,8 @@ CAMPAIGNS = load_campaigns(REPO / "campaigns")
 
 
 async def call(router, method, path, body=b"", query=None):
-    for m, regex, handler in router._routes:
-        match = regex.match(path)
-        if match and m == method:
-            req = Request(method, path, match.groupdict(), query or {}, {}, body)
-            return await router._run(handler, req)
-    raise AssertionError(f"no route {method} {path}")
+    route, params = router.match(method, path)    # the handler itself: auth is tests/test_auth_*.py's
+    return await router._run(route.handler, Request(method, path, params, query or {}, {}, body))
 
 
 def test_campaign_api_flow(redis_url):

@@ -20,11 +20,8 @@ REPO = Path(__file__).resolve().parent.parent
 
 async def hit(router: HttpRouter, method: str, path: str, body: Any = None) -> Response:
     raw = body if isinstance(body, bytes) else (json.dumps(body).encode() if body is not None else b"")
-    for m, regex, handler in router._routes:
-        match = regex.match(path)
-        if match and m == method:
-            return await router._run(handler, Request(method, path, match.groupdict(), {}, {}, raw))
-    raise AssertionError(f"no route {method} {path}")
+    route, params = router.match(method, path)    # the handler itself: auth is tests/test_auth_*.py's
+    return await router._run(route.handler, Request(method, path, params, {}, {}, raw))
 
 
 def test_agent_and_admin_api(redis_url):

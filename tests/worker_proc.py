@@ -76,7 +76,7 @@ worker: {{id: {self.worker_id}, data_dir: {self.tmp}, drain_seconds: 5}}
 sip: {{bind: 127.0.0.1, port: {self.sip_port}, transports: [udp, tcp], rtp_port: {20000 + (self.sip_port % 100) * 100},
       rtp_port_range: 2000, max_calls: 1000{f', trunk: "{trunk}"' if trunk else ''}{f', {sip_extra}' if sip_extra else ''}}}
 redis: {{url: "{self.redis_url}", prefix: "cc:"}}
-http: {{bind: 127.0.0.1, port: {self.http_port}}}
+http: {{bind: 127.0.0.1, port: {self.http_port}, metrics_token: {METRICS_TOKEN}}}
 paths: {{ivr_scripts: {ivr_scripts or REPO / 'ivr_scripts'}, sounds: {REPO / 'sounds'}, routing_rules: {rules},
         campaigns: {campaigns or REPO / 'campaigns'}}}
 cdr: {{store: "{self.store_url}", writer: true}}
@@ -170,14 +170,21 @@ routes: {json.dumps(routes or {"hotline": "hotline", "default": "hotline"})}
             time.sleep(0.2)
         raise AssertionError(f"only {len(rows)} ended calls in the CDR store after {timeout}s:\n{self.tail()}")
 
-    def http(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-        """(status, decoded body) of a request to the worker's HTTP API; JSON in, JSON (or text) out."""
+    def http(self, method: str, path: str, body: Any = None, token: str | None = "admin",
+             headers: dict[str, str] | None = None) -> tuple[int, Any]:
+        """(status, decoded body) of a request to the worker's HTTP API; JSON in, JSON (or text) out.
+        ``token``: "admin" sends a test admin's API token (made on the worker's Redis), another string
+        is sent as the bearer token, None sends no credentials."""
         import urllib.error
         import urllib.request
 
-        data = json.dumps(body).encode() if body is not None else (b"" if method in ("POST", "PUT") else None)
+        data = json.dumps(body).encode() if body is not None else (b"" if method in ("POST", "PUT", "PATCH") else None)
+        hdrs = {"content-type": "application/json"}
+        if token is not None:
+            hdrs["authorization"] = f"Bearer {admin_token(self.redis_url) if token == 'admin' else token}"
+        hdrs.update(headers or {})
         req = urllib.request.Request(f"http://127.0.0.1:{self.http_port}{path}", data=data, method=method,
-                                     headers={"content-type": "application/json"})
+                                     headers=hdrs)
         try:
             with urllib.request.urlopen(req, timeout=10) as resp:
                 raw = resp.read()
@@ -185,7 +192,11 @@ routes: {json.dumps(routes or {"hotline": "hotline", "default": "hotline"})}
                     return resp.status, json.loads(raw or b"{}")
                 return resp.status, raw.decode()
         except urllib.error.HTTPError as exc:
-            return exc.code, json.loads(exc.read() or b"{}")
+            raw = exc.read()
+            try:
+                return exc.code, json.loads(raw or b"{}")
+            except ValueError:
+                return exc.code, raw.decode(errors="replace")
 
     def call_from(self, number: str, timeout: float = 20.0) -> Any:
         """The CDR row of the (last) call from `number` once it has ended."""
@@ -203,6 +214,47 @@ routes: {json.dumps(routes or {"hotline": "hotline", "default": "hotline"})}
             return [e.event for e in store.events(call_id)]
         finally:
             store.close()
+
+
+METRICS_TOKEN = "test-metrics-token"
+_tokens: dict[str, str] = {}
+
+
+def api_user(redis_url: str, name: str, roles: list[str], agent: str | None = None, prefix: str = "cc:") -> str:
+    """An API token of a user with these roles on that Redis (the user is made again if it exists)."""
+    import asyncio
+
+    import redis.asyncio as aioredis
+
+    from callcenter.auth import Auth
+
+    async def go() -> str:
+        r = aioredis.Redis.from_url(redis_url, decode_responses=True)
+        auth = Auth.connect(r, prefix)
+        if await auth.users.get(name) is not None:
+            await auth.users.delete(name)
+        await auth.users.create(name, roles, "test password 1", agent)
+        token, _ = await auth.tokens.issue(name, "tests")
+        await r.aclose()
+        return token
+
+    return asyncio.run(go())
+
+
+def admin_token(redis_url: str, prefix: str = "cc:") -> str:
+    """The test admin's API token on that Redis, made again when a test flushed it."""
+    from callcenter.auth.keys import AuthKeys
+    from callcenter.auth.sessions import digest
+
+    token = _tokens.get(redis_url)
+    if token is not None:
+        c = redis.Redis.from_url(redis_url)
+        alive = c.exists(AuthKeys(prefix).token(digest(token)))
+        c.close()
+        if alive:
+            return token
+    _tokens[redis_url] = api_user(redis_url, "test-admin", ["admin"], prefix=prefix)
+    return _tokens[redis_url]
 
 
 def demo_rules(agents_port: int) -> str:

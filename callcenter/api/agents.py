@@ -16,10 +16,11 @@ import redis
 
 from callcenter.api.http import HttpError, Request
 from callcenter.api.http import Router as HttpRouter
+from callcenter.auth.roles import FLOOR_VIEW, SELF_AGENT, SUPERVISORS
 from callcenter.routing import wallboard
 from callcenter.routing.router import Router as RoutingRouter
 from callcenter.routing.router import RoutingError
-from callcenter.routing.rules import PAUSE_REASONS
+from callcenter.routing.rules import MAX_SKILLS, PAUSE_REASONS, skill_problem
 
 
 def _body(req: Request) -> dict[str, Any]:
@@ -80,9 +81,12 @@ def install_routes(router: HttpRouter, rt: RoutingRouter, sync_client: redis.Red
     async def skills(req: Request) -> Any:
         body = _body(req)
         body = body.get("skills", body) if isinstance(body.get("skills"), dict) else body
+        if len(body) > MAX_SKILLS:
+            raise HttpError(400, f"skills: {len(body)} skills; at most {MAX_SKILLS}")
         for name, level in body.items():
-            if not isinstance(level, int) or isinstance(level, bool) or not 1 <= level <= 10:
-                raise HttpError(400, f"skills.{name}: level must be an integer 1-10")
+            problem = skill_problem(name, level)
+            if problem:
+                raise HttpError(400, f"skills.{name[:40]}: {problem}")
         return await act(req.params["id"], rt.set_skills(req.params["id"], body))
 
     async def list_agents(req: Request) -> Any:
@@ -114,16 +118,16 @@ def install_routes(router: HttpRouter, rt: RoutingRouter, sync_client: redis.Red
         states = await asyncio.to_thread(wallboard.agent_states, c, rt.prefix)
         return {"queues": [s.as_dict() for s in stats], "agents_by_state": states}
 
-    router.add("POST /agents/{id}/login", login)
-    router.add("POST /agents/{id}/logout", logout)
-    router.add("POST /agents/{id}/ready", ready)
-    router.add("POST /agents/{id}/pause", pause)
-    router.add("PUT /agents/{id}/skills", skills)
-    router.add("GET /agents", list_agents)
-    router.add("GET /agents/{id}", get_agent)
-    router.add("GET /queues", queues)
-    router.add("GET /queues/{name}", queue)
-    router.add("GET /wallboard", board)
+    router.add("POST /agents/{id}/login", login, roles=SELF_AGENT, own="id")
+    router.add("POST /agents/{id}/logout", logout, roles=SELF_AGENT, own="id")
+    router.add("POST /agents/{id}/ready", ready, roles=SELF_AGENT, own="id")
+    router.add("POST /agents/{id}/pause", pause, roles=SELF_AGENT, own="id")
+    router.add("PUT /agents/{id}/skills", skills, roles=SUPERVISORS)
+    router.add("GET /agents", list_agents, roles=SUPERVISORS)
+    router.add("GET /agents/{id}", get_agent, roles=SELF_AGENT, own="id")
+    router.add("GET /queues", queues, roles=FLOOR_VIEW)
+    router.add("GET /queues/{name}", queue, roles=FLOOR_VIEW)
+    router.add("GET /wallboard", board, roles=FLOOR_VIEW)
 
 
 def _sync_class(aclient: Any) -> type:

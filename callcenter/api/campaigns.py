@@ -27,6 +27,7 @@ from urllib.parse import unquote
 
 from callcenter.api.http import HttpError, Request, Response
 from callcenter.api.http import Router as HttpRouter
+from callcenter.auth.roles import CAMPAIGNS, DESK, SUPERVISOR
 from callcenter.dialer import phone
 from callcenter.dialer.campaign import Campaign
 from callcenter.dialer.compliance import Compliance
@@ -34,6 +35,8 @@ from callcenter.dialer.control import CampaignControl
 from callcenter.dialer.keys import DialerKeys
 from callcenter.dialer.outcomes import OutcomeRecorder
 from callcenter.dialer.upload import UploadError, UploadLimits, import_list, parse_csv
+
+DNC_ADD = CAMPAIGNS | {SUPERVISOR}
 
 
 def install_routes(router: HttpRouter, redis: Any, campaigns: Mapping[str, Campaign], prefix: str = "cc:",
@@ -96,7 +99,8 @@ def install_routes(router: HttpRouter, redis: Any, campaigns: Mapping[str, Campa
         raw = await redis.hgetall(keys.contact(c.id, e164))
         if not raw:
             raise HttpError(404, "no such contact in this campaign")
-        d = {k.decode(): v.decode() for k, v in raw.items()}
+        # the worker's client decodes replies (decode_responses=True), a plain one does not
+        d = {_text(k): _text(v) for k, v in raw.items()}
         d["data"] = json.loads(d.get("data") or "{}")
         d.pop("lease_owner", None)
         return d
@@ -177,16 +181,22 @@ def install_routes(router: HttpRouter, redis: Any, campaigns: Mapping[str, Campa
                             202 if action == "dial" else 200)
         return handler
 
-    router.add("GET /campaigns/{id}/preview", preview)
-    router.add("POST /campaigns/{id}/preview/{number}/dial", preview_action("dial"))
-    router.add("POST /campaigns/{id}/preview/{number}/skip", preview_action("skip"))
-    router.add("GET /campaigns", list_campaigns)
-    router.add("GET /campaigns/{id}/stats", stats)
-    router.add("POST /campaigns/{id}/start", set_state("running"))
-    router.add("POST /campaigns/{id}/pause", set_state("paused"))
-    router.add("POST /campaigns/{id}/stop", set_state("stopped"))
-    router.add("POST /campaigns/{id}/lists", upload)
-    router.add("GET /campaigns/{id}/contacts/{number}", contact)
-    router.add("POST /campaigns/{id}/contacts/{number}/disposition", dispose)
-    router.add("POST /dnc", add_dnc)
-    router.add("DELETE /dnc/{number}", remove_dnc)
+    router.add("GET /campaigns/{id}/preview", preview, roles=DESK, own="agent", audit=True)
+    router.add("POST /campaigns/{id}/preview/{number}/dial", preview_action("dial"), roles=DESK, own="agent")
+    router.add("POST /campaigns/{id}/preview/{number}/skip", preview_action("skip"), roles=DESK, own="agent")
+    router.add("GET /campaigns", list_campaigns, roles=CAMPAIGNS)
+    router.add("GET /campaigns/{id}/stats", stats, roles=CAMPAIGNS)
+    router.add("POST /campaigns/{id}/start", set_state("running"), roles=CAMPAIGNS)
+    router.add("POST /campaigns/{id}/pause", set_state("paused"), roles=CAMPAIGNS)
+    router.add("POST /campaigns/{id}/stop", set_state("stopped"), roles=CAMPAIGNS)
+    router.add("POST /campaigns/{id}/lists", upload, roles=CAMPAIGNS, max_body=limits.max_bytes)
+    router.add("GET /campaigns/{id}/contacts/{number}", contact, roles=DESK, own="agent", audit=True)
+    router.add("POST /campaigns/{id}/contacts/{number}/disposition", dispose, roles=DESK, own="agent")
+    # Adding to DNC is the safe direction (a customer asked a supervisor to stop calls); removing a
+    # number is the one that exposes us to a regulator, so only those who own the lists may.
+    router.add("POST /dnc", add_dnc, roles=DNC_ADD)
+    router.add("DELETE /dnc/{number}", remove_dnc, roles=CAMPAIGNS)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

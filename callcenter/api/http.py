@@ -12,11 +12,12 @@ any other exception is logged and becomes 500 without leaking internals.
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qs
 
 from twisted.internet.defer import Deferred
@@ -24,8 +25,13 @@ from twisted.web import server
 from twisted.web.resource import Resource
 
 from callcenter import logs
+from callcenter.auth.roles import PUBLIC
 
 log = logs.get("api")
+
+JSON_MAX_BODY = 64 * 1024       # a route's body cap unless it says otherwise (add(..., max_body=N))
+JSON_INLINE = 8 * 1024          # bigger JSON bodies are parsed in a thread, not on the loop
+_UNPARSED: Any = object()
 
 
 class HttpError(Exception):
@@ -44,14 +50,29 @@ class Request:
     query: dict[str, list[str]]
     headers: dict[str, str]
     body: bytes
+    remote: str = ""                  # the client's address (the TCP peer; no proxy header is believed)
+    principal: Any = None             # who is asking (callcenter.api.guard.Principal), set by the guard
+    parsed: Any = field(default=_UNPARSED, repr=False)   # json()'s result (or error), once parsed
 
     def json(self) -> Any:
+        if self.parsed is _UNPARSED:
+            try:
+                self.parsed = self._parse_json()
+            except HttpError as exc:
+                self.parsed = exc
+        if isinstance(self.parsed, HttpError):
+            raise self.parsed
+        return self.parsed
+
+    def _parse_json(self) -> Any:
         if not self.body:
             return {}
         try:
             return json.loads(self.body)
         except (ValueError, UnicodeDecodeError) as exc:
             raise HttpError(400, f"request body is not valid JSON: {exc}") from None
+        except RecursionError:
+            raise HttpError(400, "request body is not valid JSON: nested too deeply") from None
 
     def arg(self, name: str, default: str | None = None) -> str | None:
         values = self.query.get(name)
@@ -69,46 +90,122 @@ class Response:
 Handler = Callable[[Request], Awaitable[Response | Any]]
 
 
+@dataclass(frozen=True)
+class Route:
+    """One endpoint and who may call it (see :mod:`callcenter.auth.roles` and ``api/guard.py``)."""
+
+    method: str
+    pattern: str                      # "POST /agents/{id}/login": what the audit log names
+    regex: re.Pattern[str]
+    handler: Handler
+    roles: frozenset[str]             # roles allowed; callcenter.auth.roles.PUBLIC for the login only
+    own: str | None = None            # path param or query arg an agent-only user must own (its agent id)
+    audit: bool = False               # audit a read too (contact data); state changes always are
+    max_body: int | None = None       # this route's body cap (None: the router's)
+
+
+class Guard(Protocol):
+    """Who may call a route (``api/guard.py``): a denial Response, or None with req.principal set."""
+
+    async def admit(self, route: Route, req: Request) -> Response | None: ...
+
+    async def audit(self, route: Route, req: Request, resp: Response) -> None: ...
+
+
 class Router(Resource):
-    """A twisted.web leaf resource dispatching ``"METHOD /path/{param}"`` patterns to async handlers."""
+    """A twisted.web leaf resource dispatching ``"METHOD /path/{param}"`` patterns to async handlers.
+
+    Every route declares its roles (``add(..., roles=...)``, no default); with a ``guard`` (the worker
+    always passes one unless ``http.auth`` is off on loopback) each request is authenticated, checked
+    against them and audited before/after its handler runs."""
 
     isLeaf = True
 
-    def __init__(self, max_body: int = 64 * 1024 * 1024) -> None:
+    def __init__(self, max_body: int = JSON_MAX_BODY, guard: Guard | None = None) -> None:
         super().__init__()
-        self._routes: list[tuple[str, re.Pattern[str], Handler]] = []
+        self._routes: list[Route] = []
         self.max_body = max_body
+        self.guard = guard
 
-    def add(self, pattern: str, handler: Handler) -> None:
+    @property
+    def routes(self) -> tuple[Route, ...]:
+        return tuple(self._routes)
+
+    def add(self, pattern: str, handler: Handler, *, roles: frozenset[str], own: str | None = None,
+            audit: bool = False, max_body: int | None = None) -> None:
+        if not isinstance(roles, frozenset) or not roles and roles is not PUBLIC:
+            raise ValueError(f"{pattern}: roles must be a non-empty frozenset of role names (or PUBLIC)")
         method, _, path = pattern.partition(" ")
         regex = "^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", path.rstrip("/") or "/") + "/?$"
-        self._routes.append((method.upper(), re.compile(regex), handler))
+        self._routes.append(Route(method.upper(), f"{method.upper()} {path}", re.compile(regex), handler,
+                                  roles, own, audit, max_body))
+
+    def body_limit(self, method: str, path: str) -> int:
+        """The body cap of the route serving ``method path`` (the router's if none does): the site
+        refuses a longer body before reading it (:mod:`callcenter.api.bodylimit`)."""
+        for route in self._routes:
+            if route.method == method and route.regex.match(path):
+                return route.max_body or self.max_body
+        return self.max_body
+
+    @property
+    def largest_body(self) -> int:
+        return max([self.max_body, *(r.max_body or 0 for r in self._routes)])
+
+    def match(self, method: str, path: str) -> tuple[Route, dict[str, str]]:
+        """The route serving ``method path`` and its path params (LookupError if none)."""
+        for route in self._routes:
+            m = route.regex.match(path)
+            if m and route.method == method:
+                return route, m.groupdict()
+        raise LookupError(f"no route {method} {path}")
 
     def render(self, request: server.Request) -> int:
         path = request.path.decode("utf-8", "replace")
         method = request.method.decode("ascii", "replace").upper()
         allowed = False
-        for route_method, regex, handler in self._routes:
-            m = regex.match(path)
+        for route in self._routes:
+            m = route.regex.match(path)
             if not m:
                 continue
             allowed = True
-            if route_method != method:
+            if route.method != method:
                 continue
-            body = request.content.read(self.max_body + 1) if request.content else b""
+            cap = route.max_body or self.max_body
+            content = request.content
+            # twisted keeps small bodies in memory and spools big ones to a temp file: read those in a thread
+            spooled = content if content is not None and not isinstance(content, io.BytesIO) else None
+            body = content.read(cap + 1) if content is not None and spooled is None else b""
             req = Request(method, path, m.groupdict(), parse_qs(request.uri.decode().partition("?")[2]),
                           {k.decode().lower(): v[0].decode() for k, v in request.requestHeaders.getAllRawHeaders()},
-                          body)
-            if len(body) > self.max_body:
-                self._finish(request, Response({"error": f"request body over {self.max_body} bytes"}, 413))
+                          body, getattr(request.getClientAddress(), "host", ""))
+            if len(body) > cap:
+                self._finish(request, Response({"error": f"request body over {cap} bytes"}, 413))
                 return server.NOT_DONE_YET
-            d = Deferred.fromFuture(asyncio.ensure_future(self._run(handler, req)))
+            d = Deferred.fromFuture(asyncio.ensure_future(self._read_and_serve(route, req, spooled, cap)))
             d.addCallback(lambda resp: self._finish(request, resp))
             d.addErrback(lambda f: log.error("http handler crashed", error=f.getErrorMessage()))
             return server.NOT_DONE_YET
         status = 405 if allowed else 404
         self._finish(request, Response({"error": "method not allowed" if allowed else "not found"}, status))
         return server.NOT_DONE_YET
+
+    async def _read_and_serve(self, route: Route, req: Request, spooled: Any, cap: int) -> Response:
+        if spooled is not None:
+            req.body = await asyncio.to_thread(spooled.read, cap + 1)
+            if len(req.body) > cap:
+                return Response({"error": f"request body over {cap} bytes"}, 413)
+        if len(req.body) > JSON_INLINE and "json" in req.headers.get("content-type", ""):
+            await asyncio.to_thread(req.json)     # parsed once, off the loop; handlers get the result
+        return await self._serve(route, req)
+
+    async def _serve(self, route: Route, req: Request) -> Response:
+        if self.guard is None:
+            return await self._run(route.handler, req)
+        denied = await self.guard.admit(route, req)
+        resp = denied or await self._run(route.handler, req)
+        await self.guard.audit(route, req, resp)
+        return resp
 
     async def _run(self, handler: Handler, req: Request) -> Response:
         try:

@@ -11,6 +11,7 @@ import asyncio
 import time
 
 from callcenter.api.http import HttpError, Request, Response, Router
+from callcenter.auth.roles import FLOOR_VIEW
 from callcenter.cdr import report
 from callcenter.cdr.store import DIMENSIONS, INTERVALS, ReportParams, SqlStore, StoreUnavailable
 
@@ -61,4 +62,4 @@ def install_routes(router: Router, store: SqlStore) -> None:
         ctype = "text/csv; charset=utf-8" if fmt == "csv" else "text/plain; charset=utf-8"
         return Response(text.encode(), content_type=ctype)
 
-    router.add("GET /reports/{kind}", get_report)
+    router.add("GET /reports/{kind}", get_report, roles=FLOOR_VIEW)

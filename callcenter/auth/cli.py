@@ -1,0 +1,139 @@
+"""``callcenter user ...``: manage API users on the config's Redis.
+
+    callcenter user add ana --role agent --agent 1001 [--password-stdin]   (prompts otherwise)
+    callcenter user add lan --role supervisor --role campaign_manager
+    callcenter user passwd ana | disable ana | enable ana | delete ana | list [--json]
+    callcenter user token ci-bot --label prometheus      prints the token once; only its hash is kept
+
+With no ``redis.url`` (the demo), the worker's embedded Redis under ``worker.data_dir`` is used: the
+running one if there is one, else it is started for the command and stopped after.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import getpass
+import json
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+from callcenter.auth import Auth
+from callcenter.auth.roles import ROLES
+from callcenter.auth.users import UserError
+
+
+def add_parser(subparsers: Any, with_config: Any) -> None:
+    p = subparsers.add_parser("user", help="HTTP API users: add, passwd, disable, enable, delete, list, token")
+    sub = p.add_subparsers(dest="user_command", required=True)
+
+    def sp(name: str, help: str) -> argparse.ArgumentParser:  # noqa: A002 - argparse's word
+        q = sub.add_parser(name, help=help)
+        with_config(q)
+        q.set_defaults(func=run, action=name)
+        return q
+
+    a = sp("add", "create a user (password from a prompt, or stdin with --password-stdin)")
+    a.add_argument("name")
+    a.add_argument("--role", action="append", required=True, choices=sorted(ROLES), help="repeatable")
+    a.add_argument("--agent", help="the agent id (routing_rules.yaml) an agent user acts as")
+    a.add_argument("--password-stdin", action="store_true", help="read the password from stdin's first line")
+    pw = sp("passwd", "set a user's password (ends the user's sessions)")
+    pw.add_argument("name")
+    pw.add_argument("--password-stdin", action="store_true")
+    for name, text in (("disable", "disable a user (sessions end, tokens stop working)"),
+                       ("enable", "enable a disabled user"), ("delete", "delete a user, its sessions and tokens")):
+        sp(name, text).add_argument("name")
+    ls = sp("list", "users and their roles")
+    ls.add_argument("--json", action="store_true")
+    t = sp("token", "issue an API token for a user (printed once)")
+    t.add_argument("name")
+    t.add_argument("--label", default="", help="what the token is for (shown in listings)")
+
+
+def _password(args: argparse.Namespace) -> str:
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    first = getpass.getpass(f"password for {args.name}: ")
+    if getpass.getpass("again: ") != first:
+        raise UserError("the passwords differ")
+    return first
+
+
+@contextlib.contextmanager
+def redis_url(cfg: Any) -> Iterator[str]:
+    """The config's Redis, or the embedded one under data_dir (started for this command if not running)."""
+    if cfg.redis.url:
+        yield cfg.redis.url
+        return
+    import redis
+
+    from callcenter.redis_server import EmbeddedRedis
+
+    embedded = EmbeddedRedis(cfg.data_dir / "redis")
+    try:
+        running = redis.Redis.from_url(embedded.url, socket_connect_timeout=0.5).ping()
+    except (redis.RedisError, OSError):
+        running = False
+    if running:
+        yield embedded.url
+        return
+    embedded.start()
+    try:
+        yield embedded.url
+    finally:
+        embedded.stop()
+
+
+async def _run(args: argparse.Namespace, url: str, prefix: str) -> int:
+    import redis.asyncio as aioredis
+
+    r = aioredis.Redis.from_url(url, decode_responses=True)
+    auth = Auth.connect(r, prefix)
+    try:
+        if args.action == "add":
+            user = await auth.users.create(args.name, args.role, _password(args), args.agent)
+            print(f"user {user.name} created: {', '.join(sorted(user.roles))}"
+                  + (f" (agent {user.agent})" if user.agent else ""))
+        elif args.action == "passwd":
+            if await auth.users.get(args.name) is None:
+                raise UserError(f"no user {args.name!r}")
+            await auth.users.set_password(args.name, _password(args))
+            print(f"password of {args.name} changed; its sessions ended")
+        elif args.action in ("disable", "enable"):
+            await auth.users.update(args.name, disabled=args.action == "disable")
+            print(f"user {args.name} {args.action}d")
+        elif args.action == "delete":
+            await auth.users.delete(args.name)
+            print(f"user {args.name} deleted")
+        elif args.action == "list":
+            users = await auth.users.list()
+            if args.json:
+                print(json.dumps([u.as_dict() for u in users], indent=2))
+            for u in [] if args.json else users:
+                print(f"{u.name:<20} {','.join(sorted(u.roles)):<32} {u.agent or '-':<8} "
+                      f"{'disabled' if u.disabled else 'enabled'}")
+        elif args.action == "token":
+            token, tid = await auth.tokens.issue(args.name, args.label)
+            print(token)
+            print(f"token {tid} for {args.name}: shown once, only its hash is stored", file=sys.stderr)
+    finally:
+        await r.aclose()
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    from callcenter.config import load_config
+
+    cfg = load_config(args.config)
+    try:
+        with redis_url(cfg) as url:
+            return asyncio.run(_run(args, url, cfg.redis.prefix))
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except ValueError as exc:     # password strength
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
