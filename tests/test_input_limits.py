@@ -49,7 +49,7 @@ def test_trusted_files_keep_aliases_but_not_bombs() -> None:
     with pytest.raises(ConfigError) as exc:
         yamlsrc.loads(BOMB, "rules.yaml")
     assert "expands to more than" in exc.value.message and exc.value.file == "rules.yaml"
-    assert time.monotonic() - t < 3
+    assert time.monotonic() - t < 5
 
 
 @pytest.mark.parametrize("allow_aliases", [True, False])
