@@ -53,6 +53,7 @@ class Request:
     remote: str = ""                  # the client's address (the TCP peer; no proxy header is believed)
     principal: Any = None             # who is asking (callcenter.api.guard.Principal), set by the guard
     parsed: Any = field(default=_UNPARSED, repr=False)   # json()'s result (or error), once parsed
+    stream: Any = None                # the body as a binary file, for routes added with stream=True
 
     def json(self) -> Any:
         if self.parsed is _UNPARSED:
@@ -102,6 +103,7 @@ class Route:
     own: str | None = None            # path param or query arg an agent-only user must own (its agent id)
     audit: bool = False               # audit a read too (contact data); state changes always are
     max_body: int | None = None       # this route's body cap (None: the router's)
+    stream: bool = False              # the handler reads the body from req.stream (a file), body is b""
 
 
 class Guard(Protocol):
@@ -132,13 +134,13 @@ class Router(Resource):
         return tuple(self._routes)
 
     def add(self, pattern: str, handler: Handler, *, roles: frozenset[str], own: str | None = None,
-            audit: bool = False, max_body: int | None = None) -> None:
+            audit: bool = False, max_body: int | None = None, stream: bool = False) -> None:
         if not isinstance(roles, frozenset) or not roles and roles is not PUBLIC:
             raise ValueError(f"{pattern}: roles must be a non-empty frozenset of role names (or PUBLIC)")
         method, _, path = pattern.partition(" ")
         regex = "^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", path.rstrip("/") or "/") + "/?$"
         self._routes.append(Route(method.upper(), f"{method.upper()} {path}", re.compile(regex), handler,
-                                  roles, own, audit, max_body))
+                                  roles, own, audit, max_body, stream))
 
     def body_limit(self, method: str, path: str) -> int:
         """The body cap of the route serving ``method path`` (the router's if none does): the site
@@ -174,7 +176,9 @@ class Router(Resource):
             cap = route.max_body or self.max_body
             content = request.content
             # twisted keeps small bodies in memory and spools big ones to a temp file: read those in a thread
-            spooled = content if content is not None and not isinstance(content, io.BytesIO) else None
+            # (a streaming route gets the file itself: its handler reads it in a thread, once)
+            spooled = content if content is not None and (route.stream or not isinstance(content, io.BytesIO)) \
+                else None
             body = content.read(cap + 1) if content is not None and spooled is None else b""
             req = Request(method, path, m.groupdict(), parse_qs(request.uri.decode().partition("?")[2]),
                           {k.decode().lower(): v[0].decode() for k, v in request.requestHeaders.getAllRawHeaders()},
@@ -191,8 +195,13 @@ class Router(Resource):
         return server.NOT_DONE_YET
 
     async def _read_and_serve(self, route: Route, req: Request, spooled: Any, cap: int) -> Response:
-        if spooled is not None:
-            req.body = await asyncio.to_thread(spooled.read, cap + 1)
+        if spooled is not None and route.stream:
+            req.stream = spooled
+        elif spooled is not None:
+            try:
+                req.body = await asyncio.to_thread(spooled.read, cap + 1)
+            except (OSError, ValueError):       # the client went away and twisted closed the file
+                return Response({"error": "request body could not be read"}, 400)
             if len(req.body) > cap:
                 return Response({"error": f"request body over {cap} bytes"}, 413)
         if len(req.body) > JSON_INLINE and "json" in req.headers.get("content-type", ""):
