@@ -64,9 +64,10 @@ def cmd_kamailio(args: argparse.Namespace) -> int:
 
     rules = routing_rules.load(args.rules or _config(args).routing_rules)
     credentials = edge.load_credentials(args.credentials, rules)
-    out = edge.write_tables(args.out, credentials, args.worker, realm=args.realm)
+    out = edge.write_tables(args.out, credentials, args.worker, realm=args.realm, trunks=args.trunk)
     missing = sorted(set(rules.agents) - set(credentials))
-    print(f"wrote {out}/subscriber ({len(credentials)} agents), version, dispatcher.list ({len(args.worker)} workers)")
+    print(f"wrote {out}/subscriber ({len(credentials)} agents), version, dispatcher.list ({len(args.worker)} workers"
+          f", {len(args.trunk)} trunks)")
     if missing:
         print(f"note: no credentials for {', '.join(missing)}: those agents cannot register at the edge")
     return 0
@@ -105,6 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--credentials", required=True, help="YAML: <agent id>: <SIP password> (keep it 0600)")
     k.add_argument("--worker", action="append", required=True, metavar="HOST:PORT",
                    help="a worker's SIP address for the dispatcher (repeat)")
+    k.add_argument("--trunk", action="append", default=[], metavar="HOST[:PORT]",
+                   help="a SIP trunk the edge trusts (no bans, its P-Asserted-Identity kept; repeat)")
     k.add_argument("--out", default="/etc/kamailio/callcenter", help="directory Kamailio reads (DBURL, DSLIST)")
     k.add_argument("--realm", default="callcenter", help="digest realm (REALM in kamailio.cfg)")
     k.set_defaults(func=cmd_kamailio)

@@ -7,7 +7,11 @@ workers through the edge's dispatcher. The edge reads three files from one direc
 * ``subscriber`` (db_text): agent id -> HA1 = MD5("<agent>:<realm>:<password>"); the passwords
   themselves are never written anywhere, only read from the credentials file;
 * ``version`` (db_text): the table versions Kamailio checks;
-* ``dispatcher.list``: the workers' SIP addresses (set 1), which the edge pings with OPTIONS.
+* ``dispatcher.list``: the workers' SIP addresses (set 1), which the edge pings with OPTIONS, and the
+  trunks (set 2, flagged disabled: never dispatched to nor pinged, only recognised as a source).
+
+Workers and trunks are the edge's trusted sources: exempt from its bans and rate limits, and the only
+ones whose P-Asserted-Identity it relays (see deploy/kamailio/kamailio.cfg).
 
 The credentials file is YAML, ``<agent id>: <password>``, kept apart from routing_rules.yaml (which
 ends up in Redis and behind GET /admin/rules) and readable by the operator only.
@@ -29,6 +33,8 @@ SUBSCRIBER_VERSION = 7   # Kamailio 5.x table versions (db_text checks them at s
 LOCATION_VERSION = 9
 MIN_PASSWORD = 8
 _WORKER = re.compile(r"^(sip:)?(?P<host>[A-Za-z0-9.\-]+|\[[0-9A-Fa-f:]+\]):(?P<port>\d{1,5})(;transport=(udp|tcp))?$")
+_TRUNK = re.compile(r"^(sip:)?(?P<host>[A-Za-z0-9.\-]+|\[[0-9A-Fa-f:]+\])(:(?P<port>\d{1,5}))?$")
+_DS_DISABLED = 4   # dispatcher destination flag: never selected, never pinged
 
 
 def ha1(user: str, password: str, realm: str = REALM) -> str:
@@ -60,11 +66,21 @@ def worker_uri(text: str) -> str:
     return text.strip() if text.strip().startswith("sip:") else "sip:" + text.strip()
 
 
-def write_tables(out: str | Path, credentials: dict[str, str], workers: list[str], realm: str = REALM) -> Path:
+def trunk_uri(text: str) -> str:
+    """A trunk's address (``host`` or ``host:port``): the edge trusts requests from that host, any port."""
+    m = _TRUNK.match(text.strip())
+    if not m or (m.group("port") and not 0 < int(m.group("port")) < 65536):
+        raise ConfigError(f"trunk address {text!r}: expected host or host:port")
+    return text.strip() if text.strip().startswith("sip:") else "sip:" + text.strip()
+
+
+def write_tables(out: str | Path, credentials: dict[str, str], workers: list[str], realm: str = REALM,
+                 trunks: list[str] | None = None) -> Path:
     """Write subscriber, version and dispatcher.list into ``out`` (created, mode 0700; files 0600)."""
     if not workers:
         raise ConfigError("at least one worker address is needed for the dispatcher list")
     uris = [worker_uri(w) for w in workers]
+    trunk_uris = [trunk_uri(t) for t in trunks or []]
     d = Path(out)
     d.mkdir(parents=True, exist_ok=True)
     os.chmod(d, 0o700)
@@ -75,8 +91,9 @@ def write_tables(out: str | Path, credentials: dict[str, str], workers: list[str
     _write(d / "subscriber", "\n".join(rows) + "\n")
     _write(d / "version", "table_name(string) table_version(int)\n"
                           f"subscriber:{SUBSCRIBER_VERSION}\nlocation:{LOCATION_VERSION}\n")
-    _write(d / "dispatcher.list", "# set destination  (written by `callcenter kamailio`)\n"
-           + "".join(f"1 {u}\n" for u in uris))
+    _write(d / "dispatcher.list", "# set destination flags  (written by `callcenter kamailio`)\n"
+           + "".join(f"1 {u}\n" for u in uris)
+           + "".join(f"2 {u} {_DS_DISABLED}\n" for u in trunk_uris))
     return d
 
 

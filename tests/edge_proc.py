@@ -10,10 +10,13 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
 
+import sipp
 from worker_proc import REPO
 
 from callcenter import edge
@@ -45,10 +48,12 @@ def sip_options(port: int, timeout: float = 1.0) -> str | None:
 class Edge:
     """kamailio -DD -E on 127.0.0.1:port, its tables written by callcenter.edge from the credentials."""
 
-    def __init__(self, tmp: Path, port: int, credentials: dict[str, str], workers: list[str]) -> None:
-        self.dir = tmp / "edge"
+    def __init__(self, tmp: Path, port: int, credentials: dict[str, str], workers: list[str],
+                 trunks: list[str] | None = None, defines: dict[str, int] | None = None) -> None:
+        self.dir = tmp / f"edge-{port}"
         self.port = port
-        edge.write_tables(self.dir, credentials, workers)
+        edge.write_tables(self.dir, credentials, workers, trunks=trunks)
+        self.defines = defines or {}      # kamailio.cfg's limits (BAN_SECONDS, INVITE_RATE, ...)
         self.log = self.dir / "kamailio.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -63,6 +68,7 @@ class Edge:
             [exe, "-DD", "-E", "-f", str(KAMAILIO_CFG), "-l", f"udp:127.0.0.1:{self.port}", "-w", str(self.dir),
              "-A", f'DBURL="text://{self.dir}"', "-A", f'DSLIST="{self.dir / "dispatcher.list"}"',
              "-A", f'CTLSOCK="unix:{self.dir / "ctl.sock"}"',
+             *[a for name, value in self.defines.items() for a in ("-A", f"{name}={int(value)}")],
              "-P", str(self.dir / "kamailio.pid"), "-m", "32", "-M", "4"],
             stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
         deadline = time.monotonic() + timeout
@@ -156,3 +162,187 @@ class Softphone:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(5)
+
+
+# A worker stand-in for the edge's security tests: sipp answering the dispatcher's OPTIONS pings and
+# every INVITE (200, then the caller's BYE), with every message it receives traced to a file.
+_WORKER_UAS = """<?xml version="1.0" encoding="UTF-8"?>
+<scenario name="worker">
+<recv request="INVITE|OPTIONS" regexp_match="true">
+  <action><ereg regexp="^OPTIONS" search_in="msg" check_it="false" assign_to="options"/></action>
+</recv>
+<nop test="options" next="options"/>
+<send><![CDATA[
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:];tag=[pid]W[call_number]
+[last_Call-ID:]
+[last_CSeq:]
+[last_Record-Route:]
+Contact: <sip:worker@[local_ip]:[local_port]>
+Content-Type: application/sdp
+Content-Length: [len]
+
+v=0
+o=worker 1 1 IN IP4 [local_ip]
+s=-
+c=IN IP4 [local_ip]
+t=0 0
+m=audio [media_port] RTP/AVP 8
+a=rtpmap:8 PCMA/8000
+]]></send>
+<recv request="ACK" timeout="8000" ontimeout="end"/>
+<recv request="BYE" timeout="30000" ontimeout="end"/>
+<send><![CDATA[
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:]
+[last_Call-ID:]
+[last_CSeq:]
+Content-Length: 0
+
+]]></send>
+<nop next="end"/>
+<label id="options"/>
+<send><![CDATA[
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:];tag=[pid]O[call_number]
+[last_Call-ID:]
+[last_CSeq:]
+Content-Length: 0
+
+]]></send>
+<label id="end"/>
+</scenario>
+"""
+
+# A flooder: INVITEs and nothing else (no retransmission, no ACK): each "call" ends once sent.
+_FLOOD_INVITE = """<?xml version="1.0" encoding="UTF-8"?>
+<scenario name="flood">
+<send><![CDATA[
+INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: <sip:flood@[local_ip]:[local_port]>;tag=[pid]F[call_number]
+To: <sip:[service]@[remote_ip]:[remote_port]>
+Call-ID: [call_id]
+CSeq: 1 INVITE
+Contact: sip:flood@[local_ip]:[local_port]
+Max-Forwards: 70
+Content-Length: 0
+
+]]></send>
+</scenario>
+"""
+
+
+def free_port_on(ip: str, start: int = 16000) -> int:
+    """A UDP port free right now on ip (a loopback alias such as 127.0.0.2)."""
+    for port in range(start, start + 2000, 2):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            try:
+                s.bind((ip, port))
+                return port
+            except OSError:
+                continue
+    raise AssertionError(f"no free UDP port on {ip}")
+
+
+def sipp_on(ip: str, name: str, xml: str, args: list[str], port: int | None = None) -> sipp.Sipp:
+    """sipp with its scenario, bound to ip (a loopback alias: the edge sees that source address)."""
+    workdir = Path(tempfile.mkdtemp(prefix=f"sipp-{name}-"))
+    (workdir / "scenario.xml").write_text(xml)
+    port = port or free_port_on(ip, 16000 + sum(map(ord, name)) % 1000 * 2)
+    media = free_port_on(ip, 40000 + sum(map(ord, name)) % 1000 * 10)
+    out = open(workdir / "sipp.out", "wb")  # noqa: SIM115 - owned by the process
+    proc = subprocess.Popen(
+        [shutil.which("sipp") or "sipp", "-sf", str(workdir / "scenario.xml"), "-i", ip, "-p", str(port),
+         "-mp", str(media), "-nostdin", *args], cwd=workdir, stdout=out, stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL)
+    return sipp.Sipp(name, proc, workdir, port)
+
+
+def worker_uas(ip: str = "127.0.0.1") -> sipp.Sipp:
+    """The worker stand-in; `received()` reads what reached it."""
+    return sipp_on(ip, "worker", _WORKER_UAS, ["-trace_msg", "-message_file", "messages.log",
+                                               "-m", "100000", "-timeout", "300s"])
+
+
+def received(uas: sipp.Sipp) -> str:
+    log = uas.workdir / "messages.log"
+    return log.read_text(errors="replace") if log.exists() else ""
+
+
+def flooder(ip: str, target: str, rate: int, seconds: int) -> sipp.Sipp:
+    return sipp_on(ip, "flood", _FLOOD_INVITE, [target, "-s", "hotline", "-r", str(rate), "-rp", "1000",
+                                                 "-m", str(rate * seconds), "-l", str(rate * seconds)])
+
+
+def callers(ip: str, target: str, rate: int, calls: int, talk_ms: int = 1000) -> sipp.Sipp:
+    """Legitimate callers: INVITE, 200, ACK, talk, BYE (sipp.py's caller scenario), from ip."""
+    xml = sipp._caller_xml([("pause", talk_ms), ("hangup",)], "0903111222", "8 0", 200)
+    return sipp_on(ip, "callers", xml, [target, "-s", "hotline", "-r", str(rate), "-m", str(calls),
+                                        "-l", str(calls), "-timeout", "120s", "-timeout_error"])
+
+
+def successful_calls(run: sipp.Sipp) -> int:
+    """sipp's cumulative 'Successful call' count from its final screen."""
+    found = re.findall(r"Successful call\s*\|\s*\d+\s*\|\s*(\d+)", (run.workdir / "sipp.out").read_text(errors="replace"))
+    return int(found[-1]) if found else 0
+
+
+def sip_exchange(ip: str, port: int, message: str, timeout: float = 1.0) -> list[str]:
+    """Send one request from ip (any free port) to 127.0.0.1:port; every answer that came within timeout."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind((ip, 0))
+    lport = s.getsockname()[1]
+    s.settimeout(0.2)
+    answers: list[str] = []
+    try:
+        s.sendto(message.replace("{ip}", ip).replace("{lport}", str(lport)).encode(), ("127.0.0.1", port))
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                answers.append(s.recvfrom(65535)[0].decode(errors="replace"))
+            except TimeoutError:
+                continue
+        return answers
+    finally:
+        s.close()
+
+
+def options_from(ip: str, port: int, timeout: float = 1.0) -> str | None:
+    """Status line of the edge's answer to an OPTIONS sent from ip (None: silence)."""
+    answers = sip_exchange(ip, port, (
+        f"OPTIONS sip:127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/UDP {{ip}}:{{lport}};branch=z9hG4bK{uuid.uuid4().hex}\r\n"
+        f"From: <sip:probe@{{ip}}>;tag={uuid.uuid4().hex[:8]}\r\nTo: <sip:127.0.0.1:{port}>\r\n"
+        f"Call-ID: {uuid.uuid4().hex}\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"), timeout)
+    return answers[0].split("\r\n", 1)[0] if answers else None
+
+
+def sipvicious(tool: str, source: str, args: list[str], user_agent: str | None = None, timeout: float = 60) -> str:
+    """Run svwar/svcrack (PyPI sipvicious) from the address source; user_agent replaces its hard-wired
+    'friendly-scanner' (an attacker who hides the tool's name). Returns stdout + stderr.
+    (sipvicious 0.3.8 does not hand its -b option to the scanner: the binding address is set here.)"""
+    cls = {"svwar": "TakeASip", "svcrack": "ASipOfRedWine"}[tool]
+    code = (
+        "import sys\n"
+        "from sipvicious.libs import svhelper\n"
+        f"from sipvicious import {tool} as tool\n"
+        f"ua = {user_agent!r}\n"
+        "if ua:\n"
+        "    d = list(svhelper.makeRequest.__defaults__)\n"
+        "    d[d.index('friendly-scanner')] = ua\n"
+        "    svhelper.makeRequest.__defaults__ = tuple(d)\n"
+        f"init = tool.{cls}.__init__\n"
+        f"def bound(self, *a, **kw):\n"
+        f"    kw['bindingip'] = {source!r}\n"
+        "    init(self, *a, **kw)\n"
+        f"tool.{cls}.__init__ = bound\n"
+        f"sys.argv = [{tool!r}, *{args!r}]\n"
+        "tool.main()\n")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout)
+    return run.stdout + run.stderr

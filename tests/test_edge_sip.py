@@ -109,9 +109,12 @@ def test_only_workers_may_ring_an_agent_and_unregistered_agents_fail_fast(stack,
     phone = Softphone(tmp_path, "1001", PASSWORDS["1001"], edge, w.sip_port + 4, 31000).start()
     try:
         phone.registered()
-        # a stranger (not in the dispatcher list) calling the agent's address directly is refused
-        intruder = sipp.caller(edge.address, [("pause", 100), ("hangup",)], service="1001", expect_code=403)
+        # a stranger (not in the dispatcher list) dialing the agent's address is a caller like any other:
+        # a worker answers (the same answer as for a number that is nobody's), the phone never rings
+        intruder = sipp.caller(edge.address, [("pause", 300), ("hangup",)], service="1001", number="0903000099")
         assert sipp.wait_all(intruder) == [0], intruder.errors()
+        assert w.call_from("0903000099").worker_id == "edge-w1"
+        assert not re.search(r"(?i)incoming call", phone.text()), phone.text()[-2000:]
     finally:
         phone.stop()
     assert (sip_options(edge.port) or "").endswith("200 OK")
