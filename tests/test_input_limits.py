@@ -177,3 +177,17 @@ def test_skills_api_validates_names_and_count(redis_url: str) -> None:
     assert too_long[0] == 400
     assert too_many[0] == 400 and "at most 64" in too_many[1]["error"]
     assert ok[0] == 200 and ok[1]["agent"]["skills"] == {"lang.vi": 7}
+
+
+def test_csv_cells_are_capped_in_size_and_number() -> None:
+    big = "x" * 5000
+    parsed = parse_csv(f"phone;note\n0912345678;{big}\n0912345679;ok\n".encode())
+    assert parsed.rejected == [{"line": 2, "reason": "a cell has more than 4096 characters"}]
+    assert [c.e164 for c in parsed.contacts] == ["+84912345679"]
+    # 200 columns of nothing per row: refused once the cells kept pass the cap, not gigabytes later
+    header = "phone;" + ";".join(f"c{i}" for i in range(199))
+    rows = "".join(f"09{i:08d}" + ";" * 199 + "\n" for i in range(1000))
+    t = time.monotonic()
+    with pytest.raises(UploadError, match="more than 100000 cells"):
+        parse_csv(f"{header}\n{rows}".encode(), limits=UploadLimits(max_cells=100_000))
+    assert time.monotonic() - t < 2

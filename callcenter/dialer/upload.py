@@ -46,6 +46,10 @@ class UploadLimits:
     max_bytes: int = 50 * 1024 * 1024
     max_rows: int = 500_000
     max_columns: int = 200           # real lists have tens; every row is a dict of them in Redis
+    max_cell: int = 4096             # characters in one cell (a row with a longer one is rejected)
+    # Cells kept in memory for the whole list (rows x columns): 50 MiB of ";;;;" would otherwise
+    # become gigabytes of dicts. 500k rows of 10 columns fit.
+    max_cells: int = 5_000_000
 
 
 @dataclass
@@ -164,6 +168,7 @@ def parse_csv(data: bytes | BinaryIO, region: str = "VN", limits: UploadLimits |
         raise UploadError(f"line 1: no phone column; name one of: phone, so_dien_thoai, sdt, mobile "
                           f"(found: {', '.join(columns)})")
     out = ParsedList(encoding, delimiter, columns, columns[phone_idx])
+    cells = 0
     seen: dict[str, ParsedContact] = {}
     total_lines = text.count("\n") + 1
     line = 1
@@ -186,6 +191,9 @@ def parse_csv(data: bytes | BinaryIO, region: str = "VN", limits: UploadLimits |
             raise UploadError(f"file has more than {limits.max_rows} rows; split it into smaller lists")
         if progress and out.rows % 5000 == 0:
             progress(line, total_lines)
+        if any(len(c) > limits.max_cell for c in row):
+            out.rejected.append({"line": start, "reason": f"a cell has more than {limits.max_cell} characters"})
+            continue
         if len(row) > len(columns) and any(c.strip() for c in row[len(columns):]):
             out.rejected.append({"line": start, "reason": f"row has {len(row)} fields, header has {len(columns)} "
                                  f"(unquoted '{delimiter}' inside a value?)"})
@@ -218,6 +226,10 @@ def parse_csv(data: bytes | BinaryIO, region: str = "VN", limits: UploadLimits |
                     prior.data[k] = v
             out.duplicates.append({"line": start, "duplicate_of_line": prior.line})
             continue
+        cells += len(fields) + 1
+        if cells > limits.max_cells:
+            raise UploadError(f"list has more than {limits.max_cells} cells (rows x columns); split it into "
+                              "smaller lists")
         contact = ParsedContact(e164, start, fields)
         seen[e164] = contact
         out.contacts.append(contact)
