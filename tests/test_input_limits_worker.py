@@ -155,14 +155,18 @@ def test_alias_bomb_answers_400_within_a_second_while_a_call_keeps_its_audio(
         assert status == 400 and elapsed < 1.0, (status, body, elapsed)
         assert "anchors" in body["error"] and body["detail"]["line"] == 1
         time.sleep(1.5)
-        during = rtp.window(before - 0.5, time.monotonic())
+        start, end = before - 0.5, time.monotonic()
+        during = rtp.window(start, end)
         assert sipp.wait_all(caller, timeout=30) == [0], caller.errors()
     finally:
         caller.stop()
         rtp.close()
-    # G.711 at 20 ms: ~100 packets in those ~2 s, none late by more than a few frames.
+    # G.711 at 20 ms: a packet every 20 ms around the bomb, none late by more than a few frames. (RTP
+    # comes from pjmedia's threads; a frozen loop shows in the PUT's time and in the call's SIP: the
+    # caller's BYE must be answered and the CDR closed.)
     gaps = [b - a for a, b in zip(during, during[1:], strict=False)]
-    assert len(during) >= 80 and max(gaps) < 0.2, (len(during), max(gaps))
+    expected = (end - start) / 0.020
+    assert len(during) >= 0.7 * expected and max(gaps) < 0.3, (len(during), expected, max(gaps))
     cdr = worker.call_from(number)
     assert cdr.hangup_side == "caller" and 5.5 < cdr.end - cdr.answer < 8, cdr
     # and the rules in force did not change
