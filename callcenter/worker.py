@@ -197,10 +197,12 @@ class Worker:
         if guard is not None:
             from callcenter.api import auth as auth_api
             from callcenter.api import users as users_api
-            from callcenter.api.guard import MetricsGuard
 
             auth_api.install_routes(api, guard.auth, guard, secure_cookie=self.cfg.http.cookie_secure)
             users_api.install_routes(api, guard.auth)
+        if guard is not None or self.cfg.http.metrics_token:   # a configured token is wanted even with auth off
+            from callcenter.api.guard import MetricsGuard
+
             metrics_res = MetricsGuard(metrics_res, self.cfg.http.metrics_token, guard)
 
         class Root(Resource):
