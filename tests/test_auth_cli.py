@@ -71,6 +71,16 @@ def test_user_add_list_disable_enable_token_passwd(tmp_path: Path, redis_url: st
     assert cli(w.config, "disable", "ana").returncode == 1
     assert cli(w.config, "token", "nobody").returncode == 1
 
+    async def audited() -> list[str]:
+        r = aioredis.Redis.from_url(redis_url)
+        entries = await Auth.connect(r).audit.query(action="user ")
+        await r.aclose()
+        assert all(e.user.startswith("cli:") and e.address == "local" for e in entries)
+        return [f"{e.action} {e.target['user']}" for e in reversed(entries)]
+
+    assert asyncio.run(audited()) == ["user add ana", "user add lan", "user disable ana", "user enable ana",
+                                      "user token lan", "user passwd ana", "user delete ana"]
+
 
 def test_user_add_on_the_embedded_redis(tmp_path: Path) -> None:
     """No redis.url (the demo): the command starts the embedded Redis under data_dir and stops it."""

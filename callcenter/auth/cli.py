@@ -93,35 +93,43 @@ async def _run(args: argparse.Namespace, url: str, prefix: str) -> int:
     r = aioredis.Redis.from_url(url, decode_responses=True)
     auth = Auth.connect(r, prefix)
     try:
-        if args.action == "add":
-            user = await auth.users.create(args.name, args.role, _password(args), args.agent)
-            print(f"user {user.name} created: {', '.join(sorted(user.roles))}"
-                  + (f" (agent {user.agent})" if user.agent else ""))
-        elif args.action == "passwd":
-            if await auth.users.get(args.name) is None:
-                raise UserError(f"no user {args.name!r}")
-            await auth.users.set_password(args.name, _password(args))
-            print(f"password of {args.name} changed; its sessions ended")
-        elif args.action in ("disable", "enable"):
-            await auth.users.update(args.name, disabled=args.action == "disable")
-            print(f"user {args.name} {args.action}d")
-        elif args.action == "delete":
-            await auth.users.delete(args.name)
-            print(f"user {args.name} deleted")
-        elif args.action == "list":
-            users = await auth.users.list()
-            if args.json:
-                print(json.dumps([u.as_dict() for u in users], indent=2))
-            for u in [] if args.json else users:
-                print(f"{u.name:<20} {','.join(sorted(u.roles)):<32} {u.agent or '-':<8} "
-                      f"{'disabled' if u.disabled else 'enabled'}")
-        elif args.action == "token":
-            token, tid = await auth.tokens.issue(args.name, args.label)
-            print(token)
-            print(f"token {tid} for {args.name}: shown once, only its hash is stored", file=sys.stderr)
+        await _act(args, auth)
+        if args.action != "list":     # changes made here are in the audit log like the admin API's
+            await auth.audit.record(f"cli:{getpass.getuser()}", [], f"user {args.action}", {"user": args.name},
+                                    "local", 200)
     finally:
         await r.aclose()
     return 0
+
+
+async def _act(args: argparse.Namespace, auth: Auth) -> None:
+    """One ``user`` subcommand (UserError/ValueError for the operator)."""
+    if args.action == "add":
+        user = await auth.users.create(args.name, args.role, _password(args), args.agent)
+        print(f"user {user.name} created: {', '.join(sorted(user.roles))}"
+              + (f" (agent {user.agent})" if user.agent else ""))
+    elif args.action == "passwd":
+        if await auth.users.get(args.name) is None:
+            raise UserError(f"no user {args.name!r}")
+        await auth.users.set_password(args.name, _password(args))
+        print(f"password of {args.name} changed; its sessions ended")
+    elif args.action in ("disable", "enable"):
+        await auth.users.update(args.name, disabled=args.action == "disable")
+        print(f"user {args.name} {args.action}d")
+    elif args.action == "delete":
+        await auth.users.delete(args.name)
+        print(f"user {args.name} deleted")
+    elif args.action == "list":
+        users = await auth.users.list()
+        if args.json:
+            print(json.dumps([u.as_dict() for u in users], indent=2))
+        for u in [] if args.json else users:
+            print(f"{u.name:<20} {','.join(sorted(u.roles)):<32} {u.agent or '-':<8} "
+                  f"{'disabled' if u.disabled else 'enabled'}")
+    elif args.action == "token":
+        token, tid = await auth.tokens.issue(args.name, args.label)
+        print(token)
+        print(f"token {tid} for {args.name}: shown once, only its hash is stored", file=sys.stderr)
 
 
 def run(args: argparse.Namespace) -> int:
