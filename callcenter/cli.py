@@ -8,6 +8,7 @@ import sys
 from typing import Any
 
 from callcenter.exceptions import ConfigError
+from callcenter.privacy import restrict_umask
 
 DEFAULT_CONFIG = os.environ.get("CALLCENTER_CONFIG", "callcenter.yaml")
 
@@ -132,6 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    # what a command writes (CDR store, recordings, edge credentials, exports) is not world-readable
+    restrict_umask()
     try:
         return int(args.func(args) or 0)
     except ConfigError as exc:

@@ -17,6 +17,7 @@ from pathlib import Path
 import redis
 
 from callcenter.exceptions import CallcenterError
+from callcenter.privacy import UMASK, private_dir
 
 ZSET_LISTPACK_MAX = 32   # also what `callcenter doctor` advises for a shared Redis
 
@@ -43,7 +44,7 @@ class EmbeddedRedis:
         exe = shutil.which("redis-server")
         if exe is None:
             raise CallcenterError("redis-server is not installed (apt-get install redis-server)")
-        self.directory.mkdir(parents=True, exist_ok=True)
+        private_dir(self.directory)
         args = [exe, "--port", str(self.port), "--unixsocket", str(self.socket), "--unixsocketperm", "700",
                 "--dir", str(self.directory), "--appendonly", "yes", "--appendfsync", "everysec",
                 "--save", "", "--daemonize", "no", "--logfile", str(self.directory / "redis.log"),
@@ -52,7 +53,8 @@ class EmbeddedRedis:
                 "--zset-max-listpack-entries", str(ZSET_LISTPACK_MAX)]
         if not self.port:
             args += ["--bind", "127.0.0.1"]
-        self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, start_new_session=True)
+        # its AOF directory and files hold the queues' callers and campaigns' contacts: 0750/0640
+        self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, start_new_session=True, umask=UMASK)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:

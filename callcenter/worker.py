@@ -16,7 +16,7 @@ from typing import Any
 import redis
 import structlog
 
-from callcenter import logs, metrics
+from callcenter import logs, metrics, privacy
 from callcenter.cdr.buffer import CdrBuffer
 from callcenter.cdr.dispositions import disposition_from_events
 from callcenter.cdr.record import CallRecord, LegRecord, QueueEvent
@@ -297,6 +297,10 @@ class Worker:
 def run_worker(cfg: Config, login_all_agents: bool = False, dialer: bool = False, demo_users: Any = None) -> int:
     """Validate, then run the worker until SIGTERM/SIGINT. Returns the exit code."""
     logs.configure(cfg.log_level)
+    # recordings, the CDR store and Redis's data are personal data: 0640/0750 whatever the caller's umask
+    privacy.restrict_umask()
+    privacy.private_dir(cfg.data_dir)
+    privacy.private_dir(cfg.data_dir / "recordings")
     scripts, rules, campaigns = validate(cfg)
     embedded = None
     url = cfg.redis.url

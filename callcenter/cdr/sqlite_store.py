@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from callcenter.cdr.store import SqlStore, StoreUnavailable
+from callcenter.privacy import private_file
 
 
 class SqliteStore(SqlStore):
@@ -30,6 +31,11 @@ class SqliteStore(SqlStore):
                 self._conn.execute(stmt)
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"cannot open SQLite store {self.path}: {exc}") from exc
+        if self.path != ":memory:":
+            # every caller's number is in here: 0640 even when the process umask is wider
+            for f in (self.path, f"{self.path}-wal", f"{self.path}-shm"):
+                with contextlib.suppress(FileNotFoundError, PermissionError):   # another user's file stays theirs
+                    private_file(f)
         self._load_rollup_params()
 
     def _execute(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from callcenter import logs
+from callcenter import logs, privacy
 from callcenter.dialer.policy import DialPolicy, uri_allowed
 from callcenter.exceptions import CallGone
 from callcenter.ivr import lookup, prompts
@@ -500,9 +500,12 @@ class IvrRunner:
         o = node.opts
         await self._play(call, here, node.prompts, barge_in=False)
         await self._play(call, here, o["beep"], barge_in=False)
-        self.recordings_dir.mkdir(parents=True, exist_ok=True)
+        privacy.private_dir(self.recordings_dir)
         out = self.recordings_dir / f"{call.leg.id}-{call.script.name}-{node.id}.wav"
+        out.touch(mode=privacy.FILE_MODE)   # a voice message is personal data: 0640 from its first byte
         seconds = await call.leg.record(str(out), o["max_seconds"], o["silence_seconds"] or None)
+        if out.exists():
+            privacy.private_file(out)
         self._set(call, here, o["variable"], str(out))
         self._set(call, here, f"{o['variable']}_seconds", round(seconds, 1))
         await self.services.emit("recording", {"node": here, "path": str(out), "seconds": round(seconds, 1)})
