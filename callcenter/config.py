@@ -311,7 +311,7 @@ def _dialing(r: _Reader) -> DialRules:
                 raise r.loc.error(f"dialing.{key}[{i}]", "must be a sip:, sips: or tel: URI pattern")
         lists[key] = tuple(items)
     caps = {}
-    for key, default in (("callback_max_per_number", 3), ("callback_max_per_source", 10)):
+    for key, default in (("callback_max_per_number", 3), ("callback_max_per_source", 100)):
         caps[key] = r.get(d, f"dialing.{key}", int, default)
         if caps[key] < 0:
             raise r.loc.error(f"dialing.{key}", "must be 0 (no cap) or more")

@@ -522,10 +522,7 @@ class QueueService:
 
 
 def _source(leg: Leg) -> str:
-    """Where a call came from, for the per-source callback cap: the signalling peer when the SIP layer
-    knows it, else the From number itself (a spoofer who varies it is still held by the per-number cap)."""
-    for attr in ("source", "source_address", "remote_address"):
-        value = getattr(leg, attr, None)
-        if value:
-            return f"addr:{value}"
-    return f"from:{leg.caller}"
+    """The signalling peer the call came through (trunk, edge: ``leg.source``) for the per-source cap; a leg
+    without one counts under its From (a spoofer who varies it is still held by the per-number cap)."""
+    source = getattr(leg, "source", "")
+    return f"addr:{source}" if source else f"from:{leg.caller}"

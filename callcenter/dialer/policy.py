@@ -52,7 +52,7 @@ class DialRules:
     allowed_prefixes: tuple[str, ...] = ()     # E.164 prefixes allowed whatever their class
     denied_prefixes: tuple[str, ...] = ()      # never dialed, whatever allows them
     callback_max_per_number: int = 3           # callbacks to one number per day, site-wide (0 = no cap)
-    callback_max_per_source: int = 10          # callbacks requested from one source per hour (0 = no cap)
+    callback_max_per_source: int = 100         # callbacks requested through one SIP source per hour (0 = no cap)
     transfer_allow: tuple[str, ...] = ()       # URI patterns (fnmatch) a templated IVR transfer may reach
 
     def widened(self, allow_international: bool | None = None, allow_premium: bool | None = None,
