@@ -56,20 +56,24 @@ def _build() -> re.Pattern[str]:
     octet = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
     # the rest of an IPv4 address's first octet once its first digit is known
     octet_rest = {"0": "", "1": r"(?:\d\d?)?", "2": r"(?:[0-4]\d|5[0-5]|\d)?"}   # others: r"\d?"
-    alts = [w + to_line_end for w in _spellings("Authorization", "Proxy-Authorization", "Cookie", "Set-Cookie",
-                                                "X-Api-Key")]
-    alts += [w + one_value for w in _spellings("Password", "Passwd", "Secret", "Token", "Api_Key", "Api-Key",
-                                               "ApiKey")]
+    secrets = [(w, to_line_end) for w in _spellings("Authorization", "Proxy-Authorization", "Cookie", "Set-Cookie",
+                                                    "X-Api-Key")]
+    secrets += [(w, one_value) for w in _spellings("Password", "Passwd", "Secret", "Token", "Api_Key", "Api-Key",
+                                                   "ApiKey")]
+    by_first: dict[str, list[str]] = {}
+    for word, tail in secrets:   # one alternative per first letter: fewer branches tried per position
+        by_first.setdefault(word[0], []).append(re.escape(word[1:]) + tail)
+    alts = [c + "(?:" + "|".join(rests) + ")" for c, rests in by_first.items()]
     for c in "0123456789":
         alts.append(
             c
             + rf"(?<![A-Za-z0-9.]{c})"             # glued to a word (hex ids) or after a decimal point
+            + r"(?=[\d .()-]{6})"                   # 7 characters at least
             + rf"(?<![0-9a-fA-F]{{4}}-{c})"        # a uuid's later segment, a date's month
-            + rf"(?!{octet_rest.get(c, _ONE_DIGIT)}(?:\.{octet}){{3}}(?![\d.]))"            # IPv4
             + r"(?!\d{3}-[01]\d-[0-3]\d)"           # ISO date
             + r"(?![0-9a-fA-F]{7}-[0-9a-fA-F]{4}-)"  # a uuid's first segment
             + r"(?!\d{12}-\d)"                     # Redis stream id
-            + r"(?=[\d .()-]{6})"                   # 7 characters at least
+            + rf"(?!{octet_rest.get(c, _ONE_DIGIT)}(?:\.{octet}){{3}}(?![\d.]))"            # IPv4
             + rf"(?:\d{{0,3}}{group}{{1,5}}|\d{{6,}}){end}")
     alts += [r"\+(?<![A-Za-z0-9.]\+)" + grouped_or_plain + end,
              r"%2[Bb](?<![A-Za-z0-9.]%2[Bb])" + grouped_or_plain + end,                  # URL-encoded +
@@ -130,25 +134,23 @@ def is_secret_key(key: str) -> bool:
     return k in SECRET_KEYS or k.endswith(_SECRET_SUFFIXES)
 
 
-_PLAIN, _SECRET, _NUMERIC, _PHONE, _ID = range(5)
+_PLAIN, _SECRET, _NUMERIC, _PHONE, _ID = range(1, 6)   # truthy: a cache miss is None
 _key_kinds: dict[str, int] = {}          # log keys are few: classify each once
 
 
-def _kind(key: str) -> int:
-    kind = _key_kinds.get(key)
-    if kind is None:
-        if is_secret_key(key):
-            kind = _SECRET
-        elif key in NUMERIC_KEYS or key.endswith(_NUMERIC_SUFFIXES):
-            kind = _NUMERIC
-        elif key in PHONE_KEYS:
-            kind = _PHONE
-        elif key == "id" or key.endswith("_id"):
-            kind = _ID
-        else:
-            kind = _PLAIN
-        if len(_key_kinds) < 4096:       # keys of logged payloads (headers, rows) are not bounded
-            _key_kinds[key] = kind
+def _classify(key: str) -> int:
+    if is_secret_key(key):
+        kind = _SECRET
+    elif key in NUMERIC_KEYS or key.endswith(_NUMERIC_SUFFIXES):
+        kind = _NUMERIC
+    elif key in PHONE_KEYS:
+        kind = _PHONE
+    elif key == "id" or key.endswith("_id"):
+        kind = _ID
+    else:
+        kind = _PLAIN
+    if len(_key_kinds) < 4096:       # keys of logged payloads (headers, rows) are not bounded
+        _key_kinds[key] = kind
     return kind
 
 
@@ -159,15 +161,15 @@ def redact(value: Any, key: str = "") -> Any:
     """A copy of a log value with numbers and secrets masked, recursively through dicts, lists and
     tuples. Numbers (int/float) pass unchanged except under phone keys; any other object is logged
     as its masked ``str``."""
-    kind = _kind(key) if key else _PLAIN
+    kind = (_key_kinds.get(key) or _classify(key)) if key else _PLAIN
     if kind == _SECRET:
         return MASK
     if kind == _NUMERIC:
         return value
-    if isinstance(value, str):
-        if kind == _ID and _HEX_ID.fullmatch(value):
+    if type(value) is str:       # most values: checked first, and short ones hold neither number nor secret
+        if len(value) < 7 or (kind == _ID and _HEX_ID.fullmatch(value)):
             return value
-        return mask_text(value)
+        return _PATTERN.sub(_replace, value) if _MAYBE.search(value) else value
     if value is None or isinstance(value, bool | float):
         return value
     if isinstance(value, int):
