@@ -187,12 +187,13 @@ STAT_ARGS = ["-trace_stat", "-stf", "stats.csv", "-fd", "1", "-trace_rtt", "-rtt
 # -- the worker -----------------------------------------------------------------------------------
 
 def write_config(w: WorkerProc, flow: str, rules: Path) -> None:
+    # Every sipp caller comes from 127.0.0.1: one source may take the whole worker here.
     # RTP: the softswitch gives each local account 1/8 of sip.rtp_port_range (2 ports a call), so the
     # range must be 8x the calls of one account; 16000 leaves 1000 calls per account.
     w.config.write_text(f"""
 worker: {{id: {w.worker_id}, data_dir: {w.tmp}, drain_seconds: 2}}
 sip: {{bind: 127.0.0.1, port: {w.sip_port}, transports: [udp], rtp_port: 48000, rtp_port_range: 16000,
-      max_calls: 1024, log_level: 1}}
+      max_calls: 1024, log_level: 1, max_calls_per_source: 1024}}
 redis: {{url: "{w.redis_url}{POOL_QUERY}", prefix: "cc:"}}
 http: {{bind: 127.0.0.1, port: {w.http_port}}}
 paths: {{ivr_scripts: {FLOWS}, sounds: {REPO / 'sounds'}, routing_rules: {rules},

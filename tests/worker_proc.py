@@ -65,6 +65,10 @@ class WorkerProc:
     def write_config(self, rules: Path | None = None, extra: str = "", trunk: str = "",
                      campaigns: Path | None = None, ivr_scripts: Path | None = None,
                      routes: dict[str, str] | None = None, sip_extra: str = "") -> None:
+        # sipp callers that only pause send no RTP at all (a phone always does): keep sip.rtp_timeout
+        # (60 s by default) out of the way of long scripted waits unless a test sets it.
+        if "rtp_timeout" not in sip_extra:
+            sip_extra = ", ".join(x for x in ("rtp_timeout: 300", sip_extra) if x)
         rules = rules or self.tmp / "routing_rules.yaml"
         if not rules.exists():
             text = demo_rules(self.agents_port)
