@@ -112,12 +112,13 @@ class Edge:
 class Softphone:
     """baresip registered as `user` at the edge (digest auth), answering every call by itself."""
 
-    def __init__(self, tmp: Path, user: str, password: str, edge: Edge, port: int, rtp_base: int) -> None:
-        self.dir = tmp / f"baresip-{user}-{port}"
+    def __init__(self, tmp: Path, user: str, password: str, edge: Edge, port: int, rtp_base: int,
+                 ip: str = "127.0.0.1") -> None:
+        self.dir = tmp / f"baresip-{user}-{ip}-{port}"
         self.dir.mkdir(parents=True, exist_ok=True)
         self.user = user
         (self.dir / "config").write_text(
-            f"poll_method\tepoll\nsip_listen\t127.0.0.1:{port}\nsip_transports\tudp\n"
+            f"poll_method\tepoll\nsip_listen\t{ip}:{port}\nsip_transports\tudp\n"
             f"audio_player\taufile,{self.dir / 'heard.wav'}\naudio_source\tausine,440\n"
             # ausine makes 48 kHz stereo only: baresip resamples to and from the 8 kHz G.711 stream
             "ausrc_srate\t48000\nauplay_srate\t48000\nausrc_channels\t2\nauplay_channels\t2\n"
