@@ -34,6 +34,7 @@ from callcenter.cdr.writer import open_store
 pytestmark = [pytest.mark.sip, pytest.mark.timeout(240)]
 
 SLOW, GARBAGE, VIP = "0902000001", "0902000002", "0902000003"
+ASSERTED_VIP = "0902000004"    # a VIP whose number a trusted edge asserts (P-Asserted-Identity)
 ROUTES = {"hotline": "hotline", "default": "hotline", "debt": "debt_reminder", "telesales": "telesales",
           "survey": "csat_survey"}
 
@@ -53,7 +54,7 @@ class Crm(BaseHTTPRequestHandler):
             self._send(200, b'{"name": "late", "id": "C-LATE", "vip": true}')
         elif phone == GARBAGE:
             self._send(200, b"<html>502 upstream exploded</html>", "text/html")
-        elif phone == VIP:
+        elif phone in (VIP, ASSERTED_VIP):
             self._send(200, json.dumps({"vip": True, "name": "Lê Văn Cường", "id": "C-VIP-7"}).encode())
         else:
             self._send(200, json.dumps({"vip": False, "name": "Trần Bình", "id": "C-1"}).encode())
@@ -147,6 +148,19 @@ def test_hotline_vip_from_an_unverified_number_gets_no_priority(worker: WorkerPr
     assert [e.data.get("priority") for e in enter] == [0]
 
 
+def test_hotline_vip_asserted_by_a_trusted_source_is_queued_with_priority(worker: WorkerProc) -> None:
+    """The same VIP, but the number comes in a P-Asserted-Identity from a trusted source (loopback is
+    trusted by default; the From says something else): the caller is verified and queued at priority 10."""
+    steps = [("pause", 500), *keys("1", "2"), ("pause", 5000 + 2500), ("hangup",)]
+    caller = sipp.caller(worker.target, steps, number="0902999999", service="hotline",
+                         headers=[f"P-Asserted-Identity: <sip:{ASSERTED_VIP}@edge.example;user=phone>"])
+    assert caller.wait(60) == 0, caller.errors() + worker.tail(30)
+    cdr = worker.call_from(ASSERTED_VIP)
+    assert "hotline.vip>hotline.hours" in cdr.ivr_path and cdr.customer_id == "C-VIP-7"
+    enter = events(worker, cdr.call_id, ("ENTERQUEUE",))
+    assert [e.data.get("priority") for e in enter] == [10]
+
+
 def test_hotline_crm_slow_or_garbage_takes_the_fallback_and_goes_on(worker: WorkerProc) -> None:
     """The CRM answers after 3 s (the flow waits 1.5 s) or with HTML: the call goes on to the menu."""
     steps = [("pause", 500), *keys("1"), ("pause", 4500), ("hangup",)]
@@ -231,6 +245,29 @@ def test_telesales_interested_not_interested_and_do_not_call(worker: WorkerProc)
             await r.aclose()
 
     assert not asyncio.run(on_dnc_list()), "an unverified From was put on the global DNC list"
+
+
+def test_telesales_do_not_call_from_an_asserted_number_goes_on_the_list(worker: WorkerProc) -> None:
+    """A caller whose number a trusted source asserts presses 9: that number goes on the global DNC list."""
+    from callcenter.dialer.keys import DialerKeys
+    from callcenter.routing.router import connect
+
+    number = "0904000019"
+    caller = sipp.caller(worker.target, [("pause", 500), *keys("9"), ("wait_bye", 20000)], number="0904999999",
+                         service="telesales", headers=[f"P-Asserted-Identity: <sip:{number}@edge.example>"])
+    assert caller.wait(40) == 0, caller.errors() + worker.tail(30)
+    row = worker.call_from(number)
+    assert row.disposition == "dnc" and events(worker, row.call_id, ("DNC",))
+    assert not events(worker, row.call_id, ("DNC_REQUEST",))
+
+    async def on_dnc_list() -> bool:
+        r = connect(worker.redis_url)
+        try:
+            return bool(await r.sismember(DialerKeys("cc:").dnc_global(), "+84904000019"))
+        finally:
+            await r.aclose()
+
+    assert asyncio.run(on_dnc_list())
 
 
 # ---------------------------------------------------------------- CSAT survey
