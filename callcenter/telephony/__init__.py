@@ -2,5 +2,6 @@
 
 `api` holds the protocol the rest of the code uses; `softswitch` the pjsua2 endpoint
 (one per process, pumped from the asyncio/Twisted loop); `leg` one SIP call leg;
-`media` prompt durations and shared music-on-hold sources; `limits` what doctor reports.
+`media` prompt durations and shared music-on-hold sources; `trust` who may call (sip.trusted,
+per-source caps, P-Asserted-Identity); `limits` what doctor reports.
 """
