@@ -307,3 +307,21 @@ def test_unverified_caller_cannot_put_a_number_on_the_dnc_list(tmp_path):
     assert spoofed.events == [("dnc_request", {"scope": "global", "verified": False, "number": "0912000111"})]
     _, _, proven = ivr(sset, verified=True, caller="0912000111")
     assert proven.dnc == [("0912000111", "global")]
+
+
+def test_checker_warns_about_a_templated_transfer_without_an_allow_list(tmp_path):
+    from callcenter.ivr.checker import check
+
+    d = tmp_path / "ivr"
+    d.mkdir()
+    (d / "f.yaml").write_text(textwrap.dedent("""\
+        name: f
+        start: go
+        nodes:
+          go: {type: transfer, uri: "sip:{dept}@pbx.example.com"}
+          fixed: {type: transfer, uri: "sip:billing@pbx.example.com"}
+          listed: {type: transfer, uri: "sip:{dept}@pbx.example.com", allow: ["sip:*@pbx.example.com"]}
+          branch: {type: branch, cases: [{when: "caller_verified", next: go}], default: fixed}
+        """))
+    issues = [i for i in check(d) if "transfer" in i.message or "caller_verified" in i.message]
+    assert [(i.node, i.severity) for i in issues] == [("go", "warning")]

@@ -19,7 +19,7 @@ from callcenter.ivr.script import IvrIssue, Node, Script, ScriptSet, split_promp
 
 # Variables every run has without a flow setting them (runner.run and runner._Env).
 BUILTIN_VARIABLES = frozenset({"caller", "called", "call_id", "language", "business_hours", "holiday", "hour",
-                               "minute", "weekday", "today"})
+                               "minute", "weekday", "today", "caller_verified"})
 _TEMPLATE_VAR = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 # Node types after which a call can end: the caller hangs up, is transferred or queued to
@@ -94,6 +94,9 @@ def _check_script(script: Script, sset: ScriptSet, entries: set[str]) -> list[Iv
             out.append(_issue(node, "uses business_hours/holiday but the script names no calendar"))
         if node.type == "menu" and not node.opts["options"]:
             out.append(_issue(node, "a menu needs at least one option"))
+        if node.type == "transfer" and "{" in (node.opts["uri"] or "") and not node.opts["allow"]:
+            out.append(_issue(node, "uri: a templated transfer is refused at run time unless the target matches "
+                                    "the node's allow: patterns or dialing.transfer_allow", "uri", severity="warning"))
         if node.type == "language":
             for lang in node.opts["options"].values():
                 if lang not in script.languages:
