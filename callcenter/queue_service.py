@@ -397,11 +397,30 @@ class QueueService:
                 # A callback fallback keeps the call queued as a callback only if the router could
                 # (the caller's number known and no callback already pending for it).
                 callback = action == "callback" and bool(ev.data.get("kept_in_queue"))
-                w.outcome = QueueOutcome.CALLBACK_REQUESTED if callback else QueueOutcome.TIMEOUT
-                w.record.outcome = "callback" if callback else "timeout"
+                if callback:
+                    self.tasks.spawn(self._fallback_callback(w), "fallback callback", call_id=w.leg.id)
+                    continue
+                w.outcome = QueueOutcome.TIMEOUT
+                w.record.outcome = "timeout"
                 w.wake.set()
             elif ev.kind == "offer_cancelled" and w.offer_task is not None:
                 w.offer_task.cancel()
+
+    async def _fallback_callback(self, w: Waiter) -> None:
+        """A routing rule turned the wait into a callback to the caller's number, unconfirmed: it passes
+        the dial policy and its caps like a requested one, else the callback is dropped and the caller's
+        wait ends as a timeout (the flow's on_timeout)."""
+        decision = await self.policy.check(w.leg.caller, "callback", call_id=w.leg.id, queue=w.request.queue)
+        decision = await self.policy.admit_callback(decision, _source(w.leg), call_id=w.leg.id,
+                                                    queue=w.request.queue)
+        if decision.ok:
+            w.outcome, w.record.outcome = QueueOutcome.CALLBACK_REQUESTED, "callback"
+        else:
+            await self.router.cancel_callback(w.leg.id)
+            await self._event("CALLBACK_REFUSED", w.leg.id, w.request.queue, reason=decision.reason,
+                              kind=decision.kind, at="fallback")
+            w.outcome, w.record.outcome = QueueOutcome.TIMEOUT, "timeout"
+        w.wake.set()
 
     async def _ring(self, offer: Offer) -> None:
         if offer.kind == "callback":

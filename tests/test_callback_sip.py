@@ -16,7 +16,7 @@ from collections.abc import Iterator
 
 import pytest
 import sipp
-from worker_proc import REPO, WorkerProc, flush, new_worker
+from worker_proc import REPO, WorkerProc, demo_rules, flush, new_worker
 
 from callcenter.dialer.keys import DialerKeys
 from callcenter.dialer.policy import DialPolicy, DialRules
@@ -40,6 +40,21 @@ nodes:
     on_callback: bye
   bye: {type: hangup}
 """
+# A routing rule (not the caller) turns a wait into a callback: the sales queue's last escalation step.
+FALLBACK_FLOW = """name: cbf
+languages: [vi]
+default_language: vi
+start: q
+nodes:
+  q:
+    type: queue
+    queue: sales
+    max_wait: 120
+    announce: {position: false, wait_time: false}
+    on_callback: bye
+    on_timeout: bye
+  bye: {type: hangup}
+"""
 
 
 @pytest.fixture(scope="module")
@@ -53,10 +68,17 @@ def worker(tmp_path_factory: pytest.TempPathFactory, redis_server, trunk_port: i
     ivr = tmp / "ivr"
     shutil.copytree(REPO / "ivr_scripts", ivr)
     (ivr / "cb.yaml").write_text(FLOW)
+    (ivr / "cbf.yaml").write_text(FALLBACK_FLOW)
     # its own database: another module's worker (same consumer group) must not take this one's records
     w = new_worker(tmp, re.sub(r"db=\d+", "db=5", redis_server.url), worker_id="cbw")
     flush(w.redis_url)
-    w.write_config(ivr_scripts=ivr, routes={"cb": "cb", "default": "hotline"}, trunk=f"127.0.0.1:{trunk_port}",
+    rules = demo_rules(w.agents_port).replace("ring_timeout: 15", "ring_timeout: 4").replace("wrapup: 10", "wrapup: 0")
+    rules, n = re.subn(r"(  sales:\n(?:    .*\n)*?    escalation:\n)(?:      .*\n)+?(?=\n)",
+                       r"\1      - after: 3\n        fallback: {action: callback}\n", rules)
+    assert n == 1
+    (tmp / "rules.yaml").write_text(rules)
+    w.write_config(ivr_scripts=ivr, routes={"cb": "cb", "cbf": "cbf", "default": "hotline"}, rules=tmp / "rules.yaml",
+                   trunk=f"127.0.0.1:{trunk_port}",
                    extra="dialing: {callback_max_per_number: 2, callback_max_per_source: 20}")
     w.start()
     yield w
@@ -189,3 +211,26 @@ def test_callbacks_to_one_number_are_capped_across_workers(worker: WorkerProc) -
     evs = queue_events(worker, row.call_id)
     assert [d["reason"] for e, d in evs if e == "CALLBACK_REFUSED"] == ["number_cap"], evs
     assert "CALLBACK" not in [e for e, _ in evs] and not row.callback
+
+
+def test_a_routing_fallback_callback_to_a_spoofed_premium_number_is_dropped(worker: WorkerProc,
+                                                                            trunk_port: int) -> None:
+    """The sales queue's rule turns a 3 s wait into a callback to the From number, unconfirmed: a 1900
+    From is refused there (the caller's wait ends as a timeout and the flow hangs up), and when a sales
+    agent logs in nothing is dialed."""
+    far_end = trunk(trunk_port)
+    phone = sipp.agent(worker.agents_port, "answer_bye", talk_ms=1000, timeout_s=60)
+    try:
+        caller = sipp.caller(worker.target, [("wait_bye", 20000)], number="19005678", service="cbf")
+        assert caller.wait(40) == 0, caller.errors() + worker.tail()
+        row = worker.call_from("19005678")
+        worker.login("1001")
+        time.sleep(6)
+        assert "INVITE" not in received(far_end), received(far_end)
+        assert phone.proc.poll() is None, "the agent's phone was rung for a refused callback"
+    finally:
+        far_end.stop()
+        phone.stop()
+    evs = queue_events(worker, row.call_id)
+    assert [(d["reason"], d.get("at")) for e, d in evs if e == "CALLBACK_REFUSED"] == [("premium", "fallback")], evs
+    assert row.outcome == "timeout" and not row.callback, row
