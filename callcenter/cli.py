@@ -65,7 +65,8 @@ def cmd_kamailio(args: argparse.Namespace) -> int:
 
     rules = routing_rules.load(args.rules or _config(args).routing_rules)
     credentials = edge.load_credentials(args.credentials, rules)
-    out = edge.write_tables(args.out, credentials, args.worker, realm=args.realm, trunks=args.trunk)
+    out = edge.write_tables(args.out, credentials, args.worker, realm=args.realm, trunks=args.trunk,
+                            limits=edge.limits_from(args))
     missing = sorted(set(rules.agents) - set(credentials))
     print(f"wrote {out}/subscriber ({len(credentials)} agents), version, dispatcher.list ({len(args.worker)} workers"
           f", {len(args.trunk)} trunks)")
@@ -111,6 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a SIP trunk the edge trusts (no bans, its P-Asserted-Identity kept; repeat)")
     k.add_argument("--out", default="/etc/kamailio/callcenter", help="directory Kamailio reads (DBURL, DSLIST)")
     k.add_argument("--realm", default="callcenter", help="digest realm (REALM in kamailio.cfg)")
+    from callcenter import edge
+
+    edge.add_limit_options(k)
     k.set_defaults(func=cmd_kamailio)
 
     from callcenter.cdr import cli as cdr_cli

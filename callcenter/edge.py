@@ -13,15 +13,20 @@ workers through the edge's dispatcher. The edge reads three files from one direc
 Workers and trunks are the edge's trusted sources: exempt from its bans and rate limits, and the only
 ones whose P-Asserted-Identity it relays (see deploy/kamailio/kamailio.cfg).
 
+* ``limits.cfg``: the edge's flood and brute-force limits (``Limits``) as Kamailio defines, which
+  kamailio.cfg imports from ``callcenter/limits.cfg`` beside itself (``kamailio -A NAME=value`` still wins).
+
 The credentials file is YAML, ``<agent id>: <password>``, kept apart from routing_rules.yaml (which
 ends up in Redis and behind GET /admin/rules) and readable by the operator only.
 """
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import os
 import re
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 from callcenter import yamlsrc
@@ -66,6 +71,52 @@ def worker_uri(text: str) -> str:
     return text.strip() if text.strip().startswith("sip:") else "sip:" + text.strip()
 
 
+@dataclass(frozen=True)
+class Limits:
+    """What an untrusted address may do before the edge bans it (no answer at all for ban_seconds)."""
+
+    ban_seconds: int = 600
+    pike_density: int = 60      # requests per 2 s, any method
+    invite_rate: int = 10       # new INVITEs per second
+    register_rate: int = 10     # REGISTERs per second
+    auth_failures: int = 5      # wrong digest answers (or 403s) ...
+    auth_window: int = 600      # ... counted until the address has not failed for this long
+    max_call: int = 14400       # seconds; then the edge sends BYE to both ends
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"edge limit {f.name}: must be a positive integer, got {value!r}")
+
+    def defines(self) -> str:
+        """Kamailio preprocessor text; guarded so that `kamailio -A NAME=value` overrides a value."""
+        return "".join(f"#!ifndef {f.name.upper()}\n#!define {f.name.upper()} {getattr(self, f.name)}\n#!endif\n"
+                       for f in fields(self))
+
+
+_LIMIT_HELP = {
+    "ban_seconds": "seconds a banned address gets no answer at all",
+    "pike_density": "requests per address per 2 s before a ban",
+    "invite_rate": "new INVITEs per address per second before a ban",
+    "register_rate": "REGISTERs per address per second before a ban",
+    "auth_failures": "wrong passwords per address before a ban",
+    "auth_window": "seconds without a failure after which an address's count is forgotten",
+    "max_call": "longest call through the edge in seconds (then BYE to both ends)",
+}
+
+
+def add_limit_options(parser: argparse.ArgumentParser) -> None:
+    """`callcenter kamailio --ban-seconds N ...`: one option per field of Limits."""
+    for f in fields(Limits):
+        parser.add_argument("--" + f.name.replace("_", "-"), type=int, default=f.default, metavar="N",
+                            help=f"{_LIMIT_HELP[f.name]} (default {f.default})")
+
+
+def limits_from(args: argparse.Namespace) -> Limits:
+    return Limits(**{f.name: getattr(args, f.name) for f in fields(Limits)})
+
+
 def trunk_uri(text: str) -> str:
     """A trunk's address (``host`` or ``host:port``): the edge trusts requests from that host, any port."""
     m = _TRUNK.match(text.strip())
@@ -75,8 +126,8 @@ def trunk_uri(text: str) -> str:
 
 
 def write_tables(out: str | Path, credentials: dict[str, str], workers: list[str], realm: str = REALM,
-                 trunks: list[str] | None = None) -> Path:
-    """Write subscriber, version and dispatcher.list into ``out`` (created, mode 0700; files 0600)."""
+                 trunks: list[str] | None = None, limits: Limits | None = None) -> Path:
+    """Write subscriber, version, dispatcher.list and limits.cfg into ``out`` (created, mode 0700; files 0600)."""
     if not workers:
         raise ConfigError("at least one worker address is needed for the dispatcher list")
     uris = [worker_uri(w) for w in workers]
@@ -94,6 +145,7 @@ def write_tables(out: str | Path, credentials: dict[str, str], workers: list[str
     _write(d / "dispatcher.list", "# set destination flags  (written by `callcenter kamailio`)\n"
            + "".join(f"1 {u}\n" for u in uris)
            + "".join(f"2 {u} {_DS_DISABLED}\n" for u in trunk_uris))
+    _write(d / "limits.cfg", "# the edge's limits (written by `callcenter kamailio`)\n" + (limits or Limits()).defines())
     return d
 
 

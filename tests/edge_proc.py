@@ -49,10 +49,13 @@ class Edge:
     """kamailio -DD -E on 127.0.0.1:port, its tables written by callcenter.edge from the credentials."""
 
     def __init__(self, tmp: Path, port: int, credentials: dict[str, str], workers: list[str],
-                 trunks: list[str] | None = None, defines: dict[str, int] | None = None) -> None:
-        self.dir = tmp / f"edge-{port}"
+                 trunks: list[str] | None = None, defines: dict[str, int] | None = None,
+                 limits: edge.Limits | None = None) -> None:
+        # laid out as in production: kamailio.cfg, and beside it callcenter/ (tables, limits.cfg it imports)
+        self.root = tmp / f"edge-{port}"
+        self.dir = self.root / "callcenter"
         self.port = port
-        edge.write_tables(self.dir, credentials, workers, trunks=trunks)
+        edge.write_tables(self.dir, credentials, workers, trunks=trunks, limits=limits)
         self.defines = defines or {}      # kamailio.cfg's limits (BAN_SECONDS, INVITE_RATE, ...)
         self.log = self.dir / "kamailio.log"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -63,9 +66,11 @@ class Edge:
 
     def start(self, timeout: float = 15.0) -> Edge:
         exe = shutil.which("kamailio") or "/usr/sbin/kamailio"
+        cfg = self.root / "kamailio.cfg"
+        shutil.copyfile(KAMAILIO_CFG, cfg)
         out = open(self.log, "ab")  # noqa: SIM115 - owned by the process
         self.proc = subprocess.Popen(
-            [exe, "-DD", "-E", "-f", str(KAMAILIO_CFG), "-l", f"udp:127.0.0.1:{self.port}", "-w", str(self.dir),
+            [exe, "-DD", "-E", "-f", str(cfg), "-l", f"udp:127.0.0.1:{self.port}", "-w", str(self.dir),
              "-A", f'DBURL="text://{self.dir}"', "-A", f'DSLIST="{self.dir / "dispatcher.list"}"',
              "-A", f'CTLSOCK="unix:{self.dir / "ctl.sock"}"',
              *[a for name, value in self.defines.items() for a in ("-A", f"{name}={int(value)}")],

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import socket
 import time
 import uuid
 from collections.abc import Iterator
@@ -22,12 +23,14 @@ from edge_proc import (
     options_from,
     received,
     sip_exchange,
+    sipp_on,
     sipvicious,
     successful_calls,
     worker_uas,
 )
 from worker_proc import REPO
 
+from callcenter import edge as edge_tables
 from callcenter.cli import main as cli_main
 
 pytestmark = pytest.mark.skipif(shutil.which("kamailio") is None and not Path("/usr/sbin/kamailio").exists()
@@ -36,7 +39,7 @@ pytestmark = pytest.mark.skipif(shutil.which("kamailio") is None and not Path("/
 
 PASSWORDS = {"1001": "s3cret-1001", "1002": "s3cret-1002"}
 TRUNK = "127.0.0.20"
-AUTH_FAILURES = 5
+AUTH_FAILURES = 4     # not the default (5): the cracker test shows the edge read its limits.cfg
 
 
 @pytest.fixture(scope="module")
@@ -45,8 +48,9 @@ def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Edge, sipp.
     uas = worker_uas()
     time.sleep(0.3)
     assert uas.proc.poll() is None, uas.errors()
+    limits = edge_tables.Limits(auth_failures=AUTH_FAILURES)
     e = Edge(tmp, free_port_on("127.0.0.1", 17000), PASSWORDS, [f"127.0.0.1:{uas.port}"], trunks=[TRUNK],
-             defines={"AUTH_FAILURES": AUTH_FAILURES}).start()
+             limits=limits).start()
     yield e, uas
     e.stop()
     uas.stop()
@@ -91,6 +95,27 @@ def test_forged_in_dialog_requests_are_refused_and_never_reach_a_worker(edge) ->
     for call_id in forged.values():
         assert call_id not in seen, f"{call_id} reached the worker"
     assert re.search(r"BYE sip:worker@127\.0\.0\.1", seen)
+
+
+def test_a_caller_s_own_dialog_reaches_its_worker_and_nowhere_else(edge) -> None:
+    """A real call, then an in-dialog request whose Request-URI names another host (an agent's phone,
+    a trunk that trusts the edge): refused, and the other host hears nothing; the call still ends."""
+    e, _ = edge
+    victim = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    victim.bind(("127.0.0.1", 0))
+    victim.settimeout(0.5)
+    try:
+        xml = sipp._caller_xml([("pause", 200), ("info", "1"), ("hangup",)], "0903000003", "8 0", 200)
+        xml = xml.replace("INFO [next_url] SIP/2.0", f"INFO sip:0900000000@127.0.0.1:{victim.getsockname()[1]} SIP/2.0")
+        head, tail = xml.split("CSeq: 2 INFO", 1)
+        xml = head + "CSeq: 2 INFO" + tail.replace('<recv response="200"/>', '<recv response="403"/>', 1)
+        call = sipp_on("127.0.0.14", "redirect", xml, [e.address, "-s", "hotline", "-m", "1", "-timeout", "30s",
+                                                         "-timeout_error"])
+        assert sipp.wait_all(call, timeout=40) == [0], call.errors()
+        with pytest.raises(TimeoutError):
+            victim.recvfrom(65535)
+    finally:
+        victim.close()
 
 
 def test_caller_p_asserted_identity_is_stripped_unless_from_a_trunk(edge) -> None:
@@ -158,6 +183,9 @@ def test_password_cracker_is_banned_after_a_few_failures(edge, tmp_path: Path) -
                                  "-t", "0.1", *target], user_agent="Linphone/5.2")
     assert PASSWORDS["1001"] not in out and "found nothing" in out, out
     assert banned(e, "127.0.0.10")
+    log = e.log.read_text(errors="replace")
+    assert len(re.findall(r"authentication failure \d+ from 127\.0\.0\.10\b", log)) == AUTH_FAILURES, log[-3000:]
+    assert "banned 127.0.0.10 (authentication failures)" in log
     assert options_from("127.0.0.10", e.port) is None             # the cracker's address: silence
     assert options_from("127.0.0.11", e.port) == "SIP/2.0 200 OK"  # anyone else: served
 
@@ -188,5 +216,10 @@ def test_kamailio_cli_writes_trusted_trunks(tmp_path: Path) -> None:
     assert cli_main([*base, "--trunk", "10.0.0.9", "--trunk", "trunk.example.net:5080"]) == 0
     assert (out / "dispatcher.list").read_text().splitlines()[1:] == [
         "1 sip:10.0.0.5:5060", "2 sip:10.0.0.9 4", "2 sip:trunk.example.net:5080 4"]
+    assert (out / "limits.cfg").read_text().count("#!define") == 7     # every limit, defaults included
+    assert cli_main([*base, "--invite-rate", "25", "--ban-seconds", "3600"]) == 0
+    limits = (out / "limits.cfg").read_text()
+    assert "#!define INVITE_RATE 25\n" in limits and "#!define BAN_SECONDS 3600\n" in limits
+    assert cli_main([*base, "--invite-rate", "0"]) == 2
     assert cli_main([*base, "--trunk", "10.0.0.9:99999"]) == 2
     assert cli_main([*base, "--trunk", "not a host"]) == 2
