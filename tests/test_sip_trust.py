@@ -96,3 +96,16 @@ def test_config_errors_name_key_and_line(tmp_path: Path, sip: str, key: str, lin
         load_config(_config(tmp_path, sip))
     text = str(err.value)
     assert key in text and f"callcenter.yaml:{line}" in text, text
+
+
+def test_uris_we_send_to_carry_one_target_and_no_headers() -> None:
+    from callcenter.telephony.trust import safe_header_value, safe_uri
+
+    for ok in ("sip:1001@127.0.0.1:5070", "sip:0901234567@trunk.example;user=phone", "tel:+84901234567",
+               "sips:agent@pbx.example.com:5061;transport=tls"):
+        assert safe_uri(ok), ok
+    for bad in ("sip:x@h?Replaces=abc%3Bto-tag%3D1", "<sip:x@h>", "sip:x@h>,<sip:y@evil>", "sip:x@h\r\nVia: z",
+                "sip:a b@h", "http://evil.example/", "", "\"Boss\" sip:x@h"):
+        assert not safe_uri(bad), bad
+    assert safe_header_value("<sip:0901@callcenter.invalid>")
+    assert not safe_header_value("x\r\nContact: <sip:evil@h>")

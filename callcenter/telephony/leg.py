@@ -20,6 +20,7 @@ from callcenter import logs
 from callcenter.exceptions import CallGone, TelephonyError
 from callcenter.telephony.api import HangupInfo, HangupSide
 from callcenter.telephony.media import wav_seconds
+from callcenter.telephony.trust import safe_uri
 
 if TYPE_CHECKING:
     from callcenter.telephony.softswitch import PjSoftswitch
@@ -226,6 +227,8 @@ class PjLeg:
 
     async def transfer(self, uri: str) -> None:
         self._alive()
+        if not safe_uri(uri):
+            raise TelephonyError(f"refusing to transfer to {uri!r}: not a plain sip:/tel: URI")
         self._xfer = self.loop.create_future()
         try:
             self.call.xfer(uri, pj.CallOpParam(True))

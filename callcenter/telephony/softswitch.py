@@ -12,6 +12,7 @@ import ctypes
 import functools
 import gc
 import os
+import re
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -27,7 +28,7 @@ from callcenter.telephony.api import OriginateResult
 from callcenter.telephony.leg import PjLeg
 from callcenter.telephony.media import CLOCK_RATE
 from callcenter.telephony.settings import SipSettings
-from callcenter.telephony.trust import SourcePolicy, asserted_user, source_ip
+from callcenter.telephony.trust import SourcePolicy, asserted_user, safe_header_value, safe_uri, source_ip
 
 log = logs.get("softswitch")
 
@@ -333,9 +334,14 @@ class PjSoftswitch:
 
     async def originate(self, uri: str, caller_id: str, ring_timeout: float,
                         headers: dict[str, str] | None = None) -> tuple[OriginateResult, PjLeg | None]:
+        headers = dict(headers or {})
+        bad = [v for v in headers.values() if not safe_header_value(v)]
+        if not safe_uri(uri) or bad or not re.fullmatch(r"[\w.+*#-]*", caller_id or ""):
+            # A number or URI built from caller input must not smuggle headers or a second target.
+            log.warning("originate refused: unsafe uri, caller id or header", uri=mask_number(uri))
+            return OriginateResult.INVALID, None
         acc = self.account(caller_id or self.settings.user)
         leg = PjLeg(self, acc, outgoing=True)
-        headers = dict(headers or {})
         if caller_id:
             # Trunks and phones that honour it show this; it also carries a caller id that did not get
             # an account of its own.

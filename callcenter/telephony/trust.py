@@ -106,3 +106,19 @@ def asserted_user(message: str) -> str:
         if m:
             return (m.group(1) or m.group(2) or "").strip()
     return ""
+
+
+# A URI we send a REFER or an INVITE to: one URI, no display name, no angle brackets, no embedded
+# headers ('?Replaces=...' in a Refer-To makes the far end send them), no whitespace or control bytes.
+_SAFE_URI = re.compile(r'^(?:sips?|tel):[^\s<>"?\x00-\x1f\x7f]+$', re.IGNORECASE)
+
+
+def safe_uri(uri: str) -> bool:
+    """True if uri is a plain sip:/sips:/tel: URI that is safe to put in a request line or Refer-To."""
+    return bool(_SAFE_URI.match(uri))
+
+
+def safe_header_value(value: str) -> bool:
+    """No CR, LF or NUL: a header value we add must not start another header."""
+    return not any(c in value for c in "\r\n\x00")
+
