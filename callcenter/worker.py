@@ -210,7 +210,8 @@ class Worker:
                 return metrics_res if path == b"metrics" else api
 
         # bodies over their route's cap are refused from the headers, before twisted reads them
-        site = LimitedSite(Root(), api.body_limit, api.largest_body)
+        # and large bodies (rules, CSV lists) are read only once their sender is admitted
+        site = LimitedSite(Root(), api.body_limit, api.largest_body, admit=api.admit_headers)
         reactor.listenTCP(self.cfg.http.port, site, interface=self.cfg.http.bind)  # type: ignore[attr-defined]
 
     def _guard(self, aredis: Any) -> Any:

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 import sipp
 from test_input_limits import BOMB
-from worker_proc import WorkerProc, flush, new_worker
+from worker_proc import WorkerProc, api_user, flush, new_worker
 
 pytestmark = [pytest.mark.sip, pytest.mark.timeout(120)]
 
@@ -206,7 +206,7 @@ def test_a_chunked_body_is_cut_off_at_the_cap(worker: WorkerProc, auth: dict[str
     answer = b""
     with socket.create_connection(("127.0.0.1", worker.http_port), timeout=5) as s:
         s.sendall(b"POST /dnc HTTP/1.1\r\nHost: worker\r\nContent-Type: application/json\r\n"
-                  b"Transfer-Encoding: chunked\r\n\r\n")
+                  b"Authorization: " + auth["authorization"].encode() + b"\r\nTransfer-Encoding: chunked\r\n\r\n")
         while sent < 2 * 1024 * 1024:
             readable, _, _ = select.select([s], [], [], 0.05)
             if readable:
@@ -278,3 +278,41 @@ def test_a_list_over_50_mib_gets_413_from_its_headers(worker: WorkerProc) -> Non
                   b"Content-Length: %d\r\n\r\nsdt\n" % (50 * 1024 * 1024 + 1))
         answer = read_response(s, timeout=2)
     assert answer.startswith(b"HTTP/1.1 413 ") and b"over 52428800 bytes" in answer, answer[:200]
+
+
+def test_a_large_body_is_not_read_before_its_sender_is_admitted(worker: WorkerProc, auth: dict[str, str]) -> None:
+    """A 40 MB list upload without credentials (or from a user without the role) is refused from its
+    headers: nothing is spooled to disk for a stranger. An admitted sender with Expect: 100-continue is
+    told to go on and its list is served."""
+    start = (b"POST /campaigns/telesales_demo/lists HTTP/1.1\r\nHost: worker\r\nContent-Type: text/csv\r\n"
+             b"Content-Length: 40000000\r\n")
+    with socket.create_connection(("127.0.0.1", worker.http_port), timeout=5) as s:
+        s.sendall(start + b"\r\nsdt\n0912")
+        t = time.monotonic()
+        answer = read_response(s, timeout=2)
+    assert answer.startswith(b"HTTP/1.1 401 ") and b"www-authenticate: Bearer" in answer, answer[:300]
+    assert time.monotonic() - t < 1.0
+    with socket.create_connection(("127.0.0.1", worker.http_port), timeout=5) as s:   # chunked, no credentials
+        s.sendall(b"PUT /admin/rules HTTP/1.1\r\nHost: worker\r\nContent-Type: application/yaml\r\n"
+                  b"Transfer-Encoding: chunked\r\n\r\n")
+        assert read_response(s, timeout=2).startswith(b"HTTP/1.1 401 ")
+    agent = api_user(worker.redis_url, "limits-agent", ["agent"], agent="1001")
+    with socket.create_connection(("127.0.0.1", worker.http_port), timeout=5) as s:
+        s.sendall(start + b"Authorization: Bearer " + agent.encode() + b"\r\n\r\n")
+        assert read_response(s, timeout=2).startswith(b"HTTP/1.1 403 ")
+    csv = b"sdt;ho_ten\n" + b"".join(b"09%08d;K %d\n" % (i, i) for i in range(20_000))
+    assert len(csv) > 64 * 1024
+    with socket.create_connection(("127.0.0.1", worker.http_port), timeout=10) as s:
+        s.sendall(start.replace(b"40000000", str(len(csv)).encode()) + b"Authorization: " +
+                  auth["authorization"].encode() + b"\r\nExpect: 100-continue\r\n\r\n")
+        s.settimeout(2)
+        assert s.recv(100).startswith(b"HTTP/1.1 100 Continue")
+        s.sendall(csv)
+        answer = read_response(s, timeout=10)
+        while not answer.endswith(b"0\r\n\r\n"):        # a chunked answer: read to its last chunk
+            more = s.recv(65536)
+            if not more:
+                break
+            answer += more
+    assert answer.startswith(b"HTTP/1.1 201 "), answer[:300]
+    assert b'"rows": 20000' in answer, answer[:300]

@@ -12,13 +12,20 @@ so a cap checked in the resource comes too late (a 20 MB body has been received 
 After a 413 the connection reads nothing more and closes its sending side; it is aborted after
 ``LINGER`` seconds, long enough for the client to read the answer before the reset that unread data
 causes on close.
+
+A body that may be larger than a JSON body (Content-Length over ``ADMIT_FIRST_OVER``, or chunked) is only
+read once its sender is admitted: the connection stops reading, the site's ``admit(method, target,
+headers, remote)`` runs the route's authentication and role check on the headers, and then reading
+resumes (and "100 Continue" is sent if asked for) or the refusal is sent and the connection closed.
+Otherwise anyone who reaches the port could make the worker spool 50 MiB list uploads to disk.
 """
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from twisted.web import server
@@ -29,14 +36,20 @@ from callcenter import logs
 log = logs.get("api")
 
 LINGER = 2.0
+ADMIT_FIRST_OVER = 64 * 1024     # bodies over this (or chunked) wait for the sender's admission
 
 BodyLimit = Callable[[str, str], int]
+# (method, target with query, lower-cased headers, remote address) -> None, or (status, JSON body) refusing
+Admit = Callable[[str, str, dict[str, str], str], Awaitable[tuple[int, dict[str, Any]] | None]]
 
 
 class LimitedRequest(server.Request):
     _refused = False
     _received = 0
     _cap = 0
+    _gated = False              # waiting for the sender's admission; the body is not read meanwhile
+    _complete_while_gated = False
+    _continue = False           # the client asked for "100 Continue": sent once admitted
 
     def gotLength(self, length: int | None) -> None:  # noqa: N802 - twisted name
         self._cap = self._limit()
@@ -47,6 +60,46 @@ class LimitedRequest(server.Request):
             self._refuse(length)
             return
         super().gotLength(length)
+        admit = getattr(self.channel.site, "admit", None)
+        if admit is not None and (length is None or length > ADMIT_FIRST_OVER):
+            self._admit_first(admit)
+
+    def _admit_first(self, admit: Admit) -> None:
+        self._gated = True
+        expect = self.requestHeaders.getRawHeaders(b"expect") or []
+        self._continue = bool(expect) and expect[0].lower() == b"100-continue"
+        self.requestHeaders.removeHeader(b"expect")
+        transport = self.channel.transport
+        transport.pauseProducing()
+        method = getattr(self.channel, "_command", b"")
+        target = getattr(self.channel, "_path", b"")
+        headers = {k.decode("latin-1").lower(): v[0].decode("latin-1")
+                   for k, v in self.requestHeaders.getAllRawHeaders()}
+        remote = getattr(transport.getPeer(), "host", "")
+        fut = asyncio.ensure_future(admit(method.decode("ascii", "replace").upper(),
+                                          target.decode("utf-8", "replace"), headers, remote))
+        fut.add_done_callback(self._admitted)
+
+    def _admitted(self, fut: asyncio.Future[tuple[int, dict[str, Any]] | None]) -> None:
+        if self._refused or self.channel is None or self.channel.transport is None:
+            return
+        try:
+            refusal = fut.result()
+        except Exception as exc:  # noqa: BLE001 - Redis down: refuse rather than read an unchecked body
+            log.error("http admission failed", error=str(exc))
+            refusal = (503, {"error": "authentication is unavailable, try again"})
+        if refusal is not None:
+            self._refuse(None, *refusal)
+            return
+        self._gated = False
+        transport = self.channel.transport
+        if self._continue:
+            transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        transport.resumeProducing()
+        if self._complete_while_gated:
+            command, path, version = self._complete_while_gated
+            self._complete_while_gated = False
+            super().requestReceived(command, path, version)
 
     def handleContentChunk(self, data: bytes) -> None:  # noqa: N802 - twisted name
         if self._refused:
@@ -58,8 +111,12 @@ class LimitedRequest(server.Request):
         super().handleContentChunk(data)
 
     def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:  # noqa: N802
-        if not self._refused:
-            super().requestReceived(command, path, version)
+        if self._refused:
+            return
+        if self._gated:         # the whole (small) body came in one read: serve it once admitted
+            self._complete_while_gated = (command, path, version)  # type: ignore[assignment]
+            return
+        super().requestReceived(command, path, version)
 
     def _limit(self) -> int:
         # Method and target are the channel's until the body is in (twisted sets them on the request
@@ -72,14 +129,18 @@ class LimitedRequest(server.Request):
         path = target.split(b"?", 1)[0]
         return int(site.body_limit(method.decode("ascii", "replace").upper(), path.decode("utf-8", "replace")))
 
-    def _refuse(self, length: int | None) -> None:
+    def _refuse(self, length: int | None, status: int = 413, error: dict[str, Any] | None = None) -> None:
         self._refused = True
         transport = self.channel.transport
-        body = json.dumps({"error": f"request body over {self._cap} bytes"}).encode()
-        transport.write(b"HTTP/1.1 413 Content Too Large\r\ncontent-type: application/json\r\n"
-                        b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(body), body))
-        log.warning("http body too large", length=length, limit=self._cap,
-                    remote=getattr(transport.getPeer(), "host", ""))
+        body = json.dumps(error or {"error": f"request body over {self._cap} bytes"}).encode()
+        reason = _REASONS.get(status, b"Refused")
+        extra = b'www-authenticate: Bearer realm="callcenter"\r\n' if status == 401 else b""
+        transport.write(b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\n%s"
+                        b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (status, reason, extra,
+                                                                                  len(body), body))
+        if status == 413:
+            log.warning("http body too large", length=length, limit=self._cap,
+                        remote=getattr(transport.getPeer(), "host", ""))
         transport.pauseProducing()
         transport.loseWriteConnection()
         from twisted.internet import reactor
@@ -87,10 +148,17 @@ class LimitedRequest(server.Request):
         reactor.callLater(LINGER, transport.abortConnection)  # type: ignore[attr-defined]
 
 
-class LimitedSite(server.Site):
-    """A Site whose requests are capped by ``body_limit(method, path)`` (largest_body if unknown)."""
+_REASONS = {401: b"Unauthorized", 403: b"Forbidden", 404: b"Not Found", 405: b"Method Not Allowed",
+            413: b"Content Too Large", 503: b"Service Unavailable"}
 
-    def __init__(self, root: Resource, body_limit: BodyLimit, largest_body: int, **kw: Any) -> None:
+
+class LimitedSite(server.Site):
+    """A Site whose requests are capped by ``body_limit(method, path)`` (largest_body if unknown), and
+    whose large bodies are read only after ``admit`` (when given) lets their sender in."""
+
+    def __init__(self, root: Resource, body_limit: BodyLimit, largest_body: int, admit: Admit | None = None,
+                 **kw: Any) -> None:
         super().__init__(root, requestFactory=LimitedRequest, **kw)
         self.body_limit = body_limit
         self.largest_body = largest_body
+        self.admit = admit

@@ -162,6 +162,21 @@ class Router(Resource):
                 return route, m.groupdict()
         raise LookupError(f"no route {method} {path}")
 
+    async def admit_headers(self, method: str, target: str, headers: dict[str, str],
+                            remote: str) -> tuple[int, dict[str, Any]] | None:
+        """The guard's verdict on a request from its headers alone (before a large body is read):
+        None to go on, or (status, JSON error). The full check runs again with the body."""
+        path, _, query = target.partition("?")
+        try:
+            route, params = self.match(method, path)
+        except LookupError:
+            return None        # 404/405 come later; such a body is capped at the router's default
+        if self.guard is None:
+            return None
+        denied = await self.guard.admit(route, Request(method, path, params, parse_qs(query), headers, b"",
+                                                       remote))
+        return None if denied is None else (denied.status, denied.body)
+
     def render(self, request: server.Request) -> int:
         path = request.path.decode("utf-8", "replace")
         method = request.method.decode("ascii", "replace").upper()
