@@ -1,5 +1,5 @@
 """Privacy on a real worker: a caller with a known number types a PIN into a sensitive collect and
-leaves a voice message; API requests carry full numbers in their paths (one of them fails with a
+leaves a voice message; a broken INVITE makes pjsip log a whole packet; API requests carry full numbers in their paths (one of them fails with a
 traceback); a CSV list with numbers is uploaded. Then the worker's whole log file holds no full
 number (national, E.164 or without the trunk 0) and no PIN, while the masked tails are there; the
 CDR row and queue log hold no PIN; the files the worker made are 0640 and its directories 0750."""
@@ -9,6 +9,7 @@ from __future__ import annotations
 import http.client
 import json
 import shutil
+import socket
 import stat
 import textwrap
 import time
@@ -99,6 +100,11 @@ def scenario(worker: WorkerProc) -> dict[str, Any]:
                          number=CALLER, service="privacy")
     assert sipp.wait_all(caller, timeout=90) == [0], caller.errors() + worker.tail(40)
     row = worker.call_from(CALLER)
+    # a broken INVITE (no Via, no CSeq): pjsip logs the whole packet, numbers and all
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.sendto((f"INVITE sip:privacy@{worker.target} SIP/2.0\r\nFrom: <sip:{CALLER}@127.0.0.1>;tag=1\r\n"
+                  f"To: <sip:privacy@{worker.target}>\r\nCall-ID: broken-{LISTED}\r\nContent-Length: 0\r\n\r\n"
+                  ).encode(), ("127.0.0.1", worker.sip_port))
     csv = f"phone,name\n{CALLER},An\n{LISTED},Binh\n".encode()
     statuses = {
         "upload": api(worker, "POST", f"/campaigns/{CAMPAIGN}/lists", csv, "text/csv"),
@@ -135,6 +141,8 @@ def test_the_log_has_no_full_number_and_no_pin(worker: WorkerProc, scenario: dic
     assert failed["path"] == f"/campaigns/{CAMPAIGN}/contacts/*******333" and "Traceback" in failed["exception"]
     lookup = next(ln for ln in lines if ln.get("event") == "ivr_node_failed")
     assert "phone=*******678" in lookup["error"]
+    pjsip = next(ln["msg"] for ln in lines if ln.get("event") == "pjsip" and "end of packet" in ln["msg"])
+    assert "<sip:*******678@127.0.0.1>" in pjsip and "Call-ID: broken-*******321" in pjsip
     access = [ln["event"] for ln in lines if ln.get("logger") == "twisted"]
     assert any('"DELETE /dnc/*******678 HTTP/1.1" 200' in a for a in access), access
 
