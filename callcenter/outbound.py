@@ -26,7 +26,7 @@ from typing import Any
 from callcenter import logs
 from callcenter.cdr.dispositions import disposition_from_events
 from callcenter.cdr.record import CallRecord, LegRecord, new_id
-from callcenter.dialer import phone
+from callcenter.dialer import assignment, phone
 from callcenter.dialer.amd import classify_pcm16
 from callcenter.dialer.campaign import Campaign
 from callcenter.dialer.compliance import Compliance
@@ -208,11 +208,14 @@ class Outbound:
                             announce_wait_time=False, announce_every=3600.0, music=str(self.music),
                             language=str(req.data.get("language") or "vi"), sounds_dir=str(self.cfg.sounds),
                             variables=req.variables())
-        task = self.tasks.spawn(self._queued(leg, qreq, rec), "outbound queue")
+        task = self.tasks.spawn(self._queued(leg, qreq, rec, req), "outbound queue")
         deadline = time.monotonic() + AGENT_RESERVE_WAIT
         while time.monotonic() < deadline and not task.done():
             w = self.worker.queues.waiting.get(leg.id)
             if w is not None and (w.offer is not None or w.agent_leg is not None):
+                if w.offer is not None:     # the agent's screen may now read and dispose this contact
+                    await assignment.assign(self.redis, DialerKeys(self.cfg.redis.prefix), req.campaign_id,
+                                            req.e164, w.offer.agent_id)
                 return True
             await asyncio.sleep(0.05)
         task.cancel()   # QueueService takes the cancelled call out of the ACD
@@ -224,11 +227,15 @@ class Outbound:
             rec.hangup_cause = "no agent within grace"
         return False
 
-    async def _queued(self, leg: Leg, qreq: QueueRequest, rec: CallRecord | None) -> None:
+    async def _queued(self, leg: Leg, qreq: QueueRequest, rec: CallRecord | None, req: DialRequest) -> None:
         try:
             outcome = await self.worker.queues.queue(leg, qreq)
             if rec is not None and outcome is not QueueOutcome.CONNECTED and rec.outcome is None:
                 rec.outcome = "timeout" if outcome is QueueOutcome.TIMEOUT else "failed"
+            if rec is not None and outcome is QueueOutcome.CONNECTED and rec.agent_id:
+                # the agent who talked (another may have been offered first) writes the disposition
+                await assignment.assign(self.redis, DialerKeys(self.cfg.redis.prefix), req.campaign_id,
+                                        req.e164, rec.agent_id)
         except CallGone:
             return
         await _hangup(leg)
@@ -331,6 +338,7 @@ class Outbound:
         req = await self.engine.preview_next(cid)
         if req is not None:
             self.previews[(cid, req.e164)] = (req, agent, time.time() + PREVIEW_HOLD)
+            await assignment.assign(self.redis, DialerKeys(self.cfg.redis.prefix), cid, req.e164, agent)
         return req
 
     async def _running(self, cid: str) -> bool:

@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 import redis
-from worker_proc import METRICS_TOKEN, WorkerProc, api_user, flush, new_worker
+import redis.asyncio
+from worker_proc import METRICS_TOKEN, WorkerProc, admin_token, api_user, flush, new_worker
 
 from callcenter.auth.keys import AuthKeys
 
@@ -156,6 +157,40 @@ def test_agent_acts_on_itself_and_not_on_another_agent(worker: WorkerProc) -> No
     # a supervisor acts on anyone
     sup = bearer(api_user(worker.redis_url, "sup5", ["supervisor"]))
     assert raw(worker, "POST", "/agents/1001/logout", {}, sup)[0] == 200
+
+
+def test_agent_reads_and_disposes_only_the_contacts_assigned_to_it(worker: WorkerProc) -> None:
+    """An agent may not page through a campaign's list by guessing numbers: only the contact it took in
+    preview (or was connected to) is readable and disposable; a campaign manager reaches any."""
+    import asyncio
+
+    from callcenter.dialer import assignment
+    from callcenter.dialer.keys import DialerKeys
+
+    csv = b"sdt;ho_ten\n0912 345 601;Khach A\n0912 345 602;Khach B\n"
+    req = urllib.request.Request(f"http://127.0.0.1:{worker.http_port}/campaigns/debt_reminder_demo/lists",
+                                 data=csv, method="POST", headers={"content-type": "text/csv",
+                                                                   **bearer(admin_token(worker.redis_url))})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        assert resp.status == 201
+
+    async def assign() -> None:      # what the dialer does when agent 1001 takes +84912345601 in preview
+        r = redis.asyncio.Redis.from_url(worker.redis_url, decode_responses=True)
+        await assignment.assign(r, DialerKeys("cc:"), "debt_reminder_demo", "+84912345601", "1001")
+        await r.aclose()
+
+    asyncio.run(assign())
+    h = bearer(api_user(worker.redis_url, "agent1001c", ["agent"], agent="1001"))
+    base = "/campaigns/debt_reminder_demo/contacts"
+    status, _, body = raw(worker, "GET", f"{base}/0912345601?agent=1001", headers=h)
+    assert status == 200 and body["data"] == {"ho_ten": "Khach A"}, body
+    status, _, body = raw(worker, "GET", f"{base}/0912345602?agent=1001", headers=h)
+    assert status == 403 and "not assigned" in body["error"], body
+    status, _, _ = raw(worker, "POST", f"{base}/0912345602/disposition?agent=1001", {"disposition": "completed"},
+                       {"content-type": "application/json", **h})
+    assert status == 403
+    mgr = bearer(api_user(worker.redis_url, "mgr-c", ["campaign_manager"]))
+    assert raw(worker, "GET", f"{base}/0912345602", headers=mgr)[0] == 200
 
 
 def test_api_token_works_until_revoked(worker: WorkerProc) -> None:

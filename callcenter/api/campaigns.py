@@ -28,7 +28,7 @@ from urllib.parse import unquote
 from callcenter.api.http import HttpError, Request, Response
 from callcenter.api.http import Router as HttpRouter
 from callcenter.auth.roles import CAMPAIGNS, DESK, SUPERVISOR
-from callcenter.dialer import phone
+from callcenter.dialer import assignment, phone
 from callcenter.dialer.campaign import Campaign
 from callcenter.dialer.compliance import Compliance
 from callcenter.dialer.control import CampaignControl
@@ -97,9 +97,17 @@ def install_routes(router: HttpRouter, redis: Any, campaigns: Mapping[str, Campa
         report = await import_list(redis, keys, c, parsed, clock())
         return Response(report.as_dict(), 201)
 
+    async def own_contact(req: Request, c: Campaign, e164: str) -> None:
+        """An agent-only user reaches only the contacts assigned to its agent id (previewed by it or
+        connected to it); supervisors' and managers' requests carry no such restriction."""
+        only = getattr(req.principal, "only_agent", None)
+        if only and await assignment.assigned_agent(redis, keys, c.id, e164) != only:
+            raise HttpError(403, "this contact is not assigned to your agent")
+
     async def contact(req: Request) -> Any:
         c = campaign(req)
         e164 = number(req.params["number"], c.region)
+        await own_contact(req, c, e164)
         raw = await redis.hgetall(keys.contact(c.id, e164))
         if not raw:
             raise HttpError(404, "no such contact in this campaign")
@@ -112,6 +120,7 @@ def install_routes(router: HttpRouter, redis: Any, campaigns: Mapping[str, Campa
     async def dispose(req: Request) -> Any:
         c = campaign(req)
         e164 = number(req.params["number"], c.region)
+        await own_contact(req, c, e164)
         body = req.json()
         if not isinstance(body, dict) or not isinstance(body.get("disposition"), str):
             raise HttpError(400, "body must be a JSON object with 'disposition'")
