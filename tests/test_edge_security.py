@@ -137,6 +137,20 @@ def test_caller_p_asserted_identity_is_stripped_unless_from_a_trunk(edge) -> Non
     assert "P-Asserted-Identity: <sip:0900000000@127.0.0.20>" in invites[TRUNK]
 
 
+def test_trunks_are_never_banned(edge) -> None:
+    """A trunk carries many callers from one address: over every per-address rate, still served."""
+    e, _ = edge
+    for n in range(25):                                  # INVITE_RATE is 10 a second
+        invite = (f"INVITE sip:hotline@127.0.0.1:{e.port} SIP/2.0\r\n"
+                  f"Via: SIP/2.0/UDP {{ip}}:{{lport}};branch=z9hG4bK{uuid.uuid4().hex}\r\n"
+                  f"From: <sip:09030001{n:02d}@{{ip}}>;tag=t{n}\r\nTo: <sip:hotline@127.0.0.1>\r\n"
+                  f"Call-ID: trunk-{uuid.uuid4().hex}\r\nCSeq: 1 INVITE\r\n"
+                  f"Contact: <sip:09030001{n:02d}@{{ip}}:{{lport}}>\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n")
+        sip_exchange(TRUNK, e.port, invite, timeout=0.01)
+    assert not banned(e, TRUNK)
+    assert options_from(TRUNK, e.port) == "SIP/2.0 200 OK"
+
+
 def _register(user: str) -> str:
     return (f"REGISTER sip:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP {{ip}}:{{lport}};branch=z9hG4bK{uuid.uuid4().hex}\r\n"
             f"From: <sip:{user}@127.0.0.1>;tag={uuid.uuid4().hex[:8]}\r\nTo: <sip:{user}@127.0.0.1>\r\n"
@@ -168,6 +182,16 @@ def test_scanners_get_silence_and_cannot_tell_agents_apart(edge) -> None:
     assert _shape(agent[0]) == _shape(nobody[0])
     status, _, challenge = _shape(agent[0])
     assert status == "SIP/2.0 401 Unauthorized" and 'qop="auth"' in challenge, agent[0]
+    # an INVITE for an agent is a call like any other: the same worker answers both
+    finals = []
+    for user in ("1001", "9999"):
+        invite = (f"INVITE sip:{user}@127.0.0.1:{e.port} SIP/2.0\r\n"
+                  f"Via: SIP/2.0/UDP {{ip}}:{{lport}};branch=z9hG4bK{uuid.uuid4().hex}\r\n"
+                  f"From: <sip:0903000004@{{ip}}>;tag=x{user}\r\nTo: <sip:{user}@127.0.0.1>\r\n"
+                  f"Call-ID: enum-{uuid.uuid4().hex}\r\nCSeq: 1 INVITE\r\nContact: <sip:0903000004@{{ip}}:{{lport}}>\r\n"
+                  "Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n")
+        finals.append([a for a in _status(sip_exchange("127.0.0.8", e.port, invite)) if " 100 " not in a][:1])
+    assert finals[0] == finals[1] == ["SIP/2.0 200 OK"], finals
     assert options_from("127.0.0.8", e.port) == "SIP/2.0 200 OK"
 
 
