@@ -172,6 +172,9 @@ def test_scanners_get_silence_and_cannot_tell_agents_apart(edge) -> None:
     out = sipvicious("svwar", "127.0.0.6", ["-e", "1000-1003,9999", "--maximumtime", "3", *target])
     assert "exists" not in out and "timed out" in out and "found nothing" in out, out
     assert options_from("127.0.0.6", e.port) is None and banned(e, "127.0.0.6")
+    # other scanners, whatever the case of their name
+    answers = sip_exchange("127.0.0.15", e.port, _register("1001").replace("Expires:", "User-Agent: SIPCLI/v1.8\r\nExpires:"))
+    assert answers == [] and banned(e, "127.0.0.15")
     # with its name hidden: every extension gets the same 401 challenge, so svwar finds nothing
     out = sipvicious("svwar", "127.0.0.7", ["--force", "-e", "1000-1003,9999", "--maximumtime", "3", *target],
                      user_agent="Zoiper rv2.10")
