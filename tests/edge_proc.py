@@ -245,15 +245,21 @@ Content-Length: 0
 """
 
 
-def free_port_on(ip: str, start: int = 16000) -> int:
-    """A UDP port free right now on ip (a loopback alias such as 127.0.0.2)."""
-    for port in range(start, start + 2000, 2):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            try:
-                s.bind((ip, port))
-                return port
-            except OSError:
-                continue
+def free_port_on(ip: str, start: int = 16000, span: int = 0, step: int = 2) -> int:
+    """A UDP port on ip (a loopback alias such as 127.0.0.2) with port..port+span all free right now."""
+    for port in range(start, start + 1000 * step, step):
+        socks = []
+        try:
+            for p in range(port, port + span + 1):
+                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                socks.append(s)
+                s.bind((ip, p))
+            return port
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
     raise AssertionError(f"no free UDP port on {ip}")
 
 
@@ -262,7 +268,8 @@ def sipp_on(ip: str, name: str, xml: str, args: list[str], port: int | None = No
     workdir = Path(tempfile.mkdtemp(prefix=f"sipp-{name}-"))
     (workdir / "scenario.xml").write_text(xml)
     port = port or free_port_on(ip, 16000 + sum(map(ord, name)) % 1000 * 2)
-    media = free_port_on(ip, 40000 + sum(map(ord, name)) % 1000 * 10)
+    # sipp binds its media port and the two after it (RTCP, video)
+    media = free_port_on(ip, 40000 + sum(map(ord, name)) % 1000 * 10, span=4, step=10)
     out = open(workdir / "sipp.out", "wb")  # noqa: SIM115 - owned by the process
     proc = subprocess.Popen(
         [shutil.which("sipp") or "sipp", "-sf", str(workdir / "scenario.xml"), "-i", ip, "-p", str(port),
