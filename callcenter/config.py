@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from callcenter.dialer.policy import DialRules
-from callcenter.telephony.settings import SipSettings
+from callcenter.telephony.settings import CapacitySettings, SipSettings
 from callcenter.telephony.trust import DEFAULT_TRUSTED, TrustedSource, parse_network
 from callcenter.yamlsrc import Located, load
 
@@ -207,6 +207,41 @@ def _sip_security(r: _Reader, s: dict[str, Any]) -> dict[str, Any]:
     return limits
 
 
+CAPACITY_KEYS = {"loop_lag_seconds", "loop_cpu", "process_cpu", "reserve_calls", "max_new_calls_per_second",
+                 "retry_after", "hold_seconds"}
+
+
+def _capacity(r: _Reader, max_calls: int) -> CapacitySettings:
+    """The capacity section: when a worker answers new calls 503 + Retry-After (telephony/admission.py)."""
+    c = r.section("capacity", CAPACITY_KEYS)
+    d = CapacitySettings()
+    lag = r.get(c, "capacity.loop_lag_seconds", float, d.loop_lag_seconds)
+    if not 0.001 <= lag <= 10:
+        raise r.loc.error("capacity.loop_lag_seconds", "must be between 0.001 and 10 seconds")
+    loop_cpu = r.get(c, "capacity.loop_cpu", float, d.loop_cpu)
+    if loop_cpu != 0 and not 0.2 <= loop_cpu <= 1.0:
+        raise r.loc.error("capacity.loop_cpu", "must be 0 (off) or a share of one core between 0.2 and 1.0")
+    process_cpu = r.get(c, "capacity.process_cpu", float, d.process_cpu)
+    if process_cpu < 0:
+        raise r.loc.error("capacity.process_cpu", "must be 0 (off) or cores, e.g. 1.5")
+    # A small worker (sip.max_calls under 100) keeps a quarter for agent legs unless told otherwise.
+    reserve = r.get(c, "capacity.reserve_calls", int, min(d.reserve_calls, max_calls // 4))
+    if not 0 <= reserve <= max_calls // 2:
+        raise r.loc.error("capacity.reserve_calls", f"must be between 0 and half of sip.max_calls ({max_calls // 2})")
+    rate = r.get(c, "capacity.max_new_calls_per_second", float, d.max_new_calls_per_second)
+    if rate < 0:
+        raise r.loc.error("capacity.max_new_calls_per_second", "must be 0 (no cap) or more")
+    retry = r.get(c, "capacity.retry_after", int, d.retry_after)
+    if not 1 <= retry <= 3600:
+        raise r.loc.error("capacity.retry_after", "must be between 1 and 3600 seconds")
+    hold = r.get(c, "capacity.hold_seconds", float, d.hold_seconds)
+    if not 0 <= hold <= 600:
+        raise r.loc.error("capacity.hold_seconds", "must be between 0 and 600 seconds")
+    return CapacitySettings(loop_lag_seconds=lag, loop_cpu=loop_cpu, process_cpu=process_cpu,
+                            reserve_calls=reserve, max_new_calls_per_second=rate, retry_after=retry,
+                            hold_seconds=hold)
+
+
 def load_config(path: str | Path) -> Config:
     """Read and validate the worker config; raises ConfigError naming file, key and line."""
     p = Path(path).resolve()
@@ -214,7 +249,7 @@ def load_config(path: str | Path) -> Config:
     r = _Reader(data, loc)
     for key in r.data:
         if key not in {"worker", "sip", "redis", "http", "paths", "cdr", "routes", "queue", "language",
-                       "logging", "dialing"}:
+                       "logging", "dialing", "capacity"}:
             raise loc.error(str(key), "unknown section")
     base = p.parent
 
@@ -247,6 +282,7 @@ def load_config(path: str | Path) -> Config:
         max_calls=max_calls,
         user=r.get(s, "sip.user", str, "callcenter"),
         log_level=r.get(s, "sip.log_level", int, 2),
+        capacity=_capacity(r, max_calls),
         **_sip_security(r, s),
     )
 

@@ -32,10 +32,21 @@ CALLS_IN_PROGRESS = Gauge("callcenter_calls_in_progress", "Calls up on this work
 SIP_ERRORS_TOTAL = Counter("callcenter_sip_errors_total", "SIP failures by final status code.", ["code"])
 SIP_REFUSED_TOTAL = Counter("callcenter_sip_refused_total",
                             "SIP requests refused: untrusted_source (403), source_cap (486), refer (603), "
-                            "replaces (403), tcp_cap (connection closed).", ["reason"])
+                            "replaces (403), tcp_cap (connection closed), draining and overload_<signal> "
+                            "(503 with Retry-After; signals: calls, media, lag, cpu, process_cpu, rate).",
+                            ["reason"])
 SIP_WATCHDOG_HANGUPS_TOTAL = Counter("callcenter_sip_watchdog_hangups_total",
                                      "Calls the worker hung up itself: rtp_timeout, max_call_seconds.",
                                      ["reason"])
+# --- overload admission (telephony/admission.py) ---------------------------------------------------
+ADMISSION_OVERLOADED = Gauge("callcenter_admission_overloaded",
+                             "1 while this signal makes the worker refuse new calls with 503.", ["signal"])
+LOOP_LAG_SECONDS = Gauge("callcenter_loop_lag_seconds", "Event-loop lag, smoothed (EWMA of a 50 ms timer's lateness).")
+LOOP_LAG_MAX_SECONDS = Gauge("callcenter_loop_lag_max_seconds", "Worst event-loop lag over the last second.")
+LOOP_CPU_RATIO = Gauge("callcenter_loop_cpu_ratio", "Share of one core the event-loop thread used over the last second.")
+PROCESS_CPU_RATIO = Gauge("callcenter_process_cpu_ratio", "Cores the worker process used over the last second.")
+MEDIA_SLOTS_FREE = Gauge("callcenter_media_slots_free",
+                         "Calls' worth of media left: conference-bridge slots or inbound RTP port pairs, the fewer.")
 IVR_NODES_TOTAL = Counter("callcenter_ivr_nodes_total", "IVR nodes executed.", ["script", "node"])
 
 # --- queues (per worker; the collector adds the shared state) --------------------------------------

@@ -68,7 +68,8 @@ def _sdp(codecs: str = "8 0") -> str:
 
 
 def _caller_xml(steps: list[tuple], caller: str, codecs: str, expect_code: int,
-                dtmf_files: list[Path] | None = None, headers: list[str] | None = None) -> str:
+                dtmf_files: list[Path] | None = None, headers: list[str] | None = None,
+                busy_ok: bool = False) -> str:
     sdp = _sdp(codecs)
     dtmf = iter(dtmf_files or [])
     extra = "".join(f"{h}\n" for h in headers or [])
@@ -91,6 +92,13 @@ Content-Length: [len]
 <recv response="180" optional="true"/>
 <recv response="183" optional="true"/>
 """]
+    if busy_ok:
+        # An overloaded worker's 503 ends the call as a clean refusal, if it says when to retry.
+        body.append("""<recv response="503" optional="true" next="refused"><action>
+  <ereg regexp="[0-9]+" search_in="hdr" header="Retry-After:" check_it="true" assign_to="retry"/>
+  <log message="refused retry-after=[$retry]"/>
+</action></recv>
+""")
     if expect_code != 200:
         body.append(f"""<recv response="{expect_code}"/>
 <send><![CDATA[
@@ -234,6 +242,21 @@ Content-Length: 0
 """)
         else:
             raise ValueError(f"unknown caller step {step!r}")
+    if busy_ok:
+        body.append(f"""<nop next="end"/>
+<label id="refused"/>
+<send><![CDATA[
+ACK sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+[last_Via:]
+From: "Caller" <sip:{caller}@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
+Call-ID: [call_id]
+CSeq: 1 ACK
+Content-Length: 0
+
+]]></send>
+<label id="end"/>
+""")
     body.append("</scenario>\n")
     return "".join(body)
 
@@ -445,6 +468,11 @@ class Sipp:
             out.append(f.read_text(errors="replace")[-1500:])
         return "\n".join(out)
 
+    def refused(self) -> list[str]:
+        """Retry-After values of the calls a 503 refused (callers started with busy_ok=True)."""
+        lines = [ln for f in self.workdir.glob("*_logs.log") for ln in f.read_text(errors="replace").splitlines()]
+        return [ln.split("retry-after=", 1)[1].strip() for ln in lines if "retry-after=" in ln]
+
     def succeeded(self) -> int:
         """Successful calls according to sipp's final statistics (exit code 0 means all)."""
         return self.proc.returncode
@@ -474,14 +502,15 @@ def _start(name: str, xml: str, args: list[str], port: int | None = None, workdi
 def caller(target: str, steps: list[tuple], number: str = "0901234567", service: str = "hotline",
            calls: int = 1, rate: float = 1.0, limit: int | None = None, codecs: str = "8 0",
            expect_code: int = 200, timeout_s: int = 120, extra: list[str] | None = None,
-           local_ip: str = "127.0.0.1", headers: list[str] | None = None) -> Sipp:
+           local_ip: str = "127.0.0.1", headers: list[str] | None = None, busy_ok: bool = False) -> Sipp:
     """Start sipp calling target ('127.0.0.1:5060') `calls` times with the given steps, from local_ip
-    (any 127.x address is this host), with extra INVITE headers ('P-Asserted-Identity: <sip:...>')."""
+    (any 127.x address is this host), with extra INVITE headers ('P-Asserted-Identity: <sip:...>').
+    busy_ok: a 503 with Retry-After also ends a call successfully (see Sipp.refused())."""
     workdir = Path(tempfile.mkdtemp(prefix="sipp-caller-"))
     pcaps = write_dtmf_pcaps(workdir, [s[1] for s in steps if s[0] == "dtmf"])
-    xml = _caller_xml(steps, number, codecs, expect_code, pcaps, headers)
+    xml = _caller_xml(steps, number, codecs, expect_code, pcaps, headers, busy_ok)
     args = [target, "-s", service, "-m", str(calls), "-r", str(rate), "-l", str(limit or calls),
-            "-timeout", f"{timeout_s}s", "-timeout_error", *(extra or [])]
+            "-timeout", f"{timeout_s}s", "-timeout_error", *(["-trace_logs"] if busy_ok else []), *(extra or [])]
     return _start("caller", xml, args, workdir=workdir, local_ip=local_ip)
 
 

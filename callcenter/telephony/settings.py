@@ -8,6 +8,20 @@ from callcenter.telephony.trust import DEFAULT_TRUSTED, TrustedSource
 
 
 @dataclass(frozen=True)
+class CapacitySettings:
+    """When a worker stops taking new calls (503 + Retry-After; see telephony/admission.py and the
+    `capacity:` section of callcenter.yaml)."""
+
+    loop_lag_seconds: float = 0.25   # smoothed lateness of the event loop; admit again below half of it
+    loop_cpu: float = 0.95           # share of one core the loop thread used over the last second (0: off)
+    process_cpu: float = 0.0         # cores the whole process used over the last second (0: off)
+    reserve_calls: int = 24          # call slots of sip.max_calls kept for agent and outbound legs
+    max_new_calls_per_second: float = 0.0   # incoming calls admitted per second (0: no cap)
+    retry_after: int = 5             # seconds, in the 503's Retry-After
+    hold_seconds: float = 2.0        # an overload lasts at least this long (no flapping)
+
+
+@dataclass(frozen=True)
 class SipSettings:
     """What the softswitch needs from the worker config (see config.SipConfig)."""
 
@@ -28,3 +42,4 @@ class SipSettings:
     rtp_timeout: float = 60.0        # no RTP received for this long: hang up (0: never)
     max_call_seconds: float = 14400.0  # any call longer than this is hung up (0: no limit)
     max_tcp_connections: int = 1000  # SIP TCP connections held open at once (0: no limit)
+    capacity: CapacitySettings = CapacitySettings()

@@ -24,6 +24,7 @@ from callcenter import logs, metrics
 from callcenter.exceptions import TelephonyError
 from callcenter.logs import mask_number
 from callcenter.tasks import TaskSet
+from callcenter.telephony.admission import Admission
 from callcenter.telephony.api import OriginateResult
 from callcenter.telephony.leg import PjLeg
 from callcenter.telephony.media import CLOCK_RATE
@@ -116,6 +117,22 @@ class _Account(pj.Account):
             log.exception("incoming call handler failed")
 
 
+class _Refusal(pj.Call):
+    """An incoming call turned away with 503 + Retry-After (draining, overload): no PjLeg, no media
+    stream; kept only until pjsua reports it disconnected (its destructor touches the call slot)."""
+
+    def __init__(self, switch: PjSoftswitch, acc: pj.Account, call_id: int) -> None:
+        super().__init__(acc, call_id)
+        self.switch = switch
+
+    def onCallState(self, prm: Any) -> None:  # noqa: N802 - pjsua2 name
+        try:
+            if self.getInfo().state == pj.PJSIP_INV_STATE_DISCONNECTED:
+                self.switch.loop.call_soon(self.switch._refusals.pop, id(self), None)
+        except Exception:  # noqa: BLE001, S110 - never raise into C++
+            pass
+
+
 class _Endpoint(pj.Endpoint):
     """The endpoint, for its transport events (the TCP connection cap)."""
 
@@ -151,6 +168,10 @@ class PjSoftswitch:
         self._writer = _LogWriter()
         self.tasks = TaskSet()
         self.digit_listeners: list[Callable[[PjLeg, str], None]] = []
+        self._refusals: dict[int, _Refusal] = {}
+        # Overload: 503 + Retry-After past what this worker can carry (see telephony/admission.py).
+        self.admission = Admission(settings.capacity, settings.max_calls, self.legs.__len__, self._media_free)
+        self._rtp_pairs = (max(4, settings.rtp_port_range // 2) & ~1) // 2   # the inbound account's slice
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -202,6 +223,7 @@ class PjSoftswitch:
         if s.rtp_timeout or s.max_call_seconds:
             self._watch_handle = self.loop.call_later(WATCH_EVERY, self._watch)
         self.accepting = True
+        self.admission.start(self.loop)
         self._pump()
         log.info("softswitch started", port=s.port, transports=list(s.transports), max_calls=s.max_calls)
 
@@ -223,6 +245,7 @@ class PjSoftswitch:
             self._gc_handle.cancel()
         if self._watch_handle:
             self._watch_handle.cancel()
+        self.admission.stop()
         self._music.clear()
         await asyncio.sleep(0.05)  # let released pj.Call objects go before the library does
         gc.collect()
@@ -270,17 +293,20 @@ class PjSoftswitch:
         return s.public_address or (s.bind if s.bind not in ("", "0.0.0.0") else "127.0.0.1")
 
     def _incoming(self, acc: _Account, call_id: int, src: str, message: str) -> None:
-        leg = PjLeg(self, acc, call_id)
-        self.legs[leg.id] = leg
         ip = source_ip(src)
         entry = self.policy.match(ip)
+        if entry is not None:
+            # Draining or overloaded: 503 before a leg, a stream or a player exists (the edge retries
+            # the next worker). Strangers still get their 403 below, whatever our load.
+            busy = "draining" if not self.accepting else self.admission.refusal()
+            if busy is not None:
+                self._unavailable(acc, call_id, busy if busy == "draining" else f"overload_{busy}")
+                return
+        leg = PjLeg(self, acc, call_id)
+        self.legs[leg.id] = leg
         if entry is None:
             # Not the edge, not a trunk: someone bypassing the edge's auth and flood control.
             self._refuse(leg, 403, "untrusted_source", ip)
-            return
-        if not self.accepting:
-            log.info("rejecting call while draining", call_id=leg.id)
-            self.tasks.spawn(leg.hangup(503), "reject", call_id=leg.id)
             return
         assert ip is not None
         if not self.policy.admit(ip, entry):
@@ -292,6 +318,25 @@ class PjSoftswitch:
         if pai:
             leg.caller, leg.caller_verified = pai, True
         self.tasks.spawn(self.on_incoming(leg), "incoming", call_id=leg.id)
+
+    def _unavailable(self, acc: _Account, call_id: int, reason: str) -> None:
+        """503 Service Unavailable with Retry-After, counted by reason; logged per state change only
+        (admission, draining), never per call: at overload that would be thousands of lines."""
+        metrics.SIP_REFUSED_TOTAL.labels(reason=reason).inc()
+        call = _Refusal(self, acc, call_id)
+        self._refusals[id(call)] = call
+        prm = pj.CallOpParam(True)
+        prm.statusCode = 503
+        hdr = pj.SipHeader()
+        hdr.hName, hdr.hValue = "Retry-After", str(self.settings.capacity.retry_after)
+        prm.txOption.headers.append(hdr)
+        try:
+            # answer(), not hangup(): from inside onIncomingCall pjsua defers a hangup until its media
+            # transport is done and then sends it without our headers; a final answer goes out now.
+            call.answer(prm)
+        except pj.Error as exc:
+            log.warning("503 failed", error=exc.reason)
+            self._refusals.pop(id(call), None)
 
     def _refuse(self, leg: PjLeg, code: int, reason: str, ip: Any) -> None:
         self.refused(reason, leg, str(ip or ""))
@@ -317,6 +362,12 @@ class PjSoftswitch:
             listener(leg, digit)
 
     # -- media ------------------------------------------------------------------------------
+
+    def _media_free(self) -> int:
+        """Calls' worth of media left: conference-bridge slots, or RTP port pairs of the inbound
+        account's slice (every live leg counted there, the worst case)."""
+        conf = self.ep.mediaMaxPorts() - self.ep.mediaActivePorts()
+        return min(conf, self._rtp_pairs - len(self.legs))
 
     def music_source(self, path: str) -> pj.AudioMediaPlayer:
         """One looping player per music file, shared by every caller on hold (one conference port)."""
