@@ -316,10 +316,10 @@ def run_sipp(run: sipp.Sipp, meter: CpuMeter, wall_limit: float, window: tuple[f
     return peak
 
 
-def ivr_level(w: WorkerProc, n: int, hold_s: float) -> Level:
-    """n callers held concurrently for at least `hold_s`; each plays speech and presses a digit
-    every ~6 s, which the worker's menu answers with its prompt again."""
-    rate = max(10.0, n / 10)                 # ramp up over ~10 s
+def ivr_callers(target: str, n: int, hold_s: float, ramp: float | None = None) -> tuple[sipp.Sipp, int, float, float]:
+    """Start the n callers of an IVR level (also run against Asterisk by bench/vs_asterisk.py).
+    Returns (sipp, digits each caller presses, new calls/s, seconds the first caller stays)."""
+    rate = ramp or max(10.0, n / 10)
     total = n / rate + hold_s                # every caller stays until the last has been up hold_s
     steps: list[tuple] = [("pause", 500)]
     digits = 0
@@ -329,9 +329,41 @@ def ivr_level(w: WorkerProc, n: int, hold_s: float) -> Level:
         digits += 1
         elapsed += 4.8 + 0.25 + 0.8
     steps.append(("hangup",))
-    start = time.time()
-    run = sipp.caller(w.target, steps, number="0901234567", service="bench", calls=n, rate=rate, limit=n,
+    run = sipp.caller(target, steps, number="0901234567", service="bench", calls=n, rate=rate, limit=n,
                       timeout_s=int(total + 60), extra=[*STAT_ARGS, "-max_socket", str(n + 100)])
+    return run, digits, rate, total
+
+
+def ivr_missed(w: WorkerProc, start: float, ok: int, digits: int) -> tuple[list, int]:
+    """(CDR rows, calls whose digits the worker missed): the menu logs one input per digit heard."""
+    rows = wait_cdrs(w, start - 1, time.time() + 1, ok, timeout=15)
+    heard = sum(1 for r in rows if r.ivr_digits.count("=1") >= digits)
+    return rows, max(0, ok - heard)
+
+
+def cps_callers(target: str, agents_port: int, cps: float, seconds: float) -> tuple[sipp.Sipp, sipp.Sipp]:
+    """Start one calls/s level's agent phones (one sipp UAS on agents_port) and callers, who press 1, 1
+    and wait for the far end's BYE (also run against Asterisk by bench/vs_asterisk.py). Returns (callers, phones)."""
+    n = int(cps * seconds)
+    steps: list[tuple] = [("pause", 300), ("dtmf", "1"), ("dtmf", "1"), ("wait_bye", 20000)]
+    phones = sipp.agent(agents_port, "answer_bye", ring_ms=100, talk_ms=1000, calls=n * 2, timeout_s=int(seconds + 90))
+    time.sleep(0.3)
+    run = sipp.caller(target, steps, number="0907654321", service="bench", calls=n, rate=cps,
+                      limit=int(cps * 20), timeout_s=int(seconds + 60), extra=[*STAT_ARGS])
+    return run, phones
+
+
+def cps_answered(w: WorkerProc, start: float, expect: int) -> tuple[list, int]:
+    """(CDR rows, calls answered by an agent) of a calls/s level."""
+    rows = wait_cdrs(w, start - 1, time.time() + 1, expect, timeout=15)
+    return rows, sum(1 for r in rows if r.outcome == "answered" and r.agent_id)
+
+
+def ivr_level(w: WorkerProc, n: int, hold_s: float) -> Level:
+    """n callers held concurrently for at least `hold_s`; each plays speech and presses a digit
+    every ~6 s, which the worker's menu answers with its prompt again."""
+    start = time.time()
+    run, digits, rate, total = ivr_callers(w.target, n, hold_s)
     meter = CpuMeter(w.proc.pid, run.proc.pid)  # type: ignore[union-attr]
     try:
         peak = run_sipp(run, meter, total + 60, (n / rate + 1, total - 1), w)
@@ -339,10 +371,7 @@ def ivr_level(w: WorkerProc, n: int, hold_s: float) -> Level:
         run.stop()
     wcpu, scpu = meter.percent()
     ok, failed = sipp_counts(run)
-    rows = wait_cdrs(w, start - 1, time.time() + 1, ok, timeout=15)
-    # The menu logs one input per digit heard; a call whose digits the worker missed is a failed call.
-    heard = sum(1 for r in rows if r.ivr_digits.count("=1") >= digits)
-    missed = max(0, ok - heard)
+    rows, missed = ivr_missed(w, start, ok, digits)
     rtd = sipp_rtd_ms(run)
     note = f"{digits} DTMF/call; {missed} calls with a digit missed" if missed else f"{digits} DTMF/call"
     if failed or not ok:
@@ -353,13 +382,8 @@ def ivr_level(w: WorkerProc, n: int, hold_s: float) -> Level:
 
 
 def cps_level(w: WorkerProc, agents_port: int, cps: float, seconds: float) -> Level:
-    n = int(cps * seconds)
-    steps: list[tuple] = [("pause", 300), ("dtmf", "1"), ("dtmf", "1"), ("wait_bye", 20000)]
-    phones = sipp.agent(agents_port, "answer_bye", ring_ms=100, talk_ms=1000, calls=n * 2, timeout_s=int(seconds + 90))
-    time.sleep(0.3)
     start = time.time()
-    run = sipp.caller(w.target, steps, number="0907654321", service="bench", calls=n, rate=cps,
-                      limit=int(cps * 20), timeout_s=int(seconds + 60), extra=[*STAT_ARGS])
+    run, phones = cps_callers(w.target, agents_port, cps, seconds)
     meter = CpuMeter(w.proc.pid, run.proc.pid, phones.proc.pid)  # type: ignore[union-attr]
     try:
         peak = run_sipp(run, meter, seconds + 60, (3, seconds), w)
@@ -368,8 +392,7 @@ def cps_level(w: WorkerProc, agents_port: int, cps: float, seconds: float) -> Le
         run.stop()
         phones.stop()
     ok, failed = sipp_counts(run)
-    rows = wait_cdrs(w, start - 1, time.time() + 1, ok + failed, timeout=15)
-    answered = sum(1 for r in rows if r.outcome == "answered" and r.agent_id)
+    rows, answered = cps_answered(w, start, ok + failed)
     not_answered = max(0, ok - answered)
     rtd = sipp_rtd_ms(run)
     note = f"{answered} answered by an agent"
