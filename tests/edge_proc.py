@@ -4,6 +4,7 @@ agent's softphone that registers there with digest auth and answers by itself.""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import re
 import shutil
@@ -359,3 +360,48 @@ def sipvicious(tool: str, source: str, args: list[str], user_agent: str | None =
         "tool.main()\n")
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout)
     return run.stdout + run.stderr
+
+
+def register(edge_port: int, user: str, password: str, contact: str, realm: str = edge.REALM,
+             ip: str = "127.0.0.1") -> str:
+    """REGISTER user's contact at the edge, answering its qop=auth challenge; the final status line."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind((ip, 0))
+    s.settimeout(2.0)
+    lport = s.getsockname()[1]
+    uri, call_id, tag = f"sip:127.0.0.1:{edge_port}", uuid.uuid4().hex, uuid.uuid4().hex[:8]
+
+    def send(cseq: int, auth: str = "") -> str:
+        s.sendto((f"REGISTER {uri} SIP/2.0\r\nVia: SIP/2.0/UDP {ip}:{lport};branch=z9hG4bK{uuid.uuid4().hex}\r\n"
+                  f"From: <sip:{user}@127.0.0.1>;tag={tag}\r\nTo: <sip:{user}@127.0.0.1>\r\nCall-ID: {call_id}\r\n"
+                  f"CSeq: {cseq} REGISTER\r\nContact: <{contact}>\r\nExpires: 60\r\nMax-Forwards: 70\r\n{auth}"
+                  "Content-Length: 0\r\n\r\n").encode(), ("127.0.0.1", edge_port))
+        return s.recvfrom(65535)[0].decode(errors="replace")
+
+    try:
+        challenge = send(1)
+        nonce = re.search(r'nonce="([^"]+)"', challenge)
+        if not nonce:
+            return challenge.split("\r\n", 1)[0]
+        cnonce, nc = uuid.uuid4().hex[:16], "00000001"
+        ha2 = hashlib.md5(f"REGISTER:{uri}".encode()).hexdigest()  # noqa: S324 - SIP digest is MD5
+        response = hashlib.md5(f"{edge.ha1(user, password, realm)}:{nonce.group(1)}:{nc}:{cnonce}:auth:{ha2}"
+                               .encode()).hexdigest()  # noqa: S324
+        auth = (f'Authorization: Digest username="{user}", realm="{realm}", nonce="{nonce.group(1)}", uri="{uri}", '
+                f'response="{response}", algorithm=MD5, qop=auth, nc={nc}, cnonce="{cnonce}"\r\n')
+        return send(2, auth).split("\r\n", 1)[0]
+    finally:
+        s.close()
+
+
+def routed_agent(port: int, ring_ms: int = 300, talk_ms: int = 1500) -> sipp.Sipp:
+    """sipp.py's agent that answers and hangs up itself, made a proper UAS behind a proxy: it returns the
+    Record-Route in its answers and sends its BYE along that route (through the edge), as phones do."""
+    xml = sipp._agent_xml("answer_bye", ring_ms, talk_ms)
+    xml = xml.replace('<recv request="INVITE" crlf="true">', '<recv request="INVITE" crlf="true" rrs="true">', 1)
+    xml = xml.replace("[last_CSeq:]\nContact: <sip:[local_ip]:[local_port];transport=[transport]>",
+                      "[last_CSeq:]\n[last_Record-Route:]\nContact: <sip:[local_ip]:[local_port];transport=[transport]>")
+    head, tail = xml.split("BYE [$rcontact] SIP/2.0\n", 1)
+    via, rest = tail.split("\n", 1)
+    xml = head + "BYE [$rcontact] SIP/2.0\n" + via + "\n[routes]\n" + rest
+    return sipp._start(f"agent{port}", xml, ["-m", "1", "-rtp_echo", "-timeout", "120s", "-timeout_error"], port=port)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import sipp
-from edge_proc import Edge, Softphone, sip_options
+from edge_proc import Edge, Softphone, free_port_on, register, routed_agent, sip_options
 from worker_proc import REPO, WorkerProc, flush, new_worker
 
 from callcenter.cdr.writer import open_store
@@ -108,6 +108,24 @@ def test_caller_through_the_edge_reaches_a_registered_agent(stack, tmp_path: Pat
         assert legs and legs[-1].result == "answered"
     finally:
         store.close()
+
+
+def test_an_agent_hanging_up_reaches_the_worker_through_the_edge(stack) -> None:
+    """The agent's leg in the other direction: the phone's BYE (an in-dialog request from an untrusted
+    address) is relayed to the worker of its dialog, which answers it."""
+    w, edge = stack
+    agent_port = free_port_on("127.0.0.1", w.sip_port + 8)
+    assert register(edge.port, "1001", PASSWORDS["1001"], f"sip:1001@127.0.0.1:{agent_port}") == "SIP/2.0 200 OK"
+    agent = routed_agent(agent_port)
+    try:
+        w.login("1001")
+        steps = [("pause", 600), ("dtmf", "1"), ("pause", 800), ("dtmf", "1"), ("pause", 9000), ("hangup",)]
+        caller = sipp.caller(edge.address, steps, number="0903000021")
+        assert sipp.wait_all(agent, caller) == [0, 0], agent.errors() + caller.errors() + "\n" + edge.tail()
+    finally:
+        agent.stop()
+    cdr = w.call_from("0903000021")
+    assert cdr.agent_id == "1001" and cdr.outcome == "answered", cdr
 
 
 def test_only_workers_may_ring_an_agent_and_unregistered_agents_fail_fast(stack, tmp_path: Path) -> None:
