@@ -318,7 +318,8 @@ def sip_exchange(ip: str, port: int, message: str, timeout: float = 1.0) -> list
     try:
         s.sendto(message.replace("{ip}", ip).replace("{lport}", str(lport)).encode(), ("127.0.0.1", port))
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        while (left := deadline - time.monotonic()) > 0:
+            s.settimeout(min(0.2, left))
             try:
                 answers.append(s.recvfrom(65535)[0].decode(errors="replace"))
             except TimeoutError:
@@ -326,6 +327,15 @@ def sip_exchange(ip: str, port: int, message: str, timeout: float = 1.0) -> list
         return answers
     finally:
         s.close()
+
+
+def sip_burst(ip: str, port: int, messages: list[str]) -> None:
+    """Send requests from ip to 127.0.0.1:port as fast as possible, reading no answer."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind((ip, 0))
+        lport = s.getsockname()[1]
+        for m in messages:
+            s.sendto(m.replace("{ip}", ip).replace("{lport}", str(lport)).encode(), ("127.0.0.1", port))
 
 
 def options_from(ip: str, port: int, timeout: float = 1.0) -> str | None:
@@ -363,8 +373,9 @@ def sipvicious(tool: str, source: str, args: list[str], user_agent: str | None =
 
 
 def register(edge_port: int, user: str, password: str, contact: str, realm: str = edge.REALM,
-             ip: str = "127.0.0.1") -> str:
-    """REGISTER user's contact at the edge, answering its qop=auth challenge; the final status line."""
+             ip: str = "127.0.0.1", replays: int = 0) -> list[str]:
+    """REGISTER user's contact at the edge, answering its qop=auth challenge, then send the same answer
+    `replays` times more (a replay attack): the status line of the answer to each."""
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.bind((ip, 0))
     s.settimeout(2.0)
@@ -382,14 +393,14 @@ def register(edge_port: int, user: str, password: str, contact: str, realm: str 
         challenge = send(1)
         nonce = re.search(r'nonce="([^"]+)"', challenge)
         if not nonce:
-            return challenge.split("\r\n", 1)[0]
+            return [challenge.split("\r\n", 1)[0]]
         cnonce, nc = uuid.uuid4().hex[:16], "00000001"
         ha2 = hashlib.md5(f"REGISTER:{uri}".encode()).hexdigest()  # noqa: S324 - SIP digest is MD5
         response = hashlib.md5(f"{edge.ha1(user, password, realm)}:{nonce.group(1)}:{nc}:{cnonce}:auth:{ha2}"
                                .encode()).hexdigest()  # noqa: S324
         auth = (f'Authorization: Digest username="{user}", realm="{realm}", nonce="{nonce.group(1)}", uri="{uri}", '
                 f'response="{response}", algorithm=MD5, qop=auth, nc={nc}, cnonce="{cnonce}"\r\n')
-        return send(2, auth).split("\r\n", 1)[0]
+        return [send(2 + n, auth).split("\r\n", 1)[0] for n in range(1 + replays)]
     finally:
         s.close()
 

@@ -22,6 +22,8 @@ from edge_proc import (
     free_port_on,
     options_from,
     received,
+    register,
+    sip_burst,
     sip_exchange,
     sipp_on,
     sipvicious,
@@ -140,15 +142,21 @@ def test_caller_p_asserted_identity_is_stripped_unless_from_a_trunk(edge) -> Non
 def test_trunks_are_never_banned(edge) -> None:
     """A trunk carries many callers from one address: over every per-address rate, still served."""
     e, _ = edge
-    for n in range(25):                                  # INVITE_RATE is 10 a second
-        invite = (f"INVITE sip:hotline@127.0.0.1:{e.port} SIP/2.0\r\n"
-                  f"Via: SIP/2.0/UDP {{ip}}:{{lport}};branch=z9hG4bK{uuid.uuid4().hex}\r\n"
-                  f"From: <sip:09030001{n:02d}@{{ip}}>;tag=t{n}\r\nTo: <sip:hotline@127.0.0.1>\r\n"
-                  f"Call-ID: trunk-{uuid.uuid4().hex}\r\nCSeq: 1 INVITE\r\n"
-                  f"Contact: <sip:09030001{n:02d}@{{ip}}:{{lport}}>\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n")
-        sip_exchange(TRUNK, e.port, invite, timeout=0.01)
+    sip_burst(TRUNK, e.port, [                          # INVITE_RATE is 10 a second
+        f"INVITE sip:hotline@127.0.0.1:{e.port} SIP/2.0\r\nVia: SIP/2.0/UDP {{ip}}:{{lport}};branch=z9hG4bK{uuid.uuid4().hex}\r\n"
+        f"From: <sip:09030001{n:02d}@{{ip}}>;tag=t{n}\r\nTo: <sip:hotline@127.0.0.1>\r\n"
+        f"Call-ID: trunk-{uuid.uuid4().hex}\r\nCSeq: 1 INVITE\r\n"
+        f"Contact: <sip:09030001{n:02d}@{{ip}}:{{lport}}>\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+        for n in range(25)])
+    time.sleep(0.5)
     assert not banned(e, TRUNK)
     assert options_from(TRUNK, e.port) == "SIP/2.0 200 OK"
+
+
+def _options(port: int) -> str:
+    return (f"OPTIONS sip:127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/UDP {{ip}}:{{lport}};branch=z9hG4bK{uuid.uuid4().hex}\r\n"
+            f"From: <sip:probe@{{ip}}>;tag={uuid.uuid4().hex[:8]}\r\nTo: <sip:127.0.0.1:{port}>\r\n"
+            f"Call-ID: {uuid.uuid4().hex}\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n")
 
 
 def _register(user: str) -> str:
@@ -196,6 +204,24 @@ def test_scanners_get_silence_and_cannot_tell_agents_apart(edge) -> None:
         finals.append([a for a in _status(sip_exchange("127.0.0.8", e.port, invite)) if " 100 " not in a][:1])
     assert finals[0] == finals[1] == ["SIP/2.0 200 OK"], finals
     assert options_from("127.0.0.8", e.port) == "SIP/2.0 200 OK"
+
+
+def test_a_digest_answer_works_once(edge) -> None:
+    """qop=auth with nonce counts: a sniffed REGISTER answer replayed as is gets a fresh challenge."""
+    e, _ = edge
+    first, replayed = register(e.port, "1002", PASSWORDS["1002"], "sip:1002@127.0.0.1:9", ip="127.0.0.18", replays=1)
+    assert first == "SIP/2.0 200 OK" and replayed == "SIP/2.0 401 Unauthorized"
+    assert not banned(e, "127.0.0.18")           # a stale answer is not a wrong password
+
+
+def test_flooding_requests_or_registers_gets_an_address_banned(edge) -> None:
+    e, _ = edge
+    sip_burst("127.0.0.16", e.port, [_register("1001") for _ in range(15)])     # REGISTER_RATE is 10 a second
+    sip_burst("127.0.0.17", e.port, [_options(e.port) for _ in range(80)])      # PIKE_DENSITY: 60 per 2 s
+    time.sleep(0.5)
+    log = e.log.read_text(errors="replace")
+    assert "banned 127.0.0.16 (REGISTER rate)" in log and "banned 127.0.0.17 (request rate)" in log, log[-2000:]
+    assert options_from("127.0.0.16", e.port) is None and options_from("127.0.0.17", e.port) is None
 
 
 def test_password_cracker_is_banned_after_a_few_failures(edge, tmp_path: Path) -> None:

@@ -115,7 +115,7 @@ def test_an_agent_hanging_up_reaches_the_worker_through_the_edge(stack) -> None:
     address) is relayed to the worker of its dialog, which answers it."""
     w, edge = stack
     agent_port = free_port_on("127.0.0.1", w.sip_port + 8)
-    assert register(edge.port, "1001", PASSWORDS["1001"], f"sip:1001@127.0.0.1:{agent_port}") == "SIP/2.0 200 OK"
+    assert register(edge.port, "1001", PASSWORDS["1001"], f"sip:1001@127.0.0.1:{agent_port}") == ["SIP/2.0 200 OK"]
     agent = routed_agent(agent_port)
     try:
         w.login("1001")
