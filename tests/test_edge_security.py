@@ -203,6 +203,9 @@ def test_scanners_get_silence_and_cannot_tell_agents_apart(edge) -> None:
                   "Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n")
         finals.append([a for a in _status(sip_exchange("127.0.0.8", e.port, invite)) if " 100 " not in a][:1])
     assert finals[0] == finals[1] == ["SIP/2.0 200 OK"], finals
+    pings = [_status(sip_exchange("127.0.0.8", e.port, _options(e.port).replace("OPTIONS sip:", f"OPTIONS sip:{u}@", 1)))
+             for u in ("1001", "9999")]
+    assert pings[0] == pings[1] == ["SIP/2.0 200 OK"], pings
     assert options_from("127.0.0.8", e.port) == "SIP/2.0 200 OK"
 
 
