@@ -5,7 +5,10 @@
 #define PJSUA_MAX_CALLS            1024
 #define PJSUA_MAX_PLAYERS          2048
 #define PJSUA_MAX_RECORDERS        1024
-#define PJSUA_MAX_CONF_PORTS       2048
+/* A call holds a conference port for its stream and one for its prompt; a port removed from the
+ * bridge frees its slot only on the next clock tick, so an IVR replaying prompts on 1000 calls ran
+ * past 2048 ("Unable to add file to conference bridge: PJ_ETOOMANY", issue 11). */
+#define PJSUA_MAX_CONF_PORTS       4096
 #define PJ_IOQUEUE_MAX_HANDLES     8192
 #define PJSUA_MAX_ACC              64
 #define PJSIP_MAX_TSX_COUNT        65535
@@ -26,3 +29,7 @@
  * (scripts/pjproject-no-transfer-advert.patch reads these). */
 #define PJSIP_XFER_ADVERTISE_REFER         0
 #define PJSIP_REPLACES_ADVERTISE           0
+/* Callbacks from pjsip's threads queued for the loop thread (mainThreadOnly: DTMF digits from the
+ * media thread); upstream throws the newest away past 1024, i.e. a loop a second late at 1000 calls
+ * lost digits. scripts/pjproject-pending-jobs-cap.patch reads this. */
+#define PJSUA2_MAX_PENDING_JOBS    65536
