@@ -57,6 +57,11 @@ class Target:
     cps_lost: Callable[[float, int, int], int]        # (start, ok, ok + failed) -> ok calls no agent answered
     expect_digits: Callable[[int], None] = lambda _d: None
 
+    parts: dict[str, list[int]] = field(default_factory=dict)   # shown apart: {"edge": kamailio's pids}
+
+    def alive(self) -> bool:
+        return all(sb.cpu_seconds(p) is not None for p in self.pids)
+
     def rss(self) -> float:
         return sum(sb.rss_mb(p) for p in self.pids)
 
@@ -65,6 +70,7 @@ class Target:
 class Row(sb.Level):
     target: str = ""
     base_rss: float = 0.0
+    part_cpu: dict[str, float] = field(default_factory=dict)
 
     @property
     def mb_per_call(self) -> float | None:
@@ -129,6 +135,75 @@ def worker_target(tmp: Path, redis: EmbeddedRedis, flow: str, agents: int) -> It
                      ivr_missed, cps_lost)
 
 
+def group_pids(leader: int) -> list[int]:
+    """Every process of a process group (Kamailio forks its workers into its own group)."""
+    out = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                if int((d / "stat").read_text().rsplit(")", 1)[1].split()[2]) == leader:
+                    out.append(int(d.name))
+            except (OSError, ValueError, IndexError):
+                pass
+    return sorted(out)
+
+
+@contextmanager
+def edge_target(tmp: Path, redis: EmbeddedRedis, flow: str, agents: int) -> Iterator[Target]:
+    """Two workers behind the Kamailio edge (deploy/kamailio/kamailio.cfg, round robin), sharing one Redis
+    and one sipp UAS for the agents; callers dial the edge. The edge's limits are lifted for the one
+    caller address (a load test is not an attack)."""
+    from edge_proc import Edge  # tests/ helper; needs kamailio
+
+    from callcenter import edge as edge_files
+
+    sb.flush(redis.url)
+    ws = []
+    for i in (1, 2):
+        d = tmp / f"{flow}-edge-w{i}"
+        d.mkdir()
+        ws.append(sb.new_worker(d, redis.url, worker_id=f"bench-{flow}-{i}"))
+    agents_port = ws[0].agents_port
+    ids = []
+    for w in ws:
+        ids = sb.write_rules(w.tmp / "rules.yaml", agents_port, agents)
+        sb.write_config(w, flow, w.tmp / "rules.yaml")
+    port = free_udp_port(ws[-1].sip_port + 5)
+    limits = edge_files.Limits(pike_density=1_000_000, invite_rate=100_000, register_rate=100_000)
+    edge = Edge(tmp / f"{flow}-edge", port, {}, [w.target for w in ws], limits=limits)
+    try:
+        for w in ws:
+            w.start(timeout=40)
+        if ids:
+            ws[0].login(*ids)
+        edge.start()
+        kam = group_pids(edge.proc.pid)  # type: ignore[union-attr]
+
+        def rows_of(start: float, expect: int) -> list:
+            deadline = time.monotonic() + 15
+            while True:
+                rows = [r for w in ws for r in sb.cdr_rows(w, start - 1, time.time() + 1)]
+                if len(rows) >= expect or time.monotonic() > deadline:
+                    return rows
+                time.sleep(0.5)
+
+        def ivr_missed(start: float, ok: int, digits: int) -> int:
+            rows = rows_of(start, ok)
+            return max(0, ok - sum(1 for r in rows if r.ivr_digits.count("=1") >= digits))
+
+        def cps_lost(start: float, ok: int, expect: int) -> int:
+            rows = rows_of(start, expect)
+            return max(0, ok - sum(1 for r in rows if r.outcome == "answered" and r.agent_id))
+
+        yield Target("2w+edge", edge.address, agents_port,
+                     [w.proc.pid for w in ws] + [redis.proc.pid] + kam,  # type: ignore[union-attr,operator]
+                     ivr_missed, cps_lost, parts={"edge": kam})
+    finally:
+        edge.stop()
+        for w in ws:
+            w.stop(timeout=20)
+
+
 # -- levels ---------------------------------------------------------------------------------------
 
 def ivr_level(t: Target, n: int, hold: float, ramp: float) -> Row:
@@ -142,7 +217,9 @@ def ivr_level(t: Target, n: int, hold: float, ramp: float) -> Row:
     finally:
         run.stop()
     *tcpu, scpu = meter.percent()
+    parts = split(t, tcpu)
     ok, failed = sb.sipp_counts(run)
+    failed = n - ok        # a call sipp never finished (stopped at the wall limit) failed too
     missed = t.ivr_missed(start, ok, digits)
     rtd = sb.sipp_rtd_ms(run)
     note = f"{digits} DTMF/call" + (f"; {missed} calls with a digit missed" if missed else "")
@@ -150,7 +227,16 @@ def ivr_level(t: Target, n: int, hold: float, ramp: float) -> Row:
         note += f"; sipp: {sb.first_error(run)}"
     sb.cleanup(run)
     return Row(str(n), ok + failed, failed + missed, sum(tcpu), scpu, meter.peak_rss, sb.pct(rtd, 50),
-               sb.pct(rtd, 99), 0, 0, note, target=t.name, base_rss=base)
+               sb.pct(rtd, 99), 0, 0, note + part_note(parts), target=t.name, base_rss=base, part_cpu=parts)
+
+
+def split(t: Target, cpu: list[float]) -> dict[str, float]:
+    """CPU% of the target's named parts (the edge), from the per-process figures in t.pids order."""
+    return {name: sum(c for p, c in zip(t.pids, cpu, strict=True) if p in pids) for name, pids in t.parts.items()}
+
+
+def part_note(parts: dict[str, float]) -> str:
+    return "".join(f"; {name} {cpu:.0f}% CPU (in the total)" for name, cpu in parts.items())
 
 
 def cps_level(t: Target, cps: float, seconds: float) -> Row:
@@ -161,10 +247,12 @@ def cps_level(t: Target, cps: float, seconds: float) -> Row:
     try:
         sb.run_sipp(run, meter, seconds + 60, (3, seconds), None)  # type: ignore[arg-type]
         *tcpu, scpu, acpu = meter.percent()
+        parts = split(t, tcpu)
     finally:
         run.stop()
         phones.stop()
     ok, failed = sb.sipp_counts(run)
+    failed = int(cps * seconds) - ok     # a call sipp never finished failed too
     lost = t.cps_lost(start, ok, ok + failed)
     rtd = sb.sipp_rtd_ms(run)
     note = f"{ok - lost} answered by an agent"
@@ -172,7 +260,7 @@ def cps_level(t: Target, cps: float, seconds: float) -> Row:
         note += f"; sipp: {sb.first_error(run)}"
     sb.cleanup(run, phones)
     return Row(f"{cps:g}/s", ok + failed, failed + lost, sum(tcpu), scpu + acpu, meter.peak_rss, sb.pct(rtd, 50),
-               sb.pct(rtd, 99), 0, 0, note, target=t.name, base_rss=base)
+               sb.pct(rtd, 99), 0, 0, note + part_note(parts), target=t.name, base_rss=base, part_cpu=parts)
 
 
 # -- report ---------------------------------------------------------------------------------------
@@ -208,38 +296,45 @@ class Report:
     def best_cps(self, target: str) -> float:
         return max((float(r.level[:-2]) for r in self.cps if r.target == target and r.ok), default=0.0)
 
+    def targets(self) -> list[str]:
+        return [t for t in dict.fromkeys(r.target for r in self.ivr + self.cps) if t != "asterisk"]
+
     def print(self) -> None:
         if self.ivr:
             print_rows("concurrent IVR calls with media", self.ivr)
         if self.cps:
             print_rows("calls/s through IVR -> queue -> agent", self.cps)
-        print("\nworker / Asterisk")
-        print(f"{'load':>22} {'Asterisk':>28} {'worker':>28} {'CPU':>5} {'RSS':>5} {'MB/call':>7}")
+        for name in self.targets():
+            self.print_ratios(name)
+
+    def print_ratios(self, name: str) -> None:
+        print(f"\n{name} / Asterisk")
+        print(f"{'load':>22} {'Asterisk':>28} {name:>28} {'CPU':>5} {'RSS':>5} {'MB/call':>7}")
         goals: list[str] = []
         for lvl in dict.fromkeys(r.level for r in self.ivr):
-            a, w = self.pick(self.ivr, "asterisk", lvl), self.pick(self.ivr, "worker", lvl)
+            a, w = self.pick(self.ivr, "asterisk", lvl), self.pick(self.ivr, name, lvl)
             self._line(f"{lvl} concurrent IVR", a, w)
             if lvl == "1000" and a and w:
                 met = (w.ok and w.worker_cpu <= 0.6 * a.worker_cpu
                        and (w.mb_per_call or 0) <= (a.mb_per_call or 0))
                 goals.append(f"1000 concurrent, clean, CPU <= 0.6x and MB/call <= Asterisk's: "
                              f"{'met' if met else 'NOT met'} (CPU {ratio(w.worker_cpu, a.worker_cpu)}x, "
-                             f"MB/call {ratio(w.mb_per_call, a.mb_per_call)}x, worker {w.failed_pct:.2f}% failed)")
+                             f"MB/call {ratio(w.mb_per_call, a.mb_per_call)}x, {w.failed_pct:.2f}% failed)")
         for lvl in dict.fromkeys(r.level for r in self.cps):
-            a, w = self.pick(self.cps, "asterisk", lvl), self.pick(self.cps, "worker", lvl)
+            a, w = self.pick(self.cps, "asterisk", lvl), self.pick(self.cps, name, lvl)
             self._line(f"{lvl} IVR->queue->agent", a, w)
             if lvl == "50/s" and a and w:
                 met = w.ok and w.worker_cpu <= a.worker_cpu
                 goals.append(f"50 calls/s, no more CPU than Asterisk: {'met' if met else 'NOT met'} "
                              f"(CPU {ratio(w.worker_cpu, a.worker_cpu)}x)")
         if self.cps:
-            ba, bw = self.best_cps("asterisk"), self.best_cps("worker")
+            ba, bw = self.best_cps("asterisk"), self.best_cps(name)
             print(f"{'highest clean calls/s':>22} {ba:>28g} {bw:>28g} {ratio(bw, ba):>5}")
             if ba and bw:
                 goals.append(f"calls/s >= 2x Asterisk's highest clean rate: {'met' if bw >= 2 * ba else 'NOT met'} "
                              f"({bw:g}/s vs {ba:g}/s = {ratio(bw, ba)}x)")
         if goals:
-            print("\ngoals (issue 11):")
+            print(f"goals (issue 11), {name}:")
             for g in goals:
                 print(f"  - {g}")
 
@@ -257,14 +352,15 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="small levels, a smoke run of a few minutes")
     ap.add_argument("--only", choices=["ivr", "cps"])
-    ap.add_argument("--targets", default="asterisk,worker", help="in this order, one at a time")
+    ap.add_argument("--targets", default="asterisk,worker",
+                    help="in this order, one at a time; 'edge' adds two workers behind the Kamailio edge")
     ap.add_argument("--ivr-levels", help="concurrent calls (default 500,800,1000)")
     ap.add_argument("--cps-levels", help="calls/s, stepped up until one fails (default 50,100,125,150,200,250,300)")
     ap.add_argument("--hold", type=float, help="seconds every caller of an IVR level is up together (default 40)")
     ap.add_argument("--ivr-rate", type=float, default=50.0, help="new IVR calls/s while a level ramps up")
     ap.add_argument("--seconds", type=float, help="seconds per calls/s level (default 30)")
     ap.add_argument("--agents", type=int, default=400)
-    ap.add_argument("--keep-going", action="store_true", help="run a target's next level after a failed one")
+    ap.add_argument("--keep-going", action="store_true", help="run a target's next calls/s level after a failed one")
     ap.add_argument("--keep", action="store_true", help="keep the targets' directories (logs, CDRs, configs)")
     args = ap.parse_args()
     ivr_levels = [int(x) for x in (args.ivr_levels or ("20,50" if args.quick else "500,800,1000")).split(",")]
@@ -285,6 +381,8 @@ def main() -> int:
     def target(name: str, scenario: str, flow: str, agents: int):  # noqa: ANN202 - a context manager
         if name == "asterisk":
             return asterisk_target(tmp, prefix, scenario, agents)
+        if name == "edge":
+            return edge_target(tmp, redis, flow, agents)
         return worker_target(tmp, redis, flow, agents)
 
     try:
@@ -294,7 +392,9 @@ def main() -> int:
                     for n in ivr_levels:
                         report.ivr.append(ivr_level(t, n, hold, args.ivr_rate))
                         print_rows("concurrent IVR calls with media", report.ivr[-1:])
-                        if not report.ivr[-1].ok and not args.keep_going:
+                        # Every level is shown for both targets (the issue's table) unless the target died.
+                        if not t.alive():
+                            print(f"{name} exited", file=sys.stderr)
                             break
                         time.sleep(3)
         if args.only in (None, "cps"):
