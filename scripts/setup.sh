@@ -17,6 +17,9 @@ SUDO=""
 PKGS=(python3 python3-venv python3-dev build-essential swig xz-utils dpkg-dev ca-certificates
       redis-server redis-tools sip-tester espeak-ng sox libsox-fmt-base)
 [[ $WITH_TEST -eq 1 ]] && PKGS+=(postgresql kamailio baresip)   # the SIP edge and a registering softphone
+# The Asterisk benchmark peer's build deps (bench/asterisk/build.sh builds it on demand, not here).
+[[ $WITH_TEST -eq 1 ]] && PKGS+=(libedit-dev libjansson-dev libxml2-dev uuid-dev libsqlite3-dev libssl-dev
+                                 libncurses-dev pkg-config bzip2 patch)
 missing=()
 for p in "${PKGS[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
