@@ -54,7 +54,7 @@ def clean(rows: list, digits: int) -> list:
 def test_calls_beyond_the_limit_get_503_with_retry_after(tmp_path: Path, redis_url: str) -> None:
     """sip.max_calls 10 with 5 kept for agent legs: 10 callers arrive together, 5 are taken and finish
     clean, 5 get 503 with Retry-After: 7, counted as overload_calls; once they are gone a caller is taken."""
-    w = ivr_worker(tmp_path, redis_url, "reserve_calls: 5, retry_after: 7", max_calls=10)
+    w = ivr_worker(tmp_path, redis_url, "reserve_calls: 5, retry_after: 7, loop_lag_seconds: 10", max_calls=10)
     try:
         callers = sipp.caller(w.target, STEPS, number="0903000001", service="bench", calls=10, rate=100,
                               busy_ok=True)
@@ -121,8 +121,8 @@ def test_loop_lag_refuses_new_calls_until_it_recovers(tmp_path: Path, redis_url:
         log = w.logs()
         on = [e for e in log if e.get("event") == "overload: refusing new calls"]
         off = [e for e in log if e.get("event") == "overload over: taking new calls"]
-        assert [e["signal"] for e in on] == ["lag"] and on[0]["loop_lag_ms"] > 50, on
-        assert [e["signal"] for e in off] == ["lag"] and off[0]["refused"] == len(refused), off
+        assert {e["signal"] for e in on} == {"lag"} and on[0]["loop_lag_ms"] > 50, on
+        assert {e["signal"] for e in off} == {"lag"} and sum(e["refused"] for e in off) == len(refused), off
     finally:
         w.stop()
 
@@ -136,7 +136,7 @@ def test_media_slots_refuse_before_rtp_ports_run_out(tmp_path: Path, redis_url: 
     flows = tmp_path / "flows"
     flows.mkdir()
     (flows / "bench_ivr.yaml").write_text((FLOWS / "bench_ivr.yaml").read_text())
-    w.write_config(ivr_scripts=flows, routes={"default": "bench_ivr"}, extra="capacity: {retry_after: 9}")
+    w.write_config(ivr_scripts=flows, routes={"default": "bench_ivr"}, extra="capacity: {retry_after: 9, loop_lag_seconds: 10}")
     w.config.write_text(w.config.read_text().replace("rtp_port_range: 2000", "rtp_port_range: 160"))
     w.start()
     try:

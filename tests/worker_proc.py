@@ -69,6 +69,10 @@ class WorkerProc:
         # (60 s by default) out of the way of long scripted waits unless a test sets it.
         if "rtp_timeout" not in sip_extra:
             sip_extra = ", ".join(x for x in ("rtp_timeout: 300", sip_extra) if x)
+        # On a CI box shared by many tests the worker may get no CPU for a second or more: the overload
+        # gate on loop lag would then answer a test's caller 503. Tests of that gate set their own.
+        if "capacity:" not in extra:
+            extra = f"capacity: {{loop_lag_seconds: 10}}\n{extra}"
         rules = rules or self.tmp / "routing_rules.yaml"
         if not rules.exists():
             text = demo_rules(self.agents_port)

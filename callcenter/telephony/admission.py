@@ -81,9 +81,10 @@ class Admission:
         self.media_free = media_free
         self.limit = max(1, max_calls - min(s.reserve_calls, max_calls // 2))
         hold = s.hold_seconds
-        # Counts are exact: leave as soon as a few slots are free again (1% of the limit).
+        # Taking calls again only once 5% of the slots are free: at the limit every call that ends
+        # would otherwise switch the gate (and log) twice.
         self.gates = {
-            "calls": Gate("calls", self.limit, self.limit - max(1, self.limit // 100) + 1, 0.0),
+            "calls": Gate("calls", self.limit, self.limit - max(1, self.limit // 20) + 1, hold),
             # media and rate gates take "how short we are" as their value
             "media": Gate("media", -MEDIA_RESERVE + 1, -2 * MEDIA_RESERVE + 1, hold),
             "lag": Gate("lag", s.loop_lag_seconds, s.loop_lag_seconds / 2, hold),

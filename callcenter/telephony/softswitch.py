@@ -64,6 +64,8 @@ def _pjsip() -> ctypes.CDLL:
     lib = ctypes.CDLL(_pjsua2.__file__)
     lib.pjsip_transport_shutdown2.argtypes = [ctypes.c_void_p, ctypes.c_int]
     lib.pjsip_transport_shutdown2.restype = ctypes.c_int
+    lib.pjsua_call_get_count.argtypes = []
+    lib.pjsua_call_get_count.restype = ctypes.c_uint
     return lib
 
 
@@ -119,7 +121,9 @@ class _Account(pj.Account):
 
 class _Refusal(pj.Call):
     """An incoming call turned away with 503 + Retry-After (draining, overload): no PjLeg, no media
-    stream; kept only until pjsua reports it disconnected (its destructor touches the call slot)."""
+    stream. Dropped *inside* the DISCONNECTED callback, as pjsua2's docs do (`delete this`): the C++
+    destructor clears the user data of its call slot and hangs up whatever call is active there, and
+    near the call limit pjsua hands that slot to the next INVITE within the same pump."""
 
     def __init__(self, switch: PjSoftswitch, acc: pj.Account, call_id: int) -> None:
         super().__init__(acc, call_id)
@@ -128,7 +132,7 @@ class _Refusal(pj.Call):
     def onCallState(self, prm: Any) -> None:  # noqa: N802 - pjsua2 name
         try:
             if self.getInfo().state == pj.PJSIP_INV_STATE_DISCONNECTED:
-                self.switch.loop.call_soon(self.switch._refusals.pop, id(self), None)
+                self.switch._refusals.pop(id(self), None)
         except Exception:  # noqa: BLE001, S110 - never raise into C++
             pass
 
@@ -170,7 +174,7 @@ class PjSoftswitch:
         self.digit_listeners: list[Callable[[PjLeg, str], None]] = []
         self._refusals: dict[int, _Refusal] = {}
         # Overload: 503 + Retry-After past what this worker can carry (see telephony/admission.py).
-        self.admission = Admission(settings.capacity, settings.max_calls, self.legs.__len__, self._media_free)
+        self.admission = Admission(settings.capacity, settings.max_calls, self._calls_in_use, self._media_free)
         self._rtp_pairs = (max(4, settings.rtp_port_range // 2) & ~1) // 2   # the inbound account's slice
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -353,15 +357,24 @@ class PjSoftswitch:
         if leg.source:
             self.policy.release(leg.source)
             leg.source = ""
-        # The pj.Call must outlive the callback that reported its end, but not by long: its
-        # destructor clears the user data of its call *slot*, which pjsua later reuses.
-        self.loop.call_soon(leg.release)
+        # Drop the pj.Call now, still inside the DISCONNECTED callback (pjsua2's own samples `delete
+        # this` there). Its C++ destructor clears the user data of its call *slot* and hangs up
+        # whatever call is active in it; near sip.max_calls pjsua gives the freed slot to the next
+        # INVITE within the same pump, so a release on a later loop turn answered that new caller
+        # 603 and cut its leg off from every callback (the 603s and piled-up legs at 150 calls/s).
+        leg.release()
 
     def on_digit(self, leg: PjLeg, digit: str) -> None:
         for listener in self.digit_listeners:
             listener(leg, digit)
 
     # -- media ------------------------------------------------------------------------------
+
+    def _calls_in_use(self) -> int:
+        """pjsua call slots taken by others than the INVITE being decided (pjsua counts it already):
+        our legs, or pjsua's own count when higher (a leg given up after a hangup timeout keeps
+        its slot until pjsua lets go, and pjsua itself answers 486 once every slot is taken)."""
+        return max(len(self.legs), int(_pjsip().pjsua_call_get_count()) - 1)
 
     def _media_free(self) -> int:
         """Calls' worth of media left: conference-bridge slots, or RTP port pairs of the inbound
