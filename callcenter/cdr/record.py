@@ -86,7 +86,7 @@ class CallRecord:
     version: int = 0                    # 0: the buffer stamps version_now() when sending
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return plain_dict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CallRecord:
@@ -110,7 +110,7 @@ class LegRecord:
     version: int = 0
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return plain_dict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> LegRecord:
@@ -130,7 +130,7 @@ class QueueEvent:
     data: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return plain_dict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> QueueEvent:
@@ -153,11 +153,35 @@ class Disposition:
     agent_id: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return plain_dict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Disposition:
         return cls(**_known(cls, data))
+
+
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def plain_dict(rec: Any) -> dict[str, Any]:
+    """``dataclasses.asdict(rec)``, without its deep copy when every value is a scalar or a flat dict
+    of scalars (every record a call sends: asdict was 2% of a worker's CPU at 50 calls/s). Anything
+    else takes asdict itself, so the result is always the same."""
+    names = _FIELD_NAMES.get(type(rec))
+    if names is None:
+        names = _FIELD_NAMES[type(rec)] = tuple(f.name for f in fields(rec))
+    out: dict[str, Any] = {}
+    for name in names:
+        value = getattr(rec, name)
+        if type(value) is dict:
+            if not all(type(k) in _SCALARS and type(v) in _SCALARS for k, v in value.items()):
+                return asdict(rec)
+            value = dict(value)
+        elif type(value) not in _SCALARS:
+            return asdict(rec)
+        out[name] = value
+    return out
 
 
 def _known(cls: type, data: dict[str, Any]) -> dict[str, Any]:

@@ -204,7 +204,8 @@ class IvrRunner:
             result.outcome = "agent" if call.connected else "caller_hangup"
         result.variables = dict(call.shown(), language=call.lang)
         result.language = call.lang
-        call.log.info("ivr_done", outcome=result.outcome, path=result.ivr_path, errors=len(result.errors))
+        # debug: the worker's "call ended" line carries the same outcome and path at info
+        call.log.debug("ivr_done", outcome=result.outcome, path=result.ivr_path, errors=len(result.errors))
         return result
 
     def _emit(self, call: _Call, event: str, node: str, **detail: Any) -> None:
