@@ -111,7 +111,6 @@ def test_loop_lag_refuses_new_calls_until_it_recovers(tmp_path: Path, redis_url:
         while metric(w, "callcenter_admission_overloaded", signal="lag") != 0:
             assert time.monotonic() < deadline, w.tail()
             time.sleep(0.2)
-        assert metric(w, "callcenter_loop_lag_seconds") < 0.025
         later = sipp.caller(w.target, STEPS, number="0903000005", service="bench")
         assert later.wait(30) == 0, later.errors()
         rows = w.calls(wait_for=4 + 4 - len(refused))

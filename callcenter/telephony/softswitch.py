@@ -38,6 +38,9 @@ IncomingHandler = Callable[[PjLeg], Awaitable[None]]
 # How often the RTP-timeout / maximum-duration watchdog looks at every call (seconds).
 WATCH_EVERY = 2.0
 
+# Call slots an outbound leg may not take: incoming INVITEs need a free slot to be refused with 503.
+SLOTS_FOR_REFUSALS = 8
+
 # Distinct From users (outbound caller ids) with their own pjsua account; PJSUA_MAX_ACC is 64.
 MAX_CALLER_IDS = 32
 
@@ -404,6 +407,11 @@ class PjSoftswitch:
             # A number or URI built from caller input must not smuggle headers or a second target.
             log.warning("originate refused: unsafe uri, caller id or header", uri=mask_number(uri))
             return OriginateResult.INVALID, None
+        if self._calls_in_use() + 1 >= self.settings.max_calls - SLOTS_FOR_REFUSALS:
+            # pjsua answers INVITEs 486 itself once every call slot is taken, before we can say 503,
+            # and the edge does not try another worker on 486: the last slots stay for our refusals.
+            log.warning("originate refused: call slots full", calls=len(self.legs))
+            return OriginateResult.FAILED, None
         acc = self.account(caller_id or self.settings.user)
         leg = PjLeg(self, acc, outgoing=True)
         if caller_id:
