@@ -15,6 +15,10 @@ Worker CPU% is utime+stime from /proc over the steady part of a level (ivr: whil
 cps: from 3 s to the end of sending), 100% = one core; RSS is the worker's peak. sipp's CPU (callers +
 agent phones) is reported too because it shares the same cores.
 
+Overload (--overload 1.5): every level offers 1.5x its calls (ivr) or calls/s (cps). Callers then accept
+`503` with `Retry-After` as a clean refusal (telephony/admission.py); a level passes when under 0.5% of the
+calls the worker *took* failed, and every other call was refused that way (any other answer is a failure).
+
 Run: .venv/bin/python bench/sip_bench.py [--quick] [--only ivr|cps] [--ivr-levels 100,200] [--cps-levels 25,50]
 """
 
@@ -53,6 +57,8 @@ FLOWS = REPO / "bench" / "flows"
 MAX_FAILED = 0.005
 POOL_QUERY = os.environ.get("BENCH_REDIS_QUERY", "")
 SCRAPE = False   # --scrape
+OVERLOAD = 0.0   # --overload: offered load factor; callers take a 503 + Retry-After as a clean refusal
+CAPACITY = ""    # --capacity: the worker's capacity section (YAML flow mapping body)
 
 
 def peak_up(rows: list) -> int:
@@ -200,6 +206,7 @@ paths: {{ivr_scripts: {FLOWS}, sounds: {REPO / 'sounds'}, routing_rules: {rules}
         campaigns: {REPO / 'campaigns'}}}
 cdr: {{store: "{w.store_url}", writer: true}}
 routes: {{default: {flow}}}
+{f"capacity: {{{CAPACITY}}}" if CAPACITY else ""}
 """)
 
 
@@ -263,14 +270,26 @@ class Level:
     cdr: int
     peak: int = 0
     note: str = ""
+    refused: int = 0    # --overload: calls refused with 503 + Retry-After (not failures)
 
     @property
     def failed_pct(self) -> float:
-        return 100.0 * self.failed / max(1, self.calls)
+        """Of the calls the worker took."""
+        return 100.0 * self.failed / max(1, self.calls - self.refused)
 
     @property
     def ok(self) -> bool:
-        return self.calls > 0 and self.failed / self.calls < MAX_FAILED
+        return self.calls > self.refused and self.failed / (self.calls - self.refused) < MAX_FAILED
+
+
+def refusals(run: sipp.Sipp, w: WorkerProc, since: float) -> tuple[int, str]:
+    """(calls refused with 503 + Retry-After, a note naming the signals that refused them)."""
+    n = len(run.refused())
+    if not n:
+        return 0, ""
+    signals = sorted({e.get("signal", "?") for e in w.logs() if e.get("event") == "overload: refusing new calls"
+                      and e.get("timestamp", "") >= time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(since))})
+    return n, f"; {n} refused 503 (took {{}}), by {'+'.join(signals) or '?'}"
 
 
 def fmt(v: float | None) -> str:
@@ -330,7 +349,8 @@ def ivr_callers(target: str, n: int, hold_s: float, ramp: float | None = None) -
         elapsed += 4.8 + 0.25 + 0.8
     steps.append(("hangup",))
     run = sipp.caller(target, steps, number="0901234567", service="bench", calls=n, rate=rate, limit=n,
-                      timeout_s=int(total + 60), extra=[*STAT_ARGS, "-max_socket", str(n + 100)])
+                      timeout_s=int(total + 60), extra=[*STAT_ARGS, "-max_socket", str(n + 100)],
+                      busy_ok=OVERLOAD > 0)
     return run, digits, rate, total
 
 
@@ -349,7 +369,7 @@ def cps_callers(target: str, agents_port: int, cps: float, seconds: float) -> tu
     phones = sipp.agent(agents_port, "answer_bye", ring_ms=100, talk_ms=1000, calls=n * 2, timeout_s=int(seconds + 90))
     time.sleep(0.3)
     run = sipp.caller(target, steps, number="0907654321", service="bench", calls=n, rate=cps,
-                      limit=int(cps * 20), timeout_s=int(seconds + 60), extra=[*STAT_ARGS])
+                      limit=int(cps * 20), timeout_s=int(seconds + 60), extra=[*STAT_ARGS], busy_ok=OVERLOAD > 0)
     return run, phones
 
 
@@ -371,14 +391,16 @@ def ivr_level(w: WorkerProc, n: int, hold_s: float) -> Level:
         run.stop()
     wcpu, scpu = meter.percent()
     ok, failed = sipp_counts(run)
-    rows, missed = ivr_missed(w, start, ok, digits)
+    refused, why = refusals(run, w, start)
+    rows, missed = ivr_missed(w, start, ok - refused, digits)
     rtd = sipp_rtd_ms(run)
     note = f"{digits} DTMF/call; {missed} calls with a digit missed" if missed else f"{digits} DTMF/call"
+    note += why.format(ok + failed - refused)
     if failed or not ok:
         note += f"; sipp: {first_error(run)}"
     cleanup(run)
     return Level(str(n), ok + failed, failed + missed, wcpu, scpu, meter.peak_rss, pct(rtd, 50), pct(rtd, 99),
-                 len(rows), peak or peak_up(rows), note)
+                 len(rows), peak or peak_up(rows), note, refused)
 
 
 def cps_level(w: WorkerProc, agents_port: int, cps: float, seconds: float) -> Level:
@@ -392,15 +414,16 @@ def cps_level(w: WorkerProc, agents_port: int, cps: float, seconds: float) -> Le
         run.stop()
         phones.stop()
     ok, failed = sipp_counts(run)
-    rows, answered = cps_answered(w, start, ok + failed)
-    not_answered = max(0, ok - answered)
+    refused, why = refusals(run, w, start)
+    rows, answered = cps_answered(w, start, ok + failed - refused)
+    not_answered = max(0, ok - refused - answered)
     rtd = sipp_rtd_ms(run)
-    note = f"{answered} answered by an agent"
+    note = f"{answered} answered by an agent" + why.format(ok + failed - refused)
     if failed or not ok:
         note += f"; sipp: {first_error(run)}"
     cleanup(run, phones)
     return Level(f"{cps:g}/s", ok + failed, failed + not_answered, wcpu, scpu + acpu, meter.peak_rss,
-                 pct(rtd, 50), pct(rtd, 99), len(rows), peak or peak_up(rows), note)
+                 pct(rtd, 50), pct(rtd, 99), len(rows), peak or peak_up(rows), note, refused)
 
 
 KEEP = False   # --keep
@@ -441,13 +464,21 @@ def main() -> int:
                     help="read the worker's /metrics every second during a level (see RESULTS.md: aborts the worker)")
     ap.add_argument("--keep", action="store_true", help="keep the worker's directory (log, CDRs)")
     ap.add_argument("--keep-going", action="store_true", help="run the next level after a failed one")
+    ap.add_argument("--capacity", default="",
+                    help="the worker's capacity settings, e.g. 'max_new_calls_per_second: 125' (default: built-in)")
+    ap.add_argument("--overload", type=float, default=0.0,
+                    help="offer this many times each level (1.5: 1500 callers at level 1000, 225/s at 150); "
+                         "a 503 with Retry-After counts as a clean refusal")
     args = ap.parse_args()
     ivr_levels = [int(x) for x in (args.ivr_levels or ("20,50" if args.quick else "100,200,400,600,800,1000")).split(",")]
     cps_levels = [float(x) for x in (args.cps_levels or ("10,20" if args.quick else "25,50,100,125,150")).split(",")]
     hold = args.hold or (6 if args.quick else 20)
     seconds = args.seconds or (10 if args.quick else 30)
-    global SCRAPE, KEEP
-    SCRAPE, KEEP = args.scrape, args.keep
+    global SCRAPE, KEEP, OVERLOAD, CAPACITY
+    SCRAPE, KEEP, OVERLOAD, CAPACITY = args.scrape, args.keep, args.overload, args.capacity
+    if OVERLOAD:
+        ivr_levels = [round(n * OVERLOAD) for n in ivr_levels]
+        cps_levels = [c * OVERLOAD for c in cps_levels]
     raise_nofile()
     print(f"machine: {os.cpu_count()} cores, busy {machine_busy():.2f} cores before the run; "
           f"RLIMIT_NOFILE {resource.getrlimit(resource.RLIMIT_NOFILE)[0]}")
