@@ -163,7 +163,10 @@ def sipp_counts(run: sipp.Sipp) -> tuple[int, int]:
     if not stat:
         return 0, 0
     lines = [ln for ln in stat[0].read_text().splitlines() if ln.strip()]
-    head, last = lines[0].split(";"), lines[-1].split(";")
+    head = lines[0].split(";")
+    # A sipp stopped at the wall limit writes a last line whose fields do not match the header: the
+    # last well-formed line is a second old at most.
+    last = next((ln.split(";") for ln in reversed(lines[1:]) if len(ln.split(";")) == len(head)), head)
     row = dict(zip(head, last, strict=False))
     return int(row.get("SuccessfulCall(C)", 0)), int(row.get("FailedCall(C)", 0))
 
