@@ -21,11 +21,13 @@ import textwrap
 import wave
 from pathlib import Path
 
+import pytest
+
 CHILD = textwrap.dedent("""
     import gc, sys, time
     import pjsua2 as pj
 
-    short, longer, rounds = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    short, longer, rounds, kind = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 
     class SlowEof(pj.AudioMediaPlayer):
         # Runs on pjmedia's event thread and holds it: every EOF posted meanwhile waits in its queue.
@@ -54,7 +56,10 @@ CHILD = textwrap.dedent("""
         players = []
         for _ in range(8):   # 8 + 1 EOFs fit the event queue (PJMEDIA_EVENT_MAX_EVENTS 16)
             p = pj.AudioMediaPlayer()
-            p.createPlayer(longer, pj.PJMEDIA_FILE_NO_LOOP)
+            if kind == "playlist":   # PjLeg.play with several prompts
+                p.createPlaylist([short, short, short], "prompts", pj.PJMEDIA_FILE_NO_LOOP)
+            else:
+                p.createPlayer(longer, pj.PJMEDIA_FILE_NO_LOOP)
             p.startTransmit(sink)
             players.append(p)
         # The prompts end (EOF posted) while the event thread sleeps in stall.onEof2; then the app
@@ -84,10 +89,11 @@ def write_wav(path: Path, seconds: float) -> str:
     return str(path)
 
 
-def test_deleting_players_with_eof_pending_does_not_crash(tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", ["player", "playlist"])
+def test_deleting_players_with_eof_pending_does_not_crash(tmp_path: Path, kind: str) -> None:
     short = write_wav(tmp_path / "short.wav", 0.06)
     longer = write_wav(tmp_path / "longer.wav", 0.16)
-    proc = subprocess.run([sys.executable, "-c", CHILD, short, longer, "5"], capture_output=True,
+    proc = subprocess.run([sys.executable, "-c", CHILD, short, longer, "5", kind], capture_output=True,
                           text=True, timeout=60)
     died = f" (signal {signal.Signals(-proc.returncode).name})" if proc.returncode < 0 else ""
     assert proc.returncode == 0 and "clean" in proc.stdout, (
