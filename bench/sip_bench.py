@@ -382,11 +382,12 @@ def cps_answered(w: WorkerProc, start: float, expect: int) -> tuple[list, int]:
     return rows, sum(1 for r in rows if r.outcome == "answered" and r.agent_id)
 
 
-def ivr_level(w: WorkerProc, n: int, hold_s: float) -> Level:
+def ivr_level(w: WorkerProc, n: int, hold_s: float, ramp: float | None = None) -> Level:
     """n callers held concurrently for at least `hold_s`; each plays speech and presses a digit
-    every ~6 s, which the worker's menu answers with its prompt again."""
+    every ~6 s, which the worker's menu answers with its prompt again. `ramp`: new calls/s
+    (default n/10, at least 10: up in ~10 s)."""
     start = time.time()
-    run, digits, rate, total = ivr_callers(w.target, n, hold_s)
+    run, digits, rate, total = ivr_callers(w.target, n, hold_s, ramp)
     meter = CpuMeter(w.proc.pid, run.proc.pid)  # type: ignore[union-attr]
     try:
         peak = run_sipp(run, meter, total + 60, (n / rate + 1, total - 1), w)
@@ -462,6 +463,8 @@ def main() -> int:
     ap.add_argument("--cps-levels", help="comma-separated calls/s (default 25,50,100,125,150)")
     ap.add_argument("--hold", type=float, help="seconds every caller of a level is up together (default 20)")
     ap.add_argument("--seconds", type=float, help="seconds per calls/s level (default 30)")
+    ap.add_argument("--ivr-rate", type=float,
+                    help="new IVR calls/s while a level ramps up (default level/10; issue 11's scenario: 50)")
     ap.add_argument("--agents", type=int, default=400)
     ap.add_argument("--scrape", action="store_true",
                     help="read the worker's /metrics every second during a level (see RESULTS.md: aborts the worker)")
@@ -495,7 +498,7 @@ def main() -> int:
             rows = results.setdefault("ivr", [])
             with running_worker(tmp, redis, "bench_ivr", 1) as w:
                 for n in ivr_levels:
-                    rows.append(ivr_level(w, n, hold))
+                    rows.append(ivr_level(w, n, hold, args.ivr_rate))
                     print_table("concurrent IVR calls with media (one worker)", rows[-1:])
                     if not rows[-1].ok and not args.keep_going:
                         break
