@@ -1,6 +1,6 @@
-"""CdrBuffer's group commit: records sent by concurrent calls while a send is in flight go in one
-pipelined round trip, in the order they were handed over, and every caller still returns only once its
-record is in Redis (or in the backlog). Real redis-server."""
+"""CdrBuffer: records sent by concurrent calls reach the stream once each, every call's in the order it
+sent them, and a caller returns only once its record is in Redis; records' fast to_dict is asdict.
+Real redis-server."""
 
 from __future__ import annotations
 
@@ -38,22 +38,6 @@ def test_concurrent_records_in_order_and_in_redis_when_awaited(redis_url: str) -
             assert [e["data"]["n"] for e in got if e["call_id"] == f"c{i}"] == [0, 1]
         calls = (await client.info("commandstats"))["cmdstat_xadd"]["calls"] - commands0
         assert calls == 100
-        await client.aclose()
-
-    asyncio.run(main())
-
-
-def test_a_cancelled_caller_does_not_lose_its_batch(redis_url: str) -> None:
-    async def main() -> None:
-        client = aioredis.Redis.from_url(redis_url)
-        buf = CdrBuffer(client)
-        first = asyncio.ensure_future(buf.event(QueueEvent.make("A", call_id="a")))
-        others = [asyncio.ensure_future(buf.event(QueueEvent.make("B", call_id=f"b{i}"))) for i in range(5)]
-        await asyncio.sleep(0)
-        others[0].cancel()        # e.g. the call's task cancelled while its record waits
-        await asyncio.gather(first, *others[1:])
-        assert await buf.flush() == 0
-        assert sorted(e["call_id"] for e in await _entries(client)) == ["a", "b0", "b1", "b2", "b3", "b4"]
         await client.aclose()
 
     asyncio.run(main())

@@ -38,13 +38,6 @@ class CdrBuffer:
         self._backlog_limit = backlog_limit
         self.dropped = 0
         self._lock = asyncio.Lock()
-        # Group commit: records that arrive while a send is in flight go together in the next one (one
-        # pipelined round trip instead of one per record; a call sends ~8 records, and an XADD through
-        # redis-py costs ~100 us of CPU, a pipelined one ~30 us). A caller still returns only once its
-        # record is in Redis, or in the backlog.
-        self._pending: list[dict[str, str]] = []
-        self._pending_sent: asyncio.Future[None] | None = None
-        self._sender: asyncio.Task[None] | None = None
 
     async def call(self, rec: CallRecord) -> None:
         """Send a snapshot of the call. Call it as often as the call changes; the store merges."""
@@ -74,8 +67,6 @@ class CdrBuffer:
 
     async def flush(self) -> int:
         """Re-send the in-memory backlog. Returns how many entries are still waiting."""
-        if self._sender is not None and self._sender is not asyncio.current_task():
-            await asyncio.shield(self._sender)    # records being sent now go first
         async with self._lock:
             while self._backlog:
                 try:
@@ -88,54 +79,15 @@ class CdrBuffer:
             return len(self._backlog)
 
     async def _add(self, fields: dict[str, str]) -> None:
-        if self._backlog and self._sender is None:
+        if self._backlog:
             self._keep(fields)
             await self.flush()
             return
-        self._pending.append(fields)
-        sent = self._pending_sent
-        if sent is None:
-            sent = self._pending_sent = asyncio.get_running_loop().create_future()
-        if self._sender is None:
-            self._sender = asyncio.ensure_future(self._send_pending())
-        await asyncio.shield(sent)    # one caller cancelled must not cancel the others of its batch
-
-    async def _send_pending(self) -> None:
-        """Send what is pending, in order, until nothing is; each batch's callers are woken when it is in
-        Redis (or kept in the backlog)."""
         try:
-            while self._pending:
-                batch, sent = self._pending, self._pending_sent
-                self._pending, self._pending_sent = [], None
-                try:
-                    await self._send(batch)
-                finally:
-                    if sent is not None and not sent.done():
-                        sent.set_result(None)
-        finally:
-            self._sender = None
-
-    async def _send(self, batch: list[dict[str, str]]) -> None:
-        if self._backlog:      # Redis was unreachable: behind what waits, in order
-            for fields in batch:
-                self._keep(fields)
-            await self.flush()
-            return
-        try:
-            if len(batch) == 1:
-                await self.redis.xadd(self.stream, batch[0])
-            else:
-                async with self.redis.pipeline(transaction=False) as pipe:
-                    for fields in batch:
-                        pipe.xadd(self.stream, fields)
-                    await pipe.execute()
-        except Exception as exc:  # noqa: BLE001 - nothing may strand the callers waiting on this batch
-            # Some of the batch may be in the stream already: sent again, the store takes a record once
-            # (versions, event ids), as when an XADD's reply is lost.
-            log.warning("cdr buffer cannot reach redis; keeping record in memory", error=str(exc),
-                        records=len(batch))
-            for fields in batch:
-                self._keep(fields)
+            await self.redis.xadd(self.stream, fields)
+        except (RedisError, OSError) as exc:
+            log.warning("cdr buffer cannot reach redis; keeping record in memory", error=str(exc))
+            self._keep(fields)
 
     def _keep(self, fields: dict[str, str]) -> None:
         if len(self._backlog) >= self._backlog_limit:
