@@ -57,6 +57,7 @@ class Target:
     ivr_missed: Callable[[float, int, int, int], int]   # (start, ok, offered, digits a call) -> digit missed
     cps_lost: Callable[[float, int, int], int]          # (start, ok, offered) -> no agent answered
     expect_digits: Callable[[int], None] = lambda _d: None
+    settle: Callable[[], None] = lambda: None     # between levels: end calls a stopped sipp left up
 
     parts: dict[str, list[int]] = field(default_factory=dict)   # shown apart: {"edge": kamailio's pids}
 
@@ -119,10 +120,20 @@ def asterisk_target(tmp: Path, prefix: Path, scenario: str, agents: int) -> Iter
     def expect(digits: int) -> None:
         peer.cli(f"dialplan set global EXPECT {digits}")
 
+    def settle() -> None:
+        # A sipp stopped at the wall limit leaves its calls up here (until the 300 s RTP timeout): they
+        # would load the next level.
+        deadline = time.monotonic() + 30
+        while not peer.cli("core show channels count").startswith("0 active channels"):
+            peer.cli("channel request hangup all")
+            if time.monotonic() > deadline:
+                break
+            time.sleep(1)
+
     try:
         peer.start()
         yield Target("asterisk", peer.target, peer.agents_port, [peer.proc.pid],  # type: ignore[union-attr]
-                     ivr_missed, cps_lost, expect)
+                     ivr_missed, cps_lost, expect, settle)
     finally:
         peer.stop()
 
@@ -402,6 +413,7 @@ def main() -> int:
                         if not t.alive():
                             print(f"{name} exited", file=sys.stderr)
                             break
+                        t.settle()
                         time.sleep(3)
         if args.only in (None, "cps"):
             for name in targets:
@@ -411,6 +423,7 @@ def main() -> int:
                         print_rows("calls/s through IVR -> queue -> agent", report.cps[-1:])
                         if not report.cps[-1].ok and not args.keep_going:
                             break
+                        t.settle()
                         time.sleep(3)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
