@@ -29,3 +29,12 @@ def redis_url(redis_server: EmbeddedRedis) -> Iterator[str]:
     client.flushall()
     client.close()
     yield redis_server.url
+
+
+@pytest.fixture(autouse=True, scope="module")
+def no_worker_outlives_its_module() -> Iterator[None]:
+    """Torn down after the module's own fixtures: stops any worker process a failed test left running."""
+    yield
+    from worker_proc import stop_leftovers
+
+    stop_leftovers()

@@ -35,6 +35,18 @@ def free_udp(port: int) -> bool:
     return _bindable(port, socket.SOCK_DGRAM)
 
 
+# Every worker a test started: conftest stops the ones still running when their module ends, so a test
+# that fails before its own stop() leaves no worker behind to hold ports, a worker id or the CPU.
+STARTED: list[WorkerProc] = []
+
+
+def stop_leftovers() -> None:
+    while STARTED:
+        w = STARTED.pop()
+        if w.proc is not None and w.proc.poll() is None:
+            w.stop(timeout=10)
+
+
 @dataclass
 class WorkerProc:
     tmp: Path
@@ -101,6 +113,7 @@ routes: {json.dumps(routes or {"hotline": "hotline", "default": "hotline"})}
         out = open(self.log, "ab")  # noqa: SIM115 - owned by the process
         self.proc = subprocess.Popen([sys.executable, "-m", "callcenter", "worker", "--config", str(self.config)],
                                      stdout=out, stderr=subprocess.STDOUT, env=env, cwd=self.tmp)
+        STARTED.append(self)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
