@@ -73,6 +73,24 @@ def _caller_xml(steps: list[tuple], caller: str, codecs: str, expect_code: int,
     sdp = _sdp(codecs)
     dtmf = iter(dtmf_files or [])
     extra = "".join(f"{h}\n" for h in headers or [])
+
+    def in_dialog(method: str, cseq: int, to: str, extra_headers: str = "Content-Length: 0", payload: str = "",
+                  retrans: bool = True) -> str:
+        """One request of the caller inside its dialog (along the recorded route)."""
+        return f"""<send{' retrans="500"' if retrans else ''}><![CDATA[
+{method} [next_url] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+[routes]
+From: "Caller" <sip:{caller}@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+{to}
+Call-ID: [call_id]
+CSeq: {cseq} {method}
+Contact: sip:{caller}@[local_ip]:[local_port]
+{extra_headers}
+
+{payload}]]></send>
+"""
+
     body = [f"""<?xml version="1.0" encoding="UTF-8"?>
 <scenario name="caller">
 <send retrans="500"><![CDATA[
@@ -121,19 +139,7 @@ Content-Length: 0
            if any(s[0] == "replaces" for s in steps) else "")
     to = "[last_To:]"
     body.append(f"""<recv response="200" rtd="true" rrs="true">{tag}</recv>
-<send><![CDATA[
-ACK [next_url] SIP/2.0
-Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-[routes]
-From: "Caller" <sip:{caller}@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
-[last_To:]
-Call-ID: [call_id]
-CSeq: 1 ACK
-Contact: sip:{caller}@[local_ip]:[local_port]
-Content-Length: 0
-
-]]></send>
-""")
+{in_dialog("ACK", 1, "[last_To:]", retrans=False)}""")
     cseq = 2
     for step in steps:
         kind = step[0]
@@ -146,56 +152,18 @@ Content-Length: 0
             body.append(f'<nop><action><exec play_pcap_audio="{PCAP_DIR}/g711a.pcap"/></action></nop>\n')
         elif kind == "info":
             payload = f"Signal={step[1]}\nDuration=160\n"
-            body.append(f"""<send retrans="500"><![CDATA[
-INFO [next_url] SIP/2.0
-Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-[routes]
-From: "Caller" <sip:{caller}@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
-{to}
-Call-ID: [call_id]
-CSeq: {cseq} INFO
-Contact: sip:{caller}@[local_ip]:[local_port]
-Content-Type: application/dtmf-relay
-Content-Length: [len]
-
-{payload}]]></send>
-<recv response="200"/>
+            body.append(in_dialog("INFO", cseq, to, "Content-Type: application/dtmf-relay\nContent-Length: [len]",
+                                  payload) + """<recv response="200"/>
 <pause milliseconds="200"/>
 """)
             cseq += 1
         elif kind == "hangup":
-            body.append(f"""<send retrans="500"><![CDATA[
-BYE [next_url] SIP/2.0
-Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-[routes]
-From: "Caller" <sip:{caller}@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
-{to}
-Call-ID: [call_id]
-CSeq: {cseq} BYE
-Contact: sip:{caller}@[local_ip]:[local_port]
-Content-Length: 0
-
-]]></send>
-<recv response="200" crlf="true"/>
+            body.append(in_dialog("BYE", cseq, to) + """<recv response="200" crlf="true"/>
 """)
         elif kind == "refer":
-            body.append(f"""<send retrans="500"><![CDATA[
-REFER [next_url] SIP/2.0
-Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-[routes]
-From: "Caller" <sip:{caller}@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
-{to}
-Call-ID: [call_id]
-CSeq: {cseq} REFER
-Contact: sip:{caller}@[local_ip]:[local_port]
-Refer-To: <{step[1]}>
-Referred-By: <sip:{caller}@[local_ip]:[local_port]>
-Max-Forwards: 70
-Content-Length: 0
-
-]]></send>
-<recv response="{int(step[2])}"/>
-""")
+            body.append(in_dialog("REFER", cseq, to, f"Refer-To: <{step[1]}>\n"
+                                  f"Referred-By: <sip:{caller}@[local_ip]:[local_port]>\nMax-Forwards: 70\n"
+                                  "Content-Length: 0") + f'<recv response="{int(step[2])}"/>\n')
             cseq += 1
         elif kind == "replaces":
             # A second dialog (same Call-ID, new From tag) asking to take this one over.
