@@ -14,7 +14,6 @@ For each request to a route (``Router.add(..., roles=, own=)``):
 from __future__ import annotations
 
 import hmac
-import json
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -23,7 +22,7 @@ from twisted.web import server
 from twisted.web.resource import Resource
 
 from callcenter import logs, metrics
-from callcenter.api.http import Request, Response, Route
+from callcenter.api.http import JSON_MAX_BODY, HttpError, Request, Response, Route
 from callcenter.auth import Auth
 from callcenter.auth.roles import ADMIN, AGENT, PUBLIC
 from callcenter.auth.sessions import COOKIE
@@ -153,10 +152,10 @@ class Guard:
         for name in ("agent", "campaign"):
             if req.arg(name) is not None:
                 target.setdefault(name, req.arg(name))
-        if content_type(req.headers) == "application/json" and 0 < len(req.body) <= 64 * 1024:
+        if content_type(req.headers) == "application/json" and 0 < len(req.body) <= JSON_MAX_BODY:
             try:
-                body = json.loads(req.body)
-            except ValueError:
+                body = req.json()       # the handler's parse, cached on the request
+            except HttpError:
                 body = None
             if isinstance(body, dict):
                 for name in TARGET_FIELDS:
