@@ -9,7 +9,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-import redis.asyncio as aioredis
+from redis_helpers import run_with_redis
 
 from callcenter import metrics, yamlsrc
 from callcenter.config import load_config
@@ -93,14 +93,6 @@ def test_transfer_uri_patterns():
     assert not uri_allowed("sip:x@pbx.example.com.evil.net", ["sip:*@pbx.example.com"])
 
 
-def run_redis(redis_url, body):
-    async def go():
-        r = aioredis.Redis.from_url(redis_url)
-        try:
-            return await body(r)
-        finally:
-            await r.aclose()
-    return asyncio.run(go())
 
 
 def refused(purpose: str, reason: str) -> float:
@@ -131,7 +123,7 @@ def test_callback_caps_per_number_and_per_source_on_redis(redis_url):
         ttl = await r.ttl(DialerKeys(PREFIX).dial_cap_number(int(1_000_000 // 86400), "+84912345678"))
         return got, src, third, next_day, race, ttl
 
-    got, src, third, next_day, race, ttl = run_redis(redis_url, body)
+    got, src, third, next_day, race, ttl = run_with_redis(redis_url, body)
     assert got == ["", "", "", "number_cap"]
     assert src == ["", "source_cap"]        # 3 + 1 counted for 10.0.0.1: the 5th request is refused
     assert third == "number_cap" and next_day == ""
@@ -147,7 +139,7 @@ def test_check_refuses_numbers_on_the_global_dnc_list(redis_url):
         p = DialPolicy(DialRules(), r, keys)
         return await p.check("0912 345 678", "callback"), await p.check("0912345679", "callback")
 
-    dnc, ok = run_redis(redis_url, body)
+    dnc, ok = run_with_redis(redis_url, body)
     assert (dnc.ok, dnc.reason, dnc.e164) == (False, "dnc", "+84912345678") and ok.ok
 
 
@@ -174,8 +166,8 @@ def test_campaign_dial_of_a_refused_class_closes_the_contact_without_dialing(red
         states = {n: await r.hget(keys.contact(c.id, n), "state") for n in (previewed.e164, paced.e164)}
         return reason, sorted(states.values()), await r.scard(keys.leases("d1"))
 
-    assert run_redis(redis_url, lambda r: body(r, campaign())) == ("international", [b"invalid", b"invalid"], 0)
-    assert run_redis(redis_url, lambda r: body(r, campaign("dialing: {allow_international: true}"))) is None
+    assert run_with_redis(redis_url, lambda r: body(r, campaign())) == ("international", [b"invalid", b"invalid"], 0)
+    assert run_with_redis(redis_url, lambda r: body(r, campaign("dialing: {allow_international: true}"))) is None
 
 
 def test_dialing_config_section(tmp_path):

@@ -5,6 +5,7 @@ import datetime as dt
 from zoneinfo import ZoneInfo
 
 import redis.asyncio as aioredis
+from redis_helpers import run_with_redis
 
 from callcenter import yamlsrc
 from callcenter.dialer.campaign import parse_campaign
@@ -38,14 +39,6 @@ async def setup(r, c, csv_text, now=TUE_10 - 3600):
     return keys
 
 
-def run(redis_url, body):
-    async def go():
-        r = aioredis.Redis.from_url(redis_url)
-        try:
-            return await body(r)
-        finally:
-            await r.aclose()
-    return asyncio.run(go())
 
 
 def test_dnc_numbers_are_never_dialed(redis_url):
@@ -63,7 +56,7 @@ def test_dnc_numbers_are_never_dialed(redis_url):
         state2 = await r.hget(keys.contact("ts1", "+84912000002"), "state")
         return first, again, st, state2
 
-    first, again, st, state2 = run(redis_url, body)
+    first, again, st, state2 = run_with_redis(redis_url, body)
     assert [d.e164 for d in first] == ["+84912000001"]
     assert again == []
     assert st["blocked"] == {"dnc": 2} and state2 == b"dnc"
@@ -80,7 +73,7 @@ def test_dnc_added_between_attempts_blocks_the_retry(redis_url):
         await Compliance(r, keys).add_dnc("+84912000001")
         return await engine.planners["ts1"].next_dials(TUE_10 + 3600, 1, stats(c))
 
-    assert run(redis_url, body) == []
+    assert run_with_redis(redis_url, body) == []
 
 
 def test_out_of_window_numbers_wait_for_the_window(redis_url):
@@ -98,7 +91,7 @@ def test_out_of_window_numbers_wait_for_the_window(redis_url):
         late = await planner.next_dials(evening, 5, stats(c))   # Friday 17:30 VN, 05:30 NY
         return at_10, due, late
 
-    at_10, due, late = run(redis_url, body)
+    at_10, due, late = run_with_redis(redis_url, body)
     assert late == []
     assert [d.e164 for d in at_10] == ["+84912000001"]
     ny_open = dt.datetime(2026, 11, 24, 8, 0, tzinfo=ZoneInfo("America/New_York")).timestamp()
@@ -114,7 +107,7 @@ def test_weekend_and_holiday_wait_until_monday(redis_url):
         got = await DialPlanner(r, keys, c, "d1").next_dials(sat, 5, stats(c))
         return got, await r.zscore(keys.due("ts1"), "+84912000001")
 
-    got, score = run(redis_url, body)
+    got, score = run_with_redis(redis_url, body)
     assert got == [] and score == dt.datetime(2026, 12, 1, 8, 0, tzinfo=VN).timestamp()   # Tuesday 08:00
 
 
@@ -135,7 +128,7 @@ def test_cap_is_shared_across_campaigns_and_atomic_across_dialers(redis_url):
         blocked = (await CampaignControl(r, keys).stats(b, TUE_10))["blocked"]
         return results, next_day, blocked
 
-    results, next_day, blocked = run(redis_url, body)
+    results, next_day, blocked = run_with_redis(redis_url, body)
     dialed = [d.e164 for res in results for d in res]
     assert len(dialed) == 40 and len(set(dialed)) == 40    # every number once, across 2 campaigns x 2 dialers
     n_ts2 = len(results[2]) + len(results[3])
@@ -161,7 +154,7 @@ def test_debt_reminder_cap_five_per_day(redis_url):
             t += 15 * 60 + 1
         return got
 
-    assert run(redis_url, body) == [True] * 5 + [False] * 3
+    assert run_with_redis(redis_url, body) == [True] * 5 + [False] * 3
 
 
 def test_pause_and_stop_take_effect_for_the_next_dial(redis_url):
@@ -180,7 +173,7 @@ def test_pause_and_stop_take_effect_for_the_next_dial(redis_url):
         stopped = await planner.reserve(TUE_10, 5)
         return paused, direct, running, stopped
 
-    paused, direct, running, stopped = run(redis_url, body)
+    paused, direct, running, stopped = run_with_redis(redis_url, body)
     assert paused == [] and direct.reason == "campaign_paused"
     assert len(running) == 1 and stopped == []
 
@@ -205,7 +198,7 @@ def test_dead_dialer_leases_resolve_as_unknown_never_twice(redis_url):
         later = await d2.planners["ts1"].next_dials(now[0] + 1801, 1, stats(c))
         return alive, while_leased, released, ct, late, soon, later
 
-    alive, while_leased, released, ct, late, soon, later = run(redis_url, body)
+    alive, while_leased, released, ct, late, soon, later = run_with_redis(redis_url, body)
     assert alive == 0 and while_leased == []
     assert released == 1 and ct[b"state"] == b"pending" and ct[b"last_outcome"] == b"unknown"
     assert ct[b"attempts"] == b"1"                             # the unknown attempt still counts
@@ -238,7 +231,7 @@ def test_ledger_throttles_pacing_before_the_limit(redis_url):
         old = await ledger.view("ts1", TUE_10)
         return out, old
 
-    (full, reduced, zero), old = run(redis_url, body)
+    (full, reduced, zero), old = run_with_redis(redis_url, body)
     assert full == c.pacing.target_abandon_rate           # 1.8%: below 70% of the 3% limit
     assert 0 < reduced < full                             # 2.7%: throttled before the limit
     assert zero == 0.0                                    # 3.6%: no dialing ahead at all
@@ -277,7 +270,7 @@ def test_engine_run_heartbeats_and_leaves_cleanly_without_dialing_stopped_campai
         await asyncio.wait_for(task, 5)
         return beating, await r.zscore(keys.dialers(), "d9"), await r.zcard(keys.due("ts1"))
 
-    beating, after, due = run(redis_url, body)
+    beating, after, due = run_with_redis(redis_url, body)
     assert beating == TUE_10 and after is None and due == 1
 
 
@@ -304,7 +297,7 @@ def test_a_previewed_record_is_checked_again_when_the_agent_dials(redis_url):
         leases = await r.scard(keys.leases("d1"))
         return ok, dnc, late, states, due, leases
 
-    ok, dnc, late, states, due, leases = run(redis_url, body)
+    ok, dnc, late, states, due, leases = run_with_redis(redis_url, body)
     assert ok is None and dnc == "dnc" and late == "outside_window"
     assert states == [b"dnc", b"pending"]
     assert due == dt.datetime(2026, 11, 25, 8, 0, tzinfo=VN).timestamp()    # next morning's window
