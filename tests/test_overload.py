@@ -45,6 +45,14 @@ def metric(w: WorkerProc, name: str, **labels: str) -> float:
     return 0.0
 
 
+def wait_gate_open(w: WorkerProc, signal_name: str, timeout: float) -> None:
+    """Until the worker's admission gauge for that signal says it takes calls again."""
+    deadline = time.monotonic() + timeout
+    while metric(w, "callcenter_admission_overloaded", signal=signal_name) != 0:
+        assert time.monotonic() < deadline, w.tail()
+        time.sleep(0.2)
+
+
 def clean(rows: list, digits: int) -> list:
     """CDR rows of calls that were answered and heard every digit the caller pressed."""
     return [r for r in rows if r.answer and r.ivr_digits.count("=1") >= digits]
@@ -67,10 +75,7 @@ def test_calls_beyond_the_limit_get_503_with_retry_after(tmp_path: Path, redis_u
         log = w.logs()
         on = [e for e in log if e.get("event") == "overload: refusing new calls"]
         assert len(on) == 1 and on[0]["signal"] == "calls" and on[0]["call_limit"] == 5, on
-        deadline = time.monotonic() + 5
-        while metric(w, "callcenter_admission_overloaded", signal="calls") != 0:
-            assert time.monotonic() < deadline, w.tail()
-            time.sleep(0.2)
+        wait_gate_open(w, "calls", 5)
         later = sipp.caller(w.target, STEPS, number="0903000002", service="bench")
         assert later.wait(30) == 0, later.errors()
         assert clean([w.call_from("0903000002")], 2)
@@ -107,10 +112,7 @@ def test_loop_lag_refuses_new_calls_until_it_recovers(tmp_path: Path, redis_url:
         assert metric(w, "callcenter_sip_refused_total", reason="overload_lag") == len(refused)
         assert live.wait(30) == 0, live.errors()
         # The stall is over: the gate opens after hold_seconds, a new caller is taken.
-        deadline = time.monotonic() + 10
-        while metric(w, "callcenter_admission_overloaded", signal="lag") != 0:
-            assert time.monotonic() < deadline, w.tail()
-            time.sleep(0.2)
+        wait_gate_open(w, "lag", 10)
         later = sipp.caller(w.target, STEPS, number="0903000005", service="bench")
         assert later.wait(30) == 0, later.errors()
         rows = w.calls(wait_for=4 + 4 - len(refused))
