@@ -24,10 +24,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from callcenter import yamlsrc  # noqa: E402
-from callcenter.dialer.campaign import parse_campaign  # noqa: E402
-from callcenter.dialer.ledger import LedgerView, LedgerWindow, throttle  # noqa: E402
-from callcenter.dialer.pacing import PacingInput, PacingStats, predictive_dials, progressive_dials  # noqa: E402
+from callcenter import yamlsrc
+from callcenter.dialer.campaign import parse_campaign
+from callcenter.dialer.ledger import LedgerView, LedgerWindow, throttle
+from callcenter.dialer.pacing import PacingInput, PacingStats, predictive_dials, progressive_dials
 
 CAMPAIGN = parse_campaign(*yamlsrc.loads("""
 id: sim

@@ -52,10 +52,10 @@ import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from callcenter.redis_server import EmbeddedRedis  # noqa: E402
-from callcenter.routing import rules as R  # noqa: E402
-from callcenter.routing import scripts  # noqa: E402
-from callcenter.routing.router import QueuedCall, Router, connect  # noqa: E402
+from callcenter.redis_server import EmbeddedRedis
+from callcenter.routing import rules as R
+from callcenter.routing import scripts
+from callcenter.routing.router import QueuedCall, Router, connect
 
 PREFIX = "cc:"
 

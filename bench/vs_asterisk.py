@@ -37,10 +37,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import sip_bench as sb  # noqa: E402 - sets up the import path of tests/ and the package
-from asterisk_peer import AsteriskPeer, build, free_udp_port  # noqa: E402
+import sip_bench as sb  # sets up the import path of tests/ and the package
+from asterisk_peer import AsteriskPeer, build, free_udp_port
 
-from callcenter.redis_server import EmbeddedRedis  # noqa: E402
+from callcenter.redis_server import EmbeddedRedis
 
 MAX_FAILED = sb.MAX_FAILED
 
@@ -394,7 +394,7 @@ def main() -> int:
     report = Report()
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
 
-    def target(name: str, scenario: str, flow: str, agents: int):  # noqa: ANN202 - a context manager
+    def target(name: str, scenario: str, flow: str, agents: int):  # a context manager
         if name == "asterisk":
             return asterisk_target(tmp, prefix, scenario, agents)
         if name == "edge":

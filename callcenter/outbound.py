@@ -463,13 +463,13 @@ class Outbound:
     async def _cdr_call(self, rec: CallRecord) -> None:
         try:
             await self.worker.cdr.call(rec)
-        except Exception:  # noqa: BLE001 - the buffer keeps records while Redis is away
+        except Exception:  # the buffer keeps records while Redis is away
             log.exception("outbound call record not written", call_id=rec.call_id)
 
     async def _cdr_leg(self, rec: LegRecord) -> None:
         try:
             await self.worker.cdr.leg(rec)
-        except Exception:  # noqa: BLE001
+        except Exception:
             log.exception("outbound leg record not written", call_id=rec.call_id)
 
     async def close(self, grace: float) -> None:

@@ -379,7 +379,7 @@ class QueueService:
         while not stop.is_set():
             try:
                 offers = await self.router.next_offers(timeout=1.0)
-            except Exception:  # noqa: BLE001 - Redis restarting; the router's client retries
+            except Exception:  # Redis restarting; the router's client retries
                 log.exception("reading offers failed")
                 await asyncio.sleep(0.5)
                 continue
@@ -527,7 +527,7 @@ class QueueService:
         try:
             await self.cdr.event(QueueEvent.make(event, call_id=call_id, queue=queue, agent_id=agent_id,
                                                  **data))
-        except Exception:  # noqa: BLE001 - the buffer keeps records in memory while Redis is away
+        except Exception:  # the buffer keeps records in memory while Redis is away
             log.exception("queue event not recorded", call_id=call_id, event=event)
 
     async def _leg(self, leg: Leg | None, call_id: str, kind: str, uri: str, agent_id: str | None,
@@ -536,7 +536,7 @@ class QueueService:
                         agent_id, start or time.time(), answer, time.time(), None, result)
         try:
             await self.cdr.leg(rec)
-        except Exception:  # noqa: BLE001
+        except Exception:
             log.exception("leg record not written", call_id=call_id)
 
 

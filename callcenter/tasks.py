@@ -53,7 +53,7 @@ async def every(seconds: float, fn: Callable[[], Awaitable[Any]], stop: asyncio.
     while not stop.is_set():
         try:
             await fn()
-        except Exception:  # noqa: BLE001 - e.g. Redis restarting: the client retries, so do we
+        except Exception:  # e.g. Redis restarting: the client retries, so do we
             log.exception("periodic task failed", task=name)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), seconds)

@@ -273,7 +273,7 @@ class Worker:
                 await leg.hangup()
         except CallGone:
             pass
-        except Exception:  # noqa: BLE001 - one broken call never takes the worker down
+        except Exception:  # one broken call never takes the worker down
             log.exception("call failed")
             with contextlib.suppress(Exception):
                 await leg.hangup(500)

@@ -396,8 +396,8 @@ def register(edge_port: int, user: str, password: str, contact: str, realm: str 
             return [challenge.split("\r\n", 1)[0]]
         cnonce, nc = uuid.uuid4().hex[:16], "00000001"
         ha2 = hashlib.md5(f"REGISTER:{uri}".encode()).hexdigest()  # noqa: S324 - SIP digest is MD5
-        response = hashlib.md5(f"{edge.ha1(user, password, realm)}:{nonce.group(1)}:{nc}:{cnonce}:auth:{ha2}"
-                               .encode()).hexdigest()  # noqa: S324
+        response = hashlib.md5(  # noqa: S324
+            f"{edge.ha1(user, password, realm)}:{nonce.group(1)}:{nc}:{cnonce}:auth:{ha2}".encode()).hexdigest()
         auth = (f'Authorization: Digest username="{user}", realm="{realm}", nonce="{nonce.group(1)}", uri="{uri}", '
                 f'response="{response}", algorithm=MD5, qop=auth, nc={nc}, cnonce="{cnonce}"\r\n')
         return [send(2 + n, auth).split("\r\n", 1)[0] for n in range(1 + replays)]

@@ -11,8 +11,8 @@ import pytest
 from worker_proc import REPO
 
 sys.path.insert(0, str(REPO / "bench"))
-import asterisk_peer  # noqa: E402 - bench/ module
-import sip_bench  # noqa: E402
+import asterisk_peer  # bench/ module
+import sip_bench
 
 BUILT = sorted((Path.home() / ".cache" / "callcenter" / "asterisk").glob("*/sbin/asterisk"))
 needs_asterisk = pytest.mark.skipif(not BUILT, reason="bench/asterisk/build.sh has not built Asterisk here")

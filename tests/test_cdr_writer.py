@@ -155,7 +155,7 @@ def test_killed_writer_process_loses_and_duplicates_nothing(redis_url: str, tmp_
     asyncio.run(finish())
 
 
-def test_postgres_outage_during_writes(redis_url: str, pg_dsn: str, pg_server: PgServer) -> None:  # noqa: F811
+def test_postgres_outage_during_writes(redis_url: str, pg_dsn: str, pg_server: PgServer) -> None:
     """Stop PostgreSQL (immediate: a crash) while calls stream in, restart it: every record once."""
     n = 600
 
@@ -235,7 +235,7 @@ def test_buffer_survives_redis_outage(redis_url: str, redis_server, tmp_path) ->
     asyncio.run(main())
 
 
-def test_worker_task_starts_while_postgres_is_down(redis_url: str, pg_dsn: str, pg_server: PgServer) -> None:  # noqa: F811
+def test_worker_task_starts_while_postgres_is_down(redis_url: str, pg_dsn: str, pg_server: PgServer) -> None:
     """The worker's writer task must not fail when the store is down at start; it catches up later."""
     from callcenter.cdr.writer import run_cdr_writer
 

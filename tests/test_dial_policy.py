@@ -259,7 +259,7 @@ def test_unverified_caller_gets_no_vip_priority_from_the_crm(tmp_path, monkeypat
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
     class Crm(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server name
+        def do_GET(self) -> None:  # http.server name
             body = b'{"vip": true, "name": "VIP"}'
             self.send_response(200)
             self.send_header("Content-Type", "application/json")

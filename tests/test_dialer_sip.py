@@ -138,7 +138,7 @@ def stats(redis_url: str, cid: str) -> dict[str, str]:
         c.close()
 
 
-def wait_until(cond, timeout: float, what: str, w: WorkerProc) -> None:  # noqa: ANN001
+def wait_until(cond, timeout: float, what: str, w: WorkerProc) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if cond():

@@ -42,7 +42,7 @@ ROUTES = {"hotline": "hotline", "default": "hotline", "debt": "debt_reminder", "
 class Crm(BaseHTTPRequestHandler):
     asked: list[tuple[str, str]] = []
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server name
+    def do_GET(self) -> None:  # http.server name
         url = urlsplit(self.path)
         phone = parse_qs(url.query).get("phone", [""])[0]
         Crm.asked.append((url.path, phone))

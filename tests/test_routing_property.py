@@ -55,7 +55,7 @@ class RoutingMachine(RuleBasedStateMachine):
         self.calls: set[str] = set()
         self.done: set[str] = set()            # finished, abandoned, fallen back or rejected
 
-    def run(self, coro):  # noqa: ANN001, ANN201
+    def run(self, coro):
         return self.loop.run_until_complete(coro)
 
     def teardown(self) -> None:
@@ -67,7 +67,7 @@ class RoutingMachine(RuleBasedStateMachine):
         for o in self.run(self.rt.next_offers(timeout=0)):
             self.offers[o.offer_id] = o
 
-    def _events(self, events: list) -> None:  # noqa: ANN001
+    def _events(self, events: list) -> None:
         for e in events:
             if e.kind == "offer_cancelled":
                 self.offers.pop(e.data["offer_id"], None)
@@ -94,12 +94,12 @@ class RoutingMachine(RuleBasedStateMachine):
         elif action == "ready":
             try:
                 self.run(self.rt.agent_ready(agent))
-            except Exception:  # noqa: BLE001 - logged out is a legitimate refusal here
+            except Exception:  # noqa: BLE001, S110 - logged out is a legitimate refusal here
                 pass
         elif action == "pause":
             try:
                 self.run(self.rt.agent_pause(agent, "break"))
-            except Exception:  # noqa: BLE001
+            except Exception:  # noqa: BLE001, S110
                 pass
         elif action == "logout":
             self.run(self.rt.agent_logout(agent))

@@ -239,7 +239,7 @@ class Router(Resource):
             if exc.detail is not None:
                 body["detail"] = exc.detail
             return Response(body, exc.status)
-        except Exception:  # noqa: BLE001 - a bad request must never take the service down
+        except Exception:  # a bad request must never take the service down
             log.exception("http handler failed", method=req.method, path=req.path)
             return Response({"error": "internal error"}, 500)
         return result if isinstance(result, Response) else Response(result)

@@ -187,7 +187,7 @@ class CdrWriter:
                 log.warning("cdr writer cannot reach redis", error=str(exc))
                 await self._sleep(stop_event, self.retry_delay)
                 continue
-            except Exception:  # noqa: BLE001 - the writer is a long-lived task; it logs and goes on
+            except Exception:  # the writer is a long-lived task; it logs and goes on
                 log.exception("cdr writer round failed")
                 await self._sleep(stop_event, self.retry_delay)
                 continue

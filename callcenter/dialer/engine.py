@@ -223,7 +223,7 @@ class DialerEngine:
                 for cid in list(self.campaigns):
                     try:
                         await self.step(cid, now)
-                    except Exception:  # noqa: BLE001 - one campaign's failure must not stop the others
+                    except Exception:  # one campaign's failure must not stop the others
                         self.log.exception("dial step failed", campaign=cid)
                 try:
                     await asyncio.wait_for(stop_event.wait(), self.tick)
@@ -414,7 +414,7 @@ class DialerEngine:
             await self._answered(c, req, leg, hold)
         except CallGone:
             self.log.info("callee hung up", campaign=c.id, number=req.e164)
-        except Exception:  # noqa: BLE001 - a failed call must not kill the dial loop
+        except Exception:  # a failed call must not kill the dial loop
             self.log.exception("answered call failed", campaign=c.id, number=req.e164)
             await self._hangup(leg)
         finally:

@@ -226,7 +226,7 @@ class IvrRunner:
                 nxt = await self._exec(node, call, here)
             except CallGone:
                 raise
-            except Exception as exc:  # noqa: BLE001 - any node failure takes the error path, never the call
+            except Exception as exc:  # any node failure takes the error path, never the call
                 raw = str(exc) if isinstance(exc, NodeError | SayError | lookup.HttpLookupError) \
                     else f"{type(exc).__name__}: {exc}"
                 message = call.hide(raw)   # a traceback would repeat a sensitive value: none then
@@ -269,7 +269,7 @@ class IvrRunner:
             await self._play(call, "", (PromptItem(name="system/sorry_error"),), barge_in=False)
         except CallGone:
             pass
-        except Exception:  # noqa: BLE001 - the apology itself failing must still hang up
+        except Exception:  # the apology itself failing must still hang up
             call.log.exception("ivr_apology_failed")
         self._emit(call, "end", "", outcome="error")
         if not call.leg.ended:

@@ -39,7 +39,8 @@ def library() -> tuple[str, str]:
     """(library name, source). Function names are ``<library>_<script name>``."""
     parts = [(LUA_DIR / "lib.lua").read_text(encoding="utf-8")]
     bodies = {n: (LUA_DIR / f"{n}.lua").read_text(encoding="utf-8") for n in NAMES}
-    digest = hashlib.sha1("".join(parts + list(bodies.values())).encode() + lua_builders().encode())
+    digest = hashlib.sha1("".join(parts + list(bodies.values())).encode() + lua_builders().encode(),
+                          usedforsecurity=False)  # a version tag, not a secret
     lib = LIB_PREFIX + digest.hexdigest()[:10]
     out = [f"#!lua name={lib}",
            "local PREFIX, NOW, NOW_S, DAY = '', 0, '', ''",

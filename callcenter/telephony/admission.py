@@ -125,7 +125,7 @@ class Admission:
         try:
             media = self.media_free() if self.media_free is not None else -1
             self.observe(time.monotonic(), max(0.0, now - due), time.thread_time(), process_cpu_seconds(), media)
-        except Exception:  # noqa: BLE001 - measuring must never stop: the next tick tries again
+        except Exception:  # measuring must never stop: the next tick tries again
             log.exception("admission tick failed")
         nxt = self._loop.time() + TICK
         self._handle = self._loop.call_at(nxt, self._tick, nxt)

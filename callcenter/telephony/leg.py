@@ -274,7 +274,7 @@ class PjLeg:
     def _guard(self, fn: Any, *args: Any) -> None:
         try:
             fn(*args)
-        except Exception:  # noqa: BLE001 - an exception must never unwind into pjsua2's C++
+        except Exception:  # an exception must never unwind into pjsua2's C++
             self.log.exception("callback failed", callback=getattr(fn, "__name__", "?"))
 
     def _read_info(self) -> None:

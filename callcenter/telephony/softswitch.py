@@ -118,7 +118,7 @@ class _Account(pj.Account):
     def onIncomingCall(self, prm: Any) -> None:  # noqa: N802 - pjsua2 name
         try:
             self.switch._incoming(self, prm.callId, prm.rdata.srcAddress, prm.rdata.wholeMsg)
-        except Exception:  # noqa: BLE001
+        except Exception:
             log.exception("incoming call handler failed")
 
 
@@ -150,7 +150,7 @@ class _Endpoint(pj.Endpoint):
     def onTransportState(self, prm: Any) -> None:  # noqa: N802 - pjsua2 name
         try:
             self.switch._transport_state(prm.hnd, str(prm.type), int(prm.state))
-        except Exception:  # noqa: BLE001 - never raise into C++
+        except Exception:  # never raise into C++
             log.exception("transport state handler failed")
 
 
@@ -507,6 +507,6 @@ class PjSoftswitch:
                 if n <= 0:
                     break
                 busy += n
-        except Exception:  # noqa: BLE001
+        except Exception:
             log.exception("libHandleEvents failed")
         self._pump_handle = self.loop.call_later(0.001 if (busy or self.legs) else 0.005, self._pump)
