@@ -98,7 +98,7 @@ class Worker:
 
     async def run(self) -> None:
         # Imported here: pjsua2 is only needed by a process that carries calls.
-        from callcenter.queue_service import QueueService
+        from callcenter.calls.queueing import QueueService
         from callcenter.telephony.softswitch import PjSoftswitch
 
         cfg = self.cfg
@@ -129,7 +129,7 @@ class Worker:
             tasks.append(asyncio.ensure_future(run_cdr_writer(aredis, cfg.cdr_store, self.stop, cfg.redis.prefix,
                                                               consumer=cfg.worker_id, thresholds=sl)))
         if self.dialer_enabled:
-            from callcenter.outbound import run_dialer
+            from callcenter.calls.outbound import run_dialer
 
             tasks.append(asyncio.ensure_future(run_dialer(self, self.stop)))
         self._start_http(connect_sync(self.redis_url), aredis)

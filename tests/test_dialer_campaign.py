@@ -70,7 +70,7 @@ def test_machine_action_is_a_flow_a_prompt_or_hangup():
 
 
 def test_campaign_prompts_resolve_to_sound_files():
-    from callcenter.outbound import resolve_prompt
+    from callcenter.calls.outbound import resolve_prompt
 
     sounds = REPO / "sounds"
     assert resolve_prompt("debt/calling_from", sounds) == str((sounds / "vi/debt/calling_from.wav").resolve())
