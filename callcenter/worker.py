@@ -183,7 +183,7 @@ class Worker:
 
         from callcenter.api import admin, agents, campaigns, reports
         from callcenter.api.bodylimit import LimitedSite
-        from callcenter.api.http import Router as HttpRouter
+        from callcenter.api.http import HttpRouter
 
         guard = self._guard(aredis)
         api = HttpRouter(guard=guard)

@@ -9,7 +9,7 @@ import re
 import pytest
 from worker_proc import WorkerProc, api_user, flush, new_worker
 
-from callcenter.api.http import Router
+from callcenter.api.http import HttpRouter
 from callcenter.auth.roles import ADMIN, AGENT, PUBLIC, ROLES
 
 pytestmark = [pytest.mark.sip, pytest.mark.timeout(120)]
@@ -71,7 +71,7 @@ def test_a_route_cannot_be_added_without_roles() -> None:
     async def handler(req: object) -> dict[str, str]:
         return {}
 
-    router = Router()
+    router = HttpRouter()
     with pytest.raises(TypeError):
         router.add("GET /x", handler)  # type: ignore[call-arg]
     for bad in (frozenset(), set(), None, "admin"):

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from callcenter.api.http import HttpError, Request, Router
+from callcenter.api.http import HttpError, HttpRouter, Request
 from callcenter.api.reports import install_routes
 from callcenter.cdr import cli, report
 from callcenter.cdr.record import CallRecord
@@ -63,7 +63,7 @@ def test_cli_report_bad_input(db: str, capsys, args: list[str], message: str) ->
 
 
 def handler(db: str):
-    router = Router()
+    router = HttpRouter()
     install_routes(router, open_store(db))
     route, = router.routes
     assert route.method == "GET" and route.regex.match("/reports/queue")

@@ -1,4 +1,4 @@
-"""Campaign HTTP handlers against a real Redis (handlers invoked through the Router's dispatcher)."""
+"""Campaign HTTP handlers against a real Redis (handlers invoked through the HttpRouter's dispatcher)."""
 
 import asyncio
 import json
@@ -8,7 +8,7 @@ from conftest import REPO
 from test_dialer_compliance import TUE_10
 
 from callcenter.api import campaigns as api
-from callcenter.api.http import Request, Router
+from callcenter.api.http import HttpRouter, Request
 from callcenter.dialer.campaign import load_campaigns
 from callcenter.dialer.upload import UploadLimits
 
@@ -23,7 +23,7 @@ async def call(router, method, path, body=b"", query=None):
 def test_campaign_api_flow(redis_url):
     async def go():
         r = aioredis.Redis.from_url(redis_url)
-        router = Router()
+        router = HttpRouter()
         api.install_routes(router, r, CAMPAIGNS, "t:", UploadLimits(max_bytes=10_000), clock=lambda: TUE_10)
         out = {}
         out["list"] = await call(router, "GET", "/campaigns")
@@ -73,7 +73,7 @@ def test_preview_routes_need_a_preview_campaign_and_a_running_dialer(redis_url):
         r = aioredis.Redis.from_url(redis_url)
         camps = dict(CAMPAIGNS)
         camps["pv"] = dataclasses.replace(CAMPAIGNS["telesales_demo"], id="pv", dial_mode="preview")
-        router = Router()
+        router = HttpRouter()
         api.install_routes(router, r, camps, "t:", outbound=lambda: None)
         out = {
             "not_preview": await call(router, "GET", "/campaigns/telesales_demo/preview", query={"agent": ["1001"]}),

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from callcenter import yamlsrc
-from callcenter.api.http import JSON_MAX_BODY, Router
+from callcenter.api.http import JSON_MAX_BODY, HttpRouter
 from callcenter.dialer.upload import UploadError, UploadLimits, parse_csv
 from callcenter.exceptions import ConfigError
 from callcenter.routing import rules
@@ -128,7 +128,7 @@ def test_router_body_caps_per_route() -> None:
     async def h(req):  # pragma: no cover - never called
         return {}
 
-    router = Router()
+    router = HttpRouter()
     roles = frozenset({"admin"})
     router.add("PUT /admin/rules", h, roles=roles, max_body=1024 * 1024)
     router.add("POST /campaigns/{id}/lists", h, roles=roles, max_body=50 * 1024 * 1024)
@@ -161,7 +161,7 @@ def test_skills_api_validates_names_and_count(redis_url: str) -> None:
         r = connect(redis_url)
         rt = RoutingRouter(r, "w1")
         await rt.apply_rules(load_rules())
-        api = Router()
+        api = HttpRouter()
         agents.install_routes(api, rt)
         route, params = api.match("PUT", "/agents/1001/skills")
         out = []

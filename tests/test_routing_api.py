@@ -1,4 +1,4 @@
-"""Agent and admin HTTP handlers (through the project's api.http.Router dispatch) on real Redis."""
+"""Agent and admin HTTP handlers (through the project's api.http.HttpRouter dispatch) on real Redis."""
 
 from __future__ import annotations
 
@@ -10,8 +10,7 @@ from typing import Any
 from routing_helpers import Clock, rules_text
 
 from callcenter.api import admin, agents
-from callcenter.api.http import Request, Response
-from callcenter.api.http import Router as HttpRouter
+from callcenter.api.http import HttpRouter, Request, Response
 from callcenter.routing import rules as R
 from callcenter.routing.router import QueuedCall, Router, connect
 

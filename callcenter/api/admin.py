@@ -13,8 +13,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from callcenter.api.http import HttpError, Request
-from callcenter.api.http import Router as HttpRouter
+from callcenter.api.http import HttpError, HttpRouter, Request
 from callcenter.auth.roles import ADMINS
 from callcenter.exceptions import ConfigError
 from callcenter.routing import rules as routing_rules

@@ -14,8 +14,7 @@ from typing import Any
 
 import redis
 
-from callcenter.api.http import HttpError, Request
-from callcenter.api.http import Router as HttpRouter
+from callcenter.api.http import HttpError, HttpRouter, Request
 from callcenter.auth.roles import FLOOR_VIEW, SELF_AGENT, SUPERVISORS
 from callcenter.routing import wallboard
 from callcenter.routing.router import Router as RoutingRouter

@@ -14,8 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from callcenter.api.guard import Guard, Principal, content_type, origin_of
-from callcenter.api.http import HttpError, Request, Response
-from callcenter.api.http import Router as HttpRouter
+from callcenter.api.http import HttpError, HttpRouter, Request, Response
 from callcenter.auth import Auth
 from callcenter.auth.roles import ANYONE, PUBLIC
 from callcenter.auth.sessions import COOKIE

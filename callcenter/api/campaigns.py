@@ -25,8 +25,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import unquote
 
-from callcenter.api.http import HttpError, Request, Response
-from callcenter.api.http import Router as HttpRouter
+from callcenter.api.http import HttpError, HttpRouter, Request, Response
 from callcenter.auth.roles import CAMPAIGNS, DESK, SUPERVISOR
 from callcenter.dialer import assignment, phone
 from callcenter.dialer.campaign import Campaign

@@ -1,6 +1,6 @@
 """Who is asking, may they, and what the audit log says about it: the HTTP side of callcenter.auth.
 
-For each request to a route (``Router.add(..., roles=, own=)``):
+For each request to a route (``HttpRouter.add(..., roles=, own=)``):
 1. identify: ``Authorization: Bearer <API token>`` (machines) or the session cookie (browsers); the user
    is read again on every request, so a disabled user stops at once. None -> 401 + WWW-Authenticate.
 2. CSRF, for cookie-authenticated state changes only (a browser attaches cookies to cross-site requests;

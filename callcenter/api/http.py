@@ -1,8 +1,7 @@
 """The one way HTTP endpoints are written: async handlers that take a Request and return JSON.
 
-    class QueuesResource(JsonResource):
-        async def get(self, request: Request) -> Response: ...
-        routes = {"GET /queues/{name}": get}
+    async def queue(req: Request) -> Response: ...
+    router.add("GET /queues/{name}", queue, roles=SUPERVISORS)     # every route names its roles
 
 Handlers are asyncio coroutines; twisted.web sees Deferreds (the asyncio reactor runs both).
 Errors raised as ``HttpError(status, message)`` become ``{"error": message}`` with that status;
@@ -114,7 +113,7 @@ class Guard(Protocol):
     async def audit(self, route: Route, req: Request, resp: Response) -> None: ...
 
 
-class Router(Resource):
+class HttpRouter(Resource):
     """A twisted.web leaf resource dispatching ``"METHOD /path/{param}"`` patterns to async handlers.
 
     Every route declares its roles (``add(..., roles=...)``, no default); with a ``guard`` (the worker

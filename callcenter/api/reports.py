@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from callcenter.api.http import HttpError, Request, Response, Router
+from callcenter.api.http import HttpError, HttpRouter, Request, Response
 from callcenter.auth.roles import FLOOR_VIEW
 from callcenter.cdr import report
 from callcenter.cdr.store import DIMENSIONS, INTERVALS, ReportParams, SqlStore, StoreUnavailable
@@ -44,7 +44,7 @@ def params_from_request(req: Request, kind: str, configured: ReportParams | None
         raise HttpError(400, str(exc)) from None
 
 
-def install_routes(router: Router, store: SqlStore) -> None:
+def install_routes(router: HttpRouter, store: SqlStore) -> None:
     async def get_report(req: Request) -> Response:
         params = params_from_request(req, req.params["kind"], store.rollup_params)
         fmt = req.arg("format", "json") or "json"

@@ -16,8 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from callcenter.api.http import HttpError, Request, Response
-from callcenter.api.http import Router as HttpRouter
+from callcenter.api.http import HttpError, HttpRouter, Request, Response
 from callcenter.auth import Auth
 from callcenter.auth.roles import ADMINS, PUBLIC
 from callcenter.auth.users import UserError

@@ -1,6 +1,6 @@
 """The roles a user can hold, and the role sets routes declare.
 
-A route says who may call it (``Router.add(..., roles=SUPERVISORS)``); there is no default, so a
+A route says who may call it (``HttpRouter.add(..., roles=SUPERVISORS)``); there is no default, so a
 new route cannot be added without deciding. ``PUBLIC`` is for ``POST /auth/login`` only.
 """
 
