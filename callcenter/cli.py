@@ -125,12 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
     from callcenter.auth import cli as user_cli
 
     user_cli.add_parser(sub, with_config)
-    try:
-        from callcenter.dialer import cli as dialer_cli
+    from callcenter.dialer import cli as dialer_cli
 
-        dialer_cli.add_parser(sub)
-    except ImportError:
-        pass
+    dialer_cli.add_parser(sub)
     return parser
 
 
@@ -146,7 +143,3 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -117,7 +117,7 @@ def test_killed_writer_process_loses_and_duplicates_nothing(redis_url: str, tmp_
         await client.aclose()
 
     asyncio.run(fill())
-    proc = subprocess.Popen([sys.executable, "-m", "callcenter.cdr.cli", "cdr-writer", "--redis", redis_url,
+    proc = subprocess.Popen([sys.executable, "-m", "callcenter", "cdr-writer", "--redis", redis_url,
                              "--store", f"sqlite:///{db}", "--consumer", "doomed", "--batch", "50"],
                             cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             env={**os.environ, "PYTHONPATH": str(REPO)})

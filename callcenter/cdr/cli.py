@@ -105,9 +105,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_cdr_writer(args: argparse.Namespace) -> int:
-    import redis.asyncio as aioredis
-
     from callcenter.cdr.writer import CdrWriter, open_store
+    from callcenter.redisconn import connect
 
     logs.configure()
     log = logs.get("cdr.writer")
@@ -137,7 +136,7 @@ def cmd_cdr_writer(args: argparse.Namespace) -> int:
                 await CdrWriter._sleep(stop, 2)
         if store is None:
             return
-        client = aioredis.Redis.from_url(args.redis)
+        client = connect(args.redis, ride_out_restarts=False)   # the writer retries its rounds itself
         writer = CdrWriter(client, store, prefix=args.prefix, consumer=args.consumer, batch=args.batch,
                            claim_idle=args.claim_idle)
         try:
@@ -148,14 +147,3 @@ def cmd_cdr_writer(args: argparse.Namespace) -> int:
 
     asyncio.run(main())
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="callcenter")
-    add_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return int(args.func(args))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -88,15 +88,3 @@ def simulate_command(args: argparse.Namespace) -> int:
     shown = {k: v for k, v in result.variables.items() if k not in ("call_id",)}
     print(f"variables: {shown}")
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Standalone entry (python -m callcenter.ivr.cli) until the lead wires add_parser in."""
-    parser = argparse.ArgumentParser(prog="callcenter")
-    add_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return int(args.func(args))
-
-
-if __name__ == "__main__":
-    sys.exit(main())
