@@ -22,9 +22,6 @@ from callcenter.cdr.record import CallRecord, Disposition, LegRecord, QueueEvent
 
 log = logs.get("cdr.buffer")
 
-KINDS = ("call", "leg", "event", "disp")
-
-
 def encode(kind: str, payload: dict[str, Any]) -> dict[str, str]:
     return {"t": kind, "d": json.dumps(payload, ensure_ascii=False, separators=(",", ":"))}
 

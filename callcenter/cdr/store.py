@@ -305,9 +305,6 @@ class SqlStore:
     def put_leg(self, rec: LegRecord) -> None:
         self.apply([("leg", rec.to_dict())])
 
-    def put_event(self, ev: QueueEvent) -> None:
-        self.apply([("event", ev.to_dict())])
-
     # --- reads ----------------------------------------------------------------------------------
     def get_call(self, call_id: str) -> CallRecord | None:
         rows = self._select_calls("call_id = ?", [call_id], "", None)

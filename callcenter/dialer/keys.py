@@ -32,9 +32,6 @@ class DialerKeys:
     def contact(self, cid: str, e164: str) -> str:
         return self._c(cid) + f"ct:{e164}"
 
-    def contact_pattern(self, cid: str) -> str:
-        return self._c(cid) + "ct:*"
-
     def due(self, cid: str) -> str:
         return self._c(cid) + "due"
 

@@ -28,7 +28,6 @@ _TOKEN = re.compile(r"""
     | (?P<name>[A-Za-z_][A-Za-z0-9_]*)
     )""", re.VERBOSE)
 _KEYWORDS = {"and", "or", "not", "in", "startswith", "true", "false", "null"}
-_CMP = {"==", "!=", "<", "<=", ">", ">=", "in", "not in", "startswith"}
 
 
 class ExprError(ValueError):

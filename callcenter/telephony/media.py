@@ -1,4 +1,4 @@
-"""Prompt files and shared media sources.
+"""Prompt files: their length, and the one format the bridge plays (8 kHz mono 16-bit WAV).
 
 Playback end is detected with a timer from the WAV's length, not pjsua2's EOF callback:
 that callback runs on the conference clock thread while the bridge lock is held, and
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import wave
-from pathlib import Path
 
 from callcenter.exceptions import TelephonyError
 
@@ -29,7 +28,3 @@ def wav_seconds(path: str) -> float:
         raise TelephonyError(f"{path}: prompt must be 8000 Hz mono 16-bit WAV "
                              f"(is {rate} Hz, {channels} ch, {8 * width}-bit)")
     return frames / rate
-
-
-def check_prompt(path: str | Path) -> None:
-    wav_seconds(str(path))
