@@ -25,6 +25,7 @@ log = logs.get("demo")
 
 def run_agent_phones(port: int, sounds: str, answer_after: float = 2.0, talk: float = 20.0) -> int:
     """A process of agent phones: ring, answer, greet, talk a while, hang up."""
+    from callcenter.telephony.leg import PjLeg
     from callcenter.telephony.softswitch import PjSoftswitch
 
     logs.configure("info")
@@ -34,20 +35,20 @@ def run_agent_phones(port: int, sounds: str, answer_after: float = 2.0, talk: fl
     async def main() -> None:
         loop = asyncio.get_running_loop()
 
-        async def answer(leg: object) -> None:
+        async def answer(leg: PjLeg) -> None:
             with contextlib.suppress(CallGone):
-                await leg.ring()  # type: ignore[attr-defined]
+                await leg.ring()
                 await asyncio.sleep(answer_after)
-                if leg.ended:  # type: ignore[attr-defined]
+                if leg.ended:
                     return
-                await leg.answer()  # type: ignore[attr-defined]
+                await leg.answer()
                 if greeting.exists():
-                    await leg.play([str(greeting)], barge_in=False)  # type: ignore[attr-defined]
+                    await leg.play([str(greeting)], barge_in=False)
                 elif music.exists():
-                    await leg.start_hold(str(music))  # type: ignore[attr-defined]
-                done = asyncio.ensure_future(leg.wait_ended())  # type: ignore[attr-defined]
+                    await leg.start_hold(str(music))
+                done = asyncio.ensure_future(leg.wait_ended())
                 await asyncio.wait([done], timeout=talk)
-                await leg.hangup()  # type: ignore[attr-defined]
+                await leg.hangup()
 
         switch = PjSoftswitch(SipSettings(bind="127.0.0.1", port=port, transports=("udp",), rtp_port=40000,
                                           rtp_port_range=4000, max_calls=200, user="agents"), loop, answer)

@@ -18,7 +18,7 @@ import sys
 import threading
 from collections.abc import MutableMapping
 from types import TracebackType
-from typing import Any
+from typing import Any, TextIO
 
 import structlog
 
@@ -40,7 +40,7 @@ def _processors() -> list[Any]:
     return [structlog.processors.format_exc_info, scrub, structlog.processors.JSONRenderer(ensure_ascii=False)]
 
 
-class _Handler(logging.StreamHandler):  # type: ignore[type-arg]
+class _Handler(logging.StreamHandler[TextIO]):
     """The root handler this module installs (so a second configure() replaces it)."""
 
 

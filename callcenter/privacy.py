@@ -91,7 +91,9 @@ _MAYBE = re.compile(r"[\d:=]")
 def _replace(m: re.Match[str]) -> str:
     text = m.group(0)
     if text[0].isalpha():
-        return _SECRET_NAME.match(text).group(0) + MASK  # type: ignore[union-attr]
+        name = _SECRET_NAME.match(text)
+        assert name is not None     # the pattern's secret alternative starts with this very name
+        return name.group(0) + MASK
     prefix = "+" if text[0] == "+" else ("%2B" if text[0] == "%" else "")
     body = text[len(prefix):] if prefix else text
     digits = _NON_DIGITS.sub("", body)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 _TOKEN = re.compile(r"""
     \s*(?:
@@ -155,8 +155,9 @@ def parse(text: str) -> Expr:
         raise ExprError("empty condition")
     p = _Parser(_tokenize(text))
     tree = p.parse_or()
-    if p.peek() is not None:
-        raise ExprError(f"unexpected {p.peek()[1]!r} after a complete condition")  # type: ignore[index]
+    extra = p.peek()
+    if extra is not None:
+        raise ExprError(f"unexpected {extra[1]!r} after a complete condition")
     return Expr(text, tree, frozenset(p.names))
 
 
@@ -192,8 +193,15 @@ def _compare(op: str, a: Any, b: Any) -> bool:
         same = truthy(a) == truthy(b)
         return same if op == "==" else (not same if op == "!=" else False)
     na, nb = _num(a), _num(b)
-    x, y = (na, nb) if na is not None and nb is not None else (str(a), str(b))
-    return {"==": x == y, "!=": x != y, "<": x < y, "<=": x <= y, ">": x > y, ">=": x >= y}[op]  # type: ignore[operator]
+    return _order(op, na, nb) if na is not None and nb is not None else _order(op, str(a), str(b))
+
+
+_Ordered = TypeVar("_Ordered", float, str)
+
+
+def _order(op: str, x: _Ordered, y: _Ordered) -> bool:
+    """Two numbers compare as numbers, anything else as text."""
+    return {"==": x == y, "!=": x != y, "<": x < y, "<=": x <= y, ">": x > y, ">=": x >= y}[op]
 
 
 def _eval(tree: tuple[Any, ...], env: Mapping[str, Any]) -> Any:
