@@ -18,7 +18,7 @@ import pjsua2 as pj
 
 from callcenter import logs
 from callcenter.exceptions import CallGone, TelephonyError
-from callcenter.telephony.api import HangupInfo, HangupSide
+from callcenter.telephony.api import HangupInfo, HangupSide, Leg
 from callcenter.telephony.media import wav_seconds
 from callcenter.telephony.trust import safe_uri
 
@@ -213,7 +213,9 @@ class PjLeg:
             del recorder
         return time.monotonic() - started
 
-    async def bridge(self, other: PjLeg) -> None:  # type: ignore[override]
+    async def bridge(self, other: Leg) -> None:
+        if not isinstance(other, PjLeg):
+            raise TelephonyError("a pjsua2 leg bridges only to another pjsua2 leg")
         self._alive()
         other._alive()
         await self._wait_media()
