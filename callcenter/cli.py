@@ -5,15 +5,18 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING
 
 from callcenter.exceptions import ConfigError
 from callcenter.privacy import restrict_umask
 
+if TYPE_CHECKING:     # imported by the commands that need it: `callcenter --help` stays light
+    from callcenter.config import Config
+
 DEFAULT_CONFIG = os.environ.get("CALLCENTER_CONFIG", "callcenter.yaml")
 
 
-def _config(args: argparse.Namespace) -> Any:
+def _config(args: argparse.Namespace) -> Config:
     from callcenter.config import load_config
 
     return load_config(args.config)

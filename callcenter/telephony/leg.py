@@ -11,7 +11,7 @@ import collections
 import re
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import pjsua2 as pj
@@ -273,7 +273,7 @@ class PjLeg:
 
     # -- pjsua2 events ----------------------------------------------------------------------
 
-    def _guard(self, fn: Any, *args: Any) -> None:
+    def _guard(self, fn: Callable[..., None], *args: object) -> None:
         try:
             fn(*args)
         except Exception:  # an exception must never unwind into pjsua2's C++
