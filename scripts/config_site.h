@@ -33,3 +33,10 @@
  * media thread); upstream throws the newest away past 1024, i.e. a loop a second late at 1000 calls
  * lost digits. scripts/pjproject-pending-jobs-cap.patch reads this. */
 #define PJSUA2_MAX_PENDING_JOBS    65536
+/* RTP receive in one syscall a packet (issue 11; scripts/pjproject-epoll-lazy-read.patch): bare epoll
+ * (the SIP ioqueue is polled only by the loop thread, the media one only by pjmedia's one worker
+ * thread, so EPOLLEXCLUSIVE/ONESHOT buy nothing and cost epoll_ctl() pairs per packet), EPOLLIN left
+ * armed between reads, and the next RTP read posted without an immediate recvfrom() try. */
+#define PJ_IOQUEUE_DEFAULT_EPOLL_FLAGS      0
+#define PJ_IOQUEUE_EPOLL_LAZY_READ_DISARM   1
+#define PJMEDIA_TRANSPORT_UDP_RECV_FLAGS    PJ_IOQUEUE_ALWAYS_ASYNC

@@ -193,6 +193,8 @@ class PjSoftswitch:
         cfg.medConfig.clockRate = CLOCK_RATE
         cfg.medConfig.sndClockRate = CLOCK_RATE
         cfg.medConfig.channelCount = 1
+        # One thread polls the media ioqueue: the build's bare epoll (config_site.h) relies on it.
+        cfg.medConfig.threadCnt = 1
         cfg.medConfig.noVad = True
         cfg.medConfig.ecTailLen = 0
         cfg.logConfig.level = s.log_level
