@@ -42,9 +42,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO))
-# Away from the ports the test suite's sipp/workers start at (other jobs may be running them now);
-# sipp media ports are SIP port + 20000, below the worker's RTP range (48000-64000).
-os.environ.setdefault("SIPP_BASE_PORT", "26100")
+# SIP and HTTP ports away from the test suite's (other jobs may be running it now): tests/ports.py
+# gives this process its own signalling range from WORKER_BASE_PORT; sipp's media ports come from its
+# media pool (33000-47999), below the worker's RTP range (48000-64000).
 os.environ.setdefault("WORKER_BASE_PORT", "7160")
 
 import sipp  # noqa: E402 - tests/ helpers

@@ -1,16 +1,23 @@
-"""Shared fixtures: a real redis-server per test session (AOF on, unix socket)."""
+"""Every fixture more than one test module uses: a real redis-server per test session (AOF on, unix
+socket) and its flushed database, a real PostgreSQL (tests/pg.py), a worker that runs the dialer
+(tests/dialer_worker.py); and the guard that stops a worker a failed test left running.
+
+Tests share code only through this file and the helper modules beside it (names without `test_`):
+repo.py (REPO), ports.py (every port), sipp.py (every sipp scenario), worker_proc.py, edge_proc.py,
+pg.py, redis_helpers.py, routing_helpers.py, dialer_helpers.py, dialer_worker.py, alias_bomb.py,
+rtp_pcap.py. No test module imports another."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import redis
+from pg import PgServer, pg_missing_reason
 
 from callcenter.redis_server import EmbeddedRedis
-
-REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="session")
@@ -38,3 +45,46 @@ def no_worker_outlives_its_module() -> Iterator[None]:
     from worker_proc import stop_leftovers
 
     stop_leftovers()
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    reason = pg_missing_reason()
+    if reason:
+        pytest.skip(reason)
+    server = PgServer().start()
+    try:
+        yield server
+    finally:
+        server.destroy()
+
+
+@pytest.fixture
+def pg_dsn(pg_server: PgServer) -> str:
+    """DSN of a running server with no CDR tables (restarted if a test stopped it)."""
+    if not pg_server.running():
+        pg_server.start()
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            pg_server.reset()
+            break
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+    return pg_server.dsn
+
+
+@pytest.fixture
+def dialer(tmp_path: Path, redis_url: str) -> Iterator[tuple]:
+    """A worker that runs the dialer (not started yet), its IVR and campaigns directories, and a list of
+    sipp processes stopped afterwards (tests/dialer_worker.py)."""
+    from dialer_worker import dialer_worker
+
+    w, ivr, campaigns = dialer_worker(tmp_path, redis_url)
+    procs: list = []
+    yield w, ivr, campaigns, procs
+    for p in procs:
+        p.stop()
+    assert w.stop() == 0, w.tail()

@@ -12,13 +12,13 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
 
+import ports
 import sipp
-from worker_proc import REPO
+from repo import REPO
 
 from callcenter import edge
 
@@ -118,8 +118,9 @@ class Edge:
 class Softphone:
     """baresip registered as `user` at the edge (digest auth), answering every call by itself."""
 
-    def __init__(self, tmp: Path, user: str, password: str, edge: Edge, port: int, rtp_base: int,
-                 ip: str = "127.0.0.1") -> None:
+    def __init__(self, tmp: Path, user: str, password: str, edge: Edge, ip: str = "127.0.0.1") -> None:
+        port = ports.port(ip)
+        rtp_base = ports.block(22, media=True, ip=ip)
         self.dir = tmp / f"baresip-{user}-{ip}-{port}"
         self.dir.mkdir(parents=True, exist_ok=True)
         self.user = user
@@ -171,135 +172,10 @@ class Softphone:
                 self.proc.wait(5)
 
 
-# A worker stand-in for the edge's security tests: sipp answering the dispatcher's OPTIONS pings and
-# every INVITE (200, then the caller's BYE), with every message it receives traced to a file.
-_WORKER_UAS = """<?xml version="1.0" encoding="UTF-8"?>
-<scenario name="worker">
-<recv request="INVITE|OPTIONS" regexp_match="true">
-  <action><ereg regexp="^OPTIONS" search_in="msg" check_it="false" assign_to="options"/></action>
-</recv>
-<nop test="options" next="options"/>
-<send><![CDATA[
-SIP/2.0 200 OK
-[last_Via:]
-[last_From:]
-[last_To:];tag=[pid]W[call_number]
-[last_Call-ID:]
-[last_CSeq:]
-[last_Record-Route:]
-Contact: <sip:worker@[local_ip]:[local_port]>
-Content-Type: application/sdp
-Content-Length: [len]
-
-v=0
-o=worker 1 1 IN IP4 [local_ip]
-s=-
-c=IN IP4 [local_ip]
-t=0 0
-m=audio [media_port] RTP/AVP 8
-a=rtpmap:8 PCMA/8000
-]]></send>
-<recv request="ACK" timeout="8000" ontimeout="end"/>
-<recv request="BYE" timeout="30000" ontimeout="end"/>
-<send><![CDATA[
-SIP/2.0 200 OK
-[last_Via:]
-[last_From:]
-[last_To:]
-[last_Call-ID:]
-[last_CSeq:]
-Content-Length: 0
-
-]]></send>
-<nop next="end"/>
-<label id="options"/>
-<send><![CDATA[
-SIP/2.0 200 OK
-[last_Via:]
-[last_From:]
-[last_To:];tag=[pid]O[call_number]
-[last_Call-ID:]
-[last_CSeq:]
-Content-Length: 0
-
-]]></send>
-<label id="end"/>
-</scenario>
-"""
-
-# A flooder: INVITEs and nothing else (no retransmission, no ACK): each "call" ends once sent.
-_FLOOD_INVITE = """<?xml version="1.0" encoding="UTF-8"?>
-<scenario name="flood">
-<send><![CDATA[
-INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
-Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-From: <sip:flood@[local_ip]:[local_port]>;tag=[pid]F[call_number]
-To: <sip:[service]@[remote_ip]:[remote_port]>
-Call-ID: [call_id]
-CSeq: 1 INVITE
-Contact: sip:flood@[local_ip]:[local_port]
-Max-Forwards: 70
-Content-Length: 0
-
-]]></send>
-</scenario>
-"""
-
-
-def free_port_on(ip: str, start: int = 16000, span: int = 0, step: int = 2) -> int:
-    """A UDP port on ip (a loopback alias such as 127.0.0.2) with port..port+span all free right now."""
-    for port in range(start, start + 1000 * step, step):
-        socks = []
-        try:
-            for p in range(port, port + span + 1):
-                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-                socks.append(s)
-                s.bind((ip, p))
-            return port
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise AssertionError(f"no free UDP port on {ip}")
-
-
-def sipp_on(ip: str, name: str, xml: str, args: list[str], port: int | None = None) -> sipp.Sipp:
-    """sipp with its scenario, bound to ip (a loopback alias: the edge sees that source address)."""
-    workdir = Path(tempfile.mkdtemp(prefix=f"sipp-{name}-"))
-    (workdir / "scenario.xml").write_text(xml)
-    port = port or free_port_on(ip, 16000 + sum(map(ord, name)) % 1000 * 2)
-    # sipp binds its media port and the two after it (RTCP, video)
-    media = free_port_on(ip, 40000 + sum(map(ord, name)) % 1000 * 10, span=4, step=10)
-    out = open(workdir / "sipp.out", "wb")  # noqa: SIM115 - owned by the process
-    proc = subprocess.Popen(
-        [shutil.which("sipp") or "sipp", "-sf", str(workdir / "scenario.xml"), "-i", ip, "-p", str(port),
-         "-mp", str(media), "-nostdin", *args], cwd=workdir, stdout=out, stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL)
-    return sipp.Sipp(name, proc, workdir, port)
-
-
-def worker_uas(ip: str = "127.0.0.1") -> sipp.Sipp:
-    """The worker stand-in; `received()` reads what reached it."""
-    return sipp_on(ip, "worker", _WORKER_UAS, ["-trace_msg", "-message_file", "messages.log",
-                                               "-m", "100000", "-timeout", "300s"])
-
-
-def received(uas: sipp.Sipp) -> str:
-    log = uas.workdir / "messages.log"
-    return log.read_text(errors="replace") if log.exists() else ""
-
-
-def flooder(ip: str, target: str, rate: int, seconds: int) -> sipp.Sipp:
-    return sipp_on(ip, "flood", _FLOOD_INVITE, [target, "-s", "hotline", "-r", str(rate), "-rp", "1000",
-                                                 "-m", str(rate * seconds), "-l", str(rate * seconds)])
-
-
 def callers(ip: str, target: str, rate: int, calls: int, talk_ms: int = 1000) -> sipp.Sipp:
-    """Legitimate callers: INVITE, 200, ACK, talk, BYE (sipp.py's caller scenario), from ip."""
-    xml = sipp._caller_xml([("pause", talk_ms), ("hangup",)], "0903111222", "8 0", 200)
-    return sipp_on(ip, "callers", xml, [target, "-s", "hotline", "-r", str(rate), "-m", str(calls),
-                                        "-l", str(calls), "-timeout", "120s", "-timeout_error"])
+    """Legitimate callers from ip: INVITE, 200, ACK, talk, BYE."""
+    return sipp.caller(target, [("pause", talk_ms), ("hangup",)], number="0903111222", calls=calls, rate=rate,
+                       local_ip=ip)
 
 
 def successful_calls(run: sipp.Sipp) -> int:
@@ -403,16 +279,3 @@ def register(edge_port: int, user: str, password: str, contact: str, realm: str 
         return [send(2 + n, auth).split("\r\n", 1)[0] for n in range(1 + replays)]
     finally:
         s.close()
-
-
-def routed_agent(port: int, ring_ms: int = 300, talk_ms: int = 1500) -> sipp.Sipp:
-    """sipp.py's agent that answers and hangs up itself, made a proper UAS behind a proxy: it returns the
-    Record-Route in its answers and sends its BYE along that route (through the edge), as phones do."""
-    xml = sipp._agent_xml("answer_bye", ring_ms, talk_ms)
-    xml = xml.replace('<recv request="INVITE" crlf="true">', '<recv request="INVITE" crlf="true" rrs="true">', 1)
-    xml = xml.replace("[last_CSeq:]\nContact: <sip:[local_ip]:[local_port];transport=[transport]>",
-                      "[last_CSeq:]\n[last_Record-Route:]\nContact: <sip:[local_ip]:[local_port];transport=[transport]>")
-    head, tail = xml.split("BYE [$rcontact] SIP/2.0\n", 1)
-    via, rest = tail.split("\n", 1)
-    xml = head + "BYE [$rcontact] SIP/2.0\n" + via + "\n[routes]\n" + rest
-    return sipp._start(f"agent{port}", xml, ["-m", "1", "-rtp_echo", "-timeout", "120s", "-timeout_error"], port=port)

@@ -1,9 +1,9 @@
 """A real PostgreSQL 15 for tests: initdb in a temp dir, unix socket only, started as `postgres`.
 
 We run as root and postgres refuses to, so the data directory belongs to the `postgres` system
-user and every server command goes through ``runuser -u postgres --``. Usage:
+user and every server command goes through ``runuser -u postgres --``. The fixtures `pg_server` (one
+per session) and `pg_dsn` (its emptied database) are in conftest.py:
 
-    from pg import pg_dsn, pg_server  # noqa: F401  (tests/ is on sys.path under pytest)
     def test_x(pg_dsn): store = PgStore(pg_dsn)
 """
 
@@ -11,15 +11,10 @@ from __future__ import annotations
 
 import os
 import pwd
-import random
 import shutil
 import subprocess
 import tempfile
-import time
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 PG_BIN = Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"))
 
@@ -40,7 +35,7 @@ class PgServer:
     def __init__(self) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="cc-pg-"))
         self.data = self.dir / "data"
-        self.port = random.randint(20000, 60000)
+        self.port = 5432        # no TCP (listen_addresses=''): it only names the socket in this server's own dir
         self.log = self.dir / "postgres.log"
         user = pwd.getpwnam("postgres")
         os.chown(self.dir, user.pw_uid, user.pw_gid)
@@ -78,32 +73,3 @@ class PgServer:
     def destroy(self) -> None:
         self.stop("immediate")
         shutil.rmtree(self.dir, ignore_errors=True)
-
-
-@pytest.fixture(scope="session")
-def pg_server() -> Iterator[PgServer]:
-    reason = pg_missing_reason()
-    if reason:
-        pytest.skip(reason)
-    server = PgServer().start()
-    try:
-        yield server
-    finally:
-        server.destroy()
-
-
-@pytest.fixture
-def pg_dsn(pg_server: PgServer) -> str:
-    """DSN of a running server with no CDR tables (restarted if a test stopped it)."""
-    if not pg_server.running():
-        pg_server.start()
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            pg_server.reset()
-            break
-        except Exception:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
-    return pg_server.dsn

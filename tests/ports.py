@@ -12,8 +12,9 @@ Pools, below the kernel's ephemeral range (32768-60999, which it hands to outgoi
 - signalling: 12000-19999, shared by every session; with WORKER_BASE_PORT=<base> set, the session takes
   its signalling ports from its own 2000 from that base instead (give sessions bases 2000 apart and outside
   the shared pools, e.g. 21000, 23000, ...: they stay out of each other's way; bench/sip_bench.py uses 7160);
-- media: 40000-59999, shared. pjsua retries the next port of its range when one is taken, so a worker's
-  RTP range only has to be mostly free; sipp's media ports are bind-checked like the rest.
+- media: 33000-47999, shared, below the RTP range of bench/sip_bench.py's worker (48000-63999). pjsua
+  retries the next port of its range when one is taken, so a worker's RTP range only has to be mostly
+  free; sipp's media ports are bind-checked like the rest.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from pathlib import Path
 STATE_DIR = Path("/tmp/callcenter-test-ports")
 SIGNALLING = (12000, 20000)
 PRIVATE_SPAN = 2000
-MEDIA = (40000, 60000)
+MEDIA = (33000, 48000)
 
 
 def _pool(media: bool) -> tuple[int, int]:

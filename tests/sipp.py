@@ -1,84 +1,93 @@
-"""sipp as a real SIP peer: callers (UAC) and agent phones (UAS), built from one parameterised template.
+"""sipp as a real SIP peer: callers (UAC), agent and customer phones (UAS), the worker stand-in and the
+flooder of the edge's tests, every scenario built here from parameters (tests pass steps and options,
+never XML).
 
 A caller script is a list of steps:
     ("pause", ms)          wait, sending nothing
     ("dtmf", "1")          send one RFC 2833 digit (PT 101; pcaps made by rtp_pcap, fresh timestamps)
-    ("info", "1")          send one digit as SIP INFO application/dtmf-relay
+    ("info", "1"[, code[, uri]])  send one digit as SIP INFO application/dtmf-relay, expect code (200),
+                           to uri (default: the dialog's remote target)
     ("audio",)             play 4.7 s of G.711 A-law speech (sipp's g711a.pcap)
     ("hangup",)            send BYE (must be the last step)
     ("wait_bye", ms)       expect the far end to hang up within ms (must be the last step)
+    ("referred", ms)       accept the far end's REFER within ms (202, NOTIFY with a 200 sipfrag), then
+                           expect its BYE (must be the last step)
     ("refer", uri, code)   send an in-dialog REFER to uri, expect the final response code
     ("replaces", code)     send a new INVITE whose Replaces names this call's dialog, expect code
-An agent phone answers (or not) every INVITE it gets the same way; see `agent()`.
+A phone answers (or not) every INVITE it gets the same way; see `agent()`. `reply()` is the one way a
+scenario answers the request it just received.
 """
 
 from __future__ import annotations
 
-import itertools
-import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import ports
 from rtp_pcap import write_dtmf_pcaps
 
 PCAP_DIR = Path("/usr/share/sip-tester")
-_ports = itertools.count(int(os.environ.get("SIPP_BASE_PORT", "15100")), 2)
-# sipp binds its media port and media port + 2 (video): keep media ports 10 apart.
-_media_ports = itertools.count(int(os.environ.get("SIPP_MEDIA_BASE_PORT", "30000")), 10)
-
-
-def _free_port(counter: itertools.count, span: int = 1) -> int:
-    """Next port from counter whose UDP ports port..port+span are all free right now."""
-    while True:
-        port = next(counter)
-        socks = []
-        try:
-            for p in range(port, port + span + 1):
-                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-                socks.append(s)
-                s.bind(("127.0.0.1", p))
-            return port
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
+PHONE_TAG = "[pid]SIPpTag01[call_number]"      # the To tag of a phone's answers
+PHONE_CONTACT = "Contact: <sip:[local_ip]:[local_port];transport=[transport]>"
 
 _SDP = """v=0
 o=user1 53655765 2353687637 IN IP[local_ip_type] [local_ip]
 s=-
 c=IN IP[media_ip_type] [media_ip]
 t=0 0
-m=audio [media_port] RTP/AVP {codecs} 101
+m=audio {media_port} RTP/AVP {codecs} 101
 {rtpmaps}a=rtpmap:101 telephone-event/8000
 a=fmtp:101 0-16
 a=ptime:20
 """
 
 
-def _sdp(codecs: str = "8 0") -> str:
+def sdp(codecs: str = "8 0", media_port: int | None = None) -> str:
+    """An offer or answer with these payload types and telephone-event; media_port: advertise that port
+    instead of sipp's own media port (its RTP then goes to whoever listens there)."""
     names = {"0": "PCMU", "8": "PCMA", "18": "G729", "3": "GSM"}
     maps = "".join(f"a=rtpmap:{c} {names[c]}/8000\n" for c in codecs.split())
-    return _SDP.format(codecs=codecs, rtpmaps=maps)
+    return _SDP.format(codecs=codecs, rtpmaps=maps, media_port=media_port or "[media_port]")
+
+
+def reply(code: int, reason: str, *, tag: str = "", headers: Iterable[str] = (), body: str | None = None,
+          retrans: bool = False, cseq: str = "[last_CSeq:]") -> str:
+    """A <send> answering the last request received (its Via, From, To, Call-ID and CSeq echoed).
+    tag: this side's To tag, for an answer that makes a dialog; headers: lines after the CSeq;
+    body: an SDP (Content-Type application/sdp); cseq: for an answer to an earlier request."""
+    lines = ["[last_Via:]", "[last_From:]", f"[last_To:];tag={tag}" if tag else "[last_To:]", "[last_Call-ID:]",
+             cseq, *headers]
+    content = ("Content-Type: application/sdp\nContent-Length: [len]\n\n" + body) if body is not None \
+        else "Content-Length: 0\n\n"
+    attrs = ' retrans="500"' if retrans else ""
+    head = "\n".join(lines)
+    return f"<send{attrs}><![CDATA[\nSIP/2.0 {code} {reason}\n{head}\n{content}]]></send>\n"
+
+
+def _phone_answer(code: int, reason: str, routed: bool = False, body: str | None = None,
+                  retrans: bool = False) -> str:
+    """A phone's answer to an INVITE: its To tag and Contact (and the proxy's Record-Route when routed)."""
+    headers = ["[last_Record-Route:]", PHONE_CONTACT] if routed else [PHONE_CONTACT]
+    return reply(code, reason, tag=PHONE_TAG, headers=headers, body=body, retrans=retrans)
 
 
 def _caller_xml(steps: list[tuple], caller: str, codecs: str, expect_code: int,
                 dtmf_files: list[Path] | None = None, headers: list[str] | None = None,
-                busy_ok: bool = False) -> str:
-    sdp = _sdp(codecs)
+                busy_ok: bool = False, media_port: int | None = None) -> str:
+    offer = sdp(codecs, media_port)
     dtmf = iter(dtmf_files or [])
     extra = "".join(f"{h}\n" for h in headers or [])
 
     def in_dialog(method: str, cseq: int, to: str, extra_headers: str = "Content-Length: 0", payload: str = "",
-                  retrans: bool = True) -> str:
+                  retrans: bool = True, uri: str = "[next_url]") -> str:
         """One request of the caller inside its dialog (along the recorded route)."""
         return f"""<send{' retrans="500"' if retrans else ''}><![CDATA[
-{method} [next_url] SIP/2.0
+{method} {uri} SIP/2.0
 Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
 [routes]
 From: "Caller" <sip:{caller}@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
@@ -105,7 +114,7 @@ Max-Forwards: 70
 {extra}Content-Type: application/sdp
 Content-Length: [len]
 
-{sdp}]]></send>
+{offer}]]></send>
 <recv response="100" optional="true"/>
 <recv response="180" optional="true"/>
 <recv response="183" optional="true"/>
@@ -152,8 +161,10 @@ Content-Length: 0
             body.append(f'<nop><action><exec play_pcap_audio="{PCAP_DIR}/g711a.pcap"/></action></nop>\n')
         elif kind == "info":
             payload = f"Signal={step[1]}\nDuration=160\n"
+            code = int(step[2]) if len(step) > 2 else 200
+            uri = step[3] if len(step) > 3 else "[next_url]"
             body.append(in_dialog("INFO", cseq, to, "Content-Type: application/dtmf-relay\nContent-Length: [len]",
-                                  payload) + """<recv response="200"/>
+                                  payload, uri=uri) + f"""<recv response="{code}"/>
 <pause milliseconds="200"/>
 """)
             cseq += 1
@@ -180,7 +191,7 @@ Max-Forwards: 70
 Content-Type: application/sdp
 Content-Length: [len]
 
-{sdp}]]></send>
+{offer}]]></send>
 <recv response="100" optional="true"/>
 <recv response="{int(step[1])}"/>
 <send><![CDATA[
@@ -195,19 +206,19 @@ Content-Length: 0
 ]]></send>
 """)
             to = "To: [$wto]"
+        elif kind == "referred":
+            # A blind transfer of this call: accept the REFER, report the new call answered (NOTIFY with
+            # a 200 sipfrag), then the far end hangs up.
+            body.append(f"""<recv request="REFER" timeout="{int(step[1])}">
+  <action><ereg regexp=".*" search_in="hdr" header="From:" assign_to="rf"/></action>
+</recv>
+{reply(202, "Accepted", headers=[f"Contact: sip:{caller}@[local_ip]:[local_port]"])}""")
+            body.append(in_dialog("NOTIFY", cseq, "To: [$rf]", "Event: refer\nSubscription-State: terminated;"
+                                  "reason=noresource\nContent-Type: message/sipfrag;version=2.0\nContent-Length: [len]",
+                                  "SIP/2.0 200 OK\n").replace("[routes]\n", "", 1) + '<recv response="200"/>\n')
+            body.append(f'<recv request="BYE" timeout="{int(step[1])}"/>\n' + reply(200, "OK"))
         elif kind == "wait_bye":
-            body.append(f"""<recv request="BYE" timeout="{int(step[1])}"/>
-<send><![CDATA[
-SIP/2.0 200 OK
-[last_Via:]
-[last_From:]
-[last_To:]
-[last_Call-ID:]
-[last_CSeq:]
-Content-Length: 0
-
-]]></send>
-""")
+            body.append(f'<recv request="BYE" timeout="{int(step[1])}"/>\n' + reply(200, "OK"))
         else:
             raise ValueError(f"unknown caller step {step!r}")
     if busy_ok:
@@ -231,7 +242,7 @@ Content-Length: 0
 
 def _caller_cancel_xml(caller: str, ring_ms: int) -> str:
     """A caller who gives up before being answered: INVITE, wait, CANCEL."""
-    sdp = _sdp()
+    offer = sdp()
     return f"""<?xml version="1.0" encoding="UTF-8"?>
 <scenario name="caller-cancel">
 <send retrans="500"><![CDATA[
@@ -246,7 +257,7 @@ Max-Forwards: 70
 Content-Type: application/sdp
 Content-Length: [len]
 
-{sdp}]]></send>
+{offer}]]></send>
 <recv response="100" optional="true"/>
 <pause milliseconds="{ring_ms}"/>
 <send><![CDATA[
@@ -276,19 +287,12 @@ Content-Length: 0
 """
 
 
-_OK_HEADERS = """[last_Via:]
-[last_From:]
-[last_To:];tag=[pid]SIPpTag01[call_number]
-[last_Call-ID:]
-[last_CSeq:]
-Contact: <sip:[local_ip]:[local_port];transport=[transport]>"""
-
-
-def _recv_invite(capture: bool) -> str:
+def _recv_invite(capture: bool, routed: bool = False) -> str:
     """An agent that sends its own BYE needs the dialog's From/To/Contact (sipp has no 'swap')."""
+    rrs = ' rrs="true"' if routed else ""
     if not capture:
-        return '<recv request="INVITE" crlf="true"/>'
-    return """<recv request="INVITE" crlf="true">
+        return f'<recv request="INVITE" crlf="true"{rrs}/>'
+    return f"""<recv request="INVITE" crlf="true"{rrs}>
   <action>
     <ereg regexp=".*" search_in="hdr" header="From:" assign_to="rfrom"/>
     <ereg regexp=".*" search_in="hdr" header="To:" assign_to="rto"/>
@@ -297,58 +301,42 @@ def _recv_invite(capture: bool) -> str:
 </recv>"""
 
 
-def _agent_xml(mode: str, ring_ms: int, talk_ms: int) -> str:
+REJECTS = {"486": (486, "Busy Here"), "480": (480, "Temporarily Unavailable"), "603": (603, "Decline")}
+
+
+def _agent_xml(mode: str, ring_ms: int, talk_ms: int, codecs: str = "0 8", greeting: bool = False,
+               routed: bool = False) -> str:
     """mode: 'answer' (talk, wait for BYE), 'answer_bye' (agent hangs up after talk_ms),
-    'noanswer' (ring until CANCEL), '486' / '480' / '603' (reject)."""
+    'noanswer' (ring until CANCEL), '486' / '480' / '603' (reject). See agent()."""
     parts = [f"""<?xml version="1.0" encoding="UTF-8"?>
 <scenario name="agent-{mode}">
-{_recv_invite(mode == "answer_bye")}
-<send><![CDATA[
-SIP/2.0 180 Ringing
-{_OK_HEADERS}
-Content-Length: 0
-
-]]></send>
-"""]
-    if mode == "noanswer" or mode in ("answer", "answer_bye"):
-        # CANCEL may arrive while ringing in every mode: the caller can give up first.
-        if mode == "noanswer":
-            parts.append('<recv request="CANCEL"/>\n')
-        else:
-            parts.append(f'<recv request="CANCEL" timeout="{ring_ms}" ontimeout="answer" next="cancelled"/>\n')
-        if mode == "noanswer":
-            pass
-        else:
-            parts.append(f"""<label id="answer"/>
-<send retrans="500"><![CDATA[
-SIP/2.0 200 OK
-{_OK_HEADERS}
-Content-Type: application/sdp
-Content-Length: [len]
-
-{_sdp("0 8")}]]></send>
-<recv request="ACK" crlf="true"/>
+{_recv_invite(mode == "answer_bye", routed)}
+{_phone_answer(180, "Ringing", routed)}"""]
+    if mode in REJECTS:
+        code, text = REJECTS[mode]
+        parts.append(f"""<pause milliseconds="{ring_ms}"/>
+{_phone_answer(code, text, routed)}<recv request="ACK"/>
+</scenario>
 """)
-            if mode == "answer":
-                parts.append("""<recv request="BYE"/>
-<send><![CDATA[
-SIP/2.0 200 OK
-[last_Via:]
-[last_From:]
-[last_To:]
-[last_Call-ID:]
-[last_CSeq:]
-Content-Length: 0
-
-]]></send>
-<nop next="end"/>
+        return "".join(parts)
+    # CANCEL may arrive while ringing in every mode: the caller can give up first.
+    if mode == "noanswer":
+        parts.append('<recv request="CANCEL"/>\n')
+    else:
+        parts.append(f'<recv request="CANCEL" timeout="{ring_ms}" ontimeout="answer" next="cancelled"/>\n')
+        parts.append(f"""<label id="answer"/>
+{_phone_answer(200, "OK", routed, body=sdp(codecs), retrans=True)}<recv request="ACK" crlf="true"/>
 """)
-            else:
-                parts.append(f"""<pause milliseconds="{talk_ms}"/>
+        if greeting:
+            parts.append(f'<nop><action><exec play_pcap_audio="{PCAP_DIR}/g711a.pcap"/></action></nop>\n')
+        if mode == "answer":
+            parts.append('<recv request="BYE"/>\n' + reply(200, "OK") + '<nop next="end"/>\n')
+        else:
+            parts.append(f"""<pause milliseconds="{talk_ms}"/>
 <send retrans="500"><![CDATA[
 BYE [$rcontact] SIP/2.0
 Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-From: [$rto];tag=[pid]SIPpTag01[call_number]
+{"[routes]" + chr(10) if routed else ""}From: [$rto];tag={PHONE_TAG}
 To: [$rfrom]
 [last_Call-ID:]
 CSeq: 2 BYE
@@ -359,45 +347,75 @@ Content-Length: 0
 <recv response="200"/>
 <nop next="end"/>
 """)
-            parts.append('<label id="cancelled"/>\n')
-        parts.append("""<send><![CDATA[
-SIP/2.0 200 OK
-[last_Via:]
-[last_From:]
-[last_To:]
-[last_Call-ID:]
-[last_CSeq:]
-Content-Length: 0
-
-]]></send>
-<send><![CDATA[
-SIP/2.0 487 Request Terminated
-[last_Via:]
-[last_From:]
-[last_To:];tag=[pid]SIPpTag01[call_number]
-[last_Call-ID:]
-CSeq: [cseq] INVITE
-Content-Length: 0
-
-]]></send>
-<recv request="ACK"/>
+        parts.append('<label id="cancelled"/>\n')
+    parts.append(reply(200, "OK") + reply(487, "Request Terminated", tag=PHONE_TAG, cseq="CSeq: [cseq] INVITE")
+                 + """<recv request="ACK"/>
 <label id="end"/>
 </scenario>
 """)
-        return "".join(parts)
-    code, text = {"486": (486, "Busy Here"), "480": (480, "Temporarily Unavailable"),
-                  "603": (603, "Decline")}[mode]
-    parts.append(f"""<pause milliseconds="{ring_ms}"/>
+    return "".join(parts)
+
+
+def _answer_only_xml(answer_re: str, ring_ms: int) -> str:
+    """Phones that answer the called numbers matching answer_re and are busy for the others."""
+    return f"""<?xml version="1.0" encoding="UTF-8"?>
+<scenario name="customers">
+<recv request="INVITE" crlf="true">
+  <action><ereg regexp="INVITE sip:{answer_re}@" search_in="msg" check_it="false" assign_to="ans"/></action>
+</recv>
+{_phone_answer(180, "Ringing")}<pause milliseconds="{ring_ms}"/>
+<nop test="ans" next="answer"/>
+{_phone_answer(486, "Busy Here")}<recv request="ACK" next="end"/>
+<label id="answer"/>
+{_phone_answer(200, "OK", body=sdp("0 8"), retrans=True)}<recv request="ACK" crlf="true"/>
+<recv request="BYE"/>
+{reply(200, "OK")}<label id="end"/>
+</scenario>
+"""
+
+
+# The worker stand-in of the edge's tests: answers the dispatcher's OPTIONS pings and every INVITE (200,
+# then the caller's BYE).
+_WORKER_SDP = """v=0
+o=worker 1 1 IN IP4 [local_ip]
+s=-
+c=IN IP4 [local_ip]
+t=0 0
+m=audio [media_port] RTP/AVP 8
+a=rtpmap:8 PCMA/8000
+"""
+_WORKER_UAS = f"""<?xml version="1.0" encoding="UTF-8"?>
+<scenario name="worker">
+<recv request="INVITE|OPTIONS" regexp_match="true">
+  <action><ereg regexp="^OPTIONS" search_in="msg" check_it="false" assign_to="options"/></action>
+</recv>
+<nop test="options" next="options"/>
+{reply(200, "OK", tag="[pid]W[call_number]", headers=["[last_Record-Route:]", "Contact: <sip:worker@[local_ip]:[local_port]>"],
+       body=_WORKER_SDP)}<recv request="ACK" timeout="8000" ontimeout="end"/>
+<recv request="BYE" timeout="30000" ontimeout="end"/>
+{reply(200, "OK")}<nop next="end"/>
+<label id="options"/>
+{reply(200, "OK", tag="[pid]O[call_number]")}<label id="end"/>
+</scenario>
+"""
+
+# A flooder: INVITEs and nothing else (no retransmission, no ACK): each "call" ends once sent.
+_FLOOD_INVITE = """<?xml version="1.0" encoding="UTF-8"?>
+<scenario name="flood">
 <send><![CDATA[
-SIP/2.0 {code} {text}
-{_OK_HEADERS}
+INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: <sip:flood@[local_ip]:[local_port]>;tag=[pid]F[call_number]
+To: <sip:[service]@[remote_ip]:[remote_port]>
+Call-ID: [call_id]
+CSeq: 1 INVITE
+Contact: sip:flood@[local_ip]:[local_port]
+Max-Forwards: 70
 Content-Length: 0
 
 ]]></send>
-<recv request="ACK"/>
 </scenario>
-""")
-    return "".join(parts)
+"""
 
 
 @dataclass
@@ -441,6 +459,10 @@ class Sipp:
         lines = [ln for f in self.workdir.glob("*_logs.log") for ln in f.read_text(errors="replace").splitlines()]
         return [ln.split("retry-after=", 1)[1].strip() for ln in lines if "retry-after=" in ln]
 
+    def messages(self) -> str:
+        """What it received, when started with a message trace (agent(trace=True), worker_standin())."""
+        return "\n".join(f.read_text(errors="replace") for f in sorted(self.workdir.glob("*messages.log")))
+
     def succeeded(self) -> int:
         """Successful calls according to sipp's final statistics (exit code 0 means all)."""
         return self.proc.returncode
@@ -454,14 +476,15 @@ def _sipp_exe() -> str:
 
 
 def _start(name: str, xml: str, args: list[str], port: int | None = None, workdir: Path | None = None,
-           local_ip: str = "127.0.0.1") -> Sipp:
+           local_ip: str = "127.0.0.1", trace_errors: bool = True) -> Sipp:
     workdir = workdir or Path(tempfile.mkdtemp(prefix=f"sipp-{name}-"))
     scen = workdir / "scenario.xml"
     scen.write_text(xml)
-    port = port or _free_port(_ports)
-    media = _free_port(_media_ports, span=4)
+    port = port or ports.port(local_ip)
+    media = ports.block(5, media=True, ip=local_ip)   # sipp binds its media port and the ones after it
+    errors = ["-trace_err", "-error_file", str(workdir / "errors.log")] if trace_errors else []
     cmd = [_sipp_exe(), "-sf", str(scen), "-i", local_ip, "-p", str(port), "-mp", str(media),
-           "-nostdin", "-trace_err", "-error_file", str(workdir / "errors.log"), *args]
+           "-nostdin", *errors, *args]
     out = open(workdir / "sipp.out", "wb")  # noqa: SIM115 - owned by the process
     proc = subprocess.Popen(cmd, cwd=workdir, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     return Sipp(name, proc, workdir, port, media_port=media)
@@ -470,13 +493,15 @@ def _start(name: str, xml: str, args: list[str], port: int | None = None, workdi
 def caller(target: str, steps: list[tuple], number: str = "0901234567", service: str = "hotline",
            calls: int = 1, rate: float = 1.0, limit: int | None = None, codecs: str = "8 0",
            expect_code: int = 200, timeout_s: int = 120, extra: list[str] | None = None,
-           local_ip: str = "127.0.0.1", headers: list[str] | None = None, busy_ok: bool = False) -> Sipp:
+           local_ip: str = "127.0.0.1", headers: list[str] | None = None, busy_ok: bool = False,
+           media_port: int | None = None) -> Sipp:
     """Start sipp calling target ('127.0.0.1:5060') `calls` times with the given steps, from local_ip
     (any 127.x address is this host), with extra INVITE headers ('P-Asserted-Identity: <sip:...>').
-    busy_ok: a 503 with Retry-After also ends a call successfully (see Sipp.refused())."""
+    busy_ok: a 503 with Retry-After also ends a call successfully (see Sipp.refused()).
+    media_port: the RTP port its offer names instead of its own (a test listening there)."""
     workdir = Path(tempfile.mkdtemp(prefix="sipp-caller-"))
     pcaps = write_dtmf_pcaps(workdir, [s[1] for s in steps if s[0] == "dtmf"])
-    xml = _caller_xml(steps, number, codecs, expect_code, pcaps, headers, busy_ok)
+    xml = _caller_xml(steps, number, codecs, expect_code, pcaps, headers, busy_ok, media_port)
     args = [target, "-s", service, "-m", str(calls), "-r", str(rate), "-l", str(limit or calls),
             "-timeout", f"{timeout_s}s", "-timeout_error", *(["-trace_logs"] if busy_ok else []), *(extra or [])]
     return _start("caller", xml, args, workdir=workdir, local_ip=local_ip)
@@ -487,52 +512,46 @@ def cancelling_caller(target: str, ring_ms: int, number: str = "0901234567", ser
                   [target, "-s", service, "-m", "1", "-timeout", "60s", "-timeout_error"])
 
 
+def referred_caller(target: str, number: str = "0901234567", service: str = "hotline") -> Sipp:
+    """A caller whose call is blind-transferred: it accepts the REFER (202), reports the new call as
+    answered (NOTIFY with a 200 sipfrag) and expects the worker's BYE."""
+    return _start("caller-refer", _caller_xml([("referred", 20000)], number, "8 0", 200),
+                  [target, "-s", service, "-m", "1", "-timeout", "60s", "-timeout_error"])
+
+
 def agent(port: int, mode: str = "answer", ring_ms: int = 500, talk_ms: int = 1000, calls: int = 1,
-          timeout_s: int = 120) -> Sipp:
-    """An agent's phone on 127.0.0.1:port answering `calls` offers the same way, echoing RTP back."""
-    return _start(f"agent{port}", _agent_xml(mode, ring_ms, talk_ms),
-                  ["-m", str(calls), "-rtp_echo", "-timeout", f"{timeout_s}s", "-timeout_error"], port=port)
+          timeout_s: int = 120, *, codecs: str = "0 8", greeting: bool = False, routed: bool = False,
+          answer_only: str | None = None, trace: bool = False, timeout_error: bool = True) -> Sipp:
+    """A phone on 127.0.0.1:port answering `calls` offers the same way, echoing RTP back.
+    mode: 'answer' (talk, wait for BYE), 'answer_bye' (hangs up after talk_ms), 'noanswer' (ring until
+    CANCEL), '486' / '480' / '603' (reject after ring_ms). codecs: what its answer offers.
+    greeting: after answering it plays 4.7 s of speech instead of echoing (a voicemail box; codecs "8").
+    routed: a phone behind a proxy: its answers carry the Record-Route, its BYE follows the route.
+    answer_only: a regex of called numbers it answers (mode 'answer'); for the others it is busy (486).
+    trace: every message it gets is in `messages()`."""
+    if answer_only is not None:
+        xml = _answer_only_xml(answer_only, ring_ms)
+    else:
+        xml = _agent_xml(mode, ring_ms, talk_ms, codecs, greeting, routed)
+    args = ["-m", str(calls), *([] if greeting else ["-rtp_echo"]), *(["-trace_msg"] if trace else []),
+            "-timeout", f"{timeout_s}s", *(["-timeout_error"] if timeout_error else [])]
+    return _start(f"agent{port}", xml, args, port=port)
+
+
+def worker_standin(local_ip: str = "127.0.0.1") -> Sipp:
+    """A worker stand-in for the SIP edge: answers OPTIONS pings and every INVITE (200, then the
+    caller's BYE); every message it receives is in `messages()`."""
+    return _start("worker", _WORKER_UAS, ["-trace_msg", "-message_file", "messages.log", "-m", "100000",
+                                          "-timeout", "300s"], local_ip=local_ip, trace_errors=False)
+
+
+def flooder(local_ip: str, target: str, rate: int, seconds: int) -> Sipp:
+    """INVITEs from local_ip at `rate` a second for `seconds`, never retransmitted, never ACKed."""
+    return _start("flood", _FLOOD_INVITE, [target, "-s", "hotline", "-r", str(rate), "-rp", "1000",
+                                           "-m", str(rate * seconds), "-l", str(rate * seconds)],
+                  local_ip=local_ip, trace_errors=False)
 
 
 def wait_all(*procs: Sipp, timeout: float = 90) -> list[int]:
     deadline = time.monotonic() + timeout
     return [p.wait(max(1.0, deadline - time.monotonic())) for p in procs]
-
-
-def referred_caller(target: str, number: str = "0901234567", service: str = "hotline") -> Sipp:
-    """A caller whose call is blind-transferred: it accepts the REFER (202), reports the new call as
-    answered (NOTIFY with a 200 sipfrag) and expects the worker's BYE."""
-    notify = "SIP/2.0 200 OK\n"
-    steps_xml = f"""<recv request="REFER" timeout="20000">
-  <action><ereg regexp=".*" search_in="hdr" header="From:" assign_to="rf"/></action>
-</recv>
-<send><![CDATA[
-SIP/2.0 202 Accepted
-[last_Via:]
-[last_From:]
-[last_To:]
-[last_Call-ID:]
-[last_CSeq:]
-Contact: sip:{number}@[local_ip]:[local_port]
-Content-Length: 0
-
-]]></send>
-<send retrans="500"><![CDATA[
-NOTIFY [next_url] SIP/2.0
-Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-From: "Caller" <sip:{number}@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
-To: [$rf]
-Call-ID: [call_id]
-CSeq: 2 NOTIFY
-Contact: sip:{number}@[local_ip]:[local_port]
-Event: refer
-Subscription-State: terminated;reason=noresource
-Content-Type: message/sipfrag;version=2.0
-Content-Length: [len]
-
-{notify}]]></send>
-<recv response="200"/>
-"""
-    base = _caller_xml([("wait_bye", 20000)], number, "8 0", 200)
-    xml = base.replace('<recv request="BYE" timeout="20000"/>', steps_xml + '<recv request="BYE" timeout="20000"/>', 1)
-    return _start("caller-refer", xml, [target, "-s", service, "-m", "1", "-timeout", "60s", "-timeout_error"])

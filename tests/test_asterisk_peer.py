@@ -7,8 +7,9 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import ports
 import pytest
-from worker_proc import REPO
+from repo import REPO
 
 sys.path.insert(0, str(REPO / "bench"))
 import asterisk_peer  # bench/ module
@@ -36,7 +37,7 @@ def test_configs_render_every_placeholder_and_every_agent(tmp_path: Path) -> Non
 @pytest.fixture
 def peer(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[asterisk_peer.AsteriskPeer]:
     sip_bench.raise_nofile()
-    port = asterisk_peer.free_udp_port(17560)
+    port = ports.block(2)        # its SIP port, and its agents' phones on the next
     p = asterisk_peer.AsteriskPeer(BUILT[-1].parent.parent, tmp_path / "ast", request.param, port, port + 1,
                                    agents=20)
     p.start()

@@ -14,9 +14,11 @@ import shutil
 import time
 from collections.abc import Iterator
 
+import ports
 import pytest
 import sipp
-from worker_proc import REPO, WorkerProc, demo_rules, flush, new_worker
+from repo import REPO
+from worker_proc import WorkerProc, demo_rules, flush, new_worker
 
 from callcenter.dialer.keys import DialerKeys
 from callcenter.dialer.policy import DialPolicy, DialRules
@@ -59,7 +61,7 @@ nodes:
 
 @pytest.fixture(scope="module")
 def trunk_port() -> int:
-    return sipp._free_port(sipp._ports)
+    return ports.port()
 
 
 @pytest.fixture(scope="module")
@@ -93,13 +95,8 @@ def nobody_logged_in(worker: WorkerProc) -> Iterator[None]:
 
 
 def trunk(port: int) -> sipp.Sipp:
-    """The SIP trunk: answers one call, waits for BYE, and logs every message it gets (-trace_msg)."""
-    return sipp._start(f"trunk{port}", sipp._agent_xml("answer", 300, 0),
-                       ["-m", "1", "-rtp_echo", "-trace_msg", "-timeout", "60s", "-timeout_error"], port=port)
-
-
-def received(p: sipp.Sipp) -> str:
-    return "\n".join(f.read_text(errors="replace") for f in p.workdir.glob("*messages.log"))
+    """The SIP trunk: answers one call, waits for BYE, and logs every message it gets."""
+    return sipp.agent(port, "answer", ring_ms=300, talk_ms=0, timeout_s=60, trace=True)
 
 
 def queue_events(w: WorkerProc, call_id: str) -> list[tuple[str, dict]]:
@@ -144,7 +141,7 @@ def test_spoofed_premium_and_international_callbacks_are_never_dialed(worker: Wo
         rows = {n: worker.call_from(n) for n in spoofs}
         worker.login("1003")
         time.sleep(8)        # a pending callback would be offered to 1003 within a second or two
-        assert "INVITE" not in received(far_end), received(far_end)
+        assert "INVITE" not in far_end.messages(), far_end.messages()
         assert phone.proc.poll() is None, "the agent's phone was rung for a refused callback"
     finally:
         far_end.stop()
@@ -184,8 +181,8 @@ def test_caller_keys_another_number_and_the_callback_dials_it_in_e164(worker: Wo
     finally:
         far_end.stop()
         phone.stop()
-    invite = re.search(r"^INVITE (\S+) SIP/2.0", received(far_end), re.M)
-    assert invite and invite.group(1) == f"sip:+84987654321@127.0.0.1:{trunk_port}", received(far_end)[:2000]
+    invite = re.search(r"^INVITE (\S+) SIP/2.0", far_end.messages(), re.M)
+    assert invite and invite.group(1) == f"sip:+84987654321@127.0.0.1:{trunk_port}", far_end.messages()[:2000]
 
 
 def test_callbacks_to_one_number_are_capped_across_workers(worker: WorkerProc) -> None:
@@ -226,7 +223,7 @@ def test_a_routing_fallback_callback_to_a_spoofed_premium_number_is_dropped(work
         row = worker.call_from("19005678")
         worker.login("1001")
         time.sleep(6)
-        assert "INVITE" not in received(far_end), received(far_end)
+        assert "INVITE" not in far_end.messages(), far_end.messages()
         assert phone.proc.poll() is None, "the agent's phone was rung for a refused callback"
     finally:
         far_end.stop()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import sipp
-from pg import PgServer, pg_dsn, pg_server  # noqa: F401 (fixtures)
+from pg import PgServer
 from worker_proc import new_worker
 
 from callcenter.cdr.writer import open_store

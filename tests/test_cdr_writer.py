@@ -9,19 +9,17 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import redis
 import redis.asyncio as aioredis
-from pg import PgServer, pg_dsn, pg_server  # noqa: F401 (fixtures)
+from pg import PgServer
+from repo import REPO
 
 from callcenter.cdr import keys
 from callcenter.cdr.buffer import CdrBuffer
 from callcenter.cdr.record import CallRecord, LegRecord, QueueEvent
 from callcenter.cdr.store import SqlStore
 from callcenter.cdr.writer import CdrWriter, open_store
-
-REPO = Path(__file__).resolve().parent.parent
 
 
 def snapshots(i: int) -> tuple[CallRecord, CallRecord]:

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 import sipp
-from worker_proc import REPO, demo_rules
+from repo import REPO
+from worker_proc import demo_rules
 
 pytestmark = [pytest.mark.sip, pytest.mark.timeout(120)]
 

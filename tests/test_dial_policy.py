@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from redis_helpers import run_with_redis
+from repo import REPO
 
 from callcenter import metrics, yamlsrc
 from callcenter.config import load_config
@@ -26,7 +27,6 @@ from callcenter.ivr.script import ScriptSet
 from callcenter.ivr.services import SimulatedServices
 from callcenter.ivr.simulate import ScriptedLeg
 
-REPO = Path(__file__).resolve().parent.parent
 PREFIX = "t:"
 
 

@@ -4,8 +4,8 @@ import asyncio
 import json
 
 import redis.asyncio as aioredis
-from conftest import REPO
-from test_dialer_compliance import TUE_10
+from dialer_helpers import TUE_10
+from repo import REPO
 
 from callcenter.api import campaigns as api
 from callcenter.api.http import HttpRouter, Request

@@ -2,7 +2,7 @@ import datetime as dt
 from zoneinfo import ZoneInfo
 
 import pytest
-from conftest import REPO
+from repo import REPO
 
 from callcenter import yamlsrc
 from callcenter.dialer.campaign import (

@@ -2,7 +2,7 @@ import json
 import subprocess
 import sys
 
-from conftest import REPO
+from repo import REPO
 
 
 def cli(redis_url, *args):

@@ -5,40 +5,15 @@ import datetime as dt
 from zoneinfo import ZoneInfo
 
 import redis.asyncio as aioredis
+from dialer_helpers import PREFIX, TUE_10, VN, camp, setup, stats
 from redis_helpers import run_with_redis
 
-from callcenter import yamlsrc
-from callcenter.dialer.campaign import parse_campaign
 from callcenter.dialer.compliance import Compliance
 from callcenter.dialer.control import CampaignControl
-from callcenter.dialer.engine import CampaignStats, DialerEngine, DialPlanner, dial_count
+from callcenter.dialer.engine import DialerEngine, DialPlanner, dial_count
 from callcenter.dialer.keys import DialerKeys
 from callcenter.dialer.ledger import AbandonLedger, LedgerView, LedgerWindow, throttle
-from callcenter.dialer.pacing import PacingStats
 from callcenter.dialer.upload import import_list, parse_csv
-
-VN = ZoneInfo("Asia/Ho_Chi_Minh")
-TUE_10 = dt.datetime(2026, 11, 24, 10, 0, tzinfo=VN).timestamp()     # a Tuesday, 10:00 in Hanoi
-PREFIX = "t:"
-
-
-def camp(cid, ctype="telesales", mode="progressive", extra=""):
-    answer = "ivr_flow: debt_reminder" if mode == "agentless" else "queue: sales"
-    text = f"id: {cid}\ntype: {ctype}\ndial_mode: {mode}\n{answer}\ncaller_id: '02873001234'\n{extra}"
-    return parse_campaign(*yamlsrc.loads(text, f"{cid}.yaml"))
-
-
-def stats(c, in_flight=0):
-    return CampaignStats(PacingStats(c.pacing.initial_answer_rate, c.pacing.expected_aht), in_flight=in_flight)
-
-
-async def setup(r, c, csv_text, now=TUE_10 - 3600):
-    keys = DialerKeys(PREFIX)
-    await import_list(r, keys, c, parse_csv(csv_text.encode()), now=now)
-    await CampaignControl(r, keys).set_state(c.id, "running")
-    return keys
-
-
 
 
 def test_dnc_numbers_are_never_dialed(redis_url):

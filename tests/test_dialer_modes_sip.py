@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import redis
 import sipp
-from test_dialer_sip import (
+from dialer_worker import (
     KEYS,
     campaign_yaml,
     cli,
@@ -20,7 +20,6 @@ from test_dialer_sip import (
     free_ports,
     machine_customer,
     outbound_rows,
-    setup,  # noqa: F401 - the shared fixture: worker with the dialer, sipp list
     stats,
     upload,
     wait_until,
@@ -60,54 +59,11 @@ def dialer_up(w: WorkerProc) -> None:
     wait_until(lambda: w.http("GET", "/campaigns/t_pv/preview")[0] != 503, 10, "the dialer", w)
 
 
-def selective_customer(port: int, answer_re: str, calls: int, ring_ms: int = 500) -> sipp.Sipp:
+def customer_phones(port: int, answer_re: str, calls: int, ring_ms: int = 500) -> sipp.Sipp:
     """Customers' phones: numbers matching ``answer_re`` answer after ``ring_ms`` ringing and wait
     for BYE; the others ring as long and are busy. Every INVITE is in the message trace."""
-    xml = f"""<?xml version="1.0" encoding="UTF-8"?>
-<scenario name="customers">
-<recv request="INVITE" crlf="true">
-  <action><ereg regexp="INVITE sip:{answer_re}@" search_in="msg" check_it="false" assign_to="ans"/></action>
-</recv>
-<send><![CDATA[
-SIP/2.0 180 Ringing
-{sipp._OK_HEADERS}
-Content-Length: 0
-
-]]></send>
-<pause milliseconds="{ring_ms}"/>
-<nop test="ans" next="answer"/>
-<send><![CDATA[
-SIP/2.0 486 Busy Here
-{sipp._OK_HEADERS}
-Content-Length: 0
-
-]]></send>
-<recv request="ACK" next="end"/>
-<label id="answer"/>
-<send retrans="500"><![CDATA[
-SIP/2.0 200 OK
-{sipp._OK_HEADERS}
-Content-Type: application/sdp
-Content-Length: [len]
-
-{sipp._sdp("0 8")}]]></send>
-<recv request="ACK" crlf="true"/>
-<recv request="BYE"/>
-<send><![CDATA[
-SIP/2.0 200 OK
-[last_Via:]
-[last_From:]
-[last_To:]
-[last_Call-ID:]
-[last_CSeq:]
-Content-Length: 0
-
-]]></send>
-<label id="end"/>
-</scenario>
-"""
-    return sipp._start(f"customers{port}", xml, ["-m", str(calls), "-rtp_echo", "-trace_msg",
-                                                 "-timeout", "100s"], port=port)
+    return sipp.agent(port, "answer", ring_ms=ring_ms, calls=calls, timeout_s=100, answer_only=answer_re,
+                      trace=True, timeout_error=False)
 
 
 def invites(p: sipp.Sipp) -> dict[str, int]:
@@ -119,11 +75,11 @@ def invites(p: sipp.Sipp) -> dict[str, int]:
     return out
 
 
-def test_abandoned_call_hears_the_identification_message(setup, redis_url: str) -> None:
+def test_abandoned_call_hears_the_identification_message(dialer, redis_url: str) -> None:
     """No agent within 2 s: the customer hears the campaign's identification message (3.8 s) before
     the dialer hangs up; the CDR says abandoned and the ledger counts it."""
 
-    w, ivr, campaigns, procs = setup
+    w, ivr, campaigns, procs = dialer
     customer_port, agent_port = free_ports(2)
     yaml = campaign_yaml("t_ident", customer_port, ctype="telesales", mode="progressive", queue="sales",
                          ring="6s", retry="{abandoned: 1h}")
@@ -147,8 +103,8 @@ def test_abandoned_call_hears_the_identification_message(setup, redis_url: str) 
     assert contact(redis_url, "t_ident", "+84911000001")["last_outcome"] == "abandoned"
 
 
-def test_machine_gets_a_message_or_a_hangup_per_campaign(setup, redis_url: str) -> None:
-    w, ivr, campaigns, procs = setup
+def test_machine_gets_a_message_or_a_hangup_per_campaign(dialer, redis_url: str) -> None:
+    w, ivr, campaigns, procs = dialer
     msg_port, hang_port = free_ports(2)
     (campaigns / "msg.yaml").write_text(campaign_yaml("t_vm_msg", msg_port, amd=True).replace(
         "  enabled: true\n", "  enabled: true\n  machine_prompt: debt/thanks_goodbye\n"))
@@ -173,8 +129,8 @@ def test_machine_gets_a_message_or_a_hangup_per_campaign(setup, redis_url: str) 
     assert ledger(redis_url, "t_vm_msg") == (0, 0)     # a machine is not a person: not in the abandon rate
 
 
-def test_preview_agent_takes_skips_and_dials_a_record(setup, redis_url: str) -> None:
-    w, ivr, campaigns, procs = setup
+def test_preview_agent_takes_skips_and_dials_a_record(dialer, redis_url: str) -> None:
+    w, ivr, campaigns, procs = dialer
     customer_port, agent_port = free_ports(2)
     (campaigns / "pv.yaml").write_text(campaign_yaml("t_pv", customer_port, ctype="telesales", mode="preview",
                                                      queue="sales", max_attempts=1, ring="5s"))
@@ -221,8 +177,8 @@ def test_preview_agent_takes_skips_and_dials_a_record(setup, redis_url: str) -> 
         "cc:rt:a:1001", "state") == "available", 5, "agent 1001 available again", w)
 
 
-def test_predictive_three_agents_never_two_calls_each(setup, redis_url: str) -> None:
-    w, ivr, campaigns, procs = setup
+def test_predictive_three_agents_never_two_calls_each(dialer, redis_url: str) -> None:
+    w, ivr, campaigns, procs = dialer
     customer_port, agent_port = free_ports(2)
     yaml = campaign_yaml("t_pred", customer_port, ctype="telesales", mode="predictive", queue="sales",
                          max_attempts=1, ring="4s").replace("  max_concurrent: 2\n",
@@ -232,7 +188,7 @@ def test_predictive_three_agents_never_two_calls_each(setup, redis_url: str) -> 
     numbers = [f"09150000{i:02d}" for i in range(10)]
     upload(w.tmp, "t_pred", [f"{n},K{i},0," for i, n in enumerate(numbers)], redis_url, campaigns)
     # Odd last digit answers, even is busy: 5 people to connect, 5 busy lines.
-    customers = selective_customer(customer_port, r"09150000[0-9][13579]", calls=10)
+    customers = customer_phones(customer_port, r"09150000[0-9][13579]", calls=10)
     agents = sipp.agent(agent_port, "answer_bye", ring_ms=200, talk_ms=2000, calls=5)
     procs += [customers, agents]
     w.write_config(rules=rules_for(w, agent_port), campaigns=campaigns, ivr_scripts=ivr)
@@ -259,14 +215,14 @@ def test_predictive_three_agents_never_two_calls_each(setup, redis_url: str) -> 
     assert len({r.agent_id for r in connected}) >= 2, connected      # the load was spread
 
 
-def test_dialer_killed_mid_campaign_resumes_without_double_dialing(setup, redis_url: str) -> None:
-    w, ivr, campaigns, procs = setup
+def test_dialer_killed_mid_campaign_resumes_without_double_dialing(dialer, redis_url: str) -> None:
+    w, ivr, campaigns, procs = dialer
     (customer_port,) = free_ports(1)
     (campaigns / "rs.yaml").write_text(campaign_yaml("t_rs", customer_port, max_attempts=3, ring="6s",
                                                      retry="{busy: 1s, no_answer: 1s}"))
     numbers = [f"09160000{i:02d}" for i in range(5)]
     upload(w.tmp, "t_rs", [f"{n},K{i},0," for i, n in enumerate(numbers)], redis_url, campaigns)
-    customers = selective_customer(customer_port, "[0-9]+", calls=20, ring_ms=3000)
+    customers = customer_phones(customer_port, "[0-9]+", calls=20, ring_ms=3000)
     procs.append(customers)
     w.write_config(campaigns=campaigns, ivr_scripts=ivr)
     w.start()

@@ -2,7 +2,7 @@ import asyncio
 
 import pytest
 import redis.asyncio as aioredis
-from test_dialer_compliance import PREFIX, TUE_10, camp, setup, stats
+from dialer_helpers import PREFIX, TUE_10, camp, setup, stats
 
 from callcenter.dialer.compliance import Compliance
 from callcenter.dialer.engine import DialerEngine

@@ -47,7 +47,7 @@ def test_answered_calls_awaiting_an_agent_count_against_free_agents():
     must not dial for that agent again (it did while the free count lagged the reservation)."""
     import dataclasses
 
-    from conftest import REPO
+    from repo import REPO
 
     from callcenter.dialer.campaign import load_campaigns
     from callcenter.dialer.engine import CampaignStats, dial_count

@@ -5,188 +5,34 @@ outside its calling window are never dialed."""
 
 from __future__ import annotations
 
-import datetime as dt
-import random
-import shutil
-import socket
-import subprocess
-import sys
 import time
-from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import pytest
 import redis
 import sipp
-from worker_proc import REPO, WorkerProc, demo_rules, free_udp
+from dialer_worker import (
+    KEYS,
+    campaign_yaml,
+    cli,
+    contact,
+    free_ports,
+    machine_customer,
+    outbound_rows,
+    stats,
+    upload,
+    wait_until,
+    window_now,
+)
+from worker_proc import demo_rules
 
 from callcenter.cdr.writer import open_store
-from callcenter.dialer.keys import DialerKeys
 from callcenter.routing.keys import Keys as RoutingKeys
-
-KEYS = DialerKeys("cc:")
 
 pytestmark = [pytest.mark.sip, pytest.mark.timeout(120)]
 
-SHORT_FLOW = """name: dialer_test_notice
-description: short outbound notice for tests
-languages: [vi]
-default_language: vi
-start: notice
-nodes:
-  notice:
-    type: event
-    name: already_paid
-    data: {amount: "{amount_due}"}
-    prompts: [debt/paid_thanks]
-    next: bye
-  bye:
-    type: hangup
-"""
 
-
-def free_ports(n: int) -> list[int]:
-    """UDP ports for sipp customers, away from the ranges other suites allocate from (they run
-    concurrently on this machine), checked free."""
-    out: list[int] = []
-    while len(out) < n:
-        p = random.randrange(31000, 39000)
-        if p not in out and free_udp(p):
-            out.append(p)
-    return out
-
-
-def free_tcp(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("127.0.0.1", port))
-            return True
-        except OSError:
-            return False
-
-
-def dialer_worker(tmp: Path, redis_url: str) -> WorkerProc:
-    """A worker on ports of this suite's own range (39000-39990: SIP udp+tcp, HTTP +1, agents +2),
-    checked free: other suites running at the same time allocate from 5160 up."""
-    while True:
-        base = random.randrange(39000, 39990, 10)
-        if free_udp(base) and free_tcp(base) and free_tcp(base + 1) and free_udp(base + 2):
-            return WorkerProc(tmp, redis_url, base, base + 1, base + 2, "w1")
-
-
-def window_now() -> tuple[str, str]:
-    """A calling window around the current Ho Chi Minh City time, and a time zone (UTC-5, 12 h
-    away) where that window is closed right now."""
-    h = dt.datetime.now(ZoneInfo("Asia/Ho_Chi_Minh")).hour
-    return f"{max(0, h - 2):02d}:00-{min(24, h + 2):02d}:00", "Etc/GMT+5"
-
-
-def campaign_yaml(cid: str, port: int, *, ctype: str = "debt_reminder", mode: str = "agentless",
-                  queue: str | None = None, amd: bool = False, retry: str = "{busy: 2s}",
-                  max_attempts: int = 2, ring: str = "3s") -> str:
-    window, _ = window_now()
-    target = "ivr_flow: dialer_test_notice" if mode == "agentless" else f"queue: {queue}"
-    return f"""id: {cid}
-type: {ctype}
-dial_mode: {mode}
-{target}
-caller_id: "02873005678"
-dial_uri: "sip:{{national}}@127.0.0.1:{port}"
-time_zone: Asia/Ho_Chi_Minh
-compliance:
-  calling_hours: ["{window}"]
-  max_calls_per_number: 0
-attempts:
-  max_attempts: {max_attempts}
-  retry: {retry}
-pacing:
-  ring_timeout: {ring}
-  max_concurrent: 2
-amd:
-  enabled: {str(amd).lower()}
-list_columns: [name, amount_due, timezone]
-"""
-
-
-def cli(*args: str, redis_url: str, campaigns: Path) -> str:
-    r = subprocess.run([sys.executable, "-m", "callcenter", "campaign", *args, "--redis", redis_url,
-                        "--campaigns", str(campaigns)], capture_output=True, text=True, timeout=30)
-    assert r.returncode == 0, r.stdout + r.stderr
-    return r.stdout
-
-
-def upload(tmp: Path, cid: str, rows: list[str], redis_url: str, campaigns: Path) -> None:
-    f = tmp / f"{cid}.csv"
-    f.write_text("phone,name,amount_due,timezone\n" + "\n".join(rows) + "\n")
-    cli("upload", str(f), "--campaign", cid, redis_url=redis_url, campaigns=campaigns)
-
-
-def contact(redis_url: str, cid: str, e164: str) -> dict[str, str]:
-    c = redis.Redis.from_url(redis_url, decode_responses=True)
-    try:
-        return c.hgetall(KEYS.contact(cid, e164))
-    finally:
-        c.close()
-
-
-def stats(redis_url: str, cid: str) -> dict[str, str]:
-    c = redis.Redis.from_url(redis_url, decode_responses=True)
-    try:
-        return c.hgetall(KEYS.stats(cid))
-    finally:
-        c.close()
-
-
-def wait_until(cond, timeout: float, what: str, w: WorkerProc) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}:\n{w.tail(40)}")
-
-
-def outbound_rows(w: WorkerProc, n: int, timeout: float = 20.0) -> list:
-    deadline = time.monotonic() + timeout
-    rows: list = []
-    while time.monotonic() < deadline:
-        rows = [r for r in w.calls(wait_for=0, timeout=1) if r.direction == "outbound"]
-        if len(rows) >= n:
-            return rows
-        time.sleep(0.3)
-    raise AssertionError(f"{len(rows)} outbound CDRs, expected {n}:\n{w.tail(40)}")
-
-
-def machine_customer(port: int) -> sipp.Sipp:
-    """A voicemail box: answers, then talks for 4.7 s (a long greeting), then waits for BYE."""
-    # The pcap is PCMA (PT 8): answer with PCMA only so the worker decodes what sipp sends.
-    xml = sipp._agent_xml("answer", 200, 0).replace(sipp._sdp("0 8"), sipp._sdp("8")).replace(
-        '<recv request="ACK" crlf="true"/>\n',
-        '<recv request="ACK" crlf="true"/>\n'
-        f'<nop><action><exec play_pcap_audio="{sipp.PCAP_DIR}/g711a.pcap"/></action></nop>\n', 1)
-    return sipp._start(f"machine{port}", xml, ["-m", "1", "-timeout", "60s", "-timeout_error"], port=port)
-
-
-@pytest.fixture
-def setup(tmp_path: Path, redis_url: str):
-    """A worker with the dialer (not started yet), its IVR and campaigns directories, sipp list."""
-    ivr = tmp_path / "ivr"
-    shutil.copytree(REPO / "ivr_scripts", ivr)
-    (ivr / "dialer_test_notice.yaml").write_text(SHORT_FLOW)
-    campaigns = tmp_path / "campaigns"
-    campaigns.mkdir()
-    w = dialer_worker(tmp_path, redis_url)
-    w.env["CALLCENTER_DIALER"] = "1"
-    procs: list[sipp.Sipp] = []
-    yield w, ivr, campaigns, procs
-    for p in procs:
-        p.stop()
-    assert w.stop() == 0, w.tail()
-
-
-def test_outcomes_retries_compliance_and_cdrs(setup, redis_url: str) -> None:
-    w, ivr, campaigns, procs = setup
+def test_outcomes_retries_compliance_and_cdrs(dialer, redis_url: str) -> None:
+    w, ivr, campaigns, procs = dialer
     ports = dict(zip(("ans", "busy", "noans", "rej", "mach"), free_ports(5), strict=True))
     (campaigns / "ans.yaml").write_text(campaign_yaml("t_ans", ports["ans"]))
     (campaigns / "busy.yaml").write_text(campaign_yaml("t_busy", ports["busy"], retry="{busy: 1s}"))
@@ -263,10 +109,10 @@ def test_outcomes_retries_compliance_and_cdrs(setup, redis_url: str) -> None:
     assert int(st.get("blocked:dnc", 0)) >= 1 and int(st.get("blocked:outside_window", 0)) >= 1, st
 
 
-def test_progressive_call_reaches_a_logged_in_agent(setup, redis_url: str) -> None:
+def test_progressive_call_reaches_a_logged_in_agent(dialer, redis_url: str) -> None:
     """Progressive dialing: one free agent -> one call; the answered customer is queued at once,
     the agent's phone rings and answers, the CDR names campaign, agent and outcome."""
-    w, ivr, campaigns, procs = setup
+    w, ivr, campaigns, procs = dialer
     customer_port, agent_port = free_ports(2)
     rules = demo_rules(agent_port)
     rules = rules.replace("ring_timeout: 15", "ring_timeout: 4").replace("wrapup: 10", "wrapup: 0")
@@ -311,11 +157,11 @@ def test_ivr_events_become_dispositions() -> None:
     assert disposition_from_events([("no_response", {})], now)["disposition"] == "no_contact"
 
 
-def test_answered_call_without_an_agent_is_abandoned_within_grace(setup, redis_url: str) -> None:
+def test_answered_call_without_an_agent_is_abandoned_within_grace(dialer, redis_url: str) -> None:
     """The only agent logs out while the customer's phone rings: the answered call cannot reach an
     agent within the 2 s grace, so it is dropped, counted in the abandonment ledger and retried."""
 
-    w, ivr, campaigns, procs = setup
+    w, ivr, campaigns, procs = dialer
     customer_port, agent_port = free_ports(2)
     rules = demo_rules(agent_port)
     (w.tmp / "rules.yaml").write_text(rules)

@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from worker_proc import REPO
+from repo import REPO
 
 
 def doctor(*args: str) -> subprocess.CompletedProcess[str]:

@@ -13,24 +13,20 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import ports
 import pytest
 import sipp
 from edge_proc import (
     Edge,
     callers,
-    flooder,
-    free_port_on,
     options_from,
-    received,
     register,
     sip_burst,
     sip_exchange,
-    sipp_on,
     sipvicious,
     successful_calls,
-    worker_uas,
 )
-from worker_proc import REPO
+from repo import REPO
 
 from callcenter import edge as edge_tables
 from callcenter.cli import main as cli_main
@@ -47,11 +43,11 @@ AUTH_FAILURES = 4     # not the default (5): the cracker test shows the edge rea
 @pytest.fixture(scope="module")
 def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Edge, sipp.Sipp]]:
     tmp = tmp_path_factory.mktemp("edge-security")
-    uas = worker_uas()
+    uas = sipp.worker_standin()
     time.sleep(0.3)
     assert uas.proc.poll() is None, uas.errors()
     limits = edge_tables.Limits(auth_failures=AUTH_FAILURES)
-    e = Edge(tmp, free_port_on("127.0.0.1", 17000), PASSWORDS, [f"127.0.0.1:{uas.port}"], trunks=[TRUNK],
+    e = Edge(tmp, ports.port(), PASSWORDS, [f"127.0.0.1:{uas.port}"], trunks=[TRUNK],
              limits=limits).start()
     yield e, uas
     e.stop()
@@ -93,7 +89,7 @@ def test_forged_in_dialog_requests_are_refused_and_never_reach_a_worker(edge) ->
     real = callers("127.0.0.5", e.address, rate=1, calls=1, talk_ms=300)
     assert sipp.wait_all(real, timeout=30) == [0], real.errors()
     time.sleep(0.5)
-    seen = received(uas)
+    seen = uas.messages()
     for call_id in forged.values():
         assert call_id not in seen, f"{call_id} reached the worker"
     assert re.search(r"BYE sip:worker@127\.0\.0\.1", seen)
@@ -107,12 +103,9 @@ def test_a_caller_s_own_dialog_reaches_its_worker_and_nowhere_else(edge) -> None
     victim.bind(("127.0.0.1", 0))
     victim.settimeout(0.5)
     try:
-        xml = sipp._caller_xml([("pause", 200), ("info", "1"), ("hangup",)], "0903000003", "8 0", 200)
-        xml = xml.replace("INFO [next_url] SIP/2.0", f"INFO sip:0900000000@127.0.0.1:{victim.getsockname()[1]} SIP/2.0")
-        head, tail = xml.split("CSeq: 2 INFO", 1)
-        xml = head + "CSeq: 2 INFO" + tail.replace('<recv response="200"/>', '<recv response="403"/>', 1)
-        call = sipp_on("127.0.0.14", "redirect", xml, [e.address, "-s", "hotline", "-m", "1", "-timeout", "30s",
-                                                         "-timeout_error"])
+        info = ("info", "1", 403, f"sip:0900000000@127.0.0.1:{victim.getsockname()[1]}")
+        call = sipp.caller(e.address, [("pause", 200), info, ("hangup",)], number="0903000003", timeout_s=30,
+                           local_ip="127.0.0.14")
         assert sipp.wait_all(call, timeout=40) == [0], call.errors()
         with pytest.raises(TimeoutError):
             victim.recvfrom(65535)
@@ -132,7 +125,7 @@ def test_caller_p_asserted_identity_is_stripped_unless_from_a_trunk(edge) -> Non
                   f"P-Asserted-Identity: <sip:0900000000@{{ip}}>\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n")
         assert any(" 200 " in a for a in _status(sip_exchange(ip, e.port, invite, timeout=1.5)))
     time.sleep(0.3)
-    seen = received(uas)
+    seen = uas.messages()
     invites = {ip: next(m for m in seen.split("----------") if call_id in m and "INVITE sip:" in m)
                for ip, call_id in ids.items()}
     assert "P-Asserted-Identity" not in invites["127.0.0.12"]
@@ -249,7 +242,7 @@ def test_password_cracker_is_banned_after_a_few_failures(edge, tmp_path: Path) -
 def test_invite_flood_is_banned_while_legitimate_callers_are_served(edge) -> None:
     """500 INVITEs/s for 30 s from 127.0.0.2 while 127.0.0.3 places 5 calls/s through the edge."""
     e, uas = edge
-    flood = flooder("127.0.0.2", e.address, rate=500, seconds=30)
+    flood = sipp.flooder("127.0.0.2", e.address, rate=500, seconds=30)
     legit = callers("127.0.0.3", e.address, rate=5, calls=150, talk_ms=1000)
     try:
         sipp.wait_all(legit, flood, timeout=80)
@@ -260,7 +253,7 @@ def test_invite_flood_is_banned_while_legitimate_callers_are_served(edge) -> Non
     assert served >= 149, f"{served}/150 legitimate calls served\n{legit.errors()}\n{e.tail()}"
     assert banned(e, "127.0.0.2") and not banned(e, "127.0.0.3")
     # the flood was cut at the edge: a handful of its INVITEs before the ban, none after
-    assert received(uas).count("From: <sip:flood@") < 50
+    assert uas.messages().count("From: <sip:flood@") < 50
 
 
 def test_kamailio_cli_writes_trusted_trunks(tmp_path: Path) -> None:

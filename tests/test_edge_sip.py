@@ -9,10 +9,12 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import ports
 import pytest
 import sipp
-from edge_proc import Edge, Softphone, free_port_on, register, routed_agent, sip_options
-from worker_proc import REPO, WorkerProc, flush, new_worker
+from edge_proc import Edge, Softphone, register, sip_options
+from repo import REPO
+from worker_proc import WorkerProc, flush, new_worker
 
 from callcenter.cdr.writer import open_store
 from callcenter.cli import main as cli_main
@@ -29,7 +31,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, redis_server) -> Iterator[tu
     tmp = tmp_path_factory.mktemp("edge")
     flush(redis_server.url)
     w = new_worker(tmp, redis_server.url, worker_id="edge-w1")
-    edge_port = w.sip_port + 3
+    edge_port = ports.port()
     # agents 1001 and 1002 are reached through the edge, by their address of record there
     rules = (REPO / "routing_rules.yaml").read_text()
     for agent in ("1001", "1002"):
@@ -63,10 +65,10 @@ def test_kamailio_cli_writes_ha1s_never_passwords(tmp_path: Path) -> None:
 
 
 def test_wrong_password_is_refused_and_the_right_one_registers(stack, tmp_path: Path) -> None:
-    w, edge = stack
+    _, edge = stack
     # from its own address: a phone that keeps answering challenges with a wrong password gets that
     # address banned (tests/test_edge_security.py), which must not silence the other tests' phones
-    wrong = Softphone(tmp_path, "1002", "not-the-password", edge, w.sip_port + 5, 31040, ip="127.0.0.30").start()
+    wrong = Softphone(tmp_path, "1002", "not-the-password", edge, ip="127.0.0.30").start()
     try:
         deadline = time.monotonic() + 15
         while "127.0.0.30" not in edge.kamcmd("htable.dump", "ipban") and time.monotonic() < deadline:
@@ -76,7 +78,7 @@ def test_wrong_password_is_refused_and_the_right_one_registers(stack, tmp_path: 
     finally:
         wrong.stop()
     assert "1002" not in edge.kamcmd("ul.dump")
-    right = Softphone(tmp_path, "1002", PASSWORDS["1002"], edge, w.sip_port + 5, 31040).start()
+    right = Softphone(tmp_path, "1002", PASSWORDS["1002"], edge).start()
     try:
         right.registered()
         assert re.search(r"AoR: 1002\b", edge.kamcmd("ul.dump"))   # in the edge's location table
@@ -88,7 +90,7 @@ def test_caller_through_the_edge_reaches_a_registered_agent(stack, tmp_path: Pat
     """sipp dials the edge; the edge's dispatcher hands the call to the worker; the worker's offer to
     sip:1001@edge is routed to the baresip phone registered as 1001, which answers; audio flows."""
     w, edge = stack
-    phone = Softphone(tmp_path, "1001", PASSWORDS["1001"], edge, w.sip_port + 4, 31000).start()
+    phone = Softphone(tmp_path, "1001", PASSWORDS["1001"], edge).start()
     try:
         phone.registered()
         w.login("1001")
@@ -114,9 +116,9 @@ def test_an_agent_hanging_up_reaches_the_worker_through_the_edge(stack) -> None:
     """The agent's leg in the other direction: the phone's BYE (an in-dialog request from an untrusted
     address) is relayed to the worker of its dialog, which answers it."""
     w, edge = stack
-    agent_port = free_port_on("127.0.0.1", w.sip_port + 8)
+    agent_port = ports.port()
     assert register(edge.port, "1001", PASSWORDS["1001"], f"sip:1001@127.0.0.1:{agent_port}") == ["SIP/2.0 200 OK"]
-    agent = routed_agent(agent_port)
+    agent = sipp.agent(agent_port, "answer_bye", ring_ms=300, talk_ms=1500, routed=True)
     try:
         w.login("1001")
         steps = [("pause", 600), ("dtmf", "1"), ("pause", 800), ("dtmf", "1"), ("pause", 9000), ("hangup",)]
@@ -130,7 +132,7 @@ def test_an_agent_hanging_up_reaches_the_worker_through_the_edge(stack) -> None:
 
 def test_only_workers_may_ring_an_agent_and_unregistered_agents_fail_fast(stack, tmp_path: Path) -> None:
     w, edge = stack
-    phone = Softphone(tmp_path, "1001", PASSWORDS["1001"], edge, w.sip_port + 4, 31000).start()
+    phone = Softphone(tmp_path, "1001", PASSWORDS["1001"], edge).start()
     try:
         phone.registered()
         # a stranger (not in the dispatcher list) dialing the agent's address is a caller like any other:
@@ -148,8 +150,8 @@ def test_a_dead_worker_is_skipped_by_the_edge(stack, tmp_path: Path) -> None:
     """Two workers in the dispatcher list, one of them down: every caller still reaches the live one
     (failover on timeout, then the OPTIONS pings mark the dead one inactive)."""
     w, _ = stack
-    dead = f"127.0.0.1:{w.sip_port + 6}"          # nothing listens there
-    edge = Edge(tmp_path, w.sip_port + 7, PASSWORDS, [dead, w.target]).start()
+    dead = f"127.0.0.1:{ports.port()}"          # nothing listens there
+    edge = Edge(tmp_path, ports.port(), PASSWORDS, [dead, w.target]).start()
     try:
         for n in range(2):
             number = f"090300001{n}"

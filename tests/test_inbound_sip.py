@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 import sipp
-from worker_proc import REPO, WorkerProc, flush, new_worker
+from repo import REPO
+from worker_proc import WorkerProc, flush, new_worker
 
 pytestmark = [pytest.mark.sip, pytest.mark.timeout(180)]
 

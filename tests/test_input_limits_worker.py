@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 import sipp
-from test_input_limits import BOMB
+from alias_bomb import BOMB
 from worker_proc import WorkerProc, api_user, flush, new_worker
 
 pytestmark = [pytest.mark.sip, pytest.mark.timeout(120)]
@@ -142,10 +142,8 @@ def test_alias_bomb_answers_400_within_a_second_while_a_call_keeps_its_audio(
         worker: WorkerProc, auth: dict[str, str]) -> None:
     rtp = RtpListener()
     number = "0907000001"
-    xml = sipp._caller_xml([("pause", 6000), ("hangup",)], number, "8 0", 200)
-    xml = xml.replace("m=audio [media_port]", f"m=audio {rtp.port}")
-    caller = sipp._start("caller", xml, [worker.target, "-s", "hotline", "-m", "1", "-timeout", "60s",
-                                         "-timeout_error"])
+    caller = sipp.caller(worker.target, [("pause", 6000), ("hangup",)], number=number, timeout_s=60,
+                         media_port=rtp.port)
     try:
         rtp.wait_first(5)
         time.sleep(1.0)

@@ -7,14 +7,13 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from repo import REPO
 
 from callcenter.ivr import announce, prompts
 from callcenter.ivr.checker import check
 from callcenter.ivr.cli import check_command
 from callcenter.ivr.saynumber import prompt_names
 from callcenter.ivr.script import IvrCheckError, ScriptSet, split_prompt
-
-REPO = Path(__file__).resolve().parent.parent
 
 GOOD = """\
 name: demo

@@ -10,12 +10,12 @@ import wave
 from pathlib import Path
 
 import pytest
+from repo import REPO
 
 from callcenter.exceptions import ConfigError
 from callcenter.ivr import prompts
 from callcenter.ivr.cli import simulate_command
 
-REPO = Path(__file__).resolve().parent.parent
 needs_tools = pytest.mark.skipif(not (shutil.which("espeak-ng") and shutil.which("sox")),
                                  reason="espeak-ng and sox are needed")
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from repo import REPO
 
 from callcenter.ivr import expr
 from callcenter.ivr.runner import IvrResult, IvrRunner
@@ -22,7 +23,6 @@ from callcenter.ivr.script import ScriptSet
 from callcenter.ivr.services import QueueOutcome, SimulatedServices
 from callcenter.ivr.simulate import ScriptedLeg
 
-REPO = Path(__file__).resolve().parent.parent
 SOUNDS = REPO / "sounds"
 VN = dt.timezone(dt.timedelta(hours=7))
 

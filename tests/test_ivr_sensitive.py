@@ -9,13 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from repo import REPO
 
 from callcenter.ivr.runner import HIDDEN, IvrRunner
 from callcenter.ivr.script import IvrCheckError, ScriptSet
 from callcenter.ivr.services import SimulatedServices
 from callcenter.ivr.simulate import ScriptedLeg
 
-REPO = Path(__file__).resolve().parent.parent
 PIN = "4321"
 
 FLOW = """\

@@ -8,7 +8,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from pg import pg_dsn, pg_server  # noqa: F401
 
 from callcenter.cdr import report
 from callcenter.cdr.record import AGENTLOGIN, AGENTLOGOFF, PAUSE, UNPAUSE, CallRecord, QueueEvent

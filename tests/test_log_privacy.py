@@ -20,7 +20,8 @@ from typing import Any
 import pytest
 import redis
 import sipp
-from worker_proc import REPO, WorkerProc, admin_token, flush, new_worker
+from repo import REPO
+from worker_proc import WorkerProc, admin_token, flush, new_worker
 
 from callcenter.cdr.writer import open_store
 from callcenter.dialer.keys import DialerKeys

@@ -13,17 +13,15 @@ import subprocess
 import sys
 import time
 import urllib.request
-from pathlib import Path
 
 import pytest
 import redis
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
+from repo import REPO
 from routing_helpers import Clock, call, make
 
 from callcenter.metrics import QueueCollector
-
-REPO = Path(__file__).resolve().parent.parent
 
 SERVER = r"""
 import sys

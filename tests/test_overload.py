@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 import sipp
-from worker_proc import METRICS_TOKEN, REPO, WorkerProc, new_worker
+from repo import REPO
+from worker_proc import METRICS_TOKEN, WorkerProc, new_worker
 
 from callcenter.config import load_config
 from callcenter.exceptions import ConfigError

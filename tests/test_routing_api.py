@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-from pathlib import Path
 from typing import Any
 
+from repo import REPO
 from routing_helpers import Clock, rules_text
 
 from callcenter.api import admin, agents
 from callcenter.api.http import HttpRouter, Request, Response
 from callcenter.routing import rules as R
 from callcenter.routing.router import QueuedCall, Router, connect
-
-REPO = Path(__file__).resolve().parent.parent
 
 
 async def hit(router: HttpRouter, method: str, path: str, body: Any = None) -> Response:

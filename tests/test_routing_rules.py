@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
+from repo import REPO
 
 from callcenter.exceptions import ConfigError
 from callcenter.routing import rules as R
-
-REPO = Path(__file__).resolve().parent.parent
 
 
 def test_shipped_rules_load():

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
-from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from repo import REPO
 
 from callcenter.ivr import prompts
 from callcenter.ivr.saynumber import SayError, SayOptions, prompt_names, say, words
 
-REPO = Path(__file__).resolve().parent.parent
 TEXTS = prompts.load_texts(REPO / "sounds" / "prompts.yaml")
 
 

@@ -16,7 +16,8 @@ from collections import Counter
 
 import pytest
 import sipp
-from worker_proc import REPO, WorkerProc, flush, new_worker
+from repo import REPO
+from worker_proc import WorkerProc, flush, new_worker
 
 pytestmark = [pytest.mark.sip, pytest.mark.timeout(240)]
 

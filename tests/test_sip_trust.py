@@ -6,12 +6,11 @@ import ipaddress
 from pathlib import Path
 
 import pytest
+from repo import REPO
 
 from callcenter.config import load_config
 from callcenter.exceptions import ConfigError
 from callcenter.telephony.trust import DEFAULT_TRUSTED, SourcePolicy, TrustedSource, asserted_user, source_ip
-
-REPO = Path(__file__).resolve().parent.parent
 
 
 def test_source_address_forms() -> None:

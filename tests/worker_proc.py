@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,25 +12,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import ports
 import redis
+from repo import REPO
 
 from callcenter.cdr.writer import open_store
 
-REPO = Path(__file__).resolve().parent.parent
-_ports = itertools.count(int(os.environ.get("WORKER_BASE_PORT", "5160")), 10)
-
-
-def _bindable(port: int, kind: socket.SocketKind) -> bool:
-    with socket.socket(socket.AF_INET, kind) as s:
-        try:
-            s.bind(("127.0.0.1", port))
-            return True
-        except OSError:
-            return False
-
-
-def free_udp(port: int) -> bool:
-    return _bindable(port, socket.SOCK_DGRAM)
+RTP_PORTS = 2000    # sip.rtp_port_range of a test worker (tests of the media slots shrink it)
 
 
 # Every worker a test started: conftest stops the ones still running when their module ends, so a test
@@ -57,6 +43,11 @@ class WorkerProc:
     worker_id: str
     proc: subprocess.Popen[bytes] | None = None
     env: dict[str, str] = field(default_factory=dict)
+    rtp_port: int = 0      # first of its RTP range; 0: one from tests/ports.py
+
+    def __post_init__(self) -> None:
+        if not self.rtp_port:
+            self.rtp_port = ports.block(RTP_PORTS, media=True)
 
     @property
     def target(self) -> str:
@@ -93,8 +84,8 @@ class WorkerProc:
             rules.write_text(text)
         self.config.write_text(f"""
 worker: {{id: {self.worker_id}, data_dir: {self.tmp}, drain_seconds: 5}}
-sip: {{bind: 127.0.0.1, port: {self.sip_port}, transports: [udp, tcp], rtp_port: {20000 + (self.sip_port % 100) * 100},
-      rtp_port_range: 2000, max_calls: 1000{f', trunk: "{trunk}"' if trunk else ''}{f', {sip_extra}' if sip_extra else ''}}}
+sip: {{bind: 127.0.0.1, port: {self.sip_port}, transports: [udp, tcp], rtp_port: {self.rtp_port},
+      rtp_port_range: {RTP_PORTS}, max_calls: 1000{f', trunk: "{trunk}"' if trunk else ''}{f', {sip_extra}' if sip_extra else ''}}}
 redis: {{url: "{self.redis_url}", prefix: "cc:"}}
 http: {{bind: 127.0.0.1, port: {self.http_port}, metrics_token: {METRICS_TOKEN}}}
 paths: {{ivr_scripts: {ivr_scripts or REPO / 'ivr_scripts'}, sounds: {REPO / 'sounds'}, routing_rules: {rules},
@@ -283,16 +274,10 @@ def demo_rules(agents_port: int) -> str:
     return (REPO / "routing_rules.yaml").read_text().replace("127.0.0.1:5070", f"127.0.0.1:{agents_port}")
 
 
-def free_tcp(port: int) -> bool:
-    return _bindable(port, socket.SOCK_STREAM)
-
-
 def new_worker(tmp: Path, redis_url: str, worker_id: str = "w1") -> WorkerProc:
-    """A worker on ports nobody else on this machine holds right now (SIP UDP+TCP, HTTP, agents)."""
-    base = next(_ports)
-    while not (free_udp(base) and free_tcp(base) and free_tcp(base + 1 + 8000) and free_udp(base + 2)):
-        base = next(_ports)
-    return WorkerProc(tmp, redis_url, base, base + 1 + 8000, base + 2, worker_id)
+    """A worker on ports of its own (tests/ports.py): SIP UDP+TCP, HTTP, its agents' phones, RTP."""
+    base = ports.block(3)
+    return WorkerProc(tmp, redis_url, base, base + 1, base + 2, worker_id)
 
 
 def flush(redis_url: str) -> None:
