@@ -12,6 +12,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import ports
 import pytest
 import sipp
 from repo import REPO
@@ -21,14 +22,15 @@ pytestmark = [pytest.mark.sip, pytest.mark.timeout(120)]
 
 
 def test_demo_hotline_answers_and_a_demo_agent_talks(tmp_path: Path) -> None:
-    sip_port, http_port, agents_port = 5460, 18460, 5470
+    sip_port, http_port, agents_port = (ports.port() for _ in range(3))
+    rtp_port = ports.block(2000, media=True)
     rules = demo_rules(agents_port)
     (tmp_path / "routing_rules.yaml").write_text(rules)
     cfg = (REPO / "callcenter.yaml").read_text()
     cfg = cfg.replace("port: 5060", f"port: {sip_port}").replace("port: 8080", f"port: {http_port}")
     cfg = cfg.replace("data_dir: var", f"data_dir: {tmp_path / 'var'}")
     cfg = cfg.replace("store: sqlite:///var/cdr.db", f"store: sqlite:///{tmp_path / 'var' / 'cdr.db'}")
-    cfg = cfg.replace("rtp_port: 10000", "rtp_port: 24000").replace("rtp_port_range: 20000", "rtp_port_range: 2000")
+    cfg = cfg.replace("rtp_port: 10000", f"rtp_port: {rtp_port}").replace("rtp_port_range: 20000", "rtp_port_range: 2000")
     cfg = cfg.replace("ivr_scripts: ivr_scripts", f"ivr_scripts: {REPO / 'ivr_scripts'}")
     cfg = cfg.replace("sounds: sounds", f"sounds: {REPO / 'sounds'}")
     cfg = cfg.replace("routing_rules: routing_rules.yaml", f"routing_rules: {tmp_path / 'routing_rules.yaml'}")

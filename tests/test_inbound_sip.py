@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import ports
 import pytest
 import sipp
 from repo import REPO
@@ -20,6 +21,7 @@ from worker_proc import WorkerProc, flush, new_worker
 pytestmark = [pytest.mark.sip, pytest.mark.timeout(180)]
 
 AGENTS = ("1001", "1002", "1003", "1004")
+PHONES: dict[str, int] = {}     # each agent's phone on a port of its own (given by the worker fixture)
 
 
 @pytest.fixture(scope="module")
@@ -28,6 +30,8 @@ def worker(tmp_path_factory: pytest.TempPathFactory, redis_server) -> WorkerProc
     flush(redis_server.url)   # the module owns the session's database: no other test's agents or calls
     w = new_worker(tmp, redis_server.url)
     # Each agent's phone on its own port so a scenario can make one answer and another refuse.
+    first = ports.block(len(AGENTS))
+    PHONES.update({agent: first + i for i, agent in enumerate(AGENTS)})
     rules = (REPO / "routing_rules.yaml").read_text()
     for agent in AGENTS:
         rules = rules.replace(f"sip:{agent}@127.0.0.1:5070", f"sip:{agent}@127.0.0.1:{agent_port(w, agent)}")
@@ -49,7 +53,7 @@ def nobody_logged_in(worker: WorkerProc):
 
 
 def agent_port(w: WorkerProc, agent: str) -> int:
-    return w.agents_port + 40 + AGENTS.index(agent)
+    return PHONES[agent]
 
 
 def agent_state(w: WorkerProc, agent: str) -> dict:
