@@ -4,8 +4,8 @@ functions and under `if TYPE_CHECKING:` count too), relative imports are resolve
 
 The layers (HACKING.md): routing, cdr, api and config never load pjsua2 (telephony's softswitch and leg,
 and the doctor, do), not even through another module; routing knows nothing of the IVR; nothing but an
-entry point imports the composition root `callcenter.worker`; and no module is imported back, at run time,
-by what it imports (directly or round a loop)."""
+entry point imports the composition root `callcenter.worker`; metrics.py imports nothing of the package;
+and no module is imported back, at run time, by what it imports (directly or round a loop)."""
 
 from __future__ import annotations
 
@@ -148,6 +148,13 @@ def test_routing_cdr_api_config_never_load_pjsua2() -> None:
 def test_routing_knows_nothing_of_the_ivr() -> None:
     bad = [f"{i.module}:{i.line} imports {i.target}" for i in imports()
            if in_package(i.module, "callcenter.routing") and in_package(i.target, "callcenter.ivr")]
+    assert not bad, "\n".join(bad)
+
+
+def test_metrics_imports_nothing_of_the_package() -> None:
+    """Every layer records into metrics.py; it reads no layer (what it shows is pushed or collected in)."""
+    bad = [f"{i.module}:{i.line} imports {i.target}" for i in imports()
+           if i.module == "callcenter.metrics" and in_package(i.target, "callcenter")]
     assert not bad, "\n".join(bad)
 
 
