@@ -152,7 +152,7 @@ def test_routing_knows_nothing_of_the_ivr() -> None:
 
 
 def test_metrics_imports_nothing_of_the_package() -> None:
-    """Every layer records into metrics.py; it reads no layer (what it shows is pushed or collected in)."""
+    """Every layer records into metrics.py; it reads none (its collector gets callables from worker.py)."""
     bad = [f"{i.module}:{i.line} imports {i.target}" for i in imports()
            if i.module == "callcenter.metrics" and in_package(i.target, "callcenter")]
     assert not bad, "\n".join(bad)
