@@ -48,7 +48,7 @@ class LimitedRequest(server.Request):
     _received = 0
     _cap = 0
     _gated = False              # waiting for the sender's admission; the body is not read meanwhile
-    _complete_while_gated = False
+    _complete_while_gated: tuple[bytes, bytes, bytes] | None = None   # the request line, once the body is in
     _continue = False           # the client asked for "100 Continue": sent once admitted
 
     def gotLength(self, length: int | None) -> None:  # noqa: N802 - twisted name
@@ -96,9 +96,9 @@ class LimitedRequest(server.Request):
         if self._continue:
             transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         transport.resumeProducing()
-        if self._complete_while_gated:
+        if self._complete_while_gated is not None:
             command, path, version = self._complete_while_gated
-            self._complete_while_gated = False
+            self._complete_while_gated = None
             super().requestReceived(command, path, version)
 
     def handleContentChunk(self, data: bytes) -> None:  # noqa: N802 - twisted name
@@ -114,7 +114,7 @@ class LimitedRequest(server.Request):
         if self._refused:
             return
         if self._gated:         # the whole (small) body came in one read: serve it once admitted
-            self._complete_while_gated = (command, path, version)  # type: ignore[assignment]
+            self._complete_while_gated = (command, path, version)
             return
         super().requestReceived(command, path, version)
 

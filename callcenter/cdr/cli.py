@@ -15,7 +15,6 @@ import signal
 import socket
 import sys
 import time
-from typing import Any
 
 from callcenter import logs
 from callcenter.cdr import report
@@ -24,7 +23,7 @@ from callcenter.cdr.store import DIMENSIONS, INTERVALS, ReportParams, StoreUnava
 DEFAULT_STORE = "sqlite:///var/cdr.db"
 
 
-def add_parser(subparsers: Any) -> None:
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register ``report`` and ``cdr-writer`` on the main CLI's subparsers."""
     p = subparsers.add_parser("report", help="KPI report from the CDR store (table, CSV, JSON)")
     p.add_argument("--store", default=os.environ.get("CALLCENTER_CDR_STORE", DEFAULT_STORE),

@@ -23,7 +23,7 @@ class _Stderr:
         sys.stderr.flush()
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> argparse.ArgumentParser:
     ivr = subparsers.add_parser("ivr", help="IVR flows: check and dry-run")
     sub = ivr.add_subparsers(dest="ivr_command", required=True)
     c = sub.add_parser("check", help="validate every flow of a directory")
