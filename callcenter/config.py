@@ -1,7 +1,7 @@
 """The worker configuration (`callcenter.yaml`), read once and validated into frozen dataclasses.
 
-Every error names the file, the key path and the line:
-    callcenter.yaml:7: sip.port: must be an integer between 1 and 65535
+Read with :class:`callcenter.yamlsrc.Reader`: every error names the file, the key path and the line:
+    callcenter.yaml:7: sip.port: expected an integer 1-65535, got 70000
 Relative paths are resolved against the config file's directory. `${VAR}` and `${VAR:-default}`
 in string values are expanded from the environment (REDIS_URL for example).
 """
@@ -18,9 +18,14 @@ from typing import Any
 from callcenter.dialer.policy import DialRules
 from callcenter.telephony.settings import CapacitySettings, SipSettings
 from callcenter.telephony.trust import DEFAULT_TRUSTED, TrustedSource, parse_network
-from callcenter.yamlsrc import Located, load
+from callcenter.yamlsrc import Reader, load, shown
 
 _ENV = re.compile(r"\$\{(\w+)(?::-([^}]*))?\}")
+
+
+def _expand(value: str) -> str:
+    """``${VAR}`` and ``${VAR:-default}`` from the environment."""
+    return _ENV.sub(lambda m: os.environ.get(m.group(1), m.group(2) or ""), value)
 
 
 @dataclass(frozen=True)
@@ -48,38 +53,36 @@ HTTP_KEYS = {"bind", "port", "auth", "allowed_origins", "metrics_token", "cookie
              "session_max_seconds", "login_failures", "login_window_seconds", "audit_max_entries"}
 
 
-def _http(r: _Reader) -> HttpConfig:
+def _http(r: Reader) -> HttpConfig:
     """The http section. An API reachable from other hosts must not run without authentication."""
     import ipaddress
 
     h = r.section("http", HTTP_KEYS)
-    bind = r.get(h, "http.bind", str, "127.0.0.1")
-    auth = r.get(h, "http.auth", bool, True)
+    bind = h.text("bind", "127.0.0.1")
+    auth = h.flag("auth", True)
     try:
         loopback = bind == "localhost" or ipaddress.ip_address(bind).is_loopback
     except ValueError:
         loopback = False
     if not auth and not loopback:
-        raise r.loc.error("http.auth" if "auth" in h else "http.bind",
-                          f"http.auth: false is only allowed with a loopback http.bind (127.0.0.1, ::1); "
-                          f"http.bind is {bind}: anyone who reaches it could log agents out, start campaigns "
-                          f"and read contacts")
-    origins = r.get(h, "http.allowed_origins", list, [])
+        raise h.fail("auth" if "auth" in h else "bind",
+                     f"http.auth: false is only allowed with a loopback http.bind (127.0.0.1, ::1); "
+                     f"http.bind is {bind}: anyone who reaches it could log agents out, start campaigns "
+                     f"and read contacts")
+    origins = h.items("allowed_origins")
     for i, o in enumerate(origins):
         if not isinstance(o, str) or not re.match(r"^https?://[^/\s]+$", o):
-            raise r.loc.error(f"http.allowed_origins[{i}]", "must be an origin like https://cc.example.com "
-                                                             "(scheme://host[:port], no path)")
-    ints = {k: r.get(h, f"http.{k}", int, d) for k, d in (("login_failures", 5), ("login_window_seconds", 300),
-                                                          ("audit_max_entries", 1_000_000))}
-    for k, v in ints.items():
-        if v < 1:
-            raise r.loc.error(f"http.{k}", "must be >= 1")
-    return HttpConfig(bind=bind, port=r.port(h, "http.port", 8080), auth=auth,
-                      allowed_origins=tuple(o.rstrip("/") for o in origins),
-                      metrics_token=r.get(h, "http.metrics_token", str, ""),
-                      cookie_secure=r.get(h, "http.cookie_secure", bool, False),
-                      session_idle_seconds=r.positive(h, "http.session_idle_seconds", 1800.0),
-                      session_max_seconds=r.positive(h, "http.session_max_seconds", 43200.0), **ints)
+            raise h.fail(f"allowed_origins[{i}]", "must be an origin like https://cc.example.com "
+                                                  "(scheme://host[:port], no path)")
+    return HttpConfig(bind=bind, port=h.integer("port", 8080, 1, 65535), auth=auth,
+                      allowed_origins=tuple(str(o).rstrip("/") for o in origins),
+                      metrics_token=h.text("metrics_token", ""),
+                      cookie_secure=h.flag("cookie_secure", False),
+                      session_idle_seconds=h.duration("session_idle_seconds", 1800.0, gt=0),
+                      session_max_seconds=h.duration("session_max_seconds", 43200.0, gt=0),
+                      login_failures=h.integer("login_failures", 5, 1),
+                      login_window_seconds=h.integer("login_window_seconds", 300, 1),
+                      audit_max_entries=h.integer("audit_max_entries", 1_000_000, 1))
 
 
 @dataclass(frozen=True)
@@ -115,95 +118,41 @@ class Config:
         return self.routes.get(called) or self.routes.get("default") or "hotline"
 
 
-class _Reader:
-    """Typed getters over one loaded document; each failure names file, key and line."""
-
-    def __init__(self, data: Any, loc: Located) -> None:
-        self.data = data if isinstance(data, dict) else {}
-        self.loc = loc
-        if data is not None and not isinstance(data, dict):
-            raise loc.error("", "the top level must be a mapping")
-
-    def section(self, name: str, known: set[str]) -> dict[str, Any]:
-        value = self.data.get(name, {})
-        if value is None:
-            return {}
-        if not isinstance(value, dict):
-            raise self.loc.error(name, "must be a mapping")
-        for key in value:
-            if key not in known:
-                raise self.loc.error(f"{name}.{key}", f"unknown key (known: {', '.join(sorted(known))})")
-        return value
-
-    def get(self, section: dict[str, Any], path: str, kind: type, default: Any) -> Any:
-        key = path.rsplit(".", 1)[-1]
-        value = section.get(key, default)
-        if isinstance(value, str):
-            value = _ENV.sub(lambda m: os.environ.get(m.group(1), m.group(2) or ""), value)
-        if kind is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if value is not None and not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
-            raise self.loc.error(path, f"must be {kind.__name__}, got {type(value).__name__} {value!r}")
-        return value
-
-    def port(self, section: dict[str, Any], path: str, default: int) -> int:
-        value = self.get(section, path, int, default)
-        if not 1 <= value <= 65535:
-            raise self.loc.error(path, "must be an integer between 1 and 65535")
-        return int(value)
-
-    def positive(self, section: dict[str, Any], path: str, default: float) -> float:
-        value = self.get(section, path, float, default)
-        if value <= 0:
-            raise self.loc.error(path, "must be greater than 0")
-        return float(value)
-
-
 SIP_SECURITY_KEYS = ("trusted", "max_calls_per_source", "rtp_timeout", "max_call_seconds",
                      "max_tcp_connections")
 
 
-def _sip_security(r: _Reader, s: dict[str, Any]) -> dict[str, Any]:
+def _sip_security(s: Reader) -> dict[str, Any]:
     """sip.trusted (addresses/CIDRs, or {net, max_calls, pai} mappings) and the per-call limits."""
-    loc = r.loc
-    raw = r.get(s, "sip.trusted", list, None)
     trusted = DEFAULT_TRUSTED
-    if raw is not None:
+    if "trusted" in s:
         entries = []
-        for i, item in enumerate(raw):
-            path = f"sip.trusted[{i}]"
+        for i, item in enumerate(s.items("trusted")):
+            key = f"trusted[{i}]"
+            cap: int | None = None
+            pai = True
             if isinstance(item, dict):
-                for key in item:
-                    if key not in ("net", "max_calls", "pai"):
-                        raise loc.error(f"{path}.{key}", "unknown key (known: max_calls, net, pai)")
-                net, cap, pai = item.get("net"), item.get("max_calls"), item.get("pai", True)
-                if cap is not None and (not isinstance(cap, int) or isinstance(cap, bool) or cap < 1):
-                    raise loc.error(f"{path}.max_calls", "must be an integer >= 1")
-                if not isinstance(pai, bool):
-                    raise loc.error(f"{path}.pai", "must be true or false")
-                path = f"{path}.net"
+                entry = Reader(item, s.loc, s.key_path(key), known=("net", "max_calls", "pai"), issues=s.issues)
+                cap, pai = entry.integer("max_calls", None, 1), entry.flag("pai", True)
+                net: object = entry.text("net", required=True)
+                key = f"{key}.net"
             else:
-                net, cap, pai = item, None, True
+                net = item
             if not isinstance(net, str):
-                raise loc.error(path, "must be an IP address or CIDR network such as 10.0.0.0/24")
+                raise s.fail(key, "must be an IP address or CIDR network such as 10.0.0.0/24")
             try:
                 entries.append(TrustedSource(parse_network(net), cap, pai))
             except ValueError as exc:
-                raise loc.error(path, str(exc)) from None
+                raise s.fail(key, str(exc)) from None
         trusted = tuple(entries)
-    limits: dict[str, Any] = {"trusted": trusted}
-    for key, default in (("max_calls_per_source", 200), ("max_tcp_connections", 1000)):
-        value = r.get(s, f"sip.{key}", int, default)
-        if value < 0:
-            raise loc.error(f"sip.{key}", "must be >= 0")
-        limits[key] = value
+    limits: dict[str, Any] = {"trusted": trusted,
+                              "max_calls_per_source": s.integer("max_calls_per_source", 200, 1),
+                              "max_tcp_connections": s.integer("max_tcp_connections", 1000, 0)}
     for key, default in (("rtp_timeout", 60.0), ("max_call_seconds", 14400.0)):
-        value = r.get(s, f"sip.{key}", float, default)
-        if value < 0 or 0 < value < 2:
-            raise loc.error(f"sip.{key}", "must be 0 (off) or at least 2 seconds")
+        value = s.duration(key, default)
+        if 0 < value < 2:
+            raise s.fail(key, f"expected 0 (off) or a duration of at least 2 seconds, got {value:g}")
         limits[key] = value
-    if limits["max_calls_per_source"] == 0:
-        raise loc.error("sip.max_calls_per_source", "must be >= 1 (a trusted entry can raise its own)")
     return limits
 
 
@@ -211,46 +160,32 @@ CAPACITY_KEYS = {"loop_lag_seconds", "loop_cpu", "process_cpu", "reserve_calls",
                  "retry_after", "hold_seconds"}
 
 
-def _capacity(r: _Reader, max_calls: int) -> CapacitySettings:
+def _capacity(r: Reader, max_calls: int) -> CapacitySettings:
     """The capacity section: when a worker answers new calls 503 + Retry-After (telephony/admission.py)."""
     c = r.section("capacity", CAPACITY_KEYS)
     d = CapacitySettings()
-    lag = r.get(c, "capacity.loop_lag_seconds", float, d.loop_lag_seconds)
-    if not 0.001 <= lag <= 10:
-        raise r.loc.error("capacity.loop_lag_seconds", "must be between 0.001 and 10 seconds")
-    loop_cpu = r.get(c, "capacity.loop_cpu", float, d.loop_cpu)
+    loop_cpu = c.number("loop_cpu", d.loop_cpu, 0)
     if loop_cpu != 0 and not 0.2 <= loop_cpu <= 1.0:
-        raise r.loc.error("capacity.loop_cpu", "must be 0 (off) or a share of one core between 0.2 and 1.0")
-    process_cpu = r.get(c, "capacity.process_cpu", float, d.process_cpu)
-    if process_cpu < 0:
-        raise r.loc.error("capacity.process_cpu", "must be 0 (off) or cores, e.g. 1.5")
+        raise c.fail("loop_cpu", f"expected 0 (off) or a share of one core 0.2-1, got {loop_cpu:g}")
     # A small worker (sip.max_calls under 100) keeps a quarter for agent legs unless told otherwise.
-    reserve = r.get(c, "capacity.reserve_calls", int, min(d.reserve_calls, max_calls // 4))
-    if not 0 <= reserve <= max_calls // 2:
-        raise r.loc.error("capacity.reserve_calls", f"must be between 0 and half of sip.max_calls ({max_calls // 2})")
-    rate = r.get(c, "capacity.max_new_calls_per_second", float, d.max_new_calls_per_second)
-    if rate < 0:
-        raise r.loc.error("capacity.max_new_calls_per_second", "must be 0 (no cap) or more")
-    retry = r.get(c, "capacity.retry_after", int, d.retry_after)
-    if not 1 <= retry <= 3600:
-        raise r.loc.error("capacity.retry_after", "must be between 1 and 3600 seconds")
-    hold = r.get(c, "capacity.hold_seconds", float, d.hold_seconds)
-    if not 0 <= hold <= 600:
-        raise r.loc.error("capacity.hold_seconds", "must be between 0 and 600 seconds")
-    return CapacitySettings(loop_lag_seconds=lag, loop_cpu=loop_cpu, process_cpu=process_cpu,
-                            reserve_calls=reserve, max_new_calls_per_second=rate, retry_after=retry,
-                            hold_seconds=hold)
+    return CapacitySettings(
+        loop_lag_seconds=c.duration("loop_lag_seconds", d.loop_lag_seconds, 0.001, 10), loop_cpu=loop_cpu,
+        process_cpu=c.number("process_cpu", d.process_cpu, 0),
+        reserve_calls=c.integer("reserve_calls", min(d.reserve_calls, max_calls // 4), 0, max_calls // 2),
+        max_new_calls_per_second=c.number("max_new_calls_per_second", d.max_new_calls_per_second, 0),
+        retry_after=c.integer("retry_after", d.retry_after, 1, 3600),
+        hold_seconds=c.duration("hold_seconds", d.hold_seconds, 0, 600))
+
+
+TOP_KEYS = ("worker", "sip", "redis", "http", "paths", "cdr", "routes", "queue", "language", "logging", "dialing",
+            "capacity")
 
 
 def load_config(path: str | Path) -> Config:
     """Read and validate the worker config; raises ConfigError naming file, key and line."""
     p = Path(path).resolve()
     data, loc = load(p)
-    r = _Reader(data, loc)
-    for key in r.data:
-        if key not in {"worker", "sip", "redis", "http", "paths", "cdr", "routes", "queue", "language",
-                       "logging", "dialing", "capacity"}:
-            raise loc.error(str(key), "unknown section")
+    r = Reader(data, loc, known=TOP_KEYS, strings=_expand)
     base = p.parent
 
     def rel(value: str) -> Path:
@@ -258,98 +193,84 @@ def load_config(path: str | Path) -> Config:
         return q if q.is_absolute() else (base / q).resolve()
 
     w = r.section("worker", {"id", "data_dir", "drain_seconds"})
-    worker_id = r.get(w, "worker.id", str, "") or os.environ.get("CALLCENTER_WORKER_ID") or \
+    worker_id = w.text("id", "") or os.environ.get("CALLCENTER_WORKER_ID") or \
         f"{socket.gethostname()}-{os.getpid()}"
-    data_dir = rel(r.get(w, "worker.data_dir", str, "var"))
-    drain = r.positive(w, "worker.drain_seconds", 30.0)
+    data_dir = rel(w.text("data_dir", "var"))
+    drain = w.duration("drain_seconds", 30.0, gt=0)
 
     s = r.section("sip", {"bind", "port", "transports", "public_address", "rtp_port", "rtp_port_range",
                           "max_calls", "log_level", "user", "trunk", *SIP_SECURITY_KEYS})
-    transports = r.get(s, "sip.transports", list, ["udp", "tcp"])
+    transports = s.items("transports", ["udp", "tcp"])
     for i, t in enumerate(transports):
         if t not in ("udp", "tcp"):
-            raise loc.error(f"sip.transports[{i}]", f"unknown transport {t!r} (udp, tcp)")
-    max_calls = r.get(s, "sip.max_calls", int, 1000)
-    if not 1 <= max_calls <= 1024:
-        raise loc.error("sip.max_calls", "must be between 1 and 1024 (PJSUA_MAX_CALLS of the build)")
+            raise s.fail(f"transports[{i}]", f"expected one of udp, tcp, got {shown(t)}")
+    max_calls = s.integer("max_calls", 1000, 1, 1024)   # PJSUA_MAX_CALLS of the build
     sip = SipSettings(
-        bind=r.get(s, "sip.bind", str, "0.0.0.0"),
-        port=r.port(s, "sip.port", 5060),
-        public_address=r.get(s, "sip.public_address", str, ""),
-        transports=tuple(transports),
-        rtp_port=r.port(s, "sip.rtp_port", 10000),
-        rtp_port_range=r.get(s, "sip.rtp_port_range", int, 20000),
+        bind=s.text("bind", "0.0.0.0"),
+        port=s.integer("port", 5060, 1, 65535),
+        public_address=s.text("public_address", ""),
+        transports=tuple(str(t) for t in transports),
+        rtp_port=s.integer("rtp_port", 10000, 1, 65535),
+        rtp_port_range=s.integer("rtp_port_range", 20000),
         max_calls=max_calls,
-        user=r.get(s, "sip.user", str, "callcenter"),
-        log_level=r.get(s, "sip.log_level", int, 2),
+        user=s.text("user", "callcenter"),
+        log_level=s.integer("log_level", 2),
         capacity=_capacity(r, max_calls),
-        **_sip_security(r, s),
+        **_sip_security(s),
     )
 
     rd = r.section("redis", {"url", "prefix"})
-    url = r.get(rd, "redis.url", str, "${REDIS_URL}") or None
+    url = rd.text("url", "${REDIS_URL}") or None
     if url and not url.startswith(("redis://", "rediss://", "unix://")):
-        raise loc.error("redis.url", "must start with redis://, rediss:// or unix://")
-    redis_cfg = RedisConfig(url=url, prefix=r.get(rd, "redis.prefix", str, "cc:"))
+        raise rd.fail("url", "must start with redis://, rediss:// or unix://")
+    redis_cfg = RedisConfig(url=url, prefix=rd.text("prefix", "cc:"))
 
     http = _http(r)
 
     pa = r.section("paths", {"ivr_scripts", "sounds", "routing_rules", "campaigns"})
-    paths = {k: rel(r.get(pa, f"paths.{k}", str, d)) for k, d in
+    paths = {k: rel(pa.text(k, d)) for k, d in
              (("ivr_scripts", "ivr_scripts"), ("sounds", "sounds"), ("routing_rules", "routing_rules.yaml"),
               ("campaigns", "campaigns"))}
     for key, q in paths.items():
         if not q.exists():
-            raise loc.error(f"paths.{key}", f"{q} does not exist")
+            raise pa.fail(key, f"{q} does not exist")
 
     c = r.section("cdr", {"store", "writer"})
-    store = r.get(c, "cdr.store", str, f"sqlite:///{data_dir / 'cdr.db'}")
+    store = c.text("store", f"sqlite:///{data_dir / 'cdr.db'}")
     if not store.startswith(("sqlite:///", "postgresql://", "postgres://")):
-        raise loc.error("cdr.store", "must be sqlite:///PATH or postgresql://...")
+        raise c.fail("store", "must be sqlite:///PATH or postgresql://...")
 
-    routes_raw = r.data.get("routes", {}) or {}
-    if not isinstance(routes_raw, dict):
-        raise loc.error("routes", "must map called numbers to IVR flow names")
-    routes = {str(k): str(v) for k, v in routes_raw.items()}
+    routes = {k: str(v) for k, v in r.mapping("routes").items()}   # called number -> IVR flow
 
-    q = r.section("queue", {"music", "agent_ring_timeout", "announce_every"})
-    queue = QueueMediaConfig(music=rel(r.get(q, "queue.music", str, "sounds/moh.wav")),
-                             agent_ring_timeout=r.positive(q, "queue.agent_ring_timeout", 15.0),
-                             announce_every=r.positive(q, "queue.announce_every", 30.0))
-    lang = r.get(r.data, "language", str, "vi")
-    if lang not in ("vi", "en"):
-        raise loc.error("language", "must be vi or en")
-    lg = r.section("logging", {"level"})
-    level = r.get(lg, "logging.level", str, "info")
-    if level not in ("debug", "info", "warning", "error"):
-        raise loc.error("logging.level", "must be debug, info, warning or error")
-    dialing = _dialing(r)
+    qm = r.section("queue", {"music", "agent_ring_timeout", "announce_every"})
+    queue = QueueMediaConfig(music=rel(qm.text("music", "sounds/moh.wav")),
+                             agent_ring_timeout=qm.duration("agent_ring_timeout", 15.0, gt=0),
+                             announce_every=qm.duration("announce_every", 30.0, gt=0))
+    lang = r.text("language", "vi", choices=("vi", "en"))
+    level = r.section("logging", {"level"}).text("level", "info", choices=("debug", "info", "warning", "error"))
     return Config(file=p, worker_id=worker_id, data_dir=data_dir, drain_seconds=drain, sip=sip,
                   redis=redis_cfg, http=http, ivr_scripts=paths["ivr_scripts"], sounds=paths["sounds"],
                   routing_rules=paths["routing_rules"], campaigns=paths["campaigns"], cdr_store=store,
-                  run_cdr_writer=r.get(c, "cdr.writer", bool, True), default_language=lang, routes=routes,
-                  queue=queue, log_level=level, trunk=r.get(s, "sip.trunk", str, ""), dialing=dialing)
+                  run_cdr_writer=c.flag("writer", True), default_language=lang, routes=routes,
+                  queue=queue, log_level=level, trunk=s.text("trunk", ""), dialing=_dialing(r))
 
 
-def _dialing(r: _Reader) -> DialRules:
+def _dialing(r: Reader) -> DialRules:
     """The ``dialing`` section: the dial policy every callback, transfer and campaign dial goes through."""
     d = r.section("dialing", {"allow_international", "allow_premium", "allowed_prefixes", "denied_prefixes",
                               "callback_max_per_number", "callback_max_per_source", "transfer_allow"})
     lists: dict[str, tuple[str, ...]] = {}
     for key in ("allowed_prefixes", "denied_prefixes", "transfer_allow"):
-        items = r.get(d, f"dialing.{key}", list, [])
+        items = d.items(key)
         for i, item in enumerate(items):
             if not isinstance(item, str) or not item:
-                raise r.loc.error(f"dialing.{key}[{i}]", "must be a non-empty string")
+                raise d.fail(f"{key}[{i}]", f"expected a string, got {shown(item)}")
             if key != "transfer_allow" and not re.fullmatch(r"\+[0-9]{1,14}", item):
-                raise r.loc.error(f"dialing.{key}[{i}]", f"{item!r} is not an E.164 prefix (+ and digits)")
+                raise d.fail(f"{key}[{i}]", f"{item!r} is not an E.164 prefix (+ and digits)")
             if key == "transfer_allow" and not re.match(r"^(sips?|tel):", item):
-                raise r.loc.error(f"dialing.{key}[{i}]", "must be a sip:, sips: or tel: URI pattern")
-        lists[key] = tuple(items)
-    caps = {}
-    for key, default in (("callback_max_per_number", 3), ("callback_max_per_source", 100)):
-        caps[key] = r.get(d, f"dialing.{key}", int, default)
-        if caps[key] < 0:
-            raise r.loc.error(f"dialing.{key}", "must be 0 (no cap) or more")
-    return DialRules(allow_international=r.get(d, "dialing.allow_international", bool, False),
-                     allow_premium=r.get(d, "dialing.allow_premium", bool, False), **lists, **caps)
+                raise d.fail(f"{key}[{i}]", "must be a sip:, sips: or tel: URI pattern")
+        lists[key] = tuple(str(item) for item in items)
+    return DialRules(allow_international=d.flag("allow_international", False),
+                     allow_premium=d.flag("allow_premium", False), **lists,
+                     callback_max_per_number=d.integer("callback_max_per_number", 3, 0),
+                     callback_max_per_source=d.integer("callback_max_per_source", 100, 0))

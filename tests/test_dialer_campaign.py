@@ -29,7 +29,7 @@ def test_demo_campaigns_load():
 
 
 @pytest.mark.parametrize("extra,where", [
-    ("dial_mode: turbo\n", "x.yaml:5: dial_mode: must be one of"),
+    ("dial_mode: turbo\n", "x.yaml:5: dial_mode: expected one of preview"),
     ("compliance: {preset: nope}\n", "x.yaml:6: compliance.preset"),
     ("compliance:\n  calling_hours: ['17:00-08:00']\n", "x.yaml:7: compliance.calling_hours[0]: window start"),
     ("attempts: {retry: {busy: soon}}\n", "attempts.retry.busy: expected a duration"),
@@ -70,7 +70,7 @@ def test_machine_action_is_a_flow_a_prompt_or_hangup():
 
 
 def test_campaign_prompts_resolve_to_sound_files():
-    from callcenter.calls.outbound import resolve_prompt
+    from callcenter.calls.dialing import resolve_prompt
 
     sounds = REPO / "sounds"
     assert resolve_prompt("debt/calling_from", sounds) == str((sounds / "vi/debt/calling_from.wav").resolve())

@@ -43,7 +43,7 @@ def test_doctor_fails_on_an_invalid_config(tmp_path: Path) -> None:
     bad.write_text("redis:\n  url: redis://127.0.0.1:1/0\nsip:\n  transports: [udp, sctp]\n")
     res = doctor("--config", str(bad))
     assert res.returncode == 1
-    assert "FAIL config" in res.stdout and f"{bad}:4: sip.transports[1]: unknown transport 'sctp'" in res.stdout
+    assert "FAIL config" in res.stdout and f"{bad}:4: sip.transports[1]: expected one of udp, tcp, got \"sctp\"" in res.stdout
 
 
 def test_doctor_fails_when_redis_is_unreachable() -> None:

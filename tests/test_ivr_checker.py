@@ -10,10 +10,10 @@ import pytest
 from repo import REPO
 
 from callcenter.ivr import announce, prompts
-from callcenter.ivr.checker import check
+from callcenter.ivr.checker import check, load_scripts
 from callcenter.ivr.cli import check_command
+from callcenter.ivr.model import IvrCheckError, split_prompt
 from callcenter.ivr.saynumber import prompt_names
-from callcenter.ivr.script import IvrCheckError, ScriptSet, split_prompt
 
 GOOD = """\
 name: demo
@@ -56,18 +56,18 @@ def only(d: Path, needle: str, sounds: Path | None = None) -> str:
 def test_good_script_is_clean(tmp_path):
     d = write(tmp_path, GOOD)
     assert errors(d) == []
-    assert set(ScriptSet.load(d).scripts) == {"demo"}
+    assert set(load_scripts(d).scripts) == {"demo"}
 
 
 def test_unknown_node_type_names_file_line_node(tmp_path):
     d = write(tmp_path, GOOD.replace("type: hangup", "type: hang_up"))
-    msg = only(d, "unknown node type")
-    assert msg.startswith(f"{d / 'demo.yaml'}:15: bye: type: unknown node type 'hang_up'")
+    msg = only(d, 'got "hang_up"')
+    assert msg.startswith(f"{d / 'demo.yaml'}:15: bye: type: expected one of play, say, menu")
 
 
 def test_unknown_field(tmp_path):
     d = write(tmp_path, GOOD.replace("    next: menu\n", "    nxt: menu\n"))
-    assert only(d, "unknown field").startswith(f"{d / 'demo.yaml'}:8: welcome: nxt: unknown field")
+    assert only(d, "unknown key").startswith(f"{d / 'demo.yaml'}:8: welcome: nxt: unknown key (known: barge_in, ")
 
 
 def test_dangling_references(tmp_path):
@@ -206,9 +206,9 @@ def test_calendar_reference(tmp_path):
 def test_load_raises_with_every_error(tmp_path):
     d = write(tmp_path, GOOD.replace("type: hangup", "type: hang_up") + "  orphan:\n    type: hangup\n")
     with pytest.raises(IvrCheckError) as exc:
-        ScriptSet.load(d)
+        load_scripts(d)
     assert len(exc.value.issues) >= 2
-    assert "unknown node type" in str(exc.value) and "unreachable" in str(exc.value)
+    assert 'type: expected one of play' in str(exc.value) and "unreachable" in str(exc.value)
 
 
 def test_cli_exit_codes(tmp_path, capsys):
@@ -222,14 +222,14 @@ def test_cli_exit_codes(tmp_path, capsys):
 def test_shipped_flows_are_valid():
     issues = check(REPO / "ivr_scripts", None)
     assert [str(i) for i in issues] == []
-    assert {"hotline", "debt_reminder", "telesales", "csat_survey"} <= set(ScriptSet.load(REPO / "ivr_scripts").scripts)
+    assert {"hotline", "debt_reminder", "telesales", "csat_survey"} <= set(load_scripts(REPO / "ivr_scripts").scripts)
 
 
 def test_shipped_flows_have_every_prompt_text():
     """Every prompt the demo flows can play has a text in sounds/prompts.yaml, in each of their languages,
     so scripts/make_prompts.py produces a complete sounds/ tree."""
     texts = prompts.load_texts(REPO / "sounds" / "prompts.yaml")
-    sset = ScriptSet.load(REPO / "ivr_scripts")
+    sset = load_scripts(REPO / "ivr_scripts")
     missing = []
     for script in sset.scripts.values():
         for lang in script.languages:
@@ -294,7 +294,7 @@ def test_unset_variables_are_warnings_naming_node_and_line(tmp_path):
     assert any(w.startswith(f"{f}:29: ev: data.acct: variable 'account_raw' is never set") for w in warns)
     assert not any("'account'" in w or "balance'" in w or "'caller'" in w or "'today'" in w for w in warns)
     assert errors(d) == []                       # warnings never stop a worker from starting
-    assert set(ScriptSet.load(d).scripts) == {"demo"}
+    assert set(load_scripts(d).scripts) == {"demo"}
 
 
 def test_variables_of_the_flow_that_jumps_in_are_known(tmp_path):
@@ -315,11 +315,11 @@ def test_variables_of_the_flow_that_jumps_in_are_known(tmp_path):
 
 
 @pytest.mark.parametrize("item, message", [
-    ('{say: number, value: "{n}", le: lẻ}', "le: one of le, linh"),
-    ('{say: number, value: "{n}", tu: "yes"}', "tu: must be true or false"),
+    ('{say: number, value: "{n}", le: lẻ}', 'prompts[0].le: expected one of le, linh, got "lẻ"'),
+    ('{say: number, value: "{n}", tu: "yes"}', 'prompts[0].tu: expected true or false, got "yes"'),
     ('{say: number, value: "{n}", mung: true}', "mung: only for say: date"),
     ('{say: digits, value: "{n}", le: linh}', "le: no effect when saying digits"),
-    ('{say: number, value: "{n}", lee: linh}', "unknown field(s) ['lee']"),
+    ('{say: number, value: "{n}", lee: linh}', "prompts[0].lee: unknown key (known: currency, le, mung"),
 ])
 def test_say_wording_options_are_validated(tmp_path, item, message):
     d = write(tmp_path, f"""\
@@ -343,7 +343,7 @@ def test_say_wording_options_parse(tmp_path):
           b: {type: say, say: number, value: 24, tu: true, le: linh}
         """)
     assert errors(d) == []
-    nodes = ScriptSet.load(d).scripts["demo"].nodes
+    nodes = load_scripts(d).scripts["demo"].nodes
     first, second = nodes["a"].prompts
     assert (first.le, first.tu, first.mung) == ("linh", True, False)
     assert (second.le, second.tu, second.mung) == ("le", False, True)

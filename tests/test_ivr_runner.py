@@ -18,8 +18,9 @@ import pytest
 from repo import REPO
 
 from callcenter.ivr import expr
+from callcenter.ivr.checker import load_scripts
+from callcenter.ivr.model import ScriptSet
 from callcenter.ivr.runner import IvrResult, IvrRunner
-from callcenter.ivr.script import ScriptSet
 from callcenter.ivr.services import QueueOutcome, SimulatedServices
 from callcenter.ivr.simulate import ScriptedLeg
 
@@ -29,7 +30,7 @@ VN = dt.timezone(dt.timedelta(hours=7))
 
 @pytest.fixture(scope="module")
 def shipped() -> ScriptSet:
-    return ScriptSet.load(REPO / "ivr_scripts")
+    return load_scripts(REPO / "ivr_scripts")
 
 
 class _Crm(BaseHTTPRequestHandler):
@@ -189,7 +190,7 @@ def test_business_hours_calendar(tmp_path, when, expected):
     d.mkdir()
     (d / "flow.yaml").write_text(CAL_FLOW)
     (d / "calendar.yaml").write_text(CALENDAR)
-    result, _, _ = run(ScriptSet.load(d), "flow", [], now=when)
+    result, _, _ = run(load_scripts(d), "flow", [], now=when)
     assert result.path[-1] == f"flow.{expected}"
 
 
@@ -215,7 +216,7 @@ def lookup_flow(tmp_path: Path, url: str, method: str = "GET") -> ScriptSet:
     d = tmp_path / "ivr"
     d.mkdir(exist_ok=True)
     (d / "flow.yaml").write_text(LOOKUP_FLOW.format(url=url, method=method))
-    return ScriptSet.load(d)
+    return load_scripts(d)
 
 
 def test_lookup_sets_variables(tmp_path, crm):
@@ -294,7 +295,7 @@ def test_failing_node_without_fallback_hangs_up_politely(tmp_path):
           amount: {type: say, say: currency, value: "{amount_due}", next: bye}
           bye: {type: hangup}
         """))
-    result, leg, _ = run(ScriptSet.load(d), "flow", [])
+    result, leg, _ = run(load_scripts(d), "flow", [])
     assert result.outcome == "error" and "amount_due" in result.errors[0]
     assert names(leg) == ["vi/system/sorry_error"] and leg.ended
 
@@ -310,7 +311,7 @@ def test_endless_flow_is_cut(tmp_path):
     d.mkdir()
     (d / "flow.yaml").write_text("start: m\nnodes:\n  m: {type: menu, prompts: [x], options: {1: out}, "
                                  "default: m, attempts: 1}\n  out: {type: hangup}\n")
-    result, _, _ = run(ScriptSet.load(d), "flow", [])
+    result, _, _ = run(load_scripts(d), "flow", [])
     assert result.outcome == "error" and "step limit" in result.errors[-1]
 
 
@@ -357,7 +358,7 @@ def test_transfer_goto_node_and_language_timeout(tmp_path):
           xfer: {type: transfer, uri: "sip:{dept}@pbx.example.com", prompts: [transferring],
                  allow: ["sip:*@pbx.example.com"]}
         """))
-    result, leg, _ = run(ScriptSet.load(d), "a", [""], variables={"dept": "billing"})
+    result, leg, _ = run(load_scripts(d), "a", [""], variables={"dept": "billing"})
     assert result.path == ["a.lang", "a.jump", "b.xfer"]
     assert result.language == "vi"          # timeout: the language node's default
     assert leg.transferred_to == "sip:billing@pbx.example.com" and result.outcome == "transferred"
@@ -378,7 +379,7 @@ def flow(tmp_path: Path, text: str) -> ScriptSet:
     d = tmp_path / "ivr"
     d.mkdir(exist_ok=True)
     (d / "flow.yaml").write_text(textwrap.dedent(text))
-    return ScriptSet.load(d)
+    return load_scripts(d)
 
 
 def test_say_wording_options_from_yaml(tmp_path):

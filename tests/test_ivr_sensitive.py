@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 from repo import REPO
 
+from callcenter.ivr.checker import load_scripts
+from callcenter.ivr.model import IvrCheckError, ScriptSet
 from callcenter.ivr.runner import HIDDEN, IvrRunner
-from callcenter.ivr.script import IvrCheckError, ScriptSet
 from callcenter.ivr.services import SimulatedServices
 from callcenter.ivr.simulate import ScriptedLeg
 
@@ -49,7 +50,7 @@ def _flow(tmp_path: Path, text: str = FLOW) -> ScriptSet:
     d = tmp_path / "ivr"
     d.mkdir(exist_ok=True)
     (d / "bank.yaml").write_text(textwrap.dedent(text))
-    return ScriptSet.load(d)
+    return load_scripts(d)
 
 
 def _run(sset: ScriptSet, inputs: list[str]) -> tuple[Any, SimulatedServices, list[tuple[str, str, dict]]]:
@@ -92,5 +93,5 @@ def test_an_error_message_does_not_repeat_the_pin(tmp_path: Path) -> None:
 
 
 def test_sensitive_must_be_true_or_false(tmp_path: Path) -> None:
-    with pytest.raises(IvrCheckError, match="sensitive: must be bool"):
+    with pytest.raises(IvrCheckError, match='sensitive: expected true or false, got "yes please"'):
         _flow(tmp_path, FLOW.replace("sensitive: true", "sensitive: yes please"))

@@ -21,7 +21,7 @@ def test_shipped_rules_load():
 
 
 @pytest.mark.parametrize("text, key, line, message", [
-    ("queues:\n  sales:\n    strategy: random\n", "queues.sales.strategy", 3, "unknown strategy"),
+    ("queues:\n  sales:\n    strategy: random\n", "queues.sales.strategy", 3, "expected one of longest_idle"),
     ("queues:\n  sales:\n    skills: {sales: 11}\n", "queues.sales.skills.sales", 3, "between 1 and 10"),
     ("queues:\n  sales: {}\nagents:\n  a1: {uri: 'sip:a1@h', queues: {nope: 1}}\n",
      "agents.a1.queues.nope", 4, "unknown queue"),
@@ -33,7 +33,7 @@ def test_shipped_rules_load():
      "queues.sales.escalation[1].after", 5, "increasing"),
     ("queues:\n  sales:\n    on_timeout: {action: transfer}\n", "queues.sales.on_timeout", 3, "target"),
     ("queues:\n  sales:\n    colour: red\n", "queues.sales.colour", 3, "unknown key"),
-    ("defaults: {wrapup: -1}\nqueues:\n  sales: {}\n", "defaults.wrapup", 1, "between"),
+    ("defaults: {wrapup: -1}\nqueues:\n  sales: {}\n", "defaults.wrapup", 1, "expected a duration of 0-3600 seconds"),
     ("queues:\n  sales: {\n", None, None, "invalid YAML"),
 ])
 def test_errors_name_key_and_line(text, key, line, message):

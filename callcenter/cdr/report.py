@@ -9,6 +9,7 @@ import time
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from callcenter import yamlsrc
 from callcenter.cdr import kpi
 from callcenter.cdr.kpi import Kpi
 from callcenter.cdr.store import INTERVALS, ReportParams, SqlStore
@@ -141,15 +142,11 @@ def parse_tz(value: str) -> int:
 
 
 def parse_duration(value: str) -> float:
-    """``7d``, ``12h``, ``30m``, ``20s`` or plain seconds."""
-    v = value.strip().lower()
-    units = {"d": 86400, "h": 3600, "m": 60, "s": 1}
-    try:
-        if v and v[-1] in units:
-            return float(v[:-1]) * units[v[-1]]
-        return float(v)
-    except ValueError:
-        raise ValueError(f"bad duration {value!r}: use e.g. 7d, 12h, 30m, 20s") from None
+    """``7d``, ``12h``, ``30m``, ``20s`` or plain seconds: the grammar of every YAML file (yamlsrc.duration)."""
+    seconds = yamlsrc.duration(value.strip().lower())
+    if seconds is None:
+        raise ValueError(f"bad duration {value!r}: use e.g. 7d, 12h, 30m, 20s")
+    return seconds
 
 
 def parse_sl_targets(items: list[str]) -> dict[str, float]:

@@ -1,7 +1,9 @@
 """Campaign model: one YAML file per campaign in ``campaigns/*.yaml``, validated into frozen dataclasses.
 
 Compliance rules are data (:class:`CompliancePolicy`), started from a named preset and editable
-key by key in the campaign file, so legal can review one diff instead of code.
+key by key in the campaign file, so legal can review one diff instead of code. Read with
+:class:`callcenter.yamlsrc.Reader`: errors name file, key path and line; times are durations
+(``30``, ``2.5``, ``"30s"``, ``"15m"``, ``"2h"``).
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from callcenter import yamlsrc
 from callcenter.exceptions import ConfigError
-from callcenter.yamlsrc import Located
+from callcenter.timeofday import time_of_day
+from callcenter.yamlsrc import Located, Reader
 
 CAMPAIGN_TYPES = ("telesales", "debt_reminder", "survey")
 DIAL_MODES = ("preview", "progressive", "predictive", "agentless")
@@ -118,92 +121,23 @@ class Campaign:
         return ZoneInfo(self.time_zone)
 
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|min|h|d)?\s*$")
-_UNIT = {None: 1.0, "s": 1.0, "ms": 0.001, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
-
-
-def parse_duration(value: object, loc: Located, path: str) -> float:
-    if isinstance(value, bool):
-        raise loc.error(path, "expected a duration like 30s, 15m, 2h")
-    if isinstance(value, int | float):
-        if value < 0:
-            raise loc.error(path, "duration cannot be negative")
-        return float(value)
-    m = _DURATION.match(str(value))
-    if not m:
-        raise loc.error(path, f"expected a duration like 30s, 15m, 2h, got {value!r}")
-    return float(m.group(1)) * _UNIT[m.group(2)]
-
-
 def _time(value: object, loc: Located, path: str) -> dt.time:
-    if isinstance(value, int) and not isinstance(value, bool):   # YAML reads 08:00 as sexagesimal 480
-        return dt.time(value // 60, value % 60) if value < 24 * 60 else _bad_time(value, loc, path)
-    m = re.fullmatch(r"(\d{1,2}):(\d{2})", str(value).strip())
-    if not m or int(m.group(1)) > 24 or int(m.group(2)) > 59:
-        _bad_time(value, loc, path)
-    h, mi = int(m.group(1)), int(m.group(2))  # type: ignore[union-attr]
-    return dt.time.max if h == 24 else dt.time(h, mi)
+    try:
+        return time_of_day(value)
+    except ValueError as exc:
+        raise loc.error(path, str(exc)) from None
 
 
-def _bad_time(value: object, loc: Located, path: str) -> dt.time:
-    raise loc.error(path, f"expected a time HH:MM, got {value!r}")
-
-
-class _Reader:
-    """Typed access to one mapping with errors naming file, key and line."""
-
-    def __init__(self, data: Any, loc: Located, path: str, known: tuple[str, ...]) -> None:
-        if not isinstance(data, dict):
-            raise loc.error(path, "expected a mapping")
-        for key in data:
-            if key not in known:
-                raise loc.error(self._p(path, key), f"unknown key (known: {', '.join(known)})")
-        self.data, self.loc, self.path = data, loc, path
-
-    @staticmethod
-    def _p(path: str, key: object) -> str:
-        return f"{path}.{key}" if path else str(key)
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return self.data.get(key, default)
-
-    def str(self, key: str, default: str | None = None, choices: tuple[str, ...] | None = None) -> str | None:
-        v = self.data.get(key, default)
-        if v is None:
-            return None
-        if not isinstance(v, str | int) or isinstance(v, bool):
-            raise self.loc.error(self._p(self.path, key), "expected a string")
-        v = str(v)
-        if choices and v not in choices:
-            raise self.loc.error(self._p(self.path, key), f"must be one of {', '.join(choices)}, got {v!r}")
-        return v
-
-    def num(self, key: str, default: float, lo: float, hi: float) -> float:
-        v = self.data.get(key, default)
-        if isinstance(v, bool) or not isinstance(v, int | float):
-            raise self.loc.error(self._p(self.path, key), "expected a number")
-        if not lo <= v <= hi:
-            raise self.loc.error(self._p(self.path, key), f"must be between {lo} and {hi}, got {v}")
-        return float(v)
-
-    def dur(self, key: str, default: float) -> float:
-        return parse_duration(self.data[key], self.loc, self._p(self.path, key)) if key in self.data else default
-
-    def sub(self, key: str, known: tuple[str, ...]) -> _Reader:
-        return _Reader(self.data.get(key) or {}, self.loc, self._p(self.path, key), known)
-
-
-def _compliance(r: _Reader, ctype: str) -> CompliancePolicy:
-    preset_name = r.str("preset", DEFAULT_PRESET[ctype], tuple(PRESETS))
-    base = PRESETS[preset_name]  # type: ignore[index]
+def _compliance(r: Reader, ctype: str) -> CompliancePolicy:
+    base = PRESETS[r.text("preset", DEFAULT_PRESET[ctype], choices=tuple(PRESETS))]
     changes: dict[str, Any] = {}
-    if "calling_hours" in r.data:
-        hours = r.data["calling_hours"]
-        if not isinstance(hours, list) or not hours:
-            raise r.loc.error(r._p(r.path, "calling_hours"), "expected a list like ['08:00-12:00', '13:30-17:00']")
+    if "calling_hours" in r:
+        hours = r.items("calling_hours")
+        if not hours:
+            raise r.fail("calling_hours", "expected a list like ['08:00-12:00', '13:30-17:00']")
         windows = []
         for i, h in enumerate(hours):
-            p = f"{r.path}.calling_hours[{i}]"
+            p = r.key_path(f"calling_hours[{i}]")
             parts = str(h).split("-")
             if len(parts) != 2:
                 raise r.loc.error(p, f"expected HH:MM-HH:MM, got {h!r}")
@@ -212,30 +146,30 @@ def _compliance(r: _Reader, ctype: str) -> CompliancePolicy:
                 raise r.loc.error(p, "window start must be before its end")
             windows.append((a, b))
         changes["calling_hours"] = tuple(windows)
-    if "weekdays" in r.data:
-        days = r.data["weekdays"]
-        if not isinstance(days, list) or any(str(d).lower()[:3] not in WEEKDAYS for d in days):
-            raise r.loc.error(r._p(r.path, "weekdays"), f"expected a list of {', '.join(WEEKDAYS)}")
+    if "weekdays" in r:
+        days = r.items("weekdays")
+        if any(str(d).lower()[:3] not in WEEKDAYS for d in days):
+            raise r.fail("weekdays", f"expected a list of {', '.join(WEEKDAYS)}")
         changes["weekdays"] = frozenset(WEEKDAYS.index(str(d).lower()[:3]) for d in days)
-    if "holidays" in r.data:
-        hol = r.data["holidays"]
-        if not isinstance(hol, list) or not all(isinstance(d, dt.date) for d in hol):
-            raise r.loc.error(r._p(r.path, "holidays"), "expected a list of dates YYYY-MM-DD")
+    if "holidays" in r:
+        hol = r.items("holidays")
+        if not all(isinstance(d, dt.date) for d in hol):
+            raise r.fail("holidays", "expected a list of dates YYYY-MM-DD")
         changes["holidays"] = frozenset(hol)
-    if "cap_group" in r.data:
-        changes["cap_group"] = r.str("cap_group")
-    if "max_calls_per_number" in r.data:
-        changes["max_calls_per_number"] = int(r.num("max_calls_per_number", 0, 0, 1000))
-    if "cap_window" in r.data:
-        changes["cap_window"] = r.dur("cap_window", base.cap_window)
-    if "max_abandon_rate" in r.data:
-        changes["max_abandon_rate"] = r.num("max_abandon_rate", 0.03, 0.0, 1.0)
-    if "max_abandon_rate_24h" in r.data:
-        changes["max_abandon_rate_24h"] = r.num("max_abandon_rate_24h", 0.03, 0.0, 1.0)
-    if "abandon_window_days" in r.data:
-        changes["abandon_window_days"] = int(r.num("abandon_window_days", 30, 1, 366))
-    if "abandon_grace" in r.data:
-        changes["abandon_grace"] = r.dur("abandon_grace", 2.0)
+    if "cap_group" in r:
+        changes["cap_group"] = r.text("cap_group")
+    if "max_calls_per_number" in r:
+        changes["max_calls_per_number"] = r.integer("max_calls_per_number", 0, 0, 1000)
+    if "cap_window" in r:
+        changes["cap_window"] = r.duration("cap_window", base.cap_window)
+    if "max_abandon_rate" in r:
+        changes["max_abandon_rate"] = r.number("max_abandon_rate", 0.03, 0.0, 1.0)
+    if "max_abandon_rate_24h" in r:
+        changes["max_abandon_rate_24h"] = r.number("max_abandon_rate_24h", 0.03, 0.0, 1.0)
+    if "abandon_window_days" in r:
+        changes["abandon_window_days"] = r.integer("abandon_window_days", 30, 1, 366)
+    if "abandon_grace" in r:
+        changes["abandon_grace"] = r.duration("abandon_grace", 2.0)
     return replace(base, **changes)
 
 
@@ -243,73 +177,66 @@ _TOP = ("id", "name", "type", "dial_mode", "queue", "ivr_flow", "caller_id", "di
         "compliance", "attempts", "pacing", "amd", "abandon_prompt", "list_columns", "extra", "dialing")
 
 
-def parse_campaign(data: Any, loc: Located, default_id: str | None = None) -> Campaign:
+def parse_campaign(data: object, loc: Located, default_id: str | None = None) -> Campaign:
     """Validate one loaded campaign document."""
-    r = _Reader(data, loc, "", _TOP)
-    cid = r.str("id", default_id)
+    r = Reader(data, loc, known=_TOP)
+    cid = r.text("id", default_id)
     if not cid or not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", cid):
-        raise loc.error("id", "campaign id must be 1-64 letters, digits, '_', '-', '.'")
-    ctype = r.str("type", None, CAMPAIGN_TYPES)
-    if ctype is None:
-        raise loc.error("type", f"missing; one of {', '.join(CAMPAIGN_TYPES)}")
-    mode = r.str("dial_mode", "agentless" if ctype == "debt_reminder" else "progressive", DIAL_MODES)
-    queue, flow = r.str("queue"), r.str("ivr_flow")
+        raise r.fail("id", "campaign id must be 1-64 letters, digits, '_', '-', '.'")
+    ctype = r.text("type", choices=CAMPAIGN_TYPES, required=True) or CAMPAIGN_TYPES[0]
+    mode = r.text("dial_mode", "agentless" if ctype == "debt_reminder" else "progressive", choices=DIAL_MODES)
+    queue, flow = r.text("queue"), r.text("ivr_flow")
     if mode == "agentless" and not flow:
-        raise loc.error("ivr_flow", "agentless campaigns need the IVR flow that takes answered calls")
+        raise r.fail("ivr_flow", "agentless campaigns need the IVR flow that takes answered calls")
     if mode != "agentless" and not queue:
-        raise loc.error("queue", f"{mode} campaigns need the agent queue that takes answered calls")
-    caller_id = r.str("caller_id")
+        raise r.fail("queue", f"{mode} campaigns need the agent queue that takes answered calls")
+    caller_id = r.text("caller_id")
     if not caller_id or not re.fullmatch(r"\+?[0-9]{3,15}", caller_id):
-        raise loc.error("caller_id", "required: the number shown to callees (digits, optional '+')")
-    tz = r.str("time_zone", "Asia/Ho_Chi_Minh")
+        raise r.fail("caller_id", "required: the number shown to callees (digits, optional '+')")
+    tz = r.text("time_zone", "Asia/Ho_Chi_Minh")
     try:
-        ZoneInfo(tz or "")
+        ZoneInfo(tz)
     except (ZoneInfoNotFoundError, ValueError):
-        raise loc.error("time_zone", f"unknown IANA time zone {tz!r}") from None
-    dial_uri = r.str("dial_uri", "sip:{number}@127.0.0.1:5080")
-    if "{" not in (dial_uri or ""):
-        raise loc.error("dial_uri", "template must contain {number}, {e164} or {national}")
-    comp = _compliance(r.sub("compliance", ("preset", "calling_hours", "weekdays", "holidays", "cap_group",
-                                            "max_calls_per_number", "cap_window", "max_abandon_rate",
-                                            "max_abandon_rate_24h", "abandon_window_days", "abandon_grace")), ctype)
-    a = r.sub("attempts", ("max_attempts", "retry"))
+        raise r.fail("time_zone", f"unknown IANA time zone {tz!r}") from None
+    dial_uri = r.text("dial_uri", "sip:{number}@127.0.0.1:5080")
+    if "{" not in dial_uri:
+        raise r.fail("dial_uri", "template must contain {number}, {e164} or {national}")
+    comp = _compliance(r.section("compliance", ("preset", "calling_hours", "weekdays", "holidays", "cap_group",
+                                                "max_calls_per_number", "cap_window", "max_abandon_rate",
+                                                "max_abandon_rate_24h", "abandon_window_days", "abandon_grace")),
+                       ctype)
+    a = r.section("attempts", ("max_attempts", "retry"))
     delays = dict(DEFAULT_RETRY)
-    retry_r = a.sub("retry", OUTCOMES)
-    for outcome in retry_r.data:
-        delays[outcome] = retry_r.dur(outcome, 0.0)
-    retry = RetryPolicy(int(a.num("max_attempts", 3, 1, 100)), delays)
-    p = r.sub("pacing", ("target_abandon_rate", "initial_answer_rate", "expected_aht", "wrapup",
-                         "max_dial_ratio", "ring_timeout", "max_concurrent"))
-    pacing = Pacing(p.num("target_abandon_rate", 0.02, 0.0, 0.5), p.num("initial_answer_rate", 0.3, 0.01, 1.0),
-                    p.dur("expected_aht", 240.0), p.dur("wrapup", 15.0), p.num("max_dial_ratio", 8.0, 1.0, 50.0),
-                    p.dur("ring_timeout", 25.0), int(p.num("max_concurrent", 200, 1, 10000)))
+    retry_r = a.section("retry", OUTCOMES)
+    for outcome in retry_r.keys():
+        delays[outcome] = retry_r.duration(outcome, 0.0)
+    retry = RetryPolicy(a.integer("max_attempts", 3, 1, 100), delays)
+    p = r.section("pacing", ("target_abandon_rate", "initial_answer_rate", "expected_aht", "wrapup",
+                             "max_dial_ratio", "ring_timeout", "max_concurrent"))
+    pacing = Pacing(p.number("target_abandon_rate", 0.02, 0.0, 0.5), p.number("initial_answer_rate", 0.3, 0.01, 1.0),
+                    p.duration("expected_aht", 240.0), p.duration("wrapup", 15.0),
+                    p.number("max_dial_ratio", 8.0, 1.0, 50.0), p.duration("ring_timeout", 25.0),
+                    p.integer("max_concurrent", 200, 1, 10000))
     if pacing.target_abandon_rate > comp.max_abandon_rate:
-        raise loc.error("pacing.target_abandon_rate",
-                        f"above the compliance limit {comp.max_abandon_rate} of preset {comp.preset}")
-    amd = r.sub("amd", ("enabled", "machine_flow", "machine_prompt"))
-    if amd.get("machine_flow") and amd.get("machine_prompt"):
-        raise loc.error("amd.machine_prompt", "give machine_flow or machine_prompt, not both")
-    dialing = r.sub("dialing", ("allow_international", "allow_premium", "allowed_prefixes"))
-    allows: dict[str, bool | None] = {}
-    for key in ("allow_international", "allow_premium"):
-        allows[key] = dialing.get(key)
-        if allows[key] is not None and not isinstance(allows[key], bool):
-            raise loc.error(f"dialing.{key}", "expected true or false")
-    prefixes = dialing.get("allowed_prefixes", [])
-    if not isinstance(prefixes, list) or not all(isinstance(x, str) and re.fullmatch(r"\+[0-9]{1,14}", x)
-                                                  for x in prefixes):
-        raise loc.error("dialing.allowed_prefixes", "expected a list of E.164 prefixes like '+4420'")
-    cols = r.get("list_columns", [])
-    if not isinstance(cols, list):
-        raise loc.error("list_columns", "expected a list of column names")
-    return Campaign(id=cid, name=r.str("name", cid) or cid, type=ctype, dial_mode=mode, queue=queue, ivr_flow=flow,
-                    caller_id=caller_id, dial_uri=dial_uri or "", time_zone=tz or "Asia/Ho_Chi_Minh",
-                    region=(r.str("region", "VN") or "VN").upper(), compliance=comp, retry=retry, pacing=pacing,
-                    amd_enabled=bool(amd.get("enabled", False)), machine_flow=amd.str("machine_flow"),
-                    machine_prompt=amd.str("machine_prompt"),
-                    abandon_prompt=r.str("abandon_prompt"), list_columns=tuple(str(c) for c in cols),
-                    source=loc.file, extra=dict(r.get("extra") or {}), allowed_prefixes=tuple(prefixes),
-                    **allows)
+        raise p.fail("target_abandon_rate",
+                     f"above the compliance limit {comp.max_abandon_rate} of preset {comp.preset}")
+    amd = r.section("amd", ("enabled", "machine_flow", "machine_prompt"))
+    machine_flow, machine_prompt = amd.text("machine_flow"), amd.text("machine_prompt")
+    if machine_flow and machine_prompt:
+        raise amd.fail("machine_prompt", "give machine_flow or machine_prompt, not both")
+    dialing = r.section("dialing", ("allow_international", "allow_premium", "allowed_prefixes"))
+    prefixes = dialing.items("allowed_prefixes")
+    if not all(isinstance(x, str) and re.fullmatch(r"\+[0-9]{1,14}", x) for x in prefixes):
+        raise dialing.fail("allowed_prefixes", "expected a list of E.164 prefixes like '+4420'")
+    return Campaign(id=cid, name=r.text("name", cid), type=ctype, dial_mode=mode, queue=queue, ivr_flow=flow,
+                    caller_id=caller_id, dial_uri=dial_uri, time_zone=tz, region=r.text("region", "VN").upper(),
+                    compliance=comp, retry=retry, pacing=pacing, amd_enabled=amd.flag("enabled", False),
+                    machine_flow=machine_flow, machine_prompt=machine_prompt,
+                    abandon_prompt=r.text("abandon_prompt"),
+                    list_columns=tuple(str(c) for c in r.items("list_columns")),
+                    source=loc.file, extra=r.mapping("extra"), allowed_prefixes=tuple(str(x) for x in prefixes),
+                    allow_international=dialing.flag("allow_international"),
+                    allow_premium=dialing.flag("allow_premium"))
 
 
 def load_campaign(path: str | Path) -> Campaign:

@@ -11,11 +11,31 @@ from __future__ import annotations
 import re
 from collections import deque
 from pathlib import Path
-from typing import Any
 
 from callcenter.ivr import announce
+from callcenter.ivr.model import (
+    BranchOptions,
+    CollectOptions,
+    DncOptions,
+    EventOptions,
+    GotoOptions,
+    IvrCheckError,
+    IvrIssue,
+    LanguageOptions,
+    LookupOptions,
+    MenuOptions,
+    Node,
+    QueueOptions,
+    RecordOptions,
+    Script,
+    ScriptSet,
+    SetOptions,
+    SurveyOptions,
+    TransferOptions,
+    split_prompt,
+)
 from callcenter.ivr.saynumber import prompt_names
-from callcenter.ivr.script import IvrIssue, Node, Script, ScriptSet, split_prompt
+from callcenter.ivr.script import parse_scripts
 
 # Variables every run has without a flow setting them (runner.run and runner._Env).
 BUILTIN_VARIABLES = frozenset({"caller", "called", "call_id", "language", "business_hours", "holiday", "hour",
@@ -30,9 +50,20 @@ _ENDING = {"hangup", "transfer", "goto", "queue"}
 def check(directory: str | Path, sounds_dir: str | Path | None = None) -> list[IvrIssue]:
     """Every problem in the scripts of ``directory`` (errors and warnings), sorted by file and line."""
     issues: list[IvrIssue] = []
-    sset = ScriptSet.parse(directory, issues)
+    sset = parse_scripts(directory, issues)
     issues += check_loaded(sset, sounds_dir)
     return sorted(issues, key=lambda i: (i.file, i.line or 0, i.message))
+
+
+def load_scripts(directory: str | Path, sounds_dir: str | Path | None = None) -> ScriptSet:
+    """Load and check every script of ``directory``; raises IvrCheckError listing every error found."""
+    issues: list[IvrIssue] = []
+    sset = parse_scripts(directory, issues)
+    issues += check_loaded(sset, sounds_dir)
+    errors = [i for i in issues if i.severity == "error"]
+    if errors:
+        raise IvrCheckError(errors)
+    return sset
 
 
 def check_loaded(sset: ScriptSet, sounds_dir: str | Path | None = None) -> list[IvrIssue]:
@@ -42,21 +73,20 @@ def check_loaded(sset: ScriptSet, sounds_dir: str | Path | None = None) -> list[
         if script.on_error:
             entries[script.name].add(script.on_error)
         for node in script.nodes.values():
-            if node.type == "goto":
-                target = sset.scripts.get(node.opts["script"])
+            if isinstance(goto := node.opts, GotoOptions):
+                target = sset.scripts.get(goto.script)
                 if target is None:
-                    issues.append(_issue(node, f"goto: no script named {node.opts['script']!r}", "script"))
-                elif node.opts["node"] and node.opts["node"] not in target.nodes:
-                    issues.append(_issue(node, f"goto: script {target.name!r} has no node {node.opts['node']!r}",
-                                         "node"))
+                    issues.append(_issue(node, f"goto: no script named {goto.script!r}", "script"))
+                elif goto.node and goto.node not in target.nodes:
+                    issues.append(_issue(node, f"goto: script {target.name!r} has no node {goto.node!r}", "node"))
                 else:
-                    entries[target.name].add(node.opts["node"] or target.start)
+                    entries[target.name].add(goto.node or target.start)
     # a flow entered by goto sees the variables of the flows that jump to it
     inherited: dict[str, set[str]] = {name: set() for name in sset.scripts}
     for script in sset.scripts.values():
         for node in script.nodes.values():
-            if node.type == "goto" and node.opts["script"] in inherited:
-                inherited[node.opts["script"]] |= variables_set(script)
+            if isinstance(node.opts, GotoOptions) and node.opts.script in inherited:
+                inherited[node.opts.script] |= variables_set(script)
     for script in sset.scripts.values():
         issues += _check_script(script, sset, entries[script.name])
         issues += _check_variables(script, inherited[script.name])
@@ -89,16 +119,17 @@ def _check_script(script: Script, sset: ScriptSet, entries: set[str]) -> list[Iv
                 dangling.add(node.id)   # already an error: do not also report it as a trap
             else:
                 edges[node.id].append(target)
-        if node.type == "branch" and any("business_hours" in c.names or "holiday" in c.names
-                                         for c, _ in node.opts["cases"]) and not script.calendar:
+        o = node.opts
+        if isinstance(o, BranchOptions) and any("business_hours" in c.names or "holiday" in c.names
+                                                for c, _ in o.cases) and not script.calendar:
             out.append(_issue(node, "uses business_hours/holiday but the script names no calendar"))
-        if node.type == "menu" and not node.opts["options"]:
+        if isinstance(o, MenuOptions) and not o.options:
             out.append(_issue(node, "a menu needs at least one option"))
-        if node.type == "transfer" and "{" in (node.opts["uri"] or "") and not node.opts["allow"]:
+        if isinstance(o, TransferOptions) and "{" in o.uri and not o.allow:
             out.append(_issue(node, "uri: a templated transfer is refused at run time unless the target matches "
                                     "the node's allow: patterns or dialing.transfer_allow", "uri", severity="warning"))
-        if node.type == "language":
-            for lang in node.opts["options"].values():
+        if isinstance(o, LanguageOptions):
+            for lang in o.options.values():
                 if lang not in script.languages:
                     out.append(_issue(node, f"offers language {lang!r} that is not in the script's languages"))
 
@@ -145,40 +176,48 @@ def variables_set(script: Script) -> set[str]:
     out = set(script.variables)
     for node in script.nodes.values():
         o = node.opts
-        if node.type == "set":
-            out |= set(o["variables"])
-        elif node.type == "menu":
-            for option in o["options"].values():
+        if isinstance(o, SetOptions):
+            out |= set(o.variables)
+        elif isinstance(o, MenuOptions):
+            for option in o.options.values():
                 out |= set(option.set)
-        elif node.type == "collect" and o["variable"]:
-            out.add(o["variable"])
-            if o["validate"]:
-                out.add(f"{o['variable']}_raw")     # the digits as typed; the variable holds the ISO date
-        elif node.type == "record":
-            out |= {o["variable"], f"{o['variable']}_seconds"}
-        elif node.type == "lookup":
-            out |= set(o["result"])
-        elif node.type == "survey":
-            out |= {f"survey_{q.id}" for q in o["questions"]}
+        elif isinstance(o, CollectOptions) and o.variable:
+            out.add(o.variable)
+            if o.validate:
+                out.add(f"{o.variable}_raw")     # the digits as typed; the variable holds the ISO date
+        elif isinstance(o, RecordOptions):
+            out |= {o.variable, f"{o.variable}_seconds"}
+        elif isinstance(o, LookupOptions):
+            out |= set(o.result)
+        elif isinstance(o, SurveyOptions):
+            out |= {f"survey_{q.id}" for q in o.questions}
     return out
 
 
-def _templates(node: Node) -> list[tuple[str, Any]]:
+def _templates(node: Node) -> list[tuple[str, object]]:
     """(field, template) pairs of a node whose ``{var}`` names are filled in at run time."""
-    out: list[tuple[str, Any]] = []
+    out: list[tuple[str, object]] = []
     index: dict[str, int] = {}
     for key, p in node.prompt_items():
         i = index[key] = index.get(key, -1) + 1
         if p.value is not None:
             out.append((f"{key}[{i}]", p.value))
     o = node.opts
-    for key in ("variables", "params", "headers", "data"):
-        out += [(f"{key}.{k}", v) for k, v in (o.get(key) or {}).items()]
-    for key in ("uri", "number", "scope"):
-        if o.get(key) is not None:
-            out.append((key, o[key]))
-    if node.type == "menu":
-        for digit, option in o["options"].items():
+    maps: dict[str, dict[str, object]] = {}
+    if isinstance(o, SetOptions):
+        maps = {"variables": o.variables}
+    elif isinstance(o, LookupOptions):
+        maps = {"params": o.params, "headers": o.headers}
+    elif isinstance(o, EventOptions):
+        maps = {"data": o.data}
+    for key, values in maps.items():
+        out += [(f"{key}.{k}", v) for k, v in values.items()]
+    if isinstance(o, TransferOptions):
+        out.append(("uri", o.uri))
+    if isinstance(o, DncOptions):
+        out += [("number", o.number), ("scope", o.scope)]
+    if isinstance(o, MenuOptions):
+        for digit, option in o.options.items():
             out += [(f"options.{digit}", v) for v in option.set.values()]
     return out
 
@@ -192,8 +231,8 @@ def _check_variables(script: Script, inherited: set[str]) -> list[IvrIssue]:
         for key, template in _templates(node):
             if isinstance(template, str):
                 used += [(key, name) for name in _TEMPLATE_VAR.findall(template)]
-        if node.type == "branch":
-            used += [(f"cases[{i}].when", name) for i, (cond, _) in enumerate(node.opts["cases"])
+        if isinstance(node.opts, BranchOptions):
+            used += [(f"cases[{i}].when", name) for i, (cond, _) in enumerate(node.opts.cases)
                      for name in sorted(cond.names)]
         seen: set[str] = set()
         for key, name in used:
@@ -210,9 +249,9 @@ def _may_end(node: Node, edges: dict[str, list[str]]) -> bool:
     if node.type in _ENDING or not edges[node.id]:
         return True
     # a menu/collect whose retries run out without a default hangs up politely
-    if node.type == "menu" and not node.opts.get("default"):
+    if isinstance(node.opts, MenuOptions) and not node.opts.default:
         return True
-    if node.type == "collect" and not node.opts.get("on_invalid") and not node.on_error:
+    if isinstance(node.opts, CollectOptions) and not node.opts.on_invalid and not node.on_error:
         return True
     return node.next is None and node.type in ("play", "say", "set", "record", "event", "dnc", "survey")
 
@@ -240,10 +279,11 @@ def _check_prompts(script: Script, sounds: Path) -> list[IvrIssue]:
                     if not (sounds / plang / f"{name}.wav").is_file():
                         missing.setdefault(key, []).append(item.name if plang == lang else f"{plang}/{name}")
                 uses_say = uses_say or (item.say is not None and item.say != "text")
-            uses_queue = uses_queue or node.type == "queue"
-            if node.type == "queue" and not (sounds / f"{node.opts['music']}.wav").is_file():
-                out.append(_issue(node, f"music file {sounds / (node.opts['music'] + '.wav')} is missing",
-                                  "music"))
+            if isinstance(node.opts, QueueOptions):
+                uses_queue = True
+                music = sounds / f"{node.opts.music}.wav"
+                if not music.is_file():
+                    out.append(_issue(node, f"music file {music} is missing", "music"))
             for key, names in missing.items():
                 out.append(_issue(node, f"{key}: prompt file(s) missing in {sounds / lang}: "
                                         f"{', '.join(sorted(set(names)))} (run scripts/make_prompts.py)", key))

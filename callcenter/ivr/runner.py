@@ -20,8 +20,28 @@ from callcenter import logs, privacy
 from callcenter.dialer.policy import DialPolicy, uri_allowed
 from callcenter.exceptions import CallGone
 from callcenter.ivr import lookup, prompts
+from callcenter.ivr.model import (
+    BranchOptions,
+    CollectOptions,
+    DncOptions,
+    EventOptions,
+    GotoOptions,
+    LanguageOptions,
+    LookupOptions,
+    MenuOptions,
+    Node,
+    PromptItem,
+    Prompts,
+    QueueOptions,
+    RecordOptions,
+    Script,
+    ScriptSet,
+    SetOptions,
+    SurveyOptions,
+    TransferOptions,
+    split_prompt,
+)
 from callcenter.ivr.saynumber import SayError, SayOptions, parse_date, say
-from callcenter.ivr.script import Node, PromptItem, Script, ScriptSet, split_prompt
 from callcenter.ivr.services import IvrServices, QueueOutcome, QueueRequest
 from callcenter.telephony.api import Leg
 
@@ -73,6 +93,21 @@ class _End:
 class _Goto:
     script: str
     node: str | None
+
+
+@dataclass(frozen=True)
+class _Asking:
+    """How a node asks for keys (menu, language, collect, a survey question)."""
+
+    prompts: Prompts
+    barge_in: bool
+    attempts: int
+    timeout: float
+    invalid_prompts: Prompts
+    timeout_prompts: Prompts
+    inter_digit_timeout: float | None = None
+    terminator: str | None = None
+    sensitive: bool = False
 
 
 _TEMPLATE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -325,72 +360,76 @@ class IvrRunner:
 
     _node_say = _node_play
 
-    async def _ask(self, node: Node, call: _Call, here: str, max_digits: int,
+    async def _ask(self, ask: _Asking, call: _Call, here: str, max_digits: int,
                    accept: Callable[[str], bool]) -> str | None:
         """Prompt, read digits, retry with invalid/timeout prompts. None when attempts ran out."""
-        o = node.opts
-        items = node.prompts
-        for attempt in range(o["attempts"]):
-            await self._play(call, here, items, node.barge_in)
-            got = await call.leg.collect(max_digits, o["timeout"], o.get("inter_digit_timeout"),
-                                         o.get("terminator") if node.type == "collect" else None)
-            kept = (HIDDEN if got else "") if o.get("sensitive") else got   # a timeout stays visible
+        items = ask.prompts
+        for attempt in range(ask.attempts):
+            await self._play(call, here, items, ask.barge_in)
+            got = await call.leg.collect(max_digits, ask.timeout, ask.inter_digit_timeout, ask.terminator)
+            kept = (HIDDEN if got else "") if ask.sensitive else got   # a timeout stays visible
             call.result.inputs.append((here, kept))
             self._emit(call, "input", here, digits=kept, attempt=attempt + 1)
             if got and accept(got):
                 return got
-            retry = o["invalid_prompts"] if got else o["timeout_prompts"]
-            items = tuple(retry) + node.prompts
-            if attempt + 1 == o["attempts"] and retry:
-                await self._play(call, here, tuple(retry), barge_in=False)
+            retry = ask.invalid_prompts if got else ask.timeout_prompts
+            items = retry + ask.prompts
+            if attempt + 1 == ask.attempts and retry:
+                await self._play(call, here, retry, barge_in=False)
         return None
 
     async def _node_menu(self, node: Node, call: _Call, here: str) -> str | _End | None:
-        got = await self._ask(node, call, here, 1, lambda d: d in node.opts["options"])
+        o = node.options(MenuOptions)
+        ask = _Asking(node.prompts, node.barge_in, o.attempts, o.timeout, o.invalid_prompts, o.timeout_prompts)
+        got = await self._ask(ask, call, here, 1, lambda d: d in o.options)
         if got is None:
-            if node.opts["default"]:
-                return node.opts["default"]
+            if o.default:
+                return o.default
             await self._play(call, here, (PromptItem(name="system/goodbye"),), barge_in=False)
             return _End("hangup")
-        option = node.opts["options"][got]
+        option = o.options[got]
         for k, v in option.set.items():
             self._set(call, here, k, render(v, call.vars), sensitive=self._derived(call, v))
         return option.next
 
     async def _node_language(self, node: Node, call: _Call, here: str) -> str | None:
-        if call.language_preset and not node.opts["ask_always"]:
+        o = node.options(LanguageOptions)
+        if call.language_preset and not o.ask_always:
             self._emit(call, "set", here, name="language", value=call.lang, preset=True)
             return node.next
-        got = await self._ask(node, call, here, 1, lambda d: d in node.opts["options"])
-        lang = node.opts["options"][got] if got else (node.opts["default_language"] or call.lang)
+        ask = _Asking(node.prompts, node.barge_in, o.attempts, o.timeout, o.invalid_prompts, o.timeout_prompts)
+        got = await self._ask(ask, call, here, 1, lambda d: d in o.options)
+        lang = o.options[got] if got else (o.default_language or call.lang)
         call.lang = lang
         self._emit(call, "set", here, name="language", value=lang)
         return node.next
 
     async def _node_collect(self, node: Node, call: _Call, here: str) -> str | _End | None:
-        o = node.opts
+        o = node.options(CollectOptions)
 
         def accept(d: str) -> bool:
-            if len(d) < o["min_digits"] or (o["pattern"] and not re.fullmatch(o["pattern"], d)):
+            if len(d) < o.min_digits or (o.pattern and not re.fullmatch(o.pattern, d)):
                 return False
-            if o["validate"]:
+            if o.validate:
                 try:
                     day = parse_date(d)
                 except SayError:
                     return False
                 today = self.clock().astimezone(self._tz(call)).date()
-                return o["validate"] == "date" or day >= today
+                return o.validate == "date" or day >= today
             return True
 
-        got = await self._ask(node, call, here, o["max_digits"], accept)
+        ask = _Asking(node.prompts, node.barge_in, o.attempts, o.timeout, o.invalid_prompts, o.timeout_prompts,
+                      o.inter_digit_timeout, o.terminator, o.sensitive)
+        got = await self._ask(ask, call, here, o.max_digits, accept)
         if got is None:
-            if o["on_invalid"]:
-                return o["on_invalid"]
-            raise NodeError(f"no valid input after {o['attempts']} attempts")
-        if o["validate"]:
-            self._set(call, here, f"{o['variable']}_raw", got, sensitive=o["sensitive"])
+            if o.on_invalid:
+                return o.on_invalid
+            raise NodeError(f"no valid input after {o.attempts} attempts")
+        if o.validate:
+            self._set(call, here, f"{o.variable}_raw", got, sensitive=o.sensitive)
             got = parse_date(got).isoformat()
-        self._set(call, here, o["variable"], got, sensitive=o["sensitive"])
+        self._set(call, here, o.variable, got, sensitive=o.sensitive)
         return node.next
 
     def _tz(self, call: _Call) -> dt.tzinfo:
@@ -415,33 +454,34 @@ class IvrRunner:
         """Whether a template reads a sensitive variable (what it renders is sensitive too)."""
         return isinstance(template, str) and any(m[1] in call.sensitive for m in _TEMPLATE.finditer(template))
 
-    async def _node_branch(self, node: Node, call: _Call, here: str) -> str:
+    async def _node_branch(self, node: Node, call: _Call, here: str) -> str | None:
+        o = node.options(BranchOptions)
         env = _Env(call)
-        for cond, nxt in node.opts["cases"]:
+        for cond, nxt in o.cases:
             if cond.evaluate(env):
                 self._emit(call, "branch", here, when=cond.text, next=nxt)
                 return nxt
-        self._emit(call, "branch", here, when="default", next=node.opts["default"])
-        return node.opts["default"]
+        self._emit(call, "branch", here, when="default", next=o.default)
+        return o.default
 
     async def _node_set(self, node: Node, call: _Call, here: str) -> str | None:
-        o = node.opts
-        for k, v in o["variables"].items():
+        o = node.options(SetOptions)
+        for k, v in o.variables.items():
             self._set(call, here, k, render(v, call.vars), sensitive=self._derived(call, v))
-        for key in ("queue", "skills", "priority"):
-            if o[key] is not None:
-                call.routing[key] = o[key]
-                self._emit(call, "set", here, name=key, value=o[key])
-        if o["language"]:
-            self._set(call, here, "language", o["language"])
+        for key, value in (("queue", o.queue), ("skills", o.skills), ("priority", o.priority)):
+            if value is not None:
+                call.routing[key] = value
+                self._emit(call, "set", here, name=key, value=value)
+        if o.language:
+            self._set(call, here, "language", o.language)
         await self._play(call, here, node.prompts, node.barge_in)
         return node.next
 
     async def _node_queue(self, node: Node, call: _Call, here: str) -> str | _End | None:
-        o = node.opts
+        o = node.options(QueueOptions)
         await self._play(call, here, node.prompts, node.barge_in)
-        skills = o["skills"] if o["skills"] is not None else call.routing.get("skills") or {}
-        priority = o["priority"] if o["priority"] is not None else call.routing.get("priority", 0)
+        skills = o.skills if o.skills is not None else call.routing.get("skills") or {}
+        priority = o.priority if o.priority is not None else call.routing.get("priority", 0)
         if call.unverified_identity and int(priority) > 0:
             # A From header is anyone's to write: a CRM answer about an unproven number (VIP, segment)
             # may fill the agent's screen, never jump the queue.
@@ -449,11 +489,11 @@ class IvrRunner:
             call.log.info("ivr_priority_dropped", node=here, priority=priority, reason="caller_unverified")
             priority = 0
         req = QueueRequest(
-            queue=o["queue"] or call.routing.get("queue") or call.script.name, skills=dict(skills),
-            priority=int(priority), max_wait=o["max_wait"], callback_offer=o["callback_offer"],
-            callback_after=o["callback_after"], announce_position=o["announce"]["position"],
-            announce_wait_time=o["announce"]["wait_time"], announce_every=o["announce"]["every"],
-            music=str((self.sounds_dir / f"{o['music']}.wav").resolve()), language=call.lang,
+            queue=o.queue or call.routing.get("queue") or call.script.name, skills=dict(skills),
+            priority=int(priority), max_wait=o.max_wait, callback_offer=o.callback_offer,
+            callback_after=o.callback_after, announce_position=o.announce.position,
+            announce_wait_time=o.announce.wait_time, announce_every=o.announce.every,
+            music=str((self.sounds_dir / f"{o.music}.wav").resolve()), language=call.lang,
             sounds_dir=str(self.sounds_dir.resolve()), variables=call.shown())
         self._emit(call, "queue", here, queue=req.queue, skills=req.skills, priority=req.priority,
                    max_wait=req.max_wait, callback_offer=req.callback_offer)
@@ -462,31 +502,31 @@ class IvrRunner:
         self._emit(call, "queue_outcome", here, outcome=outcome.value)
         if outcome is QueueOutcome.CONNECTED:
             call.connected = True
-            return o["after_agent"] if o["after_agent"] and not call.leg.ended else _End("agent")
+            return o.after_agent if o.after_agent and not call.leg.ended else _End("agent")
         if outcome is QueueOutcome.CALLBACK_REQUESTED:
-            return o["on_callback"] or _End("callback")
-        specific = {QueueOutcome.TIMEOUT: o["on_timeout"], QueueOutcome.FULL: o["on_full"],
-                    QueueOutcome.NO_AGENTS: o["on_no_agents"]}[outcome]
-        target = specific or o["on_failure"]
+            return o.on_callback or _End("callback")
+        specific = {QueueOutcome.TIMEOUT: o.on_timeout, QueueOutcome.FULL: o.on_full,
+                    QueueOutcome.NO_AGENTS: o.on_no_agents}[outcome]
+        target = specific or o.on_failure
         if target:
             return target
         await self._play(call, here, (PromptItem(name="queue/all_busy"),), barge_in=False)
         return _End(f"queue_{outcome.value}")
 
     async def _node_transfer(self, node: Node, call: _Call, here: str) -> _End:
+        o = node.options(TransferOptions)
         await self._play(call, here, node.prompts, node.barge_in)
-        uri = str(render(node.opts["uri"], call.vars))
-        await self._check_transfer(node, call, uri)
+        uri = str(render(o.uri, call.vars))
+        await self._check_transfer(o, call, uri)
         self._emit(call, "transfer", here, uri=uri)
         await call.leg.transfer(uri)
         return _End("transferred")
 
-    async def _check_transfer(self, node: Node, call: _Call, uri: str) -> None:
+    async def _check_transfer(self, o: TransferOptions, call: _Call, uri: str) -> None:
         """A transfer reaches only what the flow's author allowed: a fixed URI allows itself; a templated
         one must match the node's ``allow`` or the site's ``dialing.transfer_allow`` patterns. A number
         sent to the trunk (or a tel: URI) also passes the dial policy, like every number we dial."""
-        if "{" in node.opts["uri"] and not uri_allowed(uri, (*node.opts.get("allow", ()),
-                                                               *self.dial_policy.rules.transfer_allow)):
+        if "{" in o.uri and not uri_allowed(uri, (*o.allow, *self.dial_policy.rules.transfer_allow)):
             raise NodeError("transfer target is not in the allow-list (node allow / dialing.transfer_allow)")
         m = re.match(r"^(?:sips?:([^@;>]*)@([^;>]*)|tel:([^;>]*))", uri)
         if m is None:
@@ -498,31 +538,31 @@ class IvrRunner:
                 raise NodeError(f"transfer refused by the dial policy ({d.reason})")
 
     async def _node_record(self, node: Node, call: _Call, here: str) -> str | None:
-        o = node.opts
+        o = node.options(RecordOptions)
         await self._play(call, here, node.prompts, barge_in=False)
-        await self._play(call, here, o["beep"], barge_in=False)
+        await self._play(call, here, o.beep, barge_in=False)
         privacy.private_dir(self.recordings_dir)
         out = self.recordings_dir / f"{call.leg.id}-{call.script.name}-{node.id}.wav"
         out.touch(mode=privacy.FILE_MODE)   # a voice message is personal data: 0640 from its first byte
-        seconds = await call.leg.record(str(out), o["max_seconds"], o["silence_seconds"] or None)
+        seconds = await call.leg.record(str(out), o.max_seconds, o.silence_seconds or None)
         if out.exists():
             privacy.private_file(out)
-        self._set(call, here, o["variable"], str(out))
-        self._set(call, here, f"{o['variable']}_seconds", round(seconds, 1))
+        self._set(call, here, o.variable, str(out))
+        self._set(call, here, f"{o.variable}_seconds", round(seconds, 1))
         await self.services.emit("recording", {"node": here, "path": str(out), "seconds": round(seconds, 1)})
         return node.next
 
     async def _node_lookup(self, node: Node, call: _Call, here: str) -> str | None:
-        o = node.opts
-        params = {k: str(render(v, call.vars)) for k, v in o["params"].items()}
-        headers = {k: str(render(v, call.vars)) for k, v in o["headers"].items()}
-        self._emit(call, "lookup", here, method=o["method"], url=o["url"])
-        data = await lookup.fetch_json(o["method"], o["url"], params, headers, o["timeout"])
+        o = node.options(LookupOptions)
+        params = {k: str(render(v, call.vars)) for k, v in o.params.items()}
+        headers = {k: str(render(v, call.vars)) for k, v in o.headers.items()}
+        self._emit(call, "lookup", here, method=o.method, url=o.url)
+        data = await lookup.fetch_json(o.method, o.url, params, headers, o.timeout)
         if not call.verified and _uses_caller(o):
             call.unverified_identity = True
             self._emit(call, "set", here, name="caller_verified", value=False)
-        if o["result"]:
-            found = {var: lookup.pick(data, jpath) for var, jpath in o["result"].items()}
+        if o.result:
+            found = {var: lookup.pick(data, jpath) for var, jpath in o.result.items()}
             if all(v is None for v in found.values()):
                 raise NodeError("lookup answer has none of the expected fields")
             for var, value in found.items():
@@ -531,13 +571,11 @@ class IvrRunner:
         return node.next
 
     async def _node_survey(self, node: Node, call: _Call, here: str) -> str | None:
-        o = node.opts
+        o = node.options(SurveyOptions)
         answers: dict[str, int] = {}
-        for q in o["questions"]:
-            fake = Node(node.id, "survey", node.file, node.line, prompts=q.prompts, barge_in=True,
-                        opts={"attempts": o["attempts"], "timeout": o["timeout"],
-                              "invalid_prompts": o["invalid_prompts"], "timeout_prompts": ()})
-            got = await self._ask(fake, call, f"{here}.{q.id}", 1,
+        for q in o.questions:
+            ask = _Asking(q.prompts, True, o.attempts, o.timeout, o.invalid_prompts, ())
+            got = await self._ask(ask, call, f"{here}.{q.id}", 1,
                                   lambda d, q=q: d.isdigit() and q.min <= int(d) <= q.max)
             if got is not None:
                 answers[q.id] = int(got)
@@ -547,15 +585,17 @@ class IvrRunner:
         return node.next
 
     async def _node_event(self, node: Node, call: _Call, here: str) -> str | None:
-        data = {k: HIDDEN if self._derived(call, v) else render(v, call.vars) for k, v in node.opts["data"].items()}
-        self._emit(call, "event", here, name=node.opts["name"], data=data)
-        await self.services.emit(node.opts["name"], data)
+        o = node.options(EventOptions)
+        data = {k: HIDDEN if self._derived(call, v) else render(v, call.vars) for k, v in o.data.items()}
+        self._emit(call, "event", here, name=o.name, data=data)
+        await self.services.emit(o.name, data)
         await self._play(call, here, node.prompts, node.barge_in)
         return node.next
 
     async def _node_dnc(self, node: Node, call: _Call, here: str) -> str | None:
-        number = str(render(node.opts["number"], call.vars))
-        scope = str(render(node.opts["scope"], call.vars))
+        o = node.options(DncOptions)
+        number = str(render(o.number, call.vars))
+        scope = str(render(o.scope, call.vars))
         if not call.verified:
             # Pressing 9 must not put someone else's number on the list by spoofing it (nor a number the
             # caller keys): the request waits for a person to review it, in the queue log.
@@ -569,14 +609,15 @@ class IvrRunner:
 
     async def _node_goto(self, node: Node, call: _Call, here: str) -> _Goto:
         await self._play(call, here, node.prompts, node.barge_in)
-        return _Goto(node.opts["script"], node.opts["node"])
+        o = node.options(GotoOptions)
+        return _Goto(o.script, o.node)
 
     async def _node_hangup(self, node: Node, call: _Call, here: str) -> _End:
         await self._play(call, here, node.prompts, barge_in=False)
         return _End("hangup")
 
 
-def _uses_caller(opts: Mapping[str, Any]) -> bool:
+def _uses_caller(o: LookupOptions) -> bool:
     """Whether a lookup is keyed on the caller's number (url, params or headers template {caller})."""
-    texts = [opts["url"], *opts["params"].values(), *opts["headers"].values()]
+    texts = [o.url, *o.params.values(), *o.headers.values()]
     return any(isinstance(t, str) and "{caller}" in t for t in texts)

@@ -1,7 +1,8 @@
 """routing_rules.yaml: queues, agents and escalation, validated into frozen dataclasses.
 
-Every error names file, key path and line (via :mod:`callcenter.yamlsrc`), e.g.
-``routing_rules.yaml:14: queues.sales.strategy: unknown strategy 'random'``.
+Every error names file, key path and line (read with :class:`callcenter.yamlsrc.Reader`), e.g.
+``routing_rules.yaml:14: queues.sales.strategy: expected one of longest_idle, ..., got "random"``.
+Times are durations: ``30``, ``2.5``, ``"30s"``, ``"15m"``, ``"2h"``.
 The same validation serves the file at start and ``PUT /admin/rules`` at run time.
 """
 
@@ -13,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from callcenter import yamlsrc
-from callcenter.yamlsrc import Located
+from callcenter.yamlsrc import Located, Reader
 
 STRATEGIES = ("longest_idle", "fewest_calls", "least_talk_time", "round_robin", "skill_weighted", "ring_all")
 FALLBACK_ACTIONS = ("voicemail", "callback", "transfer", "hangup")
@@ -130,69 +131,35 @@ def loads(text: str, file: str = "<rules>", *, allow_aliases: bool = True) -> Ro
     return parse(data, loc)
 
 
-class _V:
-    """Validation helpers that raise ConfigError naming the key and its line."""
+def _name(r: Reader, key: str | None, value: object) -> str:
+    """A queue or agent name, found at ``key`` under ``r``."""
+    name = str(value)
+    if not _NAME.match(name):
+        raise r.fail(key, f"{name!r} is not a valid name (letters, digits, _ . - up to 64)")
+    return name
 
-    def __init__(self, loc: Located) -> None:
-        self.loc = loc
 
-    def fail(self, path: str, msg: str) -> Exception:
-        return self.loc.error(path, msg)
+def _skills(r: Reader, key: str) -> dict[str, int]:
+    m = r.mapping(key)
+    if len(m) > MAX_SKILLS:
+        raise r.fail(key, f"{len(m)} skills; at most {MAX_SKILLS}")
+    for k, level in m.items():
+        problem = skill_problem(k, level)
+        if problem:
+            raise r.fail(f"{key}.{k}", problem)
+    return {k: int(v) for k, v in m.items() if isinstance(v, int)}
 
-    def mapping(self, value: Any, path: str, allowed: set[str] | None = None) -> dict[str, Any]:
-        if value is None:
-            return {}
-        if not isinstance(value, dict):
-            raise self.fail(path, f"must be a mapping, got {type(value).__name__}")
-        if allowed is not None:
-            for k in value:
-                if str(k) not in allowed:
-                    raise self.fail(f"{path}.{k}" if path else str(k),
-                                    f"unknown key; expected one of: {', '.join(sorted(allowed))}")
-        return {str(k): v for k, v in value.items()}
 
-    def number(self, value: Any, path: str, lo: float = 0.0, hi: float | None = None) -> float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise self.fail(path, f"must be a number, got {value!r}")
-        if value < lo or (hi is not None and value > hi):
-            raise self.fail(path, f"must be between {lo:g} and {hi:g}" if hi is not None else f"must be >= {lo:g}")
-        return float(value)
-
-    def integer(self, value: Any, path: str, lo: int, hi: int | None = None) -> int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise self.fail(path, f"must be an integer, got {value!r}")
-        if value < lo or (hi is not None and value > hi):
-            raise self.fail(path, f"must be between {lo} and {hi}" if hi is not None else f"must be >= {lo}")
-        return value
-
-    def name(self, value: Any, path: str) -> str:
-        s = str(value)
-        if not _NAME.match(s):
-            raise self.fail(path, f"{s!r} is not a valid name (letters, digits, _ . - up to 64)")
-        return s
-
-    def skills(self, value: Any, path: str) -> dict[str, int]:
-        m = self.mapping(value, path)
-        if len(m) > MAX_SKILLS:
-            raise self.fail(path, f"{len(m)} skills; at most {MAX_SKILLS}")
-        for k, level in m.items():
-            problem = skill_problem(k, level)
-            if problem:
-                raise self.fail(f"{path}.{k}", problem)
-        return {k: int(v) for k, v in m.items()}
-
-    def fallback(self, value: Any, path: str) -> Fallback:
-        if isinstance(value, str):
-            value = {"action": value}
-        m = self.mapping(value, path, {"action", "target"})
-        action = m.get("action")
-        if action not in FALLBACK_ACTIONS:
-            raise self.fail(f"{path}.action", f"unknown action {action!r}; expected one of: "
-                                              f"{', '.join(FALLBACK_ACTIONS)}")
-        target = m.get("target")
-        if action == "transfer" and not target:
-            raise self.fail(path, "transfer needs a target number")
-        return Fallback(action, None if target is None else str(target))
+def _fallback(r: Reader, key: str, default: str | None = None) -> Fallback:
+    """``voicemail`` or ``{action: transfer, target: "0281234567"}``."""
+    value = r.raw(key, default)
+    f = Reader({"action": value} if isinstance(value, str) else value, r.loc, r.key_path(key),
+               known=("action", "target"), issues=r.issues)
+    action = f.text("action", choices=FALLBACK_ACTIONS, required=True) or "hangup"
+    target = f.raw("target")
+    if action == "transfer" and not target:
+        raise f.fail(None, "transfer needs a target number")
+    return Fallback(action, None if target is None else str(target))
 
 
 _QUEUE_KEYS = {"skills", "priority", "strategy", "max_wait", "max_length", "wrapup", "ring_timeout",
@@ -202,135 +169,122 @@ _AGENT_KEYS = {"name", "uri", "skills", "queues", "max_offers"}
 _PAUSE_KEYS = {"max", "auto_ready"}
 
 
-def _pause_reasons(v: _V, value: Any) -> dict[str, PauseRule]:
-    """``break: 900`` (seconds, like every time in this file) or ``break: {max: 900, auto_ready: true}``."""
+def _pause_reasons(defaults: Reader) -> dict[str, PauseRule]:
+    """``break: 900`` (a duration, like every time in this file) or ``break: {max: 15m, auto_ready: true}``."""
     out: dict[str, PauseRule] = {}
-    for reason, raw in v.mapping(value, "defaults.pause_reasons").items():
-        p = f"defaults.pause_reasons.{reason}"
-        if reason not in PAUSE_REASONS:
-            raise v.fail(p, f"unknown pause reason; expected one of: {', '.join(PAUSE_REASONS)}")
-        if not isinstance(raw, dict):
-            raw = {"max": raw}
-        m = v.mapping(raw, p, _PAUSE_KEYS)
-        limit = v.number(m.get("max", 0), f"{p}.max", 0, 86400)
-        auto = m.get("auto_ready", False)
-        if not isinstance(auto, bool):
-            raise v.fail(f"{p}.auto_ready", f"must be true or false, got {auto!r}")
+    reasons = defaults.section("pause_reasons", PAUSE_REASONS)
+    for reason, raw in reasons.data.items():
+        p = Reader(raw if isinstance(raw, dict) else {"max": raw}, reasons.loc, reasons.key_path(reason),
+                   known=_PAUSE_KEYS, issues=reasons.issues)
+        limit = p.duration("max", 0.0, 0, 86400)
+        auto = p.flag("auto_ready", False)
         if auto and limit <= 0:
-            raise v.fail(f"{p}.auto_ready", "needs a max (seconds) to know when to make the agent ready")
+            raise p.fail("auto_ready", "needs a max (seconds) to know when to make the agent ready")
         out[reason] = PauseRule(reason, limit, auto)
     return out
 
 
-def parse(data: Any, loc: Located) -> RoutingRules:
-    v = _V(loc)
-    top = v.mapping(data, "", {"defaults", "queues", "agents"})
-    defaults = v.mapping(top.get("defaults"), "defaults", (_QUEUE_KEYS - {"skills", "escalation"}) | {"pause_reasons"})
-    pause_reasons = _pause_reasons(v, defaults.pop("pause_reasons", None))
-    raw_queues = v.mapping(top.get("queues"), "queues")
+def parse(data: object, loc: Located) -> RoutingRules:
+    top = Reader(data, loc, known=("defaults", "queues", "agents"))
+    defaults = top.section("defaults", (_QUEUE_KEYS - {"skills", "escalation"}) | {"pause_reasons"})
+    pause_reasons = _pause_reasons(defaults)
+    raw_queues = top.section("queues").sections()
     if not raw_queues:
-        raise v.fail("queues", "at least one queue is required")
+        raise top.fail("queues", "at least one queue is required")
     queues: dict[str, QueueRule] = {}
-    for qname, qraw in raw_queues.items():
-        p = f"queues.{qname}"
-        v.name(qname, p)
-        own = v.mapping(qraw, p, _QUEUE_KEYS)
-        q = defaults | own
+    for qname, own in raw_queues:
+        _name(own, None, qname)
+        own.refuse_unknown(_QUEUE_KEYS)
 
-        def path(key: str, p: str = p, own: dict[str, Any] = own) -> str:
-            return f"{p}.{key}" if key in own or key not in defaults else f"defaults.{key}"
+        def pick(key: str, own: Reader = own) -> Reader:
+            """The queue's own setting, else the one under defaults."""
+            return own if key in own.data else defaults
 
-        strategy = q.get("strategy", "longest_idle")
-        if strategy not in STRATEGIES:
-            raise v.fail(path("strategy"), f"unknown strategy {strategy!r}; expected one of: {', '.join(STRATEGIES)}")
-        ann = v.mapping(q.get("announce"), path("announce"), {"position_every", "ewt"})
         steps: list[EscalationStep] = []
         last = -1.0
-        for i, sraw in enumerate(q.get("escalation") or []):
-            sp = f"{p}.escalation[{i}]"
-            s = v.mapping(sraw, sp, _STEP_KEYS)
+        for i, sraw in enumerate(own.items("escalation")):
+            s = Reader(sraw, loc, own.key_path(f"escalation[{i}]"), known=_STEP_KEYS, issues=own.issues)
             if "after" not in s:
-                raise v.fail(sp, "missing 'after' (seconds)")
-            after = v.number(s["after"], f"{sp}.after")
+                raise s.fail("after", "required, not given (seconds)")
+            after = s.duration("after", 0.0)
             if after < last:
-                raise v.fail(f"{sp}.after", "escalation steps must be in increasing 'after' order")
+                raise s.fail("after", "escalation steps must be in increasing 'after' order")
             last = after
-            overflow = s.get("overflow") or []
+            overflow = s.raw("overflow", [])
             if isinstance(overflow, str):
                 overflow = [overflow]
-            if not isinstance(overflow, list | tuple):
-                raise v.fail(f"{sp}.overflow", "must be a list of queue names")
+            if not isinstance(overflow, list | tuple):   # a tuple: rules parsed back from to_json()
+                raise s.fail("overflow", f"expected a list of queue names, got {yamlsrc.shown(overflow)}")
             step = EscalationStep(
                 after=after,
-                relax_skills=v.skills(s.get("relax_skills"), f"{sp}.relax_skills"),
-                relax_by=v.integer(s.get("relax_by", 0), f"{sp}.relax_by", 0, 9),
-                overflow=tuple(v.name(o, f"{sp}.overflow") for o in overflow),
-                raise_priority=v.integer(s.get("raise_priority", 0), f"{sp}.raise_priority", 0, 100),
-                fallback=v.fallback(s["fallback"], f"{sp}.fallback") if "fallback" in s else None,
+                relax_skills=_skills(s, "relax_skills"),
+                relax_by=s.integer("relax_by", 0, 0, 9),
+                overflow=tuple(_name(s, "overflow", o) for o in overflow),
+                raise_priority=s.integer("raise_priority", 0, 0, 100),
+                fallback=_fallback(s, "fallback") if "fallback" in s else None,
             )
             if step == EscalationStep(after=after):
-                raise v.fail(sp, "step does nothing; give relax_skills, relax_by, overflow, raise_priority "
-                                 "or fallback")
+                raise s.fail(None, "step does nothing; give relax_skills, relax_by, overflow, raise_priority "
+                                   "or fallback")
             steps.append(step)
+        ann = pick("announce").section("announce", ("position_every", "ewt"))
         queues[qname] = QueueRule(
             name=qname,
-            skills=v.skills(q.get("skills"), f"{p}.skills"),
-            priority=v.integer(q.get("priority", 0), path("priority"), 0, 100),
-            strategy=strategy,
-            max_wait=v.number(q.get("max_wait", 0), path("max_wait")),
-            max_length=v.integer(q.get("max_length", 0), path("max_length"), 0),
-            wrapup=v.number(q.get("wrapup", 10), path("wrapup"), 0, 3600),
-            ring_timeout=v.number(q.get("ring_timeout", 15), path("ring_timeout"), 1, 300),
-            service_level=v.number(q.get("service_level", 20), path("service_level"), 1),
-            miss_limit=v.integer(q.get("miss_limit", 3), path("miss_limit"), 1, 100),
-            announce=Announce(v.number(ann.get("position_every", 0), f"{path('announce')}.position_every"),
-                              bool(ann.get("ewt", False))),
+            skills=_skills(own, "skills"),
+            priority=pick("priority").integer("priority", 0, 0, 100),
+            strategy=pick("strategy").text("strategy", "longest_idle", choices=STRATEGIES),
+            max_wait=pick("max_wait").duration("max_wait", 0.0),
+            max_length=pick("max_length").integer("max_length", 0, 0),
+            wrapup=pick("wrapup").duration("wrapup", 10.0, 0, 3600),
+            ring_timeout=pick("ring_timeout").duration("ring_timeout", 15.0, 1, 300),
+            service_level=pick("service_level").duration("service_level", 20.0, 1),
+            miss_limit=pick("miss_limit").integer("miss_limit", 3, 1, 100),
+            announce=Announce(ann.duration("position_every", 0.0), ann.flag("ewt", False)),
             escalation=tuple(steps),
-            on_timeout=v.fallback(q.get("on_timeout", "voicemail"), path("on_timeout")),
-            on_full=v.fallback(q.get("on_full", "voicemail"), path("on_full")),
+            on_timeout=_fallback(pick("on_timeout"), "on_timeout", "voicemail"),
+            on_full=_fallback(pick("on_full"), "on_full", "voicemail"),
         )
     for qname, qr in queues.items():
         for i, step in enumerate(qr.escalation):
             for o in step.overflow:
                 if o not in queues:
-                    raise v.fail(f"queues.{qname}.escalation[{i}].overflow", f"unknown queue {o!r}")
+                    raise top.fail(f"queues.{qname}.escalation[{i}].overflow", f"unknown queue {o!r}")
                 if o == qname:
-                    raise v.fail(f"queues.{qname}.escalation[{i}].overflow", "a queue cannot overflow into itself")
+                    raise top.fail(f"queues.{qname}.escalation[{i}].overflow", "a queue cannot overflow into itself")
     agents: dict[str, AgentRule] = {}
     seen_uri: dict[str, str] = {}
-    for aid, araw in v.mapping(top.get("agents"), "agents").items():
-        p = f"agents.{aid}"
-        v.name(aid, p)
-        a = v.mapping(araw, p, _AGENT_KEYS)
-        uri = str(a.get("uri", ""))
+    for aid, a in top.section("agents").sections():
+        _name(a, None, aid)
+        a.refuse_unknown(_AGENT_KEYS)
+        uri = str(a.raw("uri", ""))
         if not _SIP.match(uri):
-            raise v.fail(f"{p}.uri", f"must be a SIP URI like sip:{aid}@127.0.0.1:5070")
+            raise a.fail("uri", f"must be a SIP URI like sip:{aid}@127.0.0.1:5070")
         if uri in seen_uri:
-            raise v.fail(f"{p}.uri", f"same phone as agent {seen_uri[uri]}")
+            raise a.fail("uri", f"same phone as agent {seen_uri[uri]}")
         seen_uri[uri] = aid
-        memberships: dict[str, int] = {}
-        qraw = a.get("queues") or {}
+        qraw = a.raw("queues", {})
         if isinstance(qraw, list):      # a plain list means weight 1 everywhere
             qraw = {str(x): 1 for x in qraw}
-        for qn, w in v.mapping(qraw, f"{p}.queues").items():
+        weights = Reader(qraw, loc, a.key_path("queues"), issues=a.issues)
+        memberships: dict[str, int] = {}
+        for qn in weights.keys():
             if qn not in queues:
-                raise v.fail(f"{p}.queues.{qn}", f"unknown queue {qn!r}")
-            memberships[qn] = v.integer(w, f"{p}.queues.{qn}", 0, 1000)
+                raise weights.fail(qn, f"unknown queue {qn!r}")
+            memberships[qn] = weights.integer(qn, 0, 0, 1000)
         agents[aid] = AgentRule(
-            id=aid, name=str(a.get("name", aid)), uri=uri,
-            skills=v.skills(a.get("skills"), f"{p}.skills"), queues=memberships,
-            max_offers=_max_offers(v, a.get("max_offers", 1), f"{p}.max_offers"),
+            id=aid, name=a.text("name", aid), uri=uri, skills=_skills(a, "skills"), queues=memberships,
+            max_offers=_max_offers(a),
         )
     return RoutingRules(queues, agents, loc.file, pause_reasons)
 
 
-def _max_offers(v: _V, value: Any, path: str) -> int:
+def _max_offers(a: Reader) -> int:
     """Only 1. An agent here is one voice phone: a second offer would ring over a ringing or live call,
     and the matching invariants (an agent in 'reserved' holds exactly one offer; ring_all rings many
     agents for one call, never many calls on one agent) rest on it. Chat-style concurrency would need
     per-agent capacity slots in the free sets; the key stays in the schema so such configs fail
     loudly instead of silently behaving as 1."""
-    n = v.integer(value, path, 1)
+    n = a.integer("max_offers", 1, 1)
     if n != 1:
-        raise v.fail(path, "only 1 is supported: a voice agent takes one offer at a time")
+        raise a.fail("max_offers", "only 1 is supported: a voice agent takes one offer at a time")
     return n
