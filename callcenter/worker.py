@@ -28,8 +28,9 @@ from callcenter.dialer.campaign import Campaign, load_campaigns
 from callcenter.dialer.keys import DialerKeys
 from callcenter.dialer.policy import DialPolicy
 from callcenter.exceptions import CallGone, ConfigError
+from callcenter.ivr.checker import load_scripts
+from callcenter.ivr.model import QueueOptions, ScriptSet, SetOptions
 from callcenter.ivr.runner import IvrResult, IvrRunner
-from callcenter.ivr.script import ScriptSet
 from callcenter.redis_server import EmbeddedRedis
 from callcenter.routing import rules as routing_rules
 from callcenter.routing.router import Router, RoutingError, connect_sync, retry_kwargs
@@ -66,12 +67,12 @@ def connect_pooled(url: str, size: int = 256) -> Any:
 def validate(cfg: Config) -> tuple[ScriptSet, routing_rules.RoutingRules, dict[str, Campaign]]:
     """Everything a worker needs that can be wrong in files, read once; raises ConfigError naming the
     place (a broken campaign file stops the start too)."""
-    scripts = ScriptSet.load(cfg.ivr_scripts, cfg.sounds)
+    scripts = load_scripts(cfg.ivr_scripts, cfg.sounds)
     rules = routing_rules.load(cfg.routing_rules)
     campaigns = load_campaigns(cfg.campaigns)
     for script in scripts.scripts.values():
         for node in script.nodes.values():
-            queue = node.opts.get("queue") if node.type in ("queue", "set") else None
+            queue = node.opts.queue if isinstance(node.opts, QueueOptions | SetOptions) else None
             if isinstance(queue, str) and "{" not in queue and queue not in rules.queues:
                 raise ConfigError(f"queue {queue!r} is not in {cfg.routing_rules.name} "
                                   f"(queues: {', '.join(sorted(rules.queues))})", file=node.file,

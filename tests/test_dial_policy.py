@@ -22,8 +22,9 @@ from callcenter.dialer.keys import DialerKeys
 from callcenter.dialer.policy import DialPolicy, DialRules, classify, uri_allowed
 from callcenter.dialer.upload import import_list, parse_csv
 from callcenter.exceptions import ConfigError
+from callcenter.ivr.checker import load_scripts
+from callcenter.ivr.model import ScriptSet
 from callcenter.ivr.runner import IvrRunner
-from callcenter.ivr.script import ScriptSet
 from callcenter.ivr.services import SimulatedServices
 from callcenter.ivr.simulate import ScriptedLeg
 
@@ -196,7 +197,7 @@ def flows(tmp_path: Path, text: str) -> ScriptSet:
     d = tmp_path / "ivr"
     d.mkdir(exist_ok=True)
     (d / "f.yaml").write_text(textwrap.dedent(text))
-    return ScriptSet.load(d)
+    return load_scripts(d)
 
 
 def ivr(sset: ScriptSet, variables=None, verified=False, policy=None, trunk="", caller="0901234567"):

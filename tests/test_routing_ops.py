@@ -29,11 +29,11 @@ def test_pause_reasons_parse_and_round_trip():
 
 @pytest.mark.parametrize("text, key, message", [
     ("defaults:\n  pause_reasons: {nap: 60}\nqueues:\n  sales: {}\n", "defaults.pause_reasons.nap",
-     "unknown pause reason"),
+     "unknown key (known: break, lunch"),
     ("defaults:\n  pause_reasons: {break: {auto_ready: true}}\nqueues:\n  sales: {}\n",
      "defaults.pause_reasons.break.auto_ready", "needs a max"),
     ("defaults:\n  pause_reasons: {break: {max: -5}}\nqueues:\n  sales: {}\n", "defaults.pause_reasons.break.max",
-     "between"),
+     "expected a duration of 0-86400 seconds"),
     ("queues:\n  sales: {}\nagents:\n  a1: {uri: 'sip:a1@h', max_offers: 2}\n", "agents.a1.max_offers",
      "only 1 is supported"),
 ])

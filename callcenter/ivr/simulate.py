@@ -13,8 +13,10 @@ from typing import Any
 
 from callcenter.exceptions import CallGone, ConfigError
 from callcenter.ivr import prompts as prompt_files
+from callcenter.ivr.checker import load_scripts
+from callcenter.ivr.model import IvrIssue, ScriptSet, split_prompt
 from callcenter.ivr.runner import IvrResult, IvrRunner
-from callcenter.ivr.script import ScriptSet, parse_script, split_prompt
+from callcenter.ivr.script import parse_script
 from callcenter.ivr.services import QueueOutcome, SimulatedServices
 from callcenter.telephony.api import HangupInfo, HangupSide, Leg
 
@@ -153,11 +155,11 @@ class Transcript:
 def load_for(script_file: str | Path) -> tuple[ScriptSet, str]:
     """The ScriptSet of the file's directory (for goto and the calendar) and the file's script name."""
     p = Path(script_file)
-    issues: list[Any] = []
+    issues: list[IvrIssue] = []
     script = parse_script(p, issues)
     if script is None:
         raise ConfigError("; ".join(str(i) for i in issues) or "cannot parse", file=str(p))
-    return ScriptSet.load(p.parent), script.name
+    return load_scripts(p.parent), script.name
 
 
 async def simulate(scripts: ScriptSet, entry: str, digits: Sequence[str], *, caller: str = "0900000000",
