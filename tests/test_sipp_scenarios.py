@@ -21,7 +21,7 @@ def answers(xml: str) -> list[str]:
     return re.findall(r"<!\[CDATA\[\n(SIP/2\.0 \d+ [^\n]+)", xml)
 
 
-@pytest.mark.parametrize(("ending", "busy_ok"), itertools.product(ENDINGS, (False, True)))
+@pytest.mark.parametrize(("ending", "busy_ok"), list(itertools.product(ENDINGS, (False, True))))
 def test_callers_are_well_formed(ending: tuple, busy_ok: bool) -> None:
     pcaps = [Path(f"/tmp/{n}.pcap") for n in range(3)]
     for xml in (sipp._caller_xml([*STEPS, ending], "0901", "8 0", 200, pcaps, ["X-Test: 1"], busy_ok, 4000),
