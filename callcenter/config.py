@@ -124,7 +124,7 @@ SIP_SECURITY_KEYS = ("trusted", "max_calls_per_source", "rtp_timeout", "max_call
 
 def _sip_security(s: Reader) -> dict[str, Any]:
     """sip.trusted (addresses/CIDRs, or {net, max_calls, pai} mappings) and the per-call limits."""
-    trusted = DEFAULT_TRUSTED
+    trusted: tuple[TrustedSource, ...] = DEFAULT_TRUSTED
     if "trusted" in s:
         entries = []
         for i, item in enumerate(s.items("trusted")):

@@ -106,7 +106,7 @@ def _check_script(script: Script, sset: ScriptSet, entries: set[str]) -> list[Iv
         out.append(IvrIssue(script.file, script.line, None, f"start: no node named {script.start!r}"))
     if script.on_error and script.on_error not in nodes:
         out.append(IvrIssue(script.file, None, None, f"on_error: no node named {script.on_error!r}"))
-    if script.calendar and sset.calendar is not None and sset.calendar.get(script.calendar) is None:
+    if script.calendar and sset.calendar.get(script.calendar) is None:
         out.append(IvrIssue(script.file, None, None,
                             f"calendar: no calendar {script.calendar!r} in calendar.yaml"))
     edges: dict[str, list[str]] = {}
@@ -292,9 +292,9 @@ def _check_prompts(script: Script, sounds: Path) -> list[IvrIssue]:
             needed |= prompt_names(lang)
         if uses_queue:
             needed |= set(announce.QUEUE_PROMPTS) | prompt_names(lang)
-        missing = sorted(n for n in needed if not (sounds / lang / f"{n}.wav").is_file())
-        if missing:
-            shown = ", ".join(missing[:8]) + (f" and {len(missing) - 8} more" if len(missing) > 8 else "")
+        absent = sorted(n for n in needed if not (sounds / lang / f"{n}.wav").is_file())
+        if absent:
+            shown = ", ".join(absent[:8]) + (f" and {len(absent) - 8} more" if len(absent) > 8 else "")
             out.append(IvrIssue(script.file, script.line, None,
                                 f"built-in prompt file(s) missing in {sounds / lang}: {shown} "
                                 "(run scripts/make_prompts.py)"))

@@ -7,6 +7,7 @@ adds is one frozen options object (:class:`MenuOptions` for a ``menu``, ...), re
 
 from __future__ import annotations
 
+import builtins
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
@@ -269,7 +270,7 @@ class Node:
     # line of each field below the node ("options.1", "prompts[0]"), for precise messages
     lines: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
 
-    def options(self, kind: type[OptionsT]) -> OptionsT:
+    def options(self, kind: builtins.type[OptionsT]) -> OptionsT:   # (the field "type" shadows the builtin)
         """The node's options as ``kind`` (the runner's handler for a type asks for that type's class)."""
         if not isinstance(self.opts, kind):
             raise TypeError(f"node {self.id!r} ({self.type}) has {type(self.opts).__name__}, not {kind.__name__}")

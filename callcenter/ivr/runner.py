@@ -32,6 +32,7 @@ from callcenter.ivr.model import (
     Node,
     PromptItem,
     Prompts,
+    Question,
     QueueOptions,
     RecordOptions,
     Script,
@@ -140,7 +141,7 @@ class _Env(Mapping[str, Any]):
     def _computed(self, key: str) -> Any:
         c = self.call
         now = c.runner.clock()
-        cal = c.runner.scripts.calendar.get(c.script.calendar) if c.runner.scripts.calendar else None
+        cal = c.runner.scripts.calendar.get(c.script.calendar)
         if key == "business_hours":
             return cal.is_open(now) if cal else True
         if key == "holiday":
@@ -351,7 +352,8 @@ class IvrRunner:
     # ------------------------------------------------------------ nodes
 
     async def _exec(self, node: Node, call: _Call, here: str) -> str | _End | _Goto | None:
-        handler = getattr(self, f"_node_{node.type}")
+        handler: Callable[[Node, _Call, str], Awaitable[str | _End | _Goto | None]] = \
+            getattr(self, f"_node_{node.type}")
         return await handler(node, call, here)
 
     async def _node_play(self, node: Node, call: _Call, here: str) -> str | None:
@@ -433,7 +435,7 @@ class IvrRunner:
         return node.next
 
     def _tz(self, call: _Call) -> dt.tzinfo:
-        cal = self.scripts.calendar.get(call.script.calendar) if self.scripts.calendar else None
+        cal = self.scripts.calendar.get(call.script.calendar)
         return cal.tz if cal else dt.UTC
 
     def _set(self, call: _Call, here: str, name: str, value: Any, sensitive: bool = False) -> None:
@@ -575,8 +577,11 @@ class IvrRunner:
         answers: dict[str, int] = {}
         for q in o.questions:
             ask = _Asking(q.prompts, True, o.attempts, o.timeout, o.invalid_prompts, ())
-            got = await self._ask(ask, call, f"{here}.{q.id}", 1,
-                                  lambda d, q=q: d.isdigit() and q.min <= int(d) <= q.max)
+
+            def on_scale(d: str, q: Question = q) -> bool:
+                return d.isdigit() and q.min <= int(d) <= q.max
+
+            got = await self._ask(ask, call, f"{here}.{q.id}", 1, on_scale)
             if got is not None:
                 answers[q.id] = int(got)
                 self._set(call, here, f"survey_{q.id}", int(got))
