@@ -26,7 +26,7 @@ import asyncio
 import io
 import json
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol, cast
 
 from twisted.web import server
 from twisted.web.resource import Resource
@@ -43,6 +43,30 @@ BodyLimit = Callable[[str, str], int]
 Admit = Callable[[str, str, dict[str, str], str], Awaitable[tuple[int, dict[str, Any]] | None]]
 
 
+class _Transport(Protocol):
+    """The connection's TCP transport as this module uses it (twisted declares transports as zope
+    interfaces, whose methods mypy reads without ``self``)."""
+
+    def write(self, data: bytes) -> None: ...
+    def pauseProducing(self) -> None: ...  # noqa: N802 - twisted name
+    def resumeProducing(self) -> None: ...  # noqa: N802
+    def loseWriteConnection(self) -> None: ...  # noqa: N802
+    def abortConnection(self) -> None: ...  # noqa: N802
+    def getPeer(self) -> object: ...  # noqa: N802
+
+
+class _Channel(Protocol):
+    """The request's HTTP channel while it reads a request (twisted's annotations lack ``site``, which
+    the Site that built the channel sets)."""
+
+    site: LimitedSite
+    transport: _Transport
+
+
+class _Clock(Protocol):
+    def callLater(self, delay: float, fn: Callable[[], None]) -> object: ...  # noqa: N802 - twisted name
+
+
 class LimitedRequest(server.Request):
     _refused = False
     _received = 0
@@ -51,16 +75,19 @@ class LimitedRequest(server.Request):
     _complete_while_gated: tuple[bytes, bytes, bytes] | None = None   # the request line, once the body is in
     _continue = False           # the client asked for "100 Continue": sent once admitted
 
+    def _wire(self) -> _Channel:
+        return cast(_Channel, self.channel)
+
     def gotLength(self, length: int | None) -> None:  # noqa: N802 - twisted name
         self._cap = self._limit()
         if length is not None and length > self._cap:
-            self.content = io.BytesIO()
+            self.content = io.BytesIO()  # type: ignore[assignment]  # twisted annotates it as always None
             # allHeadersReceived would otherwise send "100 Continue" after our answer
             self.requestHeaders.removeHeader(b"expect")
             self._refuse(length)
             return
         super().gotLength(length)
-        admit = getattr(self.channel.site, "admit", None)
+        admit = self._wire().site.admit
         if admit is not None and (length is None or length > ADMIT_FIRST_OVER):
             self._admit_first(admit)
 
@@ -69,7 +96,7 @@ class LimitedRequest(server.Request):
         expect = self.requestHeaders.getRawHeaders(b"expect") or []
         self._continue = bool(expect) and expect[0].lower() == b"100-continue"
         self.requestHeaders.removeHeader(b"expect")
-        transport = self.channel.transport
+        transport = self._wire().transport
         transport.pauseProducing()
         method = getattr(self.channel, "_command", b"")
         target = getattr(self.channel, "_path", b"")
@@ -92,7 +119,7 @@ class LimitedRequest(server.Request):
             self._refuse(None, *refusal)
             return
         self._gated = False
-        transport = self.channel.transport
+        transport = self._wire().transport
         if self._continue:
             transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         transport.resumeProducing()
@@ -121,17 +148,17 @@ class LimitedRequest(server.Request):
     def _limit(self) -> int:
         # Method and target are the channel's until the body is in (twisted sets them on the request
         # only then); without them the largest cap applies and the router checks again.
-        site = self.channel.site
+        site = self._wire().site
         method = getattr(self.channel, "_command", None)
         target = getattr(self.channel, "_path", None)
         if not isinstance(method, bytes) or not isinstance(target, bytes):
             return site.largest_body
         path = target.split(b"?", 1)[0]
-        return int(site.body_limit(method.decode("ascii", "replace").upper(), path.decode("utf-8", "replace")))
+        return site.body_limit(method.decode("ascii", "replace").upper(), path.decode("utf-8", "replace"))
 
     def _refuse(self, length: int | None, status: int = 413, error: dict[str, Any] | None = None) -> None:
         self._refused = True
-        transport = self.channel.transport
+        transport = self._wire().transport
         body = json.dumps(error or {"error": f"request body over {self._cap} bytes"}).encode()
         reason = _REASONS.get(status, b"Refused")
         extra = b'www-authenticate: Bearer realm="callcenter"\r\n' if status == 401 else b""
@@ -145,7 +172,7 @@ class LimitedRequest(server.Request):
         transport.loseWriteConnection()
         from twisted.internet import reactor
 
-        reactor.callLater(LINGER, transport.abortConnection)  # type: ignore[attr-defined]
+        cast(_Clock, reactor).callLater(LINGER, transport.abortConnection)
 
 
 _REASONS = {401: b"Unauthorized", 403: b"Forbidden", 404: b"Not Found", 405: b"Method Not Allowed",

@@ -192,7 +192,7 @@ class MetricsGuard(Resource):
         req = Request("GET", "/metrics", {}, {}, headers, b"")
 
         def done(who: Principal | None) -> None:
-            if request.finished or request._disconnected:  # type: ignore[attr-defined]
+            if request.finished or request._disconnected:
                 return
             if who is not None and ADMIN in who.roles:
                 out = self.inner.render(request)

@@ -245,7 +245,7 @@ class HttpRouter(Resource):
 
     @staticmethod
     def _finish(request: server.Request, resp: Response) -> None:
-        if request.finished or request._disconnected:  # type: ignore[attr-defined]
+        if request.finished or request._disconnected:
             return
         request.setResponseCode(resp.status)
         request.setHeader(b"content-type", resp.content_type.encode())
