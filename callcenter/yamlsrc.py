@@ -136,6 +136,19 @@ def _scalar(node: yaml.Node, budget: _Budget) -> Any:
     return budget.scalars.construct_object(node, deep=True)
 
 
+def _compose(text: str) -> yaml.Node | None:
+    return yaml.compose(text, Loader=yaml.SafeLoader)
+
+
+def _compose_without_aliases(text: str) -> yaml.Node | None:
+    loader = _NoAliasLoader(text)
+    try:
+        node: yaml.Node | None = loader.get_single_node()
+        return node
+    finally:
+        loader.dispose()
+
+
 def loads(text: str, file: str = "<string>", *, allow_aliases: bool = True,
           max_values: int = MAX_VALUES) -> tuple[Any, Located]:
     """Parse one YAML document; syntax errors become ConfigError with the line.
@@ -143,7 +156,7 @@ def loads(text: str, file: str = "<string>", *, allow_aliases: bool = True,
     ``allow_aliases=False`` for text that did not come from a trusted file (the HTTP API)."""
     loc = Located(file)
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader if allow_aliases else _NoAliasLoader)
+        node = _compose(text) if allow_aliases else _compose_without_aliases(text)
         if node is None:
             return None, loc
         return _construct(node, "", loc, _Budget(max_values)), loc
