@@ -12,28 +12,8 @@ import re
 from collections import deque
 from pathlib import Path
 
-from callcenter.ivr import announce
-from callcenter.ivr.model import (
-    BranchOptions,
-    CollectOptions,
-    DncOptions,
-    EventOptions,
-    GotoOptions,
-    IvrCheckError,
-    IvrIssue,
-    LanguageOptions,
-    LookupOptions,
-    MenuOptions,
-    Node,
-    QueueOptions,
-    RecordOptions,
-    Script,
-    ScriptSet,
-    SetOptions,
-    SurveyOptions,
-    TransferOptions,
-    split_prompt,
-)
+from callcenter.ivr import announce, model
+from callcenter.ivr.model import IvrCheckError, IvrIssue, Node, Script, ScriptSet, split_prompt
 from callcenter.ivr.saynumber import prompt_names
 from callcenter.ivr.script import parse_scripts
 
@@ -73,7 +53,7 @@ def check_loaded(sset: ScriptSet, sounds_dir: str | Path | None = None) -> list[
         if script.on_error:
             entries[script.name].add(script.on_error)
         for node in script.nodes.values():
-            if isinstance(goto := node.opts, GotoOptions):
+            if isinstance(goto := node.opts, model.GotoOptions):
                 target = sset.scripts.get(goto.script)
                 if target is None:
                     issues.append(_issue(node, f"goto: no script named {goto.script!r}", "script"))
@@ -85,7 +65,7 @@ def check_loaded(sset: ScriptSet, sounds_dir: str | Path | None = None) -> list[
     inherited: dict[str, set[str]] = {name: set() for name in sset.scripts}
     for script in sset.scripts.values():
         for node in script.nodes.values():
-            if isinstance(node.opts, GotoOptions) and node.opts.script in inherited:
+            if isinstance(node.opts, model.GotoOptions) and node.opts.script in inherited:
                 inherited[node.opts.script] |= variables_set(script)
     for script in sset.scripts.values():
         issues += _check_script(script, sset, entries[script.name])
@@ -120,15 +100,15 @@ def _check_script(script: Script, sset: ScriptSet, entries: set[str]) -> list[Iv
             else:
                 edges[node.id].append(target)
         o = node.opts
-        if isinstance(o, BranchOptions) and any("business_hours" in c.names or "holiday" in c.names
-                                                for c, _ in o.cases) and not script.calendar:
+        if isinstance(o, model.BranchOptions) and any("business_hours" in c.names or "holiday" in c.names
+                                                      for c, _ in o.cases) and not script.calendar:
             out.append(_issue(node, "uses business_hours/holiday but the script names no calendar"))
-        if isinstance(o, MenuOptions) and not o.options:
+        if isinstance(o, model.MenuOptions) and not o.options:
             out.append(_issue(node, "a menu needs at least one option"))
-        if isinstance(o, TransferOptions) and "{" in o.uri and not o.allow:
+        if isinstance(o, model.TransferOptions) and "{" in o.uri and not o.allow:
             out.append(_issue(node, "uri: a templated transfer is refused at run time unless the target matches "
                                     "the node's allow: patterns or dialing.transfer_allow", "uri", severity="warning"))
-        if isinstance(o, LanguageOptions):
+        if isinstance(o, model.LanguageOptions):
             for lang in o.options.values():
                 if lang not in script.languages:
                     out.append(_issue(node, f"offers language {lang!r} that is not in the script's languages"))
@@ -176,20 +156,20 @@ def variables_set(script: Script) -> set[str]:
     out = set(script.variables)
     for node in script.nodes.values():
         o = node.opts
-        if isinstance(o, SetOptions):
+        if isinstance(o, model.SetOptions):
             out |= set(o.variables)
-        elif isinstance(o, MenuOptions):
+        elif isinstance(o, model.MenuOptions):
             for option in o.options.values():
                 out |= set(option.set)
-        elif isinstance(o, CollectOptions) and o.variable:
+        elif isinstance(o, model.CollectOptions) and o.variable:
             out.add(o.variable)
             if o.validate:
                 out.add(f"{o.variable}_raw")     # the digits as typed; the variable holds the ISO date
-        elif isinstance(o, RecordOptions):
+        elif isinstance(o, model.RecordOptions):
             out |= {o.variable, f"{o.variable}_seconds"}
-        elif isinstance(o, LookupOptions):
+        elif isinstance(o, model.LookupOptions):
             out |= set(o.result)
-        elif isinstance(o, SurveyOptions):
+        elif isinstance(o, model.SurveyOptions):
             out |= {f"survey_{q.id}" for q in o.questions}
     return out
 
@@ -204,19 +184,19 @@ def _templates(node: Node) -> list[tuple[str, object]]:
             out.append((f"{key}[{i}]", p.value))
     o = node.opts
     maps: dict[str, dict[str, object]] = {}
-    if isinstance(o, SetOptions):
+    if isinstance(o, model.SetOptions):
         maps = {"variables": o.variables}
-    elif isinstance(o, LookupOptions):
+    elif isinstance(o, model.LookupOptions):
         maps = {"params": o.params, "headers": o.headers}
-    elif isinstance(o, EventOptions):
+    elif isinstance(o, model.EventOptions):
         maps = {"data": o.data}
     for key, values in maps.items():
         out += [(f"{key}.{k}", v) for k, v in values.items()]
-    if isinstance(o, TransferOptions):
+    if isinstance(o, model.TransferOptions):
         out.append(("uri", o.uri))
-    if isinstance(o, DncOptions):
+    if isinstance(o, model.DncOptions):
         out += [("number", o.number), ("scope", o.scope)]
-    if isinstance(o, MenuOptions):
+    if isinstance(o, model.MenuOptions):
         for digit, option in o.options.items():
             out += [(f"options.{digit}", v) for v in option.set.values()]
     return out
@@ -231,7 +211,7 @@ def _check_variables(script: Script, inherited: set[str]) -> list[IvrIssue]:
         for key, template in _templates(node):
             if isinstance(template, str):
                 used += [(key, name) for name in _TEMPLATE_VAR.findall(template)]
-        if isinstance(node.opts, BranchOptions):
+        if isinstance(node.opts, model.BranchOptions):
             used += [(f"cases[{i}].when", name) for i, (cond, _) in enumerate(node.opts.cases)
                      for name in sorted(cond.names)]
         seen: set[str] = set()
@@ -249,9 +229,9 @@ def _may_end(node: Node, edges: dict[str, list[str]]) -> bool:
     if node.type in _ENDING or not edges[node.id]:
         return True
     # a menu/collect whose retries run out without a default hangs up politely
-    if isinstance(node.opts, MenuOptions) and not node.opts.default:
+    if isinstance(node.opts, model.MenuOptions) and not node.opts.default:
         return True
-    if isinstance(node.opts, CollectOptions) and not node.opts.on_invalid and not node.on_error:
+    if isinstance(node.opts, model.CollectOptions) and not node.opts.on_invalid and not node.on_error:
         return True
     return node.next is None and node.type in ("play", "say", "set", "record", "event", "dnc", "survey")
 
@@ -279,7 +259,7 @@ def _check_prompts(script: Script, sounds: Path) -> list[IvrIssue]:
                     if not (sounds / plang / f"{name}.wav").is_file():
                         missing.setdefault(key, []).append(item.name if plang == lang else f"{plang}/{name}")
                 uses_say = uses_say or (item.say is not None and item.say != "text")
-            if isinstance(node.opts, QueueOptions):
+            if isinstance(node.opts, model.QueueOptions):
                 uses_queue = True
                 music = sounds / f"{node.opts.music}.wav"
                 if not music.is_file():

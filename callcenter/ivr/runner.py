@@ -19,29 +19,8 @@ from typing import Any
 from callcenter import logs, privacy
 from callcenter.dialer.policy import DialPolicy, uri_allowed
 from callcenter.exceptions import CallGone
-from callcenter.ivr import lookup, prompts
-from callcenter.ivr.model import (
-    BranchOptions,
-    CollectOptions,
-    DncOptions,
-    EventOptions,
-    GotoOptions,
-    LanguageOptions,
-    LookupOptions,
-    MenuOptions,
-    Node,
-    PromptItem,
-    Prompts,
-    Question,
-    QueueOptions,
-    RecordOptions,
-    Script,
-    ScriptSet,
-    SetOptions,
-    SurveyOptions,
-    TransferOptions,
-    split_prompt,
-)
+from callcenter.ivr import lookup, model, prompts
+from callcenter.ivr.model import Node, PromptItem, Prompts, Question, Script, ScriptSet, split_prompt
 from callcenter.ivr.saynumber import SayError, SayOptions, parse_date, say
 from callcenter.ivr.services import IvrServices, QueueOutcome, QueueRequest
 from callcenter.telephony.api import Leg
@@ -381,7 +360,7 @@ class IvrRunner:
         return None
 
     async def _node_menu(self, node: Node, call: _Call, here: str) -> str | _End | None:
-        o = node.options(MenuOptions)
+        o = node.options(model.MenuOptions)
         ask = _Asking(node.prompts, node.barge_in, o.attempts, o.timeout, o.invalid_prompts, o.timeout_prompts)
         got = await self._ask(ask, call, here, 1, lambda d: d in o.options)
         if got is None:
@@ -395,7 +374,7 @@ class IvrRunner:
         return option.next
 
     async def _node_language(self, node: Node, call: _Call, here: str) -> str | None:
-        o = node.options(LanguageOptions)
+        o = node.options(model.LanguageOptions)
         if call.language_preset and not o.ask_always:
             self._emit(call, "set", here, name="language", value=call.lang, preset=True)
             return node.next
@@ -407,7 +386,7 @@ class IvrRunner:
         return node.next
 
     async def _node_collect(self, node: Node, call: _Call, here: str) -> str | _End | None:
-        o = node.options(CollectOptions)
+        o = node.options(model.CollectOptions)
 
         def accept(d: str) -> bool:
             if len(d) < o.min_digits or (o.pattern and not re.fullmatch(o.pattern, d)):
@@ -457,7 +436,7 @@ class IvrRunner:
         return isinstance(template, str) and any(m[1] in call.sensitive for m in _TEMPLATE.finditer(template))
 
     async def _node_branch(self, node: Node, call: _Call, here: str) -> str | None:
-        o = node.options(BranchOptions)
+        o = node.options(model.BranchOptions)
         env = _Env(call)
         for cond, nxt in o.cases:
             if cond.evaluate(env):
@@ -467,7 +446,7 @@ class IvrRunner:
         return o.default
 
     async def _node_set(self, node: Node, call: _Call, here: str) -> str | None:
-        o = node.options(SetOptions)
+        o = node.options(model.SetOptions)
         for k, v in o.variables.items():
             self._set(call, here, k, render(v, call.vars), sensitive=self._derived(call, v))
         for key, value in (("queue", o.queue), ("skills", o.skills), ("priority", o.priority)):
@@ -480,7 +459,7 @@ class IvrRunner:
         return node.next
 
     async def _node_queue(self, node: Node, call: _Call, here: str) -> str | _End | None:
-        o = node.options(QueueOptions)
+        o = node.options(model.QueueOptions)
         await self._play(call, here, node.prompts, node.barge_in)
         skills = o.skills if o.skills is not None else call.routing.get("skills") or {}
         priority = o.priority if o.priority is not None else call.routing.get("priority", 0)
@@ -516,7 +495,7 @@ class IvrRunner:
         return _End(f"queue_{outcome.value}")
 
     async def _node_transfer(self, node: Node, call: _Call, here: str) -> _End:
-        o = node.options(TransferOptions)
+        o = node.options(model.TransferOptions)
         await self._play(call, here, node.prompts, node.barge_in)
         uri = str(render(o.uri, call.vars))
         await self._check_transfer(o, call, uri)
@@ -524,7 +503,7 @@ class IvrRunner:
         await call.leg.transfer(uri)
         return _End("transferred")
 
-    async def _check_transfer(self, o: TransferOptions, call: _Call, uri: str) -> None:
+    async def _check_transfer(self, o: model.TransferOptions, call: _Call, uri: str) -> None:
         """A transfer reaches only what the flow's author allowed: a fixed URI allows itself; a templated
         one must match the node's ``allow`` or the site's ``dialing.transfer_allow`` patterns. A number
         sent to the trunk (or a tel: URI) also passes the dial policy, like every number we dial."""
@@ -540,7 +519,7 @@ class IvrRunner:
                 raise NodeError(f"transfer refused by the dial policy ({d.reason})")
 
     async def _node_record(self, node: Node, call: _Call, here: str) -> str | None:
-        o = node.options(RecordOptions)
+        o = node.options(model.RecordOptions)
         await self._play(call, here, node.prompts, barge_in=False)
         await self._play(call, here, o.beep, barge_in=False)
         privacy.private_dir(self.recordings_dir)
@@ -555,7 +534,7 @@ class IvrRunner:
         return node.next
 
     async def _node_lookup(self, node: Node, call: _Call, here: str) -> str | None:
-        o = node.options(LookupOptions)
+        o = node.options(model.LookupOptions)
         params = {k: str(render(v, call.vars)) for k, v in o.params.items()}
         headers = {k: str(render(v, call.vars)) for k, v in o.headers.items()}
         self._emit(call, "lookup", here, method=o.method, url=o.url)
@@ -573,7 +552,7 @@ class IvrRunner:
         return node.next
 
     async def _node_survey(self, node: Node, call: _Call, here: str) -> str | None:
-        o = node.options(SurveyOptions)
+        o = node.options(model.SurveyOptions)
         answers: dict[str, int] = {}
         for q in o.questions:
             ask = _Asking(q.prompts, True, o.attempts, o.timeout, o.invalid_prompts, ())
@@ -590,7 +569,7 @@ class IvrRunner:
         return node.next
 
     async def _node_event(self, node: Node, call: _Call, here: str) -> str | None:
-        o = node.options(EventOptions)
+        o = node.options(model.EventOptions)
         data = {k: HIDDEN if self._derived(call, v) else render(v, call.vars) for k, v in o.data.items()}
         self._emit(call, "event", here, name=o.name, data=data)
         await self.services.emit(o.name, data)
@@ -598,7 +577,7 @@ class IvrRunner:
         return node.next
 
     async def _node_dnc(self, node: Node, call: _Call, here: str) -> str | None:
-        o = node.options(DncOptions)
+        o = node.options(model.DncOptions)
         number = str(render(o.number, call.vars))
         scope = str(render(o.scope, call.vars))
         if not call.verified:
@@ -614,7 +593,7 @@ class IvrRunner:
 
     async def _node_goto(self, node: Node, call: _Call, here: str) -> _Goto:
         await self._play(call, here, node.prompts, node.barge_in)
-        o = node.options(GotoOptions)
+        o = node.options(model.GotoOptions)
         return _Goto(o.script, o.node)
 
     async def _node_hangup(self, node: Node, call: _Call, here: str) -> _End:
@@ -622,7 +601,7 @@ class IvrRunner:
         return _End("hangup")
 
 
-def _uses_caller(o: LookupOptions) -> bool:
+def _uses_caller(o: model.LookupOptions) -> bool:
     """Whether a lookup is keyed on the caller's number (url, params or headers template {caller})."""
     texts = [o.url, *o.params.values(), *o.headers.values()]
     return any(isinstance(t, str) and "{caller}" in t for t in texts)
