@@ -104,11 +104,8 @@ def _minutes(text: str) -> int:
 
 def _calendar(name: str, spec: Any, tz: dt.tzinfo, loc: yamlsrc.Located) -> Calendar:
     path = f"calendars.{name}"
-    if not isinstance(spec, dict):
-        raise loc.error(path, "must be a mapping (always_open, hours, holidays)")
-    unknown = set(spec) - {"always_open", "hours", "holidays", "timezone"}
-    if unknown:
-        raise loc.error(f"{path}.{sorted(unknown)[0]}", "unknown field")
+    fields = yamlsrc.Reader(spec, loc, path, known=("always_open", "hours", "holidays", "timezone"))
+    spec = fields.data
     if "timezone" in spec:
         try:
             tz = ZoneInfo(str(spec["timezone"]))
@@ -138,17 +135,17 @@ def _calendar(name: str, spec: Any, tz: dt.tzinfo, loc: yamlsrc.Located) -> Cale
             if isinstance(h, dt.date):
                 holidays.append((h, h, ""))
             elif isinstance(h, dict):
-                start = h.get("from", h.get("date"))
-                end = h.get("to", start)
-                start = start if isinstance(start, dt.date) else dt.date.fromisoformat(str(start))
-                end = end if isinstance(end, dt.date) else dt.date.fromisoformat(str(end))
-                if end < start:
+                raw_from = h.get("from", h.get("date"))
+                raw_to = h.get("to", raw_from)
+                first = raw_from if isinstance(raw_from, dt.date) else dt.date.fromisoformat(str(raw_from))
+                last = raw_to if isinstance(raw_to, dt.date) else dt.date.fromisoformat(str(raw_to))
+                if last < first:
                     raise ValueError("to before from")
-                holidays.append((start, end, str(h.get("name", ""))))
+                holidays.append((first, last, str(h.get("name", ""))))
             else:
                 d = dt.date.fromisoformat(str(h))
                 holidays.append((d, d, ""))
         except ValueError as exc:
             raise loc.error(key, f"bad holiday ({exc}): use 2026-01-01 or {{from:, to:, name:}}") from None
-    return Calendar(name, tz, bool(spec.get("always_open", False)),
+    return Calendar(name, tz, fields.flag("always_open", False),
                     {d: tuple(v) for d, v in hours.items()}, tuple(holidays))
