@@ -53,9 +53,10 @@ import redis
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from callcenter.redis_server import EmbeddedRedis
+from callcenter.redisconn import connect, connect_sync
 from callcenter.routing import rules as R
 from callcenter.routing import scripts
-from callcenter.routing.router import QueuedCall, Router, connect
+from callcenter.routing.router import QueuedCall, Router
 
 PREFIX = "cc:"
 
@@ -71,7 +72,7 @@ def rules_yaml(agents: int) -> str:
 
 
 def setup(url: str, waiting: int, agents: int) -> None:
-    client = redis.Redis.from_url(url)
+    client = connect_sync(url)
     client.flushall()
     lib = scripts.Library(client)
     lib.ensure()
@@ -146,7 +147,7 @@ def decision_cost(url: str, agents: int, seconds: float) -> dict[str, float]:
     busy), and the same agents finish again, each taking the head waiting caller (timed:
     free->call). The other A - batch agents stay on calls, as in a busy centre.
     """
-    client = redis.Redis.from_url(url, decode_responses=True)
+    client = connect_sync(url)
     lib = scripts.Library(client)
     batch = min(agents, 200)
     n = 0
@@ -202,7 +203,7 @@ def decision_cost(url: str, agents: int, seconds: float) -> dict[str, float]:
 
 
 def _load_proc(url: str, worker: str, cap: int, go: Any, stop_at: Any, out: Any) -> None:
-    client = redis.Redis.from_url(url, decode_responses=True)
+    client = connect_sync(url)
     lib = scripts.Library(client)
     inflight, n, done = 0, 0, 0
     go.wait()
@@ -237,7 +238,7 @@ def load(url: str, seconds: float, agents: int, procs: int) -> dict[str, float]:
     ps = [ctx.Process(target=_load_proc, args=(url, f"load{i}", cap, go, stop_at, out)) for i in range(procs)]
     for p in ps:
         p.start()
-    client = redis.Redis.from_url(url, decode_responses=True)
+    client = connect_sync(url)
     time.sleep(0.3)   # let the processes start before the clock runs
     u0, c0, _ = _stats(client)
     cpu0 = _cpu(client)

@@ -92,12 +92,11 @@ def check_pjsua2(report: Report, probe_players: int = NEEDED_PLAYERS) -> None:
 
 
 def check_redis(report: Report, url: str) -> None:
-    import redis
-
     from callcenter.redis_server import ZSET_LISTPACK_MAX
+    from callcenter.redisconn import connect_sync
 
     try:
-        client = redis.Redis.from_url(url, socket_connect_timeout=2)
+        client = connect_sync(url, ride_out_restarts=False, socket_connect_timeout=2)
         info = client.info("server")
         persistence = client.config_get("appendonly").get("appendonly", "?")
         report.add("redis", f"{info.get('redis_version')} at {url.split('@')[-1]} (appendonly={persistence})",

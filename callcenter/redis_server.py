@@ -18,6 +18,7 @@ import redis
 
 from callcenter.exceptions import CallcenterError
 from callcenter.privacy import UMASK, private_dir
+from callcenter.redisconn import connect_sync
 
 ZSET_LISTPACK_MAX = 32   # also what `callcenter doctor` advises for a shared Redis
 
@@ -58,7 +59,7 @@ class EmbeddedRedis:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
-                client = redis.Redis.from_url(self.url, socket_connect_timeout=0.5)
+                client = connect_sync(self.url, ride_out_restarts=False, socket_connect_timeout=0.5)
                 if client.ping():
                     client.close()
                     return self

@@ -14,10 +14,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import redis
 from pg import PgServer, pg_missing_reason
 
 from callcenter.redis_server import EmbeddedRedis
+from callcenter.redisconn import connect_sync
 
 
 @pytest.fixture(scope="session")
@@ -32,7 +32,7 @@ def redis_url(redis_server: EmbeddedRedis) -> Iterator[str]:
     """URL of a flushed database on the session's redis-server (restarted if a test stopped it)."""
     if redis_server.proc is None or redis_server.proc.poll() is not None:
         redis_server.start()
-    client = redis.Redis.from_url(redis_server.url)
+    client = connect_sync(redis_server.url, ride_out_restarts=False)
     client.flushall()
     client.close()
     yield redis_server.url

@@ -6,15 +6,15 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-import redis.asyncio as aioredis
+from callcenter.redisconn import connect
 
 T = TypeVar("T")
 
 
 def run_with_redis(redis_url: str, body: Callable[[Any], Awaitable[T]]) -> T:
-    """``body(client)`` on a fresh asyncio client (bytes replies) that is closed afterwards."""
+    """``body(client)`` on a fresh asyncio client (the package's: str replies) that is closed afterwards."""
     async def go() -> T:
-        r = aioredis.Redis.from_url(redis_url)
+        r = connect(redis_url)
         try:
             return await body(r)
         finally:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from callcenter.redisconn import connect
 from callcenter.routing import rules as R
-from callcenter.routing.router import Offer, QueuedCall, Router, connect
+from callcenter.routing.router import Offer, QueuedCall, Router
 
 # An atomic snapshot audit of the routing invariants (test only; KEYS is fine on a test server).
 AUDIT = """

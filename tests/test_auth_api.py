@@ -12,11 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
-import redis.asyncio
 from worker_proc import METRICS_TOKEN, WorkerProc, admin_token, api_user, flush, new_worker
 
 from callcenter.auth.keys import AuthKeys
+from callcenter.redisconn import connect, connect_sync
 
 pytestmark = [pytest.mark.sip, pytest.mark.timeout(120)]
 
@@ -36,7 +35,7 @@ def worker(tmp_path_factory: pytest.TempPathFactory, redis_server) -> WorkerProc
 @pytest.fixture(autouse=True)
 def no_failed_logins(worker: WorkerProc):
     """Every test logs in from 127.0.0.1: start each with no failures counted against it."""
-    c = redis.Redis.from_url(worker.redis_url)
+    c = connect_sync(worker.redis_url)
     for key in c.scan_iter(AuthKeys().fail_address("*")):
         c.delete(key)
     for key in c.scan_iter(AuthKeys().fail_user("*")):
@@ -128,7 +127,7 @@ def test_failed_logins_are_throttled_per_user_and_per_address(worker: WorkerProc
     status, headers, body = login(worker, "sup3")        # even the right password, until the window ends
     assert status == 429 and 1 <= int(headers["Retry-After"]) <= 300, body
     # per address: five failures spread over names, then a good login of a fourth user from there
-    c = redis.Redis.from_url(worker.redis_url)
+    c = connect_sync(worker.redis_url)
     c.delete(AuthKeys().fail_address("127.0.0.1"))
     c.close()
     api_user(worker.redis_url, "sup4", ["supervisor"])
@@ -175,7 +174,7 @@ def test_agent_reads_and_disposes_only_the_contacts_assigned_to_it(worker: Worke
         assert resp.status == 201
 
     async def assign() -> None:      # what the dialer does when agent 1001 takes +84912345601 in preview
-        r = redis.asyncio.Redis.from_url(worker.redis_url, decode_responses=True)
+        r = connect(worker.redis_url)
         await assignment.assign(r, DialerKeys("cc:"), "debt_reminder_demo", "+84912345601", "1001")
         await r.aclose()
 
@@ -201,9 +200,9 @@ def test_api_token_works_until_revoked(worker: WorkerProc) -> None:
     assert raw(worker, "GET", "/wallboard", headers=bearer(token))[0] == 200
     listed = worker.http("GET", "/admin/users/bot/tokens")[1]["tokens"]
     assert tid in [t["id"] for t in listed] and all("token" not in t for t in listed)
-    c = redis.Redis.from_url(worker.redis_url)
-    assert not [k for k in c.scan_iter("cc:auth:*") if token.encode() in k]       # only its hash is kept
-    assert not any(token.encode() in v for k in c.scan_iter("cc:auth:t:*") for v in c.hgetall(k).values())
+    c = connect_sync(worker.redis_url)
+    assert not [k for k in c.scan_iter("cc:auth:*") if token in k]       # only its hash is kept
+    assert not any(token in v for k in c.scan_iter("cc:auth:t:*") for v in c.hgetall(k).values())
     c.close()
     assert worker.http("DELETE", f"/admin/users/bot/tokens/{tid}")[0] == 200
     assert raw(worker, "GET", "/wallboard", headers=bearer(token))[0] == 401

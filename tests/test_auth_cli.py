@@ -7,10 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import redis.asyncio as aioredis
 from worker_proc import new_worker
 
 from callcenter.auth import Auth
+from callcenter.redisconn import connect
 
 
 def cli(config: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
@@ -20,7 +20,7 @@ def cli(config: Path, *args: str, stdin: str = "") -> subprocess.CompletedProces
 
 def authenticate(url: str, name: str, password: str) -> object:
     async def go() -> object:
-        r = aioredis.Redis.from_url(url)
+        r = connect(url)
         user = await Auth.connect(r).users.authenticate(name, password)
         await r.aclose()
         return user
@@ -72,7 +72,7 @@ def test_user_add_list_disable_enable_token_passwd(tmp_path: Path, redis_url: st
     assert cli(w.config, "token", "nobody").returncode == 1
 
     async def audited() -> list[str]:
-        r = aioredis.Redis.from_url(redis_url)
+        r = connect(redis_url)
         entries = await Auth.connect(r).audit.query(action="user ")
         await r.aclose()
         assert all(e.user.startswith("cli:") and e.address == "local" for e in entries)

@@ -22,6 +22,7 @@ from worker_proc import WorkerProc, demo_rules, flush, new_worker
 
 from callcenter.dialer.keys import DialerKeys
 from callcenter.dialer.policy import DialPolicy, DialRules
+from callcenter.redisconn import connect
 
 pytestmark = [pytest.mark.sip, pytest.mark.timeout(240)]
 
@@ -189,9 +190,7 @@ def test_callbacks_to_one_number_are_capped_across_workers(worker: WorkerProc) -
     """Two callbacks to 0933000444 were already counted today (by other workers: the cap lives in Redis).
     A caller confirms that number: the request is refused (number_cap), the caller keeps waiting."""
     async def earlier_callbacks() -> None:
-        import redis.asyncio as aioredis
-
-        r = aioredis.Redis.from_url(worker.redis_url)
+        r = connect(worker.redis_url)
         try:
             p = DialPolicy(DialRules(callback_max_per_number=2), r, DialerKeys("cc:"))
             d = p.judge("0933000444")

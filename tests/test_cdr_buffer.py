@@ -13,15 +13,16 @@ import redis.asyncio as aioredis
 from callcenter.cdr import keys
 from callcenter.cdr.buffer import CdrBuffer
 from callcenter.cdr.record import CallRecord, Disposition, LegRecord, QueueEvent
+from callcenter.redisconn import connect
 
 
 async def _entries(client: aioredis.Redis) -> list[dict]:
-    return [json.loads(f[b"d"]) for _, f in await client.xrange(keys.stream())]
+    return [json.loads(f["d"]) for _, f in await client.xrange(keys.stream())]
 
 
 def test_concurrent_records_in_order_and_in_redis_when_awaited(redis_url: str) -> None:
     async def main() -> None:
-        client = aioredis.Redis.from_url(redis_url)
+        client = connect(redis_url)
         buf = CdrBuffer(client)
         commands0 = (await client.info("commandstats")).get("cmdstat_xadd", {}).get("calls", 0)
 

@@ -10,8 +10,6 @@ import subprocess
 import sys
 import time
 
-import redis
-import redis.asyncio as aioredis
 from pg import PgServer
 from repo import REPO
 
@@ -20,6 +18,7 @@ from callcenter.cdr.buffer import CdrBuffer
 from callcenter.cdr.record import CallRecord, LegRecord, QueueEvent
 from callcenter.cdr.store import SqlStore
 from callcenter.cdr.writer import CdrWriter, open_store
+from callcenter.redisconn import connect, connect_sync
 
 
 def snapshots(i: int) -> tuple[CallRecord, CallRecord]:
@@ -63,7 +62,7 @@ async def drain_all(writer: CdrWriter, timeout: float = 60) -> None:
 
 def test_buffer_to_sqlite_exactly_once_with_replays(redis_url: str, tmp_path) -> None:
     async def main() -> None:
-        client = aioredis.Redis.from_url(redis_url)
+        client = connect(redis_url)
         store = open_store(f"sqlite:///{tmp_path}/cdr.db")
         buf = CdrBuffer(client)
         await produce(buf, range(0, 100))
@@ -84,7 +83,7 @@ def test_buffer_to_sqlite_exactly_once_with_replays(redis_url: str, tmp_path) ->
 
 def test_crashed_writer_entries_are_claimed(redis_url: str, tmp_path) -> None:
     async def main() -> None:
-        client = aioredis.Redis.from_url(redis_url)
+        client = connect(redis_url)
         store = open_store(f"sqlite:///{tmp_path}/cdr.db")
         await produce(CdrBuffer(client), range(30))
         crashed = CdrWriter(client, store, consumer="writer-a", batch=40)
@@ -97,7 +96,7 @@ def test_crashed_writer_entries_are_claimed(redis_url: str, tmp_path) -> None:
         await asyncio.sleep(0.3)
         await drain_all(survivor)
         assert_exactly_once(store, 30)
-        info = {c["name"].decode(): c["pending"] for c in await client.xinfo_consumers(keys.stream(), keys.GROUP)}
+        info = {c["name"]: c["pending"] for c in await client.xinfo_consumers(keys.stream(), keys.GROUP)}
         assert info == {"writer-a": 0, "writer-b": 0}
         await client.aclose()
 
@@ -110,7 +109,7 @@ def test_killed_writer_process_loses_and_duplicates_nothing(redis_url: str, tmp_
     db = tmp_path / "cdr.db"
 
     async def fill() -> None:
-        client = aioredis.Redis.from_url(redis_url)
+        client = connect(redis_url)
         await produce(CdrBuffer(client), range(n))
         await client.aclose()
 
@@ -120,7 +119,7 @@ def test_killed_writer_process_loses_and_duplicates_nothing(redis_url: str, tmp_
                             cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             env={**os.environ, "PYTHONPATH": str(REPO)})
     try:
-        sync = redis.Redis.from_url(redis_url)
+        sync = connect_sync(redis_url)
         deadline = time.monotonic() + 60
         # kill it mid-way, while it holds a batch it has read but not acknowledged: freeze it, look,
         # and let it run on until the freeze catches it holding one
@@ -142,7 +141,7 @@ def test_killed_writer_process_loses_and_duplicates_nothing(redis_url: str, tmp_
             proc.wait()
 
     async def finish() -> None:
-        client = aioredis.Redis.from_url(redis_url)
+        client = connect(redis_url)
         store = open_store(f"sqlite:///{db}")
         survivor = CdrWriter(client, store, consumer="survivor", claim_idle=0.1)
         await asyncio.sleep(0.2)
@@ -158,7 +157,7 @@ def test_postgres_outage_during_writes(redis_url: str, pg_dsn: str, pg_server: P
     n = 600
 
     async def main() -> None:
-        client = aioredis.Redis.from_url(redis_url)
+        client = connect(redis_url)
         store = open_store(pg_dsn)
         writer = CdrWriter(client, store, batch=50, block_ms=100, retry_delay=0.1)
         stop = asyncio.Event()
@@ -197,7 +196,7 @@ def test_postgres_outage_during_writes(redis_url: str, pg_dsn: str, pg_server: P
 
 def test_poisoned_entry_goes_to_dead_letters(redis_url: str, tmp_path) -> None:
     async def main() -> None:
-        client = aioredis.Redis.from_url(redis_url)
+        client = connect(redis_url)
         store = open_store(f"sqlite:///{tmp_path}/cdr.db")
         await client.xadd(keys.stream(), {"t": "call", "d": "{not json"})
         await client.xadd(keys.stream(), {"t": "event", "d": '{"event_id": "x"}'})   # no ts: schema refuses
@@ -207,7 +206,7 @@ def test_poisoned_entry_goes_to_dead_letters(redis_url: str, tmp_path) -> None:
         assert_exactly_once(store, 3)
         dead = await client.xrange(keys.dead_letters())
         assert len(dead) == 3
-        assert b"undecodable" in dead[0][1][b"reason"]
+        assert "undecodable" in dead[0][1]["reason"]
         await client.aclose()
 
     asyncio.run(main())
@@ -215,7 +214,7 @@ def test_poisoned_entry_goes_to_dead_letters(redis_url: str, tmp_path) -> None:
 
 def test_buffer_survives_redis_outage(redis_url: str, redis_server, tmp_path) -> None:
     async def main() -> None:
-        client = aioredis.Redis.from_url(redis_url, socket_timeout=1, socket_connect_timeout=1)
+        client = connect(redis_url, ride_out_restarts=False, socket_timeout=1, socket_connect_timeout=1)
         buf = CdrBuffer(client)
         await produce(buf, range(5))
         redis_server.stop()
@@ -238,7 +237,7 @@ def test_worker_task_starts_while_postgres_is_down(redis_url: str, pg_dsn: str, 
     from callcenter.cdr.writer import run_cdr_writer
 
     async def main() -> None:
-        client = aioredis.Redis.from_url(redis_url)
+        client = connect(redis_url)
         await asyncio.to_thread(pg_server.stop, "fast")
         stop = asyncio.Event()
         task = asyncio.create_task(run_cdr_writer(client, pg_dsn, stop, consumer="w1"))

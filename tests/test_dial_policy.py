@@ -167,7 +167,7 @@ def test_campaign_dial_of_a_refused_class_closes_the_contact_without_dialing(red
         states = {n: await r.hget(keys.contact(c.id, n), "state") for n in (previewed.e164, paced.e164)}
         return reason, sorted(states.values()), await r.scard(keys.leases("d1"))
 
-    assert run_with_redis(redis_url, lambda r: body(r, campaign())) == ("international", [b"invalid", b"invalid"], 0)
+    assert run_with_redis(redis_url, lambda r: body(r, campaign())) == ("international", ["invalid", "invalid"], 0)
     assert run_with_redis(redis_url, lambda r: body(r, campaign("dialing: {allow_international: true}"))) is None
 
 

@@ -3,7 +3,6 @@
 import asyncio
 import json
 
-import redis.asyncio as aioredis
 from dialer_helpers import TUE_10
 from repo import REPO
 
@@ -11,6 +10,7 @@ from callcenter.api import campaigns as api
 from callcenter.api.http import HttpRouter, Request
 from callcenter.dialer.campaign import load_campaigns
 from callcenter.dialer.upload import UploadLimits
+from callcenter.redisconn import connect
 
 CAMPAIGNS = load_campaigns(REPO / "campaigns")
 
@@ -22,7 +22,7 @@ async def call(router, method, path, body=b"", query=None):
 
 def test_campaign_api_flow(redis_url):
     async def go():
-        r = aioredis.Redis.from_url(redis_url)
+        r = connect(redis_url)
         router = HttpRouter()
         api.install_routes(router, r, CAMPAIGNS, "t:", UploadLimits(max_bytes=10_000), clock=lambda: TUE_10)
         out = {}
@@ -70,7 +70,7 @@ def test_preview_routes_need_a_preview_campaign_and_a_running_dialer(redis_url):
     import dataclasses
 
     async def go():
-        r = aioredis.Redis.from_url(redis_url)
+        r = connect(redis_url)
         camps = dict(CAMPAIGNS)
         camps["pv"] = dataclasses.replace(CAMPAIGNS["telesales_demo"], id="pv", dial_mode="preview")
         router = HttpRouter()

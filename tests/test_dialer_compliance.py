@@ -4,7 +4,6 @@ import asyncio
 import datetime as dt
 from zoneinfo import ZoneInfo
 
-import redis.asyncio as aioredis
 from dialer_helpers import PREFIX, TUE_10, VN, camp, setup, stats
 from redis_helpers import run_with_redis
 
@@ -14,6 +13,7 @@ from callcenter.dialer.engine import DialerEngine, DialPlanner, dial_count
 from callcenter.dialer.keys import DialerKeys
 from callcenter.dialer.ledger import AbandonLedger, LedgerView, LedgerWindow, throttle
 from callcenter.dialer.upload import import_list, parse_csv
+from callcenter.redisconn import connect
 
 
 def test_dnc_numbers_are_never_dialed(redis_url):
@@ -34,7 +34,7 @@ def test_dnc_numbers_are_never_dialed(redis_url):
     first, again, st, state2 = run_with_redis(redis_url, body)
     assert [d.e164 for d in first] == ["+84912000001"]
     assert again == []
-    assert st["blocked"] == {"dnc": 2} and state2 == b"dnc"
+    assert st["blocked"] == {"dnc": 2} and state2 == "dnc"
 
 
 def test_dnc_added_between_attempts_blocks_the_retry(redis_url):
@@ -70,7 +70,7 @@ def test_out_of_window_numbers_wait_for_the_window(redis_url):
     assert late == []
     assert [d.e164 for d in at_10] == ["+84912000001"]
     ny_open = dt.datetime(2026, 11, 24, 8, 0, tzinfo=ZoneInfo("America/New_York")).timestamp()
-    assert due[b"+12125550100"] == ny_open
+    assert due["+12125550100"] == ny_open
 
 
 def test_weekend_and_holiday_wait_until_monday(redis_url):
@@ -93,7 +93,7 @@ def test_cap_is_shared_across_campaigns_and_atomic_across_dialers(redis_url):
     async def body(r):
         keys = await setup(r, a, "phone\n" + numbers)
         await setup(r, b, "phone\n" + numbers)
-        clients = [aioredis.Redis.from_url(redis_url) for _ in range(4)]
+        clients = [connect(redis_url) for _ in range(4)]
         planners = [DialPlanner(clients[0], keys, a, "d1"), DialPlanner(clients[1], keys, a, "d2"),
                     DialPlanner(clients[2], keys, b, "d3"), DialPlanner(clients[3], keys, b, "d4")]
         results = await asyncio.gather(*(p.next_dials(TUE_10, 100, stats(p.campaign)) for p in planners))
@@ -175,8 +175,8 @@ def test_dead_dialer_leases_resolve_as_unknown_never_twice(redis_url):
 
     alive, while_leased, released, ct, late, soon, later = run_with_redis(redis_url, body)
     assert alive == 0 and while_leased == []
-    assert released == 1 and ct[b"state"] == b"pending" and ct[b"last_outcome"] == b"unknown"
-    assert ct[b"attempts"] == b"1"                             # the unknown attempt still counts
+    assert released == 1 and ct["state"] == "pending" and ct["last_outcome"] == "unknown"
+    assert ct["attempts"] == "1"                             # the unknown attempt still counts
     assert late is False                                       # the zombie's outcome is refused
     assert soon == []
     assert later == [] or later[0].attempt == 2                # vn_advertising cap (1/24h) may hold it
@@ -274,6 +274,6 @@ def test_a_previewed_record_is_checked_again_when_the_agent_dials(redis_url):
 
     ok, dnc, late, states, due, leases = run_with_redis(redis_url, body)
     assert ok is None and dnc == "dnc" and late == "outside_window"
-    assert states == [b"dnc", b"pending"]
+    assert states == ["dnc", "pending"]
     assert due == dt.datetime(2026, 11, 25, 8, 0, tzinfo=VN).timestamp()    # next morning's window
     assert leases == 0                                                        # both leases released

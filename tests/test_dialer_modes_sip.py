@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 
 import pytest
-import redis
 import sipp
 from dialer_worker import (
     KEYS,
@@ -25,6 +24,8 @@ from dialer_worker import (
     wait_until,
 )
 from worker_proc import WorkerProc, demo_rules
+
+from callcenter.redisconn import connect_sync
 
 pytestmark = [pytest.mark.sip, pytest.mark.timeout(120)]
 
@@ -45,7 +46,7 @@ def rules_for(w: WorkerProc, agent_port: int) -> Path:
 
 def ledger(redis_url: str, cid: str) -> tuple[int, int]:
     """(answered by a person, abandoned) in the campaign's abandonment ledger."""
-    c = redis.Redis.from_url(redis_url, decode_responses=True)
+    c = connect_sync(redis_url)
     try:
         h = c.hgetall(KEYS.ledger(cid))
     finally:
@@ -173,7 +174,7 @@ def test_preview_agent_takes_skips_and_dials_a_record(dialer, redis_url: str) ->
     assert contact(redis_url, "t_pv", a["number"])["last_outcome"] == "answered_human"
     assert w.http("POST", f"/campaigns/t_pv/preview/{a['national']}/dial?agent=1001")[0] == 404
     # The agent is back in the ACD after the preview call.
-    wait_until(lambda: redis.Redis.from_url(redis_url, decode_responses=True).hget(
+    wait_until(lambda: connect_sync(redis_url).hget(
         "cc:rt:a:1001", "state") == "available", 5, "agent 1001 available again", w)
 
 
@@ -231,7 +232,7 @@ def test_dialer_killed_mid_campaign_resumes_without_double_dialing(dialer, redis
     wait_until(lambda: stats(redis_url, "t_rs").get("dials") == "2", 15, "two dials", w)
     time.sleep(0.5)
     assert w.stop(signal.SIGKILL) == -signal.SIGKILL
-    c = redis.Redis.from_url(redis_url, decode_responses=True)
+    c = connect_sync(redis_url)
     try:
         leased = [n for n in numbers if c.hget(KEYS.contact("t_rs", "+84" + n[1:]), "state") == "leased"]
     finally:

@@ -1,12 +1,12 @@
 import asyncio
 
 import pytest
-import redis.asyncio as aioredis
 from dialer_helpers import PREFIX, TUE_10, camp, setup, stats
 
 from callcenter.dialer.compliance import Compliance
 from callcenter.dialer.engine import DialerEngine
 from callcenter.dialer.outcomes import decide, decide_disposition
+from callcenter.redisconn import connect
 
 
 def test_retry_policy_per_outcome():
@@ -38,7 +38,7 @@ def test_press_9_dnc_reaches_other_telesales_campaigns(redis_url):
     debt = camp("debt", "debt_reminder", "agentless")
 
     async def go():
-        r = aioredis.Redis.from_url(redis_url)
+        r = connect(redis_url)
         await setup(r, a, "phone\n0912000001\n")
         await setup(r, b, "phone\n0912000001\n")
         await setup(r, debt, "phone\n0912000009\n")
@@ -65,7 +65,7 @@ def test_preview_reserves_one_record_and_skip_releases_it(redis_url):
     c = camp("pv", mode="preview", extra="compliance: {preset: vn_debt_collection}\n")
 
     async def go():
-        r = aioredis.Redis.from_url(redis_url)
+        r = connect(redis_url)
         await setup(r, c, "phone,name\n0912000001,An\n0912000002,Bình\n")
         e = DialerEngine(r, None, {"pv": c}, None, None, PREFIX, dialer_id="d1", clock=lambda: TUE_10)
         auto = await e.step("pv", TUE_10)                 # preview never dials on its own
@@ -79,4 +79,4 @@ def test_preview_reserves_one_record_and_skip_releases_it(redis_url):
     auto, first, second, state = asyncio.run(go())
     assert auto == [] and first.e164 != second.e164
     assert first.variables()["name"] == "An" and first.variables()["phone_national"] == "0912000001"
-    assert state == b"pending"
+    assert state == "pending"

@@ -8,7 +8,6 @@ from __future__ import annotations
 import time
 
 import pytest
-import redis
 import sipp
 from dialer_worker import (
     KEYS,
@@ -26,6 +25,7 @@ from dialer_worker import (
 from worker_proc import demo_rules
 
 from callcenter.cdr.writer import open_store
+from callcenter.redisconn import connect_sync
 from callcenter.routing.keys import Keys as RoutingKeys
 
 pytestmark = [pytest.mark.sip, pytest.mark.timeout(120)]
@@ -46,7 +46,7 @@ def test_outcomes_retries_compliance_and_cdrs(dialer, redis_url: str) -> None:
     upload(w.tmp, "t_noans", ["0903000001,Ring,1,"], redis_url, campaigns)
     upload(w.tmp, "t_rej", ["0904000001,Decline,1,"], redis_url, campaigns)
     upload(w.tmp, "t_mach", ["0905000001,Machine,1,"], redis_url, campaigns)
-    c = redis.Redis.from_url(redis_url)
+    c = connect_sync(redis_url)
     c.sadd(KEYS.dnc_global(), "+84901000003")   # the customer asked not to be called, after the upload
     c.close()
 
@@ -185,14 +185,14 @@ def test_answered_call_without_an_agent_is_abandoned_within_grace(dialer, redis_
     ct = contact(redis_url, "t_drop", "+84907000001")
     assert ct["state"] == "pending" and ct["last_outcome"] == "abandoned", ct
     assert float(ct["next_at"]) > time.time() + 3000, ct
-    ledger = redis.Redis.from_url(redis_url, decode_responses=True)
+    ledger = connect_sync(redis_url)
     try:
         counts = ledger.hgetall(KEYS.ledger("t_drop"))
     finally:
         ledger.close()
     assert sum(int(v) for k, v in counts.items() if k.endswith(":abandoned")) == 1, counts
     # Nothing of the dropped call stays in the ACD.
-    check = redis.Redis.from_url(redis_url)
+    check = connect_sync(redis_url)
     try:
         assert check.zcard(RoutingKeys("cc:").waiting("sales")) == 0
     finally:

@@ -4,12 +4,12 @@ import random
 import unicodedata
 
 import pytest
-import redis.asyncio as aioredis
 
 from callcenter import yamlsrc
 from callcenter.dialer.campaign import parse_campaign
 from callcenter.dialer.keys import DialerKeys
 from callcenter.dialer.upload import UploadError, UploadLimits, import_list, neutralise, parse_csv
+from callcenter.redisconn import connect
 
 CAMPAIGN_YAML = """
 id: ts1
@@ -111,7 +111,7 @@ def test_whole_file_errors():
 
 def test_upload_twice_is_idempotent_and_lists_merge(redis_url):
     async def go():
-        r = aioredis.Redis.from_url(redis_url)
+        r = connect(redis_url)
         keys, c = DialerKeys("t:"), campaign()
         p = parse_csv(MESSY.encode())
         rep1 = await import_list(r, keys, c, p, now=1000.0, list_id="L1")
@@ -128,10 +128,10 @@ def test_upload_twice_is_idempotent_and_lists_merge(redis_url):
     assert (rep1.accepted, rep1.merged_existing) == (4, 0)
     assert (rep2.accepted, rep2.merged_existing) == (0, 4)          # same file again: nobody re-queued
     assert (rep3.accepted, rep3.merged_existing) == (1, 1)          # across lists: merged
-    assert len(due) == 5 and dict(due)[b"+84912345678"] == 1000.0   # schedule not reset by re-upload
-    data = json.loads(ct[b"data"])
-    assert data["city"] == "Hà Nội" and data["customer_id"] == "C001" and ct[b"list"] == b"L1"
-    assert set(lists) == {b"L1", b"L2", b"L3"}
+    assert len(due) == 5 and dict(due)["+84912345678"] == 1000.0   # schedule not reset by re-upload
+    data = json.loads(ct["data"])
+    assert data["city"] == "Hà Nội" and data["customer_id"] == "C001" and ct["list"] == "L1"
+    assert set(lists) == {"L1", "L2", "L3"}
     body = rep1.as_dict()
     assert body["rejected_count"] == 5 and body["rejected"][0] == {"line": 6, "reason": "phone is empty"}
 
@@ -159,7 +159,7 @@ def test_100k_rows_generated(redis_url):
     assert ticks and ticks[-1][0] == ticks[-1][1]
 
     async def go():
-        r = aioredis.Redis.from_url(redis_url)
+        r = connect(redis_url)
         keys = DialerKeys("t:")
         rep = await import_list(r, keys, campaign(), p, now=1.0)
         n = await r.zcard(keys.due("ts1"))

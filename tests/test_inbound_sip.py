@@ -57,7 +57,8 @@ def agent_port(w: WorkerProc, agent: str) -> int:
 
 
 def agent_state(w: WorkerProc, agent: str) -> dict:
-    from callcenter.routing.router import Router, connect
+    from callcenter.redisconn import connect
+    from callcenter.routing.router import Router
 
     async def go() -> dict:
         r = connect(w.redis_url)

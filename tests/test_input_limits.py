@@ -151,15 +151,15 @@ def test_deeply_nested_json_is_a_400() -> None:
 def test_skills_api_validates_names_and_count(redis_url: str) -> None:
     from callcenter.api import agents
     from callcenter.api.http import Request
+    from callcenter.redisconn import connect, connect_sync
     from callcenter.routing.router import Router as RoutingRouter
-    from callcenter.routing.router import connect
 
     async def go() -> list[tuple[int, dict]]:
         r = connect(redis_url)
         rt = RoutingRouter(r, "w1")
         await rt.apply_rules(load_rules())
         api = HttpRouter()
-        agents.install_routes(api, rt)
+        agents.install_routes(api, rt, connect_sync(redis_url))
         route, params = api.match("PUT", "/agents/1001/skills")
         out = []
         for body in (b'{"Sales!": 5}', b'{"' + b"a" * 40 + b'": 5}',

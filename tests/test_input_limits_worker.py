@@ -52,7 +52,7 @@ def admin_credentials(w: WorkerProc) -> dict[str, str]:
         from callcenter.auth.users import UserStore
     except ImportError:     # an API without authentication
         return {}
-    from callcenter.routing.router import connect
+    from callcenter.redisconn import connect
 
     async def go() -> str:
         r = connect(w.redis_url)

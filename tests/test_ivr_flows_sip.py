@@ -216,7 +216,7 @@ def test_debt_reminder_promise_agent_and_paid(worker: WorkerProc) -> None:
 def test_telesales_interested_not_interested_and_do_not_call(worker: WorkerProc) -> None:
     from callcenter.dialer import phone
     from callcenter.dialer.keys import DialerKeys
-    from callcenter.routing.router import connect
+    from callcenter.redisconn import connect
 
     dnc_number = "0904000009"
     rows = calls(worker, {
@@ -250,7 +250,7 @@ def test_telesales_interested_not_interested_and_do_not_call(worker: WorkerProc)
 def test_telesales_do_not_call_from_an_asserted_number_goes_on_the_list(worker: WorkerProc) -> None:
     """A caller whose number a trusted source asserts presses 9: that number goes on the global DNC list."""
     from callcenter.dialer.keys import DialerKeys
-    from callcenter.routing.router import connect
+    from callcenter.redisconn import connect
 
     number = "0904000019"
     caller = sipp.caller(worker.target, [("pause", 500), *keys("9"), ("wait_bye", 20000)], number="0904999999",

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 import sipp
 from repo import REPO
 from worker_proc import WorkerProc, admin_token, flush, new_worker
@@ -26,6 +25,7 @@ from worker_proc import WorkerProc, admin_token, flush, new_worker
 from callcenter.cdr.writer import open_store
 from callcenter.dialer.keys import DialerKeys
 from callcenter.redis_server import EmbeddedRedis
+from callcenter.redisconn import connect_sync
 
 pytestmark = [pytest.mark.sip, pytest.mark.timeout(240)]
 
@@ -113,7 +113,7 @@ def scenario(worker: WorkerProc) -> dict[str, Any]:
         "dnc_remove": api(worker, "DELETE", f"/dnc/{CALLER}"),
         "contact": api(worker, "GET", f"/campaigns/{CAMPAIGN}/contacts/{CALLER}"),
     }
-    r = redis.Redis.from_url(worker.redis_url)
+    r = connect_sync(worker.redis_url)
     r.hset(DialerKeys("cc:").contact(CAMPAIGN, "+84" + BROKEN[1:]), mapping={"data": "{not json"})
     r.close()
     statuses["broken"] = api(worker, "GET", f"/campaigns/{CAMPAIGN}/contacts/{BROKEN}")
@@ -175,7 +175,7 @@ def test_files_the_worker_makes_are_private(worker: WorkerProc, scenario: dict[s
 def test_embedded_redis_keeps_its_data_private(tmp_path: Path) -> None:
     server = EmbeddedRedis(tmp_path / "redis").start()
     try:
-        r = redis.Redis.from_url(server.url)
+        r = connect_sync(server.url)
         r.set("k", "v")
         r.close()
         aof = [p for p in server.directory.rglob("*") if p.is_file() and "appendonly" in p.name]

@@ -15,23 +15,23 @@ import time
 import urllib.request
 
 import pytest
-import redis
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from repo import REPO
 from routing_helpers import Clock, call, make
 
 from callcenter.metrics import QueueCollector
+from callcenter.redisconn import connect_sync
 
 SERVER = r"""
 import sys
-import redis
 from twisted.internet import reactor
 from twisted.web.resource import Resource
 from twisted.web.server import Site
 from callcenter import metrics as m
+from callcenter.redisconn import connect_sync
 
-m.register_queue_collector(redis.Redis.from_url(sys.argv[1]), "cc:")
+m.register_queue_collector(connect_sync(sys.argv[1]), "cc:")
 # the scenario: 3 inbound answered, 1 abandoned, 2 outbound answered
 m.CALLS_TOTAL.labels("inbound", "answered").inc(3)
 m.CALLS_TOTAL.labels("inbound", "abandoned").inc()
@@ -150,8 +150,8 @@ def test_collector_reports_down_when_redis_is_unreachable(tmp_path) -> None:
     from redis.backoff import NoBackoff
     from redis.retry import Retry
 
-    client = redis.Redis(unix_socket_path=str(tmp_path / "nothing.sock"), socket_connect_timeout=0.5,
-                         retry=Retry(NoBackoff(), 0))
+    client = connect_sync(f"unix://{tmp_path / 'nothing.sock'}", ride_out_restarts=False, socket_connect_timeout=0.5,
+                          retry=Retry(NoBackoff(), 0))
     reg.register(QueueCollector(client, "cc:"))
     fams = {f.name: f for f in text_string_to_metric_families(generate_latest(reg).decode())}
     assert value(fams["callcenter_queue_collector_up"]) == 0

@@ -11,8 +11,9 @@ from routing_helpers import Clock, rules_text
 
 from callcenter.api import admin, agents
 from callcenter.api.http import HttpRouter, Request, Response
+from callcenter.redisconn import connect, connect_sync
 from callcenter.routing import rules as R
-from callcenter.routing.router import QueuedCall, Router, connect
+from callcenter.routing.router import QueuedCall, Router
 
 
 async def hit(router: HttpRouter, method: str, path: str, body: Any = None) -> Response:
@@ -26,7 +27,7 @@ def test_agent_and_admin_api(redis_url):
         rt = Router(connect(redis_url), "api", clock=Clock(1_790_000_000.0))
         await rt.apply_rules(R.load(REPO / "routing_rules.yaml"))
         http = HttpRouter()
-        agents.install_routes(http, rt)
+        agents.install_routes(http, rt, connect_sync(redis_url))
         admin.install_routes(http, rt)
 
         r = await hit(http, "POST", "/agents/1002/login", {})

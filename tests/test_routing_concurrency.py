@@ -8,13 +8,13 @@ import multiprocessing as mp
 import random
 import time
 
-import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from routing_helpers import AUDIT, Clock, call, make, serve
 
+from callcenter.redisconn import connect, connect_sync
 from callcenter.routing import rules as R
-from callcenter.routing.router import QueuedCall, Router, connect
+from callcenter.routing.router import QueuedCall, Router
 
 N_AGENTS = 20
 PROCS = 4
@@ -97,7 +97,7 @@ def test_processes_racing_never_double_book(redis_url):
     t0 = time.monotonic()
     for p in procs:
         p.start()
-    r = redis.Redis.from_url(redis_url, decode_responses=True)
+    r = connect_sync(redis_url)
     audits, broken = 0, []
     while any(p.is_alive() for p in procs) and time.monotonic() - t0 < 180:
         broken += r.eval(AUDIT, 0)
@@ -131,7 +131,7 @@ def test_processes_racing_never_double_book(redis_url):
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(st.integers(min_value=0, max_value=3), min_size=1, max_size=12))
 def test_service_order_is_priority_then_arrival(redis_url, priorities):
-    redis.Redis.from_url(redis_url).flushall()
+    connect_sync(redis_url).flushall()
 
     async def main():
         clock = Clock()

@@ -9,11 +9,11 @@ import signal
 import time
 
 import pytest
-import redis
 from routing_helpers import rules_text
 
+from callcenter.redisconn import connect, connect_sync
 from callcenter.routing import rules as R
-from callcenter.routing.router import QueuedCall, Router, RoutingError, connect
+from callcenter.routing.router import QueuedCall, Router, RoutingError
 
 AGENTS = """
   a1: {uri: "sip:a1@127.0.0.1:5070", skills: {sales: 5}, queues: {sales: 1}}
@@ -90,7 +90,7 @@ def test_sigkilled_worker_frees_agents_within_bound(redis_url):
     # the freed agents took the adopted callback at once; nobody is stuck reserved for a dead worker
     assert (cb.call_id, cb.kind, cb.callback_number) == ("v5", "callback", "0909111222")
     assert list(states.values()).count("reserved") == 1 and "on_call" not in states.values()
-    r = redis.Redis.from_url(redis_url, decode_responses=True)
+    r = connect_sync(redis_url)
     stream = [f["call_id"] for _, f in r.xrange("cc:rt:closed_calls")]
     assert sorted(stream) == sorted(closed)
     assert r.zcard("cc:rt:q:sales:waiting") == 0
@@ -154,7 +154,7 @@ def test_restart_under_the_same_worker_id_closes_out_its_previous_run(redis_url)
     # the callback is kept (adopted by the new run) and offered to a freed agent; nobody else is busy
     assert [(o.call_id, o.kind) for o in offers] == [("v5", "callback")]
     assert list(states.values()).count("reserved") == 1 and "on_call" not in states.values()
-    r = redis.Redis.from_url(redis_url, decode_responses=True)
+    r = connect_sync(redis_url)
     assert sorted(f["call_id"] for _, f in r.xrange("cc:rt:closed_calls")) == sorted(closed)
     assert r.smembers("cc:rt:w:victim:calls") == {"v5"}
     assert r.zscore("cc:rt:workers", "victim") is not None     # registered again

@@ -7,9 +7,10 @@ import asyncio
 import pytest
 from routing_helpers import Clock, call, make, offers, one_offer, rules_text, serve
 
+from callcenter.redisconn import connect_sync
 from callcenter.routing import rules as R
 from callcenter.routing import wallboard
-from callcenter.routing.router import QueueFull, RoutingError, connect_sync
+from callcenter.routing.router import QueueFull, RoutingError
 
 
 def run(coro):

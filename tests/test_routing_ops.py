@@ -6,13 +6,13 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-import redis
 from routing_helpers import Clock, call, make, offers, one_offer, rules_text
 
 from callcenter.exceptions import ConfigError
+from callcenter.redisconn import connect, connect_sync
 from callcenter.routing import rules as R
 from callcenter.routing import scripts, wallboard
-from callcenter.routing.router import Router, connect, connect_sync
+from callcenter.routing.router import Router
 
 
 def with_pauses(text: str) -> str:
@@ -125,7 +125,7 @@ def test_queue_config_cache_follows_reloads_and_prefixes(redis_url):
 
 
 def test_old_function_libraries_are_pruned_once_unused(redis_url):
-    client = redis.Redis.from_url(redis_url)
+    client = connect_sync(redis_url)
     lib = scripts.Library(client)
     lib.ensure()
     current = scripts.library()[0]

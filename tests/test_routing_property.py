@@ -7,14 +7,14 @@ import asyncio
 import os
 
 import pytest
-import redis
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 from routing_helpers import AUDIT, Clock
 
+from callcenter.redisconn import connect, connect_sync
 from callcenter.routing import rules as R
-from callcenter.routing.router import Offer, QueuedCall, QueueFull, Router, connect
+from callcenter.routing.router import Offer, QueuedCall, QueueFull, Router
 
 RULES = """
 defaults: {ring_timeout: 10, wrapup: 5, miss_limit: 2, max_length: 6}
@@ -41,7 +41,7 @@ SEEN: dict[str, int] = {}   # what the runs exercised, printed with -s
 class RoutingMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
-        self.sync = redis.Redis.from_url(URL[0], decode_responses=True)
+        self.sync = connect_sync(URL[0])
         self.sync.flushall()
         self.loop = asyncio.new_event_loop()
         self.clock = Clock()

@@ -12,6 +12,7 @@ import sipp
 from worker_proc import new_worker
 
 from callcenter.cdr.writer import open_store
+from callcenter.redisconn import connect_sync
 
 pytestmark = [pytest.mark.sip, pytest.mark.timeout(150)]
 
@@ -85,7 +86,6 @@ def _first_waiting(client: Any, waiting: str, w: Any) -> str:
 def test_sigkilled_worker_callers_are_closed_out_by_another_worker(tmp_path: Path, redis_url: str) -> None:
     """w1 dies with a caller waiting in queue: w2 reaps it within the bound and the caller's CDR row is
     closed out (worker_crash) instead of staying a phantom in the queue."""
-    import redis
 
     from callcenter.routing.keys import Keys
 
@@ -97,7 +97,7 @@ def test_sigkilled_worker_callers_are_closed_out_by_another_worker(tmp_path: Pat
     try:
         steps = [("pause", 600), ("dtmf", "1"), ("pause", 800), ("dtmf", "2"), ("pause", 30000), ("hangup",)]
         caller = sipp.caller(w1.target, steps, number="0902000004", timeout_s=40)
-        client = redis.Redis.from_url(redis_url, decode_responses=True)
+        client = connect_sync(redis_url)
         waiting = Keys("cc:").waiting("support")
         call_id = _first_waiting(client, waiting, w1)
         killed = time.monotonic()
@@ -136,7 +136,6 @@ def test_sigkilled_worker_callers_are_closed_out_by_another_worker(tmp_path: Pat
 def test_worker_restarted_under_its_id_closes_out_what_its_crashed_run_left(tmp_path: Path, redis_url: str) -> None:
     """systemd restarts a SIGKILLed worker under the same id: the new run waits out the dead run's claim,
     then closes the caller it had queued out (worker_crash) instead of offering a phantom to agents."""
-    import redis
 
     from callcenter.routing.keys import Keys
 
@@ -146,7 +145,7 @@ def test_worker_restarted_under_its_id_closes_out_what_its_crashed_run_left(tmp_
     try:
         steps = [("pause", 600), ("dtmf", "1"), ("pause", 800), ("dtmf", "2"), ("pause", 30000), ("hangup",)]
         caller = sipp.caller(w1.target, steps, number="0902000005", timeout_s=40)
-        client = redis.Redis.from_url(redis_url, decode_responses=True)
+        client = connect_sync(redis_url)
         waiting = Keys("cc:").waiting("support")
         call_id = _first_waiting(client, waiting, w1)
         w1.stop(signal.SIGKILL)

@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import ports
-import redis
 from repo import REPO
 
 from callcenter.cdr.writer import open_store
+from callcenter.redisconn import connect, connect_sync
 
 RTP_PORTS = 2000    # sip.rtp_port_range of a test worker (tests of the media slots shrink it)
 
@@ -152,7 +152,8 @@ routes: {json.dumps(routes or {"hotline": "hotline", "default": "hotline"})}
     def _agents(self, action: str, agents: tuple[str, ...]) -> None:
         import asyncio
 
-        from callcenter.routing.router import Router, connect
+        from callcenter.redisconn import connect
+        from callcenter.routing.router import Router
 
         async def go() -> None:
             r = connect(self.redis_url)
@@ -236,12 +237,10 @@ def api_user(redis_url: str, name: str, roles: list[str], agent: str | None = No
     """An API token of a user with these roles on that Redis (the user is made again if it exists)."""
     import asyncio
 
-    import redis.asyncio as aioredis
-
     from callcenter.auth import Auth
 
     async def go() -> str:
-        r = aioredis.Redis.from_url(redis_url, decode_responses=True)
+        r = connect(redis_url)
         auth = Auth.connect(r, prefix)
         if await auth.users.get(name) is not None:
             await auth.users.delete(name)
@@ -260,7 +259,7 @@ def admin_token(redis_url: str, prefix: str = "cc:") -> str:
 
     token = _tokens.get(redis_url)
     if token is not None:
-        c = redis.Redis.from_url(redis_url)
+        c = connect_sync(redis_url)
         alive = c.exists(AuthKeys(prefix).token(digest(token)))
         c.close()
         if alive:
@@ -281,6 +280,6 @@ def new_worker(tmp: Path, redis_url: str, worker_id: str = "w1") -> WorkerProc:
 
 
 def flush(redis_url: str) -> None:
-    c = redis.Redis.from_url(redis_url)
+    c = connect_sync(redis_url)
     c.flushall()
     c.close()

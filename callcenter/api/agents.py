@@ -32,22 +32,11 @@ def _body(req: Request) -> dict[str, Any]:
 AgentEvent = Callable[[str, str, dict[str, Any]], Awaitable[None]]
 
 
-def install_routes(router: HttpRouter, rt: RoutingRouter, sync_client: redis.Redis | None = None,
+def install_routes(router: HttpRouter, rt: RoutingRouter, sync_client: redis.Redis,
                    on_event: AgentEvent | None = None) -> None:
-    """``sync_client`` serves the wallboard reads (shared with the metrics collector); by default one is
-    made from the router's connection settings. ``on_event(event, agent_id, data)`` records the agent
-    session in the queue log (AGENTLOGIN, AGENTLOGOFF, PAUSE, UNPAUSE): occupancy is computed from it."""
-    holder: dict[str, redis.Redis] = {}
-
-    def client() -> redis.Redis:
-        if sync_client is not None:
-            return sync_client
-        if "c" not in holder:
-            kw = rt.redis.connection_pool.connection_kwargs
-            holder["c"] = redis.Redis(connection_pool=redis.ConnectionPool(
-                connection_class=_sync_class(rt.redis), **{k: v for k, v in kw.items()
-                                                           if k not in ("retry",)}))
-        return holder["c"]
+    """``sync_client`` (:func:`callcenter.redisconn.connect_sync`) serves the wallboard reads in a thread,
+    shared with the metrics collector. ``on_event(event, agent_id, data)`` records the agent session in
+    the queue log (AGENTLOGIN, AGENTLOGOFF, PAUSE, UNPAUSE): occupancy is computed from it."""
 
     async def act(agent_id: str, coro: Any, event: str | None = None, **data: Any) -> dict[str, Any]:
         try:
@@ -98,12 +87,12 @@ def install_routes(router: HttpRouter, rt: RoutingRouter, sync_client: redis.Red
         return info
 
     async def queues(req: Request) -> Any:
-        stats = await asyncio.to_thread(wallboard.queue_stats, client(), rt.prefix, rt.clock())
+        stats = await asyncio.to_thread(wallboard.queue_stats, sync_client, rt.prefix, rt.clock())
         return {"queues": [s.as_dict() for s in stats]}
 
     async def queue(req: Request) -> Any:
         name = req.params["name"]
-        stats = await asyncio.to_thread(wallboard.queue_stats, client(), rt.prefix, rt.clock())
+        stats = await asyncio.to_thread(wallboard.queue_stats, sync_client, rt.prefix, rt.clock())
         for s in stats:
             if s.queue == name:
                 out = s.as_dict()
@@ -112,9 +101,8 @@ def install_routes(router: HttpRouter, rt: RoutingRouter, sync_client: redis.Red
         raise HttpError(404, f"unknown queue {name!r}")
 
     async def board(req: Request) -> Any:
-        c = client()
-        stats = await asyncio.to_thread(wallboard.queue_stats, c, rt.prefix, rt.clock())
-        states = await asyncio.to_thread(wallboard.agent_states, c, rt.prefix)
+        stats = await asyncio.to_thread(wallboard.queue_stats, sync_client, rt.prefix, rt.clock())
+        states = await asyncio.to_thread(wallboard.agent_states, sync_client, rt.prefix)
         return {"queues": [s.as_dict() for s in stats], "agents_by_state": states}
 
     router.add("POST /agents/{id}/login", login, roles=SELF_AGENT, own="id")
@@ -128,12 +116,3 @@ def install_routes(router: HttpRouter, rt: RoutingRouter, sync_client: redis.Red
     router.add("GET /queues/{name}", queue, roles=FLOOR_VIEW)
     router.add("GET /wallboard", board, roles=FLOOR_VIEW)
 
-
-def _sync_class(aclient: Any) -> type:
-    """The sync connection class matching the asyncio client's (TCP or unix socket)."""
-    import redis.asyncio.connection as ac
-
-    if isinstance(aclient.connection_pool.connection_class, type) and issubclass(
-            aclient.connection_pool.connection_class, ac.UnixDomainSocketConnection):
-        return redis.UnixDomainSocketConnection
-    return redis.Connection

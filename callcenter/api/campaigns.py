@@ -107,11 +107,9 @@ def install_routes(router: HttpRouter, redis: Any, campaigns: Mapping[str, Campa
         c = campaign(req)
         e164 = number(req.params["number"], c.region)
         await own_contact(req, c, e164)
-        raw = await redis.hgetall(keys.contact(c.id, e164))
-        if not raw:
+        d: dict[str, Any] = await redis.hgetall(keys.contact(c.id, e164))
+        if not d:
             raise HttpError(404, "no such contact in this campaign")
-        # the worker's client decodes replies (decode_responses=True), a plain one does not
-        d = {_text(k): _text(v) for k, v in raw.items()}
         d["data"] = json.loads(d.get("data") or "{}")
         d.pop("lease_owner", None)
         return d
@@ -209,7 +207,3 @@ def install_routes(router: HttpRouter, redis: Any, campaigns: Mapping[str, Campa
     # number is the one that exposes us to a regulator, so only those who own the lists may.
     router.add("POST /dnc", add_dnc, roles=DNC_ADD)
     router.add("DELETE /dnc/{number}", remove_dnc, roles=CAMPAIGNS)
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from callcenter.auth.keys import AuthKeys
-from callcenter.auth.users import text
 from callcenter.logs import mask_number
 
 NUMBER_FIELDS = frozenset({"number", "phone"})
@@ -63,15 +62,15 @@ class AuditLog:
             if not batch:
                 break
             for sid, raw in batch:
-                d = {text(k): text(v) for k, v in raw.items()}
+                d: dict[str, str] = raw
                 if user and d.get("user") != user or action and action not in d.get("action", ""):
                     continue
                 out.append(Entry(d.get("user", ""), [r for r in d.get("roles", "").split(",") if r],
                                  d.get("action", ""), json.loads(d.get("target") or "{}"), d.get("address", ""),
-                                 int(d.get("status") or 0), int(text(sid).split("-")[0]) / 1000))
+                                 int(d.get("status") or 0), int(sid.split("-")[0]) / 1000))
                 if len(out) >= limit:
                     break
-            last = text(batch[-1][0])
+            last: str = batch[-1][0]
             ms, seq = (int(x) for x in last.split("-"))
             hi = f"{ms}-{seq - 1}" if seq else f"{ms - 1}"   # exclusive of the last one read
             if len(batch) < 500:

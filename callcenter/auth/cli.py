@@ -71,10 +71,11 @@ def redis_url(cfg: Any) -> Iterator[str]:
     import redis
 
     from callcenter.redis_server import EmbeddedRedis
+    from callcenter.redisconn import connect_sync
 
     embedded = EmbeddedRedis(cfg.data_dir / "redis")
     try:
-        running = redis.Redis.from_url(embedded.url, socket_connect_timeout=0.5).ping()
+        running = connect_sync(embedded.url, ride_out_restarts=False, socket_connect_timeout=0.5).ping()
     except (redis.RedisError, OSError):
         running = False
     if running:
@@ -88,9 +89,9 @@ def redis_url(cfg: Any) -> Iterator[str]:
 
 
 async def _run(args: argparse.Namespace, url: str, prefix: str) -> int:
-    import redis.asyncio as aioredis
+    from callcenter.redisconn import connect
 
-    r = aioredis.Redis.from_url(url, decode_responses=True)
+    r = connect(url, ride_out_restarts=False)
     auth = Auth.connect(r, prefix)
     try:
         await _act(args, auth)

@@ -14,7 +14,6 @@ from collections.abc import Callable
 from typing import Any
 
 from callcenter.auth.keys import AuthKeys
-from callcenter.auth.users import text
 
 COOKIE = "cc_session"
 
@@ -46,7 +45,7 @@ class SessionStore:
 
     async def _prune(self, user: str) -> None:
         """Drop digests of sessions that expired from the user's set (it would grow otherwise)."""
-        for d in [text(x) for x in await self.redis.smembers(self.keys.user_sessions(user))]:
+        for d in await self.redis.smembers(self.keys.user_sessions(user)):
             if not await self.redis.exists(self.keys.session(d)):
                 await self.redis.srem(self.keys.user_sessions(user), d)
 
@@ -58,7 +57,7 @@ class SessionStore:
         raw = await self.redis.hgetall(key)
         if not raw:
             return None
-        d = {text(k): text(v) for k, v in raw.items()}
+        d: dict[str, str] = raw
         now = self.clock()
         created = float(d.get("created") or 0)
         if now - created >= self.absolute or now - float(d.get("seen") or 0) >= self.idle:
@@ -77,5 +76,5 @@ class SessionStore:
         async with self.redis.pipeline(transaction=True) as p:
             p.delete(self.keys.session(d))
             if raw:
-                p.srem(self.keys.user_sessions(text(raw)), d)
+                p.srem(self.keys.user_sessions(raw), d)
             await p.execute()

@@ -12,7 +12,7 @@ from typing import Any
 
 from callcenter.auth.keys import AuthKeys
 from callcenter.auth.sessions import digest
-from callcenter.auth.users import UserError, text
+from callcenter.auth.users import UserError
 
 PREFIX = "cc_"
 
@@ -39,15 +39,15 @@ class TokenStore:
     async def user(self, token: str) -> str | None:
         if not token.startswith(PREFIX) or len(token) > 128:
             return None
-        name = await self.redis.hget(self.keys.token(digest(token)), "user")
-        return text(name) if name else None
+        name: str | None = await self.redis.hget(self.keys.token(digest(token)), "user")
+        return name or None
 
     async def list(self, user: str) -> list[dict[str, Any]]:
         out = []
         for d in (await self.redis.hgetall(self.keys.user_tokens(user))).values():
-            raw = await self.redis.hgetall(self.keys.token(text(d)))
+            raw = await self.redis.hgetall(self.keys.token(d))
             if raw:
-                info = {text(k): text(v) for k, v in raw.items()}
+                info: dict[str, str] = raw
                 out.append({"id": info["id"], "label": info.get("label", ""),
                             "created": float(info.get("created") or 0)})
         return sorted(out, key=lambda t: t["created"])
@@ -57,7 +57,7 @@ class TokenStore:
         if not d:
             return False
         async with self.redis.pipeline(transaction=True) as p:
-            p.delete(self.keys.token(text(d)))
+            p.delete(self.keys.token(d))
             p.hdel(self.keys.user_tokens(user), token_id)
             await p.execute()
         return True

@@ -27,11 +27,6 @@ class UserError(ValueError):
     """A user operation that cannot be done (unknown user, exists already, bad name/role/password)."""
 
 
-def text(value: Any) -> str:
-    """A Redis reply as str, whether the client decodes responses or not."""
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 @dataclass(frozen=True)
 class User:
     name: str
@@ -54,7 +49,7 @@ class UserStore:
         raw = await self.redis.hgetall(self.keys.user(name))
         if not raw:
             return None
-        d = {text(k): text(v) for k, v in raw.items()}
+        d: dict[str, str] = raw
         user = User(name, frozenset(r for r in d.get("roles", "").split(",") if r), d.get("agent") or None,
                     d.get("disabled") == "1", float(d.get("created") or 0))
         return user, d.get("password", "")
@@ -64,7 +59,7 @@ class UserStore:
         return found[0] if found else None
 
     async def list(self) -> list[User]:
-        names = sorted(text(n) for n in await self.redis.smembers(self.keys.users()))
+        names = sorted(await self.redis.smembers(self.keys.users()))
         users = [await self.get(n) for n in names]
         return [u for u in users if u is not None]
 
@@ -124,7 +119,7 @@ class UserStore:
         await self.end_sessions(name)    # a changed password logs every browser out
 
     async def end_sessions(self, name: str) -> int:
-        digests = [text(d) for d in await self.redis.smembers(self.keys.user_sessions(name))]
+        digests = list(await self.redis.smembers(self.keys.user_sessions(name)))
         async with self.redis.pipeline(transaction=True) as p:
             for d in digests:
                 p.delete(self.keys.session(d))
@@ -135,7 +130,7 @@ class UserStore:
     async def delete(self, name: str) -> None:
         await self._require(name)
         await self.end_sessions(name)
-        tokens = [text(d) for d in (await self.redis.hgetall(self.keys.user_tokens(name))).values()]
+        tokens = list((await self.redis.hgetall(self.keys.user_tokens(name))).values())
         async with self.redis.pipeline(transaction=True) as p:
             for d in tokens:
                 p.delete(self.keys.token(d))

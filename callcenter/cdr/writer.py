@@ -16,10 +16,11 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from typing import Any
+from typing import Any, cast
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
+from redis.typing import EncodableT, FieldT
 
 from callcenter import logs, metrics
 from callcenter.cdr import keys
@@ -28,6 +29,9 @@ from callcenter.cdr.store import SqlStore, StoreUnavailable
 log = logs.get("cdr.writer")
 
 Store = SqlStore
+# A stream's entries as the (decoding) client reads them: (id, fields); an entry deleted while it was
+# pending comes back without fields.
+Entries = list[tuple[str, dict[str, str] | None]]
 
 
 def open_store(url: str) -> SqlStore:
@@ -46,13 +50,10 @@ def open_store(url: str) -> SqlStore:
     raise ValueError(f"unsupported CDR store URL {url.split(':', 1)[0]!r}: use sqlite:///path.db or postgresql://...")
 
 
-def _decode(fields: dict[Any, Any]) -> tuple[str, dict[str, Any]]:
-    def s(v: Any) -> str:
-        return v.decode() if isinstance(v, bytes) else str(v)
-
-    f = {s(k): s(v) for k, v in fields.items()}
-    kind = f.get("t", "")
-    payload = json.loads(f["d"])
+def _parse(fields: dict[str, str]) -> tuple[str, dict[str, Any]]:
+    """(kind, payload) of a stream entry (see buffer.encode); ValueError/KeyError when it is not one."""
+    kind = fields.get("t", "")
+    payload = json.loads(fields["d"])
     if not isinstance(payload, dict):
         raise ValueError("payload is not an object")
     return kind, payload
@@ -88,29 +89,31 @@ class CdrWriter:
                 raise
         self._group_ready = True
 
-    async def _read(self, block: int | None) -> list[tuple[Any, dict[Any, Any]]]:
+    async def _read(self, block: int | None) -> list[tuple[str, dict[str, str]]]:
         # 1. our own pending entries (a store outage left them unacknowledged)
-        resp = await self.redis.xreadgroup(keys.GROUP, self.consumer, {self.stream: "0"}, count=self.batch)
+        resp = cast(list[tuple[str, Entries]], await self.redis.xreadgroup(
+            keys.GROUP, self.consumer, {self.stream: "0"}, count=self.batch))
         entries = resp[0][1] if resp else []
         gone = [i for i, f in entries if not f]
         if gone:
             # Entries deleted while pending come back without fields; nothing left to write.
             await self.redis.xack(self.stream, keys.GROUP, *gone)
-        entries = [(i, f) for i, f in entries if f]
-        if entries:
-            return entries
+        live = [(i, f) for i, f in entries if f]
+        if live:
+            return live
         # 2. entries of a writer that died holding them
-        claimed = await self.redis.xautoclaim(self.stream, keys.GROUP, self.consumer,
-                                              int(self.claim_idle * 1000), self._claim_cursor, count=self.batch)
-        self._claim_cursor = claimed[0].decode() if isinstance(claimed[0], bytes) else str(claimed[0])
-        entries = [(i, f) for i, f in claimed[1] if f]
-        if entries:
-            log.info("claimed entries of a stalled writer", count=len(entries))
-            return entries
+        claimed = cast(tuple[str, Entries, list[str]], await self.redis.xautoclaim(
+            self.stream, keys.GROUP, self.consumer, int(self.claim_idle * 1000), self._claim_cursor,
+            count=self.batch))
+        self._claim_cursor = claimed[0]
+        live = [(i, f) for i, f in claimed[1] if f]
+        if live:
+            log.info("claimed entries of a stalled writer", count=len(live))
+            return live
         # 3. new entries
-        resp = await self.redis.xreadgroup(keys.GROUP, self.consumer, {self.stream: ">"}, count=self.batch,
-                                           block=block)
-        return resp[0][1] if resp else []
+        resp = cast(list[tuple[str, Entries]], await self.redis.xreadgroup(
+            keys.GROUP, self.consumer, {self.stream: ">"}, count=self.batch, block=block))
+        return [(i, f) for i, f in resp[0][1] if f] if resp else []
 
     async def drain_once(self, block: int | None = None) -> int:
         """Move one batch. Returns how many entries were committed (0: nothing to do).
@@ -121,13 +124,13 @@ class CdrWriter:
         if not entries:
             return 0
         good: list[tuple[str, dict[str, Any]]] = []
-        good_ids: list[Any] = []
-        bad: list[tuple[Any, dict[Any, Any], str]] = []
+        good_ids: list[str] = []
+        bad: list[tuple[str, dict[str, str], str]] = []
         for entry_id, fields in entries:
             try:
-                good.append(_decode(fields))
+                good.append(_parse(fields))
                 good_ids.append(entry_id)
-            except (ValueError, KeyError, UnicodeDecodeError) as exc:
+            except (ValueError, KeyError) as exc:
                 bad.append((entry_id, fields, f"undecodable entry: {exc}"))
         if good:
             try:
@@ -141,8 +144,10 @@ class CdrWriter:
                 bad.extend(refused)
         for entry_id, fields, reason in bad:
             metrics.CDR_WRITE_ERRORS_TOTAL.labels(reason="rejected").inc()
-            log.error("CDR entry rejected; moved to dead letters", entry=str(entry_id), reason=reason)
-            await self.redis.xadd(self.dead, {**fields, "reason": reason, "entry": entry_id})
+            log.error("CDR entry rejected; moved to dead letters", entry=entry_id, reason=reason)
+            letter: dict[FieldT, EncodableT] = {k: v for k, v in fields.items()}   # redis-py's key type
+            letter["reason"], letter["entry"] = reason, entry_id
+            await self.redis.xadd(self.dead, letter)
         ids = good_ids + [b[0] for b in bad]
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.xack(self.stream, keys.GROUP, *ids)
@@ -153,9 +158,11 @@ class CdrWriter:
         self.written += len(good)
         return len(ids)
 
-    async def _one_by_one(self, good: list[tuple[str, dict[str, Any]]], ids: list[Any]
-                          ) -> tuple[list[tuple[str, dict[str, Any]]], list[Any], list[tuple[Any, dict[Any, Any], str]]]:
-        ok, ok_ids, refused = [], [], []
+    async def _one_by_one(self, good: list[tuple[str, dict[str, Any]]], ids: list[str]
+                          ) -> tuple[list[tuple[str, dict[str, Any]]], list[str], list[tuple[str, dict[str, str], str]]]:
+        ok: list[tuple[str, dict[str, Any]]] = []
+        ok_ids: list[str] = []
+        refused: list[tuple[str, dict[str, str], str]] = []
         for (kind, payload), entry_id in zip(good, ids, strict=True):
             try:
                 await asyncio.to_thread(self.store.apply, [(kind, payload)])

@@ -21,7 +21,5 @@ async def assign(redis: Any, keys: DialerKeys, cid: str, e164: str, agent: str) 
 
 
 async def assigned_agent(redis: Any, keys: DialerKeys, cid: str, e164: str) -> str | None:
-    value = await redis.hget(keys.contact(cid, e164), FIELD)
-    if value is None or value in (b"", ""):
-        return None
-    return value.decode() if isinstance(value, bytes) else str(value)
+    value: str | None = await redis.hget(keys.contact(cid, e164), FIELD)
+    return value or None

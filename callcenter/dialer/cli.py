@@ -92,11 +92,11 @@ def _campaign(args: argparse.Namespace) -> Campaign:
 
 
 async def _with_redis(args: argparse.Namespace, fn: Any) -> Any:
-    import redis.asyncio as aioredis
+    from callcenter.redisconn import connect
 
     # stdout is the command's output (maybe --json); the library's log lines go to stderr.
     logs.configure("warning", sys.stderr)
-    r = aioredis.Redis.from_url(args.redis)
+    r = connect(args.redis, ride_out_restarts=False)   # a command: say at once that Redis is not there
     try:
         return await fn(r, DialerKeys(args.prefix))
     finally:

@@ -96,8 +96,8 @@ class Compliance:
                   k.lease_member(campaign.id, e164)])
         if int(res[0]) == 1:
             return Reservation(True, attempt=int(res[1]))
-        reason = _s(res[1])
-        retry_at = float(_s(res[2])) if _s(res[2]) else None
+        reason: str = res[1]
+        retry_at = float(res[2]) if res[2] else None
         if reason in ("dnc", "number_cap", "max_attempts"):
             self.blocked(campaign, e164, reason)
         return Reservation(False, reason, retry_at=retry_at)
@@ -107,7 +107,3 @@ class Compliance:
         """Count and log a dial that a rule stopped."""
         DIALER_BLOCKED_TOTAL.labels(campaign.id, reason).inc()
         log.info("dial blocked", campaign=campaign.id, number=e164, reason=reason)
-
-
-def _s(v: Any) -> str:
-    return v.decode() if isinstance(v, bytes) else str(v)

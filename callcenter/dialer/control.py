@@ -18,10 +18,6 @@ log = logs.get("dialer.control")
 STATES = ("running", "paused", "stopped")
 
 
-def _s(v: Any) -> str:
-    return v.decode() if isinstance(v, bytes) else str(v)
-
-
 class CampaignControl:
     def __init__(self, redis: Any, keys: DialerKeys) -> None:
         self.redis = redis
@@ -36,8 +32,8 @@ class CampaignControl:
         log.info("campaign state", campaign=campaign_id, state=state)
 
     async def state(self, campaign_id: str) -> str:
-        v = await self.redis.hget(self.keys.campaign_state(campaign_id), "state")
-        return _s(v) if v else "stopped"
+        v: str | None = await self.redis.hget(self.keys.campaign_state(campaign_id), "state")
+        return v or "stopped"
 
     async def stats(self, campaign: Campaign, now: float | None = None) -> dict[str, Any]:
         now = time.time() if now is None else now
@@ -51,10 +47,10 @@ class CampaignControl:
         pipe.scard(k.dnc_campaign(campaign.id))
         state, due, due_now, counters, lists, dnc = await pipe.execute()
         view = await self.ledger.view(campaign.id, now, campaign.compliance.abandon_window_days)
-        counts = {_s(a): int(b) for a, b in counters.items()}
+        counts = {a: int(b) for a, b in counters.items()}
         return {
             "campaign": campaign.id, "name": campaign.name, "type": campaign.type, "dial_mode": campaign.dial_mode,
-            "state": _s(state) if state else "stopped", "pending": due, "due_now": due_now, "lists": lists,
+            "state": state or "stopped", "pending": due, "due_now": due_now, "lists": lists,
             "campaign_dnc": dnc, "dials": counts.get("dials", 0),
             "outcomes": {a[8:]: b for a, b in counts.items() if a.startswith("outcome:")},
             "blocked": {a[8:]: b for a, b in counts.items() if a.startswith("blocked:")},

@@ -118,7 +118,7 @@ class DialPlanner:
 
     async def next_dials(self, now: float, free_agents: int, stats: CampaignStats) -> list[DialRequest]:
         c = self.campaign
-        if await self.redis.hget(self.keys.campaign_state(c.id), "state") not in (b"running", "running"):
+        if await self.redis.hget(self.keys.campaign_state(c.id), "state") != "running":
             return []
         want = dial_count(c, free_agents, stats, await self.target(now) if c.dial_mode == "predictive" else 0.0)
         return await self.reserve(now, want)
@@ -137,13 +137,13 @@ class DialPlanner:
                 break
             pipe = self.redis.pipeline(transaction=False)
             for m in due:
-                pipe.hget(self.keys.contact(c.id, _s(m)), "data")
+                pipe.hget(self.keys.contact(c.id, m), "data")
             datas = await pipe.execute()
             kept_in_due = 0
             for m, raw in zip(due, datas, strict=True):
                 if len(out) >= want:
                     break
-                e164 = _s(m)
+                e164: str = m
                 data = _json(raw)
                 res = await self.compliance.reserve(c, e164, now, self.dialer_id, data.get("timezone") or None)
                 if res.ok:
@@ -255,8 +255,7 @@ class DialerEngine:
         now = self.clock()
         dead = await self.redis.zrangebyscore(self.keys.dialers(), "-inf", now - dead_after)
         total = 0
-        for raw in dead:
-            other = _s(raw)
+        for other in dead:
             if other == self.dialer_id:
                 continue
             n = await self._recover(other)
@@ -267,7 +266,7 @@ class DialerEngine:
     async def _recover(self, other: str) -> int:
         """Resolve every lease of dialer ``other`` as outcome 'unknown' (retried later)."""
         now = self.clock()
-        members = [_s(m) for m in await self.redis.smembers(self.keys.leases(other))]
+        members = list(await self.redis.smembers(self.keys.leases(other)))
         keys = [self.keys.leases(other), self.keys.dialers()]
         args: list[Any] = [other, ""]
         retry_at = now
@@ -517,11 +516,7 @@ async def _value(v: int | Awaitable[int]) -> int:
     return int(await v) if inspect.isawaitable(v) else int(v)
 
 
-def _s(v: Any) -> str:
-    return v.decode() if isinstance(v, bytes) else str(v)
-
-
-def _json(raw: Any) -> dict[str, str]:
+def _json(raw: str | None) -> dict[str, str]:
     if not raw:
         return {}
     try:

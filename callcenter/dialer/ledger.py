@@ -53,12 +53,11 @@ class AbandonLedger:
         d_ans = d_ab = m_ans = m_ab = 0
         stale = []
         for field, value in raw.items():
-            f = field.decode() if isinstance(field, bytes) else field
-            h_s, _, kind = f.partition(":")
+            h_s, _, kind = field.partition(":")
             age = hour_now - int(h_s)
             n = int(value)
             if age > days * 24:
-                stale.append(f)
+                stale.append(field)
                 continue
             if kind == "answered":
                 m_ans += n

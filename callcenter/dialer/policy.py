@@ -169,7 +169,7 @@ class DialPolicy:
                   self.keys.dial_cap_source(int(now // SOURCE_WINDOW), source or "unknown")],
             args=[r.callback_max_per_number, int(NUMBER_WINDOW * 2), r.callback_max_per_source,
                   int(SOURCE_WINDOW * 2)])
-        reason = got.decode() if isinstance(got, bytes) else str(got)
+        reason: str = got
         if reason == "ok":
             return decision
         d = replace(decision, ok=False, reason=reason)

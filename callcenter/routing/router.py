@@ -31,15 +31,14 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import redis
 import redis.asyncio as aredis
-from redis.backoff import ExponentialBackoff
-from redis.retry import Retry
 
 from callcenter import logs
 from callcenter.exceptions import CallcenterError
+from callcenter.redisconn import connect, connect_sync, retry_kwargs  # noqa: F401 - for worker.py, outbound.py
 from callcenter.routing import scripts
 from callcenter.routing.keys import Keys
 from callcenter.routing.rules import MAX_SKILLS, Announce, Fallback, RoutingRules, skill_problem
@@ -50,6 +49,7 @@ AGENT_STATES = ("available", "reserved", "on_call", "wrap_up", "paused", "logged
 # "withdrawn": the worker did not ring the phone (caller already gone, or already ringing another
 # agent for a ring_all queue): no miss for the agent.
 OFFER_FAILURES = ("no_answer", "busy", "rejected", "failed", "withdrawn")
+BUSY_STATES = ("reserved", "on_call", "wrap_up")   # an agent taken by a call (ringing, talking, wrap-up)
 
 
 class RoutingError(CallcenterError):
@@ -96,35 +96,6 @@ class RoutingEvent:
     data: dict[str, Any]
 
 
-def retry_kwargs() -> dict[str, Any]:
-    """redis-py settings under which a worker rides out a Redis restart (AOF keeps the state)."""
-    return {
-        "retry": Retry(ExponentialBackoff(cap=1.0, base=0.05), retries=40),
-        "retry_on_error": [redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError],
-        "health_check_interval": 10,
-        "socket_connect_timeout": 2.0,
-    }
-
-
-def connect(url: str) -> aredis.Redis:
-    """An asyncio Redis client for the router: commands retry with backoff for ~40 s, long enough for
-    a Redis restart (AOF reload) without the worker noticing more than a pause."""
-    return aredis.Redis.from_url(url, decode_responses=True, **retry_kwargs())
-
-
-def connect_sync(url: str) -> redis.Redis:
-    return redis.Redis.from_url(url, decode_responses=True, **retry_kwargs())
-
-
-def _s(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def _d(h: dict[Any, Any]) -> dict[str, str]:
-    """Works whether or not the client was made with decode_responses=True."""
-    return {_s(k): _s(v) for k, v in h.items()}
-
-
 class Router:
     """One worker's handle on the shared ACD. ``worker_id`` must be unique per live process: offers
     and events for the callers it enqueues are delivered to it, and its calls are closed out if its
@@ -154,8 +125,8 @@ class Router:
     async def apply_rules(self, rules: RoutingRules) -> None:
         """Sync queues/agents into Redis; waiting callers and agent states are kept."""
         res = await self._run("apply_rules", json.dumps(rules.to_json()))
-        if _s(res[0]) != "ok":
-            raise RoutingError(_s(res[1]))
+        if res[0] != "ok":
+            raise RoutingError(res[1])
         self.log.info("routing rules applied", queues=len(rules.queues), agents=len(rules.agents))
 
     async def current_rules(self) -> dict[str, Any] | None:
@@ -173,13 +144,13 @@ class Router:
         res = await self._run("enqueue", call.call_id, call.queue, json.dumps(call.skills or {}) or "{}",
                               int(call.priority), call.caller, json.dumps(call.attributes),
                               self.worker_id)
-        status = _s(res[0])
+        status: str = res[0]
         if status == "ok":
             return
         if status == "duplicate":
             # a retried script (connection lost after it ran) looks like this: same owner = done
             owner = await self.redis.hget(self.keys.call(call.call_id), "owner")
-            if owner is not None and _s(owner) == self.worker_id:
+            if owner == self.worker_id:
                 return
             raise RoutingError(f"call {call.call_id} is already queued")
         if status == "no_queue":
@@ -195,7 +166,7 @@ class Router:
             got = await self.redis.blmpop(timeout, 1, key, direction="LEFT", count=500)
         else:
             got = await self.redis.lmpop(1, key, direction="LEFT", count=500)
-        raw: list[Any] = got[1] if got else []
+        raw = cast(list[str], got[1]) if got else []
         offers = []
         for item in raw:
             d = json.loads(item)
@@ -227,27 +198,27 @@ class Router:
     async def request_callback(self, call_id: str, number: str) -> bool:
         """Keep the caller's place and call them back on ``number``. False if that number already has a
         callback pending, or the call is no longer waiting."""
-        return _s(await self._run("callback", call_id, number)) == "ok"
+        return bool(await self._run("callback", call_id, number) == "ok")
 
     async def position(self, call_id: str) -> int | None:
-        queue = await self.redis.hget(self.keys.call(call_id), "queue")
+        queue = cast(str | None, await self.redis.hget(self.keys.call(call_id), "queue"))
         if queue is None:
             return None
-        rank = await self.redis.zrank(self.keys.waiting(_s(queue)), call_id)
+        rank = cast(int | None, await self.redis.zrank(self.keys.waiting(queue), call_id))
         return None if rank is None else rank + 1
 
     async def estimated_wait(self, queue: str, call_id: str | None = None) -> float | None:
         """Seconds; None when no agent is staffed in the queue (nothing to estimate from)."""
         day_before = time.strftime("%Y%m%d", time.localtime(self.clock() - 86400))
         res = await self._run("ewt", queue, call_id or "", day_before)
-        return float(res[0]) if _s(res[0]) else None
+        return float(res[0]) if res[0] else None
 
     async def announce(self, queue: str) -> Announce | None:
         """How the worker should keep a waiting caller informed (position every N s, EWT on/off)."""
         every, ewt = await self.redis.hmget(self.keys.queue(queue), ["announce_every", "announce_ewt"])
         if every is None:
             return None
-        return Announce(float(_s(every)), _s(ewt) == "1")
+        return Announce(float(every), ewt == "1")
 
     # -- liveness ------------------------------------------------------------------------------
 
@@ -266,7 +237,7 @@ class Router:
                                    f"(it heartbeats); give each worker its own worker.id")
             await asyncio.sleep(poll)
         raw = await self._run("restart", self.worker_id)
-        closed: list[str] = json.loads(_s(raw))
+        closed: list[str] = json.loads(raw)
         if closed:
             self.log.warning("closed out calls of this worker id's previous run", calls=len(closed))
         await self.heartbeat()
@@ -280,7 +251,7 @@ class Router:
     async def release(self) -> None:
         """Give up the worker id at a clean stop, so a restart need not wait for the claim to lapse."""
         key = self.keys.worker_claim(self.worker_id)
-        if _s(await self.redis.get(key) or b"") == self.token:
+        if await self.redis.get(key) == self.token:
             await self.redis.delete(key)
 
     async def heartbeat(self) -> None:
@@ -292,9 +263,9 @@ class Router:
         pipe.zadd(self.keys.libs(), {scripts.library()[0]: time.time()})
         pipe.set(self.keys.worker_claim(self.worker_id), self.token, px=self._claim_ms, get=True)
         before = (await pipe.execute())[2]
-        if before is not None and _s(before) != self.token:
+        if before is not None and before != self.token:
             # two live processes with one worker id: offers and reaping would mix their callers
-            self.log.error("worker id also claimed by another process", other=_s(before))
+            self.log.error("worker id also claimed by another process", other=before)
         self._beats += 1
         if self._beats % 30 == 1:
             try:
@@ -310,7 +281,7 @@ class Router:
         Returns the events for this worker's calls; call ids closed out are in ``self.closed_out``
         and on the ``closed_calls`` stream."""
         res = await self._run("tick", self.worker_id, repr(float(self.dead_after)), 200)
-        self.closed_out = json.loads(_s(res[1])) if _s(res[1]) not in ("{}", "[]") else []
+        self.closed_out = json.loads(res[1]) if res[1] not in ("{}", "[]") else []
         if self.closed_out:
             self.log.warning("closed out calls of dead workers", calls=len(self.closed_out))
         events = []
@@ -332,12 +303,12 @@ class Router:
 
     async def _agent(self, agent_id: str, action: str, arg: str = "") -> str:
         res = await self._run("agent", agent_id, action, arg)
-        status = _s(res[0])
+        status: str = res[0]
         if status == "no_agent":
             raise RoutingError(f"unknown agent {agent_id!r}")
         if status == "logged_out":
             raise RoutingError(f"agent {agent_id} is logged out")
-        return _s(res[1]) if status == "ok" else "pending"
+        return str(res[1]) if status == "ok" else "pending"
 
     async def agent_login(self, agent_id: str, ready: bool = True) -> str:
         """Returns the new state ('available', or 'paused' with reason 'login' when not ready)."""
@@ -364,15 +335,15 @@ class Router:
         return await self._agent(agent_id, "set_skills", json.dumps(skills) if skills else "{}")
 
     async def agent_info(self, agent_id: str) -> dict[str, Any] | None:
-        h = _d(await self.redis.hgetall(self.keys.agent(agent_id)))
+        h = cast(dict[str, str], await self.redis.hgetall(self.keys.agent(agent_id)))
         if not h:
             return None
-        pauses = _d(await self.redis.hgetall(self.keys.pauses(agent_id)))
-        limits = _d(await self.redis.hgetall(self.keys.pause_rules()))
+        pauses = cast(dict[str, str], await self.redis.hgetall(self.keys.pauses(agent_id)))
+        limits = cast(dict[str, str], await self.redis.hgetall(self.keys.pause_rules()))
         return agent_view(agent_id, h, pauses, self.clock(), limits)
 
     async def agents(self) -> list[dict[str, Any]]:
-        ids = sorted(_s(a) for a in await self.redis.smembers(self.keys.agents()))
+        ids = sorted(cast(set[str], await self.redis.smembers(self.keys.agents())))
         pipe = self.redis.pipeline(transaction=False)
         for a in ids:
             pipe.hgetall(self.keys.agent(a))
@@ -380,9 +351,24 @@ class Router:
         pipe.hgetall(self.keys.pause_rules())
         res = await pipe.execute()
         now = self.clock()
-        limits = _d(res[-1])
-        return [agent_view(a, _d(res[2 * i]), _d(res[2 * i + 1]), now, limits)
+        limits = res[-1]
+        return [agent_view(a, res[2 * i], res[2 * i + 1], now, limits)
                 for i, a in enumerate(ids) if res[2 * i]]
+
+    async def free_agents(self, queue: str) -> int:
+        """Agents free for the queue, read now (the dialer's pacing: one reserved a moment ago is not free)."""
+        return int(await self.redis.zcard(self.keys.free(queue)))
+
+    async def busy_agents(self, queue: str) -> int:
+        """Members of the queue reserved, on a call or in wrap-up (predictive pacing's 'busy')."""
+        members = cast(set[str], await self.redis.smembers(self.keys.members(queue)))
+        if not members:
+            return 0
+        pipe = self.redis.pipeline(transaction=False)
+        for a in members:
+            pipe.hget(self.keys.agent(a), "state")
+        states = await pipe.execute()
+        return sum(1 for st in states if st in BUSY_STATES)
 
 
 def pause_limit(pause_rules: dict[str, str], reason: str | None) -> float:

@@ -64,7 +64,7 @@ def _missing(exc: redis.ResponseError) -> bool:
 
 
 def _library_names(listing: Any) -> list[str]:
-    """Names from FUNCTION LIST (RESP2 flat lists or RESP3 maps; bytes or str)."""
+    """Names from FUNCTION LIST (RESP2 flat lists or RESP3 maps)."""
     names = []
     for entry in listing or []:
         if isinstance(entry, dict):
@@ -72,8 +72,8 @@ def _library_names(listing: Any) -> list[str]:
         else:
             items = list(zip(entry[0::2], entry[1::2], strict=False))
         for k, v in items:
-            if (k.decode() if isinstance(k, bytes) else k) == "library_name":
-                names.append(v.decode() if isinstance(v, bytes) else str(v))
+            if k == "library_name":
+                names.append(v)
     return names
 
 
@@ -85,7 +85,7 @@ def stale(names: list[str], current: str, seen: dict[str, float], now: float,
 
 
 def _seen(raw: list[Any]) -> dict[str, float]:
-    return {(k.decode() if isinstance(k, bytes) else k): float(v) for k, v in raw}
+    return {k: float(v) for k, v in raw}
 
 
 def _load_sync(client: Any) -> None:

@@ -1,14 +1,15 @@
 """Real-time queue and agent state for wallboards and the Prometheus collector.
 
 Synchronous on purpose: the collector calls these from a thread at scrape time. Read-only, so no
-Lua is needed; pipelines keep it to a few round trips even with thousands of agents.
+Lua is needed; pipelines keep it to a few round trips even with thousands of agents. ``client`` is a
+:func:`callcenter.redisconn.connect_sync` client: its replies are str (redis-py's types say bytes | str).
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, cast
 
 import redis
 
@@ -36,10 +37,6 @@ class QueueStats:
         return asdict(self)
 
 
-def _s(v: Any) -> str:
-    return v.decode() if isinstance(v, bytes) else str(v)
-
-
 def _oldest_enqueue(client: redis.Redis, key: str) -> float | None:
     """Waiting sets are ordered by priority first; the oldest caller is the head of one of the few
     priority bands, so walk band heads (O(bands * log n)) instead of reading the whole set."""
@@ -58,9 +55,9 @@ def _oldest_enqueue(client: redis.Redis, key: str) -> float | None:
     return oldest
 
 
-def _overdue(limits: dict[str, str], reason: Any, since: Any, now: float) -> bool:
-    limit = pause_limit(limits, _s(reason) if reason is not None else None)
-    return bool(limit) and since is not None and now - float(_s(since)) > limit
+def _overdue(limits: dict[str, str], reason: str | None, since: str | None, now: float) -> bool:
+    limit = pause_limit(limits, reason)
+    return bool(limit) and since is not None and now - float(since) > limit
 
 
 def overdue_agents(client: redis.Redis, prefix: str = "cc:", now: float | None = None) -> list[dict[str, Any]]:
@@ -69,19 +66,18 @@ def overdue_agents(client: redis.Redis, prefix: str = "cc:", now: float | None =
     the limit and the next tick (about a second)."""
     keys = Keys(prefix)
     now = time.time() if now is None else now
-    limits = {_s(k): _s(v) for k, v in client.hgetall(keys.pause_rules()).items()}
+    limits = cast(dict[str, str], client.hgetall(keys.pause_rules()))
     if not limits:
         return []
-    agents = sorted(_s(a) for a in client.smembers(keys.agents()))
+    agents = sorted(cast(set[str], client.smembers(keys.agents())))
     pipe = client.pipeline(transaction=False)
     for a in agents:
         pipe.hmget(keys.agent(a), ["state", "pause_reason", "since"])
     out = []
     for a, (st, reason, since) in zip(agents, pipe.execute() if agents else [], strict=True):
-        if st is not None and _s(st) == "paused" and _overdue(limits, reason, since, now):
-            r = _s(reason)
-            out.append({"agent_id": a, "reason": r, "paused_seconds": round(now - float(_s(since)), 1),
-                        "limit_seconds": pause_limit(limits, r)})
+        if st == "paused" and _overdue(limits, reason, since, now):
+            out.append({"agent_id": a, "reason": reason, "paused_seconds": round(now - float(since), 1),
+                        "limit_seconds": pause_limit(limits, reason)})
     return sorted(out, key=lambda x: x["limit_seconds"] - x["paused_seconds"])
 
 
@@ -90,22 +86,22 @@ def queue_stats(client: redis.Redis, prefix: str = "cc:", now: float | None = No
     now = time.time() if now is None else now
     day = time.strftime("%Y%m%d", time.localtime(now))
     out = []
-    limits = {_s(k): _s(v) for k, v in client.hgetall(keys.pause_rules()).items()}
-    for q in sorted(_s(x) for x in client.smembers(keys.queues())):
+    limits = cast(dict[str, str], client.hgetall(keys.pause_rules()))
+    for q in sorted(cast(set[str], client.smembers(keys.queues()))):
         pipe = client.pipeline(transaction=False)
         pipe.zcard(keys.waiting(q))
         pipe.hgetall(keys.stats(q, day))
         pipe.smembers(keys.members(q))
         waiting, stats, members = pipe.execute()
-        stats = {_s(k): float(v) for k, v in stats.items()}
+        stats = {k: float(v) for k, v in stats.items()}
         pipe = client.pipeline(transaction=False)
-        members = sorted(_s(m) for m in members)
+        members = sorted(members)
         for a in members:
             pipe.hmget(keys.agent(a), ["state", "pause_reason", "since"])
         by_state = dict.fromkeys(STATES, 0)
         overdue = 0
         for st, reason, since in pipe.execute() if members else []:
-            s = _s(st) if st is not None else "logged_out"
+            s = st if st is not None else "logged_out"
             by_state[s] = by_state.get(s, 0) + 1
             if s == "paused" and _overdue(limits, reason, since, now):
                 overdue += 1
@@ -125,7 +121,7 @@ def queue_stats(client: redis.Redis, prefix: str = "cc:", now: float | None = No
 
 def agent_states(client: redis.Redis, prefix: str = "cc:") -> dict[str, int]:
     keys = Keys(prefix)
-    agents = sorted(_s(a) for a in client.smembers(keys.agents()))
+    agents = sorted(cast(set[str], client.smembers(keys.agents())))
     counts = dict.fromkeys(STATES, 0)
     if not agents:
         return counts
@@ -133,6 +129,6 @@ def agent_states(client: redis.Redis, prefix: str = "cc:") -> dict[str, int]:
     for a in agents:
         pipe.hget(keys.agent(a), "state")
     for st in pipe.execute():
-        s = _s(st) if st is not None else "logged_out"
+        s = st if st is not None else "logged_out"
         counts[s] = counts.get(s, 0) + 1
     return counts
