@@ -29,6 +29,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from callcenter import yamlsrc
+from callcenter.timeofday import minutes
 
 _DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 FORCE_ENV = "CALLCENTER_FORCE_HOURS"
@@ -94,14 +95,6 @@ class Calendars:
         return cls(out)
 
 
-def _minutes(text: str) -> int:
-    h, m = text.split(":")
-    value = int(h) * 60 + int(m)
-    if not 0 <= value <= 24 * 60 or int(m) > 59:
-        raise ValueError(text)
-    return value
-
-
 def _calendar(name: str, spec: Any, tz: dt.tzinfo, loc: yamlsrc.Located) -> Calendar:
     path = f"calendars.{name}"
     fields = yamlsrc.Reader(spec, loc, path, known=("always_open", "hours", "holidays", "timezone"))
@@ -121,7 +114,7 @@ def _calendar(name: str, spec: Any, tz: dt.tzinfo, loc: yamlsrc.Located) -> Cale
         b = _DAYS.index(m[2]) if m[2] else a
         for r in [ranges] if isinstance(ranges, str) else list(ranges or []):
             try:
-                start, end = (_minutes(x.strip()) for x in str(r).split("-"))
+                start, end = (minutes(x) for x in str(r).split("-"))
             except ValueError:
                 raise loc.error(key, f"bad hours {r!r}: use \"08:00-17:30\"") from None
             if end <= start:
