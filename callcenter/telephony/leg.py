@@ -39,26 +39,31 @@ class _PjCall(pj.Call):
 
     def __init__(self, acc: pj.Account, call_id: int, leg: PjLeg) -> None:
         super().__init__(acc, call_id)
-        self.leg = leg
+        self.leg: PjLeg | None = leg       # None once released: a late callback finds nobody to tell
 
     def onCallState(self, prm: Any) -> None:  # noqa: N802 - pjsua2 name
-        self.leg._guard(self.leg._on_state)
+        if self.leg is not None:
+            self.leg._guard(self.leg._on_state)
 
     def onCallMediaState(self, prm: Any) -> None:  # noqa: N802
-        self.leg._guard(self.leg._on_media)
+        if self.leg is not None:
+            self.leg._guard(self.leg._on_media)
 
     def onDtmfDigit(self, prm: Any) -> None:  # noqa: N802
-        self.leg._guard(self.leg._on_digit, prm.digit)
+        if self.leg is not None:
+            self.leg._guard(self.leg._on_digit, prm.digit)
 
     def onCallTransferStatus(self, prm: Any) -> None:  # noqa: N802
-        self.leg._guard(self.leg._on_xfer_status, prm.statusCode, prm.finalNotify)
+        if self.leg is not None:
+            self.leg._guard(self.leg._on_xfer_status, prm.statusCode, prm.finalNotify)
 
     def onCallTransferRequest(self, prm: Any) -> None:  # noqa: N802
         # A REFER from the far end would make us dial its Refer-To (any host, on our bill) and leave
         # this leg tracking the wrong call. Transfers are only ever ours to start (leg.transfer), so
         # every REFER is declined, before anything else can fail and leave pjsua's 202 default.
         prm.statusCode = 603
-        self.leg._guard(self.leg.switch.refused, "refer", self.leg, prm.dstUri)
+        if self.leg is not None:
+            self.leg._guard(self.leg.switch.refused, "refer", self.leg, prm.dstUri)
 
     def onCallReplaceRequest(self, prm: Any) -> None:  # noqa: N802
         # An INVITE with Replaces naming this dialog would take the call over (attended-transfer
@@ -66,7 +71,8 @@ class _PjCall(pj.Call):
         # (No prm.reason: pjsua2 hands pjsip a pointer into this parameter object, gone by the time
         # the response is written; the default "Forbidden" phrase is used.)
         prm.statusCode = 403
-        self.leg._guard(self.leg.switch.refused, "replaces", self.leg, "")
+        if self.leg is not None:
+            self.leg._guard(self.leg.switch.refused, "replaces", self.leg, "")
 
 
 class PjLeg:
@@ -233,11 +239,11 @@ class PjLeg:
             raise TelephonyError(f"refusing to transfer to {uri!r}: not a plain sip:/tel: URI")
         self._xfer = self.loop.create_future()
         try:
-            self.call.xfer(uri, pj.CallOpParam(True))
+            self._pj().xfer(uri, pj.CallOpParam(True))
         except pj.Error as exc:
             raise TelephonyError(f"REFER failed: {exc.info()}") from None
-        done, _ = await asyncio.wait([self._xfer, self._ended], timeout=30,
-                                     return_when=asyncio.FIRST_COMPLETED)
+        either: list[asyncio.Future[int] | asyncio.Future[HangupInfo]] = [self._xfer, self._ended]
+        done, _ = await asyncio.wait(either, timeout=30, return_when=asyncio.FIRST_COMPLETED)
         code = self._xfer.result() if self._xfer in done else 0
         if code and code >= 300:
             raise TelephonyError(f"transfer to {uri} failed with {code}")
@@ -259,7 +265,7 @@ class PjLeg:
             if reason:
                 prm.reason = reason
         try:
-            self.call.hangup(prm)
+            self._pj().hangup(prm)
         except pj.Error as exc:
             self.log.warning("hangup failed", error=exc.info())
             self._finish(0, "hangup failed")
@@ -280,7 +286,7 @@ class PjLeg:
             self.log.exception("callback failed", callback=getattr(fn, "__name__", "?"))
 
     def _read_info(self) -> None:
-        ci = self.call.getInfo()
+        ci = self._pj().getInfo()
         self.sip_call_id = ci.callIdString
         if self.outgoing:
             self.caller, self.called = uri_user(ci.localUri), uri_user(ci.remoteUri)
@@ -288,13 +294,15 @@ class PjLeg:
             self.caller, self.called = uri_user(ci.remoteUri), uri_user(ci.localUri)
 
     def _state(self) -> int | None:
+        if self.call is None:
+            return None
         try:
             return int(self.call.getInfo().state)
         except pj.Error:
             return None
 
     def _on_state(self) -> None:
-        ci = self.call.getInfo()
+        ci = self._pj().getInfo()
         if not self.sip_call_id:
             self._read_info()
         self.last_code = int(ci.lastStatusCode)
@@ -308,11 +316,12 @@ class PjLeg:
             self._finish(self.last_code, self.last_reason)
 
     def _on_media(self) -> None:
-        ci = self.call.getInfo()
+        call = self._pj()
+        ci = call.getInfo()
         for i, mi in enumerate(ci.media):
             if mi.type == pj.PJMEDIA_TYPE_AUDIO and mi.status in (pj.PJSUA_CALL_MEDIA_ACTIVE,
                                                                     pj.PJSUA_CALL_MEDIA_REMOTE_HOLD):
-                self.audio = self.call.getAudioMedia(i)
+                self.audio = call.getAudioMedia(i)
                 self._media_idx = i
                 # A caller holding with a=inactive legitimately sends no RTP (see rx_silent_for).
                 self.remote_hold = mi.status == pj.PJSUA_CALL_MEDIA_REMOTE_HOLD
@@ -382,11 +391,17 @@ class PjLeg:
         if self.ended:
             raise CallGone(self.id)
 
+    def _pj(self) -> _PjCall:
+        """The pjsua2 call, until the softswitch releases it after the leg ended (then CallGone)."""
+        if self.call is None:
+            raise CallGone(self.id)
+        return self.call
+
     def _answer_code(self, code: int) -> None:
         prm = pj.CallOpParam(True)
         prm.statusCode = code
         try:
-            self.call.answer(prm)
+            self._pj().answer(prm)
         except pj.Error as exc:
             raise TelephonyError(f"answer {code} failed: {exc.info()}") from None
 
@@ -406,7 +421,7 @@ class PjLeg:
             return "digit"
         fut: asyncio.Future[str] = self.loop.create_future()
         self._waiter = (fut, on_digit)
-        handle = self.loop.call_later(max(0.0, timeout), lambda: fut.done() or fut.set_result("timeout"))
+        handle = self.loop.call_later(max(0.0, timeout), _resolve, fut, "timeout")
         try:
             return await fut
         finally:
@@ -442,3 +457,8 @@ class PjLeg:
                 pass
             self.peer.peer = None
             self.peer = None
+
+
+def _resolve(fut: asyncio.Future[str], value: str) -> None:
+    if not fut.done():
+        fut.set_result(value)

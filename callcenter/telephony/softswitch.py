@@ -25,7 +25,7 @@ from callcenter.exceptions import TelephonyError
 from callcenter.logs import mask_number
 from callcenter.tasks import TaskSet
 from callcenter.telephony.admission import Admission
-from callcenter.telephony.api import OriginateResult
+from callcenter.telephony.api import HangupInfo, OriginateResult
 from callcenter.telephony.leg import PjLeg
 from callcenter.telephony.media import CLOCK_RATE
 from callcenter.telephony.settings import SipSettings
@@ -384,7 +384,7 @@ class PjSoftswitch:
     def _media_free(self) -> int:
         """Calls' worth of media left: conference-bridge slots, or RTP port pairs of the inbound
         account's slice (every live leg counted there, the worst case)."""
-        conf = self.ep.mediaMaxPorts() - self.ep.mediaActivePorts()
+        conf = int(self.ep.mediaMaxPorts()) - int(self.ep.mediaActivePorts())
         return min(conf, self._rtp_pairs - len(self.legs))
 
     def music_source(self, path: str) -> pj.AudioMediaPlayer:
@@ -428,7 +428,7 @@ class PjSoftswitch:
             hdr.hName, hdr.hValue = name, value
             prm.txOption.headers.append(hdr)
         try:
-            leg.call.makeCall(uri, prm)
+            leg._pj().makeCall(uri, prm)
         except pj.Error as exc:
             log.warning("originate failed", uri=uri, error=exc.reason)
             return (OriginateResult.INVALID if "URI" in exc.reason.upper() else OriginateResult.FAILED), None
@@ -436,8 +436,8 @@ class PjSoftswitch:
         leg._read_info()
         timed_out = False
         try:
-            done, _ = await asyncio.wait([leg._confirmed, leg._ended], timeout=ring_timeout,
-                                         return_when=asyncio.FIRST_COMPLETED)
+            either: list[asyncio.Future[None] | asyncio.Future[HangupInfo]] = [leg._confirmed, leg._ended]
+            done, _ = await asyncio.wait(either, timeout=ring_timeout, return_when=asyncio.FIRST_COMPLETED)
             if not done:
                 timed_out = True
                 await leg.hangup()
