@@ -42,6 +42,7 @@ from callcenter.metrics import (
     DIALER_LINES_IN_USE,
     DIALER_PACING_RATIO,
 )
+from callcenter.tasks import TaskSet
 from callcenter.telephony.api import Leg, OriginateResult, Softswitch
 
 log = logs.get("dialer")
@@ -200,8 +201,8 @@ class DialerEngine:
                          for cid, c in self.campaigns.items()}
         self.stats = {cid: CampaignStats(PacingStats(c.pacing.initial_answer_rate, c.pacing.expected_aht))
                       for cid, c in self.campaigns.items()}
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._dialing: set[asyncio.Task[None]] = set()
+        self._dialing = TaskSet()      # dials until their outcome is recorded: shutdown waits for them
+        self._connected = TaskSet()    # calls an agent took: watched for pacing, cancelled at shutdown
         self.log = log.bind(dialer=self.dialer_id)
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -234,16 +235,9 @@ class DialerEngine:
 
     async def _drain(self) -> None:
         """Stop: let ringing calls resolve (their outcomes get recorded), cancel what is left."""
-        pending = set(self._dialing)
-        if pending:
-            ring = max((c.pacing.ring_timeout for c in self.campaigns.values()), default=30.0)
-            _done, still = await asyncio.wait(pending, timeout=ring + 5)
-            for t in still:
-                t.cancel()
-            if still:
-                await asyncio.wait(still, timeout=5)
-        for t in list(self._tasks):
-            t.cancel()
+        ring = max((c.pacing.ring_timeout for c in self.campaigns.values()), default=30.0)
+        await self._dialing.drain(ring + 5)
+        await self._connected.drain(0)
         await self.redis.zrem(self.keys.dialers(), self.dialer_id)
         self.log.info("dialer stopped")
 
@@ -354,15 +348,7 @@ class DialerEngine:
 
     # -- calls -------------------------------------------------------------------------------
     def _spawn(self, coro: Awaitable[None]) -> None:
-        task = asyncio.ensure_future(coro)
-        self._dialing.add(task)
-        task.add_done_callback(self._dial_done)
-
-    def _dial_done(self, task: asyncio.Task[None]) -> None:
-        self._dialing.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            exc = task.exception()
-            self.log.error("dial task failed", error=repr(exc), exc_info=exc)
+        self._dialing.spawn(coro, "dial", dialer=self.dialer_id)
 
     async def _policy_refusal(self, c: Campaign, req: DialRequest) -> str | None:
         """The dial policy's class rules (premium, international...) for a reserved contact: list numbers
@@ -473,9 +459,7 @@ class DialerEngine:
             return
         await self.handle_result(req, "answered_human", now)
         # The agent owns the call now; watch it apart from the dial tasks (shutdown does not wait on it).
-        task = asyncio.ensure_future(self._watch_connected(c, leg, now))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._connected.spawn(self._watch_connected(c, leg, now), "watch connected call", dialer=self.dialer_id)
 
     async def _watch_connected(self, c: Campaign, leg: Leg, since: float) -> None:
         """Measure handle time for pacing; count the agent busy when no ``busy_agents`` callable is given."""
