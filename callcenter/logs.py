@@ -18,7 +18,7 @@ import sys
 import threading
 from collections.abc import MutableMapping
 from types import TracebackType
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 import structlog
 
@@ -80,9 +80,11 @@ def _route_twisted() -> None:
     global _twisted_routed
     if _twisted_routed:
         return
-    from twisted.logger import STDLibLogObserver, globalLogBeginner
+    from twisted.logger import ILogObserver, STDLibLogObserver, globalLogBeginner
 
-    globalLogBeginner.beginLoggingTo([STDLibLogObserver()], redirectStandardIO=False)
+    # an ILogObserver implementer (zope.interface declarations are not visible to mypy)
+    observer = cast(ILogObserver, STDLibLogObserver())
+    globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False)
     _twisted_routed = True
 
 
@@ -95,4 +97,5 @@ def _uncaught(kind: type[BaseException], value: BaseException | None, tb: Traceb
 
 def get(name: str, **context: Any) -> structlog.typing.FilteringBoundLogger:
     """A logger with a component name and bound context."""
-    return structlog.get_logger(component=name, **context)
+    # configure() makes every logger a filtering bound logger (structlog types get_logger's result Any)
+    return cast(structlog.typing.FilteringBoundLogger, structlog.get_logger(component=name, **context))

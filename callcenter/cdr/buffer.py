@@ -15,6 +15,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
+from redis.typing import EncodableT, FieldT
 
 from callcenter import logs
 from callcenter.cdr import keys
@@ -22,7 +23,10 @@ from callcenter.cdr.record import CallRecord, Disposition, LegRecord, QueueEvent
 
 log = logs.get("cdr.buffer")
 
-def encode(kind: str, payload: dict[str, Any]) -> dict[str, str]:
+Entry = dict[FieldT, EncodableT]    # a stream entry's fields, as redis-py's xadd takes them
+
+
+def encode(kind: str, payload: dict[str, Any]) -> Entry:
     return {"t": kind, "d": json.dumps(payload, ensure_ascii=False, separators=(",", ":"))}
 
 
@@ -31,7 +35,7 @@ class CdrBuffer:
         self.redis = redis
         self.prefix = prefix
         self.stream = keys.stream(prefix)
-        self._backlog: deque[dict[str, str]] = deque()
+        self._backlog: deque[Entry] = deque()
         self._backlog_limit = backlog_limit
         self.dropped = 0
         self._lock = asyncio.Lock()
@@ -75,7 +79,7 @@ class CdrBuffer:
                 self._backlog.popleft()
             return len(self._backlog)
 
-    async def _add(self, fields: dict[str, str]) -> None:
+    async def _add(self, fields: Entry) -> None:
         if self._backlog:
             self._keep(fields)
             await self.flush()
@@ -86,7 +90,7 @@ class CdrBuffer:
             log.warning("cdr buffer cannot reach redis; keeping record in memory", error=str(exc))
             self._keep(fields)
 
-    def _keep(self, fields: dict[str, str]) -> None:
+    def _keep(self, fields: Entry) -> None:
         if len(self._backlog) >= self._backlog_limit:
             self._backlog.popleft()
             self.dropped += 1

@@ -129,20 +129,20 @@ def available_seconds(events: Iterable[QueueEvent], start: float, end: float, si
         evs.sort(key=lambda e: (e.ts, e.event_id))
         logged_in = paused = False
         since = 0.0
-        for ev in [*evs, None]:
-            t = horizon if ev is None else ev.ts
+        for step in [*evs, None]:
+            t = horizon if step is None else step.ts
             if logged_in and not paused:
                 _spread(out, agent, max(since, start), min(t, horizon), size, tz_offset)
-            if ev is None:
+            if step is None:
                 break
-            if ev.event == AGENTLOGIN:
+            if step.event == AGENTLOGIN:
                 if not logged_in:
                     logged_in, paused = True, False
-            elif ev.event == AGENTLOGOFF:
+            elif step.event == AGENTLOGOFF:
                 logged_in = paused = False
-            elif ev.event == PAUSE:
+            elif step.event == PAUSE:
                 paused = True
-            elif ev.event == UNPAUSE:
+            elif step.event == UNPAUSE:
                 paused = False
             since = t
     return dict(out)

@@ -29,10 +29,10 @@ class PgStore(SqlStore):
         self._lock = threading.RLock()
         self._in_tx = False
         with self._lock:
-            self._connect()
-            with self._conn.transaction():
+            conn = self._connect()
+            with conn.transaction():
                 for stmt in self.schema():
-                    self._conn.execute(stmt)
+                    conn.execute(stmt)
             self._load_rollup_params()
 
     def _connect(self) -> Any:

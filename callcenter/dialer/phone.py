@@ -125,7 +125,7 @@ def _international(digits: str) -> str:
             raise PhoneError(f"not a valid international number: {exc}") from None
         if not _pn.is_valid_number(parsed):
             raise PhoneError("not a valid number for its country")
-        return _pn.format_number(parsed, _pn.PhoneNumberFormat.E164)
+        return str(_pn.format_number(parsed, _pn.PhoneNumberFormat.E164))
     return "+" + digits
 
 
@@ -139,7 +139,7 @@ def _other_region(digits: str, region: str) -> str:
         raise PhoneError(f"not a valid {region} number: {exc}") from None
     if not _pn.is_valid_number(parsed):
         raise PhoneError(f"not a valid {region} number")
-    return _pn.format_number(parsed, _pn.PhoneNumberFormat.E164)
+    return str(_pn.format_number(parsed, _pn.PhoneNumberFormat.E164))
 
 
 def national(e164: str) -> str:

@@ -87,7 +87,7 @@ class _Parser:
         tok = self.peek()
         if tok and tok[0] == "op" and tok[1] in ops:
             self.i += 1
-            return tok[1]
+            return str(tok[1])
         return None
 
     def expect(self, op: str) -> None:
@@ -139,7 +139,7 @@ class _Parser:
             self.expect(")")
             return inner
         if self.take_op("["):
-            items = [] if self.take_op("]") else None
+            items: list[tuple[Any, ...]] | None = [] if self.take_op("]") else None
             if items is None:
                 items = [self.parse_value()]
                 while self.take_op(","):

@@ -271,10 +271,10 @@ def say(kind: str, value: object, lang: str, options: SayOptions | None = None) 
         return out + ["time/am" if t.hour < 12 else "time/pm"]
     if kind == "duration":
         secs = parse_duration(value)
-        h, rem = divmod(secs, 3600)
-        m, s = divmod(rem, 60)
+        hours, rem = divmod(secs, 3600)
+        minutes, seconds = divmod(rem, 60)
         out = []
-        for amount, unit in ((h, "hour"), (m, "minute"), (s, "second")):
+        for amount, unit in ((hours, "hour"), (minutes, "minute"), (seconds, "second")):
             if amount or (unit == "second" and not out):
                 plural = "" if vi or amount == 1 else "s"
                 out += [*num(amount), f"time/{unit}{plural}"]
