@@ -17,15 +17,19 @@ import contextlib
 import getpass
 import json
 import sys
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 from callcenter.auth import Auth
 from callcenter.auth.roles import ROLES
 from callcenter.auth.users import UserError
 
+if TYPE_CHECKING:
+    from callcenter.config import Config
 
-def add_parser(subparsers: Any, with_config: Any) -> None:
+
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
+               with_config: Callable[[argparse.ArgumentParser], None]) -> None:
     p = subparsers.add_parser("user", help="HTTP API users: add, passwd, disable, enable, delete, list, token")
     sub = p.add_subparsers(dest="user_command", required=True)
 
@@ -63,7 +67,7 @@ def _password(args: argparse.Namespace) -> str:
 
 
 @contextlib.contextmanager
-def redis_url(cfg: Any) -> Iterator[str]:
+def redis_url(cfg: Config) -> Iterator[str]:
     """The config's Redis, or the embedded one under data_dir (started for this command if not running)."""
     if cfg.redis.url:
         yield cfg.redis.url

@@ -40,6 +40,9 @@ class User:
                 "created": self.created}
 
 
+RoleNames = list[str]    # inside UserStore, `list` is its method
+
+
 class UserStore:
     def __init__(self, redis: Any, keys: AuthKeys) -> None:
         self.redis = redis
@@ -63,7 +66,7 @@ class UserStore:
         users = [await self.get(n) for n in names]
         return [u for u in users if u is not None]
 
-    async def create(self, name: str, role_names: list[str], password: str, agent: str | None = None) -> User:
+    async def create(self, name: str, role_names: RoleNames, password: str, agent: str | None = None) -> User:
         if not NAME.match(name):
             raise UserError("user name: 1-64 letters, digits or ._@- (starting with a letter or digit)")
         checked = self._roles(role_names, agent)
@@ -81,7 +84,7 @@ class UserStore:
         return User(name, frozenset(checked), agent or None, False, now)
 
     @staticmethod
-    def _roles(role_names: list[str], agent: str | None) -> list[str]:
+    def _roles(role_names: RoleNames, agent: str | None) -> RoleNames:
         try:
             checked = roles.check(role_names)
         except ValueError as exc:
@@ -96,7 +99,7 @@ class UserStore:
             raise UserError(f"no user {name!r}")
         return user
 
-    async def update(self, name: str, role_names: list[str] | None = None, agent: str | None = None,
+    async def update(self, name: str, role_names: RoleNames | None = None, agent: str | None = None,
                      disabled: bool | None = None) -> User:
         user = await self._require(name)
         new_agent = user.agent if agent is None else (agent or None)
