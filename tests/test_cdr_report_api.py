@@ -7,9 +7,10 @@ import json
 
 import pytest
 
+from callcenter import cli
 from callcenter.api.http import HttpError, HttpRouter, Request
 from callcenter.api.reports import install_routes
-from callcenter.cdr import cli, report
+from callcenter.cdr import report
 from callcenter.cdr.record import CallRecord
 from callcenter.cdr.writer import open_store
 

@@ -11,9 +11,8 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
-from callcenter.api.http import HttpError, HttpRouter, Request
+from callcenter.api.http import HttpError, HttpRouter, Reply, Request
 from callcenter.auth.roles import ADMINS
 from callcenter.exceptions import ConfigError
 from callcenter.routing import rules as routing_rules
@@ -24,13 +23,13 @@ RULES_MAX_BODY = 1024 * 1024
 
 
 def install_routes(router: HttpRouter, rt: RoutingRouter) -> None:
-    async def get_rules(req: Request) -> Any:
+    async def get_rules(req: Request) -> Reply:
         current = await rt.current_rules()
         if current is None:
             raise HttpError(404, "no routing rules applied yet")
         return current
 
-    async def put_rules(req: Request) -> Any:
+    async def put_rules(req: Request) -> Reply:
         try:
             text = req.body.decode("utf-8")
         except UnicodeDecodeError:

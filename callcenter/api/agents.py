@@ -14,7 +14,7 @@ from typing import Any
 
 import redis
 
-from callcenter.api.http import HttpError, HttpRouter, Request
+from callcenter.api.http import HttpError, HttpRouter, Reply, Request
 from callcenter.auth.roles import FLOOR_VIEW, SELF_AGENT, SUPERVISORS
 from callcenter.routing import wallboard
 from callcenter.routing.router import Router as RoutingRouter
@@ -49,24 +49,24 @@ def install_routes(router: HttpRouter, rt: RoutingRouter, sync_client: redis.Red
         info = await rt.agent_info(agent_id)
         return {"agent": info, "result": state}
 
-    async def login(req: Request) -> Any:
+    async def login(req: Request) -> Reply:
         body = _body(req)
         ready = bool(body.get("ready", True))
         return await act(req.params["id"], rt.agent_login(req.params["id"], ready), "AGENTLOGIN", ready=ready)
 
-    async def logout(req: Request) -> Any:
+    async def logout(req: Request) -> Reply:
         return await act(req.params["id"], rt.agent_logout(req.params["id"]), "AGENTLOGOFF")
 
-    async def ready(req: Request) -> Any:
+    async def ready(req: Request) -> Reply:
         return await act(req.params["id"], rt.agent_ready(req.params["id"]), "UNPAUSE")
 
-    async def pause(req: Request) -> Any:
+    async def pause(req: Request) -> Reply:
         reason = _body(req).get("reason", "break")
         if reason not in PAUSE_REASONS:
             raise HttpError(400, f"reason must be one of: {', '.join(PAUSE_REASONS)}")
         return await act(req.params["id"], rt.agent_pause(req.params["id"], reason), "PAUSE", reason=reason)
 
-    async def skills(req: Request) -> Any:
+    async def skills(req: Request) -> Reply:
         body = _body(req)
         body = body.get("skills", body) if isinstance(body.get("skills"), dict) else body
         if len(body) > MAX_SKILLS:
@@ -77,20 +77,20 @@ def install_routes(router: HttpRouter, rt: RoutingRouter, sync_client: redis.Red
                 raise HttpError(400, f"skills.{name[:40]}: {problem}")
         return await act(req.params["id"], rt.set_skills(req.params["id"], body))
 
-    async def list_agents(req: Request) -> Any:
+    async def list_agents(req: Request) -> Reply:
         return {"agents": await rt.agents()}
 
-    async def get_agent(req: Request) -> Any:
+    async def get_agent(req: Request) -> Reply:
         info = await rt.agent_info(req.params["id"])
         if info is None:
             raise HttpError(404, f"unknown agent {req.params['id']!r}")
         return info
 
-    async def queues(req: Request) -> Any:
+    async def queues(req: Request) -> Reply:
         stats = await asyncio.to_thread(wallboard.queue_stats, sync_client, rt.prefix, rt.clock())
         return {"queues": [s.as_dict() for s in stats]}
 
-    async def queue(req: Request) -> Any:
+    async def queue(req: Request) -> Reply:
         name = req.params["name"]
         stats = await asyncio.to_thread(wallboard.queue_stats, sync_client, rt.prefix, rt.clock())
         for s in stats:
@@ -100,7 +100,7 @@ def install_routes(router: HttpRouter, rt: RoutingRouter, sync_client: redis.Red
                 return out
         raise HttpError(404, f"unknown queue {name!r}")
 
-    async def board(req: Request) -> Any:
+    async def board(req: Request) -> Reply:
         stats = await asyncio.to_thread(wallboard.queue_stats, sync_client, rt.prefix, rt.clock())
         states = await asyncio.to_thread(wallboard.agent_states, sync_client, rt.prefix)
         return {"queues": [s.as_dict() for s in stats], "agents_by_state": states}

@@ -11,10 +11,8 @@ Machines do not log in: they send ``Authorization: Bearer <token>`` (``callcente
 
 from __future__ import annotations
 
-from typing import Any
-
 from callcenter.api.guard import Guard, Principal, content_type, origin_of
-from callcenter.api.http import HttpError, HttpRouter, Request, Response
+from callcenter.api.http import HttpError, HttpRouter, Reply, Request, Response
 from callcenter.auth import Auth
 from callcenter.auth.roles import ANYONE, PUBLIC
 from callcenter.auth.sessions import COOKIE
@@ -25,7 +23,7 @@ LOGIN_FAILED = "wrong user name or password"
 def install_routes(router: HttpRouter, auth: Auth, guard: Guard, secure_cookie: bool = False) -> None:
     flags = "; HttpOnly; SameSite=Strict; Path=/" + ("; Secure" if secure_cookie else "")
 
-    async def login(req: Request) -> Any:
+    async def login(req: Request) -> Reply:
         if content_type(req.headers) != "application/json":
             raise HttpError(415, "login needs Content-Type: application/json")
         origin = origin_of(req.headers)
@@ -51,13 +49,13 @@ def install_routes(router: HttpRouter, auth: Auth, guard: Guard, secure_cookie: 
         return Response({"user": user.name, "roles": sorted(user.roles), "agent": user.agent}, 200,
                         headers={"Set-Cookie": f"{COOKIE}={sid}; Max-Age={int(auth.sessions.absolute)}{flags}"})
 
-    async def logout(req: Request) -> Any:
+    async def logout(req: Request) -> Reply:
         who: Principal | None = req.principal
         if who is not None and who.session:
             await auth.sessions.end(who.session)
         return Response({"logged_out": True}, 200, headers={"Set-Cookie": f"{COOKIE}=; Max-Age=0{flags}"})
 
-    async def me(req: Request) -> Any:
+    async def me(req: Request) -> Reply:
         who: Principal | None = req.principal
         if who is None:
             raise HttpError(404, "authentication is off (http.auth: false)")

@@ -87,7 +87,8 @@ class Response:
     headers: dict[str, str] = field(default_factory=dict)
 
 
-Handler = Callable[[Request], Awaitable[Response | Any]]
+Reply = Response | dict[str, Any]    # what a handler returns: a Response, or a JSON object answered 200
+Handler = Callable[[Request], Awaitable[Reply]]
 
 
 @dataclass(frozen=True)

@@ -14,9 +14,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 
-from callcenter.api.http import HttpError, HttpRouter, Request, Response
+from callcenter.api.http import HttpError, HttpRouter, Reply, Request, Response
 from callcenter.auth import Auth
 from callcenter.auth.roles import ADMINS, PUBLIC
 from callcenter.auth.users import UserError
@@ -44,17 +45,20 @@ def _float(req: Request, name: str) -> float | None:
         raise HttpError(400, f"{name}: must be epoch seconds") from None
 
 
+_T = TypeVar("_T")
+
+
 def install_routes(router: HttpRouter, auth: Auth) -> None:
-    async def guarded(coro: Any) -> Any:
+    async def guarded(coro: Awaitable[_T]) -> _T:
         try:
             return await coro
         except (UserError, ValueError) as exc:
             raise HttpError(404 if str(exc).startswith("no user") else 400, str(exc)) from None
 
-    async def list_users(req: Request) -> Any:
+    async def list_users(req: Request) -> Reply:
         return {"users": [u.as_dict() for u in await auth.users.list()]}
 
-    async def create(req: Request) -> Any:
+    async def create(req: Request) -> Reply:
         body = _object(req)
         name, password, agent = body.get("name"), body.get("password"), body.get("agent")
         if not isinstance(name, str) or not isinstance(password, str):
@@ -64,13 +68,13 @@ def install_routes(router: HttpRouter, auth: Auth) -> None:
         user = await guarded(auth.users.create(name, _roles(body) or [], password, agent))
         return Response(user.as_dict(), 201)
 
-    async def get_user(req: Request) -> Any:
+    async def get_user(req: Request) -> Reply:
         user = await auth.users.get(req.params["name"])
         if user is None:
             raise HttpError(404, f"no user {req.params['name']!r}")
         return user.as_dict()
 
-    async def update(req: Request) -> Any:
+    async def update(req: Request) -> Reply:
         body = _object(req)
         name = req.params["name"]
         disabled, agent, password = body.get("disabled"), body.get("agent"), body.get("password")
@@ -83,15 +87,15 @@ def install_routes(router: HttpRouter, auth: Auth) -> None:
             await guarded(auth.users.set_password(name, password))
         return user.as_dict()
 
-    async def delete(req: Request) -> Any:
+    async def delete(req: Request) -> Reply:
         await guarded(auth.users.delete(req.params["name"]))
         return {"deleted": req.params["name"]}
 
-    async def tokens(req: Request) -> Any:
+    async def tokens(req: Request) -> Reply:
         await get_user(req)
         return {"tokens": await auth.tokens.list(req.params["name"])}
 
-    async def issue(req: Request) -> Any:
+    async def issue(req: Request) -> Reply:
         body = _object(req) if req.body else {}
         label = body.get("label", "")
         if not isinstance(label, str):
@@ -99,12 +103,12 @@ def install_routes(router: HttpRouter, auth: Auth) -> None:
         token, tid = await guarded(auth.tokens.issue(req.params["name"], label))
         return Response({"user": req.params["name"], "id": tid, "label": label, "token": token}, 201)
 
-    async def revoke(req: Request) -> Any:
+    async def revoke(req: Request) -> Reply:
         if not await auth.tokens.revoke(req.params["name"], req.params["token_id"]):
             raise HttpError(404, "no such token for that user")
         return {"revoked": req.params["token_id"]}
 
-    async def audit(req: Request) -> Any:
+    async def audit(req: Request) -> Reply:
         try:
             limit = int(req.arg("limit", "100") or "100")
         except ValueError:
@@ -123,7 +127,7 @@ def install_routes(router: HttpRouter, auth: Auth) -> None:
     router.add("GET /admin/users/{name}/tokens", tokens, roles=ADMINS)
     router.add("POST /admin/users/{name}/tokens", issue, roles=ADMINS)
     router.add("DELETE /admin/users/{name}/tokens/{token_id}", revoke, roles=ADMINS)
-    async def routes(req: Request) -> Any:
+    async def routes(req: Request) -> Reply:
         return {"routes": [{"method": r.method, "pattern": r.pattern, "roles": sorted(r.roles),
                             "public": r.roles is PUBLIC, "own": r.own, "audit": r.audit} for r in router.routes]}
 
