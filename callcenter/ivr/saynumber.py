@@ -75,23 +75,27 @@ def _vi_triple(n: int, full: bool, opts: SayOptions) -> list[str]:
     return out
 
 
-def _vi_number(n: int, opts: SayOptions, full: bool = False) -> list[str]:
-    if n < 0:
-        return ["digits/minus", *_vi_number(-n, opts)]
-    if n == 0:
-        return ["digits/0"]
-    out: list[str] = []
+def _scales(n: int) -> tuple[list[tuple[int, str]], int]:
+    """A positive n as (count, scale word) for its billions, millions and thousands, and the rest below
+    1000; the count of billions may itself be 1000 or more."""
+    parts: list[tuple[int, str]] = []
     for size, word in ((10**9, "digits/billion"), (10**6, "digits/million"), (10**3, "digits/thousand")):
         if n >= size:
             head, n = divmod(n, size)
-            # above 999 tỷ the head is itself a number: "một nghìn tỷ"
-            out += _vi_number(head, opts, full) if head >= 1000 else _vi_triple(head, full, opts)
-            out.append(word)
-            full = True
-            if n == 0:
-                return out
-    out += _vi_triple(n, full, opts)
-    return out
+            parts.append((head, word))
+    return parts, n
+
+
+def _vi_number(n: int, opts: SayOptions, full: bool = False) -> list[str]:
+    if n <= 0:
+        return ["digits/minus", *_vi_number(-n, opts)] if n else ["digits/0"]
+    parts, rest = _scales(n)
+    out: list[str] = []
+    for head, word in parts:
+        # above 999 tỷ the head is itself a number: "một nghìn tỷ"
+        out += [*(_vi_number(head, opts, full) if head >= 1000 else _vi_triple(head, full, opts)), word]
+        full = True
+    return out + _vi_triple(rest, full, opts) if rest else out
 
 
 # ---------------------------------------------------------------- English
@@ -104,22 +108,14 @@ def _en_below_100(n: int) -> list[str]:
 
 
 def _en_number(n: int) -> list[str]:
-    if n < 0:
-        return ["digits/minus", *_en_number(-n)]
-    if n == 0:
-        return ["digits/0"]
-    out: list[str] = []
-    for size, word in ((10**9, "digits/billion"), (10**6, "digits/million"), (10**3, "digits/thousand")):
-        if n >= size:
-            head, n = divmod(n, size)
-            out += _en_number(head)
-            out.append(word)
-    if n >= 100:
-        h, n = divmod(n, 100)
+    if n <= 0:
+        return ["digits/minus", *_en_number(-n)] if n else ["digits/0"]
+    parts, rest = _scales(n)
+    out = [w for head, word in parts for w in (*_en_number(head), word)]
+    if rest >= 100:
+        h, rest = divmod(rest, 100)
         out += [f"digits/{h}", "digits/hundred"]
-    if n:
-        out += _en_below_100(n)
-    return out
+    return out + _en_below_100(rest) if rest else out
 
 
 def _en_year(y: int) -> list[str]:
