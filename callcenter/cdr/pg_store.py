@@ -5,10 +5,13 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from callcenter import logs
-from callcenter.cdr.store import SqlStore, StoreUnavailable
+from callcenter.cdr.store import Cursor, SqlStore, StoreUnavailable
+
+if TYPE_CHECKING:
+    import psycopg
 
 log = logs.get("cdr.pg")
 
@@ -25,7 +28,7 @@ class PgStore(SqlStore):
         self._psycopg = psycopg
         self.dsn = dsn
         self.connect_timeout = connect_timeout
-        self._conn: Any = None
+        self._conn: psycopg.Connection[tuple[Any, ...]] | None = None
         self._lock = threading.RLock()
         self._in_tx = False
         with self._lock:
@@ -35,7 +38,7 @@ class PgStore(SqlStore):
                     conn.execute(stmt)
             self._load_rollup_params()
 
-    def _connect(self) -> Any:
+    def _connect(self) -> psycopg.Connection[tuple[Any, ...]]:
         if self._conn is not None and not self._conn.closed:
             return self._conn
         try:
@@ -53,7 +56,7 @@ class PgStore(SqlStore):
         self._conn = None
         return StoreUnavailable(f"PostgreSQL unavailable: {exc}")
 
-    def _execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
+    def _execute(self, sql: str, params: Sequence[Any] = ()) -> Cursor:
         with self._lock:
             conn = self._connect()
             try:

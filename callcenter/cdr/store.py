@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from callcenter.cdr.record import CallRecord, Disposition, LegRecord, QueueEvent
 from callcenter.exceptions import CallcenterError
@@ -212,6 +213,14 @@ _ABANDONED = ("(agent_answer_ts IS NULL AND (outcome = 'abandoned' OR "
 AGG_COLUMNS = AGG_COLUMNS_DDL
 
 
+class Cursor(Protocol):
+    """A query's result, sqlite3's or psycopg's: rows are tuples of column values."""
+
+    def fetchone(self) -> Any: ...
+
+    def fetchall(self) -> list[Any]: ...
+
+
 class SqlStore:
     """Shared logic; subclasses provide ``_conn`` handling and the dialect bits below."""
 
@@ -221,10 +230,10 @@ class SqlStore:
     bigint_type = "INTEGER"
 
     # --- connection hooks -------------------------------------------------------------------------
-    def _execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
+    def _execute(self, sql: str, params: Sequence[Any] = ()) -> Cursor:
         raise NotImplementedError
 
-    def _transaction(self) -> Any:
+    def _transaction(self) -> AbstractContextManager[None]:
         raise NotImplementedError
 
     def _floor_div(self, expr: str, size: int) -> str:
