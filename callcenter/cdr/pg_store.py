@@ -30,7 +30,6 @@ class PgStore(SqlStore):
         self.connect_timeout = connect_timeout
         self._conn: psycopg.Connection[tuple[Any, ...]] | None = None
         self._lock = threading.RLock()
-        self._in_tx = False
         with self._lock:
             conn = self._connect()
             with conn.transaction():

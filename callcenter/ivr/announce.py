@@ -1,7 +1,7 @@
-"""Prompt lists for queue announcements, for the worker's queue loop.
+"""Prompt lists for queue announcements.
 
-The queue service (not the IVR) plays these while a caller waits, so they live here
-with the other prompt knowledge: names are resolved with :func:`prompts.paths`.
+A caller's time in queue (:mod:`callcenter.calls.queueing`, not the IVR) plays these while the caller
+waits; they live here with the other prompt knowledge: names are resolved with :func:`prompts.paths`.
 """
 
 from __future__ import annotations
