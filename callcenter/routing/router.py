@@ -6,7 +6,7 @@ caller's media (its Redis list ``worker_offers``), whichever process made the ma
 
 How a worker drives it (every call is a coroutine on the worker's loop)::
 
-    rt = Router(connect(redis_url), worker_id)
+    rt = Router(redisconn.connect(redis_url), worker_id)
     await rt.apply_rules(rules.load("routing_rules.yaml"))
     await rt.claim()   # the one live process with worker_id; closes out what a crashed run left
     # tasks: heartbeat() every 2 s; tick() every 1 s (act on its events: fallback -> voicemail /
@@ -38,7 +38,6 @@ import redis.asyncio as aredis
 
 from callcenter import logs
 from callcenter.exceptions import CallcenterError
-from callcenter.redisconn import connect, connect_sync, retry_kwargs  # noqa: F401 - for worker.py, outbound.py
 from callcenter.routing import scripts
 from callcenter.routing.keys import Keys
 from callcenter.routing.rules import MAX_SKILLS, Announce, Fallback, RoutingRules, skill_problem
