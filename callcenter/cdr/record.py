@@ -11,7 +11,10 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 # Queue event names (Asterisk queue_log vocabulary, plus the agent session events
 # occupancy needs).
@@ -164,7 +167,7 @@ _SCALARS = frozenset({str, int, float, bool, type(None)})
 _FIELD_NAMES: dict[type, tuple[str, ...]] = {}
 
 
-def plain_dict(rec: Any) -> dict[str, Any]:
+def plain_dict(rec: DataclassInstance) -> dict[str, Any]:
     """``dataclasses.asdict(rec)``, without its deep copy when every value is a scalar or a flat dict
     of scalars (every record a call sends: asdict was 2% of a worker's CPU at 50 calls/s). Anything
     else takes asdict itself, so the result is always the same."""
