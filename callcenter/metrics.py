@@ -8,6 +8,9 @@ Two kinds:
   (waiting callers, oldest wait, agents by state, today's service level). Scrape it from one
   worker or from all: the values are the same on each, so dashboards use ``max by (queue)``.
 
+This module imports nothing of the package: what the collector reads is passed in as callables by the
+composition root (``worker.py``: routing's wallboard for the queues and agents, the CDR stream's length).
+
 No label ever carries a phone number or a call id (cardinality, and a metric store is not a
 contact list): labels are queue, campaign, agent state, direction, result, SIP code.
 """
@@ -15,8 +18,8 @@ contact list): labels are queue, campaign, agent state, direction, result, SIP c
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Protocol
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -98,30 +101,40 @@ AUTH_DENIED_TOTAL = Counter("callcenter_auth_denied_total",
                             "API requests refused: unauthenticated (401), forbidden (403), csrf (403).",
                             ["reason"])
 
-StatsFn = Callable[[Any, str], list[Any]]
-AgentStatesFn = Callable[[Any, str], dict[str, int]]
 
+class QueueFigures(Protocol):
+    """One queue's shared state, as ``routing.wallboard.QueueStats`` reads it."""
 
-def _wallboard() -> tuple[StatsFn, AgentStatesFn]:
-    # Imported lazily: routing is another module's concern and may not be importable in every tool.
-    from callcenter.routing import wallboard
-
-    return wallboard.queue_stats, wallboard.agent_states
+    @property
+    def queue(self) -> str: ...
+    @property
+    def waiting(self) -> int: ...
+    @property
+    def oldest_wait_seconds(self) -> float | None: ...
+    @property
+    def agents_by_state(self) -> Mapping[str, int]: ...
+    @property
+    def offered_today(self) -> int: ...
+    @property
+    def answered_today(self) -> int: ...
+    @property
+    def abandoned_today(self) -> int: ...
+    @property
+    def answered_within_sl_today(self) -> int: ...
+    @property
+    def service_level(self) -> float | None: ...
 
 
 class QueueCollector(Collector):
-    """Reads the shared queue state from Redis at scrape time.
+    """Reads the shared queue state at scrape time, through the callables it is given (each reads Redis):
+    ``queue_stats()`` every queue's figures, ``agent_states()`` logged-in agents by state,
+    ``cdr_backlog()`` the CDR entries not yet in the store."""
 
-    ``stats_fn``/``agent_states_fn`` default to ``callcenter.routing.wallboard``; they are
-    parameters so the collector can be exercised before routing exists.
-    """
-
-    def __init__(self, redis_sync_client: Any, prefix: str = "cc:", stats_fn: StatsFn | None = None,
-                 agent_states_fn: AgentStatesFn | None = None) -> None:
-        self.client = redis_sync_client
-        self.prefix = prefix
-        self._stats_fn = stats_fn
-        self._agent_states_fn = agent_states_fn
+    def __init__(self, queue_stats: Callable[[], Iterable[QueueFigures]],
+                 agent_states: Callable[[], Mapping[str, int]], cdr_backlog: Callable[[], int]) -> None:
+        self._queue_stats = queue_stats
+        self._agent_states = agent_states
+        self._cdr_backlog = cdr_backlog
 
     def describe(self) -> Iterable[Metric]:
         # Unchecked registration: describing would mean reading Redis at register time.
@@ -151,12 +164,7 @@ class QueueCollector(Collector):
         backlog = GaugeMetricFamily("callcenter_cdr_backlog_entries", "CDR entries in Redis not yet in the store.")
         families: list[Metric] = [waiting, oldest, q_agents, agents, offered, answered, abandoned, in_sl, sl]
         try:
-            stats_fn, states_fn = self._stats_fn, self._agent_states_fn
-            if stats_fn is None or states_fn is None:
-                default_stats, default_states = _wallboard()
-                stats_fn = stats_fn or default_stats
-                states_fn = states_fn or default_states
-            for qs in stats_fn(self.client, self.prefix):
+            for qs in self._queue_stats():
                 waiting.add_metric([qs.queue], float(qs.waiting))
                 oldest.add_metric([qs.queue], float(qs.oldest_wait_seconds or 0.0))
                 for state, n in sorted(qs.agents_by_state.items()):
@@ -167,11 +175,9 @@ class QueueCollector(Collector):
                 in_sl.add_metric([qs.queue], float(qs.answered_within_sl_today))
                 if qs.service_level is not None:
                     sl.add_metric([qs.queue], float(qs.service_level))
-            for state, n in sorted(states_fn(self.client, self.prefix).items()):
+            for state, n in sorted(self._agent_states().items()):
                 agents.add_metric([state], float(n))
-            from callcenter.cdr import keys as cdr_keys
-
-            backlog.add_metric([], float(self.client.xlen(cdr_keys.stream(self.prefix))))
+            backlog.add_metric([], float(self._cdr_backlog()))
             families.append(backlog)
             up.add_metric([], 1.0)
         except Exception:  # noqa: BLE001 - a scrape must answer even when Redis does not
@@ -184,9 +190,7 @@ class QueueCollector(Collector):
         return [up, duration, *families]
 
 
-def register_queue_collector(redis_sync_client: Any, prefix: str = "cc:",
-                             registry: CollectorRegistry = REGISTRY, **kwargs: Any) -> QueueCollector:
-    collector = QueueCollector(redis_sync_client, prefix, **kwargs)
+def register_queue_collector(collector: QueueCollector, registry: CollectorRegistry = REGISTRY) -> QueueCollector:
     registry.register(collector)
     return collector
 

@@ -74,7 +74,7 @@ def test_preview_routes_need_a_preview_campaign_and_a_running_dialer(redis_url):
         camps = dict(CAMPAIGNS)
         camps["pv"] = dataclasses.replace(CAMPAIGNS["telesales_demo"], id="pv", dial_mode="preview")
         router = HttpRouter()
-        api.install_routes(router, r, camps, "t:", outbound=lambda: None)
+        api.install_routes(router, r, camps, "t:", desk=None)
         out = {
             "not_preview": await call(router, "GET", "/campaigns/telesales_demo/preview", query={"agent": ["1001"]}),
             "no_dialer": await call(router, "GET", "/campaigns/pv/preview", query={"agent": ["1001"]}),

@@ -22,6 +22,7 @@ from routing_helpers import Clock, call, make
 
 from callcenter.metrics import QueueCollector
 from callcenter.redisconn import connect_sync
+from callcenter.worker import queue_collector
 
 SERVER = r"""
 import sys
@@ -30,8 +31,9 @@ from twisted.web.resource import Resource
 from twisted.web.server import Site
 from callcenter import metrics as m
 from callcenter.redisconn import connect_sync
+from callcenter.worker import queue_collector
 
-m.register_queue_collector(connect_sync(sys.argv[1]), "cc:")
+m.register_queue_collector(queue_collector(connect_sync(sys.argv[1]), "cc:"))
 # the scenario: 3 inbound answered, 1 abandoned, 2 outbound answered
 m.CALLS_TOTAL.labels("inbound", "answered").inc(3)
 m.CALLS_TOTAL.labels("inbound", "abandoned").inc()
@@ -152,24 +154,20 @@ def test_collector_reports_down_when_redis_is_unreachable(tmp_path) -> None:
 
     client = connect_sync(f"unix://{tmp_path / 'nothing.sock'}", ride_out_restarts=False, socket_connect_timeout=0.5,
                           retry=Retry(NoBackoff(), 0))
-    reg.register(QueueCollector(client, "cc:"))
+    reg.register(queue_collector(client, "cc:"))
     fams = {f.name: f for f in text_string_to_metric_families(generate_latest(reg).decode())}
     assert value(fams["callcenter_queue_collector_up"]) == 0
     assert "callcenter_queue_waiting_calls" not in fams
 
 
-def test_collector_accepts_injected_stats_function() -> None:
+def test_collector_reads_through_the_callables_it_is_given() -> None:
     from callcenter.routing.wallboard import QueueStats
 
-    def stats(_client, _prefix: str) -> list[QueueStats]:
+    def stats() -> list[QueueStats]:
         return [QueueStats("vip", 3, 75.5, {"available": 0, "on_call": 4}, 10, 6, 2, 5, 0.625)]
 
-    class NoStream:
-        def xlen(self, _key: str) -> int:
-            return 7
-
     reg = CollectorRegistry()
-    reg.register(QueueCollector(NoStream(), "cc:", stats_fn=stats, agent_states_fn=lambda c, p: {"on_call": 4}))
+    reg.register(QueueCollector(stats, lambda: {"on_call": 4}, lambda: 7))
     fams = {f.name: f for f in text_string_to_metric_families(generate_latest(reg).decode())}
     assert value(fams["callcenter_queue_oldest_wait_seconds"], queue="vip") == 75.5
     assert value(fams["callcenter_queue_service_level_ratio"], queue="vip") == 0.625
@@ -190,12 +188,8 @@ def exposed_names() -> set[str]:
             suffixes = {"counter": ["_total"], "histogram": ["_bucket", "_sum", "_count"]}.get(obj._type, [""])
             names.update(obj._name + s for s in suffixes)
 
-    class Stream:
-        def xlen(self, _key: str) -> int:
-            return 0
-
     stats = [QueueStats("q", 1, 1.0, {"available": 1}, 1, 1, 0, 1, 1.0)]
-    collector = metrics.QueueCollector(Stream(), stats_fn=lambda c, p: stats, agent_states_fn=lambda c, p: {"a": 1})
+    collector = metrics.QueueCollector(lambda: stats, lambda: {"a": 1}, lambda: 0)
     names.update(f.name for f in collector.collect())
     return names
 

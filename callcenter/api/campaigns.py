@@ -22,7 +22,7 @@ import asyncio
 import json
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 from callcenter.api.http import HttpError, HttpRouter, Request, Response
@@ -35,14 +35,18 @@ from callcenter.dialer.keys import DialerKeys
 from callcenter.dialer.outcomes import OutcomeRecorder
 from callcenter.dialer.upload import UploadError, UploadLimits, import_list, parse_csv
 
+if TYPE_CHECKING:   # the worker's call layer and the dialer's engine: the API only holds what they give it
+    from callcenter.calls.preview import PreviewDesk
+    from callcenter.dialer.engine import DialRequest
+
 DNC_ADD = CAMPAIGNS | {SUPERVISOR}
 
 
 def install_routes(router: HttpRouter, redis: Any, campaigns: Mapping[str, Campaign], prefix: str = "cc:",
                    limits: UploadLimits | None = None, clock: Callable[[], float] = time.time,
-                   outbound: Callable[[], Any] | None = None) -> None:
-    """``outbound()`` returns the worker's running :class:`callcenter.outbound.Outbound` (or None
-    while no dialer runs): the preview routes need it."""
+                   desk: PreviewDesk | None = None) -> None:
+    """``desk`` is the worker's preview desk (``calls.preview``; None when no dialer runs in this process):
+    the preview routes answer 503 without it or once it closed (the dialer stopped)."""
     keys = DialerKeys(prefix)
     control = CampaignControl(redis, keys)
     compliance = Compliance(redis, keys)
@@ -150,12 +154,12 @@ def install_routes(router: HttpRouter, redis: Any, campaigns: Mapping[str, Campa
             raise HttpError(404, "number is not on that DNC list")
         return {"number": e164, "campaign": cid, "dnc": False}
 
-    def desk(req: Request) -> tuple[Any, Campaign, str]:
+    def at_desk(req: Request) -> tuple[PreviewDesk, Campaign, str]:
         c = campaign(req)
         if c.dial_mode != "preview":
             raise HttpError(409, f"campaign {c.id} dials in {c.dial_mode} mode, not preview")
-        out = outbound() if outbound else None
-        if out is None:
+        out = desk
+        if out is None or not out.open:
             raise HttpError(503, "no dialer runs in this worker (start it with --dialer)")
         body = req.json() if req.body else {}
         agent = req.arg("agent") or (body.get("agent") if isinstance(body, dict) else None)
@@ -163,26 +167,26 @@ def install_routes(router: HttpRouter, redis: Any, campaigns: Mapping[str, Campa
             raise HttpError(400, "agent: required (?agent=ID)")
         return out, c, agent
 
-    def record(c: Campaign, r: Any, agent: str) -> dict[str, Any]:
+    def record(c: Campaign, r: DialRequest, agent: str) -> dict[str, Any]:
         return {"campaign": c.id, "agent": agent, "number": r.e164, "national": phone.national(r.e164),
                 "attempt": r.attempt, "data": dict(r.data)}
 
     async def preview(req: Request) -> Any:
-        out, c, agent = desk(req)
-        r = await out.preview_take(c.id, agent)
+        out, c, agent = at_desk(req)
+        r = await out.take(c.id, agent)
         if r is None:
             return {"campaign": c.id, "agent": agent, "number": None}
         return record(c, r, agent)
 
     def preview_action(action: str) -> Callable[[Request], Any]:
         async def handler(req: Request) -> Any:
-            out, c, agent = desk(req)
+            out, c, agent = at_desk(req)
             e164 = number(req.params["number"], c.region)
             try:
                 if action == "dial":
-                    await out.preview_dial(c.id, e164, agent)
+                    await out.dial(c.id, e164, agent)
                 else:
-                    await out.preview_skip(c.id, e164, agent)
+                    await out.skip(c.id, e164, agent)
             except LookupError as exc:
                 raise HttpError(404, str(exc.args[0] if exc.args else exc)) from None
             except ValueError as exc:

@@ -4,7 +4,10 @@ The Redis router decides *who* gets a call; this module does what needs the call
 which lives in this process: it plays music and "your position is N", rings the agent the
 router reserved (an originated leg, the same API the dialer uses), bridges on answer, puts the
 call back at its place when the agent does not answer, and CANCELs the agent's phone when
-the caller gives up. It implements the IVR's `IvrServices`.
+the caller gives up. When a callback reaches the front, it rings the agent and then dials the customer.
+
+A flow reaches it through ``calls.services`` (its ``queue`` node), the dialer through ``calls.outbound``
+(an answered customer waits here for an agent, ahead of inbound callers).
 """
 
 from __future__ import annotations
@@ -16,11 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import structlog
-
 from callcenter import logs, metrics
+from callcenter.calls.outcome import first_to_end, hangup_cause, hangup_side, offer_result
+from callcenter.calls.records import LiveCalls, call_record, leg_record, queue_event
 from callcenter.cdr.buffer import CdrBuffer
-from callcenter.cdr.record import CallRecord, LegRecord, QueueEvent, new_id
+from callcenter.cdr.record import CallRecord, LegRecord, new_id
 from callcenter.dialer.policy import DialDecision, DialPolicy
 from callcenter.exceptions import CallGone
 from callcenter.ivr import announce, prompts
@@ -28,14 +31,11 @@ from callcenter.ivr.saynumber import say
 from callcenter.ivr.services import QueueOutcome, QueueRequest
 from callcenter.routing.router import Offer, QueuedCall, QueueFull, Router, RoutingError, RoutingEvent
 from callcenter.tasks import TaskSet
-from callcenter.telephony.api import HangupSide, Leg, OriginateResult, Softswitch
+from callcenter.telephony.api import Leg, OriginateResult, Softswitch
 
 log = logs.get("queue")
 
 CALLBACK_ATTEMPTS = 3     # read-backs / keyed numbers before the caller is left in the queue
-_FAILURE = {OriginateResult.BUSY: "busy", OriginateResult.NO_ANSWER: "no_answer",
-            OriginateResult.REJECTED: "rejected", OriginateResult.INVALID: "rejected",
-            OriginateResult.FAILED: "failed"}
 
 
 @dataclass
@@ -53,29 +53,29 @@ class Waiter:
     outcome: QueueOutcome | None = None
 
 
-class QueueService:
-    """IvrServices for live calls: queueing through the Redis router, DNC, dispositions."""
+class Queueing:
+    """This worker's callers in the Redis ACD: :meth:`queue` holds one until it leaves the queue,
+    :meth:`run_offers` rings the agents the router reserves for them, :meth:`handle_events` acts on the
+    router's events for them."""
 
-    def __init__(self, router: Router, switch: Softswitch, cdr: CdrBuffer, *, trunk: str = "",
-                 dnc: Any = None, service_levels: dict[str, float] | None = None,
-                 short_abandon: float = 5.0, policy: DialPolicy | None = None) -> None:
+    def __init__(self, router: Router, switch: Softswitch, cdr: CdrBuffer, live: LiveCalls, *,
+                 policy: DialPolicy, trunk: str = "", service_levels: dict[str, float] | None = None,
+                 short_abandon: float = 5.0) -> None:
         self.service_levels = service_levels or {}
         self.short_abandon = short_abandon
         self.router = router
         self.switch = switch
         self.cdr = cdr
+        self.live = live              # the live calls' records: the queue fills in agent, wait and talk times
         self.trunk = trunk
-        self.dnc = dnc
-        self.policy = policy or DialPolicy()   # every callback number goes through it (request and dial)
+        self.policy = policy          # every callback number goes through it (request and dial)
         self.waiting: dict[str, Waiter] = {}
-        self.records: dict[str, CallRecord] = {}    # call id -> the CDR the worker keeps for it
-        self.call_events: dict[str, list[tuple[str, dict[str, Any]]]] = {}   # IVR events per live call
         self.tasks = TaskSet()
 
-    # -- IvrServices ------------------------------------------------------------------------
-
     async def queue(self, leg: Leg, request: QueueRequest) -> QueueOutcome:
-        record = self.records.get(leg.id) or CallRecord(leg.id, "inbound", leg.caller, leg.called, time.time())
+        """Queue the caller; returns when the call left the queue (IvrServices.queue)."""
+        record = self.live.records.get(leg.id) or CallRecord(leg.id, "inbound", leg.caller, leg.called,
+                                                             time.time())
         now = time.time()
         attrs = {k: str(v) for k, v in request.variables.items() if k in ("name", "customer_id", "vip", "language")}
         waiter: Waiter | None = None
@@ -107,24 +107,10 @@ class QueueService:
             if waiter is not None and waiter.offer_task and not waiter.offer_task.done():
                 waiter.offer_task.cancel()
 
-    async def add_dnc(self, number: str, scope: str) -> None:
-        if self.dnc is not None:
-            await self.dnc(number, scope)
-        call_id = self._note("dnc", {"scope": scope})
-        await self._event("DNC", call_id, None, scope=scope)
-
-    async def emit(self, event: str, data: dict[str, Any]) -> None:
-        call_id = self._note(event, data)
-        await self._event(event.upper(), call_id, data.get("queue"), **{k: v for k, v in data.items()
-                                                                        if k not in ("call_id", "queue")})
-
-    def _note(self, event: str, data: dict[str, Any]) -> str | None:
-        """Remember a flow's event for its call's disposition; the call id is the one the worker bound
-        for logging (the IVR runs inside the call's task)."""
-        call_id = data.get("call_id") or structlog.contextvars.get_contextvars().get("call_id")
-        if call_id in self.records:
-            self.call_events.setdefault(call_id, []).append((event, dict(data)))
-        return call_id
+    def reserved_agent(self, call_id: str) -> str | None:
+        """The agent the router reserved for this queued caller (being rung or talking), if any yet."""
+        w = self.waiting.get(call_id)
+        return w.offer.agent_id if w is not None and w.offer is not None else None
 
     # -- waiting ----------------------------------------------------------------------------
 
@@ -343,24 +329,17 @@ class QueueService:
         except CallGone:
             pass
         await self._event("CONNECT", leg.id, offer.queue, offer.agent_id, holdtime=rec.wait_seconds)
-        ended_caller = asyncio.ensure_future(leg.wait_ended())
-        ended_agent = asyncio.ensure_future(agent.wait_ended())
-        await asyncio.wait([ended_caller, ended_agent], return_when=asyncio.FIRST_COMPLETED)
+        first, info = await first_to_end(leg, agent)
         talk = time.time() - answered
         rec.talk_seconds = round(talk, 3)
-        caller_first = ended_caller.done()
+        caller_first = first is leg
+        rec.hangup_cause = hangup_cause(info)
         if caller_first:
             rec.hangup_side = "caller"
-            info = ended_caller.result()
-            rec.hangup_cause = f"{info.sip_code} {info.reason}".strip()
-            ended_agent.cancel()
             await agent.hangup()
             event = "COMPLETECALLER"
         else:
-            ended_caller.cancel()
-            info = ended_agent.result()
-            rec.hangup_side = "agent" if info.side == HangupSide.CALLER else "system"
-            rec.hangup_cause = f"{info.sip_code} {info.reason}".strip()
+            rec.hangup_side = hangup_side(info, "agent")
             event = "COMPLETEAGENT"
         await self.router.call_finished(leg.id, offer.agent_id, talk)
         metrics.HANDLE_SECONDS.labels(queue=offer.queue).observe(talk)
@@ -452,7 +431,7 @@ class QueueService:
         finally:
             w.offer_task = None
         if result is not OriginateResult.ANSWERED or agent is None:
-            reason = _FAILURE.get(result, "failed")
+            reason = offer_result(result)
             metrics.AGENT_OFFERS_TOTAL.labels(queue=offer.queue, result=reason).inc()
             if w.offer is offer:
                 w.offer = None
@@ -483,14 +462,14 @@ class QueueService:
             await self.router.cancel_callback(offer.call_id)    # frees the reserved agent, never rung
             await self._event("CALLBACK_REFUSED", offer.call_id, offer.queue, reason=decision.reason,
                               kind=decision.kind, at="dial")
-            await self.cdr.call(CallRecord(offer.call_id, "outbound", "callcenter", offer.callback_number or "",
-                                           started, end=time.time(), callback=True, queue=offer.queue,
-                                           outcome="failed", hangup_side="system",
-                                           hangup_cause=f"dial_policy:{decision.reason}"))
+            await call_record(self.cdr, CallRecord(
+                offer.call_id, "outbound", "callcenter", offer.callback_number or "", started, end=time.time(),
+                callback=True, queue=offer.queue, outcome="failed", hangup_side="system",
+                hangup_cause=f"dial_policy:{decision.reason}"))
             return
         result, agent = await self.switch.originate(offer.agent_uri, "callback", offer.ring_timeout)
         if result is not OriginateResult.ANSWERED or agent is None:
-            await self.router.offer_failed(offer, _FAILURE.get(result, "failed"))
+            await self.router.offer_failed(offer, offer_result(result))
             return
         if not await self.router.offer_answered(offer):
             await agent.hangup()
@@ -502,42 +481,32 @@ class QueueService:
                          queue=offer.queue, agent_id=offer.agent_id, agent_answer=time.time())
         if res2 is not OriginateResult.ANSWERED or customer is None:
             await agent.hangup()
-            rec.outcome, rec.end = _FAILURE.get(res2, "failed"), time.time()
+            rec.outcome, rec.end = offer_result(res2), time.time()   # calls.outcome: the offer's word
             await self.router.call_finished(offer.call_id, offer.agent_id, 0.0)
-            await self.cdr.call(rec)
+            await call_record(self.cdr, rec)
             return
         rec.answer = time.time()
         await customer.bridge(agent)
         await self._event("CONNECT", offer.call_id, offer.queue, offer.agent_id, callback=True)
-        a = asyncio.ensure_future(customer.wait_ended())
-        b = asyncio.ensure_future(agent.wait_ended())
-        await asyncio.wait([a, b], return_when=asyncio.FIRST_COMPLETED)
+        await first_to_end(customer, agent)
         await customer.hangup()
         await agent.hangup()
         rec.end = time.time()
         rec.talk_seconds = round(rec.end - rec.answer, 3)
         rec.outcome = "answered"
         await self.router.call_finished(offer.call_id, offer.agent_id, rec.talk_seconds)
-        await self.cdr.call(rec)
+        await call_record(self.cdr, rec)
 
     # -- records ----------------------------------------------------------------------------
 
     async def _event(self, event: str, call_id: str | None, queue: str | None, agent_id: str | None = None,
                      **data: Any) -> None:
-        try:
-            await self.cdr.event(QueueEvent.make(event, call_id=call_id, queue=queue, agent_id=agent_id,
-                                                 **data))
-        except Exception:  # the buffer keeps records in memory while Redis is away
-            log.exception("queue event not recorded", call_id=call_id, event=event)
+        await queue_event(self.cdr, event, call_id, queue, agent_id, **data)
 
     async def _leg(self, leg: Leg | None, call_id: str, kind: str, uri: str, agent_id: str | None,
                    result: str, start: float | None = None, answer: float | None = None) -> None:
-        rec = LegRecord(leg.id if leg is not None else new_id(), call_id, kind, uri,
-                        agent_id, start or time.time(), answer, time.time(), None, result)
-        try:
-            await self.cdr.leg(rec)
-        except Exception:
-            log.exception("leg record not written", call_id=call_id)
+        await leg_record(self.cdr, LegRecord(leg.id if leg is not None else new_id(), call_id, kind, uri,
+                                             agent_id, start or time.time(), answer, time.time(), None, result))
 
 
 def _source(leg: Leg) -> str:

@@ -25,13 +25,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from callcenter import logs
+from callcenter.calls.outcome import attempt_outcome
 from callcenter.dialer import phone
 from callcenter.dialer.campaign import Campaign
 from callcenter.dialer.compliance import Compliance, window_check
 from callcenter.dialer.control import CampaignControl
 from callcenter.dialer.keys import DialerKeys
 from callcenter.dialer.ledger import AbandonLedger, throttle
-from callcenter.dialer.outcomes import FROM_ORIGINATE, Decision, OutcomeRecorder, decide
+from callcenter.dialer.outcomes import Decision, OutcomeRecorder, decide
 from callcenter.dialer.pacing import PacingInput, PacingStats, predictive_dials, progressive_dials
 from callcenter.dialer.policy import DialPolicy
 from callcenter.dialer.scripts import script
@@ -392,7 +393,7 @@ class DialerEngine:
             st.in_flight -= 1
         if not answered or leg is None:
             lines.dec()
-            await self.handle_result(req, FROM_ORIGINATE.get(result, "failed"), self.clock())
+            await self.handle_result(req, attempt_outcome(result), self.clock())
             return
         hold = _AwaitingAgent(st, c.dial_mode != "agentless")
         try:

@@ -15,13 +15,9 @@ from callcenter import logs
 from callcenter.dialer.campaign import Campaign
 from callcenter.dialer.keys import DialerKeys
 from callcenter.dialer.scripts import script
-from callcenter.telephony.api import OriginateResult
 
 log = logs.get("dialer.outcomes")
 
-FROM_ORIGINATE = {OriginateResult.BUSY: "busy", OriginateResult.NO_ANSWER: "no_answer",
-                  OriginateResult.REJECTED: "rejected", OriginateResult.INVALID: "invalid",
-                  OriginateResult.FAILED: "failed"}
 DISPOSITIONS = ("sale", "promise_to_pay", "callback", "wrong_number", "dnc", "not_interested", "completed",
                 "no_contact")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import time
 import uuid
 from collections import deque
 from collections.abc import Sequence
@@ -39,6 +40,7 @@ class ScriptedLeg:
         self.caller = caller
         self.caller_verified = False   # a simulated From, like an untrusted one
         self.called = called
+        self.created = time.time()
         self.inputs = deque(inputs)
         self.hangup_when_done = hangup_when_done
         self.barge_in = barge_in

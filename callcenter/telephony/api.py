@@ -43,6 +43,7 @@ class Leg(Protocol):
     caller_verified: bool  # True only when `caller` came from a trusted P-Asserted-Identity (a From is
                            # anyone's to write: never dial it back or look it up as proven)
     called: str        # user part of the request URI / To
+    created: float     # when the leg was made (an incoming INVITE's arrival), epoch seconds
 
     @property
     def ended(self) -> bool: ...

@@ -1,0 +1,65 @@
+"""What the call layer keeps and writes about the calls up on this worker.
+
+:class:`LiveCalls` holds the CallRecord of each live call (inbound calls and answered outbound dials):
+whoever handles a stage of the call (the queue: agent, wait and talk times) fills in the same record, and
+the call's owner writes it when the call ends. It also keeps the flow events of inbound calls, which
+become the call's disposition.
+
+The queue log, leg and call records are written with :func:`queue_event`, :func:`leg_record` and
+:func:`call_record`: a record
+that cannot be written is logged, never a reason to drop a call (the CDR buffer keeps records in memory
+while Redis is away).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+from callcenter import logs
+from callcenter.cdr.buffer import CdrBuffer
+from callcenter.cdr.record import CallRecord, LegRecord, QueueEvent
+
+log = logs.get("calls")
+
+FlowEvents = list[tuple[str, dict[str, Any]]]
+
+
+@dataclass
+class LiveCalls:
+    records: dict[str, CallRecord] = field(default_factory=dict)   # call id -> its CDR while it lasts
+    events: dict[str, FlowEvents] = field(default_factory=dict)    # call id -> its flow's events
+
+    def note(self, event: str, data: dict[str, Any]) -> str | None:
+        """Remember a flow's event for its call's disposition; the call id is the one bound for logging
+        (an inbound flow runs inside its call's task: see ``calls.inbound``). Returns that call id."""
+        call_id = data.get("call_id") or structlog.contextvars.get_contextvars().get("call_id")
+        if call_id in self.records:
+            self.events.setdefault(call_id, []).append((event, dict(data)))
+        return call_id if isinstance(call_id, str) else None
+
+
+async def queue_event(cdr: CdrBuffer, event: str, call_id: str | None, queue: str | None,
+                      agent_id: str | None = None, **data: Any) -> None:
+    """One line of the queue event log (``cdr.record`` EVENTS)."""
+    try:
+        await cdr.event(QueueEvent.make(event, call_id=call_id, queue=queue, agent_id=agent_id, **data))
+    except Exception:
+        log.exception("queue event not recorded", call_id=call_id, queue_event=event)
+
+
+async def leg_record(cdr: CdrBuffer, rec: LegRecord) -> None:
+    try:
+        await cdr.leg(rec)
+    except Exception:
+        log.exception("leg record not written", call_id=rec.call_id)
+
+
+async def call_record(cdr: CdrBuffer, rec: CallRecord) -> None:
+    """A snapshot of a call's record (later snapshots of the same call id replace earlier ones)."""
+    try:
+        await cdr.call(rec)
+    except Exception:
+        log.exception("call record not written", call_id=rec.call_id)
