@@ -38,7 +38,6 @@ import redis.asyncio as aredis
 
 from callcenter import logs
 from callcenter.exceptions import CallcenterError
-from callcenter.redisconn import connect, connect_sync, retry_kwargs  # noqa: F401 - for worker.py, calls/outbound.py
 from callcenter.routing import scripts
 from callcenter.routing.keys import Keys
 from callcenter.routing.rules import MAX_SKILLS, Announce, Fallback, RoutingRules, skill_problem
