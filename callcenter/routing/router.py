@@ -49,7 +49,6 @@ AGENT_STATES = ("available", "reserved", "on_call", "wrap_up", "paused", "logged
 # agent for a ring_all queue): no miss for the agent.
 OFFER_FAILURES = ("no_answer", "busy", "rejected", "failed", "withdrawn")
 BUSY_STATES = ("reserved", "on_call", "wrap_up")   # an agent taken by a call (ringing, talking, wrap-up)
-BUSY_STATES = ("reserved", "on_call", "wrap_up")   # an agent taken by a call (ringing, talking, wrap-up)
 
 
 class RoutingError(CallcenterError):
@@ -370,21 +369,6 @@ class Router:
         states = await pipe.execute()
         return sum(1 for st in states if st in BUSY_STATES)
 
-
-    async def free_agents(self, queue: str) -> int:
-        """Agents free for the queue, read now (the dialer's pacing: one reserved a moment ago is not free)."""
-        return int(await self.redis.zcard(self.keys.free(queue)))
-
-    async def busy_agents(self, queue: str) -> int:
-        """Members of the queue reserved, on a call or in wrap-up (predictive pacing's 'busy')."""
-        members = list(await self.redis.smembers(self.keys.members(queue)))
-        if not members:
-            return 0
-        pipe = self.redis.pipeline(transaction=False)
-        for a in members:
-            pipe.hget(self.keys.agent(a), "state")
-        states = await pipe.execute()
-        return sum(1 for st in states if st in BUSY_STATES)
 
 def pause_limit(pause_rules: dict[str, str], reason: str | None) -> float:
     """Seconds a pause of ``reason`` may last (the ``pause_rules`` hash); 0 = no limit."""
