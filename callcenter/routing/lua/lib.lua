@@ -163,10 +163,21 @@ local function jdecode(raw)
   return t
 end
 
--- Escalation steps are decoded only by the scripts that need them (most do not).
+-- t[field], made by make(arg) at its first use and kept in t: what a hash holds as text (a queue's
+-- escalation steps, an agent's skills and queues, a call's queue list and requirement) is decoded
+-- only by the scripts that read it, once per script.
+local function lazy(t, field, make, arg)
+  local v = t[field]
+  if v == nil then
+    v = make(arg)
+    t[field] = v
+  end
+  return v
+end
+
+-- Escalation steps (most scripts never read them).
 local function steps(qc)
-  if qc.escalation == nil then qc.escalation = cjson.decode(qc.escalation_raw) end
-  return qc.escalation
+  return lazy(qc, 'escalation', cjson.decode, qc.escalation_raw)
 end
 
 local STATS_TTL = 8 * 86400   -- daily counters outlive the day for late wallboard/KPI reads
@@ -253,13 +264,11 @@ local function agent_get(a)
 end
 
 local function ag_skills(ag)
-  if ag.skills == nil then ag.skills = jdecode(ag.skills_raw) end
-  return ag.skills
+  return lazy(ag, 'skills', jdecode, ag.skills_raw)
 end
 
 local function ag_queues(ag)
-  if ag.queues == nil then ag.queues = jdecode(ag.queues_raw) end
-  return ag.queues
+  return lazy(ag, 'queues', jdecode, ag.queues_raw)
 end
 
 -- The free-set score of agent ag in queue q: lower is offered first.
@@ -378,17 +387,18 @@ local function call_get(c, fields)
   return ci
 end
 
+-- The queues a call waits in: 'queues' (JSON) once escalation added overflow queues, else its queue.
+local function queues_of(ci)
+  return ci.queues_raw and cjson.decode(ci.queues_raw) or {ci.queue}
+end
+
 local function ci_queues(ci)
-  if ci.queues == nil then
-    ci.queues = ci.queues_raw and cjson.decode(ci.queues_raw) or {ci.queue}
-  end
-  return ci.queues
+  return lazy(ci, 'queues', queues_of, ci)
 end
 
 -- The call's skill requirement (shared with parse_sig's memo: read-only; apply_step copies it).
 local function ci_need(ci)
-  if ci.need == nil then ci.need = parse_sig(ci.sig) end
-  return ci.need
+  return lazy(ci, 'need', parse_sig, ci.sig)
 end
 
 local function unwait(ci)
