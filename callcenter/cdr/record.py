@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import asdict, dataclass, field, fields
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
@@ -54,7 +54,19 @@ def version_now() -> int:
 
 
 @dataclass
-class CallRecord:
+class Record:
+    """What every record is on the CDR stream and in the stores: a dict of its fields."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return plain_dict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Self:
+        return cls(**_known(cls, data))
+
+
+@dataclass
+class CallRecord(Record):
     """One per call (inbound or outbound), keyed by call_id."""
 
     call_id: str
@@ -88,16 +100,9 @@ class CallRecord:
     worker_id: str | None = None
     version: int = 0                    # 0: the buffer stamps version_now() when sending
 
-    def to_dict(self) -> dict[str, Any]:
-        return plain_dict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> CallRecord:
-        return cls(**_known(cls, data))
-
 
 @dataclass
-class LegRecord:
+class LegRecord(Record):
     """One SIP leg of a call: the caller's inbound leg, each agent offer, an outbound dial, a callback."""
 
     leg_id: str
@@ -112,16 +117,9 @@ class LegRecord:
     result: str | None = None           # "answered" | "busy" | "no_answer" | "rejected" | "failed" | ...
     version: int = 0
 
-    def to_dict(self) -> dict[str, Any]:
-        return plain_dict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> LegRecord:
-        return cls(**_known(cls, data))
-
 
 @dataclass
-class QueueEvent:
+class QueueEvent(Record):
     """One line of the queue event log. ``event_id`` makes a re-delivered event a no-op."""
 
     event_id: str
@@ -132,13 +130,6 @@ class QueueEvent:
     event: str
     data: dict[str, Any] = field(default_factory=dict)
 
-    def to_dict(self) -> dict[str, Any]:
-        return plain_dict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> QueueEvent:
-        return cls(**_known(cls, data))
-
     @classmethod
     def make(cls, event: str, *, call_id: str | None = None, queue: str | None = None,
              agent_id: str | None = None, ts: float | None = None, **data: Any) -> QueueEvent:
@@ -146,7 +137,7 @@ class QueueEvent:
 
 
 @dataclass
-class Disposition:
+class Disposition(Record):
     """The code an agent sets after the call, and whether the customer's issue was resolved."""
 
     call_id: str
@@ -154,13 +145,6 @@ class Disposition:
     resolved: bool | None
     ts: float
     agent_id: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return plain_dict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Disposition:
-        return cls(**_known(cls, data))
 
 
 _SCALARS = frozenset({str, int, float, bool, type(None)})
