@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# One command: set up (with test extras) and run the whole test suite and the linter.
+# One command: set up (with test extras), run the linters (scripts/lint.sh: ruff and mypy), then the whole
+# test suite. A lint finding fails it before any test runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh --test
-.venv/bin/ruff check callcenter tests bench
+bash scripts/lint.sh
 exec .venv/bin/pytest -q -p no:cacheprovider "$@"
