@@ -25,7 +25,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
-from callcenter.api.http import HttpError, HttpRouter, Request, Response
+from callcenter.api.http import HttpError, HttpRouter, Reply, Request, Response
 from callcenter.auth.roles import CAMPAIGNS, DESK, SUPERVISOR
 from callcenter.dialer import assignment, phone
 from callcenter.dialer.campaign import Campaign
@@ -65,7 +65,7 @@ def install_routes(router: HttpRouter, redis: Any, campaigns: Mapping[str, Campa
         except phone.PhoneError as exc:
             raise HttpError(400, f"number: {exc.reason}") from None
 
-    async def list_campaigns(req: Request) -> Any:
+    async def list_campaigns(req: Request) -> Reply:
         out = []
         for c in campaigns.values():
             out.append({"id": c.id, "name": c.name, "type": c.type, "dial_mode": c.dial_mode, "queue": c.queue,
@@ -73,17 +73,17 @@ def install_routes(router: HttpRouter, redis: Any, campaigns: Mapping[str, Campa
                         "state": await control.state(c.id)})
         return {"campaigns": out}
 
-    async def stats(req: Request) -> Any:
+    async def stats(req: Request) -> Reply:
         return await control.stats(campaign(req), clock())
 
     def set_state(state: str) -> Callable[[Request], Any]:
-        async def handler(req: Request) -> Any:
+        async def handler(req: Request) -> Reply:
             c = campaign(req)
             await control.set_state(c.id, state, clock())
             return {"campaign": c.id, "state": state}
         return handler
 
-    async def upload(req: Request) -> Any:
+    async def upload(req: Request) -> Reply:
         c = campaign(req)
         if len(req.body) > limits.max_bytes:
             raise HttpError(413, f"list is {len(req.body)} bytes; the limit is {limits.max_bytes} bytes")
@@ -107,7 +107,7 @@ def install_routes(router: HttpRouter, redis: Any, campaigns: Mapping[str, Campa
         if only and await assignment.assigned_agent(redis, keys, c.id, e164) != only:
             raise HttpError(403, "this contact is not assigned to your agent")
 
-    async def contact(req: Request) -> Any:
+    async def contact(req: Request) -> Reply:
         c = campaign(req)
         e164 = number(req.params["number"], c.region)
         await own_contact(req, c, e164)
@@ -118,7 +118,7 @@ def install_routes(router: HttpRouter, redis: Any, campaigns: Mapping[str, Campa
         d.pop("lease_owner", None)
         return d
 
-    async def dispose(req: Request) -> Any:
+    async def dispose(req: Request) -> Reply:
         c = campaign(req)
         e164 = number(req.params["number"], c.region)
         await own_contact(req, c, e164)
@@ -134,7 +134,7 @@ def install_routes(router: HttpRouter, redis: Any, campaigns: Mapping[str, Campa
             raise HttpError(400, str(exc)) from None
         return {"campaign": c.id, "state": d.state, "next_at": d.next_at, "dnc": d.add_dnc}
 
-    async def add_dnc(req: Request) -> Any:
+    async def add_dnc(req: Request) -> Reply:
         body = req.json()
         if not isinstance(body, dict) or not isinstance(body.get("number"), str):
             raise HttpError(400, "body must be a JSON object with 'number'")
@@ -145,7 +145,7 @@ def install_routes(router: HttpRouter, redis: Any, campaigns: Mapping[str, Campa
         await compliance.add_dnc(e164, cid)
         return Response({"number": e164, "campaign": cid, "dnc": True}, 201)
 
-    async def remove_dnc(req: Request) -> Any:
+    async def remove_dnc(req: Request) -> Reply:
         cid = req.arg("campaign")
         if cid is not None and cid not in campaigns:
             raise HttpError(404, f"no campaign {cid!r}")
@@ -171,7 +171,7 @@ def install_routes(router: HttpRouter, redis: Any, campaigns: Mapping[str, Campa
         return {"campaign": c.id, "agent": agent, "number": r.e164, "national": phone.national(r.e164),
                 "attempt": r.attempt, "data": dict(r.data)}
 
-    async def preview(req: Request) -> Any:
+    async def preview(req: Request) -> Reply:
         out, c, agent = at_desk(req)
         r = await out.take(c.id, agent)
         if r is None:
@@ -179,7 +179,7 @@ def install_routes(router: HttpRouter, redis: Any, campaigns: Mapping[str, Campa
         return record(c, r, agent)
 
     def preview_action(action: str) -> Callable[[Request], Any]:
-        async def handler(req: Request) -> Any:
+        async def handler(req: Request) -> Reply:
             out, c, agent = at_desk(req)
             e164 = number(req.params["number"], c.region)
             try:
