@@ -414,12 +414,9 @@ class DialerEngine:
             # Per campaign: leave a message (an IVR flow, or one recorded prompt) or hang up.
             if c.machine_flow:
                 await self.run_ivr(leg, c.machine_flow, req.variables())
-            elif c.machine_prompt:
-                try:
-                    await leg.play([c.machine_prompt], barge_in=False)
-                except CallGone:
-                    return
-            await self._hangup(leg)
+                await self._hangup(leg)
+            else:
+                await self._play_and_hang_up(leg, c.machine_prompt)
             return
         now = self.clock()
         if c.dial_mode == "agentless":
@@ -451,12 +448,7 @@ class DialerEngine:
             DIALER_DROPPED_TOTAL.labels(c.id).inc()
             await self.handle_result(req, "abandoned", now)
             self.log.warning("call abandoned: no agent within grace", campaign=c.id, number=req.e164)
-            if c.abandon_prompt:
-                try:
-                    await leg.play([c.abandon_prompt], barge_in=False)
-                except CallGone:
-                    return
-            await self._hangup(leg)
+            await self._play_and_hang_up(leg, c.abandon_prompt)
             return
         await self.handle_result(req, "answered_human", now)
         # The agent owns the call now; watch it apart from the dial tasks (shutdown does not wait on it).
@@ -482,6 +474,16 @@ class DialerEngine:
             await leg.hangup()
         except TelephonyError:
             pass
+
+    @classmethod
+    async def _play_and_hang_up(cls, leg: Leg, prompt: str | None) -> None:
+        """Play ``prompt`` (if any) to the callee, then hang up; a callee who hung up during it is gone."""
+        if prompt:
+            try:
+                await leg.play([prompt], barge_in=False)
+            except CallGone:
+                return
+        await cls._hangup(leg)
 
 
 class _AwaitingAgent:
