@@ -13,12 +13,15 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from callcenter import logs
 from callcenter.config import Config
 from callcenter.exceptions import CallGone
 from callcenter.telephony.settings import SipSettings
+
+if TYPE_CHECKING:
+    from callcenter.auth import Auth
 
 log = logs.get("demo")
 
@@ -70,7 +73,7 @@ DEMO_USERS = {"agent1001": (["agent"], "1001"), "supervisor": (["supervisor"], N
               "manager": (["campaign_manager"], None), "admin": (["admin"], None)}
 
 
-async def ensure_demo_users(auth: Any, path: Path, api_url: str) -> dict[str, str]:
+async def ensure_demo_users(auth: Auth, path: Path, api_url: str) -> dict[str, str]:
     """Create the demo users that are missing, with generated passwords kept in ``path`` (mode 0600),
     and print who can log in where. Returns name -> password."""
     import secrets

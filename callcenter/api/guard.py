@@ -178,11 +178,12 @@ class MetricsGuard(Resource):
         self.token = token
         self.guard = guard
 
-    def render(self, request: server.Request) -> Any:
+    def render(self, request: server.Request) -> bytes | int:
         headers = {k.decode().lower(): v[0].decode() for k, v in request.requestHeaders.getAllRawHeaders()}
         given = bearer(headers)
         if self.token and given and hmac.compare_digest(given.encode(), self.token.encode()):
-            return self.inner.render(request)
+            body: bytes | int = self.inner.render(request)   # twisted's render is untyped
+            return body
         if self.guard is None:
             return self._refuse(request)
         import asyncio
@@ -209,7 +210,7 @@ class MetricsGuard(Resource):
         return server.NOT_DONE_YET
 
     @staticmethod
-    def _refuse(request: server.Request, finish: bool = False) -> Any:
+    def _refuse(request: server.Request, finish: bool = False) -> bytes:
         metrics.AUTH_DENIED_TOTAL.labels(reason="unauthenticated").inc()
         request.setResponseCode(401)
         request.setHeader(b"www-authenticate", b'Bearer realm="callcenter"')
@@ -217,5 +218,5 @@ class MetricsGuard(Resource):
         if finish:
             request.write(b"authentication required\n")
             request.finish()
-            return None
+            return b""
         return b"authentication required\n"
