@@ -14,8 +14,9 @@ import json
 import os
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, TextIO, TypeVar
 
 from callcenter import logs
 from callcenter.dialer.campaign import Campaign, load_campaigns
@@ -23,8 +24,13 @@ from callcenter.dialer.control import CampaignControl
 from callcenter.dialer.keys import DialerKeys
 from callcenter.dialer.upload import UploadError, UploadLimits, import_list, neutralise, parse_csv
 
+if TYPE_CHECKING:
+    import redis.asyncio as aredis
 
-def add_parser(subparsers: Any) -> None:
+_T = TypeVar("_T")
+
+
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register ``campaign upload|list|start|pause|stop|stats`` on the main CLI's subparsers."""
     p = subparsers.add_parser("campaign", help="outbound campaigns: upload lists, start/pause/stop, stats")
     sub = p.add_subparsers(dest="campaign_command", required=True)
@@ -91,7 +97,7 @@ def _campaign(args: argparse.Namespace) -> Campaign:
     return campaigns[args.campaign]
 
 
-async def _with_redis(args: argparse.Namespace, fn: Any) -> Any:
+async def _with_redis(args: argparse.Namespace, fn: Callable[[aredis.Redis, DialerKeys], Awaitable[_T]]) -> _T:
     from callcenter.redisconn import connect
 
     # stdout is the command's output (maybe --json); the library's log lines go to stderr.
@@ -149,7 +155,7 @@ def cmd_upload(args: argparse.Namespace) -> int:
 def cmd_list(args: argparse.Namespace) -> int:
     campaigns = load_campaigns(args.campaigns)
 
-    async def go(r: Any, k: DialerKeys) -> list[str]:
+    async def go(r: aredis.Redis, k: DialerKeys) -> list[str]:
         ctl = CampaignControl(r, k)
         return [await ctl.state(cid) for cid in campaigns]
 
