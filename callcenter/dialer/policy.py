@@ -18,13 +18,18 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from callcenter import logs
 from callcenter.dialer import phone
 from callcenter.dialer.keys import DialerKeys
 from callcenter.dialer.scripts import script
 from callcenter.metrics import DIAL_REFUSED_TOTAL
+
+if TYPE_CHECKING:
+    import redis.asyncio as aredis
+
+    from callcenter.dialer.campaign import Campaign
 
 log = logs.get("dial_policy")
 
@@ -127,7 +132,7 @@ def uri_allowed(uri: str, patterns: tuple[str, ...] | list[str]) -> bool:
 class DialPolicy:
     """Checks and counts dials. ``redis`` may be None (unit tests, ``ivr simulate``): no DNC, no caps."""
 
-    def __init__(self, rules: DialRules | None = None, redis: Any = None, keys: DialerKeys | None = None,
+    def __init__(self, rules: DialRules | None = None, redis: aredis.Redis | None = None, keys: DialerKeys | None = None,
                  region: str = "VN", clock: Callable[[], float] = time.time) -> None:
         self.rules = rules or DialRules()
         self.redis = redis
@@ -135,7 +140,7 @@ class DialPolicy:
         self.region = region
         self.clock = clock
 
-    def campaign_rules(self, campaign: Any) -> DialRules:
+    def campaign_rules(self, campaign: Campaign) -> DialRules:
         """The site's rules widened by a campaign's own ``dialing`` allowances."""
         return self.rules.widened(campaign.allow_international, campaign.allow_premium, campaign.allowed_prefixes)
 
@@ -152,7 +157,8 @@ class DialPolicy:
                     region: str | None = None, **context: Any) -> DialDecision:
         """``judge`` plus the global DNC list; a refusal is counted and logged."""
         d = self.judge(raw, rules, region)
-        if d.ok and self.redis is not None and await self.redis.sismember(self.keys.dnc_global(), d.e164):
+        if d.ok and d.e164 is not None and self.redis is not None \
+                and await self.redis.sismember(self.keys.dnc_global(), d.e164):
             d = replace(d, ok=False, reason="dnc")
         if not d.ok:
             self.refused(d, purpose, raw, **context)
