@@ -23,6 +23,7 @@ from typing import Any
 
 import redis
 import redis.asyncio as aredis
+from redis.client import Pipeline
 
 from callcenter.routing.keys import Keys, lua_builders
 
@@ -88,7 +89,7 @@ def _seen(raw: list[Any]) -> dict[str, float]:
     return {k: float(v) for k, v in raw}
 
 
-def _load_sync(client: Any) -> None:
+def _load_sync(client: redis.Redis) -> None:
     try:
         client.function_load(library()[1])
     except redis.ResponseError as exc:
@@ -119,7 +120,7 @@ class Library:
             self.client.zrem(self.keys.libs(), name)
         return gone
 
-    def call(self, name: str, *argv: Any, client: Any = None) -> Any:
+    def call(self, name: str, *argv: Any, client: redis.Redis | Pipeline | None = None) -> Any:
         target = client if client is not None else self.client
         try:
             return target.fcall(function_name(name), 0, *argv)
