@@ -15,9 +15,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from callcenter import logs, metrics
 from callcenter.calls.outcome import first_to_end, hangup_cause, hangup_side, offer_result
@@ -34,6 +35,8 @@ from callcenter.tasks import TaskSet
 from callcenter.telephony.api import Leg, OriginateResult, Softswitch
 
 log = logs.get("queue")
+
+T = TypeVar("T")
 
 CALLBACK_ATTEMPTS = 3     # read-backs / keyed numbers before the caller is left in the queue
 
@@ -264,34 +267,27 @@ class Queueing:
     async def _collect_interruptible(self, w: Waiter, max_digits: int, timeout: float,
                                      inter_digit: float | None = None) -> str:
         """leg.collect that gives up at once when an agent answers for this caller."""
-        got = asyncio.ensure_future(w.leg.collect(max_digits, timeout, inter_digit, "#"))
-        w.wake.clear()
-        woke = asyncio.ensure_future(w.wake.wait())
-        try:
-            await asyncio.wait([got, woke], return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            woke.cancel()
-        if not got.done():
-            got.cancel()
-            with contextlib.suppress(asyncio.CancelledError, CallGone):
-                await got
-            return ""
-        return got.result()
+        return await self._until_agent(w, w.leg.collect(max_digits, timeout, inter_digit, "#")) or ""
 
     async def _play_interruptible(self, w: Waiter, files: list[str], barge_in: bool = False) -> str | None:
-        play = asyncio.ensure_future(w.leg.play(files, barge_in=barge_in))
+        return await self._until_agent(w, w.leg.play(files, barge_in=barge_in))
+
+    async def _until_agent(self, w: Waiter, work: Coroutine[Any, Any, T]) -> T | None:
+        """Run ``work`` on the caller's leg unless an agent answers for this caller first: then it is
+        cancelled and the answer is None."""
+        task = asyncio.ensure_future(work)
         w.wake.clear()
         woke = asyncio.ensure_future(w.wake.wait())
         try:
-            await asyncio.wait([play, woke], return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait([task, woke], return_when=asyncio.FIRST_COMPLETED)
         finally:
             woke.cancel()
-        if not play.done():
-            play.cancel()
+        if not task.done():
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError, CallGone):
-                await play
+                await task
             return None
-        return play.result()
+        return task.result()
 
     async def _abandoned(self, w: Waiter) -> None:
         """The caller hung up while waiting or while an agent's phone rang."""
