@@ -93,6 +93,12 @@ CDR_WRITTEN_TOTAL = Counter("callcenter_cdr_written_total", "Records committed t
 CDR_WRITE_ERRORS_TOTAL = Counter("callcenter_cdr_write_errors_total",
                                  "CDR writer failures (store unavailable, record rejected).", ["reason"])
 
+# --- supervisor monitoring (callcenter/calls/monitor.py) -------------------------------------------
+MONITOR_SESSIONS_TOTAL = Counter("callcenter_monitor_sessions_total",
+                                 "Supervisor monitor sessions ended, by result: answered, or why the supervisor's "
+                                 "phone was not (no_answer, busy, rejected, failed, stopped, call_ended).",
+                                 ["result"])
+
 # --- HTTP authentication ----------------------------------------------------------------------------
 AUTH_LOGINS_TOTAL = Counter("callcenter_auth_logins_total",
                             "Login attempts by result: ok, failed (wrong name or password), throttled (429).",

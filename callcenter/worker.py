@@ -23,6 +23,7 @@ from callcenter.calls import dialing
 from callcenter.calls.amd import MachineDetector
 from callcenter.calls.dnc import DncWriter
 from callcenter.calls.inbound import InboundCalls, close_out
+from callcenter.calls.monitor import Monitoring
 from callcenter.calls.outbound import OutboundCalls
 from callcenter.calls.preview import PreviewDesk
 from callcenter.calls.queueing import Queueing
@@ -113,6 +114,7 @@ class Worker:
     login_all_agents: bool = False   # the demo: every configured agent logged in and ready
     dialer_enabled: bool = False     # run the outbound dialer for campaigns/*.yaml in this worker
     demo_users: DemoUsers | None = None
+    monitoring: Monitoring | None = None   # supervisors' monitor sessions, built by run()
 
     async def run(self) -> None:
         # Imported here: pjsua2 is only needed by a process that carries calls.
@@ -148,6 +150,7 @@ class Worker:
         ivr = IvrRunner(self.scripts, flows, cfg.sounds, recordings_dir=cfg.data_dir / "recordings",
                         dial_policy=dial_policy, trunk=cfg.trunk)
         inbound = InboundCalls(ivr, cdr, live, flow_for=cfg.flow_for, worker_id=cfg.worker_id)
+        self.monitoring = Monitoring(queueing, switch, cdr, None, ring_timeout=cfg.monitor_ring_timeout)
 
         async def tick() -> None:
             queueing.handle_events(await router.tick())
@@ -236,6 +239,11 @@ class Worker:
 
         agents.install_routes(api, router, sync_redis, on_event=agent_event)
         admin.install_routes(api, router)
+        if self.monitoring is not None:
+            from callcenter.api import monitor as monitor_api
+
+            self.monitoring.audit = guard.auth.audit if guard is not None else None
+            monitor_api.install_routes(api, self.monitoring, guard.auth.users if guard is not None else None)
         campaigns.install_routes(api, aredis, self.campaigns, self.cfg.redis.prefix, desk=desk)
         try:
             reports.install_routes(api, open_store(self.cfg.cdr_store))

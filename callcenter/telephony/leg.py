@@ -233,6 +233,26 @@ class PjLeg:
         self.audio.startTransmit(other.audio)
         other.audio.startTransmit(self.audio)
 
+    async def send_audio(self, to: Leg, on: bool = True) -> None:
+        """One-way audio from this leg to ``to`` in the conference bridge, beside whatever else either
+        hears (a supervisor's monitor taps, calls/monitor.py), or (``on=False``) stop it; stopping a leg
+        that ended is a no-op. Unlike bridge() it stops nothing: the bridge of caller and agent stays."""
+        if not isinstance(to, PjLeg):
+            raise TelephonyError("a pjsua2 leg sends audio only to another pjsua2 leg")
+        if not on:
+            if self.audio is not None and to.audio is not None and not self.ended and not to.ended:
+                try:
+                    self.audio.stopTransmit(to.audio)
+                except pj.Error:
+                    pass
+            return
+        self._alive()
+        to._alive()
+        await self._wait_media()
+        await to._wait_media()
+        assert self.audio is not None and to.audio is not None
+        self.audio.startTransmit(to.audio)
+
     async def transfer(self, uri: str) -> None:
         self._alive()
         if not safe_uri(uri):
