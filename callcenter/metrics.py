@@ -72,6 +72,11 @@ HANDLE_SECONDS = Histogram("callcenter_handle_seconds", "Handle time: talk + hol
                            buckets=HANDLE_BUCKETS)
 AGENT_OFFERS_TOTAL = Counter("callcenter_agent_offers_total", "Calls offered to agents' phones, by result.",
                              ["queue", "result"])
+CALL_HOLDS_TOTAL = Counter("callcenter_call_holds_total",
+                           "Bridged callers put on hold, by who asked: api, phone (the agent's re-INVITE).",
+                           ["queue", "by"])
+CALL_HOLD_SECONDS = Histogram("callcenter_call_hold_seconds", "One hold span of a bridged caller.", ["queue"],
+                              buckets=HANDLE_BUCKETS)
 
 # --- dialer -------------------------------------------------------------------------------------
 DIALER_ATTEMPTS_TOTAL = Counter("callcenter_dialer_attempts_total", "Outbound dial attempts by result.",

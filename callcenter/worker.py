@@ -192,7 +192,7 @@ class Worker:
                 tasks.append(asyncio.ensure_future(dialing.run_dialer(engine, desk, calls, amd, self.stop,
                                                                        cfg.drain_seconds + 2.0)))
         sync_redis = redisconn.connect_sync(self.redis_url)
-        auth = self._start_http(router, cdr, sync_redis, aredis, desk)
+        auth = self._start_http(router, cdr, sync_redis, aredis, desk, queueing)
         switch.start()
         if self.demo_users is not None and auth is not None:
             await self.demo_users(auth)
@@ -221,13 +221,13 @@ class Worker:
         log.info("worker stopped")
 
     def _start_http(self, router: Router, cdr: CdrBuffer, sync_redis: redis.Redis, aredis: aredis_client.Redis,
-                    desk: PreviewDesk | None) -> Auth | None:
+                    desk: PreviewDesk | None, queueing: Queueing) -> Auth | None:
         """The HTTP API and /metrics on ``http.port``; returns the API's Auth (None with auth off)."""
         from twisted.internet import reactor
         from twisted.internet.asyncioreactor import AsyncioSelectorReactor
         from twisted.web.resource import Resource
 
-        from callcenter.api import admin, agents, campaigns, reports
+        from callcenter.api import admin, agents, calls, campaigns, reports
         from callcenter.api.bodylimit import LimitedSite
         from callcenter.api.http import HttpRouter
 
@@ -239,6 +239,7 @@ class Worker:
 
         agents.install_routes(api, router, sync_redis, on_event=agent_event)
         admin.install_routes(api, router)
+        calls.install_routes(api, queueing)
         if self.monitoring is not None:
             from callcenter.api import monitor as monitor_api
 

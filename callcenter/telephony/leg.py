@@ -108,6 +108,7 @@ class PjLeg:
         self._end_cause = ""           # why we hung up, when it is not the app's normal end (rtp_timeout)
         self._media_idx = -1
         self.remote_hold = False
+        self._hold_listener: Callable[[bool], None] | None = None
         self._rx_packets = 0
         self._rx_moved = time.monotonic()
         self.log = logs.get("leg", call_id=self.id)
@@ -185,6 +186,9 @@ class PjLeg:
 
     async def stop_hold(self) -> None:
         self._stop_moh()
+
+    def on_remote_hold(self, listener: Callable[[bool], None] | None) -> None:
+        self._hold_listener = listener
 
     async def record(self, path: str, max_seconds: float, silence_seconds: float | None = None) -> float:
         self._alive()
@@ -344,7 +348,9 @@ class PjLeg:
                 self.audio = call.getAudioMedia(i)
                 self._media_idx = i
                 # A caller holding with a=inactive legitimately sends no RTP (see rx_silent_for).
-                self.remote_hold = mi.status == pj.PJSUA_CALL_MEDIA_REMOTE_HOLD
+                held = mi.status == pj.PJSUA_CALL_MEDIA_REMOTE_HOLD
+                changed = held != self.remote_hold
+                self.remote_hold = held
                 self._rx_moved = time.monotonic()
                 if not self._media_ready.done():
                     self._media_ready.set_result(None)
@@ -352,6 +358,10 @@ class PjLeg:
                     # Re-INVITE replaced the media port: reconnect the bridge.
                     self.audio.startTransmit(self.peer.audio)
                     self.peer.audio.startTransmit(self.audio)
+                if changed:
+                    self.log.info("remote hold" if held else "remote resume")
+                    if self._hold_listener is not None:
+                        self._hold_listener(held)
                 return
 
     def _on_digit(self, digit: str) -> None:
@@ -387,6 +397,7 @@ class PjLeg:
         self.audio = None
         self._player = None
         self._moh = None
+        self._hold_listener = None
         if self.peer is not None:
             self.peer.peer = None
             self.peer = None
