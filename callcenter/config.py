@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from callcenter.calls.recording import RecordingSettings, parse_settings
 from callcenter.dialer.policy import DialRules
 from callcenter.telephony.settings import CapacitySettings, SipSettings
 from callcenter.telephony.trust import DEFAULT_TRUSTED, TrustedSource, parse_network
@@ -113,7 +114,7 @@ class Config:
     log_level: str = "info"
     trunk: str = ""            # host:port of the SIP trunk/edge for outbound calls (callbacks, dialer)
     dialing: DialRules = field(default_factory=DialRules)   # what may be dialed (callcenter.dialer.policy)
-    monitor_ring_timeout: float = 20.0   # monitor.ring_timeout: how long a supervisor's phone rings (calls/monitor.py)
+    recording: RecordingSettings | None = None   # callcenter.calls.recording; None: never record
 
     def flow_for(self, called: str) -> str:
         return self.routes.get(called) or self.routes.get("default") or "hotline"
@@ -179,7 +180,7 @@ def _capacity(r: Reader, max_calls: int) -> CapacitySettings:
 
 
 TOP_KEYS = ("worker", "sip", "redis", "http", "paths", "cdr", "routes", "queue", "language", "logging", "dialing",
-            "capacity", "monitor")
+            "capacity", "recording")
 
 
 def load_config(path: str | Path) -> Config:
@@ -254,7 +255,7 @@ def load_config(path: str | Path) -> Config:
                   routing_rules=paths["routing_rules"], campaigns=paths["campaigns"], cdr_store=store,
                   run_cdr_writer=c.flag("writer", True), default_language=lang, routes=routes,
                   queue=queue, log_level=level, trunk=s.text("trunk", ""), dialing=_dialing(r),
-                  monitor_ring_timeout=r.section("monitor", {"ring_timeout"}).duration("ring_timeout", 20.0, gt=0))
+                  recording=parse_settings(r, data_dir))
 
 
 def _dialing(r: Reader) -> DialRules:

@@ -72,11 +72,6 @@ HANDLE_SECONDS = Histogram("callcenter_handle_seconds", "Handle time: talk + hol
                            buckets=HANDLE_BUCKETS)
 AGENT_OFFERS_TOTAL = Counter("callcenter_agent_offers_total", "Calls offered to agents' phones, by result.",
                              ["queue", "result"])
-CALL_HOLDS_TOTAL = Counter("callcenter_call_holds_total",
-                           "Bridged callers put on hold, by who asked: api, phone (the agent's re-INVITE).",
-                           ["queue", "by"])
-CALL_HOLD_SECONDS = Histogram("callcenter_call_hold_seconds", "One hold span of a bridged caller.", ["queue"],
-                              buckets=HANDLE_BUCKETS)
 
 # --- dialer -------------------------------------------------------------------------------------
 DIALER_ATTEMPTS_TOTAL = Counter("callcenter_dialer_attempts_total", "Outbound dial attempts by result.",
@@ -98,11 +93,12 @@ CDR_WRITTEN_TOTAL = Counter("callcenter_cdr_written_total", "Records committed t
 CDR_WRITE_ERRORS_TOTAL = Counter("callcenter_cdr_write_errors_total",
                                  "CDR writer failures (store unavailable, record rejected).", ["reason"])
 
-# --- supervisor monitoring (callcenter/calls/monitor.py) -------------------------------------------
-MONITOR_SESSIONS_TOTAL = Counter("callcenter_monitor_sessions_total",
-                                 "Supervisor monitor sessions ended, by result: answered, or why the supervisor's "
-                                 "phone was not (no_answer, busy, rejected, failed, stopped, call_ended).",
-                                 ["result"])
+# --- call recording (callcenter/calls/recording.py) ------------------------------------------------
+RECORDINGS_STARTED_TOTAL = Counter("callcenter_recordings_started_total", "Call recordings started.")
+RECORDING_FAILURES_TOTAL = Counter("callcenter_recording_failures_total",
+                                   "Recordings lost (the call went on unrecorded): disk_full, write_error.",
+                                   ["reason"])
+RECORDINGS_PURGED_TOTAL = Counter("callcenter_recordings_purged_total", "Recordings deleted past their retention.")
 
 # --- HTTP authentication ----------------------------------------------------------------------------
 AUTH_LOGINS_TOTAL = Counter("callcenter_auth_logins_total",

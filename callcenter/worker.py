@@ -23,10 +23,10 @@ from callcenter.calls import dialing
 from callcenter.calls.amd import MachineDetector
 from callcenter.calls.dnc import DncWriter
 from callcenter.calls.inbound import InboundCalls, close_out
-from callcenter.calls.monitor import Monitoring
 from callcenter.calls.outbound import OutboundCalls
 from callcenter.calls.preview import PreviewDesk
 from callcenter.calls.queueing import Queueing
+from callcenter.calls.recording import Recordings, purge
 from callcenter.calls.records import LiveCalls
 from callcenter.calls.services import DialerServices, FlowServices
 from callcenter.cdr import keys as cdr_keys
@@ -114,7 +114,7 @@ class Worker:
     login_all_agents: bool = False   # the demo: every configured agent logged in and ready
     dialer_enabled: bool = False     # run the outbound dialer for campaigns/*.yaml in this worker
     demo_users: DemoUsers | None = None
-    monitoring: Monitoring | None = None   # supervisors' monitor sessions, built by run()
+    recordings: Recordings | None = None   # built by run() when the config records calls
 
     async def run(self) -> None:
         # Imported here: pjsua2 is only needed by a process that carries calls.
@@ -144,13 +144,16 @@ class Worker:
             await inbound.handle(leg)
 
         switch = PjSoftswitch(cfg.sip, loop, incoming)
+        if cfg.recording is not None:
+            from callcenter.telephony.recorder import PjTap
+
+            self.recordings = Recordings(cfg.recording, PjTap)
         queueing = Queueing(router, switch, cdr, live, policy=dial_policy, trunk=cfg.trunk,
-                            service_levels=service_levels)
+                            service_levels=service_levels, recordings=self.recordings)
         flows = FlowServices(queueing, dnc, live, cdr)
         ivr = IvrRunner(self.scripts, flows, cfg.sounds, recordings_dir=cfg.data_dir / "recordings",
                         dial_policy=dial_policy, trunk=cfg.trunk)
         inbound = InboundCalls(ivr, cdr, live, flow_for=cfg.flow_for, worker_id=cfg.worker_id)
-        self.monitoring = Monitoring(queueing, switch, cdr, None, ring_timeout=cfg.monitor_ring_timeout)
 
         async def tick() -> None:
             queueing.handle_events(await router.tick())
@@ -159,6 +162,13 @@ class Worker:
         tasks = [asyncio.ensure_future(every(2.0, router.heartbeat, self.stop, "heartbeat")),
                  asyncio.ensure_future(every(1.0, tick, self.stop, "tick")),
                  asyncio.ensure_future(queueing.run_offers(self.stop))]
+        if cfg.recording is not None:
+            settings = cfg.recording
+
+            async def purge_recordings() -> None:
+                await asyncio.to_thread(purge, settings.dir, settings.retention_days)
+
+            tasks.append(asyncio.ensure_future(every(3600.0, purge_recordings, self.stop, "recordings purge")))
         if cfg.run_cdr_writer:
             # Opens the store lazily and retries while it is down: a database outage never stops
             # a worker from taking calls (records wait in the Redis stream).
@@ -192,7 +202,7 @@ class Worker:
                 tasks.append(asyncio.ensure_future(dialing.run_dialer(engine, desk, calls, amd, self.stop,
                                                                        cfg.drain_seconds + 2.0)))
         sync_redis = redisconn.connect_sync(self.redis_url)
-        auth = self._start_http(router, cdr, sync_redis, aredis, desk, queueing)
+        auth = self._start_http(router, cdr, sync_redis, aredis, desk)
         switch.start()
         if self.demo_users is not None and auth is not None:
             await self.demo_users(auth)
@@ -221,13 +231,13 @@ class Worker:
         log.info("worker stopped")
 
     def _start_http(self, router: Router, cdr: CdrBuffer, sync_redis: redis.Redis, aredis: aredis_client.Redis,
-                    desk: PreviewDesk | None, queueing: Queueing) -> Auth | None:
+                    desk: PreviewDesk | None) -> Auth | None:
         """The HTTP API and /metrics on ``http.port``; returns the API's Auth (None with auth off)."""
         from twisted.internet import reactor
         from twisted.internet.asyncioreactor import AsyncioSelectorReactor
         from twisted.web.resource import Resource
 
-        from callcenter.api import admin, agents, calls, campaigns, reports
+        from callcenter.api import admin, agents, campaigns, reports
         from callcenter.api.bodylimit import LimitedSite
         from callcenter.api.http import HttpRouter
 
@@ -239,17 +249,15 @@ class Worker:
 
         agents.install_routes(api, router, sync_redis, on_event=agent_event)
         admin.install_routes(api, router)
-        calls.install_routes(api, queueing)
-        if self.monitoring is not None:
-            from callcenter.api import monitor as monitor_api
-
-            self.monitoring.audit = guard.auth.audit if guard is not None else None
-            monitor_api.install_routes(api, self.monitoring, guard.auth.users if guard is not None else None)
         campaigns.install_routes(api, aredis, self.campaigns, self.cfg.redis.prefix, desk=desk)
         try:
             reports.install_routes(api, open_store(self.cfg.cdr_store))
         except Exception as exc:  # noqa: BLE001 - the store may be down at boot; calls go on
             log.warning("reports API unavailable: CDR store not reachable", error=str(exc))
+        if self.recordings is not None:
+            from callcenter.api import recordings as recordings_api
+
+            recordings_api.install_routes(api, self.recordings)
         metrics.register_queue_collector(queue_collector(sync_redis, self.cfg.redis.prefix))
         metrics_res: Resource = metrics.metrics_resource()
         if guard is not None:

@@ -85,8 +85,7 @@ class CallRecord(Record):
     agent_id: str | None = None
     agent_answer: float | None = None
     talk_seconds: float | None = None   # agent talk time, hold excluded
-    hold_seconds: float = 0             # the call's time on hold (every span, from the API or the agent's phone)
-    hold_count: int = 0                 # how many times it was put on hold
+    hold_seconds: float = 0
     wrapup_seconds: float | None = None
     hangup_side: str | None = None      # "caller" | "agent" | "system"
     hangup_cause: str | None = None     # "200 BYE", "486 Busy Here", "worker_crash"
@@ -97,6 +96,8 @@ class CallRecord(Record):
     survey: dict[str, int] = field(default_factory=dict)
     transferred_to: str | None = None
     callback: bool = False
+    recording: str | None = None        # the stereo WAV (callcenter.calls.recording); None: not recorded
+    recording_consent: bool | None = None   # the caller heard the consent prompt (None: no prompt configured)
     outcome: str | None = None          # answered/abandoned/timeout/callback/...
     worker_id: str | None = None
     version: int = 0                    # 0: the buffer stamps version_now() when sending

@@ -1,0 +1,101 @@
+"""Call recordings over HTTP.
+
+``GET /recordings/{call_id}``: the call's stereo WAV (caller left, agent right), with HTTP range requests
+for playback (one range: ``bytes=a-b``, ``bytes=a-``, ``bytes=-n``; 206 with Content-Range; a range
+outside the file or one this server does not read is 416 with ``Content-Range: bytes */size``).
+Supervisors and admins only (agents do not fetch recordings, not even of their own calls: a recording
+is evidence, and an agent's own copy is a supervisor's decision); every fetch, range or not, is in the
+audit log.
+
+``POST /calls/{call_id}/recording/pause`` and ``.../resume``: mute and unmute a live recording (a caller
+reading out a card number). An agent may do it on its own call only; supervisors and admins on any.
+Resume starts an ``on_demand`` call's recording.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from pathlib import Path
+
+from callcenter.api.http import HttpError, HttpRouter, Request, Response
+from callcenter.auth.roles import ADMIN, SELF_AGENT, SUPERVISOR, SUPERVISORS
+from callcenter.calls.recording import CALL_ID, Recordings
+
+_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+
+def parse_range(header: str, size: int) -> tuple[int, int] | None:
+    """(first, last) byte of a one-range ``Range`` header, inclusive; None if it cannot be served."""
+    m = _RANGE.match(header.strip())
+    if not m or size <= 0:
+        return None
+    first, last = m.group(1), m.group(2)
+    if first == "":
+        if last == "" or int(last) == 0:
+            return None
+        return max(0, size - int(last)), size - 1          # the last n bytes
+    start = int(first)
+    end = size - 1 if last == "" else min(int(last), size - 1)
+    if start >= size or end < start:
+        return None
+    return start, end
+
+
+def _read(path: Path, start: int, length: int) -> bytes:
+    with path.open("rb") as f:
+        f.seek(start)
+        return f.read(length)
+
+
+def install_routes(router: HttpRouter, recordings: Recordings) -> None:
+    async def fetch(req: Request) -> Response:
+        call_id = req.params["call_id"]
+        if not CALL_ID.match(call_id):
+            raise HttpError(400, "not a call id")
+        path = await asyncio.to_thread(recordings.find, call_id)
+        if path is None:
+            raise HttpError(404, "no recording of that call")
+        size = (await asyncio.to_thread(path.stat)).st_size
+        headers = {"accept-ranges": "bytes", "content-disposition": f'inline; filename="{call_id}.wav"'}
+        wanted = req.headers.get("range")
+        if wanted is None:
+            body = await asyncio.to_thread(path.read_bytes)
+            return Response(body, 200, "audio/wav", {**headers, "content-length": str(len(body))})
+        got = parse_range(wanted, size)
+        if got is None:
+            return Response(b"", 416, "audio/wav", {**headers, "content-range": f"bytes */{size}",
+                                                    "content-length": "0"})
+        start, end = got
+        body = await asyncio.to_thread(_read, path, start, end - start + 1)
+        return Response(body, 206, "audio/wav", {**headers, "content-range": f"bytes {start}-{end}/{size}",
+                                                 "content-length": str(len(body))})
+
+    def session_for(req: Request) -> str:
+        call_id = req.params["call_id"]
+        session = recordings.live.get(call_id)
+        if session is None:
+            raise HttpError(404, "no recorded call with that id on this worker")
+        who = req.principal
+        if who is not None and not who.roles & {SUPERVISOR, ADMIN} and who.agent != session.agent_id:
+            raise HttpError(403, "an agent pauses only the recording of its own call")
+        return call_id
+
+    def state(call_id: str) -> dict[str, object]:
+        s = recordings.live.get(call_id)
+        return {"call_id": call_id, "recording": bool(s and s.recording), "paused": bool(s and s.paused),
+                "failed": s.failed if s else None}
+
+    async def pause(req: Request) -> dict[str, object]:
+        call_id = session_for(req)
+        recordings.pause(call_id)
+        return state(call_id)
+
+    async def resume(req: Request) -> dict[str, object]:
+        call_id = session_for(req)
+        recordings.resume(call_id)
+        return state(call_id)
+
+    router.add("GET /recordings/{call_id}", fetch, roles=SUPERVISORS, audit=True)
+    router.add("POST /calls/{call_id}/recording/pause", pause, roles=SELF_AGENT)
+    router.add("POST /calls/{call_id}/recording/resume", resume, roles=SELF_AGENT)

@@ -1,0 +1,401 @@
+"""Call recording: who is recorded (the policy per queue and per campaign), the two mono taps of a bridged
+call, pause/resume, the stereo WAV, failures and retention.
+
+A recorded call is two mono taps (``telephony.recorder.PjTap``, each fed only by one party's received
+audio and written by pjmedia's clock thread) that start together when caller and agent are bridged. When
+the call ends the taps are closed on the loop thread and merged in a worker thread into one 8 kHz 16-bit
+stereo WAV, caller on the left, agent on the right, at ``<dir>/YYYY/MM/DD/<call_id>.wav`` (UTC date of
+the start, mode 0640); the mono files are removed. A ``<call_id>.json`` beside it says how long to keep
+it (``retention_days``); :func:`purge` deletes what is past it (the worker runs it hourly).
+
+Pause mutes both taps (the paused stretch is silence of its real length). A disk-full or write error
+never touches the call: the recording is dropped and ``callcenter_recording_failures_total{reason}``
+counts it (alert ``CallcenterRecordingFailing``).
+
+This module does not import pjsua2: the worker hands :class:`Recordings` a tap factory.
+"""
+
+from __future__ import annotations
+
+import array
+import asyncio
+import contextlib
+import errno
+import json
+import os
+import random
+import re
+import sys
+import time
+import wave
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from callcenter import logs, metrics, privacy
+from callcenter.telephony.api import Leg
+from callcenter.yamlsrc import Reader
+
+log = logs.get("recording")
+
+ALWAYS, NEVER, SAMPLE, ON_DEMAND = "always", "never", "sample", "on_demand"
+MODES = (ALWAYS, NEVER, SAMPLE, ON_DEMAND)
+RATE = 8000
+SETTLE_SECONDS = 2.0      # how long pjmedia may take to close a tap's file (a few clock ticks)
+CALL_ID = re.compile(r"^[0-9A-Za-z_-]{1,64}$")      # what a recording's file may be named after
+
+
+@dataclass(frozen=True)
+class Policy:
+    """``always``, ``never``, ``on_demand`` (starts only when the API asks) or ``sample`` (``percent``)."""
+
+    mode: str = NEVER
+    percent: float = 0.0
+    retention_days: int | None = None     # None: the recording section's retention_days
+
+    def wants(self, draw: Callable[[], float] = random.random) -> bool:
+        """Record this call from the bridge on? (on_demand: no, until asked)."""
+        if self.mode == ALWAYS:
+            return True
+        if self.mode == SAMPLE:
+            return self.percent >= 100 or draw() * 100 < self.percent
+        return False
+
+
+@dataclass(frozen=True)
+class RecordingSettings:
+    dir: Path
+    default: Policy = field(default_factory=Policy)
+    retention_days: int = 90
+    queues: dict[str, Policy] = field(default_factory=dict)
+    campaigns: dict[str, Policy] = field(default_factory=dict)
+
+    def policy(self, queue: str | None, campaign: str | None) -> Policy:
+        """A campaign's policy wins over its queue's (outbound calls queue for an agent too)."""
+        if campaign and campaign in self.campaigns:
+            return self.campaigns[campaign]
+        if queue and queue in self.queues:
+            return self.queues[queue]
+        return self.default
+
+    def retention(self, policy: Policy) -> int:
+        return self.retention_days if policy.retention_days is None else policy.retention_days
+
+
+RECORDING_KEYS = ("dir", "policy", "sample", "retention_days", "queues", "campaigns")
+_POLICY_KEYS = ("policy", "sample", "retention_days")
+
+
+def _policy(r: Reader, default_mode: str = NEVER) -> Policy:
+    """``policy: always|never|on_demand|sample`` with ``sample: <percent>`` (``sample`` alone means it)."""
+    mode = r.text("policy", SAMPLE if "sample" in r else default_mode, choices=MODES)
+    percent = r.number("sample", 0.0, 0, 100) if "sample" in r else 0.0
+    if "sample" in r and mode != SAMPLE:
+        raise r.fail("sample", f"a sampled percentage needs policy: sample, not {mode}")
+    if mode == SAMPLE and "sample" not in r:
+        raise r.fail("policy", "policy sample needs sample: <percent>")
+    days = r.integer("retention_days", None, 1, 36500)
+    return Policy(mode, percent, days)
+
+
+def parse_settings(top: Reader, data_dir: Path) -> RecordingSettings:
+    """The ``recording:`` section of the worker config (see callcenter.yaml)."""
+    s = top.section("recording", RECORDING_KEYS)
+    raw_dir = Path(s.text("dir", "recordings"))
+    default = _policy(s)
+    queues: dict[str, Policy] = {}
+    campaigns: dict[str, Policy] = {}
+    for key, into in (("queues", queues), ("campaigns", campaigns)):
+        for name, own in s.section(key).sections():
+            own.refuse_unknown(_POLICY_KEYS)
+            into[name] = _policy(own)
+    return RecordingSettings(dir=raw_dir if raw_dir.is_absolute() else data_dir / raw_dir,
+                             default=Policy(default.mode, default.percent),
+                             retention_days=default.retention_days or 90, queues=queues, campaigns=campaigns)
+
+
+# -- the stereo file ---------------------------------------------------------------------------------
+
+
+class RecordingError(Exception):
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def _os_reason(exc: OSError, where: Path) -> str:
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        return "disk_full"
+    return "disk_full" if _nearly_full(where) else "write_error"
+
+
+def _nearly_full(where: Path) -> bool:
+    try:
+        st = os.statvfs(where)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < 64 * 1024
+
+
+def _read_mono(path: Path, settle: float = 0.0) -> array.array[int]:
+    """The samples of a mono part. pjmedia writes its WAV header when the bridge lets go of the recorder's
+    port, a clock tick after the tap closed: wait up to ``settle`` seconds for a header that counts what
+    the file holds (44 bytes + the data). A header counting more than the file holds after that: frames
+    pjmedia could not write (disk full or a write error mid-call)."""
+    deadline = time.monotonic() + settle
+    while True:
+        try:
+            with wave.open(str(path), "rb") as w:
+                if w.getnchannels() != 1 or w.getsampwidth() != 2 or w.getframerate() != RATE:
+                    raise RecordingError(f"{path.name}: not 8 kHz mono 16-bit", "write_error")
+                expected = w.getnframes()
+                data = w.readframes(expected)
+            size = path.stat().st_size
+            problem = "" if len(data) == expected * 2 and size == 44 + expected * 2 else \
+                f"{path.name}: {len(data) // 2} of {expected} frames on disk ({size} bytes)"
+        except (wave.Error, EOFError, OSError) as exc:
+            problem = f"{path.name}: {exc}"
+        if not problem:
+            break
+        if time.monotonic() >= deadline:
+            raise RecordingError(problem, "disk_full" if _nearly_full(path.parent) else "write_error")
+        time.sleep(0.02)
+    samples = array.array("h")
+    samples.frombytes(data)
+    if sys.byteorder == "big":
+        samples.byteswap()
+    return samples
+
+
+def merge_stereo(left: Path, right: Path, out: Path, settle: float = 0.0) -> float:
+    """Interleave two 8 kHz mono 16-bit WAVs into ``out`` (left, right); the shorter is padded with
+    silence. Returns the length in seconds. Raises RecordingError (with a metric reason). ``settle``:
+    how long a part's header may take to be written (see _read_mono)."""
+    a, b = _read_mono(left, settle), _read_mono(right, settle)
+    n = max(len(a), len(b))
+    a.extend([0] * (n - len(a)))
+    b.extend([0] * (n - len(b)))
+    both = array.array("h", bytes(4 * n))
+    both[0::2] = a
+    both[1::2] = b
+    if sys.byteorder == "big":
+        both.byteswap()
+    tmp = out.with_suffix(".part")
+    try:
+        with wave.open(str(tmp), "wb") as w:
+            w.setnchannels(2)
+            w.setsampwidth(2)
+            w.setframerate(RATE)
+            w.writeframes(both.tobytes())
+        privacy.private_file(tmp)
+        os.replace(tmp, out)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise RecordingError(f"{out.name}: {exc.strerror}", _os_reason(exc, out.parent)) from None
+    return n / RATE
+
+
+# -- live recordings ---------------------------------------------------------------------------------
+
+
+class Tap(Protocol):
+    """One party's received audio into a mono WAV (``telephony.recorder.PjTap``)."""
+
+    def mute(self, muted: bool) -> None: ...
+
+    def close(self) -> None: ...
+
+
+TapFactory = Callable[[Leg, str], Tap]
+
+
+@dataclass
+class Session:
+    call_id: str
+    policy: Policy
+    path: Path                               # the stereo file it becomes
+    caller: Leg
+    agent: Leg
+    agent_id: str | None = None
+    started: float = 0.0
+    taps: list[Tap] = field(default_factory=list)
+    paused: bool = False
+    pauses: list[tuple[float, float | None]] = field(default_factory=list)   # offsets into the recording
+    failed: str | None = None
+
+    @property
+    def recording(self) -> bool:
+        return bool(self.taps)
+
+
+class Recordings:
+    """This worker's recorded calls, by call id (the API pauses and resumes them here)."""
+
+    def __init__(self, settings: RecordingSettings, tap: TapFactory, *,
+                 draw: Callable[[], float] = random.random) -> None:
+        self.settings = settings
+        self._tap = tap
+        self._draw = draw
+        self.live: dict[str, Session] = {}
+
+    def path_for(self, call_id: str, when: float) -> Path:
+        day = time.strftime("%Y/%m/%d", time.gmtime(when))
+        return self.settings.dir / day / f"{call_id}.wav"
+
+    def find(self, call_id: str) -> Path | None:
+        """The stored recording of a call (finished calls only), or None."""
+        if not CALL_ID.match(call_id):
+            return None
+        for p in self.settings.dir.glob(f"*/*/*/{call_id}.wav"):
+            return p
+        return None
+
+    def start(self, call_id: str, caller: Leg, agent: Leg, *, queue: str | None, campaign: str | None,
+              agent_id: str | None = None) -> Session | None:
+        """Caller and agent were just bridged: start recording if the policy says so (on_demand: ready
+        for the API's resume). Never raises: a failure leaves the call unrecorded."""
+        policy = self.settings.policy(queue, campaign)
+        if policy.mode == NEVER or not CALL_ID.match(call_id):
+            return None
+        session = Session(call_id, policy, self.path_for(call_id, time.time()), caller, agent, agent_id)
+        self.live[call_id] = session
+        if policy.wants(self._draw):
+            self._open(session)
+        return session
+
+    def _open(self, s: Session) -> None:
+        try:
+            privacy.private_dir(s.path.parent)
+        except OSError as exc:
+            self._fail(s, _os_reason(exc, self.settings.dir), str(exc))
+            return
+        try:
+            for leg, side in ((s.caller, "caller"), (s.agent, "agent")):
+                part = s.path.with_suffix(f".{side}.wav")
+                s.taps.append(self._tap(leg, str(part)))
+                privacy.private_file(part)
+        except Exception as exc:  # noqa: BLE001 - a recording never takes the call down
+            reason = getattr(exc, "reason", "write_error")
+            self._close_taps(s)
+            self._remove_parts(s)
+            self._fail(s, reason if reason in ("disk_full", "write_error") else "write_error", str(exc))
+            return
+        s.started = time.monotonic()
+        metrics.RECORDINGS_STARTED_TOTAL.inc()
+        log.info("recording started", call_id=s.call_id, policy=s.policy.mode)
+
+    def _fail(self, s: Session, reason: str, error: str) -> None:
+        s.failed = reason
+        metrics.RECORDING_FAILURES_TOTAL.labels(reason=reason).inc()
+        log.error("recording failed; the call goes on unrecorded", call_id=s.call_id, reason=reason, error=error)
+
+    def pause(self, call_id: str) -> Session:
+        s = self._session(call_id)
+        if s.recording and not s.paused:
+            for t in s.taps:
+                t.mute(True)
+            s.paused = True
+            s.pauses.append((time.monotonic() - s.started, None))
+            log.info("recording paused", call_id=call_id)
+        return s
+
+    def resume(self, call_id: str) -> Session:
+        """Unmute a paused recording; an on-demand call not recorded yet starts now."""
+        s = self._session(call_id)
+        if not s.recording and s.failed is None:
+            self._open(s)
+        elif s.paused:
+            for t in s.taps:
+                t.mute(False)
+            s.paused = False
+            begun, _ = s.pauses[-1]
+            s.pauses[-1] = (begun, time.monotonic() - s.started)
+            log.info("recording resumed", call_id=call_id)
+        return s
+
+    def _session(self, call_id: str) -> Session:
+        s = self.live.get(call_id)
+        if s is None:
+            raise KeyError(call_id)
+        return s
+
+    async def finish(self, s: Session, *, consent: bool | None = None) -> Path | None:
+        """The bridge ended: close the taps (here, on the loop thread), merge off the loop. The path of
+        the stereo WAV, or None (not recorded, or failed: counted)."""
+        self.live.pop(s.call_id, None)
+        if not s.recording:
+            return None
+        self._close_taps(s)
+        days = self.settings.retention(s.policy)
+        meta = {"call_id": s.call_id, "policy": s.policy.mode, "retention_days": days, "consent": consent,
+                "pauses": [[round(a, 3), None if b is None else round(b, 3)] for a, b in s.pauses]}
+        try:
+            seconds = await asyncio.to_thread(self._store, s, meta)
+        except RecordingError as exc:
+            self._fail(s, exc.reason, str(exc))
+            return None
+        finally:
+            await asyncio.to_thread(self._remove_parts, s)
+        log.info("recording stored", call_id=s.call_id, seconds=round(seconds, 2), path=str(s.path))
+        return s.path
+
+    @staticmethod
+    def _store(s: Session, meta: dict[str, object]) -> float:
+        seconds = merge_stereo(s.path.with_suffix(".caller.wav"), s.path.with_suffix(".agent.wav"), s.path,
+                               settle=SETTLE_SECONDS)
+        sidecar = s.path.with_suffix(".json")
+        try:
+            sidecar.write_text(json.dumps(meta))
+            privacy.private_file(sidecar)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                s.path.unlink()
+            raise RecordingError(f"{sidecar.name}: {exc.strerror}", _os_reason(exc, sidecar.parent)) from None
+        return seconds
+
+    @staticmethod
+    def _close_taps(s: Session) -> None:
+        taps, s.taps = s.taps, []
+        for t in taps:
+            try:
+                t.close()
+            except Exception as exc:  # noqa: BLE001 - the leg may be gone; the file is closed regardless
+                log.warning("closing a recording tap failed", call_id=s.call_id, error=str(exc))
+
+    @staticmethod
+    def _remove_parts(s: Session) -> None:
+        for side in ("caller", "agent"):
+            with contextlib.suppress(FileNotFoundError):
+                s.path.with_suffix(f".{side}.wav").unlink()
+
+
+def purge(root: Path, default_days: int, now: float | None = None) -> int:
+    """Delete recordings past their retention (the sidecar's ``retention_days``, else ``default_days``,
+    counted from the file's mtime); empty day directories go too. Returns how many were deleted."""
+    now = time.time() if now is None else now
+    deleted = 0
+    for wav in root.glob("*/*/*/*.wav"):
+        if wav.name.count(".") > 1:
+            continue      # a mono part of a call in progress
+        sidecar = wav.with_suffix(".json")
+        days = default_days
+        with contextlib.suppress(OSError, ValueError, TypeError):
+            days = int(json.loads(sidecar.read_text()).get("retention_days") or default_days)
+        try:
+            if wav.stat().st_mtime + days * 86400 > now:
+                continue
+            wav.unlink()
+        except FileNotFoundError:
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            sidecar.unlink()
+        deleted += 1
+    for day in sorted(root.glob("*/*/*"), reverse=True):
+        with contextlib.suppress(OSError):
+            day.rmdir()     # only when empty
+    if deleted:
+        metrics.RECORDINGS_PURGED_TOTAL.inc(deleted)
+        log.info("recordings purged", deleted=deleted)
+    return deleted

@@ -1,0 +1,72 @@
+"""A mono tap on one leg's received audio: a pjsua2 ``AudioMediaRecorder`` fed only by that leg.
+
+pjmedia's clock thread writes the WAV (the conference bridge pushes one 20 ms frame per tick to the
+recorder's port), so the asyncio loop never touches the audio. The object is created, muted and freed
+on the loop thread only (see HACKING.md: pjsua2 objects live on the loop thread).
+
+Pause mutes what the bridge sends to the recorder: the bridge keeps writing frames, now silent, so a
+paused stretch keeps its length in the timeline. In pjsua2 that is ``adjustRxLevel(0)`` on the recorder:
+pjsua2 names levels from the media's side (``AudioMedia::adjustRxLevel`` calls
+``pjsua_conf_adjust_tx_level``, the bridge's transmission to the port; ``adjustTxLevel`` would scale
+what the recorder sends, which is nothing).
+"""
+
+from __future__ import annotations
+
+import errno
+
+import pjsua2 as pj
+
+from callcenter.exceptions import TelephonyError
+from callcenter.telephony.api import Leg
+from callcenter.telephony.leg import PjLeg
+
+_PJ_ERRNO_START_SYS = 120000   # PJ_ERRNO_START_SYS: pj_status_t of an OS errno (pj/errno.h)
+
+
+class TapError(TelephonyError):
+    """The tap could not start; ``reason`` is a metric label (``disk_full`` or ``write_error``)."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def _reason(status: int) -> str:
+    return "disk_full" if status - _PJ_ERRNO_START_SYS in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) \
+        else "write_error"
+
+
+class PjTap:
+    """What ``leg`` receives from its party, written to ``path`` (8 kHz mono 16-bit WAV)."""
+
+    def __init__(self, leg: Leg, path: str) -> None:
+        if not isinstance(leg, PjLeg):
+            raise TelephonyError("only a pjsua2 leg can be recorded")
+        if leg.audio is None:
+            raise TelephonyError("the leg has no media to record")
+        self._recorder: pj.AudioMediaRecorder | None = pj.AudioMediaRecorder()
+        try:
+            self._recorder.createRecorder(path)
+        except pj.Error as exc:
+            self._recorder = None
+            raise TapError(f"cannot record to {path}: {exc.info()}", _reason(int(exc.status))) from None
+        self._source: pj.AudioMedia | None = leg.audio
+        self._source.startTransmit(self._recorder)
+
+    def mute(self, muted: bool) -> None:
+        if self._recorder is not None:
+            self._recorder.adjustRxLevel(0.0 if muted else 1.0)
+
+    def close(self) -> None:
+        """Stop feeding the recorder and free it (the WAV header is written as pjmedia closes the file)."""
+        recorder, self._recorder = self._recorder, None
+        source, self._source = self._source, None
+        if recorder is None:
+            return
+        if source is not None:
+            try:
+                source.stopTransmit(recorder)
+            except pj.Error:
+                pass   # the leg ended: its port already left the bridge
+        del recorder

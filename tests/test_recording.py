@@ -1,0 +1,146 @@
+"""Call recording's pure parts: the policy section, the stereo merge, HTTP ranges and retention.
+The recording of real calls is tests/test_recording_sip.py."""
+
+from __future__ import annotations
+
+import array
+import os
+import stat
+import time
+import wave
+from pathlib import Path
+
+import pytest
+
+from callcenter.api.recordings import parse_range
+from callcenter.calls.recording import (
+    ALWAYS,
+    NEVER,
+    ON_DEMAND,
+    SAMPLE,
+    Policy,
+    RecordingError,
+    merge_stereo,
+    parse_settings,
+    purge,
+)
+from callcenter.exceptions import ConfigError
+from callcenter.yamlsrc import Reader, loads
+
+
+def settings(text: str, data_dir: Path = Path("/data")):
+    data, loc = loads(text, "callcenter.yaml")
+    return parse_settings(Reader(data, loc), data_dir)
+
+
+def test_no_section_records_nothing() -> None:
+    s = settings("worker: {id: w1}\n")
+    assert s.dir == Path("/data/recordings") and s.retention_days == 90
+    assert s.policy("sales", None).mode == NEVER and not s.policy("sales", None).wants()
+
+
+def test_policies_per_queue_and_campaign() -> None:
+    s = settings("""
+recording:
+  dir: /srv/rec
+  policy: on_demand
+  retention_days: 30
+  queues:
+    sales: {policy: always, retention_days: 400}
+    support: {sample: 25}
+    billing: {policy: never}
+  campaigns:
+    collections: {policy: always}
+""")
+    assert s.dir == Path("/srv/rec") and s.retention_days == 30
+    assert s.policy("sales", None) == Policy(ALWAYS, 0.0, 400)
+    assert s.policy("support", None) == Policy(SAMPLE, 25.0)
+    assert s.policy("billing", None).mode == NEVER
+    assert s.policy("other", None).mode == ON_DEMAND            # the section's own policy
+    assert s.policy("billing", "collections").mode == ALWAYS     # a campaign's wins over its queue's
+    assert s.retention(s.policy("sales", None)) == 400 and s.retention(s.policy("support", None)) == 30
+
+
+def test_sample_0_and_100() -> None:
+    draws = iter([0.0, 0.5, 0.999999] * 2)
+    assert not any(Policy(SAMPLE, 0.0).wants(lambda: next(draws)) for _ in range(3))
+    assert all(Policy(SAMPLE, 100.0).wants(lambda: next(draws)) for _ in range(3))
+    assert Policy(SAMPLE, 30.0).wants(lambda: 0.29) and not Policy(SAMPLE, 30.0).wants(lambda: 0.30)
+
+
+@pytest.mark.parametrize("text, where", [
+    ("recording: {policy: sometimes}", "callcenter.yaml:1: recording.policy"),
+    ("recording: {queues: {sales: {sample: 120}}}", "recording.queues.sales.sample"),
+    ("recording: {queues: {sales: {policy: always, sample: 5}}}", "recording.queues.sales.sample"),
+    ("recording: {queues: {sales: {policy: sample}}}", "recording.queues.sales.policy"),
+    ("recording: {queues: {sales: {keep: 3}}}", "recording.queues.sales.keep"),
+    ("recording: {retention_days: 0}", "recording.retention_days"),
+    ("recording: {colour: red}", "recording.colour"),
+])
+def test_bad_policy_names_file_key_and_line(text: str, where: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        settings(text)
+    assert where in str(err.value)
+
+
+def mono(path: Path, samples: list[int]) -> Path:
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(8000)
+        w.writeframes(array.array("h", samples).tobytes())
+    return path
+
+
+def test_merge_puts_left_and_right_and_pads_the_shorter(tmp_path: Path) -> None:
+    left = mono(tmp_path / "l.wav", [1, 2, 3, 4])
+    right = mono(tmp_path / "r.wav", [-1, -2])
+    out = tmp_path / "call.wav"
+    assert merge_stereo(left, right, out) == 4 / 8000
+    with wave.open(str(out), "rb") as w:
+        assert (w.getnchannels(), w.getsampwidth(), w.getframerate(), w.getnframes()) == (2, 2, 8000, 4)
+        got = array.array("h", w.readframes(4))
+    assert list(got) == [1, -1, 2, -2, 3, 0, 4, 0]
+    assert stat.S_IMODE(out.stat().st_mode) == 0o640
+    assert not out.with_suffix(".part").exists()
+
+
+def test_merge_of_a_truncated_part_is_a_write_error(tmp_path: Path) -> None:
+    left = mono(tmp_path / "l.wav", list(range(100)))
+    right = mono(tmp_path / "r.wav", list(range(100)))
+    with open(left, "r+b") as f:       # the header counts 100 frames; the disk holds 50
+        f.truncate(44 + 100)
+    with pytest.raises(RecordingError) as err:
+        merge_stereo(left, right, tmp_path / "call.wav")
+    assert err.value.reason in ("write_error", "disk_full")
+    assert not (tmp_path / "call.wav").exists()
+
+
+@pytest.mark.parametrize("header, expected", [
+    ("bytes=0-99", (0, 99)), ("bytes=10-", (10, 999)), ("bytes=-100", (900, 999)), ("bytes=990-5000", (990, 999)),
+    ("bytes=-5000", (0, 999)), ("bytes=1000-", None), ("bytes=50-10", None), ("bytes=-0", None),
+    ("bytes=0-1,5-6", None), ("items=0-1", None), ("bytes=a-b", None),
+])
+def test_range(header: str, expected: tuple[int, int] | None) -> None:
+    assert parse_range(header, 1000) == expected
+
+
+def test_purge_keeps_what_retention_keeps(tmp_path: Path) -> None:
+    day = tmp_path / "2026" / "01" / "02"
+    day.mkdir(parents=True)
+    now = time.time()
+    old, young, kept_long, part = (day / f"{n}.wav" for n in ("old", "young", "long", "live.caller"))
+    for p in (old, young, kept_long, part):
+        p.write_bytes(b"RIFF")
+    (day / "long.json").write_text('{"retention_days": 400}')
+    (day / "old.json").write_text('{"retention_days": 10}')
+    for p in (old, kept_long, part):
+        os.utime(p, (now - 20 * 86400, now - 20 * 86400))
+    assert purge(tmp_path, default_days=30, now=now) == 1
+    assert not old.exists() and not (day / "old.json").exists()
+    assert young.exists() and kept_long.exists() and part.exists()
+    for p in (young, kept_long, part):
+        p.unlink()
+    (day / "long.json").unlink()
+    purge(tmp_path, default_days=30, now=now)
+    assert not day.exists()

@@ -1,0 +1,207 @@
+"""Call recording over real SIP: a sipp caller sends a 500 Hz tone, the agent's sipp phone 1300 Hz; the
+worker records the bridged call and the tones tell what landed where (Goertzel on the stereo WAV).
+
+One worker; its recordings live on a small tmpfs so a test can fill the disk."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import stat
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sipp
+from recording_helpers import channels, silent_blocks, tone_blocks, tone_caller, tone_pcap, tone_phone
+from worker_proc import METRICS_TOKEN, WorkerProc, admin_token, api_user, flush, new_worker
+
+pytestmark = [pytest.mark.sip, pytest.mark.timeout(240)]
+
+CALLER_HZ, AGENT_HZ = 500.0, 1300.0
+MENU_SALES = [("pause", 600), ("dtmf", "1"), ("pause", 800), ("dtmf", "1"), ("pause", 5200)]
+MENU_SUPPORT = [("pause", 600), ("dtmf", "1"), ("pause", 800), ("dtmf", "2"), ("pause", 5200)]
+
+
+@pytest.fixture(scope="module")
+def rec_dir(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    d = tmp_path_factory.mktemp("rec-disk") / "recordings"
+    d.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m,mode=0750", "tmpfs", str(d)],
+                             capture_output=True).returncode == 0
+    yield d, mounted
+    if mounted:
+        subprocess.run(["umount", "-l", str(d)], check=False)
+
+
+@pytest.fixture(scope="module")
+def worker(tmp_path_factory: pytest.TempPathFactory, redis_server: Any, rec_dir: Any) -> Any:
+    tmp = tmp_path_factory.mktemp("recording")
+    flush(redis_server.url)
+    w = new_worker(tmp, redis_server.url)
+    w.write_config(extra=f"recording: {{dir: {rec_dir[0]}, retention_days: 30, "
+                         "queues: {sales: {sample: 100}, support: {sample: 0}}}\n")
+    w.start()
+    yield w
+    assert w.stop() == 0, w.tail()
+
+
+@pytest.fixture(autouse=True)
+def nobody_logged_in(worker: WorkerProc) -> Any:
+    worker.logout("1001", "1002", "1003", "1004")
+    yield
+
+
+def fetch(w: WorkerProc, path: str, token: str, headers: dict[str, str] | None = None) -> tuple[int, Any, bytes]:
+    req = urllib.request.Request(f"http://127.0.0.1:{w.http_port}{path}",
+                                 headers={"authorization": f"Bearer {token}", **(headers or {})})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status, resp.headers, resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.headers, exc.read()
+
+
+def metric(w: WorkerProc, name: str) -> float:
+    _, _, text = fetch(w, "/metrics", METRICS_TOKEN)
+    total = 0.0
+    for line in text.decode().splitlines():
+        if line.startswith(name):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def wait_log(w: WorkerProc, event: str, count: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if sum(1 for e in w.logs() if e.get("event") == event) >= count:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"no {event!r} in the worker's log:\n{w.tail()}")
+
+
+def started(w: WorkerProc) -> int:
+    return sum(1 for e in w.logs() if e.get("event") == "recording started")
+
+
+def runs(flags: list[bool]) -> list[tuple[int, int]]:
+    """(start, length) of every run of True."""
+    out, start = [], None
+    for i, f in enumerate([*flags, False]):
+        if f and start is None:
+            start = i
+        elif not f and start is not None:
+            out.append((start, i - start))
+            start = None
+    return out
+
+
+def test_stereo_has_the_caller_left_the_agent_right_and_a_pause_is_silent(worker: WorkerProc, tmp_path: Path,
+                                                                          rec_dir: Any) -> None:
+    phone = tone_phone(worker.agents_port, tone_pcap(tmp_path / "agent.pcap", AGENT_HZ, 9.0))
+    worker.login("1001")
+    before = started(worker)
+    caller = tone_caller(worker.target, [*MENU_SALES, ("audio",), ("pause", 9500), ("hangup",)],
+                         tone_pcap(tmp_path / "caller.pcap", CALLER_HZ, 9.0), "0901300001", tmp_path / "caller")
+    wait_log(worker, "recording started", before + 1)
+    call_id = next(e["call_id"] for e in reversed(worker.logs()) if e.get("event") == "recording started")
+    time.sleep(1.0)
+    status, body = worker.http("POST", f"/calls/{call_id}/recording/pause", {})
+    assert status == 200 and body["paused"] is True, body
+    time.sleep(2.0)
+    status, body = worker.http("POST", f"/calls/{call_id}/recording/resume", {})
+    assert status == 200 and body["paused"] is False, body
+    assert sipp.wait_all(caller, phone) == [0, 0], caller.errors() + phone.errors()
+
+    cdr = worker.call_from("0901300001")
+    assert cdr.call_id == call_id and cdr.queue == "sales" and cdr.outcome == "answered"
+    path = Path(cdr.recording)
+    assert path.is_file() and path.is_relative_to(rec_dir[0])
+    assert re.search(r"/\d{4}/\d{2}/\d{2}/" + call_id + r"\.wav$", str(path)), path
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640
+    assert sorted(p.name for p in path.parent.iterdir() if p.name.startswith(call_id)) == \
+        [f"{call_id}.json", f"{call_id}.wav"]          # the mono parts are gone
+    assert json.loads(path.with_suffix(".json").read_text())["retention_days"] == 30
+
+    left, right = channels(path)
+    caller_left, agent_right = tone_blocks(left, CALLER_HZ), tone_blocks(right, AGENT_HZ)
+    assert sum(caller_left) >= 20 and sum(agent_right) >= 20, (sum(caller_left), sum(agent_right))
+    # nothing of the other party on either side
+    assert not any(tone_blocks(left, AGENT_HZ, 0.2)) and not any(tone_blocks(right, CALLER_HZ, 0.2))
+    # the pause: >= 1.5 s of silence on both channels, the caller's tone before and after it
+    quiet = [a and b for a, b in zip(silent_blocks(left), silent_blocks(right), strict=True)]
+    gaps = [(s, n) for s, n in runs(quiet) if n >= 15 and any(caller_left[:s]) and any(caller_left[s + n:])]
+    assert gaps, runs(quiet)
+
+    # playback: ranges, refusals, audit
+    admin = admin_token(worker.redis_url)
+    since = time.time() - 1
+    status, headers, data = fetch(worker, f"/recordings/{call_id}", admin)
+    assert status == 200 and data == path.read_bytes() and headers["accept-ranges"] == "bytes"
+    size = len(data)
+    status, headers, part = fetch(worker, f"/recordings/{call_id}", admin, {"range": "bytes=0-43"})
+    assert status == 206 and part == data[:44] and part.startswith(b"RIFF")
+    assert headers["content-range"] == f"bytes 0-43/{size}"
+    status, headers, part = fetch(worker, f"/recordings/{call_id}", admin, {"range": "bytes=-100"})
+    assert status == 206 and part == data[-100:]
+    status, headers, _ = fetch(worker, f"/recordings/{call_id}", admin, {"range": f"bytes={size}-"})
+    assert status == 416 and headers["content-range"] == f"bytes */{size}"
+    agent = api_user(worker.redis_url, "rec-agent", ["agent"], agent="1001")
+    assert fetch(worker, f"/recordings/{call_id}", agent)[0] == 403
+    assert fetch(worker, "/recordings/nosuchcall", admin)[0] == 404
+    status, body = worker.http("GET", f"/admin/audit?action=GET%20/recordings/%7Bcall_id%7D&since={since}")
+    assert status == 200, body
+    # the full fetch, the two ranges, the refused range, the agent's refusal and the 404: each one audited
+    assert len(body["entries"]) >= 4, body
+
+
+def test_sample_0_records_nothing(worker: WorkerProc, tmp_path: Path, rec_dir: Any) -> None:
+    phone = tone_phone(worker.agents_port, tone_pcap(tmp_path / "agent.pcap", AGENT_HZ, 2.0))
+    worker.login("1003")
+    before = started(worker)
+    caller = tone_caller(worker.target, [*MENU_SUPPORT, ("audio",), ("pause", 3000), ("hangup",)],
+                         tone_pcap(tmp_path / "caller.pcap", CALLER_HZ, 2.0), "0901300002", tmp_path / "caller")
+    assert sipp.wait_all(caller, phone) == [0, 0], caller.errors() + phone.errors()
+    cdr = worker.call_from("0901300002")
+    assert cdr.queue == "support" and cdr.outcome == "answered" and cdr.recording is None
+    assert started(worker) == before
+    assert not list(rec_dir[0].glob(f"*/*/*/{cdr.call_id}*"))
+
+
+def test_a_full_disk_keeps_the_call_up_and_counts_the_failure(worker: WorkerProc, tmp_path: Path,
+                                                              rec_dir: Any) -> None:
+    d, mounted = rec_dir
+    if not mounted:
+        pytest.skip("cannot mount a tmpfs here (not root)")
+    filler = d / "filler"
+    free = 0
+    try:
+        with filler.open("wb") as f:      # fill the tmpfs, then give back 48 KiB: headers fit, the call does not
+            while True:
+                try:
+                    f.write(b"\0" * 65536)
+                    f.flush()
+                except OSError:
+                    break
+        st = os.statvfs(d)
+        free = st.f_bavail * st.f_frsize
+        size = filler.stat().st_size
+        os.truncate(filler, max(0, size - 48 * 1024))
+        failures = metric(worker, 'callcenter_recording_failures_total{reason="disk_full"}')
+        phone = tone_phone(worker.agents_port, tone_pcap(tmp_path / "agent.pcap", AGENT_HZ, 5.0))
+        worker.login("1001")
+        caller = tone_caller(worker.target, [*MENU_SALES, ("audio",), ("pause", 5000), ("hangup",)],
+                             tone_pcap(tmp_path / "caller.pcap", CALLER_HZ, 5.0), "0901300003", tmp_path / "caller")
+        assert sipp.wait_all(caller, phone) == [0, 0], caller.errors() + phone.errors()
+        cdr = worker.call_from("0901300003")
+        assert cdr.outcome == "answered" and cdr.hangup_side == "caller" and cdr.talk_seconds > 3
+        assert cdr.recording is None
+        assert metric(worker, 'callcenter_recording_failures_total{reason="disk_full"}') == failures + 1, free
+        assert not list(d.glob(f"*/*/*/{cdr.call_id}*"))      # nothing half-written left behind
+    finally:
+        filler.unlink(missing_ok=True)
