@@ -115,6 +115,7 @@ class Config:
     trunk: str = ""            # host:port of the SIP trunk/edge for outbound calls (callbacks, dialer)
     dialing: DialRules = field(default_factory=DialRules)   # what may be dialed (callcenter.dialer.policy)
     recording: RecordingSettings | None = None   # callcenter.calls.recording; None: never record
+    monitor_ring_timeout: float = 20.0   # monitor.ring_timeout: how long a supervisor's phone rings (calls/monitor.py)
 
     def flow_for(self, called: str) -> str:
         return self.routes.get(called) or self.routes.get("default") or "hotline"
@@ -180,7 +181,7 @@ def _capacity(r: Reader, max_calls: int) -> CapacitySettings:
 
 
 TOP_KEYS = ("worker", "sip", "redis", "http", "paths", "cdr", "routes", "queue", "language", "logging", "dialing",
-            "capacity", "recording")
+            "capacity", "recording", "monitor")
 
 
 def load_config(path: str | Path) -> Config:
@@ -255,7 +256,8 @@ def load_config(path: str | Path) -> Config:
                   routing_rules=paths["routing_rules"], campaigns=paths["campaigns"], cdr_store=store,
                   run_cdr_writer=c.flag("writer", True), default_language=lang, routes=routes,
                   queue=queue, log_level=level, trunk=s.text("trunk", ""), dialing=_dialing(r),
-                  recording=parse_settings(r, data_dir))
+                  recording=parse_settings(r, data_dir),
+                  monitor_ring_timeout=r.section("monitor", {"ring_timeout"}).duration("ring_timeout", 20.0, gt=0))
 
 
 def _dialing(r: Reader) -> DialRules:

@@ -72,6 +72,11 @@ HANDLE_SECONDS = Histogram("callcenter_handle_seconds", "Handle time: talk + hol
                            buckets=HANDLE_BUCKETS)
 AGENT_OFFERS_TOTAL = Counter("callcenter_agent_offers_total", "Calls offered to agents' phones, by result.",
                              ["queue", "result"])
+CALL_HOLDS_TOTAL = Counter("callcenter_call_holds_total",
+                           "Bridged callers put on hold, by who asked: api, phone (the agent's re-INVITE).",
+                           ["queue", "by"])
+CALL_HOLD_SECONDS = Histogram("callcenter_call_hold_seconds", "One hold span of a bridged caller.", ["queue"],
+                              buckets=HANDLE_BUCKETS)
 
 # --- dialer -------------------------------------------------------------------------------------
 DIALER_ATTEMPTS_TOTAL = Counter("callcenter_dialer_attempts_total", "Outbound dial attempts by result.",
@@ -99,6 +104,12 @@ RECORDING_FAILURES_TOTAL = Counter("callcenter_recording_failures_total",
                                    "Recordings lost (the call went on unrecorded): disk_full, write_error.",
                                    ["reason"])
 RECORDINGS_PURGED_TOTAL = Counter("callcenter_recordings_purged_total", "Recordings deleted past their retention.")
+
+# --- supervisor monitoring (callcenter/calls/monitor.py) -------------------------------------------
+MONITOR_SESSIONS_TOTAL = Counter("callcenter_monitor_sessions_total",
+                                 "Supervisor monitor sessions ended, by result: answered, or why the supervisor's "
+                                 "phone was not (no_answer, busy, rejected, failed, stopped, call_ended).",
+                                 ["result"])
 
 # --- HTTP authentication ----------------------------------------------------------------------------
 AUTH_LOGINS_TOTAL = Counter("callcenter_auth_logins_total",

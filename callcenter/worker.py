@@ -23,6 +23,7 @@ from callcenter.calls import dialing
 from callcenter.calls.amd import MachineDetector
 from callcenter.calls.dnc import DncWriter
 from callcenter.calls.inbound import InboundCalls, close_out
+from callcenter.calls.monitor import Monitoring
 from callcenter.calls.outbound import OutboundCalls
 from callcenter.calls.preview import PreviewDesk
 from callcenter.calls.queueing import Queueing
@@ -115,6 +116,7 @@ class Worker:
     dialer_enabled: bool = False     # run the outbound dialer for campaigns/*.yaml in this worker
     demo_users: DemoUsers | None = None
     recordings: Recordings | None = None   # built by run() when the config records calls
+    monitoring: Monitoring | None = None   # supervisors' monitor sessions, built by run()
 
     async def run(self) -> None:
         # Imported here: pjsua2 is only needed by a process that carries calls.
@@ -154,6 +156,7 @@ class Worker:
         ivr = IvrRunner(self.scripts, flows, cfg.sounds, recordings_dir=cfg.data_dir / "recordings",
                         dial_policy=dial_policy, trunk=cfg.trunk)
         inbound = InboundCalls(ivr, cdr, live, flow_for=cfg.flow_for, worker_id=cfg.worker_id)
+        self.monitoring = Monitoring(queueing, switch, cdr, None, ring_timeout=cfg.monitor_ring_timeout)
 
         async def tick() -> None:
             queueing.handle_events(await router.tick())
@@ -202,7 +205,7 @@ class Worker:
                 tasks.append(asyncio.ensure_future(dialing.run_dialer(engine, desk, calls, amd, self.stop,
                                                                        cfg.drain_seconds + 2.0)))
         sync_redis = redisconn.connect_sync(self.redis_url)
-        auth = self._start_http(router, cdr, sync_redis, aredis, desk)
+        auth = self._start_http(router, cdr, sync_redis, aredis, desk, queueing)
         switch.start()
         if self.demo_users is not None and auth is not None:
             await self.demo_users(auth)
@@ -231,13 +234,13 @@ class Worker:
         log.info("worker stopped")
 
     def _start_http(self, router: Router, cdr: CdrBuffer, sync_redis: redis.Redis, aredis: aredis_client.Redis,
-                    desk: PreviewDesk | None) -> Auth | None:
+                    desk: PreviewDesk | None, queueing: Queueing) -> Auth | None:
         """The HTTP API and /metrics on ``http.port``; returns the API's Auth (None with auth off)."""
         from twisted.internet import reactor
         from twisted.internet.asyncioreactor import AsyncioSelectorReactor
         from twisted.web.resource import Resource
 
-        from callcenter.api import admin, agents, campaigns, reports
+        from callcenter.api import admin, agents, calls, campaigns, reports
         from callcenter.api.bodylimit import LimitedSite
         from callcenter.api.http import HttpRouter
 
@@ -249,6 +252,12 @@ class Worker:
 
         agents.install_routes(api, router, sync_redis, on_event=agent_event)
         admin.install_routes(api, router)
+        calls.install_routes(api, queueing)
+        if self.monitoring is not None:
+            from callcenter.api import monitor as monitor_api
+
+            self.monitoring.audit = guard.auth.audit if guard is not None else None
+            monitor_api.install_routes(api, self.monitoring, guard.auth.users if guard is not None else None)
         campaigns.install_routes(api, aredis, self.campaigns, self.cfg.redis.prefix, desk=desk)
         try:
             reports.install_routes(api, open_store(self.cfg.cdr_store))

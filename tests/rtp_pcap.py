@@ -23,6 +23,18 @@ def _packet(seq: int, ts: int, ssrc: int, payload: bytes, marker: bool, pt: int 
     return b"\x00" * 12 + b"\x08\x00" + ip
 
 
+def write_rtp_pcap(path: Path, payloads: list[bytes], pt: int, ssrc: int = 0x1234ABCD, seq: int = 1000,
+                   ts: int = 160_000, ts_step: int = 160, interval_us: int = 20_000) -> Path:
+    """One RTP packet per payload, `interval_us` apart in capture time (sipp paces its sending by it)."""
+    out = [struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)]
+    for k, payload in enumerate(payloads):
+        frame = _packet(seq + k, ts + k * ts_step, ssrc, payload, marker=(k == 0), pt=pt)
+        usec = k * interval_us
+        out.append(struct.pack("<IIII", usec // 1_000_000, usec % 1_000_000, len(frame), len(frame)) + frame)
+    path.write_bytes(b"".join(out))
+    return path
+
+
 def write_dtmf_pcaps(directory: Path, digits: list[str], ssrc: int = 0x1234ABCD) -> list[Path]:
     """One pcap per key press, numbered in order; sequence and timestamps continue across files."""
     directory.mkdir(parents=True, exist_ok=True)

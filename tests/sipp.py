@@ -8,6 +8,8 @@ A caller script is a list of steps:
     ("info", "1"[, code[, uri]])  send one digit as SIP INFO application/dtmf-relay, expect code (200),
                            to uri (default: the dialog's remote target)
     ("audio",)             play 4.7 s of G.711 A-law speech (sipp's g711a.pcap)
+    ("tone", hz, ms[, pt]) start sending a pure tone for ms (G.711, pt 8 A-law by default; tests/tones.py),
+                           going on while the next steps run
     ("hangup",)            send BYE (must be the last step)
     ("wait_bye", ms)       expect the far end to hang up within ms (must be the last step)
     ("referred", ms)       accept the far end's REFER within ms (202, NOTIFY with a 200 sipfrag), then
@@ -30,13 +32,14 @@ from pathlib import Path
 
 import ports
 from rtp_pcap import write_dtmf_pcaps
+from tones import PCMA, write_tone_pcap
 
 PCAP_DIR = Path("/usr/share/sip-tester")
 PHONE_TAG = "[pid]SIPpTag01[call_number]"      # the To tag of a phone's answers
 PHONE_CONTACT = "Contact: <sip:[local_ip]:[local_port];transport=[transport]>"
 
 _SDP = """v=0
-o=user1 53655765 2353687637 IN IP[local_ip_type] [local_ip]
+o=user1 53655765 {version} IN IP[local_ip_type] [local_ip]
 s=-
 c=IN IP[media_ip_type] [media_ip]
 t=0 0
@@ -44,15 +47,17 @@ m=audio {media_port} RTP/AVP {codecs} 101
 {rtpmaps}a=rtpmap:101 telephone-event/8000
 a=fmtp:101 0-16
 a=ptime:20
-"""
+{direction}"""
 
 
-def sdp(codecs: str = "8 0", media_port: int | None = None) -> str:
+def sdp(codecs: str = "8 0", media_port: int | None = None, direction: str = "", version: int = 2353687637) -> str:
     """An offer or answer with these payload types and telephone-event; media_port: advertise that port
-    instead of sipp's own media port (its RTP then goes to whoever listens there)."""
+    instead of sipp's own media port (its RTP then goes to whoever listens there); direction: an
+    a=sendonly / a=inactive / a=sendrecv line (a re-INVITE's offer also needs a new version)."""
     names = {"0": "PCMU", "8": "PCMA", "18": "G729", "3": "GSM"}
     maps = "".join(f"a=rtpmap:{c} {names[c]}/8000\n" for c in codecs.split())
-    return _SDP.format(codecs=codecs, rtpmaps=maps, media_port=media_port or "[media_port]")
+    return _SDP.format(codecs=codecs, rtpmaps=maps, media_port=media_port or "[media_port]",
+                       direction=f"a={direction}\n" if direction else "", version=version)
 
 
 def reply(code: int, reason: str, *, tag: str = "", headers: Iterable[str] = (), body: str | None = None,
@@ -76,11 +81,18 @@ def _phone_answer(code: int, reason: str, routed: bool = False, body: str | None
     return reply(code, reason, tag=PHONE_TAG, headers=headers, body=body, retrans=retrans)
 
 
+def _tone_files(workdir: Path, steps: list[tuple]) -> list[Path]:
+    """The pcap of each ("tone", hz, ms[, pt]) step, in order."""
+    return [write_tone_pcap(workdir / f"tone_{i:02d}.pcap", float(s[1]), int(s[2]), pt=int(s[3]) if len(s) > 3 else PCMA)
+            for i, s in enumerate(s for s in steps if s[0] == "tone")]
+
+
 def _caller_xml(steps: list[tuple], caller: str, codecs: str, expect_code: int,
                 dtmf_files: list[Path] | None = None, headers: list[str] | None = None,
-                busy_ok: bool = False, media_port: int | None = None) -> str:
+                busy_ok: bool = False, media_port: int | None = None, tone_files: list[Path] | None = None) -> str:
     offer = sdp(codecs, media_port)
     dtmf = iter(dtmf_files or [])
+    tone = iter(tone_files or [])
     extra = "".join(f"{h}\n" for h in headers or [])
 
     def in_dialog(method: str, cseq: int, to: str, extra_headers: str = "Content-Length: 0", payload: str = "",
@@ -159,6 +171,8 @@ Content-Length: 0
                         f'</action></nop>\n<pause milliseconds="250"/>\n')
         elif kind == "audio":
             body.append(f'<nop><action><exec play_pcap_audio="{PCAP_DIR}/g711a.pcap"/></action></nop>\n')
+        elif kind == "tone":
+            body.append(f'<nop><action><exec play_pcap_audio="{next(tone)}"/></action></nop>\n')
         elif kind == "info":
             payload = f"Signal={step[1]}\nDuration=160\n"
             code = int(step[2]) if len(step) > 2 else 200
@@ -297,6 +311,7 @@ def _recv_invite(capture: bool, routed: bool = False) -> str:
     <ereg regexp=".*" search_in="hdr" header="From:" assign_to="rfrom"/>
     <ereg regexp=".*" search_in="hdr" header="To:" assign_to="rto"/>
     <ereg regexp="sip:[^>;]*" search_in="hdr" header="Contact:" assign_to="rcontact"/>
+    <ereg regexp=".*" search_in="hdr" header="Call-ID:" assign_to="rcallid"/>
   </action>
 </recv>"""
 
@@ -304,13 +319,43 @@ def _recv_invite(capture: bool, routed: bool = False) -> str:
 REJECTS = {"486": (486, "Busy Here"), "480": (480, "Temporarily Unavailable"), "603": (603, "Decline")}
 
 
+def _phone_reinvite(cseq: int, codecs: str, direction: str) -> str:
+    """The phone's own re-INVITE in the dialog it answered (hold: sendonly / inactive, resume: sendrecv),
+    answered and ACKed; needs the dialog captured by _recv_invite(capture=True)."""
+    head = f"""Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: [$rto];tag={PHONE_TAG}
+To: [$rfrom]
+Call-ID: [$rcallid]
+CSeq: {cseq} """
+    return f"""<send retrans="500"><![CDATA[
+INVITE [$rcontact] SIP/2.0
+{head}INVITE
+Contact: <sip:[local_ip]:[local_port]>
+Max-Forwards: 70
+Content-Type: application/sdp
+Content-Length: [len]
+
+{sdp(codecs, direction=direction, version=2353687637 + cseq)}]]></send>
+<recv response="100" optional="true"/>
+<recv response="200"/>
+<send><![CDATA[
+ACK [$rcontact] SIP/2.0
+{head}ACK
+Content-Length: 0
+
+]]></send>
+"""
+
+
 def _agent_xml(mode: str, ring_ms: int, talk_ms: int, codecs: str = "0 8", greeting: bool = False,
-               routed: bool = False) -> str:
+               routed: bool = False, steps: list[tuple] | None = None, tone_files: list[Path] | None = None) -> str:
     """mode: 'answer' (talk, wait for BYE), 'answer_bye' (agent hangs up after talk_ms),
     'noanswer' (ring until CANCEL), '486' / '480' / '603' (reject). See agent()."""
+    steps = steps or []
+    capture = mode == "answer_bye" or any(s[0] == "reinvite" for s in steps)
     parts = [f"""<?xml version="1.0" encoding="UTF-8"?>
 <scenario name="agent-{mode}">
-{_recv_invite(mode == "answer_bye", routed)}
+{_recv_invite(capture, routed)}
 {_phone_answer(180, "Ringing", routed)}"""]
     if mode in REJECTS:
         code, text = REJECTS[mode]
@@ -329,6 +374,17 @@ def _agent_xml(mode: str, ring_ms: int, talk_ms: int, codecs: str = "0 8", greet
 """)
         if greeting:
             parts.append(f'<nop><action><exec play_pcap_audio="{PCAP_DIR}/g711a.pcap"/></action></nop>\n')
+        tone, cseq = iter(tone_files or []), 2
+        for step in steps:
+            if step[0] == "tone":
+                parts.append(f'<nop><action><exec play_pcap_audio="{next(tone)}"/></action></nop>\n')
+            elif step[0] == "pause":
+                parts.append(f'<pause milliseconds="{int(step[1])}"/>\n')
+            elif step[0] == "reinvite":
+                parts.append(_phone_reinvite(cseq, codecs, str(step[1])))
+                cseq += 1
+            else:
+                raise ValueError(f"unknown phone step {step!r}")
         if mode == "answer":
             parts.append('<recv request="BYE"/>\n' + reply(200, "OK") + '<nop next="end"/>\n')
         else:
@@ -501,7 +557,8 @@ def caller(target: str, steps: list[tuple], number: str = "0901234567", service:
     media_port: the RTP port its offer names instead of its own (a test listening there)."""
     workdir = Path(tempfile.mkdtemp(prefix="sipp-caller-"))
     pcaps = write_dtmf_pcaps(workdir, [s[1] for s in steps if s[0] == "dtmf"])
-    xml = _caller_xml(steps, number, codecs, expect_code, pcaps, headers, busy_ok, media_port)
+    xml = _caller_xml(steps, number, codecs, expect_code, pcaps, headers, busy_ok, media_port,
+                      _tone_files(workdir, steps))
     args = [target, "-s", service, "-m", str(calls), "-r", str(rate), "-l", str(limit or calls),
             "-timeout", f"{timeout_s}s", "-timeout_error", *(["-trace_logs"] if busy_ok else []), *(extra or [])]
     return _start("caller", xml, args, workdir=workdir, local_ip=local_ip)
@@ -521,21 +578,30 @@ def referred_caller(target: str, number: str = "0901234567", service: str = "hot
 
 def agent(port: int, mode: str = "answer", ring_ms: int = 500, talk_ms: int = 1000, calls: int = 1,
           timeout_s: int = 120, *, codecs: str = "0 8", greeting: bool = False, routed: bool = False,
-          answer_only: str | None = None, trace: bool = False, timeout_error: bool = True) -> Sipp:
+          answer_only: str | None = None, trace: bool = False, timeout_error: bool = True,
+          steps: list[tuple] | None = None) -> Sipp:
     """A phone on 127.0.0.1:port answering `calls` offers the same way, echoing RTP back.
     mode: 'answer' (talk, wait for BYE), 'answer_bye' (hangs up after talk_ms), 'noanswer' (ring until
     CANCEL), '486' / '480' / '603' (reject after ring_ms). codecs: what its answer offers.
     greeting: after answering it plays 4.7 s of speech instead of echoing (a voicemail box; codecs "8").
     routed: a phone behind a proxy: its answers carry the Record-Route, its BYE follows the route.
     answer_only: a regex of called numbers it answers (mode 'answer'); for the others it is busy (486).
-    trace: every message it gets is in `messages()`."""
+    trace: every message it gets is in `messages()`.
+    steps (mode 'answer', after answering, before waiting for the BYE): ("tone", hz, ms[, pt]) send a
+    tone instead of echoing (pt: the codec its answer puts first, µ-law 0 by default), ("pause", ms),
+    ("reinvite", "sendonly" | "inactive" | "sendrecv") its own re-INVITE: hold and resume from the phone."""
+    workdir = Path(tempfile.mkdtemp(prefix=f"sipp-agent{port}-"))
+    steps = steps or []
+    tone_files = _tone_files(workdir, [s if len(s) > 3 else (*s, int(codecs.split()[0]))
+                                       for s in steps if s[0] == "tone"])
     if answer_only is not None:
         xml = _answer_only_xml(answer_only, ring_ms)
     else:
-        xml = _agent_xml(mode, ring_ms, talk_ms, codecs, greeting, routed)
-    args = ["-m", str(calls), *([] if greeting else ["-rtp_echo"]), *(["-trace_msg"] if trace else []),
+        xml = _agent_xml(mode, ring_ms, talk_ms, codecs, greeting, routed, steps, tone_files)
+    echo = not greeting and not tone_files
+    args = ["-m", str(calls), *(["-rtp_echo"] if echo else []), *(["-trace_msg"] if trace else []),
             "-timeout", f"{timeout_s}s", *(["-timeout_error"] if timeout_error else [])]
-    return _start(f"agent{port}", xml, args, port=port)
+    return _start(f"agent{port}", xml, args, port=port, workdir=workdir)
 
 
 def worker_standin(local_ip: str = "127.0.0.1") -> Sipp:

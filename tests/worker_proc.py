@@ -67,7 +67,7 @@ class WorkerProc:
 
     def write_config(self, rules: Path | None = None, extra: str = "", trunk: str = "",
                      campaigns: Path | None = None, ivr_scripts: Path | None = None,
-                     routes: dict[str, str] | None = None, sip_extra: str = "") -> None:
+                     routes: dict[str, str] | None = None, sip_extra: str = "", sounds: Path | None = None) -> None:
         # sipp callers that only pause send no RTP at all (a phone always does): keep sip.rtp_timeout
         # (60 s by default) out of the way of long scripted waits unless a test sets it.
         if "rtp_timeout" not in sip_extra:
@@ -88,7 +88,7 @@ sip: {{bind: 127.0.0.1, port: {self.sip_port}, transports: [udp, tcp], rtp_port:
       rtp_port_range: {RTP_PORTS}, max_calls: 1000{f', trunk: "{trunk}"' if trunk else ''}{f', {sip_extra}' if sip_extra else ''}}}
 redis: {{url: "{self.redis_url}", prefix: "cc:"}}
 http: {{bind: 127.0.0.1, port: {self.http_port}, metrics_token: {METRICS_TOKEN}}}
-paths: {{ivr_scripts: {ivr_scripts or REPO / 'ivr_scripts'}, sounds: {REPO / 'sounds'}, routing_rules: {rules},
+paths: {{ivr_scripts: {ivr_scripts or REPO / 'ivr_scripts'}, sounds: {sounds or REPO / 'sounds'}, routing_rules: {rules},
         campaigns: {campaigns or REPO / 'campaigns'}}}
 cdr: {{store: "{self.store_url}", writer: true}}
 routes: {json.dumps(routes or {"hotline": "hotline", "default": "hotline"})}

@@ -3,7 +3,8 @@
     GET    /admin/users                      users (never a password hash)
     POST   /admin/users                      {"name", "roles": [...], "agent": "1001", "password"} -> 201
     GET    /admin/users/{name}
-    PATCH  /admin/users/{name}               any of {"roles", "agent", "disabled", "password"}
+    PATCH  /admin/users/{name}               any of {"roles", "agent", "disabled", "password", "sip_uri",
+                                             "queues"}: a supervisor's phone and the queues it may monitor
     DELETE /admin/users/{name}               with its sessions and tokens
     GET    /admin/users/{name}/tokens        ids and labels
     POST   /admin/users/{name}/tokens        {"label"} -> 201 {"token", "id"}: the token is shown this once
@@ -48,6 +49,17 @@ def _float(req: Request, name: str) -> float | None:
 _T = TypeVar("_T")
 
 
+def _monitoring(body: dict[str, Any]) -> tuple[str | None, list[str] | None]:
+    """A supervisor's ``sip_uri`` (the phone monitor sessions ring) and ``queues`` (whose calls it may
+    monitor; [] = all), when the body gives them."""
+    sip_uri, queues = body.get("sip_uri"), body.get("queues")
+    if sip_uri is not None and not isinstance(sip_uri, str):
+        raise HttpError(400, "sip_uri: must be a string")
+    if queues is not None and not (isinstance(queues, list) and all(isinstance(q, str) for q in queues)):
+        raise HttpError(400, "queues: must be a list of queue names")
+    return sip_uri, queues
+
+
 def install_routes(router: HttpRouter, auth: Auth) -> None:
     async def guarded(coro: Awaitable[_T]) -> _T:
         try:
@@ -65,7 +77,10 @@ def install_routes(router: HttpRouter, auth: Auth) -> None:
             raise HttpError(400, "body needs 'name' and 'password' strings")
         if agent is not None and not isinstance(agent, str):
             raise HttpError(400, "agent: must be a string")
+        sip_uri, queues = _monitoring(body)
         user = await guarded(auth.users.create(name, _roles(body) or [], password, agent))
+        if sip_uri is not None or queues is not None:
+            user = await guarded(auth.users.set_monitoring(name, sip_uri, queues))
         return Response(user.as_dict(), 201)
 
     async def get_user(req: Request) -> Reply:
@@ -82,7 +97,10 @@ def install_routes(router: HttpRouter, auth: Auth) -> None:
             raise HttpError(400, "disabled: must be true or false")
         if agent is not None and not isinstance(agent, str) or password is not None and not isinstance(password, str):
             raise HttpError(400, "agent and password must be strings")
+        sip_uri, queues = _monitoring(body)
         user = await guarded(auth.users.update(name, _roles(body), agent, disabled))
+        if sip_uri is not None or queues is not None:
+            user = await guarded(auth.users.set_monitoring(name, sip_uri, queues))
         if password is not None:
             await guarded(auth.users.set_password(name, password))
         return user.as_dict()

@@ -21,6 +21,10 @@ from callcenter.auth import passwords, roles
 from callcenter.auth.keys import AuthKeys
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
+# A supervisor's phone (monitor sessions ring it): a plain sip:/sips: URI, no headers or parameters to smuggle.
+SIP_URI = re.compile(r"^sips?:[A-Za-z0-9._~+-]{1,64}@[A-Za-z0-9.-]{1,100}(:[0-9]{1,5})?(;transport=(udp|tcp))?$")
+QUEUE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+MAX_QUEUES = 200
 
 
 class UserError(ValueError):
@@ -34,13 +38,16 @@ class User:
     agent: str | None = None
     disabled: bool = False
     created: float = 0.0
+    sip_uri: str | None = None        # the phone a supervisor's monitor session rings (calls/monitor.py)
+    queues: frozenset[str] = field(default_factory=frozenset)   # a supervisor's queues; empty: all
 
     def as_dict(self) -> dict[str, Any]:
         return {"name": self.name, "roles": sorted(self.roles), "agent": self.agent, "disabled": self.disabled,
-                "created": self.created}
+                "created": self.created, "sip_uri": self.sip_uri, "queues": sorted(self.queues)}
 
 
 RoleNames = list[str]    # inside UserStore, `list` is its method
+QueueNames = list[str]
 
 
 class UserStore:
@@ -54,7 +61,8 @@ class UserStore:
             return None
         d: dict[str, str] = raw
         user = User(name, frozenset(r for r in d.get("roles", "").split(",") if r), d.get("agent") or None,
-                    d.get("disabled") == "1", float(d.get("created") or 0))
+                    d.get("disabled") == "1", float(d.get("created") or 0), d.get("sip_uri") or None,
+                    frozenset(q for q in d.get("queues", "").split(",") if q))
         return user, d.get("password", "")
 
     async def get(self, name: str) -> User | None:
@@ -112,6 +120,24 @@ class UserStore:
         await self.redis.hset(self.keys.user(name), mapping=mapping)
         if disabled:
             await self.end_sessions(name)
+        return await self._require(name)
+
+    async def set_monitoring(self, name: str, sip_uri: str | None = None,
+                             queues: QueueNames | None = None) -> User:
+        """A supervisor's phone (``""`` removes it) and the queues whose calls it may monitor (``[]``: all);
+        None leaves a value as it is."""
+        await self._require(name)
+        mapping: dict[str, str] = {}
+        if sip_uri is not None:
+            if sip_uri and not SIP_URI.match(sip_uri):
+                raise UserError("sip_uri: a plain sip:user@host[:port] URI")
+            mapping["sip_uri"] = sip_uri
+        if queues is not None:
+            if len(queues) > MAX_QUEUES or not all(isinstance(q, str) and QUEUE.match(q) for q in queues):
+                raise UserError(f"queues: at most {MAX_QUEUES} queue names (letters, digits, _.-)")
+            mapping["queues"] = ",".join(sorted(set(queues)))
+        if mapping:
+            await self.redis.hset(self.keys.user(name), mapping=mapping)
         return await self._require(name)
 
     async def set_password(self, name: str, password: str) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import time
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
@@ -57,6 +58,33 @@ class Waiter:
     outcome: QueueOutcome | None = None
 
 
+@dataclass
+class Talk:
+    """A caller bridged to an agent on this worker, and its hold spans (from the API or the agent's phone)."""
+
+    caller: Leg
+    agent: Leg
+    queue: str
+    agent_id: str
+    music: str
+    held_since: float | None = None
+    hold_seconds: float = 0.0
+    holds: int = 0
+    over: bool = False
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    @property
+    def held(self) -> bool:
+        return self.held_since is not None
+
+
+class HoldResult(enum.Enum):
+    DONE = "done"                  # the call is now held (or resumed)
+    UNCHANGED = "unchanged"        # it already was
+    NOT_BRIDGED = "not_bridged"    # a caller of this worker, but not talking to an agent
+    UNKNOWN = "unknown"            # no such call on this worker
+
+
 class Queueing:
     """This worker's callers in the Redis ACD: :meth:`queue` holds one until it leaves the queue,
     :meth:`run_offers` rings the agents the router reserves for them, :meth:`handle_events` acts on the
@@ -75,6 +103,7 @@ class Queueing:
         self.policy = policy          # every callback number goes through it (request and dial)
         self.recordings = recordings  # records bridged calls as their queue's or campaign's policy says
         self.waiting: dict[str, Waiter] = {}
+        self.talking: dict[str, Talk] = {}     # caller leg id -> its bridge to an agent
         self.tasks = TaskSet()
 
     async def queue(self, leg: Leg, request: QueueRequest) -> QueueOutcome:
@@ -331,11 +360,28 @@ class Queueing:
         except CallGone:
             pass
         await self._event("CONNECT", leg.id, offer.queue, offer.agent_id, holdtime=rec.wait_seconds)
-        first, info = await first_to_end(leg, agent)
+        t = Talk(leg, agent, offer.queue, offer.agent_id, w.request.music)
+        self.talking[leg.id] = t
+
+        def phone_hold(held: bool) -> None:
+            self.tasks.spawn(self._set_hold(t, held, "phone"), "hold", call_id=leg.id)
+
+        agent.on_remote_hold(phone_hold)
+        try:
+            first, info = await first_to_end(leg, agent)
+        finally:
+            agent.on_remote_hold(None)
+            self.talking.pop(leg.id, None)
+            async with t.lock:       # a hold change under way finishes first; an open span closes now
+                t.over = True
+                if t.held_since is not None:
+                    t.hold_seconds += time.time() - t.held_since
+                    t.held_since = None
         if recording is not None and self.recordings is not None:
             stored = await self.recordings.finish(recording)
             rec.recording = str(stored) if stored is not None else None
-        talk = time.time() - answered
+        rec.hold_seconds, rec.hold_count = round(t.hold_seconds, 3), t.holds
+        talk = max(0.0, time.time() - answered - t.hold_seconds)      # talk time excludes hold
         rec.talk_seconds = round(talk, 3)
         caller_first = first is leg
         rec.hangup_cause = hangup_cause(info)
@@ -347,14 +393,54 @@ class Queueing:
             rec.hangup_side = hangup_side(info, "agent")
             event = "COMPLETEAGENT"
         await self.router.call_finished(leg.id, offer.agent_id, talk)
-        metrics.HANDLE_SECONDS.labels(queue=offer.queue).observe(talk)
+        metrics.HANDLE_SECONDS.labels(queue=offer.queue).observe(talk + t.hold_seconds)
         await self._event(event, leg.id, offer.queue, offer.agent_id, holdtime=rec.wait_seconds,
-                          talktime=round(talk, 3))
+                          talktime=round(talk, 3), onhold=rec.hold_seconds, holds=t.holds)
         await self._leg(agent, leg.id, "agent_offer", offer.agent_uri, offer.agent_id, "answered",
                         answer=answered)
         if caller_first:
             raise CallGone(leg.id)
         return QueueOutcome.CONNECTED
+
+    # -- hold ------------------------------------------------------------------------------
+
+    async def hold(self, call_id: str, on: bool, by: str) -> HoldResult:
+        """Put a bridged caller on hold (music, the agent no longer heard) or take it off (the bridge
+        again); `by` names who asked ("api:<user>", "phone") in the queue log."""
+        t = self.talking.get(call_id)
+        if t is None:
+            return HoldResult.NOT_BRIDGED if call_id in self.waiting else HoldResult.UNKNOWN
+        return HoldResult.DONE if await self._set_hold(t, on, by) else HoldResult.UNCHANGED
+
+    def talk(self, call_id: str) -> Talk | None:
+        """The bridge of this worker's caller to an agent, while it lasts."""
+        return self.talking.get(call_id)
+
+    async def _set_hold(self, t: Talk, on: bool, by: str) -> bool:
+        """One hold change at a time per call; False if there was nothing to change (already so, or over)."""
+        async with t.lock:
+            if t.over or t.held == on or t.caller.ended or t.agent.ended:
+                return False
+            now = time.time()
+            try:
+                if on:
+                    await t.caller.start_hold(t.music)     # unbridges both ways, then music to the caller
+                else:
+                    await t.caller.bridge(t.agent)
+            except CallGone:
+                return False
+            if on:
+                t.held_since, t.holds = now, t.holds + 1
+                metrics.CALL_HOLDS_TOTAL.labels(queue=t.queue, by=by.split(":", 1)[0]).inc()
+                await self._event("HOLD", t.caller.id, t.queue, t.agent_id, by=by)
+            else:
+                span = now - (t.held_since or now)
+                t.hold_seconds += span
+                t.held_since = None
+                metrics.CALL_HOLD_SECONDS.labels(queue=t.queue).observe(span)
+                await self._event("UNHOLD", t.caller.id, t.queue, t.agent_id, by=by, onhold=round(span, 3))
+            log.info("hold" if on else "unhold", call_id=t.caller.id, agent_id=t.agent_id, by=by)
+            return True
 
     # -- offers (from the router, for this worker's callers) --------------------------------
 

@@ -35,6 +35,7 @@ class PgStore(SqlStore):
             with conn.transaction():
                 for stmt in self.schema():
                     conn.execute(stmt)
+            self.migrate()
             self._load_rollup_params()
 
     def _connect(self) -> psycopg.Connection[tuple[Any, ...]]:

@@ -85,7 +85,8 @@ class CallRecord(Record):
     agent_id: str | None = None
     agent_answer: float | None = None
     talk_seconds: float | None = None   # agent talk time, hold excluded
-    hold_seconds: float = 0
+    hold_seconds: float = 0             # the call's time on hold (every span, from the API or the agent's phone)
+    hold_count: int = 0                 # how many times it was put on hold
     wrapup_seconds: float | None = None
     hangup_side: str | None = None      # "caller" | "agent" | "system"
     hangup_cause: str | None = None     # "200 BYE", "486 Busy Here", "worker_crash"

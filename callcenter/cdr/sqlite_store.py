@@ -29,6 +29,7 @@ class SqliteStore(SqlStore):
             self._conn.execute("PRAGMA synchronous=NORMAL")
             for stmt in self.schema():
                 self._conn.execute(stmt)
+            self.migrate()
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"cannot open SQLite store {self.path}: {exc}") from exc
         if self.path != ":memory:":

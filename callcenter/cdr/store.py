@@ -43,7 +43,8 @@ CALL_COLUMNS: tuple[tuple[str, str], ...] = (
     ("hangup_cause", "hangup_cause"), ("disposition", "disposition"), ("resolved", "resolved"),
     ("campaign", "campaign"), ("customer_id", "customer_id"), ("survey", "survey"), ("csat", "csat"),
     ("transferred_to", "transferred_to"), ("callback", "callback"), ("outcome", "outcome"),
-    ("worker_id", "worker_id"), ("recording", "recording"), ("recording_consent", "recording_consent"),
+    ("worker_id", "worker_id"), ("hold_count", "hold_count"),
+    ("recording", "recording"), ("recording_consent", "recording_consent"),
 )
 LEG_COLUMNS: tuple[tuple[str, str], ...] = (
     ("call_id", "call_id"), ("kind", "kind"), ("uri", "uri"), ("agent_id", "agent_id"), ("start", "start_ts"),
@@ -60,7 +61,7 @@ _INT = "{int}"
 CALL_TYPES = {
     "start_ts": _REAL, "answer_ts": _REAL, "end_ts": _REAL, "enqueue_ts": _REAL, "wait_seconds": _REAL,
     "agent_answer_ts": _REAL, "talk_seconds": _REAL, "hold_seconds": _REAL, "wrapup_seconds": _REAL,
-    "resolved": _INT, "csat": _INT, "callback": _INT, "recording_consent": _INT,
+    "resolved": _INT, "csat": _INT, "callback": _INT, "hold_count": _INT, "recording_consent": _INT,
 }
 LEG_TYPES = {"start_ts": _REAL, "answer_ts": _REAL, "end_ts": _REAL, "sip_code": _INT}
 
@@ -220,6 +221,9 @@ class Cursor(Protocol):
 
     def fetchall(self) -> list[Any]: ...
 
+    @property
+    def description(self) -> Sequence[Sequence[Any]] | None: ...
+
 
 class SqlStore:
     """Shared logic; subclasses provide ``_conn`` handling and the dialect bits below."""
@@ -256,6 +260,21 @@ class SqlStore:
 
     def _sql(self, sql: str) -> str:
         return sql if self.placeholder == "?" else sql.replace("?", self.placeholder)
+
+    def migrate(self) -> list[str]:
+        """Add the columns a store made by an older version lacks (CREATE TABLE IF NOT EXISTS keeps an old
+        table as it was): each CALL_COLUMNS / LEG_COLUMNS column missing from the table, with its type.
+        Returns the columns added ("table.column"). Stores call it right after `schema()`."""
+        added = []
+        for table, columns, types in (("cdr_calls", CALL_COLUMNS, CALL_TYPES), ("cdr_legs", LEG_COLUMNS, LEG_TYPES)):
+            desc = self._execute(f"SELECT * FROM {table} LIMIT 0").description or []
+            have = {str(d[0]) for d in desc}
+            for _, col in columns:
+                if col not in have:
+                    kind = types.get(col, _TEXT).replace("{real}", self.real_type).replace("{int}", self.int_type)
+                    self._execute(f"ALTER TABLE {table} ADD COLUMN {col} {kind}")
+                    added.append(f"{table}.{col}")
+        return added
 
     # --- writes ---------------------------------------------------------------------------------
     def apply(self, batch: Iterable[tuple[str, dict[str, Any]]]) -> int:
@@ -348,6 +367,7 @@ class SqlStore:
             rec["callback"] = bool(rec["callback"])
             rec["recording_consent"] = None if rec["recording_consent"] is None else bool(rec["recording_consent"])
             rec["hold_seconds"] = rec["hold_seconds"] or 0
+            rec["hold_count"] = rec["hold_count"] or 0
             rec["direction"] = rec["direction"] or ""
             rec["caller"] = rec["caller"] or ""
             rec["called"] = rec["called"] or ""

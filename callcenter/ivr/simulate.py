@@ -7,7 +7,7 @@ import datetime as dt
 import time
 import uuid
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -99,6 +99,9 @@ class ScriptedLeg:
         self._alive()
 
     async def stop_hold(self) -> None:
+        pass
+
+    def on_remote_hold(self, listener: Callable[[bool], None] | None) -> None:
         pass
 
     async def record(self, path: str, max_seconds: float, silence_seconds: float | None = None) -> float:

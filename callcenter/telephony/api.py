@@ -8,7 +8,7 @@ or, for pure logic, against a scripted leg (`ivr.simulate`).
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -72,6 +72,10 @@ class Leg(Protocol):
         """Loop the music file to this leg until stop_hold/bridge/play."""
 
     async def stop_hold(self) -> None: ...
+
+    def on_remote_hold(self, listener: Callable[[bool], None] | None) -> None:
+        """Call listener(True) when the far end puts this leg on hold (a re-INVITE with a=sendonly or
+        a=inactive) and listener(False) when it resumes (sendrecv); None stops telling."""
 
     async def record(self, path: str, max_seconds: float, silence_seconds: float | None = None) -> float:
         """Record the leg's audio to a WAV; ends on '#', max length, or silence. Returns seconds recorded."""

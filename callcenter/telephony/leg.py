@@ -108,6 +108,7 @@ class PjLeg:
         self._end_cause = ""           # why we hung up, when it is not the app's normal end (rtp_timeout)
         self._media_idx = -1
         self.remote_hold = False
+        self._hold_listener: Callable[[bool], None] | None = None
         self._rx_packets = 0
         self._rx_moved = time.monotonic()
         self.log = logs.get("leg", call_id=self.id)
@@ -186,6 +187,9 @@ class PjLeg:
     async def stop_hold(self) -> None:
         self._stop_moh()
 
+    def on_remote_hold(self, listener: Callable[[bool], None] | None) -> None:
+        self._hold_listener = listener
+
     async def record(self, path: str, max_seconds: float, silence_seconds: float | None = None) -> float:
         self._alive()
         await self._wait_media()
@@ -232,6 +236,26 @@ class PjLeg:
         assert self.audio is not None and other.audio is not None
         self.audio.startTransmit(other.audio)
         other.audio.startTransmit(self.audio)
+
+    async def send_audio(self, to: Leg, on: bool = True) -> None:
+        """One-way audio from this leg to ``to`` in the conference bridge, beside whatever else either
+        hears (a supervisor's monitor taps, calls/monitor.py), or (``on=False``) stop it; stopping a leg
+        that ended is a no-op. Unlike bridge() it stops nothing: the bridge of caller and agent stays."""
+        if not isinstance(to, PjLeg):
+            raise TelephonyError("a pjsua2 leg sends audio only to another pjsua2 leg")
+        if not on:
+            if self.audio is not None and to.audio is not None and not self.ended and not to.ended:
+                try:
+                    self.audio.stopTransmit(to.audio)
+                except pj.Error:
+                    pass
+            return
+        self._alive()
+        to._alive()
+        await self._wait_media()
+        await to._wait_media()
+        assert self.audio is not None and to.audio is not None
+        self.audio.startTransmit(to.audio)
 
     async def transfer(self, uri: str) -> None:
         self._alive()
@@ -324,7 +348,9 @@ class PjLeg:
                 self.audio = call.getAudioMedia(i)
                 self._media_idx = i
                 # A caller holding with a=inactive legitimately sends no RTP (see rx_silent_for).
-                self.remote_hold = mi.status == pj.PJSUA_CALL_MEDIA_REMOTE_HOLD
+                held = mi.status == pj.PJSUA_CALL_MEDIA_REMOTE_HOLD
+                changed = held != self.remote_hold
+                self.remote_hold = held
                 self._rx_moved = time.monotonic()
                 if not self._media_ready.done():
                     self._media_ready.set_result(None)
@@ -332,6 +358,10 @@ class PjLeg:
                     # Re-INVITE replaced the media port: reconnect the bridge.
                     self.audio.startTransmit(self.peer.audio)
                     self.peer.audio.startTransmit(self.audio)
+                if changed:
+                    self.log.info("remote hold" if held else "remote resume")
+                    if self._hold_listener is not None:
+                        self._hold_listener(held)
                 return
 
     def _on_digit(self, digit: str) -> None:
@@ -367,6 +397,7 @@ class PjLeg:
         self.audio = None
         self._player = None
         self._moh = None
+        self._hold_listener = None
         if self.peer is not None:
             self.peer.peer = None
             self.peer = None

@@ -1,0 +1,308 @@
+"""Supervisor monitoring over real SIP and RTP, proved by audio: the caller sends tone A, the agent tone B,
+the supervisor tone C, and each party's received RTP is searched for the three tones (Goertzel).
+
+sipp does the signalling of all three phones; their SDP names a UDP socket of this test as the media
+address, and that socket sends the party's tone (G.711 A-law, 20 ms packets) to the worker's RTP port it
+hears from, and keeps every packet it receives. A mode is judged on packets received after the API has
+answered the switch (counted in packets, not timed): the worker applies a mode before it answers.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import socket
+import threading
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+import ports
+import pytest
+import sipp
+from repo import REPO
+from worker_proc import WorkerProc, api_user, flush, new_worker
+
+from callcenter.cdr.writer import open_store
+
+T = TypeVar("T")
+
+pytestmark = [pytest.mark.sip, pytest.mark.timeout(240)]
+
+A, B, C = 500.0, 1100.0, 1700.0        # caller, agent, supervisor
+TONES = [A, B, C]
+RATE, FRAME = 8000, 160
+AGENT_PHONE = [0]                       # agent 1001's phone port, set by the worker fixture
+
+DIRECT_FLOW = """
+name: direct
+description: straight to the sales queue (monitor tests)
+languages: [vi]
+default_language: vi
+start: queue
+nodes:
+  queue:
+    type: queue
+    queue: sales
+    music: moh
+    on_failure: bye
+  bye:
+    type: hangup
+"""
+
+
+# -- audio --------------------------------------------------------------------------------------------
+
+def _alaw_encode(s: int) -> int:
+    sign = 0x80 if s >= 0 else 0
+    s = min(abs(s) if s >= 0 else -s - 1, 32767) >> 3
+    if s < 32:
+        code = s >> 1
+    else:
+        exponent = s.bit_length() - 5
+        code = (exponent << 4) | ((s >> exponent) & 0x0F)
+    return (sign | code) ^ 0x55
+
+
+def _alaw_decode(b: int) -> int:
+    b ^= 0x55
+    exponent, mantissa = (b >> 4) & 0x07, b & 0x0F
+    s = (mantissa << 4) + 8 if exponent == 0 else ((mantissa << 4) + 0x108) << (exponent - 1)
+    return s if b & 0x80 else -s
+
+
+ALAW = [_alaw_decode(b) for b in range(256)]
+
+
+def tones_in(pcm: list[int], window: int = 1600) -> set[float]:
+    """The tones present: in each 200 ms window that is not silent, a tone counts when its Goertzel power
+    is at least a tenth of the window's energy; present when it counts in at least half of them."""
+    hits = dict.fromkeys(TONES, 0)
+    loud = 0
+    for start in range(0, len(pcm) - window + 1, window):
+        chunk = pcm[start:start + window]
+        energy = sum(x * x for x in chunk)
+        if energy / window < 100.0:
+            continue
+        loud += 1
+        for f in TONES:
+            k = round(window * f / RATE)
+            coeff = 2 * math.cos(2 * math.pi * k / window)
+            s1 = s2 = 0.0
+            for x in chunk:
+                s1, s2 = x + coeff * s1 - s2, s1
+            if (s1 * s1 + s2 * s2 - coeff * s1 * s2) * 2 / window >= 0.1 * energy:
+                hits[f] += 1
+    return {f for f, n in hits.items() if loud and n * 2 >= loud}
+
+
+class Party:
+    """One phone's media: sends its tone to whoever sends it RTP, keeps what it receives."""
+
+    def __init__(self, hz: float) -> None:
+        self.port = ports.block(2, media=True)
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", self.port))
+        self.sock.settimeout(0.005)
+        self.received: list[bytes] = []       # A-law payloads in arrival order
+        self.peer: tuple[str, int] | None = None
+        frames = RATE // int(math.gcd(int(hz), RATE)) * FRAME   # a whole number of periods per loop
+        pcm = [int(0.25 * 32767 * math.sin(2 * math.pi * hz * i / RATE)) for i in range(frames)]
+        self.payloads = [bytes(_alaw_encode(s) for s in pcm[i:i + FRAME]) for i in range(0, frames, FRAME)]
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        seq, ts, n = 0, 0, 0
+        next_send = time.monotonic()
+        while not self._stop.is_set():
+            try:
+                data, addr = self.sock.recvfrom(2048)
+                if len(data) > 12 and data[0] >> 6 == 2 and data[1] & 0x7F == 8:
+                    self.received.append(data[12 + 4 * (data[0] & 0x0F):])
+                    self.peer = addr
+            except TimeoutError:
+                pass
+            now = time.monotonic()
+            if self.peer is not None and now >= next_send:
+                header = bytes([0x80, 8]) + seq.to_bytes(2, "big") + ts.to_bytes(4, "big") + b"\x00\x00\x51\x52"
+                self.sock.sendto(header + self.payloads[n % len(self.payloads)], self.peer)
+                seq, ts, n = (seq + 1) & 0xFFFF, (ts + FRAME) & 0xFFFFFFFF, n + 1
+                next_send = max(next_send + 0.02, now - 0.1)
+
+    def heard(self, skip: int = 25, count: int = 75, timeout: float = 30.0) -> set[float]:
+        """The tones in the `count` packets that arrive after the next `skip` (jitter buffers drain)."""
+        first = len(self.received) + skip
+        deadline = time.monotonic() + timeout
+        while len(self.received) < first + count:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"only {len(self.received) - first + skip} RTP packets arrived")
+            time.sleep(0.05)
+        return tones_in([ALAW[b] for p in self.received[first:first + count] for b in p])
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(2)
+        self.sock.close()
+
+
+# -- phones -------------------------------------------------------------------------------------------
+
+def phone(media_port: int, answer: bool = True, port: int | None = None) -> sipp.Sipp:
+    """A phone (an agent's or a supervisor's) whose RTP is the test's `media_port`: answers and waits for
+    the worker's BYE, or (answer=False) is busy. Every message it receives is kept (X-Callcenter-Call-Id)."""
+    if answer:
+        body = (sipp.reply(180, "Ringing", tag=sipp.PHONE_TAG, headers=[sipp.PHONE_CONTACT])
+                + sipp.reply(200, "OK", tag=sipp.PHONE_TAG, headers=[sipp.PHONE_CONTACT],
+                             body=sipp.sdp("8", media_port), retrans=True)
+                + '<recv request="ACK" crlf="true"/>\n<recv request="BYE"/>\n' + sipp.reply(200, "OK"))
+    else:
+        body = sipp.reply(486, "Busy Here", tag=sipp.PHONE_TAG, headers=[sipp.PHONE_CONTACT]) \
+            + '<recv request="ACK"/>\n'
+    xml = f"""<?xml version="1.0" encoding="UTF-8"?>
+<scenario name="phone">
+<recv request="INVITE" crlf="true"/>
+{body}</scenario>
+"""
+    return sipp._start(f"phone{media_port}", xml, ["-m", "1", "-trace_msg", "-message_file", "messages.log",
+                                                   "-timeout", "180s", "-timeout_error"], port=port or ports.port())
+
+
+# -- the worker ---------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def worker(tmp_path_factory: pytest.TempPathFactory, redis_server) -> WorkerProc:
+    tmp = tmp_path_factory.mktemp("monitor")
+    flush(redis_server.url)
+    w = new_worker(tmp, redis_server.url)
+    rules = (REPO / "routing_rules.yaml").read_text()
+    AGENT_PHONE[0] = ports.port()
+    rules = rules.replace("sip:1001@127.0.0.1:5070", f"sip:1001@127.0.0.1:{AGENT_PHONE[0]}")
+    rules = re.sub(r"ring_timeout: \d+", "ring_timeout: 6", rules)
+    rules = re.sub(r"wrapup: \d+", "wrapup: 0", rules)
+    (tmp / "rules.yaml").write_text(rules)
+    flows = tmp / "flows"
+    flows.mkdir()
+    (flows / "direct.yaml").write_text(DIRECT_FLOW)
+    w.write_config(rules=tmp / "rules.yaml", ivr_scripts=flows, routes={"default": "direct"},
+                   extra="monitor: {ring_timeout: 10}")
+    w.start()
+    yield w
+    assert w.stop() == 0, w.tail()
+
+
+def supervisor(w: WorkerProc, name: str, phone_port: int | None, queues: list[str]) -> str:
+    token = api_user(w.redis_url, name, ["supervisor"])
+    body: dict[str, object] = {"queues": queues}
+    if phone_port is not None:
+        body["sip_uri"] = f"sip:{name}@127.0.0.1:{phone_port}"
+    status, answer = w.http("PATCH", f"/admin/users/{name}", body)
+    assert status == 200, answer
+    return token
+
+
+def _wait_for(check: Callable[[], T | None], what: str, timeout: float = 30.0) -> T:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = check()
+        if got:
+            return got
+        time.sleep(0.1)
+    raise AssertionError(f"no {what} within {timeout} s")
+
+
+def legs(w: WorkerProc, call_id: str, kind: str, n: int, timeout: float = 20.0) -> list:
+    deadline = time.monotonic() + timeout
+    found: list = []
+    while time.monotonic() < deadline:
+        store = open_store(w.store_url)
+        try:
+            found = [leg for leg in store.legs(call_id) if leg.kind == kind]
+        except Exception:  # noqa: BLE001 - the writer has not created the store yet
+            found = []
+        finally:
+            store.close()
+        if len(found) >= n:
+            return found
+        time.sleep(0.2)
+    raise AssertionError(f"{len(found)} {kind} legs of {call_id}:\n{w.tail()}")
+
+
+def test_listen_whisper_barge_by_tones_and_the_call_goes_on(worker: WorkerProc) -> None:
+    caller, agent, sup = Party(A), Party(B), Party(C)
+    phones: list[sipp.Sipp] = []
+    try:
+        agent_sipp = phone(agent.port, port=AGENT_PHONE[0])
+        sup_sipp = phone(sup.port)
+        busy_sipp = phone(ports.block(2, media=True), answer=False)
+        phones += [agent_sipp, sup_sipp, busy_sipp]
+        ana = supervisor(worker, "sup-ana", sup_sipp.port, ["sales"])
+        bob = supervisor(worker, "sup-bob", None, ["support"])
+        cy = supervisor(worker, "sup-cy", busy_sipp.port, [])
+        worker.login("1001")
+
+        call = sipp.caller(worker.target, [("pause", 60000), ("hangup",)], codecs="8", media_port=caller.port)
+        phones.append(call)
+        # the agent's phone learns the call id from the offer's X-Callcenter-Call-Id
+        call_id = _wait_for(lambda: re.search(r"X-Callcenter-Call-Id: (\w+)", agent_sipp.messages()),
+                            "the agent's offer").group(1)
+        assert caller.heard() == {B} and agent.heard() == {A}       # bridged, nobody else
+
+        # a supervisor of other queues may not listen in
+        status, answer = worker.http("POST", f"/calls/{call_id}/monitor", {"mode": "listen"}, token=bob)
+        assert status == 403, answer
+
+        status, answer = worker.http("POST", f"/calls/{call_id}/monitor", {"mode": "listen"}, token=ana)
+        assert status == 202 and answer["state"] == "ringing", answer
+        _wait_for(lambda: worker.http("GET", f"/calls/{call_id}/monitor", token=ana)[1].get("state") == "connected",
+                  "the supervisor's answer")
+        assert sup.heard() == {A, B}
+        assert caller.heard() == {B} and agent.heard() == {A}       # nobody hears the supervisor
+
+        assert worker.http("POST", f"/calls/{call_id}/monitor/mode", {"mode": "whisper"}, token=ana)[0] == 200
+        assert agent.heard() == {A, C}
+        assert caller.heard() == {B}
+        assert sup.heard() == {A, B}
+
+        assert worker.http("POST", f"/calls/{call_id}/monitor/mode", {"mode": "barge"}, token=ana)[0] == 200
+        assert agent.heard() == {A, C} and caller.heard() == {B, C}
+
+        assert worker.http("POST", f"/calls/{call_id}/monitor/mode", {"mode": "listen"}, token=ana)[0] == 200
+        assert caller.heard() == {B} and agent.heard() == {A}
+
+        status, answer = worker.http("DELETE", f"/calls/{call_id}/monitor", token=ana)
+        assert status == 200, answer
+        assert sup_sipp.wait(30) == 0, sup_sipp.errors()           # its phone got the BYE
+        assert caller.heard() == {B} and agent.heard() == {A}       # the call goes on as it was
+        monitor = legs(worker, call_id, "monitor", 1)
+        assert monitor[0].result == "listen,whisper,barge,listen" and monitor[0].answer is not None
+
+        # a supervisor whose phone is busy: the session ends, the call is not disturbed
+        status, answer = worker.http("POST", f"/calls/{call_id}/monitor", {"mode": "barge"}, token=cy)
+        assert status == 202, answer
+        busy = {leg.result for leg in legs(worker, call_id, "monitor", 2)}
+        assert busy == {"listen,whisper,barge,listen", "busy"}
+        assert worker.http("GET", f"/calls/{call_id}/monitor", token=cy)[0] == 404
+        assert caller.heard() == {B} and agent.heard() == {A}
+
+        status, audit = worker.http("GET", "/admin/audit?action=monitor&limit=50")
+        assert status == 200, audit
+        mine = [(e["user"], e["action"], e["target"].get("mode")) for e in reversed(audit["entries"])
+                if e["action"].startswith("monitor ") and e["target"].get("call_id") == call_id]
+        assert mine == [("sup-ana", "monitor start", "listen"), ("sup-ana", "monitor mode", "whisper"),
+                        ("sup-ana", "monitor mode", "barge"), ("sup-ana", "monitor mode", "listen"),
+                        ("sup-ana", "monitor end", "listen"), ("sup-cy", "monitor start", "barge"),
+                        ("sup-cy", "monitor end", "barge")], mine
+        requests = [e["action"] for e in audit["entries"] if e["user"] == "sup-ana"
+                    and e["action"].startswith(("POST /calls", "DELETE /calls"))]
+        assert len(requests) == 5, requests
+
+        assert call.wait(120) == 0, call.errors()
+        assert agent_sipp.wait(30) == 0, agent_sipp.errors()
+        assert busy_sipp.wait(30) == 0, busy_sipp.errors()
+    finally:
+        for p in phones:
+            p.stop()
+        for party in (caller, agent, sup):
+            party.close()
