@@ -104,15 +104,16 @@ def _hold_data(w: WorkerProc, call_id: str) -> list[tuple[str, dict]]:
         store.close()
 
 
-def test_hold_from_the_agents_phone(worker: WorkerProc, sniffer: tones.Sniffer) -> None:
-    """The agent's phone holds (re-INVITE a=sendonly) for 4 s and resumes (sendrecv)."""
+@pytest.mark.parametrize("direction", ["sendonly", "inactive"])
+def test_hold_from_the_agents_phone(worker: WorkerProc, sniffer: tones.Sniffer, direction: str) -> None:
+    """The agent's phone holds (re-INVITE a=sendonly, or a=inactive) for 4 s and resumes (sendrecv)."""
     phone = sipp.agent(worker.agents_port, "answer", steps=[
-        ("tone", B, 30_000), ("pause", 4000), ("reinvite", "sendonly"), ("pause", 4000),
+        ("tone", B, 30_000), ("pause", 4000), ("reinvite", direction), ("pause", 4000),
         ("reinvite", "sendrecv")])
     sniffer.watch(phone.media_port)
     worker.login(AGENT_ID)
-    caller = sipp.caller(worker.target, [("tone", A, 30_000), ("pause", 14_000), ("hangup",)],
-                         number="0901300001")
+    number = "0901300001" if direction == "sendonly" else "0901300003"
+    caller = sipp.caller(worker.target, [("tone", A, 30_000), ("pause", 14_000), ("hangup",)], number=number)
     sniffer.watch(caller.media_port)
     assert sipp.wait_all(caller, phone) == [0, 0], caller.errors() + phone.errors()
     assert sniffer.marks["hold"] and sniffer.marks["resume"], "the phone's re-INVITEs were not seen"
@@ -124,7 +125,7 @@ def test_hold_from_the_agents_phone(worker: WorkerProc, sniffer: tones.Sniffer) 
     assert _heard(sniffer, caller.media_port, *after) == {B}
     assert _heard(sniffer, phone.media_port, *after) == {A}
 
-    cdr = worker.call_from("0901300001")
+    cdr = worker.call_from(number)
     assert cdr.agent_id == AGENT_ID and cdr.outcome == "answered"
     assert cdr.hold_count == 1
     assert 2.0 < cdr.hold_seconds < 8.0, cdr.hold_seconds                  # the 4 s span, loosely
