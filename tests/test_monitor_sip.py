@@ -131,7 +131,7 @@ class Party:
                 seq, ts, n = (seq + 1) & 0xFFFF, (ts + FRAME) & 0xFFFFFFFF, n + 1
                 next_send = max(next_send + 0.02, now - 0.1)
 
-    def heard(self, skip: int = 25, count: int = 75, timeout: float = 30.0) -> set[float]:
+    def heard(self, skip: int = 15, count: int = 60, timeout: float = 30.0) -> set[float]:
         """The tones in the `count` packets that arrive after the next `skip` (jitter buffers drain)."""
         first = len(self.received) + skip
         deadline = time.monotonic() + timeout
@@ -149,20 +149,47 @@ class Party:
 
 # -- phones -------------------------------------------------------------------------------------------
 
-def phone(media_port: int, answer: bool = True, port: int | None = None) -> sipp.Sipp:
-    """A phone (an agent's or a supervisor's) whose RTP is the test's `media_port`: answers and waits for
-    the worker's BYE, or (answer=False) is busy. Every message it receives is kept (X-Callcenter-Call-Id)."""
-    if answer:
-        body = (sipp.reply(180, "Ringing", tag=sipp.PHONE_TAG, headers=[sipp.PHONE_CONTACT])
-                + sipp.reply(200, "OK", tag=sipp.PHONE_TAG, headers=[sipp.PHONE_CONTACT],
-                             body=sipp.sdp("8", media_port), retrans=True)
-                + '<recv request="ACK" crlf="true"/>\n<recv request="BYE"/>\n' + sipp.reply(200, "OK"))
+_HANG_UP = """<pause milliseconds="{ms}"/>
+<send retrans="500"><![CDATA[
+BYE [$rcontact] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: [$rto];tag={tag}
+To: [$rfrom]
+[last_Call-ID:]
+CSeq: 2 BYE
+Contact: <sip:[local_ip]:[local_port]>
+Content-Length: 0
+
+]]></send>
+<recv response="200"/>
+"""
+
+
+def phone(media_port: int, mode: str = "answer", port: int | None = None) -> sipp.Sipp:
+    """A phone (an agent's or a supervisor's) whose RTP is the test's `media_port`. mode: 'answer' (waits for
+    the worker's BYE), 'busy' (486), 'hangup' (answers, hangs up itself 1.5 s later). Every message it
+    receives is kept (the offer's X-Callcenter-Call-Id)."""
+    answer = (sipp.reply(180, "Ringing", tag=sipp.PHONE_TAG, headers=[sipp.PHONE_CONTACT])
+              + sipp.reply(200, "OK", tag=sipp.PHONE_TAG, headers=[sipp.PHONE_CONTACT],
+                           body=sipp.sdp("8", media_port), retrans=True)
+              + '<recv request="ACK" crlf="true"/>\n')
+    if mode == "answer":
+        body = answer + '<recv request="BYE"/>\n' + sipp.reply(200, "OK")
+    elif mode == "hangup":
+        body = answer + _HANG_UP.format(ms=1500, tag=sipp.PHONE_TAG)
     else:
         body = sipp.reply(486, "Busy Here", tag=sipp.PHONE_TAG, headers=[sipp.PHONE_CONTACT]) \
             + '<recv request="ACK"/>\n'
+    invite = """<recv request="INVITE" crlf="true">
+  <action>
+    <ereg regexp=".*" search_in="hdr" header="From:" assign_to="rfrom"/>
+    <ereg regexp=".*" search_in="hdr" header="To:" assign_to="rto"/>
+    <ereg regexp="sip:[^>;]*" search_in="hdr" header="Contact:" assign_to="rcontact"/>
+  </action>
+</recv>""" if mode == "hangup" else '<recv request="INVITE" crlf="true"/>'
     xml = f"""<?xml version="1.0" encoding="UTF-8"?>
 <scenario name="phone">
-<recv request="INVITE" crlf="true"/>
+{invite}
 {body}</scenario>
 """
     return sipp._start(f"phone{media_port}", xml, ["-m", "1", "-trace_msg", "-message_file", "messages.log",
@@ -212,6 +239,11 @@ def _wait_for(check: Callable[[], T | None], what: str, timeout: float = 30.0) -
     raise AssertionError(f"no {what} within {timeout} s")
 
 
+def set_phone(w: WorkerProc, name: str, port: int) -> None:
+    status, answer = w.http("PATCH", f"/admin/users/{name}", {"sip_uri": f"sip:{name}@127.0.0.1:{port}"})
+    assert status == 200, answer
+
+
 def legs(w: WorkerProc, call_id: str, kind: str, n: int, timeout: float = 20.0) -> list:
     deadline = time.monotonic() + timeout
     found: list = []
@@ -235,14 +267,14 @@ def test_listen_whisper_barge_by_tones_and_the_call_goes_on(worker: WorkerProc) 
     try:
         agent_sipp = phone(agent.port, port=AGENT_PHONE[0])
         sup_sipp = phone(sup.port)
-        busy_sipp = phone(ports.block(2, media=True), answer=False)
+        busy_sipp = phone(ports.block(2, media=True), "busy")
         phones += [agent_sipp, sup_sipp, busy_sipp]
         ana = supervisor(worker, "sup-ana", sup_sipp.port, ["sales"])
         bob = supervisor(worker, "sup-bob", None, ["support"])
         cy = supervisor(worker, "sup-cy", busy_sipp.port, [])
         worker.login("1001")
 
-        call = sipp.caller(worker.target, [("pause", 60000), ("hangup",)], codecs="8", media_port=caller.port)
+        call = sipp.caller(worker.target, [("pause", 90000), ("hangup",)], codecs="8", media_port=caller.port)
         phones.append(call)
         # the agent's phone learns the call id from the offer's X-Callcenter-Call-Id
         call_id = _wait_for(lambda: re.search(r"X-Callcenter-Call-Id: (\w+)", agent_sipp.messages()),
@@ -286,21 +318,47 @@ def test_listen_whisper_barge_by_tones_and_the_call_goes_on(worker: WorkerProc) 
         assert worker.http("GET", f"/calls/{call_id}/monitor", token=cy)[0] == 404
         assert caller.heard() == {B} and agent.heard() == {A}
 
-        status, audit = worker.http("GET", "/admin/audit?action=monitor&limit=50")
-        assert status == 200, audit
-        mine = [(e["user"], e["action"], e["target"].get("mode")) for e in reversed(audit["entries"])
-                if e["action"].startswith("monitor ") and e["target"].get("call_id") == call_id]
-        assert mine == [("sup-ana", "monitor start", "listen"), ("sup-ana", "monitor mode", "whisper"),
-                        ("sup-ana", "monitor mode", "barge"), ("sup-ana", "monitor mode", "listen"),
-                        ("sup-ana", "monitor end", "listen"), ("sup-cy", "monitor start", "barge"),
-                        ("sup-cy", "monitor end", "barge")], mine
-        requests = [e["action"] for e in audit["entries"] if e["user"] == "sup-ana"
-                    and e["action"].startswith(("POST /calls", "DELETE /calls"))]
-        assert len(requests) == 5, requests
+        # the supervisor hangs up: the session ends, the call goes on
+        leaving = phone(sup.port, "hangup")
+        phones.append(leaving)
+        set_phone(worker, "sup-ana", leaving.port)
+        assert worker.http("POST", f"/calls/{call_id}/monitor", {"mode": "whisper"}, token=ana)[0] == 202
+        assert leaving.wait(60) == 0, leaving.errors()          # answered, then hung up
+        _wait_for(lambda: worker.http("GET", f"/calls/{call_id}/monitor", token=ana)[0] == 404, "the session's end")
+        assert caller.heard() == {B} and agent.heard() == {A}
+        assert len(legs(worker, call_id, "monitor", 3)) == 3
 
-        assert call.wait(120) == 0, call.errors()
+        # the call ends while a supervisor listens: the supervisor's phone is hung up too
+        last = phone(sup.port)
+        phones.append(last)
+        set_phone(worker, "sup-ana", last.port)
+        assert worker.http("POST", f"/calls/{call_id}/monitor", {"mode": "listen"}, token=ana)[0] == 202
+        _wait_for(lambda: worker.http("GET", f"/calls/{call_id}/monitor", token=ana)[1].get("state") == "connected",
+                  "the supervisor's answer")
+        assert sup.heard() == {A, B}
+        assert call.wait(150) == 0, call.errors()               # the caller hangs up at the end of its pause
+        assert last.wait(30) == 0, last.errors()                # and the supervisor's phone got a BYE
         assert agent_sipp.wait(30) == 0, agent_sipp.errors()
         assert busy_sipp.wait(30) == 0, busy_sipp.errors()
+        results = sorted(leg.result for leg in legs(worker, call_id, "monitor", 4))
+        assert results == ["busy", "listen", "listen,whisper,barge,listen", "whisper"], results
+
+        status, audit = worker.http("GET", "/admin/audit?action=monitor&limit=100")
+        assert status == 200, audit
+        mine = [(e["user"], e["action"], e["target"].get("mode"), e["target"].get("result"))
+                for e in reversed(audit["entries"])
+                if e["action"].startswith("monitor ") and e["target"].get("call_id") == call_id]
+        assert mine == [("sup-ana", "monitor start", "listen", None), ("sup-ana", "monitor mode", "whisper", None),
+                        ("sup-ana", "monitor mode", "barge", None), ("sup-ana", "monitor mode", "listen", None),
+                        ("sup-ana", "monitor end", "listen", "stopped"),
+                        ("sup-cy", "monitor start", "barge", None), ("sup-cy", "monitor end", "barge", "busy"),
+                        ("sup-ana", "monitor start", "whisper", None),
+                        ("sup-ana", "monitor end", "whisper", "supervisor_hangup"),
+                        ("sup-ana", "monitor start", "listen", None),
+                        ("sup-ana", "monitor end", "listen", "call_ended")], mine
+        requests = [e["action"] for e in audit["entries"] if e["user"] == "sup-ana"
+                    and e["action"].startswith(("POST /calls", "DELETE /calls"))]
+        assert len(requests) == 7, requests
     finally:
         for p in phones:
             p.stop()
