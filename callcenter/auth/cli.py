@@ -4,6 +4,8 @@
     callcenter user add lan --role supervisor --role campaign_manager
     callcenter user passwd ana | disable ana | enable ana | delete ana | list [--json]
     callcenter user token ci-bot --label prometheus      prints the token once; only its hash is kept
+    callcenter user monitoring lan --sip-uri sip:lan@10.0.0.5 --queue sales   the phone a monitor session rings,
+                                                         the queues lan may monitor (--all-queues: every queue)
 
 With no ``redis.url`` (the demo), the worker's embedded Redis under ``worker.data_dir`` is used: the
 running one if there is one, else it is started for the command and stopped after.
@@ -52,6 +54,11 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
         sp(name, text).add_argument("name")
     ls = sp("list", "users and their roles")
     ls.add_argument("--json", action="store_true")
+    m = sp("monitoring", "a supervisor's phone and the queues whose calls it may monitor (listen/whisper/barge)")
+    m.add_argument("name")
+    m.add_argument("--sip-uri", help="the phone a monitor session rings, sip:user@host[:port] ('' removes it)")
+    m.add_argument("--queue", action="append", help="repeatable; replaces the list")
+    m.add_argument("--all-queues", action="store_true", help="empty the list: every queue")
     t = sp("token", "issue an API token for a user (printed once)")
     t.add_argument("name")
     t.add_argument("--label", default="", help="what the token is for (shown in listings)")
@@ -131,6 +138,10 @@ async def _act(args: argparse.Namespace, auth: Auth) -> None:
         for u in [] if args.json else users:
             print(f"{u.name:<20} {','.join(sorted(u.roles)):<32} {u.agent or '-':<8} "
                   f"{'disabled' if u.disabled else 'enabled'}")
+    elif args.action == "monitoring":
+        user = await auth.users.set_monitoring(args.name, args.sip_uri, [] if args.all_queues else args.queue)
+        print(f"user {user.name}: phone {user.sip_uri or '-'}, monitors "
+              f"{', '.join(sorted(user.queues)) or 'every queue'}")
     elif args.action == "token":
         token, tid = await auth.tokens.issue(args.name, args.label)
         print(token)
