@@ -205,3 +205,22 @@ def test_a_full_disk_keeps_the_call_up_and_counts_the_failure(worker: WorkerProc
         assert not list(d.glob(f"*/*/*/{cdr.call_id}*"))      # nothing half-written left behind
     finally:
         filler.unlink(missing_ok=True)
+
+
+def test_a_hold_from_the_agents_phone_does_not_lose_the_agent(worker: WorkerProc, tmp_path: Path) -> None:
+    """The phone holds (re-INVITE a=sendonly) and resumes (sendrecv): pjsua re-creates the leg's stream
+    (another conference slot) each time; the recording follows it and has the agent after the resume."""
+    phone = sipp.agent(worker.agents_port, "answer", ring_ms=300, codecs="8", steps=[
+        ("tone", AGENT_HZ, 30_000), ("pause", 2500), ("reinvite", "sendonly"), ("pause", 2000),
+        ("reinvite", "sendrecv")])
+    worker.login("1001")
+    caller = sipp.caller(worker.target, [*MENU_SALES, ("tone", CALLER_HZ, 30_000), ("pause", 9000), ("hangup",)],
+                         number="0901300004")
+    assert sipp.wait_all(caller, phone) == [0, 0], caller.errors() + phone.errors()
+    cdr = worker.call_from("0901300004")
+    assert cdr.hold_count == 1 and cdr.recording, cdr
+    left, right = channels(Path(cdr.recording))
+    agent_right = tone_blocks(right, AGENT_HZ)
+    caller_left = tone_blocks(left, CALLER_HZ)
+    # the last second of the call: both parties still in the recording, each on its own side
+    assert all(agent_right[-12:-2]) and all(caller_left[-12:-2]), (agent_right[-20:], caller_left[-20:])

@@ -109,6 +109,7 @@ class PjLeg:
         self._media_idx = -1
         self.remote_hold = False
         self._hold_listener: Callable[[bool], None] | None = None
+        self.media_listeners: list[Callable[[], None]] = []   # told when self.audio is (re)set (recording taps)
         self._rx_packets = 0
         self._rx_moved = time.monotonic()
         self.log = logs.get("leg", call_id=self.id)
@@ -358,6 +359,8 @@ class PjLeg:
                     # Re-INVITE replaced the media port: reconnect the bridge.
                     self.audio.startTransmit(self.peer.audio)
                     self.peer.audio.startTransmit(self.audio)
+                for listener in list(self.media_listeners):
+                    listener()
                 if changed:
                     self.log.info("remote hold" if held else "remote resume")
                     if self._hold_listener is not None:

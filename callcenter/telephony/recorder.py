@@ -51,8 +51,24 @@ class PjTap:
         except pj.Error as exc:
             self._recorder = None
             raise TapError(f"cannot record to {path}: {exc.info()}", _reason(int(exc.status))) from None
+        self._leg: PjLeg | None = leg
         self._source: pj.AudioMedia | None = leg.audio
         self._source.startTransmit(self._recorder)
+        leg.media_listeners.append(self._follow)
+
+    def _follow(self) -> None:
+        """A re-INVITE (a hold from the phone) made pjsua re-create the leg's stream, on another conference
+        slot: feed the recorder from the new one (the old one left the bridge with its connections)."""
+        leg, recorder = self._leg, self._recorder
+        if leg is None or recorder is None or leg.audio is None:
+            return
+        if self._source is not None and self._source.getPortId() == leg.audio.getPortId():
+            return
+        self._source = leg.audio
+        try:
+            self._source.startTransmit(recorder)
+        except pj.Error as exc:
+            leg.log.warning("recording tap not reconnected", error=exc.info())
 
     def mute(self, muted: bool) -> None:
         if self._recorder is not None:
@@ -62,6 +78,9 @@ class PjTap:
         """Stop feeding the recorder and free it (the WAV header is written as pjmedia closes the file)."""
         recorder, self._recorder = self._recorder, None
         source, self._source = self._source, None
+        leg, self._leg = self._leg, None
+        if leg is not None and self._follow in leg.media_listeners:
+            leg.media_listeners.remove(self._follow)
         if recorder is None:
             return
         if source is not None:
