@@ -256,7 +256,7 @@ def load_config(path: str | Path) -> Config:
                   routing_rules=paths["routing_rules"], campaigns=paths["campaigns"], cdr_store=store,
                   run_cdr_writer=c.flag("writer", True), default_language=lang, routes=routes,
                   queue=queue, log_level=level, trunk=s.text("trunk", ""), dialing=_dialing(r),
-                  recording=parse_settings(r, data_dir),
+                  recording=parse_settings(r, data_dir, paths["sounds"]),
                   monitor_ring_timeout=r.section("monitor", {"ring_timeout"}).duration("ring_timeout", 20.0, gt=0))
 
 

@@ -144,3 +144,27 @@ def test_purge_keeps_what_retention_keeps(tmp_path: Path) -> None:
     (day / "long.json").unlink()
     purge(tmp_path, default_days=30, now=now)
     assert not day.exists()
+
+
+def test_consent_prompt_is_inherited_and_checked(tmp_path: Path) -> None:
+    for lang in ("vi", "en"):
+        (tmp_path / lang / "queue").mkdir(parents=True)
+        (tmp_path / lang / "queue" / "notice.wav").write_bytes(b"RIFF")
+    data, loc = loads("""
+recording:
+  consent_prompt: queue/notice
+  queues:
+    sales: {policy: always}
+    support: {policy: always, consent_prompt: ""}
+    billing: {policy: never}
+""", "callcenter.yaml")
+    s = parse_settings(Reader(data, loc), Path("/data"), tmp_path)
+    assert s.consent_prompt("sales", None) == "queue/notice"
+    assert s.consent_prompt("support", None) is None          # turned off for that queue
+    assert s.consent_prompt("billing", None) is None          # never recorded: nothing to consent to
+    assert s.consent_prompt("other", None) is None            # the default policy is never
+    (tmp_path / "en" / "queue" / "notice.wav").unlink()
+    with pytest.raises(ConfigError) as err:
+        parse_settings(Reader(data, loc), Path("/data"), tmp_path)
+    assert "callcenter.yaml:3: recording.consent_prompt: prompt file missing" in str(err.value)
+    assert "/en: queue/notice" in str(err.value)

@@ -45,7 +45,7 @@ def worker(tmp_path_factory: pytest.TempPathFactory, redis_server: Any, rec_dir:
     flush(redis_server.url)
     w = new_worker(tmp, redis_server.url)
     w.write_config(extra=f"recording: {{dir: {rec_dir[0]}, retention_days: 30, "
-                         "queues: {sales: {sample: 100}, support: {sample: 0}}}\n")
+                         "queues: {sales: {sample: 100}, support: {sample: 0, consent_prompt: queue/recording_notice}}}\n")
     w.start()
     yield w
     assert w.stop() == 0, w.tail()
@@ -120,6 +120,7 @@ def test_stereo_has_the_caller_left_the_agent_right_and_a_pause_is_silent(worker
 
     cdr = worker.call_from("0901300001")
     assert cdr.call_id == call_id and cdr.queue == "sales" and cdr.outcome == "answered"
+    assert cdr.recording_consent is None        # no consent prompt configured for sales
     path = Path(cdr.recording)
     assert path.is_file() and path.is_relative_to(rec_dir[0])
     assert re.search(r"/\d{4}/\d{2}/\d{2}/" + call_id + r"\.wav$", str(path)), path
@@ -160,15 +161,18 @@ def test_stereo_has_the_caller_left_the_agent_right_and_a_pause_is_silent(worker
     assert len(body["entries"]) >= 4, body
 
 
-def test_sample_0_records_nothing(worker: WorkerProc, tmp_path: Path, rec_dir: Any) -> None:
+def test_sample_0_records_nothing_and_the_consent_prompt_is_in_the_cdr(worker: WorkerProc, tmp_path: Path,
+                                                                       rec_dir: Any) -> None:
+    """support: {sample: 0, consent_prompt: ...}: the caller hears the notice (4.3 s) before the agent joins."""
     phone = tone_phone(worker.agents_port, tone_pcap(tmp_path / "agent.pcap", AGENT_HZ, 2.0))
     worker.login("1003")
     before = started(worker)
-    caller = tone_caller(worker.target, [*MENU_SUPPORT, ("audio",), ("pause", 3000), ("hangup",)],
+    caller = tone_caller(worker.target, [*MENU_SUPPORT, ("audio",), ("pause", 8000), ("hangup",)],
                          tone_pcap(tmp_path / "caller.pcap", CALLER_HZ, 2.0), "0901300002", tmp_path / "caller")
     assert sipp.wait_all(caller, phone) == [0, 0], caller.errors() + phone.errors()
     cdr = worker.call_from("0901300002")
     assert cdr.queue == "support" and cdr.outcome == "answered" and cdr.recording is None
+    assert cdr.recording_consent is True
     assert started(worker) == before
     assert not list(rec_dir[0].glob(f"*/*/*/{cdr.call_id}*"))
 

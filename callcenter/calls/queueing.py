@@ -148,12 +148,23 @@ class Queueing:
 
     # -- waiting ----------------------------------------------------------------------------
 
+    async def _consent(self, w: Waiter) -> None:
+        """A queue (campaign) whose calls may be recorded tells the caller first, before any agent joins
+        (an agent who answers meanwhile is bridged when it ends); the CDR says it was played."""
+        prompt = self.recordings.settings.consent_prompt(w.request.queue, w.record.campaign) \
+            if self.recordings is not None else None
+        if prompt is None:
+            return
+        await w.leg.play(prompts.paths([prompt], w.request.language, Path(w.request.sounds_dir)), barge_in=False)
+        w.record.recording_consent = True
+
     async def _wait(self, w: Waiter) -> QueueOutcome:
         req, leg = w.request, w.leg
         next_announce = time.monotonic() + min(req.announce_every, 5.0)
         callback_at = time.monotonic() + req.callback_after if req.callback_offer else None
         deadline = time.monotonic() + req.max_wait if req.max_wait > 0 else None
         try:
+            await self._consent(w)
             await leg.start_hold(req.music)
             while True:
                 if w.agent_leg is not None:

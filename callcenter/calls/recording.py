@@ -53,6 +53,7 @@ class Policy:
     mode: str = NEVER
     percent: float = 0.0
     retention_days: int | None = None     # None: the recording section's retention_days
+    consent_prompt: str | None = None     # a prompt name (sounds/<lang>/<name>.wav) played before the agent joins
 
     def wants(self, draw: Callable[[], float] = random.random) -> bool:
         """Record this call from the bridge on? (on_demand: no, until asked)."""
@@ -82,13 +83,22 @@ class RecordingSettings:
     def retention(self, policy: Policy) -> int:
         return self.retention_days if policy.retention_days is None else policy.retention_days
 
+    def consent_prompt(self, queue: str | None, campaign: str | None) -> str | None:
+        """The prompt a caller of this queue (campaign) hears before the agent joins; None when the call is
+        never recorded or no prompt is configured."""
+        policy = self.policy(queue, campaign)
+        return None if policy.mode == NEVER else policy.consent_prompt
 
-RECORDING_KEYS = ("dir", "policy", "sample", "retention_days", "queues", "campaigns")
-_POLICY_KEYS = ("policy", "sample", "retention_days")
+
+RECORDING_KEYS = ("dir", "policy", "sample", "retention_days", "consent_prompt", "queues", "campaigns")
+_POLICY_KEYS = ("policy", "sample", "retention_days", "consent_prompt")
+CONSENT_LANGUAGES = ("vi", "en")
 
 
-def _policy(r: Reader, default_mode: str = NEVER) -> Policy:
-    """``policy: always|never|on_demand|sample`` with ``sample: <percent>`` (``sample`` alone means it)."""
+def _policy(r: Reader, default_mode: str = NEVER, consent: str | None = None,
+            sounds: Path | None = None) -> Policy:
+    """``policy: always|never|on_demand|sample`` with ``sample: <percent>`` (``sample`` alone means it),
+    ``retention_days`` and ``consent_prompt`` (checked in ``sounds`` for every language, when given)."""
     mode = r.text("policy", SAMPLE if "sample" in r else default_mode, choices=MODES)
     percent = r.number("sample", 0.0, 0, 100) if "sample" in r else 0.0
     if "sample" in r and mode != SAMPLE:
@@ -96,22 +106,29 @@ def _policy(r: Reader, default_mode: str = NEVER) -> Policy:
     if mode == SAMPLE and "sample" not in r:
         raise r.fail("policy", "policy sample needs sample: <percent>")
     days = r.integer("retention_days", None, 1, 36500)
-    return Policy(mode, percent, days)
+    prompt = r.text("consent_prompt", consent or "") or None
+    if prompt is not None and sounds is not None and "consent_prompt" in r:
+        missing = [lang for lang in CONSENT_LANGUAGES if not (sounds / lang / f"{prompt}.wav").is_file()]
+        if missing:
+            raise r.fail("consent_prompt", f"prompt file missing in {sounds}/{','.join(missing)}: {prompt} "
+                                           "(run scripts/make_prompts.py)")
+    return Policy(mode, percent, days, prompt)
 
 
-def parse_settings(top: Reader, data_dir: Path) -> RecordingSettings:
-    """The ``recording:`` section of the worker config (see callcenter.yaml)."""
+def parse_settings(top: Reader, data_dir: Path, sounds: Path | None = None) -> RecordingSettings:
+    """The ``recording:`` section of the worker config (see callcenter.yaml). A queue or campaign without
+    its own ``consent_prompt`` takes the section's."""
     s = top.section("recording", RECORDING_KEYS)
     raw_dir = Path(s.text("dir", "recordings"))
-    default = _policy(s)
+    default = _policy(s, sounds=sounds)
     queues: dict[str, Policy] = {}
     campaigns: dict[str, Policy] = {}
     for key, into in (("queues", queues), ("campaigns", campaigns)):
         for name, own in s.section(key).sections():
             own.refuse_unknown(_POLICY_KEYS)
-            into[name] = _policy(own)
+            into[name] = _policy(own, consent=default.consent_prompt, sounds=sounds)
     return RecordingSettings(dir=raw_dir if raw_dir.is_absolute() else data_dir / raw_dir,
-                             default=Policy(default.mode, default.percent),
+                             default=Policy(default.mode, default.percent, consent_prompt=default.consent_prompt),
                              retention_days=default.retention_days or 90, queues=queues, campaigns=campaigns)
 
 
