@@ -168,3 +168,74 @@ recording:
         parse_settings(Reader(data, loc), Path("/data"), tmp_path)
     assert "callcenter.yaml:3: recording.consent_prompt: prompt file missing" in str(err.value)
     assert "/en: queue/notice" in str(err.value)
+
+
+class FakeTap:
+    """Writes one second of a constant to a mono WAV on close (what a PjTap's recorder leaves behind)."""
+
+    def __init__(self, leg: object, path: str, log: list[str]) -> None:
+        self.path, self.log, self.muted = Path(path), log, False
+        log.append(f"open {self.path.name}")
+        mono(self.path, [])
+
+    def mute(self, muted: bool) -> None:
+        self.log.append(f"mute {muted}")
+
+    def close(self) -> None:
+        mono(self.path, [1000 if "caller" in self.path.name else -1000] * 8000)
+        self.log.append(f"close {self.path.name}")
+
+
+def recordings(tmp_path: Path, text: str, log: list[str], fail: Exception | None = None):
+    from callcenter.calls.recording import Recordings
+
+    def tap(leg: object, path: str) -> FakeTap:
+        if fail is not None:
+            raise fail
+        return FakeTap(leg, path, log)
+
+    return Recordings(settings(text, tmp_path), tap)
+
+
+def test_on_demand_starts_on_resume_and_pause_mutes_both_taps(tmp_path: Path) -> None:
+    import asyncio
+
+    log: list[str] = []
+    recs = recordings(tmp_path, "recording: {queues: {sales: {policy: on_demand}}}", log)
+    assert recs.start("c1", object(), object(), queue="other", campaign=None) is None     # never: not even tracked
+    s = recs.start("c2", object(), object(), queue="sales", campaign=None, agent_id="1001")
+    assert s is not None and not s.recording and log == []
+    recs.pause("c2")                      # nothing to pause yet
+    recs.resume("c2")                     # on demand: starts now
+    assert log == ["open c2.caller.wav", "open c2.agent.wav"] and s.recording
+    recs.pause("c2")
+    recs.resume("c2")
+    assert log[2:] == ["mute True", "mute True", "mute False", "mute False"]
+    assert len(s.pauses) == 1 and s.pauses[0][1] is not None
+    path = asyncio.run(recs.finish(s, consent=True))
+    assert path is not None and path.name == "c2.wav" and "c2" not in recs.live
+    with wave.open(str(path)) as w:
+        both = array.array("h", w.readframes(8000))
+    left, right = both[0::2], both[1::2]
+    assert set(left) == {1000} and set(right) == {-1000}
+    assert not list(path.parent.glob("c2.*.wav"))
+
+
+def test_a_tap_that_cannot_start_leaves_the_call_unrecorded_and_counts(tmp_path: Path) -> None:
+    import asyncio
+
+    from callcenter import metrics
+
+    class TapError(Exception):       # what telephony.recorder.PjTap raises: a reason for the metric
+        reason = "disk_full"
+
+    log: list[str] = []
+    recs = recordings(tmp_path, "recording: {policy: always}", log, fail=TapError("no space"))
+    before = metrics.RECORDING_FAILURES_TOTAL.labels(reason="disk_full")._value.get()
+    s = recs.start("c3", object(), object(), queue="sales", campaign=None)
+    assert s is not None and not s.recording and s.failed == "disk_full"
+    assert metrics.RECORDING_FAILURES_TOTAL.labels(reason="disk_full")._value.get() == before + 1
+    assert asyncio.run(recs.finish(s)) is None
+    recs.live["c3"] = s
+    recs.resume("c3")                     # a failed recording does not start again
+    assert log == []
