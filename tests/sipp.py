@@ -301,8 +301,9 @@ Content-Length: 0
 """
 
 
-def _recv_invite(capture: bool, routed: bool = False) -> str:
-    """An agent that sends its own BYE needs the dialog's From/To/Contact (sipp has no 'swap')."""
+def _recv_invite(capture: bool, routed: bool = False, call_id: bool = False) -> str:
+    """An agent that sends its own BYE needs the dialog's From/To/Contact (sipp has no 'swap'); its own
+    re-INVITE also the Call-ID (call_id: sipp refuses a variable it assigns but never reads)."""
     rrs = ' rrs="true"' if routed else ""
     if not capture:
         return f'<recv request="INVITE" crlf="true"{rrs}/>'
@@ -311,8 +312,7 @@ def _recv_invite(capture: bool, routed: bool = False) -> str:
     <ereg regexp=".*" search_in="hdr" header="From:" assign_to="rfrom"/>
     <ereg regexp=".*" search_in="hdr" header="To:" assign_to="rto"/>
     <ereg regexp="sip:[^>;]*" search_in="hdr" header="Contact:" assign_to="rcontact"/>
-    <ereg regexp=".*" search_in="hdr" header="Call-ID:" assign_to="rcallid"/>
-  </action>
+{'    <ereg regexp=".*" search_in="hdr" header="Call-ID:" assign_to="rcallid"/>' + chr(10) if call_id else ""}  </action>
 </recv>"""
 
 
@@ -352,10 +352,10 @@ def _agent_xml(mode: str, ring_ms: int, talk_ms: int, codecs: str = "0 8", greet
     """mode: 'answer' (talk, wait for BYE), 'answer_bye' (agent hangs up after talk_ms),
     'noanswer' (ring until CANCEL), '486' / '480' / '603' (reject). See agent()."""
     steps = steps or []
-    capture = mode == "answer_bye" or any(s[0] == "reinvite" for s in steps)
+    reinvites = any(s[0] == "reinvite" for s in steps)
     parts = [f"""<?xml version="1.0" encoding="UTF-8"?>
 <scenario name="agent-{mode}">
-{_recv_invite(capture, routed)}
+{_recv_invite(mode == "answer_bye" or reinvites, routed, call_id=reinvites)}
 {_phone_answer(180, "Ringing", routed)}"""]
     if mode in REJECTS:
         code, text = REJECTS[mode]

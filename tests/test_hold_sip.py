@@ -148,6 +148,7 @@ def test_hold_from_the_api(worker: WorkerProc, sniffer: tones.Sniffer) -> None:
     supervisor = api_user(worker.redis_url, "sup-hold", [SUPERVISOR])
     mine = api_user(worker.redis_url, "agent-1003", [AGENT], agent=AGENT_ID)
     other = api_user(worker.redis_url, "agent-1004", [AGENT], agent="1004")
+    started = time.time() - 1
     call_id = _incoming_call(worker, "0901300002")
     status, body = worker.http("POST", f"/calls/{call_id}/hold", {}, token=supervisor)
     assert status == 409, (status, body)                  # queued, the agent's phone still ringing
@@ -181,6 +182,11 @@ def test_hold_from_the_api(worker: WorkerProc, sniffer: tones.Sniffer) -> None:
     assert [(e, d["by"]) for e, d in _hold_data(worker, call_id)] == [("HOLD", "api:sup-hold"),
                                                                       ("UNHOLD", "api:agent-1003")]
     assert worker.http("POST", "/calls/nosuchcall/hold", {}, token=supervisor)[0] == 404
+    audit = worker.http("GET", f"/admin/audit?action=/calls/&since={started}&limit=50")[1]["entries"]
+    done = [(e["user"], e["action"], e["status"]) for e in audit]
+    assert ("sup-hold", "POST /calls/{call_id}/hold", 200) in done
+    assert ("agent-1003", "POST /calls/{call_id}/unhold", 200) in done
+    assert ("agent-1004", "POST /calls/{call_id}/unhold", 403) in done          # refused: audited too
     assert worker.http("POST", f"/calls/{call_id}/hold", {}, token=supervisor)[0] == 404    # ended
 
 

@@ -373,7 +373,7 @@ class Queueing:
         await self._event("CONNECT", leg.id, offer.queue, offer.agent_id, holdtime=rec.wait_seconds)
         t = Talk(leg, agent, offer.queue, offer.agent_id, w.request.music)
         self.talking[leg.id] = t
-
+        # The agent's phone holds with a re-INVITE (a=sendonly / a=inactive) and resumes with sendrecv.
         def phone_hold(held: bool) -> None:
             self.tasks.spawn(self._set_hold(t, held, "phone"), "hold", call_id=leg.id)
 
