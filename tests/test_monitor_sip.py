@@ -165,10 +165,38 @@ Content-Length: 0
 """
 
 
+def _reinvite(cseq: int, media_port: int, direction: str) -> str:
+    """The phone's own re-INVITE (hold: sendonly, resume: sendrecv), its media still the test's port."""
+    head = f"""Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: [$rto];tag={sipp.PHONE_TAG}
+To: [$rfrom]
+Call-ID: [$rcallid]
+CSeq: {cseq} """
+    return f"""<send retrans="500"><![CDATA[
+INVITE [$rcontact] SIP/2.0
+{head}INVITE
+Contact: <sip:[local_ip]:[local_port]>
+Max-Forwards: 70
+Content-Type: application/sdp
+Content-Length: [len]
+
+{sipp.sdp("8", media_port, direction=direction, version=2353687637 + cseq)}]]></send>
+<recv response="100" optional="true"/>
+<recv response="200"/>
+<send><![CDATA[
+ACK [$rcontact] SIP/2.0
+{head}ACK
+Content-Length: 0
+
+]]></send>
+"""
+
+
 def phone(media_port: int, mode: str = "answer", port: int | None = None) -> sipp.Sipp:
     """A phone (an agent's or a supervisor's) whose RTP is the test's `media_port`. mode: 'answer' (waits for
-    the worker's BYE), 'busy' (486), 'hangup' (answers, hangs up itself 1.5 s later). Every message it
-    receives is kept (the offer's X-Callcenter-Call-Id)."""
+    the worker's BYE), 'busy' (486), 'hangup' (answers, hangs up itself 1.5 s later), 'reinvite' (answers,
+    6 s later holds with a re-INVITE a=sendonly, 2 s later resumes, then waits for the BYE). Every message
+    it receives is kept (the offer's X-Callcenter-Call-Id)."""
     answer = (sipp.reply(180, "Ringing", tag=sipp.PHONE_TAG, headers=[sipp.PHONE_CONTACT])
               + sipp.reply(200, "OK", tag=sipp.PHONE_TAG, headers=[sipp.PHONE_CONTACT],
                            body=sipp.sdp("8", media_port), retrans=True)
@@ -177,6 +205,10 @@ def phone(media_port: int, mode: str = "answer", port: int | None = None) -> sip
         body = answer + '<recv request="BYE"/>\n' + sipp.reply(200, "OK")
     elif mode == "hangup":
         body = answer + _HANG_UP.format(ms=1500, tag=sipp.PHONE_TAG)
+    elif mode == "reinvite":
+        body = (answer + '<pause milliseconds="6000"/>\n' + _reinvite(3, media_port, "sendonly")
+                + '<pause milliseconds="2000"/>\n' + _reinvite(4, media_port, "sendrecv")
+                + '<recv request="BYE"/>\n' + sipp.reply(200, "OK"))
     else:
         body = sipp.reply(486, "Busy Here", tag=sipp.PHONE_TAG, headers=[sipp.PHONE_CONTACT]) \
             + '<recv request="ACK"/>\n'
@@ -184,9 +216,11 @@ def phone(media_port: int, mode: str = "answer", port: int | None = None) -> sip
   <action>
     <ereg regexp=".*" search_in="hdr" header="From:" assign_to="rfrom"/>
     <ereg regexp=".*" search_in="hdr" header="To:" assign_to="rto"/>
-    <ereg regexp="sip:[^>;]*" search_in="hdr" header="Contact:" assign_to="rcontact"/>
+    <ereg regexp="sip:[^>;]*" search_in="hdr" header="Contact:" assign_to="rcontact"/>{callid}
   </action>
-</recv>""" if mode == "hangup" else '<recv request="INVITE" crlf="true"/>'
+</recv>""".format(callid="" if mode == "hangup" else
+                  '\n    <ereg regexp=".*" search_in="hdr" header="Call-ID:" assign_to="rcallid"/>') \
+        if mode in ("hangup", "reinvite") else '<recv request="INVITE" crlf="true"/>'
     xml = f"""<?xml version="1.0" encoding="UTF-8"?>
 <scenario name="phone">
 {invite}
@@ -359,6 +393,39 @@ def test_listen_whisper_barge_by_tones_and_the_call_goes_on(worker: WorkerProc) 
         requests = [e["action"] for e in audit["entries"] if e["user"] == "sup-ana"
                     and e["action"].startswith(("POST /calls", "DELETE /calls"))]
         assert len(requests) == 7, requests
+    finally:
+        for p in phones:
+            p.stop()
+        for party in (caller, agent, sup):
+            party.close()
+
+
+def test_a_phone_re_invite_keeps_the_supervisor_s_taps(worker: WorkerProc) -> None:
+    """The agent's phone holds and resumes (re-INVITEs: pjsua may give its stream a new bridge port)
+    while a supervisor whispers: afterwards the supervisor still hears both, the agent still hears it."""
+    caller, agent, sup = Party(A), Party(B), Party(C)
+    phones: list[sipp.Sipp] = []
+    try:
+        agent_sipp = phone(agent.port, "reinvite", port=AGENT_PHONE[0])
+        sup_sipp = phone(sup.port)
+        phones += [agent_sipp, sup_sipp]
+        ana = supervisor(worker, "sup-ana", sup_sipp.port, [])
+        worker.login("1001")
+        call = sipp.caller(worker.target, [("pause", 40000), ("hangup",)], codecs="8", media_port=caller.port)
+        phones.append(call)
+        call_id = _wait_for(lambda: re.search(r"X-Callcenter-Call-Id: (\w+)", agent_sipp.messages()),
+                            "the agent's offer").group(1)
+        assert worker.http("POST", f"/calls/{call_id}/monitor", {"mode": "whisper"}, token=ana)[0] == 202
+        _wait_for(lambda: worker.http("GET", f"/calls/{call_id}/monitor", token=ana)[1].get("state") == "connected",
+                  "the supervisor's answer")
+        assert "CSeq: 3 INVITE" not in agent_sipp.messages(), "the phone held before the supervisor joined"
+        assert agent.heard() == {A, C}
+        _wait_for(lambda: "CSeq: 4 INVITE" in agent_sipp.messages(), "the phone's resume")
+        assert sup.heard() == {A, B}
+        assert agent.heard() == {A, C} and caller.heard() == {B}
+        assert worker.http("DELETE", f"/calls/{call_id}/monitor", token=ana)[0] == 200
+        assert call.wait(120) == 0, call.errors()
+        assert agent_sipp.wait(30) == 0 and sup_sipp.wait(30) == 0, agent_sipp.errors() + sup_sipp.errors()
     finally:
         for p in phones:
             p.stop()

@@ -110,6 +110,10 @@ class PjLeg:
         self.remote_hold = False
         self._hold_listener: Callable[[bool], None] | None = None
         self.media_listeners: list[Callable[[], None]] = []   # told when self.audio is (re)set (recording taps)
+        # One-way connections made by send_audio (monitor taps), both ends: made again when a re-INVITE
+        # gives either leg a new bridge port (pjsua recreates the stream), undone when a leg ends.
+        self._taps_to: set[PjLeg] = set()
+        self._taps_from: set[PjLeg] = set()
         self._rx_packets = 0
         self._rx_moved = time.monotonic()
         self.log = logs.get("leg", call_id=self.id)
@@ -245,6 +249,8 @@ class PjLeg:
         if not isinstance(to, PjLeg):
             raise TelephonyError("a pjsua2 leg sends audio only to another pjsua2 leg")
         if not on:
+            self._taps_to.discard(to)
+            to._taps_from.discard(self)
             if self.audio is not None and to.audio is not None and not self.ended and not to.ended:
                 try:
                     self.audio.stopTransmit(to.audio)
@@ -257,6 +263,8 @@ class PjLeg:
         await to._wait_media()
         assert self.audio is not None and to.audio is not None
         self.audio.startTransmit(to.audio)
+        self._taps_to.add(to)
+        to._taps_from.add(self)
 
     async def transfer(self, uri: str) -> None:
         self._alive()
@@ -359,6 +367,12 @@ class PjLeg:
                     # Re-INVITE replaced the media port: reconnect the bridge.
                     self.audio.startTransmit(self.peer.audio)
                     self.peer.audio.startTransmit(self.audio)
+                for other in self._taps_to:
+                    if other.audio is not None:
+                        self.audio.startTransmit(other.audio)
+                for other in self._taps_from:
+                    if other.audio is not None:
+                        other.audio.startTransmit(self.audio)
                 for listener in list(self.media_listeners):
                     listener()
                 if changed:
@@ -401,6 +415,12 @@ class PjLeg:
         self._player = None
         self._moh = None
         self._hold_listener = None
+        for other in self._taps_to:
+            other._taps_from.discard(self)
+        for other in self._taps_from:
+            other._taps_to.discard(self)
+        self._taps_to.clear()
+        self._taps_from.clear()
         if self.peer is not None:
             self.peer.peer = None
             self.peer = None
