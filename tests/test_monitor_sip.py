@@ -1,5 +1,6 @@
 """Supervisor monitoring over real SIP and RTP, proved by audio: the caller sends tone A, the agent tone B,
-the supervisor tone C, and each party's received RTP is searched for the three tones (Goertzel).
+the supervisor tone C, and each party's received RTP is searched for the three tones (Goertzel,
+tests/tones.py).
 
 sipp does the signalling of all three phones; their SDP names a UDP socket of this test as the media
 address, and that socket sends the party's tone (G.711 A-law, 20 ms packets) to the worker's RTP port it
@@ -20,6 +21,7 @@ from typing import TypeVar
 import ports
 import pytest
 import sipp
+import tones
 from repo import REPO
 from worker_proc import WorkerProc, api_user, flush, new_worker
 
@@ -31,7 +33,7 @@ pytestmark = [pytest.mark.sip, pytest.mark.timeout(240)]
 
 A, B, C = 500.0, 1100.0, 1700.0        # caller, agent, supervisor
 TONES = [A, B, C]
-RATE, FRAME = 8000, 160
+RATE, FRAME = tones.RATE, tones.FRAME
 AGENT_PHONE = [0]                       # agent 1001's phone port, set by the worker fixture
 
 DIRECT_FLOW = """
@@ -53,49 +55,6 @@ nodes:
 
 # -- audio --------------------------------------------------------------------------------------------
 
-def _alaw_encode(s: int) -> int:
-    sign = 0x80 if s >= 0 else 0
-    s = min(abs(s) if s >= 0 else -s - 1, 32767) >> 3
-    if s < 32:
-        code = s >> 1
-    else:
-        exponent = s.bit_length() - 5
-        code = (exponent << 4) | ((s >> exponent) & 0x0F)
-    return (sign | code) ^ 0x55
-
-
-def _alaw_decode(b: int) -> int:
-    b ^= 0x55
-    exponent, mantissa = (b >> 4) & 0x07, b & 0x0F
-    s = (mantissa << 4) + 8 if exponent == 0 else ((mantissa << 4) + 0x108) << (exponent - 1)
-    return s if b & 0x80 else -s
-
-
-ALAW = [_alaw_decode(b) for b in range(256)]
-
-
-def tones_in(pcm: list[int], window: int = 1600) -> set[float]:
-    """The tones present: in each 200 ms window that is not silent, a tone counts when its Goertzel power
-    is at least a tenth of the window's energy; present when it counts in at least half of them."""
-    hits = dict.fromkeys(TONES, 0)
-    loud = 0
-    for start in range(0, len(pcm) - window + 1, window):
-        chunk = pcm[start:start + window]
-        energy = sum(x * x for x in chunk)
-        if energy / window < 100.0:
-            continue
-        loud += 1
-        for f in TONES:
-            k = round(window * f / RATE)
-            coeff = 2 * math.cos(2 * math.pi * k / window)
-            s1 = s2 = 0.0
-            for x in chunk:
-                s1, s2 = x + coeff * s1 - s2, s1
-            if (s1 * s1 + s2 * s2 - coeff * s1 * s2) * 2 / window >= 0.1 * energy:
-                hits[f] += 1
-    return {f for f, n in hits.items() if loud and n * 2 >= loud}
-
-
 class Party:
     """One phone's media: sends its tone to whoever sends it RTP, keeps what it receives."""
 
@@ -106,9 +65,9 @@ class Party:
         self.sock.settimeout(0.005)
         self.received: list[bytes] = []       # A-law payloads in arrival order
         self.peer: tuple[str, int] | None = None
-        frames = RATE // int(math.gcd(int(hz), RATE)) * FRAME   # a whole number of periods per loop
-        pcm = [int(0.25 * 32767 * math.sin(2 * math.pi * hz * i / RATE)) for i in range(frames)]
-        self.payloads = [bytes(_alaw_encode(s) for s in pcm[i:i + FRAME]) for i in range(0, frames, FRAME)]
+        # whole periods of the tone in whole packets, looped
+        pcm = tones.tone_pcm(hz, FRAME * 1000 // math.gcd(int(hz), RATE), amplitude=0.25)
+        self.payloads = [tones.encode(pcm[i:i + FRAME], tones.PCMA) for i in range(0, len(pcm), FRAME)]
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -139,7 +98,7 @@ class Party:
             if time.monotonic() > deadline:
                 raise AssertionError(f"only {len(self.received) - first + skip} RTP packets arrived")
             time.sleep(0.05)
-        return tones_in([ALAW[b] for p in self.received[first:first + count] for b in p])
+        return tones.detect([x for p in self.received[first:first + count] for x in tones.decode(p, tones.PCMA)], TONES)
 
     def close(self) -> None:
         self._stop.set()
