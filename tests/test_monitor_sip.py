@@ -23,7 +23,7 @@ import pytest
 import sipp
 import tones
 from repo import REPO
-from worker_proc import WorkerProc, api_user, flush, new_worker
+from worker_proc import METRICS_TOKEN, WorkerProc, api_user, flush, new_worker
 
 from callcenter.cdr.writer import open_store
 
@@ -335,6 +335,10 @@ def test_listen_whisper_barge_by_tones_and_the_call_goes_on(worker: WorkerProc) 
         assert busy_sipp.wait(30) == 0, busy_sipp.errors()
         results = sorted(leg.result for leg in legs(worker, call_id, "monitor", 4))
         assert results == ["busy", "listen", "listen,whisper,barge,listen", "whisper"], results
+        status, text = worker.http("GET", "/metrics", token=METRICS_TOKEN)
+        assert status == 200
+        assert 'callcenter_monitor_sessions_total{result="answered"} 3.0' in text
+        assert 'callcenter_monitor_sessions_total{result="busy"} 1.0' in text
 
         status, audit = worker.http("GET", "/admin/audit?action=monitor&limit=100")
         assert status == 200, audit
