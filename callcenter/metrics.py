@@ -101,7 +101,7 @@ CDR_WRITE_ERRORS_TOTAL = Counter("callcenter_cdr_write_errors_total",
 # --- call recording (callcenter/calls/recording.py) ------------------------------------------------
 RECORDINGS_STARTED_TOTAL = Counter("callcenter_recordings_started_total", "Call recordings started.")
 RECORDING_FAILURES_TOTAL = Counter("callcenter_recording_failures_total",
-                                   "Recordings lost (the call went on unrecorded): disk_full, write_error.",
+                                   "Recordings lost (the call went on unrecorded): disk_full, write_error, too_many.",
                                    ["reason"])
 RECORDINGS_PURGED_TOTAL = Counter("callcenter_recordings_purged_total", "Recordings deleted past their retention.")
 

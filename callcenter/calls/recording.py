@@ -43,6 +43,7 @@ ALWAYS, NEVER, SAMPLE, ON_DEMAND = "always", "never", "sample", "on_demand"
 MODES = (ALWAYS, NEVER, SAMPLE, ON_DEMAND)
 RATE = 8000
 SETTLE_SECONDS = 2.0      # how long pjmedia may take to close a tap's file (a few clock ticks)
+FAILURE_REASONS = ("disk_full", "write_error", "too_many")   # callcenter_recording_failures_total{reason}
 CALL_ID = re.compile(r"^[0-9A-Za-z_-]{1,64}$")      # what a recording's file may be named after
 
 
@@ -297,7 +298,7 @@ class Recordings:
             reason = getattr(exc, "reason", "write_error")
             self._close_taps(s)
             self._remove_parts(s)
-            self._fail(s, reason if reason in ("disk_full", "write_error") else "write_error", str(exc))
+            self._fail(s, reason if reason in FAILURE_REASONS else "write_error", str(exc))
             return
         s.started = time.monotonic()
         metrics.RECORDINGS_STARTED_TOTAL.inc()

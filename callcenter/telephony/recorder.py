@@ -22,10 +22,11 @@ from callcenter.telephony.api import Leg
 from callcenter.telephony.leg import PjLeg
 
 _PJ_ERRNO_START_SYS = 120000   # PJ_ERRNO_START_SYS: pj_status_t of an OS errno (pj/errno.h)
+_PJ_ETOOMANY = 70010           # PJ_ETOOMANY: PJSUA_MAX_RECORDERS (config_site.h) or conference ports used up
 
 
 class TapError(TelephonyError):
-    """The tap could not start; ``reason`` is a metric label (``disk_full`` or ``write_error``)."""
+    """The tap could not start; ``reason`` is a metric label (``disk_full``, ``too_many``, ``write_error``)."""
 
     def __init__(self, message: str, reason: str) -> None:
         super().__init__(message)
@@ -33,6 +34,8 @@ class TapError(TelephonyError):
 
 
 def _reason(status: int) -> str:
+    if status == _PJ_ETOOMANY:
+        return "too_many"
     return "disk_full" if status - _PJ_ERRNO_START_SYS in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) \
         else "write_error"
 
