@@ -220,8 +220,6 @@ class Worker:
         await self.stop.wait()
         log.info("draining", live_calls=len(switch.legs), deadline=cfg.drain_seconds)
         await switch.shutdown(cfg.drain_seconds)
-        if self.recordings is not None:
-            await self.recordings.finish_all()   # a call whose talk was cut short: its recording is kept
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

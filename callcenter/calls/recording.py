@@ -359,11 +359,6 @@ class Recordings:
         log.info("recording stored", call_id=s.call_id, seconds=round(seconds, 2), path=str(s.path))
         return s.path
 
-    async def finish_all(self) -> None:
-        """At shutdown: store what is still recording (a call's talk cancelled before it could finish)."""
-        for s in list(self.live.values()):
-            await self.finish(s)
-
     @staticmethod
     def _store(s: Session, meta: dict[str, object]) -> float:
         seconds = merge_stereo(s.path.with_suffix(".caller.wav"), s.path.with_suffix(".agent.wav"), s.path,
