@@ -138,8 +138,12 @@ def test_purge_keeps_what_retention_keeps(tmp_path: Path) -> None:
         os.utime(p, (now - 20 * 86400, now - 20 * 86400))
     assert purge(tmp_path, default_days=30, now=now) == 1
     assert not old.exists() and not (day / "old.json").exists()
-    assert young.exists() and kept_long.exists() and part.exists()
-    for p in (young, kept_long, part):
+    assert young.exists() and kept_long.exists() and not part.exists()     # a part 20 days old: orphaned
+    fresh_part = day / "live.agent.wav"
+    fresh_part.write_bytes(b"RIFF")
+    purge(tmp_path, default_days=30, now=now)
+    assert fresh_part.exists()                   # a call in progress
+    for p in (young, kept_long, fresh_part):
         p.unlink()
     (day / "long.json").unlink()
     purge(tmp_path, default_days=30, now=now)

@@ -42,6 +42,7 @@ log = logs.get("recording")
 ALWAYS, NEVER, SAMPLE, ON_DEMAND = "always", "never", "sample", "on_demand"
 MODES = (ALWAYS, NEVER, SAMPLE, ON_DEMAND)
 RATE = 8000
+ORPHAN_SECONDS = 86400    # a mono part this old belongs to no live call (purge deletes it)
 SETTLE_SECONDS = 2.0      # how long pjmedia may take to close a tap's file (a few clock ticks)
 FAILURE_REASONS = ("disk_full", "write_error", "too_many")   # callcenter_recording_failures_total{reason}
 CALL_ID = re.compile(r"^[0-9A-Za-z_-]{1,64}$")      # what a recording's file may be named after
@@ -396,7 +397,12 @@ def purge(root: Path, default_days: int, now: float | None = None) -> int:
     deleted = 0
     for wav in root.glob("*/*/*/*.wav"):
         if wav.name.count(".") > 1:
-            continue      # a mono part of a call in progress
+            # a mono part: of a call in progress, or left by a worker that died (a day old: no call lasts that)
+            with contextlib.suppress(OSError):
+                if wav.stat().st_mtime + ORPHAN_SECONDS < now:
+                    wav.unlink()
+                    log.warning("orphaned recording part deleted", path=str(wav))
+            continue
         sidecar = wav.with_suffix(".json")
         days = default_days
         with contextlib.suppress(OSError, ValueError, TypeError):
