@@ -16,12 +16,12 @@ import json
 import secrets
 import select
 import socket
-import threading
 import time
 from typing import Any
 
 import pytest
 import sipp
+import tones
 from alias_bomb import BOMB
 from worker_proc import WorkerProc, api_user, flush, new_worker
 
@@ -106,22 +106,12 @@ class RtpListener:
     note when every packet arrives."""
 
     def __init__(self) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.settimeout(0.1)
-        self.port = self.sock.getsockname()[1]
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.bind(("127.0.0.1", 0))
+        sock.settimeout(0.1)
+        self.port = sock.getsockname()[1]
         self.arrivals: list[float] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.sock.recv(2048)
-            except TimeoutError:
-                continue
-            self.arrivals.append(time.monotonic())
+        self.reader = tones.PacketThread(sock, lambda _data, _addr: self.arrivals.append(time.monotonic()))
 
     def wait_first(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -133,9 +123,7 @@ class RtpListener:
         return [t for t in list(self.arrivals) if start <= t <= end]
 
     def close(self) -> None:
-        self._stop.set()
-        self._thread.join(2)
-        self.sock.close()
+        self.reader.close()
 
 
 def test_alias_bomb_answers_400_within_a_second_while_a_call_keeps_its_audio(

@@ -10,12 +10,12 @@ import os
 import random
 import socket
 import struct
-import threading
 import time
 from collections import Counter
 
 import pytest
 import sipp
+import tones
 from repo import REPO
 from worker_proc import WorkerProc, flush, new_worker
 
@@ -144,40 +144,21 @@ class _Sniffer:
     """Counts UDP packets on the loopback interface by (source port, destination address and port)."""
 
     def __init__(self) -> None:
+        self.seen: Counter[tuple[int, str, int]] = Counter()
         try:
-            self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0800))
+            self.capture = tones.loopback_udp(self._udp)
         except PermissionError:
             pytest.skip("watching the loopback interface needs root (CAP_NET_RAW)")
-        self.sock.bind(("lo", 0))
-        self.sock.settimeout(0.2)
-        self.seen: Counter[tuple[int, str, int]] = Counter()
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
 
-    def _run(self) -> None:
-        while not self.stop.is_set():
-            try:
-                frame, addr = self.sock.recvfrom(65535)
-            except TimeoutError:
-                continue
-            if addr[2] == socket.PACKET_OUTGOING:    # each loopback packet shows up going out and in
-                continue
-            ip = frame[14:]
-            if len(ip) < 28 or ip[9] != 17:
-                continue
-            ihl = (ip[0] & 0x0F) * 4
-            sport, dport = struct.unpack("!HH", ip[ihl:ihl + 4])
-            self.seen[(sport, socket.inet_ntoa(ip[16:20]), dport)] += 1
+    def _udp(self, sport: int, dst: str, dport: int, data: bytes) -> None:
+        self.seen[(sport, dst, dport)] += 1
 
     def to(self, ip: str, port: int, from_port: int | None = None) -> int:
         return sum(n for (sp, dip, dp), n in list(self.seen.items())
                    if dip == ip and dp == port and (from_port is None or sp == from_port))
 
     def close(self) -> None:
-        self.stop.set()
-        self.thread.join()
-        self.sock.close()
+        self.capture.close()
 
 
 def _rtp(seq: int, ssrc: int) -> bytes:

@@ -3,6 +3,7 @@ party receives and detects which tones are in it.
 
 - `tone_pcm` / `write_tone_wav`: a tone as 8 kHz 16-bit PCM (a WAV for the worker's music on hold);
 - `write_tone_pcap`: a tone as G.711 RTP in a pcap for sipp's play_pcap_audio (`("tone", hz, ms)` caller step);
+- `PacketThread` (a socket read on a thread) and `loopback_udp` (every UDP datagram on loopback, raw socket);
 - `Sniffer`: the RTP sent to given UDP ports on loopback (a raw socket, needs root), with arrival times,
   and the times marked SIP requests passed (so a test splits what was received by signalling, not by clocks);
 - `decode` (G.711 A-law / µ-law -> PCM) and `detect(pcm, freqs)`: Goertzel energy of each frequency
@@ -17,8 +18,10 @@ import struct
 import threading
 import time
 import wave
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from rtp_pcap import write_rtp_pcap
 
@@ -173,6 +176,51 @@ class Received:
     payload: bytes
 
 
+class PacketThread:
+    """Reads a socket on a daemon thread until close(), handing every datagram and its address to `handle`.
+    The socket needs a timeout (the thread looks at close() between reads)."""
+
+    def __init__(self, sock: socket.socket, handle: Callable[[bytes, Any], None]) -> None:
+        self.sock = sock
+        self._handle = handle
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                data, addr = self.sock.recvfrom(65535)
+            except TimeoutError:
+                continue
+            self._handle(data, addr)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(2)
+        self.sock.close()
+
+
+def loopback_udp(handle: Callable[[int, str, int, bytes], None]) -> PacketThread:
+    """Every UDP datagram crossing the loopback interface, once: handle(source port, destination address,
+    destination port, payload). A raw socket: needs root (CAP_NET_RAW), else PermissionError."""
+    sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0800))
+    sock.bind(("lo", 0))
+    sock.settimeout(0.2)
+
+    def frame(data: bytes, addr: Any) -> None:
+        if addr[2] == socket.PACKET_OUTGOING:    # each loopback packet shows up going out and in
+            return
+        ip = data[14:]
+        if len(ip) < 28 or ip[9] != 17:
+            return
+        ihl = (ip[0] & 0x0F) * 4
+        sport, dport = struct.unpack("!HH", ip[ihl:ihl + 4])
+        handle(sport, socket.inet_ntoa(ip[16:20]), dport, ip[ihl + 8:])
+
+    return PacketThread(sock, frame)
+
+
 @dataclass
 class Sniffer:
     """RTP to the given UDP ports on loopback, and the arrival times of SIP messages that contain a marker.
@@ -184,38 +232,20 @@ class Sniffer:
     marks: dict[str, list[float]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0800))
-        self.sock.bind(("lo", 0))
-        self.sock.settimeout(0.2)
         self.rtp = {p: [] for p in self.ports}
         self.marks = {m: [] for m in self.markers}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
+        self._capture = loopback_udp(self._udp)
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                frame, addr = self.sock.recvfrom(65535)
-            except TimeoutError:
-                continue
-            if addr[2] == socket.PACKET_OUTGOING:    # each loopback packet shows up going out and in
-                continue
-            now = time.monotonic()
-            ip = frame[14:]
-            if len(ip) < 28 or ip[9] != 17:
-                continue
-            ihl = (ip[0] & 0x0F) * 4
-            dport = struct.unpack("!H", ip[ihl + 2:ihl + 4])[0]
-            data = ip[ihl + 8:]
-            if dport in self.rtp and len(data) > 12 and data[0] >> 6 == 2:
-                pt = data[1] & 0x7F
-                if pt in _DECODE:
-                    self.rtp[dport].append(Received(now, pt, _rtp_payload(data)))
-            elif self.markers:
-                for name, needle in self.markers.items():
-                    if needle in data:
-                        self.marks[name].append(now)
+    def _udp(self, sport: int, dst: str, dport: int, data: bytes) -> None:
+        now = time.monotonic()
+        if dport in self.rtp and len(data) > 12 and data[0] >> 6 == 2:
+            pt = data[1] & 0x7F
+            if pt in _DECODE:
+                self.rtp[dport].append(Received(now, pt, _rtp_payload(data)))
+        elif self.markers:
+            for name, needle in self.markers.items():
+                if needle in data:
+                    self.marks[name].append(now)
 
     def watch(self, port: int) -> None:
         """Capture the RTP to one more port from now on."""
@@ -233,6 +263,4 @@ class Sniffer:
         return detect(self.pcm(port, start, end), freqs)
 
     def close(self) -> None:
-        self._stop.set()
-        self._thread.join(2)
-        self.sock.close()
+        self._capture.close()
