@@ -105,6 +105,9 @@ RECORDING_FAILURES_TOTAL = Counter("callcenter_recording_failures_total",
                                    ["reason"])
 RECORDINGS_PURGED_TOTAL = Counter("callcenter_recordings_purged_total", "Recordings deleted past their retention.")
 
+# --- voicemail inbox (callcenter/calls/voicemail.py) -----------------------------------------------
+VOICEMAILS_TOTAL = Counter("callcenter_voicemails_total", "Voice messages saved, by queue (box).", ["queue"])
+
 # --- supervisor monitoring (callcenter/calls/monitor.py) -------------------------------------------
 MONITOR_SESSIONS_TOTAL = Counter("callcenter_monitor_sessions_total",
                                  "Supervisor monitor sessions ended, by result: answered, or why the supervisor's "
