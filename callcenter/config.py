@@ -8,17 +8,20 @@ in string values are expanded from the environment (REDIS_URL for example).
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import re
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from callcenter.calls.recording import RecordingSettings, parse_settings
 from callcenter.dialer.policy import DialRules
 from callcenter.telephony.settings import CapacitySettings, SipSettings
 from callcenter.telephony.trust import DEFAULT_TRUSTED, TrustedSource, parse_network
+from callcenter.timeofday import time_of_day
 from callcenter.yamlsrc import Reader, load, shown
 
 _ENV = re.compile(r"\$\{(\w+)(?::-([^}]*))?\}")
@@ -94,6 +97,17 @@ class QueueMediaConfig:
 
 
 @dataclass(frozen=True)
+class ClickToCallSettings:
+    """The ``click_to_call`` section: an agent's own dials (calls/click_to_call.py)."""
+
+    caller_ids: tuple[str, ...] = ()          # empty: the campaigns' caller ids
+    calling_hours: tuple[tuple[dt.time, dt.time], ...] = ((dt.time(8), dt.time(21)),)   # callee's local time
+    time_zone: str = "Asia/Ho_Chi_Minh"       # the callee's zone when its number names none
+    agent_ring_timeout: float = 20.0
+    ring_timeout: float = 30.0                # the customer's phone
+
+
+@dataclass(frozen=True)
 class Config:
     file: Path
     worker_id: str
@@ -116,6 +130,7 @@ class Config:
     dialing: DialRules = field(default_factory=DialRules)   # what may be dialed (callcenter.dialer.policy)
     recording: RecordingSettings | None = None   # callcenter.calls.recording; None: never record
     monitor_ring_timeout: float = 20.0   # monitor.ring_timeout: how long a supervisor's phone rings (calls/monitor.py)
+    click_to_call: ClickToCallSettings = field(default_factory=ClickToCallSettings)   # calls/click_to_call.py
 
     def flow_for(self, called: str) -> str:
         return self.routes.get(called) or self.routes.get("default") or "hotline"
@@ -181,7 +196,7 @@ def _capacity(r: Reader, max_calls: int) -> CapacitySettings:
 
 
 TOP_KEYS = ("worker", "sip", "redis", "http", "paths", "cdr", "routes", "queue", "language", "logging", "dialing",
-            "capacity", "recording", "monitor")
+            "capacity", "recording", "monitor", "click_to_call")
 
 
 def load_config(path: str | Path) -> Config:
@@ -257,7 +272,39 @@ def load_config(path: str | Path) -> Config:
                   run_cdr_writer=c.flag("writer", True), default_language=lang, routes=routes,
                   queue=queue, log_level=level, trunk=s.text("trunk", ""), dialing=_dialing(r),
                   recording=parse_settings(r, data_dir, paths["sounds"]),
-                  monitor_ring_timeout=r.section("monitor", {"ring_timeout"}).duration("ring_timeout", 20.0, gt=0))
+                  monitor_ring_timeout=r.section("monitor", {"ring_timeout"}).duration("ring_timeout", 20.0, gt=0),
+                  click_to_call=_click_to_call(r))
+
+
+def _click_to_call(r: Reader) -> ClickToCallSettings:
+    """The ``click_to_call`` section: an agent's own dials (``POST /agents/{id}/dial``)."""
+    c = r.section("click_to_call", {"caller_ids", "calling_hours", "time_zone", "agent_ring_timeout", "ring_timeout"})
+    d = ClickToCallSettings()
+    ids = c.items("caller_ids")
+    for i, item in enumerate(ids):
+        if not isinstance(item, str) or not re.fullmatch(r"\+?[0-9]{3,15}", item):
+            raise c.fail(f"caller_ids[{i}]", f"expected a quoted number shown to callees (digits, optional '+'), "
+                                             f"got {shown(item)}")
+    hours = []
+    for i, h in enumerate(c.items("calling_hours", ["08:00-21:00"])):
+        parts = str(h).split("-")
+        try:
+            a, b = time_of_day(parts[0]), time_of_day(parts[1]) if len(parts) == 2 else None
+        except ValueError as exc:
+            raise c.fail(f"calling_hours[{i}]", str(exc)) from None
+        if b is None or a >= b:
+            raise c.fail(f"calling_hours[{i}]", f"expected HH:MM-HH:MM with start before end, got {shown(h)}")
+        hours.append((a, b))
+    if not hours:
+        raise c.fail("calling_hours", "expected a list like ['08:00-12:00', '13:30-21:00']")
+    tz = c.text("time_zone", d.time_zone)
+    try:
+        ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise c.fail("time_zone", f"unknown time zone {tz!r}") from None
+    return ClickToCallSettings(caller_ids=tuple(str(x) for x in ids), calling_hours=tuple(hours), time_zone=tz,
+                               agent_ring_timeout=c.duration("agent_ring_timeout", d.agent_ring_timeout, gt=0),
+                               ring_timeout=c.duration("ring_timeout", d.ring_timeout, gt=0))
 
 
 def _dialing(r: Reader) -> DialRules:

@@ -21,6 +21,7 @@ import redis.asyncio as aredis_client
 from callcenter import logs, metrics, privacy, redisconn
 from callcenter.calls import dialing
 from callcenter.calls.amd import MachineDetector
+from callcenter.calls.click_to_call import ClickToCall
 from callcenter.calls.dnc import DncWriter
 from callcenter.calls.inbound import InboundCalls, close_out
 from callcenter.calls.monitor import Monitoring
@@ -30,7 +31,6 @@ from callcenter.calls.queueing import Queueing
 from callcenter.calls.recording import Recordings, purge
 from callcenter.calls.records import LiveCalls
 from callcenter.calls.services import DialerServices, FlowServices
-from callcenter.calls.voicemail import VoicemailIndex
 from callcenter.cdr import keys as cdr_keys
 from callcenter.cdr.buffer import CdrBuffer
 from callcenter.cdr.record import QueueEvent
@@ -118,7 +118,7 @@ class Worker:
     demo_users: DemoUsers | None = None
     recordings: Recordings | None = None   # built by run() when the config records calls
     monitoring: Monitoring | None = None   # supervisors' monitor sessions, built by run()
-    voicemails: VoicemailIndex | None = None   # the voicemail inbox's index, built by run()
+    click_to_call: ClickToCall | None = None   # agents' own dials (POST /agents/{id}/dial), built by run()
 
     async def run(self) -> None:
         # Imported here: pjsua2 is only needed by a process that carries calls.
@@ -154,12 +154,18 @@ class Worker:
             self.recordings = Recordings(cfg.recording, PjTap)
         queueing = Queueing(router, switch, cdr, live, policy=dial_policy, trunk=cfg.trunk,
                             service_levels=service_levels, recordings=self.recordings)
-        self.voicemails = VoicemailIndex(aredis, prefix)
-        flows = FlowServices(queueing, dnc, live, cdr, self.voicemails)
+        flows = FlowServices(queueing, dnc, live, cdr)
         ivr = IvrRunner(self.scripts, flows, cfg.sounds, recordings_dir=cfg.data_dir / "recordings",
                         dial_policy=dial_policy, trunk=cfg.trunk)
         inbound = InboundCalls(ivr, cdr, live, flow_for=cfg.flow_for, worker_id=cfg.worker_id)
         self.monitoring = Monitoring(queueing, switch, cdr, None, ring_timeout=cfg.monitor_ring_timeout)
+        # agents' click-to-call: its customer legs go through an OutboundCalls (a CDR per dial) of its own
+        c2c_ids = cfg.click_to_call.caller_ids or tuple(sorted({c.caller_id for c in self.campaigns.values()}))
+        self.click_to_call = ClickToCall(
+            cfg.click_to_call, c2c_ids,
+            OutboundCalls(switch, cdr, live, queueing, ivr, redis=aredis, keys=DialerKeys(prefix),
+                          worker_id=cfg.worker_id, sounds=Path(cfg.sounds), music=Path(cfg.queue.music)),
+            switch, router, dial_policy, trunk=cfg.trunk)
 
         async def tick() -> None:
             queueing.handle_events(await router.tick())
@@ -167,9 +173,7 @@ class Worker:
 
         tasks = [asyncio.ensure_future(every(2.0, router.heartbeat, self.stop, "heartbeat")),
                  asyncio.ensure_future(every(1.0, tick, self.stop, "tick")),
-                 asyncio.ensure_future(queueing.run_offers(self.stop)),
-                 # voicemail entries kept through a Redis outage are re-sent
-                 asyncio.ensure_future(every(5.0, self.voicemails.flush, self.stop, "voicemail index"))]
+                 asyncio.ensure_future(queueing.run_offers(self.stop))]
         if cfg.recording is not None:
             settings = cfg.recording
 
@@ -225,6 +229,8 @@ class Worker:
         await self.stop.wait()
         log.info("draining", live_calls=len(switch.legs), deadline=cfg.drain_seconds)
         await switch.shutdown(cfg.drain_seconds)
+        await self.click_to_call.close(2.0)
+        await self.click_to_call.calls.close(2.0)
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -263,6 +269,10 @@ class Worker:
 
             self.monitoring.audit = guard.auth.audit if guard is not None else None
             monitor_api.install_routes(api, self.monitoring, guard.auth.users if guard is not None else None)
+        if self.click_to_call is not None:
+            from callcenter.api import dial as dial_api
+
+            dial_api.install_routes(api, self.click_to_call)
         campaigns.install_routes(api, aredis, self.campaigns, self.cfg.redis.prefix, desk=desk)
         try:
             reports.install_routes(api, open_store(self.cfg.cdr_store))
@@ -272,11 +282,6 @@ class Worker:
             from callcenter.api import recordings as recordings_api
 
             recordings_api.install_routes(api, self.recordings)
-        if self.voicemails is not None:
-            from callcenter.api import voicemail as voicemail_api
-
-            voicemail_api.install_routes(api, self.voicemails, self.cfg.data_dir / "recordings",
-                                         guard.auth.users if guard is not None else None)
         metrics.register_queue_collector(queue_collector(sync_redis, self.cfg.redis.prefix))
         metrics_res: Resource = metrics.metrics_resource()
         if guard is not None:
