@@ -105,6 +105,9 @@ RECORDING_FAILURES_TOTAL = Counter("callcenter_recording_failures_total",
                                    ["reason"])
 RECORDINGS_PURGED_TOTAL = Counter("callcenter_recordings_purged_total", "Recordings deleted past their retention.")
 
+# --- voicemail inbox (callcenter/calls/voicemail.py) -----------------------------------------------
+VOICEMAILS_TOTAL = Counter("callcenter_voicemails_total", "Voice messages saved, by queue (box).", ["queue"])
+
 # --- agent click-to-call (callcenter/calls/click_to_call.py) ---------------------------------------
 CLICK_TO_CALL_TOTAL = Counter("callcenter_click_to_call_total",
                               "Agent click-to-call dials started, by how they ended: answered, agent_<result> (the "

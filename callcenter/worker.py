@@ -31,6 +31,7 @@ from callcenter.calls.queueing import Queueing
 from callcenter.calls.recording import Recordings, purge
 from callcenter.calls.records import LiveCalls
 from callcenter.calls.services import DialerServices, FlowServices
+from callcenter.calls.voicemail import VoicemailIndex
 from callcenter.cdr import keys as cdr_keys
 from callcenter.cdr.buffer import CdrBuffer
 from callcenter.cdr.record import QueueEvent
@@ -118,6 +119,7 @@ class Worker:
     demo_users: DemoUsers | None = None
     recordings: Recordings | None = None   # built by run() when the config records calls
     monitoring: Monitoring | None = None   # supervisors' monitor sessions, built by run()
+    voicemails: VoicemailIndex | None = None   # the voicemail inbox's index, built by run()
     click_to_call: ClickToCall | None = None   # agents' own dials (POST /agents/{id}/dial), built by run()
 
     async def run(self) -> None:
@@ -154,7 +156,8 @@ class Worker:
             self.recordings = Recordings(cfg.recording, PjTap)
         queueing = Queueing(router, switch, cdr, live, policy=dial_policy, trunk=cfg.trunk,
                             service_levels=service_levels, recordings=self.recordings)
-        flows = FlowServices(queueing, dnc, live, cdr)
+        self.voicemails = VoicemailIndex(aredis, prefix)
+        flows = FlowServices(queueing, dnc, live, cdr, self.voicemails)
         ivr = IvrRunner(self.scripts, flows, cfg.sounds, recordings_dir=cfg.data_dir / "recordings",
                         dial_policy=dial_policy, trunk=cfg.trunk)
         inbound = InboundCalls(ivr, cdr, live, flow_for=cfg.flow_for, worker_id=cfg.worker_id)
@@ -173,7 +176,9 @@ class Worker:
 
         tasks = [asyncio.ensure_future(every(2.0, router.heartbeat, self.stop, "heartbeat")),
                  asyncio.ensure_future(every(1.0, tick, self.stop, "tick")),
-                 asyncio.ensure_future(queueing.run_offers(self.stop))]
+                 asyncio.ensure_future(queueing.run_offers(self.stop)),
+                 # voicemail entries kept through a Redis outage are re-sent
+                 asyncio.ensure_future(every(5.0, self.voicemails.flush, self.stop, "voicemail index"))]
         if cfg.recording is not None:
             settings = cfg.recording
 
@@ -282,6 +287,11 @@ class Worker:
             from callcenter.api import recordings as recordings_api
 
             recordings_api.install_routes(api, self.recordings)
+        if self.voicemails is not None:
+            from callcenter.api import voicemail as voicemail_api
+
+            voicemail_api.install_routes(api, self.voicemails, self.cfg.data_dir / "recordings",
+                                         guard.auth.users if guard is not None else None)
         metrics.register_queue_collector(queue_collector(sync_redis, self.cfg.redis.prefix))
         metrics_res: Resource = metrics.metrics_resource()
         if guard is not None:

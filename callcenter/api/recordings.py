@@ -48,6 +48,25 @@ def _read(path: Path, start: int, length: int) -> bytes:
         return f.read(length)
 
 
+async def serve_wav(req: Request, path: Path, name: str) -> Response:
+    """The WAV at ``path`` as ``name``.wav, whole or the one range the request asks for (also serves
+    the voicemail inbox: api/voicemail.py)."""
+    size = (await asyncio.to_thread(path.stat)).st_size
+    headers = {"accept-ranges": "bytes", "content-disposition": f'inline; filename="{name}.wav"'}
+    wanted = req.headers.get("range")
+    if wanted is None:
+        body = await asyncio.to_thread(path.read_bytes)
+        return Response(body, 200, "audio/wav", {**headers, "content-length": str(len(body))})
+    got = parse_range(wanted, size)
+    if got is None:
+        return Response(b"", 416, "audio/wav", {**headers, "content-range": f"bytes */{size}",
+                                                "content-length": "0"})
+    start, end = got
+    body = await asyncio.to_thread(_read, path, start, end - start + 1)
+    return Response(body, 206, "audio/wav", {**headers, "content-range": f"bytes {start}-{end}/{size}",
+                                             "content-length": str(len(body))})
+
+
 def install_routes(router: HttpRouter, recordings: Recordings) -> None:
     async def fetch(req: Request) -> Response:
         call_id = req.params["call_id"]
@@ -56,20 +75,7 @@ def install_routes(router: HttpRouter, recordings: Recordings) -> None:
         path = await asyncio.to_thread(recordings.find, call_id)
         if path is None:
             raise HttpError(404, "no recording of that call")
-        size = (await asyncio.to_thread(path.stat)).st_size
-        headers = {"accept-ranges": "bytes", "content-disposition": f'inline; filename="{call_id}.wav"'}
-        wanted = req.headers.get("range")
-        if wanted is None:
-            body = await asyncio.to_thread(path.read_bytes)
-            return Response(body, 200, "audio/wav", {**headers, "content-length": str(len(body))})
-        got = parse_range(wanted, size)
-        if got is None:
-            return Response(b"", 416, "audio/wav", {**headers, "content-range": f"bytes */{size}",
-                                                    "content-length": "0"})
-        start, end = got
-        body = await asyncio.to_thread(_read, path, start, end - start + 1)
-        return Response(body, 206, "audio/wav", {**headers, "content-range": f"bytes {start}-{end}/{size}",
-                                                 "content-length": str(len(body))})
+        return await serve_wav(req, path, call_id)
 
     def session_for(req: Request) -> str:
         call_id = req.params["call_id"]

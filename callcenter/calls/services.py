@@ -15,17 +15,20 @@ from typing import Any
 from callcenter.calls.dnc import DncWriter
 from callcenter.calls.queueing import Queueing
 from callcenter.calls.records import FlowEvents, LiveCalls, queue_event
+from callcenter.calls.voicemail import VoicemailIndex
 from callcenter.cdr.buffer import CdrBuffer
 from callcenter.ivr.services import QueueOutcome, QueueRequest
 from callcenter.telephony.api import Leg
 
 
 class FlowServices:
-    def __init__(self, queueing: Queueing, dnc: DncWriter, live: LiveCalls, cdr: CdrBuffer) -> None:
+    def __init__(self, queueing: Queueing, dnc: DncWriter, live: LiveCalls, cdr: CdrBuffer,
+                 voicemails: VoicemailIndex | None = None) -> None:
         self.queueing = queueing
         self.dnc = dnc
         self.live = live
         self.cdr = cdr
+        self.voicemails = voicemails   # a ``record`` node's message goes to the inbox (calls.voicemail)
 
     async def queue(self, leg: Leg, request: QueueRequest) -> QueueOutcome:
         return await self.queueing.queue(leg, request)
@@ -39,6 +42,12 @@ class FlowServices:
         call_id = self.live.note(event, data)
         await queue_event(self.cdr, event.upper(), call_id, data.get("queue"),
                           **{k: v for k, v in data.items() if k not in ("call_id", "queue")})
+        if event == "recording" and self.voicemails is not None and call_id is not None:
+            rec = self.live.records.get(call_id)
+            if rec is not None and rec.direction == "inbound":
+                rec.outcome = "voicemail"
+            await self.voicemails.saved(call_id, str(data.get("queue") or ""), rec.caller or "" if rec else "",
+                                        str(data["path"]), float(data.get("seconds") or 0))
 
 
 # The events of the campaign flow running in the current task (IvrServices carry no call id).

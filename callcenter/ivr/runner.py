@@ -161,6 +161,7 @@ class _Call:
     verified: bool = False             # the caller's number is proven (trusted P-Asserted-Identity, or we dialed it)
     unverified_identity: bool = False  # a lookup keyed on an unproven number answered: no priority from it
     sensitive: set[str] = field(default_factory=set)   # variables holding a sensitive collect's digits
+    queue: str | None = None           # the queue the caller last waited in (a voicemail's box)
 
     def shown(self) -> dict[str, Any]:
         """The variables as they may leave the call (result, agent's screen pop): sensitive ones hidden."""
@@ -479,6 +480,7 @@ class IvrRunner:
         self._emit(call, "queue", here, queue=req.queue, skills=req.skills, priority=req.priority,
                    max_wait=req.max_wait, callback_offer=req.callback_offer)
         outcome = await self.services.queue(call.leg, req)
+        call.queue = req.queue
         call.result.queue_outcome = outcome.value
         self._emit(call, "queue_outcome", here, outcome=outcome.value)
         if outcome is QueueOutcome.CONNECTED:
@@ -530,7 +532,8 @@ class IvrRunner:
             privacy.private_file(out)
         self._set(call, here, o.variable, str(out))
         self._set(call, here, f"{o.variable}_seconds", round(seconds, 1))
-        await self.services.emit("recording", {"node": here, "path": str(out), "seconds": round(seconds, 1)})
+        await self.services.emit("recording", {"node": here, "path": str(out), "seconds": round(seconds, 1),
+                                               "queue": call.queue or call.script.name})
         return node.next
 
     async def _node_lookup(self, node: Node, call: _Call, here: str) -> str | None:

@@ -1,0 +1,101 @@
+"""The voicemail inbox over HTTP (calls/voicemail.py keeps the index).
+
+    GET  /voicemails?queue=&state=&offset=&limit=   newest first; state new|handled (default: both);
+                                                    limit <= 200, offset + limit <= 10000
+    GET  /voicemails/{id}                           one message's metadata
+    GET  /voicemails/{id}/audio                     its WAV, with HTTP range requests (api/recordings.py)
+    POST /voicemails/{id}/handled                   marks it handled by the user (200 again: unchanged)
+
+Supervisors and admins only. A supervisor user with a ``queues`` list (the one monitoring uses) sees the
+voicemails of those queues only (another queue's message answers 404, as if absent); empty: all queues.
+Agents do not read the inbox: a voice message is a customer's personal data, and who calls back is the
+supervisor's decision. Every audio fetch (range or not) is in the audit log, beside every ``handled``.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from callcenter.api.http import HttpError, HttpRouter, Reply, Request, Response
+from callcenter.api.recordings import serve_wav
+from callcenter.auth.roles import ADMIN, SUPERVISORS
+from callcenter.auth.users import UserStore
+from callcenter.calls.voicemail import MAX_PAGE, MAX_WINDOW, STATES, Voicemail, VoicemailIndex
+
+VM_ID = re.compile(r"^[0-9a-f]{1,40}$")
+QUEUE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+def install_routes(router: HttpRouter, index: VoicemailIndex, recordings_dir: Path,
+                   users: UserStore | None) -> None:
+    """``users``: the API's user store (None with ``http.auth`` off: every queue is visible)."""
+    base = recordings_dir.resolve()
+
+    async def scope(req: Request) -> frozenset[str] | None:
+        """The queues the user may see; None: all."""
+        who = req.principal
+        if who is None or users is None or ADMIN in who.roles:
+            return None
+        user = await users.get(who.name)
+        if user is None:
+            raise HttpError(403, "no such user")
+        return user.queues or None
+
+    async def one(req: Request) -> Voicemail:
+        vm_id = req.params["id"]
+        if not VM_ID.match(vm_id):
+            raise HttpError(400, "not a voicemail id")
+        vm = await index.get(vm_id)
+        allowed = await scope(req)
+        if vm is None or allowed is not None and vm.queue not in allowed:
+            raise HttpError(404, "no such voicemail")
+        return vm
+
+    def number(req: Request, name: str, default: int, top: int) -> int:
+        raw = req.arg(name)
+        if raw is None:
+            return default
+        if not raw.isdigit() or int(raw) > top:
+            raise HttpError(400, f"{name}: a whole number up to {top}")
+        return int(raw)
+
+    async def listing(req: Request) -> dict[str, Any]:
+        queue, state = req.arg("queue"), req.arg("state")
+        if queue is not None and not QUEUE.match(queue):
+            raise HttpError(400, "queue: letters, digits, _.- (at most 64)")
+        if state is not None and state not in STATES:
+            raise HttpError(400, f"state: one of {', '.join(STATES)}")
+        offset, limit = number(req, "offset", 0, MAX_WINDOW), number(req, "limit", 50, MAX_PAGE)
+        if offset + limit > MAX_WINDOW:
+            raise HttpError(400, f"offset + limit may not pass {MAX_WINDOW}")
+        allowed = await scope(req)
+        queues = await index.queues() if allowed is None else set(allowed)
+        if queue is not None:
+            queues &= {queue}
+        items = await index.list(sorted(queues), [state] if state else list(STATES), offset, limit)
+        return {"voicemails": [v.as_dict() for v in items], "offset": offset, "limit": limit}
+
+    async def show(req: Request) -> Reply:
+        return (await one(req)).as_dict()
+
+    async def audio(req: Request) -> Response:
+        vm = await one(req)
+        path = Path(vm.path).resolve()
+        if not path.is_relative_to(base) or not path.is_file():
+            raise HttpError(404, "the message's audio is gone")
+        return await serve_wav(req, path, f"voicemail-{vm.id}")
+
+    async def handled(req: Request) -> Reply:
+        vm = await one(req)
+        who = req.principal.name if req.principal is not None else "api"
+        if await index.handled(vm, who) == "missing":
+            raise HttpError(404, "no such voicemail")
+        got = await index.get(vm.id)
+        return got.as_dict() if got is not None else vm.as_dict()
+
+    router.add("GET /voicemails", listing, roles=SUPERVISORS)
+    router.add("GET /voicemails/{id}", show, roles=SUPERVISORS)
+    router.add("GET /voicemails/{id}/audio", audio, roles=SUPERVISORS, audit=True)
+    router.add("POST /voicemails/{id}/handled", handled, roles=SUPERVISORS)

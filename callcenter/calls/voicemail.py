@@ -1,0 +1,188 @@
+"""The voicemail inbox: an index in Redis of the voice messages callers leave.
+
+A message is left by an IVR ``record`` node (``ivr.runner``), reached from a flow's own menu or from a
+queue node's fallback (on_timeout / on_full / on_no_agents -> the flow's ``voicemail`` node). The node
+writes ``<data>/recordings/<call id>-<flow>-<node>.wav`` and emits a ``recording`` event; the worker's
+:class:`~callcenter.calls.services.FlowServices` hands it to :meth:`VoicemailIndex.saved`.
+
+One entry per message (:data:`KEYS`): its id is derived from the file path, so writing it again (a retry
+after a Redis outage) changes nothing. If Redis is unreachable the entry waits in a bounded in-memory
+backlog and is re-sent with the next message or by :meth:`VoicemailIndex.flush` (the worker runs it every
+few seconds), as the CDR buffer does; only a worker crash during the outage loses it (the WAV stays).
+
+States: ``new`` -> ``handled`` (by whom, when). The caller's number is kept as the CDR keeps it and is
+never logged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+import time
+from collections import deque
+from dataclasses import asdict, dataclass
+from typing import Any, cast
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from callcenter import logs, metrics
+
+log = logs.get("calls.voicemail")
+
+# name -> (template relative to the deployment prefix, Redis type, what it holds)
+KEYS: dict[str, tuple[str, str, str]] = {
+    "entry": ("vm:m:{id}", "hash", "one voicemail: id, call_id, queue, caller, time, seconds, path, state, "
+                                   "handled_by, handled_at"),
+    "box": ("vm:q:{q}:{state}", "zset", "a queue's (box's) voicemails in one state; score = time saved"),
+    "boxes": ("vm:queues", "set", "queues (boxes) that have voicemails"),
+}
+
+STATES = ("new", "handled")
+MAX_PAGE = 200
+MAX_WINDOW = 10_000     # offset + limit: a list pages through the newest 10 000 of its boxes at most
+
+# KEYS: entry, its box, boxes. ARGV: id, score, queue, then field, value, ... -> 1 added, 0 already there
+_ADD = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 4))
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+redis.call('SADD', KEYS[3], ARGV[3])
+return 1
+"""
+
+# KEYS: entry, new box, handled box. ARGV: id, who, at. -> 'ok' | 'already' | 'missing'
+_HANDLED = """
+local state = redis.call('HGET', KEYS[1], 'state')
+if not state then return 'missing' end
+if state == 'handled' then return 'already' end
+redis.call('HSET', KEYS[1], 'state', 'handled', 'handled_by', ARGV[2], 'handled_at', ARGV[3])
+local score = redis.call('ZSCORE', KEYS[2], ARGV[1]) or ARGV[3]
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('ZADD', KEYS[3], score, ARGV[1])
+return 'ok'
+"""
+
+
+def key(prefix: str, name: str, **parts: str) -> str:
+    return prefix + KEYS[name][0].format(**parts)
+
+
+def voicemail_id(path: str) -> str:
+    """The message's id: stable for its file, so a re-sent entry is the same entry."""
+    return hashlib.sha256(path.encode()).hexdigest()[:20]
+
+
+@dataclass
+class Voicemail:
+    id: str
+    call_id: str
+    queue: str             # the queue the caller waited in, or the flow's name (its "box")
+    caller: str            # as the CDR keeps it
+    time: float            # when it was saved (epoch s)
+    seconds: float
+    path: str
+    state: str = "new"
+    handled_by: str = ""
+    handled_at: float | None = None
+
+    def fields(self) -> dict[str, str]:
+        return {k: "" if v is None else str(v) for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_fields(cls, d: dict[str, str]) -> Voicemail:
+        return cls(d["id"], d.get("call_id", ""), d.get("queue", ""), d.get("caller", ""),
+                   float(d.get("time") or 0), float(d.get("seconds") or 0), d.get("path", ""),
+                   d.get("state", "new"), d.get("handled_by", ""),
+                   float(d["handled_at"]) if d.get("handled_at") else None)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def merge_newest(pages: list[list[tuple[str, float]]], offset: int, limit: int) -> list[str]:
+    """Ids of one page, newest first, of several boxes each listed newest first."""
+    merged = heapq.merge(*pages, key=lambda p: -p[1])
+    return [i for n, (i, _) in enumerate(merged) if offset <= n < offset + limit]
+
+
+class VoicemailIndex:
+    def __init__(self, redis: aioredis.Redis, prefix: str = "cc:", backlog_limit: int = 10_000) -> None:
+        self.redis = redis
+        self.prefix = prefix
+        self._backlog: deque[Voicemail] = deque()
+        self._backlog_limit = backlog_limit
+        self.dropped = 0
+        self._add = redis.register_script(_ADD)
+        self._handled = redis.register_script(_HANDLED)
+
+    def _k(self, name: str, **parts: str) -> str:
+        return key(self.prefix, name, **parts)
+
+    async def _write(self, vm: Voicemail) -> bool:
+        flat = [x for kv in vm.fields().items() for x in kv]
+        keys = [self._k("entry", id=vm.id), self._k("box", q=vm.queue, state=vm.state), self._k("boxes")]
+        return bool(await self._add(keys=keys, args=[vm.id, repr(vm.time), vm.queue, *flat]))
+
+    async def saved(self, call_id: str, queue: str, caller: str, path: str, seconds: float,
+                    at: float | None = None) -> Voicemail:
+        """A message was written to ``path``: index it (idempotent; kept for later if Redis is down)."""
+        vm = Voicemail(voicemail_id(path), call_id, queue, caller, at if at is not None else time.time(),
+                       round(seconds, 1), path)
+        self._backlog.append(vm)
+        if len(self._backlog) > self._backlog_limit:
+            self._backlog.popleft()
+            self.dropped += 1
+            log.error("voicemail backlog full; oldest entry dropped (its WAV is kept)", dropped=self.dropped)
+        await self.flush()
+        metrics.VOICEMAILS_TOTAL.labels(queue=queue).inc()
+        log.info("voicemail saved", call_id=call_id, queue=queue, voicemail_id=vm.id, seconds=vm.seconds)
+        return vm
+
+    async def flush(self) -> int:
+        """Send what waits in the backlog; returns how many are still waiting."""
+        while self._backlog:
+            try:
+                await self._write(self._backlog[0])
+            except (RedisError, OSError) as exc:
+                log.warning("voicemail index unreachable; entries kept for later", waiting=len(self._backlog),
+                            error=str(exc))
+                break
+            self._backlog.popleft()
+        return len(self._backlog)
+
+    @property
+    def waiting(self) -> int:
+        return len(self._backlog)
+
+    async def get(self, vm_id: str) -> Voicemail | None:
+        d = cast(dict[str, str], await self.redis.hgetall(self._k("entry", id=vm_id)))
+        return Voicemail.from_fields(d) if d else None
+
+    async def queues(self) -> set[str]:
+        return set(cast(set[str], await self.redis.smembers(self._k("boxes"))))
+
+    async def list(self, queues: list[str], states: list[str], offset: int = 0, limit: int = 50) -> list[Voicemail]:
+        """One page, newest first, of the voicemails of ``queues`` in ``states``."""
+        if offset + limit > MAX_WINDOW:
+            raise ValueError(f"offset + limit may not pass {MAX_WINDOW}")
+        pages: list[list[tuple[str, float]]] = []
+        for q in sorted(queues):
+            for s in states:
+                got = cast(list[tuple[str, float]], await self.redis.zrevrange(
+                    self._k("box", q=q, state=s), 0, offset + limit - 1, withscores=True))
+                pages.append([(str(i), float(sc)) for i, sc in got])
+        out: list[Voicemail] = []
+        for vm_id in merge_newest(pages, offset, limit):
+            vm = await self.get(vm_id)
+            if vm is not None:
+                out.append(vm)
+        return out
+
+    async def handled(self, vm: Voicemail, who: str) -> str:
+        """Mark handled by ``who``: 'ok', 'already' (handled before: kept as it was) or 'missing'."""
+        res = await self._handled(keys=[self._k("entry", id=vm.id), self._k("box", q=vm.queue, state="new"),
+                                        self._k("box", q=vm.queue, state="handled")],
+                                  args=[vm.id, who, repr(time.time())])
+        return str(res)
+

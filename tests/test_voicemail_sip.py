@@ -1,0 +1,151 @@
+"""The voicemail inbox over real SIP: a sipp caller waits in the sales queue with nobody logged in, the
+queue gives up, the flow's record node takes the message (the caller sends a 700 Hz tone), and the inbox
+lists it; its audio, fetched over HTTP (whole and by range), holds that tone; a supervisor marks it
+handled; agents and strangers are refused, a supervisor sees only its own queues, every audio fetch is in
+the audit log."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import shutil
+import time
+import urllib.error
+import urllib.request
+import wave
+from typing import Any
+
+import pytest
+import sipp
+import tones
+from repo import REPO
+from worker_proc import WorkerProc, admin_token, api_user, flush, new_worker
+
+from callcenter.auth import Auth
+from callcenter.redisconn import connect
+
+pytestmark = [pytest.mark.sip, pytest.mark.timeout(180)]
+
+TONE_HZ = 700.0
+FLOW = """name: vm
+languages: [vi]
+default_language: vi
+start: queue
+nodes:
+  queue:
+    type: queue
+    queue: sales
+    max_wait: 2
+    announce: {position: false, wait_time: false}
+    on_failure: voicemail
+  voicemail:
+    type: record
+    beep: [system/beep]
+    variable: voicemail
+    max_seconds: 4
+    silence_seconds: 0
+    next: bye
+  bye:
+    type: hangup
+"""
+
+
+@pytest.fixture(scope="module")
+def worker(tmp_path_factory: pytest.TempPathFactory, redis_server: Any) -> Any:
+    tmp = tmp_path_factory.mktemp("voicemail")
+    ivr = tmp / "ivr"
+    shutil.copytree(REPO / "ivr_scripts", ivr)
+    (ivr / "vm.yaml").write_text(FLOW)
+    flush(redis_server.url)
+    w = new_worker(tmp, redis_server.url)
+    w.write_config(ivr_scripts=ivr, routes={"vm": "vm", "default": "hotline"})
+    w.start()
+    yield w
+    assert w.stop() == 0, w.tail()
+
+
+def fetch(w: WorkerProc, path: str, token: str, headers: dict[str, str] | None = None) -> tuple[int, Any, bytes]:
+    req = urllib.request.Request(f"http://127.0.0.1:{w.http_port}{path}",
+                                 headers={"authorization": f"Bearer {token}", **(headers or {})})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status, resp.headers, resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.headers, exc.read()
+
+
+def supervisor(w: WorkerProc, name: str, queues: list[str]) -> str:
+    token = api_user(w.redis_url, name, ["supervisor"])
+
+    async def go() -> None:
+        r = connect(w.redis_url)
+        await Auth.connect(r, "cc:").users.set_monitoring(name, queues=queues)
+        await r.aclose()
+
+    asyncio.run(go())
+    return token
+
+
+def pcm(data: bytes) -> list[int]:
+    with wave.open(io.BytesIO(data)) as f:
+        assert f.getframerate() == 8000 and f.getsampwidth() == 2
+        frames = f.readframes(f.getnframes())
+    return [int.from_bytes(frames[i:i + 2], "little", signed=True) for i in range(0, len(frames), 2)]
+
+
+def test_a_message_left_in_a_queue_without_agents_is_in_the_inbox(worker: WorkerProc) -> None:
+    caller = sipp.caller(worker.target, [("pause", 1500), ("tone", TONE_HZ, 8000),
+                                         ("wait_bye", 30000)], number="0901500001", service="vm")
+    assert caller.wait(60) == 0, caller.errors() + worker.tail()
+    cdr = worker.call_from("0901500001")
+    assert cdr.queue == "sales" and cdr.outcome == "voicemail", (cdr.queue, cdr.outcome)
+
+    status, body = worker.http("GET", "/voicemails?queue=sales&state=new")
+    assert status == 200, body
+    [vm] = [v for v in body["voicemails"] if v["call_id"] == cdr.call_id]
+    assert vm["queue"] == "sales" and vm["state"] == "new" and vm["caller"] == "0901500001"
+    assert vm["seconds"] >= 3.5 and vm["path"].endswith(f"{cdr.call_id}-vm-voicemail.wav")
+    status, one = worker.http("GET", f"/voicemails/{vm['id']}")
+    assert status == 200 and one == vm
+
+    # the audio: the caller's tone is in it; ranges served like recordings; each fetch audited
+    admin = admin_token(worker.redis_url)
+    since = time.time() - 1
+    status, headers, data = fetch(worker, f"/voicemails/{vm['id']}/audio", admin)
+    assert status == 200 and headers["accept-ranges"] == "bytes" and data.startswith(b"RIFF")
+    assert tones.detect(pcm(data), [TONE_HZ, 1300.0]) == {TONE_HZ}
+    status, headers, part = fetch(worker, f"/voicemails/{vm['id']}/audio", admin, {"range": "bytes=0-43"})
+    assert status == 206 and part == data[:44] and headers["content-range"] == f"bytes 0-43/{len(data)}"
+
+    # roles: no credentials 401, an agent 403, a supervisor of other queues does not see it
+    assert fetch(worker, f"/voicemails/{vm['id']}/audio", "nonsense")[0] == 401
+    agent = api_user(worker.redis_url, "vm-agent", ["agent"], agent="1001")
+    assert fetch(worker, f"/voicemails/{vm['id']}/audio", agent)[0] == 403
+    assert worker.http("GET", "/voicemails", token=agent)[0] == 403
+    other = supervisor(worker, "vm-sup-support", ["support"])
+    assert fetch(worker, f"/voicemails/{vm['id']}/audio", other)[0] == 404
+    status, body = worker.http("GET", "/voicemails", token=other)
+    assert status == 200 and body["voicemails"] == []
+    mine = supervisor(worker, "vm-sup-sales", ["sales"])
+    status, body = worker.http("GET", "/voicemails", token=mine)
+    assert status == 200 and [v["id"] for v in body["voicemails"]] == [vm["id"]]
+    assert fetch(worker, f"/voicemails/{vm['id']}/audio", mine)[0] == 200
+    assert worker.http("GET", "/voicemails?state=bogus")[0] == 400
+    assert worker.http("GET", "/voicemails?limit=100000")[0] == 400
+
+    # handled, by whom; then it lists as handled, not new
+    assert worker.http("POST", f"/voicemails/{vm['id']}/handled", {}, token=other)[0] == 404
+    status, done = worker.http("POST", f"/voicemails/{vm['id']}/handled", {}, token=mine)
+    assert status == 200 and done["state"] == "handled" and done["handled_by"] == "vm-sup-sales", done
+    assert worker.http("GET", "/voicemails?state=new")[1]["voicemails"] == []
+    assert [v["id"] for v in worker.http("GET", "/voicemails?state=handled")[1]["voicemails"]] == [vm["id"]]
+
+    status, body = worker.http("GET", f"/admin/audit?action=GET%20/voicemails/%7Bid%7D/audio&since={since}")
+    assert status == 200, body
+    fetched = [(e["user"], e["status"]) for e in body["entries"]]
+    assert ("test-admin", 200) in fetched and ("test-admin", 206) in fetched and ("vm-sup-sales", 200) in fetched
+    assert ("vm-agent", 403) in fetched, fetched
+    status, body = worker.http("GET", f"/admin/audit?action=POST%20/voicemails/%7Bid%7D/handled&since={since}")
+    assert ("vm-sup-sales", 200) in [(e["user"], e["status"]) for e in body["entries"]], body
+    # the caller's full number is in no log line
+    assert "0901500001" not in worker.log.read_text()
