@@ -31,7 +31,7 @@ from callcenter.calls.queueing import Queueing
 from callcenter.calls.recording import Recordings, purge
 from callcenter.calls.records import LiveCalls
 from callcenter.calls.services import DialerServices, FlowServices
-from callcenter.calls.voicemail import VoicemailIndex
+from callcenter.calls.voicemail import VoicemailCallbacks, VoicemailIndex
 from callcenter.cdr import keys as cdr_keys
 from callcenter.cdr.buffer import CdrBuffer
 from callcenter.cdr.record import QueueEvent
@@ -291,7 +291,8 @@ class Worker:
             from callcenter.api import voicemail as voicemail_api
 
             voicemail_api.install_routes(api, self.voicemails, self.cfg.data_dir / "recordings",
-                                         guard.auth.users if guard is not None else None)
+                                         guard.auth.users if guard is not None else None,
+                                         VoicemailCallbacks(self.voicemails, router, queueing.policy, cdr))
         metrics.register_queue_collector(queue_collector(sync_redis, self.cfg.redis.prefix))
         metrics_res: Resource = metrics.metrics_resource()
         if guard is not None:

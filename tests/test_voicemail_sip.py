@@ -2,12 +2,14 @@
 queue gives up, the flow's record node takes the message (the caller sends a 700 Hz tone), and the inbox
 lists it; its audio, fetched over HTTP (whole and by range), holds that tone; a supervisor marks it
 handled; agents and strangers are refused, a supervisor sees only its own queues, every audio fetch is in
-the audit log."""
+the audit log. The message then becomes a callback task for the support queue: when agent 1003 logs in,
+its phone rings and the trunk (a sipp UAS) gets the INVITE for the caller's number in E.164."""
 
 from __future__ import annotations
 
 import asyncio
 import io
+import re
 import shutil
 import time
 import urllib.error
@@ -15,6 +17,7 @@ import urllib.request
 import wave
 from typing import Any
 
+import ports
 import pytest
 import sipp
 import tones
@@ -22,6 +25,7 @@ from repo import REPO
 from worker_proc import WorkerProc, admin_token, api_user, flush, new_worker
 
 from callcenter.auth import Auth
+from callcenter.calls.voicemail import VoicemailIndex
 from callcenter.redisconn import connect
 
 pytestmark = [pytest.mark.sip, pytest.mark.timeout(180)]
@@ -51,14 +55,19 @@ nodes:
 
 
 @pytest.fixture(scope="module")
-def worker(tmp_path_factory: pytest.TempPathFactory, redis_server: Any) -> Any:
+def trunk_port() -> int:
+    return ports.port()
+
+
+@pytest.fixture(scope="module")
+def worker(tmp_path_factory: pytest.TempPathFactory, redis_server: Any, trunk_port: int) -> Any:
     tmp = tmp_path_factory.mktemp("voicemail")
     ivr = tmp / "ivr"
     shutil.copytree(REPO / "ivr_scripts", ivr)
     (ivr / "vm.yaml").write_text(FLOW)
     flush(redis_server.url)
     w = new_worker(tmp, redis_server.url)
-    w.write_config(ivr_scripts=ivr, routes={"vm": "vm", "default": "hotline"})
+    w.write_config(ivr_scripts=ivr, routes={"vm": "vm", "default": "hotline"}, trunk=f"127.0.0.1:{trunk_port}")
     w.start()
     yield w
     assert w.stop() == 0, w.tail()
@@ -93,7 +102,8 @@ def pcm(data: bytes) -> list[int]:
     return [int.from_bytes(frames[i:i + 2], "little", signed=True) for i in range(0, len(frames), 2)]
 
 
-def test_a_message_left_in_a_queue_without_agents_is_in_the_inbox(worker: WorkerProc) -> None:
+def test_a_message_left_in_a_queue_without_agents_is_in_the_inbox(worker: WorkerProc, trunk_port: int) -> None:
+    worker.logout("1001", "1002", "1003", "1004")
     caller = sipp.caller(worker.target, [("pause", 1500), ("tone", TONE_HZ, 8000),
                                          ("wait_bye", 30000)], number="0901500001", service="vm")
     assert caller.wait(60) == 0, caller.errors() + worker.tail()
@@ -149,3 +159,54 @@ def test_a_message_left_in_a_queue_without_agents_is_in_the_inbox(worker: Worker
     assert ("vm-sup-sales", 200) in [(e["user"], e["status"]) for e in body["entries"]], body
     # the caller's full number is in no log line
     assert "0901500001" not in worker.log.read_text()
+
+    # a callback task for the support queue: only to a queue the supervisor sees, once per message
+    assert worker.http("POST", f"/voicemails/{vm['id']}/callback", {"queue": "support"}, token=mine)[0] == 403
+    assert worker.http("POST", f"/voicemails/{vm['id']}/callback", {"queue": "support"}, token=agent)[0] == 403
+    assert worker.http("POST", f"/voicemails/{vm['id']}/callback", {"queue": "nosuch"})[0] == 404
+    assert worker.http("POST", f"/voicemails/{vm['id']}/callback", {"queue": 5})[0] == 400
+    status, cb = worker.http("POST", f"/voicemails/{vm['id']}/callback", {"queue": "support"})
+    assert status == 202 and cb["callback_id"] == f"vmcb-{vm['id']}" and cb["callback_queue"] == "support", cb
+    assert cb["state"] == "handled" and cb["handled_by"] == "vm-sup-sales"      # handled before: kept
+    assert worker.http("POST", f"/voicemails/{vm['id']}/callback", {"queue": "support"})[0] == 409
+    far_end = sipp.agent(trunk_port, "answer", ring_ms=300, talk_ms=0, timeout_s=60, trace=True)
+    phone = sipp.agent(worker.agents_port, "answer_bye", talk_ms=2000, timeout_s=60)
+    try:
+        worker.login("1003")
+        assert sipp.wait_all(phone, far_end, timeout=60) == [0, 0], phone.errors() + far_end.errors() + worker.tail()
+    finally:
+        far_end.stop()
+        phone.stop()
+        worker.logout("1003")
+    invite = re.search(r"^INVITE (\S+) SIP/2.0", far_end.messages(), re.M)
+    assert invite and invite.group(1) == f"sip:+84901500001@127.0.0.1:{trunk_port}", far_end.messages()[:2000]
+    assert "CALLBACK" in worker.events(cb["callback_id"]) or wait_event(worker, cb["callback_id"], "CALLBACK")
+
+
+def wait_event(w: WorkerProc, call_id: str, event: str) -> bool:
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        if event in w.events(call_id):
+            return True
+        time.sleep(0.3)
+    raise AssertionError(f"no {event} for {call_id}: {w.events(call_id)}")
+
+
+def test_a_number_the_dial_policy_refuses_is_never_called_back(worker: WorkerProc) -> None:
+    """A message from a premium number (a spoofed From): the callback is refused (422) and nothing queued."""
+    async def leave() -> str:
+        r = connect(worker.redis_url)
+        vm = await VoicemailIndex(r).saved("c-premium", "sales", "19001234", "/nowhere/c-premium.wav", 3.0)
+        await r.aclose()
+        return vm.id
+
+    vm_id = asyncio.run(leave())
+    status, body = worker.http("POST", f"/voicemails/{vm_id}/callback", {"queue": "support"})
+    assert status == 422 and "premium" in str(body), body
+    status, one = worker.http("GET", f"/voicemails/{vm_id}")
+    assert status == 200 and one["callback_id"] == "" and one["state"] == "new", one
+    assert "CALLBACK_REFUSED" in worker.events(f"vmcb-{vm_id}") or wait_event(worker, f"vmcb-{vm_id}",
+                                                                                "CALLBACK_REFUSED")
+    assert worker.http("GET", f"/voicemails/{vm_id}/audio")[0] == 404     # a path outside the recordings
+    log = worker.log.read_text()
+    assert "0901500001" not in log and "84901500001" not in log and "19001234" not in log   # masked

@@ -5,11 +5,18 @@
     GET  /voicemails/{id}                           one message's metadata
     GET  /voicemails/{id}/audio                     its WAV, with HTTP range requests (api/recordings.py)
     POST /voicemails/{id}/handled                   marks it handled by the user (200 again: unchanged)
+    POST /voicemails/{id}/callback {"queue": q}     a callback task for queue q to the caller's number
+                                                    (calls/voicemail.py VoicemailCallbacks): 202 with the
+                                                    message (callback_id = the task's call id, handled);
+                                                    404 unknown queue, 409 already called back / a callback
+                                                    pending for the number / queue full, 422 the dial
+                                                    policy refuses the number
 
 Supervisors and admins only. A supervisor user with a ``queues`` list (the one monitoring uses) sees the
 voicemails of those queues only (another queue's message answers 404, as if absent); empty: all queues.
 Agents do not read the inbox: a voice message is a customer's personal data, and who calls back is the
-supervisor's decision. Every audio fetch (range or not) is in the audit log, beside every ``handled``.
+supervisor's decision. Every audio fetch (range or not) is in the audit log, beside every ``handled`` and
+``callback``. A supervisor may queue a callback only to a queue it sees.
 """
 
 from __future__ import annotations
@@ -22,15 +29,24 @@ from callcenter.api.http import HttpError, HttpRouter, Reply, Request, Response
 from callcenter.api.recordings import serve_wav
 from callcenter.auth.roles import ADMIN, SUPERVISORS
 from callcenter.auth.users import UserStore
-from callcenter.calls.voicemail import MAX_PAGE, MAX_WINDOW, STATES, Voicemail, VoicemailIndex
+from callcenter.calls.voicemail import (
+    MAX_PAGE,
+    MAX_WINDOW,
+    STATES,
+    CallbackRefused,
+    Voicemail,
+    VoicemailCallbacks,
+    VoicemailIndex,
+)
 
 VM_ID = re.compile(r"^[0-9a-f]{1,40}$")
 QUEUE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 
 def install_routes(router: HttpRouter, index: VoicemailIndex, recordings_dir: Path,
-                   users: UserStore | None) -> None:
-    """``users``: the API's user store (None with ``http.auth`` off: every queue is visible)."""
+                   users: UserStore | None, callbacks: VoicemailCallbacks | None = None) -> None:
+    """``users``: the API's user store (None with ``http.auth`` off: every queue is visible);
+    ``callbacks``: what makes a callback of a message (None: no callback route)."""
     base = recordings_dir.resolve()
 
     async def scope(req: Request) -> frozenset[str] | None:
@@ -95,7 +111,26 @@ def install_routes(router: HttpRouter, index: VoicemailIndex, recordings_dir: Pa
         got = await index.get(vm.id)
         return got.as_dict() if got is not None else vm.as_dict()
 
+    async def callback(req: Request) -> Reply:
+        assert callbacks is not None
+        body = req.json()
+        queue = body.get("queue") if isinstance(body, dict) else None
+        if not isinstance(queue, str) or not QUEUE.match(queue):
+            raise HttpError(400, "queue: a queue name (letters, digits, _.-, at most 64)")
+        vm = await one(req)
+        allowed = await scope(req)
+        if allowed is not None and queue not in allowed:
+            raise HttpError(403, "a supervisor queues callbacks to its own queues only")
+        who = req.principal.name if req.principal is not None else "api"
+        try:
+            done = await callbacks.call_back(vm, queue, who)
+        except CallbackRefused as exc:
+            raise HttpError(exc.status, exc.reason) from None
+        return Response(done.as_dict(), 202)
+
     router.add("GET /voicemails", listing, roles=SUPERVISORS)
     router.add("GET /voicemails/{id}", show, roles=SUPERVISORS)
     router.add("GET /voicemails/{id}/audio", audio, roles=SUPERVISORS, audit=True)
     router.add("POST /voicemails/{id}/handled", handled, roles=SUPERVISORS)
+    if callbacks is not None:
+        router.add("POST /voicemails/{id}/callback", callback, roles=SUPERVISORS, max_body=1024)

@@ -27,13 +27,18 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from callcenter import logs, metrics
+from callcenter.calls.records import queue_event
+from callcenter.cdr.buffer import CdrBuffer
+from callcenter.dialer.policy import DialPolicy
+from callcenter.routing.router import QueuedCall, QueueFull, Router, RoutingError
 
 log = logs.get("calls.voicemail")
 
 # name -> (template relative to the deployment prefix, Redis type, what it holds)
 KEYS: dict[str, tuple[str, str, str]] = {
     "entry": ("vm:m:{id}", "hash", "one voicemail: id, call_id, queue, caller, time, seconds, path, state, "
-                                   "handled_by, handled_at"),
+                                   "handled_by, handled_at; a callback made of it: callback_id, "
+                                   "callback_queue, callback_by, callback_at"),
     "box": ("vm:q:{q}:{state}", "zset", "a queue's (box's) voicemails in one state; score = time saved"),
     "boxes": ("vm:queues", "set", "queues (boxes) that have voicemails"),
 }
@@ -85,6 +90,9 @@ class Voicemail:
     state: str = "new"
     handled_by: str = ""
     handled_at: float | None = None
+    callback_id: str = ""      # the callback task's call id (routing), once one was made of it
+    callback_queue: str = ""
+    callback_by: str = ""
 
     def fields(self) -> dict[str, str]:
         return {k: "" if v is None else str(v) for k, v in asdict(self).items()}
@@ -94,7 +102,8 @@ class Voicemail:
         return cls(d["id"], d.get("call_id", ""), d.get("queue", ""), d.get("caller", ""),
                    float(d.get("time") or 0), float(d.get("seconds") or 0), d.get("path", ""),
                    d.get("state", "new"), d.get("handled_by", ""),
-                   float(d["handled_at"]) if d.get("handled_at") else None)
+                   float(d["handled_at"]) if d.get("handled_at") else None, d.get("callback_id", ""),
+                   d.get("callback_queue", ""), d.get("callback_by", ""))
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -186,3 +195,74 @@ class VoicemailIndex:
                                   args=[vm.id, who, repr(time.time())])
         return str(res)
 
+
+
+class CallbackRefused(Exception):
+    """A voicemail cannot become a callback: ``status`` (HTTP) and why."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+# KEYS: entry. ARGV: callback call id -> 'ok' | 'taken' (a callback was made before) | 'missing'
+_CLAIM = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 'missing' end
+local cur = redis.call('HGET', KEYS[1], 'callback_id')
+if cur and cur ~= '' then return 'taken' end
+redis.call('HSET', KEYS[1], 'callback_id', ARGV[1])
+return 'ok'
+"""
+
+
+class VoicemailCallbacks:
+    """Turns a voicemail into a callback task for a queue, the way a waiting caller's callback is kept
+    (``routing``'s callback: a queued call of kind callback holding the number; when it reaches the
+    front, ``Queueing._ring_callback`` rings an agent, then dials the number). The number passes the
+    dial policy now and again at dial time; one callback per voicemail, one pending per number."""
+
+    def __init__(self, index: VoicemailIndex, router: Router, policy: DialPolicy, cdr: CdrBuffer) -> None:
+        self.index = index
+        self.router = router
+        self.policy = policy
+        self.cdr = cdr
+        self._claim = index.redis.register_script(_CLAIM)
+
+    async def call_back(self, vm: Voicemail, queue: str, who: str) -> Voicemail:
+        """The callback task's call id is ``vmcb-<voicemail id>``; the message is then handled by ``who``.
+        Raises CallbackRefused (404 unknown queue, 409 already called back / a callback pending for the
+        number / queue full, 422 the dial policy refuses the number)."""
+        cb_id = f"vmcb-{vm.id}"
+        decision = await self.policy.check(vm.caller, "callback", call_id=cb_id, queue=queue)
+        if not decision.ok or decision.e164 is None:
+            await queue_event(self.cdr, "CALLBACK_REFUSED", cb_id, queue, reason=decision.reason,
+                              kind=decision.kind, at="voicemail", voicemail=vm.id)
+            raise CallbackRefused(422, f"the dial policy refuses the number ({decision.reason})")
+        entry = key(self.index.prefix, "entry", id=vm.id)
+        claimed = str(await self._claim(keys=[entry], args=[cb_id]))
+        if claimed == "missing":
+            raise CallbackRefused(404, "no such voicemail")
+        if claimed == "taken":
+            raise CallbackRefused(409, "this voicemail was already called back")
+        try:
+            try:
+                await self.router.enqueue(QueuedCall(cb_id, queue, caller=decision.e164,
+                                                     attributes={"voicemail": vm.id}))
+            except QueueFull:
+                raise CallbackRefused(409, f"queue {queue} is full") from None
+            except RoutingError as exc:
+                raise CallbackRefused(404 if "unknown queue" in str(exc) else 409, str(exc)) from None
+            if not await self.router.request_callback(cb_id, decision.e164):
+                await self.router.cancel_callback(cb_id)
+                raise CallbackRefused(409, "a callback to this number is already pending")
+        except CallbackRefused:
+            await self.index.redis.hdel(entry, "callback_id")
+            raise
+        await self.index.redis.hset(entry, mapping={"callback_queue": queue, "callback_by": who,
+                                                    "callback_at": repr(time.time())})
+        await self.index.handled(vm, who)
+        await queue_event(self.cdr, "CALLBACK", cb_id, queue, voicemail=vm.id, by=who, kind=decision.kind)
+        log.info("voicemail callback queued", call_id=cb_id, voicemail_id=vm.id, queue=queue, by=who)
+        got = await self.index.get(vm.id)
+        return got if got is not None else vm
