@@ -319,9 +319,10 @@ def _recv_invite(capture: bool, routed: bool = False, call_id: bool = False) -> 
 REJECTS = {"486": (486, "Busy Here"), "480": (480, "Temporarily Unavailable"), "603": (603, "Decline")}
 
 
-def _phone_reinvite(cseq: int, codecs: str, direction: str) -> str:
+def _phone_reinvite(cseq: int, codecs: str, direction: str, media_port: int | None = None) -> str:
     """The phone's own re-INVITE in the dialog it answered (hold: sendonly / inactive, resume: sendrecv),
-    answered and ACKed; needs the dialog captured by _recv_invite(capture=True)."""
+    answered and ACKed; needs the dialog captured by _recv_invite(capture=True). Its SDP's version is
+    2353687637 + cseq (the first re-INVITE's CSeq is 2)."""
     head = f"""Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
 From: [$rto];tag={PHONE_TAG}
 To: [$rfrom]
@@ -335,7 +336,7 @@ Max-Forwards: 70
 Content-Type: application/sdp
 Content-Length: [len]
 
-{sdp(codecs, direction=direction, version=2353687637 + cseq)}]]></send>
+{sdp(codecs, media_port, direction=direction, version=2353687637 + cseq)}]]></send>
 <recv response="100" optional="true"/>
 <recv response="200"/>
 <send><![CDATA[
@@ -348,7 +349,8 @@ Content-Length: 0
 
 
 def _agent_xml(mode: str, ring_ms: int, talk_ms: int, codecs: str = "0 8", greeting: bool = False,
-               routed: bool = False, steps: list[tuple] | None = None, tone_files: list[Path] | None = None) -> str:
+               routed: bool = False, steps: list[tuple] | None = None, tone_files: list[Path] | None = None,
+               media_port: int | None = None) -> str:
     """mode: 'answer' (talk, wait for BYE), 'answer_bye' (agent hangs up after talk_ms),
     'noanswer' (ring until CANCEL), '486' / '480' / '603' (reject). See agent()."""
     steps = steps or []
@@ -370,7 +372,7 @@ def _agent_xml(mode: str, ring_ms: int, talk_ms: int, codecs: str = "0 8", greet
     else:
         parts.append(f'<recv request="CANCEL" timeout="{ring_ms}" ontimeout="answer" next="cancelled"/>\n')
         parts.append(f"""<label id="answer"/>
-{_phone_answer(200, "OK", routed, body=sdp(codecs), retrans=True)}<recv request="ACK" crlf="true"/>
+{_phone_answer(200, "OK", routed, body=sdp(codecs, media_port), retrans=True)}<recv request="ACK" crlf="true"/>
 """)
         if greeting:
             parts.append(f'<nop><action><exec play_pcap_audio="{PCAP_DIR}/g711a.pcap"/></action></nop>\n')
@@ -381,7 +383,7 @@ def _agent_xml(mode: str, ring_ms: int, talk_ms: int, codecs: str = "0 8", greet
             elif step[0] == "pause":
                 parts.append(f'<pause milliseconds="{int(step[1])}"/>\n')
             elif step[0] == "reinvite":
-                parts.append(_phone_reinvite(cseq, codecs, str(step[1])))
+                parts.append(_phone_reinvite(cseq, codecs, str(step[1]), media_port))
                 cseq += 1
             else:
                 raise ValueError(f"unknown phone step {step!r}")
@@ -579,7 +581,7 @@ def referred_caller(target: str, number: str = "0901234567", service: str = "hot
 def agent(port: int, mode: str = "answer", ring_ms: int = 500, talk_ms: int = 1000, calls: int = 1,
           timeout_s: int = 120, *, codecs: str = "0 8", greeting: bool = False, routed: bool = False,
           answer_only: str | None = None, trace: bool = False, timeout_error: bool = True,
-          steps: list[tuple] | None = None) -> Sipp:
+          steps: list[tuple] | None = None, media_port: int | None = None) -> Sipp:
     """A phone on 127.0.0.1:port answering `calls` offers the same way, echoing RTP back.
     mode: 'answer' (talk, wait for BYE), 'answer_bye' (hangs up after talk_ms), 'noanswer' (ring until
     CANCEL), '486' / '480' / '603' (reject after ring_ms). codecs: what its answer offers.
@@ -589,7 +591,9 @@ def agent(port: int, mode: str = "answer", ring_ms: int = 500, talk_ms: int = 10
     trace: every message it gets is in `messages()`.
     steps (mode 'answer', after answering, before waiting for the BYE): ("tone", hz, ms[, pt]) send a
     tone instead of echoing (pt: the codec its answer puts first, µ-law 0 by default), ("pause", ms),
-    ("reinvite", "sendonly" | "inactive" | "sendrecv") its own re-INVITE: hold and resume from the phone."""
+    ("reinvite", "sendonly" | "inactive" | "sendrecv") its own re-INVITE: hold and resume from the phone
+    (SDP versions 2353687639, 2353687640, ...).
+    media_port: the RTP port its SDP names instead of its own (a test's socket sends and keeps its media)."""
     workdir = Path(tempfile.mkdtemp(prefix=f"sipp-agent{port}-"))
     steps = steps or []
     tone_files = _tone_files(workdir, [s if len(s) > 3 else (*s, int(codecs.split()[0]))
@@ -597,8 +601,8 @@ def agent(port: int, mode: str = "answer", ring_ms: int = 500, talk_ms: int = 10
     if answer_only is not None:
         xml = _answer_only_xml(answer_only, ring_ms)
     else:
-        xml = _agent_xml(mode, ring_ms, talk_ms, codecs, greeting, routed, steps, tone_files)
-    echo = not greeting and not tone_files
+        xml = _agent_xml(mode, ring_ms, talk_ms, codecs, greeting, routed, steps, tone_files, media_port)
+    echo = not greeting and not tone_files and media_port is None
     args = ["-m", str(calls), *(["-rtp_echo"] if echo else []), *(["-trace_msg"] if trace else []),
             "-timeout", f"{timeout_s}s", *(["-timeout_error"] if timeout_error else [])]
     return _start(f"agent{port}", xml, args, port=port, workdir=workdir)

@@ -23,7 +23,7 @@ import pytest
 import sipp
 import tones
 from repo import REPO
-from worker_proc import METRICS_TOKEN, WorkerProc, api_user, flush, new_worker
+from worker_proc import METRICS_TOKEN, WorkerProc, api_user, flush, new_worker, queue_flow
 
 from callcenter.cdr.writer import open_store
 
@@ -36,21 +36,7 @@ TONES = [A, B, C]
 RATE, FRAME = tones.RATE, tones.FRAME
 AGENT_PHONE = [0]                       # agent 1001's phone port, set by the worker fixture
 
-DIRECT_FLOW = """
-name: direct
-description: straight to the sales queue (monitor tests)
-languages: [vi]
-default_language: vi
-start: queue
-nodes:
-  queue:
-    type: queue
-    queue: sales
-    music: moh
-    on_failure: bye
-  bye:
-    type: hangup
-"""
+DIRECT_FLOW = queue_flow("direct", "sales", "moh")
 
 
 # -- audio --------------------------------------------------------------------------------------------
@@ -108,85 +94,36 @@ class Party:
 
 # -- phones -------------------------------------------------------------------------------------------
 
-_HANG_UP = """<pause milliseconds="{ms}"/>
-<send retrans="500"><![CDATA[
-BYE [$rcontact] SIP/2.0
-Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-From: [$rto];tag={tag}
-To: [$rfrom]
-[last_Call-ID:]
-CSeq: 2 BYE
-Contact: <sip:[local_ip]:[local_port]>
-Content-Length: 0
-
-]]></send>
-<recv response="200"/>
-"""
-
-
-def _reinvite(cseq: int, media_port: int, direction: str) -> str:
-    """The phone's own re-INVITE (hold: sendonly, resume: sendrecv), its media still the test's port."""
-    head = f"""Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-From: [$rto];tag={sipp.PHONE_TAG}
-To: [$rfrom]
-Call-ID: [$rcallid]
-CSeq: {cseq} """
-    return f"""<send retrans="500"><![CDATA[
-INVITE [$rcontact] SIP/2.0
-{head}INVITE
-Contact: <sip:[local_ip]:[local_port]>
-Max-Forwards: 70
-Content-Type: application/sdp
-Content-Length: [len]
-
-{sipp.sdp("8", media_port, direction=direction, version=2353687637 + cseq)}]]></send>
-<recv response="100" optional="true"/>
-<recv response="200"/>
-<send><![CDATA[
-ACK [$rcontact] SIP/2.0
-{head}ACK
-Content-Length: 0
-
-]]></send>
-"""
+HOLD, RESUME = "2353687639", "2353687640"   # the SDP versions of a phone's own re-INVITEs (sipp.agent)
 
 
 def phone(media_port: int, mode: str = "answer", port: int | None = None) -> sipp.Sipp:
     """A phone (an agent's or a supervisor's) whose RTP is the test's `media_port`. mode: 'answer' (waits for
     the worker's BYE), 'busy' (486), 'hangup' (answers, hangs up itself 1.5 s later), 'reinvite' (answers,
     6 s later holds with a re-INVITE a=sendonly, 2 s later resumes, then waits for the BYE). Every message
-    it receives is kept (the offer's X-Callcenter-Call-Id)."""
-    answer = (sipp.reply(180, "Ringing", tag=sipp.PHONE_TAG, headers=[sipp.PHONE_CONTACT])
-              + sipp.reply(200, "OK", tag=sipp.PHONE_TAG, headers=[sipp.PHONE_CONTACT],
-                           body=sipp.sdp("8", media_port), retrans=True)
-              + '<recv request="ACK" crlf="true"/>\n')
-    if mode == "answer":
-        body = answer + '<recv request="BYE"/>\n' + sipp.reply(200, "OK")
-    elif mode == "hangup":
-        body = answer + _HANG_UP.format(ms=1500, tag=sipp.PHONE_TAG)
-    elif mode == "reinvite":
-        body = (answer + '<pause milliseconds="6000"/>\n' + _reinvite(3, media_port, "sendonly")
-                + '<pause milliseconds="2000"/>\n' + _reinvite(4, media_port, "sendrecv")
-                + '<recv request="BYE"/>\n' + sipp.reply(200, "OK"))
-    else:
-        body = sipp.reply(486, "Busy Here", tag=sipp.PHONE_TAG, headers=[sipp.PHONE_CONTACT]) \
-            + '<recv request="ACK"/>\n'
-    invite = """<recv request="INVITE" crlf="true">
-  <action>
-    <ereg regexp=".*" search_in="hdr" header="From:" assign_to="rfrom"/>
-    <ereg regexp=".*" search_in="hdr" header="To:" assign_to="rto"/>
-    <ereg regexp="sip:[^>;]*" search_in="hdr" header="Contact:" assign_to="rcontact"/>{callid}
-  </action>
-</recv>""".format(callid="" if mode == "hangup" else
-                  '\n    <ereg regexp=".*" search_in="hdr" header="Call-ID:" assign_to="rcallid"/>') \
-        if mode in ("hangup", "reinvite") else '<recv request="INVITE" crlf="true"/>'
-    xml = f"""<?xml version="1.0" encoding="UTF-8"?>
-<scenario name="phone">
-{invite}
-{body}</scenario>
-"""
-    return sipp._start(f"phone{media_port}", xml, ["-m", "1", "-trace_msg", "-message_file", "messages.log",
-                                                   "-timeout", "180s", "-timeout_error"], port=port or ports.port())
+    it sends or receives is kept (the offer's X-Callcenter-Call-Id)."""
+    steps = [("pause", 6000), ("reinvite", "sendonly"), ("pause", 2000), ("reinvite", "sendrecv")] \
+        if mode == "reinvite" else None
+    sipp_mode = {"busy": "486", "hangup": "answer_bye"}.get(mode, "answer")
+    return sipp.agent(port or ports.port(), sipp_mode, ring_ms=100, talk_ms=1500, timeout_s=180, codecs="8",
+                      trace=True, steps=steps, media_port=media_port)
+
+
+def bridged_call(w: WorkerProc, caller: Party, agent: Party, agent_phone: sipp.Sipp, pause_ms: int,
+                 phones: list[sipp.Sipp]) -> str:
+    """Agent 1001 logs in and a caller whose RTP is `caller` calls (its sipp added to `phones`), hanging up
+    after pause_ms; once caller and agent hear each other and nobody else: the call id, which the agent's
+    phone learns from the offer's X-Callcenter-Call-Id."""
+    w.login("1001")
+    phones.append(sipp.caller(w.target, [("pause", pause_ms), ("hangup",)], codecs="8", media_port=caller.port))
+    found = _wait_for(lambda: re.search(r"X-Callcenter-Call-Id: (\w+)", agent_phone.messages()), "the agent's offer")
+    assert caller.heard() == {B} and agent.heard() == {A}
+    return found.group(1)
+
+
+def connected(w: WorkerProc, call_id: str, token: str) -> None:
+    _wait_for(lambda: w.http("GET", f"/calls/{call_id}/monitor", token=token)[1].get("state") == "connected",
+              "the supervisor's answer")
 
 
 # -- the worker ---------------------------------------------------------------------------------------
@@ -265,14 +202,8 @@ def test_listen_whisper_barge_by_tones_and_the_call_goes_on(worker: WorkerProc) 
         ana = supervisor(worker, "sup-ana", sup_sipp.port, ["sales"])
         bob = supervisor(worker, "sup-bob", None, ["support"])
         cy = supervisor(worker, "sup-cy", busy_sipp.port, [])
-        worker.login("1001")
-
-        call = sipp.caller(worker.target, [("pause", 90000), ("hangup",)], codecs="8", media_port=caller.port)
-        phones.append(call)
-        # the agent's phone learns the call id from the offer's X-Callcenter-Call-Id
-        call_id = _wait_for(lambda: re.search(r"X-Callcenter-Call-Id: (\w+)", agent_sipp.messages()),
-                            "the agent's offer").group(1)
-        assert caller.heard() == {B} and agent.heard() == {A}       # bridged, nobody else
+        call_id = bridged_call(worker, caller, agent, agent_sipp, 90000, phones)
+        call = phones[-1]
 
         # a supervisor of other queues may not listen in
         status, answer = worker.http("POST", f"/calls/{call_id}/monitor", {"mode": "listen"}, token=bob)
@@ -280,8 +211,7 @@ def test_listen_whisper_barge_by_tones_and_the_call_goes_on(worker: WorkerProc) 
 
         status, answer = worker.http("POST", f"/calls/{call_id}/monitor", {"mode": "listen"}, token=ana)
         assert status == 202 and answer["state"] == "ringing", answer
-        _wait_for(lambda: worker.http("GET", f"/calls/{call_id}/monitor", token=ana)[1].get("state") == "connected",
-                  "the supervisor's answer")
+        connected(worker, call_id, ana)
         assert sup.heard() == {A, B}
         assert caller.heard() == {B} and agent.heard() == {A}       # nobody hears the supervisor
 
@@ -326,8 +256,7 @@ def test_listen_whisper_barge_by_tones_and_the_call_goes_on(worker: WorkerProc) 
         phones.append(last)
         set_phone(worker, "sup-ana", last.port)
         assert worker.http("POST", f"/calls/{call_id}/monitor", {"mode": "listen"}, token=ana)[0] == 202
-        _wait_for(lambda: worker.http("GET", f"/calls/{call_id}/monitor", token=ana)[1].get("state") == "connected",
-                  "the supervisor's answer")
+        connected(worker, call_id, ana)
         assert sup.heard() == {A, B}
         assert call.wait(150) == 0, call.errors()               # the caller hangs up at the end of its pause
         assert last.wait(30) == 0, last.errors()                # and the supervisor's phone got a BYE
@@ -373,17 +302,13 @@ def test_a_phone_re_invite_keeps_the_supervisor_s_taps(worker: WorkerProc) -> No
         sup_sipp = phone(sup.port)
         phones += [agent_sipp, sup_sipp]
         ana = supervisor(worker, "sup-ana", sup_sipp.port, [])
-        worker.login("1001")
-        call = sipp.caller(worker.target, [("pause", 40000), ("hangup",)], codecs="8", media_port=caller.port)
-        phones.append(call)
-        call_id = _wait_for(lambda: re.search(r"X-Callcenter-Call-Id: (\w+)", agent_sipp.messages()),
-                            "the agent's offer").group(1)
+        call_id = bridged_call(worker, caller, agent, agent_sipp, 40000, phones)
+        call = phones[-1]
         assert worker.http("POST", f"/calls/{call_id}/monitor", {"mode": "whisper"}, token=ana)[0] == 202
-        _wait_for(lambda: worker.http("GET", f"/calls/{call_id}/monitor", token=ana)[1].get("state") == "connected",
-                  "the supervisor's answer")
-        assert "CSeq: 3 INVITE" not in agent_sipp.messages(), "the phone held before the supervisor joined"
+        connected(worker, call_id, ana)
+        assert HOLD not in agent_sipp.messages(), "the phone held before the supervisor joined"
         assert agent.heard() == {A, C}
-        _wait_for(lambda: "CSeq: 4 INVITE" in agent_sipp.messages(), "the phone's resume")
+        _wait_for(lambda: RESUME in agent_sipp.messages(), "the phone's resume")
         assert sup.heard() == {A, B}
         assert agent.heard() == {A, C} and caller.heard() == {B}
         assert worker.http("DELETE", f"/calls/{call_id}/monitor", token=ana)[0] == 200

@@ -273,6 +273,25 @@ def demo_rules(agents_port: int) -> str:
     return (REPO / "routing_rules.yaml").read_text().replace("127.0.0.1:5070", f"127.0.0.1:{agents_port}")
 
 
+def queue_flow(name: str, queue: str, music: str, **options: str) -> str:
+    """An IVR flow (YAML) straight to one queue, hanging up when the queue gives up; options: more keys of
+    the queue node, as YAML values (max_wait="120")."""
+    extra = "".join(f"    {key}: {value}\n" for key, value in options.items())
+    return f"""name: {name}
+languages: [vi]
+default_language: vi
+start: queue
+nodes:
+  queue:
+    type: queue
+    queue: {queue}
+{extra}    music: {music}
+    on_failure: bye
+  bye:
+    type: hangup
+"""
+
+
 def new_worker(tmp: Path, redis_url: str, worker_id: str = "w1") -> WorkerProc:
     """A worker on ports of its own (tests/ports.py): SIP UDP+TCP, HTTP, its agents' phones, RTP."""
     base = ports.block(3)
