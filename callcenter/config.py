@@ -105,6 +105,9 @@ class ClickToCallSettings:
     time_zone: str = "Asia/Ho_Chi_Minh"       # the callee's zone when its number names none
     agent_ring_timeout: float = 20.0
     ring_timeout: float = 30.0                # the customer's phone
+    max_calls_per_number: int = 0             # dials to one number per cap_window (0 = no cap)
+    cap_window: float = 86400.0
+    cap_group: str = "click_to_call"          # a campaign's cap group here shares its per-number cap
 
 
 @dataclass(frozen=True)
@@ -278,7 +281,8 @@ def load_config(path: str | Path) -> Config:
 
 def _click_to_call(r: Reader) -> ClickToCallSettings:
     """The ``click_to_call`` section: an agent's own dials (``POST /agents/{id}/dial``)."""
-    c = r.section("click_to_call", {"caller_ids", "calling_hours", "time_zone", "agent_ring_timeout", "ring_timeout"})
+    c = r.section("click_to_call", {"caller_ids", "calling_hours", "time_zone", "agent_ring_timeout", "ring_timeout",
+                                    "max_calls_per_number", "cap_window", "cap_group"})
     d = ClickToCallSettings()
     ids = c.items("caller_ids")
     for i, item in enumerate(ids):
@@ -304,7 +308,10 @@ def _click_to_call(r: Reader) -> ClickToCallSettings:
         raise c.fail("time_zone", f"unknown time zone {tz!r}") from None
     return ClickToCallSettings(caller_ids=tuple(str(x) for x in ids), calling_hours=tuple(hours), time_zone=tz,
                                agent_ring_timeout=c.duration("agent_ring_timeout", d.agent_ring_timeout, gt=0),
-                               ring_timeout=c.duration("ring_timeout", d.ring_timeout, gt=0))
+                               ring_timeout=c.duration("ring_timeout", d.ring_timeout, gt=0),
+                               max_calls_per_number=c.integer("max_calls_per_number", 0, 0, 1000),
+                               cap_window=c.duration("cap_window", d.cap_window, gt=0),
+                               cap_group=c.text("cap_group", d.cap_group) or d.cap_group)
 
 
 def _dialing(r: Reader) -> DialRules:

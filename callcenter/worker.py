@@ -168,7 +168,7 @@ class Worker:
             cfg.click_to_call, c2c_ids,
             OutboundCalls(switch, cdr, live, queueing, ivr, redis=aredis, keys=DialerKeys(prefix),
                           worker_id=cfg.worker_id, sounds=Path(cfg.sounds), music=Path(cfg.queue.music)),
-            switch, router, dial_policy, trunk=cfg.trunk)
+            switch, router, dial_policy, Compliance(aredis, DialerKeys(prefix)), trunk=cfg.trunk)
 
         async def tick() -> None:
             queueing.handle_events(await router.tick())

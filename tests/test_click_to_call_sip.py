@@ -41,7 +41,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory, redis_server) -> Iterator[tu
     w = new_worker(tmp, redis_server.url)
     w.write_config(campaigns=campaigns, trunk=f"127.0.0.1:{customer_port}", extra=(
         f"click_to_call: {{caller_ids: {CALLER_IDS}, calling_hours: ['00:00-24:00'], agent_ring_timeout: 3s,"
-        " ring_timeout: 10s}"))
+        " ring_timeout: 10s, max_calls_per_number: 1, cap_window: 1h, cap_group: vn_advertising}"))
     w.start()
     yield w, customer_port
     assert w.stop() == 0, w.tail()
@@ -110,6 +110,7 @@ def test_refused_numbers_caller_ids_and_agents_dial_nothing(setup: tuple[WorkerP
     assert not [e for e in w.logs() if e.get("event") == "click-to-call"]
     refused = [e for e in w.logs() if e.get("event") == "dial refused" and e.get("purpose") == "click_to_call"]
     assert sorted(e["reason"] for e in refused) == ["dnc", "international", "invalid", "premium"], refused
+    assert _state(w, "1001") == "available"
     assert all("0901110001" not in str(e) for e in w.logs())       # numbers masked in the log
     assert _state(w, AGENT_ID) == "available"
 
@@ -173,6 +174,21 @@ def test_agent_answers_customer_dialed_and_bridged(setup: tuple[WorkerProc, int]
     assert 'callcenter_click_to_call_total{result="agent_no_answer"} 1.0' in metrics
 
 
+def test_per_number_cap_shared_with_campaigns_of_the_group(setup: tuple[WorkerProc, int]) -> None:
+    """click_to_call.max_calls_per_number 1 in cap group vn_advertising: the number bridged above is capped
+    now, and so is one a vn_advertising campaign dialed (its reservation counts in the same zset)."""
+    w, _customer_port = setup
+    w.login(AGENT_ID)
+    c = connect_sync(w.redis_url)
+    c.zadd(DialerKeys("cc:").cap("vn_advertising", "+84901110005"), {"t_camp:1": time.time() - 60})
+    c.close()
+    for number in ("0901110004", "0901110005"):
+        st, body = w.http("POST", f"/agents/{AGENT_ID}/dial", {"number": number, "caller_id": CALLER_IDS[0]})
+        assert st == 403 and body["detail"]["rule"] == "number_cap", body
+    assert _state(w, AGENT_ID) == "available"
+    assert len(_outbound(w)) == 1                                   # still only the bridged call
+
+
 # -- pure rules -----------------------------------------------------------------------------------
 
 
@@ -198,6 +214,7 @@ def test_config_section(tmp_path: Path) -> None:
                             ("click_to_call: {caller_ids: [2873001234]}", "click_to_call.caller_ids[0]"),
                             ("click_to_call: {calling_hours: ['21:00-08:00']}", "click_to_call.calling_hours[0]"),
                             ("click_to_call: {time_zone: Mars/Olympus}", "click_to_call.time_zone"),
+                            ("click_to_call: {max_calls_per_number: -1}", "click_to_call.max_calls_per_number"),
                             ("click_to_call: {ring: 3}", "click_to_call.ring")):
         bad.write_text(text + "\n" + section + "\n")
         for entry in base.parent.iterdir():

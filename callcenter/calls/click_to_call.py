@@ -1,9 +1,11 @@
 """Agent click-to-call: ``POST /agents/{id}/dial`` (``api/dial.py``) -> :meth:`ClickToCall.dial`.
 
 The number is judged before anything rings (:meth:`ClickToCall.check`): the dial policy
-(``dialer.policy``: E.164, classes, denied prefixes, the global DNC list) and the calling window in the
-callee's local time (``dialer.campaign.in_calling_window``, the ``click_to_call`` config section); the
-caller id must be one of the configured list. Then the agent is marked busy in routing (paused
+(``dialer.policy``: E.164, classes, denied prefixes, the global DNC list), the calling window in the
+callee's local time (``dialer.campaign.in_calling_window``) and the per-number cap of a cap group
+(``dialer.compliance.Compliance.number_cap``; a campaign's group shares its cap), all set in the
+``click_to_call`` config section; the caller id must be one of the configured list. The cap is checked
+again and counted just before the customer is dialed. Then the agent is marked busy in routing (paused
 "outbound", as the preview desk does, so the ACD offers it nothing meanwhile), its phone rings first, and
 only when it answers is the customer dialed through :class:`~callcenter.calls.outbound.OutboundCalls`
 (the CDR: direction outbound, the agent, outcome, talk seconds) and bridged to it. The agent goes back to
@@ -25,6 +27,7 @@ from callcenter.calls.outcome import first_to_end
 from callcenter.config import ClickToCallSettings
 from callcenter.dialer import phone
 from callcenter.dialer.campaign import PRESETS, in_calling_window
+from callcenter.dialer.compliance import Compliance
 from callcenter.dialer.policy import DialPolicy
 from callcenter.exceptions import CallGone, TelephonyError
 from callcenter.metrics import CLICK_TO_CALL_TOTAL
@@ -72,13 +75,15 @@ class Dial:
 
 class ClickToCall:
     def __init__(self, settings: ClickToCallSettings, caller_ids: tuple[str, ...], calls: OutboundCalls,
-                 switch: Softswitch, router: Router, policy: DialPolicy, *, trunk: str = "") -> None:
+                 switch: Softswitch, router: Router, policy: DialPolicy, compliance: Compliance, *,
+                 trunk: str = "") -> None:
         self.settings = settings
         self.caller_ids = caller_ids      # the list a request chooses from
         self.calls = calls                # the customer's leg: dialed and recorded like every outbound call
         self.switch = switch              # the agent's leg: a phone of ours, no call record of its own
         self.router = router
         self.policy = policy
+        self.compliance = compliance      # the per-number cap
         self.trunk = trunk
         self.busy: set[str] = set()       # agents with a click-to-call under way on this worker
         self.tasks = TaskSet()
@@ -99,7 +104,17 @@ class ClickToCall:
             DialPolicy.refused(replace(d, ok=False, reason="outside_window"), PURPOSE, d.e164)
             raise Refused(403, "outside_window", "not dialed: outside the calling hours in the callee's local time "
                                                  "(click_to_call.calling_hours)")
+        if await self._capped(d.e164, count=False):
+            DialPolicy.refused(replace(d, ok=False, reason="number_cap"), PURPOSE, d.e164)
+            s = self.settings
+            raise Refused(403, "number_cap", f"not dialed: the number was called {s.max_calls_per_number} time(s) "
+                                             f"in the last {s.cap_window:g} s (click_to_call.max_calls_per_number)")
         return d.e164
+
+    async def _capped(self, e164: str, *, count: bool) -> bool:
+        s = self.settings
+        return await self.compliance.number_cap(s.cap_group, e164, time.time(), s.max_calls_per_number,
+                                                s.cap_window, count=count) is not None
 
     async def dial(self, agent: str, number: object, caller_id: object) -> Dial:
         """Check, mark the agent busy and start the call in the background (agent's phone first)."""
@@ -156,6 +171,10 @@ class ClickToCall:
             await hangup(agent_leg)
 
     async def _customer(self, job: Dial, agent_leg: Leg) -> str:
+        if await self._capped(job.e164, count=True):   # another dial reached the cap while the agent's phone rang
+            log.warning("click-to-call: number cap reached meanwhile, customer not dialed", dial_id=job.id,
+                        agent=job.agent, number=job.e164)
+            return "customer_number_cap"
         uri = f"sip:{job.e164.lstrip('+')}@{self.trunk or '127.0.0.1'}"
         try:
             result, leg = await self.calls.originate(uri, job.caller_id, self.settings.ring_timeout,

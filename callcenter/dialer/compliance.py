@@ -102,6 +102,18 @@ class Compliance:
             self.blocked(campaign, e164, reason)
         return Reservation(False, reason, retry_at=retry_at)
 
+    async def number_cap(self, group: str, e164: str, now: float, cap: int, window: float, *,
+                         count: bool, member: str = "") -> float | None:
+        """A dial outside campaigns against a cap group's per-number cap (the zset campaign dials of that
+        group count in): None when under ``cap`` dials in ``window`` seconds (and, with ``count``, this dial
+        is counted), else when the number may be dialed again. ``cap`` 0: no cap."""
+        if cap <= 0:
+            return None
+        res = await script(self.redis, "number_cap")(
+            keys=[self.keys.cap(group, e164)],
+            args=[repr(now), cap, window, member or uuid.uuid4().hex, "1" if count else "0"])
+        return None if int(res[0]) == 1 else float(res[1])
+
     @staticmethod
     def blocked(campaign: Campaign, e164: str, reason: str) -> None:
         """Count and log a dial that a rule stopped."""
