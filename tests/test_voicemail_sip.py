@@ -210,3 +210,29 @@ def test_a_number_the_dial_policy_refuses_is_never_called_back(worker: WorkerPro
     assert worker.http("GET", f"/voicemails/{vm_id}/audio")[0] == 404     # a path outside the recordings
     log = worker.log.read_text()
     assert "0901500001" not in log and "84901500001" not in log and "19001234" not in log   # masked
+
+
+def test_a_callback_made_while_an_agent_is_free_rings_at_once(worker: WorkerProc, trunk_port: int) -> None:
+    """Agent 1003 is ready before the callback is made: the queued task may match it at once (an offer the
+    router made before the task became a callback is withdrawn by the worker and made again as a
+    callback); the agent's phone rings, then the trunk gets the INVITE."""
+    async def leave() -> str:
+        r = connect(worker.redis_url)
+        vm = await VoicemailIndex(r).saved("c-ready", "sales", "0901500002", "/nowhere/c-ready.wav", 3.0)
+        await r.aclose()
+        return vm.id
+
+    vm_id = asyncio.run(leave())
+    far_end = sipp.agent(trunk_port, "answer", ring_ms=300, talk_ms=0, timeout_s=60, trace=True)
+    phone = sipp.agent(worker.agents_port, "answer_bye", talk_ms=2000, timeout_s=60)
+    try:
+        worker.login("1003")
+        status, cb = worker.http("POST", f"/voicemails/{vm_id}/callback", {"queue": "support"})
+        assert status == 202, cb
+        assert sipp.wait_all(phone, far_end, timeout=60) == [0, 0], phone.errors() + far_end.errors() + worker.tail()
+    finally:
+        far_end.stop()
+        phone.stop()
+        worker.logout("1003")
+    invite = re.search(r"^INVITE (\S+) SIP/2.0", far_end.messages(), re.M)
+    assert invite and invite.group(1) == f"sip:+84901500002@127.0.0.1:{trunk_port}", far_end.messages()[:2000]
