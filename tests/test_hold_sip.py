@@ -16,7 +16,7 @@ import pytest
 import sipp
 import tones
 from repo import REPO
-from worker_proc import WorkerProc, api_user, demo_rules, flush, new_worker
+from worker_proc import WorkerProc, api_user, demo_rules, flush, new_worker, queue_flow
 
 from callcenter.auth.roles import AGENT, SUPERVISOR
 from callcenter.cdr.writer import open_store
@@ -27,21 +27,7 @@ A, B, C = 600.0, 1000.0, 1400.0      # caller, agent, music on hold
 ALL = [A, B, C]
 AGENT_ID = "1003"                    # support only, in the demo rules
 
-FLOW = """name: holdtest
-languages: [vi]
-default_language: vi
-start: queue
-nodes:
-  queue:
-    type: queue
-    queue: support
-    max_wait: 120
-    announce: {position: false, wait_time: false}
-    music: tone_c
-    on_failure: bye
-  bye:
-    type: hangup
-"""
+FLOW = queue_flow("holdtest", "support", "tone_c", max_wait="120", announce="{position: false, wait_time: false}")
 
 
 @pytest.fixture(scope="module")

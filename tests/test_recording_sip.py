@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 import sipp
-from recording_helpers import channels, silent_blocks, tone_blocks, tone_caller, tone_pcap, tone_phone
+from recording_helpers import channels, silent_blocks, tone_blocks
 from worker_proc import METRICS_TOKEN, WorkerProc, admin_token, api_user, flush, new_worker
 
 pytestmark = [pytest.mark.sip, pytest.mark.timeout(240)]
@@ -89,6 +89,18 @@ def started(w: WorkerProc) -> int:
     return sum(1 for e in w.logs() if e.get("event") == "recording started")
 
 
+def tone_call(w: WorkerProc, agent: str, menu: list[tuple], tone_ms: int, talk_ms: int,
+              number: str) -> tuple[sipp.Sipp, sipp.Sipp]:
+    """Agent `agent` logs in; its phone answers sending AGENT_HZ for tone_ms, and a caller goes through
+    the menu, then sends CALLER_HZ for tone_ms and hangs up after talk_ms. (caller, phone)"""
+    phone = sipp.agent(w.agents_port, "answer", ring_ms=300, timeout_s=60, codecs="8",
+                       steps=[("tone", AGENT_HZ, tone_ms)])
+    w.login(agent)
+    caller = sipp.caller(w.target, [*menu, ("tone", CALLER_HZ, tone_ms), ("pause", talk_ms), ("hangup",)],
+                         number=number, codecs="8")
+    return caller, phone
+
+
 def runs(flags: list[bool]) -> list[tuple[int, int]]:
     """(start, length) of every run of True."""
     out, start = [], None
@@ -101,13 +113,9 @@ def runs(flags: list[bool]) -> list[tuple[int, int]]:
     return out
 
 
-def test_stereo_has_the_caller_left_the_agent_right_and_a_pause_is_silent(worker: WorkerProc, tmp_path: Path,
-                                                                          rec_dir: Any) -> None:
-    phone = tone_phone(worker.agents_port, tone_pcap(tmp_path / "agent.pcap", AGENT_HZ, 9.0))
-    worker.login("1001")
+def test_stereo_has_the_caller_left_the_agent_right_and_a_pause_is_silent(worker: WorkerProc, rec_dir: Any) -> None:
     before = started(worker)
-    caller = tone_caller(worker.target, [*MENU_SALES, ("audio",), ("pause", 9500), ("hangup",)],
-                         tone_pcap(tmp_path / "caller.pcap", CALLER_HZ, 9.0), "0901300001", tmp_path / "caller")
+    caller, phone = tone_call(worker, "1001", MENU_SALES, 9000, 9500, "0901300001")
     wait_log(worker, "recording started", before + 1)
     call_id = next(e["call_id"] for e in reversed(worker.logs()) if e.get("event") == "recording started")
     time.sleep(1.0)
@@ -161,14 +169,10 @@ def test_stereo_has_the_caller_left_the_agent_right_and_a_pause_is_silent(worker
     assert len(body["entries"]) >= 4, body
 
 
-def test_sample_0_records_nothing_and_the_consent_prompt_is_in_the_cdr(worker: WorkerProc, tmp_path: Path,
-                                                                       rec_dir: Any) -> None:
+def test_sample_0_records_nothing_and_the_consent_prompt_is_in_the_cdr(worker: WorkerProc, rec_dir: Any) -> None:
     """support: {sample: 0, consent_prompt: ...}: the caller hears the notice (4.3 s) before the agent joins."""
-    phone = tone_phone(worker.agents_port, tone_pcap(tmp_path / "agent.pcap", AGENT_HZ, 2.0))
-    worker.login("1003")
     before = started(worker)
-    caller = tone_caller(worker.target, [*MENU_SUPPORT, ("audio",), ("pause", 8000), ("hangup",)],
-                         tone_pcap(tmp_path / "caller.pcap", CALLER_HZ, 2.0), "0901300002", tmp_path / "caller")
+    caller, phone = tone_call(worker, "1003", MENU_SUPPORT, 2000, 8000, "0901300002")
     assert sipp.wait_all(caller, phone) == [0, 0], caller.errors() + phone.errors()
     cdr = worker.call_from("0901300002")
     assert cdr.queue == "support" and cdr.outcome == "answered" and cdr.recording is None
@@ -177,8 +181,7 @@ def test_sample_0_records_nothing_and_the_consent_prompt_is_in_the_cdr(worker: W
     assert not list(rec_dir[0].glob(f"*/*/*/{cdr.call_id}*"))
 
 
-def test_a_full_disk_keeps_the_call_up_and_counts_the_failure(worker: WorkerProc, tmp_path: Path,
-                                                              rec_dir: Any) -> None:
+def test_a_full_disk_keeps_the_call_up_and_counts_the_failure(worker: WorkerProc, rec_dir: Any) -> None:
     d, mounted = rec_dir
     if not mounted:
         pytest.skip("cannot mount a tmpfs here (not root)")
@@ -197,10 +200,7 @@ def test_a_full_disk_keeps_the_call_up_and_counts_the_failure(worker: WorkerProc
         size = filler.stat().st_size
         os.truncate(filler, max(0, size - 48 * 1024))
         failures = metric(worker, 'callcenter_recording_failures_total{reason="disk_full"}')
-        phone = tone_phone(worker.agents_port, tone_pcap(tmp_path / "agent.pcap", AGENT_HZ, 5.0))
-        worker.login("1001")
-        caller = tone_caller(worker.target, [*MENU_SALES, ("audio",), ("pause", 5000), ("hangup",)],
-                             tone_pcap(tmp_path / "caller.pcap", CALLER_HZ, 5.0), "0901300003", tmp_path / "caller")
+        caller, phone = tone_call(worker, "1001", MENU_SALES, 5000, 5000, "0901300003")
         assert sipp.wait_all(caller, phone) == [0, 0], caller.errors() + phone.errors()
         cdr = worker.call_from("0901300003")
         assert cdr.outcome == "answered" and cdr.hangup_side == "caller" and cdr.talk_seconds > 3
@@ -211,7 +211,7 @@ def test_a_full_disk_keeps_the_call_up_and_counts_the_failure(worker: WorkerProc
         filler.unlink(missing_ok=True)
 
 
-def test_a_hold_from_the_agents_phone_does_not_lose_the_agent(worker: WorkerProc, tmp_path: Path) -> None:
+def test_a_hold_from_the_agents_phone_does_not_lose_the_agent(worker: WorkerProc) -> None:
     """The phone holds (re-INVITE a=sendonly) and resumes (sendrecv): pjsua re-creates the leg's stream
     (another conference slot) each time; the recording follows it and has the agent after the resume."""
     phone = sipp.agent(worker.agents_port, "answer", ring_ms=300, codecs="8", steps=[
