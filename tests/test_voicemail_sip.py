@@ -47,7 +47,7 @@ nodes:
     beep: [system/beep]
     variable: voicemail
     max_seconds: 4
-    silence_seconds: 0
+    silence_seconds: 2
     next: bye
   bye:
     type: hangup

@@ -26,6 +26,8 @@ if TYPE_CHECKING:
     from callcenter.telephony.softswitch import PjSoftswitch
 
 _USER = re.compile(r"sip:([^@;>]+)@")
+# record()'s silence: a 20 ms frame's mean level at or below this (percent, ~ -50 dBFS mean) is line noise
+VOICE_LEVEL = 3
 
 
 def uri_user(uri: str) -> str:
@@ -214,8 +216,10 @@ class PjLeg:
                 if woke == "digit" and self._digits.popleft() == "#":
                     break
                 if silence_seconds is not None:
-                    # RX level is 0..255; below ~8 is line noise.
-                    if self.audio.getRxLevel() > 8:
+                    # What the caller sends: pjsua2 names levels from the media's side, so getTxLevel() is
+                    # the bridge's rx_level from the call's port (getRxLevel() is what the bridge sends it,
+                    # nothing while it records); in percent of pjmedia's 0..255 u-law level.
+                    if self.audio.getTxLevel() > VOICE_LEVEL:
                         quiet_since = time.monotonic()
                     elif time.monotonic() - quiet_since >= silence_seconds:
                         break
