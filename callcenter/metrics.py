@@ -120,6 +120,12 @@ MONITOR_SESSIONS_TOTAL = Counter("callcenter_monitor_sessions_total",
                                  "phone was not (no_answer, busy, rejected, failed, stopped, call_ended).",
                                  ["result"])
 
+# --- conference (callcenter/calls/conference.py) ----------------------------------------------------
+CONFERENCE_PARTIES_TOTAL = Counter("callcenter_conference_parties_total",
+                                   "Conference parties: added (rung), then how each ended: answered, or why it was "
+                                   "not (no_answer, busy, rejected, failed, call_ended).",
+                                   ["result"])
+
 # --- HTTP authentication ----------------------------------------------------------------------------
 AUTH_LOGINS_TOTAL = Counter("callcenter_auth_logins_total",
                             "Login attempts by result: ok, failed (wrong name or password), throttled (429).",

@@ -22,6 +22,7 @@ from callcenter import logs, metrics, privacy, redisconn
 from callcenter.calls import dialing
 from callcenter.calls.amd import MachineDetector
 from callcenter.calls.click_to_call import ClickToCall
+from callcenter.calls.conference import Conferences
 from callcenter.calls.dnc import DncWriter
 from callcenter.calls.inbound import InboundCalls, close_out
 from callcenter.calls.monitor import Monitoring
@@ -35,7 +36,7 @@ from callcenter.calls.voicemail import VoicemailCallbacks, VoicemailIndex
 from callcenter.cdr import keys as cdr_keys
 from callcenter.cdr.buffer import CdrBuffer
 from callcenter.cdr.record import QueueEvent
-from callcenter.cdr.store import ReportParams
+from callcenter.cdr.store import ReportParams, SqlStore
 from callcenter.cdr.writer import open_store, run_cdr_writer
 from callcenter.config import Config
 from callcenter.dialer.campaign import Campaign, load_campaigns
@@ -119,6 +120,7 @@ class Worker:
     demo_users: DemoUsers | None = None
     recordings: Recordings | None = None   # built by run() when the config records calls
     monitoring: Monitoring | None = None   # supervisors' monitor sessions, built by run()
+    conferences: Conferences | None = None   # conferences of bridged calls, built by run()
     voicemails: VoicemailIndex | None = None   # the voicemail inbox's index, built by run()
     click_to_call: ClickToCall | None = None   # agents' own dials (POST /agents/{id}/dial), built by run()
 
@@ -162,6 +164,7 @@ class Worker:
                         dial_policy=dial_policy, trunk=cfg.trunk)
         inbound = InboundCalls(ivr, cdr, live, flow_for=cfg.flow_for, worker_id=cfg.worker_id)
         self.monitoring = Monitoring(queueing, switch, cdr, None, ring_timeout=cfg.monitor_ring_timeout)
+        self.conferences = Conferences(queueing, switch, cdr, ring_timeout=cfg.monitor_ring_timeout)
         # agents' click-to-call: its customer legs go through an OutboundCalls (a CDR per dial) of its own
         c2c_ids = cfg.click_to_call.caller_ids or tuple(sorted({c.caller_id for c in self.campaigns.values()}))
         self.click_to_call = ClickToCall(
@@ -274,19 +277,25 @@ class Worker:
 
             self.monitoring.audit = guard.auth.audit if guard is not None else None
             monitor_api.install_routes(api, self.monitoring, guard.auth.users if guard is not None else None)
+        if self.conferences is not None:
+            from callcenter.api import conference as conference_api
+
+            conference_api.install_routes(api, self.conferences)
         if self.click_to_call is not None:
             from callcenter.api import dial as dial_api
 
             dial_api.install_routes(api, self.click_to_call)
         campaigns.install_routes(api, aredis, self.campaigns, self.cfg.redis.prefix, desk=desk)
+        cdr_store: SqlStore | None = None     # reports and the recordings' paths read it
         try:
-            reports.install_routes(api, open_store(self.cfg.cdr_store))
+            cdr_store = open_store(self.cfg.cdr_store)
+            reports.install_routes(api, cdr_store)
         except Exception as exc:  # noqa: BLE001 - the store may be down at boot; calls go on
             log.warning("reports API unavailable: CDR store not reachable", error=str(exc))
         if self.recordings is not None:
             from callcenter.api import recordings as recordings_api
 
-            recordings_api.install_routes(api, self.recordings)
+            recordings_api.install_routes(api, self.recordings, cdr_store)
         if self.voicemails is not None:
             from callcenter.api import voicemail as voicemail_api
 

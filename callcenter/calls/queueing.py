@@ -71,6 +71,7 @@ class Talk:
     hold_seconds: float = 0.0
     holds: int = 0
     over: bool = False
+    kept: bool = False             # the agent left a conference (calls/conference.py): the caller stays on
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @property
@@ -380,6 +381,10 @@ class Queueing:
         agent.on_remote_hold(phone_hold)
         try:
             first, info = await first_to_end(leg, agent)
+            if first is agent and t.kept:
+                # The agent left its conference: the talk lasts until the caller hangs up.
+                info = await leg.wait_ended()
+                first = leg
         finally:
             agent.on_remote_hold(None)
             self.talking.pop(leg.id, None)

@@ -1,0 +1,101 @@
+"""Conference API: up to 5 parties on a bridged caller<->agent call (calls/conference.py).
+
+    POST /calls/{call_id}/conference/add             {"agent": "1002"} or {"number": "0901234567"} -> 202:
+                                                     that party rings; on answer everyone hears everyone
+    POST /calls/{call_id}/conference/{party}/mute    the party is heard by nobody (it still hears everyone)
+    POST /calls/{call_id}/conference/{party}/unmute
+    POST /calls/{call_id}/conference/leave           the call's agent hangs up; the others stay connected
+    GET  /calls/{call_id}/conference                 the parties: id, kind, agent, state, muted
+
+`call_id` is the caller's call id (the CDR's) on the worker that carries the call; parties are "caller",
+"agent" (the call's agent), an added agent's id, or ``p<n>`` for an added number. Supervisors and admins act
+on any call; an agent-only user passes its own agent id (``?agent=1001``) and acts only on the call it is
+talking on (403 otherwise). Answers: 400 a bad body, 403 the dial policy refused the number (``rule`` says
+which: invalid, premium, dnc, ...; nothing is dialed), 404 no such call / party / agent, 409 the call is not
+talking to an agent, 5 parties already, the agent to add is busy or already in the call, leave with nobody
+added connected. Every POST is in the audit log.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from callcenter.api.http import HttpError, HttpRouter, Reply, Request, Response
+from callcenter.auth.roles import SELF_AGENT
+from callcenter.calls.conference import ConferenceError, Conferences
+
+MAX_CALL_ID = 64
+MAX_TARGET = 32
+
+
+def install_routes(router: HttpRouter, conferences: Conferences) -> None:
+    def call_id(req: Request) -> str:
+        """The call id, after the own-call check of an agent-only user."""
+        cid = req.params["call_id"]
+        if len(cid) > MAX_CALL_ID:
+            raise HttpError(400, "call id too long")
+        who = req.principal
+        if who is not None and who.only_agent is not None:
+            talk = conferences.queueing.talk(cid)
+            if talk is None or talk.agent_id != who.only_agent:
+                raise HttpError(404 if talk is None else 403, "not a call of yours")
+        return cid
+
+    def by(req: Request) -> str:
+        return f"api:{req.principal.name}" if req.principal is not None else "api"
+
+    async def add(req: Request) -> Reply:
+        cid = call_id(req)
+        body = req.json()
+        if not isinstance(body, dict) or len([k for k in ("agent", "number") if k in body]) != 1:
+            raise HttpError(400, 'the body must be {"agent": id} or {"number": "..."}')
+        kind = "agent" if "agent" in body else "number"
+        target = body[kind]
+        if not isinstance(target, str) or not target or len(target) > MAX_TARGET:
+            raise HttpError(400, f"{kind} must be a non-empty string of at most {MAX_TARGET} characters")
+        try:
+            party = await conferences.add(cid, kind, target, by(req))
+        except ConferenceError as exc:
+            raise HttpError(exc.status, str(exc), {"rule": exc.rule} if exc.rule else None) from None
+        return Response({"call_id": cid} | party.as_dict(), status=202)
+
+    async def mute(req: Request, on: bool) -> Reply:
+        cid = call_id(req)
+        party = req.params["party"]
+        if len(party) > MAX_TARGET:
+            raise HttpError(400, "party too long")
+        try:
+            p = await conferences.mute(cid, party, on, by(req))
+        except ConferenceError as exc:
+            raise HttpError(exc.status, str(exc)) from None
+        out: dict[str, Any] = {"call_id": cid} | p.as_dict()
+        return out
+
+    async def mute_party(req: Request) -> Reply:
+        return await mute(req, True)
+
+    async def unmute_party(req: Request) -> Reply:
+        return await mute(req, False)
+
+    async def leave(req: Request) -> Reply:
+        cid = call_id(req)
+        try:
+            c = await conferences.leave(cid, by(req))
+        except ConferenceError as exc:
+            raise HttpError(exc.status, str(exc)) from None
+        return c.as_dict()
+
+    async def show(req: Request) -> Reply:
+        cid = call_id(req)
+        c = conferences.get(cid)
+        if c is None:
+            raise HttpError(404, "the call has no conference")
+        return c.as_dict()
+
+    router.add("POST /calls/{call_id}/conference/add", add, roles=SELF_AGENT, own="agent", max_body=4096)
+    router.add("POST /calls/{call_id}/conference/{party}/mute", mute_party, roles=SELF_AGENT, own="agent",
+               max_body=4096)
+    router.add("POST /calls/{call_id}/conference/{party}/unmute", unmute_party, roles=SELF_AGENT, own="agent",
+               max_body=4096)
+    router.add("POST /calls/{call_id}/conference/leave", leave, roles=SELF_AGENT, own="agent", max_body=4096)
+    router.add("GET /calls/{call_id}/conference", show, roles=SELF_AGENT, own="agent")

@@ -1,0 +1,270 @@
+"""Conference of a bridged caller<->agent call with up to ``MAX_PARTIES`` parties in all.
+
+    party = await conferences.add(call_id, "agent", "1002", by="api:ana")     # or ("number", "0901234567")
+    await conferences.mute(call_id, party.id, True, by=...)
+    await conferences.leave(call_id, by=...)      # the call's agent hangs up; the others stay connected
+
+An added party (another agent's phone, or a number through the trunk after the dial policy: E.164, classes,
+DNC) is rung like a monitor session's supervisor (calls/monitor.py); on answer its leg joins the conference
+bridge with one-way connections to and from every other party (``PjLeg.send_audio``): everyone hears
+everyone. The caller and the agent stay bridged to each other as before. A muted party is heard by nobody
+and still hears everyone. The caller is a party ("caller"), so is the call's agent ("agent"); added parties
+are named by their agent id or ``p<n>`` for numbers.
+
+The agent leaving (``leave``) marks the call's Talk as kept by the conference (``Talk.kept``): Queueing
+then waits for the caller's end instead of ending the call with the agent's. Each added party leaves a CDR
+leg of kind ``conference`` (result: answered, or why not: no_answer, busy, ...), and CONFERENCE_ADD /
+CONFERENCE_LEAVE go to the queue log. An added agent is paused ``conference`` in routing while rung and
+connected (made ready again after if it was available).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from callcenter import logs, metrics
+from callcenter.calls.monitor import AudioTap
+from callcenter.calls.outcome import offer_result
+from callcenter.calls.queueing import Queueing, Talk
+from callcenter.calls.records import leg_record, queue_event
+from callcenter.cdr.buffer import CdrBuffer
+from callcenter.cdr.record import LegRecord
+from callcenter.exceptions import CallcenterError
+from callcenter.tasks import TaskSet
+from callcenter.telephony.api import Leg, OriginateResult, Softswitch
+
+log = logs.get("conference")
+
+MAX_PARTIES = 5
+
+
+class ConferenceError(CallcenterError):
+    """A conference request that cannot be done; ``status`` is the HTTP status, ``rule`` why (dial policy)."""
+
+    def __init__(self, status: int, message: str, rule: str = "") -> None:
+        super().__init__(message)
+        self.status = status
+        self.rule = rule
+
+
+@dataclass
+class Party:
+    id: str
+    kind: str                       # caller | agent | added agent ("agent") | number
+    uri: str
+    agent_id: str | None = None
+    leg: Leg | None = None
+    state: str = "ringing"          # ringing | connected | left
+    muted: bool = False
+    started: float = field(default_factory=time.time)
+    answered: float | None = None
+    result: str | None = None
+    prev_state: str | None = None   # an added agent's routing state before it was rung
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"party": self.id, "kind": self.kind, "agent": self.agent_id, "state": self.state,
+                "muted": self.muted}
+
+
+@dataclass
+class Conference:
+    call_id: str
+    talk: Talk
+    parties: dict[str, Party] = field(default_factory=dict)
+    numbers: int = 0
+
+    def live(self) -> list[Party]:
+        return [p for p in self.parties.values() if p.state != "left"]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"call_id": self.call_id, "parties": [p.as_dict() for p in self.live()]}
+
+
+class Conferences:
+    """This worker's conferences, one per bridged call."""
+
+    def __init__(self, queueing: Queueing, switch: Softswitch, cdr: CdrBuffer, *,
+                 ring_timeout: float = 20.0, caller_id: str = "conference") -> None:
+        self.queueing = queueing
+        self.switch = switch
+        self.cdr = cdr
+        self.ring_timeout = ring_timeout
+        self.caller_id = caller_id
+        self.conferences: dict[str, Conference] = {}
+        self.tasks = TaskSet()
+
+    def get(self, call_id: str) -> Conference | None:
+        c = self.conferences.get(call_id)
+        if c is not None and (c.talk.over or c.talk.caller.ended):
+            del self.conferences[call_id]
+            return None
+        return c
+
+    def _conference(self, call_id: str) -> Conference:
+        c = self.get(call_id)
+        if c is not None:
+            return c
+        t = self.queueing.talk(call_id)
+        if t is None:
+            raise ConferenceError(404 if call_id not in self.queueing.waiting else 409,
+                                  "no call of this worker talking to an agent")
+        if not isinstance(t.caller, AudioTap) or not isinstance(t.agent, AudioTap):
+            raise ConferenceError(409, "this call's legs cannot be conferenced")
+        c = Conference(call_id, t)
+        c.parties["caller"] = Party("caller", "caller", t.caller.caller, None, t.caller, "connected")
+        c.parties["agent"] = Party("agent", "agent", "", t.agent_id, t.agent, "connected")
+        self.conferences[call_id] = c
+        return c
+
+    async def add(self, call_id: str, kind: str, target: str, by: str) -> Party:
+        """Ring ``target`` (an agent id, or a number when kind is "number") for the call; 409 beyond 5."""
+        c = self._conference(call_id)
+        if len(c.live()) >= MAX_PARTIES:
+            raise ConferenceError(409, f"a conference has at most {MAX_PARTIES} parties")
+        if kind == "number":
+            d = await self.queueing.policy.check(target, "conference", call_id=call_id, queue=c.talk.queue)
+            if not d.ok or d.e164 is None:
+                raise ConferenceError(403, f"the dial policy refused the number: {d.reason}", d.reason)
+            c.numbers += 1
+            pid = f"p{c.numbers}"
+            trunk = self.queueing.trunk or "127.0.0.1"
+            party = Party(pid, "number", f"sip:{d.e164}@{trunk}")
+        else:
+            if target in c.parties or target == c.talk.agent_id:
+                raise ConferenceError(409, f"agent {target} is already in the call")
+            info = await self.queueing.router.agent_info(target)
+            if info is None or not info.get("uri"):
+                raise ConferenceError(404, f"unknown agent {target}")
+            state = str(info.get("state") or "logged_out")
+            if state not in ("available", "paused"):
+                raise ConferenceError(409, f"agent {target} is {state}: cannot be added")
+            if state == "available" and await self.queueing.router.agent_pause(target, "conference") != "paused":
+                with contextlib.suppress(Exception):
+                    await self.queueing.router.agent_ready(target)
+                raise ConferenceError(409, f"agent {target} was just offered a call")
+            party = Party(target, "agent", str(info["uri"]), target, prev_state=state)
+        c.parties[party.id] = party
+        metrics.CONFERENCE_PARTIES_TOTAL.labels(result="added").inc()
+        log.info("conference ringing", call_id=call_id, party=party.id, kind=party.kind, by=by)
+        self.tasks.spawn(self._run(c, party, by), "conference", call_id=call_id)
+        return party
+
+    async def mute(self, call_id: str, party_id: str, on: bool, by: str) -> Party:
+        c = self.get(call_id)
+        p = c.parties.get(party_id) if c is not None else None
+        if c is None or p is None or p.state == "left":
+            raise ConferenceError(404, "no such party in the call's conference")
+        p.muted = on
+        if p.state == "connected" and p.leg is not None:
+            assert isinstance(p.leg, AudioTap)
+            for o in c.live():
+                if o is not p and o.state == "connected" and o.leg is not None:
+                    await p.leg.send_audio(o.leg, not on)
+        await queue_event(self.cdr, "CONFERENCE_MUTE" if on else "CONFERENCE_UNMUTE", call_id, c.talk.queue,
+                          p.agent_id, party=p.id, by=by)
+        log.info("conference mute" if on else "conference unmute", call_id=call_id, party=p.id, by=by)
+        return p
+
+    async def leave(self, call_id: str, by: str) -> Conference:
+        """The call's agent hangs up; the caller and the added parties stay connected."""
+        c = self.get(call_id)
+        if c is None or not any(p.state == "connected" and p.id != "caller" and p.id != "agent" for p in c.live()):
+            raise ConferenceError(409, "no connected conference party: the agent would leave the caller alone")
+        agent = c.parties["agent"]
+        c.talk.kept = True
+        agent.state = "left"
+        await queue_event(self.cdr, "CONFERENCE_LEAVE", call_id, c.talk.queue, c.talk.agent_id, party="agent", by=by)
+        log.info("conference leave", call_id=call_id, agent_id=c.talk.agent_id, by=by)
+        await c.talk.agent.hangup()
+        return c
+
+    # -- one added party --------------------------------------------------------------------------
+
+    async def _run(self, c: Conference, p: Party, by: str) -> None:
+        try:
+            p.leg = await self._ring(c, p)
+            if p.leg is None:
+                return
+            p.state, p.answered = "connected", time.time()
+            await self._join(c, p)
+            await queue_event(self.cdr, "CONFERENCE_ADD", c.call_id, c.talk.queue, p.agent_id, party=p.id,
+                              kind=p.kind, by=by)
+            log.info("conference joined", call_id=c.call_id, party=p.id, parties=len(c.live()))
+            ends = [asyncio.ensure_future(p.leg.wait_ended()), asyncio.ensure_future(c.talk.caller.wait_ended())]
+            try:
+                await asyncio.wait(ends, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for e in ends:
+                    e.cancel()
+            p.result = "answered"
+        except Exception as exc:
+            p.result = p.result or "failed"
+            log.exception("conference party failed", call_id=c.call_id, party=p.id, error=str(exc))
+        finally:
+            await self._end(c, p, by)
+
+    async def _ring(self, c: Conference, p: Party) -> Leg | None:
+        headers = {"X-Callcenter-Call-Id": c.call_id, "X-Callcenter-Queue": c.talk.queue,
+                   "X-Callcenter-Conference": p.id}
+        ringing = asyncio.ensure_future(self.switch.originate(p.uri, self.caller_id, self.ring_timeout,
+                                                              headers=headers))
+        gone = asyncio.ensure_future(c.talk.caller.wait_ended())
+        try:
+            await asyncio.wait([ringing, gone], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            gone.cancel()
+        if not ringing.done():
+            ringing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await ringing
+            p.result = "call_ended"
+            return None
+        result, leg = ringing.result()
+        if result is not OriginateResult.ANSWERED or leg is None:
+            p.result = offer_result(result)
+            return None
+        if c.talk.caller.ended:
+            p.result = "call_ended"
+            await leg.hangup()
+            return None
+        return leg
+
+    async def _join(self, c: Conference, p: Party) -> None:
+        """Full mesh: the new party hears every other connected party and is heard by the unmuted ones."""
+        assert isinstance(p.leg, AudioTap)
+        for o in c.live():
+            if o is p or o.state != "connected" or o.leg is None or o.leg.ended:
+                continue
+            assert isinstance(o.leg, AudioTap)
+            await o.leg.send_audio(p.leg, not o.muted)
+            await p.leg.send_audio(o.leg, not p.muted)
+
+    async def _end(self, c: Conference, p: Party, by: str) -> None:
+        answered = p.answered is not None
+        p.state = "left"
+        if p.leg is not None:
+            leg = p.leg
+            assert isinstance(leg, AudioTap)
+            with contextlib.suppress(Exception):
+                for o in c.parties.values():
+                    if o is not p and o.leg is not None:
+                        assert isinstance(o.leg, AudioTap)
+                        await o.leg.send_audio(leg, False)
+                        await leg.send_audio(o.leg, False)
+            with contextlib.suppress(Exception):
+                await leg.hangup()
+        if p.kind == "agent" and p.agent_id is not None and p.prev_state == "available":
+            with contextlib.suppress(Exception):
+                await self.queueing.router.agent_ready(p.agent_id)
+        metrics.CONFERENCE_PARTIES_TOTAL.labels(result=p.result or "failed").inc()
+        await leg_record(self.cdr, LegRecord(p.leg.id if p.leg is not None else uuid.uuid4().hex, c.call_id,
+                                             "conference", p.uri, p.agent_id,
+                                             p.started, p.answered, time.time(), None, p.result or "failed"))
+        if answered:
+            await queue_event(self.cdr, "CONFERENCE_LEAVE", c.call_id, c.talk.queue, p.agent_id, party=p.id)
+        log.info("conference party ended", call_id=c.call_id, party=p.id, result=p.result)

@@ -1,0 +1,132 @@
+"""Conference over real SIP and RTP, proved by audio: the caller sends tone A, its agent (1001) tone B, the
+added agent (1002) tone C, and each party's received RTP is searched for the three tones (the Party, phone
+and call helpers of tests/test_monitor_sip.py: sipp signals, the test's sockets carry the media).
+
+A state is judged on packets received after the API answered (counted in packets, not timed): the worker
+makes a mute's connections before it answers; an added party is judged once GET .../conference says it is
+connected.
+"""
+
+from __future__ import annotations
+
+import re
+
+import ports
+import pytest
+import sipp
+from repo import REPO
+from test_monitor_sip import Party, _wait_for, bridged_call, legs, phone
+from worker_proc import WorkerProc, api_user, flush, new_worker, queue_flow
+
+from callcenter.auth.roles import AGENT, SUPERVISOR
+from callcenter.cdr.writer import open_store
+
+pytestmark = [pytest.mark.sip, pytest.mark.timeout(300)]
+
+A, B, C = 500.0, 1100.0, 1700.0        # caller, agent 1001, added agent 1002
+D, E = 2300.0, 2900.0                  # agents 1003, 1004: not listened for
+PHONES: dict[str, int] = {}            # agent id -> its phone's SIP port, set by the worker fixture
+
+
+@pytest.fixture(scope="module")
+def worker(tmp_path_factory: pytest.TempPathFactory, redis_server) -> WorkerProc:
+    tmp = tmp_path_factory.mktemp("conference")
+    flush(redis_server.url)
+    w = new_worker(tmp, redis_server.url)
+    rules = (REPO / "routing_rules.yaml").read_text()
+    for agent in ("1001", "1002", "1003", "1004"):
+        PHONES[agent] = ports.port()
+        rules = rules.replace(f"sip:{agent}@127.0.0.1:5070", f"sip:{agent}@127.0.0.1:{PHONES[agent]}")
+    rules = re.sub(r"ring_timeout: \d+", "ring_timeout: 6", rules)
+    rules = re.sub(r"wrapup: \d+", "wrapup: 0", rules)
+    (tmp / "rules.yaml").write_text(rules)
+    flows = tmp / "flows"
+    flows.mkdir()
+    (flows / "direct.yaml").write_text(queue_flow("direct", "sales", "moh"))
+    w.write_config(rules=tmp / "rules.yaml", ivr_scripts=flows, routes={"default": "direct"},
+                   extra="monitor: {ring_timeout: 10}")
+    w.start()
+    yield w
+    assert w.stop() == 0, w.tail()
+
+
+def parties(w: WorkerProc, call_id: str) -> dict[str, str]:
+    status, body = w.http("GET", f"/calls/{call_id}/conference")
+    assert status == 200, body
+    return {p["party"]: p["state"] for p in body["parties"]}
+
+
+def test_conference_everyone_hears_everyone_mute_cap_dnc_leave(worker: WorkerProc) -> None:
+    caller, agent, added = Party(A), Party(B), Party(C)
+    more = [Party(D), Party(E)]
+    phones: list[sipp.Sipp] = []
+    try:
+        agent_sipp = phone(agent.port, port=PHONES["1001"])
+        added_sipp = phone(added.port, port=PHONES["1002"])
+        phones += [agent_sipp, added_sipp, phone(more[0].port, port=PHONES["1003"]),
+                   phone(more[1].port, port=PHONES["1004"])]
+        mine = api_user(worker.redis_url, "agent-1001", [AGENT], agent="1001")
+        other = api_user(worker.redis_url, "agent-1003", [AGENT], agent="1003")
+        sup = api_user(worker.redis_url, "sup-conf", [SUPERVISOR])
+        call_id = bridged_call(worker, caller, agent, agent_sipp, 75000, phones)
+        call = phones[-1]
+        worker.login("1002", "1003", "1004")
+
+        # another agent may not add to (or learn of) this call
+        status, answer = worker.http("POST", f"/calls/{call_id}/conference/add?agent=1003", {"agent": "1003"},
+                                     token=other)
+        assert status == 403, answer
+
+        status, answer = worker.http("POST", f"/calls/{call_id}/conference/add?agent=1001", {"agent": "1002"},
+                                     token=mine)
+        assert status == 202 and answer["party"] == "1002" and answer["state"] == "ringing", answer
+        _wait_for(lambda: parties(worker, call_id).get("1002") == "connected", "1002's answer")
+        assert caller.heard() == {B, C} and agent.heard() == {A, C} and added.heard() == {A, B}
+
+        # muted: heard by nobody, still hears everyone
+        status, answer = worker.http("POST", f"/calls/{call_id}/conference/1002/mute", {}, token=sup)
+        assert status == 200 and answer["muted"] is True, answer
+        assert caller.heard() == {B} and agent.heard() == {A} and added.heard() == {A, B}
+        assert worker.http("POST", f"/calls/{call_id}/conference/1002/unmute", {}, token=sup)[0] == 200
+        assert caller.heard() == {B, C} and agent.heard() == {A, C}
+
+        # a number on the DNC list: refused by its rule, nothing dialed
+        assert worker.http("POST", "/dnc", {"number": "0912 345 678"})[0] == 201
+        status, answer = worker.http("POST", f"/calls/{call_id}/conference/add", {"number": "0912345678"},
+                                     token=sup)
+        assert status == 403 and "dnc" in str(answer), answer
+        assert set(parties(worker, call_id)) == {"caller", "agent", "1002"}
+
+        # five parties at most (a ringing one counts)
+        for a in ("1003", "1004"):
+            assert worker.http("POST", f"/calls/{call_id}/conference/add", {"agent": a}, token=sup)[0] == 202
+        status, answer = worker.http("POST", f"/calls/{call_id}/conference/add", {"number": "0901234567"},
+                                     token=sup)
+        assert status == 409, answer
+        _wait_for(lambda: set(parties(worker, call_id).values()) == {"connected"}, "1003's and 1004's answer")
+        assert caller.heard() == {B, C} and added.heard() == {A, B}
+
+        # the agent leaves: its phone gets the BYE, the caller and the added agents stay connected
+        status, answer = worker.http("POST", f"/calls/{call_id}/conference/leave?agent=1001", {}, token=mine)
+        assert status == 200, answer
+        assert agent_sipp.wait(30) == 0, agent_sipp.errors()
+        assert caller.heard() == {C} and added.heard() == {A}
+
+        assert call.wait(120) == 0, call.errors()               # the caller hangs up: the conference ends
+        conf = legs(worker, call_id, "conference", 3)
+        assert sorted((leg.agent_id, leg.result) for leg in conf) == [("1002", "answered"), ("1003", "answered"),
+                                                                      ("1004", "answered")]
+        assert all(leg.answer is not None for leg in conf)
+        store = open_store(worker.store_url)
+        try:
+            events = [e.event for e in store.events(call_id, kinds=["CONFERENCE_ADD", "CONFERENCE_LEAVE",
+                                                                    "CONFERENCE_MUTE", "CONFERENCE_UNMUTE"])]
+        finally:
+            store.close()
+        assert events.count("CONFERENCE_ADD") == 3 and events.count("CONFERENCE_LEAVE") == 4, events
+        assert "CONFERENCE_MUTE" in events and "CONFERENCE_UNMUTE" in events
+    finally:
+        for p in phones:
+            p.stop()
+        for party in (caller, agent, added, *more):
+            party.close()
