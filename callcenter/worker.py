@@ -36,7 +36,7 @@ from callcenter.calls.voicemail import VoicemailCallbacks, VoicemailIndex
 from callcenter.cdr import keys as cdr_keys
 from callcenter.cdr.buffer import CdrBuffer
 from callcenter.cdr.record import QueueEvent
-from callcenter.cdr.store import ReportParams
+from callcenter.cdr.store import ReportParams, SqlStore
 from callcenter.cdr.writer import open_store, run_cdr_writer
 from callcenter.config import Config
 from callcenter.dialer.campaign import Campaign, load_campaigns
@@ -286,14 +286,16 @@ class Worker:
 
             dial_api.install_routes(api, self.click_to_call)
         campaigns.install_routes(api, aredis, self.campaigns, self.cfg.redis.prefix, desk=desk)
+        cdr_store: SqlStore | None = None     # reports and the recordings' paths read it
         try:
-            reports.install_routes(api, open_store(self.cfg.cdr_store))
+            cdr_store = open_store(self.cfg.cdr_store)
+            reports.install_routes(api, cdr_store)
         except Exception as exc:  # noqa: BLE001 - the store may be down at boot; calls go on
             log.warning("reports API unavailable: CDR store not reachable", error=str(exc))
         if self.recordings is not None:
             from callcenter.api import recordings as recordings_api
 
-            recordings_api.install_routes(api, self.recordings)
+            recordings_api.install_routes(api, self.recordings, cdr_store)
         if self.voicemails is not None:
             from callcenter.api import voicemail as voicemail_api
 

@@ -243,3 +243,56 @@ def test_a_tap_that_cannot_start_leaves_the_call_unrecorded_and_counts(tmp_path:
     recs.live["c3"] = s
     recs.resume("c3")                     # a failed recording does not start again
     assert log == []
+
+
+# -- finding a stored recording and serving it --------------------------------------------------------
+
+
+def test_a_recording_is_found_from_the_path_its_cdr_names(tmp_path: Path) -> None:
+    """No search of the day folders: the CDR's path (its day folder and name) under the recording dir."""
+    recs = recordings(tmp_path, "recording: {dir: rec, policy: always}", [])
+    wav = tmp_path / "rec" / "2026" / "11" / "30" / "abc123.wav"
+    wav.parent.mkdir(parents=True)
+    wav.write_bytes(b"RIFF")
+    assert recs.find("abc123", str(wav)) == wav
+    assert recs.find("abc123", "/old/data/dir/rec/2026/11/30/abc123.wav") == wav     # the dir moved since
+    assert recs.find("abc123", None) is None                                          # the CDR names none
+    assert recs.find("other", str(wav)) is None                                       # another call's path
+    assert recs.find("abc123", str(tmp_path / "abc123.wav")) is None                  # not in a day folder
+    assert recs.find("abc123", "/x/2026/11/30/../../../../etc/abc123.wav") is None
+    assert recs.find("../abc123", str(wav)) is None
+    wav.unlink()
+    assert recs.find("abc123", str(wav)) is None                                      # purged
+
+
+def _serve(path: Path, headers: dict[str, str]):
+    import asyncio
+
+    from callcenter.api.http import Request
+    from callcenter.api.recordings import serve_wav
+
+    return asyncio.run(serve_wav(Request("GET", "/x", {}, {}, headers, b""), path, "x"))
+
+
+def test_a_download_is_streamed_from_the_file_in_chunks(tmp_path: Path) -> None:
+    """The whole file and a range are answered from the open file, 64 KiB a read as the client takes
+    them (never the whole file in memory); the file is closed at the end."""
+    from twisted.web.test.requesthelper import DummyRequest
+
+    from callcenter.api.http import FileBody, HttpRouter
+
+    data = os.urandom(300_000)
+    path = tmp_path / "big.wav"
+    path.write_bytes(data)
+    for headers, status, want in (({}, 200, data), ({"range": "bytes=100000-"}, 206, data[100000:]),
+                                  ({"range": "bytes=5-9"}, 206, data[5:10])):
+        resp = _serve(path, headers)
+        assert resp.status == status and isinstance(resp.body, FileBody)
+        assert resp.headers["content-length"] == str(len(want))
+        request = DummyRequest([b"x"])
+        request._disconnected = False
+        HttpRouter._finish(request, resp)
+        assert b"".join(request.written) == want and request.finished
+        assert max(len(c) for c in request.written) <= 65536 and resp.body.file.closed
+    resp = _serve(path, {"range": "bytes=400000-"})
+    assert resp.status == 416 and resp.headers["content-range"] == "bytes */300000" and resp.body == b""

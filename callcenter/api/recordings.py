@@ -15,12 +15,15 @@ Resume starts an ``on_demand`` call's recording.
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 from pathlib import Path
+from typing import BinaryIO
 
-from callcenter.api.http import HttpError, HttpRouter, Request, Response
+from callcenter.api.http import FileBody, HttpError, HttpRouter, Request, Response
 from callcenter.auth.roles import ADMIN, SELF_AGENT, SUPERVISOR, SUPERVISORS
 from callcenter.calls.recording import CALL_ID, Recordings
+from callcenter.cdr.store import SqlStore, StoreUnavailable
 
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
@@ -42,37 +45,49 @@ def parse_range(header: str, size: int) -> tuple[int, int] | None:
     return start, end
 
 
-def _read(path: Path, start: int, length: int) -> bytes:
-    with path.open("rb") as f:
-        f.seek(start)
-        return f.read(length)
+def _open(path: Path) -> tuple[BinaryIO, int]:
+    f = path.open("rb")
+    try:
+        return f, os.fstat(f.fileno()).st_size      # the size of what was opened (a purge may unlink the path)
+    except OSError:
+        f.close()
+        raise
 
 
 async def serve_wav(req: Request, path: Path, name: str) -> Response:
     """The WAV at ``path`` as ``name``.wav, whole or the one range the request asks for (also serves
-    the voicemail inbox: api/voicemail.py)."""
-    size = (await asyncio.to_thread(path.stat)).st_size
+    the voicemail inbox: api/voicemail.py). The file is opened off the loop and streamed in chunks as the
+    client reads (an hour of stereo is ~115 MB: never read whole)."""
+    f, size = await asyncio.to_thread(_open, path)
     headers = {"accept-ranges": "bytes", "content-disposition": f'inline; filename="{name}.wav"'}
     wanted = req.headers.get("range")
-    if wanted is None:
-        body = await asyncio.to_thread(path.read_bytes)
-        return Response(body, 200, "audio/wav", {**headers, "content-length": str(len(body))})
-    got = parse_range(wanted, size)
+    got = (0, size - 1) if wanted is None else parse_range(wanted, size)
     if got is None:
+        f.close()
         return Response(b"", 416, "audio/wav", {**headers, "content-range": f"bytes */{size}",
                                                 "content-length": "0"})
     start, end = got
-    body = await asyncio.to_thread(_read, path, start, end - start + 1)
-    return Response(body, 206, "audio/wav", {**headers, "content-range": f"bytes {start}-{end}/{size}",
-                                             "content-length": str(len(body))})
+    length = end - start + 1
+    if wanted is None:
+        return Response(FileBody(f, 0, size), 200, "audio/wav", {**headers, "content-length": str(size)})
+    return Response(FileBody(f, start, length), 206, "audio/wav",
+                    {**headers, "content-range": f"bytes {start}-{end}/{size}", "content-length": str(length)})
 
 
-def install_routes(router: HttpRouter, recordings: Recordings) -> None:
+def install_routes(router: HttpRouter, recordings: Recordings, store: SqlStore | None) -> None:
+    """``store``: the CDR store, where a call's recording path is (None: it was down at boot, 503)."""
+
     async def fetch(req: Request) -> Response:
         call_id = req.params["call_id"]
         if not CALL_ID.match(call_id):
             raise HttpError(400, "not a call id")
-        path = await asyncio.to_thread(recordings.find, call_id)
+        if store is None:
+            raise HttpError(503, "CDR store unavailable")
+        try:
+            cdr = await asyncio.to_thread(store.get_call, call_id)
+        except StoreUnavailable as exc:
+            raise HttpError(503, f"CDR store unavailable: {exc}") from None
+        path = await asyncio.to_thread(recordings.find, call_id, cdr.recording if cdr is not None else None)
         if path is None:
             raise HttpError(404, "no recording of that call")
         return await serve_wav(req, path, call_id)

@@ -46,6 +46,7 @@ ORPHAN_SECONDS = 86400    # a mono part this old belongs to no live call (purge 
 SETTLE_SECONDS = 2.0      # how long pjmedia may take to close a tap's file (a few clock ticks)
 FAILURE_REASONS = ("disk_full", "write_error", "too_many")   # callcenter_recording_failures_total{reason}
 CALL_ID = re.compile(r"^[0-9A-Za-z_-]{1,64}$")      # what a recording's file may be named after
+_STORED = re.compile(r"(?:^|/)(\d{4}/\d{2}/\d{2})/([0-9A-Za-z_-]{1,64})\.wav$")   # a stored file's day and name
 
 
 @dataclass(frozen=True)
@@ -263,13 +264,18 @@ class Recordings:
         day = time.strftime("%Y/%m/%d", time.gmtime(when))
         return self.settings.dir / day / f"{call_id}.wav"
 
-    def find(self, call_id: str) -> Path | None:
-        """The stored recording of a call (finished calls only), or None."""
-        if not CALL_ID.match(call_id):
+    def find(self, call_id: str, recorded: str | None) -> Path | None:
+        """The stored recording of a finished call from ``recorded``, the path its CDR names (its
+        ``recording`` column): no search. Only the day folder and name count, under this worker's recording
+        dir (the dir may have moved since; a path naming another call or outside a day folder is no one's).
+        None when the CDR names none or the file is gone (purged)."""
+        if not CALL_ID.match(call_id) or not recorded:
             return None
-        for p in self.settings.dir.glob(f"*/*/*/{call_id}.wav"):
-            return p
-        return None
+        m = _STORED.search(recorded.replace(os.sep, "/"))
+        if m is None or m.group(2) != call_id:
+            return None
+        path = self.settings.dir / m.group(1) / f"{call_id}.wav"
+        return path if path.is_file() else None
 
     def start(self, call_id: str, caller: Leg, agent: Leg, *, queue: str | None, campaign: str | None,
               agent_id: str | None = None) -> Session | None:
