@@ -24,8 +24,8 @@ from callcenter.cdr.writer import open_store
 pytestmark = [pytest.mark.sip, pytest.mark.timeout(300)]
 
 A, B, C = 500.0, 1100.0, 1700.0        # caller, agent 1001, added agent 1002
-D, E = 2300.0, 2900.0                  # agents 1003, 1004: not listened for
-PHONES: dict[str, int] = {}            # agent id -> its phone's SIP port, set by the worker fixture
+D, E = 2300.0, 2900.0                  # agent 1003, a number through the trunk: not listened for
+PHONES: dict[str, int] = {}            # agent id (and "trunk") -> its phone's SIP port, set by the worker fixture
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +34,8 @@ def worker(tmp_path_factory: pytest.TempPathFactory, redis_server) -> WorkerProc
     flush(redis_server.url)
     w = new_worker(tmp, redis_server.url)
     rules = (REPO / "routing_rules.yaml").read_text()
-    for agent in ("1001", "1002", "1003", "1004"):
+    PHONES["trunk"] = ports.port()
+    for agent in ("1001", "1002", "1003"):
         PHONES[agent] = ports.port()
         rules = rules.replace(f"sip:{agent}@127.0.0.1:5070", f"sip:{agent}@127.0.0.1:{PHONES[agent]}")
     rules = re.sub(r"ring_timeout: \d+", "ring_timeout: 6", rules)
@@ -44,7 +45,7 @@ def worker(tmp_path_factory: pytest.TempPathFactory, redis_server) -> WorkerProc
     flows.mkdir()
     (flows / "direct.yaml").write_text(queue_flow("direct", "sales", "moh"))
     w.write_config(rules=tmp / "rules.yaml", ivr_scripts=flows, routes={"default": "direct"},
-                   extra="monitor: {ring_timeout: 10}")
+                   extra="monitor: {ring_timeout: 10}", trunk=f"127.0.0.1:{PHONES['trunk']}")
     w.start()
     yield w
     assert w.stop() == 0, w.tail()
@@ -64,13 +65,13 @@ def test_conference_everyone_hears_everyone_mute_cap_dnc_leave(worker: WorkerPro
         agent_sipp = phone(agent.port, port=PHONES["1001"])
         added_sipp = phone(added.port, port=PHONES["1002"])
         phones += [agent_sipp, added_sipp, phone(more[0].port, port=PHONES["1003"]),
-                   phone(more[1].port, port=PHONES["1004"])]
+                   phone(more[1].port, port=PHONES["trunk"])]
         mine = api_user(worker.redis_url, "agent-1001", [AGENT], agent="1001")
         other = api_user(worker.redis_url, "agent-1003", [AGENT], agent="1003")
         sup = api_user(worker.redis_url, "sup-conf", [SUPERVISOR])
         call_id = bridged_call(worker, caller, agent, agent_sipp, 75000, phones)
         call = phones[-1]
-        worker.login("1002", "1003", "1004")
+        worker.login("1002", "1003")
 
         # another agent may not add to (or learn of) this call
         status, answer = worker.http("POST", f"/calls/{call_id}/conference/add?agent=1003", {"agent": "1003"},
@@ -97,13 +98,17 @@ def test_conference_everyone_hears_everyone_mute_cap_dnc_leave(worker: WorkerPro
         assert status == 403 and "dnc" in str(answer), answer
         assert set(parties(worker, call_id)) == {"caller", "agent", "1002"}
 
-        # five parties at most (a ringing one counts)
-        for a in ("1003", "1004"):
-            assert worker.http("POST", f"/calls/{call_id}/conference/add", {"agent": a}, token=sup)[0] == 202
-        status, answer = worker.http("POST", f"/calls/{call_id}/conference/add", {"number": "0901234567"},
+        # an allowed number goes to the trunk in E.164; five parties at most (a ringing one counts)
+        assert worker.http("POST", f"/calls/{call_id}/conference/add", {"agent": "1003"}, token=sup)[0] == 202
+        status, answer = worker.http("POST", f"/calls/{call_id}/conference/add", {"number": "0901 234 567"},
+                                     token=sup)
+        assert status == 202 and answer["party"] == "p1", answer
+        status, answer = worker.http("POST", f"/calls/{call_id}/conference/add", {"number": "0901234568"},
                                      token=sup)
         assert status == 409, answer
-        _wait_for(lambda: set(parties(worker, call_id).values()) == {"connected"}, "1003's and 1004's answer")
+        _wait_for(lambda: set(parties(worker, call_id).values()) == {"connected"}, "1003's and the number's answer")
+        trunk_invite = re.search(r"^INVITE (\S+) SIP/2.0", phones[3].messages(), re.M)
+        assert trunk_invite and trunk_invite.group(1) == f"sip:+84901234567@127.0.0.1:{PHONES['trunk']}"
         assert caller.heard() == {B, C} and added.heard() == {A, B}
 
         # the agent leaves: its phone gets the BYE, the caller and the added agents stay connected
@@ -114,8 +119,8 @@ def test_conference_everyone_hears_everyone_mute_cap_dnc_leave(worker: WorkerPro
 
         assert call.wait(120) == 0, call.errors()               # the caller hangs up: the conference ends
         conf = legs(worker, call_id, "conference", 3)
-        assert sorted((leg.agent_id, leg.result) for leg in conf) == [("1002", "answered"), ("1003", "answered"),
-                                                                      ("1004", "answered")]
+        assert sorted((leg.agent_id or "", leg.result) for leg in conf) == [("", "answered"), ("1002", "answered"),
+                                                                            ("1003", "answered")]
         assert all(leg.answer is not None for leg in conf)
         store = open_store(worker.store_url)
         try:
