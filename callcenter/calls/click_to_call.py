@@ -23,7 +23,6 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from callcenter import logs
 from callcenter.calls.outbound import OutboundCalls, hangup
-from callcenter.calls.outcome import first_to_end
 from callcenter.config import ClickToCallSettings
 from callcenter.dialer import phone
 from callcenter.dialer.campaign import PRESETS, in_calling_window
@@ -191,18 +190,7 @@ class ClickToCall:
         if rec is not None:
             rec.agent_id, rec.agent_answer, rec.wait_seconds, rec.outcome = job.agent, now, 0.0, "answered"
         log.info("click-to-call: bridged", dial_id=job.id, call_id=leg.id, agent=job.agent, agent_leg=agent_leg.id)
-        ended: Leg
-        try:
-            await agent_leg.bridge(leg)
-            ended, _ = await first_to_end(leg, agent_leg)
-        except (CallGone, TelephonyError):
-            ended = leg if leg.ended else agent_leg
-        if rec is not None:
-            rec.talk_seconds = time.time() - now
-            rec.hangup_side = "agent" if ended is agent_leg else "caller"
-            if rec.end is not None:
-                await self.calls.update(rec)    # the customer hung up first: the final record went out already
-        await hangup(leg)
+        await self.calls.talk(leg, agent_leg, rec, now)
         log.info("click-to-call: ended", dial_id=job.id, call_id=leg.id, agent=job.agent,
                  hangup_side=rec.hangup_side if rec is not None else None)
         return "answered"

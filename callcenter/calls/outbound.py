@@ -18,7 +18,7 @@ from typing import Any
 import redis.asyncio as aredis
 
 from callcenter import logs
-from callcenter.calls.outcome import hangup_cause, hangup_side, record_outcome
+from callcenter.calls.outcome import first_to_end, hangup_cause, hangup_side, record_outcome
 from callcenter.calls.queueing import Queueing
 from callcenter.calls.records import LiveCalls, call_record, leg_record
 from callcenter.calls.services import CALL_EVENTS
@@ -107,6 +107,23 @@ class OutboundCalls:
     async def update(self, rec: CallRecord) -> None:
         """Write a record again after its call ended (a stage finished after the final write went out)."""
         await call_record(self.cdr, rec)
+
+    async def talk(self, leg: Leg, agent_leg: Leg, rec: CallRecord | None, since: float) -> Leg:
+        """Bridge the customer's answered leg to an agent's until one of them hangs up, then hang up the customer.
+        The record gets the talk time from `since` and the side that ended it. Returns the leg that ended first."""
+        ended: Leg
+        try:
+            await agent_leg.bridge(leg)
+            ended, _ = await first_to_end(leg, agent_leg)
+        except (CallGone, TelephonyError):
+            ended = leg if leg.ended else agent_leg
+        if rec is not None:
+            rec.talk_seconds = time.time() - since
+            rec.hangup_side = "agent" if ended is agent_leg else "caller"
+            if rec.end is not None:
+                await self.update(rec)    # the customer hung up first: the final record went out already
+        await hangup(leg)
+        return ended
 
     # -- the engine's callables -----------------------------------------------------------------
 

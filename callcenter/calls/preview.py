@@ -18,13 +18,12 @@ import redis.asyncio as aredis
 
 from callcenter import logs
 from callcenter.calls.outbound import OutboundCalls, hangup
-from callcenter.calls.outcome import attempt_outcome, first_to_end
+from callcenter.calls.outcome import attempt_outcome
 from callcenter.dialer import assignment, phone
 from callcenter.dialer.campaign import Campaign
 from callcenter.dialer.control import CampaignControl
 from callcenter.dialer.engine import DialerEngine, DialRequest
 from callcenter.dialer.keys import DialerKeys
-from callcenter.exceptions import CallGone, TelephonyError
 from callcenter.routing.router import Router
 from callcenter.tasks import TaskSet
 from callcenter.telephony.api import Leg, OriginateResult, Softswitch
@@ -157,18 +156,7 @@ class PreviewDesk:
         if rec is not None:
             rec.queue, rec.agent_id, rec.agent_answer, rec.wait_seconds = c.queue, agent, now, 0.0
             rec.outcome = "answered"
-        ended: Leg
-        try:
-            await agent_leg.bridge(leg)
-            ended, _ = await first_to_end(leg, agent_leg)
-        except (CallGone, TelephonyError):
-            ended = leg if leg.ended else agent_leg
-        if rec is not None:
-            rec.talk_seconds = time.time() - now
-            rec.hangup_side = "agent" if ended is agent_leg else "caller"
-            if rec.end is not None:
-                await self.calls.update(rec)    # the customer hung up first: the final record went out already
-        await hangup(leg)
+        await self.calls.talk(leg, agent_leg, rec, now)
         await hangup(agent_leg)
 
     async def run(self, stop: asyncio.Event) -> None:
