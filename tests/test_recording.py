@@ -223,6 +223,7 @@ def test_on_demand_starts_on_resume_and_pause_mutes_both_taps(tmp_path: Path) ->
     left, right = both[0::2], both[1::2]
     assert set(left) == {1000} and set(right) == {-1000}
     assert not list(path.parent.glob("c2.*.wav"))
+    assert recs.find("c2", None) == path            # before the CDR writer has stored the call's link
 
 
 def test_a_tap_that_cannot_start_leaves_the_call_unrecorded_and_counts(tmp_path: Path) -> None:
@@ -256,7 +257,7 @@ def test_a_recording_is_found_from_the_path_its_cdr_names(tmp_path: Path) -> Non
     wav.write_bytes(b"RIFF")
     assert recs.find("abc123", str(wav)) == wav
     assert recs.find("abc123", "/old/data/dir/rec/2026/11/30/abc123.wav") == wav     # the dir moved since
-    assert recs.find("abc123", None) is None                                          # the CDR names none
+    assert recs.find("abc123", None) is None                                          # no CDR link, not stored here
     assert recs.find("other", str(wav)) is None                                       # another call's path
     assert recs.find("abc123", str(tmp_path / "abc123.wav")) is None                  # not in a day folder
     assert recs.find("abc123", "/x/2026/11/30/../../../../etc/abc123.wav") is None

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import array
 import asyncio
+import collections
 import contextlib
 import errno
 import json
@@ -46,6 +47,7 @@ ORPHAN_SECONDS = 86400    # a mono part this old belongs to no live call (purge 
 SETTLE_SECONDS = 2.0      # how long pjmedia may take to close a tap's file (a few clock ticks)
 FAILURE_REASONS = ("disk_full", "write_error", "too_many")   # callcenter_recording_failures_total{reason}
 CALL_ID = re.compile(r"^[0-9A-Za-z_-]{1,64}$")      # what a recording's file may be named after
+RECENT = 1000             # stored paths kept in memory for the CDR writer's lag (Recordings.recent)
 _STORED = re.compile(r"(?:^|/)(\d{4}/\d{2}/\d{2})/([0-9A-Za-z_-]{1,64})\.wav$")   # a stored file's day and name
 
 
@@ -259,6 +261,8 @@ class Recordings:
         self._tap = tap
         self._draw = draw
         self.live: dict[str, Session] = {}
+        # just stored here, by call id: found before the CDR writer has stored the call's link (oldest go first)
+        self.recent: collections.OrderedDict[str, Path] = collections.OrderedDict()
 
     def path_for(self, call_id: str, when: float) -> Path:
         day = time.strftime("%Y/%m/%d", time.gmtime(when))
@@ -268,9 +272,13 @@ class Recordings:
         """The stored recording of a finished call from ``recorded``, the path its CDR names (its
         ``recording`` column): no search. Only the day folder and name count, under this worker's recording
         dir (the dir may have moved since; a path naming another call or outside a day folder is no one's).
-        None when the CDR names none or the file is gone (purged)."""
-        if not CALL_ID.match(call_id) or not recorded:
+        None when the CDR names none or the file is gone (purged). A call this worker just stored whose CDR
+        is not in the store yet: the path it stored."""
+        if not CALL_ID.match(call_id):
             return None
+        if not recorded:
+            recent = self.recent.get(call_id)
+            return recent if recent is not None and recent.is_file() else None
         m = _STORED.search(recorded.replace(os.sep, "/"))
         if m is None or m.group(2) != call_id:
             return None
@@ -364,6 +372,9 @@ class Recordings:
         finally:
             await asyncio.to_thread(self._remove_parts, s)
         log.info("recording stored", call_id=s.call_id, seconds=round(seconds, 2), path=str(s.path))
+        self.recent[s.call_id] = s.path
+        while len(self.recent) > RECENT:
+            self.recent.popitem(last=False)
         return s.path
 
     @staticmethod
