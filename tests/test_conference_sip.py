@@ -1,6 +1,6 @@
 """Conference over real SIP and RTP, proved by audio: the caller sends tone A, its agent (1001) tone B, the
 added agent (1002) tone C, and each party's received RTP is searched for the three tones (the Party, phone
-and call helpers of tests/test_monitor_sip.py: sipp signals, the test's sockets carry the media).
+and call helpers of tests/tone_parties.py: sipp signals, the test's sockets carry the media).
 
 A state is judged on packets received after the API answered (counted in packets, not timed): the worker
 makes a mute's connections before it answers; an added party is judged once GET .../conference says it is
@@ -15,7 +15,7 @@ import ports
 import pytest
 import sipp
 from repo import REPO
-from test_monitor_sip import Party, _wait_for, bridged_call, legs, phone
+from tone_parties import Party, bridged_call, legs, phone, wait_for
 from worker_proc import WorkerProc, api_user, flush, new_worker, queue_flow
 
 from callcenter.auth.roles import AGENT, SUPERVISOR
@@ -81,7 +81,7 @@ def test_conference_everyone_hears_everyone_mute_cap_dnc_leave(worker: WorkerPro
         status, answer = worker.http("POST", f"/calls/{call_id}/conference/add?agent=1001", {"agent": "1002"},
                                      token=mine)
         assert status == 202 and answer["party"] == "1002" and answer["state"] == "ringing", answer
-        _wait_for(lambda: parties(worker, call_id).get("1002") == "connected", "1002's answer")
+        wait_for(lambda: parties(worker, call_id).get("1002") == "connected", "1002's answer")
         assert caller.heard() == {B, C} and agent.heard() == {A, C} and added.heard() == {A, B}
 
         # muted: heard by nobody, still hears everyone
@@ -106,7 +106,7 @@ def test_conference_everyone_hears_everyone_mute_cap_dnc_leave(worker: WorkerPro
         status, answer = worker.http("POST", f"/calls/{call_id}/conference/add", {"number": "0901234568"},
                                      token=sup)
         assert status == 409, answer
-        _wait_for(lambda: set(parties(worker, call_id).values()) == {"connected"}, "1003's and the number's answer")
+        wait_for(lambda: set(parties(worker, call_id).values()) == {"connected"}, "1003's and the number's answer")
         trunk_invite = re.search(r"^INVITE (\S+) SIP/2.0", phones[3].messages(), re.M)
         assert trunk_invite and trunk_invite.group(1) == f"sip:+84901234567@127.0.0.1:{PHONES['trunk']}"
         assert caller.heard() == {B, C} and added.heard() == {A, B}
