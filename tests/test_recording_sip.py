@@ -11,15 +11,13 @@ import re
 import stat
 import subprocess
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pytest
 import sipp
 from recording_helpers import channels, silent_blocks, tone_blocks
-from worker_proc import METRICS_TOKEN, WorkerProc, admin_token, api_user, flush, new_worker
+from worker_proc import METRICS_TOKEN, WorkerProc, admin_token, api_user, fetch, flush, new_worker
 
 pytestmark = [pytest.mark.sip, pytest.mark.timeout(240)]
 
@@ -55,16 +53,6 @@ def worker(tmp_path_factory: pytest.TempPathFactory, redis_server: Any, rec_dir:
 def nobody_logged_in(worker: WorkerProc) -> Any:
     worker.logout("1001", "1002", "1003", "1004")
     yield
-
-
-def fetch(w: WorkerProc, path: str, token: str, headers: dict[str, str] | None = None) -> tuple[int, Any, bytes]:
-    req = urllib.request.Request(f"http://127.0.0.1:{w.http_port}{path}",
-                                 headers={"authorization": f"Bearer {token}", **(headers or {})})
-    try:
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            return resp.status, resp.headers, resp.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.headers, exc.read()
 
 
 def metric(w: WorkerProc, name: str) -> float:

@@ -12,8 +12,6 @@ import io
 import re
 import shutil
 import time
-import urllib.error
-import urllib.request
 import wave
 from typing import Any
 
@@ -22,7 +20,7 @@ import pytest
 import sipp
 import tones
 from repo import REPO
-from worker_proc import WorkerProc, admin_token, api_user, flush, new_worker
+from worker_proc import WorkerProc, admin_token, api_user, fetch, flush, new_worker
 
 from callcenter.auth import Auth
 from callcenter.calls.voicemail import VoicemailIndex
@@ -71,16 +69,6 @@ def worker(tmp_path_factory: pytest.TempPathFactory, redis_server: Any, trunk_po
     w.start()
     yield w
     assert w.stop() == 0, w.tail()
-
-
-def fetch(w: WorkerProc, path: str, token: str, headers: dict[str, str] | None = None) -> tuple[int, Any, bytes]:
-    req = urllib.request.Request(f"http://127.0.0.1:{w.http_port}{path}",
-                                 headers={"authorization": f"Bearer {token}", **(headers or {})})
-    try:
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            return resp.status, resp.headers, resp.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.headers, exc.read()
 
 
 def supervisor(w: WorkerProc, name: str, queues: list[str]) -> str:

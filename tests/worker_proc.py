@@ -8,6 +8,8 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -231,6 +233,17 @@ routes: {json.dumps(routes or {"hotline": "hotline", "default": "hotline"})}
 
 METRICS_TOKEN = "test-metrics-token"
 _tokens: dict[str, str] = {}
+
+
+def fetch(w: WorkerProc, path: str, token: str, headers: dict[str, str] | None = None) -> tuple[int, Any, bytes]:
+    """GET a worker's HTTP path as raw bytes (a recording, a voicemail): (status, headers, body), errors included."""
+    req = urllib.request.Request(f"http://127.0.0.1:{w.http_port}{path}",
+                                 headers={"authorization": f"Bearer {token}", **(headers or {})})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status, resp.headers, resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.headers, exc.read()
 
 
 def api_user(redis_url: str, name: str, roles: list[str], agent: str | None = None, prefix: str = "cc:") -> str:
