@@ -13,6 +13,7 @@ import re
 import shutil
 import time
 import wave
+from collections.abc import Callable
 from typing import Any
 
 import ports
@@ -157,18 +158,38 @@ def test_a_message_left_in_a_queue_without_agents_is_in_the_inbox(worker: Worker
     assert status == 202 and cb["callback_id"] == f"vmcb-{vm['id']}" and cb["callback_queue"] == "support", cb
     assert cb["state"] == "handled" and cb["handled_by"] == "vm-sup-sales"      # handled before: kept
     assert worker.http("POST", f"/voicemails/{vm['id']}/callback", {"queue": "support"})[0] == 409
+    assert callback_rings(worker, trunk_port) == f"sip:+84901500001@127.0.0.1:{trunk_port}"
+    assert "CALLBACK" in worker.events(cb["callback_id"]) or wait_event(worker, cb["callback_id"], "CALLBACK")
+
+
+def callback_rings(w: WorkerProc, trunk_port: int, start: Callable[[], None] | None = None) -> str:
+    """Agent 1003 logs in (after `start`, if given, made the callback) and a callback rings its phone, then the
+    trunk: the request-URI of the trunk's INVITE."""
     far_end = sipp.agent(trunk_port, "answer", ring_ms=300, talk_ms=0, timeout_s=60, trace=True)
-    phone = sipp.agent(worker.agents_port, "answer_bye", talk_ms=2000, timeout_s=60)
+    phone = sipp.agent(w.agents_port, "answer_bye", talk_ms=2000, timeout_s=60)
     try:
-        worker.login("1003")
-        assert sipp.wait_all(phone, far_end, timeout=60) == [0, 0], phone.errors() + far_end.errors() + worker.tail()
+        w.login("1003")
+        if start is not None:
+            start()
+        assert sipp.wait_all(phone, far_end, timeout=60) == [0, 0], phone.errors() + far_end.errors() + w.tail()
     finally:
         far_end.stop()
         phone.stop()
-        worker.logout("1003")
+        w.logout("1003")
     invite = re.search(r"^INVITE (\S+) SIP/2.0", far_end.messages(), re.M)
-    assert invite and invite.group(1) == f"sip:+84901500001@127.0.0.1:{trunk_port}", far_end.messages()[:2000]
-    assert "CALLBACK" in worker.events(cb["callback_id"]) or wait_event(worker, cb["callback_id"], "CALLBACK")
+    assert invite, far_end.messages()[:2000]
+    return invite.group(1)
+
+
+def saved_message(w: WorkerProc, call_id: str, number: str) -> str:
+    """A message indexed as the record node would (its WAV is nowhere): its id."""
+    async def save() -> str:
+        r = connect(w.redis_url)
+        vm = await VoicemailIndex(r).saved(call_id, "sales", number, f"/nowhere/{call_id}.wav", 3.0)
+        await r.aclose()
+        return vm.id
+
+    return asyncio.run(save())
 
 
 def wait_event(w: WorkerProc, call_id: str, event: str) -> bool:
@@ -182,13 +203,7 @@ def wait_event(w: WorkerProc, call_id: str, event: str) -> bool:
 
 def test_a_number_the_dial_policy_refuses_is_never_called_back(worker: WorkerProc) -> None:
     """A message from a premium number (a spoofed From): the callback is refused (422) and nothing queued."""
-    async def leave() -> str:
-        r = connect(worker.redis_url)
-        vm = await VoicemailIndex(r).saved("c-premium", "sales", "19001234", "/nowhere/c-premium.wav", 3.0)
-        await r.aclose()
-        return vm.id
-
-    vm_id = asyncio.run(leave())
+    vm_id = saved_message(worker, "c-premium", "19001234")
     status, body = worker.http("POST", f"/voicemails/{vm_id}/callback", {"queue": "support"})
     assert status == 422 and "premium" in str(body), body
     status, one = worker.http("GET", f"/voicemails/{vm_id}")
@@ -204,23 +219,10 @@ def test_a_callback_made_while_an_agent_is_free_rings_at_once(worker: WorkerProc
     """Agent 1003 is ready before the callback is made: the queued task may match it at once (an offer the
     router made before the task became a callback is withdrawn by the worker and made again as a
     callback); the agent's phone rings, then the trunk gets the INVITE."""
-    async def leave() -> str:
-        r = connect(worker.redis_url)
-        vm = await VoicemailIndex(r).saved("c-ready", "sales", "0901500002", "/nowhere/c-ready.wav", 3.0)
-        await r.aclose()
-        return vm.id
+    vm_id = saved_message(worker, "c-ready", "0901500002")
 
-    vm_id = asyncio.run(leave())
-    far_end = sipp.agent(trunk_port, "answer", ring_ms=300, talk_ms=0, timeout_s=60, trace=True)
-    phone = sipp.agent(worker.agents_port, "answer_bye", talk_ms=2000, timeout_s=60)
-    try:
-        worker.login("1003")
+    def make_callback() -> None:
         status, cb = worker.http("POST", f"/voicemails/{vm_id}/callback", {"queue": "support"})
         assert status == 202, cb
-        assert sipp.wait_all(phone, far_end, timeout=60) == [0, 0], phone.errors() + far_end.errors() + worker.tail()
-    finally:
-        far_end.stop()
-        phone.stop()
-        worker.logout("1003")
-    invite = re.search(r"^INVITE (\S+) SIP/2.0", far_end.messages(), re.M)
-    assert invite and invite.group(1) == f"sip:+84901500002@127.0.0.1:{trunk_port}", far_end.messages()[:2000]
+
+    assert callback_rings(worker, trunk_port, make_callback) == f"sip:+84901500002@127.0.0.1:{trunk_port}"
