@@ -29,14 +29,14 @@ from typing import Any
 
 from callcenter import logs, metrics
 from callcenter.calls.monitor import AudioTap
-from callcenter.calls.outcome import offer_result
+from callcenter.calls.outcome import ring_until
 from callcenter.calls.queueing import Queueing, Talk
 from callcenter.calls.records import leg_record, queue_event
 from callcenter.cdr.buffer import CdrBuffer
 from callcenter.cdr.record import LegRecord
 from callcenter.exceptions import CallcenterError
 from callcenter.tasks import TaskSet
-from callcenter.telephony.api import Leg, OriginateResult, Softswitch
+from callcenter.telephony.api import Leg, Softswitch
 
 log = logs.get("conference")
 
@@ -211,22 +211,10 @@ class Conferences:
     async def _ring(self, c: Conference, p: Party) -> Leg | None:
         headers = {"X-Callcenter-Call-Id": c.call_id, "X-Callcenter-Queue": c.talk.queue,
                    "X-Callcenter-Conference": p.id}
-        ringing = asyncio.ensure_future(self.switch.originate(p.uri, self.caller_id, self.ring_timeout,
-                                                              headers=headers))
-        gone = asyncio.ensure_future(c.talk.caller.wait_ended())
-        try:
-            await asyncio.wait([ringing, gone], return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            gone.cancel()
-        if not ringing.done():
-            ringing.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await ringing
-            p.result = "call_ended"
-            return None
-        result, leg = ringing.result()
-        if result is not OriginateResult.ANSWERED or leg is None:
-            p.result = offer_result(result)
+        leg = await ring_until(self.switch, p.uri, self.caller_id, self.ring_timeout, headers,
+                               c.talk.caller.wait_ended())
+        if leg is None or isinstance(leg, str):
+            p.result = leg or "call_ended"
             return None
         if c.talk.caller.ended:
             p.result = "call_ended"

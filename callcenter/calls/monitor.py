@@ -34,14 +34,14 @@ from typing import Any, Literal, Protocol, runtime_checkable
 from callcenter import logs, metrics
 from callcenter.auth.audit import AuditLog
 from callcenter.auth.roles import ADMIN
-from callcenter.calls.outcome import offer_result
+from callcenter.calls.outcome import ring_until
 from callcenter.calls.queueing import Queueing
 from callcenter.calls.records import leg_record
 from callcenter.cdr.buffer import CdrBuffer
 from callcenter.cdr.record import LegRecord
 from callcenter.exceptions import CallcenterError
 from callcenter.tasks import TaskSet
-from callcenter.telephony.api import Leg, OriginateResult, Softswitch
+from callcenter.telephony.api import Leg, Softswitch
 
 log = logs.get("monitor")
 
@@ -200,23 +200,10 @@ class Monitoring:
         headers = {"X-Callcenter-Call-Id": s.call_id, "X-Callcenter-Queue": s.queue,
                    "X-Callcenter-Monitor": s.mode}
         assert s.supervisor.sip_uri is not None
-        ringing = asyncio.ensure_future(self.switch.originate(s.supervisor.sip_uri, self.caller_id,
-                                                              self.ring_timeout, headers=headers))
-        watch = [asyncio.ensure_future(x) for x in (s.stop.wait(), caller.wait_ended(), agent.wait_ended())]
-        try:
-            await asyncio.wait([ringing, *watch], return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for w in watch:
-                w.cancel()
-        if not ringing.done():
-            ringing.cancel()           # CANCELs the supervisor's phone
-            with contextlib.suppress(asyncio.CancelledError):
-                await ringing
-            s.result = "stopped" if s.stop.is_set() else "call_ended"
-            return None
-        result, leg = ringing.result()
-        if result is not OriginateResult.ANSWERED or leg is None:
-            s.result = offer_result(result)
+        leg = await ring_until(self.switch, s.supervisor.sip_uri, self.caller_id, self.ring_timeout, headers,
+                               s.stop.wait(), caller.wait_ended(), agent.wait_ended())
+        if leg is None or isinstance(leg, str):
+            s.result = leg or ("stopped" if s.stop.is_set() else "call_ended")
             return None
         if s.stop.is_set() or caller.ended or agent.ended:
             s.result = "stopped" if s.stop.is_set() else "call_ended"

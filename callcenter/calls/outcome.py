@@ -19,8 +19,10 @@ A result of ANSWERED without a leg (the leg ended while it was being answered) i
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Awaitable
 
-from callcenter.telephony.api import HangupInfo, HangupSide, Leg, OriginateResult
+from callcenter.telephony.api import HangupInfo, HangupSide, Leg, OriginateResult, Softswitch
 
 _COMMON = {OriginateResult.BUSY: "busy", OriginateResult.NO_ANSWER: "no_answer",
            OriginateResult.REJECTED: "rejected", OriginateResult.FAILED: "failed"}
@@ -66,3 +68,26 @@ async def first_to_end(a: Leg, b: Leg) -> tuple[Leg, HangupInfo]:
         tb.cancel()
     first = ta if ta in done else tb
     return (a if first is ta else b), first.result()
+
+
+async def ring_until(switch: Softswitch, uri: str, caller_id: str, timeout: float, headers: dict[str, str],
+                     *stops: Awaitable[object]) -> Leg | str | None:
+    """Ring `uri` for an extra party of a live call (a supervisor, a conference guest) until it answers, gives
+    up, or one of `stops` completes. The answered leg; the unanswered result in the offer vocabulary
+    (``offer_result``); None when a stop came first (the ringing is cancelled: the phone gets a CANCEL)."""
+    ringing = asyncio.ensure_future(switch.originate(uri, caller_id, timeout, headers=headers))
+    watch = [asyncio.ensure_future(x) for x in stops]
+    try:
+        await asyncio.wait([ringing, *watch], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in watch:
+            w.cancel()
+    if not ringing.done():
+        ringing.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await ringing
+        return None
+    result, leg = ringing.result()
+    if result is not OriginateResult.ANSWERED or leg is None:
+        return offer_result(result)
+    return leg
