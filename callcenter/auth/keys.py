@@ -1,49 +1,24 @@
-"""Every Redis key of the auth concept. One place, so a key rename is one diff.
-
-Layout (prefix ``cc:`` by default); secrets are never key names: sessions and tokens are found
-by the SHA-256 of the secret, so a Redis dump or ``KEYS *`` does not hand out live credentials.
-  auth:users                 set     user names
-  auth:u:{name}              hash    roles (comma list), agent, password (argon2 hash), disabled, created
-  auth:u:{name}:sessions     set     session digests of the user (dropped when disabled/deleted)
-  auth:u:{name}:tokens       hash    token id -> token digest (for listing and revoking)
-  auth:s:{digest}            hash    a session: user, created, seen (expires after the idle time)
-  auth:t:{digest}            hash    an API token: user, id, label, created
-  auth:fail:u:{name}         string  failed logins of a user in the current window (expires)
-  auth:fail:a:{address}      string  failed logins from an address in the current window (expires)
-  audit                      stream  the audit log (capped with MAXLEN ~)
-"""
+"""Every Redis key of the auth concept. One place, so a key rename is one diff."""
 
 from __future__ import annotations
 
+from callcenter.keyspace import KeySpace, key0, key1
 
-class AuthKeys:
-    def __init__(self, prefix: str = "cc:") -> None:
-        self.prefix = prefix
-        self.base = f"{prefix}auth:"
 
-    def users(self) -> str:
-        return self.base + "users"
+class AuthKeys(KeySpace):
+    """The auth keys under one deployment prefix.
 
-    def user(self, name: str) -> str:
-        return self.base + f"u:{name}"
+    Secrets are never key names: sessions and tokens are found by the SHA-256 of the secret, so a Redis
+    dump or ``KEYS *`` does not hand out live credentials.
+    """
 
-    def user_sessions(self, name: str) -> str:
-        return self.base + f"u:{name}:sessions"
-
-    def user_tokens(self, name: str) -> str:
-        return self.base + f"u:{name}:tokens"
-
-    def session(self, digest: str) -> str:
-        return self.base + f"s:{digest}"
-
-    def token(self, digest: str) -> str:
-        return self.base + f"t:{digest}"
-
-    def fail_user(self, name: str) -> str:
-        return self.base + f"fail:u:{name}"
-
-    def fail_address(self, address: str) -> str:
-        return self.base + f"fail:a:{address}"
-
-    def audit(self) -> str:
-        return self.prefix + "audit"
+    users = key0("auth:users", "set", "user names")
+    # roles (comma list), agent, password (argon2 hash), disabled, created
+    user = key1("auth:u:{name}", "hash", "one user")
+    user_sessions = key1("auth:u:{name}:sessions", "set", "the user's session digests (dropped on disable)")
+    user_tokens = key1("auth:u:{name}:tokens", "hash", "token id -> token digest (listing, revoking)")
+    session = key1("auth:s:{digest}", "hash", "a session: user, created, seen (expires when idle)")
+    token = key1("auth:t:{digest}", "hash", "an API token: user, id, label, created")
+    fail_user = key1("auth:fail:u:{name}", "string", "a user's failed logins in this window (expires)")
+    fail_address = key1("auth:fail:a:{address}", "string", "failed logins from an address (expires)")
+    audit = key0("audit", "stream", "the audit log (capped with MAXLEN ~)")

@@ -30,18 +30,21 @@ from callcenter import logs, metrics
 from callcenter.calls.records import queue_event
 from callcenter.cdr.buffer import CdrBuffer
 from callcenter.dialer.policy import DialPolicy
+from callcenter.keyspace import KeySpace, key0, key1, key2
 from callcenter.routing.router import QueuedCall, QueueFull, Router, RoutingError
 
 log = logs.get("calls.voicemail")
 
 # name -> (template relative to the deployment prefix, Redis type, what it holds)
-KEYS: dict[str, tuple[str, str, str]] = {
-    "entry": ("vm:m:{id}", "hash", "one voicemail: id, call_id, queue, caller, time, seconds, path, state, "
-                                   "handled_by, handled_at; a callback made of it: callback_id, "
-                                   "callback_queue, callback_by, callback_at"),
-    "box": ("vm:q:{q}:{state}", "zset", "a queue's (box's) voicemails in one state; score = time saved"),
-    "boxes": ("vm:queues", "set", "queues (boxes) that have voicemails"),
-}
+class VoicemailKeys(KeySpace):
+    """The voicemail inbox: one hash a message, one sorted set a box and state."""
+
+    # id, call_id, queue, caller, time, seconds, path, state, handled_by, handled_at; and a callback made
+    # of it: callback_id, callback_queue, callback_by, callback_at
+    entry = key1("vm:m:{id}", "hash", "one voicemail")
+    box = key2("vm:q:{q}:{state}", "zset", "a queue's (box's) voicemails in one state; score = time saved")
+    boxes = key0("vm:queues", "set", "queues (boxes) that have voicemails")
+
 
 STATES = ("new", "handled")
 MAX_PAGE = 200
@@ -67,10 +70,6 @@ redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('ZADD', KEYS[3], score, ARGV[1])
 return 'ok'
 """
-
-
-def key(prefix: str, name: str, **parts: str) -> str:
-    return prefix + KEYS[name][0].format(**parts)
 
 
 def voicemail_id(path: str) -> str:
@@ -119,18 +118,16 @@ class VoicemailIndex:
     def __init__(self, redis: aioredis.Redis, prefix: str = "cc:", backlog_limit: int = 10_000) -> None:
         self.redis = redis
         self.prefix = prefix
+        self.keys = VoicemailKeys(prefix)
         self._backlog: deque[Voicemail] = deque()
         self._backlog_limit = backlog_limit
         self.dropped = 0
         self._add = redis.register_script(_ADD)
         self._handled = redis.register_script(_HANDLED)
 
-    def _k(self, name: str, **parts: str) -> str:
-        return key(self.prefix, name, **parts)
-
     async def _write(self, vm: Voicemail) -> bool:
         flat = [x for kv in vm.fields().items() for x in kv]
-        keys = [self._k("entry", id=vm.id), self._k("box", q=vm.queue, state=vm.state), self._k("boxes")]
+        keys = [self.keys.entry(vm.id), self.keys.box(vm.queue, vm.state), self.keys.boxes()]
         return bool(await self._add(keys=keys, args=[vm.id, repr(vm.time), vm.queue, *flat]))
 
     async def saved(self, call_id: str, queue: str, caller: str, path: str, seconds: float,
@@ -165,11 +162,11 @@ class VoicemailIndex:
         return len(self._backlog)
 
     async def get(self, vm_id: str) -> Voicemail | None:
-        d = cast(dict[str, str], await self.redis.hgetall(self._k("entry", id=vm_id)))
+        d = cast(dict[str, str], await self.redis.hgetall(self.keys.entry(vm_id)))
         return Voicemail.from_fields(d) if d else None
 
     async def queues(self) -> set[str]:
-        return set(cast(set[str], await self.redis.smembers(self._k("boxes"))))
+        return set(cast(set[str], await self.redis.smembers(self.keys.boxes())))
 
     async def list(self, queues: list[str], states: list[str], offset: int = 0, limit: int = 50) -> list[Voicemail]:
         """One page, newest first, of the voicemails of ``queues`` in ``states``."""
@@ -179,7 +176,7 @@ class VoicemailIndex:
         for q in sorted(queues):
             for s in states:
                 got = cast(list[tuple[str, float]], await self.redis.zrevrange(
-                    self._k("box", q=q, state=s), 0, offset + limit - 1, withscores=True))
+                    self.keys.box(q, s), 0, offset + limit - 1, withscores=True))
                 pages.append([(str(i), float(sc)) for i, sc in got])
         out: list[Voicemail] = []
         for vm_id in merge_newest(pages, offset, limit):
@@ -190,8 +187,8 @@ class VoicemailIndex:
 
     async def handled(self, vm: Voicemail, who: str) -> str:
         """Mark handled by ``who``: 'ok', 'already' (handled before: kept as it was) or 'missing'."""
-        res = await self._handled(keys=[self._k("entry", id=vm.id), self._k("box", q=vm.queue, state="new"),
-                                        self._k("box", q=vm.queue, state="handled")],
+        res = await self._handled(keys=[self.keys.entry(vm.id), self.keys.box(vm.queue, "new"),
+                                        self.keys.box(vm.queue, "handled")],
                                   args=[vm.id, who, repr(time.time())])
         return str(res)
 
@@ -239,7 +236,7 @@ class VoicemailCallbacks:
             await queue_event(self.cdr, "CALLBACK_REFUSED", cb_id, queue, reason=decision.reason,
                               kind=decision.kind, at="voicemail", voicemail=vm.id)
             raise CallbackRefused(422, f"the dial policy refuses the number ({decision.reason})")
-        entry = key(self.index.prefix, "entry", id=vm.id)
+        entry = self.index.keys.entry(vm.id)
         claimed = str(await self._claim(keys=[entry], args=[cb_id]))
         if claimed == "missing":
             raise CallbackRefused(404, "no such voicemail")

@@ -25,7 +25,8 @@ import redis
 import redis.asyncio as aredis
 from redis.client import Pipeline
 
-from callcenter.routing.keys import Keys, lua_builders
+from callcenter.keyspace import lua_builders
+from callcenter.routing.keys import Keys
 
 LIB_PREFIX = "ccroute_"
 PRUNE_AFTER = 300.0   # seconds without a heartbeat stamp before an old library may go
@@ -40,12 +41,12 @@ def library() -> tuple[str, str]:
     """(library name, source). Function names are ``<library>_<script name>``."""
     parts = [(LUA_DIR / "lib.lua").read_text(encoding="utf-8")]
     bodies = {n: (LUA_DIR / f"{n}.lua").read_text(encoding="utf-8") for n in NAMES}
-    digest = hashlib.sha1("".join(parts + list(bodies.values())).encode() + lua_builders().encode(),
+    digest = hashlib.sha1("".join(parts + list(bodies.values())).encode() + lua_builders(Keys).encode(),
                           usedforsecurity=False)  # a version tag, not a secret
     lib = LIB_PREFIX + digest.hexdigest()[:10]
     out = [f"#!lua name={lib}",
            "local PREFIX, NOW, NOW_S, DAY = '', 0, '', ''",
-           lua_builders(),
+           lua_builders(Keys),
            parts[0],
            # per-call state: the caller's prefix and clock; the queue-config cache must not outlive a call
            "local function begin(args) PREFIX = args[1]; NOW_S = args[2]; NOW = tonumber(NOW_S); DAY = args[3]; "
