@@ -28,14 +28,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from callcenter import logs, metrics
-from callcenter.calls.monitor import AudioTap
-from callcenter.calls.outcome import ring_until
+from callcenter.calls.extra_party import AudioTap, CallControlError, ExtraParties
 from callcenter.calls.queueing import Queueing, Talk
 from callcenter.calls.records import leg_record, queue_event
 from callcenter.cdr.buffer import CdrBuffer
 from callcenter.cdr.record import LegRecord
-from callcenter.exceptions import CallcenterError
-from callcenter.tasks import TaskSet
 from callcenter.telephony.api import Leg, Softswitch
 
 log = logs.get("conference")
@@ -43,13 +40,8 @@ log = logs.get("conference")
 MAX_PARTIES = 5
 
 
-class ConferenceError(CallcenterError):
+class ConferenceError(CallControlError):
     """A conference request that cannot be done; ``status`` is the HTTP status, ``rule`` why (dial policy)."""
-
-    def __init__(self, status: int, message: str, rule: str = "") -> None:
-        super().__init__(message)
-        self.status = status
-        self.rule = rule
 
 
 @dataclass
@@ -85,23 +77,17 @@ class Conference:
         return {"call_id": self.call_id, "parties": [p.as_dict() for p in self.live()]}
 
 
-class Conferences:
+class Conferences(ExtraParties[Conference]):
     """This worker's conferences, one per bridged call."""
 
     def __init__(self, queueing: Queueing, switch: Softswitch, cdr: CdrBuffer, *,
                  ring_timeout: float = 20.0, caller_id: str = "conference") -> None:
-        self.queueing = queueing
-        self.switch = switch
-        self.cdr = cdr
-        self.ring_timeout = ring_timeout
-        self.caller_id = caller_id
-        self.conferences: dict[str, Conference] = {}
-        self.tasks = TaskSet()
+        super().__init__(queueing, switch, cdr, ring_timeout=ring_timeout, caller_id=caller_id)
 
     def get(self, call_id: str) -> Conference | None:
-        c = self.conferences.get(call_id)
+        c = self.sessions.get(call_id)
         if c is not None and (c.talk.over or c.talk.caller.ended):
-            del self.conferences[call_id]
+            del self.sessions[call_id]
             return None
         return c
 
@@ -109,16 +95,14 @@ class Conferences:
         c = self.get(call_id)
         if c is not None:
             return c
-        t = self.queueing.talk(call_id)
-        if t is None:
-            raise ConferenceError(404 if call_id not in self.queueing.waiting else 409,
-                                  "no call of this worker talking to an agent")
-        if not isinstance(t.caller, AudioTap) or not isinstance(t.agent, AudioTap):
-            raise ConferenceError(409, "this call's legs cannot be conferenced")
+        try:
+            t = self.bridged(call_id, "conferenced")
+        except CallControlError as exc:
+            raise ConferenceError(exc.status, str(exc)) from None
         c = Conference(call_id, t)
         c.parties["caller"] = Party("caller", "caller", t.caller.caller, None, t.caller, "connected")
         c.parties["agent"] = Party("agent", "agent", "", t.agent_id, t.agent, "connected")
-        self.conferences[call_id] = c
+        self.sessions[call_id] = c
         return c
 
     async def add(self, call_id: str, kind: str, target: str, by: str) -> Party:
@@ -126,32 +110,25 @@ class Conferences:
         c = self._conference(call_id)
         if len(c.live()) >= MAX_PARTIES:
             raise ConferenceError(409, f"a conference has at most {MAX_PARTIES} parties")
-        if kind == "number":
-            d = await self.queueing.policy.check(target, "conference", call_id=call_id, queue=c.talk.queue)
-            if not d.ok or d.e164 is None:
-                raise ConferenceError(403, f"the dial policy refused the number: {d.reason}", d.reason)
-            c.numbers += 1
-            pid = f"p{c.numbers}"
-            trunk = self.queueing.trunk or "127.0.0.1"
-            party = Party(pid, "number", f"sip:{d.e164}@{trunk}")
-        else:
-            if target in c.parties or target == c.talk.agent_id:
-                raise ConferenceError(409, f"agent {target} is already in the call")
-            info = await self.queueing.router.agent_info(target)
-            if info is None or not info.get("uri"):
-                raise ConferenceError(404, f"unknown agent {target}")
-            state = str(info.get("state") or "logged_out")
-            if state not in ("available", "paused"):
-                raise ConferenceError(409, f"agent {target} is {state}: cannot be added")
-            if state == "available" and await self.queueing.router.agent_pause(target, "conference") != "paused":
-                with contextlib.suppress(Exception):
-                    await self.queueing.router.agent_ready(target)
-                raise ConferenceError(409, f"agent {target} was just offered a call")
-            party = Party(target, "agent", str(info["uri"]), target, prev_state=state)
+        try:
+            if kind == "number":
+                uri = await self.number_uri(call_id, target, c.talk.queue, "conference")
+                c.numbers += 1
+                party = Party(f"p{c.numbers}", "number", uri)
+            else:
+                if target in c.parties or target == c.talk.agent_id:
+                    raise ConferenceError(409, f"agent {target} is already in the call")
+                uri, state = await self.reserve_agent(target, "conference")
+                party = Party(target, "agent", uri, target, prev_state=state)
+        except CallControlError as exc:
+            raise ConferenceError(exc.status, str(exc), exc.rule) from None
+        return self._add(c, party, by)
+
+    def _add(self, c: Conference, party: Party, by: str) -> Party:
         c.parties[party.id] = party
         metrics.CONFERENCE_PARTIES_TOTAL.labels(result="added").inc()
-        log.info("conference ringing", call_id=call_id, party=party.id, kind=party.kind, by=by)
-        self.tasks.spawn(self._run(c, party, by), "conference", call_id=call_id)
+        log.info("conference ringing", call_id=c.call_id, party=party.id, kind=party.kind, by=by)
+        self.tasks.spawn(self._run(c, party, by), "conference", call_id=c.call_id)
         return party
 
     async def mute(self, call_id: str, party_id: str, on: bool, by: str) -> Party:
@@ -165,6 +142,8 @@ class Conferences:
             for o in c.live():
                 if o is not p and o.state == "connected" and o.leg is not None:
                     await p.leg.send_audio(o.leg, not on)
+        if p.state == "connected" and p.id not in ("caller", "agent"):
+            self._record(c, p, not on)
         await queue_event(self.cdr, "CONFERENCE_MUTE" if on else "CONFERENCE_UNMUTE", call_id, c.talk.queue,
                           p.agent_id, party=p.id, by=by)
         log.info("conference mute" if on else "conference unmute", call_id=call_id, party=p.id, by=by)
@@ -211,8 +190,7 @@ class Conferences:
     async def _ring(self, c: Conference, p: Party) -> Leg | None:
         headers = {"X-Callcenter-Call-Id": c.call_id, "X-Callcenter-Queue": c.talk.queue,
                    "X-Callcenter-Conference": p.id}
-        leg = await ring_until(self.switch, p.uri, self.caller_id, self.ring_timeout, headers,
-                               c.talk.caller.wait_ended())
+        leg = await self.ring(p.uri, headers, c.talk.caller.wait_ended())
         if leg is None or isinstance(leg, str):
             p.result = leg or "call_ended"
             return None
@@ -231,6 +209,12 @@ class Conferences:
             assert isinstance(o.leg, AudioTap)
             await o.leg.send_audio(p.leg, not o.muted)
             await p.leg.send_audio(o.leg, not p.muted)
+        self._record(c, p, not p.muted)
+
+    def _record(self, c: Conference, p: Party, on: bool) -> None:
+        """An added party in the call's recording (mixed into the agent's channel), or no longer."""
+        if self.queueing.recordings is not None and p.leg is not None:
+            self.queueing.recordings.mix(c.call_id, p.leg, on)
 
     async def _end(self, c: Conference, p: Party, by: str) -> None:
         answered = p.answered is not None
@@ -238,6 +222,7 @@ class Conferences:
         if p.leg is not None:
             leg = p.leg
             assert isinstance(leg, AudioTap)
+            self._record(c, p, False)
             with contextlib.suppress(Exception):
                 for o in c.parties.values():
                     if o is not p and o.leg is not None:
@@ -246,9 +231,8 @@ class Conferences:
                         await leg.send_audio(o.leg, False)
             with contextlib.suppress(Exception):
                 await leg.hangup()
-        if p.kind == "agent" and p.agent_id is not None and p.prev_state == "available":
-            with contextlib.suppress(Exception):
-                await self.queueing.router.agent_ready(p.agent_id)
+        if p.kind == "agent" and p.agent_id is not None and p.prev_state is not None:
+            await self.release_agent(p.agent_id, p.prev_state)
         metrics.CONFERENCE_PARTIES_TOTAL.labels(result=p.result or "failed").inc()
         await leg_record(self.cdr, LegRecord(p.leg.id if p.leg is not None else uuid.uuid4().hex, c.call_id,
                                              "conference", p.uri, p.agent_id,

@@ -29,18 +29,16 @@ import contextlib
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Literal
 
 from callcenter import logs, metrics
 from callcenter.auth.audit import AuditLog
 from callcenter.auth.roles import ADMIN
-from callcenter.calls.outcome import ring_until
+from callcenter.calls.extra_party import AudioTap, CallControlError, ExtraParties
 from callcenter.calls.queueing import Queueing
 from callcenter.calls.records import leg_record
 from callcenter.cdr.buffer import CdrBuffer
 from callcenter.cdr.record import LegRecord
-from callcenter.exceptions import CallcenterError
-from callcenter.tasks import TaskSet
 from callcenter.telephony.api import Leg, Softswitch
 
 log = logs.get("monitor")
@@ -49,19 +47,8 @@ Mode = Literal["listen", "whisper", "barge"]
 MODES: tuple[Mode, ...] = ("listen", "whisper", "barge")
 
 
-class MonitorError(CallcenterError):
+class MonitorError(CallControlError):
     """A monitor request that cannot be done; ``status`` is the HTTP status that says why."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-@runtime_checkable
-class AudioTap(Protocol):
-    """A leg whose audio can be sent one way to another leg (PjLeg.send_audio)."""
-
-    async def send_audio(self, to: Leg, on: bool = True) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -107,31 +94,24 @@ def check_mode(value: object) -> Mode:
     raise MonitorError(400, f"mode must be one of: {', '.join(MODES)}")
 
 
-class Monitoring:
+class Monitoring(ExtraParties[Session]):
     """This worker's monitor sessions, at most one per call."""
 
     def __init__(self, queueing: Queueing, switch: Softswitch, cdr: CdrBuffer, audit: AuditLog | None, *,
                  ring_timeout: float = 20.0, caller_id: str = "monitor") -> None:
-        self.queueing = queueing
-        self.switch = switch
-        self.cdr = cdr
+        super().__init__(queueing, switch, cdr, ring_timeout=ring_timeout, caller_id=caller_id)
         self.audit = audit
-        self.ring_timeout = ring_timeout
-        self.caller_id = caller_id
-        self.sessions: dict[str, Session] = {}
-        self.tasks = TaskSet()
 
     def get(self, call_id: str) -> Session | None:
         return self.sessions.get(call_id)
 
     def _call(self, call_id: str) -> tuple[Leg, Leg, str, str]:
         """The caller's and the agent's legs, the queue and the agent of a bridged call of this worker."""
-        w = self.queueing.waiting.get(call_id)
-        if w is None or w.leg.ended:
-            raise MonitorError(404, "no such call on this worker")
-        if w.agent_leg is None or w.offer is None or w.agent_leg.ended:
-            raise MonitorError(409, "the call is not talking to an agent")
-        return w.leg, w.agent_leg, w.offer.queue, w.offer.agent_id
+        try:
+            t = self.bridged(call_id, "monitored")
+        except CallControlError as exc:
+            raise MonitorError(exc.status, str(exc)) from None
+        return t.caller, t.agent, t.queue, t.agent_id
 
     async def start(self, call_id: str, sup: Supervisor, mode: Mode, address: str) -> Session:
         caller, agent, queue, agent_id = self._call(call_id)
@@ -139,8 +119,6 @@ class Monitoring:
             raise MonitorError(403, f"queue {queue!r} is not one of the supervisor's queues")
         if not sup.sip_uri:
             raise MonitorError(409, f"user {sup.name!r} has no sip_uri to ring (PATCH /admin/users/{{name}})")
-        if not isinstance(caller, AudioTap) or not isinstance(agent, AudioTap):
-            raise MonitorError(409, "this call's legs cannot be monitored")
         if call_id in self.sessions:
             raise MonitorError(409, f"the call is monitored by {self.sessions[call_id].supervisor.name}")
         s = Session(uuid.uuid4().hex, call_id, queue, agent_id, sup, mode, time.time(), modes=[mode])
@@ -200,8 +178,7 @@ class Monitoring:
         headers = {"X-Callcenter-Call-Id": s.call_id, "X-Callcenter-Queue": s.queue,
                    "X-Callcenter-Monitor": s.mode}
         assert s.supervisor.sip_uri is not None
-        leg = await ring_until(self.switch, s.supervisor.sip_uri, self.caller_id, self.ring_timeout, headers,
-                               s.stop.wait(), caller.wait_ended(), agent.wait_ended())
+        leg = await self.ring(s.supervisor.sip_uri, headers, s.stop.wait(), caller.wait_ended(), agent.wait_ended())
         if leg is None or isinstance(leg, str):
             s.result = leg or ("stopped" if s.stop.is_set() else "call_ended")
             return None
