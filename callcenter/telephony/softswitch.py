@@ -95,6 +95,19 @@ def result_for_code(code: int, cancelled_by_timeout: bool = False) -> OriginateR
     return OriginateResult.FAILED
 
 
+def _into_cpp(what: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """A pjsua2 callback that never raises into C++: a failure is logged as "<what> failed"."""
+    def wrap(fn: Callable[..., None]) -> Callable[..., None]:
+        @functools.wraps(fn)
+        def shielded(*args: Any) -> None:
+            try:
+                fn(*args)
+            except Exception:
+                log.exception(f"{what} failed")
+        return shielded
+    return wrap
+
+
 class _LogWriter(pj.LogWriter):
     def write(self, entry: Any) -> None:
         try:
@@ -110,48 +123,40 @@ class _LogWriter(pj.LogWriter):
             pass
 
 
-class _Account(pj.Account):
-    def __init__(self, switch: PjSoftswitch) -> None:
-        super().__init__()
+class _Bound:
+    """A pjsua2 object whose callbacks report to the softswitch (first in the bases, before the pj class)."""
+
+    def __init__(self, switch: PjSoftswitch, *pj_args: Any) -> None:
+        super().__init__(*pj_args)
         self.switch = switch
 
+
+class _Account(_Bound, pj.Account):
+    """The account every call arrives on and is made from."""
+
+    @_into_cpp("incoming call handler")
     def onIncomingCall(self, prm: Any) -> None:  # noqa: N802 - pjsua2 name
-        try:
-            self.switch._incoming(self, prm.callId, prm.rdata.srcAddress, prm.rdata.wholeMsg)
-        except Exception:
-            log.exception("incoming call handler failed")
+        self.switch._incoming(self, prm.callId, prm.rdata.srcAddress, prm.rdata.wholeMsg)
 
 
-class _Refusal(pj.Call):
+class _Refusal(_Bound, pj.Call):
     """An incoming call turned away with 503 + Retry-After (draining, overload): no PjLeg, no media
     stream. Dropped *inside* the DISCONNECTED callback, as pjsua2's docs do (`delete this`): the C++
     destructor clears the user data of its call slot and hangs up whatever call is active there, and
     near the call limit pjsua hands that slot to the next INVITE within the same pump."""
 
-    def __init__(self, switch: PjSoftswitch, acc: pj.Account, call_id: int) -> None:
-        super().__init__(acc, call_id)
-        self.switch = switch
-
+    @_into_cpp("refusal state handler")
     def onCallState(self, prm: Any) -> None:  # noqa: N802 - pjsua2 name
-        try:
-            if self.getInfo().state == pj.PJSIP_INV_STATE_DISCONNECTED:
-                self.switch._refusals.pop(id(self), None)
-        except Exception:  # noqa: BLE001, S110 - never raise into C++
-            pass
+        if self.getInfo().state == pj.PJSIP_INV_STATE_DISCONNECTED:
+            self.switch._refusals.pop(id(self), None)
 
 
-class _Endpoint(pj.Endpoint):
+class _Endpoint(_Bound, pj.Endpoint):
     """The endpoint, for its transport events (the TCP connection cap)."""
 
-    def __init__(self, switch: PjSoftswitch) -> None:
-        super().__init__()
-        self.switch = switch
-
+    @_into_cpp("transport state handler")
     def onTransportState(self, prm: Any) -> None:  # noqa: N802 - pjsua2 name
-        try:
-            self.switch._transport_state(prm.hnd, str(prm.type), int(prm.state))
-        except Exception:  # never raise into C++
-            log.exception("transport state handler failed")
+        self.switch._transport_state(prm.hnd, str(prm.type), int(prm.state))
 
 
 class PjSoftswitch:
