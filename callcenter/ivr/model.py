@@ -57,6 +57,9 @@ class PromptItem:
 
 
 Prompts = tuple[PromptItem, ...]
+# Where a path of the flow leads: a node id (of the same script; a goto's, of its script), or None for
+# the node type's default (the next node, or the end of the call). The checker resolves every one.
+NodeRef = str | None
 
 
 def split_prompt(name: str, lang: str) -> tuple[str, str]:
@@ -87,7 +90,7 @@ class Question:
 class Options:
     """What a node type adds to the common fields. Play, say and hangup nodes add nothing."""
 
-    def refs(self) -> list[tuple[str, str | None]]:
+    def refs(self) -> list[tuple[str, NodeRef]]:
         """(field, node id or None) of every field naming a node of the same script."""
         return []
 
@@ -103,9 +106,9 @@ class MenuOptions(Options):
     attempts: int = 3
     invalid_prompts: Prompts = ()
     timeout_prompts: Prompts = ()
-    default: str | None = None               # where the call goes when the attempts run out
+    default: NodeRef = None                  # where the call goes when the attempts run out
 
-    def refs(self) -> list[tuple[str, str | None]]:
+    def refs(self) -> list[tuple[str, NodeRef]]:
         return [("default", self.default), *((f"options.{d}", o.next) for d, o in self.options.items())]
 
     def prompt_lists(self) -> list[tuple[str, Prompts]]:
@@ -139,10 +142,10 @@ class CollectOptions(Options):
     validate: str | None = None              # "date": a real calendar date DDMMYYYY; "future_date"
     invalid_prompts: Prompts = ()
     timeout_prompts: Prompts = ()
-    on_invalid: str | None = None
+    on_invalid: NodeRef = None
     sensitive: bool = False                  # a PIN, a card number: no record, event or log keeps the digits
 
-    def refs(self) -> list[tuple[str, str | None]]:
+    def refs(self) -> list[tuple[str, NodeRef]]:
         return [("on_invalid", self.on_invalid)]
 
     def prompt_lists(self) -> list[tuple[str, Prompts]]:
@@ -152,9 +155,9 @@ class CollectOptions(Options):
 @dataclass(frozen=True)
 class BranchOptions(Options):
     cases: tuple[tuple[Expr, str], ...]      # (condition, node), the first true one wins
-    default: str | None = None
+    default: NodeRef = None
 
-    def refs(self) -> list[tuple[str, str | None]]:
+    def refs(self) -> list[tuple[str, NodeRef]]:
         return [("default", self.default), *((f"cases[{i}].next", nxt) for i, (_, nxt) in enumerate(self.cases))]
 
 
@@ -184,14 +187,14 @@ class QueueOptions(Options):
     callback_after: float = 60.0
     announce: QueueAnnounce = field(default_factory=QueueAnnounce)
     music: str = "moh"
-    after_agent: str | None = None
-    on_timeout: str | None = None
-    on_full: str | None = None
-    on_callback: str | None = None
-    on_no_agents: str | None = None
-    on_failure: str | None = None
+    after_agent: NodeRef = None
+    on_timeout: NodeRef = None
+    on_full: NodeRef = None
+    on_callback: NodeRef = None
+    on_no_agents: NodeRef = None
+    on_failure: NodeRef = None
 
-    def refs(self) -> list[tuple[str, str | None]]:
+    def refs(self) -> list[tuple[str, NodeRef]]:
         return [("after_agent", self.after_agent), ("on_timeout", self.on_timeout), ("on_full", self.on_full),
                 ("on_callback", self.on_callback), ("on_no_agents", self.on_no_agents),
                 ("on_failure", self.on_failure)]
@@ -250,7 +253,7 @@ class DncOptions(Options):
 @dataclass(frozen=True)
 class GotoOptions(Options):
     script: str
-    node: str | None = None
+    node: NodeRef = None
 
 
 OptionsT = TypeVar("OptionsT", bound=Options)
@@ -262,8 +265,8 @@ class Node:
     type: str
     file: str
     line: int | None
-    next: str | None = None
-    on_error: str | None = None
+    next: NodeRef = None
+    on_error: NodeRef = None
     prompts: Prompts = ()
     barge_in: bool = False
     opts: Options = field(default_factory=Options)
@@ -302,7 +305,7 @@ class Script:
     default_language: str
     nodes: dict[str, Node]
     calendar: str | None = None
-    on_error: str | None = None
+    on_error: NodeRef = None
     variables: dict[str, object] = field(default_factory=dict)
     line: int | None = None
 
