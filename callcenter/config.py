@@ -51,10 +51,13 @@ class HttpConfig:
     login_failures: int = 5                 # failed logins per user and per address ...
     login_window_seconds: int = 300         # ... in this window -> 429
     audit_max_entries: int = 1_000_000      # the audit stream is capped near this length
+    advertise: str = "http://127.0.0.1:8080"   # how other workers reach this API (call-scoped requests: api/forward.py)
+    forward_timeout: float = 10.0           # a forwarded request's answer must start within this
 
 
 HTTP_KEYS = {"bind", "port", "auth", "allowed_origins", "metrics_token", "cookie_secure", "session_idle_seconds",
-             "session_max_seconds", "login_failures", "login_window_seconds", "audit_max_entries"}
+             "session_max_seconds", "login_failures", "login_window_seconds", "audit_max_entries", "advertise",
+             "forward_timeout"}
 
 
 def _http(r: Reader) -> HttpConfig:
@@ -78,7 +81,14 @@ def _http(r: Reader) -> HttpConfig:
         if not isinstance(o, str) or not re.match(r"^https?://[^/\s]+$", o):
             raise h.fail(f"allowed_origins[{i}]", "must be an origin like https://cc.example.com "
                                                   "(scheme://host[:port], no path)")
-    return HttpConfig(bind=bind, port=h.integer("port", 8080, 1, 65535), auth=auth,
+    port = h.integer("port", 8080, 1, 65535)
+    # other workers forward call-scoped requests here: a wildcard bind is reached by the host's name
+    host = socket.gethostname() if bind in ("0.0.0.0", "::", "") else bind
+    advertise = h.text("advertise", f"http://{f'[{host}]' if ':' in host else host}:{port}").rstrip("/")
+    if not re.match(r"^https?://[^/\s]+$", advertise):
+        raise h.fail("advertise", f"must be the URL other workers reach this API at, like http://10.0.0.5:{port} "
+                                  f"(scheme://host[:port], no path), got {shown(advertise)}")
+    return HttpConfig(bind=bind, port=port, auth=auth,
                       allowed_origins=tuple(str(o).rstrip("/") for o in origins),
                       metrics_token=h.text("metrics_token", ""),
                       cookie_secure=h.flag("cookie_secure", False),
@@ -86,7 +96,8 @@ def _http(r: Reader) -> HttpConfig:
                       session_max_seconds=h.duration("session_max_seconds", 43200.0, gt=0),
                       login_failures=h.integer("login_failures", 5, 1),
                       login_window_seconds=h.integer("login_window_seconds", 300, 1),
-                      audit_max_entries=h.integer("audit_max_entries", 1_000_000, 1))
+                      audit_max_entries=h.integer("audit_max_entries", 1_000_000, 1),
+                      advertise=advertise, forward_timeout=h.duration("forward_timeout", 10.0, hi=300, gt=0))
 
 
 @dataclass(frozen=True)

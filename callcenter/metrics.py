@@ -126,6 +126,12 @@ CONFERENCE_PARTIES_TOTAL = Counter("callcenter_conference_parties_total",
                                    "not (no_answer, busy, rejected, failed, call_ended).",
                                    ["result"])
 
+# --- call-scoped requests answered by the worker holding the call (callcenter/api/forward.py) ------
+HTTP_FORWARDED_TOTAL = Counter("callcenter_http_forwarded_requests_total",
+                               "Call-scoped API requests this worker admitted and forwarded to the worker holding "
+                               "the call, by route and result: answered (any status), gone (that worker is dead), "
+                               "unreachable, timeout.", ["route", "result"])
+
 # --- HTTP authentication ----------------------------------------------------------------------------
 AUTH_LOGINS_TOTAL = Counter("callcenter_auth_logins_total",
                             "Login attempts by result: ok, failed (wrong name or password), throttled (429).",

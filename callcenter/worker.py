@@ -57,6 +57,7 @@ from callcenter.tasks import every
 from callcenter.telephony.api import Leg
 
 if TYPE_CHECKING:
+    from callcenter.api.forward import Forwarder
     from callcenter.api.guard import Guard
     from callcenter.auth import Auth
 
@@ -123,6 +124,7 @@ class Worker:
     conferences: Conferences | None = None   # conferences of bridged calls, built by run()
     voicemails: VoicemailIndex | None = None   # the voicemail inbox's index, built by run()
     click_to_call: ClickToCall | None = None   # agents' own dials (POST /agents/{id}/dial), built by run()
+    forwarder: Forwarder | None = None   # call-scoped requests to the worker holding the call, built by run()
 
     async def run(self) -> None:
         # Imported here: pjsua2 is only needed by a process that carries calls.
@@ -222,6 +224,13 @@ class Worker:
                 tasks.append(asyncio.ensure_future(dialing.run_dialer(engine, desk, calls, amd, self.stop,
                                                                        cfg.drain_seconds + 2.0)))
         sync_redis = redisconn.connect_sync(self.redis_url)
+        from callcenter.api.forward import Forwarder
+
+        self.forwarder = Forwarder(aredis, cfg.worker_id, cfg.http.advertise, prefix=prefix,
+                                   is_local=live.records.__contains__, call_owner=router.call_owner,
+                                   alive=router.alive, timeout=cfg.http.forward_timeout)
+        await self.forwarder.refresh()     # other workers find this API (and the deployment's key) from now on
+        tasks.append(asyncio.ensure_future(every(5.0, self.forwarder.refresh, self.stop, "http advertise")))
         auth = self._start_http(router, cdr, sync_redis, aredis, desk, queueing)
         switch.start()
         if self.demo_users is not None and auth is not None:
@@ -264,7 +273,7 @@ class Worker:
         from callcenter.api.http import HttpRouter
 
         guard = self._guard(aredis)
-        api = HttpRouter(guard=guard)
+        api = HttpRouter(guard=guard, forwarder=self.forwarder)
 
         async def agent_event(event: str, agent_id: str, data: dict[str, Any]) -> None:
             await cdr.event(QueueEvent.make(event, agent_id=agent_id, **data))
@@ -337,7 +346,7 @@ class Worker:
             return None
         auth = Auth.connect(aredis, self.cfg.redis.prefix, h.session_idle_seconds, h.session_max_seconds,
                             h.login_failures, h.login_window_seconds, h.audit_max_entries)
-        return Guard(auth, frozenset(h.allowed_origins) or default_origins(h.bind, h.port))
+        return Guard(auth, frozenset(h.allowed_origins) or default_origins(h.bind, h.port), self.forwarder)
 
 
 def run_worker(cfg: Config, login_all_agents: bool = False, dialer: bool = False,

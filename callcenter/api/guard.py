@@ -9,6 +9,9 @@ For each request to a route (``HttpRouter.add(..., roles=, own=)``):
 3. roles: the user's roles must meet the route's; with ``own``, a user whose only matching role is
    ``agent`` may act only when that path param / query arg is its own agent id. Otherwise 403.
 4. after the handler: state changes and audited reads (contacts) go to the audit log.
+
+A call-scoped request another worker admitted reaches the worker holding the call with who asked in a signed
+header instead of credentials (``api/forward.py``): believed only when it verifies, then checked as above.
 """
 
 from __future__ import annotations
@@ -22,7 +25,8 @@ from twisted.web import server
 from twisted.web.resource import Resource
 
 from callcenter import logs, metrics
-from callcenter.api.http import JSON_MAX_BODY, HttpError, Request, Response, Route
+from callcenter.api.forward import AssertionRefused, Forwarder
+from callcenter.api.http import FORWARDED, JSON_MAX_BODY, HttpError, Request, Response, Route
 from callcenter.auth import Auth
 from callcenter.auth.roles import ADMIN, AGENT, PUBLIC
 from callcenter.auth.sessions import COOKIE
@@ -91,9 +95,10 @@ def _deny(status: int, reason: str, message: str) -> Response:
 
 
 class Guard:
-    def __init__(self, auth: Auth, allowed_origins: frozenset[str]) -> None:
+    def __init__(self, auth: Auth, allowed_origins: frozenset[str], forwarder: Forwarder | None = None) -> None:
         self.auth = auth
         self.allowed_origins = allowed_origins
+        self.forwarder = forwarder          # checks forwarded requests' assertions (None: none is believed)
 
     async def identify(self, req: Request) -> Principal | None:
         token = bearer(req.headers)
@@ -118,17 +123,39 @@ class Guard:
             return f"origin {origin} is not in http.allowed_origins: CSRF protection"
         return None
 
+    async def forwarded(self, req: Request) -> Principal | Response:
+        """Who asked, as the worker that forwarded the request asserts it; a 403 if not believed."""
+        if self.forwarder is None:
+            return _deny(403, "assertion", "forwarded request refused: forwarding is off on this worker")
+        try:
+            claims = await self.forwarder.verify(req)
+        except AssertionRefused as exc:
+            log.warning("forwarded request refused", reason=str(exc), path=req.path, address=req.remote)
+            return _deny(403, "assertion", f"forwarded request refused: {exc}")
+        if claims.user is None:
+            return _deny(403, "assertion", "forwarded request refused: no user asserted")
+        req.forwarded_by, req.remote = claims.origin, claims.client
+        return Principal(claims.user, frozenset(claims.roles), claims.agent, claims.via, None, claims.only_agent)
+
     async def admit(self, route: Route, req: Request) -> Response | None:
         if route.roles is PUBLIC:
             return None
-        who = await self.identify(req)
-        if who is None:
-            return _deny(401, "unauthenticated", "authentication required (session cookie or Bearer token)")
+        if FORWARDED in req.headers:     # authenticated (and CSRF-checked) by the worker that forwarded it
+            asserted = await self.forwarded(req)
+            if isinstance(asserted, Response):
+                return asserted
+            who = asserted
+        else:
+            found = await self.identify(req)
+            if found is None:
+                return _deny(401, "unauthenticated", "authentication required (session cookie or Bearer token)")
+            who = found
+            if who.via == "session" and req.method in STATE_CHANGING:
+                refusal = self.csrf_refusal(req)
+                if refusal:
+                    req.principal = who
+                    return _deny(403, "csrf", refusal)
         req.principal = who
-        if who.via == "session" and req.method in STATE_CHANGING:
-            refusal = self.csrf_refusal(req)
-            if refusal:
-                return _deny(403, "csrf", refusal)
         matching = who.roles & route.roles
         if not matching:
             return _deny(403, "forbidden", f"{route.pattern} needs one of the roles "
@@ -149,6 +176,10 @@ class Guard:
             return
         who: Principal = req.principal
         target: dict[str, Any] = dict(req.params)
+        if route.call is not None and self.forwarder is not None:    # which worker acted, and who sent it there
+            target["worker"] = self.forwarder.worker_id
+            if req.forwarded_by is not None:
+                target["forwarded_by"] = req.forwarded_by
         for name in ("agent", "campaign"):
             if req.arg(name) is not None:
                 target.setdefault(name, req.arg(name))

@@ -30,6 +30,8 @@ log = logs.get("api")
 
 JSON_MAX_BODY = 64 * 1024       # a route's body cap unless it says otherwise (add(..., max_body=N))
 JSON_INLINE = 8 * 1024          # bigger JSON bodies are parsed in a thread, not on the loop
+CALL_PARAM = "call_id"          # a route with this path param is call-scoped (HttpRouter, api/forward.py)
+FORWARDED = "x-callcenter-forwarded"   # a worker's signed assertion of who asked (api/forward.py)
 _UNPARSED: Any = object()
 
 
@@ -53,6 +55,7 @@ class Request:
     principal: Any = None             # who is asking (callcenter.api.guard.Principal), set by the guard
     parsed: Any = field(default=_UNPARSED, repr=False)   # json()'s result (or error), once parsed
     stream: Any = None                # the body as a binary file, for routes added with stream=True
+    forwarded_by: str | None = None   # the worker that admitted this request and forwarded it here (api/forward.py)
 
     def json(self) -> Any:
         if self.parsed is _UNPARSED:
@@ -87,15 +90,34 @@ class Response:
     headers: dict[str, str] = field(default_factory=dict)
 
 
+class Streamed:
+    """A Response body written to the client as it comes, never whole in memory: a file (FileBody), another
+    worker's answer (api/forward.py). Set content-length yourself."""
+
+    def send(self, request: server.Request) -> None:
+        """Write the body to ``request`` and finish it (now or as the data comes)."""
+        raise NotImplementedError
+
+    def discard(self) -> None:
+        """The client went away before the answer: release what the body holds."""
+        raise NotImplementedError
+
+
 @dataclass(frozen=True)
-class FileBody:
+class FileBody(Streamed):
     """A Response body sent from an open file in chunks as the client takes them (twisted's pull
     producer, _FileProducer: 64 KiB a read): ``size`` bytes from ``offset``. Never read whole into memory; the
-    response closes the file (a client gone before the answer too). Set content-length yourself."""
+    response closes the file (a client gone before the answer too)."""
 
     file: BinaryIO
     offset: int
     size: int
+
+    def send(self, request: server.Request) -> None:
+        _FileProducer(request, self).start()
+
+    def discard(self) -> None:
+        self.file.close()
 
 
 class _FileProducer:
@@ -134,6 +156,7 @@ class _FileProducer:
 
 Reply = Response | dict[str, Any]    # what a handler returns: a Response, or a JSON object answered 200
 Handler = Callable[[Request], Awaitable[Reply]]
+Locate = Callable[[Request], Awaitable[str | None]]   # the worker id a call-scoped request belongs to (None: any)
 
 
 @dataclass(frozen=True)
@@ -149,6 +172,8 @@ class Route:
     audit: bool = False               # audit a read too (contact data); state changes always are
     max_body: int | None = None       # this route's body cap (None: the router's)
     stream: bool = False              # the handler reads the body from req.stream (a file), body is b""
+    call: str | None = None           # the path param naming a call: answered by the worker holding it
+    locate: Locate | None = None      # where such a request is answered, if not where the call's media is
 
 
 class Guard(Protocol):
@@ -159,33 +184,53 @@ class Guard(Protocol):
     async def audit(self, route: Route, req: Request, resp: Response) -> None: ...
 
 
+class Forwarder(Protocol):
+    """Call-scoped requests to the worker holding the call (``api/forward.py``)."""
+
+    async def owner(self, route: Route, req: Request) -> str | None:
+        """The other worker that must answer this admitted request; None: this one."""
+        ...
+
+    async def forward(self, route: Route, req: Request, owner: str) -> tuple[Response, bool]:
+        """The owner's answer (streamed through), and whether the owner answered (and audited) it."""
+        ...
+
+
 class HttpRouter(Resource):
     """A twisted.web leaf resource dispatching ``"METHOD /path/{param}"`` patterns to async handlers.
 
     Every route declares its roles (``add(..., roles=...)``, no default); with a ``guard`` (the worker
     always passes one unless ``http.auth`` is off on loopback) each request is authenticated, checked
-    against them and audited before/after its handler runs."""
+    against them and audited before/after its handler runs.
+
+    A route with a ``{call_id}`` path param is call-scoped: with a ``forwarder``, once admitted here the
+    request is answered by the worker holding that call (``locate=`` names another place to look: the
+    worker that stored a recording)."""
 
     isLeaf = True
 
-    def __init__(self, max_body: int = JSON_MAX_BODY, guard: Guard | None = None) -> None:
+    def __init__(self, max_body: int = JSON_MAX_BODY, guard: Guard | None = None,
+                 forwarder: Forwarder | None = None) -> None:
         super().__init__()
         self._routes: list[Route] = []
         self.max_body = max_body
         self.guard = guard
+        self.forwarder = forwarder
 
     @property
     def routes(self) -> tuple[Route, ...]:
         return tuple(self._routes)
 
     def add(self, pattern: str, handler: Handler, *, roles: frozenset[str], own: str | None = None,
-            audit: bool = False, max_body: int | None = None, stream: bool = False) -> None:
+            audit: bool = False, max_body: int | None = None, stream: bool = False,
+            locate: Locate | None = None) -> None:
         if not isinstance(roles, frozenset) or not roles and roles is not PUBLIC:
             raise ValueError(f"{pattern}: roles must be a non-empty frozenset of role names (or PUBLIC)")
         method, _, path = pattern.partition(" ")
         regex = "^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", path.rstrip("/") or "/") + "/?$"
+        call = CALL_PARAM if f"{{{CALL_PARAM}}}" in path else None
         self._routes.append(Route(method.upper(), f"{method.upper()} {path}", re.compile(regex), handler,
-                                  roles, own, audit, max_body, stream))
+                                  roles, own, audit, max_body, stream, call, locate))
 
     def body_limit(self, method: str, path: str) -> int:
         """The body cap of the route serving ``method path`` (the router's if none does): the site
@@ -216,7 +261,7 @@ class HttpRouter(Resource):
             route, params = self.match(method, path)
         except LookupError:
             return None        # 404/405 come later; such a body is capped at the router's default
-        if self.guard is None:
+        if self.guard is None or FORWARDED in headers:   # an assertion is checked once, with the body it signs
             return None
         denied = await self.guard.admit(route, Request(method, path, params, parse_qs(query), headers, b"",
                                                        remote))
@@ -269,12 +314,31 @@ class HttpRouter(Resource):
         return await self._serve(route, req)
 
     async def _serve(self, route: Route, req: Request) -> Response:
-        if self.guard is None:
-            return await self._run(route.handler, req)
-        denied = await self.guard.admit(route, req)
-        resp = denied or await self._run(route.handler, req)
-        await self.guard.audit(route, req, resp)
+        denied = await self.guard.admit(route, req) if self.guard is not None else None
+        answered_there = False
+        if denied is not None:
+            resp = denied
+        else:
+            owner = await self._owner(route, req)
+            if owner is not None:
+                assert self.forwarder is not None
+                resp, answered_there = await self.forwarder.forward(route, req, owner)
+            else:
+                resp = await self._run(route.handler, req)
+        if self.guard is not None and not answered_there:     # the owner audited what it answered
+            await self.guard.audit(route, req, resp)
         return resp
+
+    async def _owner(self, route: Route, req: Request) -> str | None:
+        """The worker that must answer a call-scoped request, if not this one. A request another worker
+        forwarded is never forwarded again (no loops: the owner answers it, 404 if the call is gone)."""
+        if self.forwarder is None or route.call is None or FORWARDED in req.headers:
+            return None
+        try:
+            return await self.forwarder.owner(route, req)
+        except Exception:  # Redis away: answer here (404 for a call held elsewhere)
+            log.exception("call owner lookup failed", method=req.method, path=req.path)
+            return None
 
     async def _run(self, handler: Handler, req: Request) -> Response:
         try:
@@ -292,15 +356,15 @@ class HttpRouter(Resource):
     @staticmethod
     def _finish(request: server.Request, resp: Response) -> None:
         if request.finished or request._disconnected:
-            if isinstance(resp.body, FileBody):
-                resp.body.file.close()
+            if isinstance(resp.body, Streamed):
+                resp.body.discard()
             return
         request.setResponseCode(resp.status)
         request.setHeader(b"content-type", resp.content_type.encode())
         for k, v in resp.headers.items():
             request.setHeader(k.encode(), v.encode())
-        if isinstance(resp.body, FileBody):
-            _FileProducer(request, resp.body).start()
+        if isinstance(resp.body, Streamed):
+            resp.body.send(request)
             return
         if resp.content_type == "application/json":
             payload = json.dumps(resp.body, ensure_ascii=False, default=str).encode()

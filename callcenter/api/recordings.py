@@ -92,6 +92,21 @@ def install_routes(router: HttpRouter, recordings: Recordings, store: SqlStore |
             raise HttpError(404, "no recording of that call")
         return await serve_wav(req, path, call_id)
 
+    async def stored_by(req: Request) -> str | None:
+        """The worker whose disk holds a finished call's recording, the one its CDR names, when this one's
+        does not (the fetch is forwarded there: api/forward.py); None: answered here."""
+        call_id = req.params["call_id"]
+        if store is None or not CALL_ID.match(call_id) or call_id in recordings.recent:
+            return None
+        try:
+            cdr = await asyncio.to_thread(store.get_call, call_id)
+        except StoreUnavailable:
+            return None
+        if cdr is None or not cdr.recording:
+            return None
+        here = await asyncio.to_thread(recordings.find, call_id, cdr.recording)
+        return None if here is not None else cdr.worker_id
+
     def session_for(req: Request) -> str:
         call_id = req.params["call_id"]
         session = recordings.live.get(call_id)
@@ -117,6 +132,6 @@ def install_routes(router: HttpRouter, recordings: Recordings, store: SqlStore |
         recordings.resume(call_id)
         return state(call_id)
 
-    router.add("GET /recordings/{call_id}", fetch, roles=SUPERVISORS, audit=True)
+    router.add("GET /recordings/{call_id}", fetch, roles=SUPERVISORS, audit=True, locate=stored_by)
     router.add("POST /calls/{call_id}/recording/pause", pause, roles=SELF_AGENT)
     router.add("POST /calls/{call_id}/recording/resume", resume, roles=SELF_AGENT)

@@ -221,6 +221,17 @@ class Router:
 
     # -- liveness ------------------------------------------------------------------------------
 
+    async def call_owner(self, call_id: str) -> str | None:
+        """The worker holding a call's media while routing knows the call (queued, ringing, talking to an
+        agent); None once it left routing (ended, or never queued)."""
+        owner = await self.redis.hget(self.keys.call(call_id), "owner")
+        return None if owner is None else str(owner)
+
+    async def alive(self, worker_id: str) -> bool:
+        """The worker heartbeats (within ``dead_after``); a dead one's calls are being closed out."""
+        beat = await self.redis.zscore(self.keys.workers(), worker_id)
+        return beat is not None and self.clock() - float(beat) <= self.dead_after
+
     async def claim(self, poll: float = 0.5) -> list[str]:
         """Become the one live process using ``worker_id``, then close out what a previous run under
         that id left behind (its callers' media died with it; callbacks are kept). Call once at
