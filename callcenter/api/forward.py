@@ -52,6 +52,7 @@ from twisted.web.iweb import IBodyProducer, IResponse
 
 from callcenter import logs, metrics
 from callcenter.api.http import FORWARDED, Request, Response, Route, Streamed
+from callcenter.keyspace import KeySpace, key0, key1
 
 log = logs.get("forward")
 
@@ -64,23 +65,13 @@ PASSED_BACK = ("content-range", "accept-ranges", "content-disposition", "retry-a
                "www-authenticate")
 
 
-class ForwardKeys:
-    """The Redis keys of forwarding, under the deployment prefix."""
+class ForwardKeys(KeySpace):
+    """The Redis keys of forwarding."""
 
-    def __init__(self, prefix: str = "cc:") -> None:
-        self.prefix = prefix
-
-    def addresses(self) -> str:
-        """hash: worker id -> the base URL of its HTTP API (http.advertise)"""
-        return f"{self.prefix}http:workers"
-
-    def secret(self) -> str:
-        """string: the deployment's key of forwarding assertions, made by the first worker to start"""
-        return f"{self.prefix}http:forward_secret"
-
-    def nonce(self, nonce: str) -> str:
-        """string: an assertion's nonce, seen (expires after ASSERTION_TTL)"""
-        return f"{self.prefix}http:forward_nonce:{nonce}"
+    addresses = key0("http:workers", "hash", "worker id -> the base URL of its HTTP API (http.advertise)")
+    secret = key0("http:forward_secret", "string", "the deployment's key of forwarding assertions (the first "
+                                                   "worker to start makes it; never logged)")
+    nonce = key1("http:forward_nonce:{n}", "string", "an assertion's nonce, seen (expires after ASSERTION_TTL)")
 
 
 class AssertionRefused(Exception):
