@@ -19,14 +19,13 @@ from __future__ import annotations
 import hashlib
 import heapq
 import time
-from collections import deque
 from dataclasses import asdict, dataclass
 from typing import Any, cast
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 
 from callcenter import logs, metrics
+from callcenter.backlog import Backlog
 from callcenter.calls.records import queue_event
 from callcenter.cdr.buffer import CdrBuffer
 from callcenter.dialer.policy import DialPolicy
@@ -119,9 +118,8 @@ class VoicemailIndex:
         self.redis = redis
         self.prefix = prefix
         self.keys = VoicemailKeys(prefix)
-        self._backlog: deque[Voicemail] = deque()
-        self._backlog_limit = backlog_limit
-        self.dropped = 0
+        self.pending: Backlog[Voicemail] = Backlog("voicemail index", self._write, backlog_limit,
+                                                   dropped_note="its WAV")
         self._add = redis.register_script(_ADD)
         self._handled = redis.register_script(_HANDLED)
 
@@ -135,31 +133,18 @@ class VoicemailIndex:
         """A message was written to ``path``: index it (idempotent; kept for later if Redis is down)."""
         vm = Voicemail(voicemail_id(path), call_id, queue, caller, at if at is not None else time.time(),
                        round(seconds, 1), path)
-        self._backlog.append(vm)
-        if len(self._backlog) > self._backlog_limit:
-            self._backlog.popleft()
-            self.dropped += 1
-            log.error("voicemail backlog full; oldest entry dropped (its WAV is kept)", dropped=self.dropped)
-        await self.flush()
+        await self.pending.write(vm)
         metrics.VOICEMAILS_TOTAL.labels(queue=queue).inc()
         log.info("voicemail saved", call_id=call_id, queue=queue, voicemail_id=vm.id, seconds=vm.seconds)
         return vm
 
     async def flush(self) -> int:
         """Send what waits in the backlog; returns how many are still waiting."""
-        while self._backlog:
-            try:
-                await self._write(self._backlog[0])
-            except (RedisError, OSError) as exc:
-                log.warning("voicemail index unreachable; entries kept for later", waiting=len(self._backlog),
-                            error=str(exc))
-                break
-            self._backlog.popleft()
-        return len(self._backlog)
+        return await self.pending.flush()
 
     @property
     def waiting(self) -> int:
-        return len(self._backlog)
+        return len(self.pending)
 
     async def get(self, vm_id: str) -> Voicemail | None:
         d = cast(dict[str, str], await self.redis.hgetall(self.keys.entry(vm_id)))

@@ -8,16 +8,14 @@ during a Redis outage can lose them, and the backlog size is logged when it drop
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections import deque
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 from redis.typing import EncodableT, FieldT
 
 from callcenter import logs
+from callcenter.backlog import Backlog
 from callcenter.cdr import keys
 from callcenter.cdr.record import CallRecord, Disposition, LegRecord, QueueEvent, version_now
 
@@ -35,10 +33,7 @@ class CdrBuffer:
         self.redis = redis
         self.prefix = prefix
         self.stream = keys.stream(prefix)
-        self._backlog: deque[Entry] = deque()
-        self._backlog_limit = backlog_limit
-        self.dropped = 0
-        self._lock = asyncio.Lock()
+        self.pending: Backlog[Entry] = Backlog("cdr", self._send, backlog_limit)
 
     async def call(self, rec: CallRecord) -> None:
         """Send a snapshot of the call. Call it as often as the call changes; the store merges."""
@@ -64,35 +59,18 @@ class CdrBuffer:
 
     @property
     def backlog(self) -> int:
-        return len(self._backlog)
+        return len(self.pending)
+
+    @property
+    def dropped(self) -> int:
+        return self.pending.dropped
 
     async def flush(self) -> int:
         """Re-send the in-memory backlog. Returns how many entries are still waiting."""
-        async with self._lock:
-            while self._backlog:
-                try:
-                    await self.redis.xadd(self.stream, self._backlog[0])
-                except (RedisError, OSError) as exc:
-                    log.warning("cdr buffer still cannot reach redis", backlog=len(self._backlog),
-                                error=str(exc))
-                    break
-                self._backlog.popleft()
-            return len(self._backlog)
+        return await self.pending.flush()
+
+    async def _send(self, fields: Entry) -> None:
+        await self.redis.xadd(self.stream, fields)
 
     async def _add(self, fields: Entry) -> None:
-        if self._backlog:
-            self._keep(fields)
-            await self.flush()
-            return
-        try:
-            await self.redis.xadd(self.stream, fields)
-        except (RedisError, OSError) as exc:
-            log.warning("cdr buffer cannot reach redis; keeping record in memory", error=str(exc))
-            self._keep(fields)
-
-    def _keep(self, fields: Entry) -> None:
-        if len(self._backlog) >= self._backlog_limit:
-            self._backlog.popleft()
-            self.dropped += 1
-            log.error("cdr backlog full; oldest record dropped", dropped=self.dropped)
-        self._backlog.append(fields)
+        await self.pending.write(fields)
