@@ -19,6 +19,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from callcenter.calls.recording import RecordingSettings, parse_settings
 from callcenter.dialer.policy import DialRules
+from callcenter.events.settings import EventSettings
+from callcenter.events.settings import parse_settings as parse_event_settings
 from callcenter.telephony.settings import CapacitySettings, SipSettings
 from callcenter.telephony.trust import DEFAULT_TRUSTED, TrustedSource, parse_network
 from callcenter.timeofday import time_of_day
@@ -145,6 +147,7 @@ class Config:
     recording: RecordingSettings | None = None   # callcenter.calls.recording; None: never record
     monitor_ring_timeout: float = 20.0   # monitor.ring_timeout: how long a supervisor's phone rings (calls/monitor.py)
     click_to_call: ClickToCallSettings = field(default_factory=ClickToCallSettings)   # calls/click_to_call.py
+    events: EventSettings = field(default_factory=EventSettings)   # the event bus, push, webhooks (events/)
 
     def flow_for(self, called: str) -> str:
         return self.routes.get(called) or self.routes.get("default") or "hotline"
@@ -210,7 +213,7 @@ def _capacity(r: Reader, max_calls: int) -> CapacitySettings:
 
 
 TOP_KEYS = ("worker", "sip", "redis", "http", "paths", "cdr", "routes", "queue", "language", "logging", "dialing",
-            "capacity", "recording", "monitor", "click_to_call")
+            "capacity", "recording", "monitor", "click_to_call", "events", "webhooks")
 
 
 def load_config(path: str | Path) -> Config:
@@ -287,7 +290,7 @@ def load_config(path: str | Path) -> Config:
                   queue=queue, log_level=level, trunk=s.text("trunk", ""), dialing=_dialing(r),
                   recording=parse_settings(r, data_dir, paths["sounds"]),
                   monitor_ring_timeout=r.section("monitor", {"ring_timeout"}).duration("ring_timeout", 20.0, gt=0),
-                  click_to_call=_click_to_call(r))
+                  click_to_call=_click_to_call(r), events=parse_event_settings(r))
 
 
 def _click_to_call(r: Reader) -> ClickToCallSettings:

@@ -140,6 +140,21 @@ AUTH_DENIED_TOTAL = Counter("callcenter_auth_denied_total",
                             "API requests refused: unauthenticated (401), forbidden (403), csrf (403).",
                             ["reason"])
 
+# --- event bus, push and webhooks (callcenter/events) -----------------------------------------------
+EVENTS_PUBLISHED_TOTAL = Counter("callcenter_events_published_total",
+                                 "Call events this worker put on the bus (agent and queue ones come from routing's "
+                                 "Lua), by result: ok, failed (Redis unreachable).", ["result"])
+EVENT_STREAMS_OPEN = Gauge("callcenter_event_streams_open", "Server-Sent Events connections open (GET /events).")
+WEBHOOK_DELIVERIES_TOTAL = Counter("callcenter_webhook_deliveries_total",
+                                   "Webhook delivery attempts by webhook and result: delivered, failed (will retry), "
+                                   "dead (dead-lettered after max_attempts).", ["webhook", "result"])
+WEBHOOK_DELIVERY_SECONDS = Histogram("callcenter_webhook_delivery_seconds",
+                                     "From an event's publication to its webhook's 2xx, retries included.",
+                                     ["webhook"], buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900))
+WEBHOOK_DEAD_LETTERS_TOTAL = Counter("callcenter_webhook_dead_letters_total",
+                                     "Events a webhook never accepted within max_attempts (kept in the dead-letter "
+                                     "stream, GET /admin/webhooks/dead).", ["webhook"])
+
 
 class QueueFigures(Protocol):
     """One queue's shared state, as ``routing.wallboard.QueueStats`` reads it."""

@@ -45,6 +45,8 @@ from callcenter.dialer.control import CampaignControl
 from callcenter.dialer.engine import DialerEngine
 from callcenter.dialer.keys import DialerKeys
 from callcenter.dialer.policy import DialPolicy
+from callcenter.events.bus import Hub, publish_queue_stats
+from callcenter.events.webhooks import Deliverer
 from callcenter.exceptions import ConfigError
 from callcenter.ivr.checker import load_scripts
 from callcenter.ivr.model import QueueOptions, ScriptSet, SetOptions
@@ -124,6 +126,7 @@ class Worker:
     conferences: Conferences | None = None   # conferences of bridged calls, built by run()
     voicemails: VoicemailIndex | None = None   # the voicemail inbox's index, built by run()
     click_to_call: ClickToCall | None = None   # agents' own dials (POST /agents/{id}/dial), built by run()
+    hub: Hub | None = None                     # the event bus's reader for GET /events, built with the API
     forwarder: Forwarder | None = None   # call-scoped requests to the worker holding the call, built by run()
 
     async def run(self) -> None:
@@ -233,6 +236,7 @@ class Worker:
         tasks.append(asyncio.ensure_future(every(5.0, self.forwarder.refresh, self.stop, "http advertise")))
         auth = self._start_http(router, cdr, sync_redis, aredis, desk, queueing)
         switch.start()
+        tasks += self._start_events(aredis, sync_redis)
         if self.demo_users is not None and auth is not None:
             await self.demo_users(auth)
         if self.login_all_agents:
@@ -280,6 +284,15 @@ class Worker:
 
         agents.install_routes(api, router, sync_redis, on_event=agent_event)
         admin.install_routes(api, router)
+        from callcenter.api import events as events_api
+
+        async def agent_queues(agent_id: str) -> frozenset[str]:
+            info = await router.agent_info(agent_id)
+            return frozenset(info["queues"]) if info else frozenset()
+
+        self.hub = Hub(aredis, self.cfg.redis.prefix, self.cfg.events.heartbeat)
+        events_api.install_routes(api, self.hub, aredis, self.cfg.redis.prefix,
+                                  guard.auth.users if guard is not None else None, agent_queues)
         calls.install_routes(api, queueing)
         if self.monitoring is not None:
             from callcenter.api import monitor as monitor_api
@@ -334,6 +347,20 @@ class Worker:
         # install_reactor() made the reactor this one (the module attribute is typed as an interface)
         cast(AsyncioSelectorReactor, reactor).listenTCP(self.cfg.http.port, site, interface=self.cfg.http.bind)
         return guard.auth if guard is not None else None
+
+    def _start_events(self, aredis: aredis_client.Redis, sync_redis: redis.Redis) -> list[asyncio.Task[None]]:
+        """queue.stats publishing (one worker per period) and this worker's share of webhook delivery."""
+        cfg, prefix = self.cfg, self.cfg.redis.prefix
+
+        async def queue_stats() -> None:
+            await publish_queue_stats(aredis, prefix, lambda now: wallboard.queue_stats(sync_redis, prefix, now),
+                                      cfg.events.queue_stats_every)
+
+        out = [asyncio.ensure_future(every(cfg.events.queue_stats_every, queue_stats, self.stop, "queue stats"))]
+        if cfg.events.webhooks:
+            deliverer = Deliverer(aredis, prefix, cfg.events.webhooks, consumer=cfg.worker_id)
+            out.append(asyncio.ensure_future(deliverer.run(self.stop)))
+        return out
 
     def _guard(self, aredis: aredis_client.Redis) -> Guard | None:
         """Authentication for the API (None with ``http.auth: false``, which config allows on loopback only)."""

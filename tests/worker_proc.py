@@ -315,3 +315,14 @@ def flush(redis_url: str) -> None:
     c = connect_sync(redis_url)
     c.flushall()
     c.close()
+
+
+def flow_dirs(tmp: Path, flows: dict[str, str]) -> tuple[Path, Path]:
+    """An IVR scripts folder holding these flows (name -> YAML) and an empty campaigns folder, under tmp:
+    write_config's ivr_scripts and campaigns for a worker that runs only a test's own flows."""
+    scripts, campaigns = tmp / "ivr", tmp / "campaigns"
+    for d in (scripts, campaigns):
+        d.mkdir(exist_ok=True)
+    for name, text in flows.items():
+        (scripts / f"{name}.yaml").write_text(text)
+    return scripts, campaigns

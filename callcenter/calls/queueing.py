@@ -28,6 +28,7 @@ from callcenter.calls.records import LiveCalls, call_record, leg_record, queue_e
 from callcenter.cdr.buffer import CdrBuffer
 from callcenter.cdr.record import CallRecord, LegRecord, new_id
 from callcenter.dialer.policy import DialDecision, DialPolicy
+from callcenter.events.schema import screen_pop
 from callcenter.exceptions import CallGone
 from callcenter.ivr import announce, prompts
 from callcenter.ivr.saynumber import say
@@ -518,7 +519,8 @@ class Queueing:
             await self.router.offer_failed(offer, "withdrawn")
             return
         w.offer = offer
-        await self._event("OFFER", offer.call_id, offer.queue, offer.agent_id)
+        await self._event("OFFER", offer.call_id, offer.queue, offer.agent_id,
+                          push=screen_pop(w.leg.caller, w.request.variables, w.enqueued, time.time()))
         started = time.time()
         # Agent offers come from the default account; the caller's number and the queue ride in headers
         # the agent's phone can show (and a screen pop can use).

@@ -21,6 +21,7 @@ import structlog
 from callcenter import logs
 from callcenter.cdr.buffer import CdrBuffer
 from callcenter.cdr.record import CallRecord, LegRecord, QueueEvent
+from callcenter.events import bus, schema
 
 log = logs.get("calls")
 
@@ -42,12 +43,17 @@ class LiveCalls:
 
 
 async def queue_event(cdr: CdrBuffer, event: str, call_id: str | None, queue: str | None,
-                      agent_id: str | None = None, **data: Any) -> None:
-    """One line of the queue event log (``cdr.record`` EVENTS)."""
+                      agent_id: str | None = None, *, push: dict[str, Any] | None = None, **data: Any) -> None:
+    """One line of the queue event log (``cdr.record`` EVENTS), and the call event it is on the bus
+    (``events.schema.FROM_QUEUE_LOG``) with ``push`` added: what only the pages see (the screen pop)."""
+    ev = QueueEvent.make(event, call_id=call_id, queue=queue, agent_id=agent_id, **data)
     try:
-        await cdr.event(QueueEvent.make(event, call_id=call_id, queue=queue, agent_id=agent_id, **data))
+        await cdr.event(ev)
     except Exception:
         log.exception("queue event not recorded", call_id=call_id, queue_event=event)
+    pushed = schema.from_queue_log(event, call_id, queue, agent_id, data, ev.ts)
+    if pushed is not None:
+        await bus.publish(cdr.redis, cdr.prefix, {**pushed, **(push or {})})
 
 
 async def leg_record(cdr: CdrBuffer, rec: LegRecord) -> None:

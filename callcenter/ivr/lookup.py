@@ -104,6 +104,17 @@ def _dechunk(data: bytes) -> bytes:
         pos = end + 2 + size + 2
 
 
+async def send(method: str, url: str, headers: dict[str, str], body: bytes | None, timeout: float) -> HttpResponse:
+    """One request (a JSON body if any) with a hard timeout and its reply capped at 64 KiB (the CRM dip,
+    webhooks: callcenter.events.webhooks). Raises HttpLookupError."""
+    try:
+        return await asyncio.wait_for(_request(method, url, headers, body), timeout)
+    except TimeoutError:
+        raise HttpLookupError(f"no answer within {timeout:g}s") from None
+    except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError) as exc:
+        raise HttpLookupError(f"{type(exc).__name__}: {exc}") from None
+
+
 async def fetch_json(method: str, url: str, params: dict[str, str], headers: dict[str, str],
                      timeout: float) -> Any:
     """GET with params in the query string, POST with them as a JSON body. Raises HttpLookupError."""
@@ -113,12 +124,7 @@ async def fetch_json(method: str, url: str, params: dict[str, str], headers: dic
         url += ("&" if "?" in url else "?") + urlencode(params)
     elif method == "POST":
         body = json.dumps(params).encode()
-    try:
-        resp = await asyncio.wait_for(_request(method, url, headers, body), timeout)
-    except TimeoutError:
-        raise HttpLookupError(f"no answer within {timeout:g}s") from None
-    except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError) as exc:
-        raise HttpLookupError(f"{type(exc).__name__}: {exc}") from None
+    resp = await send(method, url, headers, body, timeout)
     if not 200 <= resp.status < 300:
         raise HttpLookupError(f"HTTP {resp.status}")
     try:

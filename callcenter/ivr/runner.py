@@ -476,7 +476,10 @@ class IvrRunner:
             callback_after=o.callback_after, announce_position=o.announce.position,
             announce_wait_time=o.announce.wait_time, announce_every=o.announce.every,
             music=str((self.sounds_dir / f"{o.music}.wav").resolve()), language=call.lang,
-            sounds_dir=str(self.sounds_dir.resolve()), variables=call.shown())
+            sounds_dir=str(self.sounds_dir.resolve()),
+            # the agent's screen pop (events.schema.screen_pop): the flow's variables, its path and keys
+            variables={**call.shown(), "ivr_path": call.result.ivr_path, "language": call.lang,
+                       "ivr_digits": call.result.cdr_fields()["ivr_digits"]})
         self._emit(call, "queue", here, queue=req.queue, skills=req.skills, priority=req.priority,
                    max_wait=req.max_wait, callback_offer=req.callback_offer)
         outcome = await self.services.queue(call.leg, req)

@@ -18,6 +18,7 @@ if wrap > 0 then
   redis.call('HSET', K.agent(a), 'calls', ag.calls, 'talk', ag.talk, 'state', 'wrap_up', 'since', NOW_S)
   redis.call('HDEL', K.agent(a), 'call', 'offer')
   redis.call('ZADD', K.wrapups(), NOW + wrap, a)
+  agent_changed(ag, 'wrap_up', nil, c)
 else
   -- make_available writes calls/talk with its own HSET; only a pending pause/logout needs this one
   if ag.pending then redis.call('HSET', K.agent(a), 'calls', ag.calls, 'talk', ag.talk) end

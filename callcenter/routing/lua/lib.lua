@@ -49,6 +49,17 @@ local function event(worker, ev)
   end
 end
 
+-- The event bus (callcenter/events, docs/EVENTS.md): agent states and queue joins are published here,
+-- by the script that makes the change, atomically with it, so no second publisher can miss or double
+-- one. One XADD per change to one stream, trimmed near EVENTS_MAX entries. The key is
+-- callcenter/events/keys.py's STREAM (tests/test_events_unit.py holds the two equal).
+local EVENTS_KEY = 'ev:stream'
+local EVENTS_MAX = 100000
+local function publish(ev)
+  ev.ts = NOW
+  redis.call('XADD', PREFIX .. EVENTS_KEY, 'MAXLEN', '~', EVENTS_MAX, '*', 'type', ev.type, 'data', cjson.encode(ev))
+end
+
 -- Two things are kept across calls in the Functions library's Lua state (upvalues live as long as
 -- the library), so a decision does not re-read them from Redis:
 --   * parsed queue configs (they change only through apply_rules): saves a 12-field HMGET and a
@@ -271,6 +282,14 @@ local function ag_queues(ag)
   return lazy(ag, 'queues', jdecode, ag.queues_raw)
 end
 
+-- agent.state on the bus: the agent's queues ride along (a supervisor sees the agents of its queues).
+local function agent_changed(ag, state, reason, call)
+  local qs = {}
+  for q, _ in pairs(ag_queues(ag)) do qs[#qs + 1] = q end
+  publish({type = 'agent.state', agent = ag.id, state = state, reason = reason, since = NOW, queues = qs,
+    call_id = call})
+end
+
 -- The free-set score of agent ag in queue q: lower is offered first.
 local function agent_score(q, qc, ag, weight)
   local s = qc.strategy
@@ -333,6 +352,7 @@ local function pause_agent(ag, reason)
   redis.call('HSET', K.agent(ag.id), 'state', 'paused', 'since', NOW_S, 'pause_reason', reason)
   redis.call('HDEL', K.agent(ag.id), 'pending', 'offer', 'call')
   ag.state, ag.since, ag.pause_reason = 'paused', NOW, reason
+  agent_changed(ag, 'paused', reason)
   local rule = pause_rule(reason)
   if rule and rule.auto and rule.max > 0 then redis.call('ZADD', K.pause_due(), NOW + rule.max, ag.id) end
 end
@@ -345,6 +365,7 @@ local function logout_agent(ag)
   redis.call('HSET', K.agent(ag.id), 'state', 'logged_out', 'since', NOW_S)
   redis.call('HDEL', K.agent(ag.id), 'pending', 'offer', 'call', 'pause_reason')
   ag.state = 'logged_out'
+  agent_changed(ag, 'logged_out')
 end
 
 -- Calls ----------------------------------------------------------------------------------------
@@ -434,6 +455,7 @@ local function reserve(ci, ags, qc)
     end
     redis.call('HSET', K.agent(ag.id), unpack(f))
     ag.state, ag.offer, ag.call = 'reserved', oid, ci.id
+    agent_changed(ag, 'reserved', nil, ci.id)
     redis.call('ZADD', K.leases(), expires, oid)
     local offer = {offer_id = oid, call_id = ci.id, agent_id = ag.id, agent_uri = ag.uri,
       queue = q, ring_timeout = qc.ring_timeout, kind = ci.kind}
@@ -532,6 +554,7 @@ local function make_available(ag, exclude_call)
     redis.call('HDEL', K.agent(ag.id), 'offer', 'call', 'pause_reason', 'pending')
     ag.offer, ag.call = nil, nil
     enter_free_sets(ag)
+    agent_changed(ag, 'available')
   elseif stale then
     redis.call('HDEL', K.agent(ag.id), 'pause_reason', 'pending')
   end

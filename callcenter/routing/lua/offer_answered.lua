@@ -30,6 +30,7 @@ redis.call('HSET', K.call(c), 'state', 'connected', 'agent', a, 'answered', NOW_
   'answered_offer', oid)
 -- offer = '' ends the offer in the same write (agent_get reads '' as none)
 redis.call('HSET', K.agent(a), 'state', 'on_call', 'since', NOW_S, 'misses', '0', 'call', c, 'offer', '')
+agent_changed({id = a, queues_raw = redis.call('HGET', K.agent(a), 'queues') or '{}'}, 'on_call', nil, c)
 local wait = NOW - ci.enq
 local qc = qconf(q)
 stat(q, 'answered')

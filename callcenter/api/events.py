@@ -1,0 +1,57 @@
+"""The event bus over HTTP: the push stream pages subscribe to, and the webhooks' dead letters.
+
+    GET /events                      text/event-stream for the caller's user (docs/EVENTS.md): every role;
+                                     what each sees is filtered by events.schema.visible. Resumes after
+                                     ``Last-Event-ID`` (header, or ?last_event_id= for a first connection)
+    GET /admin/webhooks/dead         the newest dead letters (?count=, at most 500; ?before=<id> pages on)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import redis.asyncio as aredis
+
+from callcenter.api.http import HttpError, HttpRouter, Reply, Request, Response
+from callcenter.auth.roles import ADMIN, ADMINS, ANYONE
+from callcenter.auth.users import UserStore
+from callcenter.events import webhooks
+from callcenter.events.bus import Hub, parse_id, tip
+from callcenter.events.schema import Viewer
+from callcenter.events.sse import EventStream
+
+AgentQueues = Callable[[str], Awaitable[frozenset[str]]]   # an agent id -> its queues (routing)
+MAX_ID = 40
+
+
+def install_routes(router: HttpRouter, hub: Hub, redis: aredis.Redis, prefix: str, users: UserStore | None,
+                   agent_queues: AgentQueues) -> None:
+    async def viewer(req: Request) -> Viewer:
+        who = req.principal
+        if who is None:              # http.auth off (loopback only): the API is open, so is this
+            return Viewer("anonymous", frozenset({ADMIN}))
+        user = await users.get(who.name) if users is not None else None
+        queues = user.queues if user is not None else frozenset()
+        return Viewer(who.name, who.roles, who.agent, queues,
+                      await agent_queues(who.agent) if who.agent else frozenset())
+
+    async def events(req: Request) -> Reply:
+        after = req.headers.get("last-event-id") or req.arg("last_event_id")
+        if after is not None and (len(after) > MAX_ID or parse_id(after) is None):
+            raise HttpError(400, "Last-Event-ID must be an event id like 1732950000123-0")
+        stream = EventStream(hub, await viewer(req), after or await tip(redis, prefix))
+        return Response(stream, content_type="text/event-stream; charset=utf-8",
+                        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+    async def dead(req: Request) -> Reply:
+        try:
+            count = int(req.arg("count", "100") or "100")
+        except ValueError:
+            raise HttpError(400, "count must be a number") from None
+        before = req.arg("before", "+") or "+"
+        if before != "+" and (len(before) > MAX_ID or parse_id(before) is None):
+            raise HttpError(400, "before must be an event id")
+        return {"dead_letters": await webhooks.dead_letters(redis, prefix, max(1, min(count, 500)), before)}
+
+    router.add("GET /events", events, roles=ANYONE)
+    router.add("GET /admin/webhooks/dead", dead, roles=ADMINS)

@@ -1,0 +1,121 @@
+"""The event stream of a real worker (GET /events, Server-Sent Events) while a sipp caller goes through a
+queue to a sipp agent phone: each user sees what its role and queues allow, the agent on the call gets the
+whole screen pop with the number in clear, others get it masked or not at all, and a page that reconnects
+with Last-Event-ID gets exactly what it missed."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import pytest
+import sipp
+from sse_client import SseClient
+from worker_proc import WorkerProc, api_user, demo_rules, flow_dirs, flush, new_worker, queue_flow
+
+from callcenter.auth.roles import ADMIN, AGENT, SUPERVISOR
+
+pytestmark = [pytest.mark.sip, pytest.mark.timeout(180)]
+
+CALLER = "0901234567"
+AGENT_A, AGENT_B = "1003", "1001"       # support only; vip + sales
+FLOW = queue_flow("evtest", "support", "moh", max_wait="120", announce="{position: false, wait_time: false}")
+
+
+@pytest.fixture(scope="module")
+def worker(tmp_path_factory: pytest.TempPathFactory, redis_server) -> Iterator[WorkerProc]:
+    tmp = tmp_path_factory.mktemp("events")
+    flush(redis_server.url)
+    scripts, campaigns = flow_dirs(tmp, {"evtest": FLOW})
+    w = new_worker(tmp, redis_server.url)
+    (tmp / "rules.yaml").write_text(re.sub(r"wrapup: \d+", "wrapup: 0", demo_rules(w.agents_port)))
+    w.write_config(rules=tmp / "rules.yaml", ivr_scripts=scripts, campaigns=campaigns,
+                   routes={"hotline": "evtest", "default": "evtest"})
+    w.start()
+    yield w
+    assert w.stop() == 0, w.tail()
+
+
+def _supervisor(w: WorkerProc, name: str, queue: str) -> str:
+    token = api_user(w.redis_url, name, [SUPERVISOR])
+    status, body = w.http("PATCH", f"/admin/users/{name}", {"queues": [queue]})
+    assert status == 200, body
+    return token
+
+
+def test_each_user_sees_its_share_and_a_reconnect_resumes(worker: WorkerProc) -> None:
+    w = worker
+    status, _ = w.http("GET", "/events", token=None)
+    assert status == 401
+    sup_token = _supervisor(w, "sup-support", "support")
+    streams = {
+        "a": SseClient(w.http_port, api_user(w.redis_url, "agent-a", [AGENT], agent=AGENT_A)),
+        "b": SseClient(w.http_port, api_user(w.redis_url, "agent-b", [AGENT], agent=AGENT_B)),
+        "sup_support": SseClient(w.http_port, sup_token),
+        "sup_sales": SseClient(w.http_port, _supervisor(w, "sup-sales", "sales")),
+        "admin": SseClient(w.http_port, api_user(w.redis_url, "ev-admin", [ADMIN])),
+    }
+    a, b, sup_x, sup_y, admin = streams.values()
+    assert a.status == 200 and a.content_type.startswith("text/event-stream")
+    try:
+        w.login(AGENT_A)
+        phone = sipp.agent(w.agents_port, mode="answer_bye", ring_ms=300, talk_ms=1500)
+        caller = sipp.caller(w.target, [("wait_bye", 60_000)], number=CALLER)
+        assert sipp.wait_all(caller, phone) == [0, 0], caller.errors() + phone.errors()
+
+        ended = a.wait_for(lambda m: m.type == "call.ended")
+        call_id = ended.data["call_id"]
+        assert ended.data["agent"] == AGENT_A and ended.data["queue"] == "support"
+        assert ended.data["cause"] == "agent_hangup" and ended.data["talk_s"] > 0 and "hold_s" in ended.data
+        # the agent: its own state changes and the call offered to it, with the whole screen pop
+        assert [t for t in a.types(call_id) if t.startswith("call.")] == ["call.offered", "call.answered",
+                                                                          "call.ended"]
+        offered = a.wait_for(lambda m: m.type == "call.offered")
+        assert offered.data["caller"] == CALLER and offered.data["agent"] == AGENT_A
+        assert offered.data["data"]["ivr_path"].startswith("evtest.") and offered.data["wait_s"] >= 0
+        states = [m.data["state"] for m in a.messages if m.type == "agent.state" and m.data["agent"] == AGENT_A]
+        # (an offer the worker withdrew, when it came before the caller's wait began, adds reserved, available)
+        assert states[0] == "available" and states[-3:] == ["reserved", "on_call", "available"], states
+        assert all(isinstance(m.data["ts"], float) and m.id for m in a.messages)
+
+        # the supervisor of support: the queue join and the offer, the number masked; the agent's states
+        sup_x.wait_for(lambda m: m.type == "call.ended" and m.data["call_id"] == call_id)
+        assert "call.queued" in sup_x.types(call_id) and "call.offered" in sup_x.types(call_id)
+        masked = sup_x.wait_for(lambda m: m.type == "call.offered").data["caller"]
+        assert masked != CALLER and masked.endswith(CALLER[-3:])
+        sup_x.wait_for(lambda m: m.type == "agent.state" and m.data["agent"] == AGENT_A)
+
+        # agent B and the sales supervisor: nothing of that call or of agent A. Their own agent's pause
+        # comes after everything above on the same stream: once they have it, they had their chance.
+        w.login(AGENT_B)
+        status, _ = w.http("POST", f"/agents/{AGENT_B}/pause", {"reason": "break"})
+        assert status == 200
+        for s in (b, sup_y):
+            s.wait_for(lambda m: m.type == "agent.state" and m.data["agent"] == AGENT_B
+                       and m.data["state"] == "paused")
+            assert s.types(call_id) == [], s.types(call_id)
+            assert not [m for m in s.messages if m.data.get("agent") == AGENT_A]
+            assert not [m for m in s.messages if m.data.get("caller") == CALLER]
+        assert admin.wait_for(lambda m: m.type == "call.offered").data["caller"] == CALLER
+
+        # a reconnect after the supervisor's first event gets the rest, in order, nothing twice
+        seen = list(sup_x.messages)
+        again = SseClient(w.http_port, sup_token, last_event_id=seen[0].id)
+        try:
+            again.wait_for(lambda m: m.id == seen[-1].id)
+            got = [m.id for m in again.messages]
+            assert got[:len(seen) - 1] == [m.id for m in seen[1:]]
+            assert len(set(got)) == len(got)
+        finally:
+            again.close()
+        status, body = w.http("GET", "/events", token=None, headers={"Last-Event-ID": "x"})
+        assert status == 401
+    finally:
+        for s in streams.values():
+            s.close()
+
+
+def test_a_bad_last_event_id_is_refused(worker: WorkerProc) -> None:
+    token = api_user(worker.redis_url, "agent-c", [AGENT], agent="1002")
+    s = SseClient(worker.http_port, token, last_event_id="yesterday")
+    assert s.status == 400
