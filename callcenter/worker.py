@@ -323,7 +323,8 @@ class Worker:
 
             voicemail_api.install_routes(api, self.voicemails, self.cfg.data_dir / "recordings",
                                          guard.auth.users if guard is not None else None,
-                                         VoicemailCallbacks(self.voicemails, router, queueing.policy, cdr))
+                                         VoicemailCallbacks(self.voicemails, router, queueing.policy, cdr),
+                                         store=cdr_store)
         metrics.register_queue_collector(queue_collector(sync_redis, self.cfg.redis.prefix))
         metrics_res: Resource = metrics.metrics_resource()
         if guard is not None:

@@ -18,7 +18,7 @@ import pytest
 import sipp
 from repo import REPO
 from tone_parties import Party, bridged_call, legs, phone, wait_for
-from worker_proc import METRICS_TOKEN, WorkerProc, api_user, fetch, flush, new_worker, queue_flow
+from worker_proc import METRICS_TOKEN, WorkerProc, admin_token, api_user, fetch, flush, new_worker, queue_flow
 
 from callcenter.api.forward import ASSERTION_TTL, Claims, ForwardKeys, body_digest, sign
 from callcenter.redisconn import connect_sync
@@ -27,6 +27,14 @@ pytestmark = [pytest.mark.sip, pytest.mark.timeout(300)]
 
 A, B, C = 500.0, 1100.0, 1700.0        # caller, agent, supervisor
 AGENT_PHONE = [0]
+VOICEMAIL = """name: vm
+languages: [vi]
+default_language: vi
+start: message
+nodes:
+  message: {type: record, variable: voicemail, max_seconds: 3, silence_seconds: 2, next: bye}
+  bye: {type: hangup}
+"""
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +53,8 @@ def workers(tmp_path_factory: pytest.TempPathFactory, redis_server) -> Iterator[
         flows = tmp / "flows"
         flows.mkdir()
         (flows / "direct.yaml").write_text(queue_flow("direct", "sales", "moh"))
-        w.write_config(rules=tmp / "rules.yaml", ivr_scripts=flows, routes={"default": "direct"},
+        (flows / "vm.yaml").write_text(VOICEMAIL)
+        w.write_config(rules=tmp / "rules.yaml", ivr_scripts=flows, routes={"vm": "vm", "default": "direct"},
                        extra=f"monitor: {{ring_timeout: 10}}\n"
                              f"recording: {{dir: {tmp / 'rec'}, retention_days: 30, queues: {{sales: {{sample: 100}}}}}}\n")
         started.append(w)
@@ -84,6 +93,27 @@ def assertion(w: WorkerProc, to: str, method: str, target: str, body: bytes = b"
                     origin="wa", to=to, method=method, target=target, body=body_digest(body), at=time.time(),
                     nonce=f"n{time.monotonic_ns()}")
     return sign(key, replace(claims, **changes))   # type: ignore[arg-type]
+
+
+def test_a_voice_message_saved_by_another_worker_is_fetched_through_it(
+        workers: tuple[WorkerProc, WorkerProc]) -> None:
+    wa, wb = workers
+    caller = sipp.caller(wb.target, [("pause", 500), ("tone", 700.0, 3000), ("wait_bye", 30000)],
+                         number="0901500077", service="vm")
+    assert caller.wait(60) == 0, caller.errors() + wb.tail()
+    call_id = wb.call_from("0901500077").call_id
+    vm = wait_for(lambda: next((v for v in wa.http("GET", "/voicemails")[1]["voicemails"] if v["call_id"] == call_id),
+                               None), "the message in the inbox")
+    token = admin_token(wa.redis_url)
+    status, _, whole = fetch(wb, f"/voicemails/{vm['id']}/audio", token)
+    assert status == 200 and whole.startswith(b"RIFF")
+    status, headers, part = fetch(wa, f"/voicemails/{vm['id']}/audio", token, {"range": "bytes=0-43"})
+    assert status == 206 and part == whole[:44] and headers["content-range"] == f"bytes 0-43/{len(whole)}"
+    assert fetch(wa, f"/voicemails/{vm['id']}/audio", token)[2] == whole
+    assert forwarded(wa, "GET /voicemails/{id}/audio") == 2
+    entries = [e for e in audit(wa, "/audio") if e["target"].get("id") == vm["id"]]
+    assert sorted((e["target"]["worker"], e["target"].get("forwarded_by", "")) for e in entries) == \
+        [("wb", ""), ("wb", "wa"), ("wb", "wa")], entries
 
 
 def test_hold_monitor_and_recording_asked_of_another_worker(workers: tuple[WorkerProc, WorkerProc]) -> None:

@@ -233,25 +233,23 @@ class Forwarder:
     # -- the forwarding worker -------------------------------------------------------------------
 
     async def owner(self, route: Route, req: Request) -> str | None:
-        call_id = req.params.get(route.call or "", "")
-        if not call_id or len(call_id) > MAX_CALL_ID:
-            return None                 # the handler answers 400
         if route.locate is not None:
             where = await route.locate(req)
-        elif self.is_local(call_id):
-            return None
         else:
+            call_id = req.params.get(route.call or "", "")
+            if not call_id or len(call_id) > MAX_CALL_ID or self.is_local(call_id):
+                return None             # (a call id too long: the handler answers 400)
             where = await self.call_owner(call_id)
         return where if where and where != self.worker_id else None
 
     async def forward(self, route: Route, req: Request, owner: str) -> tuple[Response, bool]:
         call_id = req.params.get(route.call or "", "")
-        flog = log.bind(call_id=call_id, route=route.pattern, owner=owner)
+        what = f"worker {owner}, which holds {f'call {call_id}' if call_id else req.path},"
+        flog = log.bind(call_id=call_id or None, path=req.path, route=route.pattern, owner=owner)
         found = await self.redis.hget(self.keys.addresses(), owner)
         address = found.decode() if isinstance(found, bytes) else found
         if address is None or not await self.alive(owner):
-            return self._failed(flog, route, "gone", 410, f"the worker holding call {call_id} ({owner}) stopped; "
-                                                          f"the call is over"), False
+            return self._failed(flog, route, "gone", 410, f"{what} stopped"), False
         who = req.principal
         claims = Claims(user=who.name if who else None, roles=sorted(who.roles) if who else [],
                         agent=who.agent if who else None, via=who.via if who else "none",
@@ -268,15 +266,13 @@ class Forwarder:
         d.addTimeout(self.timeout, reactor)
         try:
             resp = await d.asFuture(asyncio.get_running_loop())
-        except (DeferredTimeout, CancelledError, asyncio.CancelledError):
-            return self._failed(flog, route, "timeout", 504, f"worker {owner} holding call {call_id} did not "
-                                                             f"answer in {self.timeout:g} s"), False
+        except (DeferredTimeout, CancelledError):
+            return self._failed(flog, route, "timeout", 504, f"{what} did not answer in {self.timeout:g} s"), False
         except (net_error.ConnectError, net_error.ConnectionClosed, ResponseFailed, net_error.DNSLookupError) as exc:
             gone = not await self.alive(owner)
             flog.warning("forward failed", error=str(exc))
             return self._failed(flog, route, "gone" if gone else "unreachable", 410 if gone else 502,
-                                f"worker {owner} holding call {call_id} is "
-                                f"{'gone; the call is over' if gone else 'unreachable'}"), False
+                                f"{what} {'stopped' if gone else 'is unreachable'}"), False
         metrics.HTTP_FORWARDED_TOTAL.labels(route=route.pattern, result="answered").inc()
         flog.info("request forwarded", method=req.method, status=resp.code)
         out: dict[str, str] = {}

@@ -176,7 +176,7 @@ class Guard:
             return
         who: Principal = req.principal
         target: dict[str, Any] = dict(req.params)
-        if route.call is not None and self.forwarder is not None:    # which worker acted, and who sent it there
+        if route.located and self.forwarder is not None:    # which worker acted, and who sent it there
             target["worker"] = self.forwarder.worker_id
             if req.forwarded_by is not None:
                 target["forwarded_by"] = req.forwarded_by

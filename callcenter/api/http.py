@@ -173,7 +173,12 @@ class Route:
     max_body: int | None = None       # this route's body cap (None: the router's)
     stream: bool = False              # the handler reads the body from req.stream (a file), body is b""
     call: str | None = None           # the path param naming a call: answered by the worker holding it
-    locate: Locate | None = None      # where such a request is answered, if not where the call's media is
+    locate: Locate | None = None      # the worker to answer it, if not the one holding the call's media
+
+    @property
+    def located(self) -> bool:
+        """Answered by one worker (the call's, or the one ``locate`` names), not by whichever it reaches."""
+        return self.call is not None or self.locate is not None
 
 
 class Guard(Protocol):
@@ -204,8 +209,8 @@ class HttpRouter(Resource):
     against them and audited before/after its handler runs.
 
     A route with a ``{call_id}`` path param is call-scoped: with a ``forwarder``, once admitted here the
-    request is answered by the worker holding that call (``locate=`` names another place to look: the
-    worker that stored a recording)."""
+    request is answered by the worker holding that call; ``locate=`` names the worker otherwise (the one
+    whose disk holds a recording or a voice message)."""
 
     isLeaf = True
 
@@ -332,7 +337,7 @@ class HttpRouter(Resource):
     async def _owner(self, route: Route, req: Request) -> str | None:
         """The worker that must answer a call-scoped request, if not this one. A request another worker
         forwarded is never forwarded again (no loops: the owner answers it, 404 if the call is gone)."""
-        if self.forwarder is None or route.call is None or FORWARDED in req.headers:
+        if self.forwarder is None or not route.located or FORWARDED in req.headers:
             return None
         try:
             return await self.forwarder.owner(route, req)

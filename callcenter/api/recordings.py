@@ -23,6 +23,7 @@ from typing import BinaryIO
 from callcenter.api.http import FileBody, HttpError, HttpRouter, Request, Response
 from callcenter.auth.roles import ADMIN, SELF_AGENT, SUPERVISOR, SUPERVISORS
 from callcenter.calls.recording import CALL_ID, Recordings
+from callcenter.cdr.record import CallRecord
 from callcenter.cdr.store import SqlStore, StoreUnavailable
 
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
@@ -74,6 +75,18 @@ async def serve_wav(req: Request, path: Path, name: str) -> Response:
                     {**headers, "content-range": f"bytes {start}-{end}/{size}", "content-length": str(length)})
 
 
+async def held_by(store: SqlStore | None, call_id: str) -> CallRecord | None:
+    """The CDR of a finished call, which names the worker whose disk holds its files (a recording, a voice
+    message): a fetch elsewhere is forwarded there (api/forward.py). None when unknown or the store is down
+    (the request is answered where it landed)."""
+    if store is None:
+        return None
+    try:
+        return await asyncio.to_thread(store.get_call, call_id)
+    except StoreUnavailable:
+        return None
+
+
 def install_routes(router: HttpRouter, recordings: Recordings, store: SqlStore | None) -> None:
     """``store``: the CDR store, where a call's recording path is (None: it was down at boot, 503)."""
 
@@ -96,12 +109,9 @@ def install_routes(router: HttpRouter, recordings: Recordings, store: SqlStore |
         """The worker whose disk holds a finished call's recording, the one its CDR names, when this one's
         does not (the fetch is forwarded there: api/forward.py); None: answered here."""
         call_id = req.params["call_id"]
-        if store is None or not CALL_ID.match(call_id) or call_id in recordings.recent:
+        if not CALL_ID.match(call_id) or call_id in recordings.recent:
             return None
-        try:
-            cdr = await asyncio.to_thread(store.get_call, call_id)
-        except StoreUnavailable:
-            return None
+        cdr = await held_by(store, call_id)
         if cdr is None or not cdr.recording:
             return None
         here = await asyncio.to_thread(recordings.find, call_id, cdr.recording)

@@ -21,12 +21,13 @@ supervisor's decision. Every audio fetch (range or not) is in the audit log, bes
 
 from __future__ import annotations
 
+import asyncio
 import re
 from pathlib import Path
 from typing import Any
 
 from callcenter.api.http import HttpError, HttpRouter, Reply, Request, Response
-from callcenter.api.recordings import serve_wav
+from callcenter.api.recordings import held_by, serve_wav
 from callcenter.auth.roles import ADMIN, SUPERVISORS
 from callcenter.auth.users import UserStore
 from callcenter.calls.voicemail import (
@@ -38,16 +39,23 @@ from callcenter.calls.voicemail import (
     VoicemailCallbacks,
     VoicemailIndex,
 )
+from callcenter.cdr.store import SqlStore
 
 VM_ID = re.compile(r"^[0-9a-f]{1,40}$")
 QUEUE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 
 def install_routes(router: HttpRouter, index: VoicemailIndex, recordings_dir: Path,
-                   users: UserStore | None, callbacks: VoicemailCallbacks | None = None) -> None:
+                   users: UserStore | None, callbacks: VoicemailCallbacks | None = None,
+                   store: SqlStore | None = None) -> None:
     """``users``: the API's user store (None with ``http.auth`` off: every queue is visible);
-    ``callbacks``: what makes a callback of a message (None: no callback route)."""
+    ``callbacks``: what makes a callback of a message (None: no callback route); ``store``: the CDR store,
+    naming the worker whose disk holds a message saved by another worker (None: answered here)."""
     base = recordings_dir.resolve()
+
+    def on_disk(vm: Voicemail) -> Path | None:
+        path = Path(vm.path).resolve()
+        return path if path.is_relative_to(base) and path.is_file() else None
 
     async def scope(req: Request) -> frozenset[str] | None:
         """The queues the user may see; None: all."""
@@ -98,10 +106,18 @@ def install_routes(router: HttpRouter, index: VoicemailIndex, recordings_dir: Pa
 
     async def audio(req: Request) -> Response:
         vm = await one(req)
-        path = Path(vm.path).resolve()
-        if not path.is_relative_to(base) or not path.is_file():
+        path = await asyncio.to_thread(on_disk, vm)
+        if path is None:
             raise HttpError(404, "the message's audio is gone")
         return await serve_wav(req, path, f"voicemail-{vm.id}")
+
+    async def saved_by(req: Request) -> str | None:
+        """The worker whose disk holds the message, when this one's does not (its call's CDR names it)."""
+        vm = await index.get(req.params["id"]) if VM_ID.match(req.params["id"]) else None
+        if vm is None or await asyncio.to_thread(on_disk, vm) is not None:
+            return None
+        cdr = await held_by(store, vm.call_id)
+        return cdr.worker_id if cdr is not None else None
 
     async def handled(req: Request) -> Reply:
         vm = await one(req)
@@ -130,7 +146,7 @@ def install_routes(router: HttpRouter, index: VoicemailIndex, recordings_dir: Pa
 
     router.add("GET /voicemails", listing, roles=SUPERVISORS)
     router.add("GET /voicemails/{id}", show, roles=SUPERVISORS)
-    router.add("GET /voicemails/{id}/audio", audio, roles=SUPERVISORS, audit=True)
+    router.add("GET /voicemails/{id}/audio", audio, roles=SUPERVISORS, audit=True, locate=saved_by)
     router.add("POST /voicemails/{id}/handled", handled, roles=SUPERVISORS)
     if callbacks is not None:
         router.add("POST /voicemails/{id}/callback", callback, roles=SUPERVISORS, max_body=1024)
