@@ -160,7 +160,9 @@ class Worker:
         if cfg.recording is not None:
             from callcenter.telephony.recorder import PjTap
 
-            self.recordings = Recordings(cfg.recording, PjTap)
+            own = {c.id: c.recording for c in self.campaigns.values() if c.recording is not None}
+            self.recordings = Recordings(cfg.recording.with_campaigns(own), PjTap)
+            switch.digit_listeners.append(self.recordings.on_digit)    # the agent's keypad pauses/resumes
         queueing = Queueing(router, switch, cdr, live, policy=dial_policy, trunk=cfg.trunk,
                             service_levels=service_levels, recordings=self.recordings)
         self.voicemails = VoicemailIndex(aredis, prefix)

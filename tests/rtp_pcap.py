@@ -35,10 +35,13 @@ def write_rtp_pcap(path: Path, payloads: list[bytes], pt: int, ssrc: int = 0x123
     return path
 
 
-def write_dtmf_pcaps(directory: Path, digits: list[str], ssrc: int = 0x1234ABCD) -> list[Path]:
-    """One pcap per key press, numbered in order; sequence and timestamps continue across files."""
+def write_dtmf_pcaps(directory: Path, digits: list[str], ssrc: int = 0x1234ABCD, seq: int = 1000,
+                     pt: int = 101) -> list[Path]:
+    """One pcap per key press, numbered in order; sequence and timestamps continue across files. ``seq``:
+    the first sequence number (away from a tone pcap's 1000 when keys follow a tone: pjmedia drops DTMF
+    packets it takes for duplicates or out of order); ``pt``: telephone-event's payload type."""
     directory.mkdir(parents=True, exist_ok=True)
-    seq, ts = 1000, 160_000
+    ts = 160_000
     files = []
     for i, digit in enumerate(digits):
         event = EVENTS[digit]
@@ -48,7 +51,7 @@ def write_dtmf_pcaps(directory: Path, digits: list[str], ssrc: int = 0x1234ABCD)
             end = n >= 7
             duration = 160 * min(n, 7)
             payload = struct.pack("!BBH", event, (0x80 if end else 0) | 10, duration)
-            frames.append(_packet(seq, ts, ssrc, payload, marker=(n == 1)))
+            frames.append(_packet(seq, ts, ssrc, payload, marker=(n == 1), pt=pt))
             seq += 1
         ts += 8000  # the next key press starts 1 s of media clock later
         path = directory / f"dtmf_{i:02d}.pcap"

@@ -36,6 +36,7 @@ from tones import PCMA, write_tone_pcap
 
 PCAP_DIR = Path("/usr/share/sip-tester")
 PHONE_TAG = "[pid]SIPpTag01[call_number]"      # the To tag of a phone's answers
+PHONE_EVENT_PT = 120       # telephone-event in the worker's offers (pjsua's): a phone that keys answers with it
 PHONE_CONTACT = "Contact: <sip:[local_ip]:[local_port];transport=[transport]>"
 
 _SDP = """v=0
@@ -43,20 +44,21 @@ o=user1 53655765 {version} IN IP[local_ip_type] [local_ip]
 s=-
 c=IN IP[media_ip_type] [media_ip]
 t=0 0
-m=audio {media_port} RTP/AVP {codecs} 101
-{rtpmaps}a=rtpmap:101 telephone-event/8000
-a=fmtp:101 0-16
+m=audio {media_port} RTP/AVP {codecs} {event}
+{rtpmaps}a=rtpmap:{event} telephone-event/8000
+a=fmtp:{event} 0-16
 a=ptime:20
 {direction}"""
 
 
-def sdp(codecs: str = "8 0", media_port: int | None = None, direction: str = "", version: int = 2353687637) -> str:
+def sdp(codecs: str = "8 0", media_port: int | None = None, direction: str = "", version: int = 2353687637,
+        event: int = 101) -> str:
     """An offer or answer with these payload types and telephone-event; media_port: advertise that port
     instead of sipp's own media port (its RTP then goes to whoever listens there); direction: an
     a=sendonly / a=inactive / a=sendrecv line (a re-INVITE's offer also needs a new version)."""
     names = {"0": "PCMU", "8": "PCMA", "18": "G729", "3": "GSM"}
     maps = "".join(f"a=rtpmap:{c} {names[c]}/8000\n" for c in codecs.split())
-    return _SDP.format(codecs=codecs, rtpmaps=maps, media_port=media_port or "[media_port]",
+    return _SDP.format(codecs=codecs, rtpmaps=maps, media_port=media_port or "[media_port]", event=event,
                        direction=f"a={direction}\n" if direction else "", version=version)
 
 
@@ -350,7 +352,7 @@ Content-Length: 0
 
 def _agent_xml(mode: str, ring_ms: int, talk_ms: int, codecs: str = "0 8", greeting: bool = False,
                routed: bool = False, steps: list[tuple] | None = None, tone_files: list[Path] | None = None,
-               media_port: int | None = None) -> str:
+               media_port: int | None = None, dtmf_files: list[Path] | None = None) -> str:
     """mode: 'answer' (talk, wait for BYE), 'answer_bye' (agent hangs up after talk_ms),
     'noanswer' (ring until CANCEL), '486' / '480' / '603' (reject). See agent()."""
     steps = steps or []
@@ -371,15 +373,19 @@ def _agent_xml(mode: str, ring_ms: int, talk_ms: int, codecs: str = "0 8", greet
         parts.append('<recv request="CANCEL"/>\n')
     else:
         parts.append(f'<recv request="CANCEL" timeout="{ring_ms}" ontimeout="answer" next="cancelled"/>\n')
+        answer = sdp(codecs, media_port, event=PHONE_EVENT_PT if dtmf_files else 101)
         parts.append(f"""<label id="answer"/>
-{_phone_answer(200, "OK", routed, body=sdp(codecs, media_port), retrans=True)}<recv request="ACK" crlf="true"/>
+{_phone_answer(200, "OK", routed, body=answer, retrans=True)}<recv request="ACK" crlf="true"/>
 """)
         if greeting:
             parts.append(f'<nop><action><exec play_pcap_audio="{PCAP_DIR}/g711a.pcap"/></action></nop>\n')
-        tone, cseq = iter(tone_files or []), 2
+        tone, dtmf, cseq = iter(tone_files or []), iter(dtmf_files or []), 2
         for step in steps:
             if step[0] == "tone":
                 parts.append(f'<nop><action><exec play_pcap_audio="{next(tone)}"/></action></nop>\n')
+            elif step[0] == "dtmf":
+                parts.append(f'<nop><action><exec play_pcap_audio="{next(dtmf)}"/></action></nop>\n'
+                             '<pause milliseconds="250"/>\n')
             elif step[0] == "pause":
                 parts.append(f'<pause milliseconds="{int(step[1])}"/>\n')
             elif step[0] == "reinvite":
@@ -592,7 +598,7 @@ def agent(port: int, mode: str = "answer", ring_ms: int = 500, talk_ms: int = 10
     steps (mode 'answer', after answering, before waiting for the BYE): ("tone", hz, ms[, pt]) send a
     tone instead of echoing (pt: the codec its answer puts first, µ-law 0 by default), ("pause", ms),
     ("reinvite", "sendonly" | "inactive" | "sendrecv") its own re-INVITE: hold and resume from the phone
-    (SDP versions 2353687639, 2353687640, ...).
+    (SDP versions 2353687639, 2353687640, ...), ("dtmf", "1") a key pressed (RFC 2833, as a caller's).
     media_port: the RTP port its SDP names instead of its own (a test's socket sends and keeps its media)."""
     workdir = Path(tempfile.mkdtemp(prefix=f"sipp-agent{port}-"))
     steps = steps or []
@@ -601,7 +607,9 @@ def agent(port: int, mode: str = "answer", ring_ms: int = 500, talk_ms: int = 10
     if answer_only is not None:
         xml = _answer_only_xml(answer_only, ring_ms)
     else:
-        xml = _agent_xml(mode, ring_ms, talk_ms, codecs, greeting, routed, steps, tone_files, media_port)
+        xml = _agent_xml(mode, ring_ms, talk_ms, codecs, greeting, routed, steps, tone_files, media_port,
+                         write_dtmf_pcaps(workdir, [s[1] for s in steps if s[0] == "dtmf"], seq=20_000,
+                                          pt=PHONE_EVENT_PT))
     echo = not greeting and not tone_files and media_port is None
     args = ["-m", str(calls), *(["-rtp_echo"] if echo else []), *(["-trace_msg"] if trace else []),
             "-timeout", f"{timeout_s}s", *(["-timeout_error"] if timeout_error else [])]

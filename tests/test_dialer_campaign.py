@@ -76,3 +76,23 @@ def test_campaign_prompts_resolve_to_sound_files():
     assert resolve_prompt("debt/calling_from", sounds) == str((sounds / "vi/debt/calling_from.wav").resolve())
     assert resolve_prompt("sounds/vi/debt/calling_from.wav", sounds).endswith("vi/debt/calling_from.wav")
     assert resolve_prompt("missing/prompt", sounds) == "missing/prompt"
+
+
+def test_a_campaign_file_sets_its_own_recording_policy():
+    from callcenter.calls.recording import ALWAYS, SAMPLE, Policy, parse_settings
+
+    c = parse(BASE + "recording: {policy: always, retention_days: 365}\n")
+    assert c.recording == Policy(ALWAYS, 0.0, 365)
+    assert parse(BASE).recording is None
+    with pytest.raises(ConfigError) as exc:
+        parse(BASE + "recording: {sample: 250}\n")
+    assert "x.yaml:6: recording.sample" in str(exc.value)
+    with pytest.raises(ConfigError) as exc:
+        parse(BASE + "recording: {keep: 3}\n")
+    assert "recording.keep: unknown key" in str(exc.value)
+    # the campaign file wins over the worker config's recording.campaigns entry; the consent prompt is inherited
+    data, loc = yamlsrc.loads("recording: {consent_prompt: notice, campaigns: {x: {policy: never}, y: {sample: 5}}}",
+                              "callcenter.yaml")
+    s = parse_settings(yamlsrc.Reader(data, loc), REPO).with_campaigns({"x": c.recording})
+    assert s.policy("sales", "x") == Policy(ALWAYS, 0.0, 365, "notice")
+    assert s.policy("sales", "y").mode == SAMPLE

@@ -174,6 +174,13 @@ recording:
     assert "/en: queue/notice" in str(err.value)
 
 
+class Agent:
+    """A leg as the recordings see it: its id."""
+
+    def __init__(self, leg_id: str) -> None:
+        self.id = leg_id
+
+
 class FakeTap:
     """Writes one second of a constant to a mono WAV on close (what a PjTap's recorder leaves behind)."""
 
@@ -184,6 +191,9 @@ class FakeTap:
 
     def mute(self, muted: bool) -> None:
         self.log.append(f"mute {muted}")
+
+    def mix(self, leg: Agent, on: bool) -> None:
+        self.log.append(f"mix {self.path.name} {leg.id} {on}")
 
     def close(self) -> None:
         mono(self.path, [1000 if "caller" in self.path.name else -1000] * 8000)
@@ -206,8 +216,8 @@ def test_on_demand_starts_on_resume_and_pause_mutes_both_taps(tmp_path: Path) ->
 
     log: list[str] = []
     recs = recordings(tmp_path, "recording: {queues: {sales: {policy: on_demand}}}", log)
-    assert recs.start("c1", object(), object(), queue="other", campaign=None) is None     # never: not even tracked
-    s = recs.start("c2", object(), object(), queue="sales", campaign=None, agent_id="1001")
+    assert recs.start("c1", Agent("caller"), Agent("agent"), queue="other", campaign=None) is None     # never: not even tracked
+    s = recs.start("c2", Agent("caller"), Agent("agent"), queue="sales", campaign=None, agent_id="1001")
     assert s is not None and not s.recording and log == []
     recs.pause("c2")                      # nothing to pause yet
     recs.resume("c2")                     # on demand: starts now
@@ -237,7 +247,7 @@ def test_a_tap_that_cannot_start_leaves_the_call_unrecorded_and_counts(tmp_path:
     log: list[str] = []
     recs = recordings(tmp_path, "recording: {policy: always}", log, fail=TapError("no space"))
     before = metrics.RECORDING_FAILURES_TOTAL.labels(reason="disk_full")._value.get()
-    s = recs.start("c3", object(), object(), queue="sales", campaign=None)
+    s = recs.start("c3", Agent("caller"), Agent("agent"), queue="sales", campaign=None)
     assert s is not None and not s.recording and s.failed == "disk_full"
     assert metrics.RECORDING_FAILURES_TOTAL.labels(reason="disk_full")._value.get() == before + 1
     assert asyncio.run(recs.finish(s)) is None
@@ -297,3 +307,69 @@ def test_a_download_is_streamed_from_the_file_in_chunks(tmp_path: Path) -> None:
         assert max(len(c) for c in request.written) <= 65536 and resp.body.file.closed
     resp = _serve(path, {"range": "bytes=400000-"})
     assert resp.status == 416 and resp.headers["content-range"] == "bytes */300000" and resp.body == b""
+
+
+@pytest.mark.parametrize("text, where", [
+    ("recording: {pause_digits: '12345'}", "recording.pause_digits: expected 1 to 4 keys"),
+    ("recording: {pause_digits: 'a'}", "recording.pause_digits"),
+    ("recording: {pause_digits: ''}", "recording.pause_digits: pause_digits and resume_digits go together"),
+    ("recording: {pause_digits: '#1', resume_digits: '1'}", "recording.resume_digits: '1' and pause_digits"),
+    ("recording: {pause_digits: '*9', resume_digits: '*9'}", "recording.resume_digits"),
+])
+def test_bad_keypad_digits_name_the_key(text: str, where: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        settings(text)
+    assert where in str(err.value)
+
+
+def test_the_agents_keys_pause_and_resume_its_calls_recording_only(tmp_path: Path) -> None:
+    import asyncio
+
+    log: list[str] = []
+    recs = recordings(tmp_path, "recording: {policy: always}", log)
+    assert (recs.settings.pause_digits, recs.settings.resume_digits) == ("*1", "*2")     # the defaults
+    agent, caller = Agent("a1"), Agent("c1")
+    s = recs.start("c4", caller, agent, queue="sales", campaign=None)
+    assert s is not None and s.recording
+    for key in "*1":
+        recs.on_digit(caller, key)             # the caller's keys do nothing
+    recs.on_digit(agent, "*")
+    recs.on_digit(Agent("other"), "1")
+    assert not s.paused
+    recs.on_digit(agent, "1")
+    assert s.paused
+    for key in "5*2":
+        recs.on_digit(agent, key)
+    assert not s.paused and len(s.pauses) == 1
+    recs.on_digit(agent, "*")
+    s.key_at -= 10                             # a key long after the last one starts a new sequence
+    recs.on_digit(agent, "1")
+    assert not s.paused
+    asyncio.run(recs.finish(s))
+    recs.on_digit(agent, "*")
+    recs.on_digit(agent, "1")                  # the call is over: nothing to pause
+    assert log.count("mute True") == 2
+
+
+def test_keys_off_and_a_conference_party_mixed_in_once_recorded(tmp_path: Path) -> None:
+    import asyncio
+
+    from callcenter.cdr.record import CallRecord
+
+    log: list[str] = []
+    recs = recordings(tmp_path, "recording: {policy: on_demand, pause_digits: '', resume_digits: ''}", log)
+    rec = CallRecord("c5", "outbound", "x", "y", 0.0, queue="sales", agent_id="1001")
+    agent = Agent("a5")
+    s = recs.begin(rec, Agent("c5"), agent)
+    assert s is not None and not s.recording and s.agent_id == "1001"
+    party = Agent("p1")
+    recs.mix("c5", party, True)                # not recording yet: remembered
+    recs.on_digit(agent, "*")
+    recs.on_digit(agent, "2")                  # keys are off
+    assert not s.recording
+    recs.resume("c5")
+    assert log[-1] == "mix c5.agent.wav p1 True"
+    recs.mix("c5", party, False)
+    assert log[-1] == "mix c5.agent.wav p1 False" and s.mixed == []
+    asyncio.run(recs.end(s, rec))
+    assert rec.recording is not None and rec.recording.endswith("c5.wav")

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 import sipp
+import tones
 from recording_helpers import channels, silent_blocks, tone_blocks
 from worker_proc import METRICS_TOKEN, WorkerProc, admin_token, api_user, fetch, flush, new_worker
 
@@ -216,3 +217,45 @@ def test_a_hold_from_the_agents_phone_does_not_lose_the_agent(worker: WorkerProc
     caller_left = tone_blocks(left, CALLER_HZ)
     # the last second of the call: both parties still in the recording, each on its own side
     assert all(agent_right[-12:-2]) and all(caller_left[-12:-2]), (agent_right[-20:], caller_left[-20:])
+
+
+DTMF_LOW = (697.0, 770.0, 852.0, 941.0)    # every key has one of these (1209..1633 Hz is the high group)
+
+
+def test_the_agent_pauses_and_resumes_from_its_keypad_and_the_caller_hears_no_keys(worker: WorkerProc) -> None:
+    """The agent keys *1 (recording.pause_digits), 3 s later *2 (resume_digits), as RFC 2833 events (its
+    tone stops meanwhile: one RTP stream at a time, as a phone sends): the
+    recording has a silent stretch on both channels between the caller's tone before and after it, and the
+    RTP the caller receives carries none of the keys' frequencies (the bridge does not play them)."""
+    try:
+        sniffer = tones.Sniffer(set())
+    except PermissionError:
+        pytest.skip("watching the loopback interface needs root (CAP_NET_RAW)")
+    try:
+        phone = sipp.agent(worker.agents_port, "answer", ring_ms=300, timeout_s=60, codecs="8", steps=[
+            ("tone", AGENT_HZ, 2500), ("pause", 2600), ("dtmf", "*"), ("dtmf", "1"), ("tone", AGENT_HZ, 3000),
+            ("pause", 3100), ("dtmf", "*"), ("dtmf", "2"), ("tone", AGENT_HZ, 8000)])
+        worker.login("1001")
+        caller = sipp.caller(worker.target, [*MENU_SALES[:-1], ("tone", CALLER_HZ, 20_000), ("pause", 15_000),
+                                             ("hangup",)], number="0901300005", codecs="8")
+        sniffer.watch(caller.media_port)
+        assert sipp.wait_all(caller, phone) == [0, 0], caller.errors() + phone.errors()
+        heard = sniffer.pcm(caller.media_port)
+    finally:
+        sniffer.close()
+    cdr = worker.call_from("0901300005")
+    assert cdr.outcome == "answered" and cdr.recording, cdr
+    by = [e.get("by") for e in worker.logs() if e.get("call_id") == cdr.call_id
+          and e.get("event") in ("recording paused", "recording resumed")]
+    assert by == ["phone", "phone"], by
+    left, right = channels(Path(cdr.recording))
+    caller_left = tone_blocks(left, CALLER_HZ)
+    quiet = [a and b for a, b in zip(silent_blocks(left), silent_blocks(right), strict=True)]
+    gaps = [(s, n) for s, n in runs(quiet) if n >= 20 and any(caller_left[:s]) and any(caller_left[s + n:])]
+    assert gaps, runs(quiet)
+    assert sum(tone_blocks(right, AGENT_HZ)) >= 20       # the agent recorded before and after the pause
+    # what the caller received: the agent's tone, never a key
+    assert len(heard) > 8000 * 5 and tones.detect(heard, [AGENT_HZ]) == {AGENT_HZ}
+    keyed = [i for i in range(0, len(heard) - 800, 800) for f in DTMF_LOW
+             if tones.goertzel_power(heard[i:i + 800], f) >= 0.1 * max(1, sum(x * x for x in heard[i:i + 800]))]
+    assert keyed == [], keyed

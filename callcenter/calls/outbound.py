@@ -110,19 +110,26 @@ class OutboundCalls:
 
     async def talk(self, leg: Leg, agent_leg: Leg, rec: CallRecord | None, since: float) -> Leg:
         """Bridge the customer's answered leg to an agent's until one of them hangs up, then hang up the customer.
-        The record gets the talk time from `since` and the side that ended it. Returns the leg that ended first."""
+        The record gets the talk time from `since`, the side that ended it and the recording (``Recordings.begin``:
+        its campaign's or queue's policy). Returns the leg that ended first."""
         ended: Leg
+        recordings, recording = self.queueing.recordings, None
         try:
             await agent_leg.bridge(leg)
+            if recordings is not None and rec is not None:
+                recording = recordings.begin(rec, leg, agent_leg)
             ended, _ = await first_to_end(leg, agent_leg)
         except (CallGone, TelephonyError):
             ended = leg if leg.ended else agent_leg
         if rec is not None:
             rec.talk_seconds = time.time() - since
             rec.hangup_side = "agent" if ended is agent_leg else "caller"
-            if rec.end is not None:
-                await self.update(rec)    # the customer hung up first: the final record went out already
         await hangup(leg)
+        if rec is not None:
+            if recordings is not None:
+                await recordings.end(recording, rec)
+            if rec.end is not None:
+                await self.update(rec)    # the customer's leg ended: its final record went out already
         return ended
 
     # -- the engine's callables -----------------------------------------------------------------

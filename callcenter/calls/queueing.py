@@ -368,8 +368,7 @@ class Queueing:
         try:
             await leg.bridge(agent)
             if self.recordings is not None:
-                recording = self.recordings.start(rec.call_id, leg, agent, queue=offer.queue,
-                                                  campaign=rec.campaign, agent_id=offer.agent_id)
+                recording = self.recordings.begin(rec, leg, agent, offer.queue)
         except CallGone:
             pass
         await self._event("CONNECT", leg.id, offer.queue, offer.agent_id, holdtime=rec.wait_seconds)
@@ -394,9 +393,8 @@ class Queueing:
                 if t.held_since is not None:
                     t.hold_seconds += time.time() - t.held_since
                     t.held_since = None
-        if recording is not None and self.recordings is not None:
-            stored = await self.recordings.finish(recording)
-            rec.recording = str(stored) if stored is not None else None
+        if self.recordings is not None:
+            await self.recordings.end(recording, rec)
         rec.hold_seconds, rec.hold_count = round(t.hold_seconds, 3), t.holds
         talk = max(0.0, time.time() - answered - t.hold_seconds)      # talk time excludes hold
         rec.talk_seconds = round(talk, 3)
@@ -596,10 +594,13 @@ class Queueing:
             return
         rec.answer = time.time()
         await customer.bridge(agent)
+        recording = self.recordings.begin(rec, customer, agent) if self.recordings is not None else None
         await self._event("CONNECT", offer.call_id, offer.queue, offer.agent_id, callback=True)
         await first_to_end(customer, agent)
         await customer.hangup()
         await agent.hangup()
+        if self.recordings is not None:
+            await self.recordings.end(recording, rec)
         rec.end = time.time()
         rec.talk_seconds = round(rec.end - rec.answer, 3)
         rec.outcome = "answered"

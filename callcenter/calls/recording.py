@@ -1,14 +1,23 @@
 """Call recording: who is recorded (the policy per queue and per campaign), the two mono taps of a bridged
-call, pause/resume, the stereo WAV, failures and retention.
+call, pause/resume (API and the agent's keypad), the stereo WAV, failures and retention.
+
+Every conversation of a caller (customer) with an agent is recorded from one place, :meth:`Recordings.begin`
+(its queue's or campaign's policy decides) and stored by :meth:`Recordings.end`, which links it in the CDR:
+queue calls and campaign calls handed to an agent (``calls.queueing``), callbacks, preview dials and
+click-to-call (``calls.outbound.OutboundCalls.talk``). A conference (``calls.conference``) stays one file:
+each added party is mixed into the agent's channel (:meth:`Recordings.mix`; muted, it is taken out).
 
 A recorded call is two mono taps (``telephony.recorder.PjTap``, each fed only by one party's received
-audio and written by pjmedia's clock thread) that start together when caller and agent are bridged. When
+audio, the agent's also by the conference's added parties, and written by pjmedia's clock thread) that
+start together when caller and agent are bridged. When
 the call ends the taps are closed on the loop thread and merged in a worker thread into one 8 kHz 16-bit
 stereo WAV, caller on the left, agent on the right, at ``<dir>/YYYY/MM/DD/<call_id>.wav`` (UTC date of
 the start, mode 0640); the mono files are removed. A ``<call_id>.json`` beside it says how long to keep
 it (``retention_days``); :func:`purge` deletes what is past it (the worker runs it hourly).
 
-Pause mutes both taps (the paused stretch is silence of its real length). A disk-full or write error
+Pause mutes both taps (the paused stretch is silence of its real length). The agent pauses from its phone
+by keying ``pause_digits`` (default ``*1``) and resumes with ``resume_digits`` (``*2``): RFC 2833 / SIP INFO
+keys reach the worker out of band, so the bridge never plays them to the caller. A disk-full or write error
 never touches the call: the recording is dropped and ``callcenter_recording_failures_total{reason}``
 counts it (alert ``CallcenterRecordingFailing``).
 
@@ -30,11 +39,12 @@ import sys
 import time
 import wave
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
 from callcenter import logs, metrics, privacy
+from callcenter.cdr.record import CallRecord
 from callcenter.telephony.api import Leg
 from callcenter.yamlsrc import Reader
 
@@ -48,6 +58,8 @@ SETTLE_SECONDS = 2.0      # how long pjmedia may take to close a tap's file (a f
 FAILURE_REASONS = ("disk_full", "write_error", "too_many")   # callcenter_recording_failures_total{reason}
 CALL_ID = re.compile(r"^[0-9A-Za-z_-]{1,64}$")      # what a recording's file may be named after
 RECENT = 1000             # stored paths kept in memory for the CDR writer's lag (Recordings.recent)
+DIGITS = re.compile(r"^[0-9*#]{1,4}$")             # a pause/resume key sequence
+DIGIT_GAP = 3.0           # seconds allowed between the keys of one sequence
 _STORED = re.compile(r"(?:^|/)(\d{4}/\d{2}/\d{2})/([0-9A-Za-z_-]{1,64})\.wav$")   # a stored file's day and name
 
 
@@ -76,6 +88,15 @@ class RecordingSettings:
     retention_days: int = 90
     queues: dict[str, Policy] = field(default_factory=dict)
     campaigns: dict[str, Policy] = field(default_factory=dict)
+    pause_digits: str = "*1"               # the agent's keys that pause a recording ("": none)
+    resume_digits: str = "*2"              # ... and resume it (or start an on_demand one)
+
+    def with_campaigns(self, own: dict[str, Policy]) -> RecordingSettings:
+        """These settings with the policies campaign files set in their own ``recording:`` section (each wins
+        over the ``campaigns:`` entry of this section); one without a consent prompt takes the section's."""
+        filled = {cid: p if p.consent_prompt else replace(p, consent_prompt=self.default.consent_prompt)
+                  for cid, p in own.items()}
+        return replace(self, campaigns={**self.campaigns, **filled})
 
     def policy(self, queue: str | None, campaign: str | None) -> Policy:
         """A campaign's policy wins over its queue's (outbound calls queue for an agent too)."""
@@ -95,8 +116,9 @@ class RecordingSettings:
         return None if policy.mode == NEVER else policy.consent_prompt
 
 
-RECORDING_KEYS = ("dir", "policy", "sample", "retention_days", "consent_prompt", "queues", "campaigns")
-_POLICY_KEYS = ("policy", "sample", "retention_days", "consent_prompt")
+RECORDING_KEYS = ("dir", "policy", "sample", "retention_days", "consent_prompt", "queues", "campaigns",
+                  "pause_digits", "resume_digits")
+POLICY_KEYS = ("policy", "sample", "retention_days", "consent_prompt")
 CONSENT_LANGUAGES = ("vi", "en")
 
 
@@ -120,21 +142,44 @@ def _policy(r: Reader, default_mode: str = NEVER, consent: str | None = None,
     return Policy(mode, percent, days, prompt)
 
 
+def campaign_policy(r: Reader) -> Policy:
+    """A campaign file's own ``recording:`` section (``dialer.campaign``): the keys of a queue's policy."""
+    r.refuse_unknown(POLICY_KEYS)
+    return _policy(r)
+
+
+def _digits(s: Reader) -> tuple[str, str]:
+    """``pause_digits`` / ``resume_digits``: 1-4 keys each (quoted in YAML: ``"*1"``), both or neither."""
+    keys = (s.text("pause_digits", "*1"), s.text("resume_digits", "*2"))
+    for name, value in zip(("pause_digits", "resume_digits"), keys, strict=True):
+        if value and not DIGITS.match(value):
+            raise s.fail(name, f"expected 1 to 4 keys of 0-9, * and # (quote it: \"*1\"), or \"\" for none; "
+                               f"got {value!r}")
+    pause, resume = keys
+    if bool(pause) != bool(resume):
+        raise s.fail("resume_digits" if pause else "pause_digits", "pause_digits and resume_digits go together")
+    if pause and (pause.endswith(resume) or resume.endswith(pause)):
+        raise s.fail("resume_digits", f"{resume!r} and pause_digits {pause!r}: neither may end the other")
+    return pause, resume
+
+
 def parse_settings(top: Reader, data_dir: Path, sounds: Path | None = None) -> RecordingSettings:
     """The ``recording:`` section of the worker config (see callcenter.yaml). A queue or campaign without
     its own ``consent_prompt`` takes the section's."""
     s = top.section("recording", RECORDING_KEYS)
     raw_dir = Path(s.text("dir", "recordings"))
     default = _policy(s, sounds=sounds)
+    pause, resume = _digits(s)
     queues: dict[str, Policy] = {}
     campaigns: dict[str, Policy] = {}
     for key, into in (("queues", queues), ("campaigns", campaigns)):
         for name, own in s.section(key).sections():
-            own.refuse_unknown(_POLICY_KEYS)
+            own.refuse_unknown(POLICY_KEYS)
             into[name] = _policy(own, consent=default.consent_prompt, sounds=sounds)
     return RecordingSettings(dir=raw_dir if raw_dir.is_absolute() else data_dir / raw_dir,
                              default=Policy(default.mode, default.percent, consent_prompt=default.consent_prompt),
-                             retention_days=default.retention_days or 90, queues=queues, campaigns=campaigns)
+                             retention_days=default.retention_days or 90, queues=queues, campaigns=campaigns,
+                             pause_digits=pause, resume_digits=resume)
 
 
 # -- the stereo file ---------------------------------------------------------------------------------
@@ -227,6 +272,9 @@ class Tap(Protocol):
 
     def mute(self, muted: bool) -> None: ...
 
+    def mix(self, leg: Leg, on: bool) -> None:
+        """Also record what ``leg`` receives (a conference party), mixed in; or (``on=False``) no longer."""
+
     def close(self) -> None: ...
 
 
@@ -246,6 +294,9 @@ class Session:
     paused: bool = False
     pauses: list[tuple[float, float | None]] = field(default_factory=list)   # offsets into the recording
     failed: str | None = None
+    mixed: list[Leg] = field(default_factory=list)   # conference parties in the agent's channel
+    keys: str = ""                                   # the agent's last keys (pause/resume_digits)
+    key_at: float = 0.0
 
     @property
     def recording(self) -> bool:
@@ -261,6 +312,7 @@ class Recordings:
         self._tap = tap
         self._draw = draw
         self.live: dict[str, Session] = {}
+        self._agents: dict[str, Session] = {}     # by the agent's leg id: its keypad pauses and resumes
         # just stored here, by call id: found before the CDR writer has stored the call's link (oldest go first)
         self.recent: collections.OrderedDict[str, Path] = collections.OrderedDict()
 
@@ -294,6 +346,7 @@ class Recordings:
             return None
         session = Session(call_id, policy, self.path_for(call_id, time.time()), caller, agent, agent_id)
         self.live[call_id] = session
+        self._agents[agent.id] = session
         if policy.wants(self._draw):
             self._open(session)
         return session
@@ -315,6 +368,8 @@ class Recordings:
             self._remove_parts(s)
             self._fail(s, reason if reason in FAILURE_REASONS else "write_error", str(exc))
             return
+        for leg in s.mixed:
+            self._mix(s, leg, True)
         s.started = time.monotonic()
         metrics.RECORDINGS_STARTED_TOTAL.inc()
         log.info("recording started", call_id=s.call_id, policy=s.policy.mode)
@@ -324,17 +379,69 @@ class Recordings:
         metrics.RECORDING_FAILURES_TOTAL.labels(reason=reason).inc()
         log.error("recording failed; the call goes on unrecorded", call_id=s.call_id, reason=reason, error=error)
 
-    def pause(self, call_id: str) -> Session:
+    def begin(self, rec: CallRecord, caller: Leg, agent: Leg, queue: str | None = None) -> Session | None:
+        """The customer and the agent of the call ``rec`` were just bridged (a queue or campaign call, a
+        callback, a preview dial, a click-to-call): record it if the policy of its campaign or of ``queue``
+        (the queue that answered it; default its record's) says so. Every conversation is recorded from
+        here; :meth:`end` stores it."""
+        return self.start(rec.call_id, caller, agent, queue=queue or rec.queue, campaign=rec.campaign,
+                          agent_id=rec.agent_id)
+
+    async def end(self, s: Session | None, rec: CallRecord) -> None:
+        """The conversation :meth:`begin` recorded is over: store it and link it in ``rec`` (None when it was
+        not recorded or failed)."""
+        if s is not None:
+            stored = await self.finish(s, consent=rec.recording_consent)
+            rec.recording = str(stored) if stored is not None else None
+
+    def mix(self, call_id: str, leg: Leg, on: bool) -> None:
+        """A conference party of the call joined (or was muted, or left: ``on=False``): its audio goes into
+        the agent's channel, or no longer. A call not recorded (yet: on_demand) remembers it."""
+        s = self.live.get(call_id)
+        if s is None:
+            return
+        if on and leg not in s.mixed:
+            s.mixed.append(leg)
+        elif not on and leg in s.mixed:
+            s.mixed.remove(leg)
+        if s.recording:
+            self._mix(s, leg, on)
+
+    def _mix(self, s: Session, leg: Leg, on: bool) -> None:
+        try:
+            s.taps[-1].mix(leg, on)
+        except Exception as exc:  # noqa: BLE001 - a recording never takes the call down
+            log.warning("conference party not mixed into the recording", call_id=s.call_id, leg=leg.id,
+                        error=str(exc))
+
+    def on_digit(self, leg: Leg, digit: str) -> None:
+        """A key pressed on any leg (the softswitch's digit listeners): on the agent's leg of a live
+        conversation, ``pause_digits`` pauses its recording and ``resume_digits`` resumes it, like the API."""
+        s = self._agents.get(leg.id)
+        pause, resume = self.settings.pause_digits, self.settings.resume_digits
+        if s is None or not pause:
+            return
+        now = time.monotonic()
+        s.keys = (s.keys[-3:] if now - s.key_at <= DIGIT_GAP else "") + digit
+        s.key_at = now
+        if s.keys.endswith(pause):
+            s.keys = ""
+            self.pause(s.call_id, by="phone")
+        elif s.keys.endswith(resume):
+            s.keys = ""
+            self.resume(s.call_id, by="phone")
+
+    def pause(self, call_id: str, by: str = "api") -> Session:
         s = self._session(call_id)
         if s.recording and not s.paused:
             for t in s.taps:
                 t.mute(True)
             s.paused = True
             s.pauses.append((time.monotonic() - s.started, None))
-            log.info("recording paused", call_id=call_id)
+            log.info("recording paused", call_id=call_id, by=by)
         return s
 
-    def resume(self, call_id: str) -> Session:
+    def resume(self, call_id: str, by: str = "api") -> Session:
         """Unmute a paused recording; an on-demand call not recorded yet starts now."""
         s = self._session(call_id)
         if not s.recording and s.failed is None:
@@ -345,7 +452,7 @@ class Recordings:
             s.paused = False
             begun, _ = s.pauses[-1]
             s.pauses[-1] = (begun, time.monotonic() - s.started)
-            log.info("recording resumed", call_id=call_id)
+            log.info("recording resumed", call_id=call_id, by=by)
         return s
 
     def _session(self, call_id: str) -> Session:
@@ -358,6 +465,8 @@ class Recordings:
         """The bridge ended: close the taps (here, on the loop thread), merge off the loop. The path of
         the stereo WAV, or None (not recorded, or failed: counted)."""
         self.live.pop(s.call_id, None)
+        if self._agents.get(s.agent.id) is s:
+            del self._agents[s.agent.id]
         if not s.recording:
             return None
         self._close_taps(s)

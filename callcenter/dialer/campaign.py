@@ -17,6 +17,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from callcenter import yamlsrc
+from callcenter.calls.recording import Policy, campaign_policy
 from callcenter.exceptions import ConfigError
 from callcenter.timeofday import time_of_day
 from callcenter.yamlsrc import Located, Reader
@@ -115,6 +116,8 @@ class Campaign:
     allow_international: bool | None = None
     allow_premium: bool | None = None
     allowed_prefixes: tuple[str, ...] = ()
+    # its own `recording:` policy (calls.recording; None: the worker config's recording.campaigns / queue / default)
+    recording: Policy | None = None
 
     @property
     def tz(self) -> ZoneInfo:
@@ -174,7 +177,8 @@ def _compliance(r: Reader, ctype: str) -> CompliancePolicy:
 
 
 _TOP = ("id", "name", "type", "dial_mode", "queue", "ivr_flow", "caller_id", "dial_uri", "time_zone", "region",
-        "compliance", "attempts", "pacing", "amd", "abandon_prompt", "list_columns", "extra", "dialing")
+        "compliance", "attempts", "pacing", "amd", "abandon_prompt", "list_columns", "extra", "dialing",
+        "recording")
 
 
 def parse_campaign(data: object, loc: Located, default_id: str | None = None) -> Campaign:
@@ -236,7 +240,8 @@ def parse_campaign(data: object, loc: Located, default_id: str | None = None) ->
                     list_columns=tuple(str(c) for c in r.items("list_columns")),
                     source=loc.file, extra=r.mapping("extra"), allowed_prefixes=tuple(str(x) for x in prefixes),
                     allow_international=dialing.flag("allow_international"),
-                    allow_premium=dialing.flag("allow_premium"))
+                    allow_premium=dialing.flag("allow_premium"),
+                    recording=campaign_policy(r.section("recording")) if "recording" in r else None)
 
 
 def load_campaign(path: str | Path) -> Campaign:

@@ -14,6 +14,8 @@ what the recorder sends, which is nothing).
 from __future__ import annotations
 
 import errno
+import functools
+from collections.abc import Callable
 
 import pjsua2 as pj
 
@@ -41,37 +43,59 @@ def _reason(status: int) -> str:
 
 
 class PjTap:
-    """What ``leg`` receives from its party, written to ``path`` (8 kHz mono 16-bit WAV)."""
+    """What ``leg`` receives from its party, written to ``path`` (8 kHz mono 16-bit WAV); :meth:`mix` adds
+    (or takes out) another leg's, mixed by the bridge (a conference party in the agent's channel)."""
 
     def __init__(self, leg: Leg, path: str) -> None:
-        if not isinstance(leg, PjLeg):
-            raise TelephonyError("only a pjsua2 leg can be recorded")
-        if leg.audio is None:
-            raise TelephonyError("the leg has no media to record")
+        _media(leg)
         self._recorder: pj.AudioMediaRecorder | None = pj.AudioMediaRecorder()
         try:
             self._recorder.createRecorder(path)
         except pj.Error as exc:
             self._recorder = None
             raise TapError(f"cannot record to {path}: {exc.info()}", _reason(int(exc.status))) from None
-        self._leg: PjLeg | None = leg
-        self._source: pj.AudioMedia | None = leg.audio
-        self._source.startTransmit(self._recorder)
-        leg.media_listeners.append(self._follow)
+        # each leg fed in: the bridge port it feeds from and its media listener
+        self._sources: dict[PjLeg, tuple[pj.AudioMedia, Callable[[], None]]] = {}
+        self.mix(leg, True)
 
-    def _follow(self) -> None:
+    def mix(self, leg: Leg, on: bool) -> None:
+        recorder = self._recorder
+        if not on:
+            self._stop(leg)
+            return
+        source = _media(leg)
+        if recorder is None or leg in self._sources:
+            return
+        assert isinstance(leg, PjLeg)
+        follow = functools.partial(self._follow, leg)
+        source.startTransmit(recorder)
+        self._sources[leg] = (source, follow)
+        leg.media_listeners.append(follow)
+
+    def _follow(self, leg: PjLeg) -> None:
         """A re-INVITE (a hold from the phone) made pjsua re-create the leg's stream, on another conference
         slot: feed the recorder from the new one (the old one left the bridge with its connections)."""
-        leg, recorder = self._leg, self._recorder
-        if leg is None or recorder is None or leg.audio is None:
+        recorder, fed = self._recorder, self._sources.get(leg)
+        if recorder is None or fed is None or leg.audio is None or fed[0].getPortId() == leg.audio.getPortId():
             return
-        if self._source is not None and self._source.getPortId() == leg.audio.getPortId():
-            return
-        self._source = leg.audio
+        self._sources[leg] = (leg.audio, fed[1])
         try:
-            self._source.startTransmit(recorder)
+            leg.audio.startTransmit(recorder)
         except pj.Error as exc:
             leg.log.warning("recording tap not reconnected", error=exc.info())
+
+    def _stop(self, leg: Leg) -> None:
+        fed = self._sources.pop(leg, None) if isinstance(leg, PjLeg) else None
+        if fed is None or not isinstance(leg, PjLeg):
+            return
+        source, follow = fed
+        if follow in leg.media_listeners:
+            leg.media_listeners.remove(follow)
+        if self._recorder is not None and not leg.ended:
+            try:
+                source.stopTransmit(self._recorder)
+            except pj.Error:
+                pass   # the leg's port already left the bridge
 
     def mute(self, muted: bool) -> None:
         if self._recorder is not None:
@@ -79,16 +103,15 @@ class PjTap:
 
     def close(self) -> None:
         """Stop feeding the recorder and free it (the WAV header is written as pjmedia closes the file)."""
+        for leg in list(self._sources):
+            self._stop(leg)
         recorder, self._recorder = self._recorder, None
-        source, self._source = self._source, None
-        leg, self._leg = self._leg, None
-        if leg is not None and self._follow in leg.media_listeners:
-            leg.media_listeners.remove(self._follow)
-        if recorder is None:
-            return
-        if source is not None:
-            try:
-                source.stopTransmit(recorder)
-            except pj.Error:
-                pass   # the leg ended: its port already left the bridge
         del recorder
+
+
+def _media(leg: Leg) -> pj.AudioMedia:
+    if not isinstance(leg, PjLeg):
+        raise TelephonyError("only a pjsua2 leg can be recorded")
+    if leg.audio is None:
+        raise TelephonyError("the leg has no media to record")
+    return leg.audio
