@@ -24,6 +24,8 @@ from callcenter.events.settings import parse_settings as parse_event_settings
 from callcenter.telephony.settings import CapacitySettings, SipSettings
 from callcenter.telephony.trust import DEFAULT_TRUSTED, TrustedSource, parse_network
 from callcenter.timeofday import time_of_day
+from callcenter.wrapup import WrapupSettings
+from callcenter.wrapup import parse as parse_wrapup
 from callcenter.yamlsrc import Reader, load, shown
 
 _ENV = re.compile(r"\$\{(\w+)(?::-([^}]*))?\}")
@@ -148,6 +150,7 @@ class Config:
     monitor_ring_timeout: float = 20.0   # monitor.ring_timeout: how long a supervisor's phone rings (calls/monitor.py)
     click_to_call: ClickToCallSettings = field(default_factory=ClickToCallSettings)   # calls/click_to_call.py
     events: EventSettings = field(default_factory=EventSettings)   # the event bus, push, webhooks (events/)
+    wrapup: WrapupSettings = field(default_factory=WrapupSettings)   # disposition codes per queue/campaign
 
     def flow_for(self, called: str) -> str:
         return self.routes.get(called) or self.routes.get("default") or "hotline"
@@ -213,7 +216,7 @@ def _capacity(r: Reader, max_calls: int) -> CapacitySettings:
 
 
 TOP_KEYS = ("worker", "sip", "redis", "http", "paths", "cdr", "routes", "queue", "language", "logging", "dialing",
-            "capacity", "recording", "monitor", "click_to_call", "events", "webhooks")
+            "capacity", "recording", "monitor", "click_to_call", "events", "webhooks", "wrapup")
 
 
 def load_config(path: str | Path) -> Config:
@@ -290,7 +293,8 @@ def load_config(path: str | Path) -> Config:
                   queue=queue, log_level=level, trunk=s.text("trunk", ""), dialing=_dialing(r),
                   recording=parse_settings(r, data_dir, paths["sounds"]),
                   monitor_ring_timeout=r.section("monitor", {"ring_timeout"}).duration("ring_timeout", 20.0, gt=0),
-                  click_to_call=_click_to_call(r), events=parse_event_settings(r))
+                  click_to_call=_click_to_call(r), events=parse_event_settings(r),
+                  wrapup=parse_wrapup(r))
 
 
 def _click_to_call(r: Reader) -> ClickToCallSettings:

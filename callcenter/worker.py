@@ -275,11 +275,16 @@ class Worker:
         from twisted.web.resource import Resource
 
         from callcenter.api import admin, agents, calls, campaigns, reports
+        from callcenter.api import wrapup as wrapup_api
         from callcenter.api.bodylimit import LimitedSite
         from callcenter.api.http import HttpRouter
+        from callcenter.console import pages as console_pages
+        from callcenter.console.pages import Console, PageGuard
 
         guard = self._guard(aredis)
-        api = HttpRouter(guard=guard, forwarder=self.forwarder)
+        # the web console's pages are routes like the API's; refused, they answer a page (sign in, not allowed)
+        console = Console.load(self.rules.pause_reasons, self.cfg.wrapup.as_dict())
+        api = HttpRouter(guard=PageGuard.around(guard, console), forwarder=self.forwarder)
 
         async def agent_event(event: str, agent_id: str, data: dict[str, Any]) -> None:
             await cdr.event(QueueEvent.make(event, agent_id=agent_id, **data))
@@ -335,6 +340,8 @@ class Worker:
 
             auth_api.install_routes(api, guard.auth, guard, secure_cookie=self.cfg.http.cookie_secure)
             users_api.install_routes(api, guard.auth)
+        wrapup_api.install_routes(api, self.cfg.wrapup, queueing.live, cdr, cdr_store)
+        console_pages.install_routes(api, console)      # last: it looks for GET /events among the routes
         if guard is not None or self.cfg.http.metrics_token:   # a configured token is wanted even with auth off
             from callcenter.api.guard import MetricsGuard
 

@@ -17,6 +17,10 @@ SUDO=""
 PKGS=(python3 python3-venv python3-dev build-essential swig xz-utils dpkg-dev ca-certificates
       redis-server redis-tools sip-tester espeak-ng sox libsox-fmt-base)
 [[ $WITH_TEST -eq 1 ]] && PKGS+=(postgresql kamailio baresip)   # the SIP edge and a registering softphone
+# The web console's browser tests (tests/browser.py): Debian's chromium driven by selenium through its chromedriver
+[[ $WITH_TEST -eq 1 ]] && PKGS+=(chromium chromium-driver)
+# npm installs the console's third-party front-end files (web/package-lock.json); Debian's if there is none
+command -v npm >/dev/null 2>&1 || PKGS+=(nodejs npm)
 # The Asterisk benchmark peer's build deps (bench/asterisk/build.sh builds it on demand, not here).
 [[ $WITH_TEST -eq 1 ]] && PKGS+=(libedit-dev libjansson-dev libxml2-dev uuid-dev libsqlite3-dev libssl-dev
                                  libncurses-dev pkg-config bzip2 patch)
@@ -47,6 +51,15 @@ extras="."
 "$VPY" -m pip install -q --upgrade pip >/dev/null 2>&1 || true
 say "installing callcenter into .venv"
 "$VPY" -m pip install -q -e "$extras" 2>&1 | grep -v "^WARNING: Location" || true
+
+say "web console assets (npm ci into web/node_modules)"
+# Pinned with their integrity hashes in web/package-lock.json; installed again only when the lock changed.
+if ! cmp -s web/package-lock.json web/node_modules/.callcenter-lock.json; then
+    (cd web && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error >&2)
+    cp web/package-lock.json web/node_modules/.callcenter-lock.json
+fi
+# the files the pages load must be exactly those web/assets.json names (the pages' Subresource Integrity)
+"$VPY" -m callcenter.console.assets web
 
 say "pjsua2 with call-center limits"
 bash scripts/build_pjsua2.sh "$VPY"

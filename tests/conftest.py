@@ -1,11 +1,12 @@
 """Every fixture more than one test module uses: a real redis-server per test session (AOF on, unix
 socket) and its flushed database, a real PostgreSQL (tests/pg.py), a worker that runs the dialer
-(tests/dialer_worker.py); and the guard that stops a worker a failed test left running.
+(tests/dialer_worker.py), a headless chromium for the console's pages (tests/browser.py); and the guard that
+stops a worker a failed test left running.
 
 Tests share code only through this file and the helper modules beside it (names without `test_`):
 repo.py (REPO), ports.py (every port), sipp.py (every sipp scenario), worker_proc.py, edge_proc.py,
 pg.py, redis_helpers.py, routing_helpers.py, dialer_helpers.py, dialer_worker.py, alias_bomb.py,
-rtp_pcap.py. No test module imports another."""
+rtp_pcap.py, browser.py. No test module imports another."""
 
 from __future__ import annotations
 
@@ -88,3 +89,22 @@ def dialer(tmp_path: Path, redis_url: str) -> Iterator[tuple]:
     for p in procs:
         p.stop()
     assert w.stop() == 0, w.tail()
+
+
+@pytest.fixture
+def browser(request: pytest.FixtureRequest) -> Iterator[object]:
+    """A headless chromium (tests/browser.py) for the console's tests. It saves a last screenshot and
+    fails the test if a page logged an error the test did not expect."""
+    from browser import Browser, missing_reason
+
+    reason = missing_reason()
+    if reason:
+        pytest.skip(reason)
+    b = Browser(request.node.name)
+    try:
+        yield b
+        b.shot("end")
+        errors = b.errors()
+        assert not errors, f"the browser's console logged errors: {errors}"
+    finally:
+        b.close()

@@ -110,7 +110,8 @@ def test_hotline_sales_then_survey(shipped, crm, monkeypatch):
     req = services.queued[0]
     assert (req.queue, req.skills, req.priority, req.callback_offer) == ("sales", {"sales": 1}, 10, True)
     assert req.language == "en" and req.music.endswith("sounds/moh.wav")
-    assert result.variables["customer_name"] == "Lê Văn Cường" and result.variables["segment"] == "vip"
+    assert result.variables["name"] == "Lê Văn Cường" and result.variables["segment"] == "vip"
+    assert req.variables["name"] == "Lê Văn Cường"         # the agent's screen pop
     assert result.survey == {"csat": 5, "agent": 4, "resolved": 1}
     assert ("survey", {"script": "csat_survey", "node": "questions",
                        "answers": {"csat": 5, "agent": 4, "resolved": 1}}) in services.events

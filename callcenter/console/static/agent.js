@@ -1,0 +1,205 @@
+// The agent desktop: state and time in it, ready / pause / log out; the screen pop of an offered call
+// (call.offered on the event stream); on the call: timer, hold, notes; then the wrap-up (disposition,
+// resolved yes/no, notes) saved on the call's CDR.
+(function () {
+  "use strict";
+  const { html, useState, useEffect, useRef, t, api, boot, Header, duration, events, mount } = window.CC;
+  const id = boot.agent;
+  const agentPath = "/agents/" + encodeURIComponent(id);
+  const asAgent = "?agent=" + encodeURIComponent(id);
+
+  function codesFor(call) {
+    const w = boot.wrapup || {};
+    return (call.campaign && (w.campaigns || {})[call.campaign]) || (call.queue && (w.queues || {})[call.queue])
+      || w.default || { codes: [], required: false };
+  }
+
+  function StateCard({ agent, since, now, onChange, error }) {
+    const [reason, setReason] = useState(boot.pause_reasons[0] || "break");
+    const state = agent ? agent.state : "logged_out";
+    const act = (path, body) => onChange(api("POST", agentPath + path, body || {}));
+    const inState = agent ? agent.state_seconds + (now - since) / 1000 : 0;
+    return html`<section class="card" aria-labelledby="state-h">
+      <h2 id="state-h">${t("state")}</h2>
+      <div class="row"><span id="agent-state" class=${"state " + state} data-state=${state}>
+        ${t("state." + state)}${agent && agent.pause_reason ? " · " + t("reason." + agent.pause_reason) : ""}</span>
+        <span class="muted">${t("time_in_state")}: <span id="state-time">${duration(inState)}</span></span></div>
+      <div class="row">
+        ${state === "logged_out"
+          ? html`<button type="button" class="primary" id="btn-login" onClick=${() => act("/login", { ready: true })}>
+              ${t("login_queues")}</button>`
+          : html`<button type="button" class="primary" id="btn-ready" disabled=${state === "available"}
+              onClick=${() => act("/ready")}>${t("ready")}</button>
+            <label class="inline" for="pause-reason">${t("pause.reason")}</label>
+            <select id="pause-reason" value=${reason} onChange=${(e) => setReason(e.target.value)}>
+              ${boot.pause_reasons.map((r) => html`<option value=${r}>${t("reason." + r)}</option>`)}
+            </select>
+            <button type="button" id="btn-pause" onClick=${() => act("/pause", { reason })}>${t("pause")}</button>
+            <button type="button" id="btn-logout" onClick=${() => act("/logout")}>${t("logout")}</button>`}
+      </div>
+      ${error && html`<p class="error" role="alert" id="agent-error">${t("error")}: ${error}</p>`}
+    </section>`;
+  }
+
+  function Pop({ pop }) {
+    const d = pop.data || {};
+    const row = (key, value, elId) => value !== undefined && value !== null && value !== ""
+      ? html`<dt>${t(key)}</dt><dd id=${elId}>${value}</dd>` : null;
+    return html`<dl class="pop" id="screen-pop" data-call=${pop.call_id} data-offered-at=${pop.ts}
+        data-shown-at=${pop.shown_at}>
+      ${row("pop.caller", pop.caller, "pop-caller")}
+      ${row("pop.name", d.name, "pop-name")}
+      ${row("pop.customer_id", d.customer_id, "pop-customer")}
+      ${/^(true|yes|1)$/i.test(String(d.vip)) ? html`<dt>${t("pop.vip")}</dt>
+        <dd id="pop-vip"><span class="badge">VIP</span></dd>` : null}
+      ${row("pop.language", d.language, "pop-language")}
+      ${row("pop.menu", d.ivr_path, "pop-menu")}
+      ${row("pop.queue", pop.queue, "pop-queue")}
+      ${row("pop.wait", pop.wait_s !== undefined ? duration(pop.wait_s) : null, "pop-wait")}
+    </dl>`;
+  }
+
+  function CallCard({ call, pop, now, notes, setNotes, onHold, error }) {
+    return html`<section class="card" aria-labelledby="call-h" id="call-card">
+      <h2 id="call-h">${t("call")}</h2>
+      ${pop ? html`<${Pop} pop=${pop} />` : !call && html`<p class="muted" id="no-call">${t("call.none")}</p>`}
+      ${call && html`<div class="row"><span>${t("call.timer")}: <strong id="call-timer">
+          ${duration((now - call.since) / 1000)}</strong></span>
+        ${call.held && html`<span class="badge" id="held">${t("held")}</span>`}
+        <button type="button" id="btn-hold" onClick=${onHold}>${call.held ? t("unhold") : t("hold")}</button></div>`}
+      ${(call || pop) && html`<label for="notes">${t("notes")}</label>
+        <textarea id="notes" maxlength="2000" value=${notes} onInput=${(e) => setNotes(e.target.value)}></textarea>`}
+      ${error && html`<p class="error" role="alert">${t("error")}: ${error}</p>`}
+    </section>`;
+  }
+
+  function Wrapup({ call, notes, setNotes, onSaved }) {
+    const rule = codesFor(call);
+    const [code, setCode] = useState("");
+    const [resolved, setResolved] = useState(null);
+    const [status, setStatus] = useState("");
+    async function save(e) {
+      e.preventDefault();
+      if (rule.required && !code) { setStatus(t("wrapup.required")); return; }
+      const body = { disposition: code || null, resolved, notes };
+      for (let attempt = 0; ; attempt++) {
+        try {
+          await api("POST", "/calls/" + encodeURIComponent(call.call_id) + "/wrapup" + asAgent, body);
+          onSaved(call.call_id);
+          return;
+        } catch (err) {
+          // 409: the call's record is not stored yet (the CDR writer's lag): try again shortly
+          if (err.status !== 409 || attempt >= 20) { setStatus(err.message); return; }
+          await new Promise((r) => setTimeout(r, 500));
+        }
+      }
+    }
+    return html`<section class="card" aria-labelledby="wrap-h" id="wrapup-card">
+      <h2 id="wrap-h">${t("wrapup")}</h2>
+      <form id="wrapup-form" onSubmit=${save}>
+        <label for="disposition">${t("wrapup.disposition")}</label>
+        <select id="disposition" value=${code} aria-required=${rule.required ? "true" : "false"} onChange=${(e) => setCode(e.target.value)}>
+          <option value="">${t("wrapup.choose")}</option>
+          ${rule.codes.map((c) => html`<option value=${c}>${c}</option>`)}
+        </select>
+        <fieldset><legend>${t("wrapup.resolved")}</legend>
+          <input type="radio" name="resolved" id="resolved-yes" checked=${resolved === true}
+            onChange=${() => setResolved(true)} /><label class="inline" for="resolved-yes">${t("wrapup.yes")}</label>
+          <input type="radio" name="resolved" id="resolved-no" checked=${resolved === false}
+            onChange=${() => setResolved(false)} /><label class="inline" for="resolved-no">${t("wrapup.no")}</label>
+        </fieldset>
+        <label for="wrap-notes">${t("notes")}</label>
+        <textarea id="wrap-notes" maxlength="2000" value=${notes} onInput=${(e) => setNotes(e.target.value)}></textarea>
+        <div class="row"><button type="submit" class="primary" id="wrapup-save">${t("wrapup.save")}</button></div>
+        ${status && html`<p class="error" role="alert" id="wrapup-status">${status}</p>`}
+      </form>
+    </section>`;
+  }
+
+  function App() {
+    const [agent, setAgent] = useState(null);
+    const [since, setSince] = useState(Date.now());
+    const [now, setNow] = useState(Date.now());
+    const [pop, setPop] = useState(null);        // the offered call's screen pop (call.offered)
+    const [call, setCall] = useState(null);      // {call_id, queue, since, held}: the call the agent is on
+    const [wrap, setWrap] = useState(null);      // {call_id, queue}: the call waiting for its wrap-up
+    const [saved, setSaved] = useState("");
+    const [notes, setNotes] = useState("");
+    const [error, setError] = useState("");
+    const [callError, setCallError] = useState("");
+    const callRef = useRef(null);
+    callRef.current = call;
+    const popRef = useRef(null);
+    popRef.current = pop;
+
+    function ended(callId) {
+      const c = callRef.current;
+      if (!c || c.call_id !== callId) return;
+      setWrap({ call_id: c.call_id, queue: c.queue, campaign: c.campaign });
+      setCall(null);
+      setPop(null);
+    }
+
+    async function refresh() {
+      try {
+        const a = await api("GET", agentPath);
+        setAgent(a); setSince(Date.now()); setError("");
+        const c = callRef.current;
+        if (a.call_id && a.state === "on_call" && (!c || c.call_id !== a.call_id)) {
+          const p = popRef.current;
+          setCall({ call_id: a.call_id, queue: p && p.call_id === a.call_id ? p.queue : null, since: Date.now(),
+                    held: false });
+          setSaved("");
+        } else if (c && a.call_id !== c.call_id) {
+          ended(c.call_id);
+        }
+      } catch (err) { setError(err.message); }
+    }
+
+    useEffect(() => {
+      refresh();
+      const poll = setInterval(refresh, boot.events ? 5000 : 1000);
+      const tick = setInterval(() => setNow(Date.now()), 250);
+      const source = events(["agent.state", "call.offered", "call.answered", "call.held", "call.unheld",
+                             "call.ended", "call.offer_missed"], (ev) => {
+        if (ev.agent !== id) return;
+        if (ev.type === "agent.state") refresh();
+        else if (ev.type === "call.offered") { setPop({ ...ev, shown_at: Date.now() }); setSaved(""); setNotes(""); }
+        else if (ev.type === "call.offer_missed") setPop(null);
+        else if (ev.type === "call.answered") {
+          setCall({ call_id: ev.call_id, queue: ev.queue, campaign: ev.campaign, since: Date.now(), held: false });
+          setSaved("");
+        } else if (ev.type === "call.held" || ev.type === "call.unheld") {
+          const c = callRef.current;
+          if (c && c.call_id === ev.call_id) setCall({ ...c, held: ev.type === "call.held" });
+        } else if (ev.type === "call.ended") ended(ev.call_id);
+      });
+      return () => { clearInterval(poll); clearInterval(tick); if (source) source.close(); };
+    }, []);
+
+    async function onHold() {
+      const c = callRef.current;
+      if (!c) return;
+      try {
+        const r = await api("POST", "/calls/" + encodeURIComponent(c.call_id) + (c.held ? "/unhold" : "/hold") + asAgent, {});
+        setCall({ ...c, held: r.held }); setCallError("");
+      } catch (err) { setCallError(err.message); }
+    }
+
+    function onChange(promise) {
+      promise.then((r) => { if (r && r.agent) { setAgent(r.agent); setSince(Date.now()); } setError(""); })
+        .catch((err) => setError(err.message));
+    }
+
+    return html`<${Header} title=${t("page.agent") + " · " + id} />
+      <main>
+        <${StateCard} agent=${agent} since=${since} now=${now} onChange=${onChange} error=${error} />
+        <${CallCard} call=${call} pop=${pop} now=${now} notes=${notes} setNotes=${setNotes} onHold=${onHold}
+          error=${callError} />
+        ${wrap && html`<${Wrapup} call=${wrap} notes=${notes} setNotes=${setNotes}
+          onSaved=${(callId) => { setWrap(null); setNotes(""); setSaved(callId); }} />`}
+        ${saved && html`<section class="card"><p class="ok" id="wrapup-saved" role="status">${t("wrapup.saved")}</p></section>`}
+      </main>`;
+  }
+  mount(App);
+})();

@@ -1,0 +1,90 @@
+"""The web console's pages in a real browser (tests/browser.py: Debian's chromium, headless) against a real
+worker: signing in through the page, the agent desktop's ready / pause / log out with time in state, the
+language kept, and refusals that are pages (an agent on a supervisor's page or another agent's desk: 403
+"not allowed" with the way home). Screenshots go to test-artifacts/screenshots/."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from worker_proc import WorkerProc, api_user, flush, new_worker
+
+from callcenter.auth.roles import AGENT, SUPERVISOR
+
+pytestmark = [pytest.mark.sip, pytest.mark.timeout(180)]
+
+PASSWORD = "test password 1"      # worker_proc.api_user's
+
+
+@pytest.fixture(scope="module")
+def worker(tmp_path_factory: pytest.TempPathFactory, redis_server) -> Iterator[WorkerProc]:
+    tmp = tmp_path_factory.mktemp("console")
+    flush(redis_server.url)
+    w = new_worker(tmp, redis_server.url)
+    w.start()
+    api_user(w.redis_url, "ana", [AGENT], agent="1001")
+    api_user(w.redis_url, "sam", [SUPERVISOR])
+    yield w
+    assert w.stop() == 0, w.tail()
+
+
+def url(w: WorkerProc, path: str) -> str:
+    return f"http://127.0.0.1:{w.http_port}{path}"
+
+
+def test_agent_signs_in_and_changes_state(worker: WorkerProc, browser) -> None:
+    browser.expect(r"/console/agent/1001 .* 401")         # the sign-in page answers the desk without a session
+    browser.login(url(worker, "/console/agent/1001"), "ana", PASSWORD)
+    assert browser.wait_text("#agent-state", "Logged out")
+    browser.shot("desk-logged-out")
+    browser.find("#btn-login").click()
+    browser.wait_text("#agent-state", "Ready")
+    assert worker.http("GET", "/agents/1001")[1]["state"] == "available"
+    browser.find("#pause-reason").send_keys("Lunch")       # keyboard: type to pick the option
+    browser.find("#btn-pause").click()
+    browser.wait_text("#agent-state", "Paused · Lunch")
+    info = worker.http("GET", "/agents/1001")[1]
+    assert info["state"] == "paused" and info["pause_reason"] == "lunch"
+    # time in state counts up on the page
+    browser.wait_text("#state-time", lambda text: text not in ("0:00", ""), timeout=5)
+    browser.shot("desk-paused")
+    browser.find("#btn-ready").click()
+    browser.wait_text("#agent-state", "Ready")
+    browser.find("#btn-logout").click()
+    browser.wait_text("#agent-state", "Logged out")
+    assert worker.http("GET", "/agents/1001")[1]["state"] == "logged_out"
+
+
+def test_the_language_is_kept(worker: WorkerProc, browser) -> None:
+    browser.expect(r"/console .* 401")
+    browser.login(url(worker, "/console"), "ana", PASSWORD)
+    browser.find("#lang").send_keys("Tiếng Việt")
+    browser.wait_text("#link-agent", "Màn hình điện thoại viên")
+    browser.get(url(worker, "/console/agent/1001"))
+    browser.wait_text("#agent-state", "Đã thoát")
+    browser.shot("desk-vi")
+    browser.find("#lang").send_keys("English")
+    browser.wait_text("#agent-state", "Logged out")
+
+
+def test_an_agent_gets_a_not_allowed_page(worker: WorkerProc, browser) -> None:
+    browser.expect(r"/console .* 401")
+    browser.expect(r"/console/(wallboard|agent/1002) .* 403")
+    browser.login(url(worker, "/console"), "ana", PASSWORD)
+    for path in ("/console/wallboard", "/console/agent/1002"):
+        browser.get(url(worker, path))
+        assert browser.text("#message h1") == "Not allowed"
+        browser.shot("forbidden")
+    browser.find("#home-link").click()
+    browser.wait_text("#link-agent", "Agent desktop")
+    assert not browser.driver.find_elements("css selector", "#link-wallboard")
+
+
+def test_a_supervisor_sees_the_wallboard(worker: WorkerProc, browser) -> None:
+    browser.expect(r"/console .* 401")
+    browser.login(url(worker, "/console"), "sam", PASSWORD)
+    browser.find("#link-wallboard").click()
+    browser.wait_text("#queues", "support")
+    browser.find("#agents tr[data-agent='1002']")
+    browser.shot("wallboard")
