@@ -123,6 +123,7 @@ class ClickToCallSettings:
     max_calls_per_number: int = 0             # dials to one number per cap_window (0 = no cap)
     cap_window: float = 86400.0
     cap_group: str = "click_to_call"          # a campaign's cap group here shares its per-number cap
+    wrapup: float | None = None               # after-call work after a conversation; None: its queues' longest
 
 
 @dataclass(frozen=True)
@@ -300,7 +301,7 @@ def load_config(path: str | Path) -> Config:
 def _click_to_call(r: Reader) -> ClickToCallSettings:
     """The ``click_to_call`` section: an agent's own dials (``POST /agents/{id}/dial``)."""
     c = r.section("click_to_call", {"caller_ids", "calling_hours", "time_zone", "agent_ring_timeout", "ring_timeout",
-                                    "max_calls_per_number", "cap_window", "cap_group"})
+                                    "max_calls_per_number", "cap_window", "cap_group", "wrapup"})
     d = ClickToCallSettings()
     ids = c.items("caller_ids")
     for i, item in enumerate(ids):
@@ -329,7 +330,8 @@ def _click_to_call(r: Reader) -> ClickToCallSettings:
                                ring_timeout=c.duration("ring_timeout", d.ring_timeout, gt=0),
                                max_calls_per_number=c.integer("max_calls_per_number", 0, 0, 1000),
                                cap_window=c.duration("cap_window", d.cap_window, gt=0),
-                               cap_group=c.text("cap_group", d.cap_group) or d.cap_group)
+                               cap_group=c.text("cap_group", d.cap_group) or d.cap_group,
+                               wrapup=c.duration("wrapup", None, 0, 3600))
 
 
 def _dialing(r: Reader) -> DialRules:

@@ -15,6 +15,7 @@ import ports
 import pytest
 import sipp
 import tones
+from recording_helpers import channels, tone_blocks
 from worker_proc import WorkerProc, api_user, flush, new_worker
 
 from callcenter.auth.roles import AGENT
@@ -41,7 +42,8 @@ def setup(tmp_path_factory: pytest.TempPathFactory, redis_server) -> Iterator[tu
     w = new_worker(tmp, redis_server.url)
     w.write_config(campaigns=campaigns, trunk=f"127.0.0.1:{customer_port}", extra=(
         f"click_to_call: {{caller_ids: {CALLER_IDS}, calling_hours: ['00:00-24:00'], agent_ring_timeout: 3s,"
-        " ring_timeout: 10s, max_calls_per_number: 1, cap_window: 1h, cap_group: vn_advertising}"))
+        " ring_timeout: 10s, max_calls_per_number: 1, cap_window: 1h, cap_group: vn_advertising, wrapup: 5s}\n"
+        "recording: {policy: always}\n"))
     w.start()
     yield w, customer_port
     assert w.stop() == 0, w.tail()
@@ -152,6 +154,7 @@ def test_agent_answers_customer_dialed_and_bridged(setup: tuple[WorkerProc, int]
         assert _state(w, AGENT_ID) == "paused"                      # no queue offer meanwhile
         time.sleep(4.0)
         assert sipp.wait_all(customer, phone, timeout=30) == [0, 0], customer.errors() + phone.errors()
+        _wait_state(w, AGENT_ID, "wrap_up")     # after-call work, as after a queue call (click_to_call.wrapup 5 s)
         start, end = bridged + 0.7, bridged + 3.5
         heard_customer = tones.detect(sniffer.pcm(customer.media_port, start, end), [A, B])
         heard_agent = tones.detect(sniffer.pcm(phone.media_port, start, end), [A, B])
@@ -167,7 +170,14 @@ def test_agent_answers_customer_dialed_and_bridged(setup: tuple[WorkerProc, int]
     assert r.call_id == bridged_line["call_id"]
     assert (r.caller, r.called, r.agent_id, r.outcome) == (CALLER_IDS[0], "84901110004", AGENT_ID, "answered"), r
     assert r.hangup_side == "caller" and r.talk_seconds is not None and r.talk_seconds > 4.0, r
+    # recorded (recording.policy always): the customer's tone on the left, the agent's on the right
+    left, right = channels(Path(r.recording))
+    assert sum(tone_blocks(left, A)) >= 20 and sum(tone_blocks(right, B)) >= 20
+    assert not any(tone_blocks(left, B, 0.2)) and not any(tone_blocks(right, A, 0.2))
     _wait_state(w, AGENT_ID, "available")
+    c = connect_sync(w.redis_url)
+    assert c.hget(f"cc:rt:a:{AGENT_ID}", "calls") == "1"                  # counted as a handled call
+    c.close()
     assert "0901110004" not in w.log.read_text()                    # masked in every log line
     metrics = w.http("GET", "/metrics", token=None, headers={"authorization": "Bearer test-metrics-token"})[1]
     assert 'callcenter_click_to_call_total{result="answered"} 1.0' in metrics

@@ -8,8 +8,10 @@ callee's local time (``dialer.campaign.in_calling_window``) and the per-number c
 again and counted just before the customer is dialed. Then the agent is marked busy in routing (paused
 "outbound", as the preview desk does, so the ACD offers it nothing meanwhile), its phone rings first, and
 only when it answers is the customer dialed through :class:`~callcenter.calls.outbound.OutboundCalls`
-(the CDR: direction outbound, the agent, outcome, talk seconds) and bridged to it. The agent goes back to
-the ACD when the call ends (an agent that was paused before stays paused).
+(the CDR: direction outbound, the agent, outcome, talk seconds) and bridged to it. When the call ends the agent goes back to
+the ACD: after a conversation through after-call work, as after a queue call (``Router.agent_wrap_up``: the
+call counted, ``wrap_up`` for ``click_to_call.wrapup`` seconds, default the longest wrap-up of its queues),
+else at once; an agent that was paused before stays paused.
 """
 
 from __future__ import annotations
@@ -85,6 +87,7 @@ class ClickToCall:
         self.compliance = compliance      # the per-number cap
         self.trunk = trunk
         self.busy: set[str] = set()       # agents with a click-to-call under way on this worker
+        self.talked: dict[str, float] = {}  # dial id -> talk seconds of its conversation (for the wrap-up)
         self.tasks = TaskSet()
 
     async def check(self, number: object, caller_id: object, now: float | None = None) -> str:
@@ -147,9 +150,13 @@ class ClickToCall:
         finally:
             self.busy.discard(job.agent)
             CLICK_TO_CALL_TOTAL.labels(result=result).inc()
+            talk = self.talked.pop(job.id, None)
             if prev_state == "available":
                 with contextlib.suppress(Exception):
-                    await self.router.agent_ready(job.agent)
+                    if talk is None:
+                        await self.router.agent_ready(job.agent)
+                    else:
+                        await self.router.agent_wrap_up(job.agent, talk, self.settings.wrapup)
 
     async def _agent_first(self, job: Dial, agent_uri: str) -> str:
         try:
@@ -191,6 +198,7 @@ class ClickToCall:
             rec.agent_id, rec.agent_answer, rec.wait_seconds, rec.outcome = job.agent, now, 0.0, "answered"
         log.info("click-to-call: bridged", dial_id=job.id, call_id=leg.id, agent=job.agent, agent_leg=agent_leg.id)
         await self.calls.talk(leg, agent_leg, rec, now)
+        self.talked[job.id] = time.time() - now
         log.info("click-to-call: ended", dial_id=job.id, call_id=leg.id, agent=job.agent,
                  hangup_side=rec.hangup_side if rec is not None else None)
         return "answered"

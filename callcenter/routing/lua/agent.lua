@@ -1,6 +1,7 @@
--- Agent actions from the agent API: login, logout, ready, pause, set_skills.
+-- Agent actions from the agent API: login, logout, ready, pause, set_skills; wrap_up from the call layer.
 -- KEYS: none (see lib.lua). ARGV: [1] prefix [2] now [3] day [4] agent id [5] action
---   [6] argument: login -> '1' to go ready at once; pause -> reason; set_skills -> skills JSON
+--   [6] argument: login -> '1' to go ready at once; pause -> reason; set_skills -> skills JSON;
+--   wrap_up -> '<talk seconds>|<wrap-up seconds>' (wrap-up '': the longest of the agent's queues)
 -- Returns {status, state}: status 'ok' | 'pending' (applied when the current call ends) |
 --   'no_agent' | 'logged_out'.
 local a, action, arg = ARGV[4], ARGV[5], ARGV[6]
@@ -44,6 +45,30 @@ elseif action == 'pause' then
     status = 'pending'
   else
     pause_agent(ag, arg)
+  end
+elseif action == 'wrap_up' then
+  -- An agent's own call ended (click-to-call: paused 'outbound' meanwhile): counted like a queue call and
+  -- after-call work as call_finished gives it, then free (tick). Another pause reason taken meanwhile stays.
+  if state ~= 'paused' or ag.pause_reason ~= 'outbound' then return {status, state} end
+  local talk, wrap = string.match(arg, '^([%d.]+)|([%d.]*)$')
+  talk, wrap = num(talk, 0), tonumber(wrap)
+  if wrap == nil then
+    wrap = 0
+    for q, _ in pairs(ag_queues(ag)) do
+      local qc = qconf(q)
+      if qc and qc.wrapup > wrap then wrap = qc.wrapup end
+    end
+  end
+  close_pause(ag)
+  ag.calls, ag.talk = ag.calls + 1, ag.talk + talk
+  if wrap > 0 then
+    set_staffed(ag, true)
+    redis.call('HSET', K.agent(a), 'calls', ag.calls, 'talk', ag.talk, 'state', 'wrap_up', 'since', NOW_S)
+    redis.call('HDEL', K.agent(a), 'pause_reason', 'pending', 'call', 'offer')
+    redis.call('ZADD', K.wrapups(), NOW + wrap, a)
+    agent_changed(ag, 'wrap_up')
+  else
+    make_available(ag)
   end
 elseif action == 'set_skills' then
   redis.call('HSET', K.agent(a), 'skills', arg)
