@@ -299,7 +299,8 @@ class Worker:
 
         self.hub = Hub(aredis, self.cfg.redis.prefix, self.cfg.events.heartbeat)
         events_api.install_routes(api, self.hub, aredis, self.cfg.redis.prefix,
-                                  guard.auth.users if guard is not None else None, agent_queues)
+                                  guard.auth.users if guard is not None else None, agent_queues,
+                                  resume_max=self.cfg.events.resume_max)
         calls.install_routes(api, queueing)
         if self.monitoring is not None:
             from callcenter.api import monitor as monitor_api

@@ -6,6 +6,8 @@ with Last-Event-ID gets exactly what it missed."""
 from __future__ import annotations
 
 import re
+import socket
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -14,6 +16,9 @@ from sse_client import SseClient
 from worker_proc import WorkerProc, api_user, demo_rules, flow_dirs, flush, new_worker, queue_flow
 
 from callcenter.auth.roles import ADMIN, AGENT, SUPERVISOR
+from callcenter.events.bus import encode
+from callcenter.events.keys import STREAM
+from callcenter.redisconn import connect_sync
 
 pytestmark = [pytest.mark.sip, pytest.mark.timeout(180)]
 
@@ -119,3 +124,43 @@ def test_a_bad_last_event_id_is_refused(worker: WorkerProc) -> None:
     token = api_user(worker.redis_url, "agent-c", [AGENT], agent="1002")
     s = SseClient(worker.http_port, token, last_event_id="yesterday")
     assert s.status == 400
+
+
+def test_a_page_that_stops_reading_is_dropped_not_buffered(worker: WorkerProc) -> None:
+    """Events for a client that does not read pile up in the worker only up to a bound; then the stream is
+    closed (the page reconnects with Last-Event-ID and catches up from Redis)."""
+    token = api_user(worker.redis_url, "slow-admin", [ADMIN])
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", worker.http_port))
+    sock.sendall(f"GET /events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n".encode())
+    sent = 0
+    r = connect_sync(worker.redis_url)
+    try:
+        head = b""
+        while b": connected" not in head:      # the stream is open; from here on nothing is read
+            head += sock.recv(1)
+        pad = "x" * 1000
+        pipe = r.pipeline(transaction=False)
+        for i in range(20000):      # more than the kernel buffers on loopback hold (several MB)
+            pipe.xadd("cc:" + STREAM, encode({"type": "queue.stats", "ts": time.time(), "queue": "q", "pad": pad,
+                                              "n": i}))
+            sent += 1100
+        pipe.execute()
+        got, deadline = 0, time.monotonic() + 60
+        sock.settimeout(5)
+        while time.monotonic() < deadline:
+            try:
+                data = sock.recv(65536)
+            except TimeoutError:
+                raise AssertionError(f"stream neither closed nor sending: {got} bytes read") from None
+            if not data:
+                break
+            got += len(data)
+        else:
+            raise AssertionError("the stream was never closed")
+        assert got < sent / 2, (got, sent)
+        assert any(e.get("event") == "event stream dropped: the client is not reading" for e in worker.logs())
+    finally:
+        sock.close()
+        r.close()

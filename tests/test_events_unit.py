@@ -42,6 +42,12 @@ def test_an_agent_sees_its_own_calls_and_state_and_its_queues_figures_only() -> 
     assert visible(STATS, AGENT_A) is None
 
 
+def test_a_transfer_reaches_both_agents() -> None:
+    ev = {"type": "call.transferred", "ts": 1.0, "call_id": "c1", "queue": "support", "agent": "1002",
+          "from_agent": "1001", "caller": "0901234567"}
+    assert visible(ev, AGENT_A) == ev and visible(ev, AGENT_B) == ev
+
+
 def test_a_supervisor_sees_its_queues_with_the_number_masked() -> None:
     seen = visible(OFFER, SUP_SALES)
     assert seen is not None and seen["caller"] != OFFER["caller"] and seen["caller"].endswith("567")

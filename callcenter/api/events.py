@@ -25,7 +25,7 @@ MAX_ID = 40
 
 
 def install_routes(router: HttpRouter, hub: Hub, redis: aredis.Redis, prefix: str, users: UserStore | None,
-                   agent_queues: AgentQueues) -> None:
+                   agent_queues: AgentQueues, resume_max: int = 10_000) -> None:
     async def viewer(req: Request) -> Viewer:
         who = req.principal
         if who is None:              # http.auth off (loopback only): the API is open, so is this
@@ -39,7 +39,7 @@ def install_routes(router: HttpRouter, hub: Hub, redis: aredis.Redis, prefix: st
         after = req.headers.get("last-event-id") or req.arg("last_event_id")
         if after is not None and (len(after) > MAX_ID or parse_id(after) is None):
             raise HttpError(400, "Last-Event-ID must be an event id like 1732950000123-0")
-        stream = EventStream(hub, await viewer(req), after or await tip(redis, prefix))
+        stream = EventStream(hub, await viewer(req), after or await tip(redis, prefix), resume_max)
         return Response(stream, content_type="text/event-stream; charset=utf-8",
                         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 

@@ -22,6 +22,7 @@ from redis.exceptions import RedisError
 
 from callcenter import logs, metrics
 from callcenter.events import keys
+from callcenter.events.keys import EventKeys
 from callcenter.events.schema import Event, decode
 
 log = logs.get("events")
@@ -48,7 +49,7 @@ async def publish(redis: aredis.Redis, prefix: str, ev: Event) -> str | None:
     a push or webhook missed, never a call disturbed)."""
     ev.setdefault("ts", time.time())
     try:
-        eid = await redis.xadd(keys.stream(prefix), encode(ev),  # type: ignore[arg-type]  # redis-py's FieldT
+        eid = await redis.xadd(EventKeys(prefix).stream(), encode(ev),  # type: ignore[arg-type]  # redis-py's FieldT
                                maxlen=keys.STREAM_MAX, approximate=True)
     except RedisError as exc:
         metrics.EVENTS_PUBLISHED_TOTAL.labels(result="failed").inc()
@@ -60,7 +61,7 @@ async def publish(redis: aredis.Redis, prefix: str, ev: Event) -> str | None:
 
 async def read_after(redis: aredis.Redis, prefix: str, after: str, count: int) -> list[tuple[str, Event]]:
     """Up to ``count`` events stored after stream id ``after`` (oldest first)."""
-    rows = cast(Entries, await redis.xrange(keys.stream(prefix), min=f"({after}", max="+", count=count))
+    rows = cast(Entries, await redis.xrange(EventKeys(prefix).stream(), min=f"({after}", max="+", count=count))
     out = []
     for eid, fields in rows:
         ev = decode(fields)
@@ -71,7 +72,7 @@ async def read_after(redis: aredis.Redis, prefix: str, after: str, count: int) -
 
 async def tip(redis: aredis.Redis, prefix: str) -> str:
     """The id of the newest event ("0-0" for an empty stream)."""
-    rows = await redis.xrevrange(keys.stream(prefix), count=1)
+    rows = await redis.xrevrange(EventKeys(prefix).stream(), count=1)
     return str(rows[0][0]) if rows else "0-0"
 
 
@@ -117,7 +118,7 @@ class Hub:
                 if last is None:
                     last = await tip(self.redis, self.prefix)
                 reply = cast(list[tuple[str, Entries]],
-                             await self.redis.xread({keys.stream(self.prefix): last}, count=500, block=block_ms))
+                             await self.redis.xread({EventKeys(self.prefix).stream(): last}, count=500, block=block_ms))
             except RedisError as exc:
                 log.warning("event stream read failed", error=str(exc))
                 await asyncio.sleep(1.0)
@@ -147,11 +148,11 @@ async def publish_queue_stats(redis: aredis.Redis, prefix: str, read: Callable[[
     """One period of queue.stats: the worker that takes the guard reads every queue's figures (``read``,
     the wallboard's at a given time, in a thread) and publishes those that changed since the last ones published.
     Returns how many it published (0 when another worker holds the guard)."""
-    if not await redis.set(keys.stats_guard(prefix), "1", nx=True, px=max(100, int(period * 900))):
+    if not await redis.set(EventKeys(prefix).stats_guard(), "1", nx=True, px=max(100, int(period * 900))):
         return 0
     now = time.time()
     figures = await asyncio.to_thread(read, now)
-    last = cast(dict[str, str], await redis.hgetall(keys.stats_last(prefix)))
+    last = cast(dict[str, str], await redis.hgetall(EventKeys(prefix).stats_last()))
     n = 0
     for f in figures:
         fig: dict[str, Any] = {
@@ -162,7 +163,7 @@ async def publish_queue_stats(redis: aredis.Redis, prefix: str, read: Callable[[
         text = json.dumps(fig, sort_keys=True)
         if last.get(f.queue) == text:
             continue
-        await redis.hset(keys.stats_last(prefix), f.queue, text)
+        await redis.hset(EventKeys(prefix).stats_last(), f.queue, text)
         await publish(redis, prefix, {"type": "queue.stats", "ts": now, "queue": f.queue,
                                       "longest_wait_s": round(f.oldest_wait_seconds or 0.0, 1), **fig})
         n += 1

@@ -96,7 +96,8 @@ def visible(ev: Event, v: Viewer) -> Event | None:
     caller's number is in clear only for the agent of the call and for admins."""
     if ADMIN in v.roles:
         return ev
-    own = AGENT in v.roles and v.agent is not None and ev.get("agent") == v.agent
+    # its calls: as the agent of the event, or the agent a transfer took the call from
+    own = AGENT in v.roles and v.agent is not None and v.agent in (ev.get("agent"), ev.get("from_agent"))
     shown = (own or SUPERVISOR in v.roles and _supervised(ev, v)
              or CAMPAIGN_MANAGER in v.roles and (ev["type"].startswith("campaign.") or ev["type"] == "queue.stats")
              or AGENT in v.roles and ev["type"] == "queue.stats" and ev.get("queue") in v.agent_queues)

@@ -9,7 +9,9 @@ between the two is lost or sent twice (ids only go up). Each message::
     event: call.offered
     data: {"type": "call.offered", "ts": 1732950000.12, "call_id": "...", ...}
 
-and a comment (``: hb``) every heartbeat.
+and a comment (``: hb``) every heartbeat. A client that stops reading (its socket's buffer full: twisted
+pauses the stream as a producer) is disconnected once ``SLOW_CLIENT_BYTES`` more wait for it, so a stuck
+page costs a bounded amount of memory.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ from callcenter.events.schema import Event, Viewer, visible
 log = logs.get("events")
 
 BACKLOG_PAGE = 500
+SLOW_CLIENT_BYTES = 1024 * 1024   # written while the client's socket is full: past this it is dropped (it
+                                  # reconnects with Last-Event-ID and catches up from the stream)
 
 
 def message(eid: str, ev: Event) -> bytes:
@@ -49,12 +53,15 @@ class EventStream(Streamed):
         self.request: server.Request | None = None
         self.held: list[tuple[str, Event]] | None = []    # live events that came while the backlog was sent
         self.task: asyncio.Task[None] | None = None
+        self.paused = False
+        self.unread = 0             # bytes written since the transport said it was full
 
     def send(self, request: server.Request) -> None:
         self.request = request
         with contextlib.suppress(Exception):     # a push is small and wanted now: no Nagle delay
             request.transport.setTcpNoDelay(True)  # type: ignore[union-attr]
         request.notifyFinish().addBoth(self._gone)
+        request.registerProducer(self, True)   # a push producer: told when the client stops reading
         self.hub.subscribe(self)
         request.write(b"retry: 3000\n: connected\n\n")
         self.task = asyncio.ensure_future(self._backlog())
@@ -92,11 +99,32 @@ class EventStream(Streamed):
         self.last = sid
         shown = visible(ev, self.viewer)
         if shown is not None:
-            self.request.write(message(eid, shown))
+            self._write(message(eid, shown))
 
     def ping(self) -> None:
-        if self.request is not None:
-            self.request.write(b": hb\n\n")
+        self._write(b": hb\n\n")
+
+    def _write(self, data: bytes) -> None:
+        if self.request is None:
+            return
+        if self.paused:
+            self.unread += len(data)
+            if self.unread > SLOW_CLIENT_BYTES:
+                log.warning("event stream dropped: the client is not reading", user=self.viewer.user)
+                request, self.request = self.request, None
+                request.loseConnection()
+                return
+        self.request.write(data)
+
+    # twisted's IPushProducer (not declared: zope's declarations are not visible to mypy)
+    def pauseProducing(self) -> None:  # noqa: N802 - twisted's name
+        self.paused = True
+
+    def resumeProducing(self) -> None:  # noqa: N802 - twisted's name
+        self.paused, self.unread = False, 0
+
+    def stopProducing(self) -> None:  # noqa: N802 - twisted's name
+        self.request = None
 
     def _gone(self, _: Any) -> None:
         self.request = None

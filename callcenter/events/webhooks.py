@@ -14,7 +14,7 @@ Every worker reads the bus in one consumer group (``webhooks``): each event is h
 which posts it to every webhook that wants it and acknowledges it when each took it or was given up on.
 A worker that dies holding events leaves them pending; another claims them after ``claim_after``
 (longer than any retry delay: a live deliverer touches its events while it waits), and a hook that had
-already taken one is not sent it again (``keys.delivered``). The receiver still sees an event twice if a
+already taken one is not sent it again (``EventKeys.delivered``). The receiver still sees an event twice if a
 worker dies between the 2xx and that mark: the ``Idempotency-Key`` (the event id) is what makes that safe.
 
 The request: ``POST`` the event JSON (its fields plus ``id``), with ``Idempotency-Key: <event id>``,
@@ -43,6 +43,7 @@ from redis.exceptions import RedisError, ResponseError
 from callcenter import logs, metrics
 from callcenter.events import keys
 from callcenter.events.bus import Entries
+from callcenter.events.keys import EventKeys
 from callcenter.events.schema import Event, decode
 from callcenter.ivr.lookup import HttpLookupError, HttpResponse, send
 from callcenter.yamlsrc import Reader
@@ -143,7 +144,7 @@ class Deliverer:
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     def __post_init__(self) -> None:
-        self.stream = keys.stream(self.prefix)
+        self.stream = EventKeys(self.prefix).stream()
         self.slots = asyncio.Semaphore(self.concurrency)
         # a pending event is taken from a silent worker only after any retry delay a live one could be in
         self.claim_after = max(((h.max_backoff + h.timeout) * 2 + 30 for h in self.hooks), default=60.0)
@@ -215,7 +216,7 @@ class Deliverer:
 
     async def deliver(self, hook: Webhook, eid: str, ev: Event) -> bool:
         """Post one event to one hook until it takes it (True) or max_attempts fail (dead letter, False)."""
-        done = keys.delivered(self.prefix, hook.name, eid)
+        done = EventKeys(self.prefix).delivered(hook.name, eid)
         if await self.redis.exists(done):
             return True
         body = json.dumps({"id": eid, **ev}, ensure_ascii=False, separators=(",", ":"), default=str).encode()
@@ -242,7 +243,7 @@ class Deliverer:
             if attempt < hook.max_attempts:
                 await self._touch(eid)
                 await asyncio.sleep(hook.delay(attempt))
-        await self.redis.xadd(keys.dead_letters(self.prefix),
+        await self.redis.xadd(EventKeys(self.prefix).dead_letters(),
                               {"webhook": hook.name, "event_id": eid, "type": str(ev["type"]),
                                "attempts": str(hook.max_attempts), "error": error[:500], "at": f"{time.time():.3f}",
                                "event": body.decode()},
@@ -264,7 +265,7 @@ class Deliverer:
 
 async def dead_letters(redis: aredis.Redis, prefix: str, count: int = 100, before: str = "+") -> list[dict[str, Any]]:
     """The newest dead letters (newest first), for the admin API."""
-    rows = cast(Entries, await redis.xrevrange(keys.dead_letters(prefix), max=before if before == "+" else f"({before}",
+    rows = cast(Entries, await redis.xrevrange(EventKeys(prefix).dead_letters(), max=before if before == "+" else f"({before}",
                                                min="-", count=count))
     out = []
     for eid, f in rows:
