@@ -9,6 +9,8 @@ import time
 import pytest
 from repo import REPO
 
+from callcenter.dialer.control import CampaignControl
+from callcenter.dialer.keys import DialerKeys
 from callcenter.events import keys
 from callcenter.events.bus import parse_id, read_after, tip
 from callcenter.events.schema import Viewer, decode, from_queue_log, screen_pop, visible
@@ -156,6 +158,18 @@ def test_routing_publishes_agent_states_and_queue_joins_with_the_change(redis_ur
         assert evs[2]["queue"] == "sales" and evs[2]["position"] == 1 and evs[2]["call_id"] == "call-1"
         assert "0901234567" not in str(evs)                            # the queue join carries no number
         assert all(isinstance(e["ts"], float | int) and e["ts"] > 1e9 for e in evs)
+        await r.aclose()
+
+    asyncio.run(go())
+
+
+def test_a_campaign_state_change_is_published(redis_url: str) -> None:
+    async def go() -> None:
+        r = connect(redis_url)
+        await CampaignControl(r, DialerKeys()).set_state("telesales", "paused", 1700000000.5)
+        evs = [ev for _, ev in await read_after(r, "cc:", "0-0", 10)]
+        assert evs == [{"type": "campaign.state", "ts": 1700000000.5, "campaign": "telesales", "state": "paused"}]
+        assert visible(evs[0], MANAGER) and not visible(evs[0], SUP_ALL) and not visible(evs[0], AGENT_A)
         await r.aclose()
 
     asyncio.run(go())

@@ -13,6 +13,7 @@ from callcenter import logs
 from callcenter.dialer.campaign import Campaign
 from callcenter.dialer.keys import DialerKeys
 from callcenter.dialer.ledger import AbandonLedger
+from callcenter.events import bus
 
 log = logs.get("dialer.control")
 STATES = ("running", "paused", "stopped")
@@ -27,9 +28,11 @@ class CampaignControl:
     async def set_state(self, campaign_id: str, state: str, now: float | None = None) -> None:
         if state not in STATES:
             raise ValueError(f"state must be one of {', '.join(STATES)}")
-        await self.redis.hset(self.keys.campaign_state(campaign_id),
-                              mapping={"state": state, "updated": repr(now if now is not None else time.time())})
+        now = time.time() if now is None else now
+        await self.redis.hset(self.keys.campaign_state(campaign_id), mapping={"state": state, "updated": repr(now)})
         log.info("campaign state", campaign=campaign_id, state=state)
+        await bus.publish(self.redis, self.keys.prefix, {"type": "campaign.state", "ts": now, "campaign": campaign_id,
+                                                         "state": state})
 
     async def state(self, campaign_id: str) -> str:
         v: str | None = await self.redis.hget(self.keys.campaign_state(campaign_id), "state")
