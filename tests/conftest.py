@@ -6,7 +6,7 @@ stops a worker a failed test left running.
 Tests share code only through this file and the helper modules beside it (names without `test_`):
 repo.py (REPO), ports.py (every port), sipp.py (every sipp scenario), worker_proc.py, edge_proc.py,
 pg.py, redis_helpers.py, routing_helpers.py, dialer_helpers.py, dialer_worker.py, alias_bomb.py,
-rtp_pcap.py, browser.py. No test module imports another."""
+rtp_pcap.py, browser.py, crm_stub.py. No test module imports another."""
 
 from __future__ import annotations
 

@@ -256,31 +256,13 @@ CRM_FLOW = """\
 
 
 def test_unverified_caller_gets_no_vip_priority_from_the_crm(tmp_path, monkeypatch):
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    import crm_stub
 
-    class Crm(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # http.server name
-            body = b'{"vip": true, "name": "VIP"}'
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Crm)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
+    with crm_stub.serve(lambda path, query: (200, b'{"vip": true, "name": "VIP"}', "application/json")) as url:
         sset = flows(tmp_path, CRM_FLOW)
-        monkeypatch.setenv("DIAL_POLICY_CRM", f"http://127.0.0.1:{server.server_address[1]}")
+        monkeypatch.setenv("DIAL_POLICY_CRM", url)
         spoofed, _, s1 = ivr(sset, verified=False)
         proven, _, s2 = ivr(sset, verified=True)
-    finally:
-        server.shutdown()
-        server.server_close()
     # the flow still runs the VIP branch (the screen pop keeps the CRM's data), but the queue priority is 0
     assert "f.vip" in spoofed.path and s1.queued[0].priority == 0
     assert spoofed.variables["caller_verified"] is False

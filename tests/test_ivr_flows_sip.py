@@ -17,14 +17,12 @@ import datetime as dt
 import json
 import re
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
+import crm_stub
 import pytest
 import sipp
 from worker_proc import WorkerProc, demo_rules, flush, new_worker
@@ -37,51 +35,32 @@ SLOW, GARBAGE, VIP = "0902000001", "0902000002", "0902000003"
 ASSERTED_VIP = "0902000004"    # a VIP whose number a trusted edge asserts (P-Asserted-Identity)
 ROUTES = {"hotline": "hotline", "default": "hotline", "debt": "debt_reminder", "telesales": "telesales",
           "survey": "csat_survey"}
+JSON = "application/json"
 
 
-class Crm(BaseHTTPRequestHandler):
-    asked: list[tuple[str, str]] = []
+ASKED: list[tuple[str, str]] = []     # (path, phone) of every CRM request
 
-    def do_GET(self) -> None:  # http.server name
-        url = urlsplit(self.path)
-        phone = parse_qs(url.query).get("phone", [""])[0]
-        Crm.asked.append((url.path, phone))
-        if url.path == "/api/debts":
-            self._send(200, json.dumps({"customer": {"name": "Nguyễn Văn An", "id": "D-42"},
-                                        "debt": {"amount": 1250000, "due_date": "2026-12-15"}}).encode())
-        elif phone == SLOW:
-            time.sleep(3.0)                       # the flow waits 1.5 s
-            self._send(200, b'{"name": "late", "id": "C-LATE", "vip": true}')
-        elif phone == GARBAGE:
-            self._send(200, b"<html>502 upstream exploded</html>", "text/html")
-        elif phone in (VIP, ASSERTED_VIP):
-            self._send(200, json.dumps({"vip": True, "name": "Lê Văn Cường", "id": "C-VIP-7"}).encode())
-        else:
-            self._send(200, json.dumps({"vip": False, "name": "Trần Bình", "id": "C-1"}).encode())
 
-    def _send(self, status: int, body: bytes, ctype: str = "application/json") -> None:
-        try:
-            self.send_response(status)
-            self.send_header("Content-Type", ctype)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-        except OSError:
-            pass                                  # the slow answer's client has long gone
-
-    def log_message(self, *args: Any) -> None:
-        pass
+def crm_answer(path: str, query: dict[str, list[str]]) -> tuple[int, bytes, str]:
+    phone = query.get("phone", [""])[0]
+    ASKED.append((path, phone))
+    if path == "/api/debts":
+        return 200, json.dumps({"customer": {"name": "Nguyễn Văn An", "id": "D-42"},
+                                "debt": {"amount": 1250000, "due_date": "2026-12-15"}}).encode(), JSON
+    if phone == SLOW:
+        time.sleep(3.0)                           # the flow waits 1.5 s
+        return 200, b'{"name": "late", "id": "C-LATE", "vip": true}', JSON
+    if phone == GARBAGE:
+        return 200, b"<html>502 upstream exploded</html>", "text/html"
+    if phone in (VIP, ASSERTED_VIP):
+        return 200, json.dumps({"vip": True, "name": "Lê Văn Cường", "id": "C-VIP-7"}).encode(), JSON
+    return 200, json.dumps({"vip": False, "name": "Trần Bình", "id": "C-1"}).encode(), JSON
 
 
 @pytest.fixture(scope="module")
 def crm_url() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Crm)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with crm_stub.serve(crm_answer) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -132,7 +111,7 @@ def test_hotline_english_sales_from_the_crm(worker: WorkerProc) -> None:
     assert cdr.ivr_digits == "hotline.choose_language=2,hotline.menu=1"
     assert cdr.language == "en" and cdr.customer_id == "C-1"
     assert cdr.queue == "sales" and cdr.outcome == "abandoned" and cdr.hangup_side == "caller"
-    assert ("/api/customers", "0902000010") in Crm.asked
+    assert ("/api/customers", "0902000010") in ASKED
 
 
 def test_hotline_vip_from_an_unverified_number_gets_no_priority(worker: WorkerProc) -> None:
@@ -171,7 +150,7 @@ def test_hotline_crm_slow_or_garbage_takes_the_fallback_and_goes_on(worker: Work
         assert cdr.ivr_path == ("hotline.welcome>hotline.choose_language>hotline.crm>hotline.hours>hotline.menu"), \
             number
         assert cdr.customer_id is None and cdr.hangup_side == "caller"
-        assert ("/api/customers", number) in Crm.asked
+        assert ("/api/customers", number) in ASKED
     failed = [(r.get("node"), r.get("error")) for r in worker.logs() if r.get("event") == "ivr_node_failed"]
     assert ("hotline.crm", "no answer within 1.5s") in failed
     assert ("hotline.crm", "response is not JSON") in failed
@@ -208,7 +187,7 @@ def test_debt_reminder_promise_agent_and_paid(worker: WorkerProc) -> None:
     promised = [e.data for e in events(worker, kinds=("PROMISE_TO_PAY",))]
     assert {"date": promise.isoformat(), "amount": 1250000} in promised
     assert {"amount": 1250000} in [e.data for e in events(worker, kinds=("ALREADY_PAID",))]
-    assert [q for q, n in Crm.asked if n in rows].count("/api/debts") == 3
+    assert [q for q, n in ASKED if n in rows].count("/api/debts") == 3
 
 
 # ---------------------------------------------------------------- telesales

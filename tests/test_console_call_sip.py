@@ -1,0 +1,123 @@
+"""Issue 14's end-to-end call through the web console, in a real browser (tests/browser.py) against a real
+worker: the agent signs in through the page and gets ready; a sipp caller goes through the hotline (the
+language and menu keys) with a CRM stub answering its lookup; the agent's page pops the caller with the CRM's
+name while the agent's phone (sipp) rings; the phone answers, the page times the call and holds it; the phone
+hangs up, the agent picks a disposition and "not resolved" in the wrap-up; the CDR holds both and the FCR
+report counts the contact as not resolved at first contact."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+
+import crm_stub
+import pytest
+import sipp
+from worker_proc import WorkerProc, api_user, demo_rules, flush, new_worker
+
+from callcenter.auth.roles import AGENT
+from callcenter.cdr.writer import open_store
+
+pytestmark = [pytest.mark.sip, pytest.mark.timeout(240)]
+
+PASSWORD = "test password 1"      # worker_proc.api_user's
+CALLER = "0902000010"
+CRM_NAME = "Trần Bình"
+WRAPUP = """
+wrapup:
+  default: {codes: [info, other]}
+  queues:
+    support: {codes: [info, complaint, fault_reported], required: true}
+"""
+
+
+@pytest.fixture(scope="module")
+def crm_url() -> Iterator[str]:
+    body = json.dumps({"vip": False, "name": CRM_NAME, "id": "C-1"}).encode()
+    with crm_stub.serve(lambda path, query: (200, body, "application/json")) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def worker(tmp_path_factory: pytest.TempPathFactory, redis_server, crm_url: str) -> Iterator[WorkerProc]:
+    tmp = tmp_path_factory.mktemp("console_call")
+    flush(redis_server.url)
+    w = new_worker(tmp, redis_server.url)
+    (tmp / "rules.yaml").write_text(demo_rules(w.agents_port).replace("wrapup: 10", "wrapup: 0"))
+    (tmp / "no_campaigns").mkdir()
+    w.write_config(rules=tmp / "rules.yaml", campaigns=tmp / "no_campaigns", extra=WRAPUP)
+    w.env.update(CRM_URL=crm_url)
+    w.start()
+    api_user(w.redis_url, "binh", [AGENT], agent="1002")
+    yield w
+    assert w.stop() == 0, w.tail()
+
+
+def test_screen_pop_call_and_wrapup_reach_the_cdr_and_fcr(worker: WorkerProc, browser) -> None:
+    base = f"http://127.0.0.1:{worker.http_port}"
+    browser.expect(r"/console/agent/1002 .* 401")          # the sign-in page answers the desk without a session
+    browser.login(f"{base}/console/agent/1002", "binh", PASSWORD)
+    browser.find("#btn-login").click()
+    browser.wait_text("#agent-state", "Ready")
+
+    phone = sipp.agent(worker.agents_port, "answer_bye", ring_ms=2000, talk_ms=6000)
+    # 1 = Vietnamese during the welcome, 2 = support; the caller stays through the agent and the survey
+    caller = sipp.caller(worker.target, [("pause", 500), ("dtmf", "1"), ("dtmf", "2"), ("pause", 30000),
+                                         ("hangup",)], number=CALLER, service="hotline")
+    # the screen pop, while the agent's phone rings (before it answers)
+    assert browser.wait_text("#pop-name", CRM_NAME, timeout=25) == CRM_NAME
+    pop = browser.find("#screen-pop")
+    shown_ms = float(pop.get_attribute("data-shown-at")) - 1000 * float(pop.get_attribute("data-offered-at"))
+    print(f"screen pop shown {shown_ms:.0f} ms after the offer")
+    assert browser.text("#pop-caller") == CALLER                 # in clear: the agent's own call
+    assert browser.text("#pop-queue") == "support" and browser.text("#pop-customer") == "C-1"
+    assert "hotline.menu" in browser.text("#pop-menu")
+    assert worker.http("GET", "/agents/1002")[1]["state"] == "reserved"   # still ringing
+    browser.shot("screen-pop")
+
+    # answered: the call's timer runs; hold and resume from the page
+    browser.wait_text("#call-timer", lambda text: text not in ("", "0:00"), timeout=15)
+    browser.find("#btn-hold").click()
+    browser.find("#held")
+    browser.shot("on-hold")
+    browser.find("#btn-hold").click()
+    browser.wait(lambda: not browser.driver.find_elements("css selector", "#held"), 5, "still on hold")
+    browser.find("#notes").send_keys("Router keeps dropping; customer will call back")
+
+    # the phone hangs up: the wrap-up, with the queue's codes (required)
+    browser.find("#wrapup-form", timeout=20)
+    browser.find("#wrapup-save").click()
+    assert browser.text("#wrapup-status") == "A disposition is required"
+    browser.find("#disposition").send_keys("complaint")
+    browser.find("#resolved-no").click()
+    browser.shot("wrapup")
+    browser.find("#wrapup-save").click()
+    browser.find("#wrapup-saved", timeout=20)
+    assert phone.wait(60) == 0, phone.errors()
+    assert caller.wait(60) == 0, caller.errors() + worker.tail(30)
+
+    cdr = worker.call_from(CALLER)
+    assert cdr.queue == "support" and cdr.agent_id == "1002" and cdr.hold_count == 1
+    deadline = time.monotonic() + 20
+    while (cdr.disposition, cdr.resolved) != ("complaint", False) and time.monotonic() < deadline:
+        time.sleep(0.2)
+        cdr = worker.call_from(CALLER)
+    assert (cdr.disposition, cdr.resolved) == ("complaint", False)
+    store = open_store(worker.store_url)
+    try:
+        notes = [e.data.get("notes") for e in store.events(cdr.call_id, kinds=["WRAPUPEND"])]
+    finally:
+        store.close()
+    assert notes == ["Router keeps dropping; customer will call back"]
+    # another agent may not wrap up this call (the guard: not its agent id; the route: not its call)
+    other = api_user(worker.redis_url, "ana", [AGENT], agent="1001")
+    body = {"disposition": "info", "resolved": True}
+    assert worker.http("POST", f"/calls/{cdr.call_id}/wrapup?agent=1002", body, token=other)[0] == 403
+    status, answer = worker.http("POST", f"/calls/{cdr.call_id}/wrapup?agent=1001", body, token=other)
+    assert (status, answer["error"]) == (403, "not a call of yours")
+    # FCR: the contact answered in the support queue, not resolved at first contact (the agent said so)
+    status, report = worker.http("GET", "/reports/queue")
+    assert status == 200, report
+    support = [r for r in report["rows"] if r["key"] == "support"]
+    assert [(r["fcr_contacts"], r["fcr_resolved"]) for r in support] == [(1, 0)], report["rows"]
