@@ -57,6 +57,9 @@ def workers(tmp_path_factory: pytest.TempPathFactory, redis_server) -> Iterator[
         w.write_config(rules=tmp / "rules.yaml", ivr_scripts=flows, routes={"vm": "vm", "default": "direct"},
                        extra=f"monitor: {{ring_timeout: 10}}\n"
                              f"recording: {{dir: {tmp / 'rec'}, retention_days: 30, queues: {{sales: {{sample: 100}}}}}}\n")
+        # a stopped owner's silence is a 504 after this (shorter than routing's dead_after: its calls live on)
+        w.config.write_text(w.config.read_text().replace(f"metrics_token: {METRICS_TOKEN}}}",
+                                                         f"metrics_token: {METRICS_TOKEN}, forward_timeout: 3s}}"))
         started.append(w)
     wa, wb = started
     # one CDR store, written by B's writer (A reads the recording's CDR from it, as it would a shared database)
@@ -175,6 +178,10 @@ def test_hold_monitor_and_recording_asked_of_another_worker(workers: tuple[Worke
         status, answer = wb.http("POST", path, {}, token=None, headers={"x-callcenter-forwarded": good})
         assert status == 403 and "replayed" in answer["error"], answer
         assert wa.http("POST", f"/calls/{call_id}/unhold", {})[0] == 200        # the admin, through A
+        # a forwarded request is never forwarded again: A answers one for itself (the call is not here)
+        loop = assertion(wa, "wa", "POST", path, b"{}")
+        status, answer = wa.http("POST", path, {}, token=None, headers={"x-callcenter-forwarded": loop})
+        assert status == 404 and answer["error"] == "no such call on this worker", answer
 
         assert call.wait(120) == 0, call.errors()          # the caller hangs up at the end of its pause
         assert agent_sipp.wait(30) == 0, agent_sipp.errors()
@@ -188,9 +195,10 @@ def test_hold_monitor_and_recording_asked_of_another_worker(workers: tuple[Worke
 
     # one audit entry per action, written by the worker that acted and naming both workers
     holds = [e for e in audit(wa, "/hold") if e["target"].get("call_id") == call_id]
-    # acted on B for A (the agent, the signed test request; 1002 refused there: not its call); 1002 naming 1001 refused on A
+    # acted on B for A (the agent, the signed test request; 1002 refused there: not its call); 1002 naming 1001
+    # refused on A; the loop answered by A itself
     assert sorted((e["status"], e["target"]["worker"], e["target"].get("forwarded_by", "")) for e in holds) == \
-        [(200, "wb", "wa"), (200, "wb", "wa"), (403, "wa", ""), (403, "wb", "wa")], holds
+        [(200, "wb", "wa"), (200, "wb", "wa"), (403, "wa", ""), (403, "wb", "wa"), (404, "wa", "wa")], holds
     assert [e["user"] for e in audit(wa, "/monitor") if e["target"].get("call_id") == call_id].count("sup-ana") == 3
     assert forwarded(wa, "POST /calls/{call_id}/hold") == 2
     assert forwarded(wa, "GET /calls/{call_id}/monitor") >= 1
@@ -209,7 +217,15 @@ def test_hold_monitor_and_recording_asked_of_another_worker(workers: tuple[Worke
     assert status == 200 and body == whole and headers["content-length"] == str(len(whole))
     assert forwarded(wa, "GET /recordings/{call_id}") == 2
 
-    # B stops: A says the recording's worker is gone (410), not a 404 of a recording that exists
+    # B does not answer (stopped for a moment): 504 after http.forward_timeout; then B dies: 410, not a 404
+    assert wb.proc is not None
+    wb.proc.send_signal(signal.SIGSTOP)
+    try:
+        status, _, body = fetch(wa, f"/recordings/{call_id}", token)
+    finally:
+        wb.proc.send_signal(signal.SIGCONT)
+    assert status == 504 and b"did not answer in 3 s" in body, body
+    assert forwarded(wa, "GET /recordings/{call_id}", "timeout") == 1
     assert wb.stop(signal.SIGKILL) is not None
     status, _, body = wait_for(lambda: (got := fetch(wa, f"/recordings/{call_id}", token))[0] == 410 and got,
                                "the owner's death", timeout=30)

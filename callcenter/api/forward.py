@@ -263,14 +263,22 @@ class Forwarder:
         body = cast(IBodyProducer, FileBodyProducer(BytesIO(req.body))) if req.body else None
         d: Deferred[IResponse] = self._agent.request(req.method.encode(), f"{address}{claims.target}".encode(),
                                                      headers, body)
-        d.addTimeout(self.timeout, reactor)
+        timed_out = False
+
+        def on_timeout(result: object, seconds: float) -> object:
+            nonlocal timed_out
+            timed_out = True        # the cancel surfaces as ResponseNeverReceived or a CancelledError
+            return result
+
+        d.addTimeout(self.timeout, reactor, onTimeoutCancel=on_timeout)
         try:
             resp = await d.asFuture(asyncio.get_running_loop())
-        except (DeferredTimeout, CancelledError):
-            return self._failed(flog, route, "timeout", 504, f"{what} did not answer in {self.timeout:g} s"), False
-        except (net_error.ConnectError, net_error.ConnectionClosed, ResponseFailed, net_error.DNSLookupError) as exc:
+        except (DeferredTimeout, CancelledError, net_error.ConnectError, net_error.ConnectionClosed, ResponseFailed,
+                net_error.DNSLookupError) as exc:
+            if timed_out:
+                return self._failed(flog, route, "timeout", 504, f"{what} did not answer in {self.timeout:g} s"), False
             gone = not await self.alive(owner)
-            flog.warning("forward failed", error=str(exc))
+            flog.warning("forward failed", error=repr(exc))
             return self._failed(flog, route, "gone" if gone else "unreachable", 410 if gone else 502,
                                 f"{what} {'stopped' if gone else 'is unreachable'}"), False
         metrics.HTTP_FORWARDED_TOTAL.labels(route=route.pattern, result="answered").inc()
