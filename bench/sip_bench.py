@@ -12,8 +12,8 @@ Two measurements, each against a fresh `callcenter worker` process (embedded red
    A call fails if sipp saw an error or its CDR is not `answered` by an agent.
 
 Worker CPU% is utime+stime from /proc over the steady part of a level (ivr: while every caller is up;
-cps: from 3 s to the end of sending), 100% = one core; RSS is the worker's peak. sipp's CPU (callers +
-agent phones) is reported too because it shares the same cores.
+cps: from 3 s to the end of sending), 100% = one core, with `--cdr-writer process` plus its CDR writer's; RSS
+is the worker's peak. sipp's CPU (callers + agent phones) is reported too because it shares the same cores.
 
 Overload (--overload 1.5): every level offers 1.5x its calls (ivr) or calls/s (cps). Callers then accept
 `503` with `Retry-After` as a clean refusal (telephony/admission.py); a level passes when under 0.5% of the
@@ -30,6 +30,7 @@ import resource
 import shutil
 import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -59,6 +60,8 @@ POOL_QUERY = os.environ.get("BENCH_REDIS_QUERY", "")
 SCRAPE = False   # --scrape
 OVERLOAD = 0.0   # --overload: offered load factor; callers take a 503 + Retry-After as a clean refusal
 CAPACITY = ""    # --capacity: the worker's capacity section (YAML flow mapping body)
+CDR_WRITER = "worker"   # --cdr-writer: "worker" (cdr.writer: true, in the worker's loop) or "process" (its own)
+WRITERS: dict[str, subprocess.Popen[bytes]] = {}   # worker id -> its `callcenter cdr-writer` (--cdr-writer process)
 
 
 def peak_up(rows: list) -> int:
@@ -207,7 +210,7 @@ redis: {{url: "{w.redis_url}{POOL_QUERY}", prefix: "cc:"}}
 http: {{bind: 127.0.0.1, port: {w.http_port}}}
 paths: {{ivr_scripts: {FLOWS}, sounds: {REPO / 'sounds'}, routing_rules: {rules},
         campaigns: {REPO / 'campaigns'}}}
-cdr: {{store: "{w.store_url}", writer: true}}
+cdr: {{store: "{w.store_url}", writer: {str(CDR_WRITER == "worker").lower()}}}
 routes: {{default: {flow}}}
 {f"capacity: {{{CAPACITY}}}" if CAPACITY else ""}
 """)
@@ -224,6 +227,35 @@ def write_rules(path: Path, agents_port: int, n_agents: int) -> list[str]:
     return ids
 
 
+def start_cdr_writer(w: WorkerProc) -> None:
+    """With --cdr-writer process: the worker's CDR writer as its own process (`callcenter cdr-writer`, as
+    systemd/callcenter-cdr-writer.service runs it), same code tree (w.env) and store; its CPU counts as the
+    worker's (worker_pids)."""
+    if CDR_WRITER != "process":
+        return
+    out = open(w.tmp / "cdr-writer.log", "ab")  # noqa: SIM115 - owned by the process
+    WRITERS[w.worker_id] = subprocess.Popen(
+        [sys.executable, "-m", "callcenter", "cdr-writer", "--redis", w.redis_url, "--store", w.store_url,
+         "--consumer", f"{w.worker_id}-writer"], stdout=out, stderr=subprocess.STDOUT,
+        env=dict(os.environ, **w.env), cwd=w.tmp)
+
+
+def stop_cdr_writer(w: WorkerProc) -> None:
+    proc = WRITERS.pop(w.worker_id, None)
+    if proc is not None:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def worker_pids(w: WorkerProc) -> list[int]:
+    """The worker's process and, with --cdr-writer process, its CDR writer's."""
+    return [w.proc.pid] + ([WRITERS[w.worker_id].pid] if w.worker_id in WRITERS else [])  # type: ignore[union-attr]
+
+
 @contextmanager
 def running_worker(tmp: Path, redis: EmbeddedRedis, flow: str, n_agents: int) -> Iterator[WorkerProc]:
     flush(redis.url)
@@ -234,11 +266,13 @@ def running_worker(tmp: Path, redis: EmbeddedRedis, flow: str, n_agents: int) ->
     write_config(w, flow, wdir / "rules.yaml")
     try:
         w.start(timeout=40)
+        start_cdr_writer(w)
         if ids:
             w.login(*ids)
         yield w
     finally:
         w.stop(timeout=20)
+        stop_cdr_writer(w)
 
 
 def cdr_rows(w: WorkerProc, since: float, until: float) -> list:
@@ -393,12 +427,13 @@ def ivr_level(w: WorkerProc, n: int, hold_s: float, ramp: float | None = None) -
     (default n/10, at least 10: up in ~10 s)."""
     start = time.time()
     run, digits, rate, total = ivr_callers(w.target, n, hold_s, ramp)
-    meter = CpuMeter(w.proc.pid, run.proc.pid)  # type: ignore[union-attr]
+    meter = CpuMeter(w.proc.pid, run.proc.pid, *worker_pids(w)[1:])  # type: ignore[union-attr]
     try:
         peak = run_sipp(run, meter, total + 60, (n / rate + 1, total - 1), w)
     finally:
         run.stop()
-    wcpu, scpu = meter.percent()
+    wcpu, scpu, *writer = meter.percent()
+    wcpu += sum(writer)
     ok, failed = sipp_counts(run)
     refused, why = refusals(run, w, start)
     rows, missed = ivr_missed(w, start, ok - refused, digits)
@@ -415,10 +450,11 @@ def ivr_level(w: WorkerProc, n: int, hold_s: float, ramp: float | None = None) -
 def cps_level(w: WorkerProc, agents_port: int, cps: float, seconds: float) -> Level:
     start = time.time()
     run, phones = cps_callers(w.target, agents_port, cps, seconds)
-    meter = CpuMeter(w.proc.pid, run.proc.pid, phones.proc.pid)  # type: ignore[union-attr]
+    meter = CpuMeter(w.proc.pid, run.proc.pid, phones.proc.pid, *worker_pids(w)[1:])  # type: ignore[union-attr]
     try:
         peak = run_sipp(run, meter, seconds + 60, (3, seconds), w)
-        wcpu, scpu, acpu = meter.percent()
+        wcpu, scpu, acpu, *writer = meter.percent()
+        wcpu += sum(writer)
     finally:
         run.stop()
         phones.stop()
@@ -477,6 +513,9 @@ def main() -> int:
     ap.add_argument("--keep-going", action="store_true", help="run the next level after a failed one")
     ap.add_argument("--capacity", default="",
                     help="the worker's capacity settings, e.g. 'max_new_calls_per_second: 125' (default: built-in)")
+    ap.add_argument("--cdr-writer", choices=["worker", "process"], default="worker",
+                    help="where CDRs are moved to the store: the worker's own writer (cdr.writer: true) or a "
+                         "`callcenter cdr-writer` process beside it (cdr.writer: false; its CPU counted as the worker's)")
     ap.add_argument("--overload", type=float, default=0.0,
                     help="offer this many times each level (1.5: 1500 callers at level 1000, 225/s at 150); "
                          "a 503 with Retry-After counts as a clean refusal")
@@ -485,8 +524,8 @@ def main() -> int:
     cps_levels = [float(x) for x in (args.cps_levels or ("10,20" if args.quick else "25,50,100,125,150")).split(",")]
     hold = args.hold or (6 if args.quick else 20)
     seconds = args.seconds or (10 if args.quick else 30)
-    global SCRAPE, KEEP, OVERLOAD, CAPACITY
-    SCRAPE, KEEP, OVERLOAD, CAPACITY = args.scrape, args.keep, args.overload, args.capacity
+    global SCRAPE, KEEP, OVERLOAD, CAPACITY, CDR_WRITER
+    SCRAPE, KEEP, OVERLOAD, CAPACITY, CDR_WRITER = args.scrape, args.keep, args.overload, args.capacity, args.cdr_writer
     if OVERLOAD:
         ivr_levels = [round(n * OVERLOAD) for n in ivr_levels]
         cps_levels = [c * OVERLOAD for c in cps_levels]

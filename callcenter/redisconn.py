@@ -15,7 +15,8 @@ Tools that should say at once that Redis is not there pass ``ride_out_restarts=F
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+from typing import Any, cast
 
 import redis
 import redis.asyncio as aredis
@@ -42,12 +43,100 @@ def _settings(ride_out_restarts: bool, options: dict[str, Any]) -> dict[str, Any
     return {**(retry_kwargs() if ride_out_restarts else {}), **options, "decode_responses": True}
 
 
+class _QuickSend:
+    """A connection whose command, once the kernel has taken all of it, returns at once: redis-py wraps
+    every send in ``asyncio.wait_for(..., socket_timeout)`` (a task per command) to bound a drain that
+    almost never waits. Only a send that leaves bytes buffered (Redis not reading) waits for the drain,
+    the library's way, timeout and errors included; the reply's read keeps its timeout either way."""
+
+    async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        conn = cast(aredis.Connection, self)
+        writer = conn._writer
+        if (writer is None or not isinstance(command, list) or writer.transport.is_closing()
+                or (check_health and conn.health_check_interval
+                    and asyncio.get_running_loop().time() > conn.next_health_check)):
+            await super().send_packed_command(command, check_health)  # type: ignore[misc]
+            return
+        writer.writelines(command)
+        if writer.transport.get_write_buffer_size():
+            await super().send_packed_command([], check_health=False)  # type: ignore[misc]
+
+
+class _Connection(_QuickSend, aredis.Connection):
+    pass
+
+
+class _UnixConnection(_QuickSend, aredis.UnixDomainSocketConnection):
+    pass
+
+
+class _SSLConnection(_QuickSend, aredis.SSLConnection):
+    pass
+
+
+_QUICK: dict[type, type] = {aredis.Connection: _Connection, aredis.UnixDomainSocketConnection: _UnixConnection,
+                            aredis.SSLConnection: _SSLConnection}
+
+
+def _quiet(conn: Any) -> bool:
+    """An idle connection is ready for a command: connected, nothing unread and no end of stream seen (a
+    restarted Redis closed it). What the library finds out by a zero-timeout read, the loop has already
+    told the connection's StreamReader; anything else goes the library's way (it reconnects)."""
+    reader = conn._reader
+    return (reader is not None and conn._writer is not None and not reader.at_eof()
+            and reader.exception() is None and not getattr(reader, "_buffer", True))
+
+
+class LoopPool(aredis.BlockingConnectionPool):
+    """redis-py's blocking pool with a fast path for what nearly every command of a worker finds: an
+    idle, connected connection, taken and given back by plain list operations on the loop thread.
+
+    redis-py (8.x) otherwise takes the pool's condition and a timeout context, checks the socket for
+    unread data (a read with a zero timeout), records observability counters and dispatches a released
+    event per command: about half of a command's client CPU on the worker's loop (bench/RESULTS.md,
+    "Per-call cost"). What the fast path leaves out is not needed here: one event loop owns the pool (no
+    lock to take), a command that fails or is cancelled mid-reply disconnects its connection (redis-py
+    does so in ``send_packed_command``/``read_response``), and a connection the server closed is seen
+    closed by its StreamReader (:func:`_quiet`), so the library's zero-timeout read finds nothing; our clients have no streaming credential provider (the released event's re-auth) and no
+    maintenance notifications (``_in_maintenance``). Everything else, a connection still to be made or
+    tasks waiting for one, goes the library's way."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        cls = kwargs.get("connection_class", aredis.Connection)
+        kwargs["connection_class"] = _QUICK.get(cls, cls)
+        super().__init__(*args, **kwargs)
+        # with a credential provider the released event re-authenticates: always the library's way then
+        self._fast = self.connection_kwargs.get("credential_provider") is None
+
+    async def get_connection(self, command_name: Any = None, *keys: Any, **options: Any) -> Any:
+        idle = self._available_connections
+        if self._fast and idle and _quiet(idle[-1]) and not self._in_maintenance:
+            conn = idle.pop()
+            self._in_use_connections.add(conn)
+            return conn
+        return await super().get_connection()
+
+    async def release(self, connection: Any) -> None:
+        if (self._fast and not self._in_maintenance and not connection.should_reconnect()
+                and not self._waiting() and connection in self._in_use_connections):
+            self._in_use_connections.remove(connection)
+            self._available_connections.append(connection)
+            return
+        await super().release(connection)
+
+    def _waiting(self) -> bool:
+        """Tasks wait for a connection (asyncio.Condition keeps its waiters in ``_waiters``; if a future
+        redis-py or Python hides them, assume there are: the library's release then notifies them)."""
+        waiters = getattr(self._condition, "_waiters", None)
+        return waiters is None or len(waiters) > 0
+
+
 def connect(url: str, *, ride_out_restarts: bool = True, max_connections: int = POOL_SIZE,
             **options: Any) -> aredis.Redis:
-    """An asyncio client on a blocking pool of ``max_connections``; closing the client closes the pool.
-    ``options`` are redis-py connection settings (``socket_timeout=1``...)."""
-    pool = aredis.BlockingConnectionPool.from_url(url, max_connections=max_connections, timeout=POOL_WAIT,
-                                                  **_settings(ride_out_restarts, options))
+    """An asyncio client on a blocking pool of ``max_connections`` (:class:`LoopPool`); closing the client
+    closes the pool. ``options`` are redis-py connection settings (``socket_timeout=1``...)."""
+    pool = LoopPool.from_url(url, max_connections=max_connections, timeout=POOL_WAIT,
+                             **_settings(ride_out_restarts, options))
     return aredis.Redis.from_pool(pool)
 
 
