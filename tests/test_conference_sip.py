@@ -10,10 +10,12 @@ connected.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import ports
 import pytest
 import sipp
+from recording_helpers import channels, tone_blocks
 from repo import REPO
 from tone_parties import Party, bridged_call, legs, phone, wait_for
 from worker_proc import WorkerProc, api_user, flush, new_worker, queue_flow
@@ -45,10 +47,20 @@ def worker(tmp_path_factory: pytest.TempPathFactory, redis_server) -> WorkerProc
     flows.mkdir()
     (flows / "direct.yaml").write_text(queue_flow("direct", "sales", "moh"))
     w.write_config(rules=tmp / "rules.yaml", ivr_scripts=flows, routes={"default": "direct"},
-                   extra="monitor: {ring_timeout: 10}", trunk=f"127.0.0.1:{PHONES['trunk']}")
+                   extra="monitor: {ring_timeout: 10}\nrecording: {policy: always}", trunk=f"127.0.0.1:{PHONES['trunk']}")
     w.start()
     yield w
     assert w.stop() == 0, w.tail()
+
+
+def recording(w: WorkerProc, call_id: str) -> str | None:
+    """The stored recording its CDR links, once the call's CDR is in the store."""
+    store = open_store(w.store_url)
+    try:
+        rec = store.get_call(call_id)
+    finally:
+        store.close()
+    return rec.recording if rec is not None and rec.end else None
 
 
 def parties(w: WorkerProc, call_id: str) -> dict[str, str]:
@@ -130,6 +142,13 @@ def test_conference_everyone_hears_everyone_mute_cap_dnc_leave(worker: WorkerPro
             store.close()
         assert events.count("CONFERENCE_ADD") == 3 and events.count("CONFERENCE_LEAVE") == 4, events
         assert "CONFERENCE_MUTE" in events and "CONFERENCE_UNMUTE" in events
+
+        # one recording of the whole conference: the caller on the left, the agent and the added parties mixed
+        # on the right (each of B and C present in some stretch of it), nobody on the wrong side
+        left, right = channels(Path(wait_for(lambda: recording(worker, call_id), "the call's recording")))
+        assert sum(tone_blocks(left, A)) >= 20 and not any(tone_blocks(left, B, 0.2) or tone_blocks(left, C, 0.2))
+        assert sum(tone_blocks(right, B, 0.2)) >= 10 and sum(tone_blocks(right, C, 0.2)) >= 10
+        assert not any(tone_blocks(right, A, 0.2))
     finally:
         for p in phones:
             p.stop()
