@@ -114,6 +114,8 @@ def test_routes_with_a_call_id_are_call_scoped() -> None:
     router.add("GET /recordings/{call_id}", handler, roles=SUPERVISORS)
     router.add("GET /queues/{name}", handler, roles=SUPERVISORS)
     assert [r.call for r in router.routes] == ["call_id", "call_id", None]
+    with pytest.raises(ValueError, match="not forwarded"):      # an upload's body is not sent on
+        router.add("POST /calls/{call_id}/attachments", handler, roles=SUPERVISORS, stream=True)
 
 
 def test_http_advertise_is_validated(tmp_path: Path) -> None:

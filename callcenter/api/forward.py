@@ -36,6 +36,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from io import BytesIO
 from typing import Any, cast
+from urllib.parse import quote
 
 import redis.asyncio as aredis
 from twisted.internet import error as net_error
@@ -108,8 +109,6 @@ def target_of(req: Request) -> str:
 
 
 def _quote(value: str) -> str:
-    from urllib.parse import quote
-
     return quote(value, safe="")
 
 
@@ -146,9 +145,9 @@ class _Relay(Protocol):
     """The owner's answer body, written to our client as it arrives; the client's pace pauses the owner's
     connection (a streaming producer), the client leaving closes it."""
 
-    def __init__(self, request: server.Request, done: Callable[[str], None]) -> None:
+    def __init__(self, request: server.Request, call_id: str) -> None:
         self.request = request
-        self.done = done
+        self.call_id = call_id
 
     def connectionMade(self) -> None:  # noqa: N802 - twisted's name
         self.request.registerProducer(self.transport, True)
@@ -160,14 +159,12 @@ class _Relay(Protocol):
     def connectionLost(self, reason: Failure = ResponseDone()) -> None:  # type: ignore[assignment]  # noqa: N802, B008
         request = self.request
         if request._disconnected or request.finished:
-            self.done("client gone")
-            return
+            return          # the client went away (a player seeking): nothing to tell
         request.unregisterProducer()
         if reason.check(ResponseDone, PotentialDataLoss):
             request.finish()
-            self.done("")
         else:        # cut short: the client must not take a truncated body for a whole one
-            self.done(reason.getErrorMessage())
+            log.warning("forwarded answer cut short", call_id=self.call_id or None, error=reason.getErrorMessage())
             request.loseConnection()
 
 
@@ -185,11 +182,7 @@ class RelayBody(Streamed):
     call_id: str
 
     def send(self, request: server.Request) -> None:
-        def done(problem: str) -> None:
-            if problem:
-                log.warning("forwarded answer cut short", call_id=self.call_id, error=problem)
-
-        self.response.deliverBody(_Relay(request, done))
+        self.response.deliverBody(_Relay(request, self.call_id))
 
     def discard(self) -> None:
         self.response.deliverBody(_Drain())

@@ -234,6 +234,9 @@ class HttpRouter(Resource):
         method, _, path = pattern.partition(" ")
         regex = "^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", path.rstrip("/") or "/") + "/?$"
         call = CALL_PARAM if f"{{{CALL_PARAM}}}" in path else None
+        if stream and (call or locate):
+            raise ValueError(f"{pattern}: a streamed upload is not forwarded to another worker (no call-scoped route "
+                             f"takes one)")
         self._routes.append(Route(method.upper(), f"{method.upper()} {path}", re.compile(regex), handler,
                                   roles, own, audit, max_body, stream, call, locate))
 
