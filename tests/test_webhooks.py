@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -113,3 +114,32 @@ def test_delivered_once_signed_after_two_failures_and_dead_lettered_elsewhere(
     assert 'callcenter_webhook_deliveries_total{result="delivered",webhook="crm"} 2.0' in text
     assert 'callcenter_webhook_deliveries_total{result="failed",webhook="crm"} 4.0' in text
     assert worker.http("GET", "/admin/webhooks/dead", token=None)[0] == 401
+
+
+def test_workers_share_the_deliveries_and_each_event_goes_once(
+        worker: WorkerProc, receiver: tuple[Receiver, int], tmp_path: Path) -> None:
+    rec, _ = receiver
+    second = new_worker(tmp_path, worker.redis_url, worker_id="w2")
+    second.env = dict(worker.env)
+    second.config.write_text(worker.config.read_text().replace("id: w1", "id: w2")
+                             .replace(f"port: {worker.sip_port}", f"port: {second.sip_port}")
+                             .replace(f"port: {worker.http_port}", f"port: {second.http_port}")
+                             .replace(f"rtp_port: {worker.rtp_port}", f"rtp_port: {second.rtp_port}"))
+    second.start()
+    try:
+        before = {r[0]["idempotency-key"] for r in rec.requests("/hook")}
+        for _ in range(5):
+            worker.login("1004")
+            worker.logout("1004")
+        def accepted() -> set[str] | None:
+            new = {r[0]["idempotency-key"] for r in rec.requests("/hook") if r[2] == 200} - before
+            return new if len(new) >= 10 else None
+
+        keys = wait_for(accepted, "ten events accepted")
+        for key in keys:
+            assert [r[2] for r in rec.requests("/hook") if r[0]["idempotency-key"] == key] == [500, 500, 200]
+        by = {w.worker_id: {e["event_id"] for e in w.logs() if e.get("event") == "webhook delivered"} & keys
+              for w in (worker, second)}
+        assert by["w1"] | by["w2"] == keys and not by["w1"] & by["w2"], by
+    finally:
+        assert second.stop() == 0, second.tail()

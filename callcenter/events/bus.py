@@ -92,6 +92,13 @@ class Hub:
         self.heartbeat = heartbeat
         self.subscribers: set[Subscriber] = set()
         self.task: asyncio.Task[None] | None = None
+        self._encoded: tuple[str, bytes] = ("", b"")   # the last event as sent whole, shared by its streams
+
+    def encoded(self, eid: str, ev: Event, encode: Callable[[str, Event], bytes]) -> bytes:
+        """``encode(eid, ev)``, made once for all the streams that send the event unchanged."""
+        if self._encoded[0] != eid:
+            self._encoded = (eid, encode(eid, ev))
+        return self._encoded[1]
 
     def subscribe(self, sub: Subscriber) -> None:
         self.subscribers.add(sub)

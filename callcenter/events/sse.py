@@ -99,7 +99,7 @@ class EventStream(Streamed):
         self.last = sid
         shown = visible(ev, self.viewer)
         if shown is not None:
-            self._write(message(eid, shown))
+            self._write(self.hub.encoded(eid, ev, message) if shown is ev else message(eid, shown))
 
     def ping(self) -> None:
         self._write(b": hb\n\n")
