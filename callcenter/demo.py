@@ -95,7 +95,8 @@ async def ensure_demo_users(auth: Auth, path: Path, api_url: str) -> dict[str, s
     os.chmod(path, 0o600)
     lines = [f"  {n:<11} {', '.join(DEMO_USERS[n][0]):<17} {known.get(n, '(password changed)')}"
              for n in DEMO_USERS]
-    print(f"\nDemo API at {api_url}: log in with POST /auth/login {{\"user\", \"password\"}}\n"
+    print(f"\nWeb console: {api_url}/console (sign in as one of these; agent1001's demo phone answers its calls)\n"
+          f"Demo API at {api_url}: log in with POST /auth/login {{\"user\", \"password\"}}\n"
           + "\n".join(lines) + f"\n(passwords kept in {path}; demo only)\n", file=sys.stderr, flush=True)
     return known
 

@@ -68,6 +68,11 @@ def test_demo_hotline_answers_and_a_demo_agent_talks(tmp_path: Path) -> None:
                                                  timeout=5))
         support = next(q for q in board["queues"] if q["queue"] == "support")
         assert support["answered_today"] == 1
+        # the web console: its URL printed, its page answered with that session
+        assert f"Web console: {api}/console" in (tmp_path / "demo.log").read_text()
+        with urllib.request.urlopen(urllib.request.Request(f"{api}/console", headers={"cookie": cookie}),
+                                    timeout=5) as resp:
+            assert resp.status == 200 and b'id="cc-boot"' in resp.read()
         scrape = urllib.request.Request(f"{api}/metrics", headers={"authorization": "Bearer demo-test-metrics"})
         metrics = urllib.request.urlopen(scrape, timeout=5).read().decode()
         assert 'callcenter_queue_answered_total{queue="support"} 1.0' in metrics

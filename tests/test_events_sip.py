@@ -5,7 +5,6 @@ with Last-Event-ID gets exactly what it missed."""
 
 from __future__ import annotations
 
-import re
 import socket
 import time
 from collections.abc import Iterator
@@ -13,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 import sipp
 from sse_client import SseClient
-from worker_proc import WorkerProc, api_user, demo_rules, flow_dirs, flush, new_worker, queue_flow
+from worker_proc import WorkerProc, api_user, flow_worker, queue_flow
 
 from callcenter.auth.roles import ADMIN, AGENT, SUPERVISOR
 from callcenter.events.bus import encode
@@ -30,12 +29,7 @@ FLOW = queue_flow("evtest", "support", "moh", max_wait="120", announce="{positio
 @pytest.fixture(scope="module")
 def worker(tmp_path_factory: pytest.TempPathFactory, redis_server) -> Iterator[WorkerProc]:
     tmp = tmp_path_factory.mktemp("events")
-    flush(redis_server.url)
-    scripts, campaigns = flow_dirs(tmp, {"evtest": FLOW})
-    w = new_worker(tmp, redis_server.url)
-    (tmp / "rules.yaml").write_text(re.sub(r"wrapup: \d+", "wrapup: 0", demo_rules(w.agents_port)))
-    w.write_config(rules=tmp / "rules.yaml", ivr_scripts=scripts, campaigns=campaigns,
-                   routes={"hotline": "evtest", "default": "evtest"})
+    w = flow_worker(tmp, redis_server.url, {"evtest": FLOW}, "evtest")
     w.start()
     yield w
     assert w.stop() == 0, w.tail()

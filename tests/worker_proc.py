@@ -317,6 +317,21 @@ def flush(redis_url: str) -> None:
     c.close()
 
 
+def flow_worker(tmp: Path, redis_url: str, flows: dict[str, str], entry: str) -> WorkerProc:
+    """A worker (to start) on which every call runs the flow ``entry`` of these flows (name -> YAML, flow_dirs),
+    with the demo rules' agents (phones on its agents_port, no wrap-up pause), on a flushed Redis (the test
+    module owns it: no other test's agents or calls)."""
+    import re
+
+    flush(redis_url)
+    scripts, campaigns = flow_dirs(tmp, flows)
+    w = new_worker(tmp, redis_url)
+    (tmp / "rules.yaml").write_text(re.sub(r"wrapup: \d+", "wrapup: 0", demo_rules(w.agents_port)))
+    w.write_config(rules=tmp / "rules.yaml", ivr_scripts=scripts, campaigns=campaigns,
+                   routes={"hotline": entry, "default": entry})
+    return w
+
+
 def flow_dirs(tmp: Path, flows: dict[str, str]) -> tuple[Path, Path]:
     """An IVR scripts folder holding these flows (name -> YAML) and an empty campaigns folder, under tmp:
     write_config's ivr_scripts and campaigns for a worker that runs only a test's own flows."""
