@@ -13,10 +13,12 @@ import re
 import shutil
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import ports
 import pytest
 import sipp
+from recording_helpers import channels, tone_blocks
 from repo import REPO
 from worker_proc import WorkerProc, demo_rules, flush, new_worker
 
@@ -27,6 +29,7 @@ from callcenter.redisconn import connect
 pytestmark = [pytest.mark.sip, pytest.mark.timeout(240)]
 
 AGENTS = ("1001", "1002", "1003", "1004")
+CUSTOMER_HZ, AGENT_HZ = 600.0, 1000.0   # a callback's two parties, in its recording
 FLOW = """name: cb
 languages: [vi]
 default_language: vi
@@ -82,7 +85,8 @@ def worker(tmp_path_factory: pytest.TempPathFactory, redis_server, trunk_port: i
     (tmp / "rules.yaml").write_text(rules)
     w.write_config(ivr_scripts=ivr, routes={"cb": "cb", "cbf": "cbf", "default": "hotline"}, rules=tmp / "rules.yaml",
                    trunk=f"127.0.0.1:{trunk_port}",
-                   extra="dialing: {callback_max_per_number: 2, callback_max_per_source: 20}")
+                   extra="dialing: {callback_max_per_number: 2, callback_max_per_source: 20}\n"
+                         "recording: {policy: always}")
     w.start()
     yield w
     assert w.stop() == 0, w.tail()
@@ -162,7 +166,8 @@ def test_spoofed_premium_and_international_callbacks_are_never_dialed(worker: Wo
 def test_caller_keys_another_number_and_the_callback_dials_it_in_e164(worker: WorkerProc, trunk_port: int) -> None:
     """1 = callback; the From number is read back; 2 = another number, keyed as 098 765 4321 #; it is
     read back; 1 confirms. The flow thanks and hangs up. Agent 1003 logs in, answers the callback, and
-    the trunk gets the INVITE for +84987654321."""
+    the trunk gets the INVITE for +84987654321; the conversation is recorded (recording.policy always), the
+    customer's tone on the left, the agent's on the right."""
     steps = [("pause", 2500), ("dtmf", "1"),              # the offer (plays from ~1 s)
              ("pause", 2000), ("dtmf", "2"),              # during the read-back of 0901000001
              ("pause", 1500), *digits("0987654321#"),     # during "please key in the number"
@@ -174,8 +179,10 @@ def test_caller_keys_another_number_and_the_callback_dials_it_in_e164(worker: Wo
     evs = wait_events(worker, row.call_id, "CALLBACK")
     assert row.callback and row.outcome == "callback", row
     assert "CALLBACK_REFUSED" not in [e for e, _ in evs]
-    far_end = trunk(trunk_port)
-    phone = sipp.agent(worker.agents_port, "answer_bye", talk_ms=2000, timeout_s=60)
+    far_end = sipp.agent(trunk_port, "answer", ring_ms=300, timeout_s=60, trace=True, codecs="8",
+                         steps=[("tone", CUSTOMER_HZ, 6000)])
+    phone = sipp.agent(worker.agents_port, "answer_bye", talk_ms=4000, timeout_s=60, codecs="8",
+                       steps=[("tone", AGENT_HZ, 6000)])
     try:
         worker.login("1003")
         assert sipp.wait_all(phone, far_end, timeout=60) == [0, 0], phone.errors() + far_end.errors() + worker.tail()
@@ -184,6 +191,10 @@ def test_caller_keys_another_number_and_the_callback_dials_it_in_e164(worker: Wo
         phone.stop()
     invite = re.search(r"^INVITE (\S+) SIP/2.0", far_end.messages(), re.M)
     assert invite and invite.group(1) == f"sip:+84987654321@127.0.0.1:{trunk_port}", far_end.messages()[:2000]
+    cdr = next(c for c in worker.calls(2) if c.direction == "outbound" and c.callback and c.agent_id == "1003")
+    left, right = channels(Path(cdr.recording))
+    assert sum(tone_blocks(left, CUSTOMER_HZ)) >= 20 and sum(tone_blocks(right, AGENT_HZ)) >= 20
+    assert not any(tone_blocks(left, AGENT_HZ, 0.2)) and not any(tone_blocks(right, CUSTOMER_HZ, 0.2))
 
 
 def test_callbacks_to_one_number_are_capped_across_workers(worker: WorkerProc) -> None:
