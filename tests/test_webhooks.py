@@ -6,6 +6,7 @@ metric) after max_attempts."""
 from __future__ import annotations
 
 import json
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -16,7 +17,7 @@ from typing import Any
 
 import pytest
 from tone_parties import wait_for
-from worker_proc import METRICS_TOKEN, WorkerProc, fetch, flush, new_worker
+from worker_proc import METRICS_TOKEN, WorkerProc, admin_token, fetch, flush, new_worker
 
 from callcenter.events.webhooks import SIGNATURE, verify
 
@@ -27,15 +28,17 @@ SECRET = "test-webhook-secret-0123456789"
 
 @dataclass
 class Receiver:
-    """The CRM: /hook answers 500 to the first two attempts of each event, then 200; /broken always 500."""
+    """The CRM: /hook answers 500 to the first two attempts of each event, then 200; /broken always 500;
+    /gated 500 until the test opens it."""
 
     got: list[tuple[str, dict[str, str], bytes, int]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    gate_open: bool = False
 
     def answer(self, path: str, headers: dict[str, str], body: bytes) -> int:
         with self.lock:
             tries = sum(1 for p, h, _, _ in self.got if p == path and h["idempotency-key"] == headers["idempotency-key"])
-            status = 200 if path == "/hook" and tries >= 2 else 500
+            status = 200 if path == "/hook" and tries >= 2 or path == "/gated" and self.gate_open else 500
             self.got.append((path, headers, body, status))
             return status
 
@@ -143,3 +146,42 @@ def test_workers_share_the_deliveries_and_each_event_goes_once(
         assert by["w1"] | by["w2"] == keys and not by["w1"] & by["w2"], by
     finally:
         assert second.stop() == 0, second.tail()
+
+
+def test_what_a_dead_worker_was_retrying_is_delivered_by_another(
+        redis_server, receiver: tuple[Receiver, int], tmp_path: Path) -> None:
+    """Two workers of their own deployment (prefix t2:): the one retrying an event is killed (SIGKILL) between
+    attempts; the other claims the event once it has been idle past any retry step and delivers it, once."""
+    rec, port = receiver
+    workers = []
+    for wid in ("w1", "w2"):
+        (tmp_path / wid).mkdir()
+        w = new_worker(tmp_path / wid, redis_server.url, worker_id=wid)
+        w.env = {"CRM_HOOK_SECRET": SECRET}
+        w.write_config(extra=f"""webhooks:
+  gated: {{url: "http://127.0.0.1:{port}/gated", secret_env: CRM_HOOK_SECRET, events: [agent.state], timeout: 1s,
+          max_attempts: 10, backoff: 3s, max_backoff: 3s}}
+""")
+        w.config.write_text(w.config.read_text().replace('prefix: "cc:"', 'prefix: "t2:"'))
+        workers.append(w.start())
+    try:
+        status, _ = workers[0].http("POST", "/agents/1004/login", {"ready": True}, token=admin_token(redis_server.url,
+                                                                                                     "t2:"))
+        assert status == 200
+        first = wait_for(lambda: rec.requests("/gated"), "a first attempt")
+        key = first[0][0]["idempotency-key"]
+
+        def holder() -> WorkerProc | None:
+            return next((w for w in workers if any(e.get("event_id") == key for e in w.logs())), None)
+
+        dying = wait_for(holder, "the worker that tried")
+        dying.stop(signal.SIGKILL)       # in its retry delay (1.5-3 s): the event stays pending under its name
+        rec.gate_open = True
+        survivor = next(w for w in workers if w is not dying)
+        wait_for(lambda: [r for r in rec.requests("/gated") if r[2] == 200], "delivery by the survivor", timeout=60)
+        assert [r[2] for r in rec.requests("/gated") if r[0]["idempotency-key"] == key] == [500, 200]
+        assert any(e.get("event") == "webhook delivered" and e.get("event_id") == key for e in survivor.logs())
+    finally:
+        rec.gate_open = False
+        for w in workers:
+            w.stop()

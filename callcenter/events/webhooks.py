@@ -55,6 +55,7 @@ NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 TYPE_PATTERN = re.compile(r"^[a-z_]+(\.[a-z_]+)?$|^[a-z_]+\.\*$|^\*$")
 DEAD_MAX = 100_000            # dead letters kept (MAXLEN ~)
 DONE_TTL = 7 * 86400          # how long "hook took event" marks live (longer than any claim)
+CLAIM_MARGIN = 10.0           # seconds a pending event's idle time must exceed the longest retry step by
 
 Post = Callable[[str, dict[str, str], bytes, float], Awaitable[HttpResponse]]
 
@@ -146,8 +147,11 @@ class Deliverer:
     def __post_init__(self) -> None:
         self.stream = EventKeys(self.prefix).stream()
         self.slots = asyncio.Semaphore(self.concurrency)
-        # a pending event is taken from a silent worker only after any retry delay a live one could be in
-        self.claim_after = max(((h.max_backoff + h.timeout) * 2 + 30 for h in self.hooks), default=60.0)
+        # A pending event is taken from a silent worker only after it was left untouched longer than a live
+        # worker ever leaves one (an attempt, then a retry delay: it touches the entry before each delay), with
+        # CLAIM_MARGIN for a stalled loop. Claiming from a live worker would send the event twice (the
+        # Idempotency-Key covers that); never claiming from a dead one would lose it.
+        self.claim_after = max(((h.max_backoff + h.timeout) * 2 + CLAIM_MARGIN for h in self.hooks), default=60.0)
 
     async def ensure_group(self) -> None:
         try:
