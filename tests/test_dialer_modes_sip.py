@@ -23,6 +23,7 @@ from dialer_worker import (
     upload,
     wait_until,
 )
+from recording_helpers import channels, tone_blocks
 from worker_proc import WorkerProc, demo_rules
 
 from callcenter.redisconn import connect_sync
@@ -30,6 +31,7 @@ from callcenter.redisconn import connect_sync
 pytestmark = [pytest.mark.sip, pytest.mark.timeout(120)]
 
 SALES = ("1001", "1002", "1004")     # the sales queue's members in routing_rules.yaml
+A_HZ, B_HZ = 600.0, 1000.0           # a preview call's customer and agent, in its recording
 
 
 
@@ -133,13 +135,16 @@ def test_machine_gets_a_message_or_a_hangup_per_campaign(dialer, redis_url: str)
 def test_preview_agent_takes_skips_and_dials_a_record(dialer, redis_url: str) -> None:
     w, ivr, campaigns, procs = dialer
     customer_port, agent_port = free_ports(2)
+    # the campaign file's own recording policy records its calls (the worker's default records none)
     (campaigns / "pv.yaml").write_text(campaign_yaml("t_pv", customer_port, ctype="telesales", mode="preview",
-                                                     queue="sales", max_attempts=1, ring="5s"))
+                                                     queue="sales", max_attempts=1, ring="5s")
+                                       + "recording: {policy: always}\n")
     (campaigns / "prog.yaml").write_text(campaign_yaml("t_notpv", customer_port, ctype="telesales",
                                                        mode="progressive", queue="sales"))
     upload(w.tmp, "t_pv", ["0914000001,An,0,", "0914000002,Binh,0,"], redis_url, campaigns)
-    procs += [sipp.agent(customer_port, "answer", ring_ms=300, calls=1),
-              sipp.agent(agent_port, "answer_bye", ring_ms=300, talk_ms=1500, calls=1)]
+    procs += [sipp.agent(customer_port, "answer", ring_ms=300, calls=1, codecs="8", steps=[("tone", A_HZ, 6000)]),
+              sipp.agent(agent_port, "answer_bye", ring_ms=300, talk_ms=3000, calls=1, codecs="8",
+                         steps=[("tone", B_HZ, 6000)])]
     w.write_config(rules=rules_for(w, agent_port), campaigns=campaigns, ivr_scripts=ivr)
     w.start()
     w.login("1001", "1002")
@@ -172,6 +177,11 @@ def test_preview_agent_takes_skips_and_dials_a_record(dialer, redis_url: str) ->
     assert r.called == a["national"] and (r.campaign, r.agent_id, r.outcome) == ("t_pv", "1001", "answered"), r
     assert r.hangup_side == "agent" and r.talk_seconds and r.talk_seconds > 1.0, r
     assert contact(redis_url, "t_pv", a["number"])["last_outcome"] == "answered_human"
+    # recorded: the customer's tone on the left, the agent's on the right (linked once the WAV is stored)
+    wait_until(lambda: outbound_rows(w, 1)[0].recording, 20, "the preview call's recording", w)
+    left, right = channels(Path(outbound_rows(w, 1)[0].recording))
+    assert sum(tone_blocks(left, A_HZ)) >= 15 and sum(tone_blocks(right, B_HZ)) >= 15
+    assert not any(tone_blocks(left, B_HZ, 0.2)) and not any(tone_blocks(right, A_HZ, 0.2))
     assert w.http("POST", f"/campaigns/t_pv/preview/{a['national']}/dial?agent=1001")[0] == 404
     # The agent is back in the ACD after the preview call.
     wait_until(lambda: connect_sync(redis_url).hget(
