@@ -54,6 +54,8 @@ class Browser:
         self.expected: list[re.Pattern[str]] = []
         self.logged: list[dict[str, Any]] = []
         self.shots = 0
+        for old in SHOTS.glob(f"{self.name}-*.png"):     # a previous run's: the numbers start again
+            old.unlink()
 
     # -- pages ---------------------------------------------------------------------------------------
 

@@ -98,7 +98,7 @@
       <h2 id="wrap-h">${t("wrapup")}</h2>
       <form id="wrapup-form" onSubmit=${save}>
         <label for="disposition">${t("wrapup.disposition")}</label>
-        <select id="disposition" value=${code} aria-required=${rule.required ? "true" : "false"} onChange=${(e) => setCode(e.target.value)}>
+        <select id="disposition" value=${code} aria-required=${rule.required ? "true" : "false"} onChange=${(e) => { setCode(e.target.value); setStatus(""); }}>
           <option value="">${t("wrapup.choose")}</option>
           ${rule.codes.map((c) => html`<option value=${c}>${c}</option>`)}
         </select>
