@@ -1,6 +1,6 @@
 """Call-scoped requests are answered by the worker that holds the call, whichever worker they reach.
 
-Operators run several workers behind one load balancer on one Redis (README "Scaling"); a call's media
+Operators run several workers behind one load balancer on one Redis (README "Scaling out"); a call's media
 lives in one of them. A route with a ``{call_id}`` path param is call-scoped (``HttpRouter``): the worker a
 request lands on authenticates and authorises it as for any route (``api/guard.py``: roles, an agent's own
 call), then, when the call is held by another worker, forwards it to that worker's HTTP API (each worker
@@ -14,8 +14,9 @@ secret made once per deployment and kept in Redis (never logged). The owner refu
 signed with it, meant for another worker or another request, older than ``ASSERTION_TTL`` or seen before
 (its nonce is kept that long), and never forwards a forwarded request again (no loops: it answers itself,
 404 when the call is not there). Where a call is: this worker's live calls, else routing's record of the
-call (its ``owner``, while the call is queued, ringing or talking); a route may name another place
-(``add(..., locate=)``: a finished call's recording is on the disk of the worker its CDR names).
+call (its ``owner``, while the call is queued, ringing or talking). A route may name the worker itself
+(``add(..., locate=)``, which makes any route forwarded, ``{call_id}`` or not): a finished call's recording,
+or a voice message, is on the disk of the worker the call's CDR names.
 
 The owner's answer streams back as it comes (a recording's 206 range is never held in memory). The owner
 audits what it answers (the entry names it and the forwarding worker); the forwarding worker audits only
