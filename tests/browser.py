@@ -101,6 +101,21 @@ class Browser:
         self.find("#login-submit").click()
         self.wait(lambda: not self._first("#login-form"), 10, "still on the sign-in page")
 
+    def fits(self) -> bool:
+        """The page fits the window's width (no sideways scrolling at 1366x768)."""
+        return bool(self.driver.execute_script(
+            "return document.documentElement.scrollWidth <= window.innerWidth"))
+
+    def keys(self, *keys: str) -> None:
+        """Keys pressed on whatever has the focus (Keys.TAB, Keys.ENTER, text)."""
+        from selenium.webdriver.common.action_chains import ActionChains
+
+        ActionChains(self.driver).send_keys(*keys).perform()
+
+    def focused(self) -> str:
+        """The id of the element that has the keyboard focus."""
+        return str(self.driver.execute_script("return document.activeElement && document.activeElement.id"))
+
     # -- evidence ------------------------------------------------------------------------------------
 
     def shot(self, label: str) -> Path:

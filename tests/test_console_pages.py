@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from selenium.webdriver.common.keys import Keys
 from worker_proc import WorkerProc, api_user, flush, new_worker
 
 from callcenter.auth.roles import AGENT, SUPERVISOR
@@ -88,3 +89,27 @@ def test_a_supervisor_sees_the_wallboard(worker: WorkerProc, browser) -> None:
     browser.wait_text("#queues", "support")
     browser.find("#agents tr[data-agent='1002']")
     browser.shot("wallboard")
+
+
+def test_the_desk_is_keyboard_usable_and_fits_1366x768(worker: WorkerProc, browser) -> None:
+    """Sign in and change state with the keyboard alone: the focus starts in the user name, Tab moves it, Enter
+    and Space press buttons; every page fits the window's width."""
+    browser.expect(r"/console/agent/1001 .* 401")
+    browser.get(url(worker, "/console/agent/1001"))
+    browser.find("#login-form")
+    assert browser.focused() == "user"
+    browser.keys("ana", Keys.TAB, PASSWORD, Keys.ENTER)
+    browser.wait_text("#agent-state", "Logged out")
+    assert browser.fits()
+    browser.find("#btn-login").send_keys(Keys.ENTER)     # the focus on the button, Enter presses it
+    browser.wait_text("#agent-state", "Ready")
+    browser.driver.execute_script("arguments[0].focus()", browser.find("#pause-reason"))
+    browser.keys("Lunch")                                 # typing picks the option
+    browser.keys(Keys.TAB, Keys.SPACE)                    # Tab to Pause, Space presses it
+    browser.wait_text("#agent-state", "Paused · Lunch")
+    browser.find("#btn-logout").send_keys(Keys.ENTER)
+    browser.wait_text("#agent-state", "Logged out")
+    for path in ("/console", "/console/agent/1001"):
+        browser.get(url(worker, path))
+        browser.find("#who")
+        assert browser.fits(), path
