@@ -260,6 +260,8 @@ class Worker:
         await cdr.flush()
         try:
             await router.release()   # a restart under this id need not wait for the claim to lapse
+            if self.forwarder is not None:
+                await self.forwarder.withdraw()
         except redis.RedisError as exc:
             log.warning("releasing the worker id failed", error=str(exc))
         if dialer_redis is not None:

@@ -92,6 +92,8 @@ def test_the_owner_believes_an_assertion_once(redis_url: str) -> None:
         await r.set(ForwardKeys("cc:").secret(), "n" * 64)
         header = sign(b"n" * 64, claims(req, nonce="n2"))
         assert (await owner.verify(request(header=header))).nonce == "n2"
+        await other.withdraw()         # a clean stop
+        assert await r.hgetall(ForwardKeys("cc:").addresses()) == {"wb": "http://127.0.0.1:1"}
         await r.aclose()
 
     asyncio.run(go())

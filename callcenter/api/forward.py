@@ -218,6 +218,11 @@ class Forwarder:
         held = (await pipe.execute())[2]
         self._secret = str(held or mine).encode()
 
+    async def withdraw(self) -> None:
+        """At a clean stop: other workers answer 410 at once for what this one held or stored (not 502 until
+        its heartbeat is stale)."""
+        await self.redis.hdel(self.keys.addresses(), self.worker_id)
+
     async def _key(self) -> bytes:
         if self._secret is None:
             await self.refresh()
