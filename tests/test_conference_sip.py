@@ -17,7 +17,7 @@ import pytest
 import sipp
 from recording_helpers import channels, tone_blocks
 from repo import REPO
-from tone_parties import Party, bridged_call, legs, phone, wait_for
+from tone_parties import HOLD, RESUME, Party, bridged_call, legs, phone, wait_for
 from worker_proc import WorkerProc, api_user, flush, new_worker, queue_flow
 
 from callcenter.auth.roles import AGENT, SUPERVISOR
@@ -153,4 +153,33 @@ def test_conference_everyone_hears_everyone_mute_cap_dnc_leave(worker: WorkerPro
         for p in phones:
             p.stop()
         for party in (caller, agent, added, *more):
+            party.close()
+
+
+def test_a_muted_party_stays_muted_through_its_phones_re_invite(worker: WorkerProc) -> None:
+    """The added agent is muted, then its phone holds and resumes (re-INVITEs: pjsua may give its stream a new
+    bridge port): afterwards nobody hears it still, and it hears the caller and the agent again."""
+    caller, agent, added = Party(A), Party(B), Party(C)
+    phones: list[sipp.Sipp] = []
+    try:
+        agent_sipp = phone(agent.port, port=PHONES["1001"])
+        added_sipp = phone(added.port, "reinvite", port=PHONES["1002"])
+        phones += [agent_sipp, added_sipp]
+        call_id = bridged_call(worker, caller, agent, agent_sipp, 40000, phones)
+        call = phones[-1]
+        worker.login("1002")
+        assert worker.http("POST", f"/calls/{call_id}/conference/add", {"agent": "1002"})[0] == 202
+        wait_for(lambda: parties(worker, call_id).get("1002") == "connected", "1002's answer")
+        assert worker.http("POST", f"/calls/{call_id}/conference/1002/mute", {})[0] == 200
+        assert HOLD not in added_sipp.messages(), "the phone held before it was muted"
+        assert caller.heard() == {B} and agent.heard() == {A}
+        wait_for(lambda: RESUME in added_sipp.messages(), "the phone's resume")
+        assert caller.heard() == {B} and agent.heard() == {A} and added.heard() == {A, B}
+        assert worker.http("POST", f"/calls/{call_id}/conference/1002/unmute", {})[0] == 200
+        assert caller.heard() == {B, C} and agent.heard() == {A, C}
+        assert call.wait(120) == 0, call.errors()
+    finally:
+        for p in phones:
+            p.stop()
+        for party in (caller, agent, added):
             party.close()

@@ -148,3 +148,30 @@ def test_old_function_libraries_are_pruned_once_unused(redis_url):
     asyncio.run(main())
     client.function_delete("otherlib")
     client.function_delete("ccroute_1111111111")
+
+
+def test_wrap_up_after_an_agents_own_call(redis_url):
+    """Router.agent_wrap_up (click-to-call's end): from the 'outbound' pause only, the call counted and
+    after-call work for the given seconds or, unset, the longest wrap-up of the agent's queues; then free."""
+    async def main():
+        clock = Clock(1_790_000_000.0)
+        rt = await make(redis_url, clock=clock, text=rules_text(wrapup=30))
+        for a in ("a1", "a2", "a3"):
+            await rt.agent_login(a)
+            await rt.agent_pause(a, "outbound")
+        await rt.agent_pause("a3", "break")                 # paused for something else meanwhile: left so
+        assert await rt.agent_wrap_up("a1", 42.5) == "wrap_up"
+        assert await rt.agent_wrap_up("a2", 10.0, 5.0) == "wrap_up"
+        assert await rt.agent_wrap_up("a3", 10.0) == "paused"
+        a1 = await rt.agent_info("a1")
+        assert (a1["calls"], a1["talk_seconds"]) == (1, 42.5), a1
+        clock.advance(6)
+        await rt.tick()
+        assert [(await rt.agent_info(a))["state"] for a in ("a1", "a2", "a3")] == ["wrap_up", "available", "paused"]
+        clock.advance(25)
+        await rt.tick()
+        assert (await rt.agent_info("a1"))["state"] == "available"
+        await call(rt, "c1")                                 # and takes calls again
+        assert (await one_offer(rt)).agent_id in ("a1", "a2")
+        await rt.redis.aclose()
+    asyncio.run(main())
