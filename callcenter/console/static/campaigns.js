@@ -1,0 +1,110 @@
+// The campaign manager's page: each campaign's state and live figures, start / pause / stop, and a list
+// upload with a progress bar and its per-row report (rejected rows downloadable as CSV).
+(function () {
+  "use strict";
+  const { html, useState, useEffect, t, api, Header, mount } = window.CC;
+
+  function csv(rows) {
+    const cell = (v) => '"' + String(v === undefined || v === null ? "" : v).replace(/"/g, '""') + '"';
+    return ["line,reason", ...rows.map((r) => cell(r.line) + "," + cell(r.reason))].join("\n") + "\n";
+  }
+
+  function Upload({ campaign, onDone }) {
+    const [progress, setProgress] = useState(null);   // 0..100 while sending, then "processing"
+    const [report, setReport] = useState(null);
+    const [error, setError] = useState("");
+    function send(e) {
+      e.preventDefault();
+      const file = e.target.list.files[0];
+      if (!file) return;
+      setReport(null); setError(""); setProgress(0);
+      const xhr = new XMLHttpRequest();
+      xhr.open("POST", "/campaigns/" + encodeURIComponent(campaign) + "/lists");
+      xhr.setRequestHeader("Content-Type", "text/csv");
+      xhr.upload.onprogress = (ev) => { if (ev.lengthComputable) setProgress(Math.round((100 * ev.loaded) / ev.total)); };
+      xhr.upload.onload = () => setProgress(100);
+      xhr.onload = () => {
+        let body = null;
+        try { body = JSON.parse(xhr.responseText); } catch (err) { body = null; }
+        if (xhr.status === 201) { setReport(body); onDone(); } else setError((body && body.error) || xhr.statusText);
+      };
+      xhr.onerror = () => setError(t("error"));
+      xhr.send(file);
+    }
+    const rejected = report ? report.rejected : [];
+    const download = report && rejected.length
+      ? URL.createObjectURL(new Blob([csv(rejected)], { type: "text/csv" })) : null;
+    return html`<form id="upload-form" onSubmit=${send}>
+        <label for="list-file">${t("campaign.upload")}</label>
+        <div class="row"><input type="file" id="list-file" name="list" accept=".csv,text/csv" />
+          <button type="submit" class="primary" id="upload-send">${t("campaign.upload.send")}</button></div>
+        ${progress !== null && html`<div class="row"><progress id="upload-progress" max="100" value=${progress}>
+          ${progress} %</progress><span id="upload-percent">${progress} %</span></div>`}
+        ${error && html`<p class="error" role="alert" id="upload-error">${error}</p>`}
+        ${report && html`<div id="upload-report" role="status">
+          <p><span id="report-rows">${report.rows}</span> ${t("campaign.rows")} ·
+            <span id="report-accepted">${report.accepted}</span> ${t("campaign.accepted")} ·
+            <span id="report-merged">${report.merged_existing}</span> ${t("campaign.merged")} ·
+            <span id="report-duplicates">${report.duplicates_in_file.length}</span> ${t("campaign.duplicates")} ·
+            <span id="report-rejected">${report.rejected_count}</span> ${t("campaign.rejected")}</p>
+          ${rejected.length > 0 && html`<table id="rejected"><thead><tr><th>${t("campaign.line")}</th>
+              <th>${t("campaign.reason")}</th></tr></thead>
+            <tbody>${rejected.map((r) => html`<tr><td>${r.line}</td><td>${r.reason}</td></tr>`)}</tbody></table>
+            <p><a id="rejected-csv" href=${download} download=${campaign + "-rejected.csv"}>
+              ${t("campaign.rejected.csv")}</a></p>`}
+        </div>`}
+      </form>`;
+  }
+
+  function App() {
+    const [campaigns, setCampaigns] = useState([]);
+    const [stats, setStats] = useState({});
+    const [chosen, setChosen] = useState("");
+    const [error, setError] = useState("");
+
+    async function refresh() {
+      try {
+        const list = (await api("GET", "/campaigns")).campaigns;
+        setCampaigns(list);
+        const figures = {};
+        for (const c of list) figures[c.id] = await api("GET", "/campaigns/" + encodeURIComponent(c.id) + "/stats");
+        setStats(figures);
+        setError("");
+      } catch (err) { setError(err.message); }
+    }
+    useEffect(() => { refresh(); const poll = setInterval(refresh, 5000); return () => clearInterval(poll); }, []);
+
+    async function act(id, what) {
+      try { await api("POST", "/campaigns/" + encodeURIComponent(id) + "/" + what, {}); refresh(); }
+      catch (err) { setError(err.message); }
+    }
+    const figure = (c, key) => { const s = stats[c.id] || {}; return s[key] !== undefined ? s[key] : "–"; };
+    const pct = (x) => (typeof x === "number" ? (100 * x).toFixed(1) + " %" : "–");
+    const abandon = (c) => {
+      const a = stats[c.id] && stats[c.id].abandonment && stats[c.id].abandonment["24h"];
+      return a ? pct(a.rate) + " / " + pct(a.limit) : "–";
+    };
+    const current = chosen || (campaigns[0] && campaigns[0].id) || "";
+    return html`<${Header} title=${t("page.campaigns")} />
+      <main>
+        <section class="card wide" aria-labelledby="c-h"><h2 id="c-h">${t("page.campaigns")}</h2>
+          <table id="campaigns"><thead><tr><th>${t("campaign")}</th><th>${t("state")}</th>
+            <th>${t("campaign.pending")}</th><th>${t("campaign.dialed")}</th><th>${t("campaign.abandon")}</th>
+            <th></th></tr></thead>
+          <tbody>${campaigns.map((c) => html`<tr data-campaign=${c.id}>
+            <td>${c.name} <span class="muted">(${c.id})</span></td><td class="campaign-state">${c.state}</td>
+            <td class="pending">${figure(c, "pending")}</td><td>${figure(c, "dials")}</td><td>${abandon(c)}</td>
+            <td>${["start", "pause", "stop"].map((w) => html`<button type="button" class=${"campaign-" + w}
+                onClick=${() => act(c.id, w)}>${t("campaign." + w)}</button> `)}</td></tr>`)}</tbody></table>
+        </section>
+        <section class="card wide" aria-labelledby="u-h"><h2 id="u-h">${t("campaign.list")}</h2>
+          <label for="upload-campaign">${t("campaign")}</label>
+          <select id="upload-campaign" value=${current} onChange=${(e) => setChosen(e.target.value)}>
+            ${campaigns.map((c) => html`<option value=${c.id}>${c.name}</option>`)}</select>
+          ${current && html`<${Upload} campaign=${current} onDone=${refresh} />`}
+        </section>
+        ${error && html`<p class="error" role="alert">${t("error")}: ${error}</p>`}
+      </main>`;
+  }
+  mount(App);
+})();
