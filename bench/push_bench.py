@@ -7,7 +7,8 @@ routing's Lua publishes agent.state in the same script). Each event carries the 
 the script's clock); its latency is when the agent's own page read it minus that. The queue's figures
 (queue.stats, published when they change) reach all N pages: their fan-out latency is reported apart.
 --browsers B also opens B headless chromium pages (Debian's chromium + selenium) that log in through
-/auth/login and run an EventSource on the worker's origin; they report each event's arrival time.
+/auth/login as a supervisor of every queue (so each sees every agent's change) and run an EventSource on the
+worker's origin; they report each event's arrival time in the page.
 
 Run: .venv/bin/python bench/push_bench.py [--agents 100] [--rate 20] [--seconds 30] [--browsers 0]
 """
@@ -82,14 +83,14 @@ for (const t of ['agent.state', 'queue.stats']) {
 """
 
 
-def browsers(w: WorkerProc, n: int, ids: list[str]) -> list[object]:
-    """n headless chromium pages, each logged in as one agent's user and listening to /events."""
+def browsers(w: WorkerProc, n: int) -> list[object]:
+    """n headless chromium pages, each logged in as a supervisor (every queue) and listening to /events."""
     from selenium import webdriver
     from selenium.webdriver.chrome.options import Options
     from selenium.webdriver.chrome.service import Service
 
     out = []
-    for i in range(n):
+    for _ in range(n):
         opts = Options()
         opts.binary_location = "/usr/bin/chromium"
         for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"):
@@ -101,7 +102,7 @@ def browsers(w: WorkerProc, n: int, ids: list[str]) -> list[object]:
             const done = arguments[arguments.length - 1];
             fetch('/auth/login', {method: 'POST', headers: {'content-type': 'application/json'},
                                   body: JSON.stringify({user: arguments[0], password: 'test password 1'})})
-              .then(r => done(r.status));""", f"push-agent-{ids[i]}")
+              .then(r => done(r.status));""", "push-sup")
         d.execute_script(BROWSER_JS)
         out.append(d)
     return out
@@ -124,7 +125,9 @@ def main() -> int:
             streams = [SseClient(w.http_port, api_user(w.redis_url, f"push-agent-{a}", ["agent"], agent=a))
                        for a in ids]
             print(f"{len(streams)} event streams open in {time.monotonic() - t0:.1f} s")
-            pages = browsers(w, args.browsers, ids) if args.browsers else []
+            if args.browsers:
+                api_user(w.redis_url, "push-sup", ["supervisor"])
+            pages = browsers(w, args.browsers) if args.browsers else []
             meter = CpuMeter(w.proc.pid)
             started = time.time()
             changes = asyncio.run(drive(w.redis_url, ids, args.rate, args.seconds))
