@@ -173,3 +173,46 @@ def test_a_campaign_state_change_is_published(redis_url: str) -> None:
         await r.aclose()
 
     asyncio.run(go())
+
+
+def test_a_failed_offer_requeues_and_a_skills_change_are_published(redis_url: str) -> None:
+    async def go() -> None:
+        r = connect(redis_url)
+        router = Router(r, "w-test")
+        await router.apply_rules(routing_rules.load(REPO / "routing_rules.yaml"))
+        await router.heartbeat()
+        await router.agent_login("1001", ready=True)                    # vip + sales
+        start = await tip(r, "cc:")
+        await router.enqueue(QueuedCall("call-2", "sales", {}, 0, caller="0901234567"))
+        [offer] = await router.next_offers(timeout=0)
+        await router.offer_failed(offer, "no_answer")                   # back to its place; nobody else
+        await router.set_skills("1001", {"sales": 9})                     # free again: it takes the call
+        evs = [ev for _, ev in await read_after(r, "cc:", start, 100)]
+        assert [(e["type"], e.get("state"), e.get("position"), e.get("requeued")) for e in evs] == [
+            ("agent.state", "reserved", None, None), ("call.queued", None, 0, None),
+            ("call.queued", None, 1, True), ("agent.state", "available", None, None),
+            ("agent.skills", None, None, None), ("agent.state", "reserved", None, None)]
+        assert evs[-2]["skills"] == {"sales": 9} and sorted(evs[-2]["queues"]) == ["sales", "vip"]
+        await r.aclose()
+
+    asyncio.run(go())
+
+
+def test_a_dead_workers_waiting_caller_ends_on_the_bus(redis_url: str) -> None:
+    async def go() -> None:
+        r = connect(redis_url)
+        victim = Router(r, "victim")
+        await victim.apply_rules(routing_rules.load(REPO / "routing_rules.yaml"))
+        await victim.heartbeat()
+        start = await tip(r, "cc:")
+        await victim.enqueue(QueuedCall("call-3", "support", {}, 0, caller="0901234567"))
+        later = Router(r, "survivor", clock=lambda: time.time() + 60)    # the victim's heartbeat is a minute old
+        await later.heartbeat()
+        await later.tick()
+        evs = [ev for _, ev in await read_after(r, "cc:", start, 100)]
+        assert [(e["type"], e["call_id"], e.get("cause")) for e in evs] == [
+            ("call.queued", "call-3", None), ("call.ended", "call-3", "worker_died")]
+        assert evs[1]["queue"] == "support"
+        await r.aclose()
+
+    asyncio.run(go())

@@ -72,6 +72,7 @@ elseif action == 'wrap_up' then
   end
 elseif action == 'set_skills' then
   redis.call('HSET', K.agent(a), 'skills', arg)
+  agent_event(ag, {type = 'agent.skills', skills = cjson.decode(arg)})
   if state == 'available' then
     ag.skills_raw, ag.skills = arg, nil
     leave_free_sets(ag)

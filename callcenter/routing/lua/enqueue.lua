@@ -47,8 +47,7 @@ if n == 0 then
   if schedule_escalation(ci, true) then f[#f + 1], f[#f + 2] = 'escq', '1' end
   redis.call('HSET', K.call(c), unpack(f))
   add_waiting(c, q, score_str(ci.score), ci.sig)
-  publish({type = 'call.queued', call_id = c, queue = q, priority = prio,
-    position = redis.call('ZRANK', K.waiting(q), c) + 1})
+  call_queued(c, q, prio)
 else
   f[2] = 'offered'
   f[#f + 1], f[#f + 2], f[#f + 3], f[#f + 4] = 'offers', ci.offers, 'offer_queue', ci.offer_queue

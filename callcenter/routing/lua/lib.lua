@@ -282,12 +282,24 @@ local function ag_queues(ag)
   return lazy(ag, 'queues', jdecode, ag.queues_raw)
 end
 
--- agent.state on the bus: the agent's queues ride along (a supervisor sees the agents of its queues).
-local function agent_changed(ag, state, reason, call)
+-- An agent's event on the bus: its queues ride along (a supervisor sees the agents of its queues).
+local function agent_event(ag, ev)
   local qs = {}
   for q, _ in pairs(ag_queues(ag)) do qs[#qs + 1] = q end
-  publish({type = 'agent.state', agent = ag.id, state = state, reason = reason, since = NOW, queues = qs,
-    call_id = call})
+  ev.agent, ev.queues = ag.id, qs
+  publish(ev)
+end
+
+local function agent_changed(ag, state, reason, call)
+  agent_event(ag, {type = 'agent.state', state = state, reason = reason, since = NOW, call_id = call})
+end
+
+-- A call (again) waiting in queue q: call.queued with its place there.
+local function call_queued(c, q, prio, extra)
+  local ev = extra or {}
+  ev.type, ev.call_id, ev.queue, ev.priority = 'call.queued', c, q, prio
+  ev.position = redis.call('ZRANK', K.waiting(q), c) + 1
+  publish(ev)
 end
 
 -- The free-set score of agent ag in queue q: lower is offered first.
@@ -602,7 +614,10 @@ local function requeue(ci)
   redis.call('HDEL', K.call(ci.id), 'offers', 'offer_queue', 'agent')
   ci.state, ci.offers = 'waiting', nil
   for _, q in ipairs(ci_queues(ci)) do
-    if qconf(q) then add_waiting(ci.id, q, score_str(ci.score), ci.sig) end
+    if qconf(q) then
+      add_waiting(ci.id, q, score_str(ci.score), ci.sig)
+      call_queued(ci.id, q, ci.prio, {requeued = true})
+    end
   end
   schedule_escalation(ci)
 end
@@ -693,10 +708,11 @@ local function apply_step(ci, step)
     ci.prio = ci.prio + num(step.raise_priority, 0)
     ci.score = score_of(ci.prio, ci.enq)
   end
+  local joined = {}
   for _, oq in ipairs(step.overflow or {}) do
     local present = false
     for _, q in ipairs(queues) do if q == oq then present = true end end
-    if not present and qconf(oq) then queues[#queues + 1] = oq end
+    if not present and qconf(oq) then queues[#queues + 1], joined[#joined + 1] = oq, oq end
   end
   -- re-index under the new signature/score (ZADD of a present member just moves it)
   local new_sig = sig_of(need)
@@ -707,6 +723,7 @@ local function apply_step(ci, step)
   end
   ci.sig = new_sig
   redis.call('HSET', K.call(ci.id), 'prio', ci.prio, 'queues', cjson.encode(queues), 'sig', ci.sig)
+  for _, q in ipairs(joined) do call_queued(ci.id, q, ci.prio, {overflow_from = ci.queue}) end
 end
 
 -- A due escalation check for a call: apply every step whose time has come, in order.
@@ -819,6 +836,8 @@ local function reap_worker(w, me, closed)
     forget_call(ci)
     redis.call('XADD', K.closed_calls(), 'MAXLEN', '~', 100000, '*', 'call_id', ci.id, 'worker', w,
       'queue', ci.queue or '', 'reason', 'worker_died', 'at', NOW_S)
+    publish({type = 'call.ended', call_id = ci.id, queue = ci.offer_queue or ci.queue, agent = ci.agent,
+      cause = 'worker_died'})
     closed[#closed + 1] = ci.id
     for _, a in ipairs(freed) do
       local ag = agent_get(a)
