@@ -32,6 +32,7 @@ from callcenter.calls.queueing import Queueing
 from callcenter.calls.recording import Recordings, purge
 from callcenter.calls.records import LiveCalls
 from callcenter.calls.services import DialerServices, FlowServices
+from callcenter.calls.transfer import Transfers
 from callcenter.calls.voicemail import VoicemailCallbacks, VoicemailIndex
 from callcenter.cdr import keys as cdr_keys
 from callcenter.cdr.buffer import CdrBuffer
@@ -124,6 +125,7 @@ class Worker:
     recordings: Recordings | None = None   # built by run() when the config records calls
     monitoring: Monitoring | None = None   # supervisors' monitor sessions, built by run()
     conferences: Conferences | None = None   # conferences of bridged calls, built by run()
+    transfers: Transfers | None = None   # blind and attended transfers of bridged calls, built by run()
     voicemails: VoicemailIndex | None = None   # the voicemail inbox's index, built by run()
     click_to_call: ClickToCall | None = None   # agents' own dials (POST /agents/{id}/dial), built by run()
     hub: Hub | None = None                     # the event bus's reader for GET /events, built with the API
@@ -172,6 +174,7 @@ class Worker:
         inbound = InboundCalls(ivr, cdr, live, flow_for=cfg.flow_for, worker_id=cfg.worker_id)
         self.monitoring = Monitoring(queueing, switch, cdr, None, ring_timeout=cfg.monitor_ring_timeout)
         self.conferences = Conferences(queueing, switch, cdr, ring_timeout=cfg.monitor_ring_timeout)
+        self.transfers = Transfers(queueing, switch, cdr, self.conferences, ring_timeout=cfg.monitor_ring_timeout)
         # agents' click-to-call: its customer legs go through an OutboundCalls (a CDR per dial) of its own
         c2c_ids = cfg.click_to_call.caller_ids or tuple(sorted({c.caller_id for c in self.campaigns.values()}))
         self.click_to_call = ClickToCall(
@@ -313,6 +316,10 @@ class Worker:
             from callcenter.api import conference as conference_api
 
             conference_api.install_routes(api, self.conferences)
+        if self.transfers is not None:
+            from callcenter.api import transfer as transfer_api
+
+            transfer_api.install_routes(api, self.transfers)
         if self.click_to_call is not None:
             from callcenter.api import dial as dial_api
 

@@ -11,12 +11,14 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TypeVar
 
 import ports
 import sipp
 import tones
-from worker_proc import WorkerProc
+from repo import REPO
+from worker_proc import WorkerProc, flush, new_worker
 
 from callcenter.cdr.writer import open_store
 
@@ -117,6 +119,52 @@ def wait_for(check: Callable[[], T | None], what: str, timeout: float = 30.0) ->
             return got
         time.sleep(0.1)
     raise AssertionError(f"no {what} within {timeout} s")
+
+
+def close_all(phones: Sequence[sipp.Sipp], parties: Sequence[Party]) -> None:
+    """A test's end: its phones stopped, its parties' sockets closed."""
+    for p in phones:
+        p.stop()
+    for party in parties:
+        party.close()
+
+
+def rules_with_phones(tmp: Path, phones: dict[str, int], agents: Sequence[str]) -> Path:
+    """The repo's routing rules with each of `agents`' phones on a port of its own (set in `phones`, with the
+    trunk's under "trunk"), 6 s ring timeouts and no wrap-up (the next test's offer at once)."""
+    rules = (REPO / "routing_rules.yaml").read_text()
+    phones["trunk"] = ports.port()
+    for agent in agents:
+        phones[agent] = ports.port()
+        rules = rules.replace(f"sip:{agent}@127.0.0.1:5070", f"sip:{agent}@127.0.0.1:{phones[agent]}")
+    rules = re.sub(r"ring_timeout: \d+", "ring_timeout: 6", rules)
+    rules = re.sub(r"wrapup: \d+", "wrapup: 0", rules)
+    (tmp / "rules.yaml").write_text(rules)
+    return tmp / "rules.yaml"
+
+
+def tone_worker(tmp: Path, redis_url: str, phones: dict[str, int], agents: Sequence[str], flow: str,
+                sounds: Path | None = None) -> WorkerProc:
+    """A started worker whose default route is the IVR `flow` (YAML, named "direct"), with `agents`' phones and
+    the trunk on ports of their own (rules_with_phones) and monitor/conference/transfer rings of 10 s."""
+    flush(redis_url)
+    w = new_worker(tmp, redis_url)
+    rules = rules_with_phones(tmp, phones, agents)
+    (tmp / "flows").mkdir()
+    (tmp / "flows" / "direct.yaml").write_text(flow)
+    w.write_config(rules=rules, ivr_scripts=tmp / "flows", routes={"default": "direct"}, sounds=sounds,
+                   extra="monitor: {ring_timeout: 10}", trunk=f"127.0.0.1:{phones['trunk']}")
+    return w.start()
+
+
+def sounds_with_music(tmp: Path, name: str, hz: float) -> Path:
+    """A sounds folder: the repo's prompts, and `name`.wav, 10 s of a tone at `hz` (a queue's music)."""
+    sounds = tmp / "sounds"
+    sounds.mkdir()
+    for entry in (REPO / "sounds").iterdir():
+        (sounds / entry.name).symlink_to(entry)
+    tones.write_tone_wav(sounds / f"{name}.wav", hz, 10_000)
+    return sounds
 
 
 def legs(w: WorkerProc, call_id: str, kind: str, n: int, timeout: float = 20.0) -> list:

@@ -18,18 +18,29 @@ from callcenter.calls.queueing import HoldResult, Queueing
 MAX_CALL_ID = 64
 
 
+def own_call(req: Request, queueing: Queueing) -> str:
+    """The request's ``{call_id}``, after the own-call check of an agent-only user: it acts only on the call it
+    is talking on (404 no such call here, 403 another agent's: it learns nothing of the others)."""
+    call_id = req.params["call_id"]
+    if len(call_id) > MAX_CALL_ID:
+        raise HttpError(400, "call id too long")
+    who = req.principal
+    if who is not None and who.only_agent is not None:
+        talk = queueing.talk(call_id)
+        if talk is None or talk.agent_id != who.only_agent:
+            raise HttpError(404 if talk is None else 403, "not a call of yours")
+    return call_id
+
+
+def by(req: Request) -> str:
+    """Who asked, for the queue log: ``api:<user>``."""
+    return f"api:{req.principal.name}" if req.principal is not None else "api"
+
+
 def install_routes(router: HttpRouter, queueing: Queueing) -> None:
     async def hold(req: Request, on: bool) -> Reply:
-        call_id = req.params["call_id"]
-        if len(call_id) > MAX_CALL_ID:
-            raise HttpError(400, "call id too long")
-        who = req.principal
-        talk = queueing.talk(call_id)
-        if who is not None and who.only_agent is not None and (talk is None or talk.agent_id != who.only_agent):
-            # an agent holds only its own call (and learns nothing of the others)
-            raise HttpError(404 if talk is None else 403, "not a call of yours")
-        by = f"api:{who.name}" if who is not None else "api"
-        result = await queueing.hold(call_id, on, by)
+        call_id = own_call(req, queueing)
+        result = await queueing.hold(call_id, on, by(req))
         if result is HoldResult.UNKNOWN:
             raise HttpError(404, "no such call on this worker")
         if result is HoldResult.NOT_BRIDGED:

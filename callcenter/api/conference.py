@@ -20,29 +20,17 @@ from __future__ import annotations
 
 from typing import Any
 
+from callcenter.api.calls import by, own_call
 from callcenter.api.http import HttpError, HttpRouter, Reply, Request, Response
 from callcenter.auth.roles import SELF_AGENT
 from callcenter.calls.conference import ConferenceError, Conferences
 
-MAX_CALL_ID = 64
 MAX_TARGET = 32
 
 
 def install_routes(router: HttpRouter, conferences: Conferences) -> None:
     def call_id(req: Request) -> str:
-        """The call id, after the own-call check of an agent-only user."""
-        cid = req.params["call_id"]
-        if len(cid) > MAX_CALL_ID:
-            raise HttpError(400, "call id too long")
-        who = req.principal
-        if who is not None and who.only_agent is not None:
-            talk = conferences.queueing.talk(cid)
-            if talk is None or talk.agent_id != who.only_agent:
-                raise HttpError(404 if talk is None else 403, "not a call of yours")
-        return cid
-
-    def by(req: Request) -> str:
-        return f"api:{req.principal.name}" if req.principal is not None else "api"
+        return own_call(req, conferences.queueing)
 
     async def add(req: Request) -> Reply:
         cid = call_id(req)

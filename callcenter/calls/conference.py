@@ -124,6 +124,17 @@ class Conferences(ExtraParties[Conference]):
             raise ConferenceError(exc.status, str(exc), exc.rule) from None
         return self._add(c, party, by)
 
+    def join(self, call_id: str, leg: Leg, kind: str, uri: str, agent_id: str | None, prev_state: str | None,
+             by: str) -> Party:
+        """A party already answered (an attended transfer's target, calls/transfer.py) joins the call: three-way.
+        An agent's routing state ``prev_state`` comes back when it leaves."""
+        c = self._conference(call_id)
+        if len(c.live()) >= MAX_PARTIES:
+            raise ConferenceError(409, f"a conference has at most {MAX_PARTIES} parties")
+        if agent_id is None:
+            c.numbers += 1
+        return self._add(c, Party(agent_id or f"p{c.numbers}", kind, uri, agent_id, leg, prev_state=prev_state), by)
+
     def _add(self, c: Conference, party: Party, by: str) -> Party:
         c.parties[party.id] = party
         metrics.CONFERENCE_PARTIES_TOTAL.labels(result="added").inc()
@@ -166,7 +177,8 @@ class Conferences(ExtraParties[Conference]):
 
     async def _run(self, c: Conference, p: Party, by: str) -> None:
         try:
-            p.leg = await self._ring(c, p)
+            if p.leg is None:
+                p.leg = await self._ring(c, p)
             if p.leg is None:
                 return
             p.state, p.answered = "connected", time.time()

@@ -16,8 +16,8 @@ import asyncio
 import contextlib
 import enum
 import time
-from collections.abc import Coroutine
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -73,11 +73,43 @@ class Talk:
     holds: int = 0
     over: bool = False
     kept: bool = False             # the agent left a conference (calls/conference.py): the caller stays on
+    handoff: Handoff | None = None  # a transfer under way (calls/transfer.py): who takes the caller next
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @property
     def held(self) -> bool:
         return self.held_since is not None
+
+
+@dataclass
+class Segment:
+    """One agent's part of a bridged call (the agent the router offered it to, then each transfer target):
+    its end is its queue-log line (COMPLETE*, BLINDTRANSFER, ATTENDEDTRANSFER) and its CDR leg."""
+
+    leg: Leg
+    agent_id: str                  # "" for a number a transfer dialed
+    uri: str
+    start: float                   # answered
+    kind: str = "agent_offer"      # its CDR leg's kind ("transfer": a transfer target)
+    rung: float | None = None      # a transfer target: when its phone started ringing
+    release: Callable[[], Awaitable[None]] | None = None   # a transfer target's routing state back (else
+    hold_mark: float = 0.0         # call_finished); the Talk's hold_seconds and holds when it started
+    holds_mark: int = 0
+    took: float = 0.0              # when it took the caller (a consulted target answered before)
+
+
+@dataclass
+class Handoff:
+    """A transfer of the caller away from its agent (calls/transfer.py), set on the Talk before the agent's
+    leg is hung up: the agent's segment ends with ``event``; then ``target`` (the answered party that takes
+    the caller; None: it did not answer, the caller waits in the queue again) or ``queue`` (blind to a queue)."""
+
+    event: str                     # BLINDTRANSFER | ATTENDEDTRANSFER
+    to: str                        # the CDR's transferred_to: agent:<id> | queue:<name> | number:<e164>
+    by: str
+    target: asyncio.Future[Segment | None] | None = None
+    queue: str | None = None
+    announce: bool = True          # "your call is being transferred" while the target rings
 
 
 class HoldResult(enum.Enum):
@@ -113,7 +145,7 @@ class Queueing:
         record = self.live.records.get(leg.id) or CallRecord(leg.id, "inbound", leg.caller, leg.called,
                                                              time.time())
         now = time.time()
-        attrs = {k: str(v) for k, v in request.variables.items() if k in ("name", "customer_id", "vip", "language")}
+        attrs = _attributes(request)
         waiter: Waiter | None = None
         try:
             try:
@@ -170,7 +202,12 @@ class Queueing:
             await leg.start_hold(req.music)
             while True:
                 if w.agent_leg is not None:
-                    return await self._talk(w)
+                    outcome = await self._talk(w)
+                    if outcome is not None:
+                        return outcome
+                    req = w.request          # transferred to a queue: waiting there again
+                    deadline = time.monotonic() + req.max_wait if req.max_wait > 0 else None
+                    continue
                 if w.outcome is not None:
                     if w.outcome != QueueOutcome.CALLBACK_REQUESTED:
                         await self.router.abandon(leg.id)
@@ -350,15 +387,18 @@ class Queueing:
         await self._event("ABANDON", w.leg.id, w.request.queue, waited=round(waited, 3),
                           ringing_agent=w.offer.agent_id if w.offer else None)
 
-    async def _talk(self, w: Waiter) -> QueueOutcome:
+    async def _talk(self, w: Waiter) -> QueueOutcome | None:
         """Bridge caller and agent; when either hangs up, the agent's side ends. The caller stays
-        up only if the flow goes on (post-call survey); the IVR hangs up otherwise."""
+        up only if the flow goes on (post-call survey); the IVR hangs up otherwise. A transfer
+        (``Talk.handoff``) ends the agent's segment and goes on with its target, or (None) the caller
+        waits in a queue again."""
         assert w.agent_leg is not None and w.offer is not None
         leg, agent, offer = w.leg, w.agent_leg, w.offer
         rec = w.record
         answered = time.time()
-        rec.agent_id, rec.agent_answer = offer.agent_id, answered
-        rec.wait_seconds = round(answered - w.enqueued, 3)
+        if rec.agent_answer is None:     # the first agent (a transfer back to a queue answers it again)
+            rec.agent_id, rec.agent_answer = offer.agent_id, answered
+            rec.wait_seconds = round(answered - w.enqueued, 3)
         rec.outcome = "answered"
         metrics.QUEUE_WAIT_SECONDS.labels(queue=offer.queue, outcome="answered").observe(answered - w.enqueued)
         metrics.QUEUE_ANSWERED_TOTAL.labels(queue=offer.queue).inc()
@@ -378,44 +418,155 @@ class Queueing:
         def phone_hold(held: bool) -> None:
             self.tasks.spawn(self._set_hold(t, held, "phone"), "hold", call_id=leg.id)
 
-        agent.on_remote_hold(phone_hold)
+        seg: Segment | None = Segment(agent, offer.agent_id, offer.agent_uri, answered)
         try:
-            first, info = await first_to_end(leg, agent)
-            if first is agent and t.kept:
-                # The agent left its conference: the talk lasts until the caller hangs up.
-                info = await leg.wait_ended()
-                first = leg
+            while seg is not None:
+                seg.leg.on_remote_hold(phone_hold)
+                first, info = await first_to_end(leg, seg.leg)
+                seg.leg.on_remote_hold(None)
+                if first is seg.leg and t.kept:
+                    # The agent left its conference: the talk lasts until the caller hangs up.
+                    info = await leg.wait_ended()
+                    first = leg
+                h, t.handoff = t.handoff, None
+                if first is leg or h is None:
+                    break
+                # A transfer hung up the agent's leg: its segment ends; the target takes the caller.
+                rec.transferred_to = h.to
+                await self._close_hold(t)
+                await self._segment_end(w, t, seg, h.event, to=h.to, by=h.by)
+                seg = await self._hand_over(w, t, seg, h)
         finally:
-            agent.on_remote_hold(None)
             self.talking.pop(leg.id, None)
-            async with t.lock:       # a hold change under way finishes first; an open span closes now
-                t.over = True
-                if t.held_since is not None:
-                    t.hold_seconds += time.time() - t.held_since
-                    t.held_since = None
+            await self._close_hold(t, over=True)
         if self.recordings is not None:
             await self.recordings.end(recording, rec)
-        rec.hold_seconds, rec.hold_count = round(t.hold_seconds, 3), t.holds
+        rec.hold_seconds, rec.hold_count = round(rec.hold_seconds + t.hold_seconds, 3), rec.hold_count + t.holds
         talk = max(0.0, time.time() - answered - t.hold_seconds)      # talk time excludes hold
-        rec.talk_seconds = round(talk, 3)
+        rec.talk_seconds = round((rec.talk_seconds or 0.0) + talk, 3)
+        if seg is None:
+            if not leg.ended:
+                return None                  # transferred to a queue (or its target did not answer)
+            first, info = leg, await leg.wait_ended()      # the caller hung up during a transfer
         caller_first = first is leg
         rec.hangup_cause = hangup_cause(info)
         if caller_first:
             rec.hangup_side = "caller"
-            await agent.hangup()
             event = "COMPLETECALLER"
         else:
             rec.hangup_side = hangup_side(info, "agent")
             event = "COMPLETEAGENT"
-        await self.router.call_finished(leg.id, offer.agent_id, talk)
-        metrics.HANDLE_SECONDS.labels(queue=offer.queue).observe(talk + t.hold_seconds)
-        await self._event(event, leg.id, offer.queue, offer.agent_id, holdtime=rec.wait_seconds,
-                          talktime=round(talk, 3), onhold=rec.hold_seconds, holds=t.holds)
-        await self._leg(agent, leg.id, "agent_offer", offer.agent_uri, offer.agent_id, "answered",
-                        answer=answered)
+        if seg is not None:
+            await seg.leg.hangup()
+            await self._segment_end(w, t, seg, event)
         if caller_first:
             raise CallGone(leg.id)
         return QueueOutcome.CONNECTED
+
+    async def _close_hold(self, t: Talk, over: bool = False) -> None:
+        """An open hold span ends now (a hold change under way finishes first); ``over``: the talk ended."""
+        async with t.lock:
+            t.over = t.over or over
+            if t.held_since is not None:
+                t.hold_seconds += time.time() - t.held_since
+                t.held_since = None
+
+    async def _segment_end(self, w: Waiter, t: Talk, seg: Segment, event: str, **data: Any) -> None:
+        """One agent's part of the call ended: the router frees the agent (wrap-up) or a transfer target's
+        state comes back, its handle time, its queue-log line and its CDR leg."""
+        hold, holds = t.hold_seconds - seg.hold_mark, t.holds - seg.holds_mark
+        talk = max(0.0, time.time() - max(seg.start, seg.took) - hold)
+        if seg.release is None:
+            await self.router.call_finished(w.leg.id, seg.agent_id, talk)
+        else:
+            await seg.release()
+        metrics.HANDLE_SECONDS.labels(queue=t.queue).observe(talk + hold)
+        await self._event(event, w.leg.id, t.queue, seg.agent_id or None, holdtime=w.record.wait_seconds,
+                          talktime=round(talk, 3), onhold=round(hold, 3), holds=holds, **data)
+        await self._leg(seg.leg, w.leg.id, seg.kind, seg.uri, seg.agent_id or None, "answered", start=seg.rung,
+                        answer=seg.start)
+
+    async def _hand_over(self, w: Waiter, t: Talk, prev: Segment, h: Handoff) -> Segment | None:
+        """The caller of a transfer: told and on music while the target rings, then bridged to it (the
+        next segment); None when it waits in a queue again (h.queue, or the call's queue when the target
+        did not answer: the original priority and enqueue time kept) or hung up meanwhile."""
+        leg = w.leg
+        since = time.time()
+        target: Segment | None = None
+        try:
+            if h.target is not None and not h.target.done() and h.announce:
+                files = prompts.paths(announce.transferring(), w.request.language, Path(w.request.sounds_dir))
+                await leg.play(files, barge_in=False)
+            if h.target is not None and not h.target.done():
+                await leg.start_hold(t.music)
+            target = await self._until_ended(leg, h.target) if h.target is not None else None
+            if target is not None:
+                await leg.bridge(target.leg)
+        except CallGone:
+            if target is not None:               # the target hung up as it answered: the caller waits again
+                await target.leg.hangup()
+                if target.release is not None:
+                    await target.release()
+            target = None
+        t.hold_seconds += time.time() - since        # the caller heard music while the target rang
+        if leg.ended:
+            if target is not None:
+                await target.leg.hangup()
+                await self._segment_end(w, t, target, "COMPLETECALLER")
+            return None
+        if target is None:
+            queue = h.queue or t.queue
+            if h.queue is not None:
+                files = prompts.paths(announce.transferring(), w.request.language, Path(w.request.sounds_dir))
+                with contextlib.suppress(CallGone):
+                    await leg.play(files, barge_in=False)
+            await self._requeue(w, queue)
+            return None
+        target.hold_mark, target.holds_mark, target.took = t.hold_seconds, t.holds, time.time()
+        t.agent, t.agent_id = target.leg, target.agent_id
+        if self.recordings is not None:
+            self.recordings.mix(leg.id, target.leg, True)     # the target in the agent's channel from now on
+        await self._event("TRANSFER", leg.id, t.queue, target.agent_id or None, from_agent=prev.agent_id,
+                          to=h.to, kind=h.event, by=h.by)
+        metrics.QUEUE_TRANSFERS_TOTAL.labels(queue=t.queue).inc()
+        return target
+
+    async def _until_ended(self, leg: Leg, fut: asyncio.Future[Segment | None]) -> Segment | None:
+        """What ``fut`` resolves to, or None when the caller's leg ends first."""
+        ended = asyncio.ensure_future(leg.wait_ended())
+        waits: list[asyncio.Future[Any]] = [fut, ended]
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            ended.cancel()
+        return fut.result() if fut.done() and not fut.cancelled() else None
+
+    async def _requeue(self, w: Waiter, queue: str) -> None:
+        """The caller waits in ``queue`` again (a transfer), at its original priority and enqueue time."""
+        leg = w.leg
+        w.agent_leg, w.offer = None, None
+        w.request = replace(w.request, queue=queue)
+        try:
+            await self.router.enqueue(QueuedCall(leg.id, queue, w.request.skills, w.request.priority,
+                                                 caller=leg.caller, attributes=_attributes(w.request),
+                                                 enqueued=w.enqueued))
+        except RoutingError as exc:
+            log.error("transfer to queue failed", call_id=leg.id, queue=queue, error=str(exc))
+            w.outcome = QueueOutcome.NO_AGENTS if not isinstance(exc, QueueFull) else QueueOutcome.FULL
+            return
+        metrics.QUEUE_OFFERED_TOTAL.labels(queue=queue).inc()
+        await self._event("ENTERQUEUE", leg.id, queue, priority=w.request.priority, transferred=True)
+        with contextlib.suppress(CallGone):
+            await leg.start_hold(w.request.music)
+
+    async def hand_off(self, t: Talk, h: Handoff) -> bool:
+        """Start a transfer of the talk's caller (calls/transfer.py): the agent's leg is hung up and the talk
+        goes on as ``h`` says. False when the talk is over or another transfer is under way."""
+        if t.over or t.caller.ended or t.agent.ended or (t.handoff is not None and t.handoff is not h):
+            return False
+        t.handoff = h
+        await t.agent.hangup()
+        return True
 
     # -- hold ------------------------------------------------------------------------------
 
@@ -617,6 +768,11 @@ class Queueing:
                    result: str, start: float | None = None, answer: float | None = None) -> None:
         await leg_record(self.cdr, LegRecord(leg.id if leg is not None else new_id(), call_id, kind, uri,
                                              agent_id, start or time.time(), answer, time.time(), None, result))
+
+
+def _attributes(request: QueueRequest) -> dict[str, str]:
+    """The caller's data the router keeps with a queued call (an agent's screen pop)."""
+    return {k: str(v) for k, v in request.variables.items() if k in ("name", "customer_id", "vip", "language")}
 
 
 def _source(leg: Leg) -> str:

@@ -12,7 +12,8 @@ from callcenter.ivr.saynumber import say
 QUEUE_PROMPTS = ("queue/position_is", "queue/caller_number", "queue/estimated_wait", "queue/less_than_minute",
                  "queue/minutes", "queue/press_1_callback", "queue/callback_confirmed", "queue/all_busy",
                  "queue/thanks_for_holding", "queue/callback_number_is", "queue/callback_confirm_or_change",
-                 "queue/callback_enter_number", "queue/callback_number_refused", "queue/callback_limit_reached")
+                 "queue/callback_enter_number", "queue/callback_number_refused", "queue/callback_limit_reached",
+                 "queue/transferring")
 SYSTEM_PROMPTS = ("system/sorry_error", "system/goodbye")
 
 
@@ -59,3 +60,8 @@ def callback_refused() -> list[str]:
 def callback_refused_cap() -> list[str]:
     """Too many callbacks to that number today (or from this line this hour): the caller keeps waiting."""
     return ["queue/callback_limit_reached"]
+
+
+def transferring() -> list[str]:
+    """A blind transfer (calls/transfer.py): "Your call is being transferred. Please hold."."""
+    return ["queue/transferring"]

@@ -70,6 +70,7 @@ class QueuedCall:
     priority: int = 0                                      # higher is served first
     caller: str = ""
     attributes: dict[str, str] = field(default_factory=dict)
+    enqueued: float | None = None      # a call transferred back into a queue keeps its first enqueue time
 
 
 @dataclass(frozen=True)
@@ -142,7 +143,7 @@ class Router:
             await self.heartbeat()
         res = await self._run("enqueue", call.call_id, call.queue, json.dumps(call.skills or {}) or "{}",
                               int(call.priority), call.caller, json.dumps(call.attributes),
-                              self.worker_id)
+                              self.worker_id, repr(float(call.enqueued)) if call.enqueued else "")
         status: str = res[0]
         if status == "ok":
             return

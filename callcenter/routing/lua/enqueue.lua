@@ -2,6 +2,7 @@
 -- KEYS: none (see lib.lua). ARGV: [1] prefix [2] now [3] day
 --   [4] call id [5] queue [6] required skills JSON {skill: min level} [7] priority
 --   [8] caller [9] attributes JSON [10] owner worker id
+--   [11] enqueue time ('': now; a call transferred back into a queue keeps its first)
 -- Returns {status, offers}: status 'ok' | 'no_queue' | 'duplicate' | 'full'.
 local c, q, owner = ARGV[4], ARGV[5], ARGV[10]
 local qc = qconf(q)
@@ -30,8 +31,10 @@ end
 -- the priority as the client sent it when the queue adds none (no number formatting)
 local prio, prio_s = num(ARGV[7], 0) + qc.priority, ARGV[7]
 if qc.priority ~= 0 or not string.match(prio_s, '^-?%d+$') then prio_s = tostring(prio) end
+local enq, enq_s = NOW, NOW_S
+if ARGV[11] and ARGV[11] ~= '' then enq, enq_s = num(ARGV[11], NOW), ARGV[11] end
 local ci = {id = c, state = 'new', queue = q, need = req.need, sig = req.sig, prio = prio,
-  enq = NOW, score = score_of(prio, NOW), owner = owner, kind = 'call', esc = 1}
+  enq = enq, score = score_of(prio, enq), owner = owner, kind = 'call', esc = 1}
 -- (the owner is in workers(): Router heartbeats before its first enqueue, so a crash is noticed)
 redis.call('SADD', K.worker_calls(owner), c)
 stat(q, 'offered')
@@ -39,7 +42,7 @@ stat(q, 'offered')
 -- so the newcomer may take it before entering the queue. The call hash is written once, after the
 -- match, in its final state (reserve() leaves a fresh call's hash to us).
 local n = match_call(ci)
-local f = {'state', 'waiting', 'queue', q, 'sig', ci.sig, 'prio', prio_s, 'enq', NOW_S, 'owner', owner,
+local f = {'state', 'waiting', 'queue', q, 'sig', ci.sig, 'prio', prio_s, 'enq', enq_s, 'owner', owner,
   'caller', ARGV[8]}
 if ARGV[9] ~= '{}' and ARGV[9] ~= '' then f[#f + 1], f[#f + 2] = 'attrs', ARGV[9] end
 if n == 0 then

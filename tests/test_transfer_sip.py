@@ -1,0 +1,243 @@
+"""Transfers over real SIP and RTP, proved by audio (tests/tone_parties.py: sipp signals, the test's sockets
+carry the media): the caller sends tone A, agent 1001 tone B, agent 1002 tone C, agent 1003 tone D, the trunk's
+phone tone E, and the queue's music on hold is a WAV of tone M. Each party's received RTP is searched for them.
+
+Attended: during the consult the caller hears the music only (neither its agent nor the target), agent and
+target hear each other; after completion the caller and the target hear each other; cancel, a target that
+refuses, and a consult turned three-way go back to (or add) the caller. Blind: to a queue (another agent of it
+answers), to an agent, to a number through the trunk (a premium number refused by the dial policy). The CDR's
+legs, the queue log and the handle time (talk + hold = the time the call was with agents) are checked.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Sequence
+
+import pytest
+import sipp
+from tone_parties import Party, bridged_call, close_all, legs, phone, sounds_with_music, tone_worker, wait_for
+from worker_proc import WorkerProc, api_user, queue_flow
+
+from callcenter.auth.roles import AGENT, SUPERVISOR
+from callcenter.cdr.record import CallRecord
+from callcenter.cdr.writer import open_store
+
+pytestmark = [pytest.mark.sip, pytest.mark.timeout(300)]
+
+A, B, C, D, E, M = 500.0, 1100.0, 1700.0, 2300.0, 2900.0, 800.0   # caller, 1001, 1002, 1003, trunk, music
+ALL = [A, B, C, D, E, M]
+PHONES: dict[str, int] = {}            # agent id (and "trunk") -> its phone's SIP port, set by the worker fixture
+
+
+@pytest.fixture(scope="module")
+def worker(tmp_path_factory: pytest.TempPathFactory, redis_server) -> WorkerProc:
+    tmp = tmp_path_factory.mktemp("transfer")
+    flow = queue_flow("direct", "sales", "tone_m", max_wait="300", announce="{position: false, wait_time: false}")
+    w = tone_worker(tmp, redis_server.url, PHONES, ("1001", "1002", "1003"), flow, sounds_with_music(tmp, "tone_m", M))
+    yield w
+    assert w.stop() == 0, w.tail()
+
+
+def talking(w: WorkerProc, caller: Party, agent: Party, pause_ms: int, phones: list[sipp.Sipp],
+            more: Sequence[tuple[str, Party]] = ()) -> tuple[str, sipp.Sipp, sipp.Sipp, list[sipp.Sipp]]:
+    """The caller put through to agent 1001 (tone_parties.bridged_call), then the `more` agents logged in with
+    their phones up: the call id, the caller's, the agent's and the other agents' sipp."""
+    agent_sipp = phone(agent.port, port=PHONES["1001"])
+    phones.append(agent_sipp)
+    call_id = bridged_call(w, caller, agent, agent_sipp, pause_ms, phones)
+    call = phones[-1]
+    others = [phone(party.port, port=PHONES[agent_id]) for agent_id, party in more]
+    phones += others
+    if more:
+        w.login(*(agent_id for agent_id, _ in more))
+    return call_id, call, agent_sipp, others
+
+
+def consult_state(w: WorkerProc, call_id: str) -> str:
+    status, body = w.http("GET", f"/calls/{call_id}/transfer")
+    return body.get("state", "") if status == 200 else ""
+
+
+def hears(party: Party, expected: set[float]) -> bool:
+    return party.heard() == expected
+
+
+def events(w: WorkerProc, call_id: str, until: str, timeout: float = 30.0) -> list:
+    """The call's queue log once ``until`` is in it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        store = open_store(w.store_url)
+        try:
+            found = store.events(call_id)
+        finally:
+            store.close()
+        if any(e.event == until for e in found) or time.monotonic() > deadline:
+            return found
+        time.sleep(0.2)
+
+
+def call_record(w: WorkerProc, call_id: str, timeout: float = 30.0) -> CallRecord:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        store = open_store(w.store_url)
+        try:
+            rec = store.get_call(call_id)
+        finally:
+            store.close()
+        if rec is not None and rec.end is not None:
+            return rec
+        time.sleep(0.2)
+    raise AssertionError(f"no CDR of {call_id}:\n{w.tail()}")
+
+
+def test_attended_transfer_consult_then_complete(worker: WorkerProc) -> None:
+    caller, agent, target = Party(A, ALL), Party(B, ALL), Party(C, ALL)
+    phones: list[sipp.Sipp] = []
+    try:
+        call_id, call, agent_sipp, (target_sipp,) = talking(worker, caller, agent, 50000, phones, [("1002", target)])
+        mine = api_user(worker.redis_url, "agent-1001", [AGENT], agent="1001")
+
+        status, answer = worker.http("POST", f"/calls/{call_id}/transfer?agent=1001",
+                                     {"agent": "1002", "mode": "attended"}, token=mine)
+        assert status == 202 and answer["state"] == "ringing" and answer["to"] == "agent:1002", answer
+        wait_for(lambda: consult_state(worker, call_id) == "consulting", "1002's answer")
+        # the consult: the caller hears the music, neither its agent nor the target
+        assert caller.heard() == {M} and agent.heard() == {C} and target.heard() == {B}
+
+        status, answer = worker.http("POST", f"/calls/{call_id}/transfer/complete?agent=1001", {}, token=mine)
+        assert status == 200, answer
+        assert agent_sipp.wait(30) == 0, agent_sipp.errors()        # the first agent is released
+        wait_for(lambda: hears(caller, {C}), "the caller hearing the target")
+        assert target.heard() == {A}
+
+        assert call.wait(90) == 0, call.errors()
+        assert target_sipp.wait(30) == 0, target_sipp.errors()
+        rec = call_record(worker, call_id)
+        assert rec.agent_id == "1001" and rec.transferred_to == "agent:1002", rec
+        assert rec.hold_count == 1 and rec.hold_seconds > 0, rec
+        # AHT's parts: the time with agents is talk plus hold (the consult's hold included)
+        assert rec.talk_seconds > 0 and abs(rec.talk_seconds + rec.hold_seconds - (rec.end - rec.agent_answer)) < 1.0
+        log = events(worker, call_id, "COMPLETECALLER")
+        kinds = [e.event for e in log]
+        for ev in ("CONNECT", "HOLD", "CONSULT", "ATTENDEDTRANSFER", "TRANSFER", "COMPLETECALLER"):
+            assert ev in kinds, kinds
+        by_event = {e.event: e for e in log}
+        xfer, done = by_event["ATTENDEDTRANSFER"], by_event["TRANSFER"]
+        assert xfer.agent_id == "1001" and xfer.data["to"] == "agent:1002" and xfer.data["onhold"] > 0, xfer
+        assert done.agent_id == "1002" and done.data["from_agent"] == "1001", done
+        assert by_event["COMPLETECALLER"].agent_id == "1002"
+        # each agent's part: its own leg and its own talk; together the call's talk
+        assert abs(xfer.data["talktime"] + by_event["COMPLETECALLER"].data["talktime"] - rec.talk_seconds) < 1.0
+        assert [(leg.agent_id, leg.result) for leg in legs(worker, call_id, "agent_offer", 1)] == [("1001", "answered")]
+        assert [(leg.agent_id, leg.result) for leg in legs(worker, call_id, "transfer", 1)] == [("1002", "answered")]
+    finally:
+        close_all(phones, (caller, agent, target))
+
+
+def test_attended_cancel_refuse_and_three_way(worker: WorkerProc) -> None:
+    caller, agent, target = Party(A, ALL), Party(B, ALL), Party(C, ALL)
+    phones: list[sipp.Sipp] = []
+    try:
+        call_id, call, _, _ = talking(worker, caller, agent, 90000, phones)
+        sup = api_user(worker.redis_url, "sup-xfer", [SUPERVISOR])
+        worker.login("1002", "1003")
+
+        # consulted, then cancelled: back to the caller
+        first = phone(target.port, port=PHONES["1002"])
+        phones.append(first)
+        assert worker.http("POST", f"/calls/{call_id}/transfer", {"agent": "1002", "mode": "attended"},
+                           token=sup)[0] == 202
+        wait_for(lambda: consult_state(worker, call_id) == "consulting", "1002's answer")
+        assert caller.heard() == {M}
+        status, answer = worker.http("POST", f"/calls/{call_id}/transfer/cancel", {}, token=sup)
+        assert status == 200, answer
+        assert first.wait(30) == 0, first.errors()
+        wait_for(lambda: hears(caller, {B}), "the caller hearing its agent again")
+        assert agent.heard() == {A}
+
+        # the target refuses (busy): back to the caller, nothing else changed
+        busy = phone(Party(D).port, "busy", port=PHONES["1003"])
+        phones.append(busy)
+        assert worker.http("POST", f"/calls/{call_id}/transfer", {"agent": "1003", "mode": "attended"},
+                           token=sup)[0] == 202
+        assert busy.wait(30) == 0, busy.errors()
+        wait_for(lambda: consult_state(worker, call_id) == "", "the refused consult's end")
+        wait_for(lambda: hears(caller, {B}), "the caller hearing its agent again")
+
+        # consulted, then three-way: everyone hears everyone
+        second = phone(target.port, port=PHONES["1002"])
+        phones.append(second)
+        assert worker.http("POST", f"/calls/{call_id}/transfer", {"agent": "1002", "mode": "attended"},
+                           token=sup)[0] == 202
+        wait_for(lambda: consult_state(worker, call_id) == "consulting", "1002's answer")
+        status, answer = worker.http("POST", f"/calls/{call_id}/transfer/conference", {}, token=sup)
+        assert status == 200, answer
+        wait_for(lambda: hears(caller, {B, C}), "the three-way call")
+        assert agent.heard() == {A, C} and target.heard() == {A, B}
+
+        assert call.wait(120) == 0, call.errors()
+        consults = legs(worker, call_id, "consult", 2)
+        assert sorted((leg.agent_id, leg.result) for leg in consults) == [("1002", "cancelled"), ("1003", "busy")]
+        assert [leg.agent_id for leg in legs(worker, call_id, "conference", 1)] == ["1002"]
+        rec = call_record(worker, call_id)
+        assert rec.transferred_to is None and rec.agent_id == "1001" and rec.hold_count == 3, rec
+    finally:
+        close_all(phones, (caller, agent, target))
+
+
+def test_blind_to_queue_agent_and_number(worker: WorkerProc) -> None:
+    caller, agent = Party(A, ALL), Party(B, ALL)
+    support, second, trunk = Party(D, ALL), Party(C, ALL), Party(E, ALL)
+    phones: list[sipp.Sipp] = []
+    try:
+        call_id, call, agent_sipp, (support_sipp,) = talking(worker, caller, agent, 95000, phones,
+                                                             [("1003", support)])
+        mine = api_user(worker.redis_url, "agent-1001b", [AGENT], agent="1001")
+        sup = api_user(worker.redis_url, "sup-blind", [SUPERVISOR])
+
+        # to a queue: agent 1001 is released, 1003 (support) answers the caller
+        status, answer = worker.http("POST", f"/calls/{call_id}/transfer?agent=1001", {"queue": "support"},
+                                     token=mine)
+        assert status == 202 and answer == {"call_id": call_id, "mode": "blind", "kind": "queue",
+                                            "to": "queue:support", "state": "queued"}, answer
+        assert agent_sipp.wait(30) == 0, agent_sipp.errors()
+        wait_for(lambda: hears(caller, {D}), "the support agent's answer")
+        assert support.heard() == {A}
+
+        # to an agent
+        second_sipp = phone(second.port, port=PHONES["1002"])
+        phones.append(second_sipp)
+        worker.login("1002")
+        assert worker.http("POST", f"/calls/{call_id}/transfer", {"agent": "1002"}, token=sup)[0] == 202
+        assert support_sipp.wait(30) == 0, support_sipp.errors()
+        wait_for(lambda: hears(caller, {C}), "1002's answer")
+        assert second.heard() == {A}
+
+        # to a number: a premium one is refused by the dial policy, nothing dialed; an allowed one rings the trunk
+        status, answer = worker.http("POST", f"/calls/{call_id}/transfer", {"number": "1900 1234"}, token=sup)
+        assert status == 403 and answer["detail"]["rule"] == "premium", answer
+        trunk_sipp = phone(trunk.port, port=PHONES["trunk"])
+        phones.append(trunk_sipp)
+        status, answer = worker.http("POST", f"/calls/{call_id}/transfer", {"number": "0901 234 567"}, token=sup)
+        assert status == 202 and answer["to"] == "number:+84901234567", answer
+        assert second_sipp.wait(30) == 0, second_sipp.errors()
+        wait_for(lambda: hears(caller, {E}), "the number's answer")
+        assert trunk.heard() == {A}
+        invite = re.search(r"^INVITE (\S+) SIP/2.0", trunk_sipp.messages(), re.M)
+        assert invite and invite.group(1) == f"sip:+84901234567@127.0.0.1:{PHONES['trunk']}"
+
+        assert call.wait(150) == 0, call.errors()
+        log = events(worker, call_id, "COMPLETECALLER")
+        kinds = [e.event for e in log]
+        assert kinds.count("BLINDTRANSFER") == 3 and kinds.count("TRANSFER") == 2, kinds
+        enters = [e for e in log if e.event == "ENTERQUEUE"]
+        assert [e.queue for e in enters] == ["sales", "support"] and enters[1].data.get("transferred") is True
+        rec = call_record(worker, call_id)
+        assert rec.agent_id == "1001" and rec.transferred_to == "number:+84901234567", rec
+        assert sorted((leg.agent_id or "", leg.result) for leg in legs(worker, call_id, "transfer", 2)) == \
+            [("", "answered"), ("1002", "answered")]
+        assert sorted(leg.agent_id for leg in legs(worker, call_id, "agent_offer", 2)) == ["1001", "1003"]
+    finally:
+        close_all(phones, (caller, agent, support, second, trunk))
