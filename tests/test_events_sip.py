@@ -12,6 +12,7 @@ from collections.abc import Iterator
 import pytest
 import sipp
 from sse_client import SseClient
+from tone_parties import wait_for
 from worker_proc import WorkerProc, api_user, flow_worker, queue_flow
 
 from callcenter.auth.roles import ADMIN, AGENT, SUPERVISOR
@@ -47,8 +48,9 @@ def test_each_user_sees_its_share_and_a_reconnect_resumes(worker: WorkerProc) ->
     status, _ = w.http("GET", "/events", token=None)
     assert status == 401
     sup_token = _supervisor(w, "sup-support", "support")
+    a_token = api_user(w.redis_url, "agent-a", [AGENT], agent=AGENT_A)
     streams = {
-        "a": SseClient(w.http_port, api_user(w.redis_url, "agent-a", [AGENT], agent=AGENT_A)),
+        "a": SseClient(w.http_port, a_token),
         "b": SseClient(w.http_port, api_user(w.redis_url, "agent-b", [AGENT], agent=AGENT_B)),
         "sup_support": SseClient(w.http_port, sup_token),
         "sup_sales": SseClient(w.http_port, _supervisor(w, "sup-sales", "sales")),
@@ -83,6 +85,15 @@ def test_each_user_sees_its_share_and_a_reconnect_resumes(worker: WorkerProc) ->
         masked = sup_x.wait_for(lambda m: m.type == "call.offered").data["caller"]
         assert masked != CALLER and masked.endswith(CALLER[-3:])
         sup_x.wait_for(lambda m: m.type == "agent.state" and m.data["agent"] == AGENT_A)
+
+        # the agent's wrap-up reaches its page and its supervisor's
+        body = {"disposition": "complaint", "resolved": False, "notes": "call back tomorrow"}
+        path = f"/calls/{call_id}/wrapup?agent={AGENT_A}"
+        wait_for(lambda: w.http("POST", path, body, token=a_token)[0] == 200, "the wrap-up saved (the CDR stored)")
+        for s in (a, sup_x):
+            wrap = s.wait_for(lambda m: m.type == "call.wrapup")
+            assert (wrap.data["call_id"], wrap.data["agent"], wrap.data["disposition"], wrap.data["resolved"],
+                    wrap.data["notes"]) == (call_id, AGENT_A, "complaint", False, "call back tomorrow")
 
         # agent B and the sales supervisor: nothing of that call or of agent A. Their own agent's pause
         # comes after everything above on the same stream: once they have it, they had their chance.

@@ -3,8 +3,9 @@
     POST /calls/{call_id}/wrapup?agent=1001   {"disposition": "complaint", "resolved": false, "notes": "..."}
 
 Saved on the call's CDR (the disposition and ``resolved`` columns, through the CDR buffer: an agent's
-disposition outranks the one the flow set; FCR counts ``resolved: false``) and the notes in the queue log
-(WRAPUPEND). The codes are those ``wrapup`` configures for the call's campaign or queue
+disposition outranks the one the flow set; FCR counts ``resolved: false``) and a WRAPUPEND line in the queue
+log with the notes, which is also ``call.wrapup`` on the event bus (pages, CRM webhooks: docs/EVENTS.md).
+The codes are those ``wrapup`` configures for the call's campaign or queue
 (``callcenter.wrapup``); a required one must be given. An agent-only user wraps up only calls it talked on:
 the live call's record says who, or, once the call is over, its stored CDR (409 while the CDR writer has
 not stored it yet: try again). Answers 200 ``{"call_id", "disposition", "resolved"}``.
@@ -63,8 +64,9 @@ def install_routes(router: HttpRouter, settings: WrapupSettings, live: LiveCalls
         if not code and rule.required:
             raise HttpError(400, "a disposition is required for this call")
         await cdr.disposition(call_id, code, resolved, agent_id=agent)
-        if notes:
-            await queue_event(cdr, WRAPUPEND, call_id, queue, agent, notes=notes)
+        await queue_event(cdr, WRAPUPEND, call_id, queue, agent, **({"notes": notes} if notes else {}),
+                          push={"disposition": code, "resolved": resolved,
+                                **({"campaign": campaign} if campaign else {})})
         return {"call_id": call_id, "disposition": code, "resolved": resolved}
 
     router.add("POST /calls/{call_id}/wrapup", wrapup, roles=SELF_AGENT, own="agent")
