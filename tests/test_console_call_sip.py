@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 
 import crm_stub
+import ports
 import pytest
 import sipp
 from worker_proc import WorkerProc, api_user, demo_rules, flush, new_worker
@@ -24,7 +25,9 @@ pytestmark = [pytest.mark.sip, pytest.mark.timeout(240)]
 PASSWORD = "test password 1"      # worker_proc.api_user's
 CALLER = "0902000010"
 CRM_NAME = "Trần Bình"
-WRAPUP = """
+CUSTOMER_PORT = ports.port()     # the trunk: click-to-call's customer answers there
+CONFIG = """
+click_to_call: {caller_ids: ["02873001234"], calling_hours: ["00:00-24:00"], agent_ring_timeout: 5s}
 wrapup:
   default: {codes: [info, other]}
   queues:
@@ -46,7 +49,8 @@ def worker(tmp_path_factory: pytest.TempPathFactory, redis_server, crm_url: str)
     w = new_worker(tmp, redis_server.url)
     (tmp / "rules.yaml").write_text(demo_rules(w.agents_port).replace("wrapup: 10", "wrapup: 0"))
     (tmp / "no_campaigns").mkdir()
-    w.write_config(rules=tmp / "rules.yaml", campaigns=tmp / "no_campaigns", extra=WRAPUP)
+    w.write_config(rules=tmp / "rules.yaml", campaigns=tmp / "no_campaigns", extra=CONFIG,
+                   trunk=f"127.0.0.1:{CUSTOMER_PORT}")
     w.env.update(CRM_URL=crm_url)
     w.start()
     api_user(w.redis_url, "binh", [AGENT], agent="1002")
@@ -121,3 +125,28 @@ def test_screen_pop_call_and_wrapup_reach_the_cdr_and_fcr(worker: WorkerProc, br
     assert status == 200, report
     support = [r for r in report["rows"] if r["key"] == "support"]
     assert [(r["fcr_contacts"], r["fcr_resolved"]) for r in support] == [(1, 0)], report["rows"]
+
+
+def test_click_to_call_from_the_desk(worker: WorkerProc, browser) -> None:
+    """The agent types a number in the desk: its phone rings, then the customer (behind the trunk) is called and
+    the two are bridged; the outbound CDR names the agent."""
+    base = f"http://127.0.0.1:{worker.http_port}"
+    browser.expect(r"/console/agent/1002 .* 401")
+    browser.login(f"{base}/console/agent/1002", "binh", PASSWORD)
+    if browser.text("#agent-state") == "Logged out":
+        browser.find("#btn-login").click()
+    browser.wait_text("#agent-state", "Ready")
+    phone = sipp.agent(worker.agents_port, "answer", ring_ms=500)
+    customer = sipp.agent(CUSTOMER_PORT, "answer_bye", ring_ms=500, talk_ms=3000)
+    browser.find("#dial-number").send_keys("0901 110 777")
+    assert browser.text("#dial-caller-id") == "02873001234"
+    browser.find("#dial-send").click()
+    assert "0901110777" in browser.wait_text("#dial-status", "ringing")
+    browser.shot("click-to-call")
+    assert customer.wait(60) == 0, customer.errors() + worker.tail(30)
+    assert phone.wait(60) == 0, phone.errors()
+    deadline = time.monotonic() + 20
+    while not (out := [c for c in worker.calls(0, timeout=0.5) if c.direction == "outbound" and c.end]):
+        assert time.monotonic() < deadline, worker.tail(30)
+        time.sleep(0.2)
+    assert out[-1].agent_id == "1002" and out[-1].outcome == "answered", out[-1]

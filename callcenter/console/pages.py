@@ -53,13 +53,15 @@ class Console:
     vendor: dict[str, Asset] = field(default_factory=dict)
     problem: str | None = None            # why there is no console (its assets are missing or altered)
     events: bool = False                  # the worker serves GET /events (the pages listen to it)
+    caller_ids: tuple[str, ...] = ()      # what an agent's click-to-call shows the customer (POST /agents/{id}/dial)
 
     @classmethod
-    def load(cls, pause_reasons: Iterable[str], wrapup: dict[str, Any]) -> Console:
-        """``pause_reasons``: the routing rules' (``defaults.pause_reasons``), else every reason the API takes."""
+    def load(cls, pause_reasons: Iterable[str], wrapup: dict[str, Any], caller_ids: Iterable[str] = ()) -> Console:
+        """``pause_reasons``: the routing rules' (``defaults.pause_reasons``), else every reason the API takes;
+        ``caller_ids``: click-to-call's (none: the desk has no dial box)."""
         reasons = tuple(r for r in (tuple(pause_reasons) or PAUSE_REASONS) if r not in SYSTEM_PAUSES)
         try:
-            return cls(reasons, wrapup, vendor=vendor_files())
+            return cls(reasons, wrapup, vendor=vendor_files(), caller_ids=tuple(caller_ids))
         except AssetError as exc:
             log.error("web console unavailable", error=str(exc))
             return cls(reasons, wrapup, problem=str(exc))
@@ -77,7 +79,7 @@ class Console:
         who: Principal | None = req.principal
         boot = {"lang": lang, "languages": list(i18n.LANGUAGES), "t": i18n.TEXTS[lang], "page": name,
                 "user": who.as_dict() if who is not None else None, "pause_reasons": list(self.pause_reasons),
-                "wrapup": self.wrapup, "events": self.events, **data}
+                "wrapup": self.wrapup, "events": self.events, "caller_ids": list(self.caller_ids), **data}
         # a JSON data block is never run; "</" is escaped so its text cannot close the element
         text = json.dumps(boot, ensure_ascii=False).replace("</", "<\\/")
         scripts = "".join(self._script(src) for src in ("vendor/htm-preact.js", "static/common.js",

@@ -116,6 +116,31 @@
     </section>`;
   }
 
+  // Click-to-call: the agent's phone rings first, then the customer is dialed (POST /agents/{id}/dial).
+  function Dial() {
+    const [number, setNumber] = useState("");
+    const [callerId, setCallerId] = useState(boot.caller_ids[0]);
+    const [status, setStatus] = useState(null);     // {ok, text}
+    async function dial(e) {
+      e.preventDefault();
+      try {
+        const r = await api("POST", agentPath + "/dial", { number, caller_id: callerId });
+        setStatus({ ok: true, text: t("dial.ringing") + " " + r.number });
+      } catch (err) { setStatus({ ok: false, text: err.message }); }
+    }
+    return html`<section class="card" aria-labelledby="dial-h"><h2 id="dial-h">${t("dial")}</h2>
+      <form id="dial-form" onSubmit=${dial}>
+        <label for="dial-number">${t("dial.number")}</label>
+        <input type="text" id="dial-number" inputmode="tel" maxlength="32" required value=${number}
+          onInput=${(e) => setNumber(e.target.value)} />
+        <label for="dial-caller-id">${t("dial.caller_id")}</label>
+        <select id="dial-caller-id" value=${callerId} onChange=${(e) => setCallerId(e.target.value)}>
+          ${boot.caller_ids.map((c) => html`<option value=${c}>${c}</option>`)}</select>
+        <div class="row"><button type="submit" class="primary" id="dial-send">${t("dial.send")}</button></div>
+        ${status && html`<p class=${status.ok ? "ok" : "error"} role="status" id="dial-status">${status.text}</p>`}
+      </form></section>`;
+  }
+
   function App() {
     const [agent, setAgent] = useState(null);
     const [since, setSince] = useState(Date.now());
@@ -199,6 +224,7 @@
         ${wrap && html`<${Wrapup} call=${wrap} notes=${notes} setNotes=${setNotes}
           onSaved=${(callId) => { setWrap(null); setNotes(""); setSaved(callId); }} />`}
         ${saved && html`<section class="card"><p class="ok" id="wrapup-saved" role="status">${t("wrapup.saved")}</p></section>`}
+        ${boot.caller_ids.length > 0 && !call && !pop && agent && agent.state !== "logged_out" && html`<${Dial} />`}
       </main>`;
   }
   mount(App);
