@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import pytest
+import redis.asyncio as aredis
 from repo import REPO
 
 from callcenter.dialer.control import CampaignControl
@@ -141,78 +144,90 @@ def test_lua_writes_the_stream_this_package_reads() -> None:
     assert f"local EVENTS_MAX = {keys.STREAM_MAX}" in lua
 
 
-def test_routing_publishes_agent_states_and_queue_joins_with_the_change(redis_url: str) -> None:
+Body = Callable[[aredis.Redis], Awaitable[None]]
+
+
+def on_redis(redis_url: str, body: Body) -> None:
+    """Run ``body`` with a client of that Redis (asyncio)."""
     async def go() -> None:
         r = connect(redis_url)
-        router = Router(r, "w-test")
-        await router.apply_rules(routing_rules.load(REPO / "routing_rules.yaml"))
-        await router.heartbeat()
+        try:
+            await body(r)
+        finally:
+            await r.aclose()
+
+    asyncio.run(go())
+
+
+async def routing(r: aredis.Redis, worker_id: str = "w-test", **kw: Any) -> Router:
+    """A Router with the shipped rules applied and its heartbeat in."""
+    router = Router(r, worker_id, **kw)
+    await router.apply_rules(routing_rules.load(REPO / "routing_rules.yaml"))
+    await router.heartbeat()
+    return router
+
+
+async def published(r: aredis.Redis, after: str) -> list[dict[str, Any]]:
+    return [ev for _, ev in await read_after(r, "cc:", after, 100)]
+
+
+def test_routing_publishes_agent_states_and_queue_joins_with_the_change(redis_url: str) -> None:
+    async def body(r: aredis.Redis) -> None:
+        router = await routing(r)
         start = await tip(r, "cc:")
         await router.agent_login("1003", ready=True)                    # support only
         await router.agent_pause("1003", "break")
         await router.enqueue(QueuedCall("call-1", "sales", {}, 0, caller="0901234567"))
-        evs = [ev for _, ev in await read_after(r, "cc:", start, 100)]
+        evs = await published(r, start)
         assert [(e["type"], e.get("agent"), e.get("state")) for e in evs] == [
             ("agent.state", "1003", "available"), ("agent.state", "1003", "paused"), ("call.queued", None, None)]
         assert evs[0]["queues"] == ["support"] and evs[1]["reason"] == "break"
         assert evs[2]["queue"] == "sales" and evs[2]["position"] == 1 and evs[2]["call_id"] == "call-1"
         assert "0901234567" not in str(evs)                            # the queue join carries no number
         assert all(isinstance(e["ts"], float | int) and e["ts"] > 1e9 for e in evs)
-        await r.aclose()
 
-    asyncio.run(go())
+    on_redis(redis_url, body)
 
 
 def test_a_campaign_state_change_is_published(redis_url: str) -> None:
-    async def go() -> None:
-        r = connect(redis_url)
+    async def body(r: aredis.Redis) -> None:
         await CampaignControl(r, DialerKeys()).set_state("telesales", "paused", 1700000000.5)
-        evs = [ev for _, ev in await read_after(r, "cc:", "0-0", 10)]
+        evs = await published(r, "0-0")
         assert evs == [{"type": "campaign.state", "ts": 1700000000.5, "campaign": "telesales", "state": "paused"}]
         assert visible(evs[0], MANAGER) and not visible(evs[0], SUP_ALL) and not visible(evs[0], AGENT_A)
-        await r.aclose()
 
-    asyncio.run(go())
+    on_redis(redis_url, body)
 
 
 def test_a_failed_offer_requeues_and_a_skills_change_are_published(redis_url: str) -> None:
-    async def go() -> None:
-        r = connect(redis_url)
-        router = Router(r, "w-test")
-        await router.apply_rules(routing_rules.load(REPO / "routing_rules.yaml"))
-        await router.heartbeat()
+    async def body(r: aredis.Redis) -> None:
+        router = await routing(r)
         await router.agent_login("1001", ready=True)                    # vip + sales
         start = await tip(r, "cc:")
         await router.enqueue(QueuedCall("call-2", "sales", {}, 0, caller="0901234567"))
         [offer] = await router.next_offers(timeout=0)
         await router.offer_failed(offer, "no_answer")                   # back to its place; nobody else
         await router.set_skills("1001", {"sales": 9})                     # free again: it takes the call
-        evs = [ev for _, ev in await read_after(r, "cc:", start, 100)]
+        evs = await published(r, start)
         assert [(e["type"], e.get("state"), e.get("position"), e.get("requeued")) for e in evs] == [
             ("agent.state", "reserved", None, None), ("call.queued", None, 0, None),
             ("call.queued", None, 1, True), ("agent.state", "available", None, None),
             ("agent.skills", None, None, None), ("agent.state", "reserved", None, None)]
         assert evs[-2]["skills"] == {"sales": 9} and sorted(evs[-2]["queues"]) == ["sales", "vip"]
-        await r.aclose()
 
-    asyncio.run(go())
+    on_redis(redis_url, body)
 
 
 def test_a_dead_workers_waiting_caller_ends_on_the_bus(redis_url: str) -> None:
-    async def go() -> None:
-        r = connect(redis_url)
-        victim = Router(r, "victim")
-        await victim.apply_rules(routing_rules.load(REPO / "routing_rules.yaml"))
-        await victim.heartbeat()
+    async def body(r: aredis.Redis) -> None:
+        victim = await routing(r, "victim")
         start = await tip(r, "cc:")
         await victim.enqueue(QueuedCall("call-3", "support", {}, 0, caller="0901234567"))
-        later = Router(r, "survivor", clock=lambda: time.time() + 60)    # the victim's heartbeat is a minute old
-        await later.heartbeat()
+        later = await routing(r, "survivor", clock=lambda: time.time() + 60)   # the victim's beat is a minute old
         await later.tick()
-        evs = [ev for _, ev in await read_after(r, "cc:", start, 100)]
+        evs = await published(r, start)
         assert [(e["type"], e["call_id"], e.get("cause")) for e in evs] == [
             ("call.queued", "call-3", None), ("call.ended", "call-3", "worker_died")]
         assert evs[1]["queue"] == "support"
-        await r.aclose()
 
-    asyncio.run(go())
+    on_redis(redis_url, body)
