@@ -31,6 +31,7 @@ FLOW = queue_flow("evtest", "support", "moh", max_wait="120", announce="{positio
 def worker(tmp_path_factory: pytest.TempPathFactory, redis_server) -> Iterator[WorkerProc]:
     tmp = tmp_path_factory.mktemp("events")
     w = flow_worker(tmp, redis_server.url, {"evtest": FLOW}, "evtest")
+    w.config.write_text(w.config.read_text() + "events: {heartbeat: 1s}\n")   # users checked again each second
     w.start()
     yield w
     assert w.stop() == 0, w.tail()
@@ -169,3 +170,28 @@ def test_a_page_that_stops_reading_is_dropped_not_buffered(worker: WorkerProc) -
     finally:
         sock.close()
         r.close()
+
+
+def test_a_disabled_users_stream_is_closed_and_a_changed_supervisor_sees_its_new_queues(worker: WorkerProc) -> None:
+    """A stream is one long request: its user is checked again every heartbeat (1 s here)."""
+    w = worker
+    sup = SseClient(w.http_port, _supervisor(w, "sup-moving", "sales"))
+    gone = SseClient(w.http_port, api_user(w.redis_url, "agent-gone", [AGENT], agent="1004"))
+    try:
+        assert w.http("PATCH", "/admin/users/sup-moving", {"queues": ["support"]})[0] == 200
+        assert w.http("PATCH", "/admin/users/agent-gone", {"disabled": True})[0] == 200
+        with gone.cond:
+            assert gone.cond.wait_for(lambda: gone.closed, 20), "the disabled user's stream is still open"
+        # two heartbeats later the supervisor's stream shows support's agents, not sales' any more
+        beats = sup.comments
+        with sup.cond:
+            assert sup.cond.wait_for(lambda: sup.comments >= beats + 2, 20)
+            since = len(sup.messages)
+        for agent in ("1001", "1003"):                    # sales and vip; support only
+            w.logout(agent)
+            w.login(agent)
+        sup.wait_for(lambda m: m.type == "agent.state" and m.data["agent"] == "1003" and m.data["state"] == "available")
+        assert not [m for m in sup.messages[since:] if m.data.get("agent") == "1001"]
+    finally:
+        sup.close()
+        gone.close()

@@ -39,7 +39,15 @@ def install_routes(router: HttpRouter, hub: Hub, redis: aredis.Redis, prefix: st
         after = req.headers.get("last-event-id") or req.arg("last_event_id")
         if after is not None and (len(after) > MAX_ID or parse_id(after) is None):
             raise HttpError(400, "Last-Event-ID must be an event id like 1732950000123-0")
-        stream = EventStream(hub, await viewer(req), after or await tip(redis, prefix), resume_max)
+
+        async def again() -> Viewer | None:
+            """The stream's user as it is now (a long stream is one request: its credentials, roles and
+            queues are checked again every heartbeat); None: no longer allowed."""
+            if router.guard is not None and await router.guard.admit(router.match("GET", "/events")[0], req):
+                return None
+            return await viewer(req)
+
+        stream = EventStream(hub, await viewer(req), after or await tip(redis, prefix), resume_max, again)
         return Response(stream, content_type="text/event-stream; charset=utf-8",
                         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 

@@ -9,7 +9,8 @@ between the two is lost or sent twice (ids only go up). Each message::
     event: call.offered
     data: {"type": "call.offered", "ts": 1732950000.12, "call_id": "...", ...}
 
-and a comment (``: hb``) every heartbeat. A client that stops reading (its socket's buffer full: twisted
+and a comment (``: hb``) every heartbeat, when the user is also checked again (``again``: a user disabled, a
+session ended or a token revoked closes the stream; changed roles or queues apply from then on). A client that stops reading (its socket's buffer full: twisted
 pauses the stream as a producer) is disconnected once ``SLOW_CLIENT_BYTES`` more wait for it, so a stuck
 page costs a bounded amount of memory.
 """
@@ -19,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from redis.exceptions import RedisError
@@ -44,9 +46,12 @@ def message(eid: str, ev: Event) -> bytes:
 class EventStream(Streamed):
     """The body of one ``GET /events`` response: lives until the client goes away."""
 
-    def __init__(self, hub: Hub, viewer: Viewer, after: str, backlog_max: int = 10_000) -> None:
+    def __init__(self, hub: Hub, viewer: Viewer, after: str, backlog_max: int = 10_000,
+                 again: Callable[[], Awaitable[Viewer | None]] | None = None) -> None:
         self.hub = hub
         self.viewer = viewer
+        self.again = again
+        self.checking: asyncio.Task[None] | None = None
         self.after = after
         self.last: StreamId = parse_id(after) or (0, 0)
         self.backlog_max = backlog_max
@@ -103,6 +108,26 @@ class EventStream(Streamed):
 
     def ping(self) -> None:
         self._write(b": hb\n\n")
+        if self.again is not None and self.request is not None and (self.checking is None or self.checking.done()):
+            self.checking = asyncio.ensure_future(self._check())
+
+    async def _check(self) -> None:
+        assert self.again is not None
+        try:
+            viewer = await self.again()
+        except Exception:  # noqa: BLE001 - Redis away: the stream goes on; the next heartbeat checks again
+            log.warning("event stream's user not checked", user=self.viewer.user)
+            return
+        if viewer is None:
+            log.info("event stream closed: its user is no longer allowed", user=self.viewer.user)
+            self.close()
+        else:
+            self.viewer = viewer
+
+    def close(self) -> None:
+        request, self.request = self.request, None
+        if request is not None:
+            request.loseConnection()
 
     def _write(self, data: bytes) -> None:
         if self.request is None:
@@ -111,8 +136,7 @@ class EventStream(Streamed):
             self.unread += len(data)
             if self.unread > SLOW_CLIENT_BYTES:
                 log.warning("event stream dropped: the client is not reading", user=self.viewer.user)
-                request, self.request = self.request, None
-                request.loseConnection()
+                self.close()
                 return
         self.request.write(data)
 
