@@ -68,8 +68,15 @@ def cmd_kamailio(args: argparse.Namespace) -> int:
 
     rules = routing_rules.load(args.rules or _config(args).routing_rules)
     credentials = edge.load_credentials(args.credentials, rules)
+    cert, key = args.tls_cert or "", args.tls_key or ""
+    if args.self_signed:
+        made = edge.self_signed(args.out, args.self_signed)
+        cert, key = str(made[0]), str(made[1])
+        print(f"wrote a self-signed certificate for {', '.join(args.self_signed)}: {made[0]}")
+    encryption = edge.Encryption(rtpengine=args.rtpengine or "", certificate=cert, private_key=key,
+                                 wss_port=args.wss_port, ws_port=args.ws_port)
     out = edge.write_tables(args.out, credentials, args.worker, realm=args.realm, trunks=args.trunk,
-                            limits=edge.limits_from(args))
+                            limits=edge.limits_from(args), encryption=encryption)
     missing = sorted(set(rules.agents) - set(credentials))
     print(f"wrote {out}/subscriber ({len(credentials)} agents), version, dispatcher.list ({len(args.worker)} workers"
           f", {len(args.trunk)} trunks)")
@@ -115,6 +122,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a SIP trunk the edge trusts (no bans, its P-Asserted-Identity kept; repeat)")
     k.add_argument("--out", default="/etc/kamailio/callcenter", help="directory Kamailio reads (DBURL, DSLIST)")
     k.add_argument("--realm", default="callcenter", help="digest realm (REALM in kamailio.cfg)")
+    k.add_argument("--rtpengine", metavar="udp:HOST:PORT",
+                   help="rtpengine's ng socket: anchor the media of agents on TLS, WebSocket or behind NAT")
+    k.add_argument("--tls-cert", metavar="PEM", help="the edge's certificate: SIP over TLS and WSS (needs --rtpengine)")
+    k.add_argument("--tls-key", metavar="PEM", help="the certificate's private key")
+    k.add_argument("--self-signed", action="append", metavar="NAME",
+                   help="make a self-signed certificate for this host name or address into --out (repeat; demo)")
+    k.add_argument("--wss-port", type=int, default=8443, help="browsers' wss:// port (default 8443)")
+    k.add_argument("--ws-port", type=int, default=0, help="a plain ws:// port, LAN or localhost only (default none)")
     from callcenter import edge
 
     edge.add_limit_options(k)

@@ -16,6 +16,10 @@ ones whose P-Asserted-Identity it relays (see deploy/kamailio/kamailio.cfg).
 * ``limits.cfg``: the edge's flood and brute-force limits (``Limits``) as Kamailio defines, which
   kamailio.cfg imports from ``callcenter/limits.cfg`` beside itself (``kamailio -A NAME=value`` still wins).
 
+* ``encryption.cfg``: the encrypted edge (``Encryption``): rtpengine's control socket, the TLS certificate
+  and key, the WebSocket port, as Kamailio defines (an empty file: plain SIP, media untouched).
+  ``self_signed`` makes a certificate for a demo or a test (openssl; never committed).
+
 The credentials file is YAML, ``<agent id>: <password>``, kept apart from routing_rules.yaml (which
 ends up in Redis and behind GET /admin/rules) and readable by the operator only.
 """
@@ -26,6 +30,7 @@ import argparse
 import hashlib
 import os
 import re
+import subprocess
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -95,6 +100,63 @@ class Limits:
                        for f in fields(self))
 
 
+_SOCK = re.compile(r"^udp6?:[A-Za-z0-9.\-\[\]:]+:\d{1,5}$")
+
+
+@dataclass(frozen=True)
+class Encryption:
+    """The encrypted edge: rtpengine anchors the media of agents on TLS, WebSocket or behind NAT; with a
+    certificate the edge serves SIP over TLS (desk phones, SRTP by SDES) and WSS (browsers, DTLS-SRTP)."""
+
+    rtpengine: str = ""          # rtpengine's ng socket, e.g. udp:127.0.0.1:2223 ("" = no media anchoring)
+    certificate: str = ""        # PEM certificate (chain) for TLS and WSS ("" = no TLS)
+    private_key: str = ""
+    wss_port: int = 8443
+    ws_port: int = 0             # plain ws://, for a LAN or localhost only (0 = none)
+
+    def __post_init__(self) -> None:
+        if self.rtpengine and not _SOCK.match(self.rtpengine):
+            raise ConfigError(f"rtpengine socket {self.rtpengine!r}: expected udp:HOST:PORT")
+        if bool(self.certificate) != bool(self.private_key):
+            raise ConfigError("TLS needs both a certificate and its private key")
+        if self.certificate and not self.rtpengine:
+            raise ConfigError("TLS and WebSocket agents need rtpengine (their media is SRTP): give its socket")
+        for name in ("wss_port", "ws_port"):
+            port = getattr(self, name)
+            if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port < 65536:
+                raise ConfigError(f"edge {name}: expected a port number, got {port!r}")
+        for name in ("certificate", "private_key"):
+            if '"' in getattr(self, name):
+                raise ConfigError(f"edge {name}: a path without quotes")
+
+    def defines(self) -> str:
+        out = []
+        if self.rtpengine:
+            out.append(f'#!define RTPENGINE "{self.rtpengine}"\n')
+        if self.certificate:
+            out += ["#!define WITH_TLS\n", f'#!define TLS_CERT "{self.certificate}"\n',
+                    f'#!define TLS_KEY "{self.private_key}"\n', f"#!define WSS_PORT {self.wss_port}\n"]
+            if self.ws_port:
+                out.append(f"#!define WS_PORT {self.ws_port}\n")
+        return "".join(out)
+
+
+def self_signed(out: str | Path, names: list[str], days: int = 825) -> tuple[Path, Path]:
+    """A self-signed certificate for the edge (demo, tests): its key (0600) and certificate in ``out``,
+    valid for ``names`` (host names or IP addresses: the subjectAltName phones and browsers check)."""
+    d = Path(out)
+    d.mkdir(parents=True, exist_ok=True)
+    key, cert = d / "edge.key", d / "edge.crt"
+    alt = ",".join(f"IP:{n}" if re.fullmatch(r"[0-9.]+|[0-9A-Fa-f:]*:[0-9A-Fa-f:]*", n) else f"DNS:{n}"
+                   for n in names)
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-sha256", "-days", str(days),
+                    "-keyout", str(key), "-out", str(cert), "-subj", f"/CN={names[0]}",
+                    "-addext", f"subjectAltName={alt}", "-addext", "basicConstraints=critical,CA:TRUE"],
+                   check=True, capture_output=True, timeout=60)
+    os.chmod(key, 0o600)
+    return cert, key
+
+
 _LIMIT_HELP = {
     "ban_seconds": "seconds a banned address gets no answer at all",
     "pike_density": "requests per address per 2 s before a ban",
@@ -126,8 +188,10 @@ def trunk_uri(text: str) -> str:
 
 
 def write_tables(out: str | Path, credentials: dict[str, str], workers: list[str], realm: str = REALM,
-                 trunks: list[str] | None = None, limits: Limits | None = None) -> Path:
-    """Write subscriber, version, dispatcher.list and limits.cfg into ``out`` (created, mode 0700; files 0600)."""
+                 trunks: list[str] | None = None, limits: Limits | None = None,
+                 encryption: Encryption | None = None) -> Path:
+    """Write subscriber, version, dispatcher.list, limits.cfg and encryption.cfg into ``out`` (created, mode
+    0700; files 0600)."""
     if not workers:
         raise ConfigError("at least one worker address is needed for the dispatcher list")
     uris = [worker_uri(w) for w in workers]
@@ -146,6 +210,8 @@ def write_tables(out: str | Path, credentials: dict[str, str], workers: list[str
            + "".join(f"1 {u}\n" for u in uris)
            + "".join(f"2 {u} {_DS_DISABLED}\n" for u in trunk_uris))
     _write(d / "limits.cfg", "# the edge's limits (written by `callcenter kamailio`)\n" + (limits or Limits()).defines())
+    _write(d / "encryption.cfg", "# the encrypted edge (written by `callcenter kamailio`)\n"
+           + (encryption or Encryption()).defines())
     return d
 
 

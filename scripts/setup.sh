@@ -17,6 +17,8 @@ SUDO=""
 PKGS=(python3 python3-venv python3-dev build-essential swig xz-utils dpkg-dev ca-certificates
       redis-server redis-tools sip-tester espeak-ng sox libsox-fmt-base)
 [[ $WITH_TEST -eq 1 ]] && PKGS+=(postgresql kamailio baresip)   # the SIP edge and a registering softphone
+# The encrypted edge (SIP over TLS and WSS; rtpengine, userspace forwarding, anchors the agents' SRTP/WebRTC media)
+[[ $WITH_TEST -eq 1 ]] && PKGS+=(kamailio-tls-modules kamailio-websocket-modules rtpengine-daemon openssl)
 # The web console's browser tests (tests/browser.py): Debian's chromium driven by selenium through its chromedriver
 [[ $WITH_TEST -eq 1 ]] && PKGS+=(chromium chromium-driver)
 # npm installs the console's third-party front-end files (web/package-lock.json); Debian's if there is none
@@ -38,6 +40,10 @@ fi
 # demo hotline answers on.
 if [[ $WITH_TEST -eq 1 ]] && command -v systemctl >/dev/null 2>&1 && systemctl is-enabled kamailio >/dev/null 2>&1; then
     $SUDO systemctl disable --now kamailio >/dev/null 2>&1 || true
+fi
+# Nor the packaged rtpengine service (the tests and the demo start their own, on their own ports)
+if [[ $WITH_TEST -eq 1 ]] && command -v systemctl >/dev/null 2>&1 && systemctl is-enabled rtpengine-daemon >/dev/null 2>&1; then
+    $SUDO systemctl disable --now rtpengine-daemon >/dev/null 2>&1 || true
 fi
 
 PY="${PYTHON:-python3}"

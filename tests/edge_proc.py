@@ -3,6 +3,7 @@ agent's softphone that registers there with digest auth and answers by itself.""
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
 import os
@@ -10,6 +11,7 @@ import re
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -46,17 +48,123 @@ def sip_options(port: int, timeout: float = 1.0) -> str | None:
         s.close()
 
 
+def terminate(proc: subprocess.Popen[bytes] | None) -> None:
+    """SIGTERM, then SIGKILL after 10 s."""
+    if proc is not None and proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+def edge_rules(tmp: Path, edge_port: int) -> Path:
+    """The shipped routing rules with agents 1001 and 1002 reached through the edge (by their address of
+    record there), a 4 s ring and no wrap-up."""
+    rules = (REPO / "routing_rules.yaml").read_text()
+    for agent in ("1001", "1002"):
+        rules = rules.replace(f"sip:{agent}@127.0.0.1:5070", f"sip:{agent}@127.0.0.1:{edge_port}")
+    rules = rules.replace("ring_timeout: 15", "ring_timeout: 4").replace("wrapup: 10", "wrapup: 0")
+    (tmp / "rules.yaml").write_text(rules)
+    return tmp / "rules.yaml"
+
+
+def kamailio_cli(tmp: Path) -> tuple[list[str], Path]:
+    """`callcenter kamailio` arguments writing into tmp/edge (agent 1001's credentials, one worker), and that
+    directory."""
+    creds = tmp / "agents.secrets.yaml"
+    creds.write_text('"1001": correct-horse\n')
+    out = tmp / "edge"
+    return ["kamailio", "--rules", str(REPO / "routing_rules.yaml"), "--credentials", str(creds),
+            "--worker", "10.0.0.5:5060", "--out", str(out)], out
+
+
+def digest(user: str, password: str, challenge: str, uri: str, realm: str = edge.REALM) -> str:
+    """The Authorization header (qop=auth, nc 1) answering a REGISTER's 401 challenge."""
+    nonce = re.search(r'nonce="([^"]+)"', challenge)
+    assert nonce, challenge
+    cnonce, nc = uuid.uuid4().hex[:16], "00000001"
+    ha2 = hashlib.md5(f"REGISTER:{uri}".encode()).hexdigest()  # noqa: S324 - SIP digest is MD5
+    response = hashlib.md5(  # noqa: S324
+        f"{edge.ha1(user, password, realm)}:{nonce.group(1)}:{nc}:{cnonce}:auth:{ha2}".encode()).hexdigest()
+    return (f'Authorization: Digest username="{user}", realm="{realm}", nonce="{nonce.group(1)}", uri="{uri}", '
+            f'response="{response}", algorithm=MD5, qop=auth, nc={nc}, cnonce="{cnonce}"\r\n')
+
+
+class Rtpengine:
+    """rtpengine (userspace forwarding, no kernel table) on 127.0.0.1, its ng control socket on `ng`."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.ng = ports.port()
+        self.low = ports.block(40, media=True)
+        self.dir = tmp / f"rtpengine-{self.ng}"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.log = self.dir / "rtpengine.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def socket(self) -> str:
+        return f"udp:127.0.0.1:{self.ng}"
+
+    @property
+    def media_ports(self) -> range:
+        return range(self.low, self.low + 40)
+
+    def start(self) -> Rtpengine:
+        out = open(self.log, "ab")  # noqa: SIM115 - owned by the process
+        self.proc = subprocess.Popen(
+            ["rtpengine", "--config-file=none", "--foreground", "--log-stderr", "--log-level=6", "--table=-1",
+             "--interface=127.0.0.1", f"--listen-ng=127.0.0.1:{self.ng}", f"--port-min={self.low}",
+             f"--port-max={self.low + 39}", f"--pidfile={self.dir / 'rtpengine.pid'}"],
+            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"rtpengine exited with {self.proc.returncode}:\n{self.tail()}")
+            if self.ping():
+                return self
+            time.sleep(0.2)
+        raise AssertionError(f"rtpengine not answering on its ng socket:\n{self.tail()}")
+
+    def ping(self) -> bool:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.settimeout(0.5)
+            try:
+                s.sendto(b"c0ffee d7:command4:pinge", ("127.0.0.1", self.ng))
+                return b"pong" in s.recvfrom(4096)[0]
+            except OSError:
+                return False
+
+    def stop(self) -> None:
+        terminate(self.proc)
+
+    def tail(self, n: int = 40) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:]) if self.log.exists() else ""
+
+
 class Edge:
-    """kamailio -DD -E on 127.0.0.1:port, its tables written by callcenter.edge from the credentials."""
+    """kamailio -DD -E on 127.0.0.1:port, its tables written by callcenter.edge from the credentials.
+    With `rtpengine`, the encrypted edge: TLS on tls_port, WSS on wss_port, plain WS on ws_port, a
+    self-signed certificate for 127.0.0.1 (`cert`)."""
 
     def __init__(self, tmp: Path, port: int, credentials: dict[str, str], workers: list[str],
                  trunks: list[str] | None = None, defines: dict[str, int] | None = None,
-                 limits: edge.Limits | None = None) -> None:
+                 limits: edge.Limits | None = None, rtpengine: Rtpengine | None = None) -> None:
         # laid out as in production: kamailio.cfg, and beside it callcenter/ (tables, limits.cfg it imports)
         self.root = tmp / f"edge-{port}"
         self.dir = self.root / "callcenter"
         self.port = port
-        edge.write_tables(self.dir, credentials, workers, trunks=trunks, limits=limits)
+        self.listen = [f"udp:127.0.0.1:{port}"]
+        encryption = None
+        if rtpengine is not None:
+            self.tls_port, self.wss_port, self.ws_port = ports.port(), ports.port(), ports.port()
+            self.cert, key = edge.self_signed(self.root / "certs", ["127.0.0.1"])
+            encryption = edge.Encryption(rtpengine=rtpengine.socket, certificate=str(self.cert),
+                                         private_key=str(key), wss_port=self.wss_port, ws_port=self.ws_port)
+            self.listen += [f"tls:127.0.0.1:{self.tls_port}", f"tls:127.0.0.1:{self.wss_port}",
+                            f"tcp:127.0.0.1:{self.ws_port}"]
+        edge.write_tables(self.dir, credentials, workers, trunks=trunks, limits=limits, encryption=encryption)
         self.defines = defines or {}      # kamailio.cfg's limits (BAN_SECONDS, INVITE_RATE, ...)
         self.log = self.dir / "kamailio.log"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -71,7 +179,7 @@ class Edge:
         shutil.copyfile(KAMAILIO_CFG, cfg)
         out = open(self.log, "ab")  # noqa: SIM115 - owned by the process
         self.proc = subprocess.Popen(
-            [exe, "-DD", "-E", "-f", str(cfg), "-l", f"udp:127.0.0.1:{self.port}", "-w", str(self.dir),
+            [exe, "-DD", "-E", "-f", str(cfg), *[a for sock in self.listen for a in ("-l", sock)], "-w", str(self.dir),
              "-A", f'DBURL="text://{self.dir}"', "-A", f'DSLIST="{self.dir / "dispatcher.list"}"',
              "-A", f'CTLSOCK="unix:{self.dir / "ctl.sock"}"',
              *[a for name, value in self.defines.items() for a in ("-A", f"{name}={int(value)}")],
@@ -116,27 +224,43 @@ class Edge:
 
 
 class Softphone:
-    """baresip registered as `user` at the edge (digest auth), answering every call by itself."""
+    """baresip registered as `user` at the edge (digest auth), answering every call by itself and sending a
+    440 Hz tone (ausine); what it hears goes to heard.wav. tls=True: a desk phone on the encrypted edge,
+    SIP over TLS (the edge's certificate as its CA) and SRTP only (mediaenc=srtp-mand), what it hears in
+    `heard()`."""
 
-    def __init__(self, tmp: Path, user: str, password: str, edge: Edge, ip: str = "127.0.0.1") -> None:
+    def __init__(self, tmp: Path, user: str, password: str, edge: Edge, ip: str = "127.0.0.1",
+                 tls: bool = False) -> None:
         port = ports.port(ip)
         rtp_base = ports.block(22, media=True, ip=ip)
+        self.rtp_ports = range(rtp_base, rtp_base + 21)
         self.dir = tmp / f"baresip-{user}-{ip}-{port}"
         self.dir.mkdir(parents=True, exist_ok=True)
         self.user = user
+        self.transport = "TLS" if tls else "UDP"
+        # sndfile: what the phone sends and hears, as dump-<peer>-enc.wav / -dec.wav (baresip 1.0's aufile
+        # plays files, it does not write them); the decoder runs for a player: ALSA's null device
+        secure = (f"sip_cafile\t{edge.cert}\nmodule\tsrtp.so\nmodule\tsndfile.so\nsnd_path\t{self.dir}\n"
+                  "module\talsa.so\n") if tls else ""
+        player = "alsa,null" if tls else f"aufile,{self.dir / 'heard.wav'}"
         (self.dir / "config").write_text(
-            f"poll_method\tepoll\nsip_listen\t{ip}:{port}\nsip_transports\tudp\n"
-            f"audio_player\taufile,{self.dir / 'heard.wav'}\naudio_source\tausine,440\n"
+            f"poll_method\tepoll\nsip_listen\t{ip}:{port}\nsip_transports\t{'udp,tls' if tls else 'udp'}\n"
+            f"audio_player\t{player}\naudio_source\tausine,440\n"
             # ausine makes 48 kHz stereo only: baresip resamples to and from the 8 kHz G.711 stream
             "ausrc_srate\t48000\nauplay_srate\t48000\nausrc_channels\t2\nauplay_channels\t2\n"
             f"audio_alert\taufile,/dev/null\nrtp_ports\t{rtp_base}-{rtp_base + 20}\n"
             f"module_path\t{BARESIP_MODULES}\nmodule\tg711.so\nmodule\tausine.so\nmodule\taufile.so\n"
-            "module_app\taccount.so\nmodule_app\tmenu.so\n")
+            f"{secure}module_app\taccount.so\nmodule_app\tmenu.so\n")
+        where = f"127.0.0.1:{edge.tls_port};transport=tls" if tls else edge.address
         (self.dir / "accounts").write_text(
-            f"<sip:{user}@{edge.address}>;auth_pass={password};answermode=auto;regint=60;"
-            f'outbound="sip:{edge.address}";audio_codecs=PCMU,PCMA\n')
+            f"<sip:{user}@{where}>;auth_pass={password};answermode=auto;regint=60;"
+            f'outbound="sip:{where}";audio_codecs=PCMU,PCMA{";mediaenc=srtp-mand" if tls else ""}\n')
         self.log = self.dir / "baresip.log"
         self.proc: subprocess.Popen[bytes] | None = None
+
+    def heard(self) -> Path:
+        """The decoded audio of its (last) call (tls phones: the sndfile module's dump)."""
+        return sorted(self.dir.glob("dump-*-dec.wav"), key=lambda f: f.stat().st_mtime)[-1]
 
     def start(self) -> Softphone:
         out = open(self.log, "ab")  # noqa: SIM115 - owned by the process
@@ -160,16 +284,10 @@ class Softphone:
         raise AssertionError(f"baresip {self.user}: no {pattern!r} in {timeout}s:\n{self.text()[-3000:]}")
 
     def registered(self, timeout: float = 15.0) -> None:
-        self.wait_for(r"\{0/UDP/v4\} 200 OK", timeout)
+        self.wait_for(r"\{0/" + self.transport + r"/v4\} 200 OK", timeout)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        terminate(self.proc)
 
 
 def callers(ip: str, target: str, rate: int, calls: int, talk_ms: int = 1000) -> sipp.Sipp:
@@ -267,15 +385,102 @@ def register(edge_port: int, user: str, password: str, contact: str, realm: str 
 
     try:
         challenge = send(1)
-        nonce = re.search(r'nonce="([^"]+)"', challenge)
-        if not nonce:
+        if "nonce=" not in challenge:
             return [challenge.split("\r\n", 1)[0]]
-        cnonce, nc = uuid.uuid4().hex[:16], "00000001"
-        ha2 = hashlib.md5(f"REGISTER:{uri}".encode()).hexdigest()  # noqa: S324 - SIP digest is MD5
-        response = hashlib.md5(  # noqa: S324
-            f"{edge.ha1(user, password, realm)}:{nonce.group(1)}:{nc}:{cnonce}:auth:{ha2}".encode()).hexdigest()
-        auth = (f'Authorization: Digest username="{user}", realm="{realm}", nonce="{nonce.group(1)}", uri="{uri}", '
-                f'response="{response}", algorithm=MD5, qop=auth, nc={nc}, cnonce="{cnonce}"\r\n')
+        auth = digest(user, password, challenge, uri, realm)
         return [send(2 + n, auth).split("\r\n", 1)[0] for n in range(1 + replays)]
     finally:
         s.close()
+
+
+class WsSip:
+    """A browser phone's signalling without the browser: SIP over a WebSocket (RFC 7118, subprotocol "sip")
+    to the edge's wss:// port, TLS checked against the edge's certificate; frames by hand (client frames
+    masked, as RFC 6455 wants)."""
+
+    def __init__(self, edge: Edge, secure: bool = True) -> None:
+        port = edge.wss_port if secure else edge.ws_port
+        raw = socket.create_connection(("127.0.0.1", port), timeout=5)
+        if secure:
+            ctx = ssl.create_default_context(cafile=str(edge.cert))
+            self.sock: socket.socket = ctx.wrap_socket(raw, server_hostname="127.0.0.1")
+        else:
+            self.sock = raw
+        self.transport = "WSS" if secure else "WS"
+        self.host = f"{uuid.uuid4().hex[:10]}.invalid"      # a browser has no address of its own to give
+        key = base64.b64encode(os.urandom(16)).decode()
+        self.sock.sendall((f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                           f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: sip\r\n"
+                           "Origin: https://127.0.0.1\r\n\r\n").encode())
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = self.sock.recv(4096)
+            if not chunk:
+                raise AssertionError(f"WebSocket handshake: connection closed after {head!r}")
+            head += chunk
+        self.handshake = head.decode(errors="replace")
+        self._buf = head.split(b"\r\n\r\n", 1)[1]
+
+    def send(self, text: str) -> None:
+        data, mask = text.encode(), os.urandom(4)
+        n = len(data)
+        head = bytes([0x81]) + (bytes([0x80 | n]) if n < 126 else bytes([0x80 | 126]) + n.to_bytes(2, "big"))
+        self.sock.sendall(head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(data)))
+
+    def recv(self, timeout: float = 5.0) -> str:
+        """The next SIP message (text frame); pings are answered, other control frames skipped."""
+        self.sock.settimeout(timeout)
+        while True:
+            opcode, payload = self._frame()
+            if opcode == 0x9:
+                self.sock.sendall(bytes([0x8A, 0x80 | len(payload)]) + b"\0\0\0\0" + payload)
+            elif opcode in (0x1, 0x2):
+                return payload.decode(errors="replace")
+            elif opcode == 0x8:
+                raise AssertionError("the edge closed the WebSocket")
+
+    def _frame(self) -> tuple[int, bytes]:
+        def need(n: int) -> bytes:
+            while len(self._buf) < n:
+                chunk = self.sock.recv(65536)
+                if not chunk:
+                    raise AssertionError("WebSocket closed")
+                self._buf += chunk
+            out, self._buf = self._buf[:n], self._buf[n:]
+            return out
+        b0, b1 = need(2)
+        n = b1 & 0x7F
+        if n == 126:
+            n = int.from_bytes(need(2), "big")
+        elif n == 127:
+            n = int.from_bytes(need(8), "big")
+        return b0 & 0x0F, need(n)
+
+    def register(self, user: str, password: str, realm: str = edge.REALM) -> str:
+        """REGISTER as a browser phone does (Contact sip:<random>@<random>.invalid;transport=ws), answering the
+        digest challenge: the final status line."""
+        uri, call_id, tag = "sip:127.0.0.1", uuid.uuid4().hex, uuid.uuid4().hex[:8]
+        self.contact = f"sip:{uuid.uuid4().hex[:8]}@{self.host};transport=ws"
+
+        def send(cseq: int, auth: str = "") -> str:
+            self.send(f"REGISTER {uri} SIP/2.0\r\nVia: SIP/2.0/{self.transport} {self.host};branch=z9hG4bK{uuid.uuid4().hex}\r\n"
+                      f"From: <sip:{user}@127.0.0.1>;tag={tag}\r\nTo: <sip:{user}@127.0.0.1>\r\nCall-ID: {call_id}\r\n"
+                      f"CSeq: {cseq} REGISTER\r\nContact: <{self.contact}>;expires=60\r\nMax-Forwards: 70\r\n{auth}"
+                      "Content-Length: 0\r\n\r\n")
+            return self.recv()
+
+        challenge = send(1)
+        if "nonce=" not in challenge:
+            return challenge.split("\r\n", 1)[0]
+        return send(2, digest(user, password, challenge, uri, realm)).split("\r\n", 1)[0]
+
+    def reply(self, request: str, status: str) -> None:
+        """Answer a request received over the WebSocket (a phone refusing an offer: '486 Busy Here')."""
+        keep = [ln for ln in request.split("\r\n") if re.match(r"(?i)(via|from|to|call-id|cseq|record-route):", ln)]
+        keep = [ln + f";tag={uuid.uuid4().hex[:8]}" if ln.lower().startswith("to:") and "tag=" not in ln else ln
+                for ln in keep]
+        self.send(f"SIP/2.0 {status}\r\n" + "\r\n".join(keep) + "\r\nContent-Length: 0\r\n\r\n")
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.close()

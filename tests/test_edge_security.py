@@ -19,6 +19,7 @@ import sipp
 from edge_proc import (
     Edge,
     callers,
+    kamailio_cli,
     options_from,
     register,
     sip_burst,
@@ -26,7 +27,6 @@ from edge_proc import (
     sipvicious,
     successful_calls,
 )
-from repo import REPO
 
 from callcenter import edge as edge_tables
 from callcenter.cli import main as cli_main
@@ -257,11 +257,7 @@ def test_invite_flood_is_banned_while_legitimate_callers_are_served(edge) -> Non
 
 
 def test_kamailio_cli_writes_trusted_trunks(tmp_path: Path) -> None:
-    creds = tmp_path / "agents.secrets.yaml"
-    creds.write_text('"1001": correct-horse\n')
-    out = tmp_path / "edge"
-    base = ["kamailio", "--rules", str(REPO / "routing_rules.yaml"), "--credentials", str(creds),
-            "--worker", "10.0.0.5:5060", "--out", str(out)]
+    base, out = kamailio_cli(tmp_path)
     assert cli_main([*base, "--trunk", "10.0.0.9", "--trunk", "trunk.example.net:5080"]) == 0
     assert (out / "dispatcher.list").read_text().splitlines()[1:] == [
         "1 sip:10.0.0.5:5060", "2 sip:10.0.0.9 4", "2 sip:trunk.example.net:5080 4"]

@@ -12,7 +12,7 @@ from pathlib import Path
 import ports
 import pytest
 import sipp
-from edge_proc import Edge, Softphone, register, sip_options
+from edge_proc import Edge, Softphone, edge_rules, register, sip_options
 from repo import REPO
 from worker_proc import WorkerProc, flush, new_worker
 
@@ -32,13 +32,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, redis_server) -> Iterator[tu
     flush(redis_server.url)
     w = new_worker(tmp, redis_server.url, worker_id="edge-w1")
     edge_port = ports.port()
-    # agents 1001 and 1002 are reached through the edge, by their address of record there
-    rules = (REPO / "routing_rules.yaml").read_text()
-    for agent in ("1001", "1002"):
-        rules = rules.replace(f"sip:{agent}@127.0.0.1:5070", f"sip:{agent}@127.0.0.1:{edge_port}")
-    rules = rules.replace("ring_timeout: 15", "ring_timeout: 4").replace("wrapup: 10", "wrapup: 0")
-    (tmp / "rules.yaml").write_text(rules)
-    w.write_config(rules=tmp / "rules.yaml")
+    w.write_config(rules=edge_rules(tmp, edge_port))
     edge = Edge(tmp, edge_port, PASSWORDS, [w.target]).start()
     w.start()
     yield w, edge

@@ -1,0 +1,164 @@
+"""The encrypted edge: Kamailio (deploy/kamailio/kamailio.cfg) with SIP over TLS and WSS, rtpengine anchoring
+the agents' media (SRTP towards a TLS desk phone, DTLS-SRTP + ICE towards a browser) and plain RTP/AVP G.711
+towards the worker. Real Kamailio, real rtpengine, real baresip."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import time
+import wave
+from collections.abc import Iterator
+from pathlib import Path
+
+import ports
+import pytest
+import sipp
+import tones
+from edge_proc import BARESIP_MODULES, Edge, Rtpengine, Softphone, WsSip, edge_rules, kamailio_cli
+from worker_proc import WorkerProc, flush, new_worker
+
+from callcenter.cli import main as cli_main
+
+pytestmark = pytest.mark.skipif(
+    not (shutil.which("kamailio") or Path("/usr/sbin/kamailio").exists()) or shutil.which("baresip") is None
+    or shutil.which("rtpengine") is None or not (BARESIP_MODULES / "srtp.so").exists()
+    or not Path("/usr/lib/x86_64-linux-gnu/kamailio/modules/tls.so").exists(),
+    reason="kamailio with its tls and websocket modules, rtpengine-daemon and baresip come with "
+           "./scripts/setup.sh --test")
+
+PASSWORDS = {"1001": "s3cret-1001", "1002": "s3cret-1002"}
+AGENT_HZ = 440.0        # baresip's ausine
+CALLER_HZ = 1300.0
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory, redis_server) -> Iterator[tuple[WorkerProc, Edge, Rtpengine]]:
+    tmp = tmp_path_factory.mktemp("edge-tls")
+    flush(redis_server.url)
+    w = new_worker(tmp, redis_server.url, worker_id="edge-tls-w1")
+    edge_port = ports.port()
+    w.write_config(rules=edge_rules(tmp, edge_port))
+    rtp = Rtpengine(tmp).start()
+    edge = Edge(tmp, edge_port, PASSWORDS, [w.target], rtpengine=rtp).start()
+    w.start()
+    yield w, edge, rtp
+    edge.stop()
+    rtp.stop()
+    assert w.stop() == 0, w.tail()
+
+
+def _heard(wav: Path, skip_s: float) -> list[int]:
+    """baresip's recording of what it heard as 8 kHz mono for tones.detect (its first channel), from skip_s on."""
+    with wave.open(str(wav)) as f:
+        rate, channels = f.getframerate(), f.getnchannels()
+        frames = f.readframes(f.getnframes())
+    samples = memoryview(frames).cast("h")
+    step = rate // tones.RATE
+    start = int(skip_s * rate)
+    return [samples[i * channels] for i in range(start, len(samples) // channels, step)]
+
+
+def test_tls_desk_phone_with_srtp_answers_a_hotline_call(stack, tmp_path: Path) -> None:
+    """baresip registers over TLS with SRTP mandatory; a sipp caller dials the hotline at the edge and is
+    queued to 1001; the offer reaches the phone over TLS with SDES keys (rtpengine turns the worker's RTP/AVP
+    into RTP/SAVP); both hear each other's tone; on the agent's leg every RTP packet is encrypted (the
+    headers are there, Goertzel finds no tone in the payloads) while the worker's side of rtpengine
+    carries the plain G.711 of the same call."""
+    w, edge, rtp = stack
+    try:
+        agent_leg: list[bytes] = []
+        worker_side: list[bytes] = []
+
+        def udp(sport: int, dst: str, dport: int, data: bytes) -> None:
+            if len(data) <= 12 or data[0] >> 6 != 2 or data[1] & 0x7F not in (tones.PCMU, tones.PCMA):
+                return
+            if sport in phone.rtp_ports or dport in phone.rtp_ports:
+                agent_leg.append(data)
+            elif dport in rtp.media_ports and sport not in rtp.media_ports:
+                worker_side.append(data)
+
+        phone = Softphone(tmp_path, "1001", PASSWORDS["1001"], edge, tls=True)
+        capture = tones.loopback_udp(udp)
+        sniffer = tones.Sniffer(set())
+    except PermissionError:
+        pytest.skip("watching the loopback interface needs root (CAP_NET_RAW)")
+    phone.start()
+    try:
+        phone.registered()
+        assert re.search(r"AoR: 1001\b", edge.kamcmd("ul.dump"))
+        w.login("1001")
+        steps = [("pause", 600), ("dtmf", "1"), ("pause", 800), ("dtmf", "1"), ("tone", CALLER_HZ, 16000),
+                 ("pause", 14000), ("hangup",)]
+        caller = sipp.caller(edge.address, steps, number="0903000501")
+        sniffer.watch(caller.media_port)
+        phone.wait_for(r"Call established", timeout=15)
+        answered = time.monotonic()
+        assert sipp.wait_all(caller, timeout=40) == [0], caller.errors() + "\n" + edge.tail() + rtp.tail()
+        text = phone.text()
+        assert "SRTP is Enabled (cryptosuite=AES_CM_128_HMAC_SHA1_80)" in text, text[-3000:]
+    finally:
+        phone.stop()
+        capture.close()
+        sniffer.close()
+    # the caller heard the agent's tone, the agent the caller's
+    assert tones.detect(sniffer.pcm(caller.media_port, answered + 1.0, answered + 5.0), [AGENT_HZ, CALLER_HZ]) \
+        == {AGENT_HZ}
+    assert tones.detect(_heard(phone.heard(), 1.5), [AGENT_HZ, CALLER_HZ]) == {CALLER_HZ}
+    # the agent's leg: RTP headers, encrypted payloads; the worker's side of rtpengine: the same call in clear
+    assert len(agent_leg) > 200, len(agent_leg)
+    leg_pcm = [s for d in agent_leg for s in tones.decode(tones._rtp_payload(d), d[1] & 0x7F)]
+    assert tones.detect(leg_pcm, [AGENT_HZ, CALLER_HZ]) == set()
+    plain_pcm = [s for d in worker_side for s in tones.decode(tones._rtp_payload(d), d[1] & 0x7F)]
+    assert CALLER_HZ in tones.detect(plain_pcm, [AGENT_HZ, CALLER_HZ])
+    cdr = w.call_from("0903000501")
+    assert cdr.agent_id == "1001" and cdr.outcome == "answered", cdr
+
+
+def test_browser_phone_registers_over_wss_and_gets_a_webrtc_offer(stack) -> None:
+    """A browser phone's signalling (SIP over a secure WebSocket) registers with digest auth; a worker's
+    offer reaches it over that WebSocket with a WebRTC SDP from rtpengine (DTLS-SRTP fingerprint, ICE
+    candidates, RTCP mux) made from the worker's plain RTP/AVP offer; refused, the offer counts a miss."""
+    w, edge, _ = stack
+    ws = WsSip(edge)
+    try:
+        assert " 101 " in ws.handshake.split("\r\n", 1)[0], ws.handshake
+        assert ws.register("1002", PASSWORDS["1002"]) == "SIP/2.0 200 OK"
+        dump = edge.kamcmd("ul.dump")
+        assert re.search(r"AoR: 1002\b", dump) and ws.host in dump, dump
+        w.login("1002")
+        caller = sipp.caller(edge.address, [("pause", 600), ("dtmf", "2"), ("pause", 800), ("dtmf", "2"),
+                                            ("pause", 5000), ("hangup",)], number="0903000502")
+        deadline = time.monotonic() + 20
+        invite = ""
+        while not invite.startswith("INVITE ") and time.monotonic() < deadline:
+            invite = ws.recv(timeout=max(0.1, deadline - time.monotonic()))
+        assert invite.startswith("INVITE "), invite
+        ws.reply(invite, "100 Trying")
+        assert "m=audio" in invite and "UDP/TLS/RTP/SAVPF" in invite, invite
+        for line in ("a=fingerprint:", "a=ice-ufrag:", "a=candidate:", "a=rtcp-mux", "a=setup:"):
+            assert line in invite, (line, invite)
+        assert "RTP/AVP " not in invite
+        ws.reply(invite, "486 Busy Here")
+        assert sipp.wait_all(caller, timeout=30) == [0], caller.errors() + edge.tail()
+    finally:
+        ws.close()
+
+
+def test_kamailio_cli_writes_the_encrypted_edge_defines(tmp_path: Path) -> None:
+    base, out = kamailio_cli(tmp_path)
+    assert cli_main(base) == 0
+    assert "#!define" not in (out / "encryption.cfg").read_text()       # plain SIP, media untouched
+    assert cli_main([*base, "--rtpengine", "udp:127.0.0.1:2223", "--self-signed", "edge.example.com",
+                     "--wss-port", "7443"]) == 0
+    defines = (out / "encryption.cfg").read_text()
+    assert '#!define RTPENGINE "udp:127.0.0.1:2223"' in defines and "#!define WITH_TLS" in defines
+    assert f'#!define TLS_CERT "{out / "edge.crt"}"' in defines and "#!define WSS_PORT 7443" in defines
+    assert (out / "edge.key").stat().st_mode & 0o077 == 0
+    assert "DNS:edge.example.com" in subprocess.run(["openssl", "x509", "-in", str(out / "edge.crt"), "-noout",
+                                                     "-ext", "subjectAltName"], capture_output=True, text=True).stdout
+    # TLS without rtpengine (its SRTP would go nowhere), a key without a certificate: refused
+    assert cli_main([*base, "--tls-cert", str(out / "edge.crt"), "--tls-key", str(out / "edge.key")]) == 2
+    assert cli_main([*base, "--rtpengine", "udp:127.0.0.1:2223", "--tls-key", str(out / "edge.key")]) == 2
+    assert cli_main([*base, "--rtpengine", "127.0.0.1"]) == 2
