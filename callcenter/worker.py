@@ -280,6 +280,7 @@ class Worker:
         from twisted.web.resource import Resource
 
         from callcenter.api import admin, agents, calls, campaigns, reports
+        from callcenter.api import live as live_api
         from callcenter.api import wrapup as wrapup_api
         from callcenter.api.bodylimit import LimitedSite
         from callcenter.api.http import HttpRouter
@@ -296,7 +297,7 @@ class Worker:
             await cdr.event(QueueEvent.make(event, agent_id=agent_id, **data))
 
         agents.install_routes(api, router, sync_redis, on_event=agent_event)
-        admin.install_routes(api, router)
+        admin.install_routes(api, router, self.cfg.routing_rules)
         from callcenter.api import events as events_api
 
         async def agent_queues(agent_id: str) -> frozenset[str]:
@@ -308,6 +309,7 @@ class Worker:
                                   guard.auth.users if guard is not None else None, agent_queues,
                                   resume_max=self.cfg.events.resume_max)
         calls.install_routes(api, queueing)
+        live_api.install_routes(api, router, queueing, guard.auth.users if guard is not None else None)
         if self.monitoring is not None:
             from callcenter.api import monitor as monitor_api
 

@@ -341,3 +341,13 @@ def flow_dirs(tmp: Path, flows: dict[str, str]) -> tuple[Path, Path]:
     for name, text in flows.items():
         (scripts / f"{name}.yaml").write_text(text)
     return scripts, campaigns
+
+
+def users_worker(tmp: Path, redis_url: str, users: dict[str, tuple[list[str], str | None]]) -> WorkerProc:
+    """A started worker (new_worker's config) on a flushed Redis with these API users: name -> (roles, agent id);
+    their password is api_user's."""
+    flush(redis_url)
+    w = new_worker(tmp, redis_url).start()
+    for name, (roles, agent) in users.items():
+        api_user(redis_url, name, roles, agent=agent)
+    return w

@@ -9,12 +9,14 @@
     GET    /admin/users/{name}/tokens        ids and labels
     POST   /admin/users/{name}/tokens        {"label"} -> 201 {"token", "id"}: the token is shown this once
     DELETE /admin/users/{name}/tokens/{id}
-    GET    /admin/audit?user=&action=&since=&until=&limit=   newest first; since/until are epoch seconds
+    GET    /admin/audit?user=&action=&since=&until=&limit=&before=   newest first; since/until are epoch
+                                             seconds; before: an entry's id (the next page: older ones)
     GET    /admin/routes                     every route with the roles it allows (what the guard enforces)
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable
 from typing import Any, TypeVar
 
@@ -22,6 +24,8 @@ from callcenter.api.http import HttpError, HttpRouter, Reply, Request, Response
 from callcenter.auth import Auth
 from callcenter.auth.roles import ADMINS, PUBLIC
 from callcenter.auth.users import UserError
+
+AUDIT_ID = re.compile(r"\d{1,20}-\d{1,20}")
 
 
 def _object(req: Request) -> dict[str, Any]:
@@ -133,8 +137,11 @@ def install_routes(router: HttpRouter, auth: Auth) -> None:
             raise HttpError(400, "limit: must be an integer") from None
         if not 1 <= limit <= 10_000:
             raise HttpError(400, "limit: must be between 1 and 10000")
+        before = req.arg("before")
+        if before is not None and not AUDIT_ID.fullmatch(before):
+            raise HttpError(400, "before: must be an entry's id")
         entries = await auth.audit.query(req.arg("user"), req.arg("action"), _float(req, "since"),
-                                         _float(req, "until"), limit)
+                                         _float(req, "until"), limit, before)
         return {"entries": [e.as_dict() for e in entries]}
 
     router.add("GET /admin/users", list_users, roles=ADMINS)

@@ -28,10 +28,11 @@ class Entry:
     address: str
     status: int
     at: float
+    id: str = ""         # its stream id: the next page of a query starts before it
 
     def as_dict(self) -> dict[str, Any]:
         return {"user": self.user, "roles": self.roles, "action": self.action, "target": self.target,
-                "address": self.address, "status": self.status, "at": self.at}
+                "address": self.address, "status": self.status, "at": self.at, "id": self.id}
 
 
 def mask_target(target: dict[str, Any]) -> dict[str, str]:
@@ -52,9 +53,10 @@ class AuditLog:
         await self.redis.xadd(self.keys.audit(), fields, maxlen=self.max_entries, approximate=True)
 
     async def query(self, user: str | None = None, action: str | None = None, since: float | None = None,
-                    until: float | None = None, limit: int = 100) -> list[Entry]:
-        """Newest first. ``action`` matches a substring of the action ("/dnc", "login")."""
-        hi = f"{int((until if until is not None else time.time() + 1) * 1000)}"
+                    until: float | None = None, limit: int = 100, before: str | None = None) -> list[Entry]:
+        """Newest first. ``action`` matches a substring of the action ("/dnc", "login"); ``before``: an entry's
+        id, for the entries older than it (the next page; instead of ``until``)."""
+        hi = f"({before}" if before is not None else f"{int((until if until is not None else time.time() + 1) * 1000)}"
         lo = f"{int(since * 1000)}" if since is not None else "-"
         out: list[Entry] = []
         while len(out) < limit:
@@ -67,7 +69,7 @@ class AuditLog:
                     continue
                 out.append(Entry(d.get("user", ""), [r for r in d.get("roles", "").split(",") if r],
                                  d.get("action", ""), json.loads(d.get("target") or "{}"), d.get("address", ""),
-                                 int(d.get("status") or 0), int(sid.split("-")[0]) / 1000))
+                                 int(d.get("status") or 0), int(sid.split("-")[0]) / 1000, sid))
                 if len(out) >= limit:
                     break
             last: str = batch[-1][0]

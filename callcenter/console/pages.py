@@ -4,6 +4,7 @@
     GET /console/agent/{id}      the agent desktop (the agent itself; supervisors, admins)
     GET /console/wallboard       the supervisor wallboard (supervisors, campaign managers, admins)
     GET /console/campaigns       campaigns: state, figures, start / pause / stop, list upload (managers, admins)
+    GET /console/admin           users and roles, the routing rules' editor, the audit log (admins)
     GET /console/login           the sign-in page (public; it posts to POST /auth/login)
     GET /console/static/{file}   the console's own scripts and styles (public)
     GET /console/vendor/{file}   the third-party ones (public; web/assets.json, npm ci)
@@ -25,7 +26,7 @@ from typing import Any
 from callcenter import logs
 from callcenter.api.guard import Principal, cookie
 from callcenter.api.http import Guard, HttpError, HttpRouter, Reply, Request, Response, Route
-from callcenter.auth.roles import ANYONE, CAMPAIGNS, FLOOR_VIEW, PUBLIC, SELF_AGENT
+from callcenter.auth.roles import ADMINS, ANYONE, CAMPAIGNS, FLOOR_VIEW, PUBLIC, ROLES, SELF_AGENT
 from callcenter.console import i18n
 from callcenter.console.assets import Asset, AssetError, own_files, vendor_files
 from callcenter.routing.rules import PAUSE_REASONS
@@ -165,6 +166,9 @@ def install_routes(router: HttpRouter, console: Console) -> None:
     def campaigns(req: Request) -> Response:
         return console.page(req, "campaigns", "page.campaigns")
 
+    def admin(req: Request) -> Response:
+        return console.page(req, "admin", "page.admin", roles=sorted(ROLES))
+
     async def login(req: Request) -> Reply:
         return console.page(req, "login", "login.title")
 
@@ -181,6 +185,7 @@ def install_routes(router: HttpRouter, console: Console) -> None:
     page(f"GET {PREFIX}/agent/{{id}}", agent, SELF_AGENT, own="id")
     page(f"GET {PREFIX}/wallboard", wallboard, FLOOR_VIEW)
     page(f"GET {PREFIX}/campaigns", campaigns, CAMPAIGNS)
+    page(f"GET {PREFIX}/admin", admin, ADMINS)
     router.add(f"GET {PREFIX}/login", login, roles=PUBLIC)
     router.add(f"GET {PREFIX}/static/{{file}}", file_route(lambda: console.own), roles=PUBLIC)
     router.add(f"GET {PREFIX}/vendor/{{file}}", file_route(lambda: console.vendor), roles=PUBLIC)

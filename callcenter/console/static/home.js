@@ -16,6 +16,9 @@
     if (roles.has("campaign_manager") || roles.has("admin")) {
       links.push(html`<li><a id="link-campaigns" href="/console/campaigns">${t("page.campaigns")}</a></li>`);
     }
+    if (roles.has("admin")) {
+      links.push(html`<li><a id="link-admin" href="/console/admin">${t("page.admin")}</a></li>`);
+    }
     return html`<${Header} title=${t("app")} />
       <main class="narrow"><section class="card"><h2>${t("home.pages")}</h2>
         <ul class="pages">${links}</ul></section></main>`;
