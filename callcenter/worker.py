@@ -290,7 +290,8 @@ class Worker:
         guard = self._guard(aredis)
         # the web console's pages are routes like the API's; refused, they answer a page (sign in, not allowed)
         console = Console.load(self.rules.pause_reasons, self.cfg.wrapup.as_dict(),
-                               self.click_to_call.caller_ids if self.click_to_call is not None else ())
+                               self.click_to_call.caller_ids if self.click_to_call is not None else (),
+                               [(c.id, c.name) for c in self.campaigns.values() if desk and c.dial_mode == "preview"])
         api = HttpRouter(guard=PageGuard.around(guard, console), forwarder=self.forwarder)
 
         async def agent_event(event: str, agent_id: str, data: dict[str, Any]) -> None:

@@ -55,14 +55,18 @@ class Console:
     problem: str | None = None            # why there is no console (its assets are missing or altered)
     events: bool = False                  # the worker serves GET /events (the pages listen to it)
     caller_ids: tuple[str, ...] = ()      # what an agent's click-to-call shows the customer (POST /agents/{id}/dial)
+    previews: tuple[tuple[str, str], ...] = ()   # (id, name) of the preview campaigns the desk takes records of
 
     @classmethod
-    def load(cls, pause_reasons: Iterable[str], wrapup: dict[str, Any], caller_ids: Iterable[str] = ()) -> Console:
+    def load(cls, pause_reasons: Iterable[str], wrapup: dict[str, Any], caller_ids: Iterable[str] = (),
+             previews: Iterable[tuple[str, str]] = ()) -> Console:
         """``pause_reasons``: the routing rules' (``defaults.pause_reasons``), else every reason the API takes;
-        ``caller_ids``: click-to-call's (none: the desk has no dial box)."""
+        ``caller_ids``: click-to-call's (none: the desk has no dial box); ``previews``: the preview campaigns
+        this worker dials (none: no preview box)."""
         reasons = tuple(r for r in (tuple(pause_reasons) or PAUSE_REASONS) if r not in SYSTEM_PAUSES)
         try:
-            return cls(reasons, wrapup, vendor=vendor_files(), caller_ids=tuple(caller_ids))
+            return cls(reasons, wrapup, vendor=vendor_files(), caller_ids=tuple(caller_ids),
+                       previews=tuple(previews))
         except AssetError as exc:
             log.error("web console unavailable", error=str(exc))
             return cls(reasons, wrapup, problem=str(exc))
@@ -80,7 +84,8 @@ class Console:
         who: Principal | None = req.principal
         boot = {"lang": lang, "languages": list(i18n.LANGUAGES), "t": i18n.TEXTS[lang], "page": name,
                 "user": who.as_dict() if who is not None else None, "pause_reasons": list(self.pause_reasons),
-                "wrapup": self.wrapup, "events": self.events, "caller_ids": list(self.caller_ids), **data}
+                "wrapup": self.wrapup, "events": self.events, "caller_ids": list(self.caller_ids),
+                "preview_campaigns": [{"id": i, "name": n} for i, n in self.previews], **data}
         # a JSON data block is never run; "</" is escaped so its text cannot close the element
         text = json.dumps(boot, ensure_ascii=False).replace("</", "<\\/")
         scripts = "".join(self._script(src) for src in ("vendor/htm-preact.js", "static/common.js",

@@ -141,6 +141,44 @@
       </form></section>`;
   }
 
+  // Preview dialing: the agent's next record of a preview campaign (held for it), then dial it or skip it.
+  function Preview() {
+    const [campaign, setCampaign] = useState(boot.preview_campaigns[0].id);
+    const [record, setRecord] = useState(null);
+    const [status, setStatus] = useState(null);     // {ok, text}
+    const base = () => "/campaigns/" + encodeURIComponent(campaign) + "/preview";
+    async function next() {
+      try {
+        const r = await api("GET", base() + asAgent);
+        setRecord(r.number ? r : null);
+        setStatus(r.number ? null : { ok: true, text: t("preview.none") });
+      } catch (err) { setStatus({ ok: false, text: err.message }); }
+    }
+    async function act(what) {
+      try {
+        await api("POST", base() + "/" + encodeURIComponent(record.national) + "/" + what + asAgent, {});
+        setStatus({ ok: true, text: t(what === "dial" ? "preview.dialing" : "preview.skipped") + " " + record.national });
+        setRecord(null);
+      } catch (err) { setStatus({ ok: false, text: err.message }); }
+    }
+    const data = record ? Object.entries(record.data || {}).filter(([, v]) => v !== "" && v !== null) : [];
+    return html`<section class="card" aria-labelledby="preview-h"><h2 id="preview-h">${t("preview")}</h2>
+      <div class="row">
+        <select id="preview-campaign" aria-label=${t("campaign")} value=${campaign}
+          onChange=${(e) => { setCampaign(e.target.value); setRecord(null); }}>
+          ${boot.preview_campaigns.map((c) => html`<option value=${c.id}>${c.name}</option>`)}</select>
+        <button type="button" id="preview-next" onClick=${next}>${t("preview.next")}</button></div>
+      ${record && html`<dl class="pop" id="preview-record">
+          <dt>${t("dial.number")}</dt><dd id="preview-number">${record.national}</dd>
+          ${data.map(([k, v]) => html`<dt>${k}</dt><dd data-field=${k}>${String(v)}</dd>`)}
+          <dt>${t("preview.attempt")}</dt><dd>${record.attempt}</dd></dl>
+        <div class="row"><button type="button" class="primary" id="preview-dial" onClick=${() => act("dial")}>
+          ${t("dial.send")}</button>
+          <button type="button" id="preview-skip" onClick=${() => act("skip")}>${t("preview.skip")}</button></div>`}
+      ${status && html`<p class=${status.ok ? "ok" : "error"} role="status" id="preview-status">${status.text}</p>`}
+    </section>`;
+  }
+
   function App() {
     const [agent, setAgent] = useState(null);
     const [since, setSince] = useState(Date.now());
@@ -225,6 +263,8 @@
           onSaved=${(callId) => { setWrap(null); setNotes(""); setSaved(callId); }} />`}
         ${saved && html`<section class="card"><p class="ok" id="wrapup-saved" role="status">${t("wrapup.saved")}</p></section>`}
         ${boot.caller_ids.length > 0 && !call && !pop && agent && agent.state !== "logged_out" && html`<${Dial} />`}
+        ${boot.preview_campaigns.length > 0 && !call && !pop && agent && agent.state !== "logged_out"
+          && html`<${Preview} />`}
       </main>`;
   }
   mount(App);
