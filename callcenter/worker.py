@@ -308,7 +308,7 @@ class Worker:
         self.hub = Hub(aredis, self.cfg.redis.prefix, self.cfg.events.heartbeat)
         events_api.install_routes(api, self.hub, aredis, self.cfg.redis.prefix,
                                   guard.auth.users if guard is not None else None, agent_queues,
-                                  resume_max=self.cfg.events.resume_max)
+                                  limits=self.cfg.events)
         calls.install_routes(api, queueing)
         live_api.install_routes(api, router, queueing, guard.auth.users if guard is not None else None)
         if self.monitoring is not None:

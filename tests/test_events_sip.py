@@ -31,7 +31,8 @@ FLOW = queue_flow("evtest", "support", "moh", max_wait="120", announce="{positio
 def worker(tmp_path_factory: pytest.TempPathFactory, redis_server) -> Iterator[WorkerProc]:
     tmp = tmp_path_factory.mktemp("events")
     w = flow_worker(tmp, redis_server.url, {"evtest": FLOW}, "evtest")
-    w.config.write_text(w.config.read_text() + "events: {heartbeat: 1s}\n")   # users checked again each second
+    # users checked again each second; a user may hold 3 streams at once
+    w.config.write_text(w.config.read_text() + "events: {heartbeat: 1s, max_streams_per_user: 3}\n")
     w.start()
     yield w
     assert w.stop() == 0, w.tail()
@@ -195,3 +196,21 @@ def test_a_disabled_users_stream_is_closed_and_a_changed_supervisor_sees_its_new
     finally:
         sup.close()
         gone.close()
+
+
+def test_a_user_holds_a_bounded_number_of_streams(worker: WorkerProc) -> None:
+    token = api_user(worker.redis_url, "many-tabs", [SUPERVISOR])
+    tabs = [SseClient(worker.http_port, token) for _ in range(3)]
+    try:
+        assert [t.status for t in tabs] == [200, 200, 200]
+        assert SseClient(worker.http_port, token).status == 429
+        tabs.pop().close()
+
+        def reopened() -> SseClient | None:
+            s = SseClient(worker.http_port, token)
+            return s if s.status == 200 else None
+
+        tabs.append(wait_for(reopened, "a stream once one closed"))
+    finally:
+        for t in tabs:
+            t.close()

@@ -2,7 +2,8 @@
 
     GET /events                      text/event-stream for the caller's user (docs/EVENTS.md): every role;
                                      what each sees is filtered by events.schema.visible. Resumes after
-                                     ``Last-Event-ID`` (header, or ?last_event_id= for a first connection)
+                                     ``Last-Event-ID`` (header, or ?last_event_id= for a first connection).
+                                     429 past events.max_streams_per_user, 503 past events.max_streams
     GET /admin/webhooks/dead         the newest dead letters (?count=, at most 500; ?before=<id> pages on)
 """
 
@@ -18,6 +19,7 @@ from callcenter.auth.users import UserStore
 from callcenter.events import webhooks
 from callcenter.events.bus import Hub, parse_id, tip
 from callcenter.events.schema import Viewer
+from callcenter.events.settings import EventSettings
 from callcenter.events.sse import EventStream
 
 AgentQueues = Callable[[str], Awaitable[frozenset[str]]]   # an agent id -> its queues (routing)
@@ -25,7 +27,10 @@ MAX_ID = 40
 
 
 def install_routes(router: HttpRouter, hub: Hub, redis: aredis.Redis, prefix: str, users: UserStore | None,
-                   agent_queues: AgentQueues, resume_max: int = 10_000) -> None:
+                   agent_queues: AgentQueues, limits: EventSettings | None = None) -> None:
+    """``limits``: resume_max, max_streams, max_streams_per_user (the config's events: section)."""
+    limits = limits or EventSettings()
+
     async def viewer(req: Request) -> Viewer:
         who = req.principal
         if who is None:              # http.auth off (loopback only): the API is open, so is this
@@ -40,6 +45,14 @@ def install_routes(router: HttpRouter, hub: Hub, redis: aredis.Redis, prefix: st
         if after is not None and (len(after) > MAX_ID or parse_id(after) is None):
             raise HttpError(400, "Last-Event-ID must be an event id like 1732950000123-0")
 
+        who = await viewer(req)
+        if len(hub.subscribers) >= limits.max_streams:
+            return Response({"error": "this worker serves as many event streams as it may; try again later"}, 503,
+                            headers={"Retry-After": "10"})
+        mine = sum(1 for s in hub.subscribers if isinstance(s, EventStream) and s.viewer.user == who.user)
+        if mine >= limits.max_streams_per_user:
+            raise HttpError(429, f"{mine} event streams of this user are open here; close one first")
+
         async def again() -> Viewer | None:
             """The stream's user as it is now (a long stream is one request: its credentials, roles and
             queues are checked again every heartbeat); None: no longer allowed."""
@@ -47,7 +60,7 @@ def install_routes(router: HttpRouter, hub: Hub, redis: aredis.Redis, prefix: st
                 return None
             return await viewer(req)
 
-        stream = EventStream(hub, await viewer(req), after or await tip(redis, prefix), resume_max, again)
+        stream = EventStream(hub, who, after or await tip(redis, prefix), limits.resume_max, again)
         return Response(stream, content_type="text/event-stream; charset=utf-8",
                         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
