@@ -146,6 +146,46 @@ def test_browser_phone_registers_over_wss_and_gets_a_webrtc_offer(stack) -> None
         ws.close()
 
 
+def test_an_offer_rings_every_phone_the_agent_registered(stack, tmp_path: Path) -> None:
+    """Agent 1001 on two phones at once, a TLS desk phone (SRTP) and a browser (WSS): the worker's one offer
+    reaches both, each in its own media profile (rtpengine keeps one branch per phone); the desk phone
+    answers, the browser's ringing is cancelled, and the caller hears the desk phone."""
+    w, edge, _ = stack
+    try:
+        sniffer = tones.Sniffer(set())
+    except PermissionError:
+        pytest.skip("watching the loopback interface needs root (CAP_NET_RAW)")
+    phone = Softphone(tmp_path, "1001", PASSWORDS["1001"], edge, tls=True).start()
+    ws = WsSip(edge)
+    try:
+        phone.registered()
+        assert ws.register("1001", PASSWORDS["1001"]) == "SIP/2.0 200 OK"
+        assert edge.kamcmd("ul.dump").count("Contact: ") >= 2
+        w.login("1001")
+        steps = [("pause", 600), ("dtmf", "1"), ("pause", 800), ("dtmf", "1"), ("pause", 10000), ("hangup",)]
+        caller = sipp.caller(edge.address, steps, number="0903000503")
+        sniffer.watch(caller.media_port)
+        invite = ws.recv(timeout=20)
+        assert invite.startswith("INVITE ") and "UDP/TLS/RTP/SAVPF" in invite, invite
+        ws.reply(invite, "180 Ringing")
+        phone.wait_for(r"Call established", timeout=15)
+        answered = time.monotonic()
+        cancel = ws.recv(timeout=10)
+        assert cancel.startswith("CANCEL "), cancel
+        ws.reply(cancel, "200 OK")
+        ws.reply(invite, "487 Request Terminated")
+        assert sipp.wait_all(caller, timeout=40) == [0], caller.errors() + "\n" + edge.tail()
+        assert "SRTP is Enabled" in phone.text()
+    finally:
+        ws.close()
+        phone.stop()
+        sniffer.close()
+    assert tones.detect(sniffer.pcm(caller.media_port, answered + 1.0, answered + 5.0), [AGENT_HZ, CALLER_HZ]) \
+        == {AGENT_HZ}
+    cdr = w.call_from("0903000503")
+    assert cdr.agent_id == "1001" and cdr.outcome == "answered", cdr
+
+
 def test_kamailio_cli_writes_the_encrypted_edge_defines(tmp_path: Path) -> None:
     base, out = kamailio_cli(tmp_path)
     assert cli_main(base) == 0
