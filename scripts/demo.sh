@@ -4,4 +4,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+echo "[demo] agents on TLS/SRTP desk phones or browsers (WSS), from home: ./scripts/edge.sh in another terminal (README \"Encrypted edge / agents from home\")" >&2
 exec .venv/bin/callcenter demo --config "${CALLCENTER_CONFIG:-callcenter.yaml}"
