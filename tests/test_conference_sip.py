@@ -53,6 +53,12 @@ def worker(tmp_path_factory: pytest.TempPathFactory, redis_server) -> WorkerProc
     assert w.stop() == 0, w.tail()
 
 
+@pytest.fixture(autouse=True)
+def nobody_logged_in(worker: WorkerProc) -> None:
+    """Each test logs in the agents it needs: a caller is offered to none left over from another test."""
+    worker.logout("1001", "1002", "1003")
+
+
 def recording(w: WorkerProc, call_id: str) -> str | None:
     """The stored recording its CDR links, once the call's CDR is in the store."""
     store = open_store(w.store_url)
@@ -156,27 +162,38 @@ def test_conference_everyone_hears_everyone_mute_cap_dnc_leave(worker: WorkerPro
             party.close()
 
 
-def test_a_muted_party_stays_muted_through_its_phones_re_invite(worker: WorkerProc) -> None:
-    """The added agent is muted, then its phone holds and resumes (re-INVITEs: pjsua may give its stream a new
-    bridge port): afterwards nobody hears it still, and it hears the caller and the agent again."""
+@pytest.mark.parametrize("muted", ["1002", "agent"])
+def test_a_muted_party_stays_muted_through_its_phones_re_invite(worker: WorkerProc, muted: str) -> None:
+    """A party is muted (the added agent, or the call's agent: a direction of the caller-agent bridge), then
+    its phone holds and resumes (re-INVITEs: pjsua may give its stream a new bridge port; the agent's hold
+    also unbridges the caller and bridges it again): afterwards nobody hears it still, and it hears the
+    others again."""
     caller, agent, added = Party(A), Party(B), Party(C)
+    hears = {"1002": {"caller": {B}, "agent": {A}, "1002": {A, B}},
+             "agent": {"caller": {C}, "agent": {A, C}, "1002": {A}}}[muted]
     phones: list[sipp.Sipp] = []
     try:
-        agent_sipp = phone(agent.port, port=PHONES["1001"])
-        added_sipp = phone(added.port, "reinvite", port=PHONES["1002"])
-        phones += [agent_sipp, added_sipp]
-        call_id = bridged_call(worker, caller, agent, agent_sipp, 40000, phones)
+        # the muted party's phone holds 12 s after answering (once muted) and resumes 2 s later
+        reinvite = [("pause", 12000), ("reinvite", "sendonly"), ("pause", 2000), ("reinvite", "sendrecv")]
+        ports_of = {"agent": (agent.port, PHONES["1001"]), "1002": (added.port, PHONES["1002"])}
+        sipps = {who: sipp.agent(port, "answer", ring_ms=100, timeout_s=180, codecs="8", trace=True, media_port=media,
+                                 steps=reinvite if who == muted else None)
+                 for who, (media, port) in ports_of.items()}
+        phones += sipps.values()
+        call_id = bridged_call(worker, caller, agent, sipps["agent"], 45000, phones)
         call = phones[-1]
         worker.login("1002")
         assert worker.http("POST", f"/calls/{call_id}/conference/add", {"agent": "1002"})[0] == 202
         wait_for(lambda: parties(worker, call_id).get("1002") == "connected", "1002's answer")
-        assert worker.http("POST", f"/calls/{call_id}/conference/1002/mute", {})[0] == 200
-        assert HOLD not in added_sipp.messages(), "the phone held before it was muted"
-        assert caller.heard() == {B} and agent.heard() == {A}
-        wait_for(lambda: RESUME in added_sipp.messages(), "the phone's resume")
-        assert caller.heard() == {B} and agent.heard() == {A} and added.heard() == {A, B}
-        assert worker.http("POST", f"/calls/{call_id}/conference/1002/unmute", {})[0] == 200
-        assert caller.heard() == {B, C} and agent.heard() == {A, C}
+        assert worker.http("POST", f"/calls/{call_id}/conference/{muted}/mute", {})[0] == 200
+        assert HOLD not in sipps[muted].messages(), "the phone held before it was muted"
+        heard = {"caller": caller.heard, "agent": agent.heard, "1002": added.heard}
+        assert {who: h() for who, h in heard.items()} == hears
+        wait_for(lambda: RESUME in sipps[muted].messages(), "the phone's resume")
+        wait_for(lambda: heard[muted]() == hears[muted], "the muted party hearing the others again")
+        assert {who: h() for who, h in heard.items()} == hears
+        assert worker.http("POST", f"/calls/{call_id}/conference/{muted}/unmute", {})[0] == 200
+        assert caller.heard() == {B, C} and added.heard() == {A, B}
         assert call.wait(120) == 0, call.errors()
     finally:
         for p in phones:

@@ -116,6 +116,9 @@ class PjLeg:
         # gives either leg a new bridge port (pjsua recreates the stream), undone when a leg ends.
         self._taps_to: set[PjLeg] = set()
         self._taps_from: set[PjLeg] = set()
+        # Bridge directions muted by send_audio(peer, False) (a conference party): left off when a re-INVITE
+        # reconnects the bridge or a hold ends with bridge() again, until send_audio(peer, True).
+        self._silenced: set[PjLeg] = set()
         self._rx_packets = 0
         self._rx_moved = time.monotonic()
         self.log = logs.get("leg", call_id=self.id)
@@ -243,16 +246,21 @@ class PjLeg:
             leg._stop_media_sources()
         self.peer, other.peer = other, self
         assert self.audio is not None and other.audio is not None
-        self.audio.startTransmit(other.audio)
-        other.audio.startTransmit(self.audio)
+        if other not in self._silenced:
+            self.audio.startTransmit(other.audio)
+        if self not in other._silenced:
+            other.audio.startTransmit(self.audio)
 
     async def send_audio(self, to: Leg, on: bool = True) -> None:
         """One-way audio from this leg to ``to`` in the conference bridge, beside whatever else either
         hears (a supervisor's monitor taps, calls/monitor.py), or (``on=False``) stop it; stopping a leg
-        that ended is a no-op. Unlike bridge() it stops nothing: the bridge of caller and agent stays."""
+        that ended is a no-op. Unlike bridge() it stops nothing: the bridge of caller and agent stays. Toward
+        the leg it is bridged to, ``on=False`` mutes that direction of the bridge until ``on=True``."""
         if not isinstance(to, PjLeg):
             raise TelephonyError("a pjsua2 leg sends audio only to another pjsua2 leg")
         if not on:
+            if to is self.peer:
+                self._silenced.add(to)
             self._taps_to.discard(to)
             to._taps_from.discard(self)
             if self.audio is not None and to.audio is not None and not self.ended and not to.ended:
@@ -267,8 +275,10 @@ class PjLeg:
         await to._wait_media()
         assert self.audio is not None and to.audio is not None
         self.audio.startTransmit(to.audio)
-        self._taps_to.add(to)
-        to._taps_from.add(self)
+        self._silenced.discard(to)
+        if to is not self.peer:       # the bridge's own directions are remade by the bridge
+            self._taps_to.add(to)
+            to._taps_from.add(self)
 
     async def transfer(self, uri: str) -> None:
         self._alive()
@@ -368,9 +378,11 @@ class PjLeg:
                 if not self._media_ready.done():
                     self._media_ready.set_result(None)
                 if self.peer is not None and self.peer.audio is not None:
-                    # Re-INVITE replaced the media port: reconnect the bridge.
-                    self.audio.startTransmit(self.peer.audio)
-                    self.peer.audio.startTransmit(self.audio)
+                    # Re-INVITE replaced the media port: reconnect the bridge (but a muted direction).
+                    if self.peer not in self._silenced:
+                        self.audio.startTransmit(self.peer.audio)
+                    if self not in self.peer._silenced:
+                        self.peer.audio.startTransmit(self.audio)
                 for other in self._taps_to:
                     if other.audio is not None:
                         self.audio.startTransmit(other.audio)
@@ -425,6 +437,7 @@ class PjLeg:
             other._taps_to.discard(self)
         self._taps_to.clear()
         self._taps_from.clear()
+        self._silenced.clear()
         if self.peer is not None:
             self.peer.peer = None
             self.peer = None
