@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from callcenter import logs
-from callcenter.calls.outbound import OutboundCalls, hangup
+from callcenter.calls.outbound import OutboundCalls, back_to_acd, hangup
 from callcenter.config import ClickToCallSettings
 from callcenter.dialer import phone
 from callcenter.dialer.campaign import PRESETS, in_calling_window
@@ -150,13 +150,7 @@ class ClickToCall:
         finally:
             self.busy.discard(job.agent)
             CLICK_TO_CALL_TOTAL.labels(result=result).inc()
-            talk = self.talked.pop(job.id, None)
-            if prev_state == "available":
-                with contextlib.suppress(Exception):
-                    if talk is None:
-                        await self.router.agent_ready(job.agent)
-                    else:
-                        await self.router.agent_wrap_up(job.agent, talk, self.settings.wrapup)
+            await back_to_acd(self.router, job.agent, prev_state, self.talked.pop(job.id, None), self.settings.wrapup)
 
     async def _agent_first(self, job: Dial, agent_uri: str) -> str:
         try:

@@ -32,6 +32,7 @@ from callcenter.dialer.keys import DialerKeys
 from callcenter.exceptions import CallGone, TelephonyError
 from callcenter.ivr.runner import IvrRunner
 from callcenter.ivr.services import QueueOutcome, QueueRequest
+from callcenter.routing.router import Router
 from callcenter.tasks import TaskSet
 from callcenter.telephony.api import Leg, OriginateResult, Softswitch
 
@@ -198,6 +199,20 @@ class OutboundCalls:
     async def close(self, grace: float) -> None:
         """Let live calls' record watchers see their legs end (the worker drains calls), then cancel."""
         await self.tasks.drain(grace)
+
+
+async def back_to_acd(router: Router, agent: str, prev_state: str, talk: float | None, wrapup: float | None) -> None:
+    """An agent's own call (a preview dial, a click-to-call; paused "outbound" meanwhile) is over. An agent that
+    was available goes back to the ACD: after a conversation of ``talk`` seconds through after-call work, as
+    after a queue call (``Router.agent_wrap_up``: ``wrapup`` seconds, None: its queues' longest), else at once;
+    one that was paused stays so. Never raises (Redis away: the agent makes itself ready)."""
+    if prev_state != "available":
+        return
+    with contextlib.suppress(Exception):
+        if talk is None:
+            await router.agent_ready(agent)
+        else:
+            await router.agent_wrap_up(agent, talk, wrapup)
 
 
 async def hangup(leg: Leg) -> None:

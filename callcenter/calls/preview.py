@@ -17,7 +17,7 @@ from collections.abc import Mapping
 import redis.asyncio as aredis
 
 from callcenter import logs
-from callcenter.calls.outbound import OutboundCalls, hangup
+from callcenter.calls.outbound import OutboundCalls, back_to_acd, hangup
 from callcenter.calls.outcome import attempt_outcome
 from callcenter.dialer import assignment, phone
 from callcenter.dialer.campaign import Campaign
@@ -131,9 +131,8 @@ class PreviewDesk:
                 return
             await self._customer(c, req, agent, agent_leg)
         finally:
-            if prev_state == "available":
-                with contextlib.suppress(Exception):
-                    await self.router.agent_ready(agent)
+            # ready at once, no after-call work: the agent previews and dials its next record
+            await back_to_acd(self.router, agent, prev_state, None, None)
 
     async def _customer(self, c: Campaign, req: DialRequest, agent: str, agent_leg: Leg) -> None:
         engine = self.engine
