@@ -321,15 +321,36 @@ def _recv_invite(capture: bool, routed: bool = False, call_id: bool = False) -> 
 REJECTS = {"486": (486, "Busy Here"), "480": (480, "Temporarily Unavailable"), "603": (603, "Decline")}
 
 
-def _phone_reinvite(cseq: int, codecs: str, direction: str, media_port: int | None = None) -> str:
-    """The phone's own re-INVITE in the dialog it answered (hold: sendonly / inactive, resume: sendrecv),
-    answered and ACKed; needs the dialog captured by _recv_invite(capture=True). Its SDP's version is
-    2353687637 + cseq (the first re-INVITE's CSeq is 2)."""
-    head = f"""Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+def _phone_head(cseq: int) -> str:
+    """Via to CSeq (its number; the method follows) of the phone's own request in the dialog it answered."""
+    return f"""Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
 From: [$rto];tag={PHONE_TAG}
 To: [$rfrom]
 Call-ID: [$rcallid]
 CSeq: {cseq} """
+
+
+def _phone_refer(cseq: int, uri: str, code: int) -> str:
+    """The phone's REFER (its transfer key) to `uri`, expecting the final response `code`."""
+    return f"""<send retrans="500"><![CDATA[
+REFER [$rcontact] SIP/2.0
+{_phone_head(cseq)}REFER
+Contact: <sip:[local_ip]:[local_port]>
+Refer-To: <{uri}>
+Referred-By: <sip:agent@[local_ip]:[local_port]>
+Max-Forwards: 70
+Content-Length: 0
+
+]]></send>
+<recv response="{code}"/>
+"""
+
+
+def _phone_reinvite(cseq: int, codecs: str, direction: str, media_port: int | None = None) -> str:
+    """The phone's own re-INVITE in the dialog it answered (hold: sendonly / inactive, resume: sendrecv),
+    answered and ACKed; needs the dialog captured by _recv_invite(capture=True). Its SDP's version is
+    2353687637 + cseq (the first re-INVITE's CSeq is 2)."""
+    head = _phone_head(cseq)
     return f"""<send retrans="500"><![CDATA[
 INVITE [$rcontact] SIP/2.0
 {head}INVITE
@@ -356,7 +377,7 @@ def _agent_xml(mode: str, ring_ms: int, talk_ms: int, codecs: str = "0 8", greet
     """mode: 'answer' (talk, wait for BYE), 'answer_bye' (agent hangs up after talk_ms),
     'noanswer' (ring until CANCEL), '486' / '480' / '603' (reject). See agent()."""
     steps = steps or []
-    reinvites = any(s[0] == "reinvite" for s in steps)
+    reinvites = any(s[0] in ("reinvite", "refer") for s in steps)     # requests of its own in the dialog
     parts = [f"""<?xml version="1.0" encoding="UTF-8"?>
 <scenario name="agent-{mode}">
 {_recv_invite(mode == "answer_bye" or reinvites, routed, call_id=reinvites)}
@@ -390,6 +411,9 @@ def _agent_xml(mode: str, ring_ms: int, talk_ms: int, codecs: str = "0 8", greet
                 parts.append(f'<pause milliseconds="{int(step[1])}"/>\n')
             elif step[0] == "reinvite":
                 parts.append(_phone_reinvite(cseq, codecs, str(step[1]), media_port))
+                cseq += 1
+            elif step[0] == "refer":
+                parts.append(_phone_refer(cseq, str(step[1]), int(step[2])))
                 cseq += 1
             else:
                 raise ValueError(f"unknown phone step {step!r}")
@@ -598,7 +622,9 @@ def agent(port: int, mode: str = "answer", ring_ms: int = 500, talk_ms: int = 10
     steps (mode 'answer', after answering, before waiting for the BYE): ("tone", hz, ms[, pt]) send a
     tone instead of echoing (pt: the codec its answer puts first, µ-law 0 by default), ("pause", ms),
     ("reinvite", "sendonly" | "inactive" | "sendrecv") its own re-INVITE: hold and resume from the phone
-    (SDP versions 2353687639, 2353687640, ...), ("dtmf", "1") a key pressed (RFC 2833, as a caller's).
+    (SDP versions 2353687639, 2353687640, ...), ("dtmf", "1") a key pressed (RFC 2833, as a caller's),
+    ("refer", uri, code) its transfer key: a REFER to uri (a Replaces header in it: an attended transfer),
+    expecting the final response code.
     media_port: the RTP port its SDP names instead of its own (a test's socket sends and keeps its media)."""
     workdir = Path(tempfile.mkdtemp(prefix=f"sipp-agent{port}-"))
     steps = steps or []

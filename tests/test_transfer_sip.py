@@ -241,3 +241,46 @@ def test_blind_to_queue_agent_and_number(worker: WorkerProc) -> None:
         assert sorted(leg.agent_id for leg in legs(worker, call_id, "agent_offer", 2)) == ["1001", "1003"]
     finally:
         close_all(phones, (caller, agent, support, second, trunk))
+
+
+def test_transfers_from_the_agents_phone(worker: WorkerProc) -> None:
+    """Agent 1001's phone transfers blind (REFER to 1002); 1002's phone holds the caller and completes its own
+    consult of 1003 (REFER with Replaces): 1003's INVITE takes that consult call over. Both REFERs are declined
+    (603: nothing is dialed on a REFER's say-so), the transfers are the worker's own."""
+    caller, agent = Party(A, ALL), Party(B, ALL)
+    second, third = Party(C, ALL), Party(D, ALL)
+    replaces = "consult-7@10.0.0.2;to-tag=b1003;from-tag=a1002"
+    phones: list[sipp.Sipp] = []
+    try:
+        first = phone(agent.port, port=PHONES["1001"],
+                      steps=[("pause", 15000), ("refer", f"sip:1002@127.0.0.1:{PHONES['1002']}", 603)])
+        phones.append(first)
+        call_id = bridged_call(worker, caller, agent, first, 60000, phones)
+        call = phones[-1]
+        refer_to = f"sip:1003@127.0.0.1:{PHONES['1003']}?Replaces=" + replaces.replace("@", "%40").replace(
+            ";", "%3B").replace("=", "%3D")
+        second_sipp = phone(second.port, port=PHONES["1002"], steps=[
+            ("pause", 12000), ("reinvite", "sendonly"), ("pause", 2000), ("refer", refer_to, 603)])
+        third_sipp = phone(third.port, port=PHONES["1003"])
+        phones += [second_sipp, third_sipp]
+        worker.login("1002", "1003")
+
+        assert first.wait(30) == 0, first.errors()              # its REFER declined, then the worker's BYE
+        wait_for(lambda: hears(caller, {C}), "1002's answer")
+        assert second.heard() == {A}
+        assert second_sipp.wait(40) == 0, second_sipp.errors()
+        invite = re.search(r"^Replaces: (.+?)\r?$", third_sipp.messages(), re.M)
+        assert invite and invite.group(1) == replaces, third_sipp.messages()[:2000]
+        wait_for(lambda: hears(caller, {D}), "1003 taking the consult call over")
+        assert third.heard() == {A}
+
+        assert call.wait(90) == 0, call.errors()
+        log = events(worker, call_id, "COMPLETECALLER")
+        lines = [(e.event, e.agent_id, e.data.get("by")) for e in log
+                 if e.event in ("BLINDTRANSFER", "ATTENDEDTRANSFER", "HOLD")]
+        assert lines == [("BLINDTRANSFER", "1001", "phone"), ("HOLD", "1002", "phone"),
+                         ("ATTENDEDTRANSFER", "1002", "phone")], lines
+        rec = call_record(worker, call_id)
+        assert rec.transferred_to == "agent:1003" and rec.hold_count == 1, rec
+    finally:
+        close_all(phones, (caller, agent, second, third))

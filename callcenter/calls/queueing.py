@@ -138,6 +138,7 @@ class Queueing:
         self.recordings = recordings  # records bridged calls as their queue's or campaign's policy says
         self.waiting: dict[str, Waiter] = {}
         self.talking: dict[str, Talk] = {}     # caller leg id -> its bridge to an agent
+        self.phone_transfers: Callable[[Talk, str], Awaitable[None]] | None = None   # an agent phone's REFER
         self.tasks = TaskSet()
 
     async def queue(self, leg: Leg, request: QueueRequest) -> QueueOutcome:
@@ -418,12 +419,19 @@ class Queueing:
         def phone_hold(held: bool) -> None:
             self.tasks.spawn(self._set_hold(t, held, "phone"), "hold", call_id=leg.id)
 
+        # The agent's phone transfers with a REFER (declined by the leg: calls/transfer.py does it).
+        def phone_transfer(refer_to: str) -> None:
+            if self.phone_transfers is not None:
+                self.tasks.spawn(self.phone_transfers(t, refer_to), "phone transfer", call_id=leg.id)
+
         seg: Segment | None = Segment(agent, offer.agent_id, offer.agent_uri, answered)
         try:
             while seg is not None:
                 seg.leg.on_remote_hold(phone_hold)
+                seg.leg.on_transfer_request(phone_transfer if seg.agent_id else None)   # agents' phones only
                 first, info = await first_to_end(leg, seg.leg)
                 seg.leg.on_remote_hold(None)
+                seg.leg.on_transfer_request(None)
                 if first is seg.leg and t.kept:
                     # The agent left its conference: the talk lasts until the caller hangs up.
                     info = await leg.wait_ended()

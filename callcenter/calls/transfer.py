@@ -40,7 +40,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import time
+import urllib.parse
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -90,6 +92,26 @@ class Consult:
                 "agent": self.target.agent_id, "state": self.state}
 
 
+_REFER_TO = re.compile(r"<?sip:([\w.+*#-]{1,32})@[^?>;]+(?:;[^?>]*)?(?:\?([^>]*))?>?")
+_REPLACES = re.compile(r"[\w.!%*+`'~@:-]{1,128}(?:;(?:to-tag|from-tag)=[\w.!%*+`'~-]{1,64}|;early-only){2,3}")
+
+
+def parse_refer_to(refer_to: str) -> tuple[str, str | None] | None:
+    """A phone's Refer-To: its user part and its Replaces header's value (URL-decoded, checked to be a call id
+    and two tags, no more), or None when it is anything else (another scheme, other embedded headers)."""
+    m = _REFER_TO.fullmatch(refer_to.strip())
+    if m is None:
+        return None
+    user, query = m.group(1), m.group(2)
+    if not query:
+        return user, None
+    name, _, value = query.partition("=")
+    replaces = urllib.parse.unquote(value)
+    if name.lower() != "replaces" or "&" in query or _REPLACES.fullmatch(replaces) is None:
+        return None
+    return user, replaces
+
+
 class Transfers(ExtraParties[Consult]):
     """This worker's transfers; at most one consult per call."""
 
@@ -97,35 +119,41 @@ class Transfers(ExtraParties[Consult]):
                  ring_timeout: float = 20.0, caller_id: str = "transfer") -> None:
         super().__init__(queueing, switch, cdr, ring_timeout=ring_timeout, caller_id=caller_id)
         self.conferences = conferences
+        queueing.phone_transfers = self.from_phone
 
     def get(self, call_id: str) -> Consult | None:
         return self.sessions.get(call_id)
 
     # -- blind ----------------------------------------------------------------------------------
 
-    async def blind(self, call_id: str, kind: str, target: str, by: str) -> dict[str, Any]:
-        """Hand the caller to ``target`` now; the answer says what rings (or the queue it waits in)."""
+    async def blind(self, call_id: str, kind: str, target: str, by: str, replaces: str | None = None) -> dict[str, Any]:
+        """Hand the caller to ``target`` now; the answer says what rings (or the queue it waits in). ``replaces``
+        (an agent's phone completing its own consult call: REFER with Replaces) goes in the target's INVITE, which
+        takes over that call: an attended transfer."""
         t = self._talk(call_id)
         tg = await self._target(call_id, t, kind, target)
         fut: asyncio.Future[Segment | None] | None = None
         if tg.kind != "queue":
             fut = asyncio.get_running_loop().create_future()
-        h = Handoff("BLINDTRANSFER", tg.to, by, target=fut, queue=tg.to.removeprefix("queue:")
-                    if tg.kind == "queue" else None)
+        h = Handoff("ATTENDEDTRANSFER" if replaces else "BLINDTRANSFER", tg.to, by, target=fut,
+                    queue=tg.to.removeprefix("queue:") if tg.kind == "queue" else None, announce=not replaces)
         if not await self.queueing.hand_off(t, h):
             await self._release(tg)
             raise CallControlError(409, "the call is not talking to an agent")
         log.info("blind transfer", call_id=call_id, kind=tg.kind, to=tg.to, agent_id=t.agent_id, by=by)
         if fut is not None:
-            self.tasks.spawn(self._ring_blind(call_id, t, tg, h, fut), "transfer", call_id=call_id)
+            self.tasks.spawn(self._ring_blind(call_id, t, tg, h, fut, replaces), "transfer", call_id=call_id)
         return {"call_id": call_id, "mode": "blind", "kind": tg.kind, "to": tg.to,
                 "state": "queued" if fut is None else "ringing"}
 
     async def _ring_blind(self, call_id: str, t: Talk, tg: Target, h: Handoff,
-                          fut: asyncio.Future[Segment | None]) -> None:
+                          fut: asyncio.Future[Segment | None], replaces: str | None) -> None:
         started = time.time()
+        headers = self._headers(call_id, t, "attended" if replaces else "blind")
+        if replaces:
+            headers["Replaces"] = replaces
         try:
-            leg = await self.ring(tg.uri, self._headers(call_id, t, "blind"), t.caller.wait_ended())
+            leg = await self.ring(tg.uri, headers, t.caller.wait_ended())
         except Exception:
             fut.set_result(None)
             await self._failed(call_id, t, tg, h, None, started, "failed")
@@ -135,6 +163,29 @@ class Transfers(ExtraParties[Consult]):
             await self._failed(call_id, t, tg, h, None, started, leg or "call_ended")
             return
         fut.set_result(self._segment(tg, leg, started))
+
+    async def from_phone(self, t: Talk, refer_to: str) -> None:
+        """A REFER from the agent's phone (its leg declined it: nothing was dialed on its say-so): the Refer-To's
+        user is an agent id, a queue or a number, transferred to like the API's blind transfer and checked the
+        same way; with a Replaces (the phone consulted the target itself and completes), an attended transfer
+        whose INVITE takes over the phone's consult call. A refused one is logged; the call goes on."""
+        call_id = t.caller.id
+        dest = parse_refer_to(refer_to)
+        try:
+            if dest is None:
+                raise CallControlError(400, "the Refer-To is not a sip: URI with a plain user part")
+            user, replaces = dest
+            kind = "number"
+            if await self.queueing.router.agent_info(user) is not None:
+                kind = "agent"
+            elif user in ((await self.queueing.router.current_rules()) or {}).get("queues", {}):
+                kind = "queue"
+            await self.blind(call_id, kind, user, "phone", replaces)
+        except CallControlError as exc:
+            log.warning("phone transfer refused", call_id=call_id, agent_id=t.agent_id, status=exc.status,
+                        error=str(exc))
+            await queue_event(self.cdr, "TRANSFER_REFUSED", call_id, t.queue, t.agent_id, by="phone",
+                              reason=exc.rule or str(exc))
 
     # -- attended -------------------------------------------------------------------------------
 

@@ -104,6 +104,9 @@ class ScriptedLeg:
     def on_remote_hold(self, listener: Callable[[bool], None] | None) -> None:
         pass
 
+    def on_transfer_request(self, listener: Callable[[str], None] | None) -> None:
+        pass
+
     async def record(self, path: str, max_seconds: float, silence_seconds: float | None = None) -> float:
         self._alive()
         self.recorded.append(path)

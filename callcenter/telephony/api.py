@@ -77,6 +77,11 @@ class Leg(Protocol):
         """Call listener(True) when the far end puts this leg on hold (a re-INVITE with a=sendonly or
         a=inactive) and listener(False) when it resumes (sendrecv); None stops telling."""
 
+    def on_transfer_request(self, listener: Callable[[str], None] | None) -> None:
+        """Call listener(refer_to) when the far end asks to transfer this call (an in-dialog REFER; its
+        Refer-To as sent). The REFER itself is always declined (603): nothing is dialed on its say-so; what
+        happens is the listener's to decide (an agent's phone: calls/transfer.py). None: refused and logged."""
+
     async def record(self, path: str, max_seconds: float, silence_seconds: float | None = None) -> float:
         """Record the leg's audio to a WAV; ends on '#', max length, or silence. Returns seconds recorded."""
 

@@ -61,10 +61,13 @@ class _PjCall(pj.Call):
 
     def onCallTransferRequest(self, prm: Any) -> None:  # noqa: N802
         # A REFER from the far end would make us dial its Refer-To (any host, on our bill) and leave
-        # this leg tracking the wrong call. Transfers are only ever ours to start (leg.transfer), so
-        # every REFER is declined, before anything else can fail and leave pjsua's 202 default.
+        # this leg tracking the wrong call: pjsua dials it itself on any 2xx. So every REFER is declined,
+        # before anything else can fail and leave pjsua's 202 default; an agent's phone asking for a
+        # transfer is told to the call layer (on_transfer_request), which transfers, checked, itself.
         prm.statusCode = 603
-        if self.leg is not None:
+        if self.leg is not None and self.leg._refer_listener is not None:
+            self.leg._guard(self.leg._refer_listener, prm.dstUri)
+        elif self.leg is not None:
             self.leg._guard(self.leg.switch.refused, "refer", self.leg, prm.dstUri)
 
     def onCallReplaceRequest(self, prm: Any) -> None:  # noqa: N802
@@ -111,6 +114,7 @@ class PjLeg:
         self._media_idx = -1
         self.remote_hold = False
         self._hold_listener: Callable[[bool], None] | None = None
+        self._refer_listener: Callable[[str], None] | None = None   # agent legs only (calls/queueing.py)
         self.media_listeners: list[Callable[[], None]] = []   # told when self.audio is (re)set (recording taps)
         # One-way connections made by send_audio (monitor taps), both ends: made again when a re-INVITE
         # gives either leg a new bridge port (pjsua recreates the stream), undone when a leg ends.
@@ -199,6 +203,9 @@ class PjLeg:
 
     def on_remote_hold(self, listener: Callable[[bool], None] | None) -> None:
         self._hold_listener = listener
+
+    def on_transfer_request(self, listener: Callable[[str], None] | None) -> None:
+        self._refer_listener = listener
 
     async def record(self, path: str, max_seconds: float, silence_seconds: float | None = None) -> float:
         self._alive()
@@ -431,6 +438,7 @@ class PjLeg:
         self._player = None
         self._moh = None
         self._hold_listener = None
+        self._refer_listener = None
         for other in self._taps_to:
             other._taps_from.discard(self)
         for other in self._taps_from:
