@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 
-from callcenter.redisconn import LoopPool, connect, connect_sync
+from redis.exceptions import RedisError, ResponseError
+
+from callcenter.redisconn import LoopPool, LoopRedis, connect, connect_sync
 
 
 def test_more_concurrent_commands_than_connections_all_answer(redis_url: str) -> None:
@@ -52,5 +54,57 @@ def test_a_command_cancelled_before_its_reply_leaves_no_reply_behind(redis_url: 
             assert await client.get("k") == "v"
             assert await client.lrange("list", 0, -1) == ["late"]
         finally:
+            await client.aclose()
+    asyncio.run(main())
+
+
+def test_concurrent_appends_travel_together_each_with_its_own_reply(redis_url: str) -> None:
+    """XADDs issued while one is on its way go in one batch: every caller gets its own entry id, a
+    task's appends keep its order, and one command's error is that caller's alone."""
+    async def main() -> None:
+        client = connect(redis_url, ride_out_restarts=False)
+        assert isinstance(client, LoopRedis)
+        try:
+            await client.set("not-a-stream", "x")
+
+            async def appender(n: int) -> list[str]:
+                return [await client.xadd("s", {"task": str(n), "i": str(i)}) for i in range(20)]
+
+            async def wrong() -> str:
+                try:
+                    await client.xadd("not-a-stream", {"a": "b"})
+                except ResponseError as exc:
+                    return str(exc)
+                return "no error"
+
+            *ids, err = await asyncio.gather(*(appender(n) for n in range(10)), wrong())
+            assert "WRONGTYPE" in err
+            entries = await client.xrange("s")
+            by_id = dict(entries)
+            assert len(entries) == 200
+            for n, task_ids in enumerate(ids):     # each caller's reply is its own entry, in its order
+                assert [by_id[i] for i in task_ids] == [{"task": str(n), "i": str(i)} for i in range(20)]
+            assert client._batches > 0     # some went together
+        finally:
+            await client.aclose()
+    asyncio.run(main())
+
+
+def test_appends_of_a_batch_whose_connection_dies_fail_and_the_next_ones_go_through(redis_url: str) -> None:
+    async def main() -> None:
+        client = connect(redis_url, ride_out_restarts=False)
+        admin = connect_sync(redis_url, ride_out_restarts=False)
+        try:
+            await client.xadd("s", {"a": "0"})
+            # every client connection killed while appends are on their way
+            results = await asyncio.gather(*(client.xadd("s", {"a": str(i)}) for i in range(1, 30)),
+                                           asyncio.to_thread(admin.client_kill_filter, _type="normal",
+                                                             skipme=True), return_exceptions=True)
+            failed = [r for r in results[:-1] if isinstance(r, Exception)]
+            assert all(isinstance(r, RedisError) for r in failed), failed
+            assert await client.xadd("s", {"a": "after"})
+            assert 1 + 29 - len(failed) + 1 <= await client.xlen("s") <= 1 + 29 + 1   # a lost reply may still have been written
+        finally:
+            admin.close()
             await client.aclose()
     asyncio.run(main())
