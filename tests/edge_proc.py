@@ -95,9 +95,10 @@ def digest(user: str, password: str, challenge: str, uri: str, realm: str = edge
 class Rtpengine:
     """rtpengine (userspace forwarding, no kernel table) on 127.0.0.1, its ng control socket on `ng`."""
 
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, media_ports: int = 40) -> None:
         self.ng = ports.port()
-        self.low = ports.block(40, media=True)
+        self.count = media_ports + media_ports % 2
+        self.low = ports.block(self.count, media=True)
         self.dir = tmp / f"rtpengine-{self.ng}"
         self.dir.mkdir(parents=True, exist_ok=True)
         self.log = self.dir / "rtpengine.log"
@@ -109,14 +110,14 @@ class Rtpengine:
 
     @property
     def media_ports(self) -> range:
-        return range(self.low, self.low + 40)
+        return range(self.low, self.low + self.count)
 
     def start(self) -> Rtpengine:
         out = open(self.log, "ab")  # noqa: SIM115 - owned by the process
         self.proc = subprocess.Popen(
             ["rtpengine", "--config-file=none", "--foreground", "--log-stderr", "--log-level=6", "--table=-1",
              "--interface=127.0.0.1", f"--listen-ng=127.0.0.1:{self.ng}", f"--port-min={self.low}",
-             f"--port-max={self.low + 39}", f"--pidfile={self.dir / 'rtpengine.pid'}"],
+             f"--port-max={self.low + self.count - 1}", f"--pidfile={self.dir / 'rtpengine.pid'}"],
             stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
