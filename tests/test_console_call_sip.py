@@ -27,7 +27,7 @@ CALLER = "0902000010"
 CRM_NAME = "Trần Bình"
 CUSTOMER_PORT = ports.port()     # the trunk: click-to-call's customer answers there
 CONFIG = """
-click_to_call: {caller_ids: ["02873001234"], calling_hours: ["00:00-24:00"], agent_ring_timeout: 5s}
+click_to_call: {caller_ids: ["02873001234"], calling_hours: ["00:00-24:00"], agent_ring_timeout: 5s, wrapup: 1s}
 wrapup:
   default: {codes: [info, other]}
   queues:
@@ -56,6 +56,15 @@ def worker(tmp_path_factory: pytest.TempPathFactory, redis_server, crm_url: str)
     api_user(w.redis_url, "binh", [AGENT], agent="1002")
     yield w
     assert w.stop() == 0, w.tail()
+
+
+def ready_at_desk(worker: WorkerProc, browser) -> None:
+    """Agent 1002 signed in at its desk and ready (logged in to its queues if it was not)."""
+    browser.expect(r"/console/agent/1002 .* 401")
+    browser.login(f"http://127.0.0.1:{worker.http_port}/console/agent/1002", "binh", PASSWORD)
+    if browser.text("#agent-state") == "Logged out":
+        browser.find("#btn-login").click()
+    browser.wait_text("#agent-state", "Ready")
 
 
 def test_screen_pop_call_and_wrapup_reach_the_cdr_and_fcr(worker: WorkerProc, browser) -> None:
@@ -130,12 +139,7 @@ def test_screen_pop_call_and_wrapup_reach_the_cdr_and_fcr(worker: WorkerProc, br
 def test_click_to_call_from_the_desk(worker: WorkerProc, browser) -> None:
     """The agent types a number in the desk: its phone rings, then the customer (behind the trunk) is called and
     the two are bridged; the outbound CDR names the agent."""
-    base = f"http://127.0.0.1:{worker.http_port}"
-    browser.expect(r"/console/agent/1002 .* 401")
-    browser.login(f"{base}/console/agent/1002", "binh", PASSWORD)
-    if browser.text("#agent-state") == "Logged out":
-        browser.find("#btn-login").click()
-    browser.wait_text("#agent-state", "Ready")
+    ready_at_desk(worker, browser)
     phone = sipp.agent(worker.agents_port, "answer", ring_ms=500)
     customer = sipp.agent(CUSTOMER_PORT, "answer_bye", ring_ms=500, talk_ms=3000)
     browser.find("#dial-number").send_keys("0901 110 777")
@@ -150,3 +154,39 @@ def test_click_to_call_from_the_desk(worker: WorkerProc, browser) -> None:
         assert time.monotonic() < deadline, worker.tail(30)
         time.sleep(0.2)
     assert out[-1].agent_id == "1002" and out[-1].outcome == "answered", out[-1]
+
+
+def test_hang_up_and_transfer_from_the_desk(worker: WorkerProc, browser) -> None:
+    """On a call the desk's Hang up ends the agent's side (its phone gets the BYE); on the next call Transfer
+    sends the caller to another queue (blind) and the CDR says where."""
+    ready_at_desk(worker, browser)
+    steps = [("pause", 500), ("dtmf", "1"), ("dtmf", "2"), ("pause", 25000), ("hangup",)]
+
+    phone = sipp.agent(worker.agents_port, "answer", ring_ms=500)          # talks until it gets a BYE
+    caller = sipp.caller(worker.target, steps, number="0902000011", service="hotline")
+    browser.wait_text("#call-timer", lambda text: text not in ("", "0:00"), timeout=30)
+    browser.find("#btn-hangup").click()
+    assert phone.wait(30) == 0, phone.errors()                              # the worker hung up its phone
+    browser.find("#wrapup-form", timeout=20)
+    browser.find("#disposition").send_keys("info")
+    browser.find("#resolved-yes").click()
+    browser.find("#wrapup-save").click()
+    browser.find("#wrapup-saved", timeout=20)
+    assert caller.wait(60) == 0, caller.errors() + worker.tail(30)
+    first = worker.call_from("0902000011")
+    # the worker ended the agent's leg (at its desk's request): the CDR's side is the system's, not the phone's
+    assert first.agent_id == "1002" and first.hangup_side == "system", first
+
+    browser.wait_text("#agent-state", "Ready", timeout=20)
+    phone = sipp.agent(worker.agents_port, "answer", ring_ms=500)
+    caller = sipp.caller(worker.target, steps, number="0902000012", service="hotline")
+    browser.wait_text("#call-timer", lambda text: text not in ("", "0:00"), timeout=30)
+    browser.find("#transfer-kind").send_keys("Queue")
+    browser.find("#transfer-target").send_keys("sales")
+    browser.shot("transfer")
+    browser.find("#btn-transfer").click()
+    browser.wait_text("#call-note", "Call transferred to sales")
+    assert phone.wait(30) == 0, phone.errors()
+    assert caller.wait(60) == 0, caller.errors() + worker.tail(30)
+    second = worker.call_from("0902000012")
+    assert second.transferred_to and "sales" in second.transferred_to, second

@@ -2,6 +2,8 @@
 
     POST /calls/{call_id}/hold      the caller hears the queue's music, the agent is no longer heard
     POST /calls/{call_id}/unhold    the bridge again
+    POST /calls/{call_id}/hangup    the agent's side ends, as when its phone hangs up (the agent desk's button):
+                                    the caller's flow goes on (a survey) or ends; 200 {"call_id", "hung_up"}
 
 `call_id` is the caller's call id (the CDR's). Supervisors and admins act on any call; an agent-only user
 passes its own agent id (`?agent=1001`) and acts only on the call it is talking on. Answers: 200
@@ -55,3 +57,13 @@ def install_routes(router: HttpRouter, queueing: Queueing) -> None:
 
     router.add("POST /calls/{call_id}/hold", hold_call, roles=SELF_AGENT, own="agent")
     router.add("POST /calls/{call_id}/unhold", unhold_call, roles=SELF_AGENT, own="agent")
+
+    async def hangup(req: Request) -> Reply:
+        call_id = own_call(req, queueing)
+        talk = queueing.talk(call_id)
+        if talk is None:
+            raise HttpError(404, "no such call on this worker")
+        await talk.agent.hangup()
+        return {"call_id": call_id, "hung_up": True}
+
+    router.add("POST /calls/{call_id}/hangup", hangup, roles=SELF_AGENT, own="agent")

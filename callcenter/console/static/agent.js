@@ -59,14 +59,38 @@
     </dl>`;
   }
 
-  function CallCard({ call, pop, now, notes, setNotes, onHold, error }) {
+  // A blind transfer of the call to a queue, another agent or a number (POST /calls/{id}/transfer).
+  function Transfer({ call, onDone }) {
+    const [kind, setKind] = useState("queue");
+    const [target, setTarget] = useState("");
+    const [status, setStatus] = useState("");
+    async function send(e) {
+      e.preventDefault();
+      try {
+        await api("POST", "/calls/" + encodeURIComponent(call.call_id) + "/transfer" + asAgent, { [kind]: target });
+        onDone(t("transfer.done") + " " + target);
+      } catch (err) { setStatus(err.message); }
+    }
+    return html`<form class="row" id="transfer-form" onSubmit=${send}>
+      <select id="transfer-kind" aria-label=${t("transfer.kind")} value=${kind} onChange=${(e) => setKind(e.target.value)}>
+        ${["queue", "agent", "number"].map((k) => html`<option value=${k}>${t("transfer." + k)}</option>`)}</select>
+      <input type="text" id="transfer-target" aria-label=${t("transfer.target")} class="short" maxlength="32" required
+        value=${target} onInput=${(e) => setTarget(e.target.value)} />
+      <button type="submit" id="btn-transfer">${t("transfer")}</button>
+      ${status && html`<span class="error" role="alert" id="transfer-error">${status}</span>`}
+    </form>`;
+  }
+
+  function CallCard({ call, pop, now, notes, setNotes, onHold, onHangup, onTransferred, error }) {
     return html`<section class="card" aria-labelledby="call-h" id="call-card">
       <h2 id="call-h">${t("call")}</h2>
       ${pop ? html`<${Pop} pop=${pop} />` : !call && html`<p class="muted" id="no-call">${t("call.none")}</p>`}
       ${call && html`<div class="row"><span>${t("call.timer")}: <strong id="call-timer">
           ${duration((now - call.since) / 1000)}</strong></span>
         ${call.held && html`<span class="badge" id="held">${t("held")}</span>`}
-        <button type="button" id="btn-hold" onClick=${onHold}>${call.held ? t("unhold") : t("hold")}</button></div>`}
+        <button type="button" id="btn-hold" onClick=${onHold}>${call.held ? t("unhold") : t("hold")}</button>
+        <button type="button" class="danger" id="btn-hangup" onClick=${onHangup}>${t("hangup")}</button></div>
+        <${Transfer} call=${call} onDone=${onTransferred} />`}
       ${(call || pop) && html`<label for="notes">${t("notes")}</label>
         <textarea id="notes" maxlength="2000" value=${notes} onInput=${(e) => setNotes(e.target.value)}></textarea>`}
       ${error && html`<p class="error" role="alert">${t("error")}: ${error}</p>`}
@@ -190,6 +214,7 @@
     const [notes, setNotes] = useState("");
     const [error, setError] = useState("");
     const [callError, setCallError] = useState("");
+    const [callNote, setCallNote] = useState("");     // what became of the last call (transferred)
     const callRef = useRef(null);
     callRef.current = call;
     const popRef = useRef(null);
@@ -227,7 +252,9 @@
                              "call.ended", "call.offer_missed"], (ev) => {
         if (ev.agent !== id) return;
         if (ev.type === "agent.state") refresh();
-        else if (ev.type === "call.offered") { setPop({ ...ev, shown_at: Date.now() }); setSaved(""); setNotes(""); }
+        else if (ev.type === "call.offered") {
+          setPop({ ...ev, shown_at: Date.now() }); setSaved(""); setNotes(""); setCallNote("");
+        }
         else if (ev.type === "call.offer_missed") setPop(null);
         else if (ev.type === "call.answered") {
           setCall({ call_id: ev.call_id, queue: ev.queue, campaign: ev.campaign, since: Date.now(), held: false });
@@ -249,6 +276,15 @@
       } catch (err) { setCallError(err.message); }
     }
 
+    async function onHangup() {
+      const c = callRef.current;
+      if (!c) return;
+      try {
+        await api("POST", "/calls/" + encodeURIComponent(c.call_id) + "/hangup" + asAgent, {});
+        setCallError("");
+      } catch (err) { setCallError(err.message); }
+    }
+
     function onChange(promise) {
       promise.then((r) => { if (r && r.agent) { setAgent(r.agent); setSince(Date.now()); } setError(""); })
         .catch((err) => setError(err.message));
@@ -258,7 +294,8 @@
       <main>
         <${StateCard} agent=${agent} since=${since} now=${now} onChange=${onChange} error=${error} />
         <${CallCard} call=${call} pop=${pop} now=${now} notes=${notes} setNotes=${setNotes} onHold=${onHold}
-          error=${callError} />
+          onHangup=${onHangup} onTransferred=${setCallNote} error=${callError} />
+        ${callNote && html`<section class="card"><p class="ok" role="status" id="call-note">${callNote}</p></section>`}
         ${wrap && html`<${Wrapup} call=${wrap} notes=${notes} setNotes=${setNotes}
           onSaved=${(callId) => { setWrap(null); setNotes(""); setSaved(callId); }} />`}
         ${saved && html`<section class="card"><p class="ok" id="wrapup-saved" role="status">${t("wrapup.saved")}</p></section>`}
