@@ -109,6 +109,14 @@ def test_conference_everyone_hears_everyone_mute_cap_dnc_leave(worker: WorkerPro
         assert worker.http("POST", f"/calls/{call_id}/conference/1002/unmute", {}, token=sup)[0] == 200
         assert caller.heard() == {B, C} and agent.heard() == {A, C}
 
+        # held: hears the hold music instead of the others and is heard by nobody; unheld: as before
+        status, answer = worker.http("POST", f"/calls/{call_id}/conference/1002/hold", {}, token=sup)
+        assert status == 200 and answer["held"] is True, answer
+        assert caller.heard() == {B} and agent.heard() == {A} and added.heard() == set()
+        assert worker.http("POST", f"/calls/{call_id}/conference/caller/hold", {}, token=sup)[0] == 409
+        assert worker.http("POST", f"/calls/{call_id}/conference/1002/unhold", {}, token=sup)[0] == 200
+        assert caller.heard() == {B, C} and agent.heard() == {A, C} and added.heard() == {A, B}
+
         # a number on the DNC list: refused by its rule, nothing dialed
         assert worker.http("POST", "/dnc", {"number": "0912 345 678"})[0] == 201
         status, answer = worker.http("POST", f"/calls/{call_id}/conference/add", {"number": "0912345678"},

@@ -4,8 +4,10 @@
                                                      that party rings; on answer everyone hears everyone
     POST /calls/{call_id}/conference/{party}/mute    the party is heard by nobody (it still hears everyone)
     POST /calls/{call_id}/conference/{party}/unmute
+    POST /calls/{call_id}/conference/{party}/hold    an added party hears the hold music, heard by nobody
+    POST /calls/{call_id}/conference/{party}/unhold  (the caller and the agent: the call's own hold, 409 here)
     POST /calls/{call_id}/conference/leave           the call's agent hangs up; the others stay connected
-    GET  /calls/{call_id}/conference                 the parties: id, kind, agent, state, muted
+    GET  /calls/{call_id}/conference                 the parties: id, kind, agent, state, muted, held
 
 `call_id` is the caller's call id (the CDR's) on the worker that carries the call; parties are "caller",
 "agent" (the call's agent), an added agent's id, or ``p<n>`` for an added number. Supervisors and admins act
@@ -18,12 +20,13 @@ added connected. Every POST is in the audit log.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from callcenter.api.calls import by, own_call
-from callcenter.api.http import HttpError, HttpRouter, Reply, Request, Response
+from callcenter.api.http import Handler, HttpError, HttpRouter, Reply, Request, Response
 from callcenter.auth.roles import SELF_AGENT
-from callcenter.calls.conference import ConferenceError, Conferences
+from callcenter.calls.conference import ConferenceError, Conferences, Party
 
 MAX_TARGET = 32
 
@@ -47,23 +50,20 @@ def install_routes(router: HttpRouter, conferences: Conferences) -> None:
             raise HttpError(exc.status, str(exc), {"rule": exc.rule} if exc.rule else None) from None
         return Response({"call_id": cid} | party.as_dict(), status=202)
 
-    async def mute(req: Request, on: bool) -> Reply:
-        cid = call_id(req)
-        party = req.params["party"]
-        if len(party) > MAX_TARGET:
-            raise HttpError(400, "party too long")
-        try:
-            p = await conferences.mute(cid, party, on, by(req))
-        except ConferenceError as exc:
-            raise HttpError(exc.status, str(exc)) from None
-        out: dict[str, Any] = {"call_id": cid} | p.as_dict()
-        return out
-
-    async def mute_party(req: Request) -> Reply:
-        return await mute(req, True)
-
-    async def unmute_party(req: Request) -> Reply:
-        return await mute(req, False)
+    def party_change(change: Callable[[str, str, bool, str], Awaitable[Party]], on: bool) -> Handler:
+        """A route that mutes/unmutes or holds/unholds the party its path names."""
+        async def handle(req: Request) -> Reply:
+            cid = call_id(req)
+            party = req.params["party"]
+            if len(party) > MAX_TARGET:
+                raise HttpError(400, "party too long")
+            try:
+                p = await change(cid, party, on, by(req))
+            except ConferenceError as exc:
+                raise HttpError(exc.status, str(exc)) from None
+            out: dict[str, Any] = {"call_id": cid} | p.as_dict()
+            return out
+        return handle
 
     async def leave(req: Request) -> Reply:
         cid = call_id(req)
@@ -81,9 +81,9 @@ def install_routes(router: HttpRouter, conferences: Conferences) -> None:
         return c.as_dict()
 
     router.add("POST /calls/{call_id}/conference/add", add, roles=SELF_AGENT, own="agent", max_body=4096)
-    router.add("POST /calls/{call_id}/conference/{party}/mute", mute_party, roles=SELF_AGENT, own="agent",
-               max_body=4096)
-    router.add("POST /calls/{call_id}/conference/{party}/unmute", unmute_party, roles=SELF_AGENT, own="agent",
-               max_body=4096)
+    for action, change, on in (("mute", conferences.mute, True), ("unmute", conferences.mute, False),
+                               ("hold", conferences.hold, True), ("unhold", conferences.hold, False)):
+        router.add(f"POST /calls/{{call_id}}/conference/{{party}}/{action}", party_change(change, on),
+                   roles=SELF_AGENT, own="agent", max_body=4096)
     router.add("POST /calls/{call_id}/conference/leave", leave, roles=SELF_AGENT, own="agent", max_body=4096)
     router.add("GET /calls/{call_id}/conference", show, roles=SELF_AGENT, own="agent")

@@ -53,6 +53,7 @@ class Party:
     leg: Leg | None = None
     state: str = "ringing"          # ringing | connected | left
     muted: bool = False
+    held: bool = False              # an added party on hold: hears the music, heard by nobody
     started: float = field(default_factory=time.time)
     answered: float | None = None
     result: str | None = None
@@ -60,7 +61,11 @@ class Party:
 
     def as_dict(self) -> dict[str, Any]:
         return {"party": self.id, "kind": self.kind, "agent": self.agent_id, "state": self.state,
-                "muted": self.muted}
+                "muted": self.muted, "held": self.held}
+
+    @property
+    def heard(self) -> bool:
+        return not self.muted and not self.held
 
 
 @dataclass
@@ -143,22 +148,43 @@ class Conferences(ExtraParties[Conference]):
         return party
 
     async def mute(self, call_id: str, party_id: str, on: bool, by: str) -> Party:
-        c = self.get(call_id)
-        p = c.parties.get(party_id) if c is not None else None
-        if c is None or p is None or p.state == "left":
-            raise ConferenceError(404, "no such party in the call's conference")
+        """A muted party is heard by nobody (nor in the recording); it still hears everyone."""
+        c, p = self._party(call_id, party_id)
         p.muted = on
-        if p.state == "connected" and p.leg is not None:
-            assert isinstance(p.leg, AudioTap)
-            for o in c.live():
-                if o is not p and o.state == "connected" and o.leg is not None:
-                    await p.leg.send_audio(o.leg, not on)
-        if p.state == "connected" and p.id not in ("caller", "agent"):
-            self._record(c, p, not on)
+        await self._connect(c, p, both=False)
         await queue_event(self.cdr, "CONFERENCE_MUTE" if on else "CONFERENCE_UNMUTE", call_id, c.talk.queue,
                           p.agent_id, party=p.id, by=by)
         log.info("conference mute" if on else "conference unmute", call_id=call_id, party=p.id, by=by)
         return p
+
+    async def hold(self, call_id: str, party_id: str, on: bool, by: str) -> Party:
+        """An added party on hold hears the call's hold music instead of the others and is heard by nobody;
+        taken off hold it is connected as before (a mute kept). The caller and the call's agent are held
+        with the call's own hold (``POST /calls/{call_id}/hold``)."""
+        c, p = self._party(call_id, party_id)
+        if p.id in ("caller", "agent"):
+            raise ConferenceError(409, "the caller and the call's agent are held with POST /calls/{call_id}/hold")
+        if p.state != "connected" or p.leg is None:
+            raise ConferenceError(409, "the party has not answered yet")
+        if p.held == on:
+            return p
+        p.held = on
+        if on:
+            await p.leg.start_hold(c.talk.music)
+        await self._connect(c, p, both=True)
+        if not on:
+            await p.leg.stop_hold()
+        await queue_event(self.cdr, "CONFERENCE_HOLD" if on else "CONFERENCE_UNHOLD", call_id, c.talk.queue,
+                          p.agent_id, party=p.id, by=by)
+        log.info("conference hold" if on else "conference unhold", call_id=call_id, party=p.id, by=by)
+        return p
+
+    def _party(self, call_id: str, party_id: str) -> tuple[Conference, Party]:
+        c = self.get(call_id)
+        p = c.parties.get(party_id) if c is not None else None
+        if c is None or p is None or p.state == "left":
+            raise ConferenceError(404, "no such party in the call's conference")
+        return c, p
 
     async def leave(self, call_id: str, by: str) -> Conference:
         """The call's agent hangs up; the caller and the added parties stay connected."""
@@ -213,15 +239,26 @@ class Conferences(ExtraParties[Conference]):
         return leg
 
     async def _join(self, c: Conference, p: Party) -> None:
-        """Full mesh: the new party hears every other connected party and is heard by the unmuted ones."""
+        """Full mesh: the new party hears every other connected party but the muted and held ones, and is
+        heard by all but the held ones."""
+        await self._connect(c, p, both=True)
+
+    async def _connect(self, c: Conference, p: Party, *, both: bool) -> None:
+        """``p``'s connections as its state says: heard by every other connected party (and in the recording)
+        unless muted or held, or that party is held; with ``both``, also hearing each of them unless held
+        (the caller and the call's agent only ever change what they send: their bridge is the call's)."""
+        if p.state != "connected" or p.leg is None:
+            return
         assert isinstance(p.leg, AudioTap)
         for o in c.live():
             if o is p or o.state != "connected" or o.leg is None or o.leg.ended:
                 continue
             assert isinstance(o.leg, AudioTap)
-            await o.leg.send_audio(p.leg, not o.muted)
-            await p.leg.send_audio(o.leg, not p.muted)
-        self._record(c, p, not p.muted)
+            if both:
+                await o.leg.send_audio(p.leg, o.heard and not p.held)
+            await p.leg.send_audio(o.leg, p.heard and not o.held)
+        if p.id not in ("caller", "agent"):
+            self._record(c, p, p.heard)
 
     def _record(self, c: Conference, p: Party, on: bool) -> None:
         """An added party in the call's recording (mixed into the agent's channel), or no longer."""
