@@ -150,15 +150,15 @@ HOME_LINKS = "return Array.from(document.querySelectorAll('ul.pages a'), (a) => 
 
 
 @pytest.mark.parametrize(("user", "refused", "links"), [
-    ("ana", ("/console/admin",), ["link-agent"]),
-    ("sam", ("/console/admin",), ["link-wallboard"]),
+    ("ana", ("/console/admin", "/console/calls"), ["link-agent"]),
+    ("sam", ("/console/admin",), ["link-wallboard", "link-calls"]),
 ])
 def test_pages_not_for_the_user_answer_not_allowed(worker: WorkerProc, browser, user: str, refused: tuple[str, ...],
                                                    links: list[str]) -> None:
-    """Neither an agent nor a supervisor may open the admin page: "not allowed" (403), and home links only
-    the pages the user's roles open."""
+    """An agent may open neither page, a supervisor not the admin page: "not allowed" (403), and home
+    links only the pages the user's roles open."""
     browser.expect(r"/console .* 401")
-    browser.expect(r"/console/admin .* 403")
+    browser.expect(r"/console/(admin|calls) .* 403")
     browser.login(url(worker, "/console"), user, PASSWORD)
     assert browser.wait(lambda: browser.driver.execute_script(HOME_LINKS), 10, "home links") == links
     for path in refused:

@@ -343,11 +343,15 @@ def flow_dirs(tmp: Path, flows: dict[str, str]) -> tuple[Path, Path]:
     return scripts, campaigns
 
 
-def users_worker(tmp: Path, redis_url: str, users: dict[str, tuple[list[str], str | None]]) -> WorkerProc:
-    """A started worker (new_worker's config) on a flushed Redis with these API users: name -> (roles, agent id);
-    their password is api_user's."""
-    flush(redis_url)
-    w = new_worker(tmp, redis_url).start()
+def users_worker(tmp: Path, redis_url: str, users: dict[str, tuple[list[str], str | None]],
+                 flows: dict[str, str] | None = None) -> WorkerProc:
+    """A started worker on a flushed Redis with these API users: name -> (roles, agent id); their password is
+    api_user's. ``flows``: it runs only these (flow_worker: every call the first), else new_worker's config."""
+    if flows:
+        w = flow_worker(tmp, redis_url, flows, next(iter(flows))).start()
+    else:
+        flush(redis_url)
+        w = new_worker(tmp, redis_url).start()
     for name, (roles, agent) in users.items():
         api_user(redis_url, name, roles, agent=agent)
     return w

@@ -5,6 +5,8 @@
     GET /console/wallboard       the supervisor wallboard (supervisors, campaign managers, admins)
     GET /console/campaigns       campaigns: state, figures, start / pause / stop, list upload (managers, admins)
     GET /console/admin           users and roles, the routing rules' editor, the audit log (admins)
+    GET /console/calls           live agent calls with listen / whisper / barge, agents' state and skills
+                                 (supervisors, admins)
     GET /console/login           the sign-in page (public; it posts to POST /auth/login)
     GET /console/static/{file}   the console's own scripts and styles (public)
     GET /console/vendor/{file}   the third-party ones (public; web/assets.json, npm ci)
@@ -26,7 +28,16 @@ from typing import Any
 from callcenter import logs
 from callcenter.api.guard import Principal, cookie
 from callcenter.api.http import Guard, HttpError, HttpRouter, Reply, Request, Response, Route
-from callcenter.auth.roles import ADMINS, ANYONE, CAMPAIGNS, FLOOR_VIEW, PUBLIC, ROLES, SELF_AGENT
+from callcenter.auth.roles import (
+    ADMINS,
+    ANYONE,
+    CAMPAIGNS,
+    FLOOR_VIEW,
+    PUBLIC,
+    ROLES,
+    SELF_AGENT,
+    SUPERVISORS,
+)
 from callcenter.console import i18n
 from callcenter.console.assets import Asset, AssetError, own_files, vendor_files
 from callcenter.routing.rules import PAUSE_REASONS
@@ -174,6 +185,9 @@ def install_routes(router: HttpRouter, console: Console) -> None:
     def admin(req: Request) -> Response:
         return console.page(req, "admin", "page.admin", roles=sorted(ROLES))
 
+    def calls(req: Request) -> Response:
+        return console.page(req, "calls", "page.calls")
+
     async def login(req: Request) -> Reply:
         return console.page(req, "login", "login.title")
 
@@ -191,6 +205,7 @@ def install_routes(router: HttpRouter, console: Console) -> None:
     page(f"GET {PREFIX}/wallboard", wallboard, FLOOR_VIEW)
     page(f"GET {PREFIX}/campaigns", campaigns, CAMPAIGNS)
     page(f"GET {PREFIX}/admin", admin, ADMINS)
+    page(f"GET {PREFIX}/calls", calls, SUPERVISORS)
     router.add(f"GET {PREFIX}/login", login, roles=PUBLIC)
     router.add(f"GET {PREFIX}/static/{{file}}", file_route(lambda: console.own), roles=PUBLIC)
     router.add(f"GET {PREFIX}/vendor/{{file}}", file_route(lambda: console.vendor), roles=PUBLIC)

@@ -65,9 +65,26 @@
     return source;
   }
 
+  // A page kept live: refresh() at once, again soon after each burst of events of these types (onEvent(event)
+  // first, for what an event says at once) and every 10 s (2 s without an event stream) in case one was
+  // missed; returns the time now, a second at a time, for the clocks that count up between reads.
+  function useLive(refresh, types, onEvent) {
+    const [now, setNow] = useState(Date.now());
+    useEffect(() => {
+      const every = boot.events ? 10 : 2;
+      let pending = null, ticks = 0;
+      const soon = () => { if (!pending) pending = setTimeout(() => { pending = null; refresh(); }, 150); };
+      refresh();
+      const clock = setInterval(() => { setNow(Date.now()); if (++ticks % every === 0) refresh(); }, 1000);
+      const source = events(types, (ev) => { if (onEvent) onEvent(ev); soon(); });
+      return () => { clearInterval(clock); clearTimeout(pending); if (source) source.close(); };
+    }, []);
+    return now;
+  }
+
   function mount(App) {
     render(html`<${App} />`, document.getElementById("app"));
   }
 
-  window.CC = { boot, t, api, html, useState, useEffect, useRef, Header, duration, events, mount, signOut };
+  window.CC = { boot, t, api, html, useState, useEffect, useRef, Header, duration, events, useLive, mount, signOut };
 })();

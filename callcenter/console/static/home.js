@@ -16,6 +16,9 @@
     if (roles.has("campaign_manager") || roles.has("admin")) {
       links.push(html`<li><a id="link-campaigns" href="/console/campaigns">${t("page.campaigns")}</a></li>`);
     }
+    if (roles.has("supervisor") || roles.has("admin")) {
+      links.push(html`<li><a id="link-calls" href="/console/calls">${t("page.calls")}</a></li>`);
+    }
     if (roles.has("admin")) {
       links.push(html`<li><a id="link-admin" href="/console/admin">${t("page.admin")}</a></li>`);
     }
