@@ -19,6 +19,7 @@ import tones
 from edge_proc import BARESIP_MODULES, Edge, Rtpengine, Softphone, WsSip, edge_rules, kamailio_cli
 from worker_proc import WorkerProc, flush, new_worker
 
+from callcenter.cdr.writer import open_store
 from callcenter.cli import main as cli_main
 
 pytestmark = pytest.mark.skipif(
@@ -58,6 +59,29 @@ def _heard(wav: Path, skip_s: float) -> list[int]:
     step = rate // tones.RATE
     start = int(skip_s * rate)
     return [samples[i * channels] for i in range(start, len(samples) // channels, step)]
+
+
+def test_an_agent_with_no_phone_registered_is_paused_not_offered_again(stack) -> None:
+    """Agent 1002 is ready but has no phone at the edge: the worker's offer is answered 480 "Agent not
+    registered" at once (nothing rings); the router counts no miss, pauses 1002 with reason no_phone (shown so
+    on the wallboard) and offers the waiting caller to nobody else meanwhile: one offer in all."""
+    w, edge, _ = stack
+    assert "AoR: 1002" not in edge.kamcmd("ul.dump")       # (the first test: nothing registered yet)
+    w.login("1002")
+    caller = sipp.caller(edge.address, [("pause", 600), ("dtmf", "2"), ("pause", 800), ("dtmf", "2"),
+                                        ("pause", 7000), ("hangup",)], number="0903000504")
+    assert sipp.wait_all(caller, timeout=30) == [0], caller.errors() + edge.tail()
+    st, agent = w.http("GET", "/agents/1002")         # what the wallboard's agent grid shows
+    assert st == 200, agent
+    assert (agent["state"], agent["pause_reason"], agent["misses"]) == ("paused", "no_phone", 0), agent
+    cdr = w.call_from("0903000504")
+    store = open_store(w.store_url)
+    try:
+        offers = [leg for leg in store.legs(cdr.call_id) if leg.kind == "agent_offer"]
+    finally:
+        store.close()
+    assert [(leg.agent_id, leg.result) for leg in offers] == [("1002", "unregistered")], offers
+    assert cdr.agent_id is None and cdr.outcome == "abandoned", cdr
 
 
 def test_tls_desk_phone_with_srtp_answers_a_hotline_call(stack, tmp_path: Path) -> None:
@@ -128,6 +152,8 @@ def test_browser_phone_registers_over_wss_and_gets_a_webrtc_offer(stack) -> None
         dump = edge.kamcmd("ul.dump")
         assert re.search(r"AoR: 1002\b", dump) and ws.host in dump, dump
         w.login("1002")
+        st, _ = w.http("POST", "/agents/1002/ready")       # paused no_phone by the test before: a phone now
+        assert st == 200
         caller = sipp.caller(edge.address, [("pause", 600), ("dtmf", "2"), ("pause", 800), ("dtmf", "2"),
                                             ("pause", 5000), ("hangup",)], number="0903000502")
         deadline = time.monotonic() + 20

@@ -17,3 +17,8 @@ from callcenter.telephony.softswitch import result_for_code
 ])
 def test_final_status_to_dial_result(code: int, timed_out: bool, expected: R) -> None:
     assert result_for_code(code, timed_out) is expected
+
+
+def test_the_edge_saying_no_phone_is_registered_is_its_own_result() -> None:
+    assert result_for_code(480, False, "480 Agent not registered") is R.UNREGISTERED
+    assert result_for_code(480, False, "480 Temporarily Unavailable") is R.NO_ANSWER   # a phone's own 480

@@ -532,6 +532,24 @@ def test_withdrawn_offer_is_no_miss(redis_url):
     run(main())
 
 
+def test_an_agent_without_a_registered_phone_is_paused_not_missed(redis_url):
+    """The SIP edge answered the offer 480 "Agent not registered": no miss, the agent is paused (no_phone)
+    and the call is not offered to it again; ready again (a phone registered), it is offered."""
+    async def main():
+        rt = await make(redis_url, text=rules_text(miss_limit=3))
+        await rt.agent_login("a1")
+        await call(rt, "c1")
+        await rt.offer_failed(await one_offer(rt), "unregistered")
+        info = await rt.agent_info("a1")
+        assert (info["state"], info["pause_reason"], info["misses"]) == ("paused", "no_phone", 0), info
+        await rt.tick()
+        assert await offers(rt) == []
+        await rt.agent_ready("a1")
+        o = await one_offer(rt)
+        assert (o.call_id, o.agent_id) == ("c1", "a1")
+    run(main())
+
+
 def test_offer_answered_is_idempotent_for_client_retries(redis_url):
     async def main():
         rt = await make(redis_url)

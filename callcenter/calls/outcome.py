@@ -7,7 +7,9 @@ what a number that does not exist (``OriginateResult.INVALID``: 404, 484, 604) b
 - ``offer_result``: an agent offer, in the router's words (``routing.router.OFFER_FAILURES``) and the
   ``callcenter_agent_offers_total`` label. An agent URI that does not exist counts as the phone
   refusing the call, "rejected" (the router has no word for it, and the miss is the agent's).
-  The queue's callback records (the customer leg it dials for an agent) keep this word too.
+  The queue's callback records (the customer leg it dials for an agent) keep this word too. An agent with
+  no phone registered at the SIP edge (``OriginateResult.UNREGISTERED``) is "unregistered": no miss, the
+  router pauses the agent (reason no_phone) instead; elsewhere that result reads "failed".
 - ``record_outcome``: a CallRecord's ``outcome`` (``cdr.record.OUTCOMES``, which the KPIs read):
   "failed", the call never reached anyone.
 - ``attempt_outcome``: a dial attempt for a campaign contact (``dialer.outcomes.decide``): "invalid",
@@ -26,9 +28,9 @@ from callcenter.telephony.api import HangupInfo, HangupSide, Leg, OriginateResul
 
 _COMMON = {OriginateResult.BUSY: "busy", OriginateResult.NO_ANSWER: "no_answer",
            OriginateResult.REJECTED: "rejected", OriginateResult.FAILED: "failed"}
-_OFFER = {**_COMMON, OriginateResult.INVALID: "rejected"}
-_RECORD = {**_COMMON, OriginateResult.INVALID: "failed"}
-_ATTEMPT = {**_COMMON, OriginateResult.INVALID: "invalid"}
+_OFFER = {**_COMMON, OriginateResult.INVALID: "rejected", OriginateResult.UNREGISTERED: "unregistered"}
+_RECORD = {**_COMMON, OriginateResult.INVALID: "failed", OriginateResult.UNREGISTERED: "failed"}
+_ATTEMPT = {**_COMMON, OriginateResult.INVALID: "invalid", OriginateResult.UNREGISTERED: "failed"}
 
 
 def offer_result(result: OriginateResult) -> str:

@@ -51,7 +51,7 @@ HEADERS = {
     "X-Frame-Options": "DENY", "X-Content-Type-Options": "nosniff", "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
-SYSTEM_PAUSES = frozenset({"missed_offers"})    # set by the router, not chosen by an agent
+SYSTEM_PAUSES = frozenset({"missed_offers", "no_phone"})    # set by the router, not chosen by an agent
 
 
 @dataclass

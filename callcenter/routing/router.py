@@ -47,7 +47,7 @@ log = logs.get("routing")
 AGENT_STATES = ("available", "reserved", "on_call", "wrap_up", "paused", "logged_out")
 # "withdrawn": the worker did not ring the phone (caller already gone, or already ringing another
 # agent for a ring_all queue): no miss for the agent.
-OFFER_FAILURES = ("no_answer", "busy", "rejected", "failed", "withdrawn")
+OFFER_FAILURES = ("no_answer", "busy", "rejected", "failed", "withdrawn", "unregistered")
 BUSY_STATES = ("reserved", "on_call", "wrap_up")   # an agent taken by a call (ringing, talking, wrap-up)
 
 
@@ -179,8 +179,9 @@ class Router:
         return bool(await self._run("offer_answered", offer.offer_id, offer.call_id))
 
     async def offer_failed(self, offer: Offer, reason: str) -> None:
-        """The call goes back to its original place. Every reason but "withdrawn" counts a miss for the
-        agent; misses in a row up to the queue's miss_limit pause the agent (reason missed_offers)."""
+        """The call goes back to its original place. Every reason but "withdrawn" and "unregistered" counts a
+        miss for the agent; misses in a row up to the queue's miss_limit pause the agent (reason missed_offers).
+        "unregistered" (the SIP edge has no phone for the agent) pauses the agent at once (reason no_phone)."""
         if reason not in OFFER_FAILURES:
             reason = "failed"
         await self._run("offer_failed", offer.offer_id, reason)

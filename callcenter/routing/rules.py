@@ -18,7 +18,7 @@ from callcenter.yamlsrc import Located, Reader
 
 STRATEGIES = ("longest_idle", "fewest_calls", "least_talk_time", "round_robin", "skill_weighted", "ring_all")
 FALLBACK_ACTIONS = ("voicemail", "callback", "transfer", "hangup")
-PAUSE_REASONS = ("break", "lunch", "training", "meeting", "missed_offers", "other")
+PAUSE_REASONS = ("break", "lunch", "training", "meeting", "missed_offers", "no_phone", "other")
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 # Skill names end up in Redis keys, Lua tables and requirement signatures: short, lower case, no
 # separators; and a bounded number per agent or queue, since matching walks them for every decision.

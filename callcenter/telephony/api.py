@@ -20,6 +20,10 @@ class OriginateResult(enum.Enum):
     REJECTED = "rejected"      # 403 / 603 / other 4xx-6xx
     INVALID = "invalid"        # 404 / 484 / 604: number does not exist
     FAILED = "failed"          # transport error, 5xx, no route
+    UNREGISTERED = "unregistered"  # 480 EDGE_UNREGISTERED: the SIP edge has no phone registered for the agent
+
+
+EDGE_UNREGISTERED = "Agent not registered"   # the reason of the edge's 480 (deploy/kamailio/kamailio.cfg TO_AGENT)
 
 
 class HangupSide(enum.Enum):

@@ -25,7 +25,7 @@ from callcenter.exceptions import TelephonyError
 from callcenter.logs import mask_number
 from callcenter.tasks import TaskSet
 from callcenter.telephony.admission import Admission
-from callcenter.telephony.api import HangupInfo, OriginateResult
+from callcenter.telephony.api import EDGE_UNREGISTERED, HangupInfo, OriginateResult
 from callcenter.telephony.leg import PjLeg
 from callcenter.telephony.media import CLOCK_RATE
 from callcenter.telephony.settings import SipSettings
@@ -82,8 +82,10 @@ def _shutdown_transport(handle: int) -> None:
         log.warning("tcp shutdown failed", status=status)
 
 
-def result_for_code(code: int, cancelled_by_timeout: bool = False) -> OriginateResult:
-    """Map a final SIP status of an outbound INVITE to a dial result."""
+def result_for_code(code: int, cancelled_by_timeout: bool = False, reason: str = "") -> OriginateResult:
+    """Map a final SIP status (and its reason phrase) of an outbound INVITE to a dial result."""
+    if code == 480 and EDGE_UNREGISTERED in reason:
+        return OriginateResult.UNREGISTERED
     if cancelled_by_timeout or code in (408, 480, 487):
         return OriginateResult.NO_ANSWER
     if code in (486, 600):
@@ -457,7 +459,7 @@ class PjSoftswitch:
                 return OriginateResult.FAILED, None
             return OriginateResult.ANSWERED, leg
         info = await leg.wait_ended()
-        return result_for_code(info.sip_code, timed_out), None
+        return result_for_code(info.sip_code, timed_out, info.reason), None
 
     def _watch(self) -> None:
         """Hang up calls that receive no RTP for sip.rtp_timeout or outlive sip.max_call_seconds: a

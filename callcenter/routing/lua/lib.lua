@@ -770,6 +770,9 @@ local function offer_failed(oid, reason, count_miss)
   local ag = agent_get(o.agent)
   if ag and ag.offer == oid then
     redis.call('HDEL', K.agent(ag.id), 'offer', 'call')
+    if reason == 'unregistered' and not ag.pending then
+      ag.pending = 'pause:no_phone'       -- agent_free below: out of the ACD, shown as paused (no phone)
+    end
     if count_miss then
       if q then stat(q, 'missed') end
       local misses = redis.call('HINCRBY', K.agent(ag.id), 'misses', '1')
