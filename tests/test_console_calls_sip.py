@@ -1,9 +1,9 @@
 """The supervisor's live calls page in a real browser (tests/browser.py) against a real worker and sipp phones: a
 caller's call to an agent appears as it is answered (the event stream; the page is never reloaded), with its
 queue, the caller masked and the talk time counting; the supervisor listens (its own sipp phone rings and
-answers), switches to whisper, and ends the session (its phone gets the BYE, the call goes on); the call leaves
-the list when the caller hangs up. The agents' part: force pause / ready / log out and a skills change. The
-monitor audio itself is proved by tones in test_monitor_sip.py."""
+answers), switches to whisper, then barge (the keyboard), and ends the session (its phone gets the BYE, the call
+goes on); the call leaves the list when the caller hangs up. The agents' part: force pause / ready / log out and
+a skills change. The monitor audio itself is proved by tones in test_monitor_sip.py."""
 
 from __future__ import annotations
 
@@ -67,7 +67,10 @@ def test_a_live_call_appears_and_the_supervisor_listens(worker: WorkerProc, brow
     browser.wait_text("#monitor-status", "Connected · Whisper")
     assert browser.find(f"{row} .mon-whisper").get_attribute("aria-pressed") == "true"
     assert worker.http("GET", f"/calls/{call_id}/monitor")[1]["modes"] == ["listen", "whisper"]
-    browser.find(f"{row} .mon-end").click()
+    browser.find(f"{row} .mon-barge").send_keys(Keys.ENTER)          # the keyboard: Enter on the focused button
+    browser.wait_text("#monitor-status", "Connected · Barge")
+    assert worker.http("GET", f"/calls/{call_id}/monitor")[1]["modes"] == ["listen", "whisper", "barge"]
+    browser.find(f"{row} .mon-end").send_keys(Keys.SPACE)
     assert sup_phone.wait(30) == 0, sup_phone.errors()         # its phone got the BYE
     assert not browser.driver.find_elements("css selector", "#monitor-status")
     assert worker.http("GET", "/agents/1003")[1]["state"] == "on_call"     # the call goes on
