@@ -132,6 +132,9 @@ def test_attended_transfer_consult_then_complete(worker: WorkerProc) -> None:
         assert abs(xfer.data["talktime"] + by_event["COMPLETECALLER"].data["talktime"] - rec.talk_seconds) < 1.0
         assert [(leg.agent_id, leg.result) for leg in legs(worker, call_id, "agent_offer", 1)] == [("1001", "answered")]
         assert [(leg.agent_id, leg.result) for leg in legs(worker, call_id, "transfer", 1)] == [("1002", "answered")]
+        # the target's handled count: its part of the call counted like a queue call's (then wrap-up, here 0 s)
+        status, info = worker.http("GET", "/agents/1002")
+        assert status == 200 and info["calls"] == 1 and info["state"] == "available", info
     finally:
         close_all(phones, (caller, agent, target))
 

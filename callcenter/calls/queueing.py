@@ -92,8 +92,8 @@ class Segment:
     start: float                   # answered
     kind: str = "agent_offer"      # its CDR leg's kind ("transfer": a transfer target)
     rung: float | None = None      # a transfer target: when its phone started ringing
-    release: Callable[[], Awaitable[None]] | None = None   # a transfer target's routing state back (else
-    hold_mark: float = 0.0         # call_finished); the Talk's hold_seconds and holds when it started
+    release: Callable[[float], Awaitable[None]] | None = None   # a transfer target's routing state back, given
+    hold_mark: float = 0.0         # its talk (else call_finished); the Talk's hold_seconds and holds when it started
     holds_mark: int = 0
     took: float = 0.0              # when it took the caller (a consulted target answered before)
 
@@ -487,7 +487,7 @@ class Queueing:
         if seg.release is None:
             await self.router.call_finished(w.leg.id, seg.agent_id, talk)
         else:
-            await seg.release()
+            await seg.release(talk)
         metrics.HANDLE_SECONDS.labels(queue=t.queue).observe(talk + hold)
         await self._event(event, w.leg.id, t.queue, seg.agent_id or None, holdtime=w.record.wait_seconds,
                           talktime=round(talk, 3), onhold=round(hold, 3), holds=holds, **data)
@@ -514,7 +514,7 @@ class Queueing:
             if target is not None:               # the target hung up as it answered: the caller waits again
                 await target.leg.hangup()
                 if target.release is not None:
-                    await target.release()
+                    await target.release(0.0)
             target = None
         t.hold_seconds += time.time() - since        # the caller heard music while the target rang
         if leg.ended:

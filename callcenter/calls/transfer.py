@@ -341,9 +341,14 @@ class Transfers(ExtraParties[Consult]):
             await self.release_agent(tg.agent_id, tg.prev_state)
 
     def _segment(self, tg: Target, leg: Leg, rung: float, answered: float | None = None) -> Segment:
-        """The target's part of the call once it takes the caller; its routing state comes back at the end."""
-        async def release() -> None:
-            await self._release(tg)
+        """The target's part of the call once it takes the caller. At its end an agent that was available is
+        counted a handled call and goes to wrap-up like after a queue call (one that was paused stays so)."""
+        async def release(talk: float) -> None:
+            if talk <= 0:                    # it hung up as it answered: nothing handled
+                await self._release(tg)
+            elif tg.agent_id is not None and tg.prev_state == "available":
+                with contextlib.suppress(Exception):
+                    await self.queueing.router.agent_wrap_up(tg.agent_id, talk)
 
         return Segment(leg, tg.agent_id or "", tg.uri, answered or time.time(), "transfer", rung, release)
 

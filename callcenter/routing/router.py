@@ -338,9 +338,10 @@ class Router:
         return await self._agent(agent_id, "pause", reason)
 
     async def agent_wrap_up(self, agent_id: str, talk_seconds: float, wrapup: float | None = None) -> str:
-        """An agent's own call (click-to-call) ended: counted as a handled call and after-call work for
-        ``wrapup`` seconds (None: the longest wrap-up of its queues), as after a queue call; then free.
-        Only from the 'outbound' pause the call put it in (else its state is left as it is)."""
+        """An agent's own call (click-to-call) or a transfer's (calls/transfer.py) ended: counted as a handled call
+        and after-call work for ``wrapup`` seconds (None: the longest wrap-up of its queues), as after a queue
+        call; then free. Only from the 'outbound' or 'transfer' pause the call put it in (else its state is
+        left as it is)."""
         wrap = "" if wrapup is None else f"{wrapup:.3f}"
         return await self._agent(agent_id, "wrap_up", f"{max(0.0, talk_seconds):.3f}|{wrap}")
 

@@ -47,9 +47,12 @@ elseif action == 'pause' then
     pause_agent(ag, arg)
   end
 elseif action == 'wrap_up' then
-  -- An agent's own call ended (click-to-call: paused 'outbound' meanwhile): counted like a queue call and
-  -- after-call work as call_finished gives it, then free (tick). Another pause reason taken meanwhile stays.
-  if state ~= 'paused' or ag.pause_reason ~= 'outbound' then return {status, state} end
+  -- An agent's own call ended (click-to-call: paused 'outbound' meanwhile; a transfer's target: 'transfer'):
+  -- counted like a queue call and after-call work as call_finished gives it, then free (tick). Another pause
+  -- reason taken meanwhile stays.
+  if state ~= 'paused' or (ag.pause_reason ~= 'outbound' and ag.pause_reason ~= 'transfer') then
+    return {status, state}
+  end
   local talk, wrap = string.match(arg, '^([%d.]+)|([%d.]*)$')
   talk, wrap = num(talk, 0), tonumber(wrap)
   if wrap == nil then
