@@ -1,6 +1,6 @@
 """The supervisor's live calls page in a real browser (tests/browser.py) against a real worker and sipp phones: a
 caller's call to an agent appears as it is answered (the event stream; the page is never reloaded), with its
-queue, the caller masked and the talk time counting; the supervisor listens (its own sipp phone rings and
+queue, the caller masked, the talk time counting and its hold; the supervisor listens (its own sipp phone rings and
 answers), switches to whisper, then barge (the keyboard), and ends the session (its phone gets the BYE, the call
 goes on); the call leaves the list when the caller hangs up. The agents' part: force pause / ready / log out and
 a skills change. The monitor audio itself is proved by tones in test_monitor_sip.py."""
@@ -74,6 +74,14 @@ def test_a_live_call_appears_and_the_supervisor_listens(worker: WorkerProc, brow
     assert sup_phone.wait(30) == 0, sup_phone.errors()         # its phone got the BYE
     assert not browser.driver.find_elements("css selector", "#monitor-status")
     assert worker.http("GET", "/agents/1003")[1]["state"] == "on_call"     # the call goes on
+
+    # the agent holds the call (its desk's button, here the API): the row says so from the event stream
+    assert worker.http("POST", f"/calls/{call_id}/hold", {})[1]["changed"]
+    browser.wait_text(f"{row} .hold", "On hold")
+    assert "held" in browser.find(row).get_attribute("class")
+    browser.shot("held")
+    assert worker.http("POST", f"/calls/{call_id}/unhold", {})[1]["changed"]
+    browser.wait_text(f"{row} .hold", "Talking")
 
     assert caller.wait(90) == 0, caller.errors() + worker.tail(30)
     browser.wait_text("#calls-none", "No agent is on a call", timeout=15)
