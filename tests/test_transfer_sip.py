@@ -287,3 +287,32 @@ def test_transfers_from_the_agents_phone(worker: WorkerProc) -> None:
         assert rec.transferred_to == "agent:1003" and rec.hold_count == 1, rec
     finally:
         close_all(phones, (caller, agent, second, third))
+
+
+def test_a_blind_target_that_does_not_answer_sends_the_caller_back_to_its_queue(worker: WorkerProc) -> None:
+    """Agent 1002's phone is busy: the caller, whose agent 1001 is already released, waits in its queue again at
+    its first place and is offered to 1001 (its next call), whose phone rings anew."""
+    caller, agent, target = Party(A, ALL), Party(B, ALL), Party(C, ALL)
+    phones: list[sipp.Sipp] = []
+    try:
+        call_id, call, agent_sipp, _ = talking(worker, caller, agent, 60000, phones)
+        busy = phone(target.port, "busy", port=PHONES["1002"])
+        phones.append(busy)
+        worker.login("1002")            # paused (it may still be rung for a transfer): not offered the caller after
+        assert worker.http("POST", "/agents/1002/pause", {"reason": "lunch"})[0] == 200
+        assert worker.http("POST", f"/calls/{call_id}/transfer", {"agent": "1002"})[0] == 202
+        assert agent_sipp.wait(30) == 0, agent_sipp.errors()
+        again = phone(agent.port, port=PHONES["1001"])       # 1001's phone, ready for its next call
+        phones.append(again)
+        assert busy.wait(30) == 0, busy.errors()
+        wait_for(lambda: hears(caller, {B}), "1001 answering the caller again")
+        assert call.wait(90) == 0, call.errors()
+        log = events(worker, call_id, "COMPLETECALLER")
+        failed = [e for e in log if e.event == "TRANSFER_FAILED"]
+        assert [(e.data["to"], e.data["result"]) for e in failed] == [("agent:1002", "busy")], failed
+        enters = [e for e in log if e.event == "ENTERQUEUE"]
+        assert [e.queue for e in enters] == ["sales", "sales"] and enters[1].data.get("transferred") is True
+        assert [(leg.agent_id, leg.result) for leg in legs(worker, call_id, "transfer", 1)] == [("1002", "busy")]
+        assert [leg.agent_id for leg in legs(worker, call_id, "agent_offer", 2)] == ["1001", "1001"]
+    finally:
+        close_all(phones, (caller, agent, target))
