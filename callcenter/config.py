@@ -21,6 +21,8 @@ from callcenter.calls.recording import RecordingSettings, parse_settings
 from callcenter.dialer.policy import DialRules
 from callcenter.events.settings import EventSettings
 from callcenter.events.settings import parse_settings as parse_event_settings
+from callcenter.redisurl import REDIS_KEYS
+from callcenter.redisurl import parse_config as parse_redis
 from callcenter.telephony.settings import CapacitySettings, SipSettings
 from callcenter.telephony.trust import DEFAULT_TRUSTED, TrustedSource, parse_network
 from callcenter.timeofday import time_of_day
@@ -258,11 +260,8 @@ def load_config(path: str | Path) -> Config:
         **_sip_security(s),
     )
 
-    rd = r.section("redis", {"url", "prefix"})
-    url = rd.text("url", "${REDIS_URL}") or None
-    if url and not url.startswith(("redis://", "rediss://", "unix://")):
-        raise rd.fail("url", "must start with redis://, rediss:// or unix://")
-    redis_cfg = RedisConfig(url=url, prefix=rd.text("prefix", "cc:"))
+    rd = r.section("redis", REDIS_KEYS)
+    redis_cfg = RedisConfig(url=parse_redis(rd), prefix=rd.text("prefix", "cc:"))
 
     http = _http(r)
 

@@ -11,19 +11,37 @@ its own, made here and named for it.
 
 By default both ride out a Redis restart (commands retry with backoff for ~40 s, AOF keeps the state).
 Tools that should say at once that Redis is not there pass ``ride_out_restarts=False``.
+
+Redis Sentinel: a ``redis+sentinel://[[user]:password@]host:port,host:port/master_name[/db]`` URL (the
+config's ``redis.sentinels`` + ``redis.master_name`` are written as one) gives a client that asks the
+sentinels for the master before each new connection. After a failover the demoted master's connections are
+closed by Sentinel (or it is dead), a write on a demoted master answers READONLY: either way the command is
+retried, with the same backoff, on a connection to the master the sentinels now name. What a retry means
+for a command the old master ran but whose reply was lost is in HACKING.md ("Redis failover").
+
+Durable writes: ``?wait_replicas=N&wait_ms=T`` on either kind of URL (``redis.wait_replicas``,
+``redis.wait_ms``) is what :func:`durability` tells the writers that must survive a failover (they send
+``WAIT N T`` on the same connection, right after the write). The URLs' grammar: :mod:`callcenter.redisurl`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 from typing import Any, cast
 
 import redis
 import redis.asyncio as aredis
+import redis.asyncio.sentinel as asentinel
+import redis.sentinel
+from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.retry import Retry
+
+from callcenter import logs
+from callcenter.redisurl import Durability, SentinelTarget, is_sentinel, parse_sentinel, split_url
 
 # A worker's calls share one asyncio pool. Past this many connections a command *waits* for a free one
 # (up to POOL_WAIT s) instead of failing at once, which is what redis-py's default pool does.
@@ -31,18 +49,20 @@ POOL_SIZE = 256
 POOL_WAIT = 10.0
 
 
-def retry_kwargs() -> dict[str, Any]:
-    """redis-py settings under which a client rides out a Redis restart (AOF keeps the state)."""
+def retry_kwargs(aio: bool = False) -> dict[str, Any]:
+    """redis-py settings under which a client rides out a Redis restart (AOF keeps the state) or a
+    failover. ``aio``: for an asyncio client, whose connections need the asyncio ``Retry`` (the sync
+    one's ``call_with_retry`` returns the command's coroutine unawaited, so nothing would be retried)."""
     return {
-        "retry": Retry(ExponentialBackoff(cap=1.0, base=0.05), retries=40),
+        "retry": (AsyncRetry if aio else Retry)(ExponentialBackoff(cap=1.0, base=0.05), retries=40),
         "retry_on_error": [redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError],
         "health_check_interval": 10,
         "socket_connect_timeout": 2.0,
     }
 
 
-def _settings(ride_out_restarts: bool, options: dict[str, Any]) -> dict[str, Any]:
-    return {**(retry_kwargs() if ride_out_restarts else {}), **options, "decode_responses": True}
+def _settings(ride_out_restarts: bool, options: dict[str, Any], aio: bool = False) -> dict[str, Any]:
+    return {**(retry_kwargs(aio) if ride_out_restarts else {}), **options, "decode_responses": True}
 
 
 class _QuickSend:
@@ -227,15 +247,171 @@ class LoopRedis(aredis.Redis):
             fut.set_result(reply)
 
 
+_DURABILITY = "cc_durability"
+
+
+def durability(client: aredis.Redis | redis.Redis) -> Durability:
+    """What a write that must survive a failover asks of this client's Redis (its URL's wait_* options)."""
+    got = getattr(client.connection_pool, _DURABILITY, None)
+    return got if isinstance(got, Durability) else Durability()
+
+
+def _sentinel_kwargs(target: SentinelTarget, settings: dict[str, Any]) -> dict[str, Any]:
+    """How the sentinels themselves are asked: quickly, the next one tried when one does not answer."""
+    timeout = settings.get("socket_connect_timeout") or 2.0
+    return {"socket_connect_timeout": timeout, "socket_timeout": timeout, "password": target.sentinel_password,
+            "decode_responses": True}
+
+
+def _master_kwargs(target: SentinelTarget) -> dict[str, Any]:
+    return {"db": target.db, "username": target.username, "password": target.password}
+
+
+class _SentinelConnection(_QuickSend, asentinel.SentinelManagedConnection):
+    """redis-py (8.1) asks the sentinels only when the pool makes a connection (``connect``); a command that
+    reconnects after an error (its retry) goes through ``connect_check_health`` to the address it had, the
+    demoted or dead master, until the retries run out. Here every (re)connection asks first."""
+
+    async def connect_check_health(self, check_health: bool = True, retry_socket_connect: bool = True) -> None:
+        if not self.is_connected and self.connection_pool.is_master:
+            self.host, self.port = await self.connection_pool.get_master_address()
+        await super().connect_check_health(check_health, retry_socket_connect)
+
+
+class _SyncSentinelConnection(redis.sentinel.SentinelManagedConnection):
+    """The synchronous twin of :class:`_SentinelConnection` (same redis-py gap)."""
+
+    def connect_check_health(self, check_health: bool = True, retry_socket_connect: bool = True) -> None:
+        if not self.is_connected and self.connection_pool.is_master:
+            self.host, self.port = self.connection_pool.get_master_address()
+        super().connect_check_health(check_health, retry_socket_connect)
+
+
+class SentinelLoopPool(LoopPool, asentinel.SentinelConnectionPool):
+    """:class:`LoopPool` (its fast path for an idle, connected connection) over redis-py's Sentinel pool: a
+    connection still to be made asks the sentinels where the master is; a master that changed address
+    closes the idle connections to the old one; READONLY from a demoted master drops the connection
+    (``SentinelManagedConnection``) so that the retry goes to the new one."""
+
+    _watcher: asyncio.Task[None] | None = None
+
+    async def get_master_address(self) -> Any:
+        if self._watcher is None or self._watcher.done():
+            self._watcher = asyncio.ensure_future(self._watch())
+        return await super().get_master_address()
+
+    async def _watch(self) -> None:
+        """Listen to the sentinels' ``+switch-master`` announcements (one sentinel at a time, the next one
+        when it fails) and :meth:`follow` at once: without this, connections stay on a demoted master that
+        still takes writes until Sentinel reconfigures it (~10 s), and what they write there is lost."""
+        manager = cast(asentinel.Sentinel, self.sentinel_manager)
+        places = [dict(s.connection_pool.connection_kwargs) for s in manager.sentinels]
+        log = logs.get("redis", master=self.service_name)
+        for turn in itertools.count():
+            kw = places[turn % len(places)]
+            listener = aredis.Redis(host=kw["host"], port=kw["port"], password=kw.get("password"),
+                                    decode_responses=True, socket_connect_timeout=2.0)
+            try:
+                async with listener.pubsub() as ps:
+                    await ps.subscribe("+switch-master")
+                    await self.follow()          # a switch announced before we listened
+                    async for msg in ps.listen():
+                        if msg.get("type") == "message" and str(msg["data"]).split(" ")[0] == self.service_name:
+                            log.warning("redis master switched", announce=str(msg["data"]))
+                            await self.follow()
+            except (redis.RedisError, OSError) as exc:
+                log.warning("sentinel announcements unreachable", sentinel=f"{kw['host']}:{kw['port']}",
+                            error=str(exc))
+                await asyncio.sleep(1.0)
+            finally:
+                await listener.aclose()
+
+    async def release(self, connection: Any) -> None:
+        if self.master_address is not None and (connection.host, connection.port) != self.master_address:
+            await connection.disconnect()     # made before the master moved: reconnects to the new one
+        await super().release(connection)
+
+    async def follow(self) -> bool:
+        """Ask the sentinels where the master is now; True if it moved (the idle connections to the old
+        one are closed at once, those in use as they come back). A demoted master that has not heard of
+        it yet still takes writes (Sentinel reconfigures it on its next INFO round, up to ~10 s), which
+        its resync then drops: the worker asks every heartbeat so that it leaves it within one."""
+        before = self.master_address
+        return before is not None and await self.get_master_address() != before
+
+    async def disconnect(self, inuse_connections: bool = True) -> None:
+        await super().disconnect(inuse_connections)
+        if inuse_connections:   # the client closes: the sentinels' own connections go too
+            if self._watcher is not None:
+                self._watcher.cancel()
+                self._watcher = None
+            await cast(asentinel.Sentinel, self.sentinel_manager).aclose()
+
+
+async def follow_master(client: aredis.Redis) -> bool:
+    """Under Sentinel, make sure the client talks to the master the sentinels name (:meth:`SentinelLoopPool.follow`);
+    True if it had moved. Nothing to do (False) for a client of one Redis."""
+    pool = client.connection_pool
+    return isinstance(pool, SentinelLoopPool) and await pool.follow()
+
+
+class WriteNotReplicated(redis.ConnectionError):
+    """A durable write the master took but no replica acknowledged in time, and the sentinels now name
+    another master: the write is probably lost with the old one. Retry it if it is idempotent."""
+
+
+async def durable(client: aredis.Redis, *command: Any) -> Any:
+    """Run one write command and, as the client's URL asks (:func:`durability`), ``WAIT`` on the same
+    connection for replicas to acknowledge it; its reply. Fewer acknowledgements than asked: under Sentinel,
+    if the master moved meanwhile, :class:`WriteNotReplicated`; otherwise (the replica is down or slow)
+    the write stands, logged, and the site goes on without the guarantee."""
+    want = durability(client)
+    if not want.replicas:
+        return await client.execute_command(*command)
+    pipe = client.pipeline(transaction=False)
+    pipe.execute_command(*command)
+    pipe.execute_command("WAIT", want.replicas, want.timeout_ms)
+    reply, acks = await pipe.execute(raise_on_error=False)
+    if isinstance(reply, Exception):
+        raise reply
+    if int(acks) < want.replicas:
+        if await follow_master(client):
+            raise WriteNotReplicated(f"{command[0]} went to a master that has since been replaced")
+        logs.get("redis").warning("write not acknowledged by a replica", command=str(command[0]),
+                                  acks=int(acks), wanted=want.replicas, wait_ms=want.timeout_ms)
+    return reply
+
+
 def connect(url: str, *, ride_out_restarts: bool = True, max_connections: int = POOL_SIZE,
             **options: Any) -> aredis.Redis:
-    """An asyncio client (:class:`LoopRedis`) on a blocking pool of ``max_connections`` (:class:`LoopPool`);
-    closing the client closes the pool. ``options`` are redis-py connection settings (``socket_timeout=1``...)."""
-    pool = LoopPool.from_url(url, max_connections=max_connections, timeout=POOL_WAIT,
-                             **_settings(ride_out_restarts, options))
+    """An asyncio client (:class:`LoopRedis`) on a blocking pool of ``max_connections`` (:class:`LoopPool`,
+    :class:`SentinelLoopPool` for a ``redis+sentinel://`` URL); closing the client closes the pool.
+    ``options`` are redis-py connection settings (``socket_timeout=1``...)."""
+    plain, durable = split_url(url)
+    settings = _settings(ride_out_restarts, options, aio=True)
+    pool: LoopPool
+    if is_sentinel(plain):
+        target = parse_sentinel(plain)
+        manager = asentinel.Sentinel(target.sentinels, sentinel_kwargs=_sentinel_kwargs(target, settings))
+        pool = SentinelLoopPool(service_name=target.master, sentinel_manager=manager,
+                                max_connections=max_connections, timeout=POOL_WAIT,
+                                connection_class=_SentinelConnection, **_master_kwargs(target), **settings)
+    else:
+        pool = LoopPool.from_url(plain, max_connections=max_connections, timeout=POOL_WAIT, **settings)
+    setattr(pool, _DURABILITY, durable)
     return LoopRedis.from_pool(pool)
 
 
 def connect_sync(url: str, *, ride_out_restarts: bool = True, **options: Any) -> redis.Redis:
     """A synchronous client (thread-safe pool: the /metrics collector reads from Twisted's threads)."""
-    return redis.Redis.from_url(url, **_settings(ride_out_restarts, options))
+    plain, durable = split_url(url)
+    settings = _settings(ride_out_restarts, options)
+    if is_sentinel(plain):
+        target = parse_sentinel(plain)
+        manager = redis.sentinel.Sentinel(target.sentinels, sentinel_kwargs=_sentinel_kwargs(target, settings))
+        client: redis.Redis = manager.master_for(target.master, connection_class=_SyncSentinelConnection,
+                                                 **_master_kwargs(target), **settings)
+    else:
+        client = redis.Redis.from_url(plain, **settings)
+    setattr(client.connection_pool, _DURABILITY, durable)
+    return client

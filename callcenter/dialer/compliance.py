@@ -17,7 +17,7 @@ from callcenter import logs
 from callcenter.dialer import phone
 from callcenter.dialer.campaign import Campaign, in_calling_window, next_window_open
 from callcenter.dialer.keys import DialerKeys
-from callcenter.dialer.scripts import script
+from callcenter.dialer.scripts import run_durable, script
 from callcenter.metrics import DIALER_BLOCKED_TOTAL
 
 log = logs.get("dialer.compliance")
@@ -88,7 +88,8 @@ class Compliance:
             self.blocked(campaign, e164, "outside_window")
             return Reservation(False, "outside_window", retry_at=retry)
         c = campaign.compliance
-        res = await script(self.redis, "reserve")(
+        res = await run_durable(
+            self.redis, "reserve",
             keys=[k.campaign_state(campaign.id), k.contact(campaign.id, e164), k.due(campaign.id), k.dnc_global(),
                   k.dnc_campaign(campaign.id), k.cap(c.cap_group, e164), k.leases(dialer_id), k.stats(campaign.id)],
             args=[repr(now), e164, c.max_calls_per_number, c.cap_window, dialer_id,

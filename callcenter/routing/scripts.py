@@ -7,6 +7,15 @@ source, so workers of two versions (a rolling deploy) each find their own code, 
 lost it (a new server) gets it loaded again on the next call. Functions are kept in the AOF, so a
 Redis restart keeps them.
 
+After a Sentinel failover the new master has the library already (FUNCTION LOAD is replicated and kept
+in the AOF); if it has not (a master rebuilt empty), the first call loads it, as on a new server.
+
+Durable calls (:data:`DURABLE`): the scripts that decide a caller's place or an agent's state are followed by
+``WAIT`` (the URL's ``wait_replicas``/``wait_ms``, :func:`callcenter.redisconn.durable`); one that went to a
+master that was replaced before a replica had it is run again on the new one. Every routing script may be
+run twice (:data:`RERUN`: what a second run does after a first whose reply was lost, as redis-py's retry of a
+command on a broken connection does too); HACKING.md "Redis failover" has the loss window of the others.
+
 Old versions are deleted once no process uses them: every Router heartbeat stamps its library in
 ``libs`` (a zset), and :func:`stale` picks the ``ccroute_*`` libraries other than ours not stamped for
 ``PRUNE_AFTER`` seconds. Deleting one a straggler still uses costs that process one reload (a missing
@@ -25,6 +34,7 @@ import redis
 import redis.asyncio as aredis
 from redis.client import Pipeline
 
+from callcenter import redisconn
 from callcenter.keyspace import lua_builders
 from callcenter.routing.keys import Keys
 
@@ -34,6 +44,26 @@ PRUNE_AFTER = 300.0   # seconds without a heartbeat stamp before an old library 
 LUA_DIR = Path(__file__).with_name("lua")
 NAMES = ("enqueue", "offer_answered", "offer_failed", "call_finished", "abandon", "callback", "agent",
          "tick", "apply_rules", "ewt", "restart")
+
+# What running a script a second time does, after a first run whose reply was lost (redis-py retries a
+# command whose connection broke; a durable call that went to a replaced master is run again): none
+# changes the state twice.
+RERUN = {
+    "enqueue": "idempotent: 'duplicate' with this worker as owner is taken as done",
+    "offer_answered": "idempotent: the call's answered_offer is this offer -> 1 again",
+    "offer_failed": "no-op: the offer is no longer the agent's",
+    "call_finished": "no-op: the call is forgotten and the agent no longer on it (stats not counted twice)",
+    "abandon": "no-op: the call is gone",
+    "callback": "state unchanged; the reply says 'duplicate' where the first said 'ok' (the caller is told "
+                "the callback failed although it is kept)",
+    "agent": "the same state set again; the reply may say the agent is already in it",
+    "tick": "safe; the events the first run popped for this worker are lost with its reply",
+    "apply_rules": "idempotent",
+    "ewt": "read only",
+    "restart": "no-op: the previous run's calls are already closed out; their ids are lost with the reply",
+}
+# The scripts whose change must survive a failover (a caller's place, an agent's state): WAIT after them.
+DURABLE = frozenset({"enqueue", "callback", "offer_answered", "call_finished", "agent"})
 
 
 @cache
@@ -162,9 +192,18 @@ class AsyncLibrary:
 
     async def call(self, name: str, *argv: Any) -> Any:
         try:
-            return await self.client.fcall(function_name(name), 0, *argv)
+            return await self._fcall(name, argv)
         except redis.ResponseError as exc:
             if not _missing(exc):
                 raise
         await self.ensure()
-        return await self.client.fcall(function_name(name), 0, *argv)
+        return await self._fcall(name, argv)
+
+    async def _fcall(self, name: str, argv: tuple[Any, ...]) -> Any:
+        command = ("FCALL", function_name(name), 0, *argv)
+        if name not in DURABLE:
+            return await self.client.execute_command(*command)
+        try:
+            return await redisconn.durable(self.client, *command)
+        except redisconn.WriteNotReplicated:   # lost with the old master, most likely: again (RERUN)
+            return await redisconn.durable(self.client, *command)

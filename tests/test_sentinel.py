@@ -1,0 +1,75 @@
+"""The package's Redis clients under Sentinel (callcenter.redisconn with a redis+sentinel:// URL), against a
+real master + replica + 3 sentinels (tests/sentinel_helpers.py): commands in flight when the master is
+killed are retried on the new one, asyncio and sync clients alike; a durable write is on the replica
+when it returns; with the replica gone it stands, unacknowledged, and the site goes on."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import ports
+import pytest
+from sentinel_helpers import SentinelSite
+
+from callcenter.redisconn import SentinelLoopPool, connect, connect_sync, durable
+from callcenter.redisurl import Durability
+
+pytestmark = pytest.mark.timeout(240)
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SentinelSite]:
+    s = SentinelSite(Path(tmp_path_factory.mktemp("sentinel")), ports.block(5)).start()
+    yield s
+    s.stop()
+
+
+def test_commands_in_flight_ride_out_a_killed_master(site: SentinelSite) -> None:
+    """A writer keeps incrementing while the master is SIGKILLed: no command fails (each is retried on the
+    master the sentinels elect), and afterwards both kinds of client write to the new master."""
+    async def main() -> None:
+        client = connect(site.url())
+        assert isinstance(client.connection_pool, SentinelLoopPool)
+        sync = connect_sync(site.url())
+        try:
+            await client.set("n", 0)
+            old = site.master_port()
+            killing = asyncio.ensure_future(asyncio.to_thread(site.kill_master, restart=False))
+            done = 0
+            while not killing.done() or done < 50:
+                await client.incr("n")
+                done += 1
+                await asyncio.sleep(0.005)
+            new = await killing
+            assert new != old
+            assert (await client.execute_command("ROLE"))[0] == "master"
+            assert client.connection_pool.master_address == ("127.0.0.1", new)
+            assert sync.incr("n") >= 1 and sync.execute_command("ROLE")[0] == "master"
+            for node in site.stopped():
+                site.restart(node)
+        finally:
+            await client.aclose()
+            sync.close()
+    asyncio.run(main())
+
+
+def test_a_durable_write_is_on_the_replica_when_it_returns(site: SentinelSite) -> None:
+    async def main() -> None:
+        client = connect(site.url(Durability(1, 300)))
+        try:
+            for i in range(20):
+                assert await durable(client, "SET", f"d{i}", str(i))
+                # WAIT said a replica has it: read there, no sleep
+                assert site.replica().client().get(f"d{i}") == str(i)
+            replica = site.replica()
+            replica.stop()
+            try:   # no replica: the write stands once the master has it, after wait_ms
+                assert await durable(client, "SET", "alone", "1")
+                assert await client.get("alone") == "1"
+            finally:
+                site.restart(replica)
+        finally:
+            await client.aclose()
+    asyncio.run(main())
