@@ -165,3 +165,17 @@ def test_pages_not_for_the_user_answer_not_allowed(worker: WorkerProc, browser, 
         browser.get(url(worker, path))
         assert browser.text("#message h1") == "Not allowed", path
         browser.shot(f"forbidden-{user}")
+
+
+def test_the_admin_page_in_vietnamese(worker: WorkerProc, browser) -> None:
+    browser.expect(r"/console/admin .* 401")
+    browser.login(url(worker, "/console/admin"), "ada", PASSWORD)
+    browser.find("#lang").send_keys("Tiếng Việt")
+    browser.wait_text("#users-h", "Người dùng")
+    assert browser.text("#rules-h") == "Quy tắc định tuyến" and browser.text("#audit-h") == "Nhật ký kiểm toán"
+    # the rules an earlier test applied, else the file
+    browser.wait_text("#rules-origin", lambda text: text.startswith(("Quy tắc đang áp dụng", "Tệp của máy chủ")))
+    assert browser.fits()
+    browser.shot("admin-vi")
+    browser.find("#lang").send_keys("English")
+    browser.wait_text("#users-h", "Users")
