@@ -99,8 +99,9 @@ def test_attended_transfer_consult_then_complete(worker: WorkerProc) -> None:
         call_id, call, agent_sipp, (target_sipp,) = talking(worker, caller, agent, 50000, phones, [("1002", target)])
         mine = api_user(worker.redis_url, "agent-1001", [AGENT], agent="1001")
 
+        # a consult of the support queue: its free agent (1002, the only one logged in) rings
         status, answer = worker.http("POST", f"/calls/{call_id}/transfer?agent=1001",
-                                     {"agent": "1002", "mode": "attended"}, token=mine)
+                                     {"queue": "support", "mode": "attended"}, token=mine)
         assert status == 202 and answer["state"] == "ringing" and answer["to"] == "agent:1002", answer
         wait_for(lambda: consult_state(worker, call_id) == "consulting", "1002's answer")
         # the consult: the caller hears the music, neither its agent nor the target

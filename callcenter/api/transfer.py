@@ -9,8 +9,8 @@
 
 Blind: the agent's leg is hung up at once; the caller hears "your call is being transferred" while the target
 rings (a queue: it waits there at its original priority and place), and goes back to its queue if the target
-does not answer. Attended: the caller is put on hold while the agent talks to the target (an agent or a
-number; the agent's own phone may complete it by hanging up). `call_id` is the caller's call id (the CDR's).
+does not answer. Attended: the caller is put on hold while the agent talks to the target (an agent, a number,
+or a queue's free agent idle the longest; the agent's own phone may complete it by hanging up). `call_id` is the caller's call id (the CDR's).
 Supervisors and admins act on any call; an agent-only user passes its own agent id (``?agent=1001``) and acts
 only on the call it is talking on. Answers: 400 a bad body, 403 the dial policy refused the number (``rule``
 says which: invalid, premium, dnc, ...; nothing is dialed), 404 no such call / agent / queue / transfer, 409 the

@@ -17,7 +17,7 @@ has moved on to wrap-up, and the queue is what the caller was waiting for (an op
 caller is not lost"). TRANSFER_FAILED names why in the queue log, the target's CDR leg (kind ``transfer``) too.
 
 Attended: the caller is put on hold (the queue's music, ``Queueing.hold``: the span counts in hold_seconds) and
-the target (an agent or a number, as above) rings; on answer the agent and the target talk, the caller hearing
+the target (an agent or a number, as above; for a queue, its free agent idle the longest) rings; on answer the agent and the target talk, the caller hearing
 neither. Then:
 
 - ``complete``: the caller is bridged to the target, the agent's leg is hung up (ATTENDEDTRANSFER, wrap-up);
@@ -192,10 +192,7 @@ class Transfers(ExtraParties[Consult]):
     async def consult(self, call_id: str, kind: str, target: str, by: str) -> Consult:
         """Hold the caller and ring ``target`` (an agent or a number) for the agent to talk to first."""
         t = self._talk(call_id)
-        if kind == "queue":
-            raise CallControlError(400, "an attended transfer consults an agent or a number; "
-                                        "a queue takes a blind transfer")
-        tg = await self._target(call_id, t, kind, target)
+        tg = await (self._queue_agent(t, target) if kind == "queue" else self._target(call_id, t, kind, target))
         fut: asyncio.Future[Segment | None] = asyncio.get_running_loop().create_future()
         c = Consult(call_id, t, tg, by, Handoff("ATTENDEDTRANSFER", tg.to, by, target=fut, announce=False))
         self.sessions[call_id] = c
@@ -335,6 +332,18 @@ class Transfers(ExtraParties[Consult]):
             raise CallControlError(409, f"the call is already with agent {target}")
         uri, prev = await self.reserve_agent(target, "transfer")
         return Target("agent", f"agent:{target}", uri, target, prev)
+
+    async def _queue_agent(self, t: Talk, queue: str) -> Target:
+        """A consult of a queue: its free agent idle the longest, reserved like a consulted agent (a free agent
+        has no caller of its queues waiting: the router would have offered it one). 409 when none is free."""
+        await self._target("", t, "queue", queue)          # 404 unknown queue
+        free = sorted((a for a in await self.queueing.router.agents()
+                       if a["state"] == "available" and queue in a["queues"] and a["id"] != t.agent_id),
+                      key=lambda a: -float(a["state_seconds"]))
+        for a in free:
+            with contextlib.suppress(CallControlError):
+                return await self._target("", t, "agent", str(a["id"]))
+        raise CallControlError(409, f"no agent of queue {queue} is free to consult")
 
     async def _release(self, tg: Target) -> None:
         if tg.agent_id is not None and tg.prev_state is not None:
