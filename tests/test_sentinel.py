@@ -6,6 +6,7 @@ when it returns; with the replica gone it stands, unacknowledged, and the site g
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +16,8 @@ from sentinel_helpers import SentinelSite
 
 from callcenter.redisconn import SentinelLoopPool, connect, connect_sync, durable
 from callcenter.redisurl import Durability
+from callcenter.routing.keys import Keys
+from callcenter.routing.router import Router
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -70,6 +73,25 @@ def test_a_durable_write_is_on_the_replica_when_it_returns(site: SentinelSite) -
                 assert await client.get("alone") == "1"
             finally:
                 site.restart(replica)
+        finally:
+            await client.aclose()
+    asyncio.run(main())
+
+
+def test_an_offer_handed_out_again_is_not_rung_twice(redis_url: str) -> None:
+    """A failover may give the worker again an offer whose pop the old master never replicated: the Router
+    takes it once."""
+    async def main() -> None:
+        client = connect(redis_url)
+        try:
+            rt = Router(client, "w1")
+            offer = json.dumps({"offer_id": "o1", "call_id": "c1", "agent_id": "1001", "queue": "sales",
+                                "ring_timeout": 15})
+            key = Keys("cc:").worker_offers("w1")
+            await client.rpush(key, offer)
+            assert [o.offer_id for o in await rt.next_offers(timeout=0)] == ["o1"]
+            await client.rpush(key, offer)       # the same offer, as the new master still has it
+            assert await rt.next_offers(timeout=0) == []
         finally:
             await client.aclose()
     asyncio.run(main())

@@ -101,6 +101,8 @@ class Router:
     and events for the callers it enqueues are delivered to it, and its calls are closed out if its
     heartbeat stops for ``dead_after`` seconds."""
 
+    TAKEN_KEPT = 10_000   # offer ids remembered as taken (next_offers)
+
     def __init__(self, redis: aredis.Redis, worker_id: str, prefix: str = "cc:",
                  clock: Callable[[], float] = time.time, dead_after: float = 6.0) -> None:
         self.redis = redis
@@ -114,6 +116,9 @@ class Router:
         self.token = uuid.uuid4().hex   # this process's claim on worker_id (see claim())
         self.closed_out: list[str] = []   # call ids closed out by this worker's last tick()
         self.log = log.bind(worker=worker_id)
+        # offer ids already taken: after a failover the new master may hand out again one whose pop the
+        # old master took but never replicated (its agent would ring twice)
+        self._taken: dict[str, None] = {}
 
     async def _run(self, name: str, *args: Any) -> Any:
         now = self.clock()
@@ -170,6 +175,13 @@ class Router:
         offers = []
         for item in raw:
             d = json.loads(item)
+            if d["offer_id"] in self._taken:
+                self.log.warning("offer handed out again (a Redis failover), ignored", offer=d["offer_id"],
+                                 call_id=d["call_id"])
+                continue
+            self._taken[d["offer_id"]] = None
+            if len(self._taken) > self.TAKEN_KEPT:
+                del self._taken[next(iter(self._taken))]
             offers.append(Offer(d["offer_id"], d["call_id"], d["agent_id"], d.get("agent_uri") or "",
                                 d["queue"], float(d["ring_timeout"]), d.get("kind", "call"),
                                 d.get("callback_number") or None))
