@@ -41,12 +41,12 @@ def missing_reason() -> str | None:
 
 
 class Browser:
-    def __init__(self, name: str, lang: str = "en") -> None:
+    def __init__(self, name: str, lang: str = "en", flags: tuple[str, ...] = ()) -> None:
         self.name = re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
         self.profile = Path(tempfile.mkdtemp(prefix="cc-chromium-"))
         opts = webdriver.ChromeOptions()
         opts.binary_location = CHROMIUM
-        for flag in (*FLAGS, f"--user-data-dir={self.profile}", f"--lang={lang}"):
+        for flag in (*FLAGS, *flags, f"--user-data-dir={self.profile}", f"--lang={lang}"):
             opts.add_argument(flag)
         opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
         self.driver = webdriver.Chrome(options=opts, service=Service(CHROMEDRIVER))

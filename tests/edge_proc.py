@@ -475,12 +475,17 @@ class WsSip:
             return challenge.split("\r\n", 1)[0]
         return send(2, digest(user, password, challenge, uri, realm)).split("\r\n", 1)[0]
 
-    def reply(self, request: str, status: str) -> None:
-        """Answer a request received over the WebSocket (a phone refusing an offer: '486 Busy Here')."""
-        keep = [ln for ln in request.split("\r\n") if re.match(r"(?i)(via|from|to|call-id|cseq|record-route):", ln)]
-        keep = [ln + f";tag={uuid.uuid4().hex[:8]}" if ln.lower().startswith("to:") and "tag=" not in ln else ln
-                for ln in keep]
-        self.send(f"SIP/2.0 {status}\r\n" + "\r\n".join(keep) + "\r\nContent-Length: 0\r\n\r\n")
+    def reply(self, request: str, status: str, tag: str = "", sdp: str = "") -> None:
+        """Answer a request received over the WebSocket (a phone refusing an offer: '486 Busy Here'; with an
+        SDP answer, '200 OK' to an INVITE). tag: the To tag (the same for every answer of one dialog)."""
+        head = request.split("\r\n\r\n", 1)[0].split("\r\n")
+        keep = [ln for ln in head if re.match(r"(?i)(via|from|to|call-id|cseq|record-route):", ln)]
+        tag = tag or uuid.uuid4().hex[:8]
+        keep = [ln + f";tag={tag}" if ln.lower().startswith("to:") and "tag=" not in ln else ln for ln in keep]
+        if sdp:
+            keep += [f"Contact: <{self.contact}>", "Content-Type: application/sdp"]
+        self.send(f"SIP/2.0 {status}\r\n" + "\r\n".join(keep) + f"\r\nContent-Length: {len(sdp.encode())}\r\n\r\n"
+                  + sdp)
 
     def close(self) -> None:
         with contextlib.suppress(OSError):

@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 import time
+import uuid
 import wave
 from collections.abc import Iterator
 from pathlib import Path
@@ -210,6 +211,128 @@ def test_an_offer_rings_every_phone_the_agent_registered(stack, tmp_path: Path) 
         == {AGENT_HZ}
     cdr = w.call_from("0903000503")
     assert cdr.agent_id == "1001" and cdr.outcome == "answered", cdr
+
+
+# A browser's WebRTC answer to the offer the edge sent over the WebSocket: an oscillator's tone as its
+# microphone; the caller's audio read from the received track (MediaStreamTrackProcessor; Chromium decodes a
+# remote track only while something plays it: an <audio> element does).
+ANSWER_JS = """
+const [offer, hz, done] = arguments;
+(async () => {
+  const ctx = new AudioContext();
+  const osc = ctx.createOscillator(), gain = ctx.createGain(), mic = ctx.createMediaStreamDestination();
+  osc.frequency.value = hz; gain.gain.value = 0.3;
+  osc.connect(gain).connect(mic); osc.start();
+  const pc = new RTCPeerConnection({iceServers: []});
+  window.pc = pc;
+  pc.addTrack(mic.stream.getAudioTracks()[0], mic.stream);
+  pc.ontrack = (e) => {
+    // the decoded audio of the caller, frame by frame (the last second or so is kept)
+    const heard = window.heard = {rate: 48000, chunks: [], errors: []};
+    const el = new Audio(); el.srcObject = e.streams[0] || new MediaStream([e.track]);
+    el.play().catch((err) => heard.errors.push('play ' + err));
+    const reader = new MediaStreamTrackProcessor({track: e.track}).readable.getReader();
+    (async () => {
+      for (;;) {
+        const {value, done} = await reader.read();
+        if (done) return;
+        const buf = new Float32Array(value.numberOfFrames);
+        value.copyTo(buf, {planeIndex: 0, format: 'f32-planar'});
+        heard.rate = value.sampleRate;
+        heard.chunks.push(buf);
+        if (heard.chunks.length > 100) heard.chunks.shift();
+        value.close();
+      }
+    })().catch((err) => heard.errors.push('read ' + err));
+  };
+  await pc.setRemoteDescription({type: 'offer', sdp: offer});
+  await pc.setLocalDescription(await pc.createAnswer());
+  await new Promise((resolve) => {
+    pc.onicegatheringstatechange = () => pc.iceGatheringState === 'complete' && resolve();
+    if (pc.iceGatheringState === 'complete') resolve();
+    setTimeout(resolve, 3000);
+  });
+  return pc.localDescription.sdp;
+})().then(done, (e) => done('ERROR ' + e));
+"""
+HEARD_JS = """
+const h = window.heard, out = [];
+for (const c of h.chunks) for (const x of c) out.push(x);
+return [h.rate, out, h.errors];
+"""
+STATS_JS = """
+const done = arguments[0];
+window.pc.getStats().then((stats) => {
+  const out = {state: window.pc.connectionState};
+  stats.forEach((s) => {
+    if (s.type === 'transport') { out.dtls = s.dtlsState; out.srtp = s.srtpCipher; }
+    if (s.type === 'inbound-rtp' && s.kind === 'audio') { out.received = s.packetsReceived; out.energy = s.totalAudioEnergy; }
+    if (s.type === 'outbound-rtp' && s.kind === 'audio') out.sent = s.packetsSent;
+  });
+  done(out);
+});
+"""
+BROWSER_HZ = 700.0
+
+
+def test_a_browser_answers_over_wss_with_dtls_srtp_and_both_sides_hear_each_other(stack) -> None:
+    """The WSS edge with a real WebRTC stack: headless Chromium answers the offer 1002's browser phone got
+    over the secure WebSocket (the SIP is spoken by the test, the media by the browser: ICE and DTLS-SRTP with
+    rtpengine, which turns it into the worker's plain RTP). The caller hears the browser's 700 Hz, the browser
+    the caller's 1300 Hz; the browser's stats show DTLS connected and an SRTP cipher."""
+    from browser import Browser, missing_reason
+
+    if missing_reason():
+        pytest.skip(missing_reason() or "")
+    w, edge, _ = stack
+    try:
+        sniffer = tones.Sniffer(set())
+    except PermissionError:
+        pytest.skip("watching the loopback interface needs root (CAP_NET_RAW)")
+    chrome = Browser("edge-webrtc", flags=("--autoplay-policy=no-user-gesture-required",
+                                           "--allow-loopback-in-peer-connection",
+                                           "--disable-features=WebRtcHideLocalIpsWithMdns"))
+    ws = WsSip(edge)
+    try:
+        chrome.get("about:blank")
+        assert ws.register("1002", PASSWORDS["1002"]) == "SIP/2.0 200 OK"
+        w.login("1002")
+        w.http("POST", "/agents/1002/ready")
+        steps = [("pause", 600), ("dtmf", "2"), ("pause", 800), ("dtmf", "2"), ("tone", CALLER_HZ, 20000),
+                 ("pause", 12000), ("hangup",)]
+        caller = sipp.caller(edge.address, steps, number="0903000505")
+        sniffer.watch(caller.media_port)
+        invite = ws.recv(timeout=20)
+        assert invite.startswith("INVITE ") and "UDP/TLS/RTP/SAVPF" in invite, invite
+        tag = uuid.uuid4().hex[:8]
+        ws.reply(invite, "180 Ringing", tag)
+        chrome.driver.set_script_timeout(15)
+        answer = chrome.driver.execute_async_script(ANSWER_JS, invite.split("\r\n\r\n", 1)[1], BROWSER_HZ)
+        assert answer.startswith("v=0"), answer
+        ws.reply(invite, "200 OK", tag, sdp=answer)
+        stats = chrome.wait(lambda: (s := chrome.driver.execute_async_script(STATS_JS))["state"] == "connected"
+                            and s, 15, "the browser's peer connection never connected")
+        answered = time.monotonic()
+        time.sleep(4)
+        rate, samples, errors = chrome.driver.execute_script(HEARD_JS)
+        stats = chrome.driver.execute_async_script(STATS_JS)
+        bye = ""
+        while not bye.startswith("BYE "):
+            bye = ws.recv(timeout=30)
+        ws.reply(bye, "200 OK")
+        assert sipp.wait_all(caller, timeout=30) == [0], caller.errors() + edge.tail()
+    finally:
+        ws.close()
+        chrome.close()
+        sniffer.close()
+    assert stats["dtls"] == "connected" and stats["srtp"], stats
+    assert stats["received"] > 100 and stats["sent"] > 100, stats
+    pcm = [int(x * 32767) for x in samples[::int(rate) // tones.RATE]]
+    assert len(pcm) >= 3200 and tones.detect(pcm, [BROWSER_HZ, CALLER_HZ]) == {CALLER_HZ}, (len(pcm), errors)
+    assert tones.detect(sniffer.pcm(caller.media_port, answered + 0.5, answered + 4.0), [BROWSER_HZ, CALLER_HZ]) \
+        == {BROWSER_HZ}
+    cdr = w.call_from("0903000505")
+    assert cdr.agent_id == "1002" and cdr.outcome == "answered", cdr
 
 
 def test_kamailio_cli_writes_the_encrypted_edge_defines(tmp_path: Path) -> None:
