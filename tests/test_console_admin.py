@@ -1,7 +1,8 @@
 """The console's admin page in a real browser (tests/browser.py) against a real worker: an admin creates a user
-and sees it listed, gives it another role and disables it; edits the routing rules in the page, where the
-validator's file:line error is shown at its line, then applies a fixed version; and finds that apply in the
-audit log. Agents and supervisors get the "not allowed" page. Screenshots in test-artifacts/screenshots/."""
+and sees it listed, gives it another role, disables it and resets its password; edits the routing rules in the
+page, where the validator's file:line error is shown at its line, then applies a fixed version; and finds that
+apply in the audit log. Agents and supervisors get the "not allowed" page. Screenshots in
+test-artifacts/screenshots/."""
 
 from __future__ import annotations
 
@@ -75,6 +76,17 @@ def test_an_admin_creates_a_user_and_sees_it_listed(worker: WorkerProc, browser)
     browser.find(f"{row} .toggle").click()
     browser.wait_text(f"{row} .account", "Disabled")
     assert worker.http("GET", "/admin/users/newbie")[1]["disabled"] is True
+    assert worker.http("POST", "/auth/login", {"user": "newbie", "password": "a new password 1"}, token=None)[0] == 401
+
+    # enabled again with a password reset: the new one signs in, the old one no longer
+    browser.find(f"{row} .edit").click()
+    browser.wait_text("#user-form h3", "newbie")
+    browser.find("#u-disabled").click()
+    browser.find("#u-password").send_keys("the reset password 2", Keys.ENTER)
+    browser.wait_text(f"{row} .account", "Active")
+    for password, status in (("a new password 1", 401), ("the reset password 2", 200)):
+        answer = worker.http("POST", "/auth/login", {"user": "newbie", "password": password}, token=None)
+        assert answer[0] == status, answer
 
 
 def test_rules_error_at_its_line_then_a_fixed_version_applies_and_is_audited(worker: WorkerProc, browser) -> None:
@@ -139,8 +151,8 @@ def test_the_audit_log_pages(worker: WorkerProc, browser) -> None:
     browser.find("#audit-older").click()
     browser.wait(lambda: len(texts(browser, "#audit tbody tr")) < 25, 10, "the older page")
     older = texts(browser, "#audit tbody tr")
-    # every entry once: the 30 of this test, and the edit and disable of the first test when it ran
-    assert len(older) in (5, 7) and not browser.find("#audit-older").is_enabled()
+    # every entry once: the 30 of this test, and the first test's three edits when it ran
+    assert len(older) in (5, 8) and not browser.find("#audit-older").is_enabled()
     assert sum("name=ana" in row for row in first_page + older) == 30          # none twice, none left out
     browser.find("#audit-newest").click()
     browser.wait(lambda: texts(browser, "#audit tbody tr") == first_page, 10, "the newest page again")
