@@ -125,7 +125,8 @@ def test_hold_from_the_agents_phone(worker: WorkerProc, sniffer: tones.Sniffer, 
 def test_hold_from_the_api(worker: WorkerProc, sniffer: tones.Sniffer) -> None:
     """A supervisor holds the call through the API, then the agent (its own call) resumes it; another
     agent may not touch it; a call still ringing an agent is 409, an unknown or ended one 404."""
-    phone = sipp.agent(worker.agents_port, "answer", ring_ms=1500, steps=[("tone", B, 30_000)])
+    # rings 4 s (the queue's ring_timeout is 6): the window in which the call is queued, not yet bridged
+    phone = sipp.agent(worker.agents_port, "answer", ring_ms=4000, steps=[("tone", B, 30_000)])
     sniffer.watch(phone.media_port)
     worker.login(AGENT_ID)
     caller = sipp.caller(worker.target, [("tone", A, 30_000), ("pause", 17_000), ("hangup",)],

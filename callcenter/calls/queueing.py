@@ -57,6 +57,7 @@ class Waiter:
     offer: Offer | None = None
     offer_task: asyncio.Task[Any] | None = None
     outcome: QueueOutcome | None = None
+    entered: asyncio.Event = field(default_factory=asyncio.Event)   # its ENTERQUEUE is logged (or it left)
 
 
 @dataclass
@@ -149,6 +150,11 @@ class Queueing:
         attrs = _attributes(request)
         waiter: Waiter | None = None
         try:
+            # Waiting before the enqueue: a free agent takes the call inside it, and run_offers may have the
+            # offer before enqueue() returns here (without a waiter it withdrew it: ~1 s lost to the tick's
+            # retry). _ring waits for ``entered`` so the queue log has ENTERQUEUE before OFFER.
+            waiter = Waiter(leg, request, record, now)
+            self.waiting[leg.id] = waiter
             try:
                 await self.router.enqueue(QueuedCall(leg.id, request.queue, request.skills, request.priority,
                                                      caller=leg.caller, attributes=attrs))
@@ -159,10 +165,9 @@ class Queueing:
                 log.error("enqueue failed", call_id=leg.id, queue=request.queue, error=str(exc))
                 return QueueOutcome.NO_AGENTS
             record.queue, record.enqueue = request.queue, now
-            waiter = Waiter(leg, request, record, now)
-            self.waiting[leg.id] = waiter
             metrics.QUEUE_OFFERED_TOTAL.labels(queue=request.queue).inc()
             await self._event("ENTERQUEUE", leg.id, request.queue, priority=request.priority)
+            waiter.entered.set()
             return await self._wait(waiter)
         except asyncio.CancelledError:
             # Whoever queued the caller gave up on it (e.g. the dialer's 2 s agent window), at any point
@@ -173,8 +178,10 @@ class Queueing:
             raise
         finally:
             self.waiting.pop(leg.id, None)
-            if waiter is not None and waiter.offer_task and not waiter.offer_task.done():
-                waiter.offer_task.cancel()
+            if waiter is not None:
+                waiter.entered.set()      # an offer held for it goes on to find it gone
+                if waiter.offer_task and not waiter.offer_task.done():
+                    waiter.offer_task.cancel()
 
     def reserved_agent(self, call_id: str) -> str | None:
         """The agent the router reserved for this queued caller (being rung or talking), if any yet."""
@@ -671,7 +678,9 @@ class Queueing:
             await self._ring_callback(offer)
             return
         w = self.waiting.get(offer.call_id)
-        if w is None or w.leg.ended or w.offer_task is not None:
+        if w is not None:
+            await w.entered.wait()       # the offer came while queue() was logging the caller's ENTERQUEUE
+        if w is None or self.waiting.get(offer.call_id) is not w or w.leg.ended or w.offer_task is not None:
             # The caller is gone (or already ringing someone): give the agent back, no miss counted.
             await self.router.offer_failed(offer, "withdrawn")
             return
