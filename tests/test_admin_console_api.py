@@ -80,6 +80,7 @@ def test_live_calls(redis_url: str) -> None:
             req.principal = Principal(user, roles, None, "token")
             resp = await http._run(route.handler, req)
             assert resp.status == 200, resp.body
+            assert resp.body["queues"] == ({"sue": ["support"], "sal": ["sales"]}.get(user, []))
             found: list[dict[str, object]] = resp.body["calls"]
             return found
 

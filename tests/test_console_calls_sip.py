@@ -90,11 +90,16 @@ def test_a_live_call_appears_and_the_supervisor_listens(worker: WorkerProc, brow
 
 
 def test_force_pause_ready_logout_and_skills(worker: WorkerProc, browser) -> None:
+    assert worker.http("PATCH", "/admin/users/sam", {"queues": ["support"]})[0] == 200
     worker.login("1002")
     browser.expect(r"/console/calls .* 401")
     browser.login(f"http://127.0.0.1:{worker.http_port}/console/calls", "sam", PASSWORD)
     row = "#agents tr[data-agent='1002']"
     browser.wait_text(f"{row} .agent-state", "Ready")
+    # sam supervises support: 1001 (vip and sales) is not in its grid
+    assert worker.http("GET", "/admin/users/sam")[1]["queues"] == ["support"]
+    assert not browser.driver.find_elements("css selector", "#agents tr[data-agent='1001']")
+    assert browser.driver.find_elements("css selector", "#agents tr[data-agent='1004']")
     browser.find("#force-reason").send_keys("Training")
     browser.find(f"{row} .force-pause").click()
     browser.wait_text(f"{row} .agent-state", "Paused · Training")

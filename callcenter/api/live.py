@@ -1,6 +1,7 @@
 """The live agent calls (the console's live calls page: who to listen to).
 
-    GET /calls    {"calls": [{call_id, agent, agent_name, queue, caller, talk_seconds, held, worker}]}
+    GET /calls    {"calls": [{call_id, agent, agent_name, queue, caller, talk_seconds, held, worker}],
+                   "queues": [the queues the user sees; [] = every queue]}
 
 Every agent on a call, from routing's state in Redis (so the calls of every worker, not only this one's),
 oldest answer first. Supervisors (and admins); a supervisor with a ``queues`` list sees the calls of those
@@ -56,6 +57,7 @@ def install_routes(router: HttpRouter, rt: RoutingRouter, queueing: Queueing | N
             queues = user.queues
         clear = who is None or ADMIN in who.roles
         shown = [c for c in await live_calls(rt, queueing) if not queues or c["queue"] in queues]
-        return {"calls": [c if clear else {**c, "caller": mask_number(c["caller"])} for c in shown]}
+        return {"calls": [c if clear else {**c, "caller": mask_number(c["caller"])} for c in shown],
+                "queues": sorted(queues)}
 
     router.add("GET /calls", calls, roles=SUPERVISORS)

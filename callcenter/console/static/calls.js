@@ -135,7 +135,9 @@
         // a call of another worker comes with held null: keep what the events said
         setCalls((old) => c.calls.map((n) => (n.held !== null ? n
           : { ...n, held: Boolean((old.find((o) => o.call_id === n.call_id) || {}).held) })));
-        setAgents(a.agents); setSince(Date.now());
+        // a supervisor of some queues: the agents of those
+        setAgents(c.queues.length ? a.agents.filter((ag) => c.queues.some((q) => q in (ag.queues || {}))) : a.agents);
+        setSince(Date.now());
       } catch (err) { setError(err.message); }
     }
     const now = useLive(refresh, ["agent.state", "agent.skills", "call.answered", "call.ended", "call.transferred",
