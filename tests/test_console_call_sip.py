@@ -62,7 +62,9 @@ def ready_at_desk(worker: WorkerProc, browser) -> None:
     """Agent 1002 signed in at its desk and ready (logged in to its queues if it was not)."""
     browser.expect(r"/console/agent/1002 .* 401")
     browser.login(f"http://127.0.0.1:{worker.http_port}/console/agent/1002", "binh", PASSWORD)
-    if browser.text("#agent-state") == "Logged out":
+    state = browser.wait(lambda: browser.find("#agent-state").get_attribute("data-state") not in ("loading", None)
+                         and browser.find("#agent-state").get_attribute("data-state"), 10, "the agent's state")
+    if state == "logged_out":
         browser.find("#btn-login").click()
     browser.wait_text("#agent-state", "Ready")
 
@@ -182,11 +184,54 @@ def test_hang_up_and_transfer_from_the_desk(worker: WorkerProc, browser) -> None
     caller = sipp.caller(worker.target, steps, number="0902000012", service="hotline")
     browser.wait_text("#call-timer", lambda text: text not in ("", "0:00"), timeout=30)
     browser.find("#transfer-kind").send_keys("Queue")
-    browser.find("#transfer-target").send_keys("sales")
+    browser.find("#transfer-target").send_keys("vip")      # a queue 1002 is not in: the caller waits there
     browser.shot("transfer")
     browser.find("#btn-transfer").click()
-    browser.wait_text("#call-note", "Call transferred to sales")
+    browser.wait_text("#call-note", "Call transferred to vip")
     assert phone.wait(30) == 0, phone.errors()
     assert caller.wait(60) == 0, caller.errors() + worker.tail(30)
     second = worker.call_from("0902000012")
-    assert second.transferred_to and "sales" in second.transferred_to, second
+    assert second.transferred_to and "vip" in second.transferred_to, second
+
+
+def test_add_a_number_to_the_call_from_the_desk(worker: WorkerProc, browser) -> None:
+    """On a call the desk adds a number: it is called through the trunk and joins (a conference leg on the
+    call's CDR); the agent then hangs up and the caller stays with the added party."""
+    ready_at_desk(worker, browser)
+    phone = sipp.agent(worker.agents_port, "answer", ring_ms=500)
+    party = sipp.agent(CUSTOMER_PORT, "answer", ring_ms=500)
+    caller = sipp.caller(worker.target, [("pause", 500), ("dtmf", "1"), ("dtmf", "2"), ("pause", 25000),
+                                         ("hangup",)], number="0902000013", service="hotline")
+    browser.wait_text("#call-timer", lambda text: text not in ("", "0:00"), timeout=30)
+    browser.find("#conference-kind").send_keys("Number")
+    browser.find("#conference-target").send_keys("0901110779")
+    browser.find("#btn-conference").click()
+    browser.wait_text("#call-note", "0901110779")
+    browser.shot("conference")
+    deadline = time.monotonic() + 20
+    while not [p for p in worker.http("GET", f"/calls/{pop_call(browser)}/conference")[1].get("parties", [])
+               if p["kind"] == "number" and p["state"] == "connected"]:
+        assert time.monotonic() < deadline, worker.tail(30)
+        time.sleep(0.2)
+    browser.find("#btn-hangup").click()
+    assert phone.wait(30) == 0, phone.errors()
+    assert caller.wait(60) == 0, caller.errors() + worker.tail(30)
+    assert party.wait(30) == 0, party.errors()
+    call = worker.call_from("0902000013")
+    deadline = time.monotonic() + 20
+    while "conference" not in (kinds := legs(worker, call.call_id)):     # the writer stores it in its time
+        assert time.monotonic() < deadline, kinds
+        time.sleep(0.2)
+
+
+def legs(worker: WorkerProc, call_id: str) -> list[str]:
+    store = open_store(worker.store_url)
+    try:
+        return [leg.kind for leg in store.legs(call_id)]
+    finally:
+        store.close()
+
+
+def pop_call(browser) -> str:
+    """The call id of the call on the desk (its screen pop)."""
+    return str(browser.find("#screen-pop").get_attribute("data-call"))

@@ -21,7 +21,7 @@
     const inState = agent ? agent.state_seconds + (now - since) / 1000 : 0;
     return html`<section class="card" aria-labelledby="state-h">
       <h2 id="state-h">${t("state")}</h2>
-      <div class="row"><span id="agent-state" class=${"state " + state} data-state=${state}>
+      <div class="row"><span id="agent-state" class=${"state " + state} data-state=${agent ? state : "loading"}>
         ${t("state." + state)}${agent && agent.pause_reason ? " · " + t("reason." + agent.pause_reason) : ""}</span>
         <span class="muted">${t("time_in_state")}: <span id="state-time">${duration(inState)}</span></span></div>
       <div class="row">
@@ -59,25 +59,28 @@
     </dl>`;
   }
 
-  // A blind transfer of the call to a queue, another agent or a number (POST /calls/{id}/transfer).
-  function Transfer({ call, onDone }) {
-    const [kind, setKind] = useState("queue");
+  // A party for the call: a blind transfer to a queue, an agent or a number (POST /calls/{id}/transfer), or
+  // another agent or a number added to a conference (POST /calls/{id}/conference/add). ``name`` is the
+  // action: "transfer" or "conference"; the form's elements are named after it.
+  function TargetForm({ call, name, path, kinds, onDone }) {
+    const [kind, setKind] = useState(kinds[0]);
     const [target, setTarget] = useState("");
     const [status, setStatus] = useState("");
     async function send(e) {
       e.preventDefault();
       try {
-        await api("POST", "/calls/" + encodeURIComponent(call.call_id) + "/transfer" + asAgent, { [kind]: target });
-        onDone(t("transfer.done") + " " + target);
+        await api("POST", "/calls/" + encodeURIComponent(call.call_id) + path + asAgent, { [kind]: target });
+        setStatus(""); setTarget("");
+        onDone(t(name + ".done") + " " + target);
       } catch (err) { setStatus(err.message); }
     }
-    return html`<form class="row" id="transfer-form" onSubmit=${send}>
-      <select id="transfer-kind" aria-label=${t("transfer.kind")} value=${kind} onChange=${(e) => setKind(e.target.value)}>
-        ${["queue", "agent", "number"].map((k) => html`<option value=${k}>${t("transfer." + k)}</option>`)}</select>
-      <input type="text" id="transfer-target" aria-label=${t("transfer.target")} class="short" maxlength="32" required
+    return html`<form class="row" id=${name + "-form"} onSubmit=${send}>
+      <select id=${name + "-kind"} aria-label=${t(name + ".kind")} value=${kind} onChange=${(e) => setKind(e.target.value)}>
+        ${kinds.map((k) => html`<option value=${k}>${t("transfer." + k)}</option>`)}</select>
+      <input type="text" id=${name + "-target"} aria-label=${t("transfer.target")} class="short" maxlength="32" required
         value=${target} onInput=${(e) => setTarget(e.target.value)} />
-      <button type="submit" id="btn-transfer">${t("transfer")}</button>
-      ${status && html`<span class="error" role="alert" id="transfer-error">${status}</span>`}
+      <button type="submit" id=${"btn-" + name}>${t(name)}</button>
+      ${status && html`<span class="error" role="alert" id=${name + "-error"}>${status}</span>`}
     </form>`;
   }
 
@@ -90,7 +93,10 @@
         ${call.held && html`<span class="badge" id="held">${t("held")}</span>`}
         <button type="button" id="btn-hold" onClick=${onHold}>${call.held ? t("unhold") : t("hold")}</button>
         <button type="button" class="danger" id="btn-hangup" onClick=${onHangup}>${t("hangup")}</button></div>
-        <${Transfer} call=${call} onDone=${onTransferred} />`}
+        <${TargetForm} call=${call} name="transfer" path="/transfer" kinds=${["queue", "agent", "number"]}
+          onDone=${onTransferred} />
+        <${TargetForm} call=${call} name="conference" path="/conference/add" kinds=${["agent", "number"]}
+          onDone=${onTransferred} />`}
       ${(call || pop) && html`<label for="notes">${t("notes")}</label>
         <textarea id="notes" maxlength="2000" value=${notes} onInput=${(e) => setNotes(e.target.value)}></textarea>`}
       ${error && html`<p class="error" role="alert">${t("error")}: ${error}</p>`}
@@ -214,7 +220,7 @@
     const [notes, setNotes] = useState("");
     const [error, setError] = useState("");
     const [callError, setCallError] = useState("");
-    const [callNote, setCallNote] = useState("");     // what became of the last call (transferred)
+    const [callNote, setCallNote] = useState("");     // what the agent did to the call (transferred, a party added)
     const callRef = useRef(null);
     callRef.current = call;
     const popRef = useRef(null);
