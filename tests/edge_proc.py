@@ -368,11 +368,13 @@ def sipvicious(tool: str, source: str, args: list[str], user_agent: str | None =
 
 
 def register(edge_port: int, user: str, password: str, contact: str, realm: str = edge.REALM,
-             ip: str = "127.0.0.1", replays: int = 0) -> list[str]:
+             ip: str = "127.0.0.1", replays: int = 0, sock: socket.socket | None = None) -> list[str]:
     """REGISTER user's contact at the edge, answering its qop=auth challenge, then send the same answer
-    `replays` times more (a replay attack): the status line of the answer to each."""
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind((ip, 0))
+    `replays` times more (a replay attack): the status line of the answer to each. sock: send from this
+    (bound) socket and leave it open (a phone that then waits for its calls there)."""
+    s = sock or socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    if sock is None:
+        s.bind((ip, 0))
     s.settimeout(2.0)
     lport = s.getsockname()[1]
     uri, call_id, tag = f"sip:127.0.0.1:{edge_port}", uuid.uuid4().hex, uuid.uuid4().hex[:8]
@@ -391,7 +393,20 @@ def register(edge_port: int, user: str, password: str, contact: str, realm: str 
         auth = digest(user, password, challenge, uri, realm)
         return [send(2 + n, auth).split("\r\n", 1)[0] for n in range(1 + replays)]
     finally:
-        s.close()
+        if sock is None:
+            s.close()
+
+
+def sip_response(request: str, status: str, tag: str = "", sdp: str = "", contact: str = "") -> str:
+    """A phone's answer to a request it received (refusing an offer: '486 Busy Here'; with an SDP answer and
+    its Contact, '200 OK' to an INVITE). tag: the To tag (the same for every answer of one dialog)."""
+    head = request.split("\r\n\r\n", 1)[0].split("\r\n")
+    keep = [ln for ln in head if re.match(r"(?i)(via|from|to|call-id|cseq|record-route):", ln)]
+    tag = tag or uuid.uuid4().hex[:8]
+    keep = [ln + f";tag={tag}" if ln.lower().startswith("to:") and "tag=" not in ln else ln for ln in keep]
+    if sdp:
+        keep += [f"Contact: <{contact}>", "Content-Type: application/sdp"]
+    return f"SIP/2.0 {status}\r\n" + "\r\n".join(keep) + f"\r\nContent-Length: {len(sdp.encode())}\r\n\r\n" + sdp
 
 
 class WsSip:
@@ -476,16 +491,8 @@ class WsSip:
         return send(2, digest(user, password, challenge, uri, realm)).split("\r\n", 1)[0]
 
     def reply(self, request: str, status: str, tag: str = "", sdp: str = "") -> None:
-        """Answer a request received over the WebSocket (a phone refusing an offer: '486 Busy Here'; with an
-        SDP answer, '200 OK' to an INVITE). tag: the To tag (the same for every answer of one dialog)."""
-        head = request.split("\r\n\r\n", 1)[0].split("\r\n")
-        keep = [ln for ln in head if re.match(r"(?i)(via|from|to|call-id|cseq|record-route):", ln)]
-        tag = tag or uuid.uuid4().hex[:8]
-        keep = [ln + f";tag={tag}" if ln.lower().startswith("to:") and "tag=" not in ln else ln for ln in keep]
-        if sdp:
-            keep += [f"Contact: <{self.contact}>", "Content-Type: application/sdp"]
-        self.send(f"SIP/2.0 {status}\r\n" + "\r\n".join(keep) + f"\r\nContent-Length: {len(sdp.encode())}\r\n\r\n"
-                  + sdp)
+        """Answer a request received over the WebSocket (see sip_response)."""
+        self.send(sip_response(request, status, tag, sdp, self.contact))
 
     def close(self) -> None:
         with contextlib.suppress(OSError):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import socket
 import subprocess
 import time
 import uuid
@@ -17,7 +18,17 @@ import ports
 import pytest
 import sipp
 import tones
-from edge_proc import BARESIP_MODULES, Edge, Rtpengine, Softphone, WsSip, edge_rules, kamailio_cli
+from edge_proc import (
+    BARESIP_MODULES,
+    Edge,
+    Rtpengine,
+    Softphone,
+    WsSip,
+    edge_rules,
+    kamailio_cli,
+    register,
+    sip_response,
+)
 from worker_proc import WorkerProc, flush, new_worker
 
 from callcenter.cdr.writer import open_store
@@ -333,6 +344,35 @@ def test_a_browser_answers_over_wss_with_dtls_srtp_and_both_sides_hear_each_othe
         == {BROWSER_HZ}
     cdr = w.call_from("0903000505")
     assert cdr.agent_id == "1002" and cdr.outcome == "answered", cdr
+
+
+def test_a_phone_behind_nat_is_reached_where_it_registered_from_and_its_media_anchored(stack) -> None:
+    """A LAN phone behind a home router registers a private Contact (192.168.1.50:5060) from its router's
+    address: the edge keeps the address the REGISTER came from, the worker's offer is sent there (not to the
+    private Contact), and its SDP names rtpengine (the phone's media goes through the edge) in plain RTP/AVP."""
+    w, edge, rtp = stack
+    phone = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    phone.bind(("127.0.0.1", 0))
+    try:
+        assert register(edge.port, "1001", PASSWORDS["1001"], "sip:1001@192.168.1.50:5060", sock=phone) \
+            == ["SIP/2.0 200 OK"]
+        w.logout("1002")                                # sales: 1001 alone
+        w.login("1001")
+        w.http("POST", "/agents/1001/ready")
+        caller = sipp.caller(edge.address, [("pause", 600), ("dtmf", "1"), ("pause", 800), ("dtmf", "1"),
+                                            ("pause", 6000), ("hangup",)], number="0903000506")
+        phone.settimeout(20)
+        invite = ""
+        while not invite.startswith("INVITE "):
+            invite = phone.recvfrom(65535)[0].decode(errors="replace")
+        phone.sendto(sip_response(invite, "486 Busy Here").encode(), ("127.0.0.1", edge.port))
+        assert sipp.wait_all(caller, timeout=30) == [0], caller.errors()
+    finally:
+        phone.close()
+    assert invite.startswith("INVITE sip:1001@192.168.1.50:5060"), invite[:300]
+    media = re.search(r"^m=audio (\d+) RTP/AVP ", invite, re.M)
+    assert media and int(media.group(1)) in rtp.media_ports and "c=IN IP4 127.0.0.1" in invite, invite
+    assert w.http("POST", "/agents/1001/ready")[0] == 200      # the 486 counted a miss: ready for the next test
 
 
 def test_kamailio_cli_writes_the_encrypted_edge_defines(tmp_path: Path) -> None:
