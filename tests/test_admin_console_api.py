@@ -1,6 +1,6 @@
 """The API behind the console's admin and live calls pages, through the project's HttpRouter dispatch on real
 Redis: the rules' YAML text (the worker's file while it is in force, else what is in force written out), the
-validator's answer (the file:line error, nothing applied), and GET /calls (agents on a call with their caller,
+validator's answer (every file:line error, nothing applied), and GET /calls (agents on a call with their caller,
 queue and talk time; masked for a supervisor, in clear for an admin; a supervisor's queues only)."""
 
 from __future__ import annotations
@@ -47,6 +47,13 @@ def test_rules_text_and_validation(redis_url: str, tmp_path: Path) -> None:
         assert (await hit(http, "GET", "/admin/rules")).body["queues"]["support"]["strategy"] == "fewest_calls"
         r = await hit(http, "PUT", "/admin/rules", bad.encode())            # the same words when applying
         assert r.status == 400 and r.body["error"] == error["message"] and r.body["detail"]["line"] == at + 1
+
+        # every problem the reading goes past, in line order (the apply names the first)
+        worse = bad.replace("max_length: 500", "max_length: lots").replace("wrapup: 15", "wrapup: 15\n    colour: red")
+        errors = (await hit(http, "POST", "/admin/rules/validate", worse.encode())).body["errors"]
+        assert [(e["line"], e["key"]) for e in errors] == [
+            (at + 1, "queues.support.strategy"), (at + 2, "queues.support.max_length"), (at + 4, "queues.support.colour")]
+        assert errors[0] == error
 
         good = bad.replace("strategy: dice", "strategy: round_robin")
         r = await hit(http, "POST", "/admin/rules/validate", good.encode())

@@ -1,6 +1,6 @@
 """The console's admin page in a real browser (tests/browser.py) against a real worker: an admin creates a user
 and sees it listed, gives it another role, disables it and resets its password; edits the routing rules in the
-page, where the validator's file:line error is shown at its line, then applies a fixed version; and finds that
+page, where the validator's file:line errors are shown at their lines, then applies a fixed version; and finds that
 apply in the audit log. Agents and supervisors get the "not allowed" page. Screenshots in
 test-artifacts/screenshots/."""
 
@@ -89,7 +89,7 @@ def test_an_admin_creates_a_user_and_sees_it_listed(worker: WorkerProc, browser)
         assert answer[0] == status, answer
 
 
-def test_rules_error_at_its_line_then_a_fixed_version_applies_and_is_audited(worker: WorkerProc, browser) -> None:
+def test_rules_errors_at_their_lines_then_a_fixed_version_applies_and_is_audited(worker: WorkerProc, browser) -> None:
     browser.expect(r"/console/admin .* 401")
     browser.expect(r"/admin/rules .* 400")            # the apply of the rules with an error
     browser.login(url(worker, "/console/admin"), "ada", PASSWORD)
@@ -97,30 +97,35 @@ def test_rules_error_at_its_line_then_a_fixed_version_applies_and_is_audited(wor
     assert browser.text("#rules-origin") == "The worker's file, in force"
     assert text == (worker.tmp / "routing_rules.yaml").read_text()
     lines = text.split("\n")
-    at = next(i for i, line in enumerate(lines) if "strategy: fewest_calls" in line) + 1
-    bad = text.replace("strategy: fewest_calls", "strategy: dice")
+    at = lines.index("    strategy: fewest_calls") + 1
+    at2 = lines.index("    max_length: 500") + 1
+    bad = text.replace("strategy: fewest_calls", "strategy: dice").replace("max_length: 500", "max_length: lots")
 
     browser.driver.execute_script(SET_TEXT, bad)
     browser.find("#rules-validate").click()
-    error = browser.wait_text("#rules-error", "queues.support.strategy")
-    assert error.startswith(f"Line {at} · routing_rules.yaml:{at}: queues.support.strategy: ")
-    assert browser.find("#rules-error").get_attribute("data-line") == str(at)
-    assert browser.text("#rules-lines .bad") == str(at)            # the line number marked in the gutter
-    assert browser.find("#rules-mark").is_displayed()              # and the line itself in the text
-    assert browser.driver.execute_script(         # the caret on that line
-        "const a = document.getElementById('rules-text');"
-        "return a.value.slice(0, a.selectionStart).split('\\n').length") == at
+    browser.wait(lambda: len(texts(browser, "#rules-errors li")) == 2, 10, "two errors")
+    first, second = texts(browser, "#rules-errors li")
+    assert first.startswith(f"Line {at} routing_rules.yaml:{at}: queues.support.strategy: expected one of"), first
+    assert second.startswith(f"Line {at2} routing_rules.yaml:{at2}: queues.support.max_length: expected an integer")
+    assert texts(browser, "#rules-lines .bad") == [str(at), str(at2)]    # the line numbers marked in the gutter
+    assert len(browser.driver.find_elements("css selector", ".editor .mark")) == 2   # and the lines in the text
+    caret = ("const a = document.getElementById('rules-text');"
+             "return a.value.slice(0, a.selectionStart).split('\\n').length")
+    assert browser.driver.execute_script(caret) == at                  # the caret on the first
     browser.driver.execute_script("document.getElementById('rules-h').scrollIntoView()")
-    browser.shot("rules-error")
-    # apply refuses it the same way, and nothing changed
+    browser.shot("rules-errors")
+    browser.find("#rules-errors li:nth-child(2) .goto").send_keys(Keys.ENTER)     # to the second, by the keyboard
+    assert browser.driver.execute_script(caret) == at2 and browser.focused() == "rules-text"
+    # apply refuses it (at its first error), and nothing changed
     browser.find("#rules-apply").click()
-    browser.wait_text("#rules-error", f"Line {at} ·")
+    browser.wait(lambda: len(texts(browser, "#rules-errors li")) == 1, 10, "the apply's error")
+    assert texts(browser, "#rules-errors li")[0].startswith(f"Line {at} routing_rules.yaml:{at}: queues.support.strategy")
     assert worker.http("GET", "/admin/rules")[1]["queues"]["support"]["strategy"] == "fewest_calls"
 
     browser.driver.execute_script(SET_TEXT, text.replace("strategy: fewest_calls", "strategy: round_robin"))
     browser.find("#rules-validate").click()
     browser.wait_text("#rules-result", "Valid")
-    assert not browser.driver.find_elements("css selector", "#rules-error, #rules-lines .bad, #rules-mark")
+    assert not browser.driver.find_elements("css selector", "#rules-errors, #rules-lines .bad, .editor .mark")
     browser.find("#rules-apply").click()
     browser.wait_text("#rules-result", "Applied")
     assert worker.http("GET", "/admin/rules")[1]["queues"]["support"]["strategy"] == "round_robin"

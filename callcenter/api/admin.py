@@ -4,8 +4,9 @@
     GET /admin/rules/text     the rules in force as YAML text (the console's editor): the worker's
                               routing_rules.yaml, comments and all, while it is what is in force; else
                               the rules in force written out as YAML
-    POST /admin/rules/validate  body = a rules document: {"valid": true, queues, agents} or
-                              {"valid": false, "error": {"message", "key", "line"}} (nothing applied)
+    POST /admin/rules/validate  body = a rules document: {"valid": true, queues, agents} or {"valid": false,
+                              "errors": [{"message", "key", "line"}, ...]} (in line order, at most 100; "error":
+                              the first); nothing applied
     PUT /admin/rules          body = a routing_rules.yaml document (YAML or JSON); validated, then
                               applied without dropping waiting callers. 400 names key and line;
                               409 if it would remove a queue with callers or an agent on a call.
@@ -30,6 +31,7 @@ from callcenter.routing.router import Router as RoutingRouter
 from callcenter.routing.router import RoutingError
 
 RULES_MAX_BODY = 1024 * 1024
+MAX_PROBLEMS = 100          # the validator's answer lists at most these
 
 
 def _text(req: Request) -> str:
@@ -84,10 +86,12 @@ def install_routes(router: HttpRouter, rt: RoutingRouter, source: Path | None = 
         return await asyncio.to_thread(rules_text, source, await rt.current_rules())
 
     async def validate(req: Request) -> Reply:
-        try:
-            new = await parsed(_text(req))
-        except ConfigError as exc:
-            return {"valid": False, "error": {"message": str(exc), "key": exc.key, "line": exc.line}}
+        text = _text(req)
+        found = await asyncio.to_thread(routing_rules.problems, text, name)
+        if found:
+            errors = [{"message": str(e), "key": e.key, "line": e.line} for e in found[:MAX_PROBLEMS]]
+            return {"valid": False, "error": errors[0], "errors": errors}
+        new = await parsed(text)
         return {"valid": True, "queues": sorted(new.queues), "agents": len(new.agents)}
 
     router.add("GET /admin/rules", get_rules, roles=ADMINS)

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from callcenter import yamlsrc
-from callcenter.yamlsrc import Located, Reader
+from callcenter.exceptions import ConfigError
+from callcenter.yamlsrc import Issues, Located, Reader
 
 STRATEGIES = ("longest_idle", "fewest_calls", "least_talk_time", "round_robin", "skill_weighted", "ring_all")
 FALLBACK_ACTIONS = ("voicemail", "callback", "transfer", "hangup")
@@ -131,6 +132,19 @@ def loads(text: str, file: str = "<rules>", *, allow_aliases: bool = True) -> Ro
     return parse(data, loc)
 
 
+def problems(text: str, file: str = "<rules>") -> list[ConfigError]:
+    """Every problem of a rules document that came over the network, in line order ([]: valid): those the
+    reading goes past (a wrong value, an unknown key: :class:`yamlsrc.Issues` collecting) and the one that
+    stops it (a document the rest cannot be read without)."""
+    issues = Issues(collect=True)
+    try:
+        data, loc = yamlsrc.loads(text, file, allow_aliases=False)
+        parse(data, loc, issues)
+    except ConfigError as exc:
+        issues.found.append(exc)
+    return sorted(issues.found, key=lambda e: e.line or 0)
+
+
 def _name(r: Reader, key: str | None, value: object) -> str:
     """A queue or agent name, found at ``key`` under ``r``."""
     name = str(value)
@@ -184,8 +198,9 @@ def _pause_reasons(defaults: Reader) -> dict[str, PauseRule]:
     return out
 
 
-def parse(data: object, loc: Located) -> RoutingRules:
-    top = Reader(data, loc, known=("defaults", "queues", "agents"))
+def parse(data: object, loc: Located, issues: Issues | None = None) -> RoutingRules:
+    """``issues``: where problems go (raised at the first by default; see :func:`problems`)."""
+    top = Reader(data, loc, known=("defaults", "queues", "agents"), issues=issues)
     defaults = top.section("defaults", (_QUEUE_KEYS - {"skills", "escalation"}) | {"pause_reasons"})
     pause_reasons = _pause_reasons(defaults)
     raw_queues = top.section("queues").sections()

@@ -110,7 +110,7 @@
   function Rules({ onApplied }) {
     const [text, setText] = useState("");
     const [origin, setOrigin] = useState("");
-    const [problem, setProblem] = useState(null);      // {message, line, key}
+    const [problems, setProblems] = useState([]);      // the validator's: {message, line, key}, in line order
     const [result, setResult] = useState("");
     const [scroll, setScroll] = useState(0);
     const area = useRef(null);
@@ -118,50 +118,55 @@
     async function load() {
       try {
         const r = await api("GET", "/admin/rules/text");
-        setText(r.text); setOrigin(r.from); setProblem(null);
-      } catch (err) { setProblem({ message: err.message, line: null }); }
+        setText(r.text); setOrigin(r.from); setProblems([]);
+      } catch (err) { setProblems([{ message: err.message, line: null }]); }
     }
     useEffect(() => { load(); }, []);
 
-    function show(p) {
-      setProblem(p); setResult("");
-      if (p.line && area.current) {            // the caret and the view to the line
-        const lines = text.split("\n");
-        const start = lines.slice(0, p.line - 1).reduce((n, l) => n + l.length + 1, 0);
-        area.current.scrollTop = Math.max(0, (p.line - 4) * LINE);
-        area.current.setSelectionRange(start, start + (lines[p.line - 1] || "").length);
-      }
+    function goto(line) {                      // the caret on the line, and the line in view
+      if (!line || !area.current) return;
+      const lines = text.split("\n");
+      const start = lines.slice(0, line - 1).reduce((n, l) => n + l.length + 1, 0);
+      area.current.scrollTop = Math.max(0, (line - 4) * LINE);
+      area.current.setSelectionRange(start, start + (lines[line - 1] || "").length);
+      area.current.focus();
+    }
+    function show(found) {
+      setProblems(found); setResult("");
+      goto(found[0].line);
     }
     const counts = (d) => `${d.queues.length} ${t("admin.rules.queues")}, ${d.agents} ${t("admin.rules.agents")}`;
 
     async function validate() {
       const r = await sendText("POST", "/admin/rules/validate", text);
-      if (r.status !== 200) show({ message: r.data.error || String(r.status), line: null });
-      else if (r.data.valid) { setProblem(null); setResult(t("admin.valid") + ": " + counts(r.data)); }
-      else show(r.data.error);
+      if (r.status !== 200) show([{ message: r.data.error || String(r.status), line: null }]);
+      else if (r.data.valid) { setProblems([]); setResult(t("admin.valid") + ": " + counts(r.data)); }
+      else show(r.data.errors);
     }
     async function apply() {
       const r = await sendText("PUT", "/admin/rules", text);
       if (r.status === 200) {
-        setProblem(null); setResult(t("admin.applied") + ": " + counts(r.data)); onApplied();
-      } else show({ message: r.data.error || String(r.status), line: r.data.detail ? r.data.detail.line : null });
+        setProblems([]); setResult(t("admin.applied") + ": " + counts(r.data)); onApplied();
+      } else show([{ message: r.data.error || String(r.status), line: r.data.detail ? r.data.detail.line : null }]);
     }
 
     const count = text.split("\n").length;
-    const bad = problem && problem.line;
+    const bad = new Set(problems.map((p) => p.line).filter(Boolean));
     return html`<section class="card wide" aria-labelledby="rules-h"><h2 id="rules-h">${t("admin.rules")}</h2>
       <p class="muted" id="rules-origin">${origin && t(origin === "file" ? "admin.rules.file" : "admin.rules.applied")}</p>
       <div class="row"><button type="button" id="rules-validate" onClick=${validate}>${t("admin.validate")}</button>
         <button type="button" class="primary" id="rules-apply" onClick=${apply}>${t("admin.apply")}</button></div>
-      ${problem && html`<p class="error" role="alert" id="rules-error" data-line=${problem.line || ""}>
-        ${problem.line ? t("admin.line") + " " + problem.line + " · " : ""}${problem.message}</p>`}
+      ${problems.length > 0 && html`<ul class="error" role="alert" id="rules-errors">${problems.map((p) => html`
+        <li data-line=${p.line || ""}>${p.line ? html`<button type="button" class="goto" onClick=${() => goto(p.line)}>
+          ${t("admin.line")} ${p.line}</button> ` : ""}${p.message}</li>`)}</ul>`}
       ${result && html`<p class="ok" role="status" id="rules-result">${result}</p>`}
       <div class="editor">
         <div class="gutter" id="rules-lines" aria-hidden="true"><div style=${{ transform: `translateY(${-scroll}px)` }}>
-          ${Array.from({ length: count }, (_, i) => html`<div class=${bad === i + 1 ? "bad" : ""}
+          ${Array.from({ length: count }, (_, i) => html`<div class=${bad.has(i + 1) ? "bad" : ""}
             data-line=${i + 1}>${i + 1}</div>`)}</div></div>
         <div class="code">
-          ${bad && html`<div class="mark" id="rules-mark" style=${{ top: `${(bad - 1) * LINE - scroll + 6}px` }}></div>`}
+          ${[...bad].map((line) => html`<div class="mark" data-line=${line}
+            style=${{ top: `${(line - 1) * LINE - scroll + 6}px` }}></div>`)}
           <textarea id="rules-text" ref=${area} spellcheck="false" aria-label=${t("admin.rules")} wrap="off"
             value=${text} onInput=${(e) => { setText(e.target.value); setResult(""); }}
             onScroll=${(e) => setScroll(e.target.scrollTop)}></textarea></div>
