@@ -82,7 +82,7 @@
     return html`<section class="card wide" aria-labelledby="users-h"><h2 id="users-h">${t("admin.users")}</h2>
       <div class="split">
         <div class="scroll"><table id="users"><thead><tr><th>${t("admin.user")}</th><th>${t("admin.roles")}</th>
-          <th>${t("admin.agent")}</th><th>${t("admin.queues")}</th><th>${t("admin.state")}</th><th></th></tr></thead>
+          <th>${t("admin.agent")}</th><th>${t("admin.queues.seen")}</th><th>${t("admin.state")}</th><th></th></tr></thead>
         <tbody>${users.map((u) => html`<tr data-user=${u.name} class=${u.disabled ? "muted" : ""}>
           <td>${u.name}</td><td class="roles">${u.roles.map((r) => t("role." + r)).join(", ")}</td>
           <td>${u.agent || ""}</td><td>${(u.queues || []).join(", ")}</td>
