@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import sip_bench  # the scenario, worker and sipp helpers (puts tests/ and the repo on sys.path)
-from worker_proc import new_worker
+from worker_proc import WorkerProc, ports
 
 from callcenter.redis_server import EmbeddedRedis
 from callcenter.redisconn import connect_sync
@@ -92,7 +92,8 @@ def run_tree(tree: Path, tmp: Path, redis: EmbeddedRedis, rate: float, seconds: 
     sip_bench.flush(redis.url)
     wdir = tmp / f"run{idx}"
     wdir.mkdir()
-    w = new_worker(wdir, redis.url, worker_id=f"loopcost{idx}")
+    base = ports.block(3)     # SIP, HTTP, agents' phones; RTP is sip_bench's 48000-64000 (no test block)
+    w = WorkerProc(wdir, redis.url, base, base + 1, base + 2, f"loopcost{idx}", rtp_port=48000)
     ids = sip_bench.write_rules(wdir / "rules.yaml", w.agents_port, agents)
     sip_bench.write_config(w, "bench_agent", wdir / "rules.yaml")
     path = [str(tree.resolve())]

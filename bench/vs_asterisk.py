@@ -147,7 +147,8 @@ def worker_target(tmp: Path, redis: EmbeddedRedis, flow: str, agents: int) -> It
         def cps_lost(start: float, ok: int, offered: int) -> int:
             return max(0, ok - sb.cps_answered(w, start, offered)[1])
 
-        yield Target("worker", w.target, w.agents_port, [w.proc.pid, redis.proc.pid],  # type: ignore[union-attr]
+        yield Target("worker", w.target, w.agents_port,
+                     [w.proc.pid, redis.proc.pid, *sb.worker_pids(w)[1:]],  # type: ignore[union-attr]
                      ivr_missed, cps_lost)
 
 
@@ -190,6 +191,7 @@ def edge_target(tmp: Path, redis: EmbeddedRedis, flow: str, agents: int) -> Iter
     try:
         for w in ws:
             w.start(timeout=40)
+            sb.start_cdr_writer(w)
         if ids:
             ws[0].login(*ids)
         edge.start()
@@ -212,12 +214,13 @@ def edge_target(tmp: Path, redis: EmbeddedRedis, flow: str, agents: int) -> Iter
             return max(0, ok - sum(1 for r in rows if r.outcome == "answered" and r.agent_id))
 
         yield Target("2w+edge", edge.address, agents_port,
-                     [w.proc.pid for w in ws] + [redis.proc.pid] + kam,  # type: ignore[union-attr,operator]
+                     [p for w in ws for p in sb.worker_pids(w)] + [redis.proc.pid] + kam,  # type: ignore[union-attr,operator]
                      ivr_missed, cps_lost, parts={"edge": kam})
     finally:
         edge.stop()
         for w in ws:
             w.stop(timeout=20)
+            sb.stop_cdr_writer(w)
 
 
 # -- levels ---------------------------------------------------------------------------------------
@@ -378,6 +381,9 @@ def main() -> int:
     ap.add_argument("--agents", type=int, default=400)
     ap.add_argument("--keep-going", action="store_true", help="run a target's next calls/s level after a failed one")
     ap.add_argument("--keep", action="store_true", help="keep the targets' directories (logs, CDRs, configs)")
+    ap.add_argument("--cdr-writer", choices=["worker", "process"], default="worker",
+                    help="the workers' CDR writer in their loop (cdr.writer: true) or a `callcenter cdr-writer` "
+                         "process each (its CPU and memory counted in the worker target's)")
     args = ap.parse_args()
     ivr_levels = [int(x) for x in (args.ivr_levels or ("20,50" if args.quick else "500,800,1000")).split(",")]
     cps_levels = [float(x) for x in (args.cps_levels or ("10,20" if args.quick else "25,50,75,100,125,150,200,250")).split(",")]
@@ -385,6 +391,7 @@ def main() -> int:
     seconds = args.seconds or (10 if args.quick else 30)
     targets = args.targets.split(",")
     sb.KEEP = args.keep
+    sb.CDR_WRITER = args.cdr_writer
     sb.raise_nofile()
     prefix = build() if "asterisk" in targets else Path()
     print(f"machine: {os.cpu_count()} cores, busy {sb.machine_busy():.2f} cores before the run; load "
