@@ -38,6 +38,16 @@ TICK = os.sysconf("SC_CLK_TCK")
 # kamailio.cfg's flags for a TLS desk phone's leg, as the rtpengine module sends them
 AGENT = {"replace": ["origin", "session-connection"], "ICE": "remove", "DTLS": "off",
          "SDES": ["no-NULL_HMAC_SHA1_80", "no-NULL_HMAC_SHA1_32", "no-AEAD_AES_256_GCM", "no-AEAD_AES_128_GCM"]}
+# ... and a browser's (kamailio.cfg's ws/wss profile): DTLS-SRTP with ICE and RTCP mux; towards the worker the
+# answer's flags (ICE removed, RTCP demuxed, plain RTP/AVP)
+WEBRTC = {"replace": ["origin", "session-connection"], "ICE": "force", "DTLS": "passive",
+          "rtcp-mux": ["offer"], "SDES": ["off"], "flags": ["generate-mid"]}
+PLAIN = {"replace": ["origin", "session-connection"], "ICE": "remove", "rtcp-mux": ["demux"]}
+BROWSER = {"replace": ["origin", "session-connection"], "ICE": "force", "rtcp-mux": ["accept"]}   # B's answer
+# per profile: A's transport towards the agent, A's offer flags, the flags of B's offer and of the answers
+# to each (B answers as the agent's phone or browser would)
+PROFILES = {"srtp": ("RTP/SAVP", AGENT, AGENT, AGENT, AGENT),
+            "webrtc": ("UDP/TLS/RTP/SAVPF", WEBRTC, PLAIN, BROWSER, PLAIN)}
 SUITES: set[str] = set()
 
 
@@ -129,21 +139,27 @@ def udp() -> socket.socket:
     return s
 
 
-def setup_call(ng: Ng, n: int) -> tuple[End, End, str]:
-    """Session A (worker side plain, agent side SRTP) and session B back to back; the two plain ends."""
+def setup_call(ng: Ng, n: int, profile: str) -> tuple[End, End, str]:
+    """Session A (worker side plain, agent side SRTP or WebRTC) and session B back to back (the agent's side
+    of B answers A's offer as a phone or a browser would); the two plain ends."""
+    proto, offer_flags, b_flags, b_answer_flags, answer_flags = PROFILES[profile]
     src, sink = udp(), udp()
     ca, cb = f"bench-a-{n}-{uuid.uuid4().hex[:6]}", f"bench-b-{n}-{uuid.uuid4().hex[:6]}"
     a_offer = ng(command="offer", **{"call-id": ca, "from-tag": "w", "sdp": sdp(src.getsockname()[1]),
-                                     "transport-protocol": "RTP/SAVP", **AGENT})
-    savp = str(a_offer["sdp"])
-    assert "RTP/SAVP" in savp and "a=crypto:" in savp and "NULL_" not in savp and "fingerprint" not in savp, savp
-    b_offer = ng(command="offer", **{"call-id": cb, "from-tag": "p", "sdp": savp,
-                                     "transport-protocol": "RTP/AVP", **AGENT})
+                                     "transport-protocol": proto, **offer_flags})
+    enc = str(a_offer["sdp"])
+    if profile == "srtp":
+        assert "RTP/SAVP" in enc and "a=crypto:" in enc and "NULL_" not in enc and "fingerprint" not in enc, enc
+    else:
+        assert proto in enc and "a=fingerprint:" in enc and "a=ice-ufrag:" in enc and "a=crypto" not in enc, enc
+    b_offer = ng(command="offer", **{"call-id": cb, "from-tag": "p", "sdp": enc,
+                                     "transport-protocol": "RTP/AVP", **b_flags})
     b_answer = ng(command="answer", **{"call-id": cb, "from-tag": "p", "to-tag": "s",
-                                       "sdp": sdp(sink.getsockname()[1]), **AGENT})
+                                       "sdp": sdp(sink.getsockname()[1]), **b_answer_flags})
     a_answer = ng(command="answer", **{"call-id": ca, "from-tag": "w", "to-tag": "a", "sdp": str(b_answer["sdp"]),
-                                       **AGENT})
+                                       **answer_flags})
     SUITES.update(re.findall(r"a=crypto:\d+ (\S+)", str(b_answer["sdp"])))
+    SUITES.update("DTLS-SRTP, ICE" for _ in re.findall(r"a=fingerprint:", str(b_answer["sdp"]))[:1])
     return (End(src, ("127.0.0.1", media_port(str(a_answer["sdp"]))), random.getrandbits(32)),
             End(sink, ("127.0.0.1", media_port(str(b_offer["sdp"]))), random.getrandbits(32)), ca + " " + cb)
 
@@ -153,11 +169,11 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICK
 
 
-def run(ng: Ng, pid: int, calls: int, seconds: float, warmup: float = 3.0) -> dict[str, float]:
+def run(ng: Ng, pid: int, calls: int, seconds: float, profile: str, warmup: float = 3.0) -> dict[str, float]:
     ends: list[End] = []
     ids: list[str] = []
     for n in range(calls):
-        src, sink, call_ids = setup_call(ng, n)
+        src, sink, call_ids = setup_call(ng, n, profile)
         ends += [src, sink]
         ids.append(call_ids)
     by_fd = {e.sock.fileno(): e for e in ends}
@@ -200,6 +216,8 @@ def run(ng: Ng, pid: int, calls: int, seconds: float, warmup: float = 3.0) -> di
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--calls", default="10,50", help="concurrent calls per step, comma-separated")
+    ap.add_argument("--profile", choices=sorted(PROFILES), default="srtp",
+                    help="the agent's side: a TLS desk phone (SRTP, SDES keys) or a browser (DTLS-SRTP, ICE)")
     ap.add_argument("--seconds", type=float, default=15.0, help="measured seconds per step (after 3 s warm-up)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="edgebench-") as tmp:
@@ -207,14 +225,14 @@ def main() -> int:
         assert engine.proc is not None
         try:
             ng = Ng(engine.ng)
-            print(f"rtpengine {engine.proc.pid}: SRTP (SDES) <-> RTP/AVP PCMU, 50 pps each way, {args.seconds:.0f} s "
+            print(f"rtpengine {engine.proc.pid}: {args.profile} <-> RTP/AVP PCMU, 50 pps each way, {args.seconds:.0f} s "
                   f"measured per step, {os.cpu_count()} CPUs")
             print(" calls  rtpengine CPU  per real call  delivered  bench CPU")
             for calls in (int(c) for c in args.calls.split(",")):
-                r = run(ng, engine.proc.pid, calls, args.seconds)
+                r = run(ng, engine.proc.pid, calls, args.seconds, args.profile)
                 print(f"{r['calls']:6.0f}  {r['cpu_pct']:12.1f}%  {r['per_real_call_pct']:12.3f}%  "
                       f"{r['delivered_pct']:8.2f}%  {r['bench_cpu_pct']:8.1f}%", flush=True)
-            print(f"SRTP suite the agent side answered with: {', '.join(sorted(SUITES))}")
+            print(f"the agent side answered with: {', '.join(sorted(SUITES))}")
         finally:
             engine.stop()
     return 0
