@@ -221,7 +221,9 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=15.0, help="measured seconds per step (after 3 s warm-up)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="edgebench-") as tmp:
-        engine = Rtpengine(Path(tmp), media_ports=8 * sum(int(c) for c in args.calls.split(",")) + 8).start()
+        # a deleted session's ports are free again at once (--delete-delay=0): each step needs only its own
+        engine = Rtpengine(Path(tmp), media_ports=8 * max(int(c) for c in args.calls.split(",")) + 8,
+                           options=("--delete-delay=0",)).start()
         assert engine.proc is not None
         try:
             ng = Ng(engine.ng)

@@ -95,7 +95,8 @@ def digest(user: str, password: str, challenge: str, uri: str, realm: str = edge
 class Rtpengine:
     """rtpengine (userspace forwarding, no kernel table) on 127.0.0.1, its ng control socket on `ng`."""
 
-    def __init__(self, tmp: Path, media_ports: int = 40) -> None:
+    def __init__(self, tmp: Path, media_ports: int = 40, options: tuple[str, ...] = ()) -> None:
+        self.options = options
         self.ng = ports.port()
         self.count = media_ports + media_ports % 2
         self.low = ports.block(self.count, media=True)
@@ -117,7 +118,7 @@ class Rtpengine:
         self.proc = subprocess.Popen(
             ["rtpengine", "--config-file=none", "--foreground", "--log-stderr", "--log-level=6", "--table=-1",
              "--interface=127.0.0.1", f"--listen-ng=127.0.0.1:{self.ng}", f"--port-min={self.low}",
-             f"--port-max={self.low + self.count - 1}", f"--pidfile={self.dir / 'rtpengine.pid'}"],
+             f"--port-max={self.low + self.count - 1}", f"--pidfile={self.dir / 'rtpengine.pid'}", *self.options],
             stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
