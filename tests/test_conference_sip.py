@@ -22,6 +22,7 @@ from worker_proc import WorkerProc, api_user, flush, new_worker, queue_flow
 
 from callcenter.auth.roles import AGENT, SUPERVISOR
 from callcenter.cdr.writer import open_store
+from callcenter.redisconn import connect_sync
 
 pytestmark = [pytest.mark.sip, pytest.mark.timeout(300)]
 
@@ -55,8 +56,16 @@ def worker(tmp_path_factory: pytest.TempPathFactory, redis_server) -> WorkerProc
 
 @pytest.fixture(autouse=True)
 def nobody_logged_in(worker: WorkerProc) -> None:
-    """Each test logs in the agents it needs: a caller is offered to none left over from another test."""
-    worker.logout("1001", "1002", "1003")
+    """Each test logs in the agents it needs: a caller is offered to none left over from another test. An
+    agent still on the last test's call (its recording being stored) logs out when that call is finished."""
+    agents = ("1001", "1002", "1003")
+    worker.logout(*agents)
+    client = connect_sync(worker.redis_url)
+    try:
+        wait_for(lambda: all(client.hget(f"cc:rt:a:{a}", "state") == "logged_out" for a in agents),
+                 "the agents logged out")
+    finally:
+        client.close()
 
 
 def recording(w: WorkerProc, call_id: str) -> str | None:
@@ -203,6 +212,8 @@ def test_a_muted_party_stays_muted_through_its_phones_re_invite(worker: WorkerPr
         assert worker.http("POST", f"/calls/{call_id}/conference/{muted}/unmute", {})[0] == 200
         assert caller.heard() == {B, C} and added.heard() == {A, B}
         assert call.wait(120) == 0, call.errors()
+        # the phones get their BYEs (the agent's once the recording is stored): none is left for the next test
+        assert [p.wait(30) for p in sipps.values()] == [0, 0], [p.errors() for p in sipps.values()]
     finally:
         for p in phones:
             p.stop()
