@@ -6,6 +6,7 @@ outside its calling window are never dialed."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 import sipp
@@ -22,6 +23,7 @@ from dialer_worker import (
     wait_until,
     window_now,
 )
+from recording_helpers import channels
 from worker_proc import demo_rules
 
 from callcenter.cdr.writer import open_store
@@ -111,7 +113,8 @@ def test_outcomes_retries_compliance_and_cdrs(dialer, redis_url: str) -> None:
 
 def test_progressive_call_reaches_a_logged_in_agent(dialer, redis_url: str) -> None:
     """Progressive dialing: one free agent -> one call; the answered customer is queued at once,
-    the agent's phone rings and answers, the CDR names campaign, agent and outcome."""
+    the agent's phone rings and answers, the CDR names campaign, agent and outcome and links the call's
+    recording (the worker config's recording.campaigns policy)."""
     w, ivr, campaigns, procs = dialer
     customer_port, agent_port = free_ports(2)
     rules = demo_rules(agent_port)
@@ -122,7 +125,8 @@ def test_progressive_call_reaches_a_logged_in_agent(dialer, redis_url: str) -> N
     upload(w.tmp, "t_sales", ["0906000001,Khach,0,", "0906000002,Khach2,0,"], redis_url, campaigns)
     procs += [sipp.agent(customer_port, "answer", ring_ms=300, calls=2),
               sipp.agent(agent_port, "answer_bye", ring_ms=300, talk_ms=1500, calls=2)]
-    w.write_config(rules=w.tmp / "rules.yaml", campaigns=campaigns, ivr_scripts=ivr)
+    w.write_config(rules=w.tmp / "rules.yaml", campaigns=campaigns, ivr_scripts=ivr,
+                   extra="recording: {campaigns: {t_sales: {policy: always}}}")
     w.start()
     w.login("1001")
     cli("start", "t_sales", redis_url=redis_url, campaigns=campaigns)
@@ -139,6 +143,8 @@ def test_progressive_call_reaches_a_logged_in_agent(dialer, redis_url: str) -> N
         assert ct["state"] == "answered" and ct["last_outcome"] == "answered_human", ct
     # One agent: progressive dials the second contact only once the agent is free again.
     assert rows[1].start >= rows[0].end - 0.5, rows
+    wait_until(lambda: all(r.recording for r in outbound_rows(w, 2)), 20, "both calls' recordings", w)
+    assert all(len(channels(Path(r.recording))[0]) >= 8000 for r in outbound_rows(w, 2))   # 1 s and more
 
 
 def test_ivr_events_become_dispositions() -> None:
