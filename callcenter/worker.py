@@ -129,6 +129,7 @@ class Worker:
     voicemails: VoicemailIndex | None = None   # the voicemail inbox's index, built by run()
     click_to_call: ClickToCall | None = None   # agents' own dials (POST /agents/{id}/dial), built by run()
     hub: Hub | None = None                     # the event bus's reader for GET /events, built with the API
+    deliverer: Deliverer | None = None         # this worker's webhook deliveries (webhooks: configured), ditto
     forwarder: Forwarder | None = None   # call-scoped requests to the worker holding the call, built by run()
 
     async def run(self) -> None:
@@ -306,9 +307,12 @@ class Worker:
             return frozenset(info["queues"]) if info else frozenset()
 
         self.hub = Hub(aredis, self.cfg.redis.prefix, self.cfg.events.heartbeat)
+        if self.cfg.events.webhooks:
+            self.deliverer = Deliverer(aredis, self.cfg.redis.prefix, self.cfg.events.webhooks,
+                                       consumer=self.cfg.worker_id)
         events_api.install_routes(api, self.hub, aredis, self.cfg.redis.prefix,
                                   guard.auth.users if guard is not None else None, agent_queues,
-                                  limits=self.cfg.events)
+                                  limits=self.cfg.events, deliverer=self.deliverer)
         calls.install_routes(api, queueing)
         live_api.install_routes(api, router, queueing, guard.auth.users if guard is not None else None)
         if self.monitoring is not None:
@@ -381,9 +385,8 @@ class Worker:
                                       cfg.events.queue_stats_every)
 
         out = [asyncio.ensure_future(every(cfg.events.queue_stats_every, queue_stats, self.stop, "queue stats"))]
-        if cfg.events.webhooks:
-            deliverer = Deliverer(aredis, prefix, cfg.events.webhooks, consumer=cfg.worker_id)
-            out.append(asyncio.ensure_future(deliverer.run(self.stop)))
+        if self.deliverer is not None:
+            out.append(asyncio.ensure_future(self.deliverer.run(self.stop)))
         return out
 
     def _guard(self, aredis: aredis_client.Redis) -> Guard | None:

@@ -28,17 +28,19 @@ SECRET = "test-webhook-secret-0123456789"
 
 @dataclass
 class Receiver:
-    """The CRM: /hook answers 500 to the first two attempts of each event, then 200; /broken always 500;
+    """The CRM: /hook answers 500 to the first two attempts of each event, then 200; /broken 500 until mended;
     /gated 500 until the test opens it."""
 
     got: list[tuple[str, dict[str, str], bytes, int]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     gate_open: bool = False
+    broken_mended: bool = False      # /broken accepts from now on
 
     def answer(self, path: str, headers: dict[str, str], body: bytes) -> int:
         with self.lock:
             tries = sum(1 for p, h, _, _ in self.got if p == path and h["idempotency-key"] == headers["idempotency-key"])
-            status = 200 if path == "/hook" and tries >= 2 or path == "/gated" and self.gate_open else 500
+            status = 200 if path == "/hook" and tries >= 2 or path == "/gated" and self.gate_open \
+                or path == "/broken" and self.broken_mended else 500
             self.got.append((path, headers, body, status))
             return status
 
@@ -117,6 +119,25 @@ def test_delivered_once_signed_after_two_failures_and_dead_lettered_elsewhere(
     assert 'callcenter_webhook_deliveries_total{result="delivered",webhook="crm"} 2.0' in text
     assert 'callcenter_webhook_deliveries_total{result="failed",webhook="crm"} 4.0' in text
     assert worker.http("GET", "/admin/webhooks/dead", token=None)[0] == 401
+
+
+
+def test_an_admin_retries_a_dead_letter(worker: WorkerProc, receiver: tuple[Receiver, int]) -> None:
+    rec, _ = receiver
+    letters = wait_for(lambda: worker.http("GET", "/admin/webhooks/dead")[1]["dead_letters"], "a dead letter")
+    letter = letters[0]
+    rec.broken_mended = True
+    try:
+        status, body = worker.http("POST", f"/admin/webhooks/dead/{letter['id']}/retry")
+        assert (status, body["event_id"], body["webhook"]) == (202, letter["event_id"], "broken"), body
+        wait_for(lambda: [r for r in rec.requests("/broken") if r[0]["idempotency-key"] == letter["event_id"]
+                          and r[2] == 200], "the retried event accepted")
+        left = worker.http("GET", "/admin/webhooks/dead")[1]["dead_letters"]
+        assert letter["id"] not in [x["id"] for x in left]
+        assert worker.http("POST", f"/admin/webhooks/dead/{letter['id']}/retry")[0] == 404
+        assert worker.http("POST", "/admin/webhooks/dead/nope/retry")[0] == 400
+    finally:
+        rec.broken_mended = False
 
 
 def test_workers_share_the_deliveries_and_each_event_goes_once(

@@ -5,6 +5,8 @@
                                      ``Last-Event-ID`` (header, or ?last_event_id= for a first connection).
                                      429 past events.max_streams_per_user, 503 past events.max_streams
     GET /admin/webhooks/dead         the newest dead letters (?count=, at most 500; ?before=<id> pages on)
+    POST /admin/webhooks/dead/{id}/retry   that letter's event to its webhook again (202; dead-lettered anew if
+                                     it fails again); 404 no such letter, 409 its webhook is not configured
 """
 
 from __future__ import annotations
@@ -27,8 +29,10 @@ MAX_ID = 40
 
 
 def install_routes(router: HttpRouter, hub: Hub, redis: aredis.Redis, prefix: str, users: UserStore | None,
-                   agent_queues: AgentQueues, limits: EventSettings | None = None) -> None:
-    """``limits``: resume_max, max_streams, max_streams_per_user (the config's events: section)."""
+                   agent_queues: AgentQueues, limits: EventSettings | None = None,
+                   deliverer: webhooks.Deliverer | None = None) -> None:
+    """``limits``: resume_max, max_streams, max_streams_per_user (the config's events: section); ``deliverer``:
+    this worker's webhook deliverer (None: no webhooks configured)."""
     limits = limits or EventSettings()
 
     async def viewer(req: Request) -> Viewer:
@@ -74,5 +78,20 @@ def install_routes(router: HttpRouter, hub: Hub, redis: aredis.Redis, prefix: st
             raise HttpError(400, "before must be an event id")
         return {"dead_letters": await webhooks.dead_letters(redis, prefix, max(1, min(count, 500)), before)}
 
+    async def retry(req: Request) -> Reply:
+        letter = req.params["id"]
+        if len(letter) > MAX_ID or parse_id(letter) is None:
+            raise HttpError(400, "a dead letter's id is a stream id like 1732950000123-0")
+        if deliverer is None:
+            raise HttpError(409, "no webhooks are configured on this worker")
+        try:
+            event_id, hook = await deliverer.retry(letter)
+        except LookupError:
+            raise HttpError(404, "no such dead letter") from None
+        except ValueError as exc:
+            raise HttpError(409, str(exc)) from None
+        return Response({"retrying": letter, "event_id": event_id, "webhook": hook}, 202)
+
     router.add("GET /events", events, roles=ANYONE)
     router.add("GET /admin/webhooks/dead", dead, roles=ADMINS)
+    router.add("POST /admin/webhooks/dead/{id}/retry", retry, roles=ADMINS)

@@ -258,6 +258,33 @@ class Deliverer:
                   error=error)
         return False
 
+    async def retry(self, letter_id: str) -> tuple[str, str]:
+        """Take a dead letter out and deliver its event to its webhook again, in the background (dead-lettered
+        anew if it fails again); its (event id, webhook). LookupError: no such letter (or another request
+        took it); ValueError: its webhook is not configured here."""
+        dead = EventKeys(self.prefix).dead_letters()
+        rows = cast(Entries, await self.redis.xrange(dead, min=letter_id, max=letter_id))
+        if not rows:
+            raise LookupError(letter_id)
+        letter = rows[0][1]
+        hook = next((h for h in self.hooks if h.name == letter.get("webhook")), None)
+        if hook is None:
+            raise ValueError(f"webhook {letter.get('webhook')!r} is not configured on this worker")
+        ev = json.loads(letter["event"])
+        eid = str(ev.pop("id", letter["event_id"]))
+        if not await self.redis.xdel(dead, letter_id):
+            raise LookupError(letter_id)
+        task = asyncio.ensure_future(self._redeliver(hook, eid, ev))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return eid, hook.name
+
+    async def _redeliver(self, hook: Webhook, eid: str, ev: Event) -> None:
+        try:
+            await self.deliver(hook, eid, ev)
+        except Exception:  # Redis away meanwhile: the letter is gone, the failure is logged
+            log.exception("webhook retry of a dead letter failed", webhook=hook.name, event_id=eid)
+
     async def _touch(self, eid: str) -> None:
         """Still working on it: reset the entry's idle time so no other worker claims it meanwhile."""
         try:
