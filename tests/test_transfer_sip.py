@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import pytest
 import sipp
 from tone_parties import Party, bridged_call, close_all, legs, phone, sounds_with_music, tone_worker, wait_for
-from worker_proc import WorkerProc, api_user, queue_flow
+from worker_proc import METRICS_TOKEN, WorkerProc, api_user, queue_flow
 
 from callcenter.auth.roles import AGENT, SUPERVISOR
 from callcenter.cdr.record import CallRecord
@@ -76,6 +76,13 @@ def events(w: WorkerProc, call_id: str, until: str, timeout: float = 30.0) -> li
         if any(e.event == until for e in found) or time.monotonic() > deadline:
             return found
         time.sleep(0.2)
+
+
+def transfers_counted(w: WorkerProc) -> dict[str, float]:
+    """callcenter_queue_transfers_total by queue, from the worker's /metrics."""
+    status, text = w.http("GET", "/metrics", token=METRICS_TOKEN)
+    assert status == 200, text
+    return {q: float(n) for q, n in re.findall(r'^callcenter_queue_transfers_total\{queue="(\w+)"\} ([\d.]+)', text, re.M)}
 
 
 def call_record(w: WorkerProc, call_id: str, timeout: float = 30.0) -> CallRecord:
@@ -196,6 +203,7 @@ def test_blind_to_queue_agent_and_number(worker: WorkerProc) -> None:
     support, second, trunk = Party(D, ALL), Party(C, ALL), Party(E, ALL)
     phones: list[sipp.Sipp] = []
     try:
+        before = transfers_counted(worker)
         call_id, call, agent_sipp, (support_sipp,) = talking(worker, caller, agent, 95000, phones,
                                                              [("1003", support)])
         mine = api_user(worker.redis_url, "agent-1001b", [AGENT], agent="1001")
@@ -235,7 +243,9 @@ def test_blind_to_queue_agent_and_number(worker: WorkerProc) -> None:
         assert call.wait(150) == 0, call.errors()
         log = events(worker, call_id, "COMPLETECALLER")
         kinds = [e.event for e in log]
-        assert kinds.count("BLINDTRANSFER") == 3 and kinds.count("TRANSFER") == 2, kinds
+        assert kinds.count("BLINDTRANSFER") == 3 and kinds.count("TRANSFER") == 3, kinds
+        after = transfers_counted(worker)                   # by the queue the caller left
+        assert {q: after[q] - before.get(q, 0.0) for q in after} == {"sales": 1.0, "support": 2.0}, after
         enters = [e for e in log if e.event == "ENTERQUEUE"]
         assert [e.queue for e in enters] == ["sales", "support"] and enters[1].data.get("transferred") is True
         rec = call_record(worker, call_id)

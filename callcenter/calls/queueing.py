@@ -532,6 +532,7 @@ class Queueing:
         if target is None:
             queue = h.queue or t.queue
             if h.queue is not None:
+                await self._transferred(t, prev, h, None)
                 files = prompts.paths(announce.transferring(), w.request.language, Path(w.request.sounds_dir))
                 with contextlib.suppress(CallGone):
                     await leg.play(files, barge_in=False)
@@ -541,10 +542,14 @@ class Queueing:
         t.agent, t.agent_id = target.leg, target.agent_id
         if self.recordings is not None:
             self.recordings.mix(leg.id, target.leg, True)     # the target in the agent's channel from now on
-        await self._event("TRANSFER", leg.id, t.queue, target.agent_id or None, from_agent=prev.agent_id,
-                          to=h.to, kind=h.event, by=h.by)
-        metrics.QUEUE_TRANSFERS_TOTAL.labels(queue=t.queue).inc()
+        await self._transferred(t, prev, h, target.agent_id or None)
         return target
+
+    async def _transferred(self, t: Talk, prev: Segment, h: Handoff, agent_id: str | None) -> None:
+        """The caller left ``prev`` for the transfer's target (an agent or number that answered, or a queue)."""
+        await self._event("TRANSFER", t.caller.id, t.queue, agent_id, from_agent=prev.agent_id, to=h.to,
+                          kind=h.event, by=h.by)
+        metrics.QUEUE_TRANSFERS_TOTAL.labels(queue=t.queue).inc()
 
     async def _until_ended(self, leg: Leg, fut: asyncio.Future[Segment | None]) -> Segment | None:
         """What ``fut`` resolves to, or None when the caller's leg ends first."""

@@ -33,7 +33,8 @@ includes every agent's part and the consult's hold. Each agent's part is its own
 talk and hold (COMPLETE*/BLINDTRANSFER/ATTENDEDTRANSFER, ``talktime``, ``onhold``) and CDR leg (the first
 agent's ``agent_offer``, each target's ``transfer``); a consult that did not end in a transfer leaves a leg of
 kind ``consult`` (result: cancelled, refused, no_answer, busy, ...). TRANSFER (from, to) is logged when the
-target takes the caller, and ``callcenter_queue_transfers_total`` counts it.
+target takes the caller (an agent or number answers, or the caller enters the queue it was transferred to), and
+``callcenter_queue_transfers_total{queue}`` counts it under the queue the caller left.
 """
 
 from __future__ import annotations
