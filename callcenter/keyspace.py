@@ -80,9 +80,9 @@ class KeySpace:
         return out
 
 
-def lua_builders(space: type[KeySpace]) -> str:
-    """Lua source defining ``K.<name>(...)`` for every key of ``space``; the prefix is ``PREFIX``."""
-    out = ["local K = {}"]
+def lua_builders(space: type[KeySpace], table: str = "K") -> str:
+    """Lua source defining ``<table>.<name>(...)`` for every key of ``space``; the prefix is ``PREFIX``."""
+    out = [f"local {table} = {{}}"]
     for name, k in space.declared().items():
         pieces = ["PREFIX"]
         for literal, field, _, _ in string.Formatter().parse(k.template):
@@ -90,5 +90,5 @@ def lua_builders(space: type[KeySpace]) -> str:
                 pieces.append('"' + literal.replace("\\", "\\\\").replace('"', '\\"') + '"')
             if field:
                 pieces.append(field)
-        out.append(f"K.{name} = function({', '.join(k.parts)}) return {' .. '.join(pieces)} end")
+        out.append(f"{table}.{name} = function({', '.join(k.parts)}) return {' .. '.join(pieces)} end")
     return "\n".join(out) + "\n"

@@ -17,7 +17,7 @@ from worker_proc import WorkerProc, api_user, flow_worker, queue_flow
 
 from callcenter.auth.roles import ADMIN, AGENT, SUPERVISOR
 from callcenter.events.bus import encode
-from callcenter.events.keys import STREAM
+from callcenter.events.keys import EventKeys
 from callcenter.redisconn import connect_sync
 
 pytestmark = [pytest.mark.sip, pytest.mark.timeout(180)]
@@ -149,7 +149,7 @@ def test_a_page_that_stops_reading_is_dropped_not_buffered(worker: WorkerProc) -
         pad = "x" * 1000
         pipe = r.pipeline(transaction=False)
         for i in range(20000):      # more than the kernel buffers on loopback hold (several MB)
-            pipe.xadd("cc:" + STREAM, encode({"type": "queue.stats", "ts": time.time(), "queue": "q", "pad": pad,
+            pipe.xadd(EventKeys("cc:").stream(), encode({"type": "queue.stats", "ts": time.time(), "queue": "q", "pad": pad,
                                               "n": i}))
             sent += 1100
         pipe.execute()

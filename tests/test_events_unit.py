@@ -23,6 +23,7 @@ from callcenter.exceptions import ConfigError
 from callcenter.redisconn import connect
 from callcenter.routing import rules as routing_rules
 from callcenter.routing.router import QueuedCall, Router
+from callcenter.routing.scripts import library
 from callcenter.yamlsrc import Reader, loads
 
 ADMIN_V = Viewer("root", frozenset({"admin"}))
@@ -139,8 +140,9 @@ def test_webhook_config_is_validated_naming_file_key_and_line() -> None:
 
 
 def test_lua_writes_the_stream_this_package_reads() -> None:
-    lua = (REPO / "callcenter/routing/lua/lib.lua").read_text()
-    assert f"local EVENTS_KEY = '{keys.STREAM}'" in lua
+    _, lua = library()
+    assert 'E.stream = function() return PREFIX .. "ev:stream" end' in lua
+    assert keys.EventKeys("").stream() == "ev:stream"
     assert f"local EVENTS_MAX = {keys.STREAM_MAX}" in lua
 
 

@@ -35,6 +35,7 @@ import redis.asyncio as aredis
 from redis.client import Pipeline
 
 from callcenter import redisconn
+from callcenter.events.keys import STREAM_MAX, EventKeys
 from callcenter.keyspace import lua_builders
 from callcenter.routing.keys import Keys
 
@@ -71,12 +72,14 @@ def library() -> tuple[str, str]:
     """(library name, source). Function names are ``<library>_<script name>``."""
     parts = [(LUA_DIR / "lib.lua").read_text(encoding="utf-8")]
     bodies = {n: (LUA_DIR / f"{n}.lua").read_text(encoding="utf-8") for n in NAMES}
-    digest = hashlib.sha1("".join(parts + list(bodies.values())).encode() + lua_builders(Keys).encode(),
+    # routing's keys as K.<name>(...), the event bus's (written atomically with each change) as E.<name>(...)
+    keys = lua_builders(Keys) + lua_builders(EventKeys, "E") + f"local EVENTS_MAX = {STREAM_MAX}\n"
+    digest = hashlib.sha1("".join(parts + list(bodies.values())).encode() + keys.encode(),
                           usedforsecurity=False)  # a version tag, not a secret
     lib = LIB_PREFIX + digest.hexdigest()[:10]
     out = [f"#!lua name={lib}",
            "local PREFIX, NOW, NOW_S, DAY = '', 0, '', ''",
-           lua_builders(Keys),
+           keys,
            parts[0],
            # per-call state: the caller's prefix and clock; the queue-config cache must not outlive a call
            "local function begin(args) PREFIX = args[1]; NOW_S = args[2]; NOW = tonumber(NOW_S); DAY = args[3]; "

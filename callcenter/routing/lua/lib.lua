@@ -51,13 +51,11 @@ end
 
 -- The event bus (callcenter/events, docs/EVENTS.md): agent states and queue joins are published here,
 -- by the script that makes the change, atomically with it, so no second publisher can miss or double
--- one. One XADD per change to one stream, trimmed near EVENTS_MAX entries. The key is
--- callcenter/events/keys.py's STREAM (tests/test_events_unit.py holds the two equal).
-local EVENTS_KEY = 'ev:stream'
-local EVENTS_MAX = 100000
+-- one. One XADD per change to one stream (E.stream: callcenter/events/keys.py), trimmed near EVENTS_MAX
+-- entries (its STREAM_MAX); scripts.py puts both in the library.
 local function publish(ev)
   ev.ts = NOW
-  redis.call('XADD', PREFIX .. EVENTS_KEY, 'MAXLEN', '~', EVENTS_MAX, '*', 'type', ev.type, 'data', cjson.encode(ev))
+  redis.call('XADD', E.stream(), 'MAXLEN', '~', EVENTS_MAX, '*', 'type', ev.type, 'data', cjson.encode(ev))
 end
 
 -- Two things are kept across calls in the Functions library's Lua state (upvalues live as long as
