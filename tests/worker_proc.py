@@ -10,6 +10,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -169,14 +170,14 @@ routes: {json.dumps(routes or {"hotline": "hotline", "default": "hotline"})}
 
         asyncio.run(go())
 
-    def calls(self, wait_for: int = 1, timeout: float = 15.0) -> list[Any]:
-        """CDR call rows from the store once at least `wait_for` calls have ended."""
+    def calls(self, wait_for: int = 1, timeout: float = 15.0, where: Callable[[Any], bool] | None = None) -> list[Any]:
+        """CDR call rows from the store once at least `wait_for` calls (those `where` accepts) have ended."""
         deadline = time.monotonic() + timeout
         rows: list[Any] = []
         while time.monotonic() < deadline:
             try:
                 store = open_store(self.store_url)
-                rows = [c for c in store.calls() if c.end]
+                rows = [c for c in store.calls() if c.end and (where is None or where(c))]
                 store.close()
             except Exception:  # noqa: BLE001 - not created yet
                 rows = []
