@@ -235,3 +235,27 @@ def legs(worker: WorkerProc, call_id: str) -> list[str]:
 def pop_call(browser) -> str:
     """The call id of the call on the desk (its screen pop)."""
     return str(browser.find("#screen-pop").get_attribute("data-call"))
+
+
+def test_attended_transfer_from_the_desk(worker: WorkerProc, browser) -> None:
+    """The agent consults a number (the caller held meanwhile), sees it answer, and completes the transfer: the
+    agent's phone gets the BYE, the caller talks to the number, and the CDR says where the call went."""
+    ready_at_desk(worker, browser)
+    phone = sipp.agent(worker.agents_port, "answer", ring_ms=500)
+    target = sipp.agent(CUSTOMER_PORT, "answer", ring_ms=500)
+    caller = sipp.caller(worker.target, [("pause", 500), ("dtmf", "1"), ("dtmf", "2"), ("pause", 25000),
+                                         ("hangup",)], number="0902000014", service="hotline")
+    browser.wait_text("#call-timer", lambda text: text not in ("", "0:00"), timeout=30)
+    browser.find("#transfer-kind").send_keys("Number")
+    browser.find("#transfer-target").send_keys("0901110781")
+    browser.find("#transfer-attended").click()
+    browser.find("#btn-transfer").click()
+    browser.wait_text("#consult-state", "talking", timeout=20)
+    browser.shot("consult")
+    browser.find("#consult-complete").click()
+    browser.wait_text("#call-note", "Transferred: 0901110781")
+    assert phone.wait(30) == 0, phone.errors()
+    assert caller.wait(60) == 0, caller.errors() + worker.tail(30)
+    assert target.wait(30) == 0, target.errors()
+    call = worker.call_from("0902000014")
+    assert call.transferred_to and "0901110781"[1:] in call.transferred_to, call

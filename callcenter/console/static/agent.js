@@ -62,16 +62,20 @@
   // A party for the call: a blind transfer to a queue, an agent or a number (POST /calls/{id}/transfer), or
   // another agent or a number added to a conference (POST /calls/{id}/conference/add). ``name`` is the
   // action: "transfer" or "conference"; the form's elements are named after it.
-  function TargetForm({ call, name, path, kinds, onDone }) {
+  // With ``onConsult`` (the transfer) it may consult first: the caller is held while the agent talks to the
+  // target, then completes, cancels or makes it three-way (Consult).
+  function TargetForm({ call, name, path, kinds, onDone, onConsult }) {
     const [kind, setKind] = useState(kinds[0]);
     const [target, setTarget] = useState("");
+    const [attended, setAttended] = useState(false);
     const [status, setStatus] = useState("");
     async function send(e) {
       e.preventDefault();
       try {
-        await api("POST", "/calls/" + encodeURIComponent(call.call_id) + path + asAgent, { [kind]: target });
+        const body = attended ? { [kind]: target, mode: "attended" } : { [kind]: target };
+        const r = await api("POST", "/calls/" + encodeURIComponent(call.call_id) + path + asAgent, body);
         setStatus(""); setTarget("");
-        onDone(t(name + ".done") + " " + target);
+        if (attended) onConsult({ ...r, typed: target }); else onDone(t(name + ".done") + " " + target);
       } catch (err) { setStatus(err.message); }
     }
     return html`<form class="row" id=${name + "-form"} onSubmit=${send}>
@@ -79,12 +83,43 @@
         ${kinds.map((k) => html`<option value=${k}>${t("transfer." + k)}</option>`)}</select>
       <input type="text" id=${name + "-target"} aria-label=${t("transfer.target")} class="short" maxlength="32" required
         value=${target} onInput=${(e) => setTarget(e.target.value)} />
+      ${onConsult && html`<input type="checkbox" id=${name + "-attended"} checked=${attended}
+        onChange=${(e) => setAttended(e.target.checked)} /><label class="inline" for=${name + "-attended"}>
+        ${t("transfer.attended")}</label>`}
       <button type="submit" id=${"btn-" + name}>${t(name)}</button>
       ${status && html`<span class="error" role="alert" id=${name + "-error"}>${status}</span>`}
     </form>`;
   }
 
+  // An attended transfer under way: the target's state (GET /calls/{id}/transfer), then complete, cancel or
+  // three-way.
+  function Consult({ call, consult, onOver }) {
+    const [state, setState] = useState(consult.state);
+    const [error, setError] = useState("");
+    const base = "/calls/" + encodeURIComponent(call.call_id) + "/transfer";
+    useEffect(() => {
+      const poll = setInterval(async () => {
+        try { setState((await api("GET", base + asAgent)).state); } catch (err) { onOver(""); }
+      }, 1000);
+      return () => clearInterval(poll);
+    }, []);
+    async function act(what) {
+      try {
+        await api("POST", base + "/" + what + asAgent, {});
+        const done = { complete: "completed", conference: "conference", cancel: "" }[what];
+        onOver(done && t("transfer.state." + done) + ": " + consult.typed);
+      } catch (err) { setError(err.message); }
+    }
+    return html`<div class="monitor" id="consult"><p>${t("transfer.consult")} ${consult.typed}:
+        <strong id="consult-state">${t("transfer.state." + state)}</strong></p>
+      <div class="row">
+        ${["complete", "conference", "cancel"].map((w) => html`<button type="button" id=${"consult-" + w}
+          disabled=${w !== "cancel" && state !== "consulting"} onClick=${() => act(w)}>${t("transfer." + w)}</button>`)}
+      </div>${error && html`<p class="error" role="alert">${error}</p>`}</div>`;
+  }
+
   function CallCard({ call, pop, now, notes, setNotes, onHold, onHangup, onTransferred, error }) {
+    const [consult, setConsult] = useState(null);
     return html`<section class="card" aria-labelledby="call-h" id="call-card">
       <h2 id="call-h">${t("call")}</h2>
       ${pop ? html`<${Pop} pop=${pop} />` : !call && html`<p class="muted" id="no-call">${t("call.none")}</p>`}
@@ -93,8 +128,10 @@
         ${call.held && html`<span class="badge" id="held">${t("held")}</span>`}
         <button type="button" id="btn-hold" onClick=${onHold}>${call.held ? t("unhold") : t("hold")}</button>
         <button type="button" class="danger" id="btn-hangup" onClick=${onHangup}>${t("hangup")}</button></div>
-        <${TargetForm} call=${call} name="transfer" path="/transfer" kinds=${["queue", "agent", "number"]}
-          onDone=${onTransferred} />
+        ${consult
+          ? html`<${Consult} call=${call} consult=${consult} onOver=${(note) => { setConsult(null); if (note) onTransferred(note); }} />`
+          : html`<${TargetForm} call=${call} name="transfer" path="/transfer" kinds=${["queue", "agent", "number"]}
+              onDone=${onTransferred} onConsult=${setConsult} />`}
         <${TargetForm} call=${call} name="conference" path="/conference/add" kinds=${["agent", "number"]}
           onDone=${onTransferred} />`}
       ${(call || pop) && html`<label for="notes">${t("notes")}</label>
