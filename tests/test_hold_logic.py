@@ -13,13 +13,22 @@ from callcenter.ivr.simulate import ScriptedLeg
 
 
 class Events:
-    """The queue log as Queueing writes it (the CdrBuffer's event())."""
+    """The queue log as Queueing writes it (the CdrBuffer's event()), and the event bus beside it (the
+    buffer's Redis: ``xadd``)."""
+
+    prefix = "cc:"
 
     def __init__(self) -> None:
         self.lines: list[QueueEvent] = []
+        self.pushed: list[dict[str, Any]] = []
+        self.redis = self
 
     async def event(self, ev: QueueEvent) -> None:
         self.lines.append(ev)
+
+    async def xadd(self, key: str, fields: dict[str, Any], **_: Any) -> str:
+        self.pushed.append(fields)
+        return f"{len(self.pushed)}-0"
 
 
 def _queueing(events: Events) -> Queueing:
@@ -47,6 +56,7 @@ def test_hold_answers_unknown_queued_and_bridged_calls() -> None:
         assert await q.hold(caller.id, False, "api:agent") is HoldResult.DONE
         assert t.holds == 2
         lines = [(e.event, e.call_id, e.queue, e.agent_id, e.data["by"]) for e in events.lines]
+        assert [f["type"] for f in events.pushed] == ["call.held", "call.unheld"] * 2      # each line's event
         assert lines == [("HOLD", caller.id, "support", "1003", "api:sup"),
                          ("UNHOLD", caller.id, "support", "1003", "phone"),
                          ("HOLD", caller.id, "support", "1003", "phone"),
