@@ -18,6 +18,8 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from callcenter.calls.recording import RecordingSettings, parse_settings
+from callcenter.console.phone import PhoneSettings
+from callcenter.console.phone import parse_settings as parse_phone
 from callcenter.dialer.policy import DialRules
 from callcenter.events.settings import EventSettings
 from callcenter.events.settings import parse_settings as parse_event_settings
@@ -154,6 +156,7 @@ class Config:
     click_to_call: ClickToCallSettings = field(default_factory=ClickToCallSettings)   # calls/click_to_call.py
     events: EventSettings = field(default_factory=EventSettings)   # the event bus, push, webhooks (events/)
     wrapup: WrapupSettings = field(default_factory=WrapupSettings)   # disposition codes per queue/campaign
+    phone: PhoneSettings | None = None   # the agent desktop's browser phone (console/phone.py); None: no phone
 
     def flow_for(self, called: str) -> str:
         return self.routes.get(called) or self.routes.get("default") or "hotline"
@@ -219,7 +222,7 @@ def _capacity(r: Reader, max_calls: int) -> CapacitySettings:
 
 
 TOP_KEYS = ("worker", "sip", "redis", "http", "paths", "cdr", "routes", "queue", "language", "logging", "dialing",
-            "capacity", "recording", "monitor", "click_to_call", "events", "webhooks", "wrapup")
+            "capacity", "recording", "monitor", "click_to_call", "events", "webhooks", "wrapup", "phone")
 
 
 def load_config(path: str | Path) -> Config:
@@ -294,7 +297,7 @@ def load_config(path: str | Path) -> Config:
                   recording=parse_settings(r, data_dir, paths["sounds"]),
                   monitor_ring_timeout=r.section("monitor", {"ring_timeout"}).duration("ring_timeout", 20.0, gt=0),
                   click_to_call=_click_to_call(r), events=parse_event_settings(r),
-                  wrapup=parse_wrapup(r))
+                  wrapup=parse_wrapup(r), phone=parse_phone(r, rel))
 
 
 def _click_to_call(r: Reader) -> ClickToCallSettings:

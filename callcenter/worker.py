@@ -294,6 +294,12 @@ class Worker:
                                self.click_to_call.caller_ids if self.click_to_call is not None else (),
                                [(c.id, c.name) for c in self.campaigns.values() if desk and c.dial_mode == "preview"])
         api = HttpRouter(guard=PageGuard.around(guard, console), forwarder=self.forwarder)
+        if self.cfg.phone is not None:      # the agent desk's browser phone: its own SIP credentials at the edge
+            from callcenter.console import phone as phone_api
+
+            book = phone_api.PhoneBook.load(self.cfg.phone, self.rules)
+            phone_api.install_routes(api, book)
+            console.phone = book.origin()
 
         async def agent_event(event: str, agent_id: str, data: dict[str, Any]) -> None:
             await cdr.event(QueueEvent.make(event, agent_id=agent_id, **data))

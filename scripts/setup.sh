@@ -62,6 +62,8 @@ say "web console assets (npm ci into web/node_modules)"
 # Pinned with their integrity hashes in web/package-lock.json; installed again only when the lock changed.
 if ! cmp -s web/package-lock.json web/node_modules/.callcenter-lock.json; then
     (cd web && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error >&2)
+    # JsSIP ships CommonJS only: bundled for the browser by the pinned esbuild (the same bytes every time)
+    (cd web && npm run --silent build >&2)
     cp web/package-lock.json web/node_modules/.callcenter-lock.json
 fi
 # the files the pages load must be exactly those web/assets.json names (the pages' Subresource Integrity)

@@ -38,4 +38,4 @@ def test_an_altered_or_missing_file_is_refused(tmp_path: Path) -> None:
 def test_the_shipped_manifest_matches_the_installed_packages() -> None:
     if not (WEB / "node_modules").exists():
         pytest.skip("web/node_modules not installed (scripts/setup.sh runs npm ci)")
-    assert set(vendor_files()) == {"htm-preact.js"}
+    assert set(vendor_files()) == {"htm-preact.js", "jssip.js"}

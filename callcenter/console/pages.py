@@ -67,6 +67,7 @@ class Console:
     events: bool = False                  # the worker serves GET /events (the pages listen to it)
     caller_ids: tuple[str, ...] = ()      # what an agent's click-to-call shows the customer (POST /agents/{id}/dial)
     previews: tuple[tuple[str, str], ...] = ()   # (id, name) of the preview campaigns the desk takes records of
+    phone: str | None = None              # the edge's WebSocket URL: the agent desk's browser phone (phone.js)
 
     @classmethod
     def load(cls, pause_reasons: Iterable[str], wrapup: dict[str, Any], caller_ids: Iterable[str] = (),
@@ -99,8 +100,10 @@ class Console:
                 "preview_campaigns": [{"id": i, "name": n} for i, n in self.previews], **data}
         # a JSON data block is never run; "</" is escaped so its text cannot close the element
         text = json.dumps(boot, ensure_ascii=False).replace("</", "<\\/")
+        phone = name == "agent" and self.phone is not None and "jssip.js" in self.vendor
         scripts = "".join(self._script(src) for src in ("vendor/htm-preact.js", "static/common.js",
-                                                        f"static/{name}.js"))
+                                                        f"static/{name}.js",
+                                                        *(("vendor/jssip.js", "static/phone.js") if phone else ())))
         body = (f'<!doctype html><html lang="{lang}"><head><meta charset="utf-8">'
                 '<meta name="viewport" content="width=device-width, initial-scale=1"><link rel="icon" href="data:,">'
                 f"<title>{html.escape(i18n.TEXTS[lang][title])} · callcenter</title>"
@@ -108,7 +111,11 @@ class Console:
                 f'integrity="{self.own["console.css"].integrity}">'
                 f'<script type="application/json" id="cc-boot">{text}</script>{scripts}</head>'
                 '<body><div id="app"></div></body></html>')
-        return Response(body.encode(), status, "text/html; charset=utf-8", dict(HEADERS))
+        headers = dict(HEADERS)
+        if phone:       # the browser phone's WebSocket to the edge: that URL only
+            csp = headers["Content-Security-Policy"]
+            headers["Content-Security-Policy"] = csp.replace("connect-src 'self'", f"connect-src 'self' {self.phone}")
+        return Response(body.encode(), status, "text/html; charset=utf-8", headers)
 
     def _script(self, src: str) -> str:
         kind, _, name = src.partition("/")
