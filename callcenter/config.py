@@ -25,6 +25,8 @@ from callcenter.events.settings import EventSettings
 from callcenter.events.settings import parse_settings as parse_event_settings
 from callcenter.redisurl import REDIS_KEYS
 from callcenter.redisurl import parse_config as parse_redis
+from callcenter.routing.phones import EdgeSettings
+from callcenter.routing.phones import parse_settings as parse_edge
 from callcenter.telephony.settings import CapacitySettings, SipSettings
 from callcenter.telephony.trust import DEFAULT_TRUSTED, TrustedSource, parse_network
 from callcenter.timeofday import time_of_day
@@ -155,6 +157,7 @@ class Config:
     monitor_ring_timeout: float = 20.0   # monitor.ring_timeout: how long a supervisor's phone rings (calls/monitor.py)
     click_to_call: ClickToCallSettings = field(default_factory=ClickToCallSettings)   # calls/click_to_call.py
     events: EventSettings = field(default_factory=EventSettings)   # the event bus, push, webhooks (events/)
+    edge: EdgeSettings = field(default_factory=EdgeSettings)   # the edge's registrations (routing/phones.py)
     wrapup: WrapupSettings = field(default_factory=WrapupSettings)   # disposition codes per queue/campaign
     phone: PhoneSettings | None = None   # the agent desktop's browser phone (console/phone.py); None: no phone
 
@@ -221,7 +224,7 @@ def _capacity(r: Reader, max_calls: int) -> CapacitySettings:
         hold_seconds=c.duration("hold_seconds", d.hold_seconds, 0, 600))
 
 
-TOP_KEYS = ("worker", "sip", "redis", "http", "paths", "cdr", "routes", "queue", "language", "logging", "dialing",
+TOP_KEYS = ("worker", "sip", "edge", "redis", "http", "paths", "cdr", "routes", "queue", "language", "logging", "dialing",
             "capacity", "recording", "monitor", "click_to_call", "events", "webhooks", "wrapup", "phone")
 
 
@@ -296,7 +299,7 @@ def load_config(path: str | Path) -> Config:
                   queue=queue, log_level=level, trunk=s.text("trunk", ""), dialing=_dialing(r),
                   recording=parse_settings(r, data_dir, paths["sounds"]),
                   monitor_ring_timeout=r.section("monitor", {"ring_timeout"}).duration("ring_timeout", 20.0, gt=0),
-                  click_to_call=_click_to_call(r), events=parse_event_settings(r),
+                  click_to_call=_click_to_call(r), events=parse_event_settings(r), edge=parse_edge(r),
                   wrapup=parse_wrapup(r), phone=parse_phone(r, rel))
 
 

@@ -187,11 +187,22 @@ def trunk_uri(text: str) -> str:
     return text.strip() if text.strip().startswith("sip:") else "sip:" + text.strip()
 
 
+def rpc_defines(address: str) -> str:
+    """rpc.cfg: the edge's admin-only JSON-RPC port (``host:port``; "" = none), where the workers read its
+    registrations (routing/phones.py); kamailio.cfg answers there only ul.dump, to loopback and the workers."""
+    if not address:
+        return ""
+    m = _WORKER.match(address.strip())
+    if not m or address.strip().startswith("sip:") or ";" in address or not 0 < int(m.group("port")) < 65536:
+        raise ConfigError(f"edge RPC address {address!r}: expected host:port (an admin-only interface)")
+    return f"#!define RPC_PORT {int(m.group('port'))}\nlisten=tcp:{m.group('host')}:{int(m.group('port'))}\n"
+
+
 def write_tables(out: str | Path, credentials: dict[str, str], workers: list[str], realm: str = REALM,
                  trunks: list[str] | None = None, limits: Limits | None = None,
-                 encryption: Encryption | None = None) -> Path:
-    """Write subscriber, version, dispatcher.list, limits.cfg and encryption.cfg into ``out`` (created, mode
-    0700; files 0600)."""
+                 encryption: Encryption | None = None, rpc: str = "") -> Path:
+    """Write subscriber, version, dispatcher.list, limits.cfg, encryption.cfg and rpc.cfg into ``out``
+    (created, mode 0700; files 0600)."""
     if not workers:
         raise ConfigError("at least one worker address is needed for the dispatcher list")
     uris = [worker_uri(w) for w in workers]
@@ -212,6 +223,7 @@ def write_tables(out: str | Path, credentials: dict[str, str], workers: list[str
     _write(d / "limits.cfg", "# the edge's limits (written by `callcenter kamailio`)\n" + (limits or Limits()).defines())
     _write(d / "encryption.cfg", "# the encrypted edge (written by `callcenter kamailio`)\n"
            + (encryption or Encryption()).defines())
+    _write(d / "rpc.cfg", "# the registrations' JSON-RPC port (written by `callcenter kamailio`)\n" + rpc_defines(rpc))
     return d
 
 

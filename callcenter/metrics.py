@@ -144,6 +144,9 @@ AUTH_DENIED_TOTAL = Counter("callcenter_auth_denied_total",
 EVENTS_PUBLISHED_TOTAL = Counter("callcenter_events_published_total",
                                  "Call events this worker put on the bus (agent and queue ones come from routing's "
                                  "Lua), by result: ok, failed (Redis unreachable).", ["result"])
+AGENTS_PHONE_REGISTERED = Gauge("callcenter_agents_phone_registered",
+                                "Agents with a phone registered at the SIP edge, as last polled (routing/phones.py; "
+                                "0 while no edge is polled).")
 EVENT_STREAMS_OPEN = Gauge("callcenter_event_streams_open", "Server-Sent Events connections open (GET /events).")
 WEBHOOK_DELIVERIES_TOTAL = Counter("callcenter_webhook_deliveries_total",
                                    "Webhook delivery attempts by webhook and result: delivered, failed (will retry), "

@@ -243,6 +243,11 @@ class Worker:
         auth = self._start_http(router, cdr, sync_redis, aredis, desk, queueing)
         switch.start()
         tasks += self._start_events(aredis, sync_redis)
+        if cfg.edge.registrations:   # offers only to agents with a phone registered at the edge
+            from callcenter.routing import phones
+
+            tasks.append(asyncio.ensure_future(every(cfg.edge.poll_every, lambda: phones.poll(aredis, router, cfg.edge),
+                                                     self.stop, "edge phones")))
         if self.demo_users is not None and auth is not None:
             await self.demo_users(auth)
         if self.login_all_agents:

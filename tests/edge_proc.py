@@ -16,16 +16,23 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import ports
+import pytest
 import sipp
 from repo import REPO
+from worker_proc import WorkerProc, flush, new_worker
 
 from callcenter import edge
 
 KAMAILIO_CFG = REPO / "deploy" / "kamailio" / "kamailio.cfg"
 BARESIP_MODULES = Path("/usr/lib/baresip/modules")
+AGENT_PASSWORDS = {"1001": "s3cret-1001", "1002": "s3cret-1002"}   # the test agents' SIP passwords at the edge
+NEEDS_EDGE = pytest.mark.skipif(shutil.which("kamailio") is None and not Path("/usr/sbin/kamailio").exists()
+                                or shutil.which("baresip") is None,
+                                reason="kamailio and baresip come with ./scripts/setup.sh --test")
 
 
 def sip_options(port: int, timeout: float = 1.0) -> str | None:
@@ -68,6 +75,26 @@ def edge_rules(tmp: Path, edge_port: int) -> Path:
     rules = rules.replace("ring_timeout: 15", "ring_timeout: 4").replace("wrapup: 10", "wrapup: 0")
     (tmp / "rules.yaml").write_text(rules)
     return tmp / "rules.yaml"
+
+
+@contextlib.contextmanager
+def edge_stack(tmp: Path, redis_url: str, worker_id: str, rpc: bool = False,
+               extra: str = "") -> Iterator[tuple[WorkerProc, Edge]]:
+    """A worker behind a plain edge (agents 1001 and 1002 with AGENT_PASSWORDS) on a flushed Redis; rpc: the
+    edge's JSON-RPC port, which the worker polls for the registrations (`extra` config may name it:
+    {rpc_url})."""
+    flush(redis_url)
+    w = new_worker(tmp, redis_url, worker_id=worker_id)
+    edge_port = ports.port()
+    e = Edge(tmp, edge_port, AGENT_PASSWORDS, [w.target], rpc=rpc)
+    w.write_config(rules=edge_rules(tmp, edge_port), extra=extra.replace("{rpc_url}", e.rpc_url))
+    e.start()
+    w.start()
+    try:
+        yield w, e
+    finally:
+        e.stop()
+    assert w.stop() == 0, w.tail()
 
 
 def kamailio_cli(tmp: Path) -> tuple[list[str], Path]:
@@ -152,7 +179,7 @@ class Edge:
 
     def __init__(self, tmp: Path, port: int, credentials: dict[str, str], workers: list[str],
                  trunks: list[str] | None = None, defines: dict[str, int] | None = None,
-                 limits: edge.Limits | None = None, rtpengine: Rtpengine | None = None) -> None:
+                 limits: edge.Limits | None = None, rtpengine: Rtpengine | None = None, rpc: bool = False) -> None:
         # laid out as in production: kamailio.cfg, and beside it callcenter/ (tables, limits.cfg it imports)
         self.root = tmp / f"edge-{port}"
         self.dir = self.root / "callcenter"
@@ -166,7 +193,10 @@ class Edge:
                                          private_key=str(key), wss_port=self.wss_port, ws_port=self.ws_port)
             self.listen += [f"tls:127.0.0.1:{self.tls_port}", f"tls:127.0.0.1:{self.wss_port}",
                             f"tcp:127.0.0.1:{self.ws_port}"]
-        edge.write_tables(self.dir, credentials, workers, trunks=trunks, limits=limits, encryption=encryption)
+        # rpc: the JSON-RPC port where workers read the registrations (rpc_url)
+        self.rpc_port = ports.port() if rpc else 0
+        edge.write_tables(self.dir, credentials, workers, trunks=trunks, limits=limits, encryption=encryption,
+                          rpc=f"127.0.0.1:{self.rpc_port}" if rpc else "")
         self.defines = defines or {}      # kamailio.cfg's limits (BAN_SECONDS, INVITE_RATE, ...)
         self.log = self.dir / "kamailio.log"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -174,6 +204,10 @@ class Edge:
     @property
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def rpc_url(self) -> str:
+        return f"http://127.0.0.1:{self.rpc_port}/RPC"
 
     def start(self, timeout: float = 15.0) -> Edge:
         exe = shutil.which("kamailio") or "/usr/sbin/kamailio"

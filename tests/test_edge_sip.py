@@ -4,7 +4,6 @@ softphones that REGISTER with digest auth, callers (sipp) that dial the edge, no
 from __future__ import annotations
 
 import re
-import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,32 +11,29 @@ from pathlib import Path
 import ports
 import pytest
 import sipp
-from edge_proc import Edge, Softphone, edge_rules, register, sip_options
+from edge_proc import (
+    AGENT_PASSWORDS,
+    NEEDS_EDGE,
+    Edge,
+    Softphone,
+    edge_stack,
+    register,
+    sip_options,
+)
 from repo import REPO
-from worker_proc import WorkerProc, flush, new_worker
+from worker_proc import WorkerProc
 
 from callcenter.cdr.writer import open_store
 from callcenter.cli import main as cli_main
 
-pytestmark = pytest.mark.skipif(shutil.which("kamailio") is None and not Path("/usr/sbin/kamailio").exists()
-                                or shutil.which("baresip") is None,
-                                reason="kamailio and baresip come with ./scripts/setup.sh --test")
-
-PASSWORDS = {"1001": "s3cret-1001", "1002": "s3cret-1002"}
+pytestmark = NEEDS_EDGE
+PASSWORDS = AGENT_PASSWORDS
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory, redis_server) -> Iterator[tuple[WorkerProc, Edge]]:
-    tmp = tmp_path_factory.mktemp("edge")
-    flush(redis_server.url)
-    w = new_worker(tmp, redis_server.url, worker_id="edge-w1")
-    edge_port = ports.port()
-    w.write_config(rules=edge_rules(tmp, edge_port))
-    edge = Edge(tmp, edge_port, PASSWORDS, [w.target]).start()
-    w.start()
-    yield w, edge
-    edge.stop()
-    assert w.stop() == 0, w.tail()
+    with edge_stack(tmp_path_factory.mktemp("edge"), redis_server.url, "edge-w1") as both:
+        yield both
 
 
 def test_kamailio_cli_writes_ha1s_never_passwords(tmp_path: Path) -> None:

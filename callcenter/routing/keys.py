@@ -43,6 +43,9 @@ class Keys(KeySpace):
     callback = key1("rt:cb:{n}", "string", "call id holding a callback for number n")
     closed_calls = key0("rt:closed_calls", "stream", "calls closed out because their worker died")
     retry_guard = key0("rt:retry_guard", "string", "script time of the last matching-retry sweep (1/s)")
+    phones_guard = key0("rt:phones_guard", "string", "held by the worker polling the edge this period")
+    # expires unless the edge is polled again (routing/phones.py); absent: every agent is taken to have a phone
+    phones = key0("rt:phones", "set", "agents with a phone registered at the SIP edge, and '' (the set is known)")
     rules = key0("rt:rules", "string", "the rules last applied (JSON), for GET /admin/rules")
     # from defaults.pause_reasons
     pause_rules = key0("rt:pause_rules", "hash", "pause reason -> 'max seconds|1 if auto-ready'")

@@ -323,6 +323,13 @@ class Router:
                                      for e in events])
         return self.closed_out
 
+    async def phones(self, registered: list[str], valid_for: float) -> tuple[int, int]:
+        """The agents with a phone registered at the SIP edge, as a poll read them (routing/phones.py), valid
+        for ``valid_for`` seconds: an agent with none is paused (no_phone) and never offered, one whose phone
+        registered is made available again. Returns (made available, paused)."""
+        res = await self._run("phones", repr(float(valid_for)), *registered)
+        return int(res[0]), int(res[1])
+
     # -- agents --------------------------------------------------------------------------------
 
     async def _agent(self, agent_id: str, action: str, arg: str = "") -> str:

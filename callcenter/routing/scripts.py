@@ -44,7 +44,7 @@ PRUNE_AFTER = 300.0   # seconds without a heartbeat stamp before an old library 
 
 LUA_DIR = Path(__file__).with_name("lua")
 NAMES = ("enqueue", "offer_answered", "offer_failed", "call_finished", "abandon", "callback", "agent",
-         "tick", "apply_rules", "ewt", "restart")
+         "tick", "apply_rules", "ewt", "restart", "phones")
 
 # What running a script a second time does, after a first run whose reply was lost (redis-py retries a
 # command whose connection broke; a durable call that went to a replaced master is run again): none
@@ -62,6 +62,7 @@ RERUN = {
     "apply_rules": "idempotent",
     "ewt": "read only",
     "restart": "no-op: the previous run's calls are already closed out; their ids are lost with the reply",
+    "phones": "no-op: the same registrations again change nothing",
 }
 # The scripts whose change must survive a failover (a caller's place, an agent's state): WAIT after them.
 DURABLE = frozenset({"enqueue", "callback", "offer_answered", "call_finished", "agent"})

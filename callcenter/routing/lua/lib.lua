@@ -548,10 +548,25 @@ local function match_agent(ag, exclude)
   return reserve(ci, {ag}, qconf(best.q))
 end
 
+-- Whether the agent has a phone registered at the SIP edge: phones() is the edge's registrations as the
+-- last poll saw them (routing/phones.py, phones.lua), with '' as a member whenever it is known; absent (no
+-- edge polled, or the poll stopped) every agent is taken to have one, and the edge's 480 remains the check.
+local function has_phone(a)
+  local r = redis.call('SMISMEMBER', K.phones(), '', a)
+  return r[1] == 0 or r[2] == 1
+end
+
 -- The agent looks for a waiting call before its hash is written or it enters the free sets: when it
 -- takes one (the common case under load) reserve() writes the hash once and there are no free-set
 -- ZADDs to undo with ZREMs. It is never in a free set on entry (free(q) iff 'available').
 local function make_available(ag, exclude_call)
+  if not has_phone(ag.id) then
+    -- no phone at the edge: never offered; paused (no_phone) until its phone registers (phones.lua). A
+    -- paused agent's pause was closed by the caller: the new one starts now
+    if ag.state == 'paused' then ag.since = NOW end
+    pause_agent(ag, 'no_phone')
+    return 0
+  end
   if ag.state == 'paused' or ag.state == 'logged_out' then set_staffed(ag, true) end
   local stale = ag.pause_reason ~= nil or ag.pending_raw ~= nil
   ag.state, ag.last_free = 'available', NOW

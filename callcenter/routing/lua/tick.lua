@@ -24,7 +24,9 @@ for _, a in ipairs(redis.call('ZRANGEBYSCORE', K.pause_due(), '-inf', NOW, 'LIMI
   if ag and ag.state == 'paused' then
     local rule = pause_rule(ag.pause_reason)
     if rule and rule.auto and rule.max > 0 then
-      if ag.since + rule.max <= NOW then
+      if ag.pause_reason == 'no_phone' and not has_phone(a) then
+        redis.call('ZADD', K.pause_due(), NOW + rule.max, a)   -- still no phone: phones.lua ends this pause
+      elseif ag.since + rule.max <= NOW then
         close_pause(ag)
         redis.call('HSET', K.agent(a), 'misses', 0)
         event(me, {kind = 'agent_auto_ready', agent_id = a, reason = ag.pause_reason, paused = NOW - ag.since})

@@ -1,0 +1,128 @@
+"""Routing knows which agents have a phone registered at the SIP edge (issue 15, must-have 3): a worker reads
+Kamailio's location table over its admin-only JSON-RPC port (routing/phones.py), so an agent with no phone is
+never offered a call (no INVITE for it reaches the edge), and one whose phone registers is offered the next call
+at once. Real Kamailio (deploy/kamailio/kamailio.cfg), a real worker, baresip as the agent's phone, sipp callers."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import subprocess
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+import sipp
+from edge_proc import AGENT_PASSWORDS, NEEDS_EDGE, Edge, Softphone, edge_stack
+from worker_proc import METRICS_TOKEN, WorkerProc
+
+from callcenter.cdr.writer import open_store
+from callcenter.events.keys import EventKeys
+
+pytestmark = NEEDS_EDGE
+PASSWORDS = AGENT_PASSWORDS
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory, redis_server) -> Iterator[tuple[WorkerProc, Edge]]:
+    with edge_stack(tmp_path_factory.mktemp("edge-phones"), redis_server.url, "edge-phones-w1", rpc=True,
+                    extra='edge: {registrations: ["{rpc_url}"], poll_every: 0.3s}\n') as both:
+        yield both
+
+
+def _until(what: Callable[[], Any], timeout: float = 15.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = what()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(0.1)
+
+
+def _agent(w: WorkerProc, agent: str) -> dict[str, Any]:
+    st, body = w.http("GET", f"/agents/{agent}")        # what the wallboard's agent grid shows
+    assert st == 200, body
+    return dict(body)
+
+
+def _states(w: WorkerProc, agent: str) -> list[tuple[str, str | None]]:
+    """The agent's agent.state events on the bus, in order: (state, reason)."""
+    r = redis.Redis.from_url(w.redis_url, decode_responses=True)
+    try:
+        entries = r.xrange(EventKeys("cc:").stream())
+    finally:
+        r.close()
+    out = []
+    for _, fields in entries:
+        ev = json.loads(fields["data"])
+        if ev.get("type") == "agent.state" and ev.get("agent") == agent:
+            out.append((ev["state"], ev.get("reason")))
+    return out
+
+
+def _gauge(w: WorkerProc) -> float | None:
+    req = urllib.request.Request(f"http://127.0.0.1:{w.http_port}/metrics",
+                                 headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
+    with urllib.request.urlopen(req, timeout=5) as resp:
+        text = resp.read().decode()
+    m = re.search(r"^callcenter_agents_phone_registered (\S+)$", text, re.M)
+    return float(m.group(1)) if m else None
+
+
+def test_the_edge_serves_only_the_registrations_to_loopback(stack) -> None:
+    """The RPC port answers ul.dump; any other RPC method is refused (403)."""
+    _, edge = stack
+    body = json.dumps({"jsonrpc": "2.0", "method": "ul.dump", "id": 1}).encode()
+    with urllib.request.urlopen(urllib.request.Request(edge.rpc_url, body), timeout=5) as resp:
+        assert "Domains" in json.loads(resp.read())["result"]
+    other = json.dumps({"jsonrpc": "2.0", "method": "htable.delete", "params": ["ipban", "x"], "id": 1}).encode()
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(urllib.request.Request(edge.rpc_url, other), timeout=5)
+    assert refused.value.code == 403
+
+
+def test_no_phone_no_offer_a_phone_registers_and_gets_the_next_call_then_unregisters(stack, tmp_path: Path) -> None:
+    """1001 and 1002 log in ready with no phone: both are paused no_phone by the edge's registrations (no
+    offer was needed to learn it). 1001's phone registers: 1001 is available without pressing ready or waiting
+    out the pause, and a sales caller (a queue of both) is offered to 1001 only: 1002 never gets an offer. The
+    phone goes: 1001 is paused no_phone again, on the wallboard API and as an agent.state event."""
+    w, edge = stack
+    w.login("1001", "1002")
+    for agent in ("1001", "1002"):
+        info = _until(lambda a=agent: (x := _agent(w, a))["pause_reason"] == "no_phone" and x)
+        assert info and (info["state"], info["misses"]) == ("paused", 0), _agent(w, agent)
+    assert _until(lambda: _gauge(w) == 0.0), _gauge(w)
+
+    phone = Softphone(tmp_path, "1001", PASSWORDS["1001"], edge).start()
+    try:
+        phone.registered()
+        assert _until(lambda: _agent(w, "1001")["state"] == "available"), _agent(w, "1001")
+        assert _until(lambda: _gauge(w) == 1.0), _gauge(w)
+        steps = [("pause", 600), ("dtmf", "1"), ("pause", 800), ("dtmf", "1"), ("pause", 6000), ("hangup",)]
+        caller = sipp.caller(edge.address, steps, number="0903000701")
+        assert sipp.wait_all(caller, timeout=40) == [0], caller.errors() + "\n" + edge.tail()
+    finally:
+        phone.stop()
+    cdr = w.call_from("0903000701")
+    assert cdr.queue == "sales" and cdr.agent_id == "1001" and cdr.outcome == "answered", cdr
+    store = open_store(w.store_url)
+    try:
+        offers = [(leg.agent_id, leg.result) for leg in store.legs(cdr.call_id) if leg.kind == "agent_offer"]
+    finally:
+        store.close()
+    assert offers == [("1001", "answered")], offers
+    assert "reserved" not in [s for s, _ in _states(w, "1002")], _states(w, "1002")
+    assert _agent(w, "1002")["pause_reason"] == "no_phone"
+
+    # the phone is gone (unregistered on stop, or its registration removed as on expiry)
+    with contextlib.suppress(subprocess.CalledProcessError):
+        edge.kamcmd("ul.rm", "location", "1001")
+    assert _until(lambda: _agent(w, "1001")["pause_reason"] == "no_phone"), _agent(w, "1001")
+    assert _states(w, "1001")[-1] == ("paused", "no_phone"), _states(w, "1001")
+    assert _until(lambda: _gauge(w) == 0.0), _gauge(w)
+    w.logout("1001", "1002")
