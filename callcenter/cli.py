@@ -76,7 +76,7 @@ def cmd_kamailio(args: argparse.Namespace) -> int:
     encryption = edge.Encryption(rtpengine=args.rtpengine or "", certificate=cert, private_key=key,
                                  wss_port=args.wss_port, ws_port=args.ws_port)
     out = edge.write_tables(args.out, credentials, args.worker, realm=args.realm, trunks=args.trunk,
-                            limits=edge.limits_from(args), encryption=encryption)
+                            limits=edge.limits_from(args), encryption=encryption, rpc=args.rpc or "")
     missing = sorted(set(rules.agents) - set(credentials))
     print(f"wrote {out}/subscriber ({len(credentials)} agents), version, dispatcher.list ({len(args.worker)} workers"
           f", {len(args.trunk)} trunks)")
@@ -130,6 +130,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="make a self-signed certificate for this host name or address into --out (repeat; demo)")
     k.add_argument("--wss-port", type=int, default=8443, help="browsers' wss:// port (default 8443)")
     k.add_argument("--ws-port", type=int, default=0, help="a plain ws:// port, LAN or localhost only (default none)")
+    k.add_argument("--rpc", metavar="HOST:PORT",
+                   help="an admin-only address where the workers read the registrations over JSON-RPC (callcenter.yaml "
+                        "edge.registrations: http://HOST:PORT/RPC), so calls are offered only to agents with a phone; "
+                        "then give the SIP listeners with -l")
     from callcenter import edge
 
     edge.add_limit_options(k)

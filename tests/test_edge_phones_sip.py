@@ -18,10 +18,11 @@ from typing import Any
 import pytest
 import redis
 import sipp
-from edge_proc import AGENT_PASSWORDS, NEEDS_EDGE, Edge, Softphone, edge_stack
+from edge_proc import AGENT_PASSWORDS, NEEDS_EDGE, Edge, Softphone, edge_stack, kamailio_cli
 from worker_proc import METRICS_TOKEN, WorkerProc
 
 from callcenter.cdr.writer import open_store
+from callcenter.cli import main as cli_main
 from callcenter.events.keys import EventKeys
 
 pytestmark = NEEDS_EDGE
@@ -126,3 +127,13 @@ def test_no_phone_no_offer_a_phone_registers_and_gets_the_next_call_then_unregis
     assert _states(w, "1001")[-1] == ("paused", "no_phone"), _states(w, "1001")
     assert _until(lambda: _gauge(w) == 0.0), _gauge(w)
     w.logout("1001", "1002")
+
+
+def test_kamailio_cli_writes_the_rpc_port(tmp_path: Path) -> None:
+    base, out = kamailio_cli(tmp_path)
+    assert cli_main(base) == 0
+    assert "RPC_PORT" not in (out / "rpc.cfg").read_text()             # no port: the workers do not ask
+    assert cli_main([*base, "--rpc", "10.0.0.2:5062"]) == 0
+    assert (out / "rpc.cfg").read_text().endswith("#!define RPC_PORT 5062\nlisten=tcp:10.0.0.2:5062\n")
+    assert cli_main([*base, "--rpc", "sip:10.0.0.2:5062"]) == 2
+    assert cli_main([*base, "--rpc", "10.0.0.2"]) == 2

@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from routing_helpers import Clock, call, make, offers, one_offer, rules_text
 
+from callcenter.exceptions import ConfigError
 from callcenter.routing.keys import Keys
-from callcenter.routing.phones import _live_aors
+from callcenter.routing.phones import EdgeSettings, _live_aors, parse_settings
+from callcenter.yamlsrc import Reader, loads
 
 NO_PHONE_RULE = rules_text().replace("service_level: 20}",
                                      "service_level: 20, pause_reasons: {no_phone: {max: 60, auto_ready: true}}}")
@@ -73,3 +76,17 @@ def test_live_aors_skip_expired_contacts() -> None:
         {"Info": {"AoR": "1003@callcenter", "Contacts": [{"Contact": {"Expires": "deleted"}},
                                                          {"Contact": {"Expires": "permanent"}}]}}]}}]}
     assert sorted(_live_aors(dump)) == ["1001", "1003"]
+
+
+def test_edge_section_is_validated_with_file_key_and_line() -> None:
+    def read(text: str) -> EdgeSettings:
+        data, loc = loads(text, "callcenter.yaml")
+        return parse_settings(Reader(data, loc))
+
+    assert read("sip: {}\n") == EdgeSettings()
+    s = read("edge:\n  registrations: [http://10.0.0.2:5065/RPC]\n  poll_every: 500ms\n")
+    assert s.registrations == ("http://10.0.0.2:5065/RPC",) and s.poll_every == 0.5 and s.valid_for == 6.0
+    with pytest.raises(ConfigError, match=r"callcenter.yaml:4: edge.registrations\[1\]"):
+        read("edge:\n  registrations:\n    - http://a:1/RPC\n    - ftp://b\n")
+    with pytest.raises(ConfigError, match="poll_every"):
+        read("edge: {poll_every: 0}\n")
