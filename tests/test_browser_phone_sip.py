@@ -123,7 +123,8 @@ def test_the_browser_phone_takes_a_hotline_call_and_registers_again_after_a_drop
     rings and the agent clicks Answer: the caller receives 700 Hz, the page's phone receives 1300 Hz (its
     decoded remote track), DTLS-SRTP connected; the CDR says answered by 1002. Then the WebSocket is killed
     (ss -K on the edge's WSS port): the page shows the loss, reconnects and registers again (a new binding
-    at the edge, from a new connection), and the agent is still ready."""
+    at the edge, from a new connection), the agent is still ready, and the next call is answered by the
+    phone itself (auto-answer chosen in the page)."""
     from browser import Browser, missing_reason
 
     if missing_reason():
@@ -186,6 +187,13 @@ def test_the_browser_phone_takes_a_hotline_call_and_registers_again_after_a_drop
         chrome.shot("registered-again")
         st, agent = w.http("GET", "/agents/1002")
         assert st == 200 and agent["state"] == "available", agent
+        # and the phone takes the next call on the new connection, answered by itself this time
+        chrome.find("#phone-auto").click()
+        caller = sipp.caller(edge.address, [("pause", 600), ("dtmf", "2"), ("pause", 800), ("dtmf", "2"),
+                                            ("pause", 8000), ("hangup",)], number="0903000602")
+        chrome.wait(lambda: phone.get_attribute("data-call") == "talking", 30, "the next call was not auto-answered")
+        assert sipp.wait_all(caller, timeout=60) == [0], caller.errors() + edge.tail()
+        chrome.wait(lambda: phone.get_attribute("data-call") == "idle", 15, "the next call never ended in the page")
         chrome.expect(r"wss://127\.0\.0\.1:\d+/? .*(closed|failed)")       # JsSIP logs the lost socket
         assert not chrome.errors(), chrome.errors()
     finally:
@@ -195,5 +203,6 @@ def test_the_browser_phone_takes_a_hotline_call_and_registers_again_after_a_drop
     assert stats["received"] > 100 and stats["sent"] > 100, stats
     assert caller_db > -60 and caller_db - browser_db > 20, (browser_db, caller_db)     # the caller's tone only
     assert tones.detect(heard_by_caller, [BROWSER_HZ, CALLER_HZ]) == {BROWSER_HZ}
-    cdr = w.call_from("0903000601")
-    assert cdr.agent_id == "1002" and cdr.outcome == "answered", cdr
+    for number in ("0903000601", "0903000602"):
+        cdr = w.call_from(number)
+        assert cdr.agent_id == "1002" and cdr.outcome == "answered", cdr
