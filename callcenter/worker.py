@@ -286,6 +286,7 @@ class Worker:
         from twisted.web.resource import Resource
 
         from callcenter.api import admin, agents, calls, campaigns, reports
+        from callcenter.api import contacts as contacts_api
         from callcenter.api import live as live_api
         from callcenter.api import wrapup as wrapup_api
         from callcenter.api.bodylimit import LimitedSite
@@ -370,6 +371,7 @@ class Worker:
             auth_api.install_routes(api, guard.auth, guard, secure_cookie=self.cfg.http.cookie_secure)
             users_api.install_routes(api, guard.auth)
         wrapup_api.install_routes(api, self.cfg.wrapup, queueing.live, cdr, cdr_store)
+        contacts_api.install_routes(api, queueing, cdr_store)       # the screen pop's recent contacts
         console_pages.install_routes(api, console)      # last: it looks for GET /events among the routes
         if guard is not None or self.cfg.http.metrics_token:   # a configured token is wanted even with auth off
             from callcenter.api.guard import MetricsGuard

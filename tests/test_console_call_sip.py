@@ -18,6 +18,7 @@ import sipp
 from worker_proc import WorkerProc, api_user, demo_rules, flush, new_worker
 
 from callcenter.auth.roles import AGENT
+from callcenter.cdr.record import CallRecord, Disposition
 from callcenter.cdr.writer import open_store
 
 pytestmark = [pytest.mark.sip, pytest.mark.timeout(240)]
@@ -176,8 +177,8 @@ def test_hang_up_and_transfer_from_the_desk(worker: WorkerProc, browser) -> None
     browser.find("#wrapup-saved", timeout=20)
     assert caller.wait(60) == 0, caller.errors() + worker.tail(30)
     first = worker.call_from("0902000011")
-    # the worker ended the agent's leg (at its desk's request): the CDR's side is the system's, not the phone's
-    assert first.agent_id == "1002" and first.hangup_side == "system", first
+    # the worker ended the agent's leg at its desk's request: the agent hung up
+    assert first.agent_id == "1002" and first.hangup_side == "agent", first
 
     browser.wait_text("#agent-state", "Ready", timeout=20)
     phone = sipp.agent(worker.agents_port, "answer", ring_ms=500)
@@ -259,3 +260,48 @@ def test_attended_transfer_from_the_desk(worker: WorkerProc, browser) -> None:
     assert target.wait(30) == 0, target.errors()
     call = worker.call_from("0902000014")
     assert call.transferred_to and "0901110781"[1:] in call.transferred_to, call
+
+
+def test_screen_pop_shows_the_callers_contacts_of_the_last_7_days(worker: WorkerProc, browser) -> None:
+    """The pop lists the caller's earlier calls of the last 7 days with their dispositions (GET
+    /calls/{id}/contacts, read from the CDR store once the pop shows); older ones stay out; another agent may
+    not ask for them."""
+    number = "0902000015"
+    now = time.time()
+    store = open_store(worker.store_url)
+    try:
+        for cid, ago, queue in (("hist-1", 3, "billing"), ("hist-2", 1, "sales"), ("hist-old", 9, "billing")):
+            store.put_call(CallRecord(call_id=cid, direction="inbound", caller=number, called="19001234",
+                                      start=now - ago * 86400, end=now - ago * 86400 + 90, queue=queue,
+                                      agent_id="1001", outcome="answered"))
+        store.apply([("disp", Disposition("hist-1", "fault_reported", False, now - 3 * 86400 + 120,
+                                          "1001").to_dict())])
+    finally:
+        store.close()
+    ready_at_desk(worker, browser)
+    phone = sipp.agent(worker.agents_port, "answer_bye", ring_ms=3000, talk_ms=5000)
+    caller = sipp.caller(worker.target, [("pause", 500), ("dtmf", "1"), ("dtmf", "2"), ("pause", 25000),
+                                         ("hangup",)], number=number, service="hotline")
+    browser.find("#pop-history", timeout=25)
+    browser.wait(lambda: browser.driver.find_elements("css selector", '#pop-history[data-loaded="yes"]'), 10,
+                 "the caller's contacts")
+    rows = {r.get_attribute("data-call"): r for r in browser.driver.find_elements("css selector", "#pop-history tr[data-call]")}
+    assert {"hist-1", "hist-2"} <= set(rows) and "hist-old" not in rows, list(rows)
+    first = rows["hist-1"]
+    assert first.find_element("css selector", ".disposition").text == "fault_reported"
+    assert first.find_element("css selector", ".resolved").text == "No"
+    browser.shot("screen-pop-contacts")
+    call_id = pop_call(browser)
+    other = api_user(worker.redis_url, "ana", [AGENT], agent="1001")
+    status, answer = worker.http("GET", f"/calls/{call_id}/contacts?agent=1001", token=other)
+    assert (status, answer["error"]) == (403, "not a call of yours")
+    status, answer = worker.http("GET", f"/calls/{call_id}/contacts")                  # an admin: any live call
+    assert status == 200 and "hist-1" in [c["call_id"] for c in answer["contacts"]], answer
+    assert number not in json.dumps(answer)                                            # no numbers in it
+    browser.find("#wrapup-form", timeout=30)
+    browser.find("#disposition").send_keys("info")
+    browser.find("#resolved-yes").click()
+    browser.find("#wrapup-save").click()
+    browser.find("#wrapup-saved", timeout=20)
+    assert phone.wait(60) == 0, phone.errors()
+    assert caller.wait(60) == 0, caller.errors() + worker.tail(30)

@@ -3,7 +3,8 @@
     POST /calls/{call_id}/hold      the caller hears the queue's music, the agent is no longer heard
     POST /calls/{call_id}/unhold    the bridge again
     POST /calls/{call_id}/hangup    the agent's side ends, as when its phone hangs up (the agent desk's button):
-                                    the caller's flow goes on (a survey) or ends; 200 {"call_id", "hung_up"}
+                                    the caller's flow goes on (a survey) or ends; 200 {"call_id", "hung_up"};
+                                    the CDR's hangup_side is "agent"
 
 `call_id` is the caller's call id (the CDR's). Supervisors and admins act on any call; an agent-only user
 passes its own agent id (`?agent=1001`) and acts only on the call it is talking on. Answers: 200
@@ -63,6 +64,7 @@ def install_routes(router: HttpRouter, queueing: Queueing) -> None:
         talk = queueing.talk(call_id)
         if talk is None:
             raise HttpError(404, "no such call on this worker")
+        talk.desk_hangup = True          # the CDR's hangup_side: "agent", not "system"
         await talk.agent.hangup()
         return {"call_id": call_id, "hung_up": True}
 

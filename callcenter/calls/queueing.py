@@ -74,6 +74,7 @@ class Talk:
     holds: int = 0
     over: bool = False
     kept: bool = False             # the agent left a conference (calls/conference.py): the caller stays on
+    desk_hangup: bool = False      # the agent's desk hung its phone up (api/calls.py): the CDR's side is the agent
     handoff: Handoff | None = None  # a transfer under way (calls/transfer.py): who takes the caller next
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -469,7 +470,7 @@ class Queueing:
             rec.hangup_side = "caller"
             event = "COMPLETECALLER"
         else:
-            rec.hangup_side = hangup_side(info, "agent")
+            rec.hangup_side = "agent" if t.desk_hangup else hangup_side(info, "agent")
             event = "COMPLETEAGENT"
         if seg is not None:
             await seg.leg.hangup()

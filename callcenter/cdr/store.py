@@ -83,6 +83,7 @@ SCHEMA = [
     "CREATE INDEX IF NOT EXISTS cdr_calls_agent_start ON cdr_calls (agent_id, start_ts)",
     "CREATE INDEX IF NOT EXISTS cdr_calls_campaign_start ON cdr_calls (campaign, start_ts)",
     "CREATE INDEX IF NOT EXISTS cdr_calls_contact ON cdr_calls (cust_key, queue, start_ts)",
+    "CREATE INDEX IF NOT EXISTS cdr_calls_cust_start ON cdr_calls (cust_key, start_ts)",
     "CREATE INDEX IF NOT EXISTS cdr_legs_call ON cdr_legs (call_id)",
     "CREATE INDEX IF NOT EXISTS cdr_events_call ON cdr_events (call_id, ts)",
     "CREATE INDEX IF NOT EXISTS cdr_events_agent ON cdr_events (agent_id, ts)",
@@ -145,6 +146,17 @@ PREV_CONTACT = ("SELECT call_id, start_ts, next_contact_ts FROM cdr_calls WHERE 
 SET_NEXT_CONTACT = "UPDATE cdr_calls SET next_contact_ts = ? WHERE call_id = ?"
 MARK_DIRTY = "INSERT INTO cdr_rollup_dirty (bucket) VALUES (?) ON CONFLICT (bucket) DO NOTHING"
 CALL_START = "SELECT start_ts FROM cdr_calls WHERE call_id = ?"
+# a customer's contacts (the agent's screen pop): its calls in a time range, newest first (cdr_calls_cust_start)
+CONTACT_FIELDS = ("call_id", "start_ts", "direction", "queue", "campaign", "agent_id", "outcome", "disposition",
+                  "resolved")
+CONTACTS = (f"SELECT {', '.join(CONTACT_FIELDS)} FROM cdr_calls WHERE cust_key IN (?, ?) AND start_ts >= ? "
+            "AND start_ts < ? AND call_id <> ? ORDER BY start_ts DESC LIMIT ?")
+
+
+def cust_key(customer_id: str | None, number: str | None) -> str | None:
+    """Whom a call is with, for FCR and the screen pop: the CRM's customer id, else the customer's number (the
+    caller of an inbound call, the called of an outbound one)."""
+    return customer_id or number or None
 
 
 def call_row(rec: CallRecord | dict[str, Any]) -> list[Any]:
@@ -160,10 +172,8 @@ def call_row(rec: CallRecord | dict[str, Any]) -> list[Any]:
     for key in _STRING_DEFAULTS:
         if d.get(key) == "":
             d[key] = None
-    cust_key = d.get("customer_id") or d.get("caller") or None
-    if d.get("direction") == "outbound":
-        cust_key = d.get("customer_id") or d.get("called") or None
-    return [d["call_id"], *(d.get(f) for f, _ in CALL_COLUMNS), cust_key, int(d.get("version") or 0)]
+    customer = cust_key(d.get("customer_id"), d.get("called") if d.get("direction") == "outbound" else d.get("caller"))
+    return [d["call_id"], *(d.get(f) for f, _ in CALL_COLUMNS), customer, int(d.get("version") or 0)]
 
 
 def leg_row(rec: LegRecord | dict[str, Any]) -> list[Any]:
@@ -383,6 +393,20 @@ class SqlStore:
             rec = {"leg_id": d["leg_id"], "version": d["version"], **{f: d[c] for f, c in LEG_COLUMNS}}
             rec["uri"] = rec["uri"] or ""
             out.append(LegRecord.from_dict(rec))
+        return out
+
+    def contacts(self, customer_id: str | None, number: str | None, since: float, until: float,
+                 exclude: str = "", limit: int = 20) -> list[dict[str, Any]]:
+        """A customer's calls (by its ``cust_key``: the CRM id or the number) that started in [since, until), newest
+        first, at most ``limit``, without the call ``exclude``: id, start, direction, queue, campaign, agent,
+        outcome, disposition and resolved (None: not said)."""
+        keys = [k for k in (customer_id, number) if k] or [""]
+        rows = self._execute(self._sql(CONTACTS), [keys[0], keys[-1], since, until, exclude, int(limit)]).fetchall()
+        out = []
+        for row in rows:
+            d = dict(zip(CONTACT_FIELDS, row, strict=True))
+            d["resolved"] = None if d["resolved"] is None else bool(d["resolved"])
+            out.append(d)
         return out
 
     def events(self, call_id: str | None = None, *, agent_id: str | None = None, since: float | None = None,

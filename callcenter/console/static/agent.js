@@ -56,7 +56,34 @@
       ${row("pop.menu", d.ivr_path, "pop-menu")}
       ${row("pop.queue", pop.queue, "pop-queue")}
       ${row("pop.wait", pop.wait_s !== undefined ? duration(pop.wait_s) : null, "pop-wait")}
-    </dl>`;
+    </dl><${History} callId=${pop.call_id} />`;
+  }
+
+  // The caller's contacts of the last 7 days with their dispositions (GET /calls/{id}/contacts): asked once the
+  // pop shows, so the pop never waits for the CDR store.
+  function History({ callId }) {
+    const [rows, setRows] = useState(null);
+    const [error, setError] = useState("");
+    useEffect(() => {
+      setRows(null); setError("");
+      api("GET", "/calls/" + encodeURIComponent(callId) + "/contacts" + asAgent)
+        .then((r) => setRows(r.contacts)).catch((err) => setError(err.message));
+    }, [callId]);
+    const yesNo = (v) => v === true ? t("wrapup.yes") : v === false ? t("wrapup.no") : "";
+    return html`<section aria-labelledby="history-h" id="pop-history" data-loaded=${rows ? "yes" : "no"}>
+      <h3 id="history-h">${t("pop.history")}</h3>
+      ${error ? html`<p class="error" role="alert" id="history-error">${error}</p>`
+        : rows && rows.length === 0 ? html`<p class="muted" id="history-none">${t("pop.history.none")}</p>`
+        : rows && html`<table><thead><tr><th>${t("pop.history.when")}</th>
+            <th>${t("pop.history.direction")}</th><th>${t("pop.queue")}</th><th>${t("pop.history.agent")}</th>
+            <th>${t("pop.history.disposition")}</th><th>${t("pop.history.resolved")}</th></tr></thead>
+          <tbody>${rows.map((r) => html`<tr data-call=${r.call_id}>
+            <td>${new Date(r.start_ts * 1000).toLocaleString()}</td>
+            <td>${t("pop.history." + (r.direction === "outbound" ? "outbound" : "inbound"))}</td>
+            <td>${r.queue || r.campaign || ""}</td><td>${r.agent_id || ""}</td>
+            <td class="disposition">${r.disposition || html`<span class="muted">${r.outcome || ""}</span>`}</td>
+            <td class="resolved">${yesNo(r.resolved)}</td></tr>`)}</tbody></table>`}
+    </section>`;
   }
 
   // A party for the call: a blind transfer to a queue, an agent or a number (POST /calls/{id}/transfer), or
