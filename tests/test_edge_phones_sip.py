@@ -91,7 +91,8 @@ def test_no_phone_no_offer_a_phone_registers_and_gets_the_next_call_then_unregis
     """1001 and 1002 log in ready with no phone: both are paused no_phone by the edge's registrations (no
     offer was needed to learn it). 1001's phone registers: 1001 is available without pressing ready or waiting
     out the pause, and a sales caller (a queue of both) is offered to 1001 only: 1002 never gets an offer. The
-    phone goes: 1001 is paused no_phone again, on the wallboard API and as an agent.state event."""
+    phone goes: 1001 is paused no_phone again, on the wallboard API and as an agent.state event, and the next
+    caller is offered to nobody."""
     w, edge = stack
     w.login("1001", "1002")
     for agent in ("1001", "1002"):
@@ -126,6 +127,18 @@ def test_no_phone_no_offer_a_phone_registers_and_gets_the_next_call_then_unregis
     assert _until(lambda: _agent(w, "1001")["pause_reason"] == "no_phone"), _agent(w, "1001")
     assert _states(w, "1001")[-1] == ("paused", "no_phone"), _states(w, "1001")
     assert _until(lambda: _gauge(w) == 0.0), _gauge(w)
+    # no agent of the queue has a phone now: no offer is made to the next caller (nothing to ring)
+    steps = [("pause", 600), ("dtmf", "1"), ("pause", 800), ("dtmf", "1"), ("pause", 3000), ("hangup",)]
+    caller = sipp.caller(edge.address, steps, number="0903000702")
+    assert sipp.wait_all(caller, timeout=30) == [0], caller.errors() + "\n" + edge.tail()
+    cdr = w.call_from("0903000702")
+    store = open_store(w.store_url)
+    try:
+        offers = [(leg.agent_id, leg.result) for leg in store.legs(cdr.call_id) if leg.kind == "agent_offer"]
+    finally:
+        store.close()
+    # (with every agent of the queue paused none staffs it: the queue's on_empty takes the caller, as for any pause)
+    assert offers == [] and cdr.agent_id is None, (offers, cdr)
     w.logout("1001", "1002")
 
 
