@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import asyncio
 
+import ports
 import pytest
 from routing_helpers import Clock, call, make, offers, one_offer, rules_text
 
 from callcenter.exceptions import ConfigError
 from callcenter.routing.keys import Keys
-from callcenter.routing.phones import EdgeSettings, _live_aors, parse_settings
+from callcenter.routing.phones import EdgeSettings, _live_aors, parse_settings, poll
 from callcenter.yamlsrc import Reader, loads
 
 NO_PHONE_RULE = rules_text().replace("service_level: 20}",
@@ -90,3 +91,19 @@ def test_edge_section_is_validated_with_file_key_and_line() -> None:
         read("edge:\n  registrations:\n    - http://a:1/RPC\n    - ftp://b\n")
     with pytest.raises(ConfigError, match="poll_every"):
         read("edge: {poll_every: 0}\n")
+
+
+def test_an_edge_that_does_not_answer_takes_no_phone_away(redis_url):
+    """A poll whose edge is down writes nothing (the agents keep their state; the set lapses by itself), and
+    within one period only the worker holding the guard asks."""
+    async def main():
+        rt = await make(redis_url, text=NO_PHONE_RULE)
+        await rt.agent_login("a1")
+        port = ports.port()                                         # nothing listens there
+        settings = EdgeSettings((f"http://127.0.0.1:{port}/RPC",), poll_every=5)
+        assert await poll(rt.redis, rt, settings) is None
+        assert not await rt.redis.exists(Keys(rt.prefix).phones())
+        assert (await rt.agent_info("a1"))["state"] == "available"
+        assert await rt.redis.get(Keys(rt.prefix).phones_guard()) == "w1"
+        await rt.redis.delete(Keys(rt.prefix).phones_guard())
+    run(main())
