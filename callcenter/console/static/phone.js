@@ -1,10 +1,11 @@
 // The agent desktop's browser phone (JsSIP, web/assets.json): registers with the agent's own SIP credentials
 // (GET /agents/{id}/phone: the edge's WebSocket, the SIP URI, HA1 and realm; never a password) at the encrypted
-// edge over WSS, rings on an incoming INVITE, answers by the button or by itself when the agent chose so,
-// shows the WebSocket's and the registration's state and the microphone's level, and after a dropped
-// connection reconnects and registers again (JsSIP's connection recovery). It never touches the agent's routing
-// state: ready / paused stays as it was; an offer that finds no phone registered goes to the next agent.
-// Loaded by the agent page only when the worker has a `phone` section; shown only to the agent itself.
+// edge over WSS, rings on an incoming INVITE (an orange card and a 425 Hz ring), answers by the button or by
+// itself when the agent chose so, shows the WebSocket's and the registration's state and the microphone's
+// level, and after a dropped connection reconnects and registers again (JsSIP's connection recovery). It never
+// touches the agent's routing state: ready / paused stays as it was; an offer that finds no phone registered
+// goes back to the queue for the next agent. Loaded by the agent page only when the worker has a `phone`
+// section; shown only to the agent itself.
 (function () {
   "use strict";
   const { boot, t, api } = window.CC;
@@ -66,6 +67,22 @@
     return () => { clearInterval(timer); ctx.close(); $("#phone-mic").value = 0; };
   }
 
+  function ringer() {                    // an audible ring while an offer waits: 425 Hz, 1 s on, 3 s off
+    const ctx = new AudioContext();
+    const osc = ctx.createOscillator(), gain = ctx.createGain();
+    osc.frequency.value = 425;
+    gain.gain.value = 0;
+    osc.connect(gain).connect(ctx.destination);
+    osc.start();
+    const beat = () => {
+      gain.gain.setValueAtTime(0.2, ctx.currentTime);
+      gain.gain.setValueAtTime(0, ctx.currentTime + 1);
+    };
+    beat();
+    const timer = setInterval(beat, 4000);
+    return () => { clearInterval(timer); ctx.close(); };
+  }
+
   function media(pc) {
     pc.addEventListener("track", (e) => {
       phone.remote = e.track;
@@ -98,7 +115,11 @@
       const sender = session.connection && session.connection.getSenders().find((s) => s.track);
       if (sender) meter = level(sender.track);
     });
+    let ring = ringer();
+    const quiet = () => { if (ring) { ring(); ring = null; } };
+    session.on("accepted", quiet);
     const ended = () => {
+      quiet();
       if (phone.session !== session) return;
       phone.session = null;
       phone.remote = null;
