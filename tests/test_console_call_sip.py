@@ -195,18 +195,26 @@ def test_hang_up_and_transfer_from_the_desk(worker: WorkerProc, browser) -> None
     assert second.transferred_to and "vip" in second.transferred_to, second
 
 
-def test_add_a_number_to_the_call_from_the_desk(worker: WorkerProc, browser) -> None:
-    """On a call the desk adds a number: it is called through the trunk and joins (a conference leg on the
-    call's CDR); the agent then hangs up and the caller stays with the added party."""
+def add_a_number(worker: WorkerProc, browser, number: str) -> tuple[sipp.Sipp, sipp.Sipp, sipp.Sipp]:
+    """A hotline call from ``number`` answered by agent 1002's phone, and the number 0901110779 added to it from the
+    desk (answered on the trunk): the agent's phone, the added party's and the caller."""
     ready_at_desk(worker, browser)
+    browser.expect(r"/conference\?agent=1002 .* 404")    # the desk's conference panel may ask once the call is over
     phone = sipp.agent(worker.agents_port, "answer", ring_ms=500)
     party = sipp.agent(CUSTOMER_PORT, "answer", ring_ms=500)
     caller = sipp.caller(worker.target, [("pause", 500), ("dtmf", "1"), ("dtmf", "2"), ("pause", 25000),
-                                         ("hangup",)], number="0902000013", service="hotline")
+                                         ("hangup",)], number=number, service="hotline")
     browser.wait_text("#call-timer", lambda text: text not in ("", "0:00"), timeout=30)
     browser.find("#conference-kind").send_keys("Number")
     browser.find("#conference-target").send_keys("0901110779")
     browser.find("#btn-conference").click()
+    return phone, party, caller
+
+
+def test_add_a_number_to_the_call_from_the_desk(worker: WorkerProc, browser) -> None:
+    """On a call the desk adds a number: it is called through the trunk and joins (a conference leg on the
+    call's CDR); the agent then hangs up and the caller stays with the added party."""
+    phone, party, caller = add_a_number(worker, browser, "0902000013")
     browser.wait_text("#call-note", "0901110779")
     browser.shot("conference")
     deadline = time.monotonic() + 20
@@ -305,3 +313,32 @@ def test_screen_pop_shows_the_callers_contacts_of_the_last_7_days(worker: Worker
     browser.find("#wrapup-saved", timeout=20)
     assert phone.wait(60) == 0, phone.errors()
     assert caller.wait(60) == 0, caller.errors() + worker.tail(30)
+
+
+def test_conference_controls_on_the_desk(worker: WorkerProc, browser) -> None:
+    """The desk adds a number; its conference panel lists the parties; the agent mutes and unmutes the added
+    party, holds and resumes it (the conference's state says so), then leaves: its phone gets the BYE and the
+    caller stays with the added party until the caller hangs up."""
+    phone, party, caller = add_a_number(worker, browser, "0902000016")
+    call_id = pop_call(browser)
+    added = '#conference tr[data-state="connected"]:not([data-party="caller"]):not([data-party="agent"])'
+    row = browser.find(added, timeout=20)
+    pid = str(row.get_attribute("data-party"))
+
+    def state() -> dict[str, object]:
+        parties = worker.http("GET", f"/calls/{call_id}/conference")[1]["parties"]
+        return next(p for p in parties if p["party"] == pid)
+
+    for button, attr, value, shot in (("mute", "muted", "yes", "conference-muted"), ("mute", "muted", "no", None),
+                                      ("hold", "held", "yes", "conference-held"), ("hold", "held", "no", None)):
+        browser.find(f'#conference tr[data-party="{pid}"] button.{button}').click()
+        browser.find(f'#conference tr[data-party="{pid}"][data-{attr}="{value}"]', timeout=10)
+        assert state()[attr] is (value == "yes"), state()
+        if shot:
+            browser.shot(shot)
+    browser.find("#conference-leave").click()
+    assert phone.wait(30) == 0, phone.errors()              # the agent left: its phone got the BYE
+    assert worker.http("GET", f"/calls/{call_id}/conference")[0] == 200   # the caller and the party go on
+    browser.find("#wrapup-form", timeout=20)
+    assert caller.wait(60) == 0, caller.errors() + worker.tail(30)
+    assert party.wait(30) == 0, party.errors()

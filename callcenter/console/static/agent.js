@@ -78,7 +78,7 @@
             <th>${t("pop.history.direction")}</th><th>${t("pop.queue")}</th><th>${t("pop.history.agent")}</th>
             <th>${t("pop.history.disposition")}</th><th>${t("pop.history.resolved")}</th></tr></thead>
           <tbody>${rows.map((r) => html`<tr data-call=${r.call_id}>
-            <td>${new Date(r.start_ts * 1000).toLocaleString()}</td>
+            <td>${new Date(r.start_ts * 1000).toLocaleString(undefined, { dateStyle: "short", timeStyle: "short" })}</td>
             <td>${t("pop.history." + (r.direction === "outbound" ? "outbound" : "inbound"))}</td>
             <td>${r.queue || r.campaign || ""}</td><td>${r.agent_id || ""}</td>
             <td class="disposition">${r.disposition || html`<span class="muted">${r.outcome || ""}</span>`}</td>
@@ -145,8 +145,48 @@
       </div>${error && html`<p class="error" role="alert">${error}</p>`}</div>`;
   }
 
+  // The parties of the call's conference (GET /calls/{id}/conference, asked every second while there is one):
+  // mute / unmute each, hold / resume an added party, and leave: the agent hangs up, the others stay connected.
+  function Conference({ call, onLeft }) {
+    const [parties, setParties] = useState([]);
+    const [error, setError] = useState("");
+    const base = "/calls/" + encodeURIComponent(call.call_id) + "/conference";
+    const gone = useRef(false);      // 404: the conference is over, ask no more
+    async function load() {
+      if (gone.current) return;
+      try { setParties((await api("GET", base + asAgent)).parties); }
+      catch (err) { setParties([]); gone.current = err.status === 404; }
+    }
+    useEffect(() => {
+      load();
+      const poll = setInterval(load, 1000);
+      return () => clearInterval(poll);
+    }, [call.call_id]);
+    async function act(path) {
+      try { await api("POST", base + path + asAgent, {}); setError(""); await load(); return true; }
+      catch (err) { setError(err.message); return false; }
+    }
+    if (parties.length === 0) return null;
+    const added = (p) => p.kind !== "caller" && p.kind !== "agent";
+    const who = (p) => added(p) ? (p.agent || p.party) : t("conference.party." + p.kind);
+    return html`<div class="monitor" id="conference"><h3>${t("conference.parties")}</h3>
+      <table><tbody>${parties.map((p) => html`<tr data-party=${p.party} data-state=${p.state}
+          data-muted=${p.muted ? "yes" : "no"} data-held=${p.held ? "yes" : "no"}>
+        <td>${who(p)}</td><td>${t("conference.state." + p.state)}${p.muted ? " · " + t("conference.muted") : ""}
+          ${p.held ? " · " + t("conference.held") : ""}</td>
+        <td><button type="button" class="mute" onClick=${() => act("/" + encodeURIComponent(p.party) + (p.muted ? "/unmute" : "/mute"))}>
+          ${t(p.muted ? "conference.unmute" : "conference.mute")}</button>
+          ${added(p) && html`<button type="button" class="hold"
+            onClick=${() => act("/" + encodeURIComponent(p.party) + (p.held ? "/unhold" : "/hold"))}>
+            ${t(p.held ? "conference.unhold" : "conference.hold")}</button>`}</td></tr>`)}</tbody></table>
+      <div class="row"><button type="button" class="danger" id="conference-leave"
+        onClick=${async () => { if (await act("/leave")) onLeft(); }}>${t("conference.leave")}</button></div>
+      ${error && html`<p class="error" role="alert" id="conference-error">${error}</p>`}</div>`;
+  }
+
   function CallCard({ call, pop, now, notes, setNotes, onHold, onHangup, onTransferred, error }) {
     const [consult, setConsult] = useState(null);
+    const [conf, setConf] = useState(null);      // the call id whose conference this desk started
     return html`<section class="card" aria-labelledby="call-h" id="call-card">
       <h2 id="call-h">${t("call")}</h2>
       ${pop ? html`<${Pop} pop=${pop} />` : !call && html`<p class="muted" id="no-call">${t("call.none")}</p>`}
@@ -160,7 +200,8 @@
           : html`<${TargetForm} call=${call} name="transfer" path="/transfer" kinds=${["queue", "agent", "number"]}
               onDone=${onTransferred} onConsult=${setConsult} />`}
         <${TargetForm} call=${call} name="conference" path="/conference/add" kinds=${["agent", "number"]}
-          onDone=${onTransferred} />`}
+          onDone=${(note) => { setConf(call.call_id); onTransferred(note); }} />
+        ${conf === call.call_id && html`<${Conference} call=${call} onLeft=${() => setConf(null)} />`}`}
       ${(call || pop) && html`<label for="notes">${t("notes")}</label>
         <textarea id="notes" maxlength="2000" value=${notes} onInput=${(e) => setNotes(e.target.value)}></textarea>`}
       ${error && html`<p class="error" role="alert">${t("error")}: ${error}</p>`}
