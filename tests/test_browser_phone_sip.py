@@ -13,6 +13,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import ports
 import pytest
@@ -24,6 +25,9 @@ from worker_proc import WorkerProc, api_user, flush, new_worker
 
 from callcenter import edge as edge_mod
 from callcenter.auth.roles import AGENT, SUPERVISOR
+
+if TYPE_CHECKING:
+    from browser import Browser
 
 pytestmark = [pytest.mark.sip, pytest.mark.timeout(300), pytest.mark.skipif(
     not (shutil.which("kamailio") or Path("/usr/sbin/kamailio").exists()) or shutil.which("rtpengine") is None
@@ -116,6 +120,22 @@ def _connection(binding: str) -> str:
     return " ".join(re.findall(r"(?:Received|Tcpconn-Id): (\S+)", binding))
 
 
+def _drop_and_register_again(chrome: Browser, edge: Edge) -> None:
+    """Kill the page's WebSocket at the edge (ss -K on the WSS port): the page shows the loss or is already
+    back, registers again, and the edge holds a new binding from a new connection."""
+    phone = chrome.find("#phone")
+    before = _connection(_contact(edge, "1002"))
+    killed = subprocess.run(["ss", "-K", "dst", "127.0.0.1", "sport", "=", f":{edge.wss_port}"],
+                            capture_output=True, text=True, check=False)
+    assert f":{edge.wss_port}" in killed.stdout, killed.stdout + killed.stderr
+    chrome.wait(lambda: phone.get_attribute("data-connection") == "disconnected"
+                or _connection(_contact(edge, "1002")) != before, 15, "the drop was never seen")
+    chrome.wait(lambda: phone.get_attribute("data-registration") == "registered"
+                and phone.get_attribute("data-connection") == "connected", 30, "never registered again")
+    chrome.wait(lambda: _connection(_contact(edge, "1002")) not in ("", before), 15,
+                f"no new binding at the edge: {before} / {_contact(edge, '1002')}")
+
+
 def test_the_browser_phone_takes_a_hotline_call_and_registers_again_after_a_dropped_websocket(
         stack, tmp_path: Path) -> None:
     """Agent 1002 signs in at its desk in Chromium (its microphone: a 700 Hz WAV); the page's phone registers
@@ -123,8 +143,8 @@ def test_the_browser_phone_takes_a_hotline_call_and_registers_again_after_a_drop
     rings and the agent clicks Answer: the caller receives 700 Hz, the page's phone receives 1300 Hz (its
     decoded remote track), DTLS-SRTP connected; the CDR says answered by 1002. Then the WebSocket is killed
     (ss -K on the edge's WSS port): the page shows the loss, reconnects and registers again (a new binding
-    at the edge, from a new connection), the agent is still ready, and the next call is answered by the
-    phone itself (auto-answer chosen in the page)."""
+    at the edge, from a new connection), the agent is still ready; dropped again while paused, it stays paused
+    (lunch); and the next call is answered by the phone itself (auto-answer chosen in the page)."""
     from browser import Browser, missing_reason
 
     if missing_reason():
@@ -174,19 +194,16 @@ def test_the_browser_phone_takes_a_hotline_call_and_registers_again_after_a_drop
 
         # the WebSocket dropped under the page: it says so, reconnects and registers again
         chrome.wait(lambda: w.http("GET", "/agents/1002")[1]["state"] == "available", 20, "1002 never ready again")
-        before = _connection(_contact(edge, "1002"))
-        killed = subprocess.run(["ss", "-K", "dst", "127.0.0.1", "sport", "=", f":{edge.wss_port}"],
-                                capture_output=True, text=True, check=False)
-        assert f":{edge.wss_port}" in killed.stdout, killed.stdout + killed.stderr
-        chrome.wait(lambda: phone.get_attribute("data-connection") == "disconnected"
-                    or _connection(_contact(edge, "1002")) != before, 15, "the drop was never seen")
-        chrome.wait(lambda: phone.get_attribute("data-registration") == "registered"
-                    and phone.get_attribute("data-connection") == "connected", 30, "never registered again")
-        chrome.wait(lambda: _connection(_contact(edge, "1002")) not in ("", before), 15,
-                    f"no new binding at the edge: {before} / {_contact(edge, '1002')}")
+        _drop_and_register_again(chrome, edge)
         chrome.shot("registered-again")
         st, agent = w.http("GET", "/agents/1002")
         assert st == 200 and agent["state"] == "available", agent
+        # a drop while paused: paused it stays, with its reason
+        assert w.http("POST", "/agents/1002/pause", {"reason": "lunch"})[0] == 200
+        _drop_and_register_again(chrome, edge)
+        st, agent = w.http("GET", "/agents/1002")
+        assert st == 200 and (agent["state"], agent["pause_reason"]) == ("paused", "lunch"), agent
+        assert w.http("POST", "/agents/1002/ready")[0] == 200
         # and the phone takes the next call on the new connection, answered by itself this time
         chrome.find("#phone-auto").click()
         caller = sipp.caller(edge.address, [("pause", 600), ("dtmf", "2"), ("pause", 800), ("dtmf", "2"),
