@@ -294,7 +294,7 @@ def customer_invites(run: sipp.Sipp) -> dict[str, list[tuple[float, str]]]:
     out: dict[str, dict[str, float]] = defaultdict(dict)
     when = 0.0
     text = run.messages()
-    for block in re.split(r"\n-{10,} ", text):
+    for block in re.split(r"(?:^|\n)-{10,} ", text):
         head = re.match(r"(\d{4}-\d\d-\d\d\t?\s*\d\d:\d\d:\d\d\.\d+)", block)
         if head:
             with contextlib.suppress(ValueError):
