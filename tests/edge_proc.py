@@ -33,6 +33,12 @@ AGENT_PASSWORDS = {"1001": "s3cret-1001", "1002": "s3cret-1002"}   # the test ag
 NEEDS_EDGE = pytest.mark.skipif(shutil.which("kamailio") is None and not Path("/usr/sbin/kamailio").exists()
                                 or shutil.which("baresip") is None,
                                 reason="kamailio and baresip come with ./scripts/setup.sh --test")
+NEEDS_ENCRYPTED_EDGE = pytest.mark.skipif(
+    not (shutil.which("kamailio") or Path("/usr/sbin/kamailio").exists()) or shutil.which("baresip") is None
+    or shutil.which("rtpengine") is None or not (BARESIP_MODULES / "srtp.so").exists()
+    or not Path("/usr/lib/x86_64-linux-gnu/kamailio/modules/tls.so").exists(),
+    reason="kamailio with its tls and websocket modules, rtpengine-daemon and baresip come with "
+           "./scripts/setup.sh --test")
 
 
 def sip_options(port: int, timeout: float = 1.0) -> str | None:
@@ -78,15 +84,15 @@ def edge_rules(tmp: Path, edge_port: int) -> Path:
 
 
 @contextlib.contextmanager
-def edge_stack(tmp: Path, redis_url: str, worker_id: str, rpc: bool = False,
-               extra: str = "") -> Iterator[tuple[WorkerProc, Edge]]:
-    """A worker behind a plain edge (agents 1001 and 1002 with AGENT_PASSWORDS) on a flushed Redis; rpc: the
+def edge_stack(tmp: Path, redis_url: str, worker_id: str, rpc: bool = False, extra: str = "",
+               rtpengine: Rtpengine | None = None) -> Iterator[tuple[WorkerProc, Edge]]:
+    """A worker behind an edge (agents 1001 and 1002 with AGENT_PASSWORDS) on a flushed Redis; rpc: the
     edge's JSON-RPC port, which the worker polls for the registrations (`extra` config may name it:
-    {rpc_url})."""
+    {rpc_url}); rtpengine (started): the encrypted edge."""
     flush(redis_url)
     w = new_worker(tmp, redis_url, worker_id=worker_id)
     edge_port = ports.port()
-    e = Edge(tmp, edge_port, AGENT_PASSWORDS, [w.target], rpc=rpc)
+    e = Edge(tmp, edge_port, AGENT_PASSWORDS, [w.target], rpc=rpc, rtpengine=rtpengine)
     w.write_config(rules=edge_rules(tmp, edge_port), extra=extra.replace("{rpc_url}", e.rpc_url))
     e.start()
     w.start()

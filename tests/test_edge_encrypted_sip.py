@@ -5,7 +5,6 @@ towards the worker. Real Kamailio, real rtpengine, real baresip."""
 from __future__ import annotations
 
 import re
-import shutil
 import socket
 import subprocess
 import time
@@ -19,7 +18,7 @@ import pytest
 import sipp
 import tones
 from edge_proc import (
-    BARESIP_MODULES,
+    NEEDS_ENCRYPTED_EDGE,
     Edge,
     Rtpengine,
     Softphone,
@@ -34,12 +33,7 @@ from worker_proc import WorkerProc, flush, new_worker
 from callcenter.cdr.writer import open_store
 from callcenter.cli import main as cli_main
 
-pytestmark = pytest.mark.skipif(
-    not (shutil.which("kamailio") or Path("/usr/sbin/kamailio").exists()) or shutil.which("baresip") is None
-    or shutil.which("rtpengine") is None or not (BARESIP_MODULES / "srtp.so").exists()
-    or not Path("/usr/lib/x86_64-linux-gnu/kamailio/modules/tls.so").exists(),
-    reason="kamailio with its tls and websocket modules, rtpengine-daemon and baresip come with "
-           "./scripts/setup.sh --test")
+pytestmark = NEEDS_ENCRYPTED_EDGE
 
 PASSWORDS = {"1001": "s3cret-1001", "1002": "s3cret-1002"}
 AGENT_HZ = 440.0        # baresip's ausine

@@ -5,25 +5,26 @@ at once. Real Kamailio (deploy/kamailio/kamailio.cfg), a real worker, baresip as
 
 from __future__ import annotations
 
-import contextlib
 import json
-import re
-import subprocess
-import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-import redis
 import sipp
-from edge_proc import AGENT_PASSWORDS, NEEDS_EDGE, Edge, Softphone, edge_stack, kamailio_cli
-from worker_proc import METRICS_TOKEN, WorkerProc
+from edge_proc import (
+    AGENT_PASSWORDS,
+    NEEDS_EDGE,
+    Edge,
+    Softphone,
+    edge_stack,
+    kamailio_cli,
+)
+from phones_helpers import agent_info, agent_states, phones_gauge, until
+from worker_proc import WorkerProc
 
 from callcenter.cdr.writer import open_store
 from callcenter.cli import main as cli_main
-from callcenter.events.keys import EventKeys
 
 pytestmark = NEEDS_EDGE
 PASSWORDS = AGENT_PASSWORDS
@@ -34,45 +35,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory, redis_server) -> Iterator[tu
     with edge_stack(tmp_path_factory.mktemp("edge-phones"), redis_server.url, "edge-phones-w1", rpc=True,
                     extra='edge: {registrations: ["{rpc_url}"], poll_every: 0.3s}\n') as both:
         yield both
-
-
-def _until(what: Callable[[], Any], timeout: float = 15.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = what()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(0.1)
-
-
-def _agent(w: WorkerProc, agent: str) -> dict[str, Any]:
-    st, body = w.http("GET", f"/agents/{agent}")        # what the wallboard's agent grid shows
-    assert st == 200, body
-    return dict(body)
-
-
-def _states(w: WorkerProc, agent: str) -> list[tuple[str, str | None]]:
-    """The agent's agent.state events on the bus, in order: (state, reason)."""
-    r = redis.Redis.from_url(w.redis_url, decode_responses=True)
-    try:
-        entries = r.xrange(EventKeys("cc:").stream())
-    finally:
-        r.close()
-    out = []
-    for _, fields in entries:
-        ev = json.loads(fields["data"])
-        if ev.get("type") == "agent.state" and ev.get("agent") == agent:
-            out.append((ev["state"], ev.get("reason")))
-    return out
-
-
-def _gauge(w: WorkerProc) -> float | None:
-    req = urllib.request.Request(f"http://127.0.0.1:{w.http_port}/metrics",
-                                 headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
-    with urllib.request.urlopen(req, timeout=5) as resp:
-        text = resp.read().decode()
-    m = re.search(r"^callcenter_agents_phone_registered (\S+)$", text, re.M)
-    return float(m.group(1)) if m else None
 
 
 def test_the_edge_serves_only_the_registrations_to_loopback(stack) -> None:
@@ -96,15 +58,15 @@ def test_no_phone_no_offer_a_phone_registers_and_gets_the_next_call_then_unregis
     w, edge = stack
     w.login("1001", "1002")
     for agent in ("1001", "1002"):
-        info = _until(lambda a=agent: (x := _agent(w, a))["pause_reason"] == "no_phone" and x)
-        assert info and (info["state"], info["misses"]) == ("paused", 0), _agent(w, agent)
-    assert _until(lambda: _gauge(w) == 0.0), _gauge(w)
+        info = until(lambda a=agent: (x := agent_info(w, a))["pause_reason"] == "no_phone" and x)
+        assert info and (info["state"], info["misses"]) == ("paused", 0), agent_info(w, agent)
+    assert until(lambda: phones_gauge(w) == 0.0), phones_gauge(w)
 
     phone = Softphone(tmp_path, "1001", PASSWORDS["1001"], edge).start()
     try:
         phone.registered()
-        assert _until(lambda: _agent(w, "1001")["state"] == "available"), _agent(w, "1001")
-        assert _until(lambda: _gauge(w) == 1.0), _gauge(w)
+        assert until(lambda: agent_info(w, "1001")["state"] == "available"), agent_info(w, "1001")
+        assert until(lambda: phones_gauge(w) == 1.0), phones_gauge(w)
         steps = [("pause", 600), ("dtmf", "1"), ("pause", 800), ("dtmf", "1"), ("pause", 6000), ("hangup",)]
         caller = sipp.caller(edge.address, steps, number="0903000701")
         assert sipp.wait_all(caller, timeout=40) == [0], caller.errors() + "\n" + edge.tail()
@@ -118,15 +80,14 @@ def test_no_phone_no_offer_a_phone_registers_and_gets_the_next_call_then_unregis
     finally:
         store.close()
     assert offers == [("1001", "answered")], offers
-    assert "reserved" not in [s for s, _ in _states(w, "1002")], _states(w, "1002")
-    assert _agent(w, "1002")["pause_reason"] == "no_phone"
+    assert "reserved" not in [s for s, _ in agent_states(w, "1002")], agent_states(w, "1002")
+    assert agent_info(w, "1002")["pause_reason"] == "no_phone"
 
     # the phone is gone (unregistered on stop, or its registration removed as on expiry)
-    with contextlib.suppress(subprocess.CalledProcessError):
-        edge.kamcmd("ul.rm", "location", "1001")
-    assert _until(lambda: _agent(w, "1001")["pause_reason"] == "no_phone"), _agent(w, "1001")
-    assert _states(w, "1001")[-1] == ("paused", "no_phone"), _states(w, "1001")
-    assert _until(lambda: _gauge(w) == 0.0), _gauge(w)
+    assert "error" not in edge.kamcmd("ul.rm", "location", "s:1001")     # (s: the AoR as a string)
+    assert until(lambda: agent_info(w, "1001")["pause_reason"] == "no_phone"), agent_info(w, "1001")
+    assert agent_states(w, "1001")[-1] == ("paused", "no_phone"), agent_states(w, "1001")
+    assert until(lambda: phones_gauge(w) == 0.0), phones_gauge(w)
     # no agent of the queue has a phone now: no offer is made to the next caller (nothing to ring)
     steps = [("pause", 600), ("dtmf", "1"), ("pause", 800), ("dtmf", "1"), ("pause", 3000), ("hangup",)]
     caller = sipp.caller(edge.address, steps, number="0903000702")
@@ -150,3 +111,4 @@ def test_kamailio_cli_writes_the_rpc_port(tmp_path: Path) -> None:
     assert (out / "rpc.cfg").read_text().endswith("#!define RPC_PORT 5062\nlisten=tcp:10.0.0.2:5062\n")
     assert cli_main([*base, "--rpc", "sip:10.0.0.2:5062"]) == 2
     assert cli_main([*base, "--rpc", "10.0.0.2"]) == 2
+
