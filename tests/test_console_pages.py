@@ -151,6 +151,42 @@ def test_a_messy_list_uploads_with_progress_and_a_per_row_report(worker: WorkerP
     assert status == 200 and stats["pending"] == 3, stats
 
 
+def test_do_not_call_numbers_added_removed_and_uploaded(worker: WorkerProc, browser, tmp_path) -> None:
+    """The campaign manager puts a number on the global DNC list and takes it off; puts one on a campaign's
+    list; uploads a CSV of numbers (a per-row report: added, already there, rejected). The API then finds
+    each number on the list it was put on."""
+    base = f"http://127.0.0.1:{worker.http_port}"
+    browser.expect(r"/console/campaigns .* 401")
+    browser.expect(r"/dnc/0912%20345%20600 .* 404")          # removed twice: the second time it is not there
+    browser.login(f"{base}/console/campaigns", "mai", PASSWORD)
+    browser.wait_text("#campaigns", "telesales_demo")
+    browser.find("#dnc-number").send_keys("0912 345 600")
+    browser.find("#dnc-add").click()
+    browser.wait_text("#dnc-status", "On the do-not-call list: +84912345600")
+    browser.find("#dnc-remove").click()
+    browser.wait_text("#dnc-status", "Removed from the do-not-call list: +84912345600")
+    browser.find("#dnc-remove").click()
+    browser.wait_text("#dnc-status", "number is not on that DNC list")
+    browser.find("#dnc-scope").send_keys("Gói cước 4G")
+    browser.find("#dnc-add").click()
+    browser.wait_text("#dnc-status", "On the do-not-call list: +84912345600")
+    assert worker.http("DELETE", "/dnc/0912345600")[0] == 404                       # not on the global list
+    assert worker.http("DELETE", "/dnc/0912345600?campaign=telesales_demo")[0] == 200
+    browser.find("#dnc-scope").send_keys("Every campaign")
+    numbers = tmp_path / "dnc.csv"
+    numbers.write_text("so_dien_thoai\n0912 345 601\n+84 912 345 602\n12\n0912345601\n", encoding="utf-8")
+    worker.http("POST", "/dnc", {"number": "0912345602"})                           # already on the list
+    browser.find("#dnc-file").send_keys(str(numbers))
+    browser.find("#dnc-upload-send").click()
+    report = browser.find("#dnc-report", timeout=20)
+    assert (browser.text("#dnc-new"), browser.text("#dnc-already"), browser.text("#dnc-rejected")) == \
+        ("1", "1", "1"), report.text
+    assert "short code" in report.text, report.text
+    browser.shot("dnc")
+    assert worker.http("DELETE", "/dnc/0912345601")[0] == 200
+    assert worker.http("DELETE", "/dnc/0912345602")[0] == 200
+
+
 def test_an_agent_may_not_open_the_campaigns_page(worker: WorkerProc, browser) -> None:
     browser.expect(r"/console .* 401")
     browser.expect(r"/console/campaigns .* 403")

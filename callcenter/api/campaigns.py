@@ -13,6 +13,8 @@
     POST   /campaigns/{id}/preview/{number}/dial?agent=1001   ring the agent, then the customer (202)
     POST   /campaigns/{id}/preview/{number}/skip?agent=1001   put the record back (retried later)
     POST   /dnc        {"number": "0912 345 678", "campaign": "optional id"}
+    POST   /dnc/lists[?campaign=id&region=VN]           body = CSV with a phone column (as a call list) -> 201
+           {"rows", "added", "already", "rejected_count", "rejected": [{"line", "reason"}]}
     DELETE /dnc/{number}[?campaign=id]
 """
 
@@ -33,7 +35,7 @@ from callcenter.dialer.compliance import Compliance
 from callcenter.dialer.control import CampaignControl
 from callcenter.dialer.keys import DialerKeys
 from callcenter.dialer.outcomes import OutcomeRecorder
-from callcenter.dialer.upload import UploadError, UploadLimits, import_list, parse_csv
+from callcenter.dialer.upload import ParsedList, UploadError, UploadLimits, import_list, parse_csv
 
 if TYPE_CHECKING:   # the worker's call layer and the dialer's engine: the API only holds what they give it
     from callcenter.calls.preview import PreviewDesk
@@ -83,20 +85,22 @@ def install_routes(router: HttpRouter, redis: Any, campaigns: Mapping[str, Campa
             return {"campaign": c.id, "state": state}
         return handler
 
-    async def upload(req: Request) -> Reply:
-        c = campaign(req)
+    async def parsed_upload(req: Request, region: str) -> ParsedList:
         if len(req.body) > limits.max_bytes:
             raise HttpError(413, f"list is {len(req.body)} bytes; the limit is {limits.max_bytes} bytes")
-        region = (req.arg("region") or c.region).upper()
         # The list comes as the spooled upload (stream=True; the site capped it at max_bytes from the
         # headers): read, decoded and parsed in one thread, off the event loop, held in memory once.
         source = req.stream if req.stream is not None else req.body
         try:
-            parsed = await asyncio.to_thread(parse_csv, source, region, limits)
+            return await asyncio.to_thread(parse_csv, source, region.upper(), limits)
         except UploadError as exc:
             raise HttpError(400, str(exc)) from None
         except (OSError, ValueError):       # client gone (file closed), or undecodable UTF-16
             raise HttpError(400, "the upload could not be read as text") from None
+
+    async def upload(req: Request) -> Reply:
+        c = campaign(req)
+        parsed = await parsed_upload(req, req.arg("region") or c.region)
         report = await import_list(redis, keys, c, parsed, clock())
         return Response(report.as_dict(), 201)
 
@@ -144,6 +148,16 @@ def install_routes(router: HttpRouter, redis: Any, campaigns: Mapping[str, Campa
         e164 = number(body["number"], str(body.get("region", "VN")))
         await compliance.add_dnc(e164, cid)
         return Response({"number": e164, "campaign": cid, "dnc": True}, 201)
+
+    async def upload_dnc(req: Request) -> Reply:
+        cid = req.arg("campaign")
+        if cid is not None and cid not in campaigns:
+            raise HttpError(404, f"no campaign {cid!r}")
+        parsed = await parsed_upload(req, req.arg("region") or "VN")      # checked as a call list is
+        numbers = [c.e164 for c in parsed.contacts]
+        added = await compliance.add_dnc_list(numbers, cid)
+        return Response({"campaign": cid, "rows": parsed.rows, "added": added, "already": len(numbers) - added,
+                         "rejected_count": len(parsed.rejected), "rejected": parsed.rejected}, 201)
 
     async def remove_dnc(req: Request) -> Reply:
         cid = req.arg("campaign")
@@ -210,4 +224,5 @@ def install_routes(router: HttpRouter, redis: Any, campaigns: Mapping[str, Campa
     # Adding to DNC is the safe direction (a customer asked a supervisor to stop calls); removing a
     # number is the one that exposes us to a regulator, so only those who own the lists may.
     router.add("POST /dnc", add_dnc, roles=DNC_ADD)
+    router.add("POST /dnc/lists", upload_dnc, roles=CAMPAIGNS, max_body=limits.max_bytes, stream=True)
     router.add("DELETE /dnc/{number}", remove_dnc, roles=CAMPAIGNS)

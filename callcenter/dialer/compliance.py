@@ -58,13 +58,23 @@ class Compliance:
         self.redis = redis
         self.keys = keys
 
+    def _dnc(self, campaign_id: str | None) -> str:
+        return self.keys.dnc_campaign(campaign_id) if campaign_id else self.keys.dnc_global()
+
     async def add_dnc(self, number: str, campaign_id: str | None = None) -> None:
-        key = self.keys.dnc_campaign(campaign_id) if campaign_id else self.keys.dnc_global()
-        await self.redis.sadd(key, number)
+        await self.redis.sadd(self._dnc(campaign_id), number)
         log.info("dnc added", number=number, campaign=campaign_id or "*")
 
+    async def add_dnc_list(self, numbers: list[str], campaign_id: str | None = None, batch: int = 1000) -> int:
+        """Put many numbers on a DNC list (an uploaded file); returns how many were not on it yet."""
+        added = 0
+        for i in range(0, len(numbers), batch):
+            added += int(await self.redis.sadd(self._dnc(campaign_id), *numbers[i:i + batch]))
+        log.info("dnc list added", numbers=len(numbers), added=added, campaign=campaign_id or "*")
+        return added
+
     async def remove_dnc(self, number: str, campaign_id: str | None = None) -> bool:
-        key = self.keys.dnc_campaign(campaign_id) if campaign_id else self.keys.dnc_global()
+        key = self._dnc(campaign_id)
         removed = await self.redis.srem(key, number)
         log.info("dnc removed", number=number, campaign=campaign_id or "*", found=bool(removed))
         return bool(removed)

@@ -1,5 +1,6 @@
 // The campaign manager's page: each campaign's state and live figures, start / pause / stop, and a list
-// upload with a progress bar and its per-row report (rejected rows downloadable as CSV).
+// upload with a progress bar and its per-row report (rejected rows downloadable as CSV); do-not-call numbers
+// added, removed and uploaded.
 (function () {
   "use strict";
   const { html, useState, useEffect, t, api, Header, mount } = window.CC;
@@ -56,6 +57,61 @@
       </form>`;
   }
 
+  // Do not call: one number added to or removed from the global list or a campaign's (POST /dnc, DELETE
+  // /dnc/{number}), or a CSV file of numbers added (POST /dnc/lists) with its per-row report.
+  function Dnc({ campaigns }) {
+    const [number, setNumber] = useState("");
+    const [scope, setScope] = useState("");
+    const [status, setStatus] = useState(null);     // {ok, text}
+    const [report, setReport] = useState(null);
+    const query = () => (scope ? "?campaign=" + encodeURIComponent(scope) : "");
+    async function change(add) {
+      try {
+        const r = add ? await api("POST", "/dnc", scope ? { number, campaign: scope } : { number })
+          : await api("DELETE", "/dnc/" + encodeURIComponent(number) + query(), {});
+        setStatus({ ok: true, text: t(add ? "dnc.added" : "dnc.removed") + " " + r.number });
+      } catch (err) { setStatus({ ok: false, text: err.message }); }
+    }
+    async function upload(e) {
+      e.preventDefault();
+      const file = e.target.dncfile.files[0];
+      if (!file) return;
+      setReport(null);
+      const r = await fetch("/dnc/lists" + query(), { method: "POST", credentials: "same-origin", body: file,
+        headers: { "Content-Type": "text/csv", Accept: "application/json" } });
+      const body = await r.json().catch(() => null);
+      if (r.status === 201) { setReport(body); setStatus(null); }
+      else setStatus({ ok: false, text: (body && body.error) || r.statusText });
+    }
+    return html`<section class="card wide" aria-labelledby="dnc-h"><h2 id="dnc-h">${t("dnc")}</h2>
+      <form class="row" id="dnc-form" onSubmit=${(e) => { e.preventDefault(); change(true); }}>
+        <label class="inline" for="dnc-number">${t("dnc.number")}</label>
+        <input type="text" id="dnc-number" class="short" inputmode="tel" maxlength="32" required value=${number}
+          onInput=${(e) => setNumber(e.target.value)} />
+        <label class="inline" for="dnc-scope">${t("dnc.scope")}</label>
+        <select id="dnc-scope" value=${scope} onChange=${(e) => setScope(e.target.value)}>
+          <option value="">${t("dnc.all")}</option>
+          ${campaigns.map((c) => html`<option value=${c.id}>${c.name}</option>`)}</select>
+        <button type="submit" class="primary" id="dnc-add">${t("dnc.add")}</button>
+        <button type="button" id="dnc-remove" onClick=${() => change(false)}>${t("dnc.remove")}</button>
+      </form>
+      <form id="dnc-upload-form" onSubmit=${upload}>
+        <label for="dnc-file">${t("dnc.upload")}</label>
+        <div class="row"><input type="file" id="dnc-file" name="dncfile" accept=".csv,text/csv" />
+          <button type="submit" id="dnc-upload-send">${t("dnc.upload.send")}</button></div>
+      </form>
+      ${status && html`<p class=${status.ok ? "ok" : "error"} role="status" id="dnc-status">${status.text}</p>`}
+      ${report && html`<div id="dnc-report" role="status"><p><span id="dnc-rows">${report.rows}</span>
+          ${t("campaign.rows")} · <span id="dnc-new">${report.added}</span> ${t("dnc.new")} ·
+          <span id="dnc-already">${report.already}</span> ${t("dnc.already")} ·
+          <span id="dnc-rejected">${report.rejected_count}</span> ${t("campaign.rejected")}</p>
+        ${report.rejected.length > 0 && html`<table><thead><tr><th>${t("campaign.line")}</th>
+            <th>${t("campaign.reason")}</th></tr></thead>
+          <tbody>${report.rejected.map((r) => html`<tr><td>${r.line}</td><td>${r.reason}</td></tr>`)}</tbody></table>`}
+      </div>`}
+    </section>`;
+  }
+
   function App() {
     const [campaigns, setCampaigns] = useState([]);
     const [stats, setStats] = useState({});
@@ -103,6 +159,7 @@
             ${campaigns.map((c) => html`<option value=${c.id}>${c.name}</option>`)}</select>
           ${current && html`<${Upload} campaign=${current} onDone=${refresh} />`}
         </section>
+        <${Dnc} campaigns=${campaigns} />
         ${error && html`<p class="error" role="alert">${t("error")}: ${error}</p>`}
       </main>`;
   }
