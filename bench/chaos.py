@@ -232,9 +232,11 @@ def inject(site: Site, name: str, down: float) -> Fault:
         w.start(timeout=60)
         f.note = f"{w.worker_id} SIGKILLed"
     elif name == "redis":
-        old = site.redis.master_port()
-        new = site.redis.kill_master(restart=True)
-        f.note = f"master {old} SIGKILLed, {new} promoted, {old} back as its replica"
+        old = site.redis.master()
+        new = site.redis.kill_master(restart=False)
+        promoted = time.time() - f.at
+        site.redis.restart(old)
+        f.note = f"master {old.port} SIGKILLed, {new} promoted after {promoted:.1f} s, {old.port} back as its replica"
     elif name == "postgres":
         site.pg.stop("immediate")
         time.sleep(down)
