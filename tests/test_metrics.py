@@ -211,3 +211,17 @@ def test_alert_rules_cover_the_required_conditions() -> None:
             "CallcenterWorkerDown"} <= set(rules)
     for r in rules.values():
         assert r["expr"].strip() and r["labels"]["severity"] in ("warning", "critical") and r["annotations"]["summary"]
+
+
+def test_every_metric_has_its_help_in_the_catalogue_and_nothing_else_is_there() -> None:
+    """metrics.yaml holds each metric's help text once: a declared metric without one fails at import, and the
+    catalogue names no metric the package does not expose (a counter's name there has its _total)."""
+    from prometheus_client.metrics import MetricWrapperBase
+
+    from callcenter import metrics
+
+    declared = {o._name + ("_total" if o._type == "counter" else "") for o in vars(metrics).values()
+                if isinstance(o, MetricWrapperBase)}
+    collected = {f.name for f in metrics.QueueCollector(lambda: [], lambda: {}, lambda: 0).collect()}
+    assert set(metrics.HELP) == declared | collected
+    assert all(len(text) > 10 and text.endswith(".") for text in metrics.HELP.values())
