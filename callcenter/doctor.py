@@ -50,21 +50,10 @@ def check_pjsua2(report: Report, probe_players: int = NEEDED_PLAYERS) -> None:
         return
     max_calls = pj.UaConfig().maxCalls           # pjsua_config_default() sets PJSUA_MAX_CALLS
     conf_ports = pj.MediaConfig().maxMediaPorts  # pjsua_media_config_default(): PJSUA_MAX_CONF_PORTS
-    from callcenter.telephony.softswitch import create_library
+    from callcenter.telephony.softswitch import media_only_endpoint
 
-    ep = pj.Endpoint()
-    create_library(ep)
+    ep = media_only_endpoint()
     try:
-        cfg = pj.EpConfig()
-        cfg.uaConfig.threadCnt = 0
-        cfg.uaConfig.mainThreadOnly = True
-        cfg.logConfig.level = 0
-        cfg.logConfig.consoleLevel = 0
-        cfg.medConfig.clockRate = 8000
-        cfg.medConfig.sndClockRate = 8000
-        ep.libInit(cfg)
-        ep.libStart()
-        ep.audDevManager().setNullDev()
         report.add("pjsua2 version", ep.libVersion().full)
         report.add("max calls (PJSUA_MAX_CALLS)", str(max_calls), max_calls >= NEEDED_CALLS)
         report.add("conference ports", str(conf_ports), conf_ports >= NEEDED_PLAYERS)

@@ -26,6 +26,7 @@ import pytest
 CHILD = textwrap.dedent("""
     import gc, sys, time
     import pjsua2 as pj
+    from callcenter.telephony.softswitch import media_only_endpoint
 
     short, longer, rounds, kind = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 
@@ -34,19 +35,7 @@ CHILD = textwrap.dedent("""
         def onEof2(self):
             time.sleep(0.4)
 
-    ep = pj.Endpoint()
-    ep.libCreate()
-    cfg = pj.EpConfig()
-    cfg.uaConfig.threadCnt = 0
-    cfg.uaConfig.mainThreadOnly = True
-    cfg.medConfig.clockRate = 8000
-    cfg.medConfig.sndClockRate = 8000
-    cfg.medConfig.channelCount = 1
-    cfg.logConfig.level = 0
-    cfg.logConfig.consoleLevel = 0
-    ep.libInit(cfg)
-    ep.libStart()
-    ep.audDevManager().setNullDev()
+    ep = media_only_endpoint()
     sink = ep.audDevManager().getPlaybackDevMedia()   # the null device's clock reads what it hears
 
     for r in range(rounds):

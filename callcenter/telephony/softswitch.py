@@ -68,6 +68,29 @@ def create_library(ep: pj.Endpoint) -> None:
         os.close(devnull)
 
 
+def media_only_endpoint() -> pj.Endpoint:
+    """A started endpoint for pjmedia alone (the doctor's probe, the player tests): no SIP thread, events
+    pumped by the caller, no log, the null sound device, 8 kHz mono. The caller ends it with libDestroy()."""
+    ep = pj.Endpoint()
+    create_library(ep)
+    try:
+        cfg = pj.EpConfig()
+        cfg.uaConfig.threadCnt = 0
+        cfg.uaConfig.mainThreadOnly = True
+        cfg.logConfig.level = 0
+        cfg.logConfig.consoleLevel = 0
+        cfg.medConfig.clockRate = CLOCK_RATE
+        cfg.medConfig.sndClockRate = CLOCK_RATE
+        cfg.medConfig.channelCount = 1
+        ep.libInit(cfg)
+        ep.libStart()
+        ep.audDevManager().setNullDev()
+    except pj.Error:
+        ep.libDestroy()
+        raise
+    return ep
+
+
 @functools.cache
 def _pjsip() -> ctypes.CDLL:
     import _pjsua2  # the SWIG extension: pjproject's C libraries are linked into it
