@@ -6,6 +6,8 @@ and per-row report. Screenshots go to test-artifacts/screenshots/."""
 
 from __future__ import annotations
 
+import csv
+import io
 from collections.abc import Iterator
 
 import pytest
@@ -185,6 +187,29 @@ def test_do_not_call_numbers_added_removed_and_uploaded(worker: WorkerProc, brow
     browser.shot("dnc")
     assert worker.http("DELETE", "/dnc/0912345601")[0] == 200
     assert worker.http("DELETE", "/dnc/0912345602")[0] == 200
+
+
+def test_per_contact_results_export(worker: WorkerProc, browser, tmp_path) -> None:
+    """A list uploaded from the page; the campaign's "Results (CSV)" link downloads every contact with its
+    state, attempts and outcome, then the list's columns (a formula made inert)."""
+    browser.expect(r"/console/campaigns .* 401")
+    browser.login(f"http://127.0.0.1:{worker.http_port}/console/campaigns", "mai", PASSWORD)
+    browser.wait_text("#campaigns", "debt_reminder_demo")
+    browser.find("#upload-campaign").send_keys("Nhắc nợ")
+    listing = tmp_path / "debts.csv"
+    listing.write_text("phone,name,amount\n0912 000 001,An,=1+1\n0912 000 002,Bình,1500\n", encoding="utf-8")
+    browser.find("#list-file").send_keys(str(listing))
+    browser.find("#upload-send").click()
+    browser.find("#upload-report", timeout=20)
+    link = browser.find('tr[data-campaign="debt_reminder_demo"] a.campaign-results')
+    assert link.get_attribute("download") == "debt_reminder_demo-results.csv"
+    text = browser.driver.execute_async_script(
+        "const done = arguments[1]; fetch(arguments[0]).then((r) => r.text()).then(done);", link.get_attribute("href"))
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert list(rows[0])[:8] == ["phone", "state", "attempts", "last_outcome", "last_at", "next_at", "list", "line"]
+    assert [(r["phone"], r["state"], r["attempts"], r["name"], r["amount"]) for r in rows] == [
+        ("+84912000001", "pending", "0", "An", "'=1+1"), ("+84912000002", "pending", "0", "Bình", "1500")], text
+    browser.shot("results-link")
 
 
 def test_an_agent_may_not_open_the_campaigns_page(worker: WorkerProc, browser) -> None:

@@ -5,6 +5,7 @@
     POST   /campaigns/{id}/start | pause | stop         takes effect for the next dial
     POST   /campaigns/{id}/lists[?region=VN]            body = CSV call list -> per-row report (201)
     GET    /campaigns/{id}/contacts/{number}            one contact (list columns) for the agent screen
+    GET    /campaigns/{id}/results                      every contact's state and last outcome, CSV download
     POST   /campaigns/{id}/contacts/{number}/disposition
            {"disposition": "sale|promise_to_pay|callback|wrong_number|dnc|not_interested|completed|no_contact",
             "amount": ..., "date": ..., "at": epoch}
@@ -29,7 +30,7 @@ from urllib.parse import unquote
 
 from callcenter.api.http import HttpError, HttpRouter, Reply, Request, Response
 from callcenter.auth.roles import CAMPAIGNS, DESK, SUPERVISOR
-from callcenter.dialer import assignment, phone
+from callcenter.dialer import assignment, export, phone
 from callcenter.dialer.campaign import Campaign
 from callcenter.dialer.compliance import Compliance
 from callcenter.dialer.control import CampaignControl
@@ -103,6 +104,12 @@ def install_routes(router: HttpRouter, redis: Any, campaigns: Mapping[str, Campa
         parsed = await parsed_upload(req, req.arg("region") or c.region)
         report = await import_list(redis, keys, c, parsed, clock())
         return Response(report.as_dict(), 201)
+
+    async def results(req: Request) -> Reply:
+        c = campaign(req)
+        text = await asyncio.to_thread(export.to_csv, await export.contacts(redis, keys, c.id))
+        return Response(text.encode("utf-8"), content_type="text/csv; charset=utf-8",
+                        headers={"Content-Disposition": f'attachment; filename="{c.id}-results.csv"'})
 
     async def own_contact(req: Request, c: Campaign, e164: str) -> None:
         """An agent-only user reaches only the contacts assigned to its agent id (previewed by it or
@@ -220,6 +227,7 @@ def install_routes(router: HttpRouter, redis: Any, campaigns: Mapping[str, Campa
     router.add("POST /campaigns/{id}/lists", upload, roles=CAMPAIGNS, max_body=limits.max_bytes,
                stream=True)
     router.add("GET /campaigns/{id}/contacts/{number}", contact, roles=DESK, own="agent", audit=True)
+    router.add("GET /campaigns/{id}/results", results, roles=CAMPAIGNS, audit=True)
     router.add("POST /campaigns/{id}/contacts/{number}/disposition", dispose, roles=DESK, own="agent")
     # Adding to DNC is the safe direction (a customer asked a supervisor to stop calls); removing a
     # number is the one that exposes us to a regulator, so only those who own the lists may.

@@ -1,6 +1,6 @@
 // The campaign manager's page: each campaign's state and live figures, start / pause / stop, and a list
 // upload with a progress bar and its per-row report (rejected rows downloadable as CSV); do-not-call numbers
-// added, removed and uploaded.
+// added, removed and uploaded; each campaign's per-contact results as a CSV download.
 (function () {
   "use strict";
   const { html, useState, useEffect, t, api, Header, mount } = window.CC;
@@ -151,7 +151,9 @@
             <td>${c.name} <span class="muted">(${c.id})</span></td><td class="campaign-state">${c.state}</td>
             <td class="pending">${figure(c, "pending")}</td><td>${figure(c, "dials")}</td><td>${abandon(c)}</td>
             <td>${["start", "pause", "stop"].map((w) => html`<button type="button" class=${"campaign-" + w}
-                onClick=${() => act(c.id, w)}>${t("campaign." + w)}</button> `)}</td></tr>`)}</tbody></table>
+                onClick=${() => act(c.id, w)}>${t("campaign." + w)}</button> `)}
+              <a class="campaign-results" href=${"/campaigns/" + encodeURIComponent(c.id) + "/results"}
+                download=${c.id + "-results.csv"}>${t("campaign.results")}</a></td></tr>`)}</tbody></table>
         </section>
         <section class="card wide" aria-labelledby="u-h"><h2 id="u-h">${t("campaign.list")}</h2>
           <label for="upload-campaign">${t("campaign")}</label>
