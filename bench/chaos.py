@@ -173,7 +173,6 @@ def build(tmp: Path, rate: float, seconds: float, contacts: int, started: list[S
     """Start the whole site (into ``started`` at once, to be stopped whatever happens next; nothing dialing or
     calling yet); the DNC numbers put on the global list."""
     redis = SentinelSite(tmp / "redis", ports.block(5))
-    pg = PgServer()
     ivr, campaigns = tmp / "ivr", tmp / "campaigns"
     shutil.copytree(FLOWS, ivr)
     (ivr / "dialer_test_notice.yaml").write_text(SHORT_FLOW)
@@ -190,12 +189,14 @@ def build(tmp: Path, rate: float, seconds: float, contacts: int, started: list[S
         w = WorkerProc(wdir, redis.url(), base, base + 1, base + 2, f"chaos-w{n}",
                        rtp_port=RTP[0] + (n - 1) * RTP[1])
         w.env["CALLCENTER_DIALER"] = "1"
-        worker_config(w, redis.url(), pg.dsn, rules, ivr, campaigns, f"127.0.0.1:{customers_port}")
         workers.append(w)
     # the callers come from the carrier: a trunk (CALLERS_IP), exempt from the edge's per-address INVITE rate
     edge = Edge(tmp, ports.port(), {"9999": "unused-secret"}, [w.target for w in workers], trunks=[CALLERS_IP])
-    site = Site(tmp, redis, pg, workers, edge)
+    site = Site(tmp, redis, PgServer(), workers, edge)      # PgServer() made its directory: stopped from now on
     started.append(site)
+    pg = site.pg
+    for w in workers:
+        worker_config(w, redis.url(), pg.dsn, rules, ivr, campaigns, f"127.0.0.1:{customers_port}")
     redis.start()
     pg.start()
     # one attempt a number, capped at one call a day: any second INVITE to a number is a double dial
