@@ -364,22 +364,33 @@ async def durable(client: aredis.Redis, *command: Any) -> Any:
     """Run one write command and, as the client's URL asks (:func:`durability`), ``WAIT`` on the same
     connection for replicas to acknowledge it; its reply. Fewer acknowledgements than asked: under Sentinel,
     if the master moved meanwhile, :class:`WriteNotReplicated`; otherwise (the replica is down or slow)
-    the write stands, logged, and the site goes on without the guarantee."""
+    the write stands, logged, and the site goes on without the guarantee: the next durable writes wait 1 ms
+    only (a down replica must not add ``wait_ms`` to every routing decision) until one is acknowledged."""
     want = durability(client)
     if not want.replicas:
         return await client.execute_command(*command)
+    pool = client.connection_pool
+    short = getattr(pool, _SHORT, False)   # the last WAIT went short: a replica down, do not stall each write
     pipe = client.pipeline(transaction=False)
     pipe.execute_command(*command)
-    pipe.execute_command("WAIT", want.replicas, want.timeout_ms)
+    pipe.execute_command("WAIT", want.replicas, 1 if short else want.timeout_ms)
     reply, acks = await pipe.execute(raise_on_error=False)
     if isinstance(reply, Exception):
         raise reply
+    setattr(pool, _SHORT, int(acks) < want.replicas)
     if int(acks) < want.replicas:
         if await follow_master(client):
             raise WriteNotReplicated(f"{command[0]} went to a master that has since been replaced")
-        logs.get("redis").warning("write not acknowledged by a replica", command=str(command[0]),
-                                  acks=int(acks), wanted=want.replicas, wait_ms=want.timeout_ms)
+        if not short:
+            logs.get("redis").warning("writes not acknowledged by a replica (they stand; the next ones wait "
+                                      "1 ms until one is)", command=str(command[0]), acks=int(acks),
+                                      wanted=want.replicas, wait_ms=want.timeout_ms)
+    elif short:
+        logs.get("redis").info("writes acknowledged by a replica again")
     return reply
+
+
+_SHORT = "cc_wait_short"
 
 
 def connect(url: str, *, ride_out_restarts: bool = True, max_connections: int = POOL_SIZE,

@@ -102,13 +102,13 @@ class SentinelSite:
 
     def _data_node(self, i: int, port: int, master_port: int, min_replicas: int) -> Node:
         d = self.directory / f"redis{i}"
-        args = ["--port", str(port), "--bind", "127.0.0.1", "--dir", str(d), "--appendonly", "yes",
-                "--appendfsync", "everysec", "--save", "", "--logfile", str(d / "redis.log"),
-                "--zset-max-listpack-entries", str(ZSET_LISTPACK_MAX),
-                "--min-replicas-to-write", str(min_replicas)]
-        if i:
-            args += ["--replicaof", "127.0.0.1", str(master_port)]
-        return Node(d, port, args)
+        d.mkdir(parents=True, exist_ok=True)
+        conf = d / "redis.conf"   # Sentinel rewrites it (CONFIG REWRITE): a restarted node keeps its role
+        conf.write_text(f"port {port}\nbind 127.0.0.1\ndir {d}\nappendonly yes\nappendfsync everysec\n"
+                        f'save ""\nlogfile {d / "redis.log"}\nzset-max-listpack-entries {ZSET_LISTPACK_MAX}\n'
+                        f"min-replicas-to-write {min_replicas}\n"
+                        + (f"replicaof 127.0.0.1 {master_port}\n" if i else ""))
+        return Node(d, port, [str(conf)])
 
     def _sentinel(self, i: int, port: int, master_port: int) -> Node:
         d = self.directory / f"sentinel{i}"

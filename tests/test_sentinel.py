@@ -59,8 +59,10 @@ def test_commands_in_flight_ride_out_a_killed_master(site: SentinelSite) -> None
 
 
 def test_a_durable_write_is_on_the_replica_when_it_returns(site: SentinelSite) -> None:
-    async def main() -> None:
-        client = connect(site.url(Durability(1, 300)))
+    site.wait_replicated()
+
+    async def main() -> None:   # WAIT returns at the replica's ack, well within wait_ms
+        client = connect(site.url(Durability(1, 500)))
         try:
             for i in range(20):
                 assert await durable(client, "SET", f"d{i}", str(i))
@@ -68,11 +70,18 @@ def test_a_durable_write_is_on_the_replica_when_it_returns(site: SentinelSite) -
                 assert site.replica().client().get(f"d{i}") == str(i)
             replica = site.replica()
             replica.stop()
-            try:   # no replica: the write stands once the master has it, after wait_ms
-                assert await durable(client, "SET", "alone", "1")
-                assert await client.get("alone") == "1"
+            try:   # no replica: the writes stand once the master has them (the first after wait_ms)
+                for i in range(3):
+                    assert await durable(client, "SET", f"alone{i}", "1")
+                    assert await client.get(f"alone{i}") == "1"
             finally:
                 site.restart(replica)
+            again = connect(site.url(Durability(1, 500)))
+            try:   # the replica back: a write waited for is on it
+                assert await durable(again, "SET", "back", "1")
+                assert site.replica().client().get("back") == "1"
+            finally:
+                await again.aclose()
         finally:
             await client.aclose()
     asyncio.run(main())
