@@ -12,6 +12,7 @@ from pathlib import Path
 
 import ports
 import pytest
+from routing_helpers import call, make
 from sentinel_helpers import SentinelSite
 
 from callcenter.redisconn import SentinelLoopPool, connect, connect_sync, durable
@@ -103,4 +104,32 @@ def test_an_offer_handed_out_again_is_not_rung_twice(redis_url: str) -> None:
             assert await rt.next_offers(timeout=0) == []
         finally:
             await client.aclose()
+    asyncio.run(main())
+
+
+def test_the_durable_routing_scripts_run_twice_change_nothing_twice(redis_url: str) -> None:
+    """What a retry after a lost reply, or a durable call run again on a new master, does (scripts.RERUN):
+    the second run of each durable script leaves the state and the answer as the first did."""
+    async def main() -> None:
+        rt = await make(redis_url)
+        try:
+            await call(rt, "c1")
+            await call(rt, "c1")                       # enqueue again: the same owner, done
+            await call(rt, "c2")
+            assert [await rt.position(c) for c in ("c1", "c2")] == [1, 2]
+            assert await rt.request_callback("c2", "0902000002")
+            assert await rt.request_callback("c2", "0902000002")   # callback again: still 'ok'
+            await rt.agent_login("a1", ready=True)
+            await rt.agent_login("a1", ready=True)     # agent again: the same state
+            offers = await rt.next_offers(timeout=0)
+            assert [o.call_id for o in offers] == ["c1"]
+            assert await rt.offer_answered(offers[0])
+            assert await rt.offer_answered(offers[0])  # answered again: still connected by this offer
+            await rt.call_finished("c1", "a1", 3.0)
+            await rt.call_finished("c1", "a1", 3.0)    # finished again: no-op
+            states = {a["id"]: a["state"] for a in await rt.agents()}
+            assert states["a1"] == "reserved"          # free once, and offered the next caller, c2, once
+            assert [o.call_id for o in await rt.next_offers(timeout=0)] == ["c2"]
+        finally:
+            await rt.redis.aclose()
     asyncio.run(main())

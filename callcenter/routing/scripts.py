@@ -55,8 +55,7 @@ RERUN = {
     "offer_failed": "no-op: the offer is no longer the agent's",
     "call_finished": "no-op: the call is forgotten and the agent no longer on it (stats not counted twice)",
     "abandon": "no-op: the call is gone",
-    "callback": "state unchanged; the reply says 'duplicate' where the first said 'ok' (the caller is told "
-                "the callback failed although it is kept)",
+    "callback": "idempotent: the number's callback already names this call -> 'ok' again",
     "agent": "the same state set again; the reply may say the agent is already in it",
     "tick": "safe; the events the first run popped for this worker are lost with its reply",
     "apply_rules": "idempotent",
