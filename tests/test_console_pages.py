@@ -11,10 +11,12 @@ import io
 from collections.abc import Iterator
 
 import pytest
+import redis
 from selenium.webdriver.common.keys import Keys
 from worker_proc import WorkerProc, api_user, flush, new_worker
 
 from callcenter.auth.roles import AGENT, CAMPAIGN_MANAGER, SUPERVISOR
+from callcenter.dialer.keys import DialerKeys
 
 pytestmark = [pytest.mark.sip, pytest.mark.timeout(180)]
 
@@ -210,6 +212,49 @@ def test_per_contact_results_export(worker: WorkerProc, browser, tmp_path) -> No
     assert [(r["phone"], r["state"], r["attempts"], r["name"], r["amount"]) for r in rows] == [
         ("+84912000001", "pending", "0", "An", "'=1+1"), ("+84912000002", "pending", "0", "Bình", "1500")], text
     browser.shot("results-link")
+
+
+def test_a_list_recycled_reset_and_deleted(worker: WorkerProc, browser, tmp_path) -> None:
+    """A list uploaded from the page shows in the campaign's lists; Recycle dials again only the contact that ran
+    out of attempts, Reset every contact of the list, Delete (confirmed) removes its contacts and the list."""
+    keys = DialerKeys("cc:")
+    cid, numbers = "debt_reminder_demo", ["+84912000101", "+84912000102", "+84912000103"]
+    browser.expect(r"/console/campaigns .* 401")
+    browser.login(f"http://127.0.0.1:{worker.http_port}/console/campaigns", "mai", PASSWORD)
+    browser.wait_text("#campaigns", cid)
+    browser.find("#upload-campaign").send_keys("Nhắc nợ")
+    listing = tmp_path / "recycle.csv"
+    listing.write_text("phone\n" + "\n".join(numbers) + "\n", encoding="utf-8")
+    browser.find("#list-file").send_keys(str(listing))
+    browser.find("#upload-send").click()
+    browser.find("#upload-report", timeout=20)
+    list_id = worker.http("GET", f"/campaigns/{cid}/lists")[1]["lists"][-1]["list_id"]
+    row = f'#lists tr[data-list="{list_id}"]'
+    r = redis.Redis.from_url(worker.redis_url, decode_responses=True)
+    try:
+        r.hset(keys.contact(cid, numbers[0]), mapping={"state": "exhausted", "attempts": 3})
+        r.zrem(keys.due(cid), numbers[0])
+        r.hset(keys.contact(cid, numbers[1]), mapping={"state": "done", "attempts": 1})
+        r.zrem(keys.due(cid), numbers[1])
+        browser.find(f"{row} button.list-recycle").click()
+        browser.wait_text("#list-status", "Contacts recycled: 1")
+        assert [r.hget(keys.contact(cid, n), "state") for n in numbers] == ["pending", "done", "pending"]
+        assert r.hget(keys.contact(cid, numbers[0]), "attempts") == "0"
+        assert r.zscore(keys.due(cid), numbers[0]) is not None and r.zscore(keys.due(cid), numbers[1]) is None
+        browser.find(f"{row} button.list-reset").click()
+        browser.wait_text("#list-status", "Contacts to dial again: 3")
+        assert [r.hget(keys.contact(cid, n), "state") for n in numbers] == ["pending"] * 3
+        assert all(r.zscore(keys.due(cid), n) is not None for n in numbers)
+        browser.find(f"{row} button.list-delete").click()
+        browser.shot("list-delete-confirm")
+        browser.find(f"{row} button.list-delete-confirm").click()
+        browser.wait_text("#list-status", "Contacts deleted: 3")
+        assert not any(r.exists(keys.contact(cid, n)) for n in numbers)
+        assert not any(r.zscore(keys.due(cid), n) is not None for n in numbers)
+    finally:
+        r.close()
+    assert list_id not in [x["list_id"] for x in worker.http("GET", f"/campaigns/{cid}/lists")[1]["lists"]]
+    assert not browser.driver.find_elements("css selector", row)
 
 
 def test_an_agent_may_not_open_the_campaigns_page(worker: WorkerProc, browser) -> None:

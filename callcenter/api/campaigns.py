@@ -4,6 +4,11 @@
     GET    /campaigns/{id}/stats                        live statistics + abandonment ledger
     POST   /campaigns/{id}/start | pause | stop         takes effect for the next dial
     POST   /campaigns/{id}/lists[?region=VN]            body = CSV call list -> per-row report (201)
+    GET    /campaigns/{id}/lists                        the uploaded lists: id, when, rows, accepted, ...
+    POST   /campaigns/{id}/lists/{list_id}/reset | recycle   its contacts dialed again from the first attempt
+                                                        (reset: all but DNC; recycle: those out of attempts)
+    DELETE /campaigns/{id}/lists/{list_id}              its contacts and the list gone
+                                                        -> {"changed", "leased"}: a contact being dialed is left
     GET    /campaigns/{id}/contacts/{number}            one contact (list columns) for the agent screen
     GET    /campaigns/{id}/results                      every contact's state and last outcome, CSV download
     POST   /campaigns/{id}/contacts/{number}/disposition
@@ -43,6 +48,7 @@ if TYPE_CHECKING:   # the worker's call layer and the dialer's engine: the API o
     from callcenter.dialer.engine import DialRequest
 
 DNC_ADD = CAMPAIGNS | {SUPERVISOR}
+MAX_LIST_ID = 64
 
 
 def install_routes(router: HttpRouter, redis: Any, campaigns: Mapping[str, Campaign], prefix: str = "cc:",
@@ -104,6 +110,21 @@ def install_routes(router: HttpRouter, redis: Any, campaigns: Mapping[str, Campa
         parsed = await parsed_upload(req, req.arg("region") or c.region)
         report = await import_list(redis, keys, c, parsed, clock())
         return Response(report.as_dict(), 201)
+
+    async def lists(req: Request) -> Reply:
+        c = campaign(req)
+        found = await redis.hgetall(keys.lists(c.id))
+        out = [{**json.loads(v), "list_id": k} for k, v in found.items()]
+        return {"campaign": c.id, "lists": sorted(out, key=lambda d: d.get("uploaded_at") or 0)}
+
+    def list_op(op: str) -> Callable[[Request], Any]:
+        async def handler(req: Request) -> Reply:
+            c, list_id = campaign(req), req.param("list_id", MAX_LIST_ID)
+            try:
+                return await export.change_list(redis, keys, c.id, list_id, op, clock())
+            except KeyError:
+                raise HttpError(404, f"no list {list_id!r} in campaign {c.id}") from None
+        return handler
 
     async def results(req: Request) -> Reply:
         c = campaign(req)
@@ -228,6 +249,10 @@ def install_routes(router: HttpRouter, redis: Any, campaigns: Mapping[str, Campa
                stream=True)
     router.add("GET /campaigns/{id}/contacts/{number}", contact, roles=DESK, own="agent", audit=True)
     router.add("GET /campaigns/{id}/results", results, roles=CAMPAIGNS, audit=True)
+    router.add("GET /campaigns/{id}/lists", lists, roles=CAMPAIGNS)
+    router.add("POST /campaigns/{id}/lists/{list_id}/reset", list_op("reset"), roles=CAMPAIGNS)
+    router.add("POST /campaigns/{id}/lists/{list_id}/recycle", list_op("recycle"), roles=CAMPAIGNS)
+    router.add("DELETE /campaigns/{id}/lists/{list_id}", list_op("delete"), roles=CAMPAIGNS)
     router.add("POST /campaigns/{id}/contacts/{number}/disposition", dispose, roles=DESK, own="agent")
     # Adding to DNC is the safe direction (a customer asked a supervisor to stop calls); removing a
     # number is the one that exposes us to a regulator, so only those who own the lists may.

@@ -53,10 +53,7 @@ def install_routes(router: HttpRouter, conferences: Conferences) -> None:
     def party_change(change: Callable[[str, str, bool, str], Awaitable[Party]], on: bool) -> Handler:
         """A route that mutes/unmutes or holds/unholds the party its path names."""
         async def handle(req: Request) -> Reply:
-            cid = call_id(req)
-            party = req.params["party"]
-            if len(party) > MAX_TARGET:
-                raise HttpError(400, "party too long")
+            cid, party = call_id(req), req.param("party", MAX_TARGET)
             try:
                 p = await change(cid, party, on, by(req))
             except ConferenceError as exc:

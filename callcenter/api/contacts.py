@@ -36,9 +36,7 @@ def install_routes(router: HttpRouter, queueing: Queueing, store: SqlStore | Non
     cache: dict[str, tuple[float, list[dict[str, Any]]]] = {}
 
     async def contacts(req: Request) -> Reply:
-        call_id = req.params["call_id"]
-        if len(call_id) > MAX_CALL_ID:
-            raise HttpError(400, "call id too long")
+        call_id = req.param("call_id", MAX_CALL_ID)
         w = queueing.waiting.get(call_id)
         talk = queueing.talk(call_id)
         agent = talk.agent_id if talk is not None else queueing.reserved_agent(call_id)

@@ -81,6 +81,13 @@ class Request:
         values = self.query.get(name)
         return values[0] if values else default
 
+    def param(self, name: str, limit: int) -> str:
+        """The path param ``name``, 400 when longer than ``limit`` characters."""
+        value = self.params[name]
+        if len(value) > limit:
+            raise HttpError(400, f"{name.replace('_', ' ')} too long")
+        return value
+
 
 @dataclass
 class Response:

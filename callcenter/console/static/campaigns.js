@@ -1,6 +1,7 @@
 // The campaign manager's page: each campaign's state and live figures, start / pause / stop, and a list
 // upload with a progress bar and its per-row report (rejected rows downloadable as CSV); do-not-call numbers
-// added, removed and uploaded; each campaign's per-contact results as a CSV download.
+// added, removed and uploaded; each campaign's per-contact results as a CSV download; its lists reset,
+// recycled or deleted.
 (function () {
   "use strict";
   const { html, useState, useEffect, t, api, Header, mount } = window.CC;
@@ -55,6 +56,43 @@
               ${t("campaign.rejected.csv")}</a></p>`}
         </div>`}
       </form>`;
+  }
+
+  // The campaign's uploaded lists (GET /campaigns/{id}/lists): reset (every contact dialed again from its first
+  // attempt), recycle (those that ran out of attempts) or delete one, delete asking to confirm.
+  function Lists({ campaign, version, onChange }) {
+    const [lists, setLists] = useState([]);
+    const [confirm, setConfirm] = useState("");
+    const [status, setStatus] = useState(null);     // {ok, text}
+    const base = "/campaigns/" + encodeURIComponent(campaign) + "/lists";
+    async function load() {
+      try { setLists((await api("GET", base)).lists); } catch (err) { setStatus({ ok: false, text: err.message }); }
+    }
+    useEffect(() => { load(); }, [campaign, version]);
+    async function act(listId, op) {
+      setConfirm("");
+      try {
+        const path = base + "/" + encodeURIComponent(listId);
+        const r = op === "delete" ? await api("DELETE", path, {}) : await api("POST", path + "/" + op, {});
+        setStatus({ ok: true, text: t("list." + op + ".done") + ": " + r.changed
+          + (r.leased ? " · " + r.leased + " " + t("list.leased") : "") });
+        load(); onChange();
+      } catch (err) { setStatus({ ok: false, text: err.message }); }
+    }
+    return html`<div id="lists">${lists.length > 0 && html`<table><thead><tr><th>${t("list")}</th>
+        <th>${t("list.uploaded")}</th><th>${t("campaign.rows")}</th><th>${t("campaign.accepted")}</th><th></th></tr></thead>
+      <tbody>${lists.map((l) => html`<tr data-list=${l.list_id}><td>${l.list_id}</td>
+        <td>${new Date(l.uploaded_at * 1000).toLocaleString(undefined, { dateStyle: "short", timeStyle: "short" })}</td>
+        <td>${l.rows}</td><td>${l.accepted}</td>
+        <td>${["reset", "recycle"].map((op) => html`<button type="button" class=${"list-" + op}
+            onClick=${() => act(l.list_id, op)}>${t("list." + op)}</button> `)}
+          ${confirm === l.list_id
+            ? html`<button type="button" class="danger list-delete-confirm" onClick=${() => act(l.list_id, "delete")}>
+                ${t("list.delete.confirm")}</button>`
+            : html`<button type="button" class="list-delete" onClick=${() => setConfirm(l.list_id)}>
+                ${t("list.delete")}</button>`}</td></tr>`)}</tbody></table>`}
+      ${status && html`<p class=${status.ok ? "ok" : "error"} role="status" id="list-status">${status.text}</p>`}
+    </div>`;
   }
 
   // Do not call: one number added to or removed from the global list or a campaign's (POST /dnc, DELETE
@@ -116,6 +154,7 @@
     const [campaigns, setCampaigns] = useState([]);
     const [stats, setStats] = useState({});
     const [chosen, setChosen] = useState("");
+    const [uploads, setUploads] = useState(0);      // lists uploaded from this page: the lists' table reloads
     const [error, setError] = useState("");
 
     async function refresh() {
@@ -159,7 +198,8 @@
           <label for="upload-campaign">${t("campaign")}</label>
           <select id="upload-campaign" value=${current} onChange=${(e) => setChosen(e.target.value)}>
             ${campaigns.map((c) => html`<option value=${c.id}>${c.name}</option>`)}</select>
-          ${current && html`<${Upload} campaign=${current} onDone=${refresh} />`}
+          ${current && html`<${Upload} campaign=${current} onDone=${() => { refresh(); setUploads(uploads + 1); }} />
+            <${Lists} campaign=${current} version=${uploads} onChange=${refresh} />`}
         </section>
         <${Dnc} campaigns=${campaigns} />
         ${error && html`<p class="error" role="alert">${t("error")}: ${error}</p>`}
