@@ -164,7 +164,7 @@ def test_a_live_process_keeps_its_worker_id_and_a_clean_stop_hands_it_over(redis
     async def main():
         first = Router(connect(redis_url), "w7", dead_after=1.0)
         await first.apply_rules(R.loads(rules_text(agents=AGENTS)))
-        assert await first.claim() == []
+        assert await first.claim() == {}
 
         async def beat():
             while True:
@@ -179,6 +179,6 @@ def test_a_live_process_keeps_its_worker_id_and_a_clean_stop_hands_it_over(redis
         beating.cancel()
         await first.release()                   # a clean stop: the id is free at once
         started = time.monotonic()
-        assert await second.claim(poll=0.1) == []
+        assert await second.claim(poll=0.1) == {}
         assert time.monotonic() - started < 0.5
     asyncio.run(main())

@@ -14,7 +14,7 @@ import structlog
 
 from callcenter import logs, metrics
 from callcenter.calls.outcome import hangup_cause, hangup_side
-from callcenter.calls.records import LiveCalls
+from callcenter.calls.records import LiveCalls, call_record
 from callcenter.cdr.buffer import CdrBuffer
 from callcenter.cdr.dispositions import disposition_from_events
 from callcenter.cdr.record import CallRecord, LegRecord
@@ -49,7 +49,7 @@ class InboundCalls:
         try:
             await leg.answer()
             rec.answer = time.time()
-            await self.cdr.call(rec)
+            await call_record(self.cdr, rec)
             result = await self.ivr.run(leg, entry=flow, language=None)
             if not leg.ended:
                 await leg.hangup()
@@ -77,20 +77,21 @@ class InboundCalls:
         if disp is not None:
             rec.disposition = disp["disposition"]
         metrics.CALLS_TOTAL.labels(direction="inbound", result=rec.outcome).inc()
-        await self.cdr.call(rec)
+        await call_record(self.cdr, rec)
         await self.cdr.leg(LegRecord(leg.id, leg.id, "inbound", leg.caller, None, rec.start, rec.answer,
                                      rec.end, info.sip_code, "answered" if rec.answer else "failed"))
         log.info("call ended", outcome=rec.outcome, path=rec.ivr_path, side=rec.hangup_side, call_id=leg.id)
 
 
-async def close_out(cdr: CdrBuffer, call_ids: list[str]) -> None:
-    """The callers were on a dead worker's media (another worker, or this id's previous run): close their
+async def close_out(cdr: CdrBuffer, calls: dict[str, str]) -> None:
+    """The calls (id -> direction) were on a dead worker's media (another worker, or this id's previous run):
+    queued callers, and every call whose record it held open (``calls.records.call_record``). Close their
     records out rather than leave phantoms. Each is a partial snapshot: the store keeps what an earlier
     snapshot said wherever this one says None (caller, times, survey), so only the end is written."""
     now = time.time()
-    for call_id in call_ids:
-        await cdr.call(CallRecord.from_dict({
-            "call_id": call_id, "direction": "inbound", "caller": None, "called": None, "start": None,
+    for call_id, direction in calls.items():
+        await call_record(cdr, CallRecord.from_dict({
+            "call_id": call_id, "direction": direction, "caller": None, "called": None, "start": None,
             "end": now, "hangup_side": "system", "hangup_cause": "worker_crash", "outcome": "failed",
             "hold_seconds": None, "callback": None, "survey": None}))
 

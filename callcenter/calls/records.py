@@ -13,15 +13,18 @@ while Redis is away).
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Any
 
+import redis
 import structlog
 
 from callcenter import logs
 from callcenter.cdr.buffer import CdrBuffer
 from callcenter.cdr.record import CallRecord, LegRecord, QueueEvent
 from callcenter.events import bus, schema
+from callcenter.routing.keys import Keys
 
 log = logs.get("calls")
 
@@ -64,8 +67,25 @@ async def leg_record(cdr: CdrBuffer, rec: LegRecord) -> None:
 
 
 async def call_record(cdr: CdrBuffer, rec: CallRecord) -> None:
-    """A snapshot of a call's record (later snapshots of the same call id replace earlier ones)."""
+    """A snapshot of a call's record (later snapshots of the same call id replace earlier ones).
+
+    Every CDR snapshot of the call layer comes through here, so here a call is held open for its worker
+    (routing ``worker_open``: id -> direction) from its first snapshot until the one with its end: a worker
+    that dies holding it has it closed out by whoever reaps it (``calls.inbound.close_out``). Opened before
+    the snapshot is written, closed after the final one is."""
+    open_key = Keys(cdr.prefix).worker_open(rec.worker_id) if rec.worker_id else None
+    if open_key is not None and rec.end is None:
+        await _open_write(cdr, rec, cdr.redis.hset(open_key, rec.call_id, rec.direction))
     try:
         await cdr.call(rec)
     except Exception:
         log.exception("call record not written", call_id=rec.call_id)
+    if open_key is not None and rec.end is not None:
+        await _open_write(cdr, rec, cdr.redis.hdel(open_key, rec.call_id))
+
+
+async def _open_write(cdr: CdrBuffer, rec: CallRecord, write: Awaitable[int]) -> None:
+    try:
+        await write
+    except redis.RedisError:   # Redis away: the record itself is buffered; only a crash now would leave it open
+        log.warning("open-call mark not written", call_id=rec.call_id, ended=rec.end is not None)

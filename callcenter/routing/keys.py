@@ -36,6 +36,7 @@ class Keys(KeySpace):
     wrapups = key0("rt:wrap", "zset", "agent id -> end of wrap-up")
     workers = key0("rt:workers", "zset", "worker id -> last heartbeat")
     worker_calls = key1("rt:w:{w}:calls", "set", "calls whose media the worker holds")
+    worker_open = key1("rt:w:{w}:open", "hash", "call id -> direction of each call whose CDR the worker holds open")
     # expires dead_after seconds after its last heartbeat
     worker_claim = key1("rt:w:{w}:claim", "string", "token of the live process using this worker id")
     worker_offers = key1("rt:w:{w}:offers", "list", "offers for the worker to ring (JSON)")

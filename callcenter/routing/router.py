@@ -114,7 +114,7 @@ class Router:
         self._lib = scripts.AsyncLibrary(redis, prefix)
         self._beats = 0
         self.token = uuid.uuid4().hex   # this process's claim on worker_id (see claim())
-        self.closed_out: list[str] = []   # call ids closed out by this worker's last tick()
+        self.closed_out: dict[str, str] = {}   # call id -> direction, closed out by this worker's last tick()
         self.log = log.bind(worker=worker_id)
         # offer ids already taken: after a failover the new master may hand out again one whose pop the
         # old master took but never replicated (its agent would ring twice)
@@ -246,13 +246,13 @@ class Router:
         beat = await self.redis.zscore(self.keys.workers(), worker_id)
         return beat is not None and self.clock() - float(beat) <= self.dead_after
 
-    async def claim(self, poll: float = 0.5) -> list[str]:
+    async def claim(self, poll: float = 0.5) -> dict[str, str]:
         """Become the one live process using ``worker_id``, then close out what a previous run under
         that id left behind (its callers' media died with it; callbacks are kept). Call once at
         start, before taking calls. A previous holder that stopped heartbeating (a crash just before
         this restart) lapses within ``dead_after`` s, which this waits for; one that keeps
-        heartbeating is another live process, and this raises RoutingError. Returns the call ids
-        closed out."""
+        heartbeating is another live process, and this raises RoutingError. Returns the calls closed
+        out: call id -> direction (queued callers, and every call whose CDR the run held open)."""
         key = self.keys.worker_claim(self.worker_id)
         deadline = time.monotonic() + self.dead_after + 1.0
         while not await self.redis.set(key, self.token, px=self._claim_ms, nx=True):
@@ -261,7 +261,7 @@ class Router:
                                    f"(it heartbeats); give each worker its own worker.id")
             await asyncio.sleep(poll)
         raw = await self._run("restart", self.worker_id)
-        closed: list[str] = json.loads(raw)
+        closed: dict[str, str] = json.loads(raw)
         if closed:
             self.log.warning("closed out calls of this worker id's previous run", calls=len(closed))
         await self.heartbeat()
@@ -302,10 +302,10 @@ class Router:
 
     async def tick(self) -> list[RoutingEvent]:
         """Escalations, wrap-up ends, lease expiry, matching retries and reaping of dead workers.
-        Returns the events for this worker's calls; call ids closed out are in ``self.closed_out``
+        Returns the events for this worker's calls; calls closed out (id -> direction) are in ``self.closed_out``
         and on the ``closed_calls`` stream."""
         res = await self._run("tick", self.worker_id, repr(float(self.dead_after)), 200)
-        self.closed_out = json.loads(res[1]) if res[1] not in ("{}", "[]") else []
+        self.closed_out = json.loads(res[1]) if res[1] not in ("{}", "[]") else {}
         if self.closed_out:
             self.log.warning("closed out calls of dead workers", calls=len(self.closed_out))
         events = []
@@ -314,8 +314,8 @@ class Router:
             events.append(RoutingEvent(d.pop("kind"), d.pop("call_id", None), d))
         return events
 
-    async def reap(self) -> list[str]:
-        """Run housekeeping now; the call ids of dead workers it closed out."""
+    async def reap(self) -> dict[str, str]:
+        """Run housekeeping now; the calls of dead workers it closed out (id -> direction)."""
         events = await self.tick()
         if events:   # not lost: hand them back on this worker's event list for the next tick()
             await self.redis.rpush(self.keys.worker_events(self.worker_id),

@@ -810,8 +810,9 @@ local function offer_failed(oid, reason, count_miss)
 end
 
 -- A worker is gone (dead: no heartbeat; or `w == me`: this process took over its worker id after a
--- crash). Its callers' media died with it: close those calls out (for CDRs, ids appended to
--- `closed`) and free their agents. Callbacks need no media, so `me` adopts them instead.
+-- crash). Its callers' media died with it: close those calls out (for CDRs, `closed[id] = direction`)
+-- and free their agents. Callbacks need no media, so `me` adopts them instead. The calls whose CDR it
+-- held open (K.worker_open: IVR callers not queued, dials; calls.records.call_record) are closed too.
 local function reap_worker(w, me, closed)
   local adopt, close = {}, {}
   local calls = redis.call('SMEMBERS', K.worker_calls(w))
@@ -854,11 +855,14 @@ local function reap_worker(w, me, closed)
       'queue', ci.queue or '', 'reason', 'worker_died', 'at', NOW_S)
     publish({type = 'call.ended', call_id = ci.id, queue = ci.offer_queue or ci.queue, agent = ci.agent,
       cause = 'worker_died'})
-    closed[#closed + 1] = ci.id
+    closed[ci.id] = ci.kind == 'callback' and 'outbound' or 'inbound'
     for _, a in ipairs(freed) do
       local ag = agent_get(a)
       if ag and (ag.state == 'reserved' or ag.state == 'on_call') and ag.call == ci.id then agent_free(ag) end
     end
   end
+  local open = redis.call('HGETALL', K.worker_open(w))
+  for i = 1, #open, 2 do closed[open[i]] = open[i + 1] end
+  redis.call('DEL', K.worker_open(w))
   if w ~= me then redis.call('ZREM', K.workers(), w) end
 end

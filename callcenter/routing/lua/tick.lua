@@ -3,7 +3,7 @@
 -- matching retries.
 -- KEYS: none (see lib.lua). ARGV: [1] prefix [2] now [3] day [4] this worker id
 --   [5] seconds without heartbeat after which a worker is dead [6] batch size per kind
--- Returns {events JSON list for this worker, closed-out call ids JSON list}.
+-- Returns {events JSON list for this worker, closed-out calls JSON object: call id -> direction}.
 local me, dead_after, batch = ARGV[4], num(ARGV[5], 6), num(ARGV[6], 200)
 
 for _, oid in ipairs(redis.call('ZRANGEBYSCORE', K.leases(), '-inf', NOW, 'LIMIT', 0, batch)) do
@@ -87,5 +87,5 @@ end
 
 local events = redis.call('LRANGE', K.worker_events(me), 0, -1)
 redis.call('DEL', K.worker_events(me))
-if #closed == 0 then return {events, '[]'} end
+if next(closed) == nil then return {events, '{}'} end
 return {events, cjson.encode(closed)}
