@@ -7,9 +7,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import time
+from pathlib import Path
 
+import ports
+import pytest
+import sipp
 from routing_helpers import rules_text
+from worker_proc import new_worker
 
 from callcenter.calls.inbound import close_out
 from callcenter.calls.records import call_record
@@ -82,3 +88,53 @@ def test_a_restart_under_the_same_id_closes_out_what_its_previous_run_held_open(
 
     assert asyncio.run(main()) == {"again-ivr": "inbound", "again-q": "inbound", "again-dial": "outbound"}
     assert not connect_sync(redis_url).exists(Keys("cc:").worker_open("again"))
+
+
+@pytest.mark.sip
+@pytest.mark.timeout(180)
+def test_sigkilled_worker_with_a_caller_in_the_ivr_and_a_dial_up_leaves_no_cdr_open(tmp_path: Path,
+                                                                                    redis_url: str) -> None:
+    """w1 is SIGKILLed with a caller still in the IVR (never queued) and an answered click-to-call dial: w2
+    reaps it and both CDR rows are closed (worker_crash, failed), each with its own direction."""
+    customer_port = ports.port()
+    w1, w2 = new_worker(tmp_path, redis_url, "w1"), new_worker(tmp_path, redis_url, "w2")
+    w1.write_config(trunk=f"127.0.0.1:{customer_port}", extra=(
+        "click_to_call: {caller_ids: ['02873001234'], calling_hours: ['00:00-24:00'], agent_ring_timeout: 5s,"
+        " ring_timeout: 10s, max_calls_per_number: 5, cap_window: 1h, cap_group: vn_advertising}\n"))
+    w2.write_config()
+    procs = []
+    try:
+        for w in (w1, w2):
+            w.start()
+        client = connect_sync(redis_url)
+        open_key = Keys("cc:").worker_open("w1")
+
+        def open_calls(direction: str) -> list[str]:
+            deadline = time.monotonic() + 20
+            while not (ids := [c for c, d in client.hgetall(open_key).items() if d == direction]):
+                assert time.monotonic() < deadline, w1.tail()
+                time.sleep(0.2)
+            return ids
+
+        procs.append(sipp.caller(w1.target, [("pause", 60000), ("hangup",)], number="0902000011", timeout_s=90))
+        [in_ivr] = open_calls("inbound")
+        w1.login("1001")
+        procs.append(sipp.agent(w1.agents_port, "answer", ring_ms=200))
+        procs.append(sipp.agent(customer_port, "answer", ring_ms=200))
+        st, body = w1.http("POST", "/agents/1001/dial", {"number": "0901110021", "caller_id": "02873001234"})
+        assert st == 202, body
+        [dial] = open_calls("outbound")
+        assert client.zcard(Keys("cc:").waiting("support")) == 0 and not client.smembers(
+            Keys("cc:").worker_calls("w1"))   # neither is known to routing: only the open-call record has them
+        w1.stop(signal.SIGKILL)
+
+        rows = {r.call_id: r for r in w2.calls(2, timeout=30, where=lambda r: r.hangup_cause == "worker_crash")}
+        assert (rows[in_ivr].direction, rows[in_ivr].outcome) == ("inbound", "failed"), rows
+        assert (rows[dial].direction, rows[dial].outcome) == ("outbound", "failed"), rows
+        assert rows[in_ivr].end is not None and rows[dial].end is not None
+        assert not client.exists(open_key)
+    finally:
+        for p in procs:
+            p.stop()
+        w1.stop(signal.SIGKILL)
+        w2.stop()
