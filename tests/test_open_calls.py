@@ -17,11 +17,12 @@ import sipp
 from routing_helpers import rules_text
 from worker_proc import new_worker
 
-from callcenter.calls.inbound import close_out
+from callcenter.calls.inbound import close_out, closing_record
 from callcenter.calls.records import call_record
 from callcenter.cdr import keys as cdr_keys
 from callcenter.cdr.buffer import CdrBuffer
 from callcenter.cdr.record import CallRecord
+from callcenter.cdr.writer import open_store
 from callcenter.redisconn import connect, connect_sync
 from callcenter.routing import rules as R
 from callcenter.routing.keys import Keys
@@ -138,3 +139,31 @@ def test_sigkilled_worker_with_a_caller_in_the_ivr_and_a_dial_up_leaves_no_cdr_o
             p.stop()
         w1.stop(signal.SIGKILL)
         w2.stop()
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_the_closing_snapshot_only_fills_what_the_calls_own_snapshots_never_said(
+        kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    store = open_store(f"sqlite:///{tmp_path}/cdr.db" if kind == "sqlite" else request.getfixturevalue("pg_dsn"))
+    try:
+        store.migrate()
+        t = 1_700_000_000.0
+        # open when the worker died: closed out, the rest kept
+        store.put_call(CallRecord("a", "inbound", "0901", "100", t, answer=t + 1, version=10))
+        store.put_call(closing_record("a", "inbound", t + 9))
+        # its final snapshot went out just before the crash: it keeps its real ending
+        store.put_call(CallRecord("b", "outbound", "cc", "0903", t, answer=t + 1, end=t + 3, outcome="answered",
+                                  hangup_side="caller", hangup_cause="normal", version=20))
+        store.put_call(closing_record("b", "outbound", t + 9))
+        # the close-out reached the store before the call's own snapshot (another writer claimed it later)
+        store.put_call(closing_record("c", "outbound", t + 9))
+        store.put_call(CallRecord("c", "outbound", "cc", "0904", t, answer=t + 1, version=10))
+        a, b, c = (store.get_call(i) for i in "abc")
+        assert a is not None and b is not None and c is not None
+        assert (a.direction, a.caller, a.answer, a.end, a.outcome, a.hangup_cause) == (
+            "inbound", "0901", t + 1, t + 9, "failed", "worker_crash")
+        assert (b.end, b.outcome, b.hangup_side, b.hangup_cause) == (t + 3, "answered", "caller", "normal")
+        assert (c.direction, c.called, c.answer, c.end, c.outcome, c.hangup_cause) == (
+            "outbound", "0904", t + 1, t + 9, "failed", "worker_crash")
+    finally:
+        store.close()

@@ -86,12 +86,19 @@ class InboundCalls:
 async def close_out(cdr: CdrBuffer, calls: dict[str, str]) -> None:
     """The calls (id -> direction) were on a dead worker's media (another worker, or this id's previous run):
     queued callers, and every call whose record it held open (``calls.records.call_record``). Close their
-    records out rather than leave phantoms. Each is a partial snapshot: the store keeps what an earlier
-    snapshot said wherever this one says None (caller, times, survey), so only the end is written."""
+    records out rather than leave phantoms (:func:`closing_record`)."""
     now = time.time()
     for call_id, direction in calls.items():
-        await call_record(cdr, CallRecord.from_dict({
-            "call_id": call_id, "direction": direction, "caller": None, "called": None, "start": None,
-            "end": now, "hangup_side": "system", "hangup_cause": "worker_crash", "outcome": "failed",
-            "hold_seconds": None, "callback": None, "survey": None}))
+        await call_record(cdr, closing_record(call_id, direction, now))
+
+
+def closing_record(call_id: str, direction: str, end: float) -> CallRecord:
+    """The snapshot closing out a dead worker's call: partial, and the oldest version there is (1), so the
+    store's merge only fills what the call's own snapshots never said (end, outcome failed, cause
+    worker_crash) and keeps the rest (caller, times, survey). A call whose final snapshot went out just
+    before the crash (its open mark not yet removed) keeps its real ending."""
+    return CallRecord.from_dict({
+        "call_id": call_id, "direction": direction, "caller": None, "called": None, "start": None,
+        "end": end, "hangup_side": "system", "hangup_cause": "worker_crash", "outcome": "failed",
+        "hold_seconds": None, "callback": None, "survey": None, "version": 1})
 
