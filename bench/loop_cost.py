@@ -8,6 +8,7 @@ these are not:
   main thread runs the reactor) from just before the first call to the last CDR, over the calls;
 - **Redis commands/call**: ``INFO commandstats`` deltas of the worker's (embedded) redis-server;
 - **log lines/call**: lines the worker wrote meanwhile;
+- **answer p50/p99 ms**: the callers' INVITE -> 200 OK times (sipp's rtt trace; a latency, not a cost);
 - **Python calls/call** (``--count-calls``): function calls on the loop thread (``sys.setprofile``
   counter injected through ``sitecustomize``; it slows the loop several times, so it is a separate run).
 
@@ -77,6 +78,7 @@ class Run:
     redis: dict[str, int]
     log_lines: int
     py_calls: int | None
+    answer_ms: list[float]   # INVITE -> 200 OK of every call (sipp's rtt trace)
 
     def per_call(self) -> dict[str, float]:
         n = max(1, self.calls)
@@ -84,6 +86,8 @@ class Run:
                "redis cmds/call": sum(self.redis.values()) / n, "log lines/call": self.log_lines / n}
         if self.py_calls is not None:
             out["py calls/call"] = self.py_calls / n
+        for q in (50, 99):
+            out[f"answer p{q} ms"] = sip_bench.pct(self.answer_ms, q) or 0.0
         return out
 
 
@@ -125,6 +129,7 @@ def run_tree(tree: Path, tmp: Path, redis: EmbeddedRedis, rate: float, seconds: 
             phones.stop()
         ok, failed = sip_bench.sipp_counts(run)
         rows, answered = sip_bench.cps_answered(w, start, ok + failed)
+        answer_ms = sip_bench.sipp_rtd_ms(run)
         time.sleep(1.0)   # the last CDR rows were read: their Redis work is done
         loop1, proc1 = thread_cpu(pid, pid), sum(sip_bench.cpu_seconds(p) or 0.0 for p in sip_bench.worker_pids(w))
         stats1 = commandstats(redis.url)
@@ -137,7 +142,7 @@ def run_tree(tree: Path, tmp: Path, redis: EmbeddedRedis, rate: float, seconds: 
     redis_delta = {k: v - stats0.get(k, 0) for k, v in stats1.items() if v - stats0.get(k, 0) > 0}
     redis_delta.pop("info", None)
     return Run(str(tree), ok + failed, answered, 1000 * (loop1 - loop0), 1000 * (proc1 - proc0), redis_delta,
-               lines1 - lines0, py1 - py0 if count_calls else None)
+               lines1 - lines0, py1 - py0 if count_calls else None, answer_ms)
 
 
 def main() -> int:
