@@ -195,20 +195,35 @@ def test_hang_up_and_transfer_from_the_desk(worker: WorkerProc, browser) -> None
     assert second.transferred_to and "vip" in second.transferred_to, second
 
 
-def add_a_number(worker: WorkerProc, browser, number: str) -> tuple[sipp.Sipp, sipp.Sipp, sipp.Sipp]:
-    """A hotline call from ``number`` answered by agent 1002's phone, and the number 0901110779 added to it from the
-    desk (answered on the trunk): the agent's phone, the added party's and the caller."""
+def on_a_call(worker: WorkerProc, browser, number: str) -> tuple[sipp.Sipp, sipp.Sipp, sipp.Sipp]:
+    """Agent 1002 at its desk talking to a hotline caller from ``number``, and a phone on the trunk ready to answer
+    (a number the desk adds or consults): the agent's phone, that phone and the caller."""
     ready_at_desk(worker, browser)
     browser.expect(r"/conference\?agent=1002 .* 404")    # the desk's conference panel may ask once the call is over
     phone = sipp.agent(worker.agents_port, "answer", ring_ms=500)
-    party = sipp.agent(CUSTOMER_PORT, "answer", ring_ms=500)
+    other = sipp.agent(CUSTOMER_PORT, "answer", ring_ms=500)
     caller = sipp.caller(worker.target, [("pause", 500), ("dtmf", "1"), ("dtmf", "2"), ("pause", 25000),
                                          ("hangup",)], number=number, service="hotline")
     browser.wait_text("#call-timer", lambda text: text not in ("", "0:00"), timeout=30)
+    return phone, other, caller
+
+
+def add_a_number(worker: WorkerProc, browser, number: str) -> tuple[sipp.Sipp, sipp.Sipp, sipp.Sipp]:
+    """``on_a_call``, and the number 0901110779 added to the call from the desk (answered on the trunk)."""
+    phone, party, caller = on_a_call(worker, browser, number)
     browser.find("#conference-kind").send_keys("Number")
     browser.find("#conference-target").send_keys("0901110779")
     browser.find("#btn-conference").click()
     return phone, party, caller
+
+
+def consult_a_number(browser, target: str) -> None:
+    """The desk's attended transfer to ``target``, once the target talks (the caller held)."""
+    browser.find("#transfer-kind").send_keys("Number")
+    browser.find("#transfer-target").send_keys(target)
+    browser.find("#transfer-attended").click()
+    browser.find("#btn-transfer").click()
+    browser.wait_text("#consult-state", "talking", timeout=20)
 
 
 def test_add_a_number_to_the_call_from_the_desk(worker: WorkerProc, browser) -> None:
@@ -249,17 +264,8 @@ def pop_call(browser) -> str:
 def test_attended_transfer_from_the_desk(worker: WorkerProc, browser) -> None:
     """The agent consults a number (the caller held meanwhile), sees it answer, and completes the transfer: the
     agent's phone gets the BYE, the caller talks to the number, and the CDR says where the call went."""
-    ready_at_desk(worker, browser)
-    phone = sipp.agent(worker.agents_port, "answer", ring_ms=500)
-    target = sipp.agent(CUSTOMER_PORT, "answer", ring_ms=500)
-    caller = sipp.caller(worker.target, [("pause", 500), ("dtmf", "1"), ("dtmf", "2"), ("pause", 25000),
-                                         ("hangup",)], number="0902000014", service="hotline")
-    browser.wait_text("#call-timer", lambda text: text not in ("", "0:00"), timeout=30)
-    browser.find("#transfer-kind").send_keys("Number")
-    browser.find("#transfer-target").send_keys("0901110781")
-    browser.find("#transfer-attended").click()
-    browser.find("#btn-transfer").click()
-    browser.wait_text("#consult-state", "talking", timeout=20)
+    phone, target, caller = on_a_call(worker, browser, "0902000014")
+    consult_a_number(browser, "0901110781")
     browser.shot("consult")
     browser.find("#consult-complete").click()
     browser.wait_text("#call-note", "Transferred: 0901110781")
