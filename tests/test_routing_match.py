@@ -448,7 +448,7 @@ def test_state_of_an_older_key_layout_is_taken_over_only_when_idle(redis_url):
 def test_wallboard_counts_today(redis_url):
     async def main():
         clock = Clock(1_790_000_000.0)
-        rt = await make(redis_url, clock=clock)
+        rt = await make(redis_url, clock=clock, text=rules_text(escalation="    sl_target: 0.95"))
         await rt.agent_login("a1")
         await call(rt, "c1")
         await call(rt, "c2")
@@ -469,6 +469,9 @@ def test_wallboard_counts_today(redis_url):
     sales = next(s for s in wallboard.queue_stats(client, now=now) if s.queue == "sales")
     assert (sales.offered_today, sales.answered_today, sales.abandoned_today) == (5, 3, 1)
     assert sales.answered_within_sl_today == 2 and sales.service_level == 0.5
+    assert (sales.sl_target, sales.sl_seconds) == (0.95, 20.0)      # the queue's config, for the target
+    support = next(s for s in wallboard.queue_stats(client, now=now) if s.queue == "support")
+    assert support.sl_target == 0.8                                  # the default
     assert sales.agents_by_state["on_call"] == 0 and sales.agents_by_state["reserved"] == 1
     assert wallboard.agent_states(client)["logged_out"] == 2
 

@@ -16,8 +16,15 @@ def test_shipped_rules_load():
     assert rules.agents["1001"].uri == "sip:1001@127.0.0.1:5070"
     assert rules.queues["sales"].escalation[1].overflow == ("support",)
     assert rules.queues["support"].wrapup == 15 and rules.queues["sales"].wrapup == 10   # defaults apply
+    assert rules.queues["sales"].sl_target == 0.8                                      # the default target
     again = R.parse(rules.to_json(), R.yamlsrc.Located("<json>"))
     assert again.queues == rules.queues and again.agents == rules.agents
+
+
+def test_sl_target_per_queue_or_from_defaults():
+    rules = R.loads("defaults: {sl_target: 0.9}\nqueues:\n  sales: {}\n  vip: {sl_target: 0.95}\n")
+    assert (rules.queues["sales"].sl_target, rules.queues["vip"].sl_target) == (0.9, 0.95)
+    assert R.parse(rules.to_json(), R.yamlsrc.Located("<json>")).queues == rules.queues
 
 
 @pytest.mark.parametrize("text, key, line, message", [
@@ -32,6 +39,8 @@ def test_shipped_rules_load():
     ("queues:\n  sales:\n    escalation:\n      - {after: 10, relax_by: 1}\n      - {after: 5, relax_by: 1}\n",
      "queues.sales.escalation[1].after", 5, "increasing"),
     ("queues:\n  sales:\n    on_timeout: {action: transfer}\n", "queues.sales.on_timeout", 3, "target"),
+    ("queues:\n  sales:\n    sl_target: 80\n", "queues.sales.sl_target", 3, "expected a number 0-1, got 80"),
+    ("defaults: {sl_target: -0.1}\nqueues:\n  sales: {}\n", "defaults.sl_target", 1, "expected a number 0-1"),
     ("queues:\n  sales:\n    colour: red\n", "queues.sales.colour", 3, "unknown key"),
     ("defaults: {wrapup: -1}\nqueues:\n  sales: {}\n", "defaults.wrapup", 1, "expected a duration of 0-3600 seconds"),
     ("queues:\n  sales: {\n", None, None, "invalid YAML"),

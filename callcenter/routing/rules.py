@@ -71,6 +71,7 @@ class QueueRule:
     wrapup: float = 10.0
     ring_timeout: float = 15.0
     service_level: float = 20.0       # answered within this many seconds counts toward SL
+    sl_target: float = 0.8            # the share that should be (wallboards highlight a queue below it)
     miss_limit: int = 3               # misses in a row before auto-pause
     announce: Announce = field(default_factory=Announce)
     escalation: tuple[EscalationStep, ...] = ()
@@ -177,7 +178,7 @@ def _fallback(r: Reader, key: str, default: str | None = None) -> Fallback:
 
 
 _QUEUE_KEYS = {"skills", "priority", "strategy", "max_wait", "max_length", "wrapup", "ring_timeout",
-               "service_level", "miss_limit", "announce", "escalation", "on_timeout", "on_full"}
+               "service_level", "sl_target", "miss_limit", "announce", "escalation", "on_timeout", "on_full"}
 _STEP_KEYS = {"after", "relax_skills", "relax_by", "overflow", "raise_priority", "fallback"}
 _AGENT_KEYS = {"name", "uri", "skills", "queues", "max_offers"}
 _PAUSE_KEYS = {"max", "auto_ready"}
@@ -253,6 +254,7 @@ def parse(data: object, loc: Located, issues: Issues | None = None) -> RoutingRu
             wrapup=pick("wrapup").duration("wrapup", 10.0, 0, 3600),
             ring_timeout=pick("ring_timeout").duration("ring_timeout", 15.0, 1, 300),
             service_level=pick("service_level").duration("service_level", 20.0, 1),
+            sl_target=pick("sl_target").number("sl_target", 0.8, 0, 1),
             miss_limit=pick("miss_limit").integer("miss_limit", 3, 1, 100),
             announce=Announce(ann.duration("position_every", 0.0), ann.flag("ewt", False)),
             escalation=tuple(steps),

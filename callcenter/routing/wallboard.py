@@ -32,6 +32,8 @@ class QueueStats:
     answered_within_sl_today: int
     service_level: float          # answered within SL / (answered + abandoned) today; 1.0 if no calls
     paused_overdue: int = 0       # members paused longer than their reason allows (defaults.pause_reasons)
+    sl_target: float = 0.8        # the queue's target share (routing_rules.yaml sl_target)
+    sl_seconds: float = 20.0      # answered within this counts toward SL (service_level); a longer wait shows
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -92,7 +94,8 @@ def queue_stats(client: redis.Redis, prefix: str = "cc:", now: float | None = No
         pipe.zcard(keys.waiting(q))
         pipe.hgetall(keys.stats(q, day))
         pipe.smembers(keys.members(q))
-        waiting, stats, members = pipe.execute()
+        pipe.hmget(keys.queue(q), ["sl_target", "service_level"])
+        waiting, stats, members, (target, sl_seconds) = pipe.execute()
         stats = {k: float(v) for k, v in stats.items()}
         pipe = client.pipeline(transaction=False)
         members = sorted(members)
@@ -115,6 +118,8 @@ def queue_stats(client: redis.Redis, prefix: str = "cc:", now: float | None = No
             abandoned_today=abandoned, answered_within_sl_today=within,
             service_level=round(within / (answered + abandoned), 4) if answered + abandoned else 1.0,
             paused_overdue=overdue,
+            sl_target=round(float(target), 4) if target else 0.8,
+            sl_seconds=float(sl_seconds) if sl_seconds else 20.0,
         ))
     return out
 

@@ -62,7 +62,7 @@ for q, r in pairs(rules.queues) do
   if #r.escalation > 0 then esc = cjson.encode(r.escalation) end
   redis.call('HSET', K.queue(q), 'strategy', r.strategy, 'priority', r.priority, 'max_wait', r.max_wait,
     'max_length', r.max_length, 'wrapup', r.wrapup, 'ring_timeout', r.ring_timeout,
-    'service_level', r.service_level, 'miss_limit', r.miss_limit, 'skills', enc(r.skills),
+    'service_level', r.service_level, 'sl_target', r.sl_target or 0.8, 'miss_limit', r.miss_limit, 'skills', enc(r.skills),
     'escalation', esc, 'on_timeout', cjson.encode(r.on_timeout), 'on_full', cjson.encode(r.on_full),
     'announce_every', r.announce.position_every, 'announce_ewt', r.announce.ewt and 1 or 0)
   redis.call('SADD', K.queues(), q)
