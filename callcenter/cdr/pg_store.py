@@ -32,11 +32,14 @@ class PgStore(SqlStore):
         self._lock = threading.RLock()
         with self._lock:
             conn = self._connect()
-            with conn.transaction():
-                for stmt in self.schema():
-                    conn.execute(stmt)
-            self.migrate()
-            self._load_rollup_params()
+            try:   # the server may go away halfway through: that is an outage, not a bug
+                with conn.transaction():
+                    for stmt in self.schema():
+                        conn.execute(stmt)
+                self.migrate()
+                self._load_rollup_params()
+            except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+                raise self._broken(exc) from exc
 
     def _connect(self) -> psycopg.Connection[tuple[Any, ...]]:
         if self._conn is not None and not self._conn.closed:

@@ -239,6 +239,11 @@ async def run_cdr_writer(redis_async: aioredis.Redis, store_url: str, stop_event
             log.warning("CDR store unavailable at start; records wait in Redis", error=str(exc))
             await CdrWriter._sleep(stop_event, delay)
             delay = min(delay * 2, 30.0)
+        except Exception:   # whatever opening fails on, the writer must not die: records wait in Redis
+            store = None
+            log.exception("CDR store could not be opened; retrying")
+            await CdrWriter._sleep(stop_event, delay)
+            delay = min(delay * 2, 30.0)
     if store is None:
         return
     try:
