@@ -19,7 +19,7 @@ import pjsua2 as pj
 from callcenter import logs
 from callcenter.exceptions import CallGone, TelephonyError
 from callcenter.telephony.api import HangupInfo, HangupSide, Leg
-from callcenter.telephony.media import wav_seconds
+from callcenter.telephony.media import wav_closed, wav_seconds
 from callcenter.telephony.trust import safe_uri
 
 if TYPE_CHECKING:
@@ -34,6 +34,17 @@ def uri_user(uri: str) -> str:
     """User part of a SIP URI in a From/To value: '"A" <sip:0901@h>;tag=x' -> '0901'."""
     m = _USER.search(uri)
     return m.group(1) if m else ""
+
+
+async def _until_closed(path: str, log: Any, settle: float = 2.0) -> None:
+    """Wait (up to ``settle`` s) for pjmedia to finish a freed recorder's WAV, so what reads it next (the
+    flow's next node, a voicemail's inbox) finds a whole file."""
+    deadline = time.monotonic() + settle
+    while not wav_closed(path):
+        if time.monotonic() >= deadline:
+            log.warning("recording header not written", seconds=settle)
+            return
+        await asyncio.sleep(0.02)
 
 
 class _PjCall(pj.Call):
@@ -240,7 +251,9 @@ class PjLeg:
                 except pj.Error:
                     pass
             del recorder
-        return time.monotonic() - started
+        took = time.monotonic() - started
+        await _until_closed(path, self.log)
+        return took
 
     async def bridge(self, other: Leg) -> None:
         if not isinstance(other, PjLeg):

@@ -28,3 +28,15 @@ def wav_seconds(path: str) -> float:
         raise TelephonyError(f"{path}: prompt must be 8000 Hz mono 16-bit WAV "
                              f"(is {rate} Hz, {channels} ch, {8 * width}-bit)")
     return frames / rate
+
+
+def wav_closed(path: str) -> bool:
+    """Whether pjmedia has written the WAV's header (it writes sizes of 0 when it opens the file and the real
+    ones as the bridge lets go of the recorder's port, a clock tick after the recorder was freed). A file
+    that is gone or unreadable counts as closed: there is nothing to wait for."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+    except OSError:
+        return True
+    return len(head) < 8 or int.from_bytes(head[4:8], "little") != 0
