@@ -134,7 +134,7 @@
       try {
         await api("POST", base + "/" + what + asAgent, {});
         const done = { complete: "completed", conference: "conference", cancel: "" }[what];
-        onOver(done && t("transfer.state." + done) + ": " + consult.typed);
+        onOver(done && t("transfer.state." + done) + ": " + consult.typed, what);
       } catch (err) { setError(err.message); }
     }
     return html`<div class="monitor" id="consult"><p>${t("transfer.consult")} ${consult.typed}:
@@ -167,8 +167,10 @@
       catch (err) { setError(err.message); return false; }
     }
     if (parties.length === 0) return null;
-    const added = (p) => p.kind !== "caller" && p.kind !== "agent";
-    const who = (p) => added(p) ? (p.agent || p.party) : t("conference.party." + p.kind);
+    // the caller and this desk's agent are the parties named "caller" and "agent"; an added agent's kind is
+    // "agent" too (its party is its agent id)
+    const added = (p) => p.party !== "caller" && p.party !== "agent";
+    const who = (p) => added(p) ? (p.agent || p.party) : t("conference.party." + p.party);
     return html`<div class="monitor" id="conference"><h3>${t("conference.parties")}</h3>
       <table><tbody>${parties.map((p) => html`<tr data-party=${p.party} data-state=${p.state}
           data-muted=${p.muted ? "yes" : "no"} data-held=${p.held ? "yes" : "no"}>
@@ -196,7 +198,9 @@
         <button type="button" id="btn-hold" onClick=${onHold}>${call.held ? t("unhold") : t("hold")}</button>
         <button type="button" class="danger" id="btn-hangup" onClick=${onHangup}>${t("hangup")}</button></div>
         ${consult
-          ? html`<${Consult} call=${call} consult=${consult} onOver=${(note) => { setConsult(null); if (note) onTransferred(note); }} />`
+          ? html`<${Consult} call=${call} consult=${consult} onOver=${(note, what) => {
+              // a three-way call is a conference of this desk's like one it added a party to: its panel shows
+              setConsult(null); if (what === "conference") setConf(call.call_id); if (note) onTransferred(note); }} />`
           : html`<${TargetForm} call=${call} name="transfer" path="/transfer" kinds=${["queue", "agent", "number"]}
               onDone=${onTransferred} onConsult=${setConsult} />`}
         <${TargetForm} call=${call} name="conference" path="/conference/add" kinds=${["agent", "number"]}

@@ -1,0 +1,94 @@
+"""Issue 14: the agent desk through an attended transfer turned three-way, in a real browser against a real
+worker, proved by tones (tests/tone_parties.py): the caller sends tone A, agent 1001 (at its desk) tone B, agent
+1002 (consulted) tone C, and the queue's music is tone M.
+
+Agent 1001 consults 1002 from its desk (the caller on hold), then makes it a three-way call: the desk still shows
+the call and now its conference panel (caller, the agent, 1002, with mute / hold / leave), and everyone hears
+everyone. The agent mutes 1002 and unmutes it from the panel, then leaves: its phone gets the BYE, the panel
+goes, and the caller and 1002 go on talking (each hears the other, nobody else)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import sipp
+from tone_parties import Party, close_all, phone, sounds_with_music, tone_worker, wait_for
+from worker_proc import WorkerProc, api_user, queue_flow
+
+from callcenter.auth.roles import AGENT
+
+pytestmark = [pytest.mark.sip, pytest.mark.timeout(240)]
+
+A, B, C, M = 500.0, 1100.0, 1700.0, 800.0        # caller, 1001 (the desk), 1002 (consulted), music
+ALL = [A, B, C, M]
+PHONES: dict[str, int] = {}
+PASSWORD = "test password 1"      # worker_proc.api_user's
+
+
+@pytest.fixture(scope="module")
+def worker(tmp_path_factory: pytest.TempPathFactory, redis_server) -> Iterator[WorkerProc]:
+    tmp = tmp_path_factory.mktemp("console_threeway")
+    flow = queue_flow("direct", "sales", "tone_m", max_wait="300", announce="{position: false, wait_time: false}")
+    w = tone_worker(tmp, redis_server.url, PHONES, ("1001", "1002"), flow, sounds_with_music(tmp, "tone_m", M))
+    api_user(w.redis_url, "an", [AGENT], agent="1001")
+    yield w
+    assert w.stop() == 0, w.tail()
+
+
+def test_three_way_from_a_consult_keeps_the_desks_conference_controls(worker: WorkerProc, browser) -> None:
+    caller, agent, target = Party(A, ALL), Party(B, ALL), Party(C, ALL)
+    phones: list[sipp.Sipp] = []
+    try:
+        browser.expect(r"/console/agent/1001 .* 401")
+        browser.expect(r"/transfer\?agent=1001 .* 404")        # the consult's poll once it is over
+        browser.login(f"http://127.0.0.1:{worker.http_port}/console/agent/1001", "an", PASSWORD)
+        browser.find("#btn-login").click()
+        browser.wait_text("#agent-state", "Ready")
+        agent_phone = phone(agent.port, port=PHONES["1001"])
+        phones.append(agent_phone)
+        phones.append(sipp.caller(worker.target, [("pause", 90000), ("hangup",)], codecs="8",
+                                  media_port=caller.port))
+        browser.wait_text("#call-timer", lambda text: text not in ("", "0:00"), timeout=30)
+        wait_for(lambda: caller.heard() == {B} and agent.heard() == {A}, "the caller and its agent talking")
+
+        # 1002 is logged in only now: the sales caller was 1001's
+        target_phone = phone(target.port, port=PHONES["1002"])
+        phones.append(target_phone)
+        worker.login("1002")
+        browser.find("#transfer-kind").send_keys("Agent")
+        browser.find("#transfer-target").send_keys("1002")
+        browser.find("#transfer-attended").click()
+        browser.find("#btn-transfer").click()
+        browser.wait_text("#consult-state", "talking", timeout=20)
+        call_id = str(browser.find("#screen-pop").get_attribute("data-call"))
+        wait_for(lambda: caller.heard() == {M}, "the caller on hold during the consult")
+        browser.find("#consult-conference").click()
+
+        # three-way: the desk keeps the call and shows its conference
+        browser.wait_text("#call-note", "Three-way call with")
+        row = browser.find('#conference tr[data-party="1002"][data-state="connected"]', timeout=20)
+        assert row.find_element("css selector", "button.mute") and row.find_element("css selector", "button.hold")
+        browser.find('#conference tr[data-party="caller"]')
+        browser.find("#conference-leave")
+        browser.find("#call-timer")
+        wait_for(lambda: caller.heard() == {B, C}, "the three-way call")
+        assert agent.heard() == {A, C} and target.heard() == {A, B}
+        browser.shot("three-way")
+        browser.find('#conference tr[data-party="1002"] button.mute').click()
+        browser.find('#conference tr[data-party="1002"][data-muted="yes"]', timeout=10)
+        wait_for(lambda: caller.heard() == {B}, "1002 muted")
+        browser.find('#conference tr[data-party="1002"] button.mute').click()
+        browser.find('#conference tr[data-party="1002"][data-muted="no"]', timeout=10)
+
+        # the agent leaves: the caller and 1002 talk on
+        browser.find("#conference-leave").click()
+        assert agent_phone.wait(30) == 0, agent_phone.errors()
+        browser.wait(lambda: not browser.driver.find_elements("css selector", "#conference"), 10,
+                     "the conference panel after leaving")
+        wait_for(lambda: caller.heard() == {C} and target.heard() == {A}, "the caller and 1002 talking")
+        status, conf = worker.http("GET", f"/calls/{call_id}/conference")
+        assert status == 200 and {p["party"] for p in conf["parties"]} == {"caller", "1002"}, conf
+        browser.shot("left")
+    finally:
+        close_all(phones, (caller, agent, target))
