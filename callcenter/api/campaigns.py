@@ -33,7 +33,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
-from callcenter.api.http import HttpError, HttpRouter, Reply, Request, Response
+from callcenter.api.http import ChunksBody, HttpError, HttpRouter, Reply, Request, Response
 from callcenter.auth.roles import CAMPAIGNS, DESK, SUPERVISOR
 from callcenter.dialer import assignment, export, phone
 from callcenter.dialer.campaign import Campaign
@@ -128,8 +128,7 @@ def install_routes(router: HttpRouter, redis: Any, campaigns: Mapping[str, Campa
 
     async def results(req: Request) -> Reply:
         c = campaign(req)
-        text = await asyncio.to_thread(export.to_csv, await export.contacts(redis, keys, c.id))
-        return Response(text.encode("utf-8"), content_type="text/csv; charset=utf-8",
+        return Response(ChunksBody(export.results_csv(redis, keys, c.id)), content_type="text/csv; charset=utf-8",
                         headers={"Content-Disposition": f'attachment; filename="{c.id}-results.csv"'})
 
     async def own_contact(req: Request, c: Campaign, e164: str) -> None:

@@ -14,7 +14,7 @@ import asyncio
 import io
 import json
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Protocol
 from urllib.parse import parse_qs
@@ -159,6 +159,56 @@ class _FileProducer:
     def stopProducing(self) -> None:  # noqa: N802 - twisted's name
         self.body.file.close()
         self.request = None
+
+
+class ChunksBody(Streamed):
+    """A Response body made as it is sent (HTTP chunked): each chunk of ``chunks`` is written as it comes and the
+    next one asked for only while the client keeps up (a push producer the transport pauses when its buffer is
+    full), so a big answer (a campaign's results CSV) is never whole in memory. A client gone stops it; a failing
+    iterator is logged and the connection dropped (the client sees a cut transfer, not a short file)."""
+
+    def __init__(self, chunks: AsyncGenerator[bytes, None]) -> None:
+        self.chunks = chunks
+        self.flowing = asyncio.Event()
+        self.flowing.set()
+        self.gone = False
+        self.pump: asyncio.Future[None] | None = None      # held: the loop keeps only a weak reference
+
+    def send(self, request: server.Request) -> None:
+        request.registerProducer(self, True)
+        self.pump = asyncio.ensure_future(self._pump(request))
+
+    async def _pump(self, request: server.Request) -> None:
+        try:
+            async for chunk in self.chunks:
+                await self.flowing.wait()
+                if self.gone:
+                    return
+                request.write(chunk)
+        except Exception:
+            log.exception("streamed answer failed", uri=request.uri.decode(errors="replace"))
+            if not self.gone:
+                request.unregisterProducer()
+                request.loseConnection()
+            return
+        finally:
+            await self.chunks.aclose()
+        if not self.gone:
+            request.unregisterProducer()
+            request.finish()
+
+    def pauseProducing(self) -> None:  # noqa: N802 - twisted's name
+        self.flowing.clear()
+
+    def resumeProducing(self) -> None:  # noqa: N802 - twisted's name
+        self.flowing.set()
+
+    def stopProducing(self) -> None:  # noqa: N802 - twisted's name
+        self.gone = True
+        self.flowing.set()
+
+    def discard(self) -> None:
+        asyncio.ensure_future(self.chunks.aclose())
 
 
 Reply = Response | dict[str, Any]    # what a handler returns: a Response, or a JSON object answered 200

@@ -1,16 +1,17 @@
 """A campaign's per-contact results as CSV (``GET /campaigns/{id}/results``): one row per contact of every
-list uploaded to it, with where its dialing stands and its last outcome, then the list's own columns. And an
-uploaded list reset, recycled or deleted (``change_list``).
+list uploaded to it, with where its dialing stands and its last outcome, then the list's own columns, made and
+sent a page at a time (``results_csv``). And an uploaded list reset, recycled or deleted (``change_list``).
 
 Cells are made inert for spreadsheets (``upload.neutralise``: a list may carry a formula someone typed);
 times are UTC ISO 8601."""
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -38,17 +39,6 @@ async def contact_keys(redis: Any, keys: DialerKeys, campaign_id: str) -> AsyncI
         yield batch
 
 
-async def contacts(redis: Any, keys: DialerKeys, campaign_id: str) -> list[dict[str, str]]:
-    """Every contact hash of the campaign, read in pipelined batches."""
-    out: list[dict[str, str]] = []
-    async for batch in contact_keys(redis, keys, campaign_id):
-        pipe = redis.pipeline(transaction=False)
-        for key in batch:
-            pipe.hgetall(key)
-        out.extend(h for h in await pipe.execute() if h)
-    return out
-
-
 LIST_OPS = ("reset", "recycle", "delete")
 
 
@@ -67,6 +57,7 @@ async def change_list(redis: Any, keys: DialerKeys, campaign_id: str, list_id: s
         changed, leased = changed + int(done), leased + int(busy)
     if op == "delete":
         await redis.hdel(keys.lists(campaign_id), list_id)
+        await redis.delete(keys.list_contacts(campaign_id, list_id))
     log.info("list changed", campaign=campaign_id, list_id=list_id, op=op, changed=changed, leased=leased)
     return {"campaign": campaign_id, "list_id": list_id, "op": op, "changed": changed, "leased": leased}
 
@@ -78,18 +69,56 @@ def _when(value: str | None) -> str:
         return ""
 
 
-def to_csv(rows: list[dict[str, str]]) -> str:
-    """The CSV text: COLUMNS, then the lists' columns (in the order first seen), contacts by list and line."""
-    data = [json.loads(r.get("data") or "{}") for r in rows]
+async def results_csv(redis: Any, keys: DialerKeys, campaign_id: str, page: int = BATCH) -> AsyncGenerator[bytes, None]:
+    """The CSV as it is made, a page of contacts at a time (bounded memory whatever the campaign's size): the
+    header (COLUMNS, then the lists' own columns in upload order), then each list's contacts in line order, read
+    off its index (``keys.list_contacts``) in pages of ``page`` by line, their hashes pipelined, the page's rows
+    written in a thread. A list uploaded before the index had it is indexed first (one SCAN of the campaign)."""
+    summaries = {k: json.loads(v) for k, v in (await redis.hgetall(keys.lists(campaign_id))).items()}
+    lists = sorted(summaries, key=lambda k: (float(summaries[k].get("uploaded_at") or 0), k))
+    unindexed = {k for k in lists if not summaries[k].get("indexed")}
+    if unindexed:
+        await _index(redis, keys, campaign_id, unindexed)
     extra: dict[str, None] = {}
-    for d in data:
-        extra.update(dict.fromkeys(k for k in d if k not in COLUMNS))
-    order = sorted(range(len(rows)), key=lambda i: (rows[i].get("list", ""), int(rows[i].get("line") or 0)))
+    for k in lists:
+        phone_column = summaries[k].get("phone_column")
+        extra.update(dict.fromkeys(c for c in summaries[k].get("columns") or () if c != phone_column and c not in COLUMNS))
+    yield await asyncio.to_thread(_rows, [[*COLUMNS, *extra]])
+    for list_id in lists:
+        index, after = keys.list_contacts(campaign_id, list_id), "-inf"
+        while True:       # by line (unique in a list), not by rank: a contact deleted meanwhile shifts no page
+            members = await redis.zrangebyscore(index, after, "+inf", start=0, num=page, withscores=True)
+            if not members:
+                break
+            after = f"({members[-1][1]!r}"
+            pipe = redis.pipeline(transaction=False)
+            for e164, _ in members:
+                pipe.hgetall(keys.contact(campaign_id, e164))
+            rows = [h for h in await pipe.execute() if h.get("list") == list_id]
+            yield await asyncio.to_thread(_rows, [_row(h, extra) for h in rows])
+
+
+async def _index(redis: Any, keys: DialerKeys, campaign_id: str, lists: set[str]) -> None:
+    """``lists``' contacts into their indexes, from the campaign's contact hashes (SCAN batches; idempotent)."""
+    async for batch in contact_keys(redis, keys, campaign_id):
+        pipe = redis.pipeline(transaction=False)
+        for key in batch:
+            pipe.hmget(key, "list", "line", "phone")
+        found = [f for f in await pipe.execute() if f[0] in lists and f[2]]
+        pipe = redis.pipeline(transaction=False)
+        for list_id, line, e164 in found:
+            pipe.zadd(keys.list_contacts(campaign_id, list_id), {e164: int(line or 0)})
+        await pipe.execute()
+    log.info("lists indexed for the results export", campaign=campaign_id, lists=len(lists))
+
+
+def _row(contact: dict[str, str], extra: dict[str, None]) -> list[str]:
+    data = json.loads(contact.get("data") or "{}")
+    fixed = [_when(contact.get(c)) if c in TIMES else contact.get(c, "") for c in COLUMNS]
+    return [neutralise(str(v)) for v in (*fixed, *(data.get(k, "") for k in extra))]
+
+
+def _rows(rows: list[list[str]]) -> bytes:
     buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow([*COLUMNS, *extra])
-    for i in order:
-        r = rows[i]
-        fixed = [_when(r.get(c)) if c in TIMES else r.get(c, "") for c in COLUMNS]
-        w.writerow([neutralise(str(v)) for v in (*fixed, *(data[i].get(k, "") for k in extra))])
-    return buf.getvalue()
+    csv.writer(buf, lineterminator="\n").writerows(rows)
+    return buf.getvalue().encode("utf-8")

@@ -275,8 +275,8 @@ async def import_list(redis: Any, keys: DialerKeys, campaign: Campaign, parsed: 
         args: list[Any] = [repr(now), list_id]
         for c in batch:
             args += [c.e164, c.line, json.dumps(c.data, ensure_ascii=False)]
-        res = await run(keys=[keys.due(campaign.id)] + [keys.contact(campaign.id, c.e164) for c in batch],
-                        args=args)
+        res = await run(keys=[keys.due(campaign.id), keys.list_contacts(campaign.id, list_id)]
+                        + [keys.contact(campaign.id, c.e164) for c in batch], args=args)
         new = sum(int(x) for x in res)
         accepted += new
         merged += len(batch) - new
@@ -287,6 +287,7 @@ async def import_list(redis: Any, keys: DialerKeys, campaign: Campaign, parsed: 
                           parsed.rejected, parsed.neutralised_cells)
     summary = {k: v for k, v in report.as_dict().items() if k not in ("rejected", "duplicates_in_file")}
     summary["uploaded_at"] = now
+    summary["indexed"] = True         # its contacts are in keys.list_contacts (export.results_csv)
     await redis.hset(keys.lists(campaign.id), list_id, json.dumps(summary, ensure_ascii=False))
     log.info("list uploaded", campaign=campaign.id, list_id=list_id, rows=parsed.rows, accepted=accepted,
              merged=merged, rejected=len(parsed.rejected))

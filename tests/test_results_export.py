@@ -1,0 +1,68 @@
+"""A campaign's per-contact results CSV (dialer/export.results_csv), made a page at a time on a real
+redis-server: two lists of a few thousand contacts (one uploaded before the per-list index existed, indexed on
+the way), a number of the second list merged into the first, some contacts dialed. Every contact comes once,
+by list (upload order) and line, with its state, attempts, outcome and its list's columns; the CSV comes in
+pages, never whole."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import json
+
+from callcenter import yamlsrc
+from callcenter.dialer import export
+from callcenter.dialer.campaign import parse_campaign
+from callcenter.dialer.keys import DialerKeys
+from callcenter.dialer.upload import import_list, parse_csv
+from callcenter.redisconn import connect
+
+CAMPAIGN = 'id: ex1\ntype: telesales\ndial_mode: progressive\nqueue: sales\ncaller_id: "02873001234"\n'
+FIRST, SECOND = 2500, 1500          # contacts of each list
+PAGE = 400
+
+
+def number(i: int) -> str:
+    return f"0912{i:06d}"
+
+
+def test_results_csv_is_complete_and_in_pages(redis_url: str) -> None:
+    first = "phone,name,amount\n" + "".join(f"{number(i)},Khách {i},={i}+1\n" for i in range(FIRST))
+    # the second list: its own column, and the first list's last number again (merged: stays the first's)
+    second = "sdt;city\n" + "".join(f"{number(FIRST + i)};Huế {i}\n" for i in range(SECOND)) + f"{number(FIRST - 1)};Vinh\n"
+    data, loc = yamlsrc.loads(CAMPAIGN, "ex1.yaml")
+    campaign, keys = parse_campaign(data, loc), DialerKeys("t:")
+
+    async def go() -> list[bytes]:
+        r = connect(redis_url)
+        try:
+            await import_list(r, keys, campaign, parse_csv(first.encode()), now=1000.0, list_id="L1")
+            await import_list(r, keys, campaign, parse_csv(second.encode()), now=2000.0, list_id="L2")
+            # L1 as an upload before the index: no index, no "indexed" in its summary
+            await r.delete(keys.list_contacts("ex1", "L1"))
+            summary = json.loads(await r.hget(keys.lists("ex1"), "L1"))
+            del summary["indexed"]
+            await r.hset(keys.lists("ex1"), "L1", json.dumps(summary))
+            await r.hset(keys.contact("ex1", "+84912000007"), mapping={
+                "state": "done", "attempts": 2, "last_outcome": "answered", "last_at": 1_800_000_000})
+            return [chunk async for chunk in export.results_csv(r, keys, "ex1", page=PAGE)]
+        finally:
+            await r.aclose()
+
+    chunks = asyncio.run(go())
+    assert len(chunks) == 1 + -(-FIRST // PAGE) + -(-SECOND // PAGE)      # the header, then one a page
+    rows = list(csv.DictReader(io.StringIO(b"".join(chunks).decode("utf-8"))))
+    assert list(rows[0]) == [*export.COLUMNS, "name", "amount", "city"]
+    assert len(rows) == FIRST + SECOND
+    assert [r["phone"] for r in rows] == [f"+84{number(i)[1:]}" for i in range(FIRST + SECOND)]
+    assert [(r["list"], r["line"]) for r in rows] == [("L1", str(i + 2)) for i in range(FIRST)] + \
+        [("L2", str(i + 2)) for i in range(SECOND)]
+    assert rows[0] == {"phone": "+84912000000", "state": "pending", "attempts": "0", "last_outcome": "",
+                       "last_at": "", "next_at": "1970-01-01T00:16:40+00:00", "list": "L1", "line": "2",
+                       "name": "Khách 0", "amount": "'=0+1", "city": ""}
+    assert (rows[7]["state"], rows[7]["attempts"], rows[7]["last_outcome"], rows[7]["last_at"]) == \
+        ("done", "2", "answered", "2027-01-15T08:00:00+00:00")
+    merged = rows[FIRST - 1]
+    assert (merged["list"], merged["name"], merged["city"]) == ("L1", f"Khách {FIRST - 1}", "Vinh")
+    assert (rows[FIRST]["name"], rows[FIRST]["city"]) == ("", "Huế 0")
