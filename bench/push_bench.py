@@ -10,7 +10,15 @@ the script's clock); its latency is when the agent's own page read it minus that
 /auth/login as a supervisor of every queue (so each sees every agent's change) and run an EventSource on the
 worker's origin; they report each event's arrival time in the page.
 
-Run: .venv/bin/python bench/push_bench.py [--agents 100] [--rate 20] [--seconds 30] [--browsers 0]
+--pages P opens the agent desks (/console/agent/{id}) of the first P agents as real pages: tabs of headless
+chromium processes (--tabs per process), each tab on a host name of its own (a{id}.push.test, mapped to
+127.0.0.1 by chromium's resolver) so each holds its own agent's session cookie (made in Redis, as a login
+would) and its own connections. A MutationObserver in each desk writes performance.timeOrigin + now() each time
+#agent-state shows another state; a change's event-to-screen latency is when its agent's desk first showed the
+new state minus when the bench made the change (just before the ACD script that publishes the event: the desk
+gets agent.state, asks GET /agents/{id} and renders). p50/p99 over all P pages.
+
+Run: .venv/bin/python bench/push_bench.py [--agents 100] [--rate 20] [--seconds 30] [--browsers 0] [--pages 0]
 """
 
 from __future__ import annotations
@@ -51,14 +59,19 @@ def line(name: str, ms: list[float]) -> str:
             f"p99={pct(ms, 99):7.1f} ms  max={max(ms):7.1f} ms  mean={statistics.fmean(ms):6.1f} ms")
 
 
-async def drive(redis_url: str, ids: list[str], rate: float, seconds: float) -> int:
-    """Pause and make ready agents in turn at `rate` changes a second; how many changes were made."""
+Change = tuple[str, str, float]     # agent, the state it was put in, when (epoch s, just before the change)
+
+
+async def drive(redis_url: str, ids: list[str], rate: float, seconds: float) -> list[Change]:
+    """Pause and make ready agents in turn at `rate` changes a second; the changes made."""
     r = connect(redis_url)
     router = Router(r, "push-bench")
     n, start = 0, time.monotonic()
     paused: set[str] = set()
+    changes: list[Change] = []
     while time.monotonic() - start < seconds:
         a = ids[n % len(ids)]
+        changes.append((a, "available" if a in paused else "paused", time.time()))
         if a in paused:
             await router.agent_ready(a)
             paused.discard(a)
@@ -68,9 +81,10 @@ async def drive(redis_url: str, ids: list[str], rate: float, seconds: float) -> 
         n += 1
         await asyncio.sleep(max(0.0, start + n / rate - time.monotonic()))
     for a in paused:                     # everyone ready again: these are changes too
+        changes.append((a, "available", time.time()))
         await router.agent_ready(a)
     await r.aclose()
-    return n + len(paused)
+    return changes
 
 
 BROWSER_JS = """
@@ -108,12 +122,99 @@ def browsers(w: WorkerProc, n: int) -> list[object]:
     return out
 
 
+CHROMIUM_FLAGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                  "--disable-background-timer-throttling", "--disable-renderer-backgrounding",
+                  "--disable-backgrounding-occluded-windows", "--host-resolver-rules=MAP *.push.test 127.0.0.1")
+
+# Each time the desk's state element shows another state: [state, epoch ms] (Preact may replace the element, so
+# every mutation of the page looks the element up again).
+DESK_JS = """
+window.__renders = [];
+let last = null;
+const seen = () => {
+  const el = document.getElementById('agent-state');
+  const state = el && el.getAttribute('data-state');
+  if (state && state !== last) { last = state; window.__renders.push([state, performance.timeOrigin + performance.now()]); }
+};
+new MutationObserver(seen).observe(document.body, {subtree: true, childList: true, attributes: true,
+                                                   attributeFilter: ['data-state'], characterData: true});
+seen();
+"""
+
+
+def desks(w: WorkerProc, ids: list[str], per_process: int) -> list[tuple[object, str, str]]:
+    """The agents' desks open in tabs of headless chromium processes (``per_process`` tabs each), each tab signed
+    in as its agent (a session made in Redis, its cookie set on the tab's own host): (driver, tab, agent) each."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+
+    from callcenter.auth import Auth
+
+    async def sessions() -> list[str]:
+        r = connect(w.redis_url)
+        try:
+            auth = Auth.connect(r, "cc:")
+            return [await auth.sessions.create(f"push-agent-{a}") for a in ids]
+        finally:
+            await r.aclose()
+
+    sids = asyncio.run(sessions())
+    out: list[tuple[object, str, str]] = []
+    driver = None
+    for i, (a, sid) in enumerate(zip(ids, sids, strict=True)):
+        if i % per_process == 0:
+            opts = Options()
+            opts.binary_location = "/usr/bin/chromium"
+            for flag in CHROMIUM_FLAGS:
+                opts.add_argument(flag)
+            driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=opts)
+        else:
+            driver.switch_to.new_window("tab")      # type: ignore[union-attr]
+        base = f"http://a{a}.push.test:{w.http_port}"
+        driver.get(base + "/console/login")       # type: ignore[union-attr]
+        driver.add_cookie({"name": "cc_session", "value": sid, "path": "/"})   # type: ignore[union-attr]
+        driver.get(f"{base}/console/agent/{a}")    # type: ignore[union-attr]
+        deadline = time.monotonic() + 30
+        while driver.execute_script(                # type: ignore[union-attr]
+                "const e = document.getElementById('agent-state');"
+                "return e ? e.getAttribute('data-state') : null;") in (None, "loading"):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"agent {a}'s desk did not show its state")
+            time.sleep(0.05)
+        driver.execute_script(DESK_JS)             # type: ignore[union-attr]
+        out.append((driver, driver.current_window_handle, a))   # type: ignore[union-attr]
+    return out
+
+
+def on_screen(pages: list[tuple[object, str, str]], changes: list[Change]) -> tuple[list[float], int]:
+    """Each change of a paged agent: its desk's first showing of the new state after it (ms); how many never
+    showed."""
+    shown: dict[str, list[tuple[str, float]]] = {}
+    for driver, tab, a in pages:
+        driver.switch_to.window(tab)               # type: ignore[attr-defined]
+        shown[a] = [(str(s), float(t) / 1000) for s, t in driver.execute_script("return window.__renders")]   # type: ignore[attr-defined]
+    late: list[float] = []
+    missed = 0
+    for a, state, at in changes:
+        if a not in shown:
+            continue
+        first = next((t for s, t in shown[a] if s == state and t >= at), None)
+        if first is None:
+            missed += 1
+        else:
+            late.append((first - at) * 1000)
+    return late, missed
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--agents", type=int, default=100)
     ap.add_argument("--rate", type=float, default=20.0, help="agent state changes per second")
     ap.add_argument("--seconds", type=float, default=30.0)
     ap.add_argument("--browsers", type=int, default=0, help="headless chromium pages besides the SSE clients")
+    ap.add_argument("--pages", type=int, default=0, help="agents' desks open in chromium tabs (the first P agents)")
+    ap.add_argument("--tabs", type=int, default=25, help="desk tabs per chromium process")
     args = ap.parse_args()
     raise_nofile()
     tmp = Path(tempfile.mkdtemp(prefix="push-bench-"))
@@ -128,9 +229,15 @@ def main() -> int:
             if args.browsers:
                 api_user(w.redis_url, "push-sup", ["supervisor"])
             pages = browsers(w, args.browsers) if args.browsers else []
+            t0 = time.monotonic()
+            tabs = desks(w, ids[:args.pages], args.tabs) if args.pages else []
+            if tabs:
+                print(f"{len(tabs)} agent desks open in {time.monotonic() - t0:.1f} s "
+                      f"({-(-len(tabs) // args.tabs)} chromium processes)")
             meter = CpuMeter(w.proc.pid)
             started = time.time()
-            changes = asyncio.run(drive(w.redis_url, ids, args.rate, args.seconds))
+            made = asyncio.run(drive(w.redis_url, ids, args.rate, args.seconds))
+            changes = len(made)
             meter.sample()
             time.sleep(2.0)                      # the last events' way to the pages
             cpu = meter.percent()[0]
@@ -157,11 +264,17 @@ def main() -> int:
             print(line("queue.stats -> every page", fan))
             if pages:
                 print(line(f"agent.state -> chromium x{len(pages)}", web))
+            if tabs:
+                screen, missed = on_screen(tabs, made)
+                print(line(f"change -> desk screen x{len(tabs)}", screen))
+                print(f"changes never shown on their agent's desk: {missed}")
             missing = changes - len(own)
             print(f"changes not seen on their agent's page: {missing}")
             for s in streams:
                 s.close()
             for d in pages:
+                d.quit()   # type: ignore[attr-defined]
+            for d in {id(t[0]): t[0] for t in tabs}.values():
                 d.quit()   # type: ignore[attr-defined]
     finally:
         redis.stop()
