@@ -4,8 +4,9 @@ worker, proved by tones (tests/tone_parties.py): the caller sends tone A, agent 
 
 Agent 1001 consults 1002 from its desk (the caller on hold), then makes it a three-way call: the desk still shows
 the call and now its conference panel (caller, the agent, 1002, with mute / hold / leave), and everyone hears
-everyone. The agent mutes 1002 and unmutes it from the panel, then leaves: its phone gets the BYE, the panel
-goes, and the caller and 1002 go on talking (each hears the other, nobody else)."""
+everyone. The agent mutes 1002 and unmutes it from the panel, then leaves: its phone gets the BYE, its part of
+the call ends (the desk's wrap-up, saved while the call goes on; the agent free again) and the caller and 1002 go
+on talking (each hears the other, nobody else)."""
 
 from __future__ import annotations
 
@@ -84,11 +85,18 @@ def test_three_way_from_a_consult_keeps_the_desks_conference_controls(worker: Wo
         # the agent leaves: the caller and 1002 talk on
         browser.find("#conference-leave").click()
         assert agent_phone.wait(30) == 0, agent_phone.errors()
-        browser.wait(lambda: not browser.driver.find_elements("css selector", "#conference"), 10,
-                     "the conference panel after leaving")
+        # its part of the call is over: the desk goes to the wrap-up (saved while the call goes on) and the agent
+        # is free again (the rules' wrap-up is 0)
+        browser.find("#wrapup-form", timeout=20)
+        assert not browser.driver.find_elements("css selector", "#conference")
+        browser.find("#resolved-yes").click()
+        browser.find("#wrapup-save").click()
+        browser.find("#wrapup-saved", timeout=20)
+        browser.wait_text("#agent-state", "Ready", timeout=20)
         wait_for(lambda: caller.heard() == {C} and target.heard() == {A}, "the caller and 1002 talking")
         status, conf = worker.http("GET", f"/calls/{call_id}/conference")
         assert status == 200 and {p["party"] for p in conf["parties"]} == {"caller", "1002"}, conf
+        assert worker.http("GET", "/agents/1001")[1]["state"] == "available"
         browser.shot("left")
     finally:
         close_all(phones, (caller, agent, target))

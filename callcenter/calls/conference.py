@@ -12,7 +12,8 @@ and still hears everyone. The caller is a party ("caller"), so is the call's age
 are named by their agent id or ``p<n>`` for numbers.
 
 The agent leaving (``leave``) marks the call's Talk as kept by the conference (``Talk.kept``): Queueing
-then waits for the caller's end instead of ending the call with the agent's. Each added party leaves a CDR
+then ends the agent's part (wrap-up, COMPLETEAGENT, its leg: the agent is free, as after a transfer) and waits
+for the caller's end instead of ending the call with the agent's. Each added party leaves a CDR
 leg of kind ``conference`` (result: answered, or why not: no_answer, busy, ...), and CONFERENCE_ADD /
 CONFERENCE_LEAVE go to the queue log. An added agent is paused ``conference`` in routing while rung and
 connected (made ready again after if it was available).
