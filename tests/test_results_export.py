@@ -2,7 +2,8 @@
 redis-server: two lists of a few thousand contacts (one uploaded before the per-list index existed, indexed on
 the way), a number of the second list merged into the first, some contacts dialed. Every contact comes once,
 by list (upload order) and line, with its state, attempts, outcome and its list's columns; the CSV comes in
-pages, never whole."""
+pages, never whole. Through a real worker's HTTP (``GET /campaigns/{id}/results``, http.ChunksBody): chunked,
+complete, and a client that goes away in the middle costs nothing (the next download is whole)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,15 @@ import asyncio
 import csv
 import io
 import json
+import socket
+import urllib.request
+from collections.abc import Iterator
+
+import pytest
+from worker_proc import WorkerProc, api_user, fetch, flush, new_worker
 
 from callcenter import yamlsrc
+from callcenter.auth.roles import CAMPAIGN_MANAGER
 from callcenter.dialer import export
 from callcenter.dialer.campaign import parse_campaign
 from callcenter.dialer.keys import DialerKeys
@@ -66,3 +74,39 @@ def test_results_csv_is_complete_and_in_pages(redis_url: str) -> None:
     merged = rows[FIRST - 1]
     assert (merged["list"], merged["name"], merged["city"]) == ("L1", f"Khách {FIRST - 1}", "Vinh")
     assert (rows[FIRST]["name"], rows[FIRST]["city"]) == ("", "Huế 0")
+
+
+@pytest.fixture(scope="module")
+def worker(tmp_path_factory: pytest.TempPathFactory, redis_server) -> Iterator[WorkerProc]:
+    tmp = tmp_path_factory.mktemp("results_export")
+    flush(redis_server.url)
+    w = new_worker(tmp, redis_server.url)
+    w.start()
+    yield w
+    assert w.stop() == 0, w.tail()
+
+
+@pytest.mark.sip
+@pytest.mark.timeout(120)
+def test_results_download_is_chunked_and_whole(worker: WorkerProc) -> None:
+    cid, n = "debt_reminder_demo", 3000
+    token = api_user(worker.redis_url, "mai", [CAMPAIGN_MANAGER])
+    listing = "phone,name\n" + "".join(f"{number(i)},Khách {i}\n" for i in range(n))
+    req = urllib.request.Request(f"http://127.0.0.1:{worker.http_port}/campaigns/{cid}/lists",
+                                 data=listing.encode(), method="POST",
+                                 headers={"authorization": f"Bearer {token}", "content-type": "text/csv"})
+    with urllib.request.urlopen(req, timeout=60) as resp:
+        assert resp.status == 201 and json.loads(resp.read())["accepted"] == n
+
+    # a client that reads the start of the answer and goes away
+    with socket.create_connection(("127.0.0.1", worker.http_port), timeout=10) as sock:
+        sock.sendall(f"GET /campaigns/{cid}/results HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                     f"Authorization: Bearer {token}\r\n\r\n".encode())
+        assert sock.recv(1024).startswith(b"HTTP/1.1 200")
+
+    status, headers, body = fetch(worker, f"/campaigns/{cid}/results", token)
+    assert status == 200 and headers["Transfer-Encoding"] == "chunked" and "Content-Length" not in headers
+    rows = list(csv.DictReader(io.StringIO(body.decode("utf-8"))))
+    assert [(r["phone"], r["name"], r["line"]) for r in rows] == \
+        [(f"+84{number(i)[1:]}", f"Khách {i}", str(i + 2)) for i in range(n)]
+    assert "Traceback" not in worker.tail(200) and "streamed answer failed" not in worker.tail(200)
