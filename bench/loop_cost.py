@@ -10,7 +10,10 @@ these are not:
 - **log lines/call**: lines the worker wrote meanwhile;
 - **answer p50/p99 ms**: the callers' INVITE -> 200 OK times (sipp's rtt trace; a latency, not a cost);
 - **Python calls/call** (``--count-calls``): function calls on the loop thread (``sys.setprofile``
-  counter injected through ``sitecustomize``; it slows the loop several times, so it is a separate run).
+  counter injected through ``sitecustomize``; it slows the loop several times, so it is a separate run);
+- **who sends which command** (``--monitor``): Redis ``MONITOR`` during the run, tallied per call by
+  command and key with the key's variable parts folded (``XADD cc:cdr:stream``, ``HSET cc:rt:w:*:open``;
+  ``lua`` marks what scripts ran); MONITOR slows Redis, so it is a separate run too.
 
 Each tree (``--tree DIR``: a checkout of the package, e.g. ``git worktree add /tmp/g-base <commit>``
 with ``sounds/`` beside it; ``.`` is this one) runs the IVR -> queue -> agent scenario of
@@ -23,8 +26,12 @@ Run: .venv/bin/python bench/loop_cost.py --tree /tmp/g-base --tree . --rate 30 -
 from __future__ import annotations
 
 import argparse
+import collections
 import os
+import re
+import shlex
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -68,6 +75,29 @@ def commandstats(url: str) -> dict[str, int]:
     return {k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in info.items()}
 
 
+def monitor_tally(path: Path) -> collections.Counter[str]:
+    """``redis-cli monitor`` lines as "COMMAND key" counts (lua-run ones prefixed "lua "), the key's ids
+    folded to ``*`` so one call's keys and another's count together."""
+    tally: collections.Counter[str] = collections.Counter()
+    for line in path.read_text(errors="replace").splitlines():
+        head, sep, rest = line.partition("] ")
+        if not sep:
+            continue
+        try:
+            words = shlex.split(rest)
+        except ValueError:
+            continue
+        if not words:
+            continue
+        cmd = words[0].upper()
+        key = words[1] if len(words) > 1 and cmd not in ("FCALL", "FCALL_RO", "EVALSHA") else ""
+        if cmd in ("FCALL", "FCALL_RO") and len(words) > 1:
+            key = words[1]            # the function's name
+        key = re.sub(r"[0-9a-f]{32}|\d+", "*", key)
+        tally[("lua " if " lua]" in head + "]" else "") + f"{cmd} {key}".strip()] += 1
+    return tally
+
+
 @dataclass
 class Run:
     tree: str
@@ -78,7 +108,8 @@ class Run:
     redis: dict[str, int]
     log_lines: int
     py_calls: int | None
-    answer_ms: list[float]   # INVITE -> 200 OK of every call (sipp's rtt trace)
+    answer_ms: list[float]
+    monitor: collections.Counter[str]   # INVITE -> 200 OK of every call (sipp's rtt trace)
 
     def per_call(self) -> dict[str, float]:
         n = max(1, self.calls)
@@ -92,7 +123,7 @@ class Run:
 
 
 def run_tree(tree: Path, tmp: Path, redis: EmbeddedRedis, rate: float, seconds: float, agents: int,
-             count_calls: bool, idx: int) -> Run:
+             count_calls: bool, idx: int, monitor: bool = False) -> Run:
     sip_bench.flush(redis.url)
     wdir = tmp / f"run{idx}"
     wdir.mkdir()
@@ -119,6 +150,10 @@ def run_tree(tree: Path, tmp: Path, redis: EmbeddedRedis, rate: float, seconds: 
         stats0 = commandstats(redis.url)
         loop0, proc0 = thread_cpu(pid, pid), sum(sip_bench.cpu_seconds(p) or 0.0 for p in sip_bench.worker_pids(w))
         py0 = int(calls_file.read_text()) if count_calls else 0
+        mon_file = wdir / "monitor.txt"
+        where = ["-s", str(redis.socket)] if redis.url.startswith("unix:") else ["-u", redis.url]
+        mon = (subprocess.Popen(["redis-cli", *where, "monitor"], stdout=mon_file.open("wb"),
+                                stderr=subprocess.DEVNULL) if monitor else None)
         start = time.time()
         run, phones = sip_bench.cps_callers(w.target, w.agents_port, rate, seconds)
         try:
@@ -135,6 +170,9 @@ def run_tree(tree: Path, tmp: Path, redis: EmbeddedRedis, rate: float, seconds: 
         stats1 = commandstats(redis.url)
         lines1 = len(w.log.read_bytes().splitlines())
         py1 = int(calls_file.read_text()) if count_calls else 0
+        if mon is not None:
+            mon.terminate()
+            mon.wait(timeout=10)
         sip_bench.cleanup(run, phones)
     finally:
         w.stop(timeout=30)
@@ -142,7 +180,8 @@ def run_tree(tree: Path, tmp: Path, redis: EmbeddedRedis, rate: float, seconds: 
     redis_delta = {k: v - stats0.get(k, 0) for k, v in stats1.items() if v - stats0.get(k, 0) > 0}
     redis_delta.pop("info", None)
     return Run(str(tree), ok + failed, answered, 1000 * (loop1 - loop0), 1000 * (proc1 - proc0), redis_delta,
-               lines1 - lines0, py1 - py0 if count_calls else None, answer_ms)
+               lines1 - lines0, py1 - py0 if count_calls else None, answer_ms,
+               monitor_tally(mon_file) if monitor else collections.Counter())
 
 
 def main() -> int:
@@ -157,6 +196,8 @@ def main() -> int:
                          "worker CPU, not in loop CPU)")
     ap.add_argument("--count-calls", action="store_true", help="count Python calls on the loop thread (slow)")
     ap.add_argument("--redis-detail", action="store_true", help="print the Redis commands per call by name")
+    ap.add_argument("--monitor", action="store_true",
+                    help="Redis MONITOR during each run: commands per call by command and key (slows Redis)")
     args = ap.parse_args()
     sip_bench.CDR_WRITER = args.cdr_writer
     sip_bench.raise_nofile()
@@ -168,12 +209,15 @@ def main() -> int:
         for rep in range(args.repeat):
             for i, tree in enumerate(args.tree):
                 r = run_tree(Path(tree), tmp, redis, args.rate, args.seconds, args.agents, args.count_calls,
-                             rep * len(args.tree) + i)
+                             rep * len(args.tree) + i, args.monitor)
                 runs.append(r)
                 figures = "  ".join(f"{k} {v:.3f}" for k, v in r.per_call().items())
                 print(f"{r.tree}: {r.calls} calls, {r.answered} answered by an agent; {figures}", flush=True)
                 if args.redis_detail:
                     print("   ", {k: round(v / max(1, r.calls), 2) for k, v in sorted(r.redis.items())}, flush=True)
+                for what, n in sorted(r.monitor.items(), key=lambda kv: -kv[1]):
+                    if n >= r.calls / 20:
+                        print(f"    {n / max(1, r.calls):6.2f}  {what}", flush=True)
     finally:
         redis.stop()
     print()

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
+import pytest
 import redis.asyncio as aioredis
 
 from callcenter.cdr import keys
-from callcenter.cdr.buffer import CdrBuffer
+from callcenter.cdr.buffer import CdrBuffer, OpenMark, decode
 from callcenter.cdr.record import CallRecord, Disposition, LegRecord, QueueEvent
 from callcenter.redisconn import connect
 
@@ -59,3 +60,37 @@ def test_records_are_asdict() -> None:
             assert type(value) is type(slow[name])
             if isinstance(value, dict):
                 assert value is not getattr(rec, name)      # a copy: changing it leaves the record alone
+
+
+def test_records_of_one_moment_share_an_entry_and_the_open_mark_its_round_trip(redis_url: str) -> None:
+    """A call's final snapshot and its leg are one entry; the open mark is set with the first snapshot and
+    removed with the final one, without an append or a round trip of its own (MONITOR-free: commandstats)."""
+    async def main() -> None:
+        client = connect(redis_url)
+        buf = CdrBuffer(client)
+        opened = OpenMark("cc:rt:w:w1:open", "c1", "inbound")
+        stats0 = await client.info("commandstats")
+        rec = CallRecord("c1", "inbound", "0901", "1900", 1.0, answer=1.5, worker_id="w1")
+        await buf.write(rec, mark=opened)
+        assert await client.hgetall(opened.key) == {"c1": "inbound"}
+        rec.end = 9.0
+        await buf.write(rec, LegRecord("c1", "c1", "inbound", "0901", start=1.0, end=9.0), mark=replace(opened, direction=None))
+        assert await client.hgetall(opened.key) == {}
+        rows = [decode(f) for _, f in await client.xrange(keys.stream())]
+        assert [[kind for kind, _ in recs] for recs in rows] == [["call"], ["call", "leg"]]
+        assert rows[1][0][1]["end"] == 9.0 and rows[1][1][1]["leg_id"] == "c1"
+        assert all(p["version"] for recs in rows for _, p in recs)      # snapshots stamped
+        stats1 = await client.info("commandstats")
+        sent = {k: stats1[k]["calls"] - stats0.get(k, {}).get("calls", 0)
+                for k in ("cmdstat_xadd", "cmdstat_hset", "cmdstat_hdel")}
+        assert sent == {"cmdstat_xadd": 2, "cmdstat_hset": 1, "cmdstat_hdel": 1}
+        await client.aclose()
+
+    asyncio.run(main())
+
+
+def test_an_entry_that_is_not_ours_is_refused() -> None:
+    for fields in ({"t": "many", "d": "[]"}, {"t": "many", "d": '[["call"]]'}, {"t": "call", "d": "[1]"},
+                   {"t": "many", "d": '{"a": 1}'}, {"t": "call"}):
+        with pytest.raises((ValueError, KeyError)):
+            decode(fields)

@@ -212,6 +212,30 @@ def test_poisoned_entry_goes_to_dead_letters(redis_url: str, tmp_path) -> None:
     asyncio.run(main())
 
 
+def test_an_entry_of_several_records_lands_whole_or_goes_whole_to_dead_letters(redis_url: str, tmp_path) -> None:
+    """A call's records of one moment share an entry (CdrBuffer.write): all land together; one the store
+    refuses sends its entry, every record of it, to dead letters, and the rest of the batch lands."""
+    async def main() -> None:
+        client = connect(redis_url)
+        store = open_store(f"sqlite:///{tmp_path}/cdr.db")
+        buf = CdrBuffer(client)
+        first, last = snapshots(0)
+        await buf.write(first)
+        ev = QueueEvent("ev-0", first.start + 5, first.call_id, "billing", None, "ENTERQUEUE")
+        leg = LegRecord("leg-0", first.call_id, "inbound", "sip:0900000000@gw", None, first.start, first.answer,
+                        first.start + 100, 200, "answered", version=1)
+        await buf.write(last, leg, ev)
+        bad = QueueEvent("ev-bad", None, "call-bad", "billing", None, "ENTERQUEUE")  # type: ignore[arg-type]  # no ts
+        await buf.write(CallRecord("call-bad", "inbound", "0901", "1900", 1.0), bad)
+        await drain_all(CdrWriter(client, store))
+        assert_exactly_once(store, 1)
+        dead = await client.xrange(keys.dead_letters())
+        assert len(dead) == 1 and dead[0][1]["t"] == "many" and "call-bad" in dead[0][1]["d"]
+        await client.aclose()
+
+    asyncio.run(main())
+
+
 def test_buffer_survives_redis_outage(redis_url: str, redis_server, tmp_path) -> None:
     async def main() -> None:
         client = connect(redis_url, ride_out_restarts=False, socket_timeout=1, socket_connect_timeout=1)

@@ -6,7 +6,6 @@ test_worker_lifecycle.py for the same with a real worker and sipp)."""
 from __future__ import annotations
 
 import asyncio
-import json
 import signal
 import time
 from pathlib import Path
@@ -20,7 +19,7 @@ from worker_proc import new_worker
 from callcenter.calls.inbound import close_out, closing_record
 from callcenter.calls.records import call_record
 from callcenter.cdr import keys as cdr_keys
-from callcenter.cdr.buffer import CdrBuffer
+from callcenter.cdr.buffer import CdrBuffer, decode
 from callcenter.cdr.record import CallRecord
 from callcenter.cdr.writer import open_store
 from callcenter.redisconn import connect, connect_sync
@@ -50,9 +49,9 @@ def _closing(url: str) -> dict[str, dict[str, object]]:
     """The last call snapshot per call id on the CDR stream."""
     last = {}
     for _, f in connect_sync(url).xrange(cdr_keys.stream("cc:")):
-        if f["t"] == "call":
-            d = json.loads(f["d"])
-            last[d["call_id"]] = d
+        for kind, d in decode(f):
+            if kind == "call":
+                last[d["call_id"]] = d
     return last
 
 

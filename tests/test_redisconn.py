@@ -108,3 +108,38 @@ def test_appends_of_a_batch_whose_connection_dies_fail_and_the_next_ones_go_thro
             admin.close()
             await client.aclose()
     asyncio.run(main())
+
+
+def test_commands_sent_together_go_in_order_alone_or_with_the_batch_on_its_way(redis_url: str) -> None:
+    """send_together: the commands of a group reach Redis in their order, in one write of their own or
+    joined to the appends' batch in flight; each group gets its own replies, a failing command raises
+    for its group only, once the group's other commands are done."""
+    async def main() -> None:
+        client = connect(redis_url, ride_out_restarts=False)
+        assert isinstance(client, LoopRedis)
+        try:
+            assert await client.send_together(("HSET", "h", "alone", "1"), ("XADD", "s", "*", "k", "alone")) \
+                == [1, (await client.xrange("s"))[-1][0]]
+
+            async def group(n: int) -> list[object]:
+                return await client.send_together(("HSET", "h", f"g{n}", "1"), ("XADD", "s", "*", "k", str(n)),
+                                                  ("HDEL", "h", f"g{n}"))
+
+            batches = client._batches
+            appends = [client.xadd("s", {"k": f"x{i}"}) for i in range(5)]
+            replies = await asyncio.gather(*appends, *(group(n) for n in range(10)))
+            assert 1 <= client._batches - batches < 10     # the groups went with the appends' batch, not one by one
+            for n, got in enumerate(replies[5:]):
+                assert isinstance(got, list) and got[0] == 1 and got[2] == 1
+                assert dict(await client.xrange("s", min=str(got[1]), max=str(got[1])))[str(got[1])] == {"k": str(n)}
+            assert await client.hgetall("h") == {"alone": "1"}
+            await client.set("not-a-hash", "x")
+            try:
+                await client.send_together(("HSET", "not-a-hash", "f", "1"), ("XADD", "s", "*", "k", "after-error"))
+                raise AssertionError("no error")
+            except ResponseError as exc:
+                assert "WRONGTYPE" in str(exc)
+            assert (await client.xrange("s"))[-1][1] == {"k": "after-error"}    # the rest of the group went
+        finally:
+            await client.aclose()
+    asyncio.run(main())

@@ -77,9 +77,8 @@ class InboundCalls:
         if disp is not None:
             rec.disposition = disp["disposition"]
         metrics.CALLS_TOTAL.labels(direction="inbound", result=rec.outcome).inc()
-        await call_record(self.cdr, rec)
-        await self.cdr.leg(LegRecord(leg.id, leg.id, "inbound", leg.caller, None, rec.start, rec.answer,
-                                     rec.end, info.sip_code, "answered" if rec.answer else "failed"))
+        await call_record(self.cdr, rec, LegRecord(leg.id, leg.id, "inbound", leg.caller, None, rec.start, rec.answer,
+                                                   rec.end, info.sip_code, "answered" if rec.answer else "failed"))
         log.info("call ended", outcome=rec.outcome, path=rec.ivr_path, side=rec.hangup_side, call_id=leg.id)
 
 

@@ -24,9 +24,9 @@ from typing import Any, TypeVar
 from callcenter import logs, metrics
 from callcenter.calls.outcome import first_to_end, hangup_cause, hangup_side, offer_result
 from callcenter.calls.recording import Recordings
-from callcenter.calls.records import LiveCalls, call_record, leg_record, queue_event
+from callcenter.calls.records import LiveCalls, call_record, leg_record, queue_event, queue_line
 from callcenter.cdr.buffer import CdrBuffer
-from callcenter.cdr.record import CallRecord, LegRecord, new_id
+from callcenter.cdr.record import CallRecord, LegRecord, QueueEvent, new_id
 from callcenter.dialer.policy import DialDecision, DialPolicy
 from callcenter.events.schema import screen_pop
 from callcenter.exceptions import CallGone
@@ -433,7 +433,6 @@ class Queueing:
                 self.tasks.spawn(self.phone_transfers(t, refer_to), "phone transfer", call_id=leg.id)
 
         seg: Segment | None = Segment(agent, offer.agent_id, offer.agent_uri, answered)
-        left = False                     # the agent left its conference: its segment is over already
         try:
             while seg is not None:
                 seg.leg.on_remote_hold(phone_hold)
@@ -442,10 +441,9 @@ class Queueing:
                 seg.leg.on_remote_hold(None)
                 seg.leg.on_transfer_request(None)
                 if first is seg.leg and t.kept:
-                    # The agent left its conference: its part ends now (wrap-up, its queue line and leg: its desk
-                    # is free, as after a transfer); the talk lasts until the caller hangs up.
-                    await self._segment_end(w, t, seg, "COMPLETEAGENT")
-                    info, first, left = await leg.wait_ended(), leg, True
+                    # The agent left its conference: the talk lasts until the caller hangs up.
+                    info = await leg.wait_ended()
+                    first = leg
                 h, t.handoff = t.handoff, None
                 if first is leg or h is None:
                     break
@@ -474,7 +472,7 @@ class Queueing:
         else:
             rec.hangup_side = "agent" if t.desk_hangup else hangup_side(info, "agent")
             event = "COMPLETEAGENT"
-        if seg is not None and not left:
+        if seg is not None:
             await seg.leg.hangup()
             await self._segment_end(w, t, seg, event)
         if caller_first:
@@ -499,10 +497,11 @@ class Queueing:
         else:
             await seg.release(talk)
         metrics.HANDLE_SECONDS.labels(queue=t.queue).observe(talk + hold)
-        await self._event(event, w.leg.id, t.queue, seg.agent_id or None, holdtime=w.record.wait_seconds,
-                          talktime=round(talk, 3), onhold=round(hold, 3), holds=holds, **data)
-        await self._leg(seg.leg, w.leg.id, seg.kind, seg.uri, seg.agent_id or None, "answered", start=seg.rung,
-                        answer=seg.start)
+        agent_leg = self._leg_record(seg.leg, w.leg.id, seg.kind, seg.uri, seg.agent_id or None, "answered",
+                                     start=seg.rung, answer=seg.start)
+        await queue_line(self.cdr, QueueEvent.make(
+            event, call_id=w.leg.id, queue=t.queue, agent_id=seg.agent_id or None, holdtime=w.record.wait_seconds,
+            talktime=round(talk, 3), onhold=round(hold, 3), holds=holds, **data), legs=(agent_leg,))
 
     async def _hand_over(self, w: Waiter, t: Talk, prev: Segment, h: Handoff) -> Segment | None:
         """The caller of a transfer: told and on music while the target rings, then bridged to it (the
@@ -791,8 +790,13 @@ class Queueing:
 
     async def _leg(self, leg: Leg | None, call_id: str, kind: str, uri: str, agent_id: str | None,
                    result: str, start: float | None = None, answer: float | None = None) -> None:
-        await leg_record(self.cdr, LegRecord(leg.id if leg is not None else new_id(), call_id, kind, uri,
-                                             agent_id, start or time.time(), answer, time.time(), None, result))
+        await leg_record(self.cdr, self._leg_record(leg, call_id, kind, uri, agent_id, result, start, answer))
+
+    @staticmethod
+    def _leg_record(leg: Leg | None, call_id: str, kind: str, uri: str, agent_id: str | None, result: str,
+                    start: float | None = None, answer: float | None = None) -> LegRecord:
+        return LegRecord(leg.id if leg is not None else new_id(), call_id, kind, uri, agent_id, start or time.time(),
+                         answer, time.time(), None, result)
 
 
 def _attributes(request: QueueRequest) -> dict[str, str]:

@@ -5,23 +5,21 @@ whoever handles a stage of the call (the queue: agent, wait and talk times) fill
 the call's owner writes it when the call ends. It also keeps the flow events of inbound calls, which
 become the call's disposition.
 
-The queue log, leg and call records are written with :func:`queue_event`, :func:`leg_record` and
-:func:`call_record`: a record
+The queue log, leg and call records are written with :func:`queue_event` (:func:`queue_line`),
+:func:`leg_record` and :func:`call_record`: a record
 that cannot be written is logged, never a reason to drop a call (the CDR buffer keeps records in memory
 while Redis is away).
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Any
 
-import redis
 import structlog
 
 from callcenter import logs
-from callcenter.cdr.buffer import CdrBuffer
+from callcenter.cdr.buffer import CdrBuffer, OpenMark
 from callcenter.cdr.record import CallRecord, LegRecord, QueueEvent
 from callcenter.events import bus, schema
 from callcenter.routing.keys import Keys
@@ -49,12 +47,18 @@ async def queue_event(cdr: CdrBuffer, event: str, call_id: str | None, queue: st
                       agent_id: str | None = None, *, push: dict[str, Any] | None = None, **data: Any) -> None:
     """One line of the queue event log (``cdr.record`` EVENTS), and the call event it is on the bus
     (``events.schema.FROM_QUEUE_LOG``) with ``push`` added: what only the pages see (the screen pop)."""
-    ev = QueueEvent.make(event, call_id=call_id, queue=queue, agent_id=agent_id, **data)
+    await queue_line(cdr, QueueEvent.make(event, call_id=call_id, queue=queue, agent_id=agent_id, **data), push)
+
+
+async def queue_line(cdr: CdrBuffer, ev: QueueEvent, push: dict[str, Any] | None = None,
+                     legs: tuple[LegRecord, ...] = ()) -> None:
+    """:func:`queue_event` of a line already made, with the ``legs`` ready at the same moment appended in
+    its entry (one append for both)."""
     try:
-        await cdr.event(ev)
+        await cdr.write(ev, *legs)
     except Exception:
-        log.exception("queue event not recorded", call_id=call_id, queue_event=event)
-    pushed = schema.from_queue_log(event, call_id, queue, agent_id, data, ev.ts)
+        log.exception("queue event not recorded", call_id=ev.call_id, queue_event=ev.event)
+    pushed = schema.from_queue_log(ev.event, ev.call_id, ev.queue, ev.agent_id, ev.data, ev.ts)
     if pushed is not None:
         await bus.publish(cdr.redis, cdr.prefix, {**pushed, **(push or {})})
 
@@ -66,26 +70,20 @@ async def leg_record(cdr: CdrBuffer, rec: LegRecord) -> None:
         log.exception("leg record not written", call_id=rec.call_id)
 
 
-async def call_record(cdr: CdrBuffer, rec: CallRecord) -> None:
-    """A snapshot of a call's record (later snapshots of the same call id replace earlier ones).
+async def call_record(cdr: CdrBuffer, rec: CallRecord, *legs: LegRecord) -> None:
+    """A snapshot of a call's record (later snapshots of the same call id replace earlier ones), with the
+    ``legs`` ready at the same moment in its entry.
 
     Every CDR snapshot of the call layer comes through here, so here a call is held open for its worker
     (routing ``worker_open``: id -> direction) from its first snapshot until the one with its end: a worker
-    that dies holding it has it closed out by whoever reaps it (``calls.inbound.close_out``). Opened before
-    the snapshot is written, closed after the final one is."""
-    open_key = Keys(cdr.prefix).worker_open(rec.worker_id) if rec.worker_id else None
-    if open_key is not None and rec.end is None:
-        await _open_write(cdr, rec, cdr.redis.hset(open_key, rec.call_id, rec.direction))
+    that dies holding it has it closed out by whoever reaps it (``calls.inbound.close_out``). The mark is
+    set before the snapshot is written and removed after the final one, in the snapshot's round trip
+    (``cdr.buffer.OpenMark``); while Redis is away it waits with the snapshot in the buffer's backlog."""
+    mark = None
+    if rec.worker_id:
+        mark = OpenMark(Keys(cdr.prefix).worker_open(rec.worker_id), rec.call_id,
+                        rec.direction if rec.end is None else None)
     try:
-        await cdr.call(rec)
+        await cdr.write(rec, *legs, mark=mark)
     except Exception:
         log.exception("call record not written", call_id=rec.call_id)
-    if open_key is not None and rec.end is not None:
-        await _open_write(cdr, rec, cdr.redis.hdel(open_key, rec.call_id))
-
-
-async def _open_write(cdr: CdrBuffer, rec: CallRecord, write: Awaitable[int]) -> None:
-    try:
-        await write
-    except redis.RedisError:   # Redis away: the record itself is buffered; only a crash now would leave it open
-        log.warning("open-call mark not written", call_id=rec.call_id, ended=rec.end is not None)

@@ -14,7 +14,6 @@ a dead-letter stream so one bad record never blocks the pipeline.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from typing import Any, cast
 
@@ -24,6 +23,7 @@ from redis.typing import EncodableT, FieldT
 
 from callcenter import logs, metrics
 from callcenter.cdr import keys
+from callcenter.cdr.buffer import decode
 from callcenter.cdr.store import SqlStore, StoreUnavailable
 
 log = logs.get("cdr.writer")
@@ -32,6 +32,7 @@ Store = SqlStore
 # A stream's entries as the (decoding) client reads them: (id, fields); an entry deleted while it was
 # pending comes back without fields.
 Entries = list[tuple[str, dict[str, str] | None]]
+Records = list[tuple[str, dict[str, Any]]]   # an entry's (kind, payload) records (cdr.buffer.decode)
 
 
 def open_store(url: str) -> SqlStore:
@@ -48,15 +49,6 @@ def open_store(url: str) -> SqlStore:
 
         return PgStore(url)
     raise ValueError(f"unsupported CDR store URL {url.split(':', 1)[0]!r}: use sqlite:///path.db or postgresql://...")
-
-
-def _parse(fields: dict[str, str]) -> tuple[str, dict[str, Any]]:
-    """(kind, payload) of a stream entry (see buffer.encode); ValueError/KeyError when it is not one."""
-    kind = fields.get("t", "")
-    payload = json.loads(fields["d"])
-    if not isinstance(payload, dict):
-        raise ValueError("payload is not an object")
-    return kind, payload
 
 
 class CdrWriter:
@@ -123,24 +115,24 @@ class CdrWriter:
         entries = await self._read(block)
         if not entries:
             return 0
-        good: list[tuple[str, dict[str, Any]]] = []
+        good: list[Records] = []          # each entry's records, one store transaction for all
         good_ids: list[str] = []
         bad: list[tuple[str, dict[str, str], str]] = []
         for entry_id, fields in entries:
             try:
-                good.append(_parse(fields))
+                good.append(decode(fields))
                 good_ids.append(entry_id)
             except (ValueError, KeyError) as exc:
                 bad.append((entry_id, fields, f"undecodable entry: {exc}"))
         if good:
             try:
-                await asyncio.to_thread(self.store.apply, good)
+                await asyncio.to_thread(self.store.apply, [r for recs in good for r in recs])
             except StoreUnavailable:
                 metrics.CDR_WRITE_ERRORS_TOTAL.labels(reason="store_unavailable").inc()
                 raise
             except Exception as exc:  # noqa: BLE001 - a bad record must not stop the pipeline
                 log.warning("batch refused by the store; writing entries one by one", error=str(exc))
-                good, good_ids, refused = await self._one_by_one(good, good_ids)
+                good, good_ids, refused = await self._one_by_one(good, good_ids, dict(entries))
                 bad.extend(refused)
         for entry_id, fields, reason in bad:
             metrics.CDR_WRITE_ERRORS_TOTAL.labels(reason="rejected").inc()
@@ -153,25 +145,27 @@ class CdrWriter:
             pipe.xack(self.stream, keys.GROUP, *ids)
             pipe.xdel(self.stream, *ids)
             await pipe.execute()
-        for kind, _ in good:
-            metrics.CDR_WRITTEN_TOTAL.labels(kind=kind).inc()
-        self.written += len(good)
+        for recs in good:
+            for kind, _ in recs:
+                metrics.CDR_WRITTEN_TOTAL.labels(kind=kind).inc()
+            self.written += len(recs)
         return len(ids)
 
-    async def _one_by_one(self, good: list[tuple[str, dict[str, Any]]], ids: list[str]
-                          ) -> tuple[list[tuple[str, dict[str, Any]]], list[str], list[tuple[str, dict[str, str], str]]]:
-        ok: list[tuple[str, dict[str, Any]]] = []
+    async def _one_by_one(self, good: list[Records], ids: list[str], fields: dict[str, dict[str, str] | None]
+                          ) -> tuple[list[Records], list[str], list[tuple[str, dict[str, str], str]]]:
+        """Each entry in a transaction of its own: the one the store refuses goes whole to dead letters."""
+        ok: list[Records] = []
         ok_ids: list[str] = []
         refused: list[tuple[str, dict[str, str], str]] = []
-        for (kind, payload), entry_id in zip(good, ids, strict=True):
+        for recs, entry_id in zip(good, ids, strict=True):
             try:
-                await asyncio.to_thread(self.store.apply, [(kind, payload)])
+                await asyncio.to_thread(self.store.apply, recs)
             except StoreUnavailable:
                 raise
             except Exception as exc:  # noqa: BLE001
-                refused.append((entry_id, {"t": kind, "d": json.dumps(payload, ensure_ascii=False)}, str(exc)))
+                refused.append((entry_id, fields[entry_id] or {}, str(exc)))
                 continue
-            ok.append((kind, payload))
+            ok.append(recs)
             ok_ids.append(entry_id)
         return ok, ok_ids, refused
 
