@@ -433,6 +433,7 @@ class Queueing:
                 self.tasks.spawn(self.phone_transfers(t, refer_to), "phone transfer", call_id=leg.id)
 
         seg: Segment | None = Segment(agent, offer.agent_id, offer.agent_uri, answered)
+        left = False                     # the agent left its conference: its segment is over already
         try:
             while seg is not None:
                 seg.leg.on_remote_hold(phone_hold)
@@ -441,9 +442,10 @@ class Queueing:
                 seg.leg.on_remote_hold(None)
                 seg.leg.on_transfer_request(None)
                 if first is seg.leg and t.kept:
-                    # The agent left its conference: the talk lasts until the caller hangs up.
-                    info = await leg.wait_ended()
-                    first = leg
+                    # The agent left its conference: its part ends now (wrap-up, its queue line and leg: its desk
+                    # is free, as after a transfer); the talk lasts until the caller hangs up.
+                    await self._segment_end(w, t, seg, "COMPLETEAGENT")
+                    info, first, left = await leg.wait_ended(), leg, True
                 h, t.handoff = t.handoff, None
                 if first is leg or h is None:
                     break
@@ -472,7 +474,7 @@ class Queueing:
         else:
             rec.hangup_side = "agent" if t.desk_hangup else hangup_side(info, "agent")
             event = "COMPLETEAGENT"
-        if seg is not None:
+        if seg is not None and not left:
             await seg.leg.hangup()
             await self._segment_end(w, t, seg, event)
         if caller_first:
