@@ -122,6 +122,25 @@ def test_every_route_into_the_log_is_masked() -> None:
     assert all(line["timestamp"].endswith("Z") for line in lines)
 
 
+def test_a_logger_keeps_its_logger_and_follows_each_configure() -> None:
+    """logs.get's logger is made once per configure() (not per line, as structlog's lazy proxy does): a
+    logger made before configure writes where, at the level and through the filter of the latest one."""
+    log = logs.get("test", caller=NUMBER)
+    first, second = io.StringIO(), io.StringIO()
+    try:
+        logs.configure("info", stream=first)
+        log.info("one", n=1)
+        log.debug("hidden")
+        logs.configure("debug", stream=second)
+        log.debug("two", n=2)
+        log.bind(k="v").info("three")
+    finally:
+        logs.configure("info")
+    assert [(ln["event"], ln["caller"]) for ln in _lines(first)] == [("one", "*******678")]
+    assert [ln["event"] for ln in _lines(second)] == ["two", "three"]
+    assert _lines(second)[1]["k"] == "v" and _lines(second)[0]["level"] == "debug"
+
+
 def test_private_modes_hold_under_a_wide_umask(tmp_path: Path) -> None:
     old = os.umask(0o000)
     try:
