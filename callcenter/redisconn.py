@@ -16,19 +16,26 @@ Redis Sentinel: a ``redis+sentinel://[[user]:password@]host:port,host:port/maste
 config's ``redis.sentinels`` + ``redis.master_name`` are written as one) gives a client that asks the
 sentinels for the master before each new connection. After a failover the demoted master's connections are
 closed by Sentinel (or it is dead), a write on a demoted master answers READONLY: either way the command is
-retried, with the same backoff, on a connection to the master the sentinels now name. What a retry means
-for a command the old master ran but whose reply was lost is in HACKING.md ("Redis failover").
+retried, with the same backoff, on a connection to the master the sentinels now name. Both kinds of client
+also leave the old master as soon as the sentinels announce the switch (``_Announcements``). What a retry
+means for a command the old master ran but whose reply was lost is in HACKING.md ("Redis failover").
 
 Durable writes: ``?wait_replicas=N&wait_ms=T`` on either kind of URL (``redis.wait_replicas``,
 ``redis.wait_ms``) is what :func:`durability` tells the writers that must survive a failover (they send
-``WAIT N T`` on the same connection, right after the write). The URLs' grammar: :mod:`callcenter.redisurl`.
+``WAIT N T`` on the same connection, right after the write: :func:`durable`, :func:`durable_all`), and makes
+every batch of appends of :class:`LoopRedis` durable. The URLs' grammar: :mod:`callcenter.redisurl`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
-from typing import Any, cast
+import threading
+import time
+import weakref
+from collections.abc import AsyncIterator, Sequence
+from typing import Any, ClassVar, Protocol, cast
 
 import redis
 import redis.asyncio as aredis
@@ -39,7 +46,6 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.retry import Retry
-from redis.typing import EncodableT
 
 from callcenter import logs
 from callcenter.redisurl import Durability, SentinelTarget, is_sentinel, parse_sentinel, split_url
@@ -154,6 +160,26 @@ class LoopPool(aredis.BlockingConnectionPool):
         return waiters is None or len(waiters) > 0
 
 
+async def _replies(conn: Any, count: int) -> AsyncIterator[Any]:
+    """The next ``count`` replies on ``conn``; a command's own error reply comes as its exception (the
+    connection is fine), a failing connection raises."""
+    for _ in range(count):
+        try:
+            yield await conn.read_response()
+        except ResponseError as exc:
+            yield exc
+
+
+def _hand(fut: asyncio.Future[Any], reply: Any) -> None:
+    """Give a caller waiting on ``fut`` its reply, or its command's error."""
+    if fut.done():
+        return
+    if isinstance(reply, ResponseError):
+        fut.set_exception(reply)
+    else:
+        fut.set_result(reply)
+
+
 class LoopRedis(aredis.Redis):
     """The asyncio client, whose stream appends (XADD) share round trips: while one is on its way to Redis,
     the XADDs other tasks issue meanwhile wait and then go together, packed into one write on one
@@ -166,7 +192,10 @@ class LoopRedis(aredis.Redis):
     different tasks were never ordered. When the batch's connection fails, the appends whose replies did
     not come are sent again one by one, each as it would have gone alone (with the client's retries; an
     append Redis took before the connection broke may then be written twice, as a retried single one
-    may). Only XADD without options is grouped: it neither blocks nor reads."""
+    may). Only XADD without options is grouped: it neither blocks nor reads.
+
+    Durable (the URL's ``wait_replicas``): each batch is followed by one ``WAIT`` on its connection, and
+    its callers have their replies once a replica has the batch (:meth:`_send_durably`)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -184,36 +213,13 @@ class LoopRedis(aredis.Redis):
             return await fut
         self._appending = True
         try:
+            if durability(self).replicas:     # alone, as a batch of one: it waits for the replicas too
+                fut = asyncio.get_running_loop().create_future()
+                await self._send_durably([(args, fut)])
+                return await fut
             return await super().execute_command(*args)
         finally:
             self._send_waiting()
-
-    async def send_together(self, *commands: tuple[EncodableT, ...]) -> list[object]:
-        """Write commands that neither block nor read what others wait on (an append and the hash field
-        that goes with it) in one write, in their order, as one group of the appends' group commit: with
-        the batch on its way if there is one. Their raw replies (no response callbacks); the first error
-        is raised, once every command has its reply. Half the client CPU of a redis-py pipeline
-        of the same two commands (bench/RESULTS.md, "Session 6")."""
-        loop = asyncio.get_running_loop()
-        batch: list[tuple[tuple[Any, ...], asyncio.Future[Any]]] = [(args, loop.create_future()) for args in commands]
-        if self._appending:
-            self._appends.extend(batch)
-        else:
-            self._appending = True
-            try:
-                await self._send_batch(batch)
-            finally:
-                self._send_waiting()
-        replies: list[object] = []
-        error: Exception | None = None
-        for _, fut in batch:
-            try:
-                replies.append(await fut)
-            except Exception as exc:   # noqa: BLE001 - every reply is awaited; the first error is raised
-                error = error or exc
-        if error is not None:
-            raise error
-        return replies
 
     def _send_waiting(self) -> None:
         """The append on its way is done: send what waited meanwhile, else let the next one go alone."""
@@ -234,25 +240,19 @@ class LoopRedis(aredis.Redis):
                 self._send_waiting()
 
     async def _send_batch(self, batch: list[tuple[tuple[Any, ...], asyncio.Future[Any]]]) -> None:
-        pool = self.connection_pool
         self._batches += 1
+        if durability(self).replicas:
+            await self._send_durably(batch)
+            return
+        pool = self.connection_pool
         done = 0
         try:
             conn = await pool.get_connection()
             try:
                 await conn.send_packed_command(conn.pack_commands([args for args, _ in batch]))
-                for _, fut in batch:
-                    try:
-                        reply: Any = await conn.read_response()
-                    except ResponseError as exc:     # this command's own error; the connection is fine
-                        reply = exc
+                async for reply in _replies(conn, len(batch)):
+                    _hand(batch[done][1], reply)
                     done += 1
-                    if fut.done():
-                        continue
-                    if isinstance(reply, ResponseError):
-                        fut.set_exception(reply)
-                    else:
-                        fut.set_result(reply)
             finally:
                 await pool.release(conn)
         except Exception:  # noqa: BLE001 - the connection failed (read_response has disconnected it)
@@ -263,6 +263,24 @@ class LoopRedis(aredis.Redis):
                 if not fut.done():
                     fut.set_exception(RedisConnectionError(f"append not sent: {exc!r}"))
             raise
+
+    async def _send_durably(self, batch: list[tuple[tuple[Any, ...], asyncio.Future[Any]]]) -> None:
+        """The batch and one ``WAIT`` on one connection (:func:`durable_all`): each caller has its reply once
+        the replicas have its append, or once it stands without them (a replica down); a batch that went to
+        a master replaced before a replica had it is sent again on the new one (each CDR record written twice
+        is harmless: see :func:`durable_all`); a connection that fails sends the whole batch again."""
+        try:
+            replies = await durable_all(self, [args for args, _ in batch], resend=RESEND)
+        except BaseException as exc:
+            for _, fut in batch:
+                if not fut.done():
+                    fut.set_exception(exc if isinstance(exc, Exception)
+                                      else RedisConnectionError(f"append not sent: {exc!r}"))
+            if not isinstance(exc, Exception):     # cancelled (loop shutdown)
+                raise
+            return
+        for (_, fut), reply in zip(batch, replies, strict=True):
+            _hand(fut, reply)
 
     async def _alone(self, args: tuple[Any, ...], fut: asyncio.Future[Any]) -> None:
         try:
@@ -315,44 +333,118 @@ class _SyncSentinelConnection(redis.sentinel.SentinelManagedConnection):
         super().connect_check_health(check_health, retry_socket_connect)
 
 
+class _Follower(Protocol):
+    def switched(self) -> None:
+        """The sentinels announced a new master: leave the old one (called from the announcements' thread)."""
+
+
+class _Announcements:
+    """The sentinels' ``+switch-master`` announcements of one master, heard by one thread per process (one
+    sentinel at a time, the next when it fails) and passed at once to every pool that follows that master,
+    asyncio and sync alike (:meth:`SentinelLoopPool.switched`, :meth:`_SyncSentinelPool.switched`): without
+    this, connections stay on a demoted master that still takes writes until Sentinel reconfigures it (up to
+    ~10 s), and what they write there is lost. The thread ends when no pool follows any more."""
+
+    _lock = threading.Lock()
+    _running: ClassVar[dict[tuple[Any, ...], _Announcements]] = {}
+
+    def __init__(self, key: tuple[Any, ...], places: list[dict[str, Any]], service: str) -> None:
+        self.key, self.places, self.service = key, places, service
+        self.followers: weakref.WeakSet[Any] = weakref.WeakSet()
+        self.thread = threading.Thread(target=self._listen, name=f"sentinel-{service}", daemon=True)
+
+    @classmethod
+    def follow(cls, pool: _Follower, sentinels: Sequence[Any], service: str) -> None:
+        """``pool`` hears of every switch of ``service`` that ``sentinels`` (clients of them) announce."""
+        places = [dict(s.connection_pool.connection_kwargs) for s in sentinels]
+        key = (service, *((kw["host"], kw["port"], kw.get("password")) for kw in places))
+        with cls._lock:
+            ann = cls._running.get(key)
+            fresh = ann is None
+            if ann is None:
+                ann = cls._running[key] = cls(key, places, service)
+            ann.followers.add(pool)
+        if fresh:
+            ann.thread.start()
+
+    @classmethod
+    def unfollow(cls, pool: _Follower) -> None:
+        with cls._lock:
+            for ann in cls._running.values():
+                ann.followers.discard(pool)
+
+    def _wanted(self) -> bool:
+        with self._lock:
+            if len(self.followers):
+                return True
+            if self._running.get(self.key) is self:
+                del self._running[self.key]
+            return False
+
+    def _tell(self) -> None:
+        with self._lock:
+            followers = list(self.followers)
+        for pool in followers:
+            pool.switched()
+
+    def _listen(self) -> None:
+        log = logs.get("redis", master=self.service)
+        for turn in itertools.count():
+            if not self._wanted():
+                return
+            kw = self.places[turn % len(self.places)]
+            listener = redis.Redis(host=kw["host"], port=kw["port"], password=kw.get("password"),
+                                   decode_responses=True, socket_connect_timeout=2.0, socket_timeout=5.0)
+            try:
+                with listener.pubsub() as ps:
+                    ps.subscribe("+switch-master")
+                    self._tell()          # a switch announced before we listened
+                    while self._wanted():
+                        msg = ps.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                        if msg and str(msg["data"]).split(" ")[0] == self.service:
+                            log.warning("redis master switched", announce=str(msg["data"]))
+                            self._tell()
+            except (redis.RedisError, OSError) as exc:
+                log.warning("sentinel announcements unreachable", sentinel=f"{kw['host']}:{kw['port']}",
+                            error=str(exc))
+                time.sleep(1.0)
+            finally:
+                listener.close()
+
+
 class SentinelLoopPool(LoopPool, asentinel.SentinelConnectionPool):
     """:class:`LoopPool` (its fast path for an idle, connected connection) over redis-py's Sentinel pool: a
     connection still to be made asks the sentinels where the master is; a master that changed address
     closes the idle connections to the old one; READONLY from a demoted master drops the connection
-    (``SentinelManagedConnection``) so that the retry goes to the new one."""
+    (``SentinelManagedConnection``) so that the retry goes to the new one; the sentinels' announcements of
+    a switch are followed at once (:class:`_Announcements`)."""
 
-    _watcher: asyncio.Task[None] | None = None
+    _loop: asyncio.AbstractEventLoop | None = None
+    _following: asyncio.Task[bool] | None = None
 
     async def get_master_address(self) -> Any:
-        if self._watcher is None or self._watcher.done():
-            self._watcher = asyncio.ensure_future(self._watch())
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+            _Announcements.follow(self, cast(asentinel.Sentinel, self.sentinel_manager).sentinels, self.service_name)
         return await super().get_master_address()
 
-    async def _watch(self) -> None:
-        """Listen to the sentinels' ``+switch-master`` announcements (one sentinel at a time, the next one
-        when it fails) and :meth:`follow` at once: without this, connections stay on a demoted master that
-        still takes writes until Sentinel reconfigures it (~10 s), and what they write there is lost."""
-        manager = cast(asentinel.Sentinel, self.sentinel_manager)
-        places = [dict(s.connection_pool.connection_kwargs) for s in manager.sentinels]
-        log = logs.get("redis", master=self.service_name)
-        for turn in itertools.count():
-            kw = places[turn % len(places)]
-            listener = aredis.Redis(host=kw["host"], port=kw["port"], password=kw.get("password"),
-                                    decode_responses=True, socket_connect_timeout=2.0)
-            try:
-                async with listener.pubsub() as ps:
-                    await ps.subscribe("+switch-master")
-                    await self.follow()          # a switch announced before we listened
-                    async for msg in ps.listen():
-                        if msg.get("type") == "message" and str(msg["data"]).split(" ")[0] == self.service_name:
-                            log.warning("redis master switched", announce=str(msg["data"]))
-                            await self.follow()
-            except (redis.RedisError, OSError) as exc:
-                log.warning("sentinel announcements unreachable", sentinel=f"{kw['host']}:{kw['port']}",
-                            error=str(exc))
-                await asyncio.sleep(1.0)
-            finally:
-                await listener.aclose()
+    def switched(self) -> None:
+        """(the announcements' thread) :meth:`follow` on the pool's own loop."""
+        try:
+            if self._loop is not None:
+                self._loop.call_soon_threadsafe(self._follow_now)
+        except RuntimeError:          # the loop is closed: nothing left to follow for
+            _Announcements.unfollow(self)
+
+    def _follow_now(self) -> None:
+        self._following = asyncio.ensure_future(self._follow_logged())
+
+    async def _follow_logged(self) -> bool:
+        try:
+            return await self.follow()
+        except (redis.RedisError, OSError) as exc:    # no sentinel answers: the next command's connect asks
+            logs.get("redis", master=self.service_name).warning("sentinels not answering", error=str(exc))
+            return False
 
     async def release(self, connection: Any) -> None:
         if self.master_address is not None and (connection.host, connection.port) != self.master_address:
@@ -361,26 +453,57 @@ class SentinelLoopPool(LoopPool, asentinel.SentinelConnectionPool):
 
     async def follow(self) -> bool:
         """Ask the sentinels where the master is now; True if it moved (the idle connections to the old
-        one are closed at once, those in use as they come back). A demoted master that has not heard of
-        it yet still takes writes (Sentinel reconfigures it on its next INFO round, up to ~10 s), which
-        its resync then drops: the worker asks every heartbeat so that it leaves it within one."""
+        one are closed at once, those in use as they come back)."""
         before = self.master_address
         return before is not None and await self.get_master_address() != before
+
+    async def moved_from(self, where: tuple[Any, Any]) -> bool:
+        """Whether the sentinels name a master other than ``where`` (the one a write went to). While a
+        sentinel says a failover is under way, asked again until it is over (at most FAILOVER_WAIT s): in
+        a planned ``SENTINEL FAILOVER`` the old master takes writes for ~1 s after the replica's promotion,
+        before the sentinels name the new one."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + FAILOVER_WAIT
+        while True:
+            if tuple(await self.get_master_address()) != tuple(where):
+                return True
+            if loop.time() >= deadline or not await self._failing_over():
+                return False
+            await asyncio.sleep(0.05)
+
+    async def _failing_over(self) -> bool:
+        """A sentinel reports a failover of this master under way (only the one leading it does)."""
+        manager = cast(asentinel.Sentinel, self.sentinel_manager)
+        states = await asyncio.gather(*(s.sentinel_master(self.service_name) for s in manager.sentinels),
+                                      return_exceptions=True)
+        return any(isinstance(st, dict) and "failover_in_progress" in str(st.get("flags", "")) for st in states)
 
     async def disconnect(self, inuse_connections: bool = True) -> None:
         await super().disconnect(inuse_connections)
         if inuse_connections:   # the client closes: the sentinels' own connections go too
-            if self._watcher is not None:
-                self._watcher.cancel()
-                self._watcher = None
+            _Announcements.unfollow(self)
             await cast(asentinel.Sentinel, self.sentinel_manager).aclose()
 
 
-async def follow_master(client: aredis.Redis) -> bool:
-    """Under Sentinel, make sure the client talks to the master the sentinels name (:meth:`SentinelLoopPool.follow`);
-    True if it had moved. Nothing to do (False) for a client of one Redis."""
-    pool = client.connection_pool
-    return isinstance(pool, SentinelLoopPool) and await pool.follow()
+class _SyncSentinelPool(redis.sentinel.SentinelConnectionPool):
+    """redis-py's sync Sentinel pool, following the sentinels' announcements (:class:`_Announcements`) as
+    :class:`SentinelLoopPool` does: the /metrics collector's and the API threads' reads and writes leave a
+    demoted master at the announcement, not when Sentinel reconfigures it."""
+
+    def switched(self) -> None:
+        try:
+            self.get_master_address()     # a new address closes the idle connections; those in use on release
+        except (redis.RedisError, OSError) as exc:
+            logs.get("redis", master=self.service_name).warning("sentinels not answering", error=str(exc))
+
+    def disconnect(self, inuse_connections: bool = True) -> None:
+        super().disconnect(inuse_connections)
+        if inuse_connections:
+            _Announcements.unfollow(self)
+
+
+FAILOVER_WAIT = 5.0     # s a durable write waits, at most, for a failover under way to name the new master
+RESEND = 2              # times a durable batch of appends goes again to a new master
 
 
 class WriteNotReplicated(redis.ConnectionError):
@@ -388,33 +511,78 @@ class WriteNotReplicated(redis.ConnectionError):
     another master: the write is probably lost with the old one. Retry it if it is idempotent."""
 
 
-async def durable(client: aredis.Redis, *command: Any) -> Any:
-    """Run one write command and, as the client's URL asks (:func:`durability`), ``WAIT`` on the same
-    connection for replicas to acknowledge it; its reply. Fewer acknowledgements than asked: under Sentinel,
-    if the master moved meanwhile, :class:`WriteNotReplicated`; otherwise (the replica is down or slow)
-    the write stands, logged, and the site goes on without the guarantee: the next durable writes wait 1 ms
-    only (a down replica must not add ``wait_ms`` to every routing decision) until one is acknowledged."""
+async def _exchange(conn: Any, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
+    """Send the commands in one write and read their replies (a command's error reply as its exception)."""
+    await conn.send_packed_command(conn.pack_commands(commands))
+    return [reply async for reply in _replies(conn, len(commands))]
+
+
+async def _round_trip(pool: Any, commands: Sequence[tuple[Any, ...]]) -> tuple[list[Any], tuple[Any, Any]]:
+    """:func:`_exchange` on a connection of the pool, again whole (the connection's retries) when it fails;
+    the replies and the address of the Redis that gave them."""
+    conn = await pool.get_connection()
+    try:
+        replies: list[Any] = await conn.retry.call_with_retry(functools.partial(_exchange, conn, commands),
+                                                              lambda _error: conn.disconnect())
+        return replies, (getattr(conn, "host", None), getattr(conn, "port", None))
+    finally:
+        await pool.release(conn)
+
+
+async def durable_all(client: aredis.Redis, commands: Sequence[tuple[Any, ...]], resend: int = 0) -> list[Any]:
+    """Run write commands and ``WAIT`` for the replicas the client's URL asks for (:func:`durability`) in
+    one round trip on one connection (sent again whole, with the client's retries, when the connection
+    fails); their replies, a command's error reply as its exception object. Fewer acknowledgements than
+    asked: under Sentinel, if the master moved meanwhile (or does so at the end of a failover under way:
+    :meth:`SentinelLoopPool.moved_from`), the commands are run again on the new master up to ``resend``
+    times, then :class:`WriteNotReplicated`; otherwise (the replica is down or slow) they stand, logged,
+    and the site goes on without the guarantee: the next durable writes wait 1 ms only (a down replica
+    must not add ``wait_ms`` to every routing decision) until one is acknowledged.
+
+    A resent batch of CDR appends is harmless however often it lands: the writer delivers each stream entry
+    to the store, which upserts calls and legs by id merging by ``version`` and inserts queue events by
+    ``event_id`` once (cdr/store.py: ``CALL_UPSERT``, ``LEG_UPSERT``, ``EVENT_INSERT``)."""
     want = durability(client)
-    if not want.replicas:
-        return await client.execute_command(*command)
     pool = client.connection_pool
-    short = getattr(pool, _SHORT, False)   # the last WAIT went short: a replica down, do not stall each write
-    pipe = client.pipeline(transaction=False)
-    pipe.execute_command(*command)
-    pipe.execute_command("WAIT", want.replicas, 1 if short else want.timeout_ms)
-    reply, acks = await pipe.execute(raise_on_error=False)
+    for attempt in itertools.count():
+        short = getattr(pool, _SHORT, False)   # the last WAIT went short: a replica down, do not stall each write
+        wait = ("WAIT", want.replicas, 1 if short else want.timeout_ms)
+        (*replies, acks), where = await _round_trip(pool, [*commands, wait])
+        if isinstance(acks, Exception):
+            raise acks
+        if await _stands(pool, want, short, int(acks), where, str(commands[0][0])):
+            return replies
+        if attempt >= resend:
+            raise WriteNotReplicated(f"{commands[0][0]} went to a master that has since been replaced")
+    raise AssertionError("unreachable")
+
+
+async def _stands(pool: Any, want: Durability, short: bool, acks: int, where: tuple[Any, Any], what: str) -> bool:
+    """Whether a write whose WAIT counted ``acks`` counts: acknowledged as asked, or short on a master that
+    is still the one (logged the first time); False if the master it went to has been replaced."""
+    setattr(pool, _SHORT, acks < want.replicas)
+    if acks >= want.replicas:
+        if short:
+            logs.get("redis").info("writes acknowledged by a replica again")
+        return True
+    if isinstance(pool, SentinelLoopPool) and await pool.moved_from(where):
+        return False
+    if not short:
+        logs.get("redis").warning("writes not acknowledged by a replica (they stand; the next ones wait "
+                                  "1 ms until one is)", command=what, acks=acks, wanted=want.replicas,
+                                  wait_ms=want.timeout_ms)
+    return True
+
+
+async def durable(client: aredis.Redis, *command: Any) -> Any:
+    """Run one write command as :func:`durable_all` does (without a durability asked: as it is); its reply.
+    Its master replaced before a replica had it: :class:`WriteNotReplicated` (the caller runs it again if
+    it is idempotent: routing/scripts.RERUN, dialer/scripts.run_durable)."""
+    if not durability(client).replicas:
+        return await client.execute_command(*command)
+    reply = (await durable_all(client, [command]))[0]
     if isinstance(reply, Exception):
         raise reply
-    setattr(pool, _SHORT, int(acks) < want.replicas)
-    if int(acks) < want.replicas:
-        if await follow_master(client):
-            raise WriteNotReplicated(f"{command[0]} went to a master that has since been replaced")
-        if not short:
-            logs.get("redis").warning("writes not acknowledged by a replica (they stand; the next ones wait "
-                                      "1 ms until one is)", command=str(command[0]), acks=int(acks),
-                                      wanted=want.replicas, wait_ms=want.timeout_ms)
-    elif short:
-        logs.get("redis").info("writes acknowledged by a replica again")
     return reply
 
 
@@ -449,7 +617,9 @@ def connect_sync(url: str, *, ride_out_restarts: bool = True, **options: Any) ->
         target = parse_sentinel(plain)
         manager = redis.sentinel.Sentinel(target.sentinels, sentinel_kwargs=_sentinel_kwargs(target, settings))
         client: redis.Redis = manager.master_for(target.master, connection_class=_SyncSentinelConnection,
+                                                 connection_pool_class=_SyncSentinelPool,
                                                  **_master_kwargs(target), **settings)
+        _Announcements.follow(cast(_SyncSentinelPool, client.connection_pool), manager.sentinels, target.master)
     else:
         client = redis.Redis.from_url(plain, **settings)
     setattr(client.connection_pool, _DURABILITY, durable)

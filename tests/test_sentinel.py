@@ -6,8 +6,9 @@ when it returns; with the replica gone it stands, unacknowledged, and the site g
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import ports
@@ -133,3 +134,84 @@ def test_the_durable_routing_scripts_run_twice_change_nothing_twice(redis_url: s
         finally:
             await rt.redis.aclose()
     asyncio.run(main())
+
+
+async def _until(what: str, check: Callable[[], bool], timeout: float = 20.0) -> None:
+    """Poll ``check`` on the running loop (other tasks go on meanwhile) until it holds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not check():
+        if loop.time() > deadline:
+            raise AssertionError(f"{what}: not within {timeout}s")
+        await asyncio.sleep(0.05)
+
+
+def test_durable_appends_through_a_planned_failover_are_all_on_the_new_master(site: SentinelSite) -> None:
+    """Tasks append (group-committed XADDs, as the CDR buffer's) while SENTINEL FAILOVER runs: every append
+    whose await returned is in the new master's stream afterwards. The old master takes appends for ~1 s
+    after the replica's promotion, before the sentinels name the new one; their WAIT falls short, and the
+    batch goes again to the new master once the failover under way has named it."""
+    site.wait_agreed()
+    site.wait_replicated()
+
+    async def main() -> None:
+        client = connect(site.url(Durability(1, 500)))
+        acked: list[str] = []
+        stop = asyncio.Event()
+
+        async def appender(n: int) -> None:
+            for i in itertools.count():
+                if stop.is_set():
+                    return
+                await client.xadd("durable-appends", {"n": str(n), "i": str(i)})
+                acked.append(f"{n}:{i}")
+                await asyncio.sleep(0.005)
+        try:
+            tasks = [asyncio.ensure_future(appender(n)) for n in range(8)]
+            await _until("appends under way", lambda: len(acked) > 100)
+            old = site.master_port()
+            new = await asyncio.to_thread(site.failover, whole=False)
+            assert new != old
+            after = len(acked)
+            await _until("appends on the new master", lambda: len(acked) > after + 100)
+            stop.set()
+            await asyncio.gather(*tasks)
+            stored = {f"{f['n']}:{f['i']}" for _, f in site.master().client().xrange("durable-appends")}
+            missing = sorted(set(acked) - stored)
+            assert not missing, f"{len(missing)} of {len(acked)} acknowledged appends lost: {missing[:10]}"
+        finally:
+            stop.set()
+            await client.aclose()
+    try:
+        asyncio.run(main())
+    finally:
+        site.wait_agreed()
+
+
+def test_both_kinds_of_client_leave_the_old_master_when_the_switch_is_announced(site: SentinelSite) -> None:
+    """Neither client sends a command after SENTINEL FAILOVER, yet both name the new master as soon as the
+    sentinels announce it (the old one still takes writes until Sentinel reconfigures it, up to ~10 s, and
+    drops them then): the next write of each goes to the new master."""
+    site.wait_agreed()
+
+    async def main() -> None:
+        client = connect(site.url())
+        sync = connect_sync(site.url())
+        try:
+            await client.set("announced", "async")
+            assert sync.set("announced", "sync")
+            new = await asyncio.to_thread(site.failover, whole=False)
+            where = ("127.0.0.1", new)
+            await _until("the asyncio pool follows", lambda: client.connection_pool.master_address == where)
+            await _until("the sync pool follows", lambda: sync.connection_pool.master_address == where)
+            await client.set("after-async", "1")
+            assert sync.set("after-sync", "1")
+            master = site.master().client()
+            assert master.get("after-async") == "1" and master.get("after-sync") == "1"
+        finally:
+            sync.close()
+            await client.aclose()
+    try:
+        asyncio.run(main())
+    finally:
+        site.wait_agreed()
