@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -101,6 +102,18 @@ def edge_stack(tmp: Path, redis_url: str, worker_id: str, rpc: bool = False, ext
     finally:
         e.stop()
     assert w.stop() == 0, w.tail()
+
+
+@contextlib.contextmanager
+def encrypted_edge_stack(tmp: Path, redis_url: str, worker_id: str) -> Iterator[tuple[WorkerProc, Edge]]:
+    """edge_stack on the encrypted edge (its own rtpengine), the worker reading the registrations every 0.3 s."""
+    rtp = Rtpengine(tmp).start()
+    try:
+        with edge_stack(tmp, redis_url, worker_id, rpc=True, rtpengine=rtp,
+                        extra='edge: {registrations: ["{rpc_url}"], poll_every: 0.3s}\n') as both:
+            yield both
+    finally:
+        rtp.stop()
 
 
 def kamailio_cli(tmp: Path) -> tuple[list[str], Path]:
@@ -269,11 +282,11 @@ class Softphone:
     """baresip registered as `user` at the edge (digest auth), answering every call by itself and sending a
     440 Hz tone (ausine); what it hears goes to heard.wav. tls=True: a desk phone on the encrypted edge,
     SIP over TLS (the edge's certificate as its CA) and SRTP only (mediaenc=srtp-mand), what it hears in
-    `heard()`."""
+    `heard()`. control=True: its keys are `command()`s over baresip's ctrl_tcp (hold, resume, ...)."""
 
     def __init__(self, tmp: Path, user: str, password: str, edge: Edge, ip: str = "127.0.0.1",
-                 tls: bool = False) -> None:
-        port = ports.port(ip)
+                 tls: bool = False, control: bool = False) -> None:
+        port = ports.block(2 if tls else 1, ip=ip)        # baresip listens for TLS on the SIP port + 1
         rtp_base = ports.block(22, media=True, ip=ip)
         self.rtp_ports = range(rtp_base, rtp_base + 21)
         self.dir = tmp / f"baresip-{user}-{ip}-{port}"
@@ -285,6 +298,8 @@ class Softphone:
         secure = (f"sip_cafile\t{edge.cert}\nmodule\tsrtp.so\nmodule\tsndfile.so\nsnd_path\t{self.dir}\n"
                   "module\talsa.so\n") if tls else ""
         player = "alsa,null" if tls else f"aufile,{self.dir / 'heard.wav'}"
+        self.control_port = ports.port() if control else 0
+        ctrl = f"ctrl_tcp_listen\t127.0.0.1:{self.control_port}\nmodule_app\tctrl_tcp.so\n" if control else ""
         (self.dir / "config").write_text(
             f"poll_method\tepoll\nsip_listen\t{ip}:{port}\nsip_transports\t{'udp,tls' if tls else 'udp'}\n"
             f"audio_player\t{player}\naudio_source\tausine,440\n"
@@ -292,7 +307,7 @@ class Softphone:
             "ausrc_srate\t48000\nauplay_srate\t48000\nausrc_channels\t2\nauplay_channels\t2\n"
             f"audio_alert\taufile,/dev/null\nrtp_ports\t{rtp_base}-{rtp_base + 20}\n"
             f"module_path\t{BARESIP_MODULES}\nmodule\tg711.so\nmodule\tausine.so\nmodule\taufile.so\n"
-            f"{secure}module_app\taccount.so\nmodule_app\tmenu.so\n")
+            f"{secure}module_app\taccount.so\nmodule_app\tmenu.so\n{ctrl}")
         where = f"127.0.0.1:{edge.tls_port};transport=tls" if tls else edge.address
         (self.dir / "accounts").write_text(
             f"<sip:{user}@{where}>;auth_pass={password};answermode=auto;regint=60;"
@@ -303,6 +318,27 @@ class Softphone:
     def heard(self) -> Path:
         """The decoded audio of its (last) call (tls phones: the sndfile module's dump)."""
         return sorted(self.dir.glob("dump-*-dec.wav"), key=lambda f: f.stat().st_mtime)[-1]
+
+    def command(self, command: str, params: str = "") -> str:
+        """One of baresip's commands (a menu key's long name: "hold", "resume") over ctrl_tcp, netstrings of
+        JSON (events may come before the answer); the answer's text."""
+        body = json.dumps({"command": command, "params": params, "token": uuid.uuid4().hex[:8]}).encode()
+        with socket.create_connection(("127.0.0.1", self.control_port), timeout=5) as s:
+            s.sendall(b"%d:%s," % (len(body), body))
+            data = b""
+            while True:
+                m = re.match(rb"(\d+):", data)
+                if m and len(data) > m.end() + int(m.group(1)):
+                    message = json.loads(data[m.end():m.end() + int(m.group(1))])
+                    data = data[m.end() + int(m.group(1)) + 1:]
+                    if message.get("response"):
+                        assert message.get("ok"), message
+                        return str(message.get("data", ""))
+                    continue
+                chunk = s.recv(65536)
+                if not chunk:
+                    raise AssertionError(f"baresip closed its control connection: {data!r}")
+                data += chunk
 
     def start(self) -> Softphone:
         out = open(self.log, "ab")  # noqa: SIM115 - owned by the process
@@ -465,6 +501,7 @@ class WsSip:
             self.sock = raw
         self.transport = "WSS" if secure else "WS"
         self.host = f"{uuid.uuid4().hex[:10]}.invalid"      # a browser has no address of its own to give
+        self.contact = ""                                   # its Contact, once it registered
         key = base64.b64encode(os.urandom(16)).decode()
         self.sock.sendall((f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: sip\r\n"
@@ -513,23 +550,32 @@ class WsSip:
             n = int.from_bytes(need(8), "big")
         return b0 & 0x0F, need(n)
 
+    REGISTRAR = "sip:127.0.0.1"       # the Request-URI of its REGISTERs (digest's uri)
+
+    def register_request(self, user: str, call_id: str, tag: str, cseq: int, auth: str = "",
+                         expires: int = 60) -> str:
+        """A REGISTER as a browser phone sends it: Contact sip:<random>@<random>.invalid;transport=ws (made on
+        the first, kept by the refreshes); auth: the Authorization line answering a challenge (digest())."""
+        if not self.contact:
+            self.contact = f"sip:{uuid.uuid4().hex[:8]}@{self.host};transport=ws"
+        return (f"REGISTER {self.REGISTRAR} SIP/2.0\r\nVia: SIP/2.0/{self.transport} {self.host};branch=z9hG4bK{uuid.uuid4().hex}\r\n"
+                f"From: <sip:{user}@127.0.0.1>;tag={tag}\r\nTo: <sip:{user}@127.0.0.1>\r\nCall-ID: {call_id}\r\n"
+                f"CSeq: {cseq} REGISTER\r\nContact: <{self.contact}>;expires={expires}\r\nMax-Forwards: 70\r\n{auth}"
+                "Content-Length: 0\r\n\r\n")
+
     def register(self, user: str, password: str, realm: str = edge.REALM) -> str:
-        """REGISTER as a browser phone does (Contact sip:<random>@<random>.invalid;transport=ws), answering the
-        digest challenge: the final status line."""
-        uri, call_id, tag = "sip:127.0.0.1", uuid.uuid4().hex, uuid.uuid4().hex[:8]
-        self.contact = f"sip:{uuid.uuid4().hex[:8]}@{self.host};transport=ws"
+        """REGISTER (register_request), answering the digest challenge: the final status line."""
+        call_id, tag = uuid.uuid4().hex, uuid.uuid4().hex[:8]
+        self.contact = ""
 
         def send(cseq: int, auth: str = "") -> str:
-            self.send(f"REGISTER {uri} SIP/2.0\r\nVia: SIP/2.0/{self.transport} {self.host};branch=z9hG4bK{uuid.uuid4().hex}\r\n"
-                      f"From: <sip:{user}@127.0.0.1>;tag={tag}\r\nTo: <sip:{user}@127.0.0.1>\r\nCall-ID: {call_id}\r\n"
-                      f"CSeq: {cseq} REGISTER\r\nContact: <{self.contact}>;expires=60\r\nMax-Forwards: 70\r\n{auth}"
-                      "Content-Length: 0\r\n\r\n")
+            self.send(self.register_request(user, call_id, tag, cseq, auth))
             return self.recv()
 
         challenge = send(1)
         if "nonce=" not in challenge:
             return challenge.split("\r\n", 1)[0]
-        return send(2, digest(user, password, challenge, uri, realm)).split("\r\n", 1)[0]
+        return send(2, digest(user, password, challenge, self.REGISTRAR, realm)).split("\r\n", 1)[0]
 
     def reply(self, request: str, status: str, tag: str = "", sdp: str = "") -> None:
         """Answer a request received over the WebSocket (see sip_response)."""

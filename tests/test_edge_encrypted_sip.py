@@ -9,7 +9,6 @@ import socket
 import subprocess
 import time
 import uuid
-import wave
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -54,17 +53,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory, redis_server) -> Iterator[tu
     edge.stop()
     rtp.stop()
     assert w.stop() == 0, w.tail()
-
-
-def _heard(wav: Path, skip_s: float) -> list[int]:
-    """baresip's recording of what it heard as 8 kHz mono for tones.detect (its first channel), from skip_s on."""
-    with wave.open(str(wav)) as f:
-        rate, channels = f.getframerate(), f.getnchannels()
-        frames = f.readframes(f.getnframes())
-    samples = memoryview(frames).cast("h")
-    step = rate // tones.RATE
-    start = int(skip_s * rate)
-    return [samples[i * channels] for i in range(start, len(samples) // channels, step)]
 
 
 def test_an_agent_with_no_phone_registered_is_paused_not_offered_again(stack) -> None:
@@ -135,7 +123,7 @@ def test_tls_desk_phone_with_srtp_answers_a_hotline_call(stack, tmp_path: Path) 
     # the caller heard the agent's tone, the agent the caller's
     assert tones.detect(sniffer.pcm(caller.media_port, answered + 1.0, answered + 5.0), [AGENT_HZ, CALLER_HZ]) \
         == {AGENT_HZ}
-    assert tones.detect(_heard(phone.heard(), 1.5), [AGENT_HZ, CALLER_HZ]) == {CALLER_HZ}
+    assert tones.detect(tones.wav_pcm(phone.heard(), 1.5), [AGENT_HZ, CALLER_HZ]) == {CALLER_HZ}
     # the agent's leg: RTP headers, encrypted payloads; the worker's side of rtpengine: the same call in clear
     assert len(agent_leg) > 200, len(agent_leg)
     leg_pcm = [s for d in agent_leg for s in tones.decode(tones._rtp_payload(d), d[1] & 0x7F)]

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from edge_proc import AGENT_PASSWORDS, NEEDS_ENCRYPTED_EDGE, Edge, Rtpengine, Softphone, WsSip, edge_stack
+from edge_proc import AGENT_PASSWORDS, NEEDS_ENCRYPTED_EDGE, Edge, Softphone, WsSip, encrypted_edge_stack
 from phones_helpers import agent_info, phones_gauge, until
 from worker_proc import WorkerProc
 
@@ -18,14 +18,8 @@ PASSWORDS = AGENT_PASSWORDS
 
 @pytest.fixture(scope="module")
 def secure(tmp_path_factory: pytest.TempPathFactory, redis_server) -> Iterator[tuple[WorkerProc, Edge]]:
-    tmp = tmp_path_factory.mktemp("edge-phones-tls")
-    rtp = Rtpengine(tmp).start()
-    try:
-        with edge_stack(tmp, redis_server.url, "edge-phones-w2", rpc=True, rtpengine=rtp,
-                        extra='edge: {registrations: ["{rpc_url}"], poll_every: 0.3s}\n') as both:
-            yield both
-    finally:
-        rtp.stop()
+    with encrypted_edge_stack(tmp_path_factory.mktemp("edge-phones-tls"), redis_server.url, "edge-phones-w2") as both:
+        yield both
 
 
 def test_phones_on_tls_and_websocket_count_too(secure, tmp_path: Path) -> None:

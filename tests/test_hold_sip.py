@@ -15,8 +15,7 @@ from pathlib import Path
 import pytest
 import sipp
 import tones
-from repo import REPO
-from worker_proc import WorkerProc, api_user, demo_rules, flush, new_worker, queue_flow
+from worker_proc import WorkerProc, api_user, demo_rules, flow_dirs, flush, new_worker, queue_flow
 
 from callcenter.auth.roles import AGENT, SUPERVISOR
 from callcenter.cdr.writer import open_store
@@ -34,16 +33,8 @@ FLOW = queue_flow("holdtest", "support", "tone_c", max_wait="120", announce="{po
 def worker(tmp_path_factory: pytest.TempPathFactory, redis_server) -> Iterator[WorkerProc]:
     tmp = tmp_path_factory.mktemp("hold")
     flush(redis_server.url)
-    sounds = tmp / "sounds"
-    sounds.mkdir()
-    for entry in (REPO / "sounds").iterdir():
-        (sounds / entry.name).symlink_to(entry)
-    tones.write_tone_wav(sounds / "tone_c.wav", C, 10_000)
-    scripts = tmp / "ivr"
-    scripts.mkdir()
-    (scripts / "holdtest.yaml").write_text(FLOW)
-    campaigns = tmp / "campaigns"
-    campaigns.mkdir()
+    sounds = tones.sounds_with_tone(tmp, "tone_c", C)
+    scripts, campaigns = flow_dirs(tmp, {"holdtest": FLOW})
     w = new_worker(tmp, redis_server.url)
     rules = re.sub(r"wrapup: \d+", "wrapup: 0", demo_rules(w.agents_port))    # the next test's offer at once
     (tmp / "rules.yaml").write_text(re.sub(r"ring_timeout: \d+", "ring_timeout: 6", rules))

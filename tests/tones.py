@@ -102,6 +102,31 @@ def write_tone_wav(path: Path, hz: float, ms: int, amplitude: float = 0.3) -> Pa
     return path
 
 
+def sounds_with_tone(tmp: Path, name: str, hz: float, ms: int = 10_000) -> Path:
+    """A sounds folder under tmp: the repository's prompts plus `name`.wav, a tone (a queue's music on hold that
+    a test tells apart by its frequency)."""
+    from repo import REPO
+
+    sounds = tmp / "sounds"
+    sounds.mkdir()
+    for entry in (REPO / "sounds").iterdir():
+        (sounds / entry.name).symlink_to(entry)
+    write_tone_wav(sounds / f"{name}.wav", hz, ms)
+    return sounds
+
+
+def wav_pcm(path: Path, start_s: float = 0.0, last_s: float | None = None) -> list[int]:
+    """A WAV's first channel as 8 kHz samples for detect() (a softphone's recording, any rate): from start_s on,
+    or only its last last_s seconds."""
+    with wave.open(str(path)) as f:
+        rate, channels = f.getframerate(), f.getnchannels()
+        frames = f.readframes(f.getnframes())
+    samples = memoryview(frames).cast("h")
+    n = len(samples) // channels
+    first = int(start_s * rate) if last_s is None else max(0, n - int(last_s * rate))
+    return [samples[i * channels] for i in range(first, n, rate // RATE)]
+
+
 def write_tone_pcap(path: Path, hz: float, ms: int, pt: int = PCMA, amplitude: float = 0.3,
                     ssrc: int = 0x70E5) -> Path:
     """A pcap of 20 ms G.711 RTP packets of a pure tone (pt 8 A-law, 0 µ-law), for play_pcap_audio."""
