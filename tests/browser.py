@@ -101,6 +101,17 @@ class Browser:
         self.find("#login-submit").click()
         self.wait(lambda: not self._first("#login-form"), 10, "still on the sign-in page")
 
+    def ready_at_desk(self, base: str, agent: str, user: str, password: str) -> None:
+        """``user`` signed in at agent ``agent``'s desk (through the sign-in page the desk answers first) and
+        ready: logged in to its queues if it was not. ``base``: the worker's http://host:port."""
+        self.expect(rf"/console/agent/{agent} .* 401")
+        self.login(f"{base}/console/agent/{agent}", user, password)
+        state = self.wait(lambda: self.find("#agent-state").get_attribute("data-state") not in ("loading", None)
+                          and self.find("#agent-state").get_attribute("data-state"), 10, "the agent's state")
+        if state == "logged_out":
+            self.find("#btn-login").click()
+        self.wait_text("#agent-state", "Ready")
+
     def fits(self) -> bool:
         """The page fits the window's width (no sideways scrolling at 1366x768)."""
         return bool(self.driver.execute_script(

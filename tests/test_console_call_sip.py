@@ -61,13 +61,7 @@ def worker(tmp_path_factory: pytest.TempPathFactory, redis_server, crm_url: str)
 
 def ready_at_desk(worker: WorkerProc, browser) -> None:
     """Agent 1002 signed in at its desk and ready (logged in to its queues if it was not)."""
-    browser.expect(r"/console/agent/1002 .* 401")
-    browser.login(f"http://127.0.0.1:{worker.http_port}/console/agent/1002", "binh", PASSWORD)
-    state = browser.wait(lambda: browser.find("#agent-state").get_attribute("data-state") not in ("loading", None)
-                         and browser.find("#agent-state").get_attribute("data-state"), 10, "the agent's state")
-    if state == "logged_out":
-        browser.find("#btn-login").click()
-    browser.wait_text("#agent-state", "Ready")
+    browser.ready_at_desk(f"http://127.0.0.1:{worker.http_port}", "1002", "binh", PASSWORD)
 
 
 def test_screen_pop_call_and_wrapup_reach_the_cdr_and_fcr(worker: WorkerProc, browser) -> None:

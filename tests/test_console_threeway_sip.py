@@ -6,7 +6,8 @@ Agent 1001 consults 1002 from its desk (the caller on hold), then makes it a thr
 the call and now its conference panel (caller, the agent, 1002, with mute / hold / leave), and everyone hears
 everyone. The agent mutes 1002 and unmutes it from the panel, then leaves: its phone gets the BYE, its part of
 the call ends (the desk's wrap-up, saved while the call goes on; the agent free again) and the caller and 1002 go
-on talking (each hears the other, nobody else)."""
+on talking (each hears the other, nobody else). A party a supervisor adds to the agent's call (agent 1003, tone
+D) shows on the desk too: the call.conference event."""
 
 from __future__ import annotations
 
@@ -17,12 +18,12 @@ import sipp
 from tone_parties import Party, close_all, phone, sounds_with_music, tone_worker, wait_for
 from worker_proc import WorkerProc, api_user, queue_flow
 
-from callcenter.auth.roles import AGENT
+from callcenter.auth.roles import AGENT, SUPERVISOR
 
 pytestmark = [pytest.mark.sip, pytest.mark.timeout(240)]
 
-A, B, C, M = 500.0, 1100.0, 1700.0, 800.0        # caller, 1001 (the desk), 1002 (consulted), music
-ALL = [A, B, C, M]
+A, B, C, D, M = 500.0, 1100.0, 1700.0, 2300.0, 800.0    # caller, 1001 (the desk), 1002 (consulted), 1003, music
+ALL = [A, B, C, D, M]
 PHONES: dict[str, int] = {}
 PASSWORD = "test password 1"      # worker_proc.api_user's
 
@@ -31,27 +32,30 @@ PASSWORD = "test password 1"      # worker_proc.api_user's
 def worker(tmp_path_factory: pytest.TempPathFactory, redis_server) -> Iterator[WorkerProc]:
     tmp = tmp_path_factory.mktemp("console_threeway")
     flow = queue_flow("direct", "sales", "tone_m", max_wait="300", announce="{position: false, wait_time: false}")
-    w = tone_worker(tmp, redis_server.url, PHONES, ("1001", "1002"), flow, sounds_with_music(tmp, "tone_m", M))
+    w = tone_worker(tmp, redis_server.url, PHONES, ("1001", "1002", "1003"), flow,
+                    sounds_with_music(tmp, "tone_m", M))
     api_user(w.redis_url, "an", [AGENT], agent="1001")
     yield w
     assert w.stop() == 0, w.tail()
+
+
+def talking_at_the_desk(worker: WorkerProc, browser, caller: Party, agent: Party, phones: list[sipp.Sipp]) -> sipp.Sipp:
+    """Agent 1001 signed in at its desk, ready, and talking to a caller (90 s) on its phone: that phone."""
+    browser.ready_at_desk(f"http://127.0.0.1:{worker.http_port}", "1001", "an", PASSWORD)
+    agent_phone = phone(agent.port, port=PHONES["1001"])
+    phones.append(agent_phone)
+    phones.append(sipp.caller(worker.target, [("pause", 90000), ("hangup",)], codecs="8", media_port=caller.port))
+    browser.wait_text("#call-timer", lambda text: text not in ("", "0:00"), timeout=30)
+    wait_for(lambda: caller.heard() == {B} and agent.heard() == {A}, "the caller and its agent talking")
+    return agent_phone
 
 
 def test_three_way_from_a_consult_keeps_the_desks_conference_controls(worker: WorkerProc, browser) -> None:
     caller, agent, target = Party(A, ALL), Party(B, ALL), Party(C, ALL)
     phones: list[sipp.Sipp] = []
     try:
-        browser.expect(r"/console/agent/1001 .* 401")
         browser.expect(r"/transfer\?agent=1001 .* 404")        # the consult's poll once it is over
-        browser.login(f"http://127.0.0.1:{worker.http_port}/console/agent/1001", "an", PASSWORD)
-        browser.find("#btn-login").click()
-        browser.wait_text("#agent-state", "Ready")
-        agent_phone = phone(agent.port, port=PHONES["1001"])
-        phones.append(agent_phone)
-        phones.append(sipp.caller(worker.target, [("pause", 90000), ("hangup",)], codecs="8",
-                                  media_port=caller.port))
-        browser.wait_text("#call-timer", lambda text: text not in ("", "0:00"), timeout=30)
-        wait_for(lambda: caller.heard() == {B} and agent.heard() == {A}, "the caller and its agent talking")
+        agent_phone = talking_at_the_desk(worker, browser, caller, agent, phones)
 
         # 1002 is logged in only now: the sales caller was 1001's
         target_phone = phone(target.port, port=PHONES["1002"])
@@ -100,3 +104,25 @@ def test_three_way_from_a_consult_keeps_the_desks_conference_controls(worker: Wo
         browser.shot("left")
     finally:
         close_all(phones, (caller, agent, target))
+
+
+def test_a_party_a_supervisor_adds_shows_on_the_desk(worker: WorkerProc, browser) -> None:
+    """A supervisor adds agent 1003 to 1001's call through the API: the desk learns it from the event stream
+    (call.conference) and shows the conference panel with 1003, as if it had added the party itself."""
+    caller, agent, added = Party(A, ALL), Party(B, ALL), Party(D, ALL)
+    phones: list[sipp.Sipp] = []
+    try:
+        talking_at_the_desk(worker, browser, caller, agent, phones)
+        call_id = str(browser.find("#screen-pop").get_attribute("data-call"))
+        phones.append(phone(added.port, port=PHONES["1003"]))
+        worker.login("1003")                          # a support agent: the sales caller was never its
+        sup = api_user(worker.redis_url, "sup-desk", [SUPERVISOR])
+        status, answer = worker.http("POST", f"/calls/{call_id}/conference/add", {"agent": "1003"}, token=sup)
+        assert status == 202, answer
+        row = browser.find('#conference tr[data-party="1003"][data-state="connected"]', timeout=20)
+        assert row.find_element("css selector", "button.hold")
+        browser.find("#conference-leave")
+        wait_for(lambda: caller.heard() == {B, D}, "the caller hearing its agent and 1003")
+        browser.shot("added-by-supervisor")
+    finally:
+        close_all(phones, (caller, agent, added))

@@ -210,8 +210,10 @@ class Conferences(ExtraParties[Conference]):
                 return
             p.state, p.answered = "connected", time.time()
             await self._join(c, p)
+            # on the bus the event is the call's agent's (its desk shows the conference, whoever added the
+            # party: its own desk, a three-way consult, a supervisor); the added agent is party_agent
             await queue_event(self.cdr, "CONFERENCE_ADD", c.call_id, c.talk.queue, p.agent_id, party=p.id,
-                              kind=p.kind, by=by)
+                              kind=p.kind, by=by, push={"agent": c.talk.agent_id, "party_agent": p.agent_id})
             log.info("conference joined", call_id=c.call_id, party=p.id, parties=len(c.live()))
             ends = [asyncio.ensure_future(p.leg.wait_ended()), asyncio.ensure_future(c.talk.caller.wait_ended())]
             try:

@@ -22,7 +22,7 @@ FROM_QUEUE_LOG = {
     "HOLD": "call.held", "UNHOLD": "call.unheld", "TRANSFER": "call.transferred",
     "COMPLETECALLER": "call.ended", "COMPLETEAGENT": "call.ended", "ABANDON": "call.abandoned",
     "EXITWITHTIMEOUT": "call.timeout", "EXITEMPTY": "call.rejected", "CALLBACK": "call.callback",
-    "WRAPUPEND": "call.wrapup",
+    "WRAPUPEND": "call.wrapup", "CONFERENCE_ADD": "call.conference",
 }
 # what a queue-log line's data is called on the bus
 RENAMED = {"holdtime": "wait_s", "talktime": "talk_s", "onhold": "hold_s", "waited": "wait_s",

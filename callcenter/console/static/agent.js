@@ -186,9 +186,10 @@
       ${error && html`<p class="error" role="alert" id="conference-error">${error}</p>`}</div>`;
   }
 
-  function CallCard({ call, pop, now, notes, setNotes, onHold, onHangup, onTransferred, error }) {
+  // ``conf``: the call id whose conference panel shows (a party added from here, a consult made three-way, or
+  // call.conference on the event stream: whoever added the party)
+  function CallCard({ call, pop, now, notes, setNotes, onHold, onHangup, onTransferred, conf, setConf, error }) {
     const [consult, setConsult] = useState(null);
-    const [conf, setConf] = useState(null);      // the call id whose conference this desk started
     return html`<section class="card" aria-labelledby="call-h" id="call-card">
       <h2 id="call-h">${t("call")}</h2>
       ${pop ? html`<${Pop} pop=${pop} />` : !call && html`<p class="muted" id="no-call">${t("call.none")}</p>`}
@@ -330,6 +331,7 @@
     const [error, setError] = useState("");
     const [callError, setCallError] = useState("");
     const [callNote, setCallNote] = useState("");     // what the agent did to the call (transferred, a party added)
+    const [conf, setConf] = useState(null);           // the call id whose conference shows on the desk
     const callRef = useRef(null);
     callRef.current = call;
     const popRef = useRef(null);
@@ -364,7 +366,7 @@
       const poll = setInterval(refresh, boot.events ? 5000 : 1000);
       const tick = setInterval(() => setNow(Date.now()), 250);
       const source = events(["agent.state", "call.offered", "call.answered", "call.held", "call.unheld",
-                             "call.ended", "call.offer_missed"], (ev) => {
+                             "call.ended", "call.offer_missed", "call.conference"], (ev) => {
         if (ev.agent !== id) return;
         if (ev.type === "agent.state") refresh();
         else if (ev.type === "call.offered") {
@@ -377,6 +379,9 @@
         } else if (ev.type === "call.held" || ev.type === "call.unheld") {
           const c = callRef.current;
           if (c && c.call_id === ev.call_id) setCall({ ...c, held: ev.type === "call.held" });
+        } else if (ev.type === "call.conference") {
+          const c = callRef.current;
+          if (c && c.call_id === ev.call_id) setConf(ev.call_id);
         } else if (ev.type === "call.ended") ended(ev.call_id);
       });
       return () => { clearInterval(poll); clearInterval(tick); if (source) source.close(); };
@@ -409,7 +414,7 @@
       <main>
         <${StateCard} agent=${agent} since=${since} now=${now} onChange=${onChange} error=${error} />
         <${CallCard} call=${call} pop=${pop} now=${now} notes=${notes} setNotes=${setNotes} onHold=${onHold}
-          onHangup=${onHangup} onTransferred=${setCallNote} error=${callError} />
+          onHangup=${onHangup} onTransferred=${setCallNote} conf=${conf} setConf=${setConf} error=${callError} />
         ${callNote && html`<section class="card"><p class="ok" role="status" id="call-note">${callNote}</p></section>`}
         ${wrap && html`<${Wrapup} call=${wrap} notes=${notes} setNotes=${setNotes}
           onSaved=${(callId) => { setWrap(null); setNotes(""); setSaved(callId); }} />`}
