@@ -339,7 +339,7 @@ class Worker:
         if self.transfers is not None:
             from callcenter.api import transfer as transfer_api
 
-            transfer_api.install_routes(api, self.transfers)
+            transfer_api.install_routes(api, self.transfers, guard.auth.users if guard is not None else None)
         if self.click_to_call is not None:
             from callcenter.api import dial as dial_api
 

@@ -330,8 +330,28 @@ Call-ID: [$rcallid]
 CSeq: {cseq} """
 
 
-def _phone_refer(cseq: int, uri: str, code: int) -> str:
-    """The phone's REFER (its transfer key) to `uri`, expecting the final response `code`."""
+def _sipfrag(code: int, var: str) -> str:
+    """Receive the worker's NOTIFY of a REFER whose sipfrag is "SIP/2.0 <code>" (else the scenario fails), 200 it."""
+    return f"""<recv request="NOTIFY"><action>
+  <ereg regexp="SIP/2\\.0 {code} [^\\r\\n]*" search_in="body" check_it="true" assign_to="{var}"/>
+  <log message="transfer NOTIFY [${var}]"/>
+</action></recv>
+{reply(200, "OK")}"""
+
+
+def _phone_refer(cseq: int, uri: str, code: int, final: int | None = None) -> str:
+    """The phone's REFER (its transfer key) to `uri`, expecting the final response `code`; a 202 then comes
+    with the implicit subscription's NOTIFY "SIP/2.0 100" and later the final one, "SIP/2.0 <final>": 200 (the
+    transfer made: the worker's BYE comes first, the phone's part of the call is over) or a failure (the call
+    goes on)."""
+    notifies = ""
+    if code == 202:
+        assert final is not None, "a 202 REFER step names the final NOTIFY's status"
+        notifies = _sipfrag(100, "trying")
+        if final == 200:
+            notifies += '<recv request="BYE"/>\n' + reply(200, "OK") + _sipfrag(200, "done") + '<nop next="end"/>\n'
+        else:
+            notifies += _sipfrag(final, "failed")
     return f"""<send retrans="500"><![CDATA[
 REFER [$rcontact] SIP/2.0
 {_phone_head(cseq)}REFER
@@ -343,7 +363,7 @@ Content-Length: 0
 
 ]]></send>
 <recv response="{code}"/>
-"""
+{notifies}"""
 
 
 def _phone_reinvite(cseq: int, codecs: str, direction: str, media_port: int | None = None) -> str:
@@ -413,7 +433,7 @@ def _agent_xml(mode: str, ring_ms: int, talk_ms: int, codecs: str = "0 8", greet
                 parts.append(_phone_reinvite(cseq, codecs, str(step[1]), media_port))
                 cseq += 1
             elif step[0] == "refer":
-                parts.append(_phone_refer(cseq, str(step[1]), int(step[2])))
+                parts.append(_phone_refer(cseq, str(step[1]), int(step[2]), *(int(x) for x in step[3:4])))
                 cseq += 1
             else:
                 raise ValueError(f"unknown phone step {step!r}")
@@ -623,8 +643,9 @@ def agent(port: int, mode: str = "answer", ring_ms: int = 500, talk_ms: int = 10
     tone instead of echoing (pt: the codec its answer puts first, µ-law 0 by default), ("pause", ms),
     ("reinvite", "sendonly" | "inactive" | "sendrecv") its own re-INVITE: hold and resume from the phone
     (SDP versions 2353687639, 2353687640, ...), ("dtmf", "1") a key pressed (RFC 2833, as a caller's),
-    ("refer", uri, code) its transfer key: a REFER to uri (a Replaces header in it: an attended transfer),
-    expecting the final response code.
+    ("refer", uri, code[, final]) its transfer key: a REFER to uri (a Replaces header in it: an attended
+    transfer), expecting the final response code; 202 with the NOTIFYs of the implicit subscription: "100" then
+    ``final`` (200: the transfer made, after the worker's BYE; else a failure status, and the call goes on).
     media_port: the RTP port its SDP names instead of its own (a test's socket sends and keeps its media)."""
     workdir = Path(tempfile.mkdtemp(prefix=f"sipp-agent{port}-"))
     steps = steps or []

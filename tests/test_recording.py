@@ -241,6 +241,32 @@ def test_on_demand_starts_on_resume_and_pause_mutes_both_taps(tmp_path: Path) ->
     assert recs.find("c2", None) == path            # before the CDR writer has stored the call's link
 
 
+def test_a_call_recorded_again_gets_a_file_of_its_own(tmp_path: Path) -> None:
+    """A caller transferred back to a queue and answered by another agent: the second conversation goes to
+    <call id>-2.wav (the first is not overwritten, stored or still being written), the CDR keeps the first."""
+    import asyncio
+
+    from callcenter.cdr.record import CallRecord
+
+    log: list[str] = []
+    recs = recordings(tmp_path, "recording: {policy: always}", log)
+    rec = CallRecord("c9", "inbound", "0901234567", "1800", 0.0)
+    first = recs.start(rec.call_id, Agent("caller"), Agent("agent"), queue="sales", campaign=None)
+    assert first is not None and first.path.name == f"{rec.call_id}.wav"
+    asyncio.run(recs.end(first, rec))
+    again = recs.start(rec.call_id, Agent("caller"), Agent("agent2"), queue="support", campaign=None)
+    assert again is not None and again.path.name == f"{rec.call_id}-2.wav"
+    third = recs.start(rec.call_id, Agent("caller"), Agent("agent3"), queue="support", campaign=None)
+    assert third is not None and third.path.name == f"{rec.call_id}-3.wav"     # the second is still live
+    asyncio.run(recs.end(again, rec))
+    assert rec.recording == str(first.path) and first.path.is_file() and again.path.is_file()
+    assert recs.live.get(rec.call_id) is third                                   # the second's end left it
+    assert recs.find(rec.call_id, str(again.path)) == again.path
+    assert recs.find(rec.call_id, str(again.path.with_name("-2.wav"))) is None
+    assert recs.find(rec.call_id, str(again.path.with_name(f"{rec.call_id}-x.wav"))) is None
+    assert recs.find(rec.call_id, None) == first.path
+
+
 def test_a_tap_that_cannot_start_leaves_the_call_unrecorded_and_counts(tmp_path: Path) -> None:
     import asyncio
 

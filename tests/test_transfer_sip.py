@@ -14,9 +14,11 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 import pytest
 import sipp
+from recording_helpers import channels, tone_blocks
 from tone_parties import Party, bridged_call, close_all, legs, phone, sounds_with_music, tone_worker, wait_for
 from worker_proc import METRICS_TOKEN, WorkerProc, api_user, queue_flow
 
@@ -35,7 +37,9 @@ PHONES: dict[str, int] = {}            # agent id (and "trunk") -> its phone's S
 def worker(tmp_path_factory: pytest.TempPathFactory, redis_server) -> WorkerProc:
     tmp = tmp_path_factory.mktemp("transfer")
     flow = queue_flow("direct", "sales", "tone_m", max_wait="300", announce="{position: false, wait_time: false}")
-    w = tone_worker(tmp, redis_server.url, PHONES, ("1001", "1002", "1003"), flow, sounds_with_music(tmp, "tone_m", M))
+    recorded = "{policy: always}"
+    w = tone_worker(tmp, redis_server.url, PHONES, ("1001", "1002", "1003"), flow, sounds_with_music(tmp, "tone_m", M),
+                    extra=f"recording: {{dir: {tmp / 'rec'}, queues: {{sales: {recorded}, support: {recorded}}}}}")
     yield w
     assert w.stop() == 0, w.tail()
 
@@ -202,12 +206,17 @@ def test_blind_to_queue_agent_and_number(worker: WorkerProc) -> None:
     caller, agent = Party(A, ALL), Party(B, ALL)
     support, second, trunk = Party(D, ALL), Party(C, ALL), Party(E, ALL)
     phones: list[sipp.Sipp] = []
+    worker.logout("1002")               # left available by the test before: only 1003 may answer the support queue
     try:
         before = transfers_counted(worker)
         call_id, call, agent_sipp, (support_sipp,) = talking(worker, caller, agent, 95000, phones,
                                                              [("1003", support)])
         mine = api_user(worker.redis_url, "agent-1001b", [AGENT], agent="1001")
         sup = api_user(worker.redis_url, "sup-blind", [SUPERVISOR])
+        support_sup = api_user(worker.redis_url, "sup-support", [SUPERVISOR])     # may see the support queue only
+        assert worker.http("PATCH", "/admin/users/sup-support", {"queues": ["support"]})[0] == 200
+        status, answer = worker.http("POST", f"/calls/{call_id}/transfer", {"queue": "support"}, token=support_sup)
+        assert status == 403, answer                     # a sales call: not one of its queues', nothing done
 
         # to a queue: agent 1001 is released, 1003 (support) answers the caller
         status, answer = worker.http("POST", f"/calls/{call_id}/transfer?agent=1001", {"queue": "support"},
@@ -218,11 +227,11 @@ def test_blind_to_queue_agent_and_number(worker: WorkerProc) -> None:
         wait_for(lambda: hears(caller, {D}), "the support agent's answer")
         assert support.heard() == {A}
 
-        # to an agent
+        # to an agent, by the support queue's supervisor (the caller is in its queue now)
         second_sipp = phone(second.port, port=PHONES["1002"])
         phones.append(second_sipp)
         worker.login("1002")
-        assert worker.http("POST", f"/calls/{call_id}/transfer", {"agent": "1002"}, token=sup)[0] == 202
+        assert worker.http("POST", f"/calls/{call_id}/transfer", {"agent": "1002"}, token=support_sup)[0] == 202
         assert support_sipp.wait(30) == 0, support_sipp.errors()
         wait_for(lambda: hears(caller, {C}), "1002's answer")
         assert second.heard() == {A}
@@ -258,28 +267,32 @@ def test_blind_to_queue_agent_and_number(worker: WorkerProc) -> None:
 
 
 def test_transfers_from_the_agents_phone(worker: WorkerProc) -> None:
-    """Agent 1001's phone transfers blind (REFER to 1002); 1002's phone holds the caller and completes its own
-    consult of 1003 (REFER with Replaces): 1003's INVITE takes that consult call over. Both REFERs are declined
-    (603: nothing is dialed on a REFER's say-so), the transfers are the worker's own."""
+    """Agent 1001's phone transfers to a premium number (refused by the dial policy: its REFER is accepted, then
+    the final NOTIFY says 403 and the call goes on), then blind to 1002; 1002's phone holds the caller and
+    completes its own consult of 1003 (REFER with Replaces): 1003's INVITE takes that consult call over. Each
+    REFER is answered 202 with a "100 Trying" NOTIFY and nothing is dialed on its say-so (the transfers are the
+    worker's own, checked); the final NOTIFY comes when the target answered ("SIP/2.0 200"), after the worker's
+    BYE to the transferring phone."""
     caller, agent = Party(A, ALL), Party(B, ALL)
     second, third = Party(C, ALL), Party(D, ALL)
     replaces = "consult-7@10.0.0.2;to-tag=b1003;from-tag=a1002"
     phones: list[sipp.Sipp] = []
     try:
         first = phone(agent.port, port=PHONES["1001"],
-                      steps=[("pause", 15000), ("refer", f"sip:1002@127.0.0.1:{PHONES['1002']}", 603)])
+                      steps=[("pause", 14000), ("refer", "sip:19001234@127.0.0.1", 202, 403), ("pause", 1000),
+                             ("refer", f"sip:1002@127.0.0.1:{PHONES['1002']}", 202, 200)])
         phones.append(first)
         call_id = bridged_call(worker, caller, agent, first, 60000, phones)
         call = phones[-1]
         refer_to = f"sip:1003@127.0.0.1:{PHONES['1003']}?Replaces=" + replaces.replace("@", "%40").replace(
             ";", "%3B").replace("=", "%3D")
         second_sipp = phone(second.port, port=PHONES["1002"], steps=[
-            ("pause", 12000), ("reinvite", "sendonly"), ("pause", 2000), ("refer", refer_to, 603)])
+            ("pause", 12000), ("reinvite", "sendonly"), ("pause", 2000), ("refer", refer_to, 202, 200)])
         third_sipp = phone(third.port, port=PHONES["1003"])
         phones += [second_sipp, third_sipp]
         worker.login("1002", "1003")
 
-        assert first.wait(30) == 0, first.errors()              # its REFER declined, then the worker's BYE
+        assert first.wait(30) == 0, first.errors()              # 202, NOTIFY 100, 403; 202, NOTIFY 100, BYE, 200
         wait_for(lambda: hears(caller, {C}), "1002's answer")
         assert second.heard() == {A}
         assert second_sipp.wait(40) == 0, second_sipp.errors()
@@ -291,9 +304,10 @@ def test_transfers_from_the_agents_phone(worker: WorkerProc) -> None:
         assert call.wait(90) == 0, call.errors()
         log = events(worker, call_id, "COMPLETECALLER")
         lines = [(e.event, e.agent_id, e.data.get("by")) for e in log
-                 if e.event in ("BLINDTRANSFER", "ATTENDEDTRANSFER", "HOLD")]
-        assert lines == [("BLINDTRANSFER", "1001", "phone"), ("HOLD", "1002", "phone"),
-                         ("ATTENDEDTRANSFER", "1002", "phone")], lines
+                 if e.event in ("TRANSFER_REFUSED", "BLINDTRANSFER", "ATTENDEDTRANSFER", "HOLD")]
+        assert lines == [("TRANSFER_REFUSED", "1001", "phone"), ("BLINDTRANSFER", "1001", "phone"),
+                         ("HOLD", "1002", "phone"), ("ATTENDEDTRANSFER", "1002", "phone")], lines
+        assert [e.data.get("reason") for e in log if e.event == "TRANSFER_REFUSED"] == ["premium"]
         rec = call_record(worker, call_id)
         assert rec.transferred_to == "agent:1003" and rec.hold_count == 1, rec
     finally:
@@ -327,3 +341,30 @@ def test_a_blind_target_that_does_not_answer_sends_the_caller_back_to_its_queue(
         assert [leg.agent_id for leg in legs(worker, call_id, "agent_offer", 2)] == ["1001", "1001"]
     finally:
         close_all(phones, (caller, agent, target))
+
+
+def test_a_caller_transferred_back_to_a_queue_is_recorded_again_into_a_file_of_its_own(worker: WorkerProc) -> None:
+    """Both queues record every call. Agent 1001 transfers its caller to the support queue, where 1003 answers: the
+    second conversation is recorded into <call id>-2.wav beside the first (<call id>.wav, the one the CDR links),
+    not over it: each has the caller on the left and its own agent on the right."""
+    caller, agent, support = Party(A, ALL), Party(B, ALL), Party(D, ALL)
+    phones: list[sipp.Sipp] = []
+    try:
+        call_id, call, agent_sipp, (support_sipp,) = talking(worker, caller, agent, 14000, phones,
+                                                             [("1003", support)])
+        time.sleep(2)                   # two seconds of 1001 in the first recording (not an assertion's wait)
+        assert worker.http("POST", f"/calls/{call_id}/transfer", {"queue": "support"})[0] == 202
+        assert agent_sipp.wait(30) == 0, agent_sipp.errors()
+        wait_for(lambda: hears(caller, {D}), "the support agent's answer")
+        assert call.wait(60) == 0, call.errors()
+        rec = call_record(worker, call_id)
+        first = Path(rec.recording or "")
+        assert first.name == f"{call_id}.wav", rec
+        second = wait_for(lambda: next(iter(first.parent.glob(f"{call_id}-2.wav")), None), "the second recording")
+        for path, mine, other in ((first, B, D), (second, D, B)):
+            left, right = channels(path)
+            assert sum(tone_blocks(left, A)) >= 10, path             # the caller, a second or more
+            assert sum(tone_blocks(right, mine)) >= 10, path         # this part's agent
+            assert not any(tone_blocks(right, other)), path          # not the other part's
+    finally:
+        close_all(phones, (caller, agent, support))

@@ -145,16 +145,17 @@ def rules_with_phones(tmp: Path, phones: dict[str, int], agents: Sequence[str]) 
 
 
 def tone_worker(tmp: Path, redis_url: str, phones: dict[str, int], agents: Sequence[str], flow: str,
-                sounds: Path | None = None) -> WorkerProc:
+                sounds: Path | None = None, extra: str = "") -> WorkerProc:
     """A started worker whose default route is the IVR `flow` (YAML, named "direct"), with `agents`' phones and
-    the trunk on ports of their own (rules_with_phones) and monitor/conference/transfer rings of 10 s."""
+    the trunk on ports of their own (rules_with_phones) and monitor/conference/transfer rings of 10 s; `extra`:
+    more of its config (YAML lines)."""
     flush(redis_url)
     w = new_worker(tmp, redis_url)
     rules = rules_with_phones(tmp, phones, agents)
     (tmp / "flows").mkdir()
     (tmp / "flows" / "direct.yaml").write_text(flow)
     w.write_config(rules=rules, ivr_scripts=tmp / "flows", routes={"default": "direct"}, sounds=sounds,
-                   extra="monitor: {ring_timeout: 10}", trunk=f"127.0.0.1:{phones['trunk']}")
+                   extra="monitor: {ring_timeout: 10}\n" + extra, trunk=f"127.0.0.1:{phones['trunk']}")
     return w.start()
 
 

@@ -26,17 +26,26 @@ from callcenter.calls.monitor import Mode, MonitorError, Monitoring, Supervisor,
 MAX_CALL_ID = 64
 
 
+async def supervisor_of(req: Request, users: UserStore | None) -> Supervisor | None:
+    """The user asking, as a supervisor (its phone, the queues it may see: ``may_see``); None with ``http.auth``
+    off. 403 when its user is gone."""
+    who = req.principal
+    if who is None or users is None:
+        return None
+    user = await users.get(who.name)
+    if user is None:
+        raise HttpError(403, "no such user")
+    return Supervisor(user.name, user.roles, user.sip_uri, user.queues)
+
+
 def install_routes(router: HttpRouter, monitoring: Monitoring, users: UserStore | None) -> None:
     """``users``: the API's user store (None with ``http.auth`` off: nobody can be a supervisor then)."""
 
     async def supervisor(req: Request) -> Supervisor:
-        who = req.principal
-        if who is None or users is None:
+        sup = await supervisor_of(req, users)
+        if sup is None:
             raise HttpError(403, "monitoring needs http.auth: the supervisor's user names its phone")
-        user = await users.get(who.name)
-        if user is None:
-            raise HttpError(403, "no such user")
-        return Supervisor(user.name, user.roles, user.sip_uri, user.queues)
+        return sup
 
     def call_id(req: Request) -> str:
         cid = req.params["call_id"]

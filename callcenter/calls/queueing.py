@@ -35,7 +35,7 @@ from callcenter.ivr.saynumber import say
 from callcenter.ivr.services import QueueOutcome, QueueRequest
 from callcenter.routing.router import Offer, QueuedCall, QueueFull, Router, RoutingError, RoutingEvent
 from callcenter.tasks import TaskSet
-from callcenter.telephony.api import Leg, OriginateResult, Softswitch
+from callcenter.telephony.api import Leg, OriginateResult, ReferOutcome, Softswitch
 
 log = logs.get("queue")
 
@@ -140,7 +140,7 @@ class Queueing:
         self.recordings = recordings  # records bridged calls as their queue's or campaign's policy says
         self.waiting: dict[str, Waiter] = {}
         self.talking: dict[str, Talk] = {}     # caller leg id -> its bridge to an agent
-        self.phone_transfers: Callable[[Talk, str], Awaitable[None]] | None = None   # an agent phone's REFER
+        self.phone_transfers: Callable[[Talk, str, ReferOutcome], Awaitable[None]] | None = None  # a phone's REFER
         self.tasks = TaskSet()
 
     async def queue(self, leg: Leg, request: QueueRequest) -> QueueOutcome:
@@ -427,10 +427,12 @@ class Queueing:
         def phone_hold(held: bool) -> None:
             self.tasks.spawn(self._set_hold(t, held, "phone"), "hold", call_id=leg.id)
 
-        # The agent's phone transfers with a REFER (declined by the leg: calls/transfer.py does it).
-        def phone_transfer(refer_to: str) -> None:
+        # The agent's phone transfers with a REFER (nothing dialed by pjsua: calls/transfer.py does it).
+        def phone_transfer(refer_to: str, outcome: ReferOutcome) -> None:
             if self.phone_transfers is not None:
-                self.tasks.spawn(self.phone_transfers(t, refer_to), "phone transfer", call_id=leg.id)
+                self.tasks.spawn(self.phone_transfers(t, refer_to, outcome), "phone transfer", call_id=leg.id)
+            else:
+                outcome(603)
 
         seg: Segment | None = Segment(agent, offer.agent_id, offer.agent_uri, answered)
         left = False                     # the agent left its conference: its segment is over already

@@ -12,7 +12,8 @@ audio, the agent's also by the conference's added parties, and written by pjmedi
 start together when caller and agent are bridged. When
 the call ends the taps are closed on the loop thread and merged in a worker thread into one 8 kHz 16-bit
 stereo WAV, caller on the left, agent on the right, at ``<dir>/YYYY/MM/DD/<call_id>.wav`` (UTC date of
-the start, mode 0640); the mono files are removed. A ``<call_id>.json`` beside it says how long to keep
+the start, mode 0640; a call recorded again, a caller transferred back to a queue and answered by another
+agent: ``<call_id>-2.wav``, ``-3``, ...; the CDR links the first); the mono files are removed. A ``<call_id>.json`` beside it says how long to keep
 it (``retention_days``); :func:`purge` deletes what is past it (the worker runs it hourly).
 
 Pause mutes both taps (the paused stretch is silence of its real length). The agent pauses from its phone
@@ -61,6 +62,7 @@ RECENT = 1000             # stored paths kept in memory for the CDR writer's lag
 DIGITS = re.compile(r"^[0-9*#]{1,4}$")             # a pause/resume key sequence
 DIGIT_GAP = 3.0           # seconds allowed between the keys of one sequence
 _STORED = re.compile(r"(?:^|/)(\d{4}/\d{2}/\d{2})/([0-9A-Za-z_-]{1,64})\.wav$")   # a stored file's day and name
+_TAKE = re.compile(r"-(\d{1,4})$")        # a call's second, third, ... recording: <call_id>-2.wav
 
 
 @dataclass(frozen=True)
@@ -316,9 +318,22 @@ class Recordings:
         # just stored here, by call id: found before the CDR writer has stored the call's link (oldest go first)
         self.recent: collections.OrderedDict[str, Path] = collections.OrderedDict()
 
-    def path_for(self, call_id: str, when: float) -> Path:
+    def path_for(self, call_id: str, when: float, take: int = 1) -> Path:
+        """Where the ``take``-th recording of a call started at ``when`` is stored."""
         day = time.strftime("%Y/%m/%d", time.gmtime(when))
-        return self.settings.dir / day / f"{call_id}.wav"
+        return self.settings.dir / day / (f"{call_id}.wav" if take == 1 else f"{call_id}-{take}.wav")
+
+    def _fresh_path(self, call_id: str, when: float) -> Path:
+        """The call's first free recording path: a caller transferred back to a queue is recorded again with its
+        next agent, into a file of its own (never over the first, stored or still being recorded)."""
+        live = self.live.get(call_id)
+        take = 1
+        while True:
+            path = self.path_for(call_id, when, take)
+            if not (live is not None and live.path == path or path.exists()
+                    or path.with_suffix(".caller.wav").exists()):
+                return path
+            take += 1
 
     def find(self, call_id: str, recorded: str | None) -> Path | None:
         """The stored recording of a finished call from ``recorded``, the path its CDR names (its
@@ -332,9 +347,11 @@ class Recordings:
             recent = self.recent.get(call_id)
             return recent if recent is not None and recent.is_file() else None
         m = _STORED.search(recorded.replace(os.sep, "/"))
-        if m is None or m.group(2) != call_id:
+        name = m.group(2) if m is not None else ""
+        if name != call_id and not (name.startswith(call_id) and _TAKE.fullmatch(name[len(call_id):])):
             return None
-        path = self.settings.dir / m.group(1) / f"{call_id}.wav"
+        assert m is not None
+        path = self.settings.dir / m.group(1) / f"{name}.wav"
         return path if path.is_file() else None
 
     def start(self, call_id: str, caller: Leg, agent: Leg, *, queue: str | None, campaign: str | None,
@@ -344,7 +361,7 @@ class Recordings:
         policy = self.settings.policy(queue, campaign)
         if policy.mode == NEVER or not CALL_ID.match(call_id):
             return None
-        session = Session(call_id, policy, self.path_for(call_id, time.time()), caller, agent, agent_id)
+        session = Session(call_id, policy, self._fresh_path(call_id, time.time()), caller, agent, agent_id)
         self.live[call_id] = session
         self._agents[agent.id] = session
         if policy.wants(self._draw):
@@ -392,7 +409,8 @@ class Recordings:
         not recorded or failed)."""
         if s is not None:
             stored = await self.finish(s, consent=rec.recording_consent)
-            rec.recording = str(stored) if stored is not None else None
+            if rec.recording is None and stored is not None:     # the call's first recording stays linked
+                rec.recording = str(stored)
 
     def mix(self, call_id: str, leg: Leg, on: bool) -> None:
         """A conference party of the call joined (or was muted, or left: ``on=False``): its audio goes into
@@ -464,7 +482,8 @@ class Recordings:
     async def finish(self, s: Session, *, consent: bool | None = None) -> Path | None:
         """The bridge ended: close the taps (here, on the loop thread), merge off the loop. The path of
         the stereo WAV, or None (not recorded, or failed: counted)."""
-        self.live.pop(s.call_id, None)
+        if self.live.get(s.call_id) is s:
+            del self.live[s.call_id]
         if self._agents.get(s.agent.id) is s:
             del self._agents[s.agent.id]
         if not s.recording:
@@ -481,7 +500,7 @@ class Recordings:
         finally:
             await asyncio.to_thread(self._remove_parts, s)
         log.info("recording stored", call_id=s.call_id, seconds=round(seconds, 2), path=str(s.path))
-        self.recent[s.call_id] = s.path
+        self.recent.setdefault(s.call_id, s.path)        # the first, as the CDR links it
         while len(self.recent) > RECENT:
             self.recent.popitem(last=False)
         return s.path

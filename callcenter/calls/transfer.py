@@ -55,7 +55,7 @@ from callcenter.calls.queueing import Handoff, HoldResult, Queueing, Segment, Ta
 from callcenter.calls.records import leg_record, queue_event
 from callcenter.cdr.buffer import CdrBuffer
 from callcenter.cdr.record import LegRecord
-from callcenter.telephony.api import Leg, Softswitch
+from callcenter.telephony.api import Leg, ReferOutcome, Softswitch
 
 log = logs.get("transfer")
 
@@ -93,6 +93,15 @@ class Consult:
                 "agent": self.target.agent_id, "state": self.state}
 
 
+# A transfer target that did not take the caller, as the status of the phone's final NOTIFY (a phone's REFER)
+SIPFRAG = {"busy": 486, "no_answer": 480, "unregistered": 480, "rejected": 603, "invalid": 404,
+           "call_ended": 487, "failed": 503}
+
+
+def _untold(code: int) -> None:
+    """The outcome of a transfer nobody asked by REFER (the API's)."""
+
+
 _REFER_TO = re.compile(r"<?sip:([\w.+*#-]{1,32})@[^?>;]+(?:;[^?>]*)?(?:\?([^>]*))?>?")
 _REPLACES = re.compile(r"[\w.!%*+`'~@:-]{1,128}(?:;(?:to-tag|from-tag)=[\w.!%*+`'~-]{1,64}|;early-only){2,3}")
 
@@ -127,10 +136,12 @@ class Transfers(ExtraParties[Consult]):
 
     # -- blind ----------------------------------------------------------------------------------
 
-    async def blind(self, call_id: str, kind: str, target: str, by: str, replaces: str | None = None) -> dict[str, Any]:
+    async def blind(self, call_id: str, kind: str, target: str, by: str, replaces: str | None = None,
+                    outcome: ReferOutcome | None = None) -> dict[str, Any]:
         """Hand the caller to ``target`` now; the answer says what rings (or the queue it waits in). ``replaces``
         (an agent's phone completing its own consult call: REFER with Replaces) goes in the target's INVITE, which
-        takes over that call: an attended transfer."""
+        takes over that call: an attended transfer. ``outcome`` (a phone's REFER) is told how it ended: 200 when
+        the target answers or the caller waits in the queue, else the target's failure (``SIPFRAG``)."""
         t = self._talk(call_id)
         tg = await self._target(call_id, t, kind, target)
         fut: asyncio.Future[Segment | None] | None = None
@@ -143,12 +154,15 @@ class Transfers(ExtraParties[Consult]):
             raise CallControlError(409, "the call is not talking to an agent")
         log.info("blind transfer", call_id=call_id, kind=tg.kind, to=tg.to, agent_id=t.agent_id, by=by)
         if fut is not None:
-            self.tasks.spawn(self._ring_blind(call_id, t, tg, h, fut, replaces), "transfer", call_id=call_id)
+            self.tasks.spawn(self._ring_blind(call_id, t, tg, h, fut, replaces, outcome or _untold),
+                             "transfer", call_id=call_id)
+        elif outcome is not None:
+            outcome(200)
         return {"call_id": call_id, "mode": "blind", "kind": tg.kind, "to": tg.to,
                 "state": "queued" if fut is None else "ringing"}
 
-    async def _ring_blind(self, call_id: str, t: Talk, tg: Target, h: Handoff,
-                          fut: asyncio.Future[Segment | None], replaces: str | None) -> None:
+    async def _ring_blind(self, call_id: str, t: Talk, tg: Target, h: Handoff, fut: asyncio.Future[Segment | None],
+                          replaces: str | None, outcome: ReferOutcome) -> None:
         started = time.time()
         headers = self._headers(call_id, t, "attended" if replaces else "blind")
         if replaces:
@@ -157,19 +171,24 @@ class Transfers(ExtraParties[Consult]):
             leg = await self.ring(tg.uri, headers, t.caller.wait_ended())
         except Exception:
             fut.set_result(None)
+            outcome(SIPFRAG["failed"])
             await self._failed(call_id, t, tg, h, None, started, "failed")
             raise
         if leg is None or isinstance(leg, str):
             fut.set_result(None)
+            outcome(SIPFRAG.get(leg or "call_ended", SIPFRAG["failed"]))
             await self._failed(call_id, t, tg, h, None, started, leg or "call_ended")
             return
         fut.set_result(self._segment(tg, leg, started))
+        outcome(200)
 
-    async def from_phone(self, t: Talk, refer_to: str) -> None:
-        """A REFER from the agent's phone (its leg declined it: nothing was dialed on its say-so): the Refer-To's
+    async def from_phone(self, t: Talk, refer_to: str, outcome: ReferOutcome) -> None:
+        """A REFER from the agent's phone (accepted by its leg, nothing dialed on its say-so): the Refer-To's
         user is an agent id, a queue or a number, transferred to like the API's blind transfer and checked the
         same way; with a Replaces (the phone consulted the target itself and completes), an attended transfer
-        whose INVITE takes over the phone's consult call. A refused one is logged; the call goes on."""
+        whose INVITE takes over the phone's consult call. The phone's final NOTIFY says how it ended (200 the
+        target answered or the caller is queued); a refused one is logged and notified (403 the dial policy's
+        refusal, 404 an unknown target, 603 otherwise); the call goes on."""
         call_id = t.caller.id
         dest = parse_refer_to(refer_to)
         try:
@@ -181,12 +200,16 @@ class Transfers(ExtraParties[Consult]):
                 kind = "agent"
             elif user in ((await self.queueing.router.current_rules()) or {}).get("queues", {}):
                 kind = "queue"
-            await self.blind(call_id, kind, user, "phone", replaces)
+            await self.blind(call_id, kind, user, "phone", replaces, outcome)
         except CallControlError as exc:
             log.warning("phone transfer refused", call_id=call_id, agent_id=t.agent_id, status=exc.status,
                         error=str(exc))
+            outcome(exc.status if exc.status in (403, 404) else 603)
             await queue_event(self.cdr, "TRANSFER_REFUSED", call_id, t.queue, t.agent_id, by="phone",
                               reason=exc.rule or str(exc))
+        except Exception:
+            outcome(SIPFRAG["failed"])
+            raise
 
     # -- attended -------------------------------------------------------------------------------
 

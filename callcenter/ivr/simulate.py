@@ -19,7 +19,7 @@ from callcenter.ivr.model import IvrIssue, ScriptSet, split_prompt
 from callcenter.ivr.runner import IvrResult, IvrRunner
 from callcenter.ivr.script import parse_script
 from callcenter.ivr.services import QueueOutcome, SimulatedServices
-from callcenter.telephony.api import HangupInfo, HangupSide, Leg
+from callcenter.telephony.api import HangupInfo, HangupSide, Leg, ReferOutcome
 
 DTMF_KEYS = set("0123456789*#")
 
@@ -104,7 +104,7 @@ class ScriptedLeg:
     def on_remote_hold(self, listener: Callable[[bool], None] | None) -> None:
         pass
 
-    def on_transfer_request(self, listener: Callable[[str], None] | None) -> None:
+    def on_transfer_request(self, listener: Callable[[str, ReferOutcome], None] | None) -> None:
         pass
 
     async def record(self, path: str, max_seconds: float, silence_seconds: float | None = None) -> float:

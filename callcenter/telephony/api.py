@@ -25,6 +25,10 @@ class OriginateResult(enum.Enum):
 
 EDGE_UNREGISTERED = "Agent not registered"   # the reason of the edge's 480 (deploy/kamailio/kamailio.cfg TO_AGENT)
 
+# How a transfer a REFER asked for ended, told to the phone that sent it: the SIP status of its final NOTIFY's
+# sipfrag ("SIP/2.0 200 OK"). Called once; later calls do nothing (Leg.on_transfer_request).
+ReferOutcome = Callable[[int], None]
+
 
 class HangupSide(enum.Enum):
     CALLER = "caller"      # the remote party of this leg sent BYE/CANCEL
@@ -81,10 +85,13 @@ class Leg(Protocol):
         """Call listener(True) when the far end puts this leg on hold (a re-INVITE with a=sendonly or
         a=inactive) and listener(False) when it resumes (sendrecv); None stops telling."""
 
-    def on_transfer_request(self, listener: Callable[[str], None] | None) -> None:
-        """Call listener(refer_to) when the far end asks to transfer this call (an in-dialog REFER; its
-        Refer-To as sent). The REFER itself is always declined (603): nothing is dialed on its say-so; what
-        happens is the listener's to decide (an agent's phone: calls/transfer.py). None: refused and logged."""
+    def on_transfer_request(self, listener: Callable[[str, ReferOutcome], None] | None) -> None:
+        """Call listener(refer_to, outcome) when the far end asks to transfer this call (an in-dialog REFER; its
+        Refer-To as sent). Nothing is dialed on its say-so: with a listener the REFER is accepted (202, the
+        implicit subscription and its "100 Trying" NOTIFY) and the listener makes the transfer itself (an
+        agent's phone: calls/transfer.py) and reports how it ended with ``outcome(code)``: the final NOTIFY's
+        "SIP/2.0 <code>" (200 the target answered or the caller is queued; 403 refused, 486/480/503 ...).
+        None: the REFER is declined 603 and logged."""
 
     async def record(self, path: str, max_seconds: float, silence_seconds: float | None = None) -> float:
         """Record the leg's audio to a WAV; ends on '#', max length, or silence. Returns seconds recorded."""

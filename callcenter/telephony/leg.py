@@ -18,7 +18,7 @@ import pjsua2 as pj
 
 from callcenter import logs
 from callcenter.exceptions import CallGone, TelephonyError
-from callcenter.telephony.api import HangupInfo, HangupSide, Leg
+from callcenter.telephony.api import HangupInfo, HangupSide, Leg, ReferOutcome
 from callcenter.telephony.media import wav_closed, wav_seconds
 from callcenter.telephony.trust import safe_uri
 
@@ -71,13 +71,13 @@ class _PjCall(pj.Call):
             self.leg._guard(self.leg._on_xfer_status, prm.statusCode, prm.finalNotify)
 
     def onCallTransferRequest(self, prm: Any) -> None:  # noqa: N802
-        # A REFER from the far end would make us dial its Refer-To (any host, on our bill) and leave
-        # this leg tracking the wrong call: pjsua dials it itself on any 2xx. So every REFER is declined,
-        # before anything else can fail and leave pjsua's 202 default; an agent's phone asking for a
-        # transfer is told to the call layer (on_transfer_request), which transfers, checked, itself.
+        # A REFER pjsua accepts with a plain 2xx makes it dial the Refer-To itself (any host, on our bill)
+        # and leave this leg tracking the wrong call. So 603 is set first, before anything can fail and leave
+        # pjsua's 202 default; only a leg whose call layer takes transfers (an agent's phone:
+        # on_transfer_request) accepts, and then without pjsua dialing (_take_refer).
         prm.statusCode = 603
         if self.leg is not None and self.leg._refer_listener is not None:
-            self.leg._guard(self.leg._refer_listener, prm.dstUri)
+            self.leg._guard(self.leg._take_refer, prm)
         elif self.leg is not None:
             self.leg._guard(self.leg.switch.refused, "refer", self.leg, prm.dstUri)
 
@@ -125,7 +125,7 @@ class PjLeg:
         self._media_idx = -1
         self.remote_hold = False
         self._hold_listener: Callable[[bool], None] | None = None
-        self._refer_listener: Callable[[str], None] | None = None   # agent legs only (calls/queueing.py)
+        self._refer_listener: Callable[[str, ReferOutcome], None] | None = None  # agents' legs (calls/queueing.py)
         self.media_listeners: list[Callable[[], None]] = []   # told when self.audio is (re)set (recording taps)
         # One-way connections made by send_audio (monitor taps), both ends: made again when a re-INVITE
         # gives either leg a new bridge port (pjsua recreates the stream), undone when a leg ends.
@@ -215,8 +215,36 @@ class PjLeg:
     def on_remote_hold(self, listener: Callable[[bool], None] | None) -> None:
         self._hold_listener = listener
 
-    def on_transfer_request(self, listener: Callable[[str], None] | None) -> None:
+    def on_transfer_request(self, listener: Callable[[str, ReferOutcome], None] | None) -> None:
         self._refer_listener = listener
+
+    def _take_refer(self, prm: Any) -> None:
+        """Accept a REFER for the call layer: PJSUA_CALL_XFER_NO_DIAL (scripts/pjproject-xfer-no-dial.patch)
+        makes pjsua answer 202 and open the implicit subscription (its first NOTIFY "100 Trying") without
+        dialing anything; the listener transfers, checked, itself and its outcome becomes the final NOTIFY.
+        The flag goes in before the 202: a build without it raises here and the REFER stays declined."""
+        assert self._refer_listener is not None
+        prm.opt.flag |= pj.PJSUA_CALL_XFER_NO_DIAL
+        prm.statusCode = 202
+        xfer_id = int(prm.xferId)
+        told = False
+
+        def outcome(code: int) -> None:
+            # The subscription outlives this leg (the phone may hang up first, RFC 5589 section 6), so this
+            # works after the leg ended; pjsua's error: the phone unsubscribed, or sent "Refer-Sub: false".
+            nonlocal told
+            if told:
+                return
+            told = True
+            try:
+                self.switch.ep.xferNotify(xfer_id, code, True)
+            except pj.Error as exc:
+                self.log.info("transfer outcome not notified", sipfrag=code, error=exc.info())
+                return
+            self.log.info("transfer outcome notified", sipfrag=code)
+
+        self.log.info("transfer request accepted", xfer_id=xfer_id)
+        self._refer_listener(prm.dstUri, outcome)
 
     async def record(self, path: str, max_seconds: float, silence_seconds: float | None = None) -> float:
         self._alive()
