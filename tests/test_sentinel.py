@@ -8,8 +8,9 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
+from typing import Any
 
 import ports
 import pytest
@@ -136,6 +137,16 @@ def test_the_durable_routing_scripts_run_twice_change_nothing_twice(redis_url: s
     asyncio.run(main())
 
 
+def _failing_over(site: SentinelSite, main: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    """Run a test's coroutine that fails the master over without waiting for the old one to rejoin; the site
+    whole (agreed, replicated) before and after it."""
+    site.wait_agreed()
+    try:
+        asyncio.run(main())
+    finally:
+        site.wait_agreed()
+
+
 async def _until(what: str, check: Callable[[], bool], timeout: float = 20.0) -> None:
     """Poll ``check`` on the running loop (other tasks go on meanwhile) until it holds."""
     loop = asyncio.get_running_loop()
@@ -151,7 +162,6 @@ def test_durable_appends_through_a_planned_failover_are_all_on_the_new_master(si
     whose await returned is in the new master's stream afterwards. The old master takes appends for ~1 s
     after the replica's promotion, before the sentinels name the new one; their WAIT falls short, and the
     batch goes again to the new master once the failover under way has named it."""
-    site.wait_agreed()
     site.wait_replicated()
 
     async def main() -> None:
@@ -182,18 +192,13 @@ def test_durable_appends_through_a_planned_failover_are_all_on_the_new_master(si
         finally:
             stop.set()
             await client.aclose()
-    try:
-        asyncio.run(main())
-    finally:
-        site.wait_agreed()
+    _failing_over(site, main)
 
 
 def test_both_kinds_of_client_leave_the_old_master_when_the_switch_is_announced(site: SentinelSite) -> None:
     """Neither client sends a command after SENTINEL FAILOVER, yet both name the new master as soon as the
     sentinels announce it (the old one still takes writes until Sentinel reconfigures it, up to ~10 s, and
     drops them then): the next write of each goes to the new master."""
-    site.wait_agreed()
-
     async def main() -> None:
         client = connect(site.url())
         sync = connect_sync(site.url())
@@ -211,7 +216,4 @@ def test_both_kinds_of_client_leave_the_old_master_when_the_switch_is_announced(
         finally:
             sync.close()
             await client.aclose()
-    try:
-        asyncio.run(main())
-    finally:
-        site.wait_agreed()
+    _failing_over(site, main)
