@@ -265,6 +265,8 @@ def test_a_call_recorded_again_gets_a_file_of_its_own(tmp_path: Path) -> None:
     assert recs.find(rec.call_id, str(again.path.with_name("-2.wav"))) is None
     assert recs.find(rec.call_id, str(again.path.with_name(f"{rec.call_id}-x.wav"))) is None
     assert recs.find(rec.call_id, None) == first.path
+    assert recs.find(rec.call_id, str(first.path), take=2) == again.path          # GET /recordings/{id}?take=2
+    assert recs.find(rec.call_id, str(first.path), take=3) is None               # still being recorded
 
 
 def test_a_tap_that_cannot_start_leaves_the_call_unrecorded_and_counts(tmp_path: Path) -> None:

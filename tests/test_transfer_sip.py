@@ -20,7 +20,7 @@ import pytest
 import sipp
 from recording_helpers import channels, tone_blocks
 from tone_parties import Party, bridged_call, close_all, legs, phone, sounds_with_music, tone_worker, wait_for
-from worker_proc import METRICS_TOKEN, WorkerProc, api_user, queue_flow
+from worker_proc import METRICS_TOKEN, WorkerProc, api_user, fetch, queue_flow
 
 from callcenter.auth.roles import AGENT, SUPERVISOR
 from callcenter.cdr.record import CallRecord
@@ -366,5 +366,10 @@ def test_a_caller_transferred_back_to_a_queue_is_recorded_again_into_a_file_of_i
             assert sum(tone_blocks(left, A)) >= 10, path             # the caller, a second or more
             assert sum(tone_blocks(right, mine)) >= 10, path         # this part's agent
             assert not any(tone_blocks(right, other)), path          # not the other part's
+        token = api_user(worker.redis_url, "sup-recordings", [SUPERVISOR])
+        for take, path in (("", first), ("?take=2", second)):
+            status, _, body = fetch(worker, f"/recordings/{call_id}{take}", token)
+            assert status == 200 and body == path.read_bytes(), (take, status)
+        assert fetch(worker, f"/recordings/{call_id}?take=3", token)[0] == 404
     finally:
         close_all(phones, (caller, agent, support))

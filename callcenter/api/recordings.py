@@ -1,6 +1,7 @@
 """Call recordings over HTTP.
 
-``GET /recordings/{call_id}``: the call's stereo WAV (caller left, agent right), with HTTP range requests
+``GET /recordings/{call_id}``: the call's stereo WAV (caller left, agent right; ``?take=2``, 3, ...: its next
+recordings, a caller transferred back to a queue and answered by another agent), with HTTP range requests
 for playback (one range: ``bytes=a-b``, ``bytes=a-``, ``bytes=-n``; 206 with Content-Range; a range
 outside the file or one this server does not read is 416 with ``Content-Range: bytes */size``).
 Supervisors and admins only (agents do not fetch recordings, not even of their own calls: a recording
@@ -27,6 +28,7 @@ from callcenter.cdr.record import CallRecord
 from callcenter.cdr.store import SqlStore, StoreUnavailable
 
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+MAX_TAKE = 99             # a call's recordings (?take=): one per agent that took the caller from a queue
 
 
 def parse_range(header: str, size: int) -> tuple[int, int] | None:
@@ -100,7 +102,11 @@ def install_routes(router: HttpRouter, recordings: Recordings, store: SqlStore |
             cdr = await asyncio.to_thread(store.get_call, call_id)
         except StoreUnavailable as exc:
             raise HttpError(503, f"CDR store unavailable: {exc}") from None
-        path = await asyncio.to_thread(recordings.find, call_id, cdr.recording if cdr is not None else None)
+        take = req.arg("take", "1") or "1"
+        if not take.isdigit() or not 1 <= int(take) <= MAX_TAKE:
+            raise HttpError(400, f"take is a number from 1 to {MAX_TAKE}")
+        path = await asyncio.to_thread(recordings.find, call_id, cdr.recording if cdr is not None else None,
+                                       int(take))
         if path is None:
             raise HttpError(404, "no recording of that call")
         return await serve_wav(req, path, call_id)

@@ -335,14 +335,19 @@ class Recordings:
                 return path
             take += 1
 
-    def find(self, call_id: str, recorded: str | None) -> Path | None:
+    def find(self, call_id: str, recorded: str | None, take: int = 1) -> Path | None:
         """The stored recording of a finished call from ``recorded``, the path its CDR names (its
         ``recording`` column): no search. Only the day folder and name count, under this worker's recording
         dir (the dir may have moved since; a path naming another call or outside a day folder is no one's).
         None when the CDR names none or the file is gone (purged). A call this worker just stored whose CDR
-        is not in the store yet: the path it stored."""
+        is not in the store yet: the path it stored. ``take`` 2, 3, ...: the call's next recordings, beside
+        the first (``<call_id>-2.wav``)."""
         if not CALL_ID.match(call_id):
             return None
+        if take > 1:
+            first = self.find(call_id, recorded)
+            path = first.with_name(f"{call_id}-{take}.wav") if first is not None else None
+            return path if path is not None and path.is_file() else None
         if not recorded:
             recent = self.recent.get(call_id)
             return recent if recent is not None and recent.is_file() else None
