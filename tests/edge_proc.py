@@ -198,7 +198,8 @@ class Edge:
 
     def __init__(self, tmp: Path, port: int, credentials: dict[str, str], workers: list[str],
                  trunks: list[str] | None = None, defines: dict[str, int] | None = None,
-                 limits: edge.Limits | None = None, rtpengine: Rtpengine | None = None, rpc: bool = False) -> None:
+                 limits: edge.Limits | None = None, rtpengine: Rtpengine | None = None, rpc: bool = False,
+                 shm_mb: int = 32) -> None:
         # laid out as in production: kamailio.cfg, and beside it callcenter/ (tables, limits.cfg it imports)
         self.root = tmp / f"edge-{port}"
         self.dir = self.root / "callcenter"
@@ -217,6 +218,7 @@ class Edge:
         edge.write_tables(self.dir, credentials, workers, trunks=trunks, limits=limits, encryption=encryption,
                           rpc=f"127.0.0.1:{self.rpc_port}" if rpc else "")
         self.defines = defines or {}      # kamailio.cfg's limits (BAN_SECONDS, INVITE_RATE, ...)
+        self.shm_mb = shm_mb              # kamailio -m: its shared memory (a TLS/WSS connection takes ~100 KB)
         self.log = self.dir / "kamailio.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -238,7 +240,7 @@ class Edge:
              "-A", f'DBURL="text://{self.dir}"', "-A", f'DSLIST="{self.dir / "dispatcher.list"}"',
              "-A", f'CTLSOCK="unix:{self.dir / "ctl.sock"}"',
              *[a for name, value in self.defines.items() for a in ("-A", f"{name}={int(value)}")],
-             "-P", str(self.dir / "kamailio.pid"), "-m", "32", "-M", "4"],
+             "-P", str(self.dir / "kamailio.pid"), "-m", str(self.shm_mb), "-M", "4"],
             stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
