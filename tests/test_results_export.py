@@ -16,6 +16,7 @@ import urllib.request
 from collections.abc import Iterator
 
 import pytest
+from redis.asyncio import Redis
 from worker_proc import WorkerProc, api_user, fetch, flush, new_worker
 
 from callcenter import yamlsrc
@@ -35,6 +36,14 @@ def number(i: int) -> str:
     return f"0912{i:06d}"
 
 
+async def before_the_index(r: Redis, keys: DialerKeys, list_id: str) -> None:
+    """The list as an upload made before the per-list index: no index, no "indexed" in its summary."""
+    await r.delete(keys.list_contacts("ex1", list_id))
+    summary = json.loads(await r.hget(keys.lists("ex1"), list_id))
+    del summary["indexed"]
+    await r.hset(keys.lists("ex1"), list_id, json.dumps(summary))
+
+
 def test_results_csv_is_complete_and_in_pages(redis_url: str) -> None:
     first = "phone,name,amount\n" + "".join(f"{number(i)},Khách {i},={i}+1\n" for i in range(FIRST))
     # the second list: its own column, and the first list's last number again (merged: stays the first's)
@@ -47,11 +56,7 @@ def test_results_csv_is_complete_and_in_pages(redis_url: str) -> None:
         try:
             await import_list(r, keys, campaign, parse_csv(first.encode()), now=1000.0, list_id="L1")
             await import_list(r, keys, campaign, parse_csv(second.encode()), now=2000.0, list_id="L2")
-            # L1 as an upload before the index: no index, no "indexed" in its summary
-            await r.delete(keys.list_contacts("ex1", "L1"))
-            summary = json.loads(await r.hget(keys.lists("ex1"), "L1"))
-            del summary["indexed"]
-            await r.hset(keys.lists("ex1"), "L1", json.dumps(summary))
+            await before_the_index(r, keys, "L1")
             await r.hset(keys.contact("ex1", "+84912000007"), mapping={
                 "state": "done", "attempts": 2, "last_outcome": "answered", "last_at": 1_800_000_000})
             return [chunk async for chunk in export.results_csv(r, keys, "ex1", page=PAGE)]
@@ -110,3 +115,59 @@ def test_results_download_is_chunked_and_whole(worker: WorkerProc) -> None:
     assert [(r["phone"], r["name"], r["line"]) for r in rows] == \
         [(f"+84{number(i)[1:]}", f"Khách {i}", str(i + 2)) for i in range(n)]
     assert "Traceback" not in worker.tail(200) and "streamed answer failed" not in worker.tail(200)
+
+
+def test_old_list_indexed_once_and_deleted_list_keeps_its_dials(redis_url: str) -> None:
+    """A list from before the index is indexed by the first export only (marked: the next export does no SCAN).
+    A list deleted while one of its contacts is being dialed: the other contacts are gone, that one's dial result
+    stays in the export under the list's id; a list deleted with none being dialed leaves nothing behind."""
+    data, loc = yamlsrc.loads(CAMPAIGN, "ex1.yaml")
+    campaign, keys = parse_campaign(data, loc), DialerKeys("t:")
+    old = "phone,name\n" + "".join(f"{number(i)},Cũ {i}\n" for i in range(5))
+    doomed = "phone,name\n" + "".join(f"{number(100 + i)},Xoá {i}\n" for i in range(5))
+    gone = "phone,name\n" + "".join(f"{number(200 + i)},Hết {i}\n" for i in range(3))
+
+    async def export_rows(r: Redis) -> list[dict[str, str]]:
+        chunks = [chunk async for chunk in export.results_csv(r, keys, "ex1")]
+        return list(csv.DictReader(io.StringIO(b"".join(chunks).decode("utf-8"))))
+
+    async def scans(r: Redis) -> int:
+        stats = await r.info("commandstats")
+        return int(stats.get("cmdstat_scan", {}).get("calls", 0))
+
+    async def go() -> None:
+        r = connect(redis_url)
+        try:
+            await import_list(r, keys, campaign, parse_csv(old.encode()), now=1000.0, list_id="OLD")
+            await import_list(r, keys, campaign, parse_csv(doomed.encode()), now=2000.0, list_id="DEL")
+            await import_list(r, keys, campaign, parse_csv(gone.encode()), now=3000.0, list_id="GONE")
+            await before_the_index(r, keys, "OLD")
+
+            before = await scans(r)
+            assert len(await export_rows(r)) == 13
+            assert await scans(r) > before                          # the first export indexed OLD
+            assert json.loads(await r.hget(keys.lists("ex1"), "OLD"))["indexed"] is True
+            before = await scans(r)
+            assert [x["name"] for x in await export_rows(r)][:5] == [f"Cũ {i}" for i in range(5)]
+            assert await scans(r) == before                         # the next one read its index
+
+            dialed = keys.contact("ex1", f"+84{number(102)[1:]}")
+            await r.hset(dialed, mapping={"state": "leased", "attempts": 1, "lease_owner": "d1"})
+            report = await export.change_list(r, keys, "ex1", "DEL", "delete", now=4000.0)
+            assert (report["changed"], report["leased"]) == (4, 1)
+            assert (await export.change_list(r, keys, "ex1", "GONE", "delete", now=4000.0))["leased"] == 0
+            assert not await r.exists(keys.list_contacts("ex1", "GONE"))
+            assert sorted(await r.hkeys(keys.lists("ex1"))) == ["OLD"]          # the manager's lists
+            assert await r.hkeys(keys.lists_deleted("ex1")) == ["DEL"]
+            # the dial ends after the delete (finish.lua's fields): its result is exported under DEL
+            await r.hset(dialed, mapping={"state": "done", "last_outcome": "answered", "last_at": 1_800_000_000,
+                                          "lease_owner": ""})
+            rows = await export_rows(r)
+            assert [x["phone"] for x in rows] == [f"+84{number(i)[1:]}" for i in (0, 1, 2, 3, 4, 102)]
+            assert {k: rows[-1][k] for k in ("state", "attempts", "last_outcome", "list", "line", "name")} == \
+                {"state": "done", "attempts": "1", "last_outcome": "answered", "list": "DEL", "line": "4",
+                 "name": "Xoá 2"}
+        finally:
+            await r.aclose()
+
+    asyncio.run(go())

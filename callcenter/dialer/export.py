@@ -15,6 +15,8 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
+from redis.exceptions import WatchError
+
 from callcenter import logs
 from callcenter.dialer.keys import DialerKeys
 from callcenter.dialer.scripts import script
@@ -45,19 +47,21 @@ LIST_OPS = ("reset", "recycle", "delete")
 async def change_list(redis: Any, keys: DialerKeys, campaign_id: str, list_id: str, op: str,
                       now: float) -> dict[str, Any]:
     """Reset, recycle or delete one uploaded list's contacts (``lua/list_op.lua``, a batch of contacts per call,
-    so the dialer's reserve never sees half a contact); delete also forgets the list. KeyError: no such list."""
+    so the dialer's reserve never sees half a contact); delete also forgets the list (``lua/list_forget.lua``),
+    but not the results of the dials it left running: those contacts stay in the export under the list's id.
+    KeyError: no such list."""
     if op not in LIST_OPS:
         raise ValueError(f"op must be one of {', '.join(LIST_OPS)}")
     if not await redis.hexists(keys.lists(campaign_id), list_id):
         raise KeyError(list_id)
-    run = script(redis, "list_op")
+    run, index = script(redis, "list_op"), keys.list_contacts(campaign_id, list_id)
     changed = leased = 0
     async for batch in contact_keys(redis, keys, campaign_id):
-        done, busy = await run(keys=[keys.due(campaign_id), *batch], args=[op, list_id, repr(now)])
+        done, busy = await run(keys=[keys.due(campaign_id), index, *batch], args=[op, list_id, repr(now)])
         changed, leased = changed + int(done), leased + int(busy)
     if op == "delete":
-        await redis.hdel(keys.lists(campaign_id), list_id)
-        await redis.delete(keys.list_contacts(campaign_id, list_id))
+        await script(redis, "list_forget")(
+            keys=[keys.lists(campaign_id), keys.lists_deleted(campaign_id), index], args=[list_id])
     log.info("list changed", campaign=campaign_id, list_id=list_id, op=op, changed=changed, leased=leased)
     return {"campaign": campaign_id, "list_id": list_id, "op": op, "changed": changed, "leased": leased}
 
@@ -73,12 +77,16 @@ async def results_csv(redis: Any, keys: DialerKeys, campaign_id: str, page: int 
     """The CSV as it is made, a page of contacts at a time (bounded memory whatever the campaign's size): the
     header (COLUMNS, then the lists' own columns in upload order), then each list's contacts in line order, read
     off its index (``keys.list_contacts``) in pages of ``page`` by line, their hashes pipelined, the page's rows
-    written in a thread. A list uploaded before the index had it is indexed first (one SCAN of the campaign)."""
-    summaries = {k: json.loads(v) for k, v in (await redis.hgetall(keys.lists(campaign_id))).items()}
-    lists = sorted(summaries, key=lambda k: (float(summaries[k].get("uploaded_at") or 0), k))
-    unindexed = {k for k in lists if not summaries[k].get("indexed")}
+    written in a thread. A list uploaded before the index had it is indexed first (one SCAN of the campaign, once:
+    its summary is marked). A deleted list's contacts that were being dialed then come under its id."""
+    live = await redis.hgetall(keys.lists(campaign_id))
+    unindexed = {k for k, v in live.items() if not json.loads(v).get("indexed")}
     if unindexed:
         await _index(redis, keys, campaign_id, unindexed)
+    # a deleted list's index holds what its delete left (list_op.lua)
+    found = {**(await redis.hgetall(keys.lists_deleted(campaign_id))), **live}
+    summaries = {k: json.loads(v) for k, v in found.items()}
+    lists = sorted(summaries, key=lambda k: (float(summaries[k].get("uploaded_at") or 0), k))
     extra: dict[str, None] = {}
     for k in lists:
         phone_column = summaries[k].get("phone_column")
@@ -99,7 +107,8 @@ async def results_csv(redis: Any, keys: DialerKeys, campaign_id: str, page: int 
 
 
 async def _index(redis: Any, keys: DialerKeys, campaign_id: str, lists: set[str]) -> None:
-    """``lists``' contacts into their indexes, from the campaign's contact hashes (SCAN batches; idempotent)."""
+    """``lists``' contacts into their indexes, from the campaign's contact hashes (SCAN batches; idempotent),
+    then the lists marked indexed, so the next export reads their indexes."""
     async for batch in contact_keys(redis, keys, campaign_id):
         pipe = redis.pipeline(transaction=False)
         for key in batch:
@@ -109,6 +118,22 @@ async def _index(redis: Any, keys: DialerKeys, campaign_id: str, lists: set[str]
         for list_id, line, e164 in found:
             pipe.zadd(keys.list_contacts(campaign_id, list_id), {e164: int(line or 0)})
         await pipe.execute()
+    key = keys.lists(campaign_id)
+    async with redis.pipeline(transaction=True) as pipe:
+        # marked only if no upload or delete changed the lists meanwhile (a deleted one must not come back);
+        # else the next export indexes them again (idempotent)
+        await pipe.watch(key)
+        ids = sorted(lists)
+        summaries = await pipe.hmget(key, ids)
+        pipe.multi()
+        for list_id, summary in zip(ids, summaries, strict=True):
+            if summary:
+                pipe.hset(key, list_id, json.dumps({**json.loads(summary), "indexed": True}, ensure_ascii=False))
+        try:
+            await pipe.execute()
+        except WatchError:
+            log.info("lists changed while indexed: marked on the next export", campaign=campaign_id)
+            return
     log.info("lists indexed for the results export", campaign=campaign_id, lists=len(lists))
 
 

@@ -13,6 +13,8 @@ class DialerKeys(KeySpace):
     contact = key2("dialer:c:{cid}:ct:{e164}", "hash", "one contact")
     due = key1("dialer:c:{cid}:due", "zset", "e164 -> epoch of next allowed attempt (only pending contacts)")
     lists = key1("dialer:c:{cid}:lists", "hash", "list_id -> JSON summary of an upload")
+    lists_deleted = key1("dialer:c:{cid}:lists_deleted", "hash",
+                         "list_id -> JSON summary of a deleted list whose dialed contacts stay in the export")
     list_contacts = key2("dialer:c:{cid}:list:{list_id}", "zset",
                          "e164 -> line: the contacts an upload made (the results export reads it in pages)")
     dnc_campaign = key1("dialer:c:{cid}:dnc", "set", "per-campaign do-not-call numbers")
