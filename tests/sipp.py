@@ -339,17 +339,18 @@ def _sipfrag(code: int, var: str) -> str:
 {reply(200, "OK")}"""
 
 
-def _phone_refer(cseq: int, uri: str, code: int, final: int | None = None) -> str:
+def _phone_refer(cseq: int, uri: str, code: int, final: int | None = None, handed: bool = False) -> str:
     """The phone's REFER (its transfer key) to `uri`, expecting the final response `code`; a 202 then comes
     with the implicit subscription's NOTIFY "SIP/2.0 100" and later the final one, "SIP/2.0 <final>": 200 (the
     transfer made: the worker's BYE comes first, the phone's part of the call is over) or a failure (the call
-    goes on)."""
+    goes on; `handed`: the caller was handed over to a target that then failed, so the BYE came first too)."""
     notifies = ""
     if code == 202:
         assert final is not None, "a 202 REFER step names the final NOTIFY's status"
         notifies = _sipfrag(100, "trying")
-        if final == 200:
-            notifies += '<recv request="BYE"/>\n' + reply(200, "OK") + _sipfrag(200, "done") + '<nop next="end"/>\n'
+        if final == 200 or handed:
+            notifies += ('<recv request="BYE"/>\n' + reply(200, "OK") + _sipfrag(final, "done")
+                         + '<nop next="end"/>\n')
         else:
             notifies += _sipfrag(final, "failed")
     return f"""<send retrans="500"><![CDATA[
@@ -433,7 +434,8 @@ def _agent_xml(mode: str, ring_ms: int, talk_ms: int, codecs: str = "0 8", greet
                 parts.append(_phone_reinvite(cseq, codecs, str(step[1]), media_port))
                 cseq += 1
             elif step[0] == "refer":
-                parts.append(_phone_refer(cseq, str(step[1]), int(step[2]), *(int(x) for x in step[3:4])))
+                parts.append(_phone_refer(cseq, str(step[1]), int(step[2]), *(int(x) for x in step[3:4]),
+                                          *(bool(x) for x in step[4:5])))
                 cseq += 1
             else:
                 raise ValueError(f"unknown phone step {step!r}")
@@ -643,9 +645,10 @@ def agent(port: int, mode: str = "answer", ring_ms: int = 500, talk_ms: int = 10
     tone instead of echoing (pt: the codec its answer puts first, µ-law 0 by default), ("pause", ms),
     ("reinvite", "sendonly" | "inactive" | "sendrecv") its own re-INVITE: hold and resume from the phone
     (SDP versions 2353687639, 2353687640, ...), ("dtmf", "1") a key pressed (RFC 2833, as a caller's),
-    ("refer", uri, code[, final]) its transfer key: a REFER to uri (a Replaces header in it: an attended
-    transfer), expecting the final response code; 202 with the NOTIFYs of the implicit subscription: "100" then
-    ``final`` (200: the transfer made, after the worker's BYE; else a failure status, and the call goes on).
+    ("refer", uri, code[, final[, handed]]) its transfer key: a REFER to uri (a Replaces header in it: an
+    attended transfer), expecting the final response code; 202 with the NOTIFYs of the implicit subscription:
+    "100" then ``final`` (200: the transfer made, after the worker's BYE; else a failure status, and the call
+    goes on; ``handed`` True: a failure after the worker's BYE, the caller handed to a target that failed).
     media_port: the RTP port its SDP names instead of its own (a test's socket sends and keeps its media)."""
     workdir = Path(tempfile.mkdtemp(prefix=f"sipp-agent{port}-"))
     steps = steps or []

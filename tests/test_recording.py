@@ -393,3 +393,67 @@ def test_keys_off_and_a_conference_party_mixed_in_once_recorded(tmp_path: Path) 
     assert log[-1] == "mix c5.agent.wav p1 False" and s.mixed == []
     asyncio.run(recs.end(s, rec))
     assert rec.recording is not None and rec.recording.endswith("c5.wav")
+
+
+def test_every_take_of_a_call_is_counted_in_its_cdr_filed_under_its_start_and_purged(tmp_path: Path) -> None:
+    """A call that started a second before midnight (UTC) is recorded twice (sales, then support after a transfer
+    back to a queue): both takes are in the start's day folder, the CDR links the first and counts two (through
+    the store too), the second is found from the CDR even once the first is purged, and retention deletes each
+    take with its sidecar when its own queue's days are past."""
+    import asyncio
+
+    from callcenter.cdr.record import CallRecord
+    from callcenter.cdr.sqlite_store import SqliteStore
+
+    log: list[str] = []
+    recs = recordings(tmp_path / "data", "recording: {queues: {sales: {policy: always, retention_days: 10}, "
+                                         "support: {policy: always, retention_days: 30}}}", log)
+    rec = CallRecord("c8", "inbound", "0901234567", "1800", 1767225599.0)       # 2025-12-31 23:59:59 UTC
+    for queue in ("sales", "support"):
+        asyncio.run(recs.end(recs.begin(rec, Agent("caller"), Agent(f"agent-{queue}"), queue), rec))
+    day = tmp_path / "data" / "recordings" / "2025" / "12" / "31"
+    first, second = day / "c8.wav", day / "c8-2.wav"
+    assert rec.recording == str(first) and rec.recording_takes == 2
+    assert sorted(p.name for p in day.iterdir()) == ["c8-2.json", "c8-2.wav", "c8.json", "c8.wav"]
+    store = SqliteStore(tmp_path / "cdr.db")
+    try:
+        store.put_call(rec)
+        stored = store.get_call("c8")
+    finally:
+        store.close()
+    assert stored is not None and stored.recording == str(first) and stored.recording_takes == 2
+    assert [recs.find("c8", stored.recording, take) for take in (1, 2, 3)] == [first, second, None]
+
+    now = time.time()
+    os.utime(first, (now - 20 * 86400, now - 20 * 86400))
+    os.utime(second, (now - 20 * 86400, now - 20 * 86400))
+    assert purge(tmp_path / "data" / "recordings", default_days=90, now=now) == 1        # sales' 10 days
+    assert not first.exists() and not (day / "c8.json").exists()
+    assert recs.find("c8", stored.recording, 2) == second                              # support's 30: kept
+    assert purge(tmp_path / "data" / "recordings", default_days=90, now=now + 11 * 86400) == 1
+    assert not day.exists()                                                            # every take, sidecars
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_a_store_made_before_takes_were_counted_gets_the_column(kind: str, tmp_path: Path,
+                                                                request: pytest.FixtureRequest) -> None:
+    """A CDR store made by an older version (no ``recording_takes``) gets the column when opened; its rows
+    read as 0 (the first recording only, as the CDR linked then), new rows keep their count."""
+    from callcenter.cdr.record import CallRecord
+    from callcenter.cdr.writer import open_store
+
+    url = f"sqlite:///{tmp_path}/cdr.db" if kind == "sqlite" else request.getfixturevalue("pg_dsn")
+    store = open_store(url)
+    try:
+        store.put_call(CallRecord("old", "inbound", "0901", "100", 1.0, recording="2026/01/01/old.wav", version=1))
+        store._execute("ALTER TABLE cdr_calls DROP COLUMN recording_takes")
+    finally:
+        store.close()
+    store = open_store(url)
+    try:
+        store.put_call(CallRecord("new", "inbound", "0902", "100", 2.0, recording_takes=3, version=1))
+        old, new = store.get_call("old"), store.get_call("new")
+    finally:
+        store.close()
+    assert old is not None and old.recording_takes == 0 and old.recording == "2026/01/01/old.wav"
+    assert new is not None and new.recording_takes == 3

@@ -11,6 +11,7 @@ legs, the queue log and the handle time (talk + hold = the time the call was wit
 
 from __future__ import annotations
 
+import datetime
 import re
 import time
 from collections.abc import Sequence
@@ -87,6 +88,15 @@ def transfers_counted(w: WorkerProc) -> dict[str, float]:
     status, text = w.http("GET", "/metrics", token=METRICS_TOKEN)
     assert status == 200, text
     return {q: float(n) for q, n in re.findall(r'^callcenter_queue_transfers_total\{queue="(\w+)"\} ([\d.]+)', text, re.M)}
+
+
+def notified_at(phone_sipp: sipp.Sipp, status: int) -> float:
+    """When (wall clock, as sipp's message trace stamps it) the phone got the NOTIFY whose sipfrag is ``status``."""
+    for stamp, message in re.findall(r"^-{20,} (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+)\r?\n[^\n]*received[^\n]*\n\s*"
+                                     r"(NOTIFY .*?)(?=^-{20,} |\Z)", phone_sipp.messages(), re.M | re.S):
+        if re.search(rf"^SIP/2\.0 {status} ", message, re.M):
+            return datetime.datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S.%f").timestamp()   # local time, as sipp's
+    raise AssertionError(f"no NOTIFY {status}:\n{phone_sipp.messages()[-3000:]}")
 
 
 def call_record(w: WorkerProc, call_id: str, timeout: float = 30.0) -> CallRecord:
@@ -346,7 +356,8 @@ def test_a_blind_target_that_does_not_answer_sends_the_caller_back_to_its_queue(
 def test_a_caller_transferred_back_to_a_queue_is_recorded_again_into_a_file_of_its_own(worker: WorkerProc) -> None:
     """Both queues record every call. Agent 1001 transfers its caller to the support queue, where 1003 answers: the
     second conversation is recorded into <call id>-2.wav beside the first (<call id>.wav, the one the CDR links),
-    not over it: each has the caller on the left and its own agent on the right."""
+    not over it: each has the caller on the left and its own agent on the right. The CDR counts both
+    (recording_takes), the API fetches take 1 and 2, not 3."""
     caller, agent, support = Party(A, ALL), Party(B, ALL), Party(D, ALL)
     phones: list[sipp.Sipp] = []
     try:
@@ -359,7 +370,7 @@ def test_a_caller_transferred_back_to_a_queue_is_recorded_again_into_a_file_of_i
         assert call.wait(60) == 0, call.errors()
         rec = call_record(worker, call_id)
         first = Path(rec.recording or "")
-        assert first.name == f"{call_id}.wav", rec
+        assert first.name == f"{call_id}.wav" and rec.recording_takes == 2, rec        # the CDR counts both
         second = wait_for(lambda: next(iter(first.parent.glob(f"{call_id}-2.wav")), None), "the second recording")
         for path, mine, other in ((first, B, D), (second, D, B)):
             left, right = channels(path)
@@ -373,3 +384,49 @@ def test_a_caller_transferred_back_to_a_queue_is_recorded_again_into_a_file_of_i
         assert fetch(worker, f"/recordings/{call_id}?take=3", token)[0] == 404
     finally:
         close_all(phones, (caller, agent, support))
+
+
+def test_a_phone_transfer_to_an_agent_that_does_not_answer_then_to_a_queue(worker: WorkerProc) -> None:
+    """Agent 1001's phone transfers its caller to 1002, whose phone rings unanswered (the transfer ring, 10 s
+    here): the phone, hung up when the caller was handed over, gets the final NOTIFY "SIP/2.0 480"; the caller
+    waits in its queue again at its place and 1001 (its next call) answers it anew, as after the API's transfer;
+    the queue log says TRANSFER_FAILED (no_answer, by the phone). Then 1001's phone transfers it to the support
+    queue: its "SIP/2.0 200" comes once the caller waits there (ENTERQUEUE support), and 1003 answers."""
+    caller, agent, target, support = Party(A, ALL), Party(B, ALL), Party(C, ALL), Party(D, ALL)
+    phones: list[sipp.Sipp] = []
+    try:
+        ringing = phone(target.port, "noanswer", port=PHONES["1002"])
+        helpdesk = phone(support.port, port=PHONES["1003"])
+        phones += [ringing, helpdesk]
+        worker.login("1002", "1003")       # 1002 paused (rung for a transfer only): the caller comes back to 1001
+        assert worker.http("POST", "/agents/1002/pause", {"reason": "lunch"})[0] == 200
+        first = phone(agent.port, port=PHONES["1001"], steps=[
+            ("pause", 4000), ("refer", f"sip:1002@127.0.0.1:{PHONES['1002']}", 202, 480, True)])
+        phones.append(first)
+        call_id = bridged_call(worker, caller, agent, first, 32000, phones)
+        call = phones[-1]
+        assert first.wait(30) == 0, first.errors()        # 202, NOTIFY 100, BYE, NOTIFY 480 after the ring
+        assert ringing.wait(30) == 0, ringing.errors()    # rung, then CANCELled
+        again = phone(agent.port, port=PHONES["1001"], steps=[("pause", 2000), ("refer", "sip:support@127.0.0.1",
+                                                                                 202, 200)])
+        phones.append(again)
+        wait_for(lambda: hears(caller, {B}), "1001 answering the caller again")
+        assert again.wait(30) == 0, again.errors()        # 202, NOTIFY 100, BYE, NOTIFY 200 once queued
+        wait_for(lambda: hears(caller, {D}), "the support agent's answer")
+        assert call.wait(60) == 0, call.errors()
+        log = events(worker, call_id, "COMPLETECALLER")
+        failed = [(e.data["to"], e.data["result"], e.data["by"]) for e in log if e.event == "TRANSFER_FAILED"]
+        assert failed == [("agent:1002", "no_answer", "phone")], failed
+        lines = [(e.event, e.queue, e.agent_id, e.data.get("transferred")) for e in log
+                 if e.event in ("ENTERQUEUE", "BLINDTRANSFER", "CONNECT")]
+        assert lines == [("ENTERQUEUE", "sales", None, None), ("CONNECT", "sales", "1001", None),
+                         ("BLINDTRANSFER", "sales", "1001", None), ("ENTERQUEUE", "sales", None, True),
+                         ("CONNECT", "sales", "1001", None), ("BLINDTRANSFER", "sales", "1001", None),
+                         ("ENTERQUEUE", "support", None, True), ("CONNECT", "support", "1003", None)], lines
+        [queued] = [e for e in log if e.event == "ENTERQUEUE" and e.queue == "support"]
+        assert notified_at(again, 200) >= queued.ts          # told once the caller waits in support, not before
+        assert [(leg.agent_id, leg.result) for leg in legs(worker, call_id, "transfer", 1)] == [("1002", "no_answer")]
+        rec = call_record(worker, call_id)
+        assert rec.transferred_to == "queue:support" and rec.agent_id == "1001", rec
+    finally:
+        close_all(phones, (caller, agent, target, support))

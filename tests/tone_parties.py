@@ -89,13 +89,13 @@ HOLD, RESUME = "2353687639", "2353687640"   # the SDP versions of a phone's own 
 
 def phone(media_port: int, mode: str = "answer", port: int | None = None, steps: list[tuple] | None = None) -> sipp.Sipp:
     """A phone (an agent's or a supervisor's) whose RTP is the test's `media_port`. mode: 'answer' (waits for
-    the worker's BYE), 'busy' (486), 'hangup' (answers, hangs up itself 1.5 s later), 'reinvite' (answers,
-    6 s later holds with a re-INVITE a=sendonly, 2 s later resumes, then waits for the BYE). Every message
-    it sends or receives is kept (the offer's X-Callcenter-Call-Id). `steps`: sipp.agent's phone steps after
-    answering (mode 'answer')."""
+    the worker's BYE), 'busy' (486), 'noanswer' (rings until CANCEL), 'hangup' (answers, hangs up itself 1.5 s
+    later), 'reinvite' (answers, 6 s later holds with a re-INVITE a=sendonly, 2 s later resumes, then waits for
+    the BYE). Every message it sends or receives is kept (the offer's X-Callcenter-Call-Id). `steps`:
+    sipp.agent's phone steps after answering (mode 'answer')."""
     if mode == "reinvite":
         steps = [("pause", 6000), ("reinvite", "sendonly"), ("pause", 2000), ("reinvite", "sendrecv")]
-    sipp_mode = {"busy": "486", "hangup": "answer_bye"}.get(mode, "answer")
+    sipp_mode = {"busy": "486", "hangup": "answer_bye", "noanswer": "noanswer"}.get(mode, "answer")
     return sipp.agent(port or ports.port(), sipp_mode, ring_ms=100, talk_ms=1500, timeout_s=180, codecs="8",
                       trace=True, steps=steps, media_port=media_port)
 

@@ -1,7 +1,8 @@
 """Call recordings over HTTP.
 
 ``GET /recordings/{call_id}``: the call's stereo WAV (caller left, agent right; ``?take=2``, 3, ...: its next
-recordings, a caller transferred back to a queue and answered by another agent), with HTTP range requests
+recordings, a caller transferred back to a queue and answered by another agent: the CDR's ``recording_takes``
+says how many), with HTTP range requests
 for playback (one range: ``bytes=a-b``, ``bytes=a-``, ``bytes=-n``; 206 with Content-Range; a range
 outside the file or one this server does not read is 416 with ``Content-Range: bytes */size``).
 Supervisors and admins only (agents do not fetch recordings, not even of their own calls: a recording
@@ -105,6 +106,8 @@ def install_routes(router: HttpRouter, recordings: Recordings, store: SqlStore |
         take = req.arg("take", "1") or "1"
         if not take.isdigit() or not 1 <= int(take) <= MAX_TAKE:
             raise HttpError(400, f"take is a number from 1 to {MAX_TAKE}")
+        if cdr is not None and 0 < cdr.recording_takes < int(take):     # counted by the CDR: no disk search
+            raise HttpError(404, f"the call has {cdr.recording_takes} recording(s)")
         path = await asyncio.to_thread(recordings.find, call_id, cdr.recording if cdr is not None else None,
                                        int(take))
         if path is None:

@@ -112,6 +112,14 @@ class Handoff:
     target: asyncio.Future[Segment | None] | None = None
     queue: str | None = None
     announce: bool = True          # "your call is being transferred" while the target rings
+    told: ReferOutcome | None = None   # a phone's REFER to a queue: its final NOTIFY once the caller waits there
+
+    def tell(self, code: int) -> None:
+        """The REFER's outcome, once: 200 the caller waits in ``queue``; 486 it is full, 503 another refusal, 487
+        the caller hung up first."""
+        told, self.told = self.told, None
+        if told is not None:
+            told(code)
 
 
 class HoldResult(enum.Enum):
@@ -450,6 +458,8 @@ class Queueing:
                     info, first, left = await leg.wait_ended(), leg, True
                 h, t.handoff = t.handoff, None
                 if first is leg or h is None:
+                    if h is not None:
+                        h.tell(487)          # the caller hung up as its agent's phone transferred it
                     break
                 # A transfer hung up the agent's leg: its segment ends; the target takes the caller.
                 rec.transferred_to = h.to
@@ -531,6 +541,7 @@ class Queueing:
             target = None
         t.hold_seconds += time.time() - since        # the caller heard music while the target rang
         if leg.ended:
+            h.tell(487)
             if target is not None:
                 await target.leg.hangup()
                 await self._segment_end(w, t, target, "COMPLETECALLER")
@@ -542,7 +553,7 @@ class Queueing:
                 files = prompts.paths(announce.transferring(), w.request.language, Path(w.request.sounds_dir))
                 with contextlib.suppress(CallGone):
                     await leg.play(files, barge_in=False)
-            await self._requeue(w, queue)
+            h.tell(await self._requeue(w, queue))    # a phone's REFER to a queue: now it knows
             return None
         target.hold_mark, target.holds_mark, target.took = t.hold_seconds, t.holds, time.time()
         t.agent, t.agent_id = target.leg, target.agent_id
@@ -567,8 +578,9 @@ class Queueing:
             ended.cancel()
         return fut.result() if fut.done() and not fut.cancelled() else None
 
-    async def _requeue(self, w: Waiter, queue: str) -> None:
-        """The caller waits in ``queue`` again (a transfer), at its original priority and enqueue time."""
+    async def _requeue(self, w: Waiter, queue: str) -> int:
+        """The caller waits in ``queue`` again (a transfer), at its original priority and enqueue time. As a
+        REFER's final NOTIFY says it: 200 queued, 486 the queue is full, 503 refused otherwise."""
         leg = w.leg
         w.agent_leg, w.offer = None, None
         w.request = replace(w.request, queue=queue)
@@ -579,11 +591,12 @@ class Queueing:
         except RoutingError as exc:
             log.error("transfer to queue failed", call_id=leg.id, queue=queue, error=str(exc))
             w.outcome = QueueOutcome.NO_AGENTS if not isinstance(exc, QueueFull) else QueueOutcome.FULL
-            return
+            return 486 if isinstance(exc, QueueFull) else 503
         metrics.QUEUE_OFFERED_TOTAL.labels(queue=queue).inc()
         await self._event("ENTERQUEUE", leg.id, queue, priority=w.request.priority, transferred=True)
         with contextlib.suppress(CallGone):
             await leg.start_hold(w.request.music)
+        return 200
 
     async def hand_off(self, t: Talk, h: Handoff) -> bool:
         """Start a transfer of the talk's caller (calls/transfer.py): the agent's leg is hung up and the talk

@@ -12,9 +12,11 @@ audio, the agent's also by the conference's added parties, and written by pjmedi
 start together when caller and agent are bridged. When
 the call ends the taps are closed on the loop thread and merged in a worker thread into one 8 kHz 16-bit
 stereo WAV, caller on the left, agent on the right, at ``<dir>/YYYY/MM/DD/<call_id>.wav`` (UTC date of
-the start, mode 0640; a call recorded again, a caller transferred back to a queue and answered by another
-agent: ``<call_id>-2.wav``, ``-3``, ...; the CDR links the first); the mono files are removed. A ``<call_id>.json`` beside it says how long to keep
-it (``retention_days``); :func:`purge` deletes what is past it (the worker runs it hourly).
+the call's start, mode 0640; a call recorded again, a caller transferred back to a queue and answered by another
+agent: ``<call_id>-2.wav``, ``-3``, ... in the same folder; the CDR links the first, ``recording``, and counts them,
+``recording_takes``: ``GET /recordings/{call_id}?take=N``); the mono files are removed. A ``<call_id>.json``
+beside each says how long to keep it (``retention_days``, its own queue's); :func:`purge` deletes what is past it
+(the worker runs it hourly).
 
 Pause mutes both taps (the paused stretch is silence of its real length). The agent pauses from its phone
 by keying ``pause_digits`` (default ``*1``) and resumes with ``resume_digits`` (``*2``): RFC 2833 / SIP INFO
@@ -341,32 +343,32 @@ class Recordings:
         dir (the dir may have moved since; a path naming another call or outside a day folder is no one's).
         None when the CDR names none or the file is gone (purged). A call this worker just stored whose CDR
         is not in the store yet: the path it stored. ``take`` 2, 3, ...: the call's next recordings, beside
-        the first (``<call_id>-2.wav``)."""
+        the first (``<call_id>-2.wav``, in its day folder: every take of a call is filed under the call's start),
+        found even when the first is gone (each take has its own retention)."""
         if not CALL_ID.match(call_id):
             return None
-        if take > 1:
-            first = self.find(call_id, recorded)
-            path = first.with_name(f"{call_id}-{take}.wav") if first is not None else None
-            return path if path is not None and path.is_file() else None
         if not recorded:
             recent = self.recent.get(call_id)
-            return recent if recent is not None and recent.is_file() else None
-        m = _STORED.search(recorded.replace(os.sep, "/"))
+            recorded = str(recent) if recent is not None else None
+        m = _STORED.search((recorded or "").replace(os.sep, "/"))
         name = m.group(2) if m is not None else ""
-        if name != call_id and not (name.startswith(call_id) and _TAKE.fullmatch(name[len(call_id):])):
+        if m is None or name != call_id and not (name.startswith(call_id) and _TAKE.fullmatch(name[len(call_id):])):
             return None
-        assert m is not None
+        if take > 1:
+            name = f"{call_id}-{take}"
         path = self.settings.dir / m.group(1) / f"{name}.wav"
         return path if path.is_file() else None
 
     def start(self, call_id: str, caller: Leg, agent: Leg, *, queue: str | None, campaign: str | None,
-              agent_id: str | None = None) -> Session | None:
+              agent_id: str | None = None, when: float | None = None) -> Session | None:
         """Caller and agent were just bridged: start recording if the policy says so (on_demand: ready
-        for the API's resume). Never raises: a failure leaves the call unrecorded."""
+        for the API's resume). Never raises: a failure leaves the call unrecorded. ``when``: the call's start
+        (its day folder holds all its takes; default now)."""
         policy = self.settings.policy(queue, campaign)
         if policy.mode == NEVER or not CALL_ID.match(call_id):
             return None
-        session = Session(call_id, policy, self._fresh_path(call_id, time.time()), caller, agent, agent_id)
+        path = self._fresh_path(call_id, time.time() if when is None else when)
+        session = Session(call_id, policy, path, caller, agent, agent_id)
         self.live[call_id] = session
         self._agents[agent.id] = session
         if policy.wants(self._draw):
@@ -407,15 +409,18 @@ class Recordings:
         (the queue that answered it; default its record's) says so. Every conversation is recorded from
         here; :meth:`end` stores it."""
         return self.start(rec.call_id, caller, agent, queue=queue or rec.queue, campaign=rec.campaign,
-                          agent_id=rec.agent_id)
+                          agent_id=rec.agent_id, when=rec.start)
 
     async def end(self, s: Session | None, rec: CallRecord) -> None:
         """The conversation :meth:`begin` recorded is over: store it and link it in ``rec`` (None when it was
-        not recorded or failed)."""
+        not recorded or failed): the first in ``recording``, every one counted in ``recording_takes`` (the
+        takes' files are numbered 1..N without a gap: each gets the first free name)."""
         if s is not None:
             stored = await self.finish(s, consent=rec.recording_consent)
-            if rec.recording is None and stored is not None:     # the call's first recording stays linked
-                rec.recording = str(stored)
+            if stored is not None:
+                if rec.recording is None:     # the call's first recording stays linked
+                    rec.recording = str(stored)
+                rec.recording_takes += 1
 
     def mix(self, call_id: str, leg: Leg, on: bool) -> None:
         """A conference party of the call joined (or was muted, or left: ``on=False``): its audio goes into

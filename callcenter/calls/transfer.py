@@ -148,7 +148,8 @@ class Transfers(ExtraParties[Consult]):
         if tg.kind != "queue":
             fut = asyncio.get_running_loop().create_future()
         h = Handoff("ATTENDEDTRANSFER" if replaces else "BLINDTRANSFER", tg.to, by, target=fut,
-                    queue=tg.to.removeprefix("queue:") if tg.kind == "queue" else None, announce=not replaces)
+                    queue=tg.to.removeprefix("queue:") if tg.kind == "queue" else None, announce=not replaces,
+                    told=outcome if fut is None else None)    # a queue: told once the caller waits there
         if not await self.queueing.hand_off(t, h):
             await self._release(tg)
             raise CallControlError(409, "the call is not talking to an agent")
@@ -156,8 +157,6 @@ class Transfers(ExtraParties[Consult]):
         if fut is not None:
             self.tasks.spawn(self._ring_blind(call_id, t, tg, h, fut, replaces, outcome or _untold),
                              "transfer", call_id=call_id)
-        elif outcome is not None:
-            outcome(200)
         return {"call_id": call_id, "mode": "blind", "kind": tg.kind, "to": tg.to,
                 "state": "queued" if fut is None else "ringing"}
 

@@ -98,6 +98,8 @@ class CallRecord(Record):
     transferred_to: str | None = None
     callback: bool = False
     recording: str | None = None        # the stereo WAV (callcenter.calls.recording); None: not recorded
+    recording_takes: int = 0            # its recordings: 1 the one above; 2, 3, ... the next beside it (a caller
+                                        # transferred back to a queue): <call_id>-2.wav, GET /recordings/{id}?take=2
     recording_consent: bool | None = None   # the caller heard the consent prompt (None: no prompt configured)
     outcome: str | None = None          # answered/abandoned/timeout/callback/...
     worker_id: str | None = None

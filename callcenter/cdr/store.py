@@ -45,6 +45,7 @@ CALL_COLUMNS: tuple[tuple[str, str], ...] = (
     ("transferred_to", "transferred_to"), ("callback", "callback"), ("outcome", "outcome"),
     ("worker_id", "worker_id"), ("hold_count", "hold_count"),
     ("recording", "recording"), ("recording_consent", "recording_consent"),
+    ("recording_takes", "recording_takes"),
 )
 LEG_COLUMNS: tuple[tuple[str, str], ...] = (
     ("call_id", "call_id"), ("kind", "kind"), ("uri", "uri"), ("agent_id", "agent_id"), ("start", "start_ts"),
@@ -62,6 +63,7 @@ CALL_TYPES = {
     "start_ts": _REAL, "answer_ts": _REAL, "end_ts": _REAL, "enqueue_ts": _REAL, "wait_seconds": _REAL,
     "agent_answer_ts": _REAL, "talk_seconds": _REAL, "hold_seconds": _REAL, "wrapup_seconds": _REAL,
     "resolved": _INT, "csat": _INT, "callback": _INT, "hold_count": _INT, "recording_consent": _INT,
+    "recording_takes": _INT,
 }
 LEG_TYPES = {"start_ts": _REAL, "answer_ts": _REAL, "end_ts": _REAL, "sip_code": _INT}
 
@@ -378,6 +380,7 @@ class SqlStore:
             rec["recording_consent"] = None if rec["recording_consent"] is None else bool(rec["recording_consent"])
             rec["hold_seconds"] = rec["hold_seconds"] or 0
             rec["hold_count"] = rec["hold_count"] or 0
+            rec["recording_takes"] = rec["recording_takes"] or 0
             rec["direction"] = rec["direction"] or ""
             rec["caller"] = rec["caller"] or ""
             rec["called"] = rec["called"] or ""
