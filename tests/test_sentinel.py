@@ -139,11 +139,13 @@ def test_the_durable_routing_scripts_run_twice_change_nothing_twice(redis_url: s
 
 def _failing_over(site: SentinelSite, main: Callable[[], Coroutine[Any, Any, None]]) -> None:
     """Run a test's coroutine that fails the master over without waiting for the old one to rejoin; the site
-    whole (agreed, replicated) before and after it."""
+    whole (agreed, replicated; a killed master back as a replica) before and after it."""
     site.wait_agreed()
     try:
         asyncio.run(main())
     finally:
+        for node in site.stopped():
+            site.restart(node)
         site.wait_agreed()
 
 
@@ -157,11 +159,13 @@ async def _until(what: str, check: Callable[[], bool], timeout: float = 20.0) ->
         await asyncio.sleep(0.05)
 
 
-def test_durable_appends_through_a_planned_failover_are_all_on_the_new_master(site: SentinelSite) -> None:
-    """Tasks append (group-committed XADDs, as the CDR buffer's) while SENTINEL FAILOVER runs: every append
-    whose await returned is in the new master's stream afterwards. The old master takes appends for ~1 s
-    after the replica's promotion, before the sentinels name the new one; their WAIT falls short, and the
-    batch goes again to the new master once the failover under way has named it."""
+@pytest.mark.parametrize("fault", ["sentinel_failover", "sigkill_master"])
+def test_durable_appends_through_a_failover_are_all_on_the_new_master(site: SentinelSite, fault: str) -> None:
+    """Tasks append (group-committed XADDs, as the CDR buffer's) while SENTINEL FAILOVER runs or the master is
+    SIGKILLed: every append whose await returned is in the new master's stream afterwards. In the planned
+    failover the old master takes appends for ~1 s after the replica's promotion, before the sentinels name
+    the new one: their WAIT falls short, and the batch goes again to the new master once the failover under
+    way has named it. In the crash, an append returns only once the replica (the next master) has it."""
     site.wait_replicated()
 
     async def main() -> None:
@@ -180,7 +184,10 @@ def test_durable_appends_through_a_planned_failover_are_all_on_the_new_master(si
             tasks = [asyncio.ensure_future(appender(n)) for n in range(8)]
             await _until("appends under way", lambda: len(acked) > 100)
             old = site.master_port()
-            new = await asyncio.to_thread(site.failover, whole=False)
+            if fault == "sentinel_failover":
+                new = await asyncio.to_thread(site.failover, whole=False)
+            else:
+                new = await asyncio.to_thread(site.kill_master, restart=False)
             assert new != old
             after = len(acked)
             await _until("appends on the new master", lambda: len(acked) > after + 100)
