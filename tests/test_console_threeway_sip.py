@@ -6,8 +6,9 @@ Agent 1001 consults 1002 from its desk (the caller on hold), then makes it a thr
 the call and now its conference panel (caller, the agent, 1002, with mute / hold / leave), and everyone hears
 everyone. The agent mutes 1002 and unmutes it from the panel, then leaves: its phone gets the BYE, its part of
 the call ends (the desk's wrap-up, saved while the call goes on; the agent free again) and the caller and 1002 go
-on talking (each hears the other, nobody else). A party a supervisor adds to the agent's call (agent 1003, tone
-D) shows on the desk too: the call.conference event."""
+on talking (each hears the other, nobody else). A consult a supervisor starts on the agent's call (to agent 1003,
+tone D) shows on the desk with its controls: the call.consult event. A party a supervisor adds to the agent's call
+(agent 1003) shows on the desk too: the call.conference event."""
 
 from __future__ import annotations
 
@@ -106,6 +107,42 @@ def test_three_way_from_a_consult_keeps_the_desks_conference_controls(worker: Wo
         close_all(phones, (caller, agent, target))
 
 
+def test_a_consult_a_supervisor_starts_shows_on_the_desk(worker: WorkerProc, browser) -> None:
+    """A supervisor starts an attended transfer of 1001's call to agent 1003 through the API: the desk learns it
+    from the event stream (call.consult) and shows the consult with its complete / three-way / cancel controls,
+    as if it had started it; the agent cancels it there and is back with its caller, then hangs up."""
+    caller, agent, target = Party(A, ALL), Party(B, ALL), Party(D, ALL)
+    phones: list[sipp.Sipp] = []
+    try:
+        browser.expect(r"/transfer\?agent=1001 .* 404")        # the consult's poll once it is over
+        talking_at_the_desk(worker, browser, caller, agent, phones)
+        call_id = str(browser.find("#screen-pop").get_attribute("data-call"))
+        phones.append(phone(target.port, port=PHONES["1003"]))
+        worker.login("1003")                          # a support agent: the sales caller is never its
+        sup = api_user(worker.redis_url, "sup-consult", [SUPERVISOR])
+        status, answer = worker.http("POST", f"/calls/{call_id}/transfer", {"agent": "1003", "mode": "attended"},
+                                     token=sup)
+        assert status == 202, answer
+        browser.wait_text("#consult", "1003", timeout=20)
+        browser.wait_text("#consult-state", "talking", timeout=20)
+        for control in ("#consult-complete", "#consult-conference", "#consult-cancel"):
+            browser.wait(lambda c=control: browser.find(c).is_enabled(), 10, f"{control} enabled")
+        wait_for(lambda: caller.heard() == {M} and agent.heard() == {D}, "the caller on hold, 1001 talking to 1003")
+        browser.shot("consult-by-supervisor")
+
+        browser.find("#consult-cancel").click()
+        browser.wait(lambda: not browser.driver.find_elements("css selector", "#consult"), 20, "the consult closed")
+        browser.find("#transfer-form")
+        wait_for(lambda: caller.heard() == {B} and agent.heard() == {A}, "the caller back with its agent")
+        # the desk hangs up and saves its wrap-up: 1001 ready for the next test
+        browser.find("#btn-hangup").click()
+        browser.find("#resolved-yes", timeout=20).click()
+        browser.find("#wrapup-save").click()
+        browser.wait_text("#agent-state", "Ready", timeout=20)
+    finally:
+        close_all(phones, (caller, agent, target))
+
+
 def test_a_party_a_supervisor_adds_shows_on_the_desk(worker: WorkerProc, browser) -> None:
     """A supervisor adds agent 1003 to 1001's call through the API: the desk learns it from the event stream
     (call.conference) and shows the conference panel with 1003, as if it had added the party itself."""
@@ -126,3 +163,4 @@ def test_a_party_a_supervisor_adds_shows_on_the_desk(worker: WorkerProc, browser
         browser.shot("added-by-supervisor")
     finally:
         close_all(phones, (caller, agent, added))
+

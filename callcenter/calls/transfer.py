@@ -55,6 +55,8 @@ from callcenter.calls.queueing import Handoff, HoldResult, Queueing, Segment, Ta
 from callcenter.calls.records import leg_record, queue_event
 from callcenter.cdr.buffer import CdrBuffer
 from callcenter.cdr.record import LegRecord
+from callcenter.events import bus
+from callcenter.privacy import mask_number
 from callcenter.telephony.api import Leg, ReferOutcome, Softswitch
 
 log = logs.get("transfer")
@@ -255,6 +257,7 @@ class Transfers(ExtraParties[Consult]):
         fut = c.handoff.target
         assert fut is not None
         result = "failed"
+        await self._tell(c)
         try:
             # The agent hanging up while the target rings still hands the caller over: not a stop.
             leg = await self.ring(tg.uri, self._headers(c.call_id, t, "attended"), c.wake.wait(),
@@ -268,12 +271,24 @@ class Transfers(ExtraParties[Consult]):
                 return
             await t.agent.bridge(leg)        # agent <-> target; the caller still hears the music
             await queue_event(self.cdr, "CONSULT", c.call_id, t.queue, t.agent_id, to=tg.to, by=c.by)
+            await self._tell(c)
             result = await self._consulting(c, leg)
         except Exception:
             log.exception("consult failed", call_id=c.call_id, to=tg.to)
             raise
         finally:
             await self._end(c, result)
+            await self._tell(c, result=result)
+
+    async def _tell(self, c: Consult, **more: str) -> None:
+        """The consult on the event bus (``call.consult``: ringing, consulting, then how it ended), the call's
+        agent's event: its desk shows the consult and its controls whoever started it (its own form, a supervisor
+        through the API) and closes them at the end. A number consulted is masked (supervisors see the event)."""
+        tg = c.target
+        await bus.publish(self.cdr.redis, self.cdr.prefix, {
+            "type": "call.consult", "call_id": c.call_id, "queue": c.talk.queue, "agent": c.talk.agent_id,
+            "consult": c.id, "state": c.state, "kind": tg.kind, "target_agent": tg.agent_id, "by": c.by,
+            "target": tg.agent_id or mask_number(tg.to.partition(":")[2]), **more})
 
     async def _consulting(self, c: Consult, leg: Leg) -> str:
         """Until the API's action, or the target, the agent or the caller hangs up: how the consult ended."""

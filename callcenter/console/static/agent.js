@@ -187,9 +187,10 @@
   }
 
   // ``conf``: the call id whose conference panel shows (a party added from here, a consult made three-way, or
-  // call.conference on the event stream: whoever added the party)
-  function CallCard({ call, pop, now, notes, setNotes, onHold, onHangup, onTransferred, conf, setConf, error }) {
-    const [consult, setConsult] = useState(null);
+  // call.conference on the event stream: whoever added the party); ``consult``: the attended transfer under way
+  // (started from here, or call.consult on the event stream: whoever started it)
+  function CallCard({ call, pop, now, notes, setNotes, onHold, onHangup, onTransferred, conf, setConf, consult,
+                      setConsult, error }) {
     return html`<section class="card" aria-labelledby="call-h" id="call-card">
       <h2 id="call-h">${t("call")}</h2>
       ${pop ? html`<${Pop} pop=${pop} />` : !call && html`<p class="muted" id="no-call">${t("call.none")}</p>`}
@@ -198,7 +199,7 @@
         ${call.held && html`<span class="badge" id="held">${t("held")}</span>`}
         <button type="button" id="btn-hold" onClick=${onHold}>${call.held ? t("unhold") : t("hold")}</button>
         <button type="button" class="danger" id="btn-hangup" onClick=${onHangup}>${t("hangup")}</button></div>
-        ${consult
+        ${consult && consult.call_id === call.call_id
           ? html`<${Consult} call=${call} consult=${consult} onOver=${(note, what) => {
               // a three-way call is a conference of this desk's like one it added a party to: its panel shows
               setConsult(null); if (what === "conference") setConf(call.call_id); if (note) onTransferred(note); }} />`
@@ -332,6 +333,7 @@
     const [callError, setCallError] = useState("");
     const [callNote, setCallNote] = useState("");     // what the agent did to the call (transferred, a party added)
     const [conf, setConf] = useState(null);           // the call id whose conference shows on the desk
+    const [consult, setConsult] = useState(null);     // the consult under way on the call (its panel shows)
     const callRef = useRef(null);
     callRef.current = call;
     const popRef = useRef(null);
@@ -366,7 +368,7 @@
       const poll = setInterval(refresh, boot.events ? 5000 : 1000);
       const tick = setInterval(() => setNow(Date.now()), 250);
       const source = events(["agent.state", "call.offered", "call.answered", "call.held", "call.unheld",
-                             "call.ended", "call.offer_missed", "call.conference"], (ev) => {
+                             "call.ended", "call.offer_missed", "call.conference", "call.consult"], (ev) => {
         if (ev.agent !== id) return;
         if (ev.type === "agent.state") refresh();
         else if (ev.type === "call.offered") {
@@ -382,6 +384,16 @@
         } else if (ev.type === "call.conference") {
           const c = callRef.current;
           if (c && c.call_id === ev.call_id) setConf(ev.call_id);
+        } else if (ev.type === "call.consult") {
+          const c = callRef.current;
+          if (!c || c.call_id !== ev.call_id) return;
+          const same = (k) => k && k.consult === ev.consult;
+          if (ev.state === "ringing" || ev.state === "consulting") {
+            setConsult((k) => same(k) ? k : { ...ev, typed: ev.target });
+          } else {
+            setConsult((k) => same(k) ? null : k);
+            if (ev.state === "conference") setConf(ev.call_id);
+          }
         } else if (ev.type === "call.ended") ended(ev.call_id);
       });
       return () => { clearInterval(poll); clearInterval(tick); if (source) source.close(); };
@@ -414,7 +426,8 @@
       <main>
         <${StateCard} agent=${agent} since=${since} now=${now} onChange=${onChange} error=${error} />
         <${CallCard} call=${call} pop=${pop} now=${now} notes=${notes} setNotes=${setNotes} onHold=${onHold}
-          onHangup=${onHangup} onTransferred=${setCallNote} conf=${conf} setConf=${setConf} error=${callError} />
+          onHangup=${onHangup} onTransferred=${setCallNote} conf=${conf} setConf=${setConf}
+          consult=${consult} setConsult=${setConsult} error=${callError} />
         ${callNote && html`<section class="card"><p class="ok" role="status" id="call-note">${callNote}</p></section>`}
         ${wrap && html`<${Wrapup} call=${wrap} notes=${notes} setNotes=${setNotes}
           onSaved=${(callId) => { setWrap(null); setNotes(""); setSaved(callId); }} />`}
