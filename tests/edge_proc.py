@@ -86,14 +86,15 @@ def edge_rules(tmp: Path, edge_port: int) -> Path:
 
 @contextlib.contextmanager
 def edge_stack(tmp: Path, redis_url: str, worker_id: str, rpc: bool = False, extra: str = "",
-               rtpengine: Rtpengine | None = None) -> Iterator[tuple[WorkerProc, Edge]]:
+               rtpengine: Rtpengine | None = None, defines: dict[str, int] | None = None
+               ) -> Iterator[tuple[WorkerProc, Edge]]:
     """A worker behind an edge (agents 1001 and 1002 with AGENT_PASSWORDS) on a flushed Redis; rpc: the
     edge's JSON-RPC port, which the worker polls for the registrations (`extra` config may name it:
     {rpc_url}); rtpengine (started): the encrypted edge."""
     flush(redis_url)
     w = new_worker(tmp, redis_url, worker_id=worker_id)
     edge_port = ports.port()
-    e = Edge(tmp, edge_port, AGENT_PASSWORDS, [w.target], rpc=rpc, rtpengine=rtpengine)
+    e = Edge(tmp, edge_port, AGENT_PASSWORDS, [w.target], rpc=rpc, rtpengine=rtpengine, defines=defines)
     w.write_config(rules=edge_rules(tmp, edge_port), extra=extra.replace("{rpc_url}", e.rpc_url))
     e.start()
     w.start()
@@ -105,11 +106,12 @@ def edge_stack(tmp: Path, redis_url: str, worker_id: str, rpc: bool = False, ext
 
 
 @contextlib.contextmanager
-def encrypted_edge_stack(tmp: Path, redis_url: str, worker_id: str) -> Iterator[tuple[WorkerProc, Edge]]:
+def encrypted_edge_stack(tmp: Path, redis_url: str, worker_id: str, defines: dict[str, int] | None = None
+                         ) -> Iterator[tuple[WorkerProc, Edge]]:
     """edge_stack on the encrypted edge (its own rtpengine), the worker reading the registrations every 0.3 s."""
     rtp = Rtpengine(tmp).start()
     try:
-        with edge_stack(tmp, redis_url, worker_id, rpc=True, rtpengine=rtp,
+        with edge_stack(tmp, redis_url, worker_id, rpc=True, rtpengine=rtp, defines=defines,
                         extra='edge: {registrations: ["{rpc_url}"], poll_every: 0.3s}\n') as both:
             yield both
     finally:
@@ -565,13 +567,13 @@ class WsSip:
                 f"CSeq: {cseq} REGISTER\r\nContact: <{self.contact}>;expires={expires}\r\nMax-Forwards: 70\r\n{auth}"
                 "Content-Length: 0\r\n\r\n")
 
-    def register(self, user: str, password: str, realm: str = edge.REALM) -> str:
+    def register(self, user: str, password: str, realm: str = edge.REALM, expires: int = 60) -> str:
         """REGISTER (register_request), answering the digest challenge: the final status line."""
         call_id, tag = uuid.uuid4().hex, uuid.uuid4().hex[:8]
         self.contact = ""
 
         def send(cseq: int, auth: str = "") -> str:
-            self.send(self.register_request(user, call_id, tag, cseq, auth))
+            self.send(self.register_request(user, call_id, tag, cseq, auth, expires))
             return self.recv()
 
         challenge = send(1)
