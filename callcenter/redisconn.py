@@ -34,7 +34,7 @@ import itertools
 import threading
 import time
 import weakref
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from typing import Any, ClassVar, Protocol, cast
 
 import redis
@@ -161,14 +161,13 @@ class LoopPool(aredis.BlockingConnectionPool):
         return waiters is None or len(waiters) > 0
 
 
-async def _replies(conn: Any, count: int) -> AsyncIterator[Any]:
-    """The next ``count`` replies on ``conn``; a command's own error reply comes as its exception (the
-    connection is fine), a failing connection raises."""
-    for _ in range(count):
-        try:
-            yield await conn.read_response()
-        except ResponseError as exc:
-            yield exc
+async def _reply(conn: Any) -> Any:
+    """The next reply on ``conn``; a command's own error reply comes as its exception (the connection is
+    fine), a failing connection raises."""
+    try:
+        return await conn.read_response()
+    except ResponseError as exc:
+        return exc
 
 
 def _hand(fut: asyncio.Future[Any], reply: Any) -> None:
@@ -280,9 +279,10 @@ class LoopRedis(aredis.Redis):
             conn = await pool.get_connection()
             try:
                 await conn.send_packed_command(conn.pack_commands([args for args, _ in batch]))
-                async for reply in _replies(conn, len(batch)):
-                    _hand(batch[done][1], reply)
+                for _, fut in batch:
+                    reply = await _reply(conn)
                     done += 1
+                    _hand(fut, reply)
             finally:
                 await pool.release(conn)
         except Exception:  # noqa: BLE001 - the connection failed (read_response has disconnected it)
@@ -544,7 +544,7 @@ class WriteNotReplicated(redis.ConnectionError):
 async def _exchange(conn: Any, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
     """Send the commands in one write and read their replies (a command's error reply as its exception)."""
     await conn.send_packed_command(conn.pack_commands(commands))
-    return [reply async for reply in _replies(conn, len(commands))]
+    return [await _reply(conn) for _ in commands]
 
 
 async def _round_trip(pool: Any, commands: Sequence[tuple[Any, ...]]) -> tuple[list[Any], tuple[Any, Any]]:
