@@ -23,7 +23,9 @@ from callcenter import yamlsrc
 from callcenter.auth.roles import CAMPAIGN_MANAGER
 from callcenter.dialer import export
 from callcenter.dialer.campaign import parse_campaign
+from callcenter.dialer.compliance import Compliance
 from callcenter.dialer.keys import DialerKeys
+from callcenter.dialer.outcomes import Decision, OutcomeRecorder
 from callcenter.dialer.upload import import_list, parse_csv
 from callcenter.redisconn import connect
 
@@ -120,7 +122,8 @@ def test_results_download_is_chunked_and_whole(worker: WorkerProc) -> None:
 def test_old_list_indexed_once_and_deleted_list_keeps_its_dials(redis_url: str) -> None:
     """A list from before the index is indexed by the first export only (marked: the next export does no SCAN).
     A list deleted while one of its contacts is being dialed: the other contacts are gone, that one's dial result
-    stays in the export under the list's id; a list deleted with none being dialed leaves nothing behind."""
+    stays in the export under the list's id and it is never dialed again; a list deleted with none being dialed
+    leaves nothing behind."""
     data, loc = yamlsrc.loads(CAMPAIGN, "ex1.yaml")
     campaign, keys = parse_campaign(data, loc), DialerKeys("t:")
     old = "phone,name\n" + "".join(f"{number(i)},Cũ {i}\n" for i in range(5))
@@ -159,14 +162,24 @@ def test_old_list_indexed_once_and_deleted_list_keeps_its_dials(redis_url: str) 
             assert not await r.exists(keys.list_contacts("ex1", "GONE"))
             assert sorted(await r.hkeys(keys.lists("ex1"))) == ["OLD"]          # the manager's lists
             assert await r.hkeys(keys.lists_deleted("ex1")) == ["DEL"]
-            # the dial ends after the delete (finish.lua's fields): its result is exported under DEL
-            await r.hset(dialed, mapping={"state": "done", "last_outcome": "answered", "last_at": 1_800_000_000,
-                                          "lease_owner": ""})
+            # the dial ends after the delete, unanswered: not dialed again (finish.lua), its result exported
+            # under DEL
+            e164 = f"+84{number(102)[1:]}"
+            assert await OutcomeRecorder(r, keys).apply(campaign, e164, "no_answer", Decision("pending", 5000.0),
+                                                        now=4500.0, dialer_id="d1")
+            assert await r.zscore(keys.due("ex1"), e164) is None
             rows = await export_rows(r)
             assert [x["phone"] for x in rows] == [f"+84{number(i)[1:]}" for i in (0, 1, 2, 3, 4, 102)]
             assert {k: rows[-1][k] for k in ("state", "attempts", "last_outcome", "list", "line", "name")} == \
-                {"state": "done", "attempts": "1", "last_outcome": "answered", "list": "DEL", "line": "4",
+                {"state": "deleted", "attempts": "1", "last_outcome": "no_answer", "list": "DEL", "line": "4",
                  "name": "Xoá 2"}
+            # queued again all the same (as a dead dialer's lease recovery does): reserve.lua refuses to dial it
+            await r.hset(dialed, "state", "pending")
+            await r.zadd(keys.due("ex1"), {e164: 5000.0})
+            await r.hset(keys.campaign_state("ex1"), "state", "running")
+            held = await Compliance(r, keys).reserve(campaign, e164, 1_800_000_000.0, "d2")
+            assert (held.ok, held.reason) == (False, "not_pending")
+            assert await r.hget(dialed, "state") == "deleted" and await r.zscore(keys.due("ex1"), e164) is None
         finally:
             await r.aclose()
 

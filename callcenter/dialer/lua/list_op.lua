@@ -5,7 +5,8 @@
 -- reset: every contact of the list dialed again from its first attempt (DNC ones stay as they are);
 -- recycle: only those that ran out of attempts (exhausted); delete: the contacts are gone, and the list's
 -- index keeps only the contacts left (list_forget.lua then keeps them in the results export).
--- A contact a dial holds now (leased) is left alone and counted. Returns {changed, leased}.
+-- A contact a dial holds now (leased) is left alone and counted (delete marks it list_deleted: that dial is
+-- its last). Returns {changed, leased}.
 local op, list_id, now = ARGV[1], ARGV[2], ARGV[3]
 local changed, leased = 0, 0
 for i = 3, #KEYS do
@@ -14,7 +15,10 @@ for i = 3, #KEYS do
     local state, phone = f[2], f[3]
     if state == 'leased' then
       leased = leased + 1
-      if op == 'delete' then redis.call('ZADD', KEYS[2], tonumber(f[4]) or 0, phone) end
+      if op == 'delete' then     -- never dialed again (finish.lua, reserve.lua), exported under the list
+        redis.call('HSET', KEYS[i], 'list_deleted', now)
+        redis.call('ZADD', KEYS[2], tonumber(f[4]) or 0, phone)
+      end
     elseif op == 'delete' then
       redis.call('DEL', KEYS[i])
       redis.call('ZREM', KEYS[1], phone)

@@ -17,6 +17,11 @@ if cstate ~= 'running' then
   return {0, 'campaign_' .. (cstate or 'stopped'), ''}
 end
 local state = redis.call('HGET', KEYS[2], 'state')
+if state == 'pending' and redis.call('HEXISTS', KEYS[2], 'list_deleted') == 1 then
+  -- its list was deleted while it was dialed, then something queued it again (a dead dialer's lease recovered)
+  redis.call('HSET', KEYS[2], 'state', 'deleted')
+  state = 'deleted'
+end
 if state ~= 'pending' then
   redis.call('ZREM', KEYS[3], e164)
   return {0, 'not_pending', ''}
