@@ -4,7 +4,8 @@ never XML).
 
 A caller script is a list of steps:
     ("pause", ms)          wait, sending nothing
-    ("dtmf", "1")          send one RFC 2833 digit (PT 101; pcaps made by rtp_pcap, fresh timestamps)
+    ("dtmf", "1")          send one RFC 2833 digit (PT 101; pcaps made by rtp_pcap, fresh timestamps);
+                           ("dtmf", "11"): keys 250 ms apart from one pcap, in order even when sipp stalls
     ("info", "1"[, code[, uri]])  send one digit as SIP INFO application/dtmf-relay, expect code (200),
                            to uri (default: the dialog's remote target)
     ("audio",)             play 4.7 s of G.711 A-law speech (sipp's g711a.pcap)
