@@ -8,12 +8,14 @@
 # Env: EDGE_HOST (the address phones reach, default 127.0.0.1; the certificate is made for it), RTP_ADDRESS
 # (rtpengine's media address, default EDGE_HOST), WORKER (the hotline, default 127.0.0.1:5060),
 # EDGE_SIP_PORT, EDGE_TLS_PORT, EDGE_WSS_PORT, RTPENGINE_NG_PORT (2223), EDGE_RPC_PORT (5065: the registrations,
-# loopback only), EDGE_DIR (default var/edge).
+# loopback only), EDGE_DIR (default var/edge), EDGE_SHM_MB (256: Kamailio's shared memory; a TLS/WSS phone holds ~150 KB,
+# so 256 MB carries ~1,500 phones).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 HOST="${EDGE_HOST:-127.0.0.1}"
 SIP_PORT="${EDGE_SIP_PORT:-5062}" TLS_PORT="${EDGE_TLS_PORT:-5061}" WSS_PORT="${EDGE_WSS_PORT:-8443}"
 NG_PORT="${RTPENGINE_NG_PORT:-2223}" RPC_PORT="${EDGE_RPC_PORT:-5065}" DIR="$(realpath -m "${EDGE_DIR:-var/edge}")"
+SHM_MB="${EDGE_SHM_MB:-256}"
 for cmd in kamailio rtpengine openssl; do
     command -v "$cmd" >/dev/null 2>&1 || [[ -x "/usr/sbin/$cmd" ]] || {
         echo "[edge] $cmd is missing: apt-get install kamailio kamailio-tls-modules kamailio-websocket-modules rtpengine-daemon openssl" >&2
@@ -45,4 +47,4 @@ MSG
 kamailio -DD -E -f "$DIR/kamailio.cfg" -l "udp:$HOST:$SIP_PORT" -l "tcp:$HOST:$SIP_PORT" -l "tls:$HOST:$TLS_PORT" \
     -l "tls:$HOST:$WSS_PORT" -w "$DIR" -A "DBURL=\"text://$DIR/callcenter\"" \
     -A "DSLIST=\"$DIR/callcenter/dispatcher.list\"" -A "CTLSOCK=\"unix:$DIR/ctl.sock\"" -P "$DIR/kamailio.pid" \
-    -m 64 -M 8 >"$DIR/kamailio.log" 2>&1
+    -m "$SHM_MB" -M 8 >"$DIR/kamailio.log" 2>&1
