@@ -430,3 +430,38 @@ def test_a_phone_transfer_to_an_agent_that_does_not_answer_then_to_a_queue(worke
         assert rec.transferred_to == "queue:support" and rec.agent_id == "1001", rec
     finally:
         close_all(phones, (caller, agent, target, support))
+
+
+def test_a_phone_transfer_to_a_full_queue_is_notified_486(worker: WorkerProc) -> None:
+    """The sales queue holds one waiting caller at most and its agents have wrap-up (rules applied through the
+    API: 1001, released by the transfer, does not take the waiting one), and a second caller waits there: agent
+    1001's phone transfers its caller to sales, the re-enqueue is refused (full), and the phone, hung up as the
+    caller was handed over, gets the final NOTIFY "SIP/2.0 486", not a 200."""
+    import redis
+    import yaml
+
+    from callcenter.routing.keys import Keys
+
+    rules = yaml.safe_load((worker.tmp / "rules.yaml").read_text())
+    small = {**rules, "queues": {**rules["queues"], "sales": {**rules["queues"]["sales"], "max_length": 1,
+                                                                            "wrapup": 60}}}
+    caller, agent, other = Party(A, ALL), Party(B, ALL), Party(E, ALL)
+    phones: list[sipp.Sipp] = []
+    client = redis.Redis.from_url(worker.redis_url)
+    try:
+        assert worker.http("PUT", "/admin/rules", small)[0] == 200
+        worker.login("1002")             # paused: nobody but 1001 takes a sales caller
+        assert worker.http("POST", "/agents/1002/pause", {"reason": "lunch"})[0] == 200
+        first = phone(agent.port, port=PHONES["1001"], steps=[
+            ("pause", 5000), ("refer", "sip:sales@127.0.0.1", 202, 486, True)])
+        phones.append(first)
+        bridged_call(worker, caller, agent, first, 30000, phones)
+        phones.append(sipp.caller(worker.target, [("pause", 12000), ("hangup",)], codecs="8",
+                                  media_port=other.port))
+        wait_for(lambda: client.zcard(Keys("cc:").waiting("sales")) == 1, "the second caller waiting in sales")
+        assert first.wait(30) == 0, first.errors()        # 202, NOTIFY 100, BYE, NOTIFY 486: the queue was full
+    finally:
+        worker.http("PUT", "/admin/rules", rules)
+        worker.logout("1001")            # out of its wrap-up: the next test logs it in ready
+        client.close()
+        close_all(phones, (caller, agent, other))
