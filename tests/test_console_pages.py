@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 from selenium.webdriver.common.keys import Keys
-from worker_proc import WorkerProc, api_user, flush, new_worker
+from worker_proc import WorkerProc, api_user, running
 
 from callcenter.auth.roles import AGENT, CAMPAIGN_MANAGER, SUPERVISOR
 from callcenter.dialer.keys import DialerKeys
@@ -34,15 +34,11 @@ MESSY = ("phone;name;note\n"
 
 @pytest.fixture(scope="module")
 def worker(tmp_path_factory: pytest.TempPathFactory, redis_server) -> Iterator[WorkerProc]:
-    tmp = tmp_path_factory.mktemp("console")
-    flush(redis_server.url)
-    w = new_worker(tmp, redis_server.url)
-    w.start()
-    api_user(w.redis_url, "ana", [AGENT], agent="1001")
-    api_user(w.redis_url, "sam", [SUPERVISOR])
-    api_user(w.redis_url, "mai", [CAMPAIGN_MANAGER])
-    yield w
-    assert w.stop() == 0, w.tail()
+    for w in running(tmp_path_factory.mktemp("console"), redis_server.url):
+        api_user(w.redis_url, "ana", [AGENT], agent="1001")
+        api_user(w.redis_url, "sam", [SUPERVISOR])
+        api_user(w.redis_url, "mai", [CAMPAIGN_MANAGER])
+        yield w
 
 
 def url(w: WorkerProc, path: str) -> str:

@@ -13,7 +13,7 @@ from callcenter.ivr.simulate import ScriptedLeg
 
 
 class Events:
-    """The queue log as Queueing writes it (the CdrBuffer's event()), and the event bus beside it (the
+    """The queue log as Queueing writes it (the CdrBuffer's write()), and the event bus beside it (the
     buffer's Redis: ``xadd``)."""
 
     prefix = "cc:"
@@ -23,8 +23,8 @@ class Events:
         self.pushed: list[dict[str, Any]] = []
         self.redis = self
 
-    async def event(self, ev: QueueEvent) -> None:
-        self.lines.append(ev)
+    async def write(self, *records: object) -> None:
+        self.lines.extend(r for r in records if isinstance(r, QueueEvent))
 
     async def xadd(self, key: str, fields: dict[str, Any], **_: Any) -> str:
         self.pushed.append(fields)

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 
 import pytest
 from redis.asyncio import Redis
-from worker_proc import WorkerProc, api_user, fetch, flush, new_worker
+from worker_proc import WorkerProc, api_user, fetch, running
 
 from callcenter import yamlsrc
 from callcenter.auth.roles import CAMPAIGN_MANAGER
@@ -85,12 +85,7 @@ def test_results_csv_is_complete_and_in_pages(redis_url: str) -> None:
 
 @pytest.fixture(scope="module")
 def worker(tmp_path_factory: pytest.TempPathFactory, redis_server) -> Iterator[WorkerProc]:
-    tmp = tmp_path_factory.mktemp("results_export")
-    flush(redis_server.url)
-    w = new_worker(tmp, redis_server.url)
-    w.start()
-    yield w
-    assert w.stop() == 0, w.tail()
+    yield from running(tmp_path_factory.mktemp("results_export"), redis_server.url)
 
 
 @pytest.mark.sip

@@ -10,7 +10,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -316,6 +316,16 @@ def flush(redis_url: str) -> None:
     c = connect_sync(redis_url)
     c.flushall()
     c.close()
+
+
+def running(tmp: Path, redis_url: str) -> Iterator[WorkerProc]:
+    """A module fixture's worker: on a flushed Redis, started, and after the module's tests stopped cleanly
+    (``yield from running(...)``, or ``for w in running(...):`` with more setup before its ``yield w``)."""
+    flush(redis_url)
+    w = new_worker(tmp, redis_url)
+    w.start()
+    yield w
+    assert w.stop() == 0, w.tail()
 
 
 def flow_worker(tmp: Path, redis_url: str, flows: dict[str, str], entry: str) -> WorkerProc:
