@@ -16,6 +16,10 @@ ones whose P-Asserted-Identity it relays (see deploy/kamailio/kamailio.cfg).
 * ``limits.cfg``: the edge's flood and brute-force limits (``Limits``) as Kamailio defines, which
   kamailio.cfg imports from ``callcenter/limits.cfg`` beside itself (``kamailio -A NAME=value`` still wins).
 
+* ``dialogs.cfg``: the secret (``DLG_SECRET``) the edge signs its Record-Route with, made once and kept across
+  rewrites: Kamailio keeps its dialogs in memory, so after a restart it relays an in-dialog request of a
+  dialog it no longer knows only if that request carries this edge's signature (forged ones still get 481).
+
 * ``encryption.cfg``: the encrypted edge (``Encryption``): rtpengine's control socket, the TLS certificate
   and key, the WebSocket port, as Kamailio defines (an empty file: plain SIP, media untouched).
   ``self_signed`` makes a certificate for a demo or a test (openssl; never committed).
@@ -30,6 +34,7 @@ import argparse
 import hashlib
 import os
 import re
+import secrets
 import subprocess
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -201,7 +206,7 @@ def rpc_defines(address: str) -> str:
 def write_tables(out: str | Path, credentials: dict[str, str], workers: list[str], realm: str = REALM,
                  trunks: list[str] | None = None, limits: Limits | None = None,
                  encryption: Encryption | None = None, rpc: str = "") -> Path:
-    """Write subscriber, version, dispatcher.list, limits.cfg, encryption.cfg and rpc.cfg into ``out``
+    """Write subscriber, version, dispatcher.list, limits.cfg, encryption.cfg, rpc.cfg and dialogs.cfg into ``out``
     (created, mode 0700; files 0600)."""
     if not workers:
         raise ConfigError("at least one worker address is needed for the dispatcher list")
@@ -224,7 +229,22 @@ def write_tables(out: str | Path, credentials: dict[str, str], workers: list[str
     _write(d / "encryption.cfg", "# the encrypted edge (written by `callcenter kamailio`)\n"
            + (encryption or Encryption()).defines())
     _write(d / "rpc.cfg", "# the registrations' JSON-RPC port (written by `callcenter kamailio`)\n" + rpc_defines(rpc))
+    _write(d / "dialogs.cfg", "# the edge's Record-Route signing secret (written once by `callcenter kamailio`, then kept)\n"
+           f'#!define DLG_SECRET "{dialog_secret(d / "dialogs.cfg")}"\n')
     return d
+
+
+_SECRET = re.compile(r'^#!define DLG_SECRET "([0-9a-f]{32,})"$', re.M)
+
+
+def dialog_secret(path: Path) -> str:
+    """The secret in ``path`` if it holds one (so dialogs signed before a rewrite or a restart stay
+    valid), else a new one."""
+    try:
+        m = _SECRET.search(path.read_text(encoding="utf-8"))
+    except OSError:
+        m = None
+    return m.group(1) if m else secrets.token_hex(16)
 
 
 def _write(path: Path, text: str) -> None:

@@ -5,8 +5,10 @@ P-Asserted-Identity, sipvicious scanning and cracking, an INVITE flood next to l
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
+import signal
 import socket
 import time
 import uuid
@@ -268,3 +270,22 @@ def test_kamailio_cli_writes_trusted_trunks(tmp_path: Path) -> None:
     assert cli_main([*base, "--invite-rate", "0"]) == 2
     assert cli_main([*base, "--trunk", "10.0.0.9:99999"]) == 2
     assert cli_main([*base, "--trunk", "not a host"]) == 2
+
+
+def test_calls_up_through_a_restarted_edge_still_end(edge) -> None:
+    """Kamailio keeps its dialogs in memory: after a crash and a restart the edge no longer knows the calls it
+    set up, yet their in-dialog requests (the callers' BYEs here) are relayed, since they carry the edge's
+    signed Record-Route (callcenter/dialogs.cfg); a forged one still gets 481 (the test above)."""
+    e, uas = edge
+    assert e.proc is not None
+    acked = uas.messages().count("ACK sip:")
+    run = callers("127.0.0.31", e.address, rate=5, calls=5, talk_ms=5000)
+    deadline = time.monotonic() + 10
+    while uas.messages().count("ACK sip:") < acked + 5 and time.monotonic() < deadline:   # all five set up
+        time.sleep(0.2)
+    os.killpg(e.proc.pid, signal.SIGKILL)
+    e.proc.wait()
+    e.start()
+    assert sipp.wait_all(run, timeout=60) == [0], run.errors() + e.tail()
+    assert successful_calls(run) == 5
+    assert "no longer tracks (restarted): signed, relayed" in e.tail(400)
