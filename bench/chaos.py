@@ -443,8 +443,11 @@ def check(site: Site, callers: sipp.Sipp, customers: sipp.Sipp, faults: list[Fau
     finally:
         c.close()
     inv("contacts over their attempts cap (1)", sum(1 for a in attempts.values() if a > 1))
-    from dialer_worker import window_now
-    lo, hi = (int(x[:2]) for x in window_now()[0].split("-"))
+    # the window the campaign was given at setup (its file), not one recomputed now: a run may cross midnight
+    hours = re.search(r'calling_hours: \["(\d\d):\d\d-(\d\d):\d\d"\]',
+                      (site.tmp / "campaigns" / f"{CAMPAIGN}.yaml").read_text())
+    assert hours, "the campaign's calling_hours"
+    lo, hi = int(hours.group(1)), int(hours.group(2))
     outside = [n for n, d in dials.items() for t, _ in d
                if not lo <= dt.datetime.fromtimestamp(t, HCM).hour < max(hi, lo + 1) and t]
     inv("dials outside the calling window", len(outside))
