@@ -278,7 +278,8 @@ def running_worker(tmp: Path, redis: EmbeddedRedis, flow: str, n_agents: int) ->
 def cdr_rows(w: WorkerProc, since: float, until: float) -> list:
     store = open_store(w.store_url)
     try:
-        return [c for c in store.calls() if c.end and since <= c.start < until]
+        # every row of the window: the store's listing stops at 10,000 rows unless told otherwise
+        return [c for c in store.calls(since=since, until=until, limit=None) if c.end]
     finally:
         store.close()
 

@@ -177,7 +177,7 @@ routes: {json.dumps(routes or {"hotline": "hotline", "default": "hotline"})}
         while time.monotonic() < deadline:
             try:
                 store = open_store(self.store_url)
-                rows = [c for c in store.calls() if c.end and (where is None or where(c))]
+                rows = [c for c in store.calls(limit=None) if c.end and (where is None or where(c))]
                 store.close()
             except Exception:  # noqa: BLE001 - not created yet
                 rows = []
