@@ -17,8 +17,9 @@ SUDO=""
 PKGS=(python3 python3-venv python3-dev build-essential swig xz-utils dpkg-dev ca-certificates
       redis-server redis-tools sip-tester espeak-ng sox libsox-fmt-base)
 [[ $WITH_TEST -eq 1 ]] && PKGS+=(postgresql kamailio baresip)   # the SIP edge and a registering softphone
-# The encrypted edge (SIP over TLS and WSS; rtpengine, userspace forwarding, anchors the agents' SRTP/WebRTC media)
-[[ $WITH_TEST -eq 1 ]] && PKGS+=(kamailio-tls-modules kamailio-websocket-modules rtpengine-daemon openssl)
+# The encrypted edge (SIP over TLS and WSS; rtpengine, userspace forwarding, anchors the agents' SRTP/WebRTC media;
+# iptables: the silent-phone test drops a connection's packets)
+[[ $WITH_TEST -eq 1 ]] && PKGS+=(kamailio-tls-modules kamailio-websocket-modules rtpengine-daemon openssl iptables)
 # The web console's browser tests (tests/browser.py): Debian's chromium driven by selenium through its chromedriver
 [[ $WITH_TEST -eq 1 ]] && PKGS+=(chromium chromium-driver)
 # npm installs the console's third-party front-end files (web/package-lock.json); Debian's if there is none
