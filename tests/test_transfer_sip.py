@@ -382,6 +382,8 @@ def test_a_caller_transferred_back_to_a_queue_is_recorded_again_into_a_file_of_i
             status, _, body = fetch(worker, f"/recordings/{call_id}{take}", token)
             assert status == 200 and body == path.read_bytes(), (take, status)
         assert fetch(worker, f"/recordings/{call_id}?take=3", token)[0] == 404
+        for bad in ("0", "abc", "100", "-1", "2x"):                      # not a take number: refused, not searched
+            assert fetch(worker, f"/recordings/{call_id}?take={bad}", token)[0] == 400, bad
     finally:
         close_all(phones, (caller, agent, support))
 
