@@ -104,3 +104,11 @@ def test_calls_query(store: SqliteStore) -> None:
 def test_open_store_rejects_unknown_url() -> None:
     with pytest.raises(ValueError, match="unsupported CDR store URL 'mysql'"):
         open_store("mysql://x")
+
+
+def test_postgresql_gets_numbered_placeholders() -> None:
+    """PgStore sends the shared SQL through a raw cursor: its ``?`` as PostgreSQL's ``$1``, ``$2``, ..."""
+    from callcenter.cdr.pg_store import numbered
+
+    assert numbered("SELECT a FROM t WHERE b = ? AND c IN (?, ?)") == "SELECT a FROM t WHERE b = $1 AND c IN ($2, $3)"
+    assert numbered("SELECT 1") == "SELECT 1"

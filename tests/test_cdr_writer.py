@@ -6,17 +6,20 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
 
+import pytest
 from pg import PgServer
 from repo import REPO
 
 from callcenter.cdr import keys
 from callcenter.cdr.buffer import CdrBuffer
 from callcenter.cdr.record import CallRecord, LegRecord, QueueEvent
-from callcenter.cdr.store import SqlStore
+from callcenter.cdr.sqlite_store import SqliteStore
+from callcenter.cdr.store import SqlStore, StoreUnavailable
 from callcenter.cdr.writer import CdrWriter, open_store
 from callcenter.redisconn import connect, connect_sync
 
@@ -276,6 +279,42 @@ def test_worker_task_starts_while_postgres_is_down(redis_url: str, pg_dsn: str, 
         await task
         store = open_store(pg_dsn)
         assert_exactly_once(store, 40)
+        store.close()
+        await client.aclose()
+
+    asyncio.run(main())
+
+
+def test_a_round_the_store_refused_is_read_again_first(redis_url: str, tmp_path) -> None:
+    """The writer reads its own pending list only while it may hold something (at start, after a failed
+    round): a round that failed for an outage (SQLite locked by another connection) leaves its entries
+    there, and the next round writes exactly those before any new one."""
+    async def main() -> None:
+        client = connect(redis_url)
+        db = tmp_path / "cdr.db"
+        store = open_store(f"sqlite:///{db}")
+        assert isinstance(store, SqliteStore)
+        store._conn.execute("PRAGMA busy_timeout=50")   # the outage shows in 50 ms, not 30 s
+        await produce(CdrBuffer(client), range(30))
+        writer = CdrWriter(client, store, batch=20)
+        assert await writer.drain_once() == 20
+        blocker = sqlite3.connect(db)
+        blocker.execute("BEGIN EXCLUSIVE")
+        try:
+            with pytest.raises(StoreUnavailable):
+                await writer.drain_once()
+        finally:
+            blocker.rollback()
+            blocker.close()
+        refused = [p["message_id"] for p in await client.xpending_range(keys.stream(), keys.GROUP, "-", "+", 100)]
+        assert len(refused) == 20
+        left = await client.xlen(keys.stream())
+        assert await writer.drain_once() == 20
+        assert (await client.xpending(keys.stream(), keys.GROUP))["pending"] == 0   # those 20, no new ones
+        assert await client.xlen(keys.stream()) == left - 20
+        assert not await client.xrange(keys.stream(), refused[0], refused[-1])
+        await drain_all(writer)
+        assert_exactly_once(store, 30)
         store.close()
         await client.aclose()
 

@@ -53,6 +53,8 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     w.add_argument("--batch", type=int, default=500)
     w.add_argument("--claim-idle", type=float, default=30.0,
                    help="take over a dead writer's entries after this many idle seconds")
+    w.add_argument("--linger", type=float, default=0.2,
+                   help="after a short batch, wait this many seconds for more entries (fewer, bigger rounds)")
     w.add_argument("--sl", default="20", help="service-level target the rollups are built with (seconds)")
     w.add_argument("--sl-queue", action="append", default=[], metavar="QUEUE=SECONDS")
     w.add_argument("--short-abandon", default="5")
@@ -137,7 +139,7 @@ def cmd_cdr_writer(args: argparse.Namespace) -> int:
             return
         client = connect(args.redis, ride_out_restarts=False)   # the writer retries its rounds itself
         writer = CdrWriter(client, store, prefix=args.prefix, consumer=args.consumer, batch=args.batch,
-                           claim_idle=args.claim_idle)
+                           claim_idle=args.claim_idle, linger=args.linger)
         try:
             await writer.run(stop)
         finally:

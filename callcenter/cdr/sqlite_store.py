@@ -39,14 +39,24 @@ class SqliteStore(SqlStore):
                     private_file(f)
         self._load_rollup_params()
 
-    def _execute(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
+    @contextlib.contextmanager
+    def _connection(self) -> Iterator[sqlite3.Connection]:
+        """The connection, the lock held; errors that mean the file cannot be written now as StoreUnavailable."""
         with self._lock:
             try:
-                return self._conn.execute(sql, params)
+                yield self._conn
             except sqlite3.OperationalError as exc:
                 if "locked" in str(exc) or "unable to open" in str(exc) or "disk" in str(exc):
                     raise StoreUnavailable(str(exc)) from exc
                 raise
+
+    def _execute(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
+        with self._connection() as conn:
+            return conn.execute(sql, params)
+
+    def _execute_many(self, sql: str, rows: list[list[Any]]) -> None:
+        with self._connection() as conn:
+            conn.executemany(sql, rows)
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[None]:

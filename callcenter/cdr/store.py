@@ -97,6 +97,9 @@ _STRING_DEFAULTS = {"ivr_path", "ivr_digits", "language"}
 ROLLUP_SECONDS = 900
 
 
+CONTACT_COLUMNS = "cust_key, queue, start_ts, direction"   # what FCR links a call by (_link_contact)
+
+
 def _merge(table: str, col: str) -> str:
     # The newer snapshot wins for what it knows; an older one only fills holes.
     return (f"{col} = CASE WHEN excluded.version >= {table}.version "
@@ -116,8 +119,9 @@ def _call_upsert_sql() -> str:
             sets.append(_merge("cdr_calls", c))
     sets.append("version = CASE WHEN excluded.version > cdr_calls.version THEN excluded.version "
                 "ELSE cdr_calls.version END")
+    # RETURNING: the merged row's contact fields (_link_contact), without a SELECT after each upsert
     return (f"INSERT INTO cdr_calls ({', '.join(insert_cols)}) VALUES ({', '.join('?' * len(insert_cols))}) "
-            f"ON CONFLICT (call_id) DO UPDATE SET {', '.join(sets)}")
+            f"ON CONFLICT (call_id) DO UPDATE SET {', '.join(sets)} RETURNING {CONTACT_COLUMNS}")
 
 
 def _leg_upsert_sql() -> str:
@@ -139,7 +143,6 @@ DISP_UPSERT = ("INSERT INTO cdr_calls (call_id, disposition, resolved, disp_ts, 
                "disposition = excluded.disposition, resolved = excluded.resolved, disp_ts = excluded.disp_ts, "
                "agent_id = COALESCE(cdr_calls.agent_id, excluded.agent_id) "
                "WHERE cdr_calls.disp_ts IS NULL OR excluded.disp_ts >= cdr_calls.disp_ts")
-CONTACT_ROW = "SELECT cust_key, queue, start_ts, direction FROM cdr_calls WHERE call_id = ?"
 NEXT_CONTACT_SELF = ("UPDATE cdr_calls SET next_contact_ts = (SELECT MIN(c2.start_ts) FROM cdr_calls c2 "
                      "WHERE c2.cust_key = ? AND c2.queue = ? AND c2.start_ts > ? AND c2.direction = 'inbound') "
                      "WHERE call_id = ?")
@@ -241,12 +244,16 @@ class SqlStore:
     """Shared logic; subclasses provide ``_conn`` handling and the dialect bits below."""
 
     placeholder = "?"
+    _marked: set[float]       # apply's transaction's dirty rollup buckets (one MARK_DIRTY each)
     real_type = "REAL"
     int_type = "INTEGER"
     bigint_type = "INTEGER"
 
     # --- connection hooks -------------------------------------------------------------------------
     def _execute(self, sql: str, params: Sequence[Any] = ()) -> Cursor:
+        raise NotImplementedError
+
+    def _execute_many(self, sql: str, rows: list[list[Any]]) -> None:
         raise NotImplementedError
 
     def _transaction(self) -> AbstractContextManager[None]:
@@ -290,23 +297,34 @@ class SqlStore:
 
     # --- writes ---------------------------------------------------------------------------------
     def apply(self, batch: Iterable[tuple[str, dict[str, Any]]]) -> int:
-        """Write a batch of (kind, payload) stream entries in one transaction. Idempotent."""
+        """Write a batch of (kind, payload) stream entries in one transaction. Idempotent.
+
+        Legs and queue events touch nothing else (a leg merges by version whatever the order; an event is
+        kept once by id), so they go last, each table's rows in one executemany (PostgreSQL: one round trip);
+        calls and dispositions go in order, one statement each."""
         n = 0
+        legs: list[list[Any]] = []
+        events: list[list[Any]] = []
         with self._transaction():
+            self._marked = set()    # rollup buckets marked dirty in this transaction
             for kind, payload in batch:
-                self._apply_one(kind, payload)
+                if kind == "leg":
+                    legs.append(leg_row(payload))
+                elif kind == "event":
+                    events.append(event_row(payload))
+                else:
+                    self._apply_one(kind, payload, events)
                 n += 1
+            if legs:
+                self._execute_many(self._sql(LEG_UPSERT), legs)
+            if events:
+                self._execute_many(self._sql(EVENT_INSERT), events)
         return n
 
-    def _apply_one(self, kind: str, payload: dict[str, Any]) -> None:
+    def _apply_one(self, kind: str, payload: dict[str, Any], events: list[list[Any]]) -> None:
         if kind == "call":
             row = call_row(payload)
-            self._execute(self._sql(CALL_UPSERT), row)
-            self._link_contact(row[0])
-        elif kind == "leg":
-            self._execute(self._sql(LEG_UPSERT), leg_row(payload))
-        elif kind == "event":
-            self._execute(self._sql(EVENT_INSERT), event_row(payload))
+            self._link_contact(row[0], self._execute(self._sql(CALL_UPSERT), row).fetchone())
         elif kind == "disp":
             row = disp_row(payload)
             self._execute(self._sql(DISP_UPSERT), row)
@@ -315,18 +333,23 @@ class SqlStore:
             # The queue log records the disposition too; a deterministic id keeps a replay a no-op.
             call_id, code, resolved, ts, agent_id = row
             data = {"code": code, "resolved": None if resolved is None else bool(resolved)}
-            self._execute(self._sql(EVENT_INSERT), event_row({
+            events.append(event_row({
                 "event_id": f"disp:{call_id}:{ts!r}", "ts": ts, "call_id": call_id, "queue": None,
                 "agent_id": agent_id, "event": "DISPOSITION", "data": data}))
         else:
             raise ValueError(f"unknown CDR entry kind {kind!r}")
 
     def _mark_dirty(self, start: float | None) -> None:
-        if start is not None:
-            self._execute(self._sql(MARK_DIRTY), [float(int(start // ROLLUP_SECONDS) * ROLLUP_SECONDS)])
+        if start is None:
+            return
+        bucket = float(int(start // ROLLUP_SECONDS) * ROLLUP_SECONDS)
+        if bucket not in self._marked:
+            self._marked.add(bucket)
+            self._execute(self._sql(MARK_DIRTY), [bucket])
 
-    def _link_contact(self, call_id: str) -> None:
-        row = self._execute(self._sql(CONTACT_ROW), [call_id]).fetchone()
+    def _link_contact(self, call_id: str, row: tuple[Any, ...] | None) -> None:
+        """A call's upserted ``row`` (CONTACT_COLUMNS): its rollup bucket marked dirty, its FCR successor and
+        its predecessor's linked."""
         if not row:
             return
         cust_key, queue, start, direction = row

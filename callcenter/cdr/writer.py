@@ -9,12 +9,20 @@ same entry written twice changes nothing: no duplicates.
 
 An entry the store refuses on its own merit (malformed JSON, a value the schema rejects) goes to
 a dead-letter stream so one bad record never blocks the pipeline.
+
+Cost: a round (read, one store transaction, XACK) costs about as much as writing a few dozen records,
+so the writer batches: after a round that found fewer than ``batch`` entries it waits ``linger``
+seconds for more (entries come a few at a time at any call rate). It reads its own pending list only
+when it may hold something (at start, after a round that failed, until that list is empty), and asks
+for a stalled writer's entries every ``claim_idle / 2`` seconds at most, not every round
+(bench/cdr_writer_cost.py; RESULTS "Session 7: the CDR writer's rounds").
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from typing import Any, cast
 
 import redis.asyncio as aioredis
@@ -54,7 +62,8 @@ def open_store(url: str) -> SqlStore:
 class CdrWriter:
     def __init__(self, redis_async: aioredis.Redis, store: SqlStore, prefix: str = "cc:",
                  consumer: str = "writer-1", batch: int = 500, block_ms: int = 1000,
-                 claim_idle: float = 30.0, retry_delay: float = 1.0, rollup_every: float = 5.0) -> None:
+                 claim_idle: float = 30.0, retry_delay: float = 1.0, rollup_every: float = 5.0,
+                 linger: float = 0.2) -> None:
         self.redis = redis_async
         self.store = store
         self.prefix = prefix
@@ -67,6 +76,9 @@ class CdrWriter:
         self.retry_delay = retry_delay
         self._group_ready = False
         self._claim_cursor = "0-0"
+        self._claim_due = 0.0         # next XAUTOCLAIM (monotonic); a scan under way goes on each round
+        self._own_pending = True      # our pending list may hold entries: at start, after a failed round
+        self.linger = linger
         self.written = 0
         self.rollup_every = rollup_every
         self._rollup_due = 0.0
@@ -83,25 +95,30 @@ class CdrWriter:
 
     async def _read(self, block: int | None) -> list[tuple[str, dict[str, str]]]:
         # 1. our own pending entries (a store outage left them unacknowledged)
-        resp = cast(list[tuple[str, Entries]], await self.redis.xreadgroup(
-            keys.GROUP, self.consumer, {self.stream: "0"}, count=self.batch))
-        entries = resp[0][1] if resp else []
-        gone = [i for i, f in entries if not f]
-        if gone:
-            # Entries deleted while pending come back without fields; nothing left to write.
-            await self.redis.xack(self.stream, keys.GROUP, *gone)
-        live = [(i, f) for i, f in entries if f]
-        if live:
-            return live
+        if self._own_pending:
+            resp = cast(list[tuple[str, Entries]], await self.redis.xreadgroup(
+                keys.GROUP, self.consumer, {self.stream: "0"}, count=self.batch))
+            entries = resp[0][1] if resp else []
+            gone = [i for i, f in entries if not f]
+            if gone:
+                # Entries deleted while pending come back without fields; nothing left to write.
+                await self.redis.xack(self.stream, keys.GROUP, *gone)
+            live = [(i, f) for i, f in entries if f]
+            if live:
+                return live
+            self._own_pending = False
         # 2. entries of a writer that died holding them
-        claimed = cast(tuple[str, Entries, list[str]], await self.redis.xautoclaim(
-            self.stream, keys.GROUP, self.consumer, int(self.claim_idle * 1000), self._claim_cursor,
-            count=self.batch))
-        self._claim_cursor = claimed[0]
-        live = [(i, f) for i, f in claimed[1] if f]
-        if live:
-            log.info("claimed entries of a stalled writer", count=len(live))
-            return live
+        if self._claim_cursor != "0-0" or time.monotonic() >= self._claim_due:
+            claimed = cast(tuple[str, Entries, list[str]], await self.redis.xautoclaim(
+                self.stream, keys.GROUP, self.consumer, int(self.claim_idle * 1000), self._claim_cursor,
+                count=self.batch))
+            self._claim_cursor = claimed[0]
+            if self._claim_cursor == "0-0":
+                self._claim_due = time.monotonic() + self.claim_idle / 2
+            live = [(i, f) for i, f in claimed[1] if f]
+            if live:
+                log.info("claimed entries of a stalled writer", count=len(live))
+                return live
         # 3. new entries
         resp = cast(list[tuple[str, Entries]], await self.redis.xreadgroup(
             keys.GROUP, self.consumer, {self.stream: ">"}, count=self.batch, block=block))
@@ -115,6 +132,10 @@ class CdrWriter:
         entries = await self._read(block)
         if not entries:
             return 0
+        # Until they are acknowledged below, these entries are in our pending list: a failure on the way
+        # leaves them there for the next round to read first. Entries from that list keep it being read
+        # until it is empty.
+        from_own, self._own_pending = self._own_pending, True
         good: list[Records] = []          # each entry's records, one store transaction for all
         good_ids: list[str] = []
         bad: list[tuple[str, dict[str, str], str]] = []
@@ -145,10 +166,11 @@ class CdrWriter:
             pipe.xack(self.stream, keys.GROUP, *ids)
             pipe.xdel(self.stream, *ids)
             await pipe.execute()
-        for recs in good:
-            for kind, _ in recs:
-                metrics.CDR_WRITTEN_TOTAL.labels(kind=kind).inc()
-            self.written += len(recs)
+        self._own_pending = from_own
+        kinds = Counter(kind for recs in good for kind, _ in recs)
+        for kind, count in kinds.items():
+            metrics.CDR_WRITTEN_TOTAL.labels(kind=kind).inc(count)
+        self.written += kinds.total()
         return len(ids)
 
     async def _one_by_one(self, good: list[Records], ids: list[str], fields: dict[str, dict[str, str] | None]
@@ -200,6 +222,8 @@ class CdrWriter:
                     log.warning("rollup refresh failed", error=str(exc))
             if n == 0 and self.block_ms == 0:
                 await self._sleep(stop_event, 0.05)
+            elif 0 < n < self.batch and self.linger > 0:
+                await self._sleep(stop_event, self.linger)   # let more entries come: one round for them all
         log.info("cdr writer stopped", consumer=self.consumer, written=self.written)
 
     @staticmethod
