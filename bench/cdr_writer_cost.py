@@ -25,12 +25,18 @@ Two ways to give them to the writer, both against an embedded redis-server and a
 - **backlog**: ``--calls`` calls' entries are in the stream before the writer starts; it drains them in
   batches of 500 (a writer catching up after a store outage).
 
+``--prefill N`` (SQLite): the store already holds N calls in the current 15-minute rollup bucket, as it
+does minutes into a busy quarter hour (at 150 calls/s: 45,000 after 5 minutes), so the writer's rollup
+refresh, which re-sums that bucket, costs what it does then.
+
 Each tree (``--tree DIR``: a checkout of the package, e.g. ``git worktree add /tmp/f-base <commit>``; ``.``
 is this one) runs the writer as a child process importing that tree's ``callcenter``; trees alternate
 ``--repeat`` times, then new/base ratios print (the last tree over the first). SQLite always; PostgreSQL 15
 too when it is installed (``tests/pg.py``; the writer's CPU only, not the server's) unless ``--no-pg``.
 
 Run: .venv/bin/python bench/cdr_writer_cost.py --tree /tmp/f-base --tree . --rate 150 --seconds 8 --repeat 2
+     .venv/bin/python bench/cdr_writer_cost.py --tree /tmp/f-base --tree . --modes paced --no-pg --prefill 45000 \
+         --seconds 20 --repeat 1
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ import asyncio
 import heapq
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -52,8 +59,9 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO))
 
-from callcenter.cdr.buffer import CdrBuffer  # noqa: E402
-from callcenter.cdr.record import CallRecord, LegRecord, QueueEvent, Record, new_id  # noqa: E402
+from callcenter.cdr.buffer import KINDS, CdrBuffer  # noqa: E402
+from callcenter.cdr.record import CallRecord, LegRecord, QueueEvent, Record, new_id, version_now  # noqa: E402
+from callcenter.cdr.writer import open_store  # noqa: E402
 from callcenter.redis_server import EmbeddedRedis  # noqa: E402
 from callcenter.redisconn import connect, connect_sync  # noqa: E402
 
@@ -150,6 +158,27 @@ async def feed(url: str, calls: int, rate: float | None) -> None:
         await r.aclose()
 
 
+def prefilled(path: Path, calls: int) -> Path:
+    """A SQLite store with ``calls`` calls (their legs and events) started in the current 15-minute bucket,
+    its rollups refreshed."""
+    store = open_store(f"sqlite:///{path}")
+    now = time.time()
+    first = now // 900 * 900
+    batch: list[tuple[str, dict[str, object]]] = []
+    for i in range(calls):
+        for _, recs in call_entries(-1 - i, first + (now - first) * i / calls):
+            for rec in recs:
+                payload = rec.to_dict()
+                payload["version"] = payload.get("version") or version_now()
+                batch.append((KINDS[type(rec)], payload))
+        if len(batch) >= 6000 or i == calls - 1:
+            store.apply(batch)
+            batch.clear()
+    store.refresh_rollups()
+    store.close()
+    return path
+
+
 @dataclass
 class Run:
     tree: str
@@ -169,7 +198,8 @@ class Run:
         return self.cpu / (self.calls * ENTRIES_PER_CALL) * 1e6
 
 
-def one_run(tree: Path, redis: EmbeddedRedis, store_url: str, mode: str, calls: int, rate: float) -> Run:
+def one_run(tree: Path, redis: EmbeddedRedis, store_url: str, mode: str, calls: int, rate: float,
+            prefill: int) -> Run:
     client = connect_sync(redis.url, ride_out_restarts=False)
     client.flushall()
     client.close()
@@ -193,7 +223,8 @@ def one_run(tree: Path, redis: EmbeddedRedis, store_url: str, mode: str, calls: 
     finally:
         child.wait(timeout=120)
     out = json.loads(Path(f"{flag}.json").read_text())
-    if out["cdr_calls"] != calls or out["cdr_events"] != calls * 4 or out["cdr_legs"] != calls * 2:
+    if (out["cdr_calls"], out["cdr_events"], out["cdr_legs"]) != ((calls + prefill), (calls + prefill) * 4,
+                                                                  (calls + prefill) * 2):
         raise SystemExit(f"{tree}: the store has {out}, expected {calls} calls")
     return Run(str(tree), store_url.split(":", 1)[0], mode, calls, out["cpu"], out["wall"], out["rounds"])
 
@@ -207,31 +238,38 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--modes", default="paced,backlog")
     ap.add_argument("--no-pg", action="store_true", help="SQLite only")
+    ap.add_argument("--prefill", type=int, default=0,
+                    help="SQLite: calls already in the store's current 15-minute bucket (default 0)")
     args = ap.parse_args()
     trees = [Path(t).resolve() for t in (args.tree or ["."])]
     tmp = Path(tempfile.mkdtemp(prefix="cdr-cost-"))
     redis = EmbeddedRedis(tmp / "redis").start()
     pg = None
-    if not args.no_pg:
+    if not args.no_pg and not args.prefill:
         from pg import PgServer, pg_missing_reason
         reason = pg_missing_reason()
         if reason:
             print(f"PostgreSQL skipped: {reason}")
         else:
             pg = PgServer().start()
+    template = prefilled(tmp / "prefill.db", args.prefill) if args.prefill else None
     runs: list[Run] = []
     try:
         for rep in range(args.repeat):
             for mode in args.modes.split(","):
                 calls = int(args.rate * args.seconds) if mode == "paced" else args.calls
                 for tree in trees:
-                    stores = [f"sqlite:///{tmp}/{rep}-{mode}-{trees.index(tree)}.db"]
+                    db = tmp / f"{rep}-{mode}-{trees.index(tree)}.db"
+                    if template is not None:
+                        shutil.copy(template, db)
+                    stores = [f"sqlite:///{db}"]
                     if pg is not None:
                         stores.append(pg.dsn)
                     for store in stores:
                         if pg is not None and store == pg.dsn:
                             pg.reset()
-                        run = one_run(tree, redis, store, mode, calls, args.rate)
+                        run = one_run(tree, redis, store, mode, calls, args.rate,
+                                      args.prefill if store.startswith("sqlite") else 0)
                         runs.append(run)
                         print(f"{run.tree:>24} {run.store:>10} {run.mode:>7}: {run.calls} calls, "
                               f"{run.ms_call:.3f} ms CPU/call, {run.us_entry:.0f} us/entry, "
