@@ -34,7 +34,7 @@ is this one) runs the writer as a child process importing that tree's ``callcent
 ``--repeat`` times, then new/base ratios print (the last tree over the first). SQLite always; PostgreSQL 15
 too when it is installed (``tests/pg.py``; the writer's CPU only, not the server's) unless ``--no-pg``.
 
-Run: .venv/bin/python bench/cdr_writer_cost.py --tree /tmp/f-base --tree . --rate 150 --seconds 8 --repeat 2
+Run: .venv/bin/python bench/cdr_writer_cost.py --tree /tmp/f-base --tree .     # 150 calls/s x 6 s, 2 repeats: ~1.5 min
      .venv/bin/python bench/cdr_writer_cost.py --tree /tmp/f-base --tree . --modes paced --no-pg --prefill 45000 \
          --seconds 20 --repeat 1
 """
@@ -199,11 +199,11 @@ class Run:
 
 
 def one_run(tree: Path, redis: EmbeddedRedis, store_url: str, mode: str, calls: int, rate: float,
-            prefill: int) -> Run:
+            prefill: int, tmp: Path) -> Run:
     client = connect_sync(redis.url, ride_out_restarts=False)
     client.flushall()
     client.close()
-    flag = Path(tempfile.mkdtemp(prefix="cdr-cost-flag-")) / "done"
+    flag = Path(tempfile.mkdtemp(prefix="flag-", dir=tmp)) / "done"
     if mode == "backlog":
         asyncio.run(feed(redis.url, calls, None))
     env = {**os.environ, "PYTHONPATH": str(tree)}
@@ -233,7 +233,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tree", action="append", help="a checkout to run the writer of (repeatable; default .)")
     ap.add_argument("--rate", type=float, default=150.0, help="paced: calls/s appended (default 150)")
-    ap.add_argument("--seconds", type=float, default=8.0, help="paced: seconds of calls (default 8)")
+    ap.add_argument("--seconds", type=float, default=6.0, help="paced: seconds of calls (default 6)")
     ap.add_argument("--calls", type=int, default=1500, help="backlog: calls in the stream (default 1500)")
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--modes", default="paced,backlog")
@@ -269,8 +269,11 @@ def main() -> None:
                         if pg is not None and store == pg.dsn:
                             pg.reset()
                         run = one_run(tree, redis, store, mode, calls, args.rate,
-                                      args.prefill if store.startswith("sqlite") else 0)
+                                      args.prefill if store.startswith("sqlite") else 0, tmp)
                         runs.append(run)
+                        if store.startswith("sqlite"):
+                            for f in db.parent.glob(f"{db.name}*"):
+                                f.unlink()
                         print(f"{run.tree:>24} {run.store:>10} {run.mode:>7}: {run.calls} calls, "
                               f"{run.ms_call:.3f} ms CPU/call, {run.us_entry:.0f} us/entry, "
                               f"{run.rounds / run.calls:.2f} rounds/call, wall {run.wall:.1f} s", flush=True)
@@ -278,6 +281,7 @@ def main() -> None:
         if pg is not None:
             pg.destroy()
         redis.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
     print("\nmedian writer CPU per call (ms) and per entry (us)")
     keys = sorted({(r.store, r.mode) for r in runs})
     for store, mode in keys:
