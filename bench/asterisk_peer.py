@@ -2,7 +2,7 @@
 with the configs in bench/asterisk/ rendered into a temp dir for one scenario.
 
 Scenarios: "ivr" (the IVR loop of bench/flows/bench_ivr.yaml) and "queue" (IVR -> queue of all agents, as
-bench/flows/bench_agent.yaml). Callers from 127.0.0.1 are accepted without auth; the agents are endpoints
+bench/flows/bench_lang_queue.yaml). Callers from 127.0.0.1 are accepted without auth; the agents are endpoints
 3000... whose contact is the one sipp UAS on agents_port, as in the worker bench. A call the dialplan
 judges failed (digits missed, no agent reached) writes one NOTICE line to log/bench.log.
 """

@@ -508,6 +508,8 @@ def main() -> int:
     ap.add_argument("--ivr-rate", type=float,
                     help="new IVR calls/s while a level ramps up (default level/10; issue 11's scenario: 50)")
     ap.add_argument("--agents", type=int, default=400)
+    ap.add_argument("--cps-flow", default="bench_agent",
+                    help="the calls/s flow in bench/flows (bench_lang_queue: the side-by-side scenario of vs_asterisk.py)")
     ap.add_argument("--scrape", action="store_true",
                     help="read the worker's /metrics every second during a level (see RESULTS.md: aborts the worker)")
     ap.add_argument("--keep", action="store_true", help="keep the worker's directory (log, CDRs)")
@@ -550,7 +552,7 @@ def main() -> int:
                     time.sleep(3)    # let the last BYEs and CDRs settle
         if args.only in (None, "cps"):
             rows = results.setdefault("cps", [])
-            with running_worker(tmp, redis, "bench_agent", args.agents) as w:
+            with running_worker(tmp, redis, args.cps_flow, args.agents) as w:
                 for cps in cps_levels:
                     rows.append(cps_level(w, w.agents_port, cps, seconds))
                     print_table("calls/s through IVR -> queue -> agent (one worker)", rows[-1:])

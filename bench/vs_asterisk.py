@@ -424,7 +424,7 @@ def main() -> int:
                         time.sleep(3)
         if args.only in (None, "cps"):
             for name in targets:
-                with target(name, "queue", "bench_agent", args.agents) as t:
+                with target(name, "queue", "bench_lang_queue", args.agents) as t:
                     for cps in cps_levels:
                         report.cps.append(cps_level(t, cps, seconds))
                         print_rows("calls/s through IVR -> queue -> agent", report.cps[-1:])

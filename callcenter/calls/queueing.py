@@ -709,8 +709,6 @@ class Queueing:
             await self.router.offer_failed(offer, "withdrawn")
             return
         w.offer = offer
-        await self._event("OFFER", offer.call_id, offer.queue, offer.agent_id,
-                          push=screen_pop(w.leg.caller, w.request.variables, w.enqueued, time.time()))
         started = time.time()
         # Agent offers come from the default account; the caller's number and the queue ride in headers
         # the agent's phone can show (and a screen pop can use).
@@ -719,6 +717,11 @@ class Queueing:
         task = asyncio.ensure_future(self.switch.originate(offer.agent_uri, "", offer.ring_timeout,
                                                            headers=headers))
         w.offer_task = task
+        # The phone rings while the OFFER line is written: under load each append waits for the batch
+        # before it, and an agent whose INVITE waited for two appends idled that long between calls
+        # (bench/RESULTS.md, "Session 7"). The outcome's line follows it: the task is awaited after.
+        await self._event("OFFER", offer.call_id, offer.queue, offer.agent_id,
+                          push=screen_pop(w.leg.caller, w.request.variables, w.enqueued, started))
         try:
             result, agent = await task
         except asyncio.CancelledError:

@@ -13,6 +13,7 @@ while Redis is away).
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,14 +54,18 @@ async def queue_event(cdr: CdrBuffer, event: str, call_id: str | None, queue: st
 async def queue_line(cdr: CdrBuffer, ev: QueueEvent, push: dict[str, Any] | None = None,
                      legs: tuple[LegRecord, ...] = ()) -> None:
     """:func:`queue_event` of a line already made, with the ``legs`` ready at the same moment appended in
-    its entry (one append for both)."""
+    its entry (one append for both). The line and its bus event go to Redis together, not one after the
+    other: a caller's ENTERQUEUE and OFFER lines stand between its enqueue and its agent's phone ringing,
+    and under load each append waits for the batch before it (bench/RESULTS.md, "Session 7")."""
+    pushed = schema.from_queue_log(ev.event, ev.call_id, ev.queue, ev.agent_id, ev.data, ev.ts)
+    published = None if pushed is None else asyncio.ensure_future(
+        bus.publish(cdr.redis, cdr.prefix, {**pushed, **(push or {})}))
     try:
         await cdr.write(ev, *legs)
     except Exception:
         log.exception("queue event not recorded", call_id=ev.call_id, queue_event=ev.event)
-    pushed = schema.from_queue_log(ev.event, ev.call_id, ev.queue, ev.agent_id, ev.data, ev.ts)
-    if pushed is not None:
-        await bus.publish(cdr.redis, cdr.prefix, {**pushed, **(push or {})})
+    if published is not None:
+        await published
 
 
 async def leg_record(cdr: CdrBuffer, rec: LegRecord) -> None:
