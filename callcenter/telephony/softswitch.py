@@ -247,6 +247,7 @@ class PjSoftswitch:
         self._music: dict[str, pj.AudioMediaPlayer] = {}
         self._pump_handle: asyncio.TimerHandle | None = None
         self._sip_fd: int | None = None   # the SIP ioqueue's epoll fd, watched by the loop's selector
+        self._transports: list[int] = []  # pjsua transport ids, in sip.transports order
         self._gc_handle: asyncio.TimerHandle | None = None
         self._writer = _LogWriter()
         self.tasks = TaskSet()
@@ -291,7 +292,7 @@ class PjSoftswitch:
                 tcfg.publicAddress = s.public_address
             ttype = pj.PJSIP_TRANSPORT_UDP if kind == "udp" else pj.PJSIP_TRANSPORT_TCP
             try:
-                self.ep.transportCreate(ttype, tcfg)
+                self._transports.append(self.ep.transportCreate(ttype, tcfg))
             except pj.Error as exc:
                 raise TelephonyError(f"cannot listen on {kind} {s.bind}:{s.port}: {exc.reason}") from None
         self.ep.libStart()
@@ -369,6 +370,11 @@ class PjSoftswitch:
             cfg.mediaConfig.transportConfig.portRange = span
             # An answer listing several codecs would otherwise trigger a re-INVITE to lock one.
             cfg.mediaConfig.lockCodecEnabled = False
+            if len(self._transports) == 1:
+                # The one transport every call uses: its address goes in Contact and Via as it is, where an
+                # account free to pick opens, connects and closes a socket per call to ask the kernel which
+                # interface leads to the peer (pjsip get_net_interface: ~2% of the loop thread at 200 calls/s).
+                cfg.sipConfig.transportId = self._transports[0]
             if s.bind and s.bind not in ("0.0.0.0", "::"):
                 # RTP on the address SIP listens on; also what the SDP offers when there is no public
                 # address, instead of pjsua asking the kernel for the host's address for every call
