@@ -375,11 +375,6 @@ class PjSoftswitch:
                 # account free to pick opens, connects and closes a socket per call to ask the kernel which
                 # interface leads to the peer (pjsip get_net_interface: ~2% of the loop thread at 200 calls/s).
                 cfg.sipConfig.transportId = self._transports[0]
-            if s.bind and s.bind not in ("0.0.0.0", "::"):
-                # RTP on the address SIP listens on; also what the SDP offers when there is no public
-                # address, instead of pjsua asking the kernel for the host's address for every call
-                # (getifaddrs: ~2% of the loop thread at 150 calls/s, bench/RESULTS.md "Session 7").
-                cfg.mediaConfig.transportConfig.boundAddress = s.bind
             if s.public_address:
                 cfg.mediaConfig.transportConfig.publicAddress = s.public_address
             acc = _Account(self)
