@@ -30,13 +30,18 @@ MAX_NOTES = 2000
 def install_routes(router: HttpRouter, settings: WrapupSettings, live: LiveCalls, cdr: CdrBuffer,
                    store: SqlStore | None) -> None:
     async def whose(call_id: str) -> tuple[str | None, str | None, str | None]:
-        """The call's agent, queue and campaign: from the live record, else the stored CDR."""
-        rec: CallRecord | None = live.records.get(call_id)
+        """The call's agent, queue and campaign: from its record here (up, or among the last ended), else the
+        stored CDR."""
+        rec: CallRecord | None = live.find(call_id)
         if rec is None and store is not None:
             try:
                 rec = await asyncio.to_thread(store.get_call, call_id)
             except StoreUnavailable as exc:
                 raise HttpError(503, f"CDR store unavailable: {exc}") from None
+            if rec is not None and rec.end is None:
+                # Gone from the live calls, its final snapshot not in the store yet (the CDR writer brings it
+                # within a round and its linger): an earlier one may name no agent yet. The desk tries again.
+                rec = None
         if rec is None:
             raise HttpError(409, "no such call stored yet; try again in a moment")
         return rec.agent_id, rec.queue, rec.campaign

@@ -60,7 +60,7 @@ class InboundCalls:
             with contextlib.suppress(Exception):
                 await leg.hangup(500)
         finally:
-            self.live.records.pop(leg.id, None)
+            self.live.end(leg.id)
             _IN_PROGRESS.dec()
             structlog.contextvars.unbind_contextvars("call_id")
         info = await leg.wait_ended()

@@ -94,7 +94,7 @@ class OutboundCalls:
         try:
             info = await leg.wait_ended()
         finally:
-            self.live.records.pop(leg.id, None)
+            self.live.end(leg.id)
         rec.end = time.time()
         if rec.hangup_side is None:
             rec.hangup_side = hangup_side(info)

@@ -14,6 +14,7 @@ while Redis is away).
 from __future__ import annotations
 
 import asyncio
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,10 +31,28 @@ log = logs.get("calls")
 FlowEvents = list[tuple[str, dict[str, Any]]]
 
 
+ENDED_KEPT = 1000    # records of the calls that ended last on this worker, kept for what follows a call at once
+
+
 @dataclass
 class LiveCalls:
     records: dict[str, CallRecord] = field(default_factory=dict)   # call id -> its CDR while it lasts
     events: dict[str, FlowEvents] = field(default_factory=dict)    # call id -> its flow's events
+    ended: OrderedDict[str, CallRecord] = field(default_factory=OrderedDict)   # the last ENDED_KEPT ended, newest last
+
+    def end(self, call_id: str) -> None:
+        """The call is over: its record leaves the live calls and joins the last ones that ended here. What follows
+        a call at once (its agent's wrap-up, a second after the hangup) finds it there while the call's final CDR
+        is still on its way to the store (the CDR writer brings it within a round and its linger)."""
+        rec = self.records.pop(call_id, None)
+        if rec is not None:
+            self.ended[call_id] = rec
+            if len(self.ended) > ENDED_KEPT:
+                self.ended.popitem(last=False)
+
+    def find(self, call_id: str) -> CallRecord | None:
+        """The record of a call up here, or of one of the last that ended here."""
+        return self.records.get(call_id) or self.ended.get(call_id)
 
     def note(self, event: str, data: dict[str, Any]) -> str | None:
         """Remember a flow's event for its call's disposition; the call id is the one bound for logging
