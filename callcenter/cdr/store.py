@@ -244,7 +244,6 @@ class SqlStore:
     """Shared logic; subclasses provide ``_conn`` handling and the dialect bits below."""
 
     placeholder = "?"
-    _marked: set[float]       # apply's transaction's dirty rollup buckets (one MARK_DIRTY each)
     real_type = "REAL"
     int_type = "INTEGER"
     bigint_type = "INTEGER"
@@ -305,15 +304,15 @@ class SqlStore:
         n = 0
         legs: list[list[Any]] = []
         events: list[list[Any]] = []
+        marked: set[float] = set()    # rollup buckets marked dirty in this transaction (one MARK_DIRTY each)
         with self._transaction():
-            self._marked = set()    # rollup buckets marked dirty in this transaction
             for kind, payload in batch:
                 if kind == "leg":
                     legs.append(leg_row(payload))
                 elif kind == "event":
                     events.append(event_row(payload))
                 else:
-                    self._apply_one(kind, payload, events)
+                    self._apply_one(kind, payload, events, marked)
                 n += 1
             if legs:
                 self._execute_many(self._sql(LEG_UPSERT), legs)
@@ -321,15 +320,15 @@ class SqlStore:
                 self._execute_many(self._sql(EVENT_INSERT), events)
         return n
 
-    def _apply_one(self, kind: str, payload: dict[str, Any], events: list[list[Any]]) -> None:
+    def _apply_one(self, kind: str, payload: dict[str, Any], events: list[list[Any]], marked: set[float]) -> None:
         if kind == "call":
             row = call_row(payload)
-            self._link_contact(row[0], self._execute(self._sql(CALL_UPSERT), row).fetchone())
+            self._link_contact(row[0], self._execute(self._sql(CALL_UPSERT), row).fetchone(), marked)
         elif kind == "disp":
             row = disp_row(payload)
             self._execute(self._sql(DISP_UPSERT), row)
             start = self._execute(self._sql(CALL_START), [row[0]]).fetchone()
-            self._mark_dirty(start[0] if start else None)
+            self._mark_dirty(start[0] if start else None, marked)
             # The queue log records the disposition too; a deterministic id keeps a replay a no-op.
             call_id, code, resolved, ts, agent_id = row
             data = {"code": code, "resolved": None if resolved is None else bool(resolved)}
@@ -339,28 +338,29 @@ class SqlStore:
         else:
             raise ValueError(f"unknown CDR entry kind {kind!r}")
 
-    def _mark_dirty(self, start: float | None) -> None:
+    def _mark_dirty(self, start: float | None, marked: set[float]) -> None:
+        """The rollup bucket of a call starting at ``start`` is dirty; ``marked``: those its transaction marked."""
         if start is None:
             return
         bucket = float(int(start // ROLLUP_SECONDS) * ROLLUP_SECONDS)
-        if bucket not in self._marked:
-            self._marked.add(bucket)
+        if bucket not in marked:
+            marked.add(bucket)
             self._execute(self._sql(MARK_DIRTY), [bucket])
 
-    def _link_contact(self, call_id: str, row: tuple[Any, ...] | None) -> None:
+    def _link_contact(self, call_id: str, row: tuple[Any, ...] | None, marked: set[float]) -> None:
         """A call's upserted ``row`` (CONTACT_COLUMNS): its rollup bucket marked dirty, its FCR successor and
         its predecessor's linked."""
         if not row:
             return
         cust_key, queue, start, direction = row
-        self._mark_dirty(start)
+        self._mark_dirty(start, marked)
         if not cust_key or not queue or start is None or direction != "inbound":
             return
         self._execute(self._sql(NEXT_CONTACT_SELF), [cust_key, queue, start, call_id])
         prev = self._execute(self._sql(PREV_CONTACT), [cust_key, queue, start]).fetchone()
         if prev and (prev[2] is None or prev[2] > start):
             self._execute(self._sql(SET_NEXT_CONTACT), [start, prev[0]])
-            self._mark_dirty(prev[1])
+            self._mark_dirty(prev[1], marked)
 
     def put_call(self, rec: CallRecord) -> None:
         self.apply([("call", rec.to_dict())])
