@@ -49,6 +49,7 @@ sys.path.insert(0, str(REPO))
 os.environ.setdefault("WORKER_BASE_PORT", "7160")
 
 import sipp  # noqa: E402 - tests/ helpers
+from rtp_pcap import rtp_payloads  # noqa: E402 - tests/ helpers
 from worker_proc import METRICS_TOKEN, WorkerProc, flush, new_worker  # noqa: E402
 
 from callcenter.cdr.writer import open_store  # noqa: E402
@@ -58,6 +59,7 @@ FLOWS = REPO / "bench" / "flows"
 MAX_FAILED = 0.005
 POOL_QUERY = os.environ.get("BENCH_REDIS_QUERY", "")
 SCRAPE = False   # --scrape
+CALLERS = "pcap"  # --callers: how IVR callers send their speech (see ivr_callers)
 OVERLOAD = 0.0   # --overload: offered load factor; callers take a 503 + Retry-After as a clean refusal
 CAPACITY = ""    # --capacity: the worker's capacity section (YAML flow mapping body)
 CDR_WRITER = "worker"   # --cdr-writer: "worker" (cdr.writer: true, in the worker's loop) or "process" (its own)
@@ -378,16 +380,37 @@ def run_sipp(run: sipp.Sipp, meter: CpuMeter, wall_limit: float, window: tuple[f
     return peak
 
 
+def speech_file() -> Path:
+    """sipp's g711a.pcap speech as a raw a-law file (7 s), for callers that stream it with rtp_stream."""
+    path = Path(tempfile.gettempdir()) / "callcenter-bench-speech.alaw"
+    if not path.exists():
+        path.write_bytes(b"".join(rtp_payloads(sipp.PCAP_DIR / "g711a.pcap")))
+    return path
+
+
 def ivr_callers(target: str, n: int, hold_s: float, ramp: float | None = None) -> tuple[sipp.Sipp, int, float, float]:
     """Start the n callers of an IVR level (also run against Asterisk by bench/vs_asterisk.py).
-    Returns (sipp, digits each caller presses, new calls/s, seconds the first caller stays)."""
+    Returns (sipp, digits each caller presses, new calls/s, seconds the first caller stays).
+    Each caller speaks (sipp's g711a.pcap) and presses 1 every ~6 s. CALLERS "pcap" (issue 11's scenario):
+    the capture replayed each cycle with play_pcap_audio and the key as an RFC 2833 pcap. play_pcap_audio
+    holds a raw socket per playing caller, and the kernel walks all of them for every UDP packet delivered
+    on the host, a cost charged to whoever sends (bench/raw_socket_cost.py: ~7 us a packet at 1000 raw
+    sockets). CALLERS "stream": the same speech from sipp's media port by rtp_stream (ordinary UDP, 20 ms
+    packets, looped), as callers arriving over a network would cost, and the key as a SIP INFO: an RFC 2833
+    pcap cannot carry the stream's per-call SSRC, sequence and timestamp, and Asterisk's RFC 4733 reader
+    then spins (83% CPU at 100 calls against 27% with INFO keys; RESULTS "Session 8")."""
     rate = ramp or max(10.0, n / 10)
     total = n / rate + hold_s                # every caller stays until the last has been up hold_s
     steps: list[tuple] = [("pause", 500)]
+    if CALLERS == "stream":
+        steps.append(("stream", str(speech_file())))
     digits = 0
     elapsed = 0.5
     while elapsed < total:
-        steps += [("audio",), ("pause", 4800), ("dtmf", "1"), ("pause", 800)]
+        if CALLERS == "stream":
+            steps += [("pause", 4800), ("info", "1"), ("pause", 850)]
+        else:
+            steps += [("audio",), ("pause", 4800), ("dtmf", "1"), ("pause", 800)]
         digits += 1
         elapsed += 4.8 + 0.25 + 0.8
     steps.append(("hangup",))
@@ -522,13 +545,17 @@ def main() -> int:
     ap.add_argument("--overload", type=float, default=0.0,
                     help="offer this many times each level (1.5: 1500 callers at level 1000, 225/s at 150); "
                          "a 503 with Retry-After counts as a clean refusal")
+    ap.add_argument("--callers", choices=["pcap", "stream"], default="pcap",
+                    help="how IVR callers send speech: replay g711a.pcap through a raw socket each "
+                         "(play_pcap_audio, issue 11's scenario) or stream it from sipp's media port (rtp_stream)")
     args = ap.parse_args()
     ivr_levels = [int(x) for x in (args.ivr_levels or ("20,50" if args.quick else "100,200,400,600,800,1000")).split(",")]
     cps_levels = [float(x) for x in (args.cps_levels or ("10,20" if args.quick else "25,50,100,125,150")).split(",")]
     hold = args.hold or (6 if args.quick else 20)
     seconds = args.seconds or (10 if args.quick else 30)
-    global SCRAPE, KEEP, OVERLOAD, CAPACITY, CDR_WRITER
+    global SCRAPE, KEEP, OVERLOAD, CAPACITY, CDR_WRITER, CALLERS
     SCRAPE, KEEP, OVERLOAD, CAPACITY, CDR_WRITER = args.scrape, args.keep, args.overload, args.capacity, args.cdr_writer
+    CALLERS = args.callers
     if OVERLOAD:
         ivr_levels = [round(n * OVERLOAD) for n in ivr_levels]
         cps_levels = [c * OVERLOAD for c in cps_levels]

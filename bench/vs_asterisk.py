@@ -18,7 +18,7 @@ Target CPU% = utime+stime from /proc of all the target's processes (worker + its
 over the steady window (ivr: every caller up; cps: 3 s to the end of sending), 100% = one core. RSS = peak
 of their sum; MB/call = (peak RSS - RSS before the level) / calls. sipp's CPU (same two cores) is shown.
 
-Run: .venv/bin/python bench/vs_asterisk.py [--quick] [--only ivr|cps] [--targets asterisk,worker]
+Run: .venv/bin/python bench/vs_asterisk.py [--quick] [--only ivr|cps] [--targets asterisk,worker] [--callers pcap|stream]
      [--ivr-levels 500,800,1000] [--cps-levels 25,50,75,100,125,150,200,250] [--hold 40] [--seconds 30]
 """
 
@@ -381,6 +381,10 @@ def main() -> int:
     ap.add_argument("--agents", type=int, default=400)
     ap.add_argument("--keep-going", action="store_true", help="run a target's next calls/s level after a failed one")
     ap.add_argument("--keep", action="store_true", help="keep the targets' directories (logs, CDRs, configs)")
+    ap.add_argument("--callers", choices=["pcap", "stream"], default="pcap",
+                    help="how IVR callers send speech: g711a.pcap through a raw socket each (play_pcap_audio, "
+                         "issue 11's scenario) or the same speech from sipp's media port (rtp_stream); see "
+                         "sip_bench.ivr_callers")
     ap.add_argument("--cdr-writer", choices=["worker", "process"], default="worker",
                     help="the workers' CDR writer in their loop (cdr.writer: true) or a `callcenter cdr-writer` "
                          "process each (its CPU and memory counted in the worker target's)")
@@ -392,6 +396,7 @@ def main() -> int:
     targets = args.targets.split(",")
     sb.KEEP = args.keep
     sb.CDR_WRITER = args.cdr_writer
+    sb.CALLERS = args.callers
     sb.raise_nofile()
     prefix = build() if "asterisk" in targets else Path()
     print(f"machine: {os.cpu_count()} cores, busy {sb.machine_busy():.2f} cores before the run; load "

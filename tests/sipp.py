@@ -174,6 +174,10 @@ Content-Length: 0
                         f'</action></nop>\n<pause milliseconds="250"/>\n')
         elif kind == "audio":
             body.append(f'<nop><action><exec play_pcap_audio="{PCAP_DIR}/g711a.pcap"/></action></nop>\n')
+        elif kind == "stream":
+            # a-law from sipp's media port by its rtp_stream (ordinary UDP, 20 ms packets, looped until the
+            # call ends), where play_pcap_audio holds a raw socket per playing caller.
+            body.append(f'<nop><action><exec rtp_stream="{step[1]},-1,8"/></action></nop>\n')
         elif kind == "tone":
             body.append(f'<nop><action><exec play_pcap_audio="{next(tone)}"/></action></nop>\n')
         elif kind == "info":
@@ -609,7 +613,8 @@ def caller(target: str, steps: list[tuple], number: str = "0901234567", service:
     """Start sipp calling target ('127.0.0.1:5060') `calls` times with the given steps, from local_ip
     (any 127.x address is this host), with extra INVITE headers ('P-Asserted-Identity: <sip:...>').
     busy_ok: a 503 with Retry-After also ends a call successfully (see Sipp.refused()).
-    media_port: the RTP port its offer names instead of its own (a test listening there)."""
+    media_port: the RTP port its offer names instead of its own (a test listening there).
+    Steps also take ("stream", path): sipp's rtp_stream plays an a-law file in a loop until the call ends."""
     workdir = Path(tempfile.mkdtemp(prefix="sipp-caller-"))
     pcaps = write_dtmf_pcaps(workdir, [s[1] for s in steps if s[0] == "dtmf"])
     xml = _caller_xml(steps, number, codecs, expect_code, pcaps, headers, busy_ok, media_port,

@@ -12,7 +12,7 @@ import pytest
 import sipp
 
 STEPS = [("pause", 100), ("dtmf", "1"), ("info", "2"), ("info", "3", 403, "sip:x@127.0.0.1:9"), ("audio",),
-         ("refer", "sip:1002@127.0.0.1", 202), ("replaces", 403)]
+         ("stream", "/tmp/speech.alaw"), ("refer", "sip:1002@127.0.0.1", 202), ("replaces", 403)]
 ENDINGS = [("hangup",), ("wait_bye", 3000), ("referred", 20000)]
 
 
@@ -68,3 +68,25 @@ def test_every_answer_is_built_by_reply() -> None:
     for path in Path(__file__).parent.glob("*.py"):
         if path.name != Path(__file__).name:
             assert not re.search(r"CDATA\[\s*SIP/2\.0 \d", path.read_text()), path.name
+
+
+def test_a_streaming_caller_loops_its_file_as_alaw_from_its_media_port() -> None:
+    xml = sipp._caller_xml([("stream", "/tmp/speech.alaw"), ("hangup",)], "0901", "8 0", 200)
+    actions = [e.get("rtp_stream") for e in ET.fromstring(xml).iter("exec")]
+    assert actions == ["/tmp/speech.alaw,-1,8"]   # looped until the call ends, payload type 8 (PCMA)
+    assert "m=audio [media_port] " in xml         # the port sipp's rtp_stream sends from
+
+
+def test_rtp_payloads_reads_sipps_speech_capture(tmp_path: Path) -> None:
+    from rtp_pcap import rtp_payloads, write_rtp_pcap
+
+    shipped = sipp.PCAP_DIR / "g711a.pcap"
+    if shipped.exists():                           # sip-tester's capture: 7 s of a-law in 30 ms packets
+        payloads = rtp_payloads(shipped)
+        assert len(payloads) == 236 and {len(p) for p in payloads} == {240}
+    ours = write_rtp_pcap(tmp_path / "three.pcap", [bytes([n]) * 160 for n in range(3)], pt=8)
+    assert rtp_payloads(ours) == [bytes([n]) * 160 for n in range(3)]
+    zeros = tmp_path / "zeros.pcap"
+    zeros.write_bytes(bytes(24))
+    with pytest.raises(ValueError, match="not a little-endian Ethernet pcap"):
+        rtp_payloads(zeros)
