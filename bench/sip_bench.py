@@ -49,7 +49,7 @@ sys.path.insert(0, str(REPO))
 os.environ.setdefault("WORKER_BASE_PORT", "7160")
 
 import sipp  # noqa: E402 - tests/ helpers
-from rtp_pcap import rtp_payloads  # noqa: E402 - tests/ helpers
+from tones import read_pcap_rtp  # noqa: E402 - tests/ helpers
 from worker_proc import METRICS_TOKEN, WorkerProc, flush, new_worker  # noqa: E402
 
 from callcenter.cdr.writer import open_store  # noqa: E402
@@ -383,8 +383,10 @@ def run_sipp(run: sipp.Sipp, meter: CpuMeter, wall_limit: float, window: tuple[f
 def speech_file() -> Path:
     """sipp's g711a.pcap speech as a raw a-law file (7 s), for callers that stream it with rtp_stream."""
     path = Path(tempfile.gettempdir()) / "callcenter-bench-speech.alaw"
-    if not path.exists():
-        path.write_bytes(b"".join(rtp_payloads(sipp.PCAP_DIR / "g711a.pcap")))
+    if not path.exists():                   # written whole, then renamed: two runs may start together
+        part = path.with_suffix(f".{os.getpid()}")
+        part.write_bytes(b"".join(payload for _, payload in read_pcap_rtp(sipp.PCAP_DIR / "g711a.pcap")))
+        part.replace(path)
     return path
 
 

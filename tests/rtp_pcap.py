@@ -71,19 +71,3 @@ def write_dtmf_pcaps(directory: Path, digits: list[str], ssrc: int = 0x1234ABCD,
         files.append(path)
     return files
 
-
-def rtp_payloads(path: Path) -> list[bytes]:
-    """The RTP payloads of an Ethernet pcap of IPv4/UDP/RTP packets, in capture order (sipp's g711a.pcap:
-    236 packets of 240 bytes of a-law speech)."""
-    data = path.read_bytes()
-    if struct.unpack("<I", data[:4])[0] != 0xA1B2C3D4 or struct.unpack("<I", data[20:24])[0] != 1:
-        raise ValueError(f"{path}: not a little-endian Ethernet pcap")
-    out, off = [], 24
-    while off + 16 <= len(data):
-        length = struct.unpack("<I", data[off + 8:off + 12])[0]
-        frame = data[off + 16:off + 16 + length]
-        off += 16 + length
-        ip = frame[14:]
-        rtp = ip[(ip[0] & 0x0F) * 4 + 8:]
-        out.append(rtp[12 + 4 * (rtp[0] & 0x0F):])
-    return out

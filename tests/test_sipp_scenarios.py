@@ -77,16 +77,17 @@ def test_a_streaming_caller_loops_its_file_as_alaw_from_its_media_port() -> None
     assert "m=audio [media_port] " in xml         # the port sipp's rtp_stream sends from
 
 
-def test_rtp_payloads_reads_sipps_speech_capture(tmp_path: Path) -> None:
-    from rtp_pcap import rtp_payloads, write_rtp_pcap
+def test_read_pcap_rtp_reads_sipps_speech_capture(tmp_path: Path) -> None:
+    from rtp_pcap import write_rtp_pcap
+    from tones import read_pcap_rtp
 
     shipped = sipp.PCAP_DIR / "g711a.pcap"
     if shipped.exists():                           # sip-tester's capture: 7 s of a-law in 30 ms packets
-        payloads = rtp_payloads(shipped)
-        assert len(payloads) == 236 and {len(p) for p in payloads} == {240}
+        packets = read_pcap_rtp(shipped)
+        assert len(packets) == 236 and {len(p) for _, p in packets} == {240} and {pt for pt, _ in packets} == {8}
     ours = write_rtp_pcap(tmp_path / "three.pcap", [bytes([n]) * 160 for n in range(3)], pt=8)
-    assert rtp_payloads(ours) == [bytes([n]) * 160 for n in range(3)]
+    assert read_pcap_rtp(ours) == [(8, bytes([n]) * 160) for n in range(3)]
     zeros = tmp_path / "zeros.pcap"
     zeros.write_bytes(bytes(24))
     with pytest.raises(ValueError, match="not a little-endian Ethernet pcap"):
-        rtp_payloads(zeros)
+        read_pcap_rtp(zeros)

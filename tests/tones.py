@@ -136,8 +136,11 @@ def write_tone_pcap(path: Path, hz: float, ms: int, pt: int = PCMA, amplitude: f
 
 
 def read_pcap_rtp(path: Path) -> list[tuple[int, bytes]]:
-    """(payload type, payload) of every RTP packet of a pcap written by rtp_pcap (Ethernet, IPv4, UDP)."""
+    """(payload type, payload) of every RTP packet of a little-endian Ethernet pcap of IPv4/UDP/RTP, as
+    rtp_pcap writes them and as sip-tester ships g711a.pcap (236 packets of 240 bytes of a-law speech)."""
     data = path.read_bytes()
+    if len(data) < 24 or struct.unpack("<I", data[:4])[0] != 0xA1B2C3D4 or struct.unpack("<I", data[20:24])[0] != 1:
+        raise ValueError(f"{path}: not a little-endian Ethernet pcap")
     out, pos = [], 24
     while pos + 16 <= len(data):
         _, _, incl, _ = struct.unpack("<IIII", data[pos:pos + 16])
